@@ -1,0 +1,57 @@
+"""The cross-agency citizen service platform: application factory."""
+
+import logging
+
+from flask import Flask
+from flask_appbuilder import AppBuilder
+
+from app.extensions import db, mail, migrate
+from app.lib import fieldcrypt
+from app.lib.logging import install_personal_data_filter
+
+
+def create_app(config: object | str = "config.Config") -> Flask:
+    app = Flask(__name__)
+    app.config.from_object(config)
+    install_personal_data_filter()
+    fieldcrypt.configure(app.config["FIELD_ENCRYPTION_KEYS"])
+    logging.getLogger("flask_appbuilder").setLevel(logging.WARNING)
+
+    if app.config.get("TRUSTED_PROXIES"):
+        from werkzeug.middleware.proxy_fix import ProxyFix
+
+        n = app.config["TRUSTED_PROXIES"]
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=n, x_proto=n, x_host=n)
+
+    db.init_app(app)
+    mail.init_app(app)
+
+    migrate.init_app(app, db, directory=str(_migrations_dir()), render_as_batch=True)
+
+    with app.app_context():
+        from app import models  # noqa: F401  (register every table)
+        from app.services import audit
+        from app.views import register_views
+
+        audit.install_session_hooks(db.session)
+        appbuilder = AppBuilder(indexview=_index_view())
+        appbuilder.init_app(app, db.session)
+        register_views(appbuilder)
+
+    from app import cli, web
+
+    cli.register(app)
+    web.register(app)
+    return app
+
+
+def _migrations_dir():
+    from pathlib import Path
+
+    return Path(__file__).resolve().parent.parent / "migrations"
+
+
+def _index_view():
+    from app.views.home import HomeView
+
+    return HomeView

@@ -1,0 +1,76 @@
+"""Command-line operations: flask audit|outbox|roles|seed ..."""
+
+import sys
+import time
+
+import click
+from flask import current_app
+from flask.cli import AppGroup
+
+from app.extensions import db
+
+audit_cli = AppGroup("audit", help="Audit trail.")
+outbox_cli = AppGroup("outbox", help="Mail outbox.")
+roles_cli = AppGroup("roles", help="Roles and their permission sets.")
+seed_cli = AppGroup("seed", help="Demo data.")
+
+
+@audit_cli.command("verify")
+def audit_verify():
+    """Recompute the hash chain; exit 1 naming the first broken row."""
+    from app.services.audit import verify
+
+    with db.engine.connect() as conn:
+        result = verify(conn)
+    if result.ok:
+        click.echo(f"audit chain OK: {result.checked} events verified")
+        return
+    row = f"seq {result.bad_seq}" + (f" (id {result.bad_id})" if result.bad_id else "")
+    click.echo(f"audit chain BROKEN at {row}: {result.reason}", err=True)
+    sys.exit(1)
+
+
+@outbox_cli.command("work")
+@click.option("--loop/--once", default=False, help="Keep polling (default: one round).")
+def outbox_work(loop):
+    """Send queued e-mails over SMTP."""
+    from app.services.outbox import work_once
+
+    poll = current_app.config["OUTBOX_POLL_SECONDS"]
+    while True:
+        counts = work_once(db.session)
+        if counts["sent"] or counts["retried"] or counts["failed"] or not loop:
+            click.echo("sent {sent}, retried {retried}, failed {failed}".format(**counts))
+        if not loop:
+            return
+        time.sleep(poll)
+
+
+@roles_cli.command("sync")
+@click.option("--reset", is_flag=True, help="Drop permissions not in the table.")
+def roles_sync(reset):
+    """Create or update the platform roles and their permission sets."""
+    from app.services.roles import ROLE_PERMISSIONS, sync_roles
+
+    sm = current_app.appbuilder.sm
+    # Roles first: FAB grants every new permission to the Admin role as it goes.
+    for name in [*ROLE_PERMISSIONS, sm.auth_role_public]:
+        sm.find_role(name) or sm.add_role(name)
+    current_app.appbuilder.add_permissions(update_perms=True)
+    counts = sync_roles(sm, reset=reset)
+    for name, n in counts.items():
+        click.echo(f"{name}: {n} permissions")
+
+
+@seed_cli.command("demo")
+def seed_demo_cmd():
+    """Create the demo agencies and accounts (idempotent)."""
+    from app.services.seed import seed_demo
+
+    result = seed_demo(current_app.appbuilder.sm, db.session, current_app.config["DEMO_PASSWORD"])
+    click.echo(f"agencies: {result['agencies']}; accounts created: {', '.join(result['accounts_created']) or 'none'}")
+
+
+def register(app) -> None:
+    for group in (audit_cli, outbox_cli, roles_cli, seed_cli):
+        app.cli.add_command(group)

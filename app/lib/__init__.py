@@ -1,0 +1,1 @@
+"""Small helpers with no app state, shared by models and services."""

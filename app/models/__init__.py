@@ -1,0 +1,5 @@
+"""Platform tables, one module per domain. Importing this registers them all."""
+
+from app.models.audit import AuditEvent, AuditHead  # noqa: F401
+from app.models.org import Agency, PlatformUser  # noqa: F401
+from app.models.outbox import OutboxMessage  # noqa: F401

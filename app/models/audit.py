@@ -1,0 +1,43 @@
+"""The audit trail: one hash-chained row per user action."""
+
+import datetime
+
+from flask_appbuilder import Model
+from sqlalchemy import Column, DateTime, Integer, String, Text
+
+
+class AuditEvent(Model):
+    """Who did what, when, from where, to which object; never personal data values.
+
+    ``hash`` = SHA-256 over this row's content and ``prev_hash``; ``seq`` runs
+    1, 2, 3... without gaps, so an edited, deleted or reordered row breaks
+    the chain at that row.
+    """
+
+    __tablename__ = "audit_event"
+
+    id = Column(Integer, primary_key=True)
+    seq = Column(Integer, nullable=False, unique=True)
+    at = Column(DateTime, nullable=False, default=datetime.datetime.utcnow, index=True)
+    actor_id = Column(Integer, index=True)
+    actor = Column(String(128))
+    agency_code = Column(String(20), index=True)
+    client_ip = Column(String(45))
+    action = Column(String(40), nullable=False, index=True)
+    object_type = Column(String(60), index=True)
+    object_id = Column(String(64))
+    fields = Column(Text)  # comma-separated names of changed fields
+    outcome = Column(String(20), nullable=False, default="ok")
+    detail = Column(Text)  # JSON, no personal data
+    prev_hash = Column(String(64), nullable=False)
+    hash = Column(String(64), nullable=False)
+
+
+class AuditHead(Model):
+    """The chain's tip; its row lock serialises writers across processes."""
+
+    __tablename__ = "audit_head"
+
+    id = Column(Integer, primary_key=True)
+    seq = Column(Integer, nullable=False, default=0)
+    hash = Column(String(64), nullable=False)

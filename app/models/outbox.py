@@ -1,0 +1,29 @@
+"""The mail outbox: messages written in the transaction that causes them."""
+
+import datetime
+
+from flask_appbuilder import Model
+from sqlalchemy import Column, DateTime, Integer, String
+
+from app.lib.fieldcrypt import EncryptedText
+
+QUEUED, SENDING, SENT, FAILED = "queued", "sending", "sent", "failed"
+
+
+class OutboxMessage(Model):
+    __tablename__ = "outbox_message"
+
+    id = Column(Integer, primary_key=True)
+    created_at = Column(DateTime, nullable=False, default=datetime.datetime.utcnow)
+    recipient = Column(String(320), nullable=False)
+    subject = Column(String(255), nullable=False)
+    body = Column(EncryptedText, nullable=False)  # may name the citizen
+    # What caused it (e.g. "case:1151126-0001"), for the admin screen.
+    topic = Column(String(120))
+    status = Column(String(10), nullable=False, default=QUEUED, index=True)
+    attempts = Column(Integer, nullable=False, default=0)
+    next_attempt_at = Column(DateTime, nullable=False, default=datetime.datetime.utcnow, index=True)
+    claimed_at = Column(DateTime)
+    sent_at = Column(DateTime)
+    last_error = Column(String(500))
+    message_id = Column(String(200), unique=True)

@@ -1,0 +1,1 @@
+"""Domain rules. No Flask request objects here: views pass what is needed."""

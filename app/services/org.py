@@ -1,0 +1,51 @@
+"""Organisation rules: agencies and users."""
+
+from __future__ import annotations
+
+import re
+
+from flask_babel import lazy_gettext as _l
+from sqlalchemy import func, select
+
+from app.models.org import AGENCY_KINDS, Agency, PlatformUser
+from app.services.errors import InvalidInput
+from app.services.roles import check_separation_of_duties
+
+_CODE = re.compile(r"^[A-Z0-9][A-Z0-9_-]{1,19}$")
+_EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+# Roles whose work is always on behalf of one agency.
+AGENCY_ROLES = {"Clerk", "Notifier", "Supervisor", "Handler", "Transferor"}
+
+
+def validate_agency(session, agency: Agency) -> None:
+    """Raise InvalidInput for a malformed or duplicate agency."""
+    agency.code = (agency.code or "").strip().upper()
+    agency.name = (agency.name or "").strip()
+    if not _CODE.match(agency.code):
+        raise InvalidInput(_l("Agency code must be 2-20 letters, digits, '-' or '_'."))
+    if not agency.name:
+        raise InvalidInput(_l("Agency name is required."))
+    if agency.kind not in AGENCY_KINDS:
+        raise InvalidInput(_l("Unknown agency kind."))
+    if agency.email and not _EMAIL.match(agency.email):
+        raise InvalidInput(_l("The e-mail address is not valid."))
+    for column, value, message in (
+        (Agency.code, agency.code, _l("Agency code %(value)s is already used by another agency.")),
+        (Agency.name, agency.name, _l("Agency name %(value)s is already used by another agency.")),
+    ):
+        with session.no_autoflush:
+            clash = session.execute(
+                select(Agency.id).where(func.upper(column) == value.upper(), Agency.id != (agency.id or -1))
+            ).first()
+        if clash:
+            raise InvalidInput(message, value=value)
+
+
+def validate_user(session, user: PlatformUser) -> None:
+    """Separation of duties, and an agency for roles that act for one."""
+    names = {r.name for r in (user.roles or [])}
+    check_separation_of_duties(names)
+    if names & AGENCY_ROLES and user.agency is None and user.agency_id is None:
+        raise InvalidInput(_l("Users with an agency role (clerk, notifier, supervisor, handler, transfer officer) must belong to an agency."))
+    if user.email and not _EMAIL.match(user.email):
+        raise InvalidInput(_l("The e-mail address is not valid."))

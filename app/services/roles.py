@@ -1,0 +1,96 @@
+"""Roles, their permission sets, and separation of duties.
+
+A role's permissions are given as (view-or-menu pattern, permission pattern)
+regular expressions over FAB's permission names, as FAB's own FAB_ROLES
+setting does; ``sync_roles`` creates or updates the roles from this table.
+An administrator can still edit any role on FAB's screens afterwards; running
+the command again restores the table's set (it only adds, never removes,
+unless ``reset=True``).
+"""
+
+from __future__ import annotations
+
+import re
+
+from flask_babel import lazy_gettext as _l
+
+from app.services.errors import InvalidInput
+
+ROLE_LABELS = {
+    "Admin": _l("System administrator"),
+    "FormDesigner": _l("Form designer"),
+    "Clerk": _l("Query clerk"),
+    "Notifier": _l("Notification operator"),
+    "Supervisor": _l("Case supervisor"),
+    "Handler": _l("Case handler"),
+    "Transferor": _l("Transfer officer"),
+    "Manager": _l("Business manager"),
+    "Auditor": _l("Auditor"),
+}
+
+# Every signed-in role may see its own profile and change its password.
+_SELF_SERVICE = [
+    (r"^PlatformUserView$", r"^(can_userinfo|userinfoedit|resetmypassword)$"),
+    (r"^ResetMyPasswordView$", r"^can_this_form_(get|post)$"),
+    (r"^UserInfoEditView$", r"^can_this_form_(get|post)$"),
+    (r"^MenuApi$", r"^can_get$"),
+    (r"^HomeView$", r"^can_.*$"),
+]
+_READ_AGENCIES = [(r"^(AgencyView|Agencies)$", r"^(can_list|can_show|menu_access)$")]
+
+ROLE_PERMISSIONS: dict[str, list[tuple[str, str]]] = {
+    # Admin gets everything through AUTH_ROLE_ADMIN; listed here for the menu.
+    "Admin": [(r".*", r".*")],
+    "FormDesigner": _SELF_SERVICE + _READ_AGENCIES,
+    "Clerk": _SELF_SERVICE,
+    "Notifier": _SELF_SERVICE + _READ_AGENCIES,
+    "Supervisor": _SELF_SERVICE,
+    "Handler": _SELF_SERVICE,
+    "Transferor": _SELF_SERVICE + _READ_AGENCIES,
+    "Manager": _SELF_SERVICE + _READ_AGENCIES,
+    "Auditor": _SELF_SERVICE + _READ_AGENCIES + [
+        (r"^(AuditEventView|Audit trail|Audit)$", r"^(can_list|can_show|menu_access)$"),
+        (r"^(AuditEventApi)$", r"^(can_get|can_info)$"),
+        (r"^(PlatformUserView|List Users|Security)$", r"^(can_list|can_show|menu_access)$"),
+    ],
+}
+
+# Auditors are never also administrators or clerks (DOMAIN.md, county practice).
+INCOMPATIBLE = [("Auditor", "Admin"), ("Auditor", "Clerk")]
+
+
+def check_separation_of_duties(role_names) -> None:
+    """Raise InvalidInput when one person would hold incompatible roles."""
+    names = set(role_names)
+    for a, b in INCOMPATIBLE:
+        if a in names and b in names:
+            raise InvalidInput(
+                _l("Separation of duties: one user cannot be both %(a)s and %(b)s."),
+                a=ROLE_LABELS[a],
+                b=ROLE_LABELS[b],
+            )
+
+
+def sync_roles(sm, reset: bool = False) -> dict[str, int]:
+    """Create or update every role of ROLE_PERMISSIONS; return permission counts."""
+    all_pvms = sm.get_all_permissions_views() if hasattr(sm, "get_all_permissions_views") else None
+    pvms = sm.session.query(sm.permissionview_model).all()
+    counts = {}
+    for role_name, patterns in ROLE_PERMISSIONS.items():
+        role = sm.find_role(role_name) or sm.add_role(role_name)
+        compiled = [(re.compile(v), re.compile(p)) for v, p in patterns]
+        wanted = [
+            pvm
+            for pvm in pvms
+            if pvm.view_menu is not None and pvm.permission is not None
+            and any(v.match(pvm.view_menu.name) and p.match(pvm.permission.name) for v, p in compiled)
+        ]
+        current = list(role.permissions) if not reset else []
+        for pvm in wanted:
+            if pvm not in current:
+                current.append(pvm)
+        role.permissions = current
+        counts[role_name] = len(role.permissions)
+    del all_pvms
+    sm.session.commit()
+    return counts

@@ -1,0 +1,88 @@
+"""Demo world seeding (demo and tests only): agencies and demo accounts."""
+
+from __future__ import annotations
+
+from sqlalchemy import select
+
+from app.models.org import Agency
+from app.services import org
+
+COUNTY = "示範縣"
+
+AGENCIES = [
+    # code, name, kind, e-mail
+    ("COUNTY", f"{COUNTY}政府", "county", "it@county.demo.gov.tw"),
+    ("HH-EAST", f"{COUNTY}東區戶政事務所", "household", "hh-east@county.demo.gov.tw"),
+    ("HH-WEST", f"{COUNTY}西區戶政事務所", "household", "hh-west@county.demo.gov.tw"),
+    ("LAND", f"{COUNTY}地政事務所", "land", "land@county.demo.gov.tw"),
+    ("TAX", f"{COUNTY}地方稅務局", "tax", "tax@county.demo.gov.tw"),
+    ("SOCIAL", f"{COUNTY}政府社會處", "social", "social@county.demo.gov.tw"),
+    ("FIRE", f"{COUNTY}消防局", "fire", "fire@county.demo.gov.tw"),
+    ("LABOUR", f"{COUNTY}政府勞工處", "labour", "labour@county.demo.gov.tw"),
+    ("MOTOR", "交通部公路局示範監理站", "motor", "motor@mvdis.demo.gov.tw"),
+    ("TWP-DP", f"{COUNTY}東平鄉公所", "township", "dongping@county.demo.gov.tw"),
+    ("TWP-XL", f"{COUNTY}西林鄉公所", "township", "xilin@county.demo.gov.tw"),
+]
+
+# username, role, agency code, last name, first name, title
+ACCOUNTS = [
+    ("admin", "Admin", "COUNTY", "林", "資訊", "系統管理員"),
+    ("designer", "FormDesigner", "COUNTY", "陳", "表單", "表單設計師"),
+    ("clerk", "Clerk", "TAX", "張", "稅務", "查詢人員"),
+    ("clerk.social", "Clerk", "SOCIAL", "李", "社福", "查詢人員"),
+    ("notifier", "Notifier", "HH-EAST", "黃", "戶政", "通報作業員"),
+    ("supervisor.land", "Supervisor", "LAND", "吳", "地政", "課長"),
+    ("handler.land", "Handler", "LAND", "蔡", "地政", "承辦人"),
+    ("supervisor.tax", "Supervisor", "TAX", "劉", "稅務", "股長"),
+    ("handler.tax", "Handler", "TAX", "楊", "稅務", "承辦人"),
+    ("transfer.social", "Transferor", "SOCIAL", "許", "傳遞", "傳遞承辦人"),
+    ("transfer.tax", "Transferor", "TAX", "鄭", "傳遞", "傳遞承辦人"),
+    ("manager", "Manager", "COUNTY", "謝", "業務", "業務主管"),
+    ("auditor", "Auditor", "COUNTY", "郭", "稽核", "稽核人員"),
+]
+
+
+def seed_agencies(session) -> dict[str, Agency]:
+    by_code = {a.code: a for a in session.execute(select(Agency)).scalars()}
+    for code, name, kind, email in AGENCIES:
+        agency = by_code.get(code)
+        if agency is None:
+            agency = Agency(code=code, name=name, kind=kind, email=email, active=True)
+            org.validate_agency(session, agency)
+            session.add(agency)
+            by_code[code] = agency
+    session.flush()
+    return by_code
+
+
+def seed_accounts(sm, session, agencies: dict[str, Agency], password: str) -> list[str]:
+    created = []
+    for username, role_name, agency_code, last, first, title in ACCOUNTS:
+        if sm.find_user(username=username) is not None:
+            continue
+        role = sm.find_role(role_name)
+        if role is None:
+            raise RuntimeError(f"role {role_name} missing: run 'flask roles sync' first")
+        user = sm.add_user(
+            username=username,
+            first_name=first,
+            last_name=last,
+            email=f"{username}@county.demo.gov.tw",
+            role=role,
+            password=password,
+        )
+        if not user:
+            raise RuntimeError(f"could not create demo account {username}")
+        user.agency = agencies[agency_code]
+        user.title = title
+        org.validate_user(session, user)
+        created.append(username)
+    session.commit()
+    return created
+
+
+def seed_demo(sm, session, password: str) -> dict:
+    agencies = seed_agencies(session)
+    session.commit()
+    created = seed_accounts(sm, session, agencies, password)
+    return {"agencies": len(agencies), "accounts_created": created}

@@ -1,0 +1,55 @@
+"""Shared behaviour of our FAB screens and APIs: validate through a service,
+and turn domain errors into clear messages."""
+
+from flask_appbuilder import ModelRestApi, ModelView
+from flask_babel import lazy_gettext as _l
+from sqlalchemy.exc import IntegrityError
+
+from app.services.errors import DomainError
+
+CONFLICT = _l("This record conflicts with an existing one (a duplicate code, name or e-mail).")
+
+
+class ValidatedMixin:
+    #: service function(session, item) raising DomainError
+    validator = None
+
+    def _validate(self, item):
+        if self.validator is not None:
+            type(self).validator(self.datamodel.session, item)
+
+    def pre_add(self, item):
+        self._validate(item)
+        super().pre_add(item)
+
+    def pre_update(self, item):
+        self._validate(item)
+        super().pre_update(item)
+
+
+class PlatformModelView(ValidatedMixin, ModelView):
+    page_size = 25
+
+
+class PlatformModelApi(ValidatedMixin, ModelRestApi):
+    page_size = 25
+    max_page_size = 100
+
+    def _guard(self, call, *args, **kwargs):
+        try:
+            return call(*args, **kwargs)
+        except DomainError as exc:
+            self.datamodel.session.rollback()
+            return self.response(exc.status, message=str(exc))
+        except IntegrityError:
+            self.datamodel.session.rollback()
+            return self.response(409, message=str(CONFLICT))
+
+    def post_headless(self):
+        return self._guard(super().post_headless)
+
+    def put_headless(self, pk):
+        return self._guard(super().put_headless, pk)
+
+    def delete_headless(self, pk):
+        return self._guard(super().delete_headless, pk)

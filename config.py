@@ -1,0 +1,115 @@
+"""Configuration read from environment variables.
+
+Secrets are never committed: when SECRET_KEY or FIELD_ENCRYPTION_KEYS are not
+given, they are generated once into instance/ (for the demo and development).
+"""
+
+import os
+import secrets
+from pathlib import Path
+
+from cryptography.fernet import Fernet
+
+BASE_DIR = Path(__file__).resolve().parent
+INSTANCE_DIR = Path(os.environ.get("INSTANCE_PATH", BASE_DIR / "instance"))
+
+
+def _instance_secret(name: str, make) -> str:
+    """Read instance/<name>, creating it (mode 0600) on first use."""
+    INSTANCE_DIR.mkdir(parents=True, exist_ok=True)
+    path = INSTANCE_DIR / name
+    if not path.exists():
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as fh:
+            fh.write(make())
+    return path.read_text().strip()
+
+
+def _bool(name: str, default: bool) -> bool:
+    value = os.environ.get(name)
+    if value is None:
+        return default
+    return value.strip().lower() in ("1", "true", "yes", "on")
+
+
+class Config:
+    APP_NAME = "跨機關便民服務平台"
+    APP_ICON = ""
+    DEBUG = _bool("FLASK_DEBUG", False)
+
+    SECRET_KEY = os.environ.get("SECRET_KEY") or _instance_secret(
+        "secret_key", lambda: secrets.token_hex(32)
+    )
+    # Comma-separated Fernet keys; the first encrypts, all decrypt (rotation).
+    FIELD_ENCRYPTION_KEYS = os.environ.get("FIELD_ENCRYPTION_KEYS") or _instance_secret(
+        "field_encryption_keys", lambda: Fernet.generate_key().decode()
+    )
+
+    SQLALCHEMY_DATABASE_URI = os.environ.get(
+        "DATABASE_URL", f"sqlite:///{INSTANCE_DIR / 'platform.db'}"
+    )
+    SQLALCHEMY_TRACK_MODIFICATIONS = False
+    # Bound parameters (ID numbers, names) must never reach logs or error pages.
+    SQLALCHEMY_ENGINE_OPTIONS = {"hide_parameters": True, "pool_pre_ping": True}
+
+    # Flask-AppBuilder
+    AUTH_TYPE = 1  # AUTH_DB
+    AUTH_ROLE_ADMIN = "Admin"
+    AUTH_ROLE_PUBLIC = "Public"
+    FAB_SECURITY_MANAGER_CLASS = "app.security.PlatformSecurityManager"
+    # The schema comes from Alembic migrations, and permissions from
+    # `flask roles sync`, never as a side effect of starting the app.
+    FAB_CREATE_DB = False
+    FAB_UPDATE_PERMS = _bool("FAB_UPDATE_PERMS", False)
+    FAB_API_SWAGGER_UI = _bool("FAB_API_SWAGGER_UI", False)
+    FAB_ADD_SECURITY_API = False  # our own user API enforces our rules
+    AUTH_RATE_LIMITED = _bool("AUTH_RATE_LIMITED", True)
+    AUTH_RATE_LIMIT = os.environ.get("AUTH_RATE_LIMIT", "10 per 20 second")
+    RATELIMIT_ENABLED = _bool("RATELIMIT_ENABLED", True)
+    RATELIMIT_STORAGE_URI = os.environ.get("RATELIMIT_STORAGE_URI", "memory://")
+    FAB_PASSWORD_COMPLEXITY_ENABLED = False
+
+    # Language: Traditional Chinese (Taiwan) first, English second.
+    BABEL_DEFAULT_LOCALE = "zh_TW"
+    BABEL_DEFAULT_TIMEZONE = "Asia/Taipei"
+    BABEL_TRANSLATION_DIRECTORIES = str(BASE_DIR / "app" / "translations")
+    LANGUAGES = {
+        "zh_TW": {"flag": "tw", "name": "繁體中文"},
+        "en": {"flag": "gb", "name": "English"},
+    }
+
+    # Sessions and forms
+    WTF_CSRF_ENABLED = True
+    SESSION_COOKIE_HTTPONLY = True
+    SESSION_COOKIE_SAMESITE = "Lax"
+    SESSION_COOKIE_SECURE = _bool("SESSION_COOKIE_SECURE", False)
+    REMEMBER_COOKIE_HTTPONLY = True
+    PERMANENT_SESSION_LIFETIME = 8 * 3600
+    # Number of reverse proxies in front of the app (for the client IP we audit).
+    TRUSTED_PROXIES = int(os.environ.get("TRUSTED_PROXIES", "0"))
+
+    # Mail
+    MAIL_SERVER = os.environ.get("MAIL_SERVER", "127.0.0.1")
+    MAIL_PORT = int(os.environ.get("MAIL_PORT", "25"))
+    MAIL_USE_TLS = _bool("MAIL_USE_TLS", False)
+    MAIL_USE_SSL = _bool("MAIL_USE_SSL", False)
+    MAIL_USERNAME = os.environ.get("MAIL_USERNAME")
+    MAIL_PASSWORD = os.environ.get("MAIL_PASSWORD")
+    MAIL_DEFAULT_SENDER = os.environ.get("MAIL_DEFAULT_SENDER", "platform@county.gov.tw")
+    MAIL_TIMEOUT = float(os.environ.get("MAIL_TIMEOUT", "10"))
+    OUTBOX_MAX_ATTEMPTS = int(os.environ.get("OUTBOX_MAX_ATTEMPTS", "12"))
+    OUTBOX_BACKOFF_SECONDS = float(os.environ.get("OUTBOX_BACKOFF_SECONDS", "5"))
+    OUTBOX_BACKOFF_MAX_SECONDS = float(os.environ.get("OUTBOX_BACKOFF_MAX_SECONDS", "600"))
+    OUTBOX_POLL_SECONDS = float(os.environ.get("OUTBOX_POLL_SECONDS", "2"))
+    OUTBOX_THREAD = _bool("OUTBOX_THREAD", False)
+
+    DEMO_PASSWORD = os.environ.get("DEMO_PASSWORD", "Demo-2026")
+
+
+class TestConfig(Config):
+    TESTING = True
+    WTF_CSRF_ENABLED = False
+    AUTH_RATE_LIMITED = False
+    RATELIMIT_ENABLED = False
+    OUTBOX_BACKOFF_SECONDS = 0.05
+    OUTBOX_BACKOFF_MAX_SECONDS = 0.2
