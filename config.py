@@ -37,17 +37,13 @@ class Config:
     APP_ICON = ""
     DEBUG = _bool("FLASK_DEBUG", False)
 
-    SECRET_KEY = os.environ.get("SECRET_KEY") or _instance_secret(
-        "secret_key", lambda: secrets.token_hex(32)
-    )
+    SECRET_KEY = os.environ.get("SECRET_KEY") or _instance_secret("secret_key", lambda: secrets.token_hex(32))
     # Comma-separated Fernet keys; the first encrypts, all decrypt (rotation).
     FIELD_ENCRYPTION_KEYS = os.environ.get("FIELD_ENCRYPTION_KEYS") or _instance_secret(
         "field_encryption_keys", lambda: Fernet.generate_key().decode()
     )
 
-    SQLALCHEMY_DATABASE_URI = os.environ.get(
-        "DATABASE_URL", f"sqlite:///{INSTANCE_DIR / 'platform.db'}"
-    )
+    SQLALCHEMY_DATABASE_URI = os.environ.get("DATABASE_URL", f"sqlite:///{INSTANCE_DIR / 'platform.db'}")
     SQLALCHEMY_TRACK_MODIFICATIONS = False
     # Bound parameters (ID numbers, names) must never reach logs or error pages.
     SQLALCHEMY_ENGINE_OPTIONS = {"hide_parameters": True, "pool_pre_ping": True}

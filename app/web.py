@@ -55,11 +55,35 @@ def _domain_error(exc: DomainError):
     return redirect(request.referrer or "/")
 
 
+_wtforms_catalogues: dict = {}
+
+
+def _wtforms_translations():
+    """WTForms' own messages ("This field is required.") in the user's language.
+
+    Babel calls Taiwan's locale zh_Hant_TW, under which gettext finds only
+    WTForms' Simplified Chinese catalogue; Flask-WTF first looks for
+    ``request.wtforms_translations``, so we hand it the zh_TW one.
+    """
+    from babel import support
+    from flask_babel import get_locale
+    from wtforms.i18n import messages_path
+
+    locale = get_locale()
+    if locale is None:
+        return
+    key = f"{locale.language}_{locale.territory}" if locale.territory else locale.language
+    if key not in _wtforms_catalogues:
+        _wtforms_catalogues[key] = support.Translations.load(messages_path(), [key], domain="wtforms")
+    request.wtforms_translations = _wtforms_catalogues[key]
+
+
 def register(app) -> None:
     from flask_babel import get_locale
 
     audit.set_actor_provider(_actor)
     app.after_request(_security_headers)
+    app.before_request(_wtforms_translations)
     app.register_error_handler(DomainError, _domain_error)
     app.add_template_filter(format_roc, "roc_date")
     app.add_template_filter(format_roc_datetime, "roc_datetime")

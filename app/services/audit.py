@@ -101,14 +101,10 @@ def _append(connection, events: Iterable[dict]) -> None:
     head_t = AuditHead.__table__
     # Take the lock first, then read the tip (a fresh statement sees the
     # previous writer's commit under READ COMMITTED).
-    locked = connection.execute(
-        update(head_t).where(head_t.c.id == 1).values(seq=head_t.c.seq)
-    ).rowcount
+    locked = connection.execute(update(head_t).where(head_t.c.id == 1).values(seq=head_t.c.seq)).rowcount
     if not locked:
         connection.execute(insert(head_t).values(id=1, seq=0, hash=GENESIS))
-    seq, prev = connection.execute(
-        select(head_t.c.seq, head_t.c.hash).where(head_t.c.id == 1)
-    ).one()
+    seq, prev = connection.execute(select(head_t.c.seq, head_t.c.hash).where(head_t.c.id == 1)).one()
     rows = []
     for ev in events:
         seq += 1
@@ -192,9 +188,7 @@ def _after_flush(session: Session, flush_context) -> None:
         if action == "update" and not fields:
             continue
         name = type(obj).__name__
-        events.append(
-            _event(action, OBJECT_TYPES.get(name, name), _pk(obj), fields)
-        )
+        events.append(_event(action, OBJECT_TYPES.get(name, name), _pk(obj), fields))
     if events:
         _append(session.connection(), events)
 
@@ -238,9 +232,7 @@ def verify(connection) -> VerifyResult:
         prev = values["hash"]
         expected += 1
         checked += 1
-    head = connection.execute(
-        select(AuditHead.__table__.c.seq, AuditHead.__table__.c.hash)
-    ).first()
+    head = connection.execute(select(AuditHead.__table__.c.seq, AuditHead.__table__.c.hash)).first()
     last_seq = expected - 1
     if head is not None and (head.seq != last_seq or head.hash != prev):
         return VerifyResult(False, checked, last_seq + 1, None,

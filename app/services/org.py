@@ -46,6 +46,10 @@ def validate_user(session, user: PlatformUser) -> None:
     names = {r.name for r in (user.roles or [])}
     check_separation_of_duties(names)
     if names & AGENCY_ROLES and user.agency is None and user.agency_id is None:
-        raise InvalidInput(_l("Users with an agency role (clerk, notifier, supervisor, handler, transfer officer) must belong to an agency."))
+        raise InvalidInput(
+            _l(
+                "Users with an agency role (clerk, notifier, supervisor, handler, transfer officer) must belong to an agency."
+            )
+        )
     if user.email and not _EMAIL.match(user.email):
         raise InvalidInput(_l("The e-mail address is not valid."))

@@ -89,17 +89,21 @@ def work_once(session: Session, limit: int = 100) -> dict:
     """Send what is due. Returns counts: sent, retried, failed."""
     mail = current_app.extensions["mail"]
     now = _now()
-    due = session.execute(
-        select(OutboxMessage.id)
-        .where(
-            or_(
-                and_(OutboxMessage.status == QUEUED, OutboxMessage.next_attempt_at <= now),
-                and_(OutboxMessage.status == SENDING, OutboxMessage.claimed_at < now - LEASE),
+    due = (
+        session.execute(
+            select(OutboxMessage.id)
+            .where(
+                or_(
+                    and_(OutboxMessage.status == QUEUED, OutboxMessage.next_attempt_at <= now),
+                    and_(OutboxMessage.status == SENDING, OutboxMessage.claimed_at < now - LEASE),
+                )
             )
+            .order_by(OutboxMessage.next_attempt_at, OutboxMessage.id)
+            .limit(limit)
         )
-        .order_by(OutboxMessage.next_attempt_at, OutboxMessage.id)
-        .limit(limit)
-    ).scalars().all()
+        .scalars()
+        .all()
+    )
     session.commit()
     counts = {"sent": 0, "retried": 0, "failed": 0}
     connection_failed = False
@@ -146,9 +150,7 @@ def requeue(session: Session, msg: OutboxMessage) -> None:
 def queue_counts(session: Session) -> dict:
     from sqlalchemy import func
 
-    rows = session.execute(
-        select(OutboxMessage.status, func.count()).group_by(OutboxMessage.status)
-    ).all()
+    rows = session.execute(select(OutboxMessage.status, func.count()).group_by(OutboxMessage.status)).all()
     return {status: n for status, n in rows}
 
 

@@ -48,7 +48,9 @@ ROLE_PERMISSIONS: dict[str, list[tuple[str, str]]] = {
     "Handler": _SELF_SERVICE,
     "Transferor": _SELF_SERVICE + _READ_AGENCIES,
     "Manager": _SELF_SERVICE + _READ_AGENCIES,
-    "Auditor": _SELF_SERVICE + _READ_AGENCIES + [
+    "Auditor": _SELF_SERVICE
+    + _READ_AGENCIES
+    + [
         (r"^(AuditEventView|Audit trail|Audit)$", r"^(can_list|can_show|menu_access)$"),
         (r"^(AuditEventApi)$", r"^(can_get|can_info)$"),
         (r"^(PlatformUserView|List Users|Security)$", r"^(can_list|can_show|menu_access)$"),
@@ -82,7 +84,8 @@ def sync_roles(sm, reset: bool = False) -> dict[str, int]:
         wanted = [
             pvm
             for pvm in pvms
-            if pvm.view_menu is not None and pvm.permission is not None
+            if pvm.view_menu is not None
+            and pvm.permission is not None
             and any(v.match(pvm.view_menu.name) and p.match(pvm.permission.name) for v, p in compiled)
         ]
         current = list(role.permissions) if not reset else []

@@ -78,7 +78,10 @@ class PlatformUserView(ValidatedMixin, UserDBModelView):
         (_l("Personal Info"), {"fields": ["first_name", "last_name", "email", "phone"], "expanded": True}),
         (
             _l("Audit Info"),
-            {"fields": ["last_login", "login_count", "fail_login_count", "created_on", "changed_on"], "expanded": False},
+            {
+                "fields": ["last_login", "login_count", "fail_login_count", "created_on", "changed_on"],
+                "expanded": False,
+            },
         ),
     ]
     user_show_fieldsets = [

@@ -1,0 +1,26 @@
+#!/usr/bin/env bash
+# The whole suite: set-up as ./run.sh does, then ruff and pytest (SQLite and
+# the PostgreSQL server at 127.0.0.1:5432; a real SMTP server; Chromium).
+set -euo pipefail
+cd "$(dirname "$0")"
+
+# System packages the tests need.
+missing=()
+command -v chromium >/dev/null || missing+=(chromium)
+command -v pdftoppm >/dev/null || missing+=(poppler-utils)
+fc-list :lang=zh 2>/dev/null | grep -q . || missing+=(fonts-noto-cjk)
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "==> installing ${missing[*]}"
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
+fi
+
+REQUIREMENTS=requirements-dev.txt . scripts/setup.sh
+
+echo "==> ruff"
+ruff check .
+ruff format --check .
+
+echo "==> pytest"
+export TEST_POSTGRES_URL=${TEST_POSTGRES_URL:-postgresql+psycopg://postgres@127.0.0.1:5432/postgres}
+python -m pytest "$@"

@@ -1,0 +1,210 @@
+"""Fixtures: an app per platform database (SQLite and PostgreSQL), a client,
+a CLI runner, a login helper, and a real SMTP server (aiosmtpd)."""
+
+from __future__ import annotations
+
+import os
+import re
+import socket
+import threading
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+from sqlalchemy import create_engine, text
+from sqlalchemy.engine import make_url
+
+from app import create_app
+from app.extensions import db, mail
+from config import TestConfig
+
+ARTIFACTS = Path(__file__).parent / "artifacts"
+PG_ADMIN_URL = os.environ.get("TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres")
+DEMO_PASSWORD = TestConfig.DEMO_PASSWORD
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+SMTP_PORT = free_port()
+
+
+class Database:
+    """A throwaway platform database: an SQLite file or a PostgreSQL database."""
+
+    def __init__(self, backend: str, tmp: Path):
+        self.backend = backend
+        if backend == "sqlite":
+            self.url = f"sqlite:///{tmp / f'platform-{uuid.uuid4().hex[:8]}.db'}"
+        else:
+            name = f"platform_test_{uuid.uuid4().hex[:10]}"
+            admin = create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
+            with admin.connect() as conn:
+                conn.execute(text(f'CREATE DATABASE "{name}"'))
+            admin.dispose()
+            self.name = name
+            self.url = make_url(PG_ADMIN_URL).set(database=name).render_as_string(hide_password=False)
+
+    def drop(self) -> None:
+        if self.backend == "postgresql":
+            admin = create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
+            with admin.connect() as conn:
+                conn.execute(text(f'DROP DATABASE IF EXISTS "{self.name}" WITH (FORCE)'))
+            admin.dispose()
+
+
+def build_app(url: str, seed: bool = True, **overrides):
+    """Create the app on ``url``, migrate it, sync roles, seed the demo world."""
+    from flask_migrate import upgrade
+
+    class Cfg(TestConfig):
+        SQLALCHEMY_DATABASE_URI = url
+        MAIL_SERVER = "127.0.0.1"
+        MAIL_PORT = SMTP_PORT
+
+    for key, value in overrides.items():
+        setattr(Cfg, key, value)
+    app = create_app(Cfg)
+    with app.app_context():
+        upgrade()
+        if seed:
+            runner = app.test_cli_runner()
+            for args in (["roles", "sync"], ["seed", "demo"]):
+                result = runner.invoke(args=args)
+                assert result.exit_code == 0, result.output
+    return app
+
+
+@pytest.fixture(scope="session", params=["sqlite", "postgresql"])
+def backend(request, tmp_path_factory):
+    database = Database(request.param, tmp_path_factory.mktemp(request.param))
+    yield database
+    database.drop()
+
+
+@pytest.fixture(scope="session")
+def app(backend):
+    application = build_app(backend.url)
+    yield application
+    with application.app_context():
+        db.session.remove()
+        db.engine.dispose()
+
+
+@pytest.fixture
+def fresh_app(request, tmp_path):
+    """A new, empty-but-seeded database for tests that damage what they touch."""
+    backend_name = getattr(request, "param", "sqlite")
+    database = Database(backend_name, tmp_path)
+    application = build_app(database.url)
+    yield application
+    with application.app_context():
+        db.session.remove()
+        db.engine.dispose()
+    database.drop()
+
+
+@pytest.fixture
+def ctx(app):
+    with app.app_context():
+        yield
+        db.session.rollback()
+        db.session.remove()
+
+
+@pytest.fixture
+def client(app):
+    return app.test_client()
+
+
+@pytest.fixture
+def runner(app):
+    return app.test_cli_runner()
+
+
+def csrf_token(html: str) -> str | None:
+    m = re.search(r'name="csrf_token" type="hidden" value="([^"]+)"', html)
+    return m.group(1) if m else None
+
+
+def login(client, username: str, password: str = DEMO_PASSWORD):
+    page = client.get("/login/")
+    return client.post(
+        "/login/",
+        data={"username": username, "password": password, "csrf_token": csrf_token(page.text) or ""},
+        follow_redirects=True,
+    )
+
+
+def api_token(client, username: str, password: str = DEMO_PASSWORD) -> str:
+    r = client.post("/api/v1/security/login", json={"username": username, "password": password, "provider": "db"})
+    assert r.status_code == 200, r.json
+    return r.json["access_token"]
+
+
+def bearer(token: str) -> dict:
+    return {"Authorization": f"Bearer {token}"}
+
+
+class MailSink:
+    """Collects what the real SMTP server receives."""
+
+    def __init__(self):
+        self.messages = []
+        self.lock = threading.Lock()
+
+    async def handle_DATA(self, server, session, envelope):
+        with self.lock:
+            self.messages.append(envelope)
+        return "250 OK"
+
+    def wait_for(self, count: int, timeout: float = 10.0) -> list:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            with self.lock:
+                if len(self.messages) >= count:
+                    return list(self.messages)
+            time.sleep(0.02)
+        return list(self.messages)
+
+
+class SmtpServer:
+    def __init__(self, port: int):
+        self.port = port
+        self.sink = MailSink()
+        self.controller = None
+
+    def start(self):
+        from aiosmtpd.controller import Controller
+
+        self.controller = Controller(self.sink, hostname="127.0.0.1", port=self.port)
+        self.controller.start()
+
+    def stop(self):
+        if self.controller is not None:
+            self.controller.stop()
+            self.controller = None
+
+
+@pytest.fixture
+def smtp():
+    """A real SMTP server on SMTP_PORT (the app's MAIL_PORT), started and stopped by the test."""
+    server = SmtpServer(SMTP_PORT)
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def smtp_down():
+    """SMTP_PORT with nothing listening; call .start() to bring it up."""
+    server = SmtpServer(SMTP_PORT)
+    yield server
+    server.stop()
+
+
+__all__ = ["api_token", "bearer", "build_app", "csrf_token", "free_port", "login", "mail", "ARTIFACTS"]

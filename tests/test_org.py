@@ -1,0 +1,174 @@
+"""Agencies and users: screens, REST, separation of duties, clear messages."""
+
+from sqlalchemy import func, select
+
+from app.extensions import db
+from app.models.org import Agency, PlatformUser
+from tests.conftest import api_token, bearer, login
+
+
+def _count_agencies(app):
+    with app.app_context():
+        return db.session.scalar(select(func.count()).select_from(Agency))
+
+
+def test_demo_world_has_the_agencies_and_accounts_the_design_names(app):
+    with app.app_context():
+        kinds = [a.kind for a in db.session.scalars(select(Agency))]
+        assert len(kinds) >= 10
+        assert kinds.count("household") == 2 and kinds.count("township") == 2
+        for kind in ("land", "tax", "social", "fire", "labour", "motor"):
+            assert kind in kinds
+        clerk = db.session.scalar(select(PlatformUser).where(PlatformUser.username == "clerk"))
+        assert clerk.agency.kind == "tax" and [r.name for r in clerk.roles] == ["Clerk"]
+        social = db.session.scalar(select(PlatformUser).where(PlatformUser.username == "clerk.social"))
+        assert social.agency.kind == "social"
+
+
+def test_seeding_twice_creates_nothing_new(app, runner):
+    before = _count_agencies(app)
+    result = runner.invoke(args=["seed", "demo"])
+    assert result.exit_code == 0
+    assert "accounts created: none" in result.output
+    assert _count_agencies(app) == before
+
+
+def test_admin_adds_an_agency_on_the_screen_and_a_duplicate_code_is_refused_in_chinese(app, client):
+    login(client, "admin")
+    r = client.post(
+        "/agencyview/add",
+        data={
+            "code": "hh-north",
+            "name": "示範縣北區戶政事務所",
+            "kind": "household",
+            "email": "n@demo.gov.tw",
+            "active": "y",
+        },
+        follow_redirects=True,
+    )
+    assert r.status_code == 200
+    with app.app_context():
+        created = db.session.scalar(select(Agency).where(Agency.code == "HH-NORTH"))
+        assert created is not None and created.name == "示範縣北區戶政事務所"
+    before = _count_agencies(app)
+    r = client.post(
+        "/agencyview/add",
+        data={"code": "HH-NORTH", "name": "另一個機關", "kind": "household", "active": "y"},
+        follow_redirects=True,
+    )
+    assert "已存在" in r.text or "已由其他機關使用" in r.text
+    assert _count_agencies(app) == before
+    with app.app_context():
+        db.session.delete(db.session.scalar(select(Agency).where(Agency.code == "HH-NORTH")))
+        db.session.commit()
+
+
+def test_agency_api_creates_updates_and_refuses_duplicates_and_bad_codes(app, client):
+    token = api_token(client, "admin")
+    r = client.post(
+        "/api/v1/agencies/", json={"code": "API-1", "name": "API 測試機關", "kind": "other"}, headers=bearer(token)
+    )
+    assert r.status_code == 201, r.json
+    pk = r.json["id"]
+    r = client.put(f"/api/v1/agencies/{pk}", json={"email": "api1@demo.gov.tw"}, headers=bearer(token))
+    assert r.status_code == 200, r.json
+    before = _count_agencies(app)
+    r = client.post(
+        "/api/v1/agencies/?_l_=zh_TW", json={"code": "api-1", "name": "重複", "kind": "other"}, headers=bearer(token)
+    )
+    assert r.status_code == 400
+    assert "API-1" in r.json["message"] and "已由其他機關使用" in r.json["message"]
+    r = client.post(
+        "/api/v1/agencies/", json={"code": "x y!", "name": "壞代碼", "kind": "other"}, headers=bearer(token)
+    )
+    assert r.status_code == 400
+    assert _count_agencies(app) == before
+    assert client.delete(f"/api/v1/agencies/{pk}", headers=bearer(token)).status_code == 200
+
+
+def test_a_clerk_cannot_manage_agencies(client):
+    token = api_token(client, "clerk")
+    r = client.post("/api/v1/agencies/", json={"code": "NOPE", "name": "不行", "kind": "other"}, headers=bearer(token))
+    assert r.status_code in (401, 403)
+
+
+def test_admin_creates_a_user_with_agency_title_and_phone_through_the_api(app, client):
+    token = api_token(client, "admin")
+    with app.app_context():
+        land = db.session.scalar(select(Agency).where(Agency.code == "LAND"))
+        from flask import current_app
+
+        handler_role = current_app.appbuilder.sm.find_role("Handler")
+        land_id, role_id = land.id, handler_role.id
+    r = client.post(
+        "/api/v1/users/",
+        json={
+            "username": "handler.land2",
+            "first_name": "二",
+            "last_name": "王",
+            "email": "h2@demo.gov.tw",
+            "phone": "03-1234567",
+            "title": "約聘承辦人",
+            "active": True,
+            "agency": land_id,
+            "roles": [role_id],
+            "password": "Secret-123",
+        },
+        headers=bearer(token),
+    )
+    assert r.status_code == 201, r.json
+    pk = r.json["id"]
+    shown = client.get(f"/api/v1/users/{pk}", headers=bearer(token)).json["result"]
+    assert shown["agency"]["code"] == "LAND" and shown["title"] == "約聘承辦人" and shown["phone"] == "03-1234567"
+    assert "password" not in shown
+    assert api_token(client, "handler.land2", "Secret-123")
+    assert client.delete(f"/api/v1/users/{pk}", headers=bearer(token)).status_code == 200
+
+
+def test_auditor_together_with_admin_or_clerk_is_refused_on_screen_and_api(app, client):
+    with app.app_context():
+        from flask import current_app
+
+        sm = current_app.appbuilder.sm
+        auditor_id, clerk_id, admin_id = (sm.find_role(n).id for n in ("Auditor", "Clerk", "Admin"))
+        tax_id = db.session.scalar(select(Agency.id).where(Agency.code == "TAX"))
+        user_id = db.session.scalar(select(PlatformUser.id).where(PlatformUser.username == "auditor"))
+    token = api_token(client, "admin")
+    r = client.put(
+        f"/api/v1/users/{user_id}?_l_=zh_TW",
+        json={"roles": [auditor_id, clerk_id], "agency": tax_id},
+        headers=bearer(token),
+    )
+    assert r.status_code == 400
+    assert "職務分離" in r.json["message"]
+    r = client.post(
+        "/api/v1/users/",
+        json={
+            "username": "both",
+            "first_name": "a",
+            "last_name": "b",
+            "email": "both@demo.gov.tw",
+            "roles": [auditor_id, admin_id],
+        },
+        headers=bearer(token),
+    )
+    assert r.status_code == 400
+    # On the screen: the edit form flashes the same message and changes nothing.
+    login(client, "admin")
+    r = client.post(
+        f"/users/edit/{user_id}",
+        data={
+            "username": "auditor",
+            "first_name": "稽核",
+            "last_name": "郭",
+            "email": "auditor@county.demo.gov.tw",
+            "active": "y",
+            "roles": [str(auditor_id), str(admin_id)],
+        },
+        follow_redirects=True,
+    )
+    assert "職務分離" in r.text
+    with app.app_context():
+        user = db.session.get(PlatformUser, user_id)
+        assert [r.name for r in user.roles] == ["Auditor"]
+        assert db.session.scalar(select(PlatformUser).where(PlatformUser.username == "both")) is None
