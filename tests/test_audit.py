@@ -1,0 +1,210 @@
+"""The audit trail: sign-in events, CRUD events, and a chain that shows tampering."""
+
+import json
+import threading
+
+import pytest
+from sqlalchemy import select, text, update
+
+from app.extensions import db
+from app.models.audit import AuditEvent
+from app.services import audit
+from tests.conftest import api_token, bearer, login
+
+
+def _events_after(app, seq):
+    with app.app_context():
+        return db.session.scalars(select(AuditEvent).where(AuditEvent.seq > seq).order_by(AuditEvent.seq)).all()
+
+
+def _last_seq(app):
+    with app.app_context():
+        return db.session.scalar(select(AuditEvent.seq).order_by(AuditEvent.seq.desc()).limit(1)) or 0
+
+
+def test_login_failed_login_and_logout_are_recorded_with_who_agency_and_ip(app, client):
+    start = _last_seq(app)
+    login(client, "clerk", "wrong-password")
+    login(client, "A123456789", "whatever")  # someone typed an ID number as user name
+    login(client, "clerk")
+    client.get("/logout/")
+    events = _events_after(app, start)
+    actions = [(e.action, e.actor, e.outcome) for e in events]
+    assert ("login_failed", "clerk", "refused") in actions
+    assert ("login_failed", "anonymous", "refused") in actions
+    assert ("login", "clerk", "ok") in actions
+    assert ("logout", "clerk", "ok") in actions
+    ok_login = next(e for e in events if e.action == "login")
+    assert ok_login.agency_code == "TAX" and ok_login.client_ip == "127.0.0.1"
+    # What was typed as a user name is not stored, only a keyed digest of it.
+    assert not any("A123456789" in (e.detail or "") + (e.actor or "") for e in events)
+    unknown = next(e for e in events if e.actor == "anonymous")
+    assert json.loads(unknown.detail)["reason"] == "unknown_user"
+
+
+def test_api_login_is_recorded_too(app, client):
+    start = _last_seq(app)
+    api_token(client, "manager")
+    assert [e.action for e in _events_after(app, start)] == ["login"]
+
+
+def test_every_change_through_screens_and_api_is_recorded_with_field_names_but_no_values(app, client):
+    start = _last_seq(app)
+    token = api_token(client, "admin")
+    r = client.post(
+        "/api/v1/agencies/", json={"code": "AUD-1", "name": "稽核測試機關", "kind": "other"}, headers=bearer(token)
+    )
+    pk = r.json["id"]
+    client.put(f"/api/v1/agencies/{pk}", json={"email": "secret-mail@demo.gov.tw"}, headers=bearer(token))
+    login(client, "admin")
+    client.post(
+        f"/agencyview/edit/{pk}",
+        data={
+            "code": "AUD-1",
+            "name": "稽核測試機關二",
+            "kind": "other",
+            "email": "secret-mail@demo.gov.tw",
+            "active": "y",
+        },
+    )
+    client.get(f"/agencyview/delete/{pk}")
+    client.post(f"/agencyview/delete/{pk}")
+    events = [e for e in _events_after(app, start) if e.object_type == "Agency"]
+    assert [e.action for e in events] == ["create", "update", "update", "delete"]
+    assert all(e.actor == "admin" and e.agency_code == "COUNTY" and e.object_id == str(pk) for e in events)
+    assert events[1].fields == "email"
+    assert events[2].fields == "name"
+    dump = json.dumps([[e.fields, e.detail, e.object_id] for e in events], ensure_ascii=False)
+    assert "secret-mail" not in dump and "稽核測試機關" not in dump
+
+
+def test_role_assignment_on_the_user_screen_is_recorded(app, client):
+    from flask import current_app
+
+    with app.app_context():
+        sm = current_app.appbuilder.sm
+        user = sm.find_user(username="manager")
+        uid, manager_role, auditor_role = user.id, sm.find_role("Manager").id, sm.find_role("Auditor").id
+    start = _last_seq(app)
+    login(client, "admin")
+    data = {"username": "manager", "first_name": "業務", "last_name": "謝", "email": "manager@county.demo.gov.tw",
+            "active": "y"}  # fmt: skip
+    client.post(f"/users/edit/{uid}", data={**data, "roles": [str(manager_role), str(auditor_role)]})
+    client.post(f"/users/edit/{uid}", data={**data, "roles": [str(manager_role)]})
+    events = [e for e in _events_after(app, start) if e.object_type == "User" and e.action == "update"]
+    role_changes = [e for e in events if "roles" in e.fields.split(",")]
+    assert len(role_changes) == 2 and all(e.object_id == str(uid) and e.actor == "admin" for e in role_changes)
+
+
+def test_the_auditor_screen_lists_and_filters_events_but_a_clerk_cannot_see_it(app, client):
+    login(client, "auditor")
+    r = client.get("/auditeventview/list/?_flt_0_action=login")
+    assert r.status_code == 200 and "稽核軌跡" in r.text and "login" in r.text
+    # Dates read in ROC form (e.g. 115/11/26).
+    import re
+
+    assert re.search(r"\b1\d\d/\d\d/\d\d \d\d:\d\d:\d\d\b", r.text)
+    client.get("/logout/")
+    login(client, "clerk")
+    r = client.get("/auditeventview/list/", follow_redirects=False)
+    assert r.status_code in (302, 403)
+
+
+def test_verify_passes_on_an_untouched_chain(app, runner):
+    result = runner.invoke(args=["audit", "verify"])
+    assert result.exit_code == 0, result.output
+    assert "OK" in result.output
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def tamper_app(request, tmp_path):
+    from tests.conftest import Database, build_app
+
+    database = Database(request.param, tmp_path)
+    application = build_app(database.url)
+    with application.app_context():
+        for i in range(5):
+            audit.record(db.session, "test_event", object_type="Test", object_id=i)
+        db.session.commit()
+    yield application
+    with application.app_context():
+        db.session.remove()
+        db.engine.dispose()
+    database.drop()
+
+
+def _verify(app):
+    result = app.test_cli_runner().invoke(args=["audit", "verify"])
+    return result.exit_code, result.output
+
+
+def _row(app, offset_from_end):
+    with app.app_context():
+        rows = db.session.scalars(select(AuditEvent).order_by(AuditEvent.seq.desc()).limit(5)).all()
+        row = rows[offset_from_end]
+        return row.id, row.seq
+
+
+def test_editing_one_row_in_the_database_is_detected_and_named(tamper_app):
+    assert _verify(tamper_app)[0] == 0
+    row_id, seq = _row(tamper_app, 2)
+    with tamper_app.app_context():
+        db.session.execute(update(AuditEvent).where(AuditEvent.id == row_id).values(actor="someone-else"))
+        db.session.commit()
+    code, output = _verify(tamper_app)
+    assert code != 0 and f"seq {seq}" in output and "edited" in output
+
+
+def test_deleting_one_row_is_detected_and_named(tamper_app):
+    row_id, seq = _row(tamper_app, 2)
+    with tamper_app.app_context():
+        db.session.execute(text("DELETE FROM audit_event WHERE id = :id"), {"id": row_id})
+        db.session.commit()
+    code, output = _verify(tamper_app)
+    assert code != 0 and f"seq {seq}" in output and "missing" in output
+
+
+def test_deleting_the_newest_row_is_detected_through_the_chain_head(tamper_app):
+    row_id, seq = _row(tamper_app, 0)
+    with tamper_app.app_context():
+        db.session.execute(text("DELETE FROM audit_event WHERE id = :id"), {"id": row_id})
+        db.session.commit()
+    code, output = _verify(tamper_app)
+    assert code != 0 and f"seq {seq}" in output
+
+
+def test_reordering_two_rows_is_detected(tamper_app):
+    a_id, a_seq = _row(tamper_app, 3)
+    b_id, b_seq = _row(tamper_app, 2)
+    with tamper_app.app_context():
+        # Swap their positions in the chain.
+        db.session.execute(update(AuditEvent).where(AuditEvent.id == a_id).values(seq=-1))
+        db.session.execute(update(AuditEvent).where(AuditEvent.id == b_id).values(seq=a_seq))
+        db.session.execute(update(AuditEvent).where(AuditEvent.id == a_id).values(seq=b_seq))
+        db.session.commit()
+    code, output = _verify(tamper_app)
+    assert code != 0 and f"seq {a_seq}" in output
+
+
+def test_concurrent_writers_never_fork_the_chain(app):
+    errors = []
+
+    def writer(n):
+        try:
+            with app.app_context():
+                for i in range(10):
+                    audit.record(db.session, "concurrency_test", object_type="Test", object_id=f"{n}-{i}")
+                    db.session.commit()
+                db.session.remove()
+        except Exception as exc:  # pragma: no cover - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=writer, args=(n,)) for n in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors
+    with app.app_context(), db.engine.connect() as conn:
+        result = audit.verify(conn)
+    assert result.ok, result.reason
