@@ -104,6 +104,7 @@ class Config:
 
 class TestConfig(Config):
     TESTING = True
+    MAIL_SUPPRESS_SEND = False  # tests talk to a real SMTP server
     WTF_CSRF_ENABLED = False
     AUTH_RATE_LIMITED = False
     RATELIMIT_ENABLED = False

@@ -1,0 +1,164 @@
+"""The mail outbox: same transaction as the change, real SMTP, retries, never twice."""
+
+import datetime
+import threading
+
+from sqlalchemy import delete, func, select, text, update
+
+from app.extensions import db
+from app.models.org import Agency
+from app.models.outbox import FAILED, QUEUED, SENT, OutboxMessage
+from app.services import outbox
+
+
+def _clear(app):
+    with app.app_context():
+        db.session.execute(delete(OutboxMessage))
+        db.session.commit()
+
+
+def _make_due(app):
+    with app.app_context():
+        db.session.execute(update(OutboxMessage).values(next_attempt_at=datetime.datetime.utcnow()))
+        db.session.commit()
+
+
+def test_a_message_enqueued_with_a_change_is_delivered_once_in_chinese(app, smtp):
+    _clear(app)
+    with app.app_context():
+        agency = Agency(code="MAIL-1", name="郵件測試機關", kind="other", active=True)
+        db.session.add(agency)
+        outbox.enqueue(
+            db.session,
+            "citizen@example.tw",
+            "案件 1151126-0001 已受理",
+            "王小明 您好：您的案件已受理。",
+            topic="case:1",
+        )
+        db.session.commit()
+        counts = outbox.work_once(db.session)
+        assert counts["sent"] == 1
+        again = outbox.work_once(db.session)
+        assert again["sent"] == 0
+        msg = db.session.scalar(select(OutboxMessage))
+        assert msg.status == SENT and msg.sent_at is not None
+        db.session.delete(db.session.scalar(select(Agency).where(Agency.code == "MAIL-1")))
+        db.session.commit()
+    received = smtp.sink.wait_for(1)
+    assert len(received) == 1
+    assert received[0].rcpt_tos == ["citizen@example.tw"]
+    from email import message_from_bytes
+    from email.header import decode_header, make_header
+
+    parsed = message_from_bytes(received[0].original_content)
+    assert "1151126-0001" in str(make_header(decode_header(parsed["Subject"])))
+    assert "案件已受理" in parsed.get_payload(decode=True).decode("utf-8")
+
+
+def test_a_change_that_rolls_back_sends_nothing(app, smtp):
+    _clear(app)
+    with app.app_context():
+        db.session.add(Agency(code="ROLL-1", name="回滾測試機關", kind="other", active=True))
+        outbox.enqueue(db.session, "nobody@example.tw", "不應寄出", "不應寄出")
+        db.session.rollback()
+        assert outbox.work_once(db.session)["sent"] == 0
+        assert db.session.scalar(select(func.count()).select_from(OutboxMessage)) == 0
+        assert db.session.scalar(select(Agency).where(Agency.code == "ROLL-1")) is None
+    assert smtp.sink.wait_for(1, timeout=0.5) == []
+
+
+def test_the_body_is_encrypted_at_rest(app):
+    _clear(app)
+    with app.app_context():
+        outbox.enqueue(db.session, "c@example.tw", "主旨", "王小明的地址")
+        db.session.commit()
+        raw = db.session.execute(text("SELECT body FROM outbox_message")).scalar_one()
+    assert "王小明" not in raw
+    _clear(app)
+
+
+def test_with_smtp_down_twenty_messages_wait_and_each_arrives_once_when_it_is_back(app, smtp_down):
+    _clear(app)
+    with app.app_context():
+        for i in range(20):
+            outbox.enqueue(db.session, f"citizen{i}@example.tw", f"通知 {i}", f"內容 {i}")
+        db.session.commit()
+        counts = outbox.work_once(db.session)
+        assert counts["sent"] == 0 and counts["retried"] >= 1
+        waiting = db.session.scalars(select(OutboxMessage)).all()
+        assert len(waiting) == 20 and all(m.status == QUEUED for m in waiting)
+        failed_once = [m for m in waiting if m.attempts == 1]
+        assert failed_once and all(m.last_error for m in failed_once)
+        assert all(m.next_attempt_at > datetime.datetime.utcnow() for m in failed_once)
+    smtp_down.start()
+    _make_due(app)
+    with app.app_context():
+        # Two workers at once, as two gunicorn processes would run.
+        results = []
+
+        def worker():
+            with app.app_context():
+                results.append(outbox.work_once(db.session))
+                db.session.remove()
+
+        threads = [threading.Thread(target=worker) for _ in range(2)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert sum(r["sent"] for r in results) == 20
+        assert all(m.status == SENT for m in db.session.scalars(select(OutboxMessage)))
+    received = smtp_down.sink.wait_for(20)
+    recipients = sorted(r for env in received for r in env.rcpt_tos)
+    assert recipients == sorted(f"citizen{i}@example.tw" for i in range(20))
+    _clear(app)
+
+
+def test_a_message_that_keeps_failing_is_marked_failed_with_its_error_and_can_be_requeued(app, smtp_down):
+    _clear(app)
+    app.config["OUTBOX_MAX_ATTEMPTS"], saved = 2, app.config["OUTBOX_MAX_ATTEMPTS"]
+    try:
+        with app.app_context():
+            outbox.enqueue(db.session, "late@example.tw", "稍後", "稍後寄出")
+            db.session.commit()
+            outbox.work_once(db.session)
+        _make_due(app)
+        with app.app_context():
+            outbox.work_once(db.session)
+            msg = db.session.scalar(select(OutboxMessage))
+            assert msg.status == FAILED and msg.attempts == 2 and "Connection" in msg.last_error
+            assert "late@example.tw" not in msg.last_error
+            outbox.requeue(db.session, msg)
+            db.session.commit()
+        smtp_down.start()
+        with app.app_context():
+            assert outbox.work_once(db.session)["sent"] == 1
+        assert len(smtp_down.sink.wait_for(1)) == 1
+    finally:
+        app.config["OUTBOX_MAX_ATTEMPTS"] = saved
+        _clear(app)
+
+
+def test_the_cli_worker_sends_the_queue(app, runner, smtp):
+    _clear(app)
+    with app.app_context():
+        outbox.enqueue(db.session, "cli@example.tw", "CLI", "由指令寄出")
+        db.session.commit()
+    result = runner.invoke(args=["outbox", "work"])
+    assert result.exit_code == 0 and "sent 1" in result.output
+    assert len(smtp.sink.wait_for(1)) == 1
+    _clear(app)
+
+
+def test_the_admin_sees_the_queue_with_masked_recipients(app, client):
+    from tests.conftest import login
+
+    _clear(app)
+    with app.app_context():
+        outbox.enqueue(db.session, "citizen.wang@example.tw", "佇列顯示", "內容")
+        db.session.commit()
+    login(client, "admin")
+    r = client.get("/outboxview/list/")
+    assert r.status_code == 200 and "郵件佇列" in r.text and "佇列顯示" in r.text
+    assert "citizen.wang@example.tw" not in r.text and "c***@example.tw" in r.text
+    _clear(app)
