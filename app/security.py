@@ -35,6 +35,15 @@ class PlatformSecurityManager(SecurityManager):
         self.userdbmodelview = PlatformUserView
         super().__init__(appbuilder)
 
+    def register_views(self):
+        super().register_views()
+        # FAB limits only the login form; the JWT login takes passwords too.
+        if not self.is_auth_limited:
+            return
+        for view in self.appbuilder.baseviews:
+            if isinstance(view, self.security_api) and getattr(view, "blueprint", None) is not None:
+                self.limiter.limit(self.auth_rate_limit, methods=["POST"])(view.blueprint)
+
     def _record(self, action, user=None, outcome="ok", detail=None):
         actor = (
             audit.actor_for_user(user, _client_ip())

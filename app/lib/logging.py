@@ -42,19 +42,20 @@ _installed = False
 
 
 def install_personal_data_filter() -> None:
-    """Attach the filter to the root logger's handlers (and future ones)."""
+    """Scrub every log record when it is made, whichever handler prints it
+    (ours, gunicorn's, a test runner's)."""
     global _installed
     if _installed:
         return
     _installed = True
-    root = logging.getLogger()
-    if not root.handlers:
+    if not logging.getLogger().handlers:
         logging.basicConfig(level=logging.INFO)
+    previous = logging.getLogRecordFactory()
     flt = PersonalDataFilter()
-    for handler in root.handlers:
-        handler.addFilter(flt)
-    # Records from named loggers propagate to the root handlers, where the
-    # filter runs; loggers with their own handlers (gunicorn) get it too.
-    for name in ("gunicorn.error", "gunicorn.access", "werkzeug"):
-        for handler in logging.getLogger(name).handlers:
-            handler.addFilter(flt)
+
+    def factory(*args, **kwargs):
+        record = previous(*args, **kwargs)
+        flt.filter(record)
+        return record
+
+    logging.setLogRecordFactory(factory)

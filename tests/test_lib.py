@@ -1,0 +1,96 @@
+"""Identifier checks, ROC dates, the log filter and field encryption."""
+
+import datetime
+import logging
+
+import pytest
+from cryptography.fernet import Fernet
+
+from app.lib import fieldcrypt
+from app.lib.identifiers import is_business_number, is_national_id, is_person_id, is_resident_id, mask_id
+from app.lib.logging import PersonalDataFilter
+from app.lib.rocdate import format_roc, format_roc_datetime, parse_roc
+
+
+@pytest.mark.parametrize("value", ["A123456789", "F131104093"])
+def test_valid_national_ids_pass(value):
+    assert is_national_id(value) and is_person_id(value)
+
+
+@pytest.mark.parametrize("value", ["A123456788", "a123456789", "A323456789", "A12345678", "", None, "1234567890"])
+def test_malformed_or_wrong_checksum_national_ids_fail(value):
+    assert not is_national_id(value)
+
+
+def test_resident_certificates_new_and_old_format():
+    assert is_resident_id("A800000014")
+    assert is_resident_id("AA00000009")
+    assert not is_resident_id("A800000015")
+    assert not is_resident_id("AA00000008")
+
+
+@pytest.mark.parametrize("value,ok", [("04595257", True), ("10458575", True), ("04595258", False), ("1234567", False)])
+def test_business_numbers(value, ok):
+    assert is_business_number(value) is ok
+
+
+def test_business_number_with_seven_in_the_seventh_place_accepts_either_sum():
+    # Weighted digit sums: 1+0+... with the 7th digit 7 -> sum or sum+1 must divide by 5.
+    candidates = [f"{n:08d}" for n in range(10000070, 10000080)] + [f"{n:08d}" for n in range(20000070, 20000080)]
+    sevens = [c for c in candidates if c[6] == "7" and is_business_number(c)]
+    assert sevens, "some numbers with 7 in the 7th place must pass through the +1 rule"
+
+
+def test_masking_keeps_the_last_four_characters():
+    assert mask_id("A123456789") == "******6789"
+
+
+def test_roc_dates_in_the_forms_clerks_read():
+    d = datetime.date(2026, 11, 26)
+    assert format_roc(d) == "115/11/26"
+    assert format_roc(d, "long") == "民國115年11月26日"
+    assert format_roc(d, "compact") == "1151126"
+    assert parse_roc("115/11/26") == d
+    assert parse_roc("民國115年11月26日") == d
+    assert parse_roc("1151126") == d
+    assert parse_roc("99/01/05") == datetime.date(2010, 1, 5)
+
+
+def test_roc_datetimes_show_taipei_time():
+    utc = datetime.datetime(2026, 11, 26, 17, 30, 0)  # stored naive UTC
+    assert format_roc_datetime(utc) == "115/11/27 01:30:00"
+
+
+@pytest.mark.parametrize("bad", ["115/13/01", "115/02/30", "abc", "", "0/01/01"])
+def test_impossible_roc_dates_are_refused(bad):
+    with pytest.raises(ValueError):
+        parse_roc(bad)
+
+
+def test_log_lines_lose_id_numbers_emails_and_sql_parameters():
+    record = logging.LogRecord(
+        "x", logging.INFO, __file__, 1, "lookup %s for %s [parameters: ('A123456789',)]",
+        ("A123456789", "wang@example.tw"), None,
+    )  # fmt: skip
+    PersonalDataFilter().filter(record)
+    text = record.getMessage()
+    assert "A123456789" not in text and "wang@example.tw" not in text
+    assert "[ID]" in text and "[EMAIL]" in text
+
+
+def test_field_encryption_rotates_keys():
+    old, new = Fernet.generate_key().decode(), Fernet.generate_key().decode()
+    fieldcrypt.configure(old)
+    try:
+        token = fieldcrypt.encrypt("秘密")
+        fieldcrypt.configure(f"{new},{old}")
+        assert fieldcrypt.decrypt(token) == "秘密"
+        rotated = fieldcrypt.rotate(token)
+        fieldcrypt.configure(new)
+        assert fieldcrypt.decrypt(rotated) == "秘密"
+        with pytest.raises(ValueError):
+            fieldcrypt.decrypt(token)
+    finally:
+        from config import Config
+
+        fieldcrypt.configure(Config.FIELD_ENCRYPTION_KEYS)

@@ -1,0 +1,75 @@
+"""Security basics: CSRF, cookies, headers, login rate limit, no personal data in logs."""
+
+import logging
+
+import pytest
+
+from tests.conftest import Database, build_app, csrf_token, login
+
+
+def test_security_headers_on_pages_and_apis(client):
+    for path in ("/login/", "/api/v1/agencies/"):
+        r = client.get(path)
+        assert r.headers["X-Frame-Options"] == "DENY"
+        assert r.headers["X-Content-Type-Options"] == "nosniff"
+        csp = r.headers["Content-Security-Policy"]
+        assert "default-src 'self'" in csp and "frame-ancestors 'none'" in csp and "object-src 'none'" in csp
+
+
+def test_session_cookie_is_httponly_and_samesite_lax(client):
+    r = login(client, "clerk")
+    assert r.status_code == 200
+    cookie = client.get_cookie("session")
+    assert cookie is not None and cookie.http_only and cookie.same_site == "Lax"
+
+
+def test_debug_is_off_by_default(app):
+    assert app.debug is False
+
+
+@pytest.fixture
+def strict_app(tmp_path):
+    database = Database("sqlite", tmp_path)
+    application = build_app(database.url, WTF_CSRF_ENABLED=True, AUTH_RATE_LIMITED=True,
+                            RATELIMIT_ENABLED=True, AUTH_RATE_LIMIT="5 per 1 minute")  # fmt: skip
+    yield application
+    database.drop()
+
+
+def test_forms_without_a_csrf_token_are_refused_and_change_nothing(strict_app):
+    client = strict_app.test_client()
+    r = client.post("/login/", data={"username": "admin", "password": "Demo-2026"}, follow_redirects=True)
+    assert "登出" not in r.text  # not signed in
+    r = login(client, "admin")  # with the token
+    assert "登出" in r.text
+    r = client.post("/agencyview/add", data={"code": "NOCSRF", "name": "無權杖", "kind": "other"})
+    from sqlalchemy import select
+
+    from app.extensions import db
+    from app.models.org import Agency
+
+    with strict_app.app_context():
+        assert db.session.scalar(select(Agency).where(Agency.code == "NOCSRF")) is None
+    page = client.get("/agencyview/add")
+    assert csrf_token(page.text)
+
+
+def test_repeated_failed_logins_are_rate_limited(strict_app):
+    client = strict_app.test_client()
+    statuses = [
+        client.post(
+            "/api/v1/security/login", json={"username": "admin", "password": "nope", "provider": "db"}
+        ).status_code
+        for _ in range(8)
+    ]
+    assert statuses[0] == 401 and 429 in statuses
+
+
+def test_failed_logins_with_an_id_number_leave_no_trace_of_it_in_the_logs(client, caplog):
+    with caplog.at_level(logging.INFO):
+        login(client, "A123456789", "x")
+        client.post("/api/v1/security/login", json={"username": "A123456789", "password": "x", "provider": "db"})
+        logging.getLogger("flask_appbuilder").warning("Login Failed for user: %s", "A123456789")
+    output = caplog.text
+    assert "Login Failed for user: [ID]" in output
+    assert "A123456789" not in output
