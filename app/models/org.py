@@ -47,3 +47,10 @@ class PlatformUser(User):
     agency = relationship(Agency, foreign_keys=[agency_id])
     title = Column(String(64))
     phone = Column(String(32))
+
+    def get_full_name(self) -> str:
+        """Chinese names read family name first, with no space: 林資訊."""
+        first, last = self.first_name or "", self.last_name or ""
+        if any("\u4e00" <= ch <= "\u9fff" for ch in first + last):
+            return f"{last}{first}"
+        return f"{first} {last}".strip()

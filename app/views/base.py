@@ -7,6 +7,14 @@ from sqlalchemy.exc import IntegrityError
 
 from app.services.errors import DomainError
 
+
+def yes_no(value) -> str:
+    """Booleans as 是/否 (Yes/No) in lists and detail pages."""
+    from flask_babel import gettext
+
+    return gettext("Yes") if value else gettext("No")
+
+
 CONFLICT = _l("This record conflicts with an existing one (a duplicate code, name or e-mail).")
 
 

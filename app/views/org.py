@@ -8,7 +8,7 @@ from wtforms import SelectField
 
 from app.models.org import AGENCY_KINDS, Agency, PlatformUser
 from app.services import org
-from app.views.base import PlatformModelApi, PlatformModelView, ValidatedMixin
+from app.views.base import PlatformModelApi, PlatformModelView, ValidatedMixin, yes_no
 
 AGENCY_LABELS = {
     "code": _l("Agency code"),
@@ -38,6 +38,7 @@ class AgencyView(PlatformModelView):
     search_columns = ["code", "name", "kind", "active"]
     order_columns = ["code", "name"]
     base_order = ("code", "asc")
+    formatters_columns = {"active": yes_no}
     add_form_extra_fields = {"kind": _kind_field()}
     edit_form_extra_fields = {"kind": _kind_field()}
 
@@ -65,6 +66,7 @@ class PlatformUserView(ValidatedMixin, UserDBModelView):
     datamodel = SQLAInterface(PlatformUser)
     validator = org.validate_user
     page_size = 25
+    formatters_columns = {"active": yes_no}
     label_columns = {**UserDBModelView.label_columns, **USER_EXTRA_LABELS}
     list_columns = ["username", "first_name", "last_name", "agency", "title", "active", "roles"]
     search_columns = ["username", "first_name", "last_name", "email", "agency", "active", "roles"]
