@@ -99,12 +99,19 @@ def _append(connection, events: Iterable[dict]) -> None:
     if not events:
         return
     head_t = AuditHead.__table__
-    # Take the lock first, then read the tip (a fresh statement sees the
-    # previous writer's commit under READ COMMITTED).
-    locked = connection.execute(update(head_t).where(head_t.c.id == 1).values(seq=head_t.c.seq)).rowcount
-    if not locked:
+    # Take the lock first, then read the tip: one UPDATE ... RETURNING where
+    # the database has it, else a fresh SELECT (which sees the previous
+    # writer's commit under READ COMMITTED).
+    lock = update(head_t).where(head_t.c.id == 1).values(seq=head_t.c.seq)
+    tip = None
+    if connection.dialect.update_returning:
+        tip = connection.execute(lock.returning(head_t.c.seq, head_t.c.hash)).first()
+    elif connection.execute(lock).rowcount:
+        tip = connection.execute(select(head_t.c.seq, head_t.c.hash).where(head_t.c.id == 1)).first()
+    if tip is None:  # a database migrated without the genesis row
         connection.execute(insert(head_t).values(id=1, seq=0, hash=GENESIS))
-    seq, prev = connection.execute(select(head_t.c.seq, head_t.c.hash).where(head_t.c.id == 1)).one()
+        tip = (0, GENESIS)
+    seq, prev = tip
     rows = []
     for ev in events:
         seq += 1
