@@ -208,3 +208,27 @@ def smtp_down():
 
 
 __all__ = ["api_token", "bearer", "build_app", "csrf_token", "free_port", "login", "mail", "ARTIFACTS"]
+
+
+# --- a summary line per platform database -----------------------------------
+
+_backend_results: dict[str, dict[str, int]] = {}
+
+
+def pytest_runtest_logreport(report):
+    if report.when != "call" and not (report.when == "setup" and report.outcome != "passed"):
+        return
+    m = re.search(r"\[(sqlite|postgresql)\b", report.nodeid)
+    if not m:
+        return
+    counts = _backend_results.setdefault(m.group(1), {})
+    counts[report.outcome] = counts.get(report.outcome, 0) + 1
+
+
+def pytest_terminal_summary(terminalreporter):
+    if not _backend_results:
+        return
+    terminalreporter.section("platform databases")
+    for name, counts in sorted(_backend_results.items()):
+        detail = ", ".join(f"{n} {outcome}" for outcome, n in sorted(counts.items()))
+        terminalreporter.write_line(f"{name}: {detail}")
