@@ -18,6 +18,7 @@ if [ -z "${MAIL_SERVER:-}" ]; then
   trap 'kill $CATCHER 2>/dev/null || true' EXIT
 fi
 
+flask platform check
 flask db upgrade
 flask roles sync > /dev/null
 flask seed demo

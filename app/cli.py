@@ -13,6 +13,24 @@ audit_cli = AppGroup("audit", help="Audit trail.")
 outbox_cli = AppGroup("outbox", help="Mail outbox.")
 roles_cli = AppGroup("roles", help="Roles and their permission sets.")
 seed_cli = AppGroup("seed", help="Demo data.")
+platform_cli = AppGroup("platform", help="The platform itself.")
+
+
+@platform_cli.command("check")
+def platform_check():
+    """Can the platform database be reached? Exit 2 with the reason if not."""
+    from sqlalchemy import text
+
+    url = db.engine.url
+    where = f"{url.get_backend_name()} {url.host or ''}{':' + str(url.port) if url.port else ''}/{url.database or ''}"
+    try:
+        with db.engine.connect() as conn:
+            conn.execute(text("SELECT 1"))
+    except Exception as exc:
+        reason = str(getattr(exc, "orig", exc)).strip().splitlines()[0][:200]
+        click.echo(f"無法連線到平台資料庫 / cannot reach the platform database ({where}): {reason}", err=True)
+        sys.exit(2)
+    click.echo(f"platform database OK ({where})")
 
 
 @audit_cli.command("verify")
@@ -72,5 +90,5 @@ def seed_demo_cmd():
 
 
 def register(app) -> None:
-    for group in (audit_cli, outbox_cli, roles_cli, seed_cli):
+    for group in (audit_cli, outbox_cli, roles_cli, seed_cli, platform_cli):
         app.cli.add_command(group)

@@ -30,9 +30,10 @@ class PlatformSecurityManager(SecurityManager):
     userstatschartview = None
 
     def __init__(self, appbuilder):
-        from app.views.org import PlatformUserView
+        from app.views.org import PlatformGroupView, PlatformUserView
 
         self.userdbmodelview = PlatformUserView
+        self.groupmodelview = PlatformGroupView
         super().__init__(appbuilder)
 
     def register_views(self):

@@ -2,8 +2,10 @@
 
 import datetime
 
-from flask import current_app, flash, jsonify, redirect, request
+from flask import current_app, flash, g, jsonify, redirect, request
+from flask_babel import lazy_gettext as _l
 from flask_login import current_user
+from sqlalchemy.exc import OperationalError
 
 from app.lib.rocdate import format_roc, format_roc_datetime
 from app.services import audit
@@ -78,13 +80,58 @@ def _wtforms_translations():
     request.wtforms_translations = _wtforms_catalogues[key]
 
 
+DB_DOWN = _l("The platform database cannot be reached at the moment. Please try again later; nothing was changed.")
+
+
+def _database_down(exc):
+    """A dead platform database: a clear message, never the SQL or its parameters."""
+    from flask import render_template_string
+
+    from app.extensions import db
+
+    try:
+        db.session.rollback()
+    except Exception:
+        pass
+    current_app.logger.error("platform database unavailable: %s", type(exc).__name__)
+    if request.path.startswith("/api/"):
+        return jsonify(message=str(DB_DOWN)), 503
+    page = "<!doctype html><meta charset=utf-8><title>503</title><h1>503</h1><p>{{ msg }}</p>"
+    return render_template_string(page, msg=str(DB_DOWN)), 503
+
+
+def _note_platform_db_error(context) -> None:
+    """FAB's APIs turn every exception into a bare 500; remember that the
+    platform database was the cause, so the response can say so (503)."""
+    if isinstance(context.sqlalchemy_exception, OperationalError) or context.is_disconnect:
+        try:
+            g.platform_db_down = True
+        except RuntimeError:  # outside a request (CLI): nothing to rewrite
+            pass
+
+
+def _rewrite_db_down(response):
+    if response.status_code == 500 and g.get("platform_db_down") and request.path.startswith("/api/"):
+        replacement = jsonify(message=str(DB_DOWN))
+        replacement.status_code = 503
+        return replacement
+    return response
+
+
 def register(app) -> None:
     from flask_babel import get_locale
+    from sqlalchemy import event
+
+    from app.extensions import db
 
     audit.set_actor_provider(_actor)
     app.after_request(_security_headers)
+    app.after_request(_rewrite_db_down)
+    with app.app_context():
+        event.listen(db.engine, "handle_error", _note_platform_db_error)
     app.before_request(_wtforms_translations)
     app.register_error_handler(DomainError, _domain_error)
+    app.register_error_handler(OperationalError, _database_down)
     app.add_template_filter(format_roc, "roc_date")
     app.add_template_filter(format_roc_datetime, "roc_datetime")
 

@@ -172,3 +172,28 @@ def test_auditor_together_with_admin_or_clerk_is_refused_on_screen_and_api(app, 
         user = db.session.get(PlatformUser, user_id)
         assert [r.name for r in user.roles] == ["Auditor"]
         assert db.session.scalar(select(PlatformUser).where(PlatformUser.username == "both")) is None
+
+
+def test_a_group_cannot_smuggle_a_second_incompatible_role(app, client):
+    from flask import current_app
+    from flask_appbuilder.security.sqla.models import Group
+
+    from app.services.errors import InvalidInput
+
+    with app.app_context():
+        sm = current_app.appbuilder.sm
+        auditor = sm.find_user(username="auditor")
+        group = Group(name="資訊小組", label="資訊小組", roles=[sm.find_role("Admin")])
+        db.session.add(group)
+        db.session.commit()
+        group_id = group.id
+        auditor.groups = [group]
+        try:
+            db.session.commit()
+            raise AssertionError("an auditor joined a group holding Admin")
+        except InvalidInput as exc:
+            assert "Separation of duties" in str(exc) or "職務分離" in str(exc)
+            db.session.rollback()
+        assert [g.name for g in sm.find_user(username="auditor").groups] == []
+        db.session.delete(db.session.get(Group, group_id))
+        db.session.commit()

@@ -73,3 +73,27 @@ def test_failed_logins_with_an_id_number_leave_no_trace_of_it_in_the_logs(client
     output = caplog.text
     assert "Login Failed for user: [ID]" in output
     assert "A123456789" not in output
+
+
+def test_a_platform_database_that_cannot_be_reached_gives_a_clear_message(tmp_path):
+    from app import create_app
+    from config import TestConfig
+
+    class Dead(TestConfig):
+        SQLALCHEMY_DATABASE_URI = "postgresql+psycopg://postgres@127.0.0.1:1/nothing"
+
+    app = create_app(Dead)
+    client = app.test_client()
+    r = client.post("/login/", data={"username": "admin", "password": "x"})
+    assert r.status_code == 503 and "平台資料庫" in r.text and "SELECT" not in r.text
+    r = client.post("/api/v1/security/login", json={"username": "admin", "password": "x", "provider": "db"})
+    assert r.status_code == 503 and "平台資料庫" in r.json["message"]
+    result = app.test_cli_runner().invoke(args=["platform", "check"])
+    assert result.exit_code == 2 and "無法連線到平台資料庫" in result.output
+
+
+def test_a_wrong_password_or_unknown_user_gets_the_same_clear_message(client):
+    for username, password in (("clerk", "wrong"), ("nobody-here", "x")):
+        r = login(client, username, password)
+        assert "帳號或密碼錯誤" in r.text
+        assert "登出" not in r.text

@@ -41,9 +41,17 @@ def validate_agency(session, agency: Agency) -> None:
             raise InvalidInput(message, value=value)
 
 
+def effective_role_names(user: PlatformUser) -> set[str]:
+    """Roles held directly and through FAB user groups."""
+    names = {r.name for r in (user.roles or [])}
+    for group in getattr(user, "groups", None) or []:
+        names |= {r.name for r in (group.roles or [])}
+    return names
+
+
 def validate_user(session, user: PlatformUser) -> None:
     """Separation of duties, and an agency for roles that act for one."""
-    names = {r.name for r in (user.roles or [])}
+    names = effective_role_names(user)
     check_separation_of_duties(names)
     if names & AGENCY_ROLES and user.agency is None and user.agency_id is None:
         raise InvalidInput(
@@ -53,3 +61,36 @@ def validate_user(session, user: PlatformUser) -> None:
         )
     if user.email and not _EMAIL.match(user.email):
         raise InvalidInput(_l("The e-mail address is not valid."))
+
+
+def validate_group(session, group) -> None:
+    """A group's roles must not put any member in two incompatible roles."""
+    group_roles = {r.name for r in (group.roles or [])}
+    for user in group.users or []:
+        names = {r.name for r in (user.roles or [])} | group_roles
+        for other in user.groups or []:
+            if other is not group:
+                names |= {r.name for r in (other.roles or [])}
+        check_separation_of_duties(names)
+
+
+def _guard_roles(session, flush_context, instances) -> None:
+    """Last line of defence for separation of duties, whatever path changed
+    a user's roles or a group's roles (screens, APIs, commands)."""
+    from flask_appbuilder.security.sqla.models import Group
+
+    users = set()
+    for obj in (*session.new, *session.dirty):
+        if isinstance(obj, PlatformUser):
+            users.add(obj)
+        elif isinstance(obj, Group):
+            users.update(obj.users or [])
+    for user in users:
+        check_separation_of_duties(effective_role_names(user))
+
+
+def install_role_guard(session) -> None:
+    from sqlalchemy import event
+
+    if not event.contains(session, "before_flush", _guard_roles):
+        event.listen(session, "before_flush", _guard_roles)

@@ -1,11 +1,12 @@
 """Screens and APIs for agencies and users."""
 
 from flask_appbuilder.models.sqla.interface import SQLAInterface
-from flask_appbuilder.security.views import UserDBModelView
+from flask_appbuilder.security.views import UserDBModelView, UserGroupModelView
 from flask_babel import lazy_gettext as _l
 from werkzeug.security import generate_password_hash
 from wtforms import SelectField
 
+from app.lib.rocdate import format_roc_datetime
 from app.models.org import AGENCY_KINDS, Agency, PlatformUser
 from app.services import org
 from app.views.base import PlatformModelApi, PlatformModelView, ValidatedMixin, yes_no
@@ -66,7 +67,12 @@ class PlatformUserView(ValidatedMixin, UserDBModelView):
     datamodel = SQLAInterface(PlatformUser)
     validator = org.validate_user
     page_size = 25
-    formatters_columns = {"active": yes_no}
+    formatters_columns = {
+        "active": yes_no,
+        "last_login": format_roc_datetime,
+        "created_on": format_roc_datetime,
+        "changed_on": format_roc_datetime,
+    }
     label_columns = {**UserDBModelView.label_columns, **USER_EXTRA_LABELS}
     list_columns = ["username", "first_name", "last_name", "agency", "title", "active", "roles"]
     search_columns = ["username", "first_name", "last_name", "email", "agency", "active", "roles"]
@@ -90,6 +96,13 @@ class PlatformUserView(ValidatedMixin, UserDBModelView):
         (_l("User info"), {"fields": ["username", "active", "roles", "agency", "title"]}),
         (_l("Personal Info"), {"fields": ["first_name", "last_name", "email", "phone"], "expanded": True}),
     ]
+
+
+class PlatformGroupView(ValidatedMixin, UserGroupModelView):
+    """FAB's user groups, checked for separation of duties like users."""
+
+    validator = org.validate_group
+    page_size = 25
 
 
 class UserApi(PlatformModelApi):
