@@ -24,6 +24,30 @@ LABELS = {
 }
 
 
+ACTION_LABELS = {
+    "login": _l("Sign-in"),
+    "logout": _l("Sign-out"),
+    "login_failed": _l("Failed sign-in"),
+    "create": _l("Create"),
+    "update": _l("Update"),
+    "delete": _l("Delete"),
+}
+OUTCOME_LABELS = {"ok": _l("Succeeded"), "refused": _l("Refused"), "error": _l("Error")}
+
+
+def _label(labels):
+    def fmt(value):
+        if value is None:
+            return ""
+        return f"{labels[value]} ({value})" if value in labels else value
+
+    return fmt
+
+
+def _blank(value):
+    return "" if value is None else value
+
+
 class AuditEventView(ModelView):
     datamodel = SQLAInterface(AuditEvent)
     base_permissions = ["can_list", "can_show"]
@@ -36,7 +60,17 @@ class AuditEventView(ModelView):
     order_columns = ["seq", "at", "actor", "action"]
     base_order = ("seq", "desc")
     page_size = 50
-    formatters_columns = {"at": format_roc_datetime}
+    formatters_columns = {
+        "at": format_roc_datetime,
+        "action": _label(ACTION_LABELS),
+        "outcome": _label(OUTCOME_LABELS),
+        "agency_code": _blank,
+        "client_ip": _blank,
+        "object_id": _blank,
+        "object_type": _blank,
+        "fields": _blank,
+        "detail": _blank,
+    }
 
 
 class AuditEventApi(ModelRestApi):

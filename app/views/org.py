@@ -9,6 +9,7 @@ from wtforms import SelectField
 from app.lib.rocdate import format_roc_datetime
 from app.models.org import AGENCY_KINDS, Agency, PlatformUser
 from app.services import org
+from app.services.roles import ROLE_LABELS
 from app.views.base import PlatformModelApi, PlatformModelView, ValidatedMixin, yes_no
 
 AGENCY_LABELS = {
@@ -72,9 +73,10 @@ class PlatformUserView(ValidatedMixin, UserDBModelView):
         "last_login": format_roc_datetime,
         "created_on": format_roc_datetime,
         "changed_on": format_roc_datetime,
+        "roles": lambda roles: "、".join(str(ROLE_LABELS.get(r.name, r.name)) for r in roles or []),
     }
     label_columns = {**UserDBModelView.label_columns, **USER_EXTRA_LABELS}
-    list_columns = ["username", "first_name", "last_name", "agency", "title", "active", "roles"]
+    list_columns = ["username", "last_name", "first_name", "agency", "title", "active", "roles"]
     search_columns = ["username", "first_name", "last_name", "email", "agency", "active", "roles"]
     add_columns = [
         "username", "first_name", "last_name", "agency", "title", "email", "phone",
