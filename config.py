@@ -43,6 +43,12 @@ class Config:
         "field_encryption_keys", lambda: Fernet.generate_key().decode()
     )
 
+    # Key for the keyed hashes of data subjects' ID numbers in the query log.
+    SUBJECT_HASH_KEY = os.environ.get("SUBJECT_HASH_KEY") or _instance_secret(
+        "subject_hash_key", lambda: secrets.token_hex(32)
+    )
+    VERIFY_VALID_DAYS = int(os.environ.get("VERIFY_VALID_DAYS", "90"))
+
     SQLALCHEMY_DATABASE_URI = os.environ.get("DATABASE_URL", f"sqlite:///{INSTANCE_DIR / 'platform.db'}")
     SQLALCHEMY_TRACK_MODIFICATIONS = False
     # Bound parameters (ID numbers, names) must never reach logs or error pages.

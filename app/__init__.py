@@ -5,7 +5,7 @@ import logging
 from flask import Flask
 from flask_appbuilder import AppBuilder
 
-from app.extensions import db, mail, migrate
+from app.extensions import csrf, db, mail, migrate
 from app.lib import fieldcrypt
 from app.lib.logging import install_personal_data_filter
 
@@ -25,6 +25,9 @@ def create_app(config: object | str = "config.Config") -> Flask:
 
     db.init_app(app)
     mail.init_app(app)
+    # Every form POST needs its CSRF token; FAB exempts its JWT APIs itself
+    # (which is why this comes before AppBuilder).
+    csrf.init_app(app)
 
     migrate.init_app(app, db, directory=str(_migrations_dir()), render_as_batch=True)
 

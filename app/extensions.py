@@ -8,7 +8,9 @@ tests build a second app (SQLite, then PostgreSQL).
 from flask_appbuilder.utils.legacy import get_sqla_class
 from flask_mail import Mail
 from flask_migrate import Migrate
+from flask_wtf.csrf import CSRFProtect
 
 db = get_sqla_class()()
 migrate = Migrate()
 mail = Mail()
+csrf = CSRFProtect()

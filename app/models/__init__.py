@@ -3,3 +3,13 @@
 from app.models.audit import AuditEvent, AuditHead  # noqa: F401
 from app.models.org import Agency, PlatformUser  # noqa: F401
 from app.models.outbox import OutboxMessage  # noqa: F401
+from app.models.queries import (  # noqa: F401
+    BusinessItem,
+    FormInput,
+    FormSection,
+    QueryForm,
+    QueryLog,
+    SectionColumn,
+    SectionFilter,
+)
+from app.models.sources import DataSource  # noqa: F401

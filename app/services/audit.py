@@ -22,6 +22,7 @@ from sqlalchemy.orm import Session
 
 from app.models.audit import AuditEvent, AuditHead
 from app.models.outbox import OutboxMessage
+from app.models.queries import QueryLog
 
 GENESIS = "0" * 64
 CHAIN_FIELDS = (
@@ -33,8 +34,11 @@ CHAIN_FIELDS = (
 IGNORED_FIELDS = {
     "login_count", "last_login", "fail_login_count", "changed_on", "changed_by_fk",
     "created_on", "created_by_fk", "changed_by", "created_by",
+    # a data source's health, written by "test connection" (itself audited)
+    "last_checked_at", "last_ok", "last_latency_ms", "last_error", "changed_at",
 }  # fmt: skip
-NOT_AUDITED = (AuditEvent, AuditHead, OutboxMessage)
+# Queries are recorded as explicit "query" events with their outcome.
+NOT_AUDITED = (AuditEvent, AuditHead, OutboxMessage, QueryLog)
 # FAB's own names for security tables, as auditors read them.
 OBJECT_TYPES = {
     "PlatformUser": "User", "Permission": "Permission", "ViewMenu": "ViewMenu",

@@ -37,12 +37,26 @@ _SELF_SERVICE = [
     (r"^HomeView$", r"^can_.*$"),
 ]
 _READ_AGENCIES = [(r"^(AgencyView|Agencies)$", r"^(can_list|can_show|menu_access)$")]
+_QUERY = [
+    (r"^QueryView$", r"^can_(index|form|history|result|print_page|pdf)$"),
+    (r"^QueryApi$", r"^can_(forms|run|history|stored)$"),
+    (r"^(Query|Query history)$", r"^menu_access$"),
+]
+_FORM_DESIGN = [
+    (r"^(QueryFormView|FormInputView|FormSectionView|SectionFilterView|SectionColumnView|BusinessItemView)$",
+     r"^(can_list|can_show|can_add|can_edit|can_delete)$"),
+    (r"^(QueryFormApi|FormInputApi|FormSectionApi|SectionFilterApi|SectionColumnApi|BusinessItemApi)$",
+     r"^can_(get|post|put|delete|info)$"),
+    (r"^(DataSourceView)$", r"^(can_list|can_show|test_connection)$"),
+    (r"^(DataSourceApi)$", r"^can_(get|info|test)$"),
+    (r"^(Query setup|Query forms|Business items|Data sources)$", r"^menu_access$"),
+]  # fmt: skip
 
 ROLE_PERMISSIONS: dict[str, list[tuple[str, str]]] = {
     # Admin gets everything through AUTH_ROLE_ADMIN; listed here for the menu.
     "Admin": [(r".*", r".*")],
-    "FormDesigner": _SELF_SERVICE + _READ_AGENCIES,
-    "Clerk": _SELF_SERVICE,
+    "FormDesigner": _SELF_SERVICE + _READ_AGENCIES + _FORM_DESIGN,
+    "Clerk": _SELF_SERVICE + _QUERY,
     "Notifier": _SELF_SERVICE + _READ_AGENCIES,
     "Supervisor": _SELF_SERVICE,
     "Handler": _SELF_SERVICE,
@@ -54,6 +68,10 @@ ROLE_PERMISSIONS: dict[str, list[tuple[str, str]]] = {
         (r"^(AuditEventView|Audit trail|Audit)$", r"^(can_list|can_show|menu_access)$"),
         (r"^(AuditEventApi)$", r"^(can_get|can_info)$"),
         (r"^(PlatformUserView|List Users|Security)$", r"^(can_list|can_show|menu_access)$"),
+        # auditors read everyone's query history and reopen results; they never run queries
+        (r"^QueryView$", r"^can_(history|result|print_page|pdf)$"),
+        (r"^QueryApi$", r"^can_(history|stored)$"),
+        (r"^(Query|Query history)$", r"^menu_access$"),
     ],
 }
 

@@ -2,8 +2,11 @@
 
 
 def register_views(appbuilder) -> None:
-    from app.views import audit, org, outbox
+    from app.views import audit, forms, org, outbox, query, sources
 
+    query.register(appbuilder)
+    forms.register(appbuilder)
+    sources.register(appbuilder)
     org.register(appbuilder)
     audit.register(appbuilder)
     outbox.register(appbuilder)

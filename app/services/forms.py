@@ -1,0 +1,84 @@
+"""Rules for query forms as form designers configure them."""
+
+from __future__ import annotations
+
+import json
+import re
+
+from flask_babel import lazy_gettext as _l
+
+from app.connectors.base import OPERATORS
+from app.models.queries import DISPLAYS, FORMATS, INPUT_TYPES, MASKS
+from app.services.errors import InvalidInput
+
+_CODE = re.compile(r"^[a-z][a-z0-9_.-]{1,59}$")
+_NAME = re.compile(r"^[a-z][a-z0-9_]{0,39}$")
+_COLUMN = re.compile(r"^[A-Za-z_][A-Za-z0-9_.]{0,99}$")
+
+
+def validate_business_item(session, item) -> None:
+    item.code = (item.code or "").strip()
+    if not re.fullmatch(r"[A-Za-z0-9_.-]{1,40}", item.code) or not (item.name or "").strip():
+        raise InvalidInput(_l("A business item needs a code (letters, digits, '.', '-', '_') and a name."))
+
+
+def validate_form(session, form) -> None:
+    form.code = (form.code or "").strip()
+    if not _CODE.match(form.code):
+        raise InvalidInput(_l("Form codes are lower-case letters, digits, '.', '-' or '_' (for example land.parcel)."))
+    if not (form.title or "").strip():
+        raise InvalidInput(_l("A form needs a title."))
+
+
+def validate_input(session, inp) -> None:
+    if not _NAME.match(inp.name or ""):
+        raise InvalidInput(_l("Input names are lower-case letters, digits and '_' (for example id_no)."))
+    if inp.type not in INPUT_TYPES:
+        raise InvalidInput(_l("Unknown input type."))
+    if inp.type == "choice" and not (inp.choices or "").strip():
+        raise InvalidInput(_l("A choice input needs its choices, one 'value|label' per line."))
+    if inp.pattern:
+        try:
+            re.compile(inp.pattern)
+        except re.error as exc:
+            raise InvalidInput(_l("The pattern is not a valid regular expression.")) from exc
+    if inp.max_length is not None and not (1 <= int(inp.max_length) <= 200):
+        raise InvalidInput(_l("The maximum length must be between 1 and 200."))
+
+
+def validate_section(session, section) -> None:
+    if not (section.title or "").strip() or not (section.target or "").strip():
+        raise InvalidInput(_l("A section needs a title and a target (view, file, endpoint or transaction)."))
+    if section.display not in DISPLAYS:
+        raise InvalidInput(_l("Unknown display."))
+    if section.options:
+        try:
+            if not isinstance(json.loads(section.options), dict):
+                raise ValueError
+        except ValueError as exc:
+            raise InvalidInput(_l("Options must be a JSON object.")) from exc
+    for col in (section.order_by or "").split(","):
+        if col.strip() and not _COLUMN.match(col.strip()):
+            raise InvalidInput(_l("Sort columns must be plain column names."))
+
+
+def validate_filter(session, flt) -> None:
+    if not _COLUMN.match(flt.column or ""):
+        raise InvalidInput(_l("Filter columns must be plain column names."))
+    if flt.op not in OPERATORS:
+        raise InvalidInput(_l("Unknown filter operator."))
+    if not flt.input_name and flt.constant is None:
+        raise InvalidInput(_l("A filter compares a column with an input or a constant."))
+    section = flt.section
+    if flt.input_name and section is not None and section.form is not None:
+        if flt.input_name not in {i.name for i in section.form.inputs}:
+            raise InvalidInput(_l("The form has no input named %(name)s."), name=flt.input_name)
+
+
+def validate_column(session, col) -> None:
+    if not _COLUMN.match(col.column or "") or not (col.label or "").strip():
+        raise InvalidInput(_l("An output column needs a plain column name and a label."))
+    if (col.mask or "") not in MASKS:
+        raise InvalidInput(_l("Unknown mask."))
+    if (col.format or "") not in FORMATS:
+        raise InvalidInput(_l("Unknown format."))

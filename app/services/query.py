@@ -1,0 +1,448 @@
+"""The query gateway: who may run which form, the purpose of every query,
+input checks before any source is touched, the sections read concurrently,
+masks and field-level authorisation, and the audited, verifiable record."""
+
+from __future__ import annotations
+
+import concurrent.futures
+import datetime
+import hashlib
+import hmac
+import json
+import re
+import time
+from dataclasses import dataclass, field
+
+from flask import current_app
+from flask_babel import lazy_gettext as _l
+from sqlalchemy import or_, select
+
+from app.connectors import Filter, SectionSpec, SourceError, connector_for
+from app.lib import identifiers, verifycode
+from app.lib.rocdate import format_roc, parse_roc
+from app.models.queries import BusinessItem, QueryForm, QueryLog
+from app.services import audit
+from app.services.errors import Forbidden, InvalidInput, NotFound
+from app.services.sources import source_config
+
+MAX_INPUT = 200  # no input of any form is longer than this
+_pool = concurrent.futures.ThreadPoolExecutor(max_workers=16, thread_name_prefix="section")
+
+
+@dataclass
+class Requester:
+    """Who asks, as the services need it (built by the view from the user)."""
+
+    user_id: int
+    username: str
+    agency_id: int | None
+    agency_code: str | None
+    agency_name: str | None
+    roles: frozenset[str]
+    client_ip: str | None = None
+
+    @classmethod
+    def from_user(cls, user, client_ip=None) -> Requester:
+        agency = getattr(user, "agency", None)
+        return cls(
+            user_id=user.id,
+            username=user.username,
+            agency_id=agency.id if agency else None,
+            agency_code=agency.code if agency else None,
+            agency_name=agency.name if agency else None,
+            roles=frozenset(r.name for r in user.roles),
+            client_ip=client_ip,
+        )
+
+    @property
+    def is_auditor(self) -> bool:
+        return "Auditor" in self.roles
+
+
+@dataclass
+class QueryRun:
+    log: QueryLog
+    snapshot: dict = field(default_factory=dict)
+
+
+# --- grants ------------------------------------------------------------------
+
+
+def _granted(form: QueryForm, who: Requester) -> bool:
+    if not form.active:
+        return False
+    if "Admin" in who.roles:
+        return True
+    agencies_ok = not form.granted_agencies or any(a.id == who.agency_id for a in form.granted_agencies)
+    roles_ok = not form.granted_roles or any(r.name in who.roles for r in form.granted_roles)
+    # A form granted to nobody is granted to nobody (not to everybody).
+    granted_somewhere = bool(form.granted_agencies or form.granted_roles)
+    return granted_somewhere and agencies_ok and roles_ok
+
+
+def granted_forms(session, who: Requester) -> list[QueryForm]:
+    forms = session.scalars(
+        select(QueryForm).where(QueryForm.active.is_(True)).order_by(QueryForm.sort_order, QueryForm.id)
+    )
+    return [f for f in forms if _granted(f, who)]
+
+
+def find_form(session, who: Requester, code: str) -> QueryForm:
+    form = session.scalar(select(QueryForm).where(QueryForm.code == code))
+    if form is None or not form.active:
+        raise NotFound(_l("No such query form."))
+    if not _granted(form, who):
+        raise Forbidden(_l("This query form is not granted to your agency or role."))
+    return form
+
+
+# --- inputs ------------------------------------------------------------------
+
+_PARCEL = re.compile(r"^(\d{1,4})(?:-(\d{1,4}))?$")
+
+
+def _normalise_input(inp, raw: str):
+    value = raw.strip()
+    label = inp.label
+    if len(value) > min(inp.max_length or 64, MAX_INPUT):
+        raise InvalidInput(_l("%(label)s is too long."), label=label)
+    if inp.type == "national_id":
+        value = value.upper()
+        if not identifiers.is_person_id(value):
+            raise InvalidInput(
+                _l("%(label)s is not a valid ID number (check the format and the check digit)."), label=label
+            )
+    elif inp.type == "business_number":
+        if not identifiers.is_business_number(value):
+            raise InvalidInput(_l("%(label)s is not a valid business number."), label=label)
+    elif inp.type == "land_parcel":
+        m = _PARCEL.match(value)
+        if re.fullmatch(r"\d{8}", value):
+            pass
+        elif m:
+            value = f"{int(m.group(1)):04d}{int(m.group(2) or 0):04d}"
+        else:
+            raise InvalidInput(_l("%(label)s must be a parcel number such as 18-1 or 00180001."), label=label)
+    elif inp.type == "date":
+        try:
+            day = (
+                parse_roc(value)
+                if not re.fullmatch(r"\d{4}-\d{2}-\d{2}", value)
+                else datetime.date.fromisoformat(value)
+            )
+        except ValueError as exc:
+            raise InvalidInput(_l("%(label)s is not a valid date (for example 115/11/26)."), label=label) from exc
+        value = day.isoformat()
+    elif inp.type == "number":
+        if not re.fullmatch(r"-?\d{1,15}", value):
+            raise InvalidInput(_l("%(label)s must be a whole number."), label=label)
+    elif inp.type == "choice":
+        allowed = [line.split("|", 1)[0].strip() for line in (inp.choices or "").splitlines() if line.strip()]
+        if value not in allowed:
+            raise InvalidInput(_l("%(label)s: please choose one of the listed values."), label=label)
+    if inp.pattern and value and not re.fullmatch(inp.pattern, value):
+        raise InvalidInput(_l("%(label)s is not in the expected format."), label=label)
+    return value
+
+
+def validate_inputs(form: QueryForm, params: dict) -> dict:
+    """Check and normalise every input before any source is touched."""
+    if not isinstance(params, dict):
+        raise InvalidInput(_l("Query parameters must be given as names and values."))
+    known = {i.name for i in form.inputs}
+    unknown = [k for k in params if k not in known]
+    if unknown:
+        raise InvalidInput(_l("This form has no input named %(name)s."), name=str(unknown[0])[:40])
+    clean = {}
+    for inp in form.inputs:
+        raw = params.get(inp.name)
+        if raw is None or (isinstance(raw, str) and not raw.strip()):
+            if inp.required:
+                raise InvalidInput(_l("%(label)s is required."), label=inp.label)
+            continue
+        if not isinstance(raw, (str, int)):
+            raise InvalidInput(_l("%(label)s must be text."), label=inp.label)
+        clean[inp.name] = _normalise_input(inp, str(raw))
+    return clean
+
+
+def check_purpose(form: QueryForm, case_no, reason, business_item) -> BusinessItem:
+    case_no, reason = (case_no or "").strip(), (reason or "").strip()
+    if not case_no and not reason:
+        raise InvalidInput(_l("Every query needs a case number or a reason."))
+    if len(case_no) > 60 or len(reason) > 200:
+        raise InvalidInput(_l("The case number or reason is too long."))
+    if not business_item:
+        raise InvalidInput(_l("Every query needs a business item."))
+    item = next((b for b in form.business_items if b.code == business_item and b.active), None)
+    if item is None:
+        raise InvalidInput(_l("This business item is not allowed for this form."))
+    return item
+
+
+# --- output ------------------------------------------------------------------
+
+
+def mask_value(value: str, mask: str) -> str:
+    if not mask or value == "":
+        return value
+    if mask == "last4":
+        return identifiers.mask_id(value, 4)
+    if mask == "first1":
+        return value[:1] + "*" * max(len(value) - 1, 0)
+    if mask == "name":
+        if len(value) <= 1:
+            return value
+        if len(value) == 2:
+            return value[0] + "○"
+        return value[0] + "○" * (len(value) - 2) + value[-1]
+    if mask == "all":
+        return "*" * 4
+    return value
+
+
+def format_value(value, fmt: str) -> str:
+    if value is None:
+        return ""
+    if fmt == "roc_date":
+        try:
+            if isinstance(value, (datetime.date, datetime.datetime)):
+                return format_roc(value if isinstance(value, datetime.date) else value.date())
+            text = str(value).strip()
+            if re.fullmatch(r"\d{4}-\d{2}-\d{2}.*", text):
+                return format_roc(datetime.date.fromisoformat(text[:10]))
+            return format_roc(parse_roc(text))
+        except (ValueError, TypeError):
+            return str(value)
+    if fmt in ("number", "money", "area"):
+        try:
+            number = float(value)
+        except (ValueError, TypeError):
+            return str(value)
+        if fmt == "money":
+            return f"NT${number:,.0f}"
+        if fmt == "area":
+            return f"{number:,.2f} m²"
+        return f"{number:,.0f}" if number == int(number) else f"{number:,.2f}"
+    return str(value)
+
+
+def _visible_columns(section, who: Requester):
+    cols = []
+    for col in section.columns:
+        if col.agencies and not any(a.id == who.agency_id for a in col.agencies) and "Admin" not in who.roles:
+            continue  # field-level authorisation: this agency's duty does not need it
+        cols.append(col)
+    return cols
+
+
+def _spec(section, params) -> SectionSpec:
+    filters = tuple(
+        Filter(column=f.column, param=f.input_name or None, op=f.op, value=f.constant) for f in section.filters
+    )
+    options = json.loads(section.options) if section.options else {}
+    order_by = tuple(c.strip() for c in (section.order_by or "").split(",") if c.strip())
+    return SectionSpec(target=section.target, filters=filters, columns=tuple(c.column for c in section.columns),
+                       order_by=order_by, options=options)  # fmt: skip
+
+
+def _read(config, spec, params):
+    return connector_for(config).fetch(spec, params)
+
+
+def _run_sections(form, who: Requester, params: dict, requester_info: dict) -> list[dict]:
+    jobs = []
+    for section in form.sections:
+        out = {"title": section.title, "display": section.display, "columns": [], "rows": [], "error": None,
+               "truncated": False, "source": section.source.name if section.source else ""}  # fmt: skip
+        visible = _visible_columns(section, who)
+        out["columns"] = [{"name": c.column, "label": c.label} for c in visible]
+        src = section.source
+        if src is None or not src.enabled:
+            out["error"] = str(_l("This source is disabled by the administrator."))
+            jobs.append((out, visible, None, None))
+            continue
+        config = source_config(src)
+        spec = _spec(section, params)
+        future = _pool.submit(_read, config, spec, {**params, "_requester": requester_info})
+        jobs.append((out, visible, future, config.timeout))
+    sections = []
+    for out, visible, future, timeout in jobs:
+        if future is not None:
+            try:
+                result = future.result(timeout=timeout + 1.0)
+                out["rows"] = [
+                    [mask_value(format_value(row.get(c.column), c.format), c.mask) for c in visible]
+                    for row in result.rows
+                ]
+                out["truncated"] = result.truncated
+            except concurrent.futures.TimeoutError:
+                out["error"] = str(_l("The source did not answer in time."))
+            except SourceError as exc:
+                out["error"] = str(_l("The source could not answer: %(reason)s")) % {"reason": exc.message}
+            except Exception as exc:  # a connector bug: show it in this section only
+                out["error"] = str(_l("The source could not answer: %(reason)s")) % {"reason": type(exc).__name__}
+        sections.append(out)
+    return sections
+
+
+# --- the record ----------------------------------------------------------------
+
+
+def subject_hash(id_no: str) -> str:
+    key = current_app.config["SUBJECT_HASH_KEY"].encode()
+    return hmac.new(key, id_no.upper().encode(), hashlib.sha256).hexdigest()
+
+
+def snapshot_digest(snapshot: dict) -> str:
+    return hashlib.sha256(json.dumps(snapshot, ensure_ascii=False, sort_keys=True).encode()).hexdigest()
+
+
+def _log(session, who: Requester, form: QueryForm | None, form_code: str, case_no, reason, business_item,
+         params: dict, outcome: str, error: str | None = None) -> QueryLog:  # fmt: skip
+    entry = QueryLog(
+        at=datetime.datetime.utcnow(),
+        user_id=who.user_id,
+        username=who.username,
+        agency_code=who.agency_code,
+        client_ip=who.client_ip,
+        form_id=form.id if form else None,
+        form_code=(form.code if form else str(form_code or ""))[:60],
+        form_title=form.title if form else None,
+        case_no=(case_no or "")[:60] or None,
+        reason=(reason or "")[:200] or None,
+        business_item=(business_item or "")[:40] or None,
+        params=json.dumps(params, ensure_ascii=False)[:4000] if isinstance(params, dict) else None,
+        outcome=outcome,
+        error=(error or "")[:300] or None,
+        row_count=0,
+    )
+    if form is not None and isinstance(params, dict):
+        id_inputs = {i.name for i in form.inputs if i.type == "national_id"}
+        subjects = sorted({subject_hash(str(v)) for k, v in params.items() if k in id_inputs and v})
+        entry.subjects = "\n".join(subjects) or None
+    session.add(entry)
+    session.flush()
+    return entry
+
+
+def _refuse(session, who, form, form_code, case_no, reason, business_item, params, exc):
+    entry = _log(session, who, form, form_code, case_no, reason, business_item,
+                 params if isinstance(params, dict) else {}, "refused", str(exc))  # fmt: skip
+    audit.record(session, "query", object_type="QueryLog", object_id=entry.id, outcome="refused",
+                 detail={"form": entry.form_code}, actor=_actor(who))  # fmt: skip
+    session.commit()
+    raise exc
+
+
+def _actor(who: Requester) -> audit.Actor:
+    return audit.Actor(id=who.user_id, name=who.username, agency_code=who.agency_code, client_ip=who.client_ip)
+
+
+def run_query(session, who: Requester, form_code: str, case_no: str | None, reason: str | None,
+              business_item: str | None, params: dict) -> QueryRun:  # fmt: skip
+    """Run one query and record it. Every refusal is recorded too.
+
+    Raises NotFound / Forbidden (form), InvalidInput (purpose, inputs).
+    """
+    started = time.perf_counter()
+    form = None
+    try:
+        form = find_form(session, who, form_code)
+        check_purpose(form, case_no, reason, business_item)
+        clean = validate_inputs(form, params)
+    except (NotFound, Forbidden, InvalidInput) as exc:
+        _refuse(session, who, form, form_code, case_no, reason, business_item, params, exc)
+    requester_info = {"agency": who.agency_code, "user": who.username, "case_no": case_no, "reason": reason}
+    sections = _run_sections(form, who, clean, requester_info)
+    failed = sum(1 for s in sections if s["error"])
+    outcome = "ok" if not failed else ("source_error" if failed == len(sections) else "partial")
+    entry = _log(session, who, form, form_code, case_no, reason, business_item, clean, outcome,
+                 "; ".join(s["error"] for s in sections if s["error"]) or None)  # fmt: skip
+    now = entry.at
+    snapshot = {
+        "query_id": entry.id,
+        "form": form.code,
+        "title": form.title,
+        "at": now.isoformat(timespec="seconds") + "Z",
+        "agency": who.agency_name or who.agency_code,
+        "user": who.username,
+        "case_no": case_no or "",
+        "reason": reason or "",
+        "business_item": business_item,
+        "sections": sections,
+    }
+    entry.row_count = sum(len(s["rows"]) for s in sections)
+    entry.duration_ms = round((time.perf_counter() - started) * 1000, 1)
+    entry.snapshot = json.dumps(snapshot, ensure_ascii=False)
+    entry.snapshot_sha256 = snapshot_digest(snapshot)
+    entry.verification_code = verifycode.new_code()
+    entry.valid_until = now + datetime.timedelta(days=current_app.config["VERIFY_VALID_DAYS"])
+    audit.record(session, "query", object_type="QueryLog", object_id=entry.id, outcome=outcome,
+                 detail={"form": form.code, "rows": entry.row_count}, actor=_actor(who))  # fmt: skip
+    session.commit()
+    return QueryRun(log=entry, snapshot=snapshot)
+
+
+# --- history and stored results -------------------------------------------------
+
+
+def history(session, who: Requester, *, form_code=None, case_no=None, date_from=None, date_to=None,
+            everyone=False, limit=50, offset=0) -> list[QueryLog]:  # fmt: skip
+    """A user's own queries, newest first; auditors may ask for everyone's."""
+    stmt = select(QueryLog).order_by(QueryLog.at.desc(), QueryLog.id.desc())
+    if not (everyone and who.is_auditor):
+        stmt = stmt.where(QueryLog.user_id == who.user_id)
+    if form_code:
+        stmt = stmt.where(QueryLog.form_code == form_code)
+    if case_no:
+        stmt = stmt.where(or_(QueryLog.case_no == case_no, QueryLog.reason.contains(case_no)))
+    if date_from:
+        stmt = stmt.where(QueryLog.at >= datetime.datetime.combine(date_from, datetime.time.min))
+    if date_to:
+        stmt = stmt.where(
+            QueryLog.at < datetime.datetime.combine(date_to + datetime.timedelta(days=1), datetime.time.min)
+        )
+    return list(session.scalars(stmt.limit(min(limit, 200)).offset(offset)))
+
+
+def stored_result(session, who: Requester, query_id: int) -> tuple[QueryLog, dict]:
+    """The stored result exactly as shown; only its author or an auditor may read it."""
+    entry = session.get(QueryLog, query_id)
+    if entry is None:
+        raise NotFound(_l("No such query."))
+    if entry.user_id != who.user_id and not who.is_auditor:
+        raise Forbidden(_l("You may only reopen your own queries."))
+    if not entry.snapshot:
+        raise NotFound(_l("This query was refused; it has no result."))
+    audit.record(session, "query_reopen", object_type="QueryLog", object_id=entry.id, actor=_actor(who))
+    session.commit()
+    return entry, json.loads(entry.snapshot)
+
+
+def verify_code(session, code: str) -> dict:
+    """What a printout's verification code confirms, without personal data.
+
+    Raises InvalidInput for a malformed code (typo) and NotFound for an
+    unknown, expired or altered one.
+    """
+    canonical = verifycode.normalise(code)
+    if canonical is None:
+        raise InvalidInput(_l("This is not a valid verification code; please check what you typed."))
+    entry = session.scalar(select(QueryLog).where(QueryLog.verification_code == canonical))
+    if entry is None or not entry.snapshot:
+        raise NotFound(_l("No printout carries this verification code."))
+    if entry.valid_until and entry.valid_until < datetime.datetime.utcnow():
+        raise NotFound(_l("This verification code has expired."))
+    snapshot = json.loads(entry.snapshot)
+    if snapshot_digest(snapshot) != entry.snapshot_sha256:
+        raise NotFound(_l("The stored record behind this code has been altered."))
+    return {
+        "valid": True,
+        "code": canonical,
+        "agency": snapshot.get("agency"),
+        "form": entry.form_title,
+        "issued_at": snapshot.get("at"),
+        "valid_until": entry.valid_until.isoformat(timespec="seconds") + "Z" if entry.valid_until else None,
+        "sha256": entry.snapshot_sha256,
+    }

@@ -1,0 +1,236 @@
+"""The query gateway, told as the clerk, the auditor and the citizen see it."""
+
+import datetime
+import json
+import uuid
+
+import pytest
+from sqlalchemy import select, text, update
+
+from app.extensions import db
+from app.models.audit import AuditEvent
+from app.models.queries import FormSection, QueryLog, SectionColumn, SectionFilter
+from app.services import query as query_service
+from tests import factories
+from tests.conftest import api_token, bearer, login
+
+
+@pytest.fixture
+def people_form(app, tmp_path):
+    """A form over an agency's SQLite database, granted to tax-bureau clerks."""
+    code = f"test.people.{uuid.uuid4().hex[:6]}"
+    with app.app_context():
+        src = factories.sqlite_source(f"SRC-{uuid.uuid4().hex[:6]}", factories.people_db(tmp_path / "people.db"))
+        factories.people_form(code, src)
+    return code
+
+
+def _run(client, token, form, **body):
+    payload = {"form": form, "case_no": "1151126-0001", "reason": "", "business_item": "TAX-CHECK",
+               "params": {"id_no": "A123456789"}}  # fmt: skip
+    payload.update(body)
+    return client.post("/api/v1/query/run", json=payload, headers=bearer(token))
+
+
+def _logs(app, form_code):
+    with app.app_context():
+        return db.session.scalars(select(QueryLog).where(QueryLog.form_code == form_code).order_by(QueryLog.id)).all()
+
+
+def test_a_tax_clerk_looks_up_a_person_with_masks_and_gets_a_verification_code(app, client, people_form):
+    token = api_token(client, "clerk")
+    r = _run(client, token, people_form)
+    assert r.status_code == 200, r.json
+    section = r.json["sections"][0]
+    assert section["columns"] == ["統一編號", "姓名", "區", "所得"]
+    assert section["rows"] == [["******6789", "王○明", "東區", "NT$512,000"]]
+    assert section["error"] is None
+    assert query_service.verifycode.normalise(r.json["verification_code"]) == r.json["verification_code"]
+    log = _logs(app, people_form)[-1]
+    assert log.outcome == "ok" and log.row_count == 1 and log.case_no == "1151126-0001"
+    assert log.agency_code == "TAX" and log.username == "clerk" and log.client_ip == "127.0.0.1"
+    # The subject is findable by keyed hash, never stored in clear.
+    with app.app_context():
+        assert log.subjects == query_service.subject_hash("A123456789")
+        raw = db.session.execute(
+            text("SELECT params, snapshot, subjects FROM query_log WHERE id = :i"), {"i": log.id}
+        ).one()
+        assert all("A123456789" not in (v or "") and "王小明" not in (v or "") for v in raw)
+        event = db.session.scalar(
+            select(AuditEvent).where(AuditEvent.action == "query", AuditEvent.object_id == str(log.id))
+        )
+        assert event is not None and event.actor == "clerk" and "A123456789" not in (event.detail or "")
+
+
+def test_every_query_needs_a_case_number_or_reason_and_a_business_item(app, client, people_form):
+    token = api_token(client, "clerk")
+    r = _run(client, token, people_form, case_no="", reason="")
+    assert r.status_code == 400 and "案號或事由" in r.json["message"]
+    r = _run(client, token, people_form, business_item="")
+    assert r.status_code == 400 and "業務項目" in r.json["message"]
+    r = _run(client, token, people_form, business_item="NOT-ALLOWED")
+    assert r.status_code == 400
+    r = _run(client, token, people_form, case_no="", reason="民眾臨櫃申辦地價稅減免")
+    assert r.status_code == 200
+    outcomes = [log.outcome for log in _logs(app, people_form)]
+    assert outcomes == ["refused", "refused", "refused", "ok"]
+
+
+@pytest.mark.parametrize(
+    "value",
+    ["A123456788", "a12345", "' OR 1=1 --", "A" * 5000, "A12345678９"],
+)
+def test_bad_inputs_are_refused_before_any_source_is_touched_and_audited(app, client, people_form, value):
+    token = api_token(client, "clerk")
+    r = _run(client, token, people_form, params={"id_no": value})
+    assert r.status_code == 400
+    assert "身分證統一編號" in r.json["message"]
+    assert value not in r.json["message"]
+    log = _logs(app, people_form)[-1]
+    assert log.outcome == "refused" and log.snapshot is None and log.verification_code is None
+
+
+def test_unknown_inputs_and_non_json_bodies_are_refused(client, people_form):
+    token = api_token(client, "clerk")
+    assert _run(client, token, people_form, params={"id_no": "A123456789", "x": "1"}).status_code == 400
+    r = client.post("/api/v1/query/run", data="nonsense", headers=bearer(token), content_type="application/json")
+    assert r.status_code == 400
+
+
+def test_a_form_not_granted_to_your_agency_is_refused_and_audited(app, client, people_form):
+    token = api_token(client, "clerk.social")
+    r = _run(client, token, people_form)
+    assert r.status_code == 403
+    assert _logs(app, people_form)[-1].outcome == "refused"
+    forms = client.get("/api/v1/query/forms", headers=bearer(token)).json["result"]
+    assert people_form not in [f["code"] for f in forms]
+    tax_forms = client.get("/api/v1/query/forms", headers=bearer(api_token(client, "clerk"))).json["result"]
+    mine = next(f for f in tax_forms if f["code"] == people_form)
+    assert mine["inputs"][0]["name"] == "id_no" and mine["business_items"][0]["code"] == "TAX-CHECK"
+
+
+def test_field_level_authorisation_hides_income_from_other_agencies(app, client, people_form):
+    with app.app_context():
+        from app.models.queries import QueryForm
+
+        form = db.session.scalar(select(QueryForm).where(QueryForm.code == people_form))
+        form.granted_agencies.append(factories.agency("SOCIAL"))
+        db.session.commit()
+    r = _run(client, api_token(client, "clerk.social"), people_form)
+    assert r.status_code == 200
+    assert r.json["sections"][0]["columns"] == ["統一編號", "姓名", "區"]
+    assert r.json["sections"][0]["rows"] == [["******6789", "王○明", "東區"]]
+
+
+def test_a_failing_source_shows_its_error_in_its_own_section_while_the_others_show(app, client, tmp_path):
+    code = f"test.partial.{uuid.uuid4().hex[:6]}"
+    with app.app_context():
+        good = factories.sqlite_source(f"OK-{uuid.uuid4().hex[:6]}", factories.people_db(tmp_path / "ok.db"))
+        gone = factories.sqlite_source(f"GONE-{uuid.uuid4().hex[:6]}", str(tmp_path / "missing.db"))
+        off = factories.sqlite_source(f"OFF-{uuid.uuid4().hex[:6]}", factories.people_db(tmp_path / "off.db"))
+        off.enabled = False
+
+        def section(title, src, order):
+            s = FormSection(title=title, source=src, target="v_people", display="fields", sort_order=order)
+            s.filters = [SectionFilter(column="id_no", op="eq", input_name="id_no")]
+            s.columns = [SectionColumn(column="name", label="姓名", sort_order=1)]
+            return s
+
+        factories.people_form(code, good, extra_sections=[section("失聯來源", gone, 2), section("停用來源", off, 3)])
+    r = _run(client, api_token(client, "clerk"), code)
+    assert r.status_code == 200
+    first, broken, disabled = r.json["sections"]
+    assert first["error"] is None and first["rows"]
+    assert broken["error"] and broken["rows"] == []
+    assert "停用" in disabled["error"]
+    assert r.json["outcome"] == "partial"
+
+
+def test_history_is_personal_and_reopens_the_stored_result_exactly(app, client, people_form):
+    clerk = api_token(client, "clerk")
+    first = _run(client, clerk, people_form, case_no="CASE-A").json
+    _run(client, clerk, people_form, case_no="CASE-B")
+    # The source changes afterwards: the stored result must not.
+    with app.app_context():
+        src = db.session.scalar(
+            select(FormSection).join(FormSection.form).where(FormSection.form.has(code=people_form))
+        ).source
+        path = src.database
+    from sqlalchemy import create_engine
+
+    engine = create_engine(f"sqlite:///{path}")
+    with engine.begin() as conn:
+        conn.execute(text("UPDATE v_people SET district = '北區'"))
+    engine.dispose()
+    history = client.get(f"/api/v1/query/history?form={people_form}", headers=bearer(clerk)).json["result"]
+    assert [h["case_no"] for h in history][:2] == ["CASE-B", "CASE-A"]
+    again = client.get(f"/api/v1/query/history/{first['query_id']}", headers=bearer(clerk)).json
+    assert again["result"]["sections"][0]["rows"] == first["sections"][0]["rows"]
+    assert again["verification_code"] == first["verification_code"]
+    filtered = client.get("/api/v1/query/history?case_no=CASE-A", headers=bearer(clerk)).json["result"]
+    assert {h["case_no"] for h in filtered} == {"CASE-A"}
+
+    # Nobody else may read it; the auditor may.
+    other = api_token(client, "clerk.social")
+    assert client.get(f"/api/v1/query/history/{first['query_id']}", headers=bearer(other)).status_code == 403
+    assert all(h["query_id"] != first["query_id"]
+               for h in client.get("/api/v1/query/history", headers=bearer(other)).json["result"])  # fmt: skip
+    auditor = api_token(client, "auditor")
+    everyone = client.get("/api/v1/query/history?everyone=1&limit=200", headers=bearer(auditor)).json["result"]
+    assert any(h["query_id"] == first["query_id"] and h["user"] == "clerk" for h in everyone)
+    assert client.get(f"/api/v1/query/history/{first['query_id']}", headers=bearer(auditor)).status_code == 200
+    # ...but an auditor never runs queries.
+    assert _run(client, auditor, people_form).status_code in (401, 403)
+
+
+def test_the_public_verification_confirms_a_code_without_personal_data(app, client, people_form):
+    run = _run(client, api_token(client, "clerk"), people_form).json
+    code = run["verification_code"]
+    anonymous = app.test_client()
+    r = anonymous.get(f"/api/v1/verify/{code}")
+    assert r.status_code == 200 and r.json["valid"] is True
+    body = json.dumps(r.json, ensure_ascii=False)
+    assert "王" not in body and "6789" not in body and r.json["agency"] == "示範縣地方稅務局"
+    page = anonymous.get(f"/verify/{code.lower()}")
+    assert page.status_code == 200 and "真實" in page.text
+    # A typo is caught by the check character, before any lookup.
+    typo = code[:-1] + ("0" if code[-1] != "0" else "1")
+    r = anonymous.get(f"/api/v1/verify/{typo}")
+    assert r.status_code == 400 and r.json["valid"] is False
+    # Unknown, expired and altered codes are refused.
+    from app.lib.verifycode import new_code
+
+    assert anonymous.get(f"/api/v1/verify/{new_code()}").status_code == 404
+    with app.app_context():
+        db.session.execute(update(QueryLog).where(QueryLog.id == run["query_id"]).values(snapshot_sha256="0" * 64))
+        db.session.commit()
+    assert anonymous.get(f"/api/v1/verify/{code}").status_code == 404
+    with app.app_context():
+        db.session.execute(
+            update(QueryLog).where(QueryLog.id == run["query_id"]).values(valid_until=datetime.datetime(2020, 1, 1))
+        )
+        db.session.commit()
+    r = anonymous.get(f"/api/v1/verify/{code}")
+    assert r.status_code == 404 and "過期" in r.json["message"]
+
+
+def test_the_clerk_uses_the_query_page_and_history_page(app, client, people_form):
+    login(client, "clerk")
+    menu = client.get("/query/")
+    assert menu.status_code == 200 and people_form in menu.text
+    r = client.post(f"/query/form/{people_form}", data={"case_no": "", "reason": "", "business_item": "TAX-CHECK",
+                                                        "id_no": "A123456789"})  # fmt: skip
+    assert "案號或事由" in r.text and "query-result" not in r.text
+    r = client.post(f"/query/form/{people_form}", data={"case_no": "PAGE-1", "reason": "", "business_item": "TAX-CHECK",
+                                                        "id_no": "A123456789"})  # fmt: skip
+    assert "王○明" in r.text and "NT$512,000" in r.text
+    log = _logs(app, people_form)[-1]
+    hist = client.get("/query/history/")
+    assert "PAGE-1" in hist.text
+    again = client.get(f"/query/result/{log.id}")
+    assert "王○明" in again.text and log.verification_code in again.text
+    printable = client.get(f"/query/result/{log.id}/print")
+    assert printable.status_code == 200 and "限公務使用" in printable.text and log.verification_code in printable.text
+    client.get("/logout/")
+    login(client, "clerk.social")
+    assert client.get(f"/query/result/{log.id}").status_code == 403
