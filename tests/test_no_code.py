@@ -42,7 +42,10 @@ def _post(client, token, path, body):
 
 def test_admin_links_a_new_postgresql_view_and_a_clerk_queries_it_without_code(app, client, fire_records_db):
     admin = api_token(client, "admin")
-    agencies = {a["code"]: a["id"] for a in client.get("/api/v1/agencies/?q=(page_size:100)", headers=bearer(admin)).json["result"]}
+    agencies = {
+        a["code"]: a["id"]
+        for a in client.get("/api/v1/agencies/?q=(page_size:100)", headers=bearer(admin)).json["result"]
+    }
     tag = uuid.uuid4().hex[:6]
     source = _post(client, admin, "/api/v1/sources/", {
         "code": f"FIRE-DB-{tag}", "name": "消防局火災案件", "kind": "sql", "agency": agencies["FIRE"],
@@ -52,7 +55,9 @@ def test_admin_links_a_new_postgresql_view_and_a_clerk_queries_it_without_code(a
     })  # fmt: skip
     tested = client.post(f"/api/v1/sources/{source}/test", headers=bearer(admin)).json
     assert tested["ok"] is True and tested["latency_ms"] >= 0
-    item = _post(client, admin, "/api/v1/business-items/", {"code": f"FIRE-TAX-{tag}", "name": "火災房屋稅減免", "active": True})
+    item = _post(
+        client, admin, "/api/v1/business-items/", {"code": f"FIRE-TAX-{tag}", "name": "火災房屋稅減免", "active": True}
+    )
     from flask import current_app
 
     with app.app_context():
@@ -67,9 +72,19 @@ def test_admin_links_a_new_postgresql_view_and_a_clerk_queries_it_without_code(a
     section = _post(client, admin, "/api/v1/form-sections/", {"form": form, "title": "火災案件", "source": source,
                                                              "target": "v_fire_damage", "display": "table",
                                                              "order_by": "occurred", "sort_order": 1})  # fmt: skip
-    _post(client, admin, "/api/v1/section-filters/", {"section": section, "column": "owner_id", "op": "eq", "input_name": "id_no"})
+    _post(
+        client,
+        admin,
+        "/api/v1/section-filters/",
+        {"section": section, "column": "owner_id", "op": "eq", "input_name": "id_no"},
+    )
     for order, (column, label, fmt) in enumerate(
-        [("case_no", "案件編號", ""), ("door_address", "建物門牌", ""), ("damage", "毀損程度", ""), ("occurred", "發生日期", "roc_date")]
+        [
+            ("case_no", "案件編號", ""),
+            ("door_address", "建物門牌", ""),
+            ("damage", "毀損程度", ""),
+            ("occurred", "發生日期", "roc_date"),
+        ]
     ):
         _post(client, admin, "/api/v1/section-columns/", {"section": section, "column": column, "label": label,
                                                          "format": fmt, "mask": "", "sort_order": order})  # fmt: skip
@@ -91,4 +106,6 @@ def test_admin_links_a_new_postgresql_view_and_a_clerk_queries_it_without_code(a
     assert section_out["rows"] == [["F1151101", "示範縣東區中正路1段10號", "全毀", "115/11/01"]]
     # A clerk of an agency the form was not granted to does not even see it.
     social = api_token(client, "clerk.social")
-    assert f"fire.damage.{tag}" not in [f["code"] for f in client.get("/api/v1/query/forms", headers=bearer(social)).json["result"]]
+    assert f"fire.damage.{tag}" not in [
+        f["code"] for f in client.get("/api/v1/query/forms", headers=bearer(social)).json["result"]
+    ]

@@ -78,7 +78,7 @@ def test_every_query_needs_a_case_number_or_reason_and_a_business_item(app, clie
 
 @pytest.mark.parametrize(
     "value",
-    ["A123456788", "a12345", "' OR 1=1 --", "A" * 5000, "A12345678９"],
+    ["A123456788", "a12345", "' OR 1=1 --", "A" * 5000, "A12345678X", "Ａ１２３４５６７８８"],
 )
 def test_bad_inputs_are_refused_before_any_source_is_touched_and_audited(app, client, people_form, value):
     token = api_token(client, "clerk")
@@ -88,6 +88,11 @@ def test_bad_inputs_are_refused_before_any_source_is_touched_and_audited(app, cl
     assert value not in r.json["message"]
     log = _logs(app, people_form)[-1]
     assert log.outcome == "refused" and log.snapshot is None and log.verification_code is None
+
+
+def test_an_id_typed_with_full_width_characters_is_accepted(client, people_form):
+    r = _run(client, api_token(client, "clerk"), people_form, params={"id_no": "Ａ１２３４５６７８９"})
+    assert r.status_code == 200 and r.json["sections"][0]["rows"][0][1] == "王○明"
 
 
 def test_unknown_inputs_and_non_json_bodies_are_refused(client, people_form):

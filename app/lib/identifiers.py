@@ -10,10 +10,10 @@ _LETTER_VALUES = {
     "Y": 31, "Z": 33,
 }  # fmt: skip
 _WEIGHTS = (1, 9, 8, 7, 6, 5, 4, 3, 2, 1, 1)
-_NATIONAL = re.compile(r"^[A-Z][12]\d{8}$")
-_RESIDENT_NEW = re.compile(r"^[A-Z][89]\d{8}$")
-_RESIDENT_OLD = re.compile(r"^[A-Z]{2}\d{8}$")
-_BUSINESS = re.compile(r"^\d{8}$")
+_NATIONAL = re.compile(r"^[A-Z][12][0-9]{8}$")
+_RESIDENT_NEW = re.compile(r"^[A-Z][89][0-9]{8}$")
+_RESIDENT_OLD = re.compile(r"^[A-Z]{2}[0-9]{8}$")
+_BUSINESS = re.compile(r"^[0-9]{8}$")
 
 
 def _checksum_ok(digits: list[int]) -> bool:

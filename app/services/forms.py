@@ -69,10 +69,11 @@ def validate_filter(session, flt) -> None:
         raise InvalidInput(_l("Unknown filter operator."))
     if not flt.input_name and flt.constant is None:
         raise InvalidInput(_l("A filter compares a column with an input or a constant."))
-    section = flt.section
-    if flt.input_name and section is not None and section.form is not None:
-        if flt.input_name not in {i.name for i in section.form.inputs}:
-            raise InvalidInput(_l("The form has no input named %(name)s."), name=flt.input_name)
+    with session.no_autoflush:
+        section = flt.section
+        names = {i.name for i in section.form.inputs} if section is not None and section.form is not None else None
+    if flt.input_name and names is not None and flt.input_name not in names:
+        raise InvalidInput(_l("The form has no input named %(name)s."), name=flt.input_name)
 
 
 def validate_column(session, col) -> None:

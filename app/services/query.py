@@ -11,6 +11,7 @@ import hmac
 import json
 import re
 import time
+import unicodedata
 from dataclasses import dataclass, field
 
 from flask import current_app
@@ -98,11 +99,12 @@ def find_form(session, who: Requester, code: str) -> QueryForm:
 
 # --- inputs ------------------------------------------------------------------
 
-_PARCEL = re.compile(r"^(\d{1,4})(?:-(\d{1,4}))?$")
+_PARCEL = re.compile(r"^([0-9]{1,4})(?:-([0-9]{1,4}))?$")
 
 
 def _normalise_input(inp, raw: str):
-    value = raw.strip()
+    # Chinese input methods type full-width letters and digits (Ａ１２３): fold them.
+    value = unicodedata.normalize("NFKC", raw).strip()
     label = inp.label
     if len(value) > min(inp.max_length or 64, MAX_INPUT):
         raise InvalidInput(_l("%(label)s is too long."), label=label)
@@ -117,7 +119,7 @@ def _normalise_input(inp, raw: str):
             raise InvalidInput(_l("%(label)s is not a valid business number."), label=label)
     elif inp.type == "land_parcel":
         m = _PARCEL.match(value)
-        if re.fullmatch(r"\d{8}", value):
+        if re.fullmatch(r"[0-9]{8}", value):
             pass
         elif m:
             value = f"{int(m.group(1)):04d}{int(m.group(2) or 0):04d}"
@@ -127,14 +129,14 @@ def _normalise_input(inp, raw: str):
         try:
             day = (
                 parse_roc(value)
-                if not re.fullmatch(r"\d{4}-\d{2}-\d{2}", value)
+                if not re.fullmatch(r"[0-9]{4}-[0-9]{2}-[0-9]{2}", value)
                 else datetime.date.fromisoformat(value)
             )
         except ValueError as exc:
             raise InvalidInput(_l("%(label)s is not a valid date (for example 115/11/26)."), label=label) from exc
         value = day.isoformat()
     elif inp.type == "number":
-        if not re.fullmatch(r"-?\d{1,15}", value):
+        if not re.fullmatch(r"-?[0-9]{1,15}", value):
             raise InvalidInput(_l("%(label)s must be a whole number."), label=label)
     elif inp.type == "choice":
         allowed = [line.split("|", 1)[0].strip() for line in (inp.choices or "").splitlines() if line.strip()]
@@ -439,7 +441,7 @@ def verify_code(session, code: str) -> dict:
         raise NotFound(_l("The stored record behind this code has been altered."))
     return {
         "valid": True,
-        "code": canonical,
+        "verification_code": canonical,
         "agency": snapshot.get("agency"),
         "form": entry.form_title,
         "issued_at": snapshot.get("at"),
