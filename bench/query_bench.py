@@ -1,0 +1,242 @@
+"""Audited queries per second through POST /api/v1/query/run, beside the same
+SELECT from a bare Flask endpoint, both under gunicorn with the same settings,
+against the PostgreSQL land source; then the text-file source at 1,000,000 rows.
+
+    .venv/bin/python bench/query_bench.py [--requests 3000] [--concurrency 8] [--platform postgresql|sqlite]
+
+Prints throughput, median and p95 latency of both, and their ratio.
+"""
+
+from __future__ import annotations
+
+import argparse
+import http.client
+import json
+import multiprocessing
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+PG_ADMIN = os.environ.get("TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres")
+
+
+def _pg_db(name: str):
+    from sqlalchemy import create_engine, text
+    from sqlalchemy.engine import make_url
+
+    admin = create_engine(PG_ADMIN, isolation_level="AUTOCOMMIT")
+    with admin.connect() as c:
+        c.execute(text(f'CREATE DATABASE "{name}"'))
+    admin.dispose()
+    return make_url(PG_ADMIN).set(database=name)
+
+
+def _drop(name: str) -> None:
+    from sqlalchemy import create_engine, text
+
+    admin = create_engine(PG_ADMIN, isolation_level="AUTOCOMMIT")
+    with admin.connect() as c:
+        c.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    admin.dispose()
+
+
+def _prepare(platform_url: str, land_url) -> tuple[list[str], str]:
+    """Migrate the platform, seed it, and define the land form as a designer would."""
+    os.environ["DATABASE_URL"] = platform_url
+    from flask import current_app
+    from flask_migrate import upgrade
+    from sqlalchemy import create_engine, select
+
+    from app import create_app
+    from app.extensions import db
+    from app.models.org import Agency
+    from app.models.queries import BusinessItem, FormInput, FormSection, QueryForm, SectionColumn, SectionFilter
+    from app.models.sources import DataSource
+    from seed_data.loader import load_land
+
+    land_engine = create_engine(land_url)
+    load_land(land_engine)
+    with land_engine.connect() as conn:
+        from sqlalchemy import text
+
+        owners = [r[0] for r in conn.execute(text("SELECT DISTINCT owner_id_no FROM v_land_marking_ownership"))]
+    land_engine.dispose()
+    app = create_app()
+    with app.app_context():
+        upgrade()
+        runner = app.test_cli_runner()
+        runner.invoke(args=["roles", "sync"])
+        runner.invoke(args=["seed", "demo"])
+        tax = db.session.scalar(select(Agency).where(Agency.code == "TAX"))
+        src = DataSource(code="BENCH-LAND", name="地政（效能測試）", kind="sql", host=land_url.host, port=land_url.port or 5432,
+                         database=land_url.database, account=land_url.username, timeout=5, row_cap=500,
+                         options=json.dumps({"dialect": "postgresql"}), enabled=True)  # fmt: skip
+        item = BusinessItem(code="BENCH", name="效能測試", active=True)
+        form = QueryForm(code="bench.land", title="土地標示部＋所有權部", active=True, granted_agencies=[tax],
+                         granted_roles=[current_app.appbuilder.sm.find_role("Clerk")], business_items=[item])  # fmt: skip
+        form.inputs = [FormInput(name="id_no", label="所有權人統一編號", type="national_id", required=True)]
+        section = FormSection(title="土地", source=src, target="v_land_marking_ownership", display="table",
+                              order_by="parcel_no")  # fmt: skip
+        section.filters = [SectionFilter(column="owner_id_no", op="eq", input_name="id_no")]
+        section.columns = [SectionColumn(column=c, label=c, sort_order=i, mask="last4" if c == "owner_id_no" else "")
+                           for i, c in enumerate(["section_name", "parcel_no", "area_m2", "zoning", "owner_name",
+                                                  "owner_id_no", "share"])]  # fmt: skip
+        db.session.add(form)
+        db.session.commit()
+        from app.lib.identifiers import is_national_id
+
+        ids = [o for o in owners if is_national_id(o)]
+    return ids, "bench.land"
+
+
+def _token(port: int) -> str:
+    conn = http.client.HTTPConnection("127.0.0.1", port)
+    body = json.dumps({"username": "clerk", "password": os.environ.get("DEMO_PASSWORD", "Demo-2026"), "provider": "db"})
+    conn.request("POST", "/api/v1/security/login", body, {"Content-Type": "application/json"})
+    return json.loads(conn.getresponse().read())["access_token"]
+
+
+def _worker(args):
+    port, path, token, bodies = args
+    conn = http.client.HTTPConnection("127.0.0.1", port)
+    headers = {"Content-Type": "application/json"}
+    if token:
+        headers["Authorization"] = f"Bearer {token}"
+    latencies, errors = [], 0
+    for body in bodies:
+        t0 = time.perf_counter()
+        conn.request("POST", path, body, headers)
+        resp = conn.getresponse()
+        resp.read()
+        if resp.status != 200:
+            errors += 1
+        latencies.append(time.perf_counter() - t0)
+    return latencies, errors
+
+
+def _load(port, path, token, ids, form, n, concurrency):
+    bodies = [json.dumps({"form": form, "case_no": f"B-{i}", "reason": "", "business_item": "BENCH",
+                          "params": {"id_no": ids[i % len(ids)]}}) for i in range(n)]  # fmt: skip
+    chunks = [(port, path, token, bodies[i::concurrency]) for i in range(concurrency)]
+    with multiprocessing.Pool(concurrency) as pool:
+        _worker(chunks[0][:3] + (bodies[:20],))  # warm up
+        t0 = time.perf_counter()
+        results = pool.map(_worker, chunks)
+        elapsed = time.perf_counter() - t0
+    latencies = sorted(x for lat, _ in results for x in lat)
+    errors = sum(e for _, e in results)
+    return {
+        "rps": n / elapsed,
+        "p50": statistics.median(latencies) * 1000,
+        "p95": latencies[int(len(latencies) * 0.95)] * 1000,
+        "errors": errors,
+    }
+
+
+def _serve(module: str, port: int, env: dict) -> subprocess.Popen:
+    cmd = [sys.executable, "-m", "gunicorn", "-c", str(ROOT / "gunicorn.conf.py"), "--bind", f"127.0.0.1:{port}",
+           "--access-logfile", "/dev/null", module]  # fmt: skip
+    proc = subprocess.Popen(cmd, cwd=ROOT, env={**os.environ, **env}, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    for _ in range(100):
+        try:
+            http.client.HTTPConnection("127.0.0.1", port, timeout=1).request("GET", "/")
+            return proc
+        except OSError:
+            time.sleep(0.2)
+    proc.kill()
+    raise RuntimeError(f"{module} did not start")
+
+
+def query_bench(args) -> None:
+    tag = uuid.uuid4().hex[:8]
+    land_name, platform_name = f"bench_land_{tag}", f"bench_platform_{tag}"
+    land_url = _pg_db(land_name)
+    tmp = tempfile.mkdtemp()
+    if args.platform == "postgresql":
+        platform_url = _pg_db(platform_name).render_as_string(hide_password=False)
+    else:
+        platform_url = f"sqlite:///{tmp}/platform.db"
+    procs = []
+    try:
+        ids, form = _prepare(platform_url, land_url)
+        env = {"DATABASE_URL": platform_url, "BENCH_LAND_URL": land_url.render_as_string(hide_password=False),
+               "AUTH_RATE_LIMITED": "false", "WEB_CONCURRENCY": str(args.workers), "WEB_THREADS": str(args.threads)}  # fmt: skip
+        procs.append(_serve("run:app", 8701, env))
+        procs.append(_serve("bench.bare_app:app", 8702, env))
+        token = _token(8701)
+        audited = _load(8701, "/api/v1/query/run", token, ids, form, args.requests, args.concurrency)
+        bare = _load(8702, "/bare", None, ids, form, args.requests, args.concurrency)
+        print(f"platform DB {args.platform}; gunicorn {args.workers} workers x {args.threads} threads; "
+              f"{args.requests} requests, {args.concurrency} clients; {len(ids)} distinct owners")  # fmt: skip
+        for name, r in (("audited /api/v1/query/run", audited), ("bare SELECT endpoint", bare)):
+            print(f"  {name:28s} {r['rps']:7.1f} req/s   p50 {r['p50']:6.1f} ms   p95 {r['p95']:6.1f} ms   errors {r['errors']}")
+        print(f"  ratio audited/bare: {audited['rps'] / bare['rps']:.2f}")
+    finally:
+        for p in procs:
+            p.terminate()
+            p.wait()
+        _drop(land_name)
+        if args.platform == "postgresql":
+            _drop(platform_name)
+
+
+def textfile_bench(rows: int) -> None:
+    """First load time, memory and lookup time of a 1,000,000-row CSV source."""
+    import random
+    import resource
+
+    from app.connectors import Filter, SectionSpec, SourceConfig, connector_for
+
+    tmp = Path(tempfile.mkdtemp()) / "income.csv"
+    rng = random.Random(1)
+    with tmp.open("w", encoding="cp950") as fh:
+        fh.write("身分證號,姓名,年度,所得額\n")
+        for i in range(rows):
+            fh.write(f"A{100000000 + i},王{i % 1000},113,{rng.randint(100000, 2000000)}\n")
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    source = SourceConfig(kind="textfile", name="bench-income", path=str(tmp), timeout=60, row_cap=100,
+                          options={"format": "csv", "encoding": "cp950", "key_columns": ["身分證號"]})  # fmt: skip
+    conn = connector_for(source)
+    spec = SectionSpec(target="", filters=(Filter(column="身分證號", param="id_no"),))
+    t0 = time.perf_counter()
+    conn.fetch(spec, {"id_no": "A100000000"})
+    load = time.perf_counter() - t0
+    after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    keys = [f"A{100000000 + rng.randrange(rows)}" for _ in range(2000)]
+    t0 = time.perf_counter()
+    for k in keys:
+        assert conn.fetch(spec, {"id_no": k}).rows
+    per = (time.perf_counter() - t0) / len(keys) * 1000
+    print(f"text file, {rows:,} rows (Big5 CSV, {tmp.stat().st_size / 1e6:.0f} MB): first load {load:.2f} s, "
+          f"peak RSS +{(after - before) / 1024:.0f} MB, lookup {per:.3f} ms each (target <= 5 ms)")  # fmt: skip
+    tmp.unlink()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--requests", type=int, default=3000)
+    parser.add_argument("--concurrency", type=int, default=8)
+    parser.add_argument("--workers", type=int, default=4)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--platform", choices=["postgresql", "sqlite"], default="postgresql")
+    parser.add_argument("--textfile-rows", type=int, default=1_000_000)
+    parser.add_argument("--skip-textfile", action="store_true")
+    args = parser.parse_args()
+    import logging
+
+    logging.disable(logging.WARNING)
+    query_bench(args)
+    if not args.skip_textfile:
+        textfile_bench(args.textfile_rows)
+
+
+if __name__ == "__main__":
+    main()
