@@ -106,6 +106,11 @@ class Config:
     OUTBOX_THREAD = _bool("OUTBOX_THREAD", False)
 
     DEMO_PASSWORD = os.environ.get("DEMO_PASSWORD", "Demo-2026")
+    # Demo only: where the demo agencies' files live, and the e-gate and
+    # business-registry simulators (./run.sh starts them).
+    DEMO_SOURCES_DIR = os.environ.get("DEMO_SOURCES_DIR", str(INSTANCE_DIR / "sources"))
+    SIMULATOR_URL = os.environ.get("SIMULATOR_URL", "http://127.0.0.1:8031")
+    PUBLIC_BASE_URL = os.environ.get("PUBLIC_BASE_URL", "http://127.0.0.1:8080")
 
 
 class TestConfig(Config):

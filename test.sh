@@ -8,6 +8,7 @@ cd "$(dirname "$0")"
 missing=()
 command -v chromium >/dev/null || missing+=(chromium)
 command -v pdftoppm >/dev/null || missing+=(poppler-utils)
+ldconfig -p | grep -q "libodbc.so" || missing+=(unixodbc)  # pyodbc needs it
 fc-list :lang=zh 2>/dev/null | grep -q . || missing+=(fonts-noto-cjk)
 if [ ${#missing[@]} -gt 0 ]; then
   echo "==> installing ${missing[*]}"

@@ -83,10 +83,16 @@ def roles_sync(reset):
 @seed_cli.command("demo")
 def seed_demo_cmd():
     """Create the demo agencies and accounts (idempotent)."""
-    from app.services.seed import seed_demo
+    from pathlib import Path
 
-    result = seed_demo(current_app.appbuilder.sm, db.session, current_app.config["DEMO_PASSWORD"])
+    from app.services.seed import seed_demo
+    from app.services.seed_queries import seed_query_world
+
+    cfg = current_app.config
+    result = seed_demo(current_app.appbuilder.sm, db.session, cfg["DEMO_PASSWORD"])
     click.echo(f"agencies: {result['agencies']}; accounts created: {', '.join(result['accounts_created']) or 'none'}")
+    world = seed_query_world(db.session, Path(cfg["DEMO_SOURCES_DIR"]), cfg["SIMULATOR_URL"])
+    click.echo(f"query forms created: {', '.join(world['forms_created']) or 'none'}")
 
 
 def register(app) -> None:

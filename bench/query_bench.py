@@ -144,7 +144,9 @@ def _load(port, path, token, ids, form, n, concurrency):
 def _serve(module: str, port: int, env: dict) -> subprocess.Popen:
     cmd = [sys.executable, "-m", "gunicorn", "-c", str(ROOT / "gunicorn.conf.py"), "--bind", f"127.0.0.1:{port}",
            "--access-logfile", "/dev/null", module]  # fmt: skip
-    proc = subprocess.Popen(cmd, cwd=ROOT, env={**os.environ, **env}, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        cmd, cwd=ROOT, env={**os.environ, **env}, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
     for _ in range(100):
         try:
             http.client.HTTPConnection("127.0.0.1", port, timeout=1).request("GET", "/")
@@ -177,7 +179,9 @@ def query_bench(args) -> None:
         print(f"platform DB {args.platform}; gunicorn {args.workers} workers x {args.threads} threads; "
               f"{args.requests} requests, {args.concurrency} clients; {len(ids)} distinct owners")  # fmt: skip
         for name, r in (("audited /api/v1/query/run", audited), ("bare SELECT endpoint", bare)):
-            print(f"  {name:28s} {r['rps']:7.1f} req/s   p50 {r['p50']:6.1f} ms   p95 {r['p95']:6.1f} ms   errors {r['errors']}")
+            print(
+                f"  {name:28s} {r['rps']:7.1f} req/s   p50 {r['p50']:6.1f} ms   p95 {r['p95']:6.1f} ms   errors {r['errors']}"
+            )
         print(f"  ratio audited/bare: {audited['rps'] / bare['rps']:.2f}")
     finally:
         for p in procs:

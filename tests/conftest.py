@@ -57,14 +57,40 @@ class Database:
             admin.dispose()
 
 
+_SIMULATOR: dict = {}
+
+
+def simulator_url() -> str:
+    """The demo e-gate and business-registry simulators, served once per run."""
+    if "url" not in _SIMULATOR:
+        import tempfile
+
+        from werkzeug.serving import make_server
+
+        from app.simulators.serve import make_app
+        from seed_data.loader import write_files
+
+        seed_dir = Path(tempfile.mkdtemp(prefix="world-"))
+        write_files(seed_dir)
+        port = free_port()
+        server = make_server("127.0.0.1", port, make_app(seed_dir), threaded=True)
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+        _SIMULATOR.update(url=f"http://127.0.0.1:{port}", server=server, seed_dir=seed_dir)
+    return _SIMULATOR["url"]
+
+
 def build_app(url: str, seed: bool = True, **overrides):
     """Create the app on ``url``, migrate it, sync roles, seed the demo world."""
+    import tempfile
+
     from flask_migrate import upgrade
 
     class Cfg(TestConfig):
         SQLALCHEMY_DATABASE_URI = url
         MAIL_SERVER = "127.0.0.1"
         MAIL_PORT = SMTP_PORT
+        DEMO_SOURCES_DIR = tempfile.mkdtemp(prefix="sources-")
+        SIMULATOR_URL = simulator_url()
 
     for key, value in overrides.items():
         setattr(Cfg, key, value)

@@ -1,0 +1,477 @@
+"""SQL sources: Oracle, SQL Server, PostgreSQL, MySQL/MariaDB and SQLite.
+
+One code path for every dialect: the statement is built with SQLAlchemy Core
+from the section (``table(target, *column(c))``, nothing reflected), every
+value travels as a bound parameter, and there is no string SQL anywhere.
+
+Source settings (``SourceConfig``)::
+
+    host, port, database   database name; Oracle: service name; SQLite: file path
+    account, secret        the login (the secret is never put in a message)
+    timeout                seconds: connect timeout, statement timeout, pool wait
+    row_cap, pool_size     rows returned at most; connections kept open at most
+    options.dialect        postgresql | mysql (MariaDB too) | sqlite | oracle | mssql
+    options.odbc_driver    SQL Server only (default "ODBC Driver 18 for SQL Server")
+    options.odbc           SQL Server only: extra ODBC keywords, for example
+                           {"TrustServerCertificate": "yes", "Encrypt": "yes"}
+    options.pool_recycle   seconds after which an idle connection is reopened (1800)
+
+Section: ``target`` is a table or view ("schema.view" allowed), ``columns``
+the columns to return (none: all), ``filters`` map inputs to columns with the
+operators eq, ne, lt, le, gt, ge, like (contains), prefix (starts with) and in.
+``like`` and ``prefix`` match the input literally: ``%`` and ``_`` typed by a
+clerk are escaped, never wildcards.
+
+Statement timeout per dialect: PostgreSQL ``-c statement_timeout`` in the
+connection options; MariaDB ``max_statement_time`` / MySQL
+``max_execution_time`` set per session when the connection opens (as a bound
+parameter) plus a socket read timeout as a backstop; SQLite a progress handler
+that aborts once the deadline has passed; Oracle ``call_timeout`` on the
+connection; SQL Server the login ``timeout`` and the connection's query
+``timeout``.
+
+Values come back as JSON-friendly types: dates and times as ISO 8601 strings,
+decimals as int (when whole) or float, bytes as hex.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime
+import decimal
+import importlib
+import logging
+import math
+import os
+import re
+import sqlite3
+import threading
+import time
+import uuid
+
+from app.connectors.base import Connector, Filter, Result, SectionSpec, SourceConfig, SourceError, register
+
+log = logging.getLogger(__name__)
+
+DIALECTS = {
+    # dialect: (SQLAlchemy driver name, DBAPI module, what to install, default port, label)
+    "postgresql": ("postgresql+psycopg", "psycopg", "pip install 'psycopg[binary]'", 5432, "PostgreSQL"),
+    "mysql": ("mysql+pymysql", "pymysql", "pip install pymysql", 3306, "MySQL/MariaDB"),
+    "sqlite": ("sqlite", "sqlite3", "a Python built with sqlite3", None, "SQLite"),
+    "oracle": ("oracle+oracledb", "oracledb", "pip install oracledb", 1521, "Oracle"),
+    "mssql": ("mssql+pyodbc", "pyodbc", "apt-get install unixodbc + pip install pyodbc", 1433, "SQL Server"),
+}
+DEFAULT_ODBC_DRIVER = "ODBC Driver 18 for SQL Server"
+
+# identifiers from the form designer: letters (CJK too), digits, _ $ #
+_IDENT = re.compile(r"^[\w$#]+$")
+
+
+def _ident(name: str, what: str) -> str:
+    name = (name or "").strip()
+    if not name or not _IDENT.match(name):
+        raise SourceError(f"invalid {what} name '{name[:60]}' in the section settings", "config")
+    return name
+
+
+def _split_target(target: str) -> tuple[str | None, str]:
+    parts = [p.strip() for p in (target or "").split(".")]
+    if not parts or len(parts) > 3:
+        raise SourceError(f"invalid table or view '{(target or '')[:80]}'", "config")
+    for p in parts:
+        _ident(p, "table or view")
+    if len(parts) == 1:
+        return None, parts[0]
+    return ".".join(parts[:-1]), parts[-1]
+
+
+def _escape_like(value: str) -> str:
+    return value.replace("/", "//").replace("%", "/%").replace("_", "/_")
+
+
+def _filter_value(flt: Filter, params: dict):
+    if flt.param is None:
+        return flt.value
+    if flt.param not in params:
+        raise SourceError(f"missing input '{flt.param}'", "config")
+    return params[flt.param]
+
+
+def build_statement(section: SectionSpec, params: dict, row_cap: int, value_of=None):
+    """The Core SELECT for a section: columns, filters as bound parameters,
+    order, and a LIMIT one above the row cap (to detect truncation)."""
+    from sqlalchemy import String, and_, bindparam, column, literal_column, select, table
+    from sqlalchemy.types import NullType
+
+    if value_of is None:
+        value_of = _filter_value
+
+    schema, name = _split_target(section.target)
+    wanted = [_ident(c, "column") for c in section.columns]
+    referenced = list(dict.fromkeys(wanted + [_ident(f.column, "column") for f in section.filters]
+                                    + [_ident(c.lstrip("-"), "column") for c in section.order_by]))  # fmt: skip
+    tbl = table(name, *[column(c) for c in referenced], schema=schema)
+    stmt = select(*[tbl.c[c] for c in wanted]) if wanted else select(literal_column("*"))
+    stmt = stmt.select_from(tbl)
+
+    clauses = []
+    for flt in section.filters:
+        col = tbl.c[flt.column]
+        value = value_of(flt, params)
+        op = flt.op or "eq"
+
+        def bind(v, type_=None, expanding=False, _c=flt.column):
+            return bindparam(_c, v, type_=type_ if type_ is not None else NullType(), unique=True, expanding=expanding)
+
+        if op == "eq":
+            clauses.append(col.is_(None) if value is None else col == bind(value))
+        elif op == "ne":
+            clauses.append(col.is_not(None) if value is None else col != bind(value))
+        elif op in ("lt", "le", "gt", "ge"):
+            if value is None:
+                raise SourceError(f"no value for '{flt.column}'", "config")
+            clauses.append(getattr(col, f"__{op}__")(bind(value)))
+        elif op in ("like", "prefix"):
+            if value is None or value == "":
+                raise SourceError(f"no value for '{flt.column}'", "config")
+            pattern = _escape_like(str(value)) + "%"
+            if op == "like":
+                pattern = "%" + pattern
+            clauses.append(col.like(bind(pattern, String()), escape="/"))
+        elif op == "in":
+            if isinstance(value, str):  # "a, b, c" typed in one box
+                value = [v.strip() for v in value.split(",")]
+            values = value if isinstance(value, (list, tuple, set)) else [value]
+            values = [v for v in values if v is not None and v != ""]
+            if not values:
+                raise SourceError(f"no value for '{flt.column}'", "config")
+            clauses.append(col.in_(bind(list(values), expanding=True)))
+        else:
+            raise SourceError(f"unknown operator '{op}'", "config")
+    if clauses:
+        stmt = stmt.where(and_(*clauses))
+    for c in section.order_by:
+        stmt = stmt.order_by(tbl.c[c[1:]].desc() if c.startswith("-") else tbl.c[c])
+    return stmt.limit(int(row_cap) + 1)
+
+
+def compile_statement(dialect_name: str, section: SectionSpec, params: dict, row_cap: int = 500) -> str:
+    """The SQL a section gives on a dialect, compiled without any server (for
+    tests and for the form designer's preview). Parameters stay placeholders."""
+    if dialect_name == "oracle":
+        from sqlalchemy.dialects.oracle import oracledb as mod
+
+        dialect = mod.dialect()
+    elif dialect_name == "mssql":
+        from sqlalchemy.dialects.mssql import pyodbc as mod
+
+        dialect = mod.dialect(paramstyle="qmark")
+    elif dialect_name == "postgresql":
+        from sqlalchemy.dialects.postgresql import psycopg as mod
+
+        dialect = mod.dialect()
+    elif dialect_name == "mysql":
+        from sqlalchemy.dialects.mysql import pymysql as mod
+
+        dialect = mod.dialect()
+    elif dialect_name == "sqlite":
+        from sqlalchemy.dialects.sqlite import pysqlite as mod
+
+        dialect = mod.dialect()
+    else:
+        raise SourceError(f"unknown SQL dialect '{dialect_name}'", "config")
+    stmt = build_statement(section, params, row_cap)
+    return str(stmt.compile(dialect=dialect, compile_kwargs={"render_postcompile": True}))
+
+
+def _plain(value):
+    if value is None or isinstance(value, (str, int, float, bool)):
+        return value
+    if isinstance(value, decimal.Decimal):
+        if value.is_finite() and value == value.to_integral_value():
+            return int(value)
+        return float(value)
+    if isinstance(value, datetime.datetime):
+        return value.isoformat(sep=" ")
+    if isinstance(value, (datetime.date, datetime.time)):
+        return value.isoformat()
+    if isinstance(value, (bytes, bytearray, memoryview)):
+        return bytes(value).hex()
+    if isinstance(value, uuid.UUID):
+        return str(value)
+    if isinstance(value, datetime.timedelta):
+        return value.total_seconds()
+    return str(value)
+
+
+# --- errors -------------------------------------------------------------------
+
+_UNREACHABLE_WORDS = {
+    "name": ("could not translate host name", "name or service not known", "nodename nor servname",
+             "getaddrinfo", "unknown mysql server host", "temporary failure in name resolution",
+             "no address associated"),
+    "refused": ("connection refused", "actively refused", "errno 111", "[errno 61]", "(111)", "dpy-6005",
+                "can't connect to mysql server", "can't connect to server"),
+    "network": ("no route to host", "network is unreachable", "host is unreachable", "server closed the connection",
+                "connection reset", "lost connection", "broken pipe", "server has gone away",
+                "communication link failure", "tcp provider", "dpi-1080", "dpy-4011"),
+}  # fmt: skip
+_TIMEOUT_WORDS = ("statement timeout", "canceling statement due to", "max_statement_time", "max_execution_time",
+                  "maximum statement execution time", "timed out", "timeout expired", "query timeout",
+                  "interrupted", "dpi-1067", "dpy-4024", "ora-03156", "call timeout")  # fmt: skip
+_TIMEOUT_CODES = ("57014", "1969", "3024", "hyt00", "hyt01", "dpi-1067", "dpy-4024")
+_AUTH_WORDS = ("password authentication failed", "authentication failed", "access denied", "ora-01017",
+               "login failed", "no password supplied", "role \"", "not permitted to log in")  # fmt: skip
+_AUTH_CODES = ("28000", "28p01", "18456", "1045", "1044", "ora-01017", "dpy-4001")
+_MISSING_WORDS = ("does not exist", "doesn't exist", "no such table", "no such column", "unknown column",
+                  "ora-00942", "ora-00904", "invalid object name", "invalid column name")  # fmt: skip
+_MISSING_CODES = ("42s02", "42p01", "42703", "42s22", "1146", "1054")
+
+
+def _code_of(orig) -> str:
+    for attr in ("sqlstate", "pgcode"):
+        code = getattr(orig, attr, None)
+        if code:
+            return str(code)
+    args = getattr(orig, "args", ())
+    if args:
+        first = args[0]
+        full = getattr(first, "full_code", None)  # oracledb error object
+        if full:
+            return str(full)
+        if isinstance(first, (int, str)) and len(str(first)) <= 8:
+            return str(first)
+    return ""
+
+
+class SqlConnector(Connector):
+    """A pooled SQLAlchemy engine per source; see the module docstring."""
+
+    def __init__(self, source: SourceConfig):
+        super().__init__(source)
+        self.dialect = (source.options or {}).get("dialect", "")
+        if self.dialect not in DIALECTS:
+            raise SourceError(
+                f"unknown SQL dialect '{self.dialect}' (use postgresql, mysql, sqlite, oracle or mssql)", "config"
+            )
+        self._engine = None
+        self._lock = threading.Lock()
+
+    # -- engine ------------------------------------------------------------------
+
+    @property
+    def where(self) -> str:
+        s = self.source
+        if self.dialect == "sqlite":
+            return f"SQLite file {s.database}"
+        port = s.port or DIALECTS[self.dialect][3]
+        return f"{DIALECTS[self.dialect][4]} at {s.host}:{port}"
+
+    def _import_driver(self):
+        _, module, install, _, label = DIALECTS[self.dialect]
+        try:
+            return importlib.import_module(module)
+        except ImportError as exc:
+            log.warning("SQL driver %s cannot be imported: %s", module, type(exc).__name__)
+            raise SourceError(f"the {label} driver '{module}' is not installed ({install})", "driver") from None
+        except OSError:  # a shared library the driver needs is missing (pyodbc without unixodbc)
+            raise SourceError(f"the {label} driver '{module}' cannot load ({install})", "driver") from None
+
+    def url(self):
+        from sqlalchemy import URL
+
+        s, opts = self.source, self.source.options or {}
+        drivername = DIALECTS[self.dialect][0]
+        if self.dialect == "sqlite":
+            if not s.database:
+                raise SourceError("no SQLite file is set", "config")
+            path = os.path.abspath(s.database)
+            return URL.create("sqlite", database=f"file:{path}", query={"mode": "ro", "uri": "true"})
+        if not s.host:
+            raise SourceError("no host is set", "config")
+        query: dict = {}
+        database = s.database
+        if self.dialect == "oracle":
+            query["service_name"] = s.database or ""
+            database = None
+        elif self.dialect == "mysql":
+            query["charset"] = "utf8mb4"
+        elif self.dialect == "mssql":
+            query["driver"] = opts.get("odbc_driver") or DEFAULT_ODBC_DRIVER
+            for key, value in (opts.get("odbc") or {}).items():
+                query[str(key)] = str(value)
+        return URL.create(drivername, username=s.account or None, password=s.secret or None, host=s.host,
+                          port=s.port or None, database=database or None, query=query)  # fmt: skip
+
+    def _connect_args(self) -> dict:
+        t = max(float(self.source.timeout), 0.1)
+        whole = max(1, math.ceil(t))
+        if self.dialect == "postgresql":
+            return {"connect_timeout": max(2, whole), "options": f"-c statement_timeout={int(t * 1000)}"}
+        if self.dialect == "mysql":
+            return {"connect_timeout": whole, "read_timeout": whole + 2, "write_timeout": whole + 2}
+        if self.dialect == "sqlite":
+            return {"timeout": t}
+        if self.dialect == "oracle":
+            return {"tcp_connect_timeout": t}
+        if self.dialect == "mssql":
+            return {"timeout": whole}
+        return {}
+
+    def _on_connect(self, dbapi_connection, _record):
+        t = max(float(self.source.timeout), 0.1)
+        if self.dialect == "mysql":
+            info = ""
+            try:
+                info = dbapi_connection.get_server_info() or ""
+            except Exception:
+                pass
+            cur = dbapi_connection.cursor()
+            try:
+                if "mariadb" in info.lower():
+                    cur.execute("SET SESSION max_statement_time = %s", (t,))
+                else:
+                    cur.execute("SET SESSION max_execution_time = %s", (int(t * 1000),))
+            finally:
+                cur.close()
+        elif self.dialect == "oracle":
+            dbapi_connection.call_timeout = int(t * 1000)
+        elif self.dialect == "mssql":
+            dbapi_connection.timeout = max(1, math.ceil(t))
+
+    def engine(self):
+        with self._lock:
+            if self._engine is not None:
+                return self._engine
+            self._import_driver()
+            if self.dialect == "sqlite" and not os.path.isfile(self.source.database or ""):
+                raise SourceError(f"file not found: {self.source.database}", "not_found")
+            from sqlalchemy import create_engine, event
+
+            s = self.source
+            engine = create_engine(
+                self.url(),
+                pool_size=max(1, int(s.pool_size)),
+                max_overflow=0,
+                pool_timeout=max(float(s.timeout), 0.1),
+                pool_pre_ping=True,
+                pool_recycle=int((s.options or {}).get("pool_recycle", 1800)),
+                hide_parameters=True,
+                connect_args=self._connect_args(),
+            )
+            event.listen(engine, "connect", self._on_connect)
+            self._engine = engine
+            return engine
+
+    def close(self) -> None:
+        with self._lock:
+            if self._engine is not None:
+                self._engine.dispose()
+                self._engine = None
+
+    # -- errors ------------------------------------------------------------------
+
+    def _error(self, exc: Exception, connecting: bool) -> SourceError:
+        """A plain message: never the secret, the SQL parameters or the driver's text."""
+        from sqlalchemy import exc as sa_exc
+
+        if isinstance(exc, SourceError):
+            return exc
+        t = self.source.timeout
+        if isinstance(exc, sa_exc.TimeoutError):  # waiting for a free pooled connection
+            return SourceError(f"all {self.source.pool_size} connections to {self.where} are busy", "timeout")
+        orig = getattr(exc, "orig", None) or exc
+        text = f"{type(orig).__name__} {orig}".lower()
+        code = _code_of(orig)
+        low_code = code.lower()
+        log.info("SQL source %s failed: %s %s", self.source.name, type(orig).__name__, code)
+        if isinstance(exc, sa_exc.NoSuchModuleError):
+            return SourceError(f"SQLAlchemy has no dialect for {self.where}", "driver")
+        if self.dialect == "mssql" and ("can't open lib" in text or "im002" in text or low_code == "im002"):
+            driver = (self.source.options or {}).get("odbc_driver") or DEFAULT_ODBC_DRIVER
+            return SourceError(f"the ODBC driver '{driver}' is not installed (Microsoft's msodbcsql18 package), "
+                               "or set options.odbc_driver to an installed one", "driver")  # fmt: skip
+        if self.dialect == "sqlite" and "unable to open database file" in text:
+            return SourceError(f"cannot open {self.where}", "not_found")
+        if self.dialect == "sqlite" and "interrupted" in text:
+            return SourceError(f"the query took longer than {t:g} s and was cancelled", "timeout")
+        if any(w in text for w in _AUTH_WORDS) or low_code in _AUTH_CODES:
+            return SourceError(f"{self.where} refused the account or password", "refused")
+        if any(w in text for w in ("permission denied", "command denied", "ora-01031", "insufficient privileges")) or (
+            low_code in ("42501", "1142", "1143")
+        ):
+            return SourceError(f"the account may not read this table or view at {self.where}", "refused")
+        if any(w in text for w in _UNREACHABLE_WORDS["name"]):
+            return SourceError(f"cannot reach {self.where}: host name not found", "unreachable")
+        if any(w in text for w in _UNREACHABLE_WORDS["refused"]):
+            return SourceError(f"cannot reach {self.where}: connection refused", "unreachable")
+        if any(w in text for w in _TIMEOUT_WORDS) or low_code in _TIMEOUT_CODES:
+            if connecting:
+                return SourceError(f"cannot reach {self.where}: no answer within {t:g} s", "unreachable")
+            return SourceError(f"the query took longer than {t:g} s and was cancelled", "timeout")
+        if any(w in text for w in _UNREACHABLE_WORDS["network"]):
+            return SourceError(f"cannot reach {self.where}: the network connection failed", "unreachable")
+        if "database" in text and ("does not exist" in text or "unknown database" in text or low_code == "1049"):
+            return SourceError(f"the database is not found at {self.where}", "config")
+        if any(w in text for w in _MISSING_WORDS) or low_code in _MISSING_CODES:
+            return SourceError(f"the table, view or a column of this section is not found at {self.where}", "config")
+        if low_code.startswith("22") or "invalid input syntax" in text:
+            return SourceError("an input value does not fit the column's type at the source", "config")
+        if connecting:
+            return SourceError(f"cannot connect to {self.where}" + (f" (error {code})" if code else ""), "unreachable")
+        return SourceError(f"{self.where} reported an error" + (f" ({code})" if code else ""), "bad_response")
+
+    # -- the contract ------------------------------------------------------------
+
+    def _connection(self):
+        try:
+            return self.engine().connect()
+        except Exception as exc:
+            raise self._error(exc, connecting=True) from None
+
+    def test(self) -> float:
+        from sqlalchemy import literal, select
+
+        started = time.perf_counter()
+        conn = self._connection()
+        try:
+            with conn:
+                conn.execute(select(literal(1))).all()
+        except Exception as exc:
+            raise self._error(exc, connecting=False) from None
+        return time.perf_counter() - started
+
+    def fetch(self, section: SectionSpec, params: dict) -> Result:
+        stmt = build_statement(section, params, self.source.row_cap, self.filter_value)
+        conn = self._connection()
+        try:
+            with conn:
+                with self._deadline(conn):
+                    result = conn.execute(stmt)
+                    columns = list(result.keys())
+                    rows = [dict(zip(columns, (_plain(v) for v in row), strict=False)) for row in result.fetchall()]
+        except Exception as exc:
+            raise self._error(exc, connecting=False) from None
+        cap = self.source.row_cap
+        return Result(columns=list(section.columns) or columns, rows=rows[:cap], truncated=len(rows) > cap)
+
+    @contextlib.contextmanager
+    def _deadline(self, conn):
+        """SQLite has no statement timeout: a progress handler aborts the
+        statement once the deadline has passed (sqlite3 raises "interrupted")."""
+        if self.dialect != "sqlite":
+            yield
+            return
+        raw = conn.connection.dbapi_connection
+        deadline = time.monotonic() + max(float(self.source.timeout), 0.1)
+        raw.set_progress_handler(lambda: 1 if time.monotonic() > deadline else 0, 10_000)
+        try:
+            yield
+        finally:
+            try:
+                raw.set_progress_handler(None, 0)
+            except sqlite3.ProgrammingError:  # the connection was closed meanwhile
+                pass
+
+
+register("sql")(SqlConnector)

@@ -1,0 +1,265 @@
+"""Text-file sources: CSV, TSV and fixed-width files, UTF-8 or Big5/cp950.
+
+Source settings: ``path`` is the file; ``options``::
+
+    format        "csv" (default) | "tsv" | "fixed"
+    encoding      "utf-8" (default, a BOM is accepted) | "cp950" | "big5"
+                  (Big5 is read as cp950, its Microsoft superset used by
+                  Taiwanese government systems)
+    delimiter     CSV only (default ",")
+    header        CSV/TSV: the first line names the columns (default true);
+                  when false, "names" lists them
+    names         column names when there is no header line
+    layout        fixed only: [{"name", "start", "width"}], start 0-based
+    width_unit    fixed only: "char" (default) or "byte" (positions counted in
+                  encoded bytes, as Big5 mainframe extracts often are)
+    skip_rows     fixed only: lines to skip at the top (default 0)
+    key_columns   columns to index: an ``eq`` filter on one is a dict lookup
+
+Every value is read as text (no type guessing, empty stays ""). The file is
+loaded once and reloaded when its modification time, size or inode changes
+(one ``stat`` per fetch). A file that disappears is reported as not found:
+a copy loaded before is never served in its place. The section's ``target``
+is not used (one source, one file).
+
+Operators: eq, ne, in compare text; lt/le/gt/ge compare numbers when the
+input is a number (rows whose value is not a number do not match), else text;
+like = contains, prefix = starts with, both literal.
+"""
+
+from __future__ import annotations
+
+import codecs
+import os
+import threading
+import time
+from dataclasses import dataclass
+
+from app.connectors.base import Connector, Result, SectionSpec, SourceConfig, SourceError, register
+
+ENCODINGS = {"utf-8": "utf-8-sig", "utf8": "utf-8-sig", "cp950": "cp950", "big5": "cp950", "ms950": "cp950"}
+
+
+def _pandas():
+    try:
+        import pandas
+    except ImportError:
+        raise SourceError("pandas is not installed (pip install pandas)", "driver") from None
+    return pandas
+
+
+@dataclass
+class _Loaded:
+    stamp: tuple
+    frame: object  # pandas.DataFrame, every column str
+    index: dict  # key column -> {value: ndarray of row positions}
+    loaded_at: float
+
+
+class TextFileConnector(Connector):
+    def __init__(self, source: SourceConfig):
+        super().__init__(source)
+        opts = source.options or {}
+        self.format = (opts.get("format") or "csv").lower()
+        if self.format not in ("csv", "tsv", "fixed"):
+            raise SourceError(f"unknown file format '{self.format}' (use csv, tsv or fixed)", "config")
+        enc = (opts.get("encoding") or "utf-8").lower()
+        try:
+            self.encoding = ENCODINGS.get(enc) or codecs.lookup(enc).name
+        except LookupError:
+            raise SourceError(f"unknown encoding '{enc}'", "config") from None
+        self.delimiter = "\t" if self.format == "tsv" else (opts.get("delimiter") or ",")
+        self.header = bool(opts.get("header", True))
+        self.names = list(opts.get("names") or [])
+        self.layout = list(opts.get("layout") or [])
+        self.width_unit = opts.get("width_unit", "char")
+        self.skip_rows = int(opts.get("skip_rows", 0))
+        self.key_columns = list(opts.get("key_columns") or [])
+        if self.format == "fixed":
+            if not self.layout:
+                raise SourceError("a fixed-width file needs options.layout", "config")
+            for item in self.layout:
+                if not isinstance(item, dict) or not {"name", "start", "width"} <= set(item):
+                    raise SourceError("each layout entry needs name, start and width", "config")
+        self._loaded: _Loaded | None = None
+        self._lock = threading.Lock()
+
+    @property
+    def path(self) -> str:
+        if not self.source.path:
+            raise SourceError("no file is set", "config")
+        return self.source.path
+
+    # -- reading -----------------------------------------------------------------
+
+    def _stat(self) -> tuple:
+        try:
+            st = os.stat(self.path)
+        except FileNotFoundError:
+            had = self._loaded is not None
+            self._loaded = None  # never serve the old copy
+            extra = " (it was there before and has disappeared)" if had else ""
+            raise SourceError(f"file not found: {self.path}{extra}", "not_found") from None
+        except PermissionError:
+            raise SourceError(f"no permission to read {self.path}", "refused") from None
+        except OSError as exc:
+            raise SourceError(
+                f"cannot read {self.path} ({exc.strerror or type(exc).__name__})", "unreachable"
+            ) from None
+        if not os.path.isfile(self.path):
+            raise SourceError(f"not a file: {self.path}", "config")
+        return (st.st_mtime_ns, st.st_size, st.st_ino)
+
+    def _read_frame(self, nrows: int | None = None):
+        pd = _pandas()
+        try:
+            if self.format in ("csv", "tsv"):
+                kwargs = {}
+                if not self.header:
+                    if not self.names:
+                        raise SourceError("a file without a header line needs options.names", "config")
+                    kwargs = {"header": None, "names": self.names}
+                return pd.read_csv(self.path, sep=self.delimiter, encoding=self.encoding, dtype=str,
+                                   keep_default_na=False, na_filter=False, nrows=nrows, **kwargs)  # fmt: skip
+            names = [str(item["name"]) for item in self.layout]
+            if self.width_unit == "byte":
+                return self._read_fixed_bytes(names, nrows)
+            colspecs = [(int(i["start"]), int(i["start"]) + int(i["width"])) for i in self.layout]
+            return pd.read_fwf(self.path, colspecs=colspecs, names=names, header=None, encoding=self.encoding,
+                               dtype=str, keep_default_na=False, na_filter=False, skiprows=self.skip_rows,
+                               nrows=nrows)  # fmt: skip
+        except SourceError:
+            raise
+        except UnicodeDecodeError:
+            raise SourceError(f"{self.path} is not valid {self.encoding} text", "bad_response") from None
+        except FileNotFoundError:
+            raise SourceError(f"file not found: {self.path}", "not_found") from None
+        except PermissionError:
+            raise SourceError(f"no permission to read {self.path}", "refused") from None
+        except pd.errors.EmptyDataError:
+            raise SourceError(f"{self.path} is empty", "bad_response") from None
+        except (pd.errors.ParserError, ValueError) as exc:
+            raise SourceError(
+                f"{self.path} cannot be parsed as {self.format} ({type(exc).__name__})", "bad_response"
+            ) from None
+
+    def _read_fixed_bytes(self, names: list[str], nrows: int | None):
+        pd = _pandas()
+        spans = [(int(i["start"]), int(i["start"]) + int(i["width"])) for i in self.layout]
+        rows = []
+        with open(self.path, "rb") as fh:
+            for n, line in enumerate(fh):
+                if n < self.skip_rows:
+                    continue
+                line = line.rstrip(b"\r\n")
+                if not line.strip():
+                    continue
+                rows.append([line[a:b].decode(self.encoding, errors="strict").strip() for a, b in spans])
+                if nrows is not None and len(rows) >= nrows:
+                    break
+        return pd.DataFrame(rows, columns=names, dtype=str)
+
+    def _load(self) -> _Loaded:
+        stamp = self._stat()
+        current = self._loaded
+        if current is not None and current.stamp == stamp:
+            return current
+        with self._lock:
+            current = self._loaded
+            if current is not None and current.stamp == stamp:
+                return current
+            frame = self._read_frame()
+            frame.columns = [str(c).strip() for c in frame.columns]
+            missing = [c for c in self.key_columns if c not in frame.columns]
+            if missing:
+                raise SourceError(f"the file has no key column {', '.join(missing)}", "config")
+            index = {c: frame.groupby(c, sort=False).indices for c in self.key_columns}
+            # the stamp taken BEFORE reading: a change while reading reloads next time
+            self._loaded = _Loaded(stamp=stamp, frame=frame, index=index, loaded_at=time.time())
+            return self._loaded
+
+    # -- the contract ------------------------------------------------------------
+
+    def test(self) -> float:
+        started = time.perf_counter()
+        self._stat()
+        if not os.access(self.path, os.R_OK):
+            raise SourceError(f"no permission to read {self.path}", "refused")
+        head = self._read_frame(nrows=1)
+        columns = [str(c).strip() for c in head.columns]
+        missing = [c for c in self.key_columns if c not in columns]
+        if missing:
+            raise SourceError(f"the file has no key column {', '.join(missing)}", "config")
+        return time.perf_counter() - started
+
+    def fetch(self, section: SectionSpec, params: dict) -> Result:
+        pd = _pandas()
+        loaded = self._load()
+        frame = loaded.frame
+        columns = set(frame.columns)
+        for name in (
+            [f.column for f in section.filters] + list(section.columns) + [c.lstrip("-") for c in section.order_by]
+        ):
+            if name not in columns:
+                raise SourceError(f"the file has no column '{name}'", "config")
+
+        filters = [(f, self.filter_value(f, params)) for f in section.filters]
+        # an eq filter on an indexed column narrows the rows in O(1)
+        positions = None
+        rest = []
+        for flt, value in filters:
+            if positions is None and (flt.op or "eq") == "eq" and flt.column in loaded.index and value is not None:
+                positions = loaded.index[flt.column].get(str(value))
+                if positions is None:
+                    return Result(columns=list(section.columns), rows=[], truncated=False)
+            else:
+                rest.append((flt, value))
+        subset = frame if positions is None else frame.iloc[positions]
+        for flt, value in rest:
+            subset = subset[self._mask(pd, subset[flt.column], flt.op or "eq", value, flt.column)]
+            if subset.empty:
+                break
+        if section.order_by and not subset.empty:
+            by = [c.lstrip("-") for c in section.order_by]
+            subset = subset.sort_values(by=by, ascending=[not c.startswith("-") for c in section.order_by],
+                                        kind="stable")  # fmt: skip
+        cap = self.source.row_cap
+        truncated = len(subset) > cap
+        subset = subset.iloc[:cap]
+        out_columns = list(section.columns) or list(frame.columns)
+        rows = subset[out_columns].to_dict("records")
+        return Result(columns=out_columns, rows=rows, truncated=truncated)
+
+    @staticmethod
+    def _mask(pd, series, op: str, value, name: str):
+        if op in ("eq", "ne"):
+            mask = series == ("" if value is None else str(value))
+            return mask if op == "eq" else ~mask
+        if op == "in":
+            if isinstance(value, str):
+                value = value.split(",")
+            values = [str(v).strip() for v in (value if isinstance(value, (list, tuple, set)) else [value])]
+            return series.isin([v for v in values if v])
+        if op in ("like", "prefix"):
+            if value is None or value == "":
+                raise SourceError(f"no value for '{name}'", "config")
+            if op == "prefix":
+                return series.str.startswith(str(value))
+            return series.str.contains(str(value), regex=False)
+        if op in ("lt", "le", "gt", "ge"):
+            if value is None or value == "":
+                raise SourceError(f"no value for '{name}'", "config")
+            try:
+                number = float(value)
+            except (TypeError, ValueError):
+                left, right = series, str(value)
+            else:
+                left, right = pd.to_numeric(series, errors="coerce"), number
+            return {"lt": left < right, "le": left <= right, "gt": left > right, "ge": left >= right}[op]
+        raise SourceError(f"unknown operator '{op}'", "config")
+
+    def close(self) -> None:
+        self._loaded = None
+
+
+register("textfile")(TextFileConnector)
