@@ -70,6 +70,9 @@ class Config:
     RATELIMIT_ENABLED = _bool("RATELIMIT_ENABLED", True)
     RATELIMIT_STORAGE_URI = os.environ.get("RATELIMIT_STORAGE_URI", "memory://")
     FAB_PASSWORD_COMPLEXITY_ENABLED = False
+    # Role/permission answers are cached this long per process (an edit of a
+    # role's permissions takes effect within it).
+    PERMISSION_CACHE_SECONDS = float(os.environ.get("PERMISSION_CACHE_SECONDS", "10"))
 
     # Language: Traditional Chinese (Taiwan) first, English second.
     BABEL_DEFAULT_LOCALE = "zh_TW"

@@ -9,19 +9,30 @@ PORT=${PORT:-8080}
 export DEMO_PASSWORD=${DEMO_PASSWORD:-Demo-2026}
 export OUTBOX_THREAD=${OUTBOX_THREAD:-1}
 
+SIM_PORT=${SIM_PORT:-8031}
+export DEMO_SOURCES_DIR=${DEMO_SOURCES_DIR:-$PWD/instance/sources}
+export SIMULATOR_URL=${SIMULATOR_URL:-http://127.0.0.1:$SIM_PORT}
+export PUBLIC_BASE_URL=${PUBLIC_BASE_URL:-http://127.0.0.1:$PORT}
+mkdir -p instance
+BACKGROUND=()
+trap 'kill "${BACKGROUND[@]}" 2>/dev/null || true' EXIT
+
 if [ -z "${MAIL_SERVER:-}" ]; then
   # No SMTP server given: catch the demo's e-mails in instance/mail/.
   export MAIL_SERVER=127.0.0.1 MAIL_PORT=${MAIL_PORT:-8025}
-  mkdir -p instance
   python -m app.simulators.mailcatcher --port "$MAIL_PORT" --dir instance/mail > instance/mailcatcher.log 2>&1 &
-  CATCHER=$!
-  trap 'kill $CATCHER 2>/dev/null || true' EXIT
+  BACKGROUND+=($!)
+  CATCHER=1
 fi
 
 flask platform check
 flask db upgrade
 flask roles sync > /dev/null
 flask seed demo
+
+# The household e-gate and the business registry of the demo world.
+python -m app.simulators.serve --port "$SIM_PORT" --seed-dir "$DEMO_SOURCES_DIR" > instance/simulators.log 2>&1 &
+BACKGROUND+=($!)
 
 cat <<TXT
 

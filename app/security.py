@@ -2,6 +2,7 @@
 
 import hashlib
 import hmac
+import time
 
 from flask import current_app, request
 from flask_appbuilder.security.sqla.manager import SecurityManager
@@ -24,6 +25,25 @@ def _name_digest(username: str) -> str:
     return hmac.new(key, (username or "").encode(), hashlib.sha256).hexdigest()[:16]
 
 
+class _TTLCache:
+    """Answers of permission checks, kept a few seconds (PERMISSION_CACHE_SECONDS):
+    FAB asks the database on every request otherwise."""
+
+    def __init__(self):
+        self._data: dict = {}
+
+    def get(self, key, ttl: float, compute):
+        now = time.monotonic()
+        hit = self._data.get(key)
+        if hit is not None and now - hit[0] < ttl:
+            return hit[1]
+        value = compute()
+        if len(self._data) > 10000:
+            self._data.clear()
+        self._data[key] = (now, value)
+        return value
+
+
 class PlatformSecurityManager(SecurityManager):
     user_model = PlatformUser
     # FAB's user statistics chart loads Google Charts from the internet.
@@ -31,6 +51,8 @@ class PlatformSecurityManager(SecurityManager):
 
     def __init__(self, appbuilder):
         from app.views.org import PlatformGroupView, PlatformUserView
+
+        self._permission_cache = _TTLCache()
 
         self.userdbmodelview = PlatformUserView
         self.groupmodelview = PlatformGroupView
@@ -44,6 +66,33 @@ class PlatformSecurityManager(SecurityManager):
         for view in self.appbuilder.baseviews:
             if isinstance(view, self.security_api) and getattr(view, "blueprint", None) is not None:
                 self.limiter.limit(self.auth_rate_limit, methods=["POST"])(view.blueprint)
+
+    # --- permission checks, cached briefly -------------------------------------
+
+    def _ttl(self) -> float:
+        return float(current_app.config.get("PERMISSION_CACHE_SECONDS", 10))
+
+    def is_item_public(self, permission_name, view_name):
+        ttl = self._ttl()
+        if ttl <= 0:
+            return super().is_item_public(permission_name, view_name)
+        public = self._permission_cache.get(
+            "public", ttl, lambda: {(p.view_menu.name, p.permission.name) for p in self.get_public_permissions()}
+        )
+        return (view_name, permission_name) in public
+
+    def exist_permission_on_roles(self, view_name, permission_name, role_ids):
+        ttl = self._ttl()
+        if ttl <= 0:
+            return super().exist_permission_on_roles(view_name, permission_name, role_ids)
+        key = (view_name, permission_name, tuple(sorted(role_ids)))
+        return self._permission_cache.get(
+            key,
+            ttl,
+            lambda: super(PlatformSecurityManager, self).exist_permission_on_roles(
+                view_name, permission_name, role_ids
+            ),
+        )
 
     def _record(self, action, user=None, outcome="ok", detail=None):
         actor = (

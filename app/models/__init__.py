@@ -5,6 +5,7 @@ from app.models.org import Agency, PlatformUser  # noqa: F401
 from app.models.outbox import OutboxMessage  # noqa: F401
 from app.models.queries import (  # noqa: F401
     BusinessItem,
+    ConfigGeneration,
     FormInput,
     FormSection,
     QueryForm,

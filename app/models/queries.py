@@ -189,3 +189,13 @@ class QueryLog(Model):
     snapshot_sha256 = Column(String(64))
     verification_code = Column(String(24), unique=True)
     valid_until = Column(DateTime)
+
+
+class ConfigGeneration(Model):
+    """Bumped in the same transaction as any change to forms or sources, so
+    every process knows when its cached form plans are stale."""
+
+    __tablename__ = "config_generation"
+
+    id = Column(Integer, primary_key=True)
+    value = Column(Integer, nullable=False, default=0)

@@ -21,10 +21,9 @@ from sqlalchemy import or_, select
 from app.connectors import Filter, SectionSpec, SourceError, connector_for
 from app.lib import identifiers, verifycode
 from app.lib.rocdate import format_roc, parse_roc
-from app.models.queries import BusinessItem, QueryForm, QueryLog
-from app.services import audit
+from app.models.queries import BusinessItem, QueryLog
+from app.services import audit, formplan
 from app.services.errors import Forbidden, InvalidInput, NotFound
-from app.services.sources import source_config
 
 MAX_INPUT = 200  # no input of any form is longer than this
 _pool = concurrent.futures.ThreadPoolExecutor(max_workers=16, thread_name_prefix="section")
@@ -69,7 +68,7 @@ class QueryRun:
 # --- grants ------------------------------------------------------------------
 
 
-def _granted(form: QueryForm, who: Requester) -> bool:
+def _granted(form, who: Requester) -> bool:
     if not form.active:
         return False
     if "Admin" in who.roles:
@@ -81,15 +80,14 @@ def _granted(form: QueryForm, who: Requester) -> bool:
     return granted_somewhere and agencies_ok and roles_ok
 
 
-def granted_forms(session, who: Requester) -> list[QueryForm]:
-    forms = session.scalars(
-        select(QueryForm).where(QueryForm.active.is_(True)).order_by(QueryForm.sort_order, QueryForm.id)
-    )
-    return [f for f in forms if _granted(f, who)]
+def granted_forms(session, who: Requester) -> list:
+    plans = (formplan.plan(session, code) for code in formplan.active_codes(session))
+    return [p for p in plans if p is not None and _granted(p, who)]
 
 
-def find_form(session, who: Requester, code: str) -> QueryForm:
-    form = session.scalar(select(QueryForm).where(QueryForm.code == code))
+def find_form(session, who: Requester, code: str):
+    """The form's cached plan (read-only), if it exists and is granted to ``who``."""
+    form = formplan.plan(session, code) if isinstance(code, str) and len(code) <= 60 else None
     if form is None or not form.active:
         raise NotFound(_l("No such query form."))
     if not _granted(form, who):
@@ -147,7 +145,7 @@ def _normalise_input(inp, raw: str):
     return value
 
 
-def validate_inputs(form: QueryForm, params: dict) -> dict:
+def validate_inputs(form, params: dict) -> dict:
     """Check and normalise every input before any source is touched."""
     if not isinstance(params, dict):
         raise InvalidInput(_l("Query parameters must be given as names and values."))
@@ -168,7 +166,7 @@ def validate_inputs(form: QueryForm, params: dict) -> dict:
     return clean
 
 
-def check_purpose(form: QueryForm, case_no, reason, business_item) -> BusinessItem:
+def check_purpose(form, case_no, reason, business_item) -> BusinessItem:
     case_no, reason = (case_no or "").strip(), (reason or "").strip()
     if not case_no and not reason:
         raise InvalidInput(_l("Every query needs a case number or a reason."))
@@ -264,7 +262,7 @@ def _run_sections(form, who: Requester, params: dict, requester_info: dict) -> l
             out["error"] = str(_l("This source is disabled by the administrator."))
             jobs.append((out, visible, None, None))
             continue
-        config = source_config(src)
+        config = src.config
         spec = _spec(section, params)
         future = _pool.submit(_read, config, spec, {**params, "_requester": requester_info})
         jobs.append((out, visible, future, config.timeout))
@@ -300,8 +298,8 @@ def snapshot_digest(snapshot: dict) -> str:
     return hashlib.sha256(json.dumps(snapshot, ensure_ascii=False, sort_keys=True).encode()).hexdigest()
 
 
-def _log(session, who: Requester, form: QueryForm | None, form_code: str, case_no, reason, business_item,
-         params: dict, outcome: str, error: str | None = None) -> QueryLog:  # fmt: skip
+def _log(session, who: Requester, form, form_code: str, case_no, reason, business_item,
+         params: dict, outcome: str, error: str | None = None, flush: bool = True) -> QueryLog:  # fmt: skip
     entry = QueryLog(
         at=datetime.datetime.utcnow(),
         user_id=who.user_id,
@@ -324,7 +322,8 @@ def _log(session, who: Requester, form: QueryForm | None, form_code: str, case_n
         subjects = sorted({subject_hash(str(v)) for k, v in params.items() if k in id_inputs and v})
         entry.subjects = "\n".join(subjects) or None
     session.add(entry)
-    session.flush()
+    if flush:
+        session.flush()
     return entry
 
 
@@ -359,11 +358,8 @@ def run_query(session, who: Requester, form_code: str, case_no: str | None, reas
     sections = _run_sections(form, who, clean, requester_info)
     failed = sum(1 for s in sections if s["error"])
     outcome = "ok" if not failed else ("source_error" if failed == len(sections) else "partial")
-    entry = _log(session, who, form, form_code, case_no, reason, business_item, clean, outcome,
-                 "; ".join(s["error"] for s in sections if s["error"]) or None)  # fmt: skip
-    now = entry.at
+    now = datetime.datetime.utcnow()
     snapshot = {
-        "query_id": entry.id,
         "form": form.code,
         "title": form.title,
         "at": now.isoformat(timespec="seconds") + "Z",
@@ -374,12 +370,16 @@ def run_query(session, who: Requester, form_code: str, case_no: str | None, reas
         "business_item": business_item,
         "sections": sections,
     }
+    entry = _log(session, who, form, form_code, case_no, reason, business_item, clean, outcome,
+                 "; ".join(s["error"] for s in sections if s["error"]) or None, flush=False)  # fmt: skip
+    entry.at = now
     entry.row_count = sum(len(s["rows"]) for s in sections)
     entry.duration_ms = round((time.perf_counter() - started) * 1000, 1)
     entry.snapshot = json.dumps(snapshot, ensure_ascii=False)
     entry.snapshot_sha256 = snapshot_digest(snapshot)
     entry.verification_code = verifycode.new_code()
     entry.valid_until = now + datetime.timedelta(days=current_app.config["VERIFY_VALID_DAYS"])
+    session.flush()  # one INSERT with everything
     audit.record(session, "query", object_type="QueryLog", object_id=entry.id, outcome=outcome,
                  detail={"form": form.code, "rows": entry.row_count}, actor=_actor(who))  # fmt: skip
     session.commit()

@@ -1,0 +1,120 @@
+"""Cached, read-only plans of query forms.
+
+Running a query needs the whole form definition (grants, inputs, sections,
+filters, columns, sources): about a dozen lazy loads. A plan is built once per
+process and reused until the configuration generation changes; the
+generation is bumped in the same transaction as any change to forms, sources
+or business items (``install_generation_hook``), so every process sees an
+edit on its next query.
+"""
+
+from __future__ import annotations
+
+import threading
+from types import SimpleNamespace
+
+from sqlalchemy import event, select, update
+from sqlalchemy.orm import selectinload
+
+from app.models.org import Agency
+from app.models.queries import (
+    BusinessItem,
+    ConfigGeneration,
+    FormInput,
+    FormSection,
+    QueryForm,
+    SectionColumn,
+    SectionFilter,
+)
+from app.models.sources import DataSource
+
+CONFIG_MODELS = (QueryForm, FormInput, FormSection, SectionFilter, SectionColumn, BusinessItem, DataSource, Agency)
+
+_cache: dict[str, tuple[int, SimpleNamespace | None]] = {}
+_lock = threading.Lock()
+
+
+def generation(session) -> int:
+    return session.scalar(select(ConfigGeneration.value).where(ConfigGeneration.id == 1)) or 0
+
+
+def _bump(session, flush_context, instances) -> None:
+    touched = any(isinstance(o, CONFIG_MODELS) for o in (*session.new, *session.dirty, *session.deleted))
+    if touched:
+        session.execute(
+            update(ConfigGeneration).where(ConfigGeneration.id == 1).values(value=ConfigGeneration.value + 1)
+        )
+
+
+def install_generation_hook(session) -> None:
+    if not event.contains(session, "before_flush", _bump):
+        event.listen(session, "before_flush", _bump)
+
+
+def _ns(**kw) -> SimpleNamespace:
+    return SimpleNamespace(**kw)
+
+
+def _build(session, code: str) -> SimpleNamespace | None:
+    from app.services.sources import source_config
+
+    form = session.scalar(
+        select(QueryForm)
+        .where(QueryForm.code == code)
+        .options(
+            selectinload(QueryForm.granted_agencies),
+            selectinload(QueryForm.granted_roles),
+            selectinload(QueryForm.business_items),
+            selectinload(QueryForm.inputs),
+            selectinload(QueryForm.sections).selectinload(FormSection.source),
+            selectinload(QueryForm.sections).selectinload(FormSection.filters),
+            selectinload(QueryForm.sections).selectinload(FormSection.columns).selectinload(SectionColumn.agencies),
+        )
+    )
+    if form is None:
+        return None
+    sections = []
+    for s in form.sections:
+        src = s.source
+        sections.append(_ns(
+            title=s.title, display=s.display, target=s.target, order_by=s.order_by, options=s.options,
+            source=_ns(name=src.name, enabled=bool(src.enabled), config=source_config(src)) if src is not None else None,
+            filters=[_ns(column=f.column, op=f.op, input_name=f.input_name, constant=f.constant) for f in s.filters],
+            columns=[_ns(column=c.column, label=c.label, mask=c.mask or "", format=c.format or "",
+                         agencies=[_ns(id=a.id) for a in c.agencies]) for c in s.columns],
+        ))  # fmt: skip
+    return _ns(
+        id=form.id, code=form.code, title=form.title, description=form.description, active=bool(form.active),
+        granted_agencies=[_ns(id=a.id) for a in form.granted_agencies],
+        granted_roles=[_ns(name=r.name) for r in form.granted_roles],
+        business_items=[_ns(code=b.code, name=b.name, active=bool(b.active)) for b in form.business_items],
+        inputs=[_ns(name=i.name, label=i.label, type=i.type, required=bool(i.required), pattern=i.pattern,
+                    choices=i.choices, max_length=i.max_length, help_text=i.help_text) for i in form.inputs],
+        sections=sections,
+    )  # fmt: skip
+
+
+def plan(session, code: str) -> SimpleNamespace | None:
+    """The form's plan, or None when no such form exists."""
+    gen = generation(session)
+    with _lock:
+        cached = _cache.get(code)
+    if cached is not None and cached[0] == gen:
+        return cached[1]
+    built = _build(session, code)
+    with _lock:
+        _cache[code] = (gen, built)
+    return built
+
+
+def active_codes(session) -> list[str]:
+    return list(
+        session.scalars(
+            select(QueryForm.code).where(QueryForm.active.is_(True)).order_by(QueryForm.sort_order, QueryForm.id)
+        )
+    )
+
+
+def clear() -> None:
+    with _lock:
+        _cache.clear()
