@@ -239,3 +239,53 @@ def test_the_clerk_uses_the_query_page_and_history_page(app, client, people_form
     client.get("/logout/")
     login(client, "clerk.social")
     assert client.get(f"/query/result/{log.id}").status_code == 403
+
+
+def test_a_source_that_hangs_times_out_in_its_own_section(app, client, tmp_path):
+    """A web service that accepts the connection and never answers."""
+    import socket
+    import threading
+    import time
+
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(8)
+    held = []
+    stop = threading.Event()
+
+    def accept_and_hold():
+        listener.settimeout(0.2)
+        while not stop.is_set():
+            try:
+                held.append(listener.accept()[0])
+            except OSError:
+                continue
+
+    threading.Thread(target=accept_and_hold, daemon=True).start()
+    code = f"test.hang.{uuid.uuid4().hex[:6]}"
+    try:
+        with app.app_context():
+            from app.models.sources import DataSource
+
+            good = factories.sqlite_source(f"OK-{uuid.uuid4().hex[:6]}", factories.people_db(tmp_path / "ok.db"))
+            hang = DataSource(code=f"HANG-{uuid.uuid4().hex[:6]}", name="不回應的服務", kind="rest", timeout=1,
+                              row_cap=10, url=f"http://127.0.0.1:{listener.getsockname()[1]}", enabled=True)  # fmt: skip
+            db.session.add(hang)
+            slow = FormSection(title="不回應", source=hang, target="/people/{id_no}", display="table", sort_order=2)
+            slow.filters = [SectionFilter(column="id_no", op="eq", input_name="id_no")]
+            slow.columns = [SectionColumn(column="name", label="姓名", sort_order=1)]
+            factories.people_form(code, good, extra_sections=[slow])
+        started = time.monotonic()
+        r = _run(client, api_token(client, "clerk"), code)
+        elapsed = time.monotonic() - started
+        assert r.status_code == 200
+        first, hanging = r.json["sections"]
+        assert first["rows"] and first["error"] is None
+        assert hanging["error"] and hanging["rows"] == []
+        assert elapsed < 4, "a hanging source must not hold the query much longer than its timeout"
+        assert _logs(app, code)[-1].outcome == "partial"
+    finally:
+        stop.set()
+        for s in held:
+            s.close()
+        listener.close()
