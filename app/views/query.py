@@ -14,7 +14,7 @@ from flask_babel import lazy_gettext as _l
 
 from app.extensions import db
 from app.lib.rocdate import format_roc, format_roc_datetime, parse_roc
-from app.services import query
+from app.services import printout, query
 from app.services.errors import DomainError
 
 
@@ -96,8 +96,6 @@ class QueryView(BaseView):
     @expose("/result/<int:query_id>/print")
     @has_access
     def print_page(self, query_id):
-        from app.services import printout
-
         entry, snapshot = self._stored(query_id)
         return self.render_template(
             "query/print.html", entry=entry, snapshot=snapshot, qr_svg=printout.qr_data_uri(entry.verification_code),
@@ -107,8 +105,6 @@ class QueryView(BaseView):
     @expose("/result/<int:query_id>/pdf")
     @has_access
     def pdf(self, query_id):
-        from app.services import printout
-
         entry, snapshot = self._stored(query_id)
         data = printout.render_pdf(entry, snapshot)
         return send_file(io.BytesIO(data), mimetype="application/pdf", as_attachment=False,
