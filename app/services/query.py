@@ -350,7 +350,7 @@ def run_query(session, who: Requester, form_code: str, case_no: str | None, reas
     form = None
     try:
         form = find_form(session, who, form_code)
-        check_purpose(form, case_no, reason, business_item)
+        item = check_purpose(form, case_no, reason, business_item)
         clean = validate_inputs(form, params)
     except (NotFound, Forbidden, InvalidInput) as exc:
         _refuse(session, who, form, form_code, case_no, reason, business_item, params, exc)
@@ -367,7 +367,7 @@ def run_query(session, who: Requester, form_code: str, case_no: str | None, reas
         "user": who.username,
         "case_no": case_no or "",
         "reason": reason or "",
-        "business_item": business_item,
+        "business_item": f"{item.name}（{item.code}）",
         "sections": sections,
     }
     entry = _log(session, who, form, form_code, case_no, reason, business_item, clean, outcome,
