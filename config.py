@@ -48,6 +48,11 @@ class Config:
         "subject_hash_key", lambda: secrets.token_hex(32)
     )
     VERIFY_VALID_DAYS = int(os.environ.get("VERIFY_VALID_DAYS", "90"))
+    # Notification attachments: size limit, and the key that seals their SHA-256.
+    ATTACHMENT_MAX_BYTES = int(os.environ.get("ATTACHMENT_MAX_BYTES", str(10 * 1024 * 1024)))
+    ATTACHMENT_SEAL_KEY = os.environ.get("ATTACHMENT_SEAL_KEY") or _instance_secret(
+        "attachment_seal_key", lambda: secrets.token_hex(32)
+    )
 
     SQLALCHEMY_DATABASE_URI = os.environ.get("DATABASE_URL", f"sqlite:///{INSTANCE_DIR / 'platform.db'}")
     SQLALCHEMY_TRACK_MODIFICATIONS = False
@@ -109,6 +114,7 @@ class Config:
     OUTBOX_THREAD = _bool("OUTBOX_THREAD", False)
 
     DEMO_PASSWORD = os.environ.get("DEMO_PASSWORD", "Demo-2026")
+    MAX_CONTENT_LENGTH = int(os.environ.get("MAX_CONTENT_LENGTH", str(40 * 1024 * 1024)))
     # Demo only: where the demo agencies' files live, and the e-gate and
     # business-registry simulators (./run.sh starts them).
     DEMO_SOURCES_DIR = os.environ.get("DEMO_SOURCES_DIR", str(INSTANCE_DIR / "sources"))

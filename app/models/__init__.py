@@ -1,6 +1,15 @@
 """Platform tables, one module per domain. Importing this registers them all."""
 
 from app.models.audit import AuditEvent, AuditHead  # noqa: F401
+from app.models.notify import (  # noqa: F401
+    Attachment,
+    CaseEvent,
+    CaseSequence,
+    Dispatch,
+    MailTemplate,
+    NotificationCase,
+    NotificationCategory,
+)
 from app.models.org import Agency, PlatformUser  # noqa: F401
 from app.models.outbox import OutboxMessage  # noqa: F401
 from app.models.queries import (  # noqa: F401

@@ -21,8 +21,9 @@ from sqlalchemy import event, insert, inspect, select, update
 from sqlalchemy.orm import Session
 
 from app.models.audit import AuditEvent, AuditHead
+from app.models.notify import Attachment, CaseEvent, CaseSequence, Dispatch, NotificationCase
 from app.models.outbox import OutboxMessage
-from app.models.queries import QueryLog
+from app.models.queries import ConfigGeneration, QueryLog
 
 GENESIS = "0" * 64
 CHAIN_FIELDS = (
@@ -37,8 +38,9 @@ IGNORED_FIELDS = {
     # a data source's health, written by "test connection" (itself audited)
     "last_checked_at", "last_ok", "last_latency_ms", "last_error", "changed_at",
 }  # fmt: skip
-# Queries are recorded as explicit "query" events with their outcome.
-NOT_AUDITED = (AuditEvent, AuditHead, OutboxMessage, QueryLog)
+# Queries and case steps are recorded as explicit events with their outcome.
+NOT_AUDITED = (AuditEvent, AuditHead, OutboxMessage, QueryLog, NotificationCase, Dispatch, CaseEvent, Attachment,
+               CaseSequence, ConfigGeneration)  # fmt: skip
 # FAB's own names for security tables, as auditors read them.
 OBJECT_TYPES = {
     "PlatformUser": "User", "Permission": "Permission", "ViewMenu": "ViewMenu",

@@ -42,6 +42,13 @@ _QUERY = [
     (r"^QueryApi$", r"^can_(forms|run|history|stored)$"),
     (r"^(Query|Query history)$", r"^menu_access$"),
 ]
+_NOTIFY_READ = [
+    (r"^(CategoryApi|CaseApi|DispatchApi|WorklistApi|AttachmentApi)$", r"^can_(list|get|check)$"),
+    (r"^NotifyView$", r"^can_(index|case|dispatch|attachment|check)$"),
+    (r"^(Notification|Notification work)$", r"^menu_access$"),
+]
+_NOTIFY_REGISTER = [(r"^CaseApi$", r"^can_register$"), (r"^NotifyView$", r"^can_new$")]
+_NOTIFY_ACT = [(r"^DispatchApi$", r"^can_act$"), (r"^NotifyView$", r"^can_act$")]
 _FORM_DESIGN = [
     (r"^(QueryFormView|FormInputView|FormSectionView|SectionFilterView|SectionColumnView|BusinessItemView)$",
      r"^(can_list|can_show|can_add|can_edit|can_delete)$"),
@@ -57,9 +64,9 @@ ROLE_PERMISSIONS: dict[str, list[tuple[str, str]]] = {
     "Admin": [(r".*", r".*")],
     "FormDesigner": _SELF_SERVICE + _READ_AGENCIES + _FORM_DESIGN,
     "Clerk": _SELF_SERVICE + _QUERY,
-    "Notifier": _SELF_SERVICE + _READ_AGENCIES,
-    "Supervisor": _SELF_SERVICE,
-    "Handler": _SELF_SERVICE,
+    "Notifier": _SELF_SERVICE + _READ_AGENCIES + _NOTIFY_READ + _NOTIFY_REGISTER,
+    "Supervisor": _SELF_SERVICE + _NOTIFY_READ + _NOTIFY_ACT,
+    "Handler": _SELF_SERVICE + _NOTIFY_READ + _NOTIFY_ACT,
     "Transferor": _SELF_SERVICE + _READ_AGENCIES,
     "Manager": _SELF_SERVICE + _READ_AGENCIES,
     "Auditor": _SELF_SERVICE

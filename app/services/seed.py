@@ -38,6 +38,14 @@ ACCOUNTS = [
     ("transfer.social", "Transferor", "SOCIAL", "許", "傳遞", "傳遞承辦人"),
     ("transfer.tax", "Transferor", "TAX", "鄭", "傳遞", "傳遞承辦人"),
     ("manager", "Manager", "COUNTY", "謝", "業務", "業務主管"),
+    # more receiving and notifying agencies, so that every demo category can run to completion
+    ("notifier.fire", "Notifier", "FIRE", "江", "火災", "通報作業員"),
+    ("supervisor.motor", "Supervisor", "MOTOR", "周", "監理", "課長"),
+    ("handler.motor", "Handler", "MOTOR", "羅", "監理", "承辦人"),
+    ("supervisor.social", "Supervisor", "SOCIAL", "高", "社政", "科長"),
+    ("handler.social", "Handler", "SOCIAL", "宋", "社政", "社工員"),
+    ("supervisor.labour", "Supervisor", "LABOUR", "何", "勞政", "科長"),
+    ("handler.labour", "Handler", "LABOUR", "呂", "勞政", "承辦人"),
     ("auditor", "Auditor", "COUNTY", "郭", "稽核", "稽核人員"),
 ]
 
@@ -85,4 +93,31 @@ def seed_demo(sm, session, password: str) -> dict:
     agencies = seed_agencies(session)
     session.commit()
     created = seed_accounts(sm, session, agencies, password)
-    return {"agencies": len(agencies), "accounts_created": created}
+    categories = seed_categories(session, agencies)
+    return {"agencies": len(agencies), "accounts_created": created, "categories_created": categories}
+
+
+# Demo notification categories: (main, sub, kind, notifying agencies, default receivers, consent, due days)
+CATEGORIES = [
+    ("戶籍異動", "更名", "citizen", ("HH-EAST", "HH-WEST"), ("LAND", "TAX", "MOTOR"), True, 7),
+    ("戶籍異動", "地址變更", "citizen", ("HH-EAST", "HH-WEST"), ("LAND", "TAX", "MOTOR"), True, 7),
+    ("戶籍異動", "身分證字號變更", "citizen", ("HH-EAST", "HH-WEST"), ("LAND", "TAX", "MOTOR"), True, 10),
+    ("災害通報", "火災建物毀損", "agency", ("FIRE",), ("SOCIAL", "TAX", "LABOUR"), False, 5),
+]
+
+
+def seed_categories(session, agencies: dict[str, Agency]) -> list[str]:
+    from app.models.notify import NotificationCategory
+
+    existing = {(c.main_item, c.sub_item) for c in session.scalars(select(NotificationCategory))}
+    created = []
+    for main, sub, kind, notifiers, receivers, consent, due in CATEGORIES:
+        if (main, sub) in existing:
+            continue
+        session.add(NotificationCategory(
+            main_item=main, sub_item=sub, kind=kind, consent_required=consent, due_days=due, active=True,
+            notifying_agencies=[agencies[a] for a in notifiers], default_receivers=[agencies[a] for a in receivers],
+        ))  # fmt: skip
+        created.append(f"{main}/{sub}")
+    session.commit()
+    return created

@@ -1,0 +1,192 @@
+"""Cross-agency notification: categories, cases, attachments, dispatches, timeline."""
+
+import datetime
+
+from flask_appbuilder import Model
+from sqlalchemy import (
+    Boolean,
+    Column,
+    Date,
+    DateTime,
+    ForeignKey,
+    Integer,
+    LargeBinary,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import relationship
+
+from app.lib.fieldcrypt import EncryptedText
+from app.models.org import Agency, PlatformUser
+
+CATEGORY_KINDS = ("citizen", "agency")  # 民眾申辦 / 機關通報
+STAGES = ("registered", "dispatched", "accepted", "dispatch_closed", "completed", "notifier_dispatch_closed",
+          "receiver_dispatched")  # fmt: skip
+DISPATCH_STATES = ("sent", "received", "assigned", "accepted", "processed", "closed")
+CONTROL_TYPES = ("closed", "continuing")  # 結案 / 續辦
+
+category_notifier = Table(
+    "category_notifying_agency",
+    Model.metadata,
+    Column("category_id", Integer, ForeignKey("notification_category.id", ondelete="CASCADE"), primary_key=True),
+    Column("agency_id", Integer, ForeignKey("agency.id", ondelete="CASCADE"), primary_key=True),
+)
+category_receiver = Table(
+    "category_receiving_agency",
+    Model.metadata,
+    Column("category_id", Integer, ForeignKey("notification_category.id", ondelete="CASCADE"), primary_key=True),
+    Column("agency_id", Integer, ForeignKey("agency.id", ondelete="CASCADE"), primary_key=True),
+)
+
+
+class NotificationCategory(Model):
+    """通報類別: main item / sub item, who may notify, who receives by default."""
+
+    __tablename__ = "notification_category"
+    __table_args__ = (UniqueConstraint("main_item", "sub_item"),)
+
+    id = Column(Integer, primary_key=True)
+    main_item = Column(String(60), nullable=False)
+    sub_item = Column(String(60), nullable=False)
+    kind = Column(String(10), nullable=False, default="citizen")
+    notifying_agencies = relationship(Agency, secondary=category_notifier)
+    default_receivers = relationship(Agency, secondary=category_receiver)
+    consent_required = Column(Boolean, nullable=False, default=False)
+    due_days = Column(Integer, nullable=False, default=7)
+    description = Column(Text)
+    active = Column(Boolean, nullable=False, default=True)
+    templates = relationship("MailTemplate", back_populates="category", cascade="all, delete-orphan")
+
+    def __repr__(self) -> str:
+        return f"{self.main_item}－{self.sub_item}"
+
+
+class MailTemplate(Model):
+    """An e-mail of one stage, editable; placeholders like {case_no} and {agency}."""
+
+    __tablename__ = "mail_template"
+    __table_args__ = (UniqueConstraint("category_id", "stage"),)
+
+    id = Column(Integer, primary_key=True)
+    category_id = Column(Integer, ForeignKey("notification_category.id", ondelete="CASCADE"), nullable=False)
+    category = relationship(NotificationCategory, back_populates="templates")
+    stage = Column(String(30), nullable=False)
+    subject = Column(String(200), nullable=False)
+    body = Column(Text, nullable=False)
+
+    def __repr__(self) -> str:
+        return self.stage
+
+
+class CaseSequence(Model):
+    """The day's last case number, locked while a case is registered."""
+
+    __tablename__ = "case_sequence"
+
+    day = Column(Date, primary_key=True)
+    value = Column(Integer, nullable=False, default=0)
+
+
+class NotificationCase(Model):
+    __tablename__ = "notification_case"
+
+    id = Column(Integer, primary_key=True)
+    case_no = Column(String(20), unique=True, nullable=False)
+    category_id = Column(Integer, ForeignKey("notification_category.id"), nullable=False)
+    category = relationship(NotificationCategory)
+    agency_id = Column(Integer, ForeignKey("agency.id"), nullable=False)  # the notifying agency
+    agency = relationship(Agency)
+    operator_id = Column(Integer, ForeignKey("ab_user.id"))
+    operator = relationship(PlatformUser, foreign_keys=[operator_id])
+    # The citizen's details are personal data: encrypted at rest; the ID also as a keyed hash.
+    citizen_name = Column(EncryptedText)
+    citizen_id_no = Column(EncryptedText)
+    citizen_id_hash = Column(String(64), index=True)
+    citizen_email = Column(EncryptedText)
+    citizen_phone = Column(EncryptedText)
+    citizen_address = Column(EncryptedText)
+    content = Column(EncryptedText)
+    status = Column(String(12), nullable=False, default="open")  # open | completed
+    created_at = Column(DateTime, nullable=False, default=datetime.datetime.utcnow, index=True)
+    due_at = Column(DateTime)
+    completed_at = Column(DateTime)
+    dispatches = relationship("Dispatch", back_populates="case", order_by="Dispatch.id")
+    attachments = relationship("Attachment", back_populates="case", order_by="Attachment.id")
+    events = relationship("CaseEvent", back_populates="case", order_by="CaseEvent.id")
+
+    def __repr__(self) -> str:
+        return self.case_no
+
+
+class Attachment(Model):
+    """An uploaded file kept untouched, its sealed SHA-256, and (for consent
+    scans) a stamped copy showing agency, time and case number on every page."""
+
+    __tablename__ = "attachment"
+
+    id = Column(Integer, primary_key=True)
+    case_id = Column(Integer, ForeignKey("notification_case.id", ondelete="CASCADE"), nullable=False)
+    case = relationship(NotificationCase, back_populates="attachments")
+    kind = Column(String(10), nullable=False, default="other")  # consent | other
+    filename = Column(String(200), nullable=False)
+    mime = Column(String(40), nullable=False)
+    size = Column(Integer, nullable=False)
+    sha256 = Column(String(64), nullable=False)
+    seal = Column(String(64), nullable=False)  # HMAC of the SHA-256 by the platform
+    original = Column(LargeBinary, nullable=False)
+    stamped = Column(LargeBinary)
+    uploaded_at = Column(DateTime, nullable=False, default=datetime.datetime.utcnow)
+    uploaded_by = Column(String(128))
+
+
+class Dispatch(Model):
+    """One receiving agency's copy of a case, with its own workflow."""
+
+    __tablename__ = "dispatch"
+    __table_args__ = (UniqueConstraint("case_id", "agency_id"),)
+
+    id = Column(Integer, primary_key=True)
+    case_id = Column(Integer, ForeignKey("notification_case.id", ondelete="CASCADE"), nullable=False)
+    case = relationship(NotificationCase, back_populates="dispatches")
+    agency_id = Column(Integer, ForeignKey("agency.id"), nullable=False, index=True)
+    agency = relationship(Agency)
+    state = Column(String(12), nullable=False, default="sent", index=True)
+    sent_at = Column(DateTime, nullable=False, default=datetime.datetime.utcnow)
+    sent_by = Column(String(128))
+    received_at = Column(DateTime)
+    received_by = Column(String(128))
+    supervisor_id = Column(Integer, ForeignKey("ab_user.id"))
+    supervisor = relationship(PlatformUser, foreign_keys=[supervisor_id])
+    handler_id = Column(Integer, ForeignKey("ab_user.id"))
+    handler = relationship(PlatformUser, foreign_keys=[handler_id])
+    assigned_at = Column(DateTime)
+    accepted_at = Column(DateTime)
+    processed_at = Column(DateTime)
+    closed_at = Column(DateTime)
+    returned_at = Column(DateTime)
+    result = Column(Text)
+    control_type = Column(String(12))
+    notes = Column(Text)
+    return_reason = Column(Text)
+    due_at = Column(DateTime)
+    version = Column(Integer, nullable=False, default=1)
+
+    __mapper_args__ = {"version_id_col": version}
+
+
+class CaseEvent(Model):
+    """The case timeline: who, which agency, what, when."""
+
+    __tablename__ = "case_event"
+
+    id = Column(Integer, primary_key=True)
+    case_id = Column(Integer, ForeignKey("notification_case.id", ondelete="CASCADE"), nullable=False, index=True)
+    case = relationship(NotificationCase, back_populates="events")
+    dispatch_id = Column(Integer, ForeignKey("dispatch.id", ondelete="CASCADE"))
+    at = Column(DateTime, nullable=False, default=datetime.datetime.utcnow)
+    username = Column(String(128))
+    agency_code = Column(String(20))
+    action = Column(String(20), nullable=False)
+    note = Column(Text)

@@ -1,0 +1,83 @@
+"""Administrators' screens and API for notification categories and their e-mails."""
+
+from flask_appbuilder.models.sqla.interface import SQLAInterface
+from flask_babel import lazy_gettext as _l
+from wtforms import SelectField
+
+from app.models.notify import STAGES, MailTemplate, NotificationCategory
+from app.services import notify
+from app.views.base import PlatformModelApi, PlatformModelView, yes_no
+
+KIND_LABELS = {"citizen": _l("Citizen application"), "agency": _l("Agency notification")}
+LABELS = {
+    "main_item": _l("Main item"), "sub_item": _l("Sub item"), "kind": _l("Kind"),
+    "notifying_agencies": _l("Notifying agencies"), "default_receivers": _l("Default receiving agencies"),
+    "consent_required": _l("Consent scan required"), "due_days": _l("Due days"), "description": _l("Description"),
+    "active": _l("Active"), "templates": _l("E-mail templates"), "category": _l("Category"), "stage": _l("Stage"),
+    "subject": _l("Subject"), "body": _l("Body"),
+}  # fmt: skip
+COLUMNS = ["main_item", "sub_item", "kind", "notifying_agencies", "default_receivers", "consent_required", "due_days",
+           "description", "active"]  # fmt: skip
+
+
+class MailTemplateView(PlatformModelView):
+    datamodel = SQLAInterface(MailTemplate)
+    validator = notify.validate_template
+    list_title = _l("E-mail templates")
+    label_columns = LABELS
+    description_columns = {
+        "body": _l("Placeholders: {case_no} {category} {citizen_name} {notifier} {receivers} {agency} {date} {due} "
+                   "{result} {control}"),
+    }  # fmt: skip
+    list_columns = ["category", "stage", "subject"]
+    add_columns = edit_columns = show_columns = ["category", "stage", "subject", "body"]
+    search_columns = ["category", "stage"]
+    add_form_extra_fields = edit_form_extra_fields = {
+        "stage": SelectField(_l("Stage"), choices=[(s, s) for s in STAGES])
+    }
+
+
+class NotificationCategoryView(PlatformModelView):
+    datamodel = SQLAInterface(NotificationCategory)
+    validator = notify.validate_category
+    list_title = _l("Notification categories")
+    show_title = _l("Notification category")
+    add_title = _l("Add notification category")
+    edit_title = _l("Edit notification category")
+    label_columns = LABELS
+    list_columns = ["main_item", "sub_item", "kind", "default_receivers", "consent_required", "due_days", "active"]
+    add_columns = edit_columns = show_columns = COLUMNS
+    search_columns = ["main_item", "sub_item", "kind", "active"]
+    related_views = [MailTemplateView]
+    formatters_columns = {"kind": lambda k: str(KIND_LABELS.get(k, k)), "consent_required": yes_no, "active": yes_no}
+    add_form_extra_fields = edit_form_extra_fields = {
+        "kind": SelectField(_l("Kind"), choices=[(k, v) for k, v in KIND_LABELS.items()]),
+    }
+
+
+class NotificationCategoryApi(PlatformModelApi):
+    resource_name = "notification-categories"
+    datamodel = SQLAInterface(NotificationCategory)
+    validator = notify.validate_category
+    list_columns = show_columns = ["id", *COLUMNS]
+    add_columns = edit_columns = COLUMNS
+    search_columns = ["main_item", "sub_item", "kind", "active"]
+
+
+class MailTemplateApi(PlatformModelApi):
+    resource_name = "mail-templates"
+    datamodel = SQLAInterface(MailTemplate)
+    validator = notify.validate_template
+    list_columns = show_columns = ["id", "category", "stage", "subject", "body"]
+    add_columns = edit_columns = ["category", "stage", "subject", "body"]
+    search_columns = ["category", "stage"]
+
+
+def register(appbuilder) -> None:
+    appbuilder.add_view(
+        NotificationCategoryView, "Notification categories", label=_l("Notification categories"), icon="fa-tags",
+        category="Notification setup", category_label=_l("Notification setup"), category_icon="fa-bullhorn",
+    )  # fmt: skip
+    appbuilder.add_view_no_menu(MailTemplateView)
+    appbuilder.add_api(NotificationCategoryApi)
+    appbuilder.add_api(MailTemplateApi)

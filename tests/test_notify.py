@@ -1,0 +1,292 @@
+"""Cross-agency notification through the API, with a real SMTP server receiving
+every e-mail: the citizen's address change reaching three agencies, a fire
+reported agency to agency, refused steps, the assignment race, and strict
+separation between agencies."""
+
+import base64
+import io
+import threading
+
+import pytest
+from sqlalchemy import select
+
+from app.extensions import db
+from app.models.notify import Dispatch, NotificationCase
+from app.services import outbox
+from tests.conftest import api_token, bearer
+
+CITIZEN = {"name": "王小明", "id_no": "A123456789", "email": "wang.xiaoming@example.tw", "phone": "03-8221234",
+           "address": "示範縣東區中正里7鄰中正路一段128號"}  # fmt: skip
+
+
+def consent_pdf() -> bytes:
+    from reportlab.pdfgen import canvas
+
+    buf = io.BytesIO()
+    c = canvas.Canvas(buf)
+    c.drawString(72, 720, "Consent form (scan)")
+    c.showPage()
+    c.drawString(72, 720, "page 2")
+    c.save()
+    return buf.getvalue()
+
+
+def attachment(data: bytes, name="consent.pdf", kind="consent") -> dict:
+    return {"filename": name, "content_base64": base64.b64encode(data).decode(), "kind": kind}
+
+
+def register(client, token, category, **extra):
+    body = {"category": category, "citizen": CITIZEN, "content": "民眾辦理住址變更，新址如上。",
+            "attachments": [attachment(consent_pdf())]}  # fmt: skip
+    body.update(extra)
+    return client.post("/api/v1/cases/", json=body, headers=bearer(token))
+
+
+def act(client, token, dispatch_id, action, **body):
+    return client.post(f"/api/v1/dispatches/{dispatch_id}/{action}", json=body, headers=bearer(token))
+
+
+def run_to_close(client, agency: str, dispatch_id: int):
+    sup, han = api_token(client, f"supervisor.{agency}"), api_token(client, f"handler.{agency}")
+    opened = client.get(f"/api/v1/dispatches/{dispatch_id}", headers=bearer(sup)).json["result"]
+    assert opened["state"] == "received" and opened["received_by"] == f"supervisor.{agency}"
+    assert (
+        act(client, sup, dispatch_id, "assign", handler=f"handler.{agency}", version=opened["version"]).status_code
+        == 200
+    )
+    assert act(client, han, dispatch_id, "accept").status_code == 200
+    r = act(
+        client, han, dispatch_id, "process", result="已更新所有權人住址。", control_type="closed", notes="依通報辦理"
+    )
+    assert r.status_code == 200, r.json
+    r = act(client, sup, dispatch_id, "close")
+    assert r.status_code == 200, r.json
+    return r.json["result"]
+
+
+def _deliver(app, smtp, expected):
+    with app.app_context():
+        outbox.work_once(db.session, limit=500)
+    return smtp.sink.wait_for(expected)
+
+
+def _mails_to(received, address):
+    from email import message_from_bytes
+    from email.header import decode_header, make_header
+
+    out = []
+    for env in received:
+        if address in env.rcpt_tos:
+            msg = message_from_bytes(env.original_content)
+            out.append(str(make_header(decode_header(msg["Subject"]))))
+    return out
+
+
+def test_an_address_change_reaches_land_office_tax_bureau_and_motor_vehicles_and_the_citizen_hears_each_step(
+    app, client, smtp
+):
+    with app.app_context():
+        outbox_before = db.session.scalar(select(db.func.count()).select_from(outbox.OutboxMessage))
+    notifier = api_token(client, "notifier")
+    cats = client.get("/api/v1/categories/", headers=bearer(notifier)).json["result"]
+    address = next(c for c in cats if c["sub_item"] == "地址變更")
+    assert {a["code"] for a in address["default_receivers"]} == {"LAND", "TAX", "MOTOR"}
+    r = register(client, notifier, address["id"])
+    assert r.status_code == 201, r.json
+    case_no = r.json["case_no"]
+    assert case_no[:7].isdigit() and case_no[7] == "-"
+    case = r.json["result"]
+    assert {d["agency"]["code"] for d in case["dispatches"]} == {"LAND", "TAX", "MOTOR"}
+    assert all(d["state"] == "sent" and d["sent_by"] == "notifier" for d in case["dispatches"])
+    ids = {d["agency"]["code"]: d["id"] for d in case["dispatches"]}
+    for code, agency in (("LAND", "land"), ("TAX", "tax")):
+        closed = run_to_close(client, agency, ids[code])
+        assert closed["state"] == "closed" and closed["control_type"] == "closed"
+    view = client.get(f"/api/v1/cases/{case_no}", headers=bearer(notifier)).json["result"]
+    assert view["status"] == "open"
+    run_to_close(client, "motor", ids["MOTOR"])
+    view = client.get(f"/api/v1/cases/{case_no}", headers=bearer(notifier)).json["result"]
+    assert view["status"] == "completed" and view["completed_at"]
+    actions = [e["action"] for e in view["events"]]
+    assert actions[:2] == ["register", "dispatch"] and actions[-1] == "complete"
+    assert actions.count("close") == 3 and actions.count("assign") == 3
+
+    received = _deliver(app, smtp, 15)
+    to_citizen = _mails_to(received, CITIZEN["email"])
+    assert len(to_citizen) == 9, to_citizen  # registered, dispatched, 3 accepted, 3 closed, completed
+    assert all(case_no in s for s in to_citizen)
+    assert any("已全部辦結" in s for s in to_citizen)
+    assert len(_mails_to(received, "hh-east@county.demo.gov.tw")) == 3  # each dispatch closed
+    for agency in ("land", "tax", "motor"):
+        assert len(_mails_to(received, f"{agency}@{'mvdis' if agency == 'motor' else 'county'}.demo.gov.tw")) == 1
+    with app.app_context():
+        total = db.session.scalar(select(db.func.count()).select_from(outbox.OutboxMessage))
+    assert total - outbox_before == 15
+
+
+def test_a_fire_reported_agency_to_agency_emails_the_agencies_only(app, client, smtp):
+    fire = api_token(client, "notifier.fire")
+    r = client.post("/api/v1/cases/", json={"category": "災害通報/火災建物毀損", "citizen": {"address": "示範縣西區和平路5號"},
+                                           "content": "115/11/25 火災，建物半毀，住戶 3 人。"}, headers=bearer(fire))  # fmt: skip
+    assert r.status_code == 201, r.json
+    ids = {d["agency"]["code"]: d["id"] for d in r.json["result"]["dispatches"]}
+    assert set(ids) == {"SOCIAL", "TAX", "LABOUR"}
+    for code in ("SOCIAL", "TAX", "LABOUR"):
+        run_to_close(client, code.lower(), ids[code])
+    received = _deliver(app, smtp, 7)
+    assert not _mails_to(received, CITIZEN["email"])
+    to_fire = _mails_to(received, "fire@county.demo.gov.tw")
+    assert len(to_fire) == 4 and any("已全部辦結" in s for s in to_fire)
+
+
+def test_illegal_steps_are_refused_with_clear_messages_and_change_nothing(app, client):
+    notifier = api_token(client, "notifier")
+    case = register(client, notifier, "戶籍異動/更名").json["result"]
+    land = next(d["id"] for d in case["dispatches"] if d["agency"]["code"] == "LAND")
+    sup, han = api_token(client, "supervisor.land"), api_token(client, "handler.land")
+    r = act(client, han, land, "accept")
+    assert r.status_code == 409 and "已送達" in r.json["message"] or "已送出" in r.json["message"]
+    r = act(client, han, land, "assign", handler="handler.land")
+    assert r.status_code == 403
+    r = act(client, sup, land, "assign", handler="handler.tax")
+    assert r.status_code == 400 and "本機關" in r.json["message"]
+    assert act(client, sup, land, "assign", handler="handler.land").status_code == 200
+    r = act(client, sup, land, "close")
+    assert r.status_code == 409
+    assert act(client, han, land, "accept").status_code == 200
+    r = act(client, han, land, "process", result="", control_type="closed")
+    assert r.status_code == 400
+    r = act(client, han, land, "process", result="辦畢", control_type="maybe")
+    assert r.status_code == 400
+    assert act(client, han, land, "process", result="辦畢", control_type="continuing").status_code == 200
+    r = act(client, sup, land, "return")
+    assert r.status_code == 400 and "理由" in r.json["message"]
+    r = act(client, sup, land, "return", reason="請補充處理說明")
+    assert r.status_code == 200 and r.json["result"]["state"] == "accepted"
+    assert act(client, sup, land, "fly").status_code == 404
+    with app.app_context():
+        d = db.session.get(Dispatch, land)
+        assert d.state == "accepted" and d.return_reason == "請補充處理說明"
+
+
+def test_two_supervisors_assigning_at_once_exactly_one_wins(app, client):
+    from flask import current_app
+
+    with app.app_context():
+        sm = current_app.appbuilder.sm
+        if sm.find_user(username="supervisor.land2") is None:
+            u = sm.add_user("supervisor.land2", "二", "吳", "sup2@county.demo.gov.tw", sm.find_role("Supervisor"),
+                            password="Demo-2026")  # fmt: skip
+            u.agency = sm.find_user(username="supervisor.land").agency
+            db.session.commit()
+    case = register(client, api_token(client, "notifier"), "戶籍異動/更名").json["result"]
+    land = next(d["id"] for d in case["dispatches"] if d["agency"]["code"] == "LAND")
+    tokens = [api_token(client, "supervisor.land"), api_token(client, "supervisor.land2")]
+    version = client.get(f"/api/v1/dispatches/{land}", headers=bearer(tokens[0])).json["result"]["version"]
+    barrier = threading.Barrier(2)
+    statuses = []
+
+    def assign(token):
+        c = app.test_client()
+        barrier.wait()
+        statuses.append(act(c, token, land, "assign", handler="handler.land", version=version).status_code)
+
+    threads = [threading.Thread(target=assign, args=(t,)) for t in tokens]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sorted(statuses) == [200, 409]
+
+
+def test_nobody_reads_another_agencys_dispatch(app, client):
+    case = register(client, api_token(client, "notifier"), "戶籍異動/更名").json["result"]
+    ids = {d["agency"]["code"]: d["id"] for d in case["dispatches"]}
+    tax = api_token(client, "supervisor.tax")
+    assert client.get(f"/api/v1/dispatches/{ids['LAND']}", headers=bearer(tax)).status_code == 404
+    assert act(client, tax, ids["LAND"], "assign", handler="handler.tax").status_code == 404
+    seen = client.get(f"/api/v1/cases/{case['case_no']}", headers=bearer(tax)).json["result"]
+    assert [d["agency"]["code"] for d in seen["dispatches"]] == ["TAX"]
+    assert seen["citizen"]["id_no"] == "******6789"
+    social = api_token(client, "supervisor.social")
+    assert client.get(f"/api/v1/cases/{case['case_no']}", headers=bearer(social)).status_code == 404
+    work = client.get("/api/v1/worklist/incoming", headers=bearer(tax)).json
+    assert all(item["agency"]["code"] == "TAX" for item in work["result"])
+
+
+@pytest.mark.parametrize(
+    "change,needle",
+    [
+        ({"citizen": {**CITIZEN, "id_no": "A123456788"}}, "身分證"),
+        ({"citizen": {**CITIZEN, "email": "not-an-address"}}, "電子郵件"),
+        ({"attachments": []}, "同意書"),
+        ({"attachments": [attachment(b"\x89PNG\r\n\x1a\n" + b"0" * 100, name="scan.pdf")]}, ""),
+        ({"attachments": [attachment(b"MZ" + b"\x00" * 200, name="virus.pdf")]}, ""),
+        ({"content": ""}, "通報內容"),
+        ({"receivers": []}, "受文機關"),
+    ],
+)
+def test_bad_registrations_are_refused_and_leave_nothing_behind(app, client, change, needle):
+    notifier = api_token(client, "notifier")
+    with app.app_context():
+        before = db.session.scalar(select(db.func.count()).select_from(NotificationCase))
+    r = register(client, notifier, "戶籍異動/更名", **change)
+    assert r.status_code == 400, r.json
+    assert needle in r.json["message"]
+    with app.app_context():
+        assert db.session.scalar(select(db.func.count()).select_from(NotificationCase)) == before
+
+
+def test_an_oversized_attachment_is_refused(app, client):
+    app.config["ATTACHMENT_MAX_BYTES"], saved = 1000, app.config["ATTACHMENT_MAX_BYTES"]
+    try:
+        r = register(client, api_token(client, "notifier"), "戶籍異動/更名")
+        assert r.status_code == 400
+    finally:
+        app.config["ATTACHMENT_MAX_BYTES"] = saved
+
+
+def test_a_category_without_receivers_is_refused(client):
+    admin = api_token(client, "admin")
+    r = client.post("/api/v1/notification-categories/", json={"main_item": "測試", "sub_item": "無受文機關", "kind": "citizen",
+                                                              "due_days": 5, "default_receivers": []}, headers=bearer(admin))  # fmt: skip
+    assert r.status_code == 400 and "受文機關" in r.json["message"]
+
+
+def test_case_numbers_stay_unique_when_registered_at_once(app, client):
+    token = api_token(client, "notifier")
+    numbers, errors = [], []
+
+    def one():
+        c = app.test_client()
+        r = register(c, token, "戶籍異動/更名")
+        (numbers.append(r.json["case_no"]) if r.status_code == 201 else errors.append(r.json))
+
+    threads = [threading.Thread(target=one) for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors and len(numbers) == 8 and len(set(numbers)) == 8
+
+
+def test_the_consent_scan_is_kept_sealed_and_checked(app, client):
+    notifier = api_token(client, "notifier")
+    case = register(client, notifier, "戶籍異動/更名").json["result"]
+    att = case["attachments"][0]
+    r = client.get(f"/api/v1/attachments/{att['id']}/check", headers=bearer(notifier)).json
+    assert r["intact"] is True
+    from app.models.notify import Attachment
+
+    with app.app_context():
+        stored = db.session.get(Attachment, att["id"])
+        assert stored.original == consent_pdf() or stored.original.startswith(b"%PDF")
+        assert stored.stamped and stored.stamped.startswith(b"%PDF")
+        data = bytearray(stored.original)
+        data[len(data) // 2] ^= 0x01  # one bit changed in the stored file
+        stored.original = bytes(data)
+        db.session.commit()
+    r = client.get(f"/api/v1/attachments/{att['id']}/check", headers=bearer(notifier)).json
+    assert r["intact"] is False
+    other = api_token(client, "supervisor.social")
+    assert client.get(f"/api/v1/attachments/{att['id']}/check", headers=bearer(other)).status_code == 404
