@@ -23,6 +23,7 @@ import hashlib
 import hmac
 import io
 import logging
+import math
 import re
 import unicodedata
 import warnings
@@ -144,8 +145,7 @@ def _refuse(reason: str, message, size: int | None = None, mime: str | None = No
 
 
 def _megabytes(n: int) -> str:
-    value = n / (1024 * 1024)
-    return f"{value:.0f}" if value >= 10 or value == int(value) else f"{value:.1f}"
+    return f"{round(n / (1024 * 1024), 1):g}"  # 10 -> "10", 2.5 -> "2.5"
 
 
 def _open_pdf(data: bytes) -> PdfReader:
@@ -239,7 +239,7 @@ def verify(data: bytes, sha256_hex: str, seal_hex: str) -> bool:
 STAMP_INK = colors.HexColor("#b71c1c")  # seal red
 MARK_INK = colors.HexColor("#8e1b1b")
 MARK_ALPHA = 0.14
-BOX_FILL_ALPHA = 0.82
+BOX_FILL_ALPHA = 0.72
 IMAGE_MARGIN = 10 * mm
 
 
@@ -371,31 +371,15 @@ def _width(text: str, font: str, size: float) -> float:
 
 def _draw_stamp(canvas: Canvas, w: float, h: float, lines: list[str], font: str) -> None:
     """The stamp on a page of w x h points (upright): a faint diagonal repeated mark
-    over the whole page and a legible box in the top right corner."""
-    short = min(w, h)
-    # Diagonal mark: the lines on one row, repeated, rows offset; faint so the scan stays readable.
-    mark = "　".join(lines)
-    mark_size = max(7.0, min(12.0, short / 50))
-    step_x = _width(mark, font, mark_size) + 4 * mark_size
-    step_y = mark_size * 6
-    canvas.saveState()
-    canvas.setFont(font, mark_size)
-    canvas.setFillColor(MARK_INK)
-    canvas.setFillAlpha(MARK_ALPHA)
-    canvas.translate(w / 2, h / 2)
-    canvas.rotate(30 if w <= h else 20)
-    reach = (w * w + h * h) ** 0.5 / 2
-    y, row = -reach, 0
-    while y < reach + step_y:
-        x = -reach - (row % 2) * step_x / 2
-        while x < reach:
-            canvas.drawString(x, y, mark)
-            x += step_x
-        y += step_y
-        row += 1
-    canvas.restoreState()
+    over the whole page and a legible box in the top right corner, kept free of the
+    mark (so the box reads cleanly, also to text extraction)."""
+    box = _box_geometry(w, h, lines, font)
+    _draw_mark(canvas, w, h, "\u3000".join(lines), font, keep_free=box["rect"])
+    _draw_box(canvas, box, lines, font)
 
-    # The box: seal-red frame and text on a nearly opaque white ground.
+
+def _box_geometry(w: float, h: float, lines: list[str], font: str) -> dict:
+    short = min(w, h)
     margin = max(6.0, short * 0.025)
     size = max(6.0, min(11.0, short / 52))
     widest = max(_width(line, font, size) for line in lines)
@@ -408,6 +392,13 @@ def _draw_stamp(canvas: Canvas, w: float, h: float, lines: list[str], font: str)
     box_w = widest + 2 * pad
     box_h = leading * (len(lines) - 1) + size + 2 * pad
     left, bottom = w - margin - box_w, h - margin - box_h
+    return {"rect": (left, bottom, box_w, box_h), "size": size, "pad": pad, "leading": leading}
+
+
+def _draw_box(canvas: Canvas, box: dict, lines: list[str], font: str) -> None:
+    """Seal-red frame and text on a nearly opaque white ground."""
+    left, bottom, box_w, box_h = box["rect"]
+    size, pad = box["size"], box["pad"]
     canvas.saveState()
     canvas.setFillColor(colors.white)
     canvas.setFillAlpha(BOX_FILL_ALPHA)
@@ -417,8 +408,72 @@ def _draw_stamp(canvas: Canvas, w: float, h: float, lines: list[str], font: str)
     canvas.setFillAlpha(1)
     canvas.setFillColor(STAMP_INK)
     canvas.setFont(font, size)
+    # A space first: text extractors (poppler) may still be inside a word begun by the
+    # diagonal mark or the page's own text, and would drop the first line with it.
+    canvas.drawString(left + pad, bottom + pad, " ")
     y = bottom + box_h - pad - size * 0.88
     for line in lines:
         canvas.drawString(left + pad, y, line)
-        y -= leading
+        y -= box["leading"]
     canvas.restoreState()
+
+
+def _draw_mark(canvas: Canvas, w: float, h: float, mark: str, font: str, keep_free) -> None:
+    """``mark`` repeated in offset diagonal rows over the page, faint so the scan stays
+    readable; the characters that would fall on the ``keep_free`` rectangle are left out."""
+    size = max(7.0, min(12.0, min(w, h) / 50))
+    step_x = _width(mark, font, size) + 4 * size
+    step_y = size * 6
+    angle = math.radians(30 if w <= h else 20)
+    cos, sin = math.cos(angle), math.sin(angle)
+    # The free rectangle, padded, in the mark's rotated frame (origin at the page centre).
+    left, bottom, box_w, box_h = keep_free
+    gap = size * 0.6
+    corners = [
+        ((x - w / 2) * cos + (y - h / 2) * sin, -(x - w / 2) * sin + (y - h / 2) * cos)
+        for x, y in (
+            (left - gap, bottom - gap),
+            (left + box_w + gap, bottom - gap),
+            (left + box_w + gap, bottom + box_h + gap),
+            (left - gap, bottom + box_h + gap),
+        )
+    ]
+    advances = [0.0]
+    for ch in mark:
+        advances.append(advances[-1] + _width(ch, font, size))
+
+    canvas.saveState()
+    canvas.setFont(font, size)
+    canvas.setFillColor(MARK_INK)
+    canvas.setFillAlpha(MARK_ALPHA)
+    canvas.translate(w / 2, h / 2)
+    canvas.rotate(math.degrees(angle))
+    reach = (w * w + h * h) ** 0.5 / 2
+    y, row = -reach, 0
+    while y < reach + step_y:
+        blocked = _band_span(corners, y - size * 0.3, y + size)
+        x = -reach - (row % 2) * step_x / 2
+        while x < reach:
+            if blocked is None or x + advances[-1] <= blocked[0] or x >= blocked[1]:
+                canvas.drawString(x, y, mark)
+            else:  # draw what lies before and after the free rectangle
+                before = [i for i in range(len(mark)) if x + advances[i + 1] <= blocked[0]]
+                after = [i for i in range(len(mark)) if x + advances[i] >= blocked[1]]
+                if before:
+                    canvas.drawString(x, y, mark[: before[-1] + 1])
+                if after:
+                    canvas.drawString(x + advances[after[0]], y, mark[after[0] :])
+            x += step_x
+        y += step_y
+        row += 1
+    canvas.restoreState()
+
+
+def _band_span(polygon, low: float, high: float) -> tuple[float, float] | None:
+    """The horizontal extent of a convex polygon within the band low <= v <= high."""
+    xs = [u for u, v in polygon if low <= v <= high]
+    for (u1, v1), (u2, v2) in zip(polygon, polygon[1:] + polygon[:1]):
+        for edge in (low, high):
+            if v1 != v2 and min(v1, v2) <= edge <= max(v1, v2):
+                xs.append(u1 + (edge - v1) * (u2 - u1) / (v2 - v1))
+    return (min(xs), max(xs)) if xs else None
