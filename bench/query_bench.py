@@ -97,11 +97,14 @@ def _prepare(platform_url: str, land_url) -> tuple[list[str], str]:
     return ids, "bench.land"
 
 
-def _token(port: int) -> str:
+def _token(port: int, username: str = "clerk") -> str:
     conn = http.client.HTTPConnection("127.0.0.1", port)
-    body = json.dumps({"username": "clerk", "password": os.environ.get("DEMO_PASSWORD", "Demo-2026"), "provider": "db"})
+    body = json.dumps({"username": username, "password": os.environ.get("DEMO_PASSWORD", "Demo-2026"), "provider": "db"})
     conn.request("POST", "/api/v1/security/login", body, {"Content-Type": "application/json"})
-    return json.loads(conn.getresponse().read())["access_token"]
+    answer = json.loads(conn.getresponse().read())
+    if "access_token" not in answer:
+        raise RuntimeError(f"cannot sign in as {username}: {answer}")
+    return answer["access_token"]
 
 
 def _worker(args):

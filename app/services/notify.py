@@ -11,6 +11,7 @@ from flask import current_app
 from flask_babel import lazy_gettext as _l
 from sqlalchemy import insert, or_, select, update
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import selectinload
 from sqlalchemy.orm.exc import StaleDataError
 
 from app.lib import identifiers
@@ -119,18 +120,32 @@ def _taipei_today() -> datetime.date:
 
 
 def next_case_no(session) -> str:
-    """ROC date + the day's sequence (1151126-0001), unique under concurrent registration."""
+    """ROC date + the day's sequence (1151126-0001), unique under concurrent registration.
+
+    On a server database the number is taken in its own short transaction, so
+    registrations do not queue behind each other's row lock for their whole
+    length (a registration that then fails leaves a gap, never a duplicate).
+    SQLite serialises writers anyway: there it is taken in the caller's
+    transaction.
+    """
     day = _taipei_today()
+    if session.get_bind().dialect.name == "sqlite":
+        return _take_number(session, day)
+    with session.get_bind().connect() as conn:
+        number = _take_number(conn, day)
+        conn.commit()
+    return number
+
+
+def _take_number(conn, day) -> str:
     t = CaseSequence.__table__
     for _ in range(5):
-        value = session.execute(
-            update(t).where(t.c.day == day).values(value=t.c.value + 1).returning(t.c.value)
-        ).scalar()
+        value = conn.execute(update(t).where(t.c.day == day).values(value=t.c.value + 1).returning(t.c.value)).scalar()
         if value is not None:
             return f"{format_roc(day, 'compact')}-{value:04d}"
         try:
-            with session.begin_nested():
-                session.execute(insert(t).values(day=day, value=1))
+            with conn.begin_nested():
+                conn.execute(insert(t).values(day=day, value=1))
             return f"{format_roc(day, 'compact')}-0001"
         except IntegrityError:
             continue  # another registration created the day's row first
@@ -164,7 +179,19 @@ def register_case(session, actor: workflow.Actor, draft: CaseDraft) -> Notificat
 
     Raises NotFound, Forbidden, InvalidInput.
     """
-    cat = session.get(NotificationCategory, draft.category_id) if draft.category_id else None
+    cat = (
+        session.scalar(
+            select(NotificationCategory)
+            .where(NotificationCategory.id == draft.category_id)
+            .options(
+                selectinload(NotificationCategory.notifying_agencies),
+                selectinload(NotificationCategory.default_receivers),
+                selectinload(NotificationCategory.templates),
+            )  # fmt: skip
+        )
+        if isinstance(draft.category_id, int)
+        else None
+    )
     if cat is None or not cat.active:
         raise NotFound(_l("No such notification category."))
     if "Admin" not in actor.roles and not any(a.id == actor.agency_id for a in cat.notifying_agencies):
@@ -176,7 +203,9 @@ def register_case(session, actor: workflow.Actor, draft: CaseDraft) -> Notificat
     if len(content) > 8000:
         raise InvalidInput(_l("The notification content is too long."))
     receiver_ids = draft.receivers if draft.receivers is not None else [a.id for a in cat.default_receivers]
-    receivers = [session.get(Agency, i) for i in dict.fromkeys(receiver_ids)]
+    wanted = list(dict.fromkeys(receiver_ids))
+    found = {a.id: a for a in session.scalars(select(Agency).where(Agency.id.in_(wanted)))} if wanted else {}
+    receivers = [found.get(i) for i in wanted]
     if not receivers or any(a is None or not a.active for a in receivers):
         raise InvalidInput(_l("Choose at least one active receiving agency."))
     if any(a.id == actor.agency_id for a in receivers):
@@ -197,9 +226,9 @@ def register_case(session, actor: workflow.Actor, draft: CaseDraft) -> Notificat
         citizen_phone=citizen.phone or None, citizen_address=citizen.address or None, content=content,
         status="open", created_at=now, due_at=now + datetime.timedelta(days=cat.due_days or 7),
     )  # fmt: skip
-    session.add(case)
-    session.flush()
     notifier = session.get(Agency, actor.agency_id)
+    case.agency = notifier
+    session.add(case)
     stamp_lines = [notifier.name if notifier else "", format_roc_datetime(now, seconds=False), f"案號 {case.case_no}",
                    "僅供跨機關通報使用"]  # fmt: skip
     for up, mime in checked:
@@ -217,7 +246,6 @@ def register_case(session, actor: workflow.Actor, draft: CaseDraft) -> Notificat
         d = Dispatch(case=case, agency=agency, state="sent", sent_at=now, sent_by=actor.username,
                      due_at=case.due_at)  # fmt: skip
         session.add(d)
-    session.flush()
     session.add(CaseEvent(case=case, at=now, username=actor.username, agency_code=actor.agency_code,
                           action="dispatch", note="、".join(a.name for a in receivers)))  # fmt: skip
     _audit(session, actor, "case_register", case, detail={"case_no": case.case_no, "dispatches": len(receivers)})

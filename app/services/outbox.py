@@ -49,22 +49,43 @@ def _now() -> datetime.datetime:
     return datetime.datetime.utcnow()
 
 
-def _claim(session: Session, msg_id: int) -> bool:
+def _due(now):
+    t = OutboxMessage.__table__
+    return or_(
+        and_(t.c.status == QUEUED, t.c.next_attempt_at <= now),
+        and_(t.c.status == SENDING, t.c.claimed_at < now - LEASE),
+    )
+
+
+def _claim_batch(session: Session, limit: int) -> list[int]:
+    """Move up to ``limit`` due messages to "sending" for this worker only.
+
+    One UPDATE over rows locked with SKIP LOCKED (PostgreSQL): two workers
+    never claim the same message and never wait for each other. Elsewhere
+    (SQLite: one writer at a time) the same statement is atomic as it is.
+    """
     t = OutboxMessage.__table__
     now = _now()
-    res = session.execute(
-        update(t)
-        .where(
-            t.c.id == msg_id,
-            or_(
-                and_(t.c.status == QUEUED, t.c.next_attempt_at <= now),
-                and_(t.c.status == SENDING, t.c.claimed_at < now - LEASE),
-            ),
-        )
-        .values(status=SENDING, claimed_at=now)
+    ids = (
+        select(t.c.id)
+        .where(_due(now))
+        .order_by(t.c.next_attempt_at, t.c.id)
+        .limit(limit)
+        .with_for_update(skip_locked=True)
     )
+    if session.get_bind().dialect.update_returning:
+        claimed = session.execute(
+            update(t).where(t.c.id.in_(ids.scalar_subquery()), _due(now)).values(status=SENDING, claimed_at=now)
+            .returning(t.c.id)
+        ).scalars().all()  # fmt: skip
+    else:  # one conditional UPDATE per message
+        claimed = []
+        for msg_id in session.execute(ids).scalars().all():
+            res = session.execute(update(t).where(t.c.id == msg_id, _due(now)).values(status=SENDING, claimed_at=now))
+            if res.rowcount == 1:
+                claimed.append(msg_id)
     session.commit()
-    return res.rowcount == 1
+    return sorted(claimed)
 
 
 def backoff(attempts: int) -> datetime.timedelta:
@@ -74,67 +95,79 @@ def backoff(attempts: int) -> datetime.timedelta:
     return datetime.timedelta(seconds=min(cap, base * (2 ** max(attempts - 1, 0))))
 
 
-def _send(mail, msg: OutboxMessage) -> None:
-    message = Message(
+def _message(msg: OutboxMessage) -> Message:
+    return Message(
         subject=msg.subject,
         recipients=[msg.recipient],
         body=msg.body,
         charset="utf-8",
         extra_headers={"Message-ID": msg.message_id},
     )
-    mail.send(message)
+
+
+def _failed(msg: OutboxMessage, exc: Exception, counts: dict) -> None:
+    msg.attempts += 1
+    msg.last_error = scrub(f"{type(exc).__name__}: {exc}")[:500]
+    msg.claimed_at = None
+    if msg.attempts >= current_app.config["OUTBOX_MAX_ATTEMPTS"]:
+        msg.status = FAILED
+        counts["failed"] += 1
+    else:
+        msg.status = QUEUED
+        msg.next_attempt_at = _now() + backoff(msg.attempts)
+        counts["retried"] += 1
+    log.warning("outbox message %s not sent (attempt %s): %s", msg.id, msg.attempts, type(exc).__name__)
+
+
+def _release(session: Session, ids: list[int]) -> None:
+    """Give claimed but untried messages back, untouched (SMTP is down)."""
+    if ids:
+        t = OutboxMessage.__table__
+        session.execute(update(t).where(t.c.id.in_(ids), t.c.status == SENDING).values(status=QUEUED, claimed_at=None))
 
 
 def work_once(session: Session, limit: int = 100) -> dict:
-    """Send what is due. Returns counts: sent, retried, failed."""
+    """Send what is due over one SMTP connection. Returns counts: sent, retried, failed."""
     mail = current_app.extensions["mail"]
-    now = _now()
-    due = (
-        session.execute(
-            select(OutboxMessage.id)
-            .where(
-                or_(
-                    and_(OutboxMessage.status == QUEUED, OutboxMessage.next_attempt_at <= now),
-                    and_(OutboxMessage.status == SENDING, OutboxMessage.claimed_at < now - LEASE),
-                )
-            )
-            .order_by(OutboxMessage.next_attempt_at, OutboxMessage.id)
-            .limit(limit)
-        )
-        .scalars()
-        .all()
-    )
-    session.commit()
     counts = {"sent": 0, "retried": 0, "failed": 0}
-    connection_failed = False
-    for msg_id in due:
-        if connection_failed:
-            break  # SMTP is down: leave the rest for the next round, untouched
-        if not _claim(session, msg_id):
-            continue  # another worker has it
-        msg = session.get(OutboxMessage, msg_id)
-        try:
-            _send(mail, msg)
-        except Exception as exc:  # SMTP refused, connection down, timeout...
-            msg.attempts += 1
-            msg.last_error = scrub(f"{type(exc).__name__}: {exc}")[:500]
-            msg.claimed_at = None
-            if msg.attempts >= current_app.config["OUTBOX_MAX_ATTEMPTS"]:
-                msg.status = FAILED
-                counts["failed"] += 1
-            else:
-                msg.status = QUEUED
-                msg.next_attempt_at = _now() + backoff(msg.attempts)
-                counts["retried"] += 1
-            connection_failed = isinstance(exc, (ConnectionError, OSError, TimeoutError))
-            log.warning("outbox message %s not sent (attempt %s): %s", msg.id, msg.attempts, type(exc).__name__)
-        else:
-            msg.status = SENT
-            msg.sent_at = _now()
-            msg.attempts += 1
-            msg.last_error = None
-            counts["sent"] += 1
+    claimed = _claim_batch(session, limit)
+    if not claimed:
+        return counts
+    messages = session.scalars(
+        select(OutboxMessage).where(OutboxMessage.id.in_(claimed)).order_by(OutboxMessage.id)
+    ).all()
+    try:
+        connection = mail.connect()
+        smtp = connection.__enter__()
+    except Exception as exc:  # SMTP is down: one attempt counted, the rest untouched
+        _failed(messages[0], exc, counts)
+        _release(session, [m.id for m in messages[1:]])
         session.commit()
+        return counts
+    try:
+        for i, msg in enumerate(messages):
+            try:
+                smtp.send(_message(msg))
+            except Exception as exc:
+                _failed(msg, exc, counts)
+                if isinstance(exc, (ConnectionError, OSError, TimeoutError)):
+                    _release(session, [m.id for m in messages[i + 1 :]])
+                    session.commit()
+                    break
+            else:
+                msg.status = SENT
+                msg.sent_at = _now()
+                msg.attempts += 1
+                msg.last_error = None
+                msg.claimed_at = None
+                counts["sent"] += 1
+            # Record each outcome as it happens: a crash never re-sends a sent message.
+            session.commit()
+    finally:
+        try:
+            connection.__exit__(None, None, None)
+        except Exception:
+            pass
     return counts
 
 

@@ -1,0 +1,154 @@
+"""Notification cases registered per second through POST /api/v1/cases (three
+receiving agencies each), and the time from registration until the outbox has
+handed the citizen's first e-mail to a real SMTP server (p50/p95).
+
+    .venv/bin/python bench/case_bench.py [--cases 600] [--concurrency 4]
+
+Both run under gunicorn with the outbox worker thread on, against PostgreSQL.
+"""
+
+from __future__ import annotations
+
+import argparse
+import http.client
+import json
+import multiprocessing
+import os
+import re
+import statistics
+import sys
+import threading
+import time
+import uuid
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from bench.query_bench import _drop, _pg_db, _serve, _token  # noqa: E402
+
+
+def _prepare(platform_url: str) -> int:
+    os.environ["DATABASE_URL"] = platform_url
+    from flask_migrate import upgrade
+    from sqlalchemy import select
+
+    from app import create_app
+    from app.extensions import db
+    from app.models.notify import NotificationCategory
+    from app.models.org import Agency
+
+    from config import Config
+
+    class BenchConfig(Config):
+        SQLALCHEMY_DATABASE_URI = platform_url
+
+    app = create_app(BenchConfig)
+    with app.app_context():
+        upgrade()
+        runner = app.test_cli_runner()
+        runner.invoke(args=["roles", "sync"])
+        runner.invoke(args=["seed", "demo"])
+        agencies = {a.code: a for a in db.session.scalars(select(Agency))}
+        cat = NotificationCategory(main_item="效能測試", sub_item="地址變更", kind="citizen", consent_required=False,
+                                   due_days=7, active=True, notifying_agencies=[agencies["HH-EAST"]],
+                                   default_receivers=[agencies["LAND"], agencies["TAX"], agencies["MOTOR"]])  # fmt: skip
+        db.session.add(cat)
+        db.session.commit()
+        return cat.id
+
+
+def _worker(args):
+    port, token, bodies = args
+    conn = http.client.HTTPConnection("127.0.0.1", port)
+    headers = {"Content-Type": "application/json", "Authorization": f"Bearer {token}"}
+    out = []
+    for tag, body in bodies:
+        t0 = time.time()
+        conn.request("POST", "/api/v1/cases/", body, headers)
+        resp = conn.getresponse()
+        payload = json.loads(resp.read())
+        out.append((tag, t0, time.time(), resp.status, payload.get("case_no")))
+    return out
+
+
+class Sink:
+    def __init__(self):
+        self.arrivals: dict[str, float] = {}
+        self.lock = threading.Lock()
+
+    async def handle_DATA(self, server, session, envelope):
+        from email import message_from_bytes
+        from email.header import decode_header, make_header
+
+        subject = str(make_header(decode_header(message_from_bytes(envelope.original_content)["Subject"])))
+        m = re.search(r"\d{7}-\d{4}", subject)
+        if m and "已受理" in subject:
+            with self.lock:
+                self.arrivals.setdefault(m.group(0), time.time())
+        return "250 OK"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--cases", type=int, default=600)
+    parser.add_argument("--concurrency", type=int, default=4)
+    parser.add_argument("--workers", type=int, default=4)
+    parser.add_argument("--threads", type=int, default=2)
+    args = parser.parse_args()
+    import logging
+
+    logging.disable(logging.WARNING)
+    from aiosmtpd.controller import Controller
+
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        smtp_port = s.getsockname()[1]
+    sink = Sink()
+    controller = Controller(sink, hostname="127.0.0.1", port=smtp_port)
+    controller.start()
+    name = f"bench_cases_{uuid.uuid4().hex[:8]}"
+    url = _pg_db(name).render_as_string(hide_password=False)
+    proc = None
+    try:
+        category = _prepare(url)
+        env = {"DATABASE_URL": url, "MAIL_SERVER": "127.0.0.1", "MAIL_PORT": str(smtp_port), "OUTBOX_THREAD": "1",
+               "OUTBOX_POLL_SECONDS": "0.05", "AUTH_RATE_LIMITED": "false", "WEB_CONCURRENCY": str(args.workers),
+               "WEB_THREADS": str(args.threads)}  # fmt: skip
+        proc = _serve("run:app", 8711, env)
+        token = _token(8711, "notifier")
+        bodies = [(i, json.dumps({"category": category, "content": f"效能測試 {i}", "citizen": {
+            "name": "王小明", "id_no": "A123456789", "email": f"citizen{i}@example.tw", "address": "示範縣東區中正路一段128號"}}))
+            for i in range(args.cases)]  # fmt: skip
+        chunks = [(8711, token, bodies[i :: args.concurrency]) for i in range(args.concurrency)]
+        t0 = time.perf_counter()
+        with multiprocessing.Pool(args.concurrency) as pool:
+            results = [r for chunk in pool.map(_worker, chunks) for r in chunk]
+        elapsed = time.perf_counter() - t0
+        ok = [r for r in results if r[3] == 201]
+        deadline = time.time() + 60
+        while time.time() < deadline and len(sink.arrivals) < len(ok):
+            time.sleep(0.1)
+        latencies = sorted((sink.arrivals[r[4]] - r[1]) * 1000 for r in ok if r[4] in sink.arrivals)
+        request_ms = sorted((r[2] - r[1]) * 1000 for r in ok)
+        print(f"gunicorn {args.workers} workers x {args.threads} threads, PostgreSQL platform DB, "
+              f"{args.cases} cases x 3 receiving agencies, {args.concurrency} clients")  # fmt: skip
+        print(f"  registered {len(ok)}/{len(results)} at {len(ok) / elapsed:.1f} cases/s "
+              f"(request p50 {statistics.median(request_ms):.1f} ms, p95 {request_ms[int(len(request_ms) * 0.95)]:.1f} ms)")  # fmt: skip
+        if latencies:
+            print(f"  registration -> citizen's mail at the SMTP server: p50 {statistics.median(latencies):.0f} ms, "
+                  f"p95 {latencies[int(len(latencies) * 0.95)]:.0f} ms ({len(latencies)} mails)")  # fmt: skip
+        else:
+            print("  no citizen mail arrived")
+    finally:
+        if proc is not None:
+            proc.terminate()
+            proc.wait()
+        controller.stop()
+        _drop(name)
+
+
+if __name__ == "__main__":
+    main()
