@@ -37,7 +37,6 @@ def _prepare(platform_url: str) -> int:
     from app.extensions import db
     from app.models.notify import NotificationCategory
     from app.models.org import Agency
-
     from config import Config
 
     class BenchConfig(Config):
@@ -99,9 +98,9 @@ def main() -> None:
     import logging
 
     logging.disable(logging.WARNING)
-    from aiosmtpd.controller import Controller
-
     import socket
+
+    from aiosmtpd.controller import Controller
 
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

@@ -99,7 +99,9 @@ def _prepare(platform_url: str, land_url) -> tuple[list[str], str]:
 
 def _token(port: int, username: str = "clerk") -> str:
     conn = http.client.HTTPConnection("127.0.0.1", port)
-    body = json.dumps({"username": username, "password": os.environ.get("DEMO_PASSWORD", "Demo-2026"), "provider": "db"})
+    body = json.dumps(
+        {"username": username, "password": os.environ.get("DEMO_PASSWORD", "Demo-2026"), "provider": "db"}
+    )
     conn.request("POST", "/api/v1/security/login", body, {"Content-Type": "application/json"})
     answer = json.loads(conn.getresponse().read())
     if "access_token" not in answer:
