@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import functools
 
 from flask import current_app, g, request
 from flask_appbuilder.api import BaseApi, expose, safe
@@ -83,6 +84,20 @@ def case_json(case, dispatches, viewer: workflow.Actor) -> dict:
     }  # fmt: skip
 
 
+def domain_errors(fn):
+    """Domain errors become their status and message (one place for the API)."""
+
+    @functools.wraps(fn)
+    def wrapper(self, *args, **kwargs):
+        try:
+            return fn(self, *args, **kwargs)
+        except DomainError as exc:
+            db.session.rollback()
+            return self.response(exc.status, message=str(exc))
+
+    return wrapper
+
+
 def _uploads(items) -> list[notify.Upload]:
     uploads = []
     for item in items or []:
@@ -121,46 +136,38 @@ class CaseApi(BaseApi):
     @expose("/", methods=["POST"])
     @protect()
     @safe
+    @domain_errors
     def register(self):
         """Register a case: {category, citizen: {...}, content, receivers?, attachments?}."""
         body = request.get_json(silent=True)
         if not isinstance(body, dict):
             return self.response_400(message=str(_l("The request must be a JSON object.")))
+        citizen = body.get("citizen") or {}
+        if not isinstance(citizen, dict):
+            raise InvalidInput(_l("The citizen must be an object."))
+        receivers = body.get("receivers")
+        draft = notify.CaseDraft(
+            category_id=_category_id(body.get("category")),
+            citizen=notify.Citizen(
+                **{k: str(citizen.get(k) or "") for k in ("name", "id_no", "email", "phone", "address")}
+            ),
+            content=str(body.get("content") or ""),
+            receivers=None if receivers is None else [_agency_id(r) for r in receivers],
+            uploads=_uploads(body.get("attachments")),
+        )
         who = actor()
-        try:
-            category_id = _category_id(body.get("category"))
-            citizen = body.get("citizen") or {}
-            if not isinstance(citizen, dict):
-                raise InvalidInput(_l("The citizen must be an object."))
-            receivers = body.get("receivers")
-            if receivers is not None:
-                receivers = [_agency_id(r) for r in receivers]
-            draft = notify.CaseDraft(
-                category_id=category_id,
-                citizen=notify.Citizen(
-                    **{k: str(citizen.get(k) or "") for k in ("name", "id_no", "email", "phone", "address")}
-                ),
-                content=str(body.get("content") or ""),
-                receivers=receivers,
-                uploads=_uploads(body.get("attachments")),
-            )
-            case = notify.register_case(db.session, who, draft)
-            db.session.commit()
-        except DomainError as exc:
-            db.session.rollback()
-            return self.response(exc.status, message=str(exc))
+        case = notify.register_case(db.session, who, draft)
+        db.session.commit()
         return self.response(201, case_no=case.case_no, result=case_json(case, list(case.dispatches), who))
 
     @expose("/<case_no>", methods=["GET"])
     @protect()
     @safe
+    @domain_errors
     def get(self, case_no):
         """A case with the dispatches the caller may see."""
         who = actor()
-        try:
-            case, dispatches = notify.find_case(db.session, who, case_no)
-        except DomainError as exc:
-            return self.response(exc.status, message=str(exc))
+        case, dispatches = notify.find_case(db.session, who, case_no)
         return self.response(200, result=case_json(case, dispatches, who))
 
 
@@ -171,31 +178,25 @@ class DispatchApi(BaseApi):
     @expose("/<int:pk>", methods=["GET"])
     @protect()
     @safe
+    @domain_errors
     def get(self, pk):
         """One dispatch; the receiving agency's first opening records its receipt."""
         who = actor()
-        try:
-            d = notify.open_dispatch(db.session, who, pk)
-        except DomainError as exc:
-            return self.response(exc.status, message=str(exc))
-        return self.response(200, result=dispatch_json(d, who))
+        return self.response(200, result=dispatch_json(notify.open_dispatch(db.session, who, pk), who))
 
     @expose("/<int:pk>/<action>", methods=["POST"])
     @protect()
     @safe
+    @domain_errors
     def act(self, pk, action):
         """receive | assign {handler} | accept | process {result, control_type, notes} | close | return {reason}."""
         body = request.get_json(silent=True) or {}
         if not isinstance(body, dict):
             return self.response_400(message=str(_l("The request must be a JSON object.")))
         who = actor()
-        try:
-            d = notify.act(db.session, who, pk, action, version=body.get("version"), handler=body.get("handler"),
-                           result=body.get("result"), control_type=body.get("control_type"),
-                           notes=body.get("notes"), reason=body.get("reason"))  # fmt: skip
-        except DomainError as exc:
-            db.session.rollback()
-            return self.response(exc.status, message=str(exc))
+        d = notify.act(db.session, who, pk, action, version=body.get("version"), handler=body.get("handler"),
+                       result=body.get("result"), control_type=body.get("control_type"), notes=body.get("notes"),
+                       reason=body.get("reason"))  # fmt: skip
         return self.response(200, result=dispatch_json(d, who))
 
 
@@ -206,13 +207,11 @@ class WorklistApi(BaseApi):
     @expose("/<box>", methods=["GET"])
     @protect()
     @safe
+    @domain_errors
     def get(self, box):
         """cases (notifying agency) | incoming (supervisor) | work (handler) | all."""
         who = actor()
-        try:
-            items = notify.worklist(db.session, who, box)
-        except DomainError as exc:
-            return self.response(exc.status, message=str(exc))
+        items = notify.worklist(db.session, who, box)
         if box == "cases":
             result = [{"case_no": c.case_no, "status": c.status, "overdue": late, "category": str(c.category),
                        "created_at": _iso(c.created_at)} for c, late in items]  # fmt: skip
@@ -228,12 +227,10 @@ class AttachmentApi(BaseApi):
     @expose("/<int:pk>/check", methods=["GET"])
     @protect()
     @safe
+    @domain_errors
     def check(self, pk):
         """Is this attachment the file that was registered?"""
-        try:
-            att, ok = notify.check_attachment(db.session, actor(), pk)
-        except DomainError as exc:
-            return self.response(exc.status, message=str(exc))
+        att, ok = notify.check_attachment(db.session, actor(), pk)
         return self.response(200, intact=ok, sha256=att.sha256, filename=att.filename)
 
 
