@@ -97,3 +97,13 @@ def test_a_wrong_password_or_unknown_user_gets_the_same_clear_message(client):
         r = login(client, username, password)
         assert "帳號或密碼錯誤" in r.text
         assert "登出" not in r.text
+
+
+def test_the_public_verification_endpoints_are_rate_limited(tmp_path):
+    database = Database("sqlite", tmp_path)
+    app = build_app(database.url, RATELIMIT_ENABLED=True, VERIFY_RATE_LIMIT="3 per minute")
+    client = app.test_client()
+    statuses = [client.get("/api/v1/verify/ANX0-PJ6F-WGH7-JSCZ-R").status_code for _ in range(5)]
+    assert statuses[:3] == [404, 404, 404] and statuses[3:] == [429, 429]
+    pages = [client.get("/verify/ANX0-PJ6F-WGH7-JSCZ-R").status_code for _ in range(5)]
+    assert 429 in pages
