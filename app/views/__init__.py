@@ -2,10 +2,11 @@
 
 
 def register_views(appbuilder) -> None:
-    from app.views import audit, forms, notify_admin, notify_api, org, outbox, query, sources
+    from app.views import audit, forms, notify, notify_admin, notify_api, org, outbox, query, sources
 
     query.register(appbuilder)
     notify_api.register(appbuilder)
+    notify.register(appbuilder)
     notify_admin.register(appbuilder)
     forms.register(appbuilder)
     sources.register(appbuilder)

@@ -6,6 +6,7 @@ from flask_babel import lazy_gettext as _l
 
 from app.lib.rocdate import format_roc_datetime
 from app.models.audit import AuditEvent
+from app.views.base import ReadableMixin
 
 LABELS = {
     "seq": _l("No."),
@@ -48,7 +49,7 @@ def _blank(value):
     return "" if value is None else value
 
 
-class AuditEventView(ModelView):
+class AuditEventView(ReadableMixin, ModelView):
     datamodel = SQLAInterface(AuditEvent)
     base_permissions = ["can_list", "can_show"]
     list_title = _l("Audit trail")

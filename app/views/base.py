@@ -35,7 +35,27 @@ class ValidatedMixin:
         super().pre_update(item)
 
 
-class PlatformModelView(ValidatedMixin, ModelView):
+def readable(value):
+    """What a clerk should see for empty values and lists (not "None", not "[a, b]")."""
+    if value is None:
+        return ""
+    if isinstance(value, (list, tuple, set)):
+        return "、".join(str(v) for v in value)
+    return value
+
+
+class ReadableMixin:
+    """Every listed or shown column without its own formatter goes through ``readable``."""
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        formatters = dict(self.formatters_columns or {})
+        for column in [*(self.list_columns or []), *(self.show_columns or [])]:
+            formatters.setdefault(column, readable)
+        self.formatters_columns = formatters
+
+
+class PlatformModelView(ReadableMixin, ValidatedMixin, ModelView):
     page_size = 25
 
 

@@ -10,7 +10,7 @@ from app.lib.rocdate import format_roc_datetime
 from app.models.org import AGENCY_KINDS, Agency, PlatformUser
 from app.services import org
 from app.services.roles import ROLE_LABELS
-from app.views.base import PlatformModelApi, PlatformModelView, ValidatedMixin, yes_no
+from app.views.base import PlatformModelApi, PlatformModelView, ReadableMixin, ValidatedMixin, yes_no
 
 AGENCY_LABELS = {
     "code": _l("Agency code"),
@@ -62,7 +62,7 @@ USER_EXTRA_LABELS = {
 }
 
 
-class PlatformUserView(ValidatedMixin, UserDBModelView):
+class PlatformUserView(ReadableMixin, ValidatedMixin, UserDBModelView):
     """FAB's user screens with agency, title and phone, and our role rules."""
 
     datamodel = SQLAInterface(PlatformUser)

@@ -9,6 +9,7 @@ from app.lib.identifiers import mask_id
 from app.lib.rocdate import format_roc_datetime
 from app.models.outbox import OutboxMessage
 from app.services import outbox
+from app.views.base import ReadableMixin
 
 STATUS_LABELS = {
     "queued": _l("Queued"),
@@ -25,7 +26,7 @@ def _mask_email(value: str) -> str:
     return f"{local[:1]}***@{domain}"
 
 
-class OutboxView(ModelView):
+class OutboxView(ReadableMixin, ModelView):
     datamodel = SQLAInterface(OutboxMessage)
     base_permissions = ["can_list", "can_show"]
     list_title = _l("Mail queue")
