@@ -67,6 +67,26 @@ class PlatformSecurityManager(SecurityManager):
             if isinstance(view, self.security_api) and getattr(view, "blueprint", None) is not None:
                 self.limiter.limit(self.auth_rate_limit, methods=["POST"])(view.blueprint)
 
+    def get_user_by_id(self, pk):
+        """The signed-in user with roles, groups and agency in one query (FAB
+        would load each lazily on every request)."""
+        from sqlalchemy import select
+        from sqlalchemy.orm import joinedload
+
+        return (
+            self.session.execute(
+                select(self.user_model)
+                .where(self.user_model.id == pk)
+                .options(
+                    joinedload(self.user_model.agency),
+                    joinedload(self.user_model.roles),
+                    joinedload(self.user_model.groups),
+                )
+            )
+            .unique()
+            .scalar_one_or_none()
+        )
+
     # --- permission checks, cached briefly -------------------------------------
 
     def _ttl(self) -> float:
