@@ -403,6 +403,21 @@ def check_attachment(session, actor: workflow.Actor, attachment_id: int) -> tupl
     return att, ok
 
 
+def download_attachment(session, actor: workflow.Actor, attachment_id: int, copy: str) -> tuple[Attachment, bytes]:
+    """The original or the stamped copy, for those who may see the case; every
+    download of a consent scan (personal data) leaves an audit record."""
+    att = session.get(Attachment, attachment_id)
+    if att is None or copy not in ("original", "stamped"):
+        raise NotFound(_l("No such attachment."))
+    find_case(session, actor, att.case.case_no)  # the access rule
+    data = att.original if copy == "original" else att.stamped
+    if not data:
+        raise NotFound(_l("No such attachment."))
+    _audit(session, actor, "attachment_download", att.case, detail={"attachment": att.id, "copy": copy})
+    session.commit()
+    return att, data
+
+
 def case_search_by_citizen(session, actor: workflow.Actor, id_no: str) -> list[NotificationCase]:
     """The actor's agency's cases about a citizen, found by keyed hash."""
     if not identifiers.is_person_id((id_no or "").upper()):

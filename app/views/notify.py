@@ -16,9 +16,8 @@ from sqlalchemy import select
 
 from app.extensions import db
 from app.lib.identifiers import mask_id
-from app.models.notify import Attachment
 from app.models.org import Agency
-from app.services import audit, notify, workflow
+from app.services import notify, workflow
 from app.services.errors import Conflict, DomainError, NotFound
 from app.views.notify_admin import KIND_LABELS
 from app.views.notify_api import actor
@@ -93,7 +92,7 @@ class NotifyView(BaseView):
         error, files_lost = None, False
         if request.method == "POST":
             values = {k: request.form.get(k, "") for k in values}
-            ticked = [int(x) for x in request.form.getlist("receivers") if x.isdigit()]
+            ticked = [int(x) for x in request.form.getlist("receivers") if x.isdigit() and len(x) < 10]
             uploads = []
             consent = request.files.get("consent")
             if consent is not None and consent.filename:
@@ -127,7 +126,7 @@ class NotifyView(BaseView):
         page = self.render_template(
             "notify/new.html", cat=cat, agencies=agencies, default_ids=default_ids, ticked=set(ticked),
             values=values, error=error, files_lost=files_lost, kinds=KIND_LABELS,
-            max_mb=round(current_app.config["ATTACHMENT_MAX_BYTES"] / (1024 * 1024), 1),
+            max_mb=f"{current_app.config['ATTACHMENT_MAX_BYTES'] / (1024 * 1024):.1f}".removesuffix(".0"),
         )  # fmt: skip
         return page, 400 if error else 200
 
@@ -175,15 +174,16 @@ class NotifyView(BaseView):
             abort(404)
         except Conflict as exc:
             db.session.rollback()
-            flash(f"{exc} {gettext('The page now shows the dispatch as it is.')}", "warning")
+            reloaded = gettext("The page now shows the dispatch as it is.")
+            flash(f"{exc} {reloaded}", "warning")
             return redirect(url_for("NotifyView.dispatch", dispatch_id=dispatch_id))
         except DomainError as exc:
             db.session.rollback()
-            return self._dispatch_page(dispatch_id, error=str(exc), failed=action, values=form, status=exc.status)
+            return self._dispatch_page(dispatch_id, error=str(exc), values=form, status=exc.status)
         flash(gettext("Done: %(action)s.", action=workflow.ACTION_LABELS[action]), "success")
         return redirect(url_for("NotifyView.dispatch", dispatch_id=dispatch_id))
 
-    def _dispatch_page(self, dispatch_id, error=None, failed=None, values=None, status=200):
+    def _dispatch_page(self, dispatch_id, error=None, values=None, status=200):
         who = actor()
         try:
             d = notify.open_dispatch(db.session, who, dispatch_id)
@@ -194,7 +194,7 @@ class NotifyView(BaseView):
         handlers = notify.handlers_of(db.session, d.agency_id) if "assign" in actions else []
         own_case = d.case.agency_id == who.agency_id
         page = self.render_template(
-            "notify/dispatch.html", d=d, case=d.case, actions=actions, handlers=handlers, error=error, failed=failed,
+            "notify/dispatch.html", d=d, case=d.case, actions=actions, handlers=handlers, error=error,
             values=values or {}, id_no=d.case.citizen_id_no if own_case else mask_id(d.case.citizen_id_no or ""),
             **_labels(),
         )  # fmt: skip
@@ -203,22 +203,11 @@ class NotifyView(BaseView):
     @expose("/attachment/<int:attachment_id>")
     @has_access
     def attachment(self, attachment_id):
-        who = actor()
         copy = request.args.get("copy", "original")
-        att = db.session.get(Attachment, attachment_id)
-        if att is None or copy not in ("original", "stamped"):
-            abort(404)
         try:
-            notify.find_case(db.session, who, att.case.case_no)  # the access rule
+            att, data = notify.download_attachment(db.session, actor(), attachment_id, copy)
         except DomainError as exc:
             abort(exc.status)
-        data = att.original if copy == "original" else att.stamped
-        if not data:
-            abort(404)
-        # The consent scan is personal data: every download leaves a record.
-        audit.record(db.session, "attachment_download", object_type="NotificationCase", object_id=att.case.id,
-                     detail={"case_no": att.case.case_no, "attachment": att.id, "copy": copy})  # fmt: skip
-        db.session.commit()
         if copy == "original":
             name, mime = att.filename, att.mime
         else:
