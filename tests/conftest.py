@@ -236,6 +236,38 @@ def smtp_down():
 __all__ = ["api_token", "bearer", "build_app", "csrf_token", "free_port", "login", "mail", "ARTIFACTS"]
 
 
+# --- browser stories: a live server per test module and Debian's chromium ----
+
+CHROMIUM_ARGS = [
+    "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+    "--disable-component-update", "--disable-sync", "--no-first-run",
+]  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def live_server(tmp_path_factory):
+    """The seeded app (SQLite) served on a free port for this test module."""
+    from werkzeug.serving import make_server
+
+    database = Database("sqlite", tmp_path_factory.mktemp("browser"))
+    application = build_app(database.url)
+    port = free_port()
+    server = make_server("127.0.0.1", port, application, threaded=True)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{port}"
+    server.shutdown()
+
+
+@pytest.fixture(scope="module")
+def browser():
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        b = p.chromium.launch(executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS, headless=True)
+        yield b
+        b.close()
+
+
 # --- a summary line per platform database -----------------------------------
 
 _backend_results: dict[str, dict[str, int]] = {}

@@ -1,39 +1,14 @@
 """Browser story (Playwright + Debian's chromium): the administrator signs in,
 reads the menu in Chinese, switches to English. Screenshots in tests/artifacts/."""
 
-import threading
-
 import pytest
-from werkzeug.serving import make_server
 
-from tests.conftest import ARTIFACTS, DEMO_PASSWORD, Database, build_app, free_port
+from tests.conftest import ARTIFACTS, DEMO_PASSWORD
 
 CHROMIUM_ARGS = [
     "--no-sandbox", "--disable-gpu", "--disable-background-networking",
     "--disable-component-update", "--disable-sync", "--no-first-run",
 ]  # fmt: skip
-
-
-@pytest.fixture(scope="module")
-def live_server(tmp_path_factory):
-    database = Database("sqlite", tmp_path_factory.mktemp("browser"))
-    app = build_app(database.url)
-    port = free_port()
-    server = make_server("127.0.0.1", port, app, threaded=True)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{port}"
-    server.shutdown()
-
-
-@pytest.fixture(scope="module")
-def browser():
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        b = p.chromium.launch(executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS, headless=True)
-        yield b
-        b.close()
 
 
 @pytest.mark.browser

@@ -4,35 +4,11 @@ assigns it, the handler accepts it and records the result, the supervisor
 closes it. Screenshots in tests/artifacts/notify-*.png."""
 
 import re
-import threading
 
 import pytest
-from werkzeug.serving import make_server
 
-from tests.conftest import ARTIFACTS, DEMO_PASSWORD, Database, build_app, free_port
-from tests.test_browser import CHROMIUM_ARGS
+from tests.conftest import ARTIFACTS, DEMO_PASSWORD
 from tests.test_notify_pages import CITIZEN, consent_pdf
-
-
-@pytest.fixture(scope="module")
-def live_server(tmp_path_factory):
-    database = Database("sqlite", tmp_path_factory.mktemp("browser-notify"))
-    app = build_app(database.url)
-    port = free_port()
-    server = make_server("127.0.0.1", port, app, threaded=True)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    yield f"http://127.0.0.1:{port}"
-    server.shutdown()
-
-
-@pytest.fixture(scope="module")
-def browser():
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        b = p.chromium.launch(executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS, headless=True)
-        yield b
-        b.close()
 
 
 def sign_in(browser, base: str, username: str):
