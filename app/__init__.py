@@ -1,16 +1,27 @@
-"""The cross-agency citizen service platform: application factory."""
+"""The cross-agency citizen service platform: application factory.
+
+The imports live inside ``create_app`` on purpose: ``app.kit`` (the
+sign-and-encrypt kit that runs on agency PCs) is a subpackage, and importing it
+must not pull in Flask or the database layer.
+"""
+
+from __future__ import annotations
 
 import logging
+from typing import TYPE_CHECKING
 
-from flask import Flask
-from flask_appbuilder import AppBuilder
-
-from app.extensions import csrf, db, mail, migrate
-from app.lib import fieldcrypt
-from app.lib.logging import install_personal_data_filter
+if TYPE_CHECKING:
+    from flask import Flask
 
 
 def create_app(config: object | str = "config.Config") -> Flask:
+    from flask import Flask
+    from flask_appbuilder import AppBuilder
+
+    from app.extensions import csrf, db, mail, migrate
+    from app.lib import fieldcrypt
+    from app.lib.logging import install_personal_data_filter
+
     app = Flask(__name__)
     app.config.from_object(config)
     install_personal_data_filter()

@@ -23,3 +23,10 @@ from app.models.queries import (  # noqa: F401
     SectionFilter,
 )
 from app.models.sources import DataSource  # noqa: F401
+from app.models.transfer import (  # noqa: F401
+    StaffCertificate,
+    TransferCase,
+    TransferEvent,
+    TransferItem,
+    TransferRecipient,
+)
