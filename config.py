@@ -121,6 +121,24 @@ class Config:
     SIMULATOR_URL = os.environ.get("SIMULATOR_URL", "http://127.0.0.1:8031")
     PUBLIC_BASE_URL = os.environ.get("PUBLIC_BASE_URL", "http://127.0.0.1:8080")
 
+    # Confidential file transfer. The platform stores ciphertext only, here:
+    TRANSFER_DIR = os.environ.get("TRANSFER_DIR", str(INSTANCE_DIR / "transfer"))
+    TRANSFER_MAX_BYTES = int(os.environ.get("TRANSFER_MAX_BYTES", str(8 * 1024**3)))
+    # Staff certificates must chain to these CAs and are checked against these
+    # CRLs (comma-separated paths; `flask seed demo` writes a demo PKI there).
+    TRANSFER_CA_BUNDLE = os.environ.get("TRANSFER_CA_BUNDLE", str(INSTANCE_DIR / "pki" / "ca-bundle.pem"))
+    TRANSFER_CRL_FILES = os.environ.get(
+        "TRANSFER_CRL_FILES", ",".join(str(INSTANCE_DIR / "pki" / n) for n in ("root.crl", "intermediate.crl"))
+    )
+    # The FTPS channel (`flask transfer ftp-serve`): one folder per agency.
+    TRANSFER_FTP_HOST = os.environ.get("TRANSFER_FTP_HOST", "127.0.0.1")
+    TRANSFER_FTP_PORT = int(os.environ.get("TRANSFER_FTP_PORT", "2121"))
+    TRANSFER_FTP_ROOT = os.environ.get("TRANSFER_FTP_ROOT", str(INSTANCE_DIR / "ftp"))
+    TRANSFER_FTP_PASSIVE_PORTS = os.environ.get("TRANSFER_FTP_PASSIVE_PORTS", "60000-60099")
+    TRANSFER_FTP_TLS_CERT = os.environ.get("TRANSFER_FTP_TLS_CERT", str(INSTANCE_DIR / "ftp-tls.pem"))
+    TRANSFER_FTP_TLS_KEY = os.environ.get("TRANSFER_FTP_TLS_KEY", str(INSTANCE_DIR / "ftp-tls.key"))
+    TRANSFER_FTP_POLL_SECONDS = float(os.environ.get("TRANSFER_FTP_POLL_SECONDS", "2"))
+
 
 class TestConfig(Config):
     TESTING = True

@@ -37,7 +37,11 @@ def create_app(config: object | str = "config.Config") -> Flask:
     db.init_app(app)
     mail.init_app(app)
     # Every form POST needs its CSRF token; FAB exempts its JWT APIs itself
-    # (which is why this comes before AppBuilder).
+    # (which is why this comes before AppBuilder). Transfer uploads get their
+    # own size limit before the CSRF check reads the body.
+    from app.web import transfer_upload_limit
+
+    app.before_request(transfer_upload_limit)
     csrf.init_app(app)
 
     migrate.init_app(app, db, directory=str(_migrations_dir()), render_as_batch=True)

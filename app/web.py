@@ -37,6 +37,20 @@ def _actor() -> audit.Actor:
     return audit.actor_for_user(user, request.remote_addr)
 
 
+_UPLOAD_PATHS = ("/api/v1/transfers/", "/transfer/case/")
+
+
+def transfer_upload_limit() -> None:
+    """Encrypted transfer files may be far larger than MAX_CONTENT_LENGTH (streamed to disk).
+
+    Registered before CSRF protection, which otherwise reads the body with the
+    application-wide limit first.
+    """
+    if request.method in ("PUT", "POST") and request.path.startswith(_UPLOAD_PATHS):
+        if request.path.endswith(("/payload", "/result")):
+            request.max_content_length = current_app.config["TRANSFER_MAX_BYTES"]
+
+
 def _security_headers(response):
     response.headers.setdefault("Content-Security-Policy", CSP)
     response.headers.setdefault("X-Frame-Options", "DENY")

@@ -49,6 +49,15 @@ _NOTIFY_READ = [
 ]
 _NOTIFY_REGISTER = [(r"^CaseApi$", r"^can_register$"), (r"^NotifyView$", r"^can_new$")]
 _NOTIFY_ACT = [(r"^DispatchApi$", r"^can_act$"), (r"^NotifyView$", r"^can_act$")]
+_TRANSFER = [
+    (r"^TransferView$", r"^can_(index|new|case|config|upload|download|notes|certificates|withdraw)$"),
+    (
+        r"^(TransferApi|CertificateApi)$",
+        r"^can_(list|register|get|config|put_payload|get_payload|put_result|"
+        r"get_result|notes)$",
+    ),
+    (r"^(Transfer|Transfers|My certificates)$", r"^menu_access$"),
+]
 _FORM_DESIGN = [
     (r"^(QueryFormView|FormInputView|FormSectionView|SectionFilterView|SectionColumnView|BusinessItemView)$",
      r"^(can_list|can_show|can_add|can_edit|can_delete)$"),
@@ -67,7 +76,7 @@ ROLE_PERMISSIONS: dict[str, list[tuple[str, str]]] = {
     "Notifier": _SELF_SERVICE + _READ_AGENCIES + _NOTIFY_READ + _NOTIFY_REGISTER,
     "Supervisor": _SELF_SERVICE + _NOTIFY_READ + _NOTIFY_ACT,
     "Handler": _SELF_SERVICE + _NOTIFY_READ + _NOTIFY_ACT,
-    "Transferor": _SELF_SERVICE + _READ_AGENCIES,
+    "Transferor": _SELF_SERVICE + _READ_AGENCIES + _TRANSFER,
     "Manager": _SELF_SERVICE + _READ_AGENCIES,
     "Auditor": _SELF_SERVICE
     + _READ_AGENCIES

@@ -2,14 +2,30 @@
 
 
 def register_views(appbuilder) -> None:
-    from app.views import audit, forms, notify, notify_admin, notify_api, org, outbox, query, sources
+    from app.views import (
+        audit,
+        forms,
+        notify,
+        notify_admin,
+        notify_api,
+        org,
+        outbox,
+        query,
+        sources,
+        transfer,
+        transfer_admin,
+        transfer_api,
+    )
 
     query.register(appbuilder)
     notify_api.register(appbuilder)
     notify.register(appbuilder)
     notify_admin.register(appbuilder)
+    transfer.register(appbuilder)
+    transfer_api.register(appbuilder)
     forms.register(appbuilder)
     sources.register(appbuilder)
+    transfer_admin.register(appbuilder)
     org.register(appbuilder)
     audit.register(appbuilder)
     outbox.register(appbuilder)
