@@ -14,6 +14,7 @@ outbox_cli = AppGroup("outbox", help="Mail outbox.")
 roles_cli = AppGroup("roles", help="Roles and their permission sets.")
 seed_cli = AppGroup("seed", help="Demo data.")
 platform_cli = AppGroup("platform", help="The platform itself.")
+transfer_cli = AppGroup("transfer", help="Confidential file transfer.")
 
 
 @platform_cli.command("check")
@@ -95,6 +96,44 @@ def seed_demo_cmd():
     click.echo(f"query forms created: {', '.join(world['forms_created']) or 'none'}")
 
 
+@transfer_cli.command("ftp-serve")
+def transfer_ftp_serve():
+    """Serve the FTPS channel (per-agency folders) and register complete uploads."""
+    from app.services import ftp
+
+    cfg = current_app.config
+    click.echo(
+        f"FTPS on {cfg['TRANSFER_FTP_HOST']}:{cfg['TRANSFER_FTP_PORT']}, folders under {cfg['TRANSFER_FTP_ROOT']}"
+    )
+    ftp.serve(current_app._get_current_object())
+
+
+@transfer_cli.command("ftp-poll")
+@click.option("--loop/--once", default=False, help="Keep polling (default: one round).")
+def transfer_ftp_poll(loop):
+    """Register the FTP uploads that have arrived whole."""
+    from app.services import ftp
+
+    app = current_app._get_current_object()
+    while True:
+        counts = ftp.poll_once(app)
+        if counts["registered"] or counts["rejected"] or not loop:
+            click.echo("registered {registered}, rejected {rejected}".format(**counts))
+        if not loop:
+            return
+        time.sleep(current_app.config["TRANSFER_FTP_POLL_SECONDS"])
+
+
+@transfer_cli.command("recheck-certs")
+def transfer_recheck_certs():
+    """Re-check every valid staff certificate against today's date and the CRLs."""
+    from app.services import certificates
+
+    counts = certificates.recheck(db.session)
+    db.session.commit()
+    click.echo("valid {valid}, expired {expired}, revoked {revoked}, no longer trusted {invalid}".format(**counts))
+
+
 def register(app) -> None:
-    for group in (audit_cli, outbox_cli, roles_cli, seed_cli, platform_cli):
+    for group in (audit_cli, outbox_cli, roles_cli, seed_cli, platform_cli, transfer_cli):
         app.cli.add_command(group)

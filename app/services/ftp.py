@@ -1,0 +1,250 @@
+"""The FTPS channel for large transfers (`flask transfer ftp-serve`).
+
+Each agency's transfer officers sign in with their platform account and land
+in their agency's own folder (TRANSFER_FTP_ROOT/<agency code>), which they
+cannot leave. TLS is required on the control and the data connection.
+
+A file counts only once the server has received it whole: it is then moved
+out of the folder into a ready queue; a broken upload is deleted. The poller
+registers each ready file against its case by the upload number at the start
+of its name (``TR1151127000001.p7m``): the sending agency's file is the
+payload, the receiving agency's the result. A refused file goes back to the
+folder as ``<name>.rejected`` with ``<name>.rejected.txt`` saying why.
+"""
+
+from __future__ import annotations
+
+import datetime
+import ipaddress
+import logging
+import os
+import re
+import threading
+from pathlib import Path
+
+from flask import Flask
+from flask_babel import force_locale
+from flask_babel import lazy_gettext as _l
+from sqlalchemy import select
+from werkzeug.security import check_password_hash
+
+from app.extensions import db
+from app.models.org import PlatformUser
+from app.services import audit, transfer
+from app.services.errors import DomainError, InvalidInput
+from app.services.workflow import Actor
+
+log = logging.getLogger(__name__)
+READY = ".ready"
+PERMS = "elrdw"  # list, change dir inside the home, download, delete, upload: no mkdir, no rename
+_UPLOAD_NO = re.compile(r"^([A-Za-z0-9_-]{1,40})\.")
+
+
+def _agency_user(username: str) -> PlatformUser | None:
+    user = db.session.scalar(select(PlatformUser).where(PlatformUser.username == username))
+    if user is None or not user.active or user.agency is None:
+        return None
+    if not any(r.name == transfer.ROLE for r in user.roles):
+        return None
+    return user
+
+
+def home_of(root: Path, agency_code: str) -> Path:
+    home = root / agency_code
+    home.mkdir(parents=True, exist_ok=True)
+    return home
+
+
+def make_authorizer(app: Flask, root: Path):
+    from pyftpdlib.authorizers import AuthenticationFailed, DummyAuthorizer
+
+    class PlatformAuthorizer(DummyAuthorizer):
+        """Platform accounts with the Transferor role; home = their agency's folder."""
+
+        def validate_authentication(self, username, password, handler):
+            with app.app_context():
+                user = _agency_user(username)
+                ok = user is not None and bool(user.password) and check_password_hash(user.password, password)
+                ip = handler.remote_ip if handler else None
+                actor = audit.Actor(user.id if user else None, username[:64], user.agency.code if user else None, ip)
+                audit.record(db.session, "ftp.login" if ok else "ftp.login_failed", outcome="ok" if ok else "refused",
+                             actor=actor)  # fmt: skip
+                db.session.commit()
+                if not ok:
+                    db.session.remove()
+                    raise AuthenticationFailed("Authentication failed.")
+                home = str(home_of(root, user.agency.code))
+                db.session.remove()
+            if self.has_user(username):
+                self.remove_user(username)
+            self.add_user(username, "", home, perm=PERMS)
+
+        def get_home_dir(self, username):
+            return self.user_table[username]["home"]
+
+    return PlatformAuthorizer()
+
+
+def ensure_tls_certificate(cert_path: Path, key_path: Path, host: str) -> None:
+    """A self-signed server certificate for the demo (a county installs its own)."""
+    if cert_path.exists() and key_path.exists():
+        return
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import rsa
+    from cryptography.x509.oid import NameOID
+
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, host)])
+    try:
+        alt = [x509.IPAddress(ipaddress.ip_address(host))]
+    except ValueError:
+        alt = [x509.DNSName(host)]
+    now = datetime.datetime.now(datetime.UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(days=825))
+        .add_extension(x509.SubjectAlternativeName(alt), critical=False)
+        .sign(key, hashes.SHA256())
+    )
+    cert_path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(key_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "wb") as fh:
+        fh.write(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                   serialization.NoEncryption()))  # fmt: skip
+    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+
+
+def build_server(app: Flask, host: str | None = None, port: int | None = None):
+    """The FTPS server (not started)."""
+    from pyftpdlib.handlers import TLS_FTPHandler
+    from pyftpdlib.servers import ThreadedFTPServer
+
+    cfg = app.config
+    root = Path(cfg["TRANSFER_FTP_ROOT"])
+    (root / READY).mkdir(parents=True, exist_ok=True)
+    host = host or cfg["TRANSFER_FTP_HOST"]
+    cert, key = Path(cfg["TRANSFER_FTP_TLS_CERT"]), Path(cfg["TRANSFER_FTP_TLS_KEY"])
+    ensure_tls_certificate(cert, key, host)
+
+    class PlatformFTPHandler(TLS_FTPHandler):
+        certfile = str(cert)
+        keyfile = str(key)
+        tls_control_required = True
+        tls_data_required = True
+        banner = "County platform FTPS: upload encrypted transfer files named <upload number>.p7m"
+
+        def on_file_received(self, file):
+            name = os.path.basename(file)
+            if name.endswith((".rejected", ".rejected.txt")):
+                return
+            stamp = datetime.datetime.now(datetime.UTC).strftime("%Y%m%d%H%M%S%f")
+            os.replace(file, root / READY / f"{stamp}__{self.username}__{name}")
+
+        def on_incomplete_file_received(self, file):
+            # A dropped connection leaves nothing behind.
+            try:
+                os.remove(file)
+            except OSError:
+                pass
+
+    PlatformFTPHandler.authorizer = make_authorizer(app, root)
+    ports = cfg.get("TRANSFER_FTP_PASSIVE_PORTS") or ""
+    if re.fullmatch(r"\d+-\d+", ports):
+        lo, hi = (int(p) for p in ports.split("-"))
+        PlatformFTPHandler.passive_ports = range(lo, hi + 1)
+    server = ThreadedFTPServer((host, cfg["TRANSFER_FTP_PORT"] if port is None else port), PlatformFTPHandler)
+    server.max_cons = 64
+    server.max_cons_per_ip = 8
+    return server
+
+
+def _reject(root: Path, agency_code: str | None, name: str, path: Path, reason: str) -> None:
+    if agency_code:
+        home = home_of(root, agency_code)
+        os.replace(path, home / f"{name}.rejected")
+        (home / f"{name}.rejected.txt").write_text(reason + "\n", encoding="utf-8")
+    else:
+        path.unlink(missing_ok=True)
+
+
+def poll_once(app: Flask) -> dict[str, int]:
+    """Register every complete FTP upload; returns counts (registered, rejected)."""
+    root = Path(app.config["TRANSFER_FTP_ROOT"])
+    ready = root / READY
+    counts = {"registered": 0, "rejected": 0}
+    if not ready.exists():
+        return counts
+    for path in sorted(ready.iterdir()):
+        parts = path.name.split("__", 2)
+        if len(parts) != 3:
+            path.unlink(missing_ok=True)
+            continue
+        _stamp, username, name = parts
+        with app.app_context(), force_locale(app.config.get("BABEL_DEFAULT_LOCALE", "zh_TW")):
+            user = _agency_user(username)
+            agency_code = user.agency.code if user else None
+            try:
+                if user is None:
+                    raise InvalidInput(_l("The account is no longer a transfer officer."))
+                actor = Actor(user.id, user.username, user.agency_id, agency_code,
+                              frozenset(r.name for r in user.roles), "ftp")  # fmt: skip
+                match = _UPLOAD_NO.match(name)
+                case = transfer.find_by_upload_no(db.session, match.group(1)) if match else None
+                if case is None or user.agency_id not in (case.sending_agency_id, case.receiving_agency_id):
+                    raise InvalidInput(_l("No transfer of your agency has this upload number; name the file "
+                                          "<upload number>.p7m."))  # fmt: skip
+                if not case.item.ftp_allowed:
+                    raise InvalidInput(_l("This transfer item does not allow FTP; upload on the web page instead."))
+                do = transfer.upload_payload if user.agency_id == case.sending_agency_id else transfer.upload_result
+                with open(path, "rb") as fh:
+                    do(db.session, actor, case.id, fh, "ftp")
+                db.session.commit()
+            except DomainError as exc:
+                db.session.rollback()
+                _reject(root, agency_code, name, path, str(exc))
+                counts["rejected"] += 1
+                log.warning("FTP upload refused: %s", type(exc).__name__)
+            else:
+                path.unlink(missing_ok=True)
+                counts["registered"] += 1
+            finally:
+                db.session.remove()
+    return counts
+
+
+class Poller(threading.Thread):
+    """Registers FTP uploads every few seconds, next to the server."""
+
+    def __init__(self, app: Flask):
+        super().__init__(daemon=True, name="ftp-poller")
+        self.app = app
+        self.stopping = threading.Event()
+
+    def run(self) -> None:
+        every = self.app.config["TRANSFER_FTP_POLL_SECONDS"]
+        while not self.stopping.is_set():
+            try:
+                poll_once(self.app)
+            except Exception:  # keep polling; the error is logged without data
+                log.exception("FTP poller failed")
+            self.stopping.wait(every)
+
+    def stop(self) -> None:
+        self.stopping.set()
+
+
+def serve(app: Flask) -> None:
+    server = build_server(app)
+    poller = Poller(app)
+    poller.start()
+    try:
+        server.serve_forever()
+    finally:
+        poller.stop()
+        server.close_all()
