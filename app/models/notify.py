@@ -9,6 +9,7 @@ from sqlalchemy import (
     Date,
     DateTime,
     ForeignKey,
+    Index,
     Integer,
     LargeBinary,
     String,
@@ -58,6 +59,9 @@ class NotificationCategory(Model):
     description = Column(Text)
     active = Column(Boolean, nullable=False, default=True)
     templates = relationship("MailTemplate", back_populates="category", cascade="all, delete-orphan")
+    # The satisfaction questionnaire its citizens are invited to when a case is complete.
+    questionnaire_id = Column(Integer, ForeignKey("questionnaire.id", ondelete="SET NULL"))
+    questionnaire = relationship("Questionnaire", back_populates="categories")
 
     def __repr__(self) -> str:
         return f"{self.main_item}－{self.sub_item}"
@@ -91,6 +95,7 @@ class CaseSequence(Model):
 
 class NotificationCase(Model):
     __tablename__ = "notification_case"
+    __table_args__ = (Index("ix_notification_case_agency_created", "agency_id", "created_at"),)
 
     id = Column(Integer, primary_key=True)
     case_no = Column(String(20), unique=True, nullable=False)
@@ -145,7 +150,12 @@ class Dispatch(Model):
     """One receiving agency's copy of a case, with its own workflow."""
 
     __tablename__ = "dispatch"
-    __table_args__ = (UniqueConstraint("case_id", "agency_id"),)
+    __table_args__ = (
+        UniqueConstraint("case_id", "agency_id"),
+        # work lists (one agency, newest first) and reports (by date range)
+        Index("ix_dispatch_agency_sent", "agency_id", "sent_at"),
+        Index("ix_dispatch_sent_at", "sent_at"),
+    )
 
     id = Column(Integer, primary_key=True)
     case_id = Column(Integer, ForeignKey("notification_case.id", ondelete="CASCADE"), nullable=False)
