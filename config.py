@@ -126,9 +126,12 @@ class Config:
     TRANSFER_MAX_BYTES = int(os.environ.get("TRANSFER_MAX_BYTES", str(8 * 1024**3)))
     # Staff certificates must chain to these CAs and are checked against these
     # CRLs (comma-separated paths; `flask seed demo` writes a demo PKI there).
-    TRANSFER_CA_BUNDLE = os.environ.get("TRANSFER_CA_BUNDLE", str(INSTANCE_DIR / "pki" / "ca-bundle.pem"))
+    # Demo only: `flask seed demo` writes a test PKI here (keys as PKCS#12 with this PIN).
+    DEMO_PKI_DIR = os.environ.get("DEMO_PKI_DIR", str(INSTANCE_DIR / "pki"))
+    DEMO_PKI_PIN = os.environ.get("DEMO_PKI_PIN", "1234")
+    TRANSFER_CA_BUNDLE = os.environ.get("TRANSFER_CA_BUNDLE", str(Path(DEMO_PKI_DIR) / "ca-bundle.pem"))
     TRANSFER_CRL_FILES = os.environ.get(
-        "TRANSFER_CRL_FILES", ",".join(str(INSTANCE_DIR / "pki" / n) for n in ("root.crl", "intermediate.crl"))
+        "TRANSFER_CRL_FILES", ",".join(str(Path(DEMO_PKI_DIR) / n) for n in ("root.crl", "intermediate.crl"))
     )
     # The FTPS channel (`flask transfer ftp-serve`): one folder per agency.
     TRANSFER_FTP_HOST = os.environ.get("TRANSFER_FTP_HOST", "127.0.0.1")

@@ -94,6 +94,11 @@ def seed_demo_cmd():
     click.echo(f"agencies: {result['agencies']}; accounts created: {', '.join(result['accounts_created']) or 'none'}")
     world = seed_query_world(db.session, Path(cfg["DEMO_SOURCES_DIR"]), cfg["SIMULATOR_URL"])
     click.echo(f"query forms created: {', '.join(world['forms_created']) or 'none'}")
+    from app.services.seed import seed_agencies
+    from app.services.seed_transfer import seed_transfer
+
+    made = seed_transfer(db.session, seed_agencies(db.session), Path(cfg["DEMO_PKI_DIR"]), cfg["DEMO_PKI_PIN"])
+    click.echo(f"transfer certificates registered: {', '.join(made['certificates']) or 'none'}")
 
 
 @transfer_cli.command("ftp-serve")

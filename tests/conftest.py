@@ -79,11 +79,25 @@ def simulator_url() -> str:
     return _SIMULATOR["url"]
 
 
+_PKI_DIR: list[Path] = []
+
+
+def pki_dir() -> Path:
+    """One demo PKI per test run, shared read-only by every app (made by the first seeding)."""
+    if not _PKI_DIR:
+        import tempfile
+
+        _PKI_DIR.append(Path(tempfile.mkdtemp(prefix="pki-")))
+    return _PKI_DIR[0]
+
+
 def build_app(url: str, seed: bool = True, **overrides):
     """Create the app on ``url``, migrate it, sync roles, seed the demo world."""
     import tempfile
 
     from flask_migrate import upgrade
+
+    pki = pki_dir()
 
     class Cfg(TestConfig):
         SQLALCHEMY_DATABASE_URI = url
@@ -91,6 +105,14 @@ def build_app(url: str, seed: bool = True, **overrides):
         MAIL_PORT = SMTP_PORT
         DEMO_SOURCES_DIR = tempfile.mkdtemp(prefix="sources-")
         SIMULATOR_URL = simulator_url()
+        DEMO_PKI_DIR = str(pki)
+        TRANSFER_CA_BUNDLE = str(pki / "ca-bundle.pem")
+        TRANSFER_CRL_FILES = f"{pki / 'root.crl'},{pki / 'intermediate.crl'}"
+        TRANSFER_DIR = tempfile.mkdtemp(prefix="transfer-")
+        TRANSFER_FTP_ROOT = tempfile.mkdtemp(prefix="ftp-")
+        TRANSFER_FTP_TLS_CERT = str(pki / "ftp-tls.pem")
+        TRANSFER_FTP_TLS_KEY = str(pki / "ftp-tls.key")
+        TRANSFER_FTP_PASSIVE_PORTS = ""
 
     for key, value in overrides.items():
         setattr(Cfg, key, value)
