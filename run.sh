@@ -33,6 +33,9 @@ flask seed demo
 # The household e-gate and the business registry of the demo world.
 python -m app.simulators.serve --port "$SIM_PORT" --seed-dir "$DEMO_SOURCES_DIR" > instance/simulators.log 2>&1 &
 BACKGROUND+=($!)
+# The FTPS channel for transfers (port ${TRANSFER_FTP_PORT:-2121}), with its upload poller.
+flask transfer ftp-serve > instance/ftp.log 2>&1 &
+BACKGROUND+=($!)
 
 cat <<TXT
 
@@ -50,6 +53,8 @@ cat <<TXT
     transfer.social  傳遞承辦人 Transferor (social)       transfer.tax  傳遞承辦人 Transferor (tax)
     manager          業務主管 Manager
     auditor          稽核人員 Auditor
+  Transfer keys: instance/pki/transfer.social.p12, transfer.tax.p12 (PIN ${DEMO_PKI_PIN:-1234})
+  FTPS: 127.0.0.1:${TRANSFER_FTP_PORT:-2121} (platform accounts of transfer officers)
   E-mails: ${MAIL_SERVER}:${MAIL_PORT:-25}$( [ -n "${CATCHER:-}" ] && echo " (saved in instance/mail/)" )
 
 TXT
