@@ -1,0 +1,130 @@
+"""`python -m app.kit encrypt|decrypt ...`: the command line of the kit."""
+
+from __future__ import annotations
+
+import argparse
+import getpass
+import os
+import signal
+import sys
+
+from app.kit import __version__
+from app.kit.errors import KitError
+
+EPILOG = """\
+exit status: 0 success; 1 the file was refused (damaged, tampered, not for you,
+bad signature, untrusted/revoked/expired signer); 2 a problem with the key, PIN,
+certificate or configuration given; 3 the output could not be written.
+The PIN may also come from the KIT_PIN environment variable, or is asked for.
+"""
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="python -m app.kit",
+        description="簽章加密工具 / sign-and-encrypt kit (CMS, readable by openssl cms)",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    e = sub.add_parser("encrypt", help="sign IN and encrypt it for the recipients into OUT", epilog=EPILOG)
+    to = e.add_mutually_exclusive_group(required=True)
+    to.add_argument("--to", action="append", metavar="CERT", help="a recipient's certificate (repeatable)")
+    to.add_argument("--config", metavar="FILE", help="the transfer configuration file from the platform")
+    e.add_argument("--sign-key", required=True, metavar="KEY", help="your key: PEM or PKCS#12 (.p12/.pfx)")
+    e.add_argument("--sign-cert", metavar="CERT", help="your certificate (optional with a PKCS#12 key)")
+    e.add_argument("--chain", action="append", default=[], metavar="CERT", help="CA certificates to include")
+    e.add_argument("--pin", help="PIN / password of the key")
+    e.add_argument("input", metavar="IN")
+    e.add_argument("output", metavar="OUT")
+
+    d = sub.add_parser("decrypt", help="decrypt IN, verify its signature and signer, write OUT", epilog=EPILOG)
+    d.add_argument("--key", required=True, metavar="KEY", help="your key: PEM or PKCS#12 (.p12/.pfx)")
+    d.add_argument("--cert", metavar="CERT", help="your certificate (optional with a PKCS#12 key)")
+    d.add_argument("--trust", action="append", required=True, metavar="CA", help="trusted root(s), PEM or DER")
+    d.add_argument("--crl", action="append", default=[], metavar="CRL", help="CRL(s); revocation is then required")
+    d.add_argument("--pin", help="PIN / password of the key")
+    d.add_argument("input", metavar="IN")
+    d.add_argument("output", metavar="OUT")
+    return p
+
+
+def _prompt() -> str | None:
+    if not sys.stdin.isatty():
+        return None
+    return getpass.getpass("PIN: ")
+
+
+def _encrypt(args: argparse.Namespace) -> None:
+    from app.kit.commands import encrypt
+    from app.kit.config import load_config
+    from app.kit.keys import describe, load_identity, read_certificate
+
+    config = load_config(args.config) if args.config else None
+    identity = load_identity(args.sign_key, args.sign_cert, args.pin, args.chain, _prompt)
+    if config is not None:
+        config.check_sender(identity.certificate)
+        recipients = [r.certificate for r in config.recipients]
+    else:
+        recipients = [read_certificate(path) for path in args.to]
+    done = encrypt(args.input, args.output, identity, recipients)
+    if config is not None:
+        print(f"案件 / case: {config.upload_no} ({config.item}) {config.sending_agency} -> {config.receiving_agency}")
+    print(f"已簽章並加密 / signed and encrypted: {args.output} ({done.size} bytes)")
+    print(f"  簽章者 / signer: {describe(identity.certificate)}")
+    for cert in recipients:
+        print(f"  收件人 / recipient: {describe(cert)}")
+    if config is not None:
+        print(f"上傳至 / upload to: {config.upload_url}")
+
+
+def _decrypt(args: argparse.Namespace) -> None:
+    from cryptography.hazmat.primitives import serialization
+
+    from app.kit.commands import decrypt
+    from app.kit.keys import load_identity, read_certificates, read_crls
+
+    identity = load_identity(args.key, args.cert, args.pin, (), _prompt)
+    roots = [c.public_bytes(serialization.Encoding.DER) for path in args.trust for c in read_certificates(path)]
+    crls = [der for path in args.crl for der in read_crls(path)]
+    signers = decrypt(args.input, args.output, identity, roots, crls or None)
+    print(f"簽章有效，已解密 / signature valid, decrypted: {args.output}")
+    for signer in signers:
+        print("\n".join(signer.lines()))
+    if not crls:
+        print("注意 / note: 未提供 --crl，未確認撤銷狀態 / no --crl given, revocation was not checked")
+
+
+def _terminate(signum, frame) -> None:
+    raise SystemExit(128 + signum)  # unwinds, so temporary files are removed
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    signal.signal(signal.SIGTERM, _terminate)
+    try:
+        if args.command == "encrypt":
+            _encrypt(args)
+        else:
+            _decrypt(args)
+    except KitError as exc:
+        print(str(exc), file=sys.stderr)
+        return exc.exit_code
+    except MemoryError:
+        print("記憶體不足 / out of memory; no output file was left", file=sys.stderr)
+        return 1
+    except Exception as exc:  # a bug: say so in one line, trace only on request
+        if os.environ.get("KIT_DEBUG"):
+            raise
+        print(f"內部錯誤 / internal error ({type(exc).__name__}); set KIT_DEBUG=1 for details", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("已中斷，未留下輸出檔 / interrupted; no output file was left", file=sys.stderr)
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,144 @@
+"""The kit's two operations, each one streaming pass over the file.
+
+encrypt: ContentInfo(EnvelopedData) whose encrypted content is a DER
+ContentInfo(SignedData) of the input, as `openssl cms -sign | openssl cms
+-encrypt` makes it. decrypt: the reverse, writing the content to a temporary
+file that is renamed to the output only when every check has passed.
+"""
+
+from __future__ import annotations
+
+import datetime
+import os
+import stat
+from dataclasses import dataclass
+
+from cryptography import x509
+from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
+
+from app.kit import ber
+from app.kit.envelope import (
+    BLOCK,
+    DecryptingSource,
+    cipher_length,
+    envelope_header,
+    finish_envelope,
+    new_content_key,
+    read_envelope_start,
+    unwrap_key,
+)
+from app.kit.errors import Damaged, FileUnreadable, InputError, KitError
+from app.kit.files import atomic_output
+from app.kit.hashing import BackgroundHash
+from app.kit.keys import Identity, check_recipient_certificate, check_signing_certificate
+from app.kit.signed import SignedDataWriter, read_signed
+from app.kit.verify import Signer, verify
+
+
+@dataclass(frozen=True)
+class Encrypted:
+    size: int
+    recipients: int
+
+
+def _open_input(path: str | os.PathLike):
+    try:
+        f = open(path, "rb", buffering=0)  # noqa: SIM115  (closed by the caller's with)
+    except OSError as exc:
+        raise FileUnreadable(f"{path} ({exc.strerror or exc})") from None
+    return f
+
+
+def _same_file(a: str | os.PathLike, b: str | os.PathLike) -> bool:
+    try:
+        return os.path.samefile(a, b)
+    except OSError:
+        return False
+
+
+def encrypt(
+    in_path: str | os.PathLike,
+    out_path: str | os.PathLike,
+    identity: Identity,
+    recipients: list[x509.Certificate],
+    now: datetime.datetime | None = None,
+) -> Encrypted:
+    """Sign `in_path` with `identity` and envelope it for `recipients` into `out_path`.
+
+    Raises CertificateUnusable, FileUnreadable, StorageError/DiskFull.
+    """
+    now = now or datetime.datetime.now(datetime.UTC)
+    if not recipients:
+        raise InputError("沒有收件人 / no recipients")
+    check_signing_certificate(identity.certificate, now)
+    for cert in recipients:
+        check_recipient_certificate(cert, now)
+    if _same_file(in_path, out_path):
+        raise InputError("輸出檔不可與輸入檔相同 / OUT must not be IN")
+    with _open_input(in_path) as fin:
+        st = os.fstat(fin.fileno())
+        if not stat.S_ISREG(st.st_mode):
+            raise InputError(f"{in_path}: 必須是一般檔案 / must be a regular file")
+        size = st.st_size
+        signed = SignedDataWriter(identity, size, now)
+        cek, iv = new_content_key()
+        head = envelope_header(recipients, cek, iv, signed.total_length)
+        expected = len(head) + cipher_length(signed.total_length)
+        enc = Cipher(algorithms.AES(cek), modes.CBC(iv)).encryptor()
+        buf = memoryview(bytearray(ber.CHUNK))
+        obuf = memoryview(bytearray(ber.CHUNK + BLOCK))
+        with atomic_output(out_path) as out, BackgroundHash(["sha256"]) as hasher:
+            out.write(head)
+            out.write(enc.update(signed.prefix))
+            remaining = size
+            while remaining:
+                try:
+                    n = fin.readinto(buf[: min(ber.CHUNK, remaining)])
+                except OSError as exc:
+                    raise FileUnreadable(f"{in_path} ({exc.strerror})") from None
+                if not n:
+                    break
+                hasher.update(buf[:n])
+                m = enc.update_into(buf[:n], obuf)
+                out.write(obuf[:m])
+                hasher.wait()
+                remaining -= n
+            if remaining or fin.read(1):
+                raise FileUnreadable(f"{in_path}: 讀取中檔案大小改變 / the file changed size while it was read")
+            trailer = signed.trailer(hasher.digests()["sha256"])
+            pad = BLOCK - signed.total_length % BLOCK
+            out.write(enc.update(trailer + bytes([pad]) * pad))
+            out.write(enc.finalize())
+            if out.written != expected:
+                raise KitError(f"internal length error ({out.written} != {expected})")
+    return Encrypted(expected, len(recipients))
+
+
+def decrypt(
+    in_path: str | os.PathLike,
+    out_path: str | os.PathLike,
+    identity: Identity,
+    trust_roots: list[bytes],
+    crls: list[bytes] | None = None,
+    now: datetime.datetime | None = None,
+) -> list[Signer]:
+    """Decrypt `in_path` for `identity`, check signature and signer, write the content to `out_path`.
+
+    Raises NotEnvelope, Damaged, NotForRecipient, DecryptionFailed, DigestMismatch,
+    SignatureInvalid, Signer* errors, StorageError/DiskFull; no output is left then.
+    """
+    if _same_file(in_path, out_path):
+        raise InputError("輸出檔不可與輸入檔相同 / OUT must not be IN")
+    with _open_input(in_path) as fin:
+        outer = ber.Reader(ber.FileSource(fin), "byte")
+        start = read_envelope_start(outer)
+        cek = unwrap_key(start, identity.key, identity.certificate)
+        if start.content is None:
+            raise Damaged("沒有加密內容 / no encrypted content")
+        source = DecryptingSource(outer.octets(start.content), start.algorithm, cek)
+        inner = ber.Reader(source, "decrypted byte")
+        with atomic_output(out_path) as out:
+            parts = read_signed(inner, out.write)
+            inner.expect_eof()
+            finish_envelope(outer, start)
+            return verify(parts, trust_roots, crls, now)
