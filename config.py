@@ -131,7 +131,7 @@ class Config:
     DEMO_PKI_PIN = os.environ.get("DEMO_PKI_PIN", "1234")
     TRANSFER_CA_BUNDLE = os.environ.get("TRANSFER_CA_BUNDLE", str(Path(DEMO_PKI_DIR) / "ca-bundle.pem"))
     TRANSFER_CRL_FILES = os.environ.get(
-        "TRANSFER_CRL_FILES", ",".join(str(Path(DEMO_PKI_DIR) / n) for n in ("root.crl", "intermediate.crl"))
+        "TRANSFER_CRL_FILES", f"{Path(DEMO_PKI_DIR) / 'root.crl'},{Path(DEMO_PKI_DIR) / 'intermediate.crl'}"
     )
     # The FTPS channel (`flask transfer ftp-serve`): one folder per agency.
     TRANSFER_FTP_HOST = os.environ.get("TRANSFER_FTP_HOST", "127.0.0.1")

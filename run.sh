@@ -53,7 +53,7 @@ cat <<TXT
     transfer.social  傳遞承辦人 Transferor (social)       transfer.tax  傳遞承辦人 Transferor (tax)
     manager          業務主管 Manager
     auditor          稽核人員 Auditor
-  Transfer keys: instance/pki/transfer.social.p12, transfer.tax.p12 (PIN ${DEMO_PKI_PIN:-1234})
+  Transfer keys: instance/pki/staff/transfer.{social,tax}/identity.p12 (PIN ${DEMO_PKI_PIN:-1234})
   FTPS: 127.0.0.1:${TRANSFER_FTP_PORT:-2121} (platform accounts of transfer officers)
   E-mails: ${MAIL_SERVER}:${MAIL_PORT:-25}$( [ -n "${CATCHER:-}" ] && echo " (saved in instance/mail/)" )
 
