@@ -42,6 +42,16 @@ def tlv(tag: int, content: bytes) -> bytes:
     return header(tag, len(content)) + content
 
 
+def same_name(a: core.Asn1Value, b: core.Asn1Value) -> bool:
+    """X.509 Name equality: same bytes, or equal by RFC 5280 comparison rules."""
+    if a.dump() == b.dump():
+        return True
+    try:
+        return a == b
+    except ValueError:  # names asn1crypto cannot normalise are simply different
+        return False
+
+
 def oid(dotted: str) -> bytes:
     return core.ObjectIdentifier(dotted).dump()
 
@@ -196,6 +206,8 @@ class Reader:
             body = self.read_exact(lb - 0x80)
             raw += body
             length = int.from_bytes(body, "big")
+            if body[0] == 0 or length < 0x80:
+                raise self.damaged("non-minimal length", at)
         if b0 == 0 and number == 0:
             raise self.damaged("unexpected end-of-contents", at)
         return Header(b0 >> 6, constructed, number, length, self.pos, bytes(raw))
@@ -253,10 +265,10 @@ class Reader:
 
     def read_integer(self) -> int:
         h = self.expect(UNIVERSAL, INTEGER, False, "integer")
-        try:
-            return core.Integer.load(self.content(h, 64)).native
-        except ValueError:
-            raise self.damaged("invalid integer") from None
+        raw = self.content(h, 64)
+        if not canonical(raw):
+            raise self.damaged("invalid integer")
+        return core.Integer.load(raw).native
 
     def octets(self, h: Header, chunk: int = CHUNK) -> Iterator[bytes | memoryview]:
         """The content of an OCTET STRING (or implicitly tagged one) in chunks; each
@@ -277,3 +289,61 @@ class Reader:
                 raise self.damaged("expected an OCTET STRING segment", at)
             yield from self.octets(sub, chunk)
         self.close(h)
+
+
+# --- strictness for the parts that asn1crypto parses leniently ---------------------
+
+
+def canonical(data: bytes) -> bool:
+    """Whether `data` is exactly one item with minimal lengths and minimal INTEGERs
+    throughout (indefinite lengths allowed), so that no changed byte goes unnoticed."""
+    try:
+        return _walk(memoryview(data), 0, 0) == len(data)
+    except (IndexError, ValueError):
+        return False
+
+
+def _walk(d: memoryview, i: int, depth: int) -> int:
+    """End of the item starting at i; ValueError when not canonical."""
+    if depth > 64:
+        raise ValueError("too deep")
+    b0 = d[i]
+    i += 1
+    if b0 & 0x1F == 0x1F:
+        if d[i] == 0x80:
+            raise ValueError("non-minimal tag")
+        while d[i] & 0x80:
+            i += 1
+        i += 1
+    lb = d[i]
+    i += 1
+    constructed = bool(b0 & 0x20)
+    if lb == 0x80:
+        if not constructed:
+            raise ValueError("indefinite primitive")
+        while bytes(d[i : i + 2]) != b"\0\0":
+            i = _walk(d, i, depth + 1)
+        return i + 2
+    if lb > 0x80:
+        n = lb - 0x80
+        body = bytes(d[i : i + n])
+        if n > 8 or len(body) != n or body[0] == 0:
+            raise ValueError("bad length")
+        length = int.from_bytes(body, "big")
+        if length < 0x80:
+            raise ValueError("non-minimal length")
+        i += n
+    else:
+        length = lb
+    end = i + length
+    if end > len(d):
+        raise ValueError("truncated")
+    if b0 == INTEGER:
+        if length == 0 or (length > 1 and (d[i] == 0 and d[i + 1] < 0x80 or d[i] == 0xFF and d[i + 1] >= 0x80)):
+            raise ValueError("non-minimal integer")
+    if constructed:
+        while i < end:
+            i = _walk(d, i, depth + 1)
+        if i != end:
+            raise ValueError("length mismatch")
+    return end

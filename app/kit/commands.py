@@ -31,7 +31,7 @@ from app.kit.errors import Damaged, FileUnreadable, InputError, KitError
 from app.kit.files import atomic_output
 from app.kit.hashing import BackgroundHash
 from app.kit.keys import Identity, check_recipient_certificate, check_signing_certificate
-from app.kit.signed import SignedDataWriter, read_signed
+from app.kit.signed import DATA, SignedDataWriter, read_signed
 from app.kit.verify import Signer, verify
 
 
@@ -138,7 +138,7 @@ def decrypt(
         source = DecryptingSource(outer.octets(start.content), start.algorithm, cek)
         inner = ber.Reader(source, "decrypted byte")
         with atomic_output(out_path) as out:
-            parts = read_signed(inner, out.write)
+            parts = read_signed(inner, out.write, wrapped=start.content_type == DATA)
             inner.expect_eof()
             finish_envelope(outer, start)
             return verify(parts, trust_roots, crls, now)

@@ -123,15 +123,23 @@ def read_envelope_start(reader: ber.Reader) -> EnvelopeStart:
         h = reader.read_header()
     if not h.is_(ber.UNIVERSAL, ber.SET, True):
         raise reader.damaged("expected recipient infos")
+    raw = reader.content(h)
+    if not ber.canonical(raw):
+        raise reader.damaged("invalid recipient infos")
     try:
-        infos = cms.RecipientInfos.load(reader.content(h))
+        infos = cms.RecipientInfos.load(raw)
         _ = infos.native  # parse all of it now: damage shows here, not later
     except (ValueError, TypeError, KeyError):
         raise reader.damaged("invalid recipient infos") from None
     eci = reader.expect(ber.UNIVERSAL, ber.SEQUENCE, True, "EncryptedContentInfo")
     content_type = reader.read_oid()
+    if content_type not in (DATA, SIGNED_DATA):
+        raise reader.damaged("unexpected encrypted content type")
+    raw = reader.read_item(4096)
+    if not ber.canonical(raw):
+        raise reader.damaged("invalid content encryption algorithm")
     try:
-        algorithm = cms.EncryptionAlgorithm.load(reader.read_item(4096))
+        algorithm = cms.EncryptionAlgorithm.load(raw)
         _ = algorithm.native
     except (ValueError, TypeError, KeyError):
         raise reader.damaged("invalid content encryption algorithm") from None
@@ -191,7 +199,11 @@ def _matches(info: cms.RecipientInfo, cert: asn1_x509.Certificate) -> bool:
     version = info.chosen["version"].native
     if rid.name == "issuer_and_serial_number":
         ias = rid.chosen
-        return version == "v0" and ias["serial_number"].native == cert.serial_number and ias["issuer"] == cert.issuer
+        return (
+            version == "v0"
+            and ias["serial_number"].native == cert.serial_number
+            and ber.same_name(ias["issuer"], cert.issuer)
+        )
     return version == "v2" and cert.key_identifier is not None and rid.chosen.native == cert.key_identifier
 
 

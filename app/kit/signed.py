@@ -134,12 +134,12 @@ def _digest_names(raw: bytes, reader: ber.Reader) -> list[str]:
         raise reader.damaged("invalid digest algorithms") from None
 
 
-def read_signed(reader: ber.Reader, sink: ContentSink) -> SignedParts:
-    """Read a ContentInfo(SignedData) (or a bare SignedData), passing its content to
-    `sink` in chunks while hashing it by every announced digest algorithm."""
+def read_signed(reader: ber.Reader, sink: ContentSink, wrapped: bool = True) -> SignedParts:
+    """Read a ContentInfo(SignedData) (or, not `wrapped`, a bare SignedData), passing
+    its content to `sink` in chunks while hashing it by every announced digest algorithm."""
     outer = reader.expect(ber.UNIVERSAL, ber.SEQUENCE, True, "SEQUENCE")
     wrapper: ber.Header | None = None
-    if reader.peek(1)[0] == 0x06:
+    if wrapped:
         if reader.read_oid() != SIGNED_DATA:
             raise NotEnvelope("加密內容未簽章 / the encrypted content is not CMS SignedData")
         wrapper = reader.expect(ber.CONTEXT, 0, True, "[0]")
@@ -149,6 +149,8 @@ def read_signed(reader: ber.Reader, sink: ContentSink) -> SignedParts:
     version = reader.read_integer()
     h = reader.expect(ber.UNIVERSAL, ber.SET, True, "digest algorithms")
     digest_algorithms = reader.content(h, 4096)
+    if not ber.canonical(digest_algorithms):
+        raise reader.damaged("invalid digest algorithms")
     names = _digest_names(digest_algorithms, reader)
     eci = reader.expect(ber.UNIVERSAL, ber.SEQUENCE, True, "encapsulated content")
     content_type = reader.read_oid()
@@ -182,6 +184,8 @@ def read_signed(reader: ber.Reader, sink: ContentSink) -> SignedParts:
     if not h.is_(ber.UNIVERSAL, ber.SET, True):
         raise reader.damaged("expected signer infos", at)
     signer_infos = reader.content(h)
+    if not ber.canonical(signer_infos):
+        raise reader.damaged("invalid signer infos", at)
     reader.close(sd)
     if wrapper is not None:
         reader.close(wrapper)

@@ -17,8 +17,8 @@ from dataclasses import dataclass
 from asn1crypto import cms
 from asn1crypto import x509 as asn1_x509
 from cryptography import x509
-from cryptography.exceptions import InvalidSignature
 
+from app.kit import ber
 from app.kit.errors import (
     Damaged,
     DigestMismatch,
@@ -67,7 +67,9 @@ def _find_signer(info: cms.SignerInfo, certs: list[asn1_x509.Certificate]) -> as
     sid = info["sid"]
     for cert in certs:
         if sid.name == "issuer_and_serial_number":
-            if sid.chosen["serial_number"].native == cert.serial_number and sid.chosen["issuer"] == cert.issuer:
+            if sid.chosen["serial_number"].native == cert.serial_number and ber.same_name(
+                sid.chosen["issuer"], cert.issuer
+            ):
                 return cert
         elif cert.key_identifier is not None and sid.chosen.native == cert.key_identifier:
             return cert
@@ -80,21 +82,23 @@ def check_carried_certificates(certs: list[asn1_x509.Certificate], roots: list[a
     Path validation may not need every carried certificate (an intermediate can
     also be a trust root), but a changed byte anywhere must not pass.
     """
-    pool = {c.dump() for c in certs + roots}
-    loaded = [x509.load_der_x509_certificate(der) for der in pool]
-    for der in {c.dump() for c in certs}:
-        cert = x509.load_der_x509_certificate(der)
-        for issuer in loaded:
-            if issuer.subject != cert.issuer:
-                continue
-            try:
-                cert.verify_directly_issued_by(issuer)
-                break
-            except (InvalidSignature, ValueError, TypeError):
-                continue
-        else:
-            if any(issuer.subject == cert.issuer for issuer in loaded):
-                raise Damaged("檔案內的憑證遭竄改 / a certificate in the file was altered")
+    try:
+        pool = [(c, c.subject) for c in map(x509.load_der_x509_certificate, {c.dump() for c in certs + roots})]
+        carried = [(c, c.issuer) for c in map(x509.load_der_x509_certificate, {c.dump() for c in certs})]
+    except Exception:  # cryptography is strict DER: anything it refuses was altered or is malformed
+        raise Damaged("檔案內的憑證損毀 / a certificate in the file is malformed") from None
+    for cert, issuer_name in carried:
+        candidates = [issuer for issuer, subject in pool if subject == issuer_name]
+        if candidates and not any(_issued_by(cert, issuer) for issuer in candidates):
+            raise Damaged("檔案內的憑證遭竄改 / a certificate in the file was altered")
+
+
+def _issued_by(cert: x509.Certificate, issuer: x509.Certificate) -> bool:
+    try:
+        cert.verify_directly_issued_by(issuer)
+        return True
+    except Exception:  # InvalidSignature, or a key/algorithm cryptography cannot check
+        return False
 
 
 def split_trust(trusted: list[asn1_x509.Certificate]) -> tuple[list, list]:
