@@ -79,16 +79,16 @@ def simulator_url() -> str:
     return _SIMULATOR["url"]
 
 
-_PKI_DIR: list[Path] = []
-
-
 def pki_dir() -> Path:
-    """One demo PKI per test run, shared read-only by every app (made by the first seeding)."""
-    if not _PKI_DIR:
+    """One demo PKI per test run, shared read-only by every app (made by the first seeding).
+
+    Kept in the environment: test modules import this file a second time as tests.conftest.
+    """
+    if "TEST_PKI_DIR" not in os.environ:
         import tempfile
 
-        _PKI_DIR.append(Path(tempfile.mkdtemp(prefix="pki-")))
-    return _PKI_DIR[0]
+        os.environ["TEST_PKI_DIR"] = tempfile.mkdtemp(prefix="pki-")
+    return Path(os.environ["TEST_PKI_DIR"])
 
 
 def build_app(url: str, seed: bool = True, **overrides):

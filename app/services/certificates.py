@@ -119,11 +119,15 @@ def trust_store() -> tuple[list[asn1_x509.Certificate], list[asn1_crl.Certificat
 
 def _path_problem(cert: x509.Certificate, at: datetime.datetime) -> tuple[str, object] | None:
     """None when the path to a trusted CA holds; else (status, reason)."""
-    roots, crls = trust_store()
+    bundle, crls = trust_store()
+    # Self-signed CAs anchor trust; intermediates in the bundle only help build the
+    # path (as anchors they would leave their own CRLs without a chain of trust).
+    roots = [c for c in bundle if c.self_issued]
     if not roots:
         return "invalid", _l("No trusted certificate authority is configured (TRANSFER_CA_BUNDLE).")
     context = ValidationContext(
         trust_roots=roots,
+        other_certs=[c for c in bundle if not c.self_issued],
         crls=crls,
         revocation_mode="require" if crls else "soft-fail",
         moment=at.replace(tzinfo=datetime.UTC),

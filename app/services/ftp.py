@@ -120,6 +120,55 @@ def ensure_tls_certificate(cert_path: Path, key_path: Path, host: str) -> None:
     cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
 
 
+def _whole_file_dtp_handler():
+    """A TLS data channel that counts an upload as whole only when it ends with TLS close_notify.
+
+    Plain FTP cannot tell a finished upload from a dropped line (both end the
+    data connection); TLS can: a client that finished sends close_notify, a
+    line that drops (reset, or EOF without close_notify) does not. Such an
+    upload is answered 426 and deleted.
+    """
+    from OpenSSL import SSL
+    from pyftpdlib.handlers import TLS_DTPHandler
+    from pyftpdlib.handlers.ftp.data import DTPHandler
+    from pyftpdlib.handlers.ftps.ssl import SSLConnectionMixin
+
+    class _CloseNotify:
+        clean_end = False
+
+        def recv(self, buffer_size):
+            try:
+                return super().recv(buffer_size)
+            except SSL.ZeroReturnError:
+                self.clean_end = True
+                raise
+
+        def handle_close(self):
+            if not self._closed and self.receive and not self.clean_end:
+                self.transfer_finished = False
+                self._resp = ("426 Connection lost; upload discarded.", log.warning)
+                self.close()
+                return
+            super().handle_close()
+
+    class WholeFileDTPHandler(SSLConnectionMixin, _CloseNotify, DTPHandler):
+        """TLS_DTPHandler's behaviour (TLS when PROT P, no sendfile, 522 on a failed handshake) plus _CloseNotify."""
+
+        def __init__(self, sock, cmd_channel):
+            super().__init__(sock, cmd_channel)
+            if self.cmd_channel._prot:
+                self.secure_connection(self.cmd_channel.ssl_context)
+
+        __repr__ = DTPHandler.__repr__
+
+        def use_sendfile(self):
+            return False
+
+        handle_failed_ssl_handshake = TLS_DTPHandler.handle_failed_ssl_handshake
+
+    return WholeFileDTPHandler
+
+
 def build_server(app: Flask, host: str | None = None, port: int | None = None):
     """The FTPS server (not started)."""
     from pyftpdlib.handlers import TLS_FTPHandler
@@ -133,6 +182,7 @@ def build_server(app: Flask, host: str | None = None, port: int | None = None):
     ensure_tls_certificate(cert, key, host)
 
     class PlatformFTPHandler(TLS_FTPHandler):
+        dtp_handler = _whole_file_dtp_handler()
         certfile = str(cert)
         keyfile = str(key)
         tls_control_required = True

@@ -1,0 +1,105 @@
+"""Browser story (Playwright + Debian's chromium): the social affairs officer
+registers a transfer, downloads its configuration file, encrypts the data with
+the kit and uploads it with the progress bar; the tax bureau's officer downloads
+it, records notes and returns an encrypted result; the sender downloads it.
+Screenshots in tests/artifacts/transfer-*.png."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from tests.conftest import ARTIFACTS
+from tests.test_browser_notify import sign_in
+from tests.test_transfer import PIN, PLAINTEXT, ROOT, pki, staff
+
+
+def shot(page, name: str) -> None:
+    page.screenshot(path=str(ARTIFACTS / f"transfer-{name}.png"), full_page=True)
+
+
+def kit(*args) -> None:
+    subprocess.run([sys.executable, "-m", "app.kit", *map(str, args)], cwd=ROOT, check=True, capture_output=True,
+                   timeout=120)  # fmt: skip
+
+
+@pytest.mark.browser
+def test_a_transfer_from_social_affairs_to_the_tax_bureau_and_back(live_server, browser, tmp_path):
+    ARTIFACTS.mkdir(exist_ok=True)
+    base = live_server
+
+    social_ctx, page = sign_in(browser, base, "transfer.social")
+    page.goto(f"{base}/transfer/")
+    shot(page, "1-worklist")
+    page.click("#new-transfer")
+    page.wait_for_load_state()
+    assert "低收入戶財稅資料比對" in page.inner_text("#chosen-item")
+    assert page.is_checked("#recipient-transfer\\.tax")
+    page.fill("#source", "社政福利系統 11月低收入戶名冊")
+    page.fill("#record_count", "一百")  # not a number: refused, what was typed is kept
+    page.click("#register-transfer")
+    page.wait_for_load_state()
+    assert "筆數" in page.inner_text("#transfer-error")
+    assert page.input_value("#source") == "社政福利系統 11月低收入戶名冊"
+    page.fill("#record_count", "200")
+    shot(page, "2-register")
+    page.click("#register-transfer")
+    page.wait_for_load_state()
+    upload_no = page.inner_text("#upload-no").strip()
+    assert upload_no.startswith("TR")
+
+    with page.expect_download() as dl:
+        page.click("#download-config")
+    config_path = tmp_path / "config.json"
+    dl.value.save_as(config_path)
+    assert json.loads(config_path.read_text())["upload_no"] == upload_no
+
+    (tmp_path / "data.csv").write_bytes(PLAINTEXT)
+    s, t = staff("transfer.social"), staff("transfer.tax")
+    kit("encrypt", "--config", config_path, "--sign-key", s.p12, "--pin", PIN, "--sign-cert", s.cert,
+        tmp_path / "data.csv", tmp_path / "data.p7m")  # fmt: skip
+    shot(page, "3-case-registered")
+    page.set_input_files("#file-payload", str(tmp_path / "data.p7m"))
+    page.click("#send-payload")
+    page.wait_for_selector(".alert-success")
+    assert "transfer-state" in page.content() and "已上傳" in page.inner_text(".transfer-state")
+    shot(page, "4-uploaded")
+
+    tax_ctx, tax = sign_in(browser, base, "transfer.tax")
+    tax.goto(f"{base}/transfer/?tab=incoming")
+    assert upload_no in tax.inner_text("#transfers-incoming")
+    shot(tax, "5-incoming")
+    tax.click(f"#transfers-incoming tr:has-text('{upload_no}') a.open-transfer")
+    tax.wait_for_load_state()
+    with tax.expect_download() as dl:
+        tax.click("#download-payload")
+    dl.value.save_as(tmp_path / "got.p7m")
+    assert (tmp_path / "got.p7m").read_bytes() == (tmp_path / "data.p7m").read_bytes()
+    kit("decrypt", "--key", t.p12, "--pin", PIN, "--cert", t.cert, "--trust", pki().ca_bundle,
+        tmp_path / "got.p7m", tmp_path / "got.csv")  # fmt: skip
+    assert (tmp_path / "got.csv").read_bytes() == PLAINTEXT
+    tax.reload()
+    tax.fill("#notes", "比對完成，3 筆所得超過門檻")
+    tax.click("#save-notes")
+    tax.wait_for_load_state()
+    (tmp_path / "result.csv").write_text("比對結果\n", encoding="utf-8")
+    kit("encrypt", "--to", s.cert, "--sign-key", t.p12, "--pin", PIN, "--sign-cert", t.cert,
+        tmp_path / "result.csv", tmp_path / "result.p7m")  # fmt: skip
+    tax.set_input_files("#file-result", str(tmp_path / "result.p7m"))
+    tax.click("#send-result")
+    tax.wait_for_selector(".alert-success")
+    shot(tax, "6-result-returned")
+
+    page.goto(f"{base}/transfer/?tab=completed")
+    assert upload_no in page.inner_text("#transfers-completed")
+    page.click(f"#transfers-completed tr:has-text('{upload_no}') a.open-transfer")
+    page.wait_for_load_state()
+    with page.expect_download() as dl:
+        page.click("#download-result")
+    dl.value.save_as(tmp_path / "back.p7m")
+    page.reload()
+    assert "比對完成" in page.inner_text("#transfer-notes")
+    shot(page, "7-result-received")
+    tax_ctx.close()
+    social_ctx.close()

@@ -1,0 +1,390 @@
+"""Confidential file transfer, as the two agencies live it: the social affairs
+department sends low-income households' data to the tax bureau, signed and
+encrypted by the kit on its PC; the platform holds ciphertext only."""
+
+from __future__ import annotations
+
+import datetime
+import errno
+import hashlib
+import io
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from cryptography.hazmat.primitives.serialization import Encoding
+from sqlalchemy import select
+
+from app.extensions import db
+from app.models.audit import AuditEvent
+from app.models.org import Agency, PlatformUser
+from app.models.transfer import StaffCertificate, TransferCase, TransferItem
+from app.services import certificates, transfer
+from app.services.errors import DomainError, InvalidInput
+from app.services.workflow import Actor
+from tests.conftest import api_token, bearer, pki_dir
+
+ROOT = Path(__file__).resolve().parent.parent
+_DER = Encoding.DER
+PIN = "1234"  # TestConfig.DEMO_PKI_PIN
+PLAINTEXT = "身分證字號,姓名,所得\nA123456789,王小明,123456\n".encode() * 200
+
+
+def kit(*args, check=True) -> subprocess.CompletedProcess:
+    """The kit as an agency PC runs it."""
+    return subprocess.run([sys.executable, "-m", "app.kit", *map(str, args)], cwd=ROOT, capture_output=True,
+                          text=True, check=check, timeout=120)  # fmt: skip
+
+
+def staff(name: str):
+    from app.kit.demo_pki import load_pki
+
+    return load_pki(pki_dir()).staff[name]
+
+
+def pki():
+    from app.kit.demo_pki import load_pki
+
+    return load_pki(pki_dir())
+
+
+def openssl_encrypt(plain: Path, out: Path, *certs: Path) -> Path:
+    subprocess.run(["openssl", "cms", "-encrypt", "-binary", "-aes-256-cbc", "-outform", "DER", "-in", str(plain),
+                    "-out", str(out), *map(str, certs)], check=True, capture_output=True)  # fmt: skip
+    return out
+
+
+def _leftovers(app) -> list[Path]:
+    """Files in the platform's transfer storage, temporary ones included."""
+    root = Path(app.config["TRANSFER_DIR"])
+    return sorted(p for p in root.rglob("*") if p.is_file())
+
+
+def _register(client, token, **body):
+    with client.application.app_context():
+        item = db.session.scalar(select(TransferItem).where(TransferItem.description == "低收入戶財稅資料比對"))
+    payload = {"item": item.id, "source": "社政福利系統 11月低收入戶名冊", "record_count": 200, **body}
+    return client.post("/api/v1/transfers/", json=payload, headers=bearer(token))
+
+
+# --- the whole story, through the REST API ---------------------------------------------------------
+
+
+def test_social_affairs_sends_encrypted_data_and_the_tax_bureau_returns_an_encrypted_result(app, client, smtp,
+                                                                                              tmp_path):  # fmt: skip
+    social, tax = api_token(client, "transfer.social"), api_token(client, "transfer.tax")
+
+    r = _register(client, social, remarks="比對後請回傳")
+    assert r.status_code == 201, r.json
+    case, config = r.json["result"], r.json["config"]
+    assert case["state"] == "registered"
+    assert [x["username"] for x in case["recipients"]] == ["transfer.tax"]
+    assert config["upload_no"] == case["upload_no"] and config["recipients"][0]["cert_pem"].startswith("-----BEGIN")
+    assert config["sender_cert_sha256"] == staff("transfer.social").fingerprint
+
+    # On the social affairs PC: sign and encrypt with the configuration file.
+    cfg = tmp_path / "config.json"
+    cfg.write_text(json.dumps(config, ensure_ascii=False))
+    (tmp_path / "data.csv").write_bytes(PLAINTEXT)
+    s = staff("transfer.social")
+    kit("encrypt", "--config", cfg, "--sign-key", s.p12, "--pin", PIN, "--sign-cert", s.cert,
+        tmp_path / "data.csv", tmp_path / "data.p7m")  # fmt: skip
+    sealed = (tmp_path / "data.p7m").read_bytes()
+    assert b"A123456789" not in sealed
+
+    r = client.put(f"/api/v1/transfers/{case['id']}/payload", data=sealed, headers=bearer(social))
+    assert r.status_code == 200, r.json
+    assert r.json["result"]["state"] == "uploaded"
+    assert r.json["result"]["payload"] == {"channel": "api", "sha256": hashlib.sha256(sealed).hexdigest(),
+                                           "size": len(sealed)}  # fmt: skip
+    # The platform stores exactly the ciphertext, nothing else.
+    stored = sorted((Path(app.config["TRANSFER_DIR"]) / str(case["id"])).iterdir())
+    assert len(stored) == 1 and stored[0].read_bytes() == sealed
+    assert not list((Path(app.config["TRANSFER_DIR"]) / "tmp").iterdir())
+
+    # The tax bureau's officer is told by e-mail.
+    with app.app_context():
+        from app.services import outbox
+
+        outbox.work_once(db.session)
+    mails = smtp.sink.wait_for(1)
+    assert any(case["upload_no"] in m.content.decode("utf-8", "replace") or "transfer" in m.content.decode()
+               for m in mails)  # fmt: skip
+    tax_user_mail = _email_of(app, "transfer.tax")
+    assert any(tax_user_mail in m.rcpt_tos for m in mails)
+
+    # Another agency never sees the case.
+    other = _third_agency_officer(app)
+    r = client.get(f"/api/v1/transfers/{case['id']}", headers=bearer(api_token(client, other)))
+    assert r.status_code == 404
+    r = client.get(f"/api/v1/transfers/{case['id']}/payload", headers=bearer(api_token(client, other)))
+    assert r.status_code == 404
+
+    # The tax bureau downloads it (state received), decrypts and verifies on its PC.
+    incoming = client.get("/api/v1/transfers/?box=incoming", headers=bearer(tax)).json["result"]
+    assert case["id"] in [c["id"] for c in incoming]
+    r = client.get(f"/api/v1/transfers/{case['id']}/payload", headers=bearer(tax))
+    assert r.status_code == 200 and r.data == sealed
+    assert client.get(f"/api/v1/transfers/{case['id']}", headers=bearer(tax)).json["result"]["state"] == "received"
+    (tmp_path / "got.p7m").write_bytes(r.data)
+    t = staff("transfer.tax")
+    out = kit("decrypt", "--key", t.p12, "--pin", PIN, "--cert", t.cert, "--trust", pki().ca_bundle,
+              *sum((["--crl", c] for c in pki().crls), []), tmp_path / "got.p7m", tmp_path / "got.csv")  # fmt: skip
+    assert (tmp_path / "got.csv").read_bytes() == PLAINTEXT
+    assert "transfer.social" in out.stdout or "社會" in out.stdout
+
+    # Processing notes, then the result encrypted for the sender.
+    r = client.post(f"/api/v1/transfers/{case['id']}/notes", json={"notes": "比對完成，3 筆所得超過門檻"},
+                    headers=bearer(tax))  # fmt: skip
+    assert r.status_code == 200
+    (tmp_path / "result.csv").write_text("比對結果\n3 筆\n", encoding="utf-8")
+    kit("encrypt", "--to", s.cert, "--sign-key", t.p12, "--pin", PIN, "--sign-cert", t.cert,
+        tmp_path / "result.csv", tmp_path / "result.p7m")  # fmt: skip
+    result = (tmp_path / "result.p7m").read_bytes()
+    r = client.put(f"/api/v1/transfers/{case['id']}/result", data=result, headers=bearer(tax))
+    assert r.status_code == 200, r.json
+    assert r.json["result"]["state"] == "processed"
+
+    # The sender sees it among completed cases and downloads it.
+    done = client.get("/api/v1/transfers/?box=completed", headers=bearer(social)).json["result"]
+    assert case["id"] in [c["id"] for c in done]
+    r = client.get(f"/api/v1/transfers/{case['id']}/result", headers=bearer(social))
+    assert r.status_code == 200 and r.data == result
+    final = client.get(f"/api/v1/transfers/{case['id']}", headers=bearer(social)).json["result"]
+    assert final["state"] == "result_received" and final["notes"] == "比對完成，3 筆所得超過門檻"
+    (tmp_path / "back.p7m").write_bytes(r.data)
+    kit("decrypt", "--key", s.p12, "--pin", PIN, "--cert", s.cert, "--trust", pki().ca_bundle,
+        tmp_path / "back.p7m", tmp_path / "back.csv")  # fmt: skip
+    assert (tmp_path / "back.csv").read_text(encoding="utf-8") == "比對結果\n3 筆\n"
+
+    # Every step is in the audit trail, without the data.
+    with app.app_context():
+        actions = [e.action for e in db.session.scalars(
+            select(AuditEvent).where(AuditEvent.object_type == "TransferCase", AuditEvent.object_id == str(case["id"]))
+            .order_by(AuditEvent.id)) if e.action.startswith("transfer.")]  # fmt: skip
+        details = " ".join(e.detail or "" for e in db.session.scalars(select(AuditEvent)))
+    assert actions == ["transfer.registered", "transfer.uploaded", "transfer.payload_downloaded", "transfer.noted",
+                       "transfer.processed", "transfer.result_downloaded"]  # fmt: skip
+    assert "A123456789" not in details and "王小明" not in details
+
+
+def _email_of(app, username: str) -> str:
+    with app.app_context():
+        return db.session.scalar(select(PlatformUser.email).where(PlatformUser.username == username))
+
+
+def _third_agency_officer(app) -> str:
+    """A transfer officer at the land office, which is neither party."""
+    with app.app_context():
+        sm = app.appbuilder.sm
+        if sm.find_user("transfer.land") is None:
+            land = db.session.scalar(select(Agency).where(Agency.code == "LAND"))
+            user = sm.add_user("transfer.land", "地政", "傳遞", "transfer.land@example.tw", [sm.find_role("Transferor")],
+                               password=app.config["DEMO_PASSWORD"])  # fmt: skip
+            user.agency_id = land.id
+            db.session.commit()
+    return "transfer.land"
+
+
+# --- refusals: nothing half-registered, nothing left behind ----------------------------------------
+
+
+@pytest.fixture
+def registered(app, client):
+    token = api_token(client, "transfer.social")
+    r = _register(client, token)
+    assert r.status_code == 201, r.json
+    return r.json["result"]["id"], token
+
+
+def _state(app, case_id) -> str:
+    with app.app_context():
+        return db.session.get(TransferCase, case_id).state
+
+
+def test_a_plaintext_upload_is_refused_and_leaves_nothing(app, client, registered):
+    case_id, token = registered
+    before = _leftovers(app)
+    r = client.put(f"/api/v1/transfers/{case_id}/payload", data=PLAINTEXT, headers=bearer(token))
+    assert r.status_code == 400
+    assert "明文" in r.json["message"] or "plaintext" in r.json["message"]
+    assert _state(app, case_id) == "registered"
+    assert _leftovers(app) == before
+
+
+def test_a_file_enveloped_for_the_wrong_people_is_refused(app, client, registered, tmp_path):
+    case_id, token = registered
+    (tmp_path / "p.csv").write_bytes(PLAINTEXT)
+    wrong = openssl_encrypt(tmp_path / "p.csv", tmp_path / "w.p7m", staff("transfer.social").cert)
+    both = openssl_encrypt(tmp_path / "p.csv", tmp_path / "b.p7m", staff("transfer.social").cert,
+                           staff("transfer.tax").cert)  # fmt: skip
+    before = _leftovers(app)
+    for f in (wrong, both):
+        r = client.put(f"/api/v1/transfers/{case_id}/payload", data=f.read_bytes(), headers=bearer(token))
+        assert r.status_code == 400, r.json
+        assert "加密對象" in r.json["message"] or "wrong people" in r.json["message"]
+    assert _state(app, case_id) == "registered" and _leftovers(app) == before
+    # Enveloped by openssl for exactly the recipient: accepted (the platform does not need our kit).
+    right = openssl_encrypt(tmp_path / "p.csv", tmp_path / "r.p7m", staff("transfer.tax").cert)
+    r = client.put(f"/api/v1/transfers/{case_id}/payload", data=right.read_bytes(), headers=bearer(token))
+    assert r.status_code == 200 and _state(app, case_id) == "uploaded"
+    # ...and only once.
+    r = client.put(f"/api/v1/transfers/{case_id}/payload", data=right.read_bytes(), headers=bearer(token))
+    assert r.status_code == 409
+
+
+class _Dropped(io.RawIOBase):
+    """A client that goes away halfway through the upload."""
+
+    def __init__(self, data: bytes):
+        self.data, self.pos = data, 0
+
+    def readable(self):
+        return True
+
+    def read(self, n=-1):
+        if self.pos >= len(self.data) // 2:
+            from werkzeug.exceptions import ClientDisconnected
+
+            raise ClientDisconnected()
+        chunk = self.data[self.pos : self.pos + min(n, 4096)]
+        self.pos += len(chunk)
+        return chunk
+
+
+def test_a_connection_dropped_mid_upload_or_a_full_disk_registers_nothing(app, registered, tmp_path, monkeypatch):
+    case_id, _token = registered
+    (tmp_path / "p.csv").write_bytes(PLAINTEXT * 50)
+    sealed = openssl_encrypt(tmp_path / "p.csv", tmp_path / "r.p7m", staff("transfer.tax").cert).read_bytes()
+    before = _leftovers(app)
+    with app.app_context():
+        user = db.session.scalar(select(PlatformUser).where(PlatformUser.username == "transfer.social"))
+        who = Actor.from_user(user)
+        with pytest.raises(Exception):  # noqa: B017 - the client's own disconnect error
+            transfer.upload_payload(db.session, who, case_id, _Dropped(sealed), "api")
+        db.session.rollback()
+        assert _leftovers(app) == before
+
+        real_fdopen = os.fdopen
+
+        class FullDisk:
+            def __init__(self, fh):
+                self.fh, self.written = fh, 0
+
+            def __enter__(self):
+                return self
+
+            def __exit__(self, *exc):
+                self.fh.close()
+
+            def write(self, b):
+                self.written += len(b)
+                if self.written > 10_000:
+                    raise OSError(errno.ENOSPC, "No space left on device")
+                return self.fh.write(b)
+
+            def __getattr__(self, name):
+                return getattr(self.fh, name)
+
+        monkeypatch.setattr(transfer.os, "fdopen", lambda fd, mode: FullDisk(real_fdopen(fd, mode)))
+        with pytest.raises(DomainError) as err:
+            transfer.upload_payload(db.session, who, case_id, io.BytesIO(sealed), "api")
+        assert err.value.status == 507 and "已滿" in str(err.value) or "full" in str(err.value)
+        db.session.rollback()
+        assert db.session.get(TransferCase, case_id).state == "registered"
+    assert _leftovers(app) == before
+
+
+def test_only_transfer_officers_of_the_two_agencies_act_and_in_order(app, client, registered):
+    case_id, social = registered
+    tax = api_token(client, "transfer.tax")
+    # The receiver cannot upload the payload; nothing to download yet; no result before receipt.
+    assert client.put(f"/api/v1/transfers/{case_id}/payload", data=b"x", headers=bearer(tax)).status_code == 403
+    assert client.get(f"/api/v1/transfers/{case_id}/payload", headers=bearer(tax)).status_code == 409
+    assert client.put(f"/api/v1/transfers/{case_id}/result", data=b"x", headers=bearer(tax)).status_code == 409
+    assert (
+        client.post(f"/api/v1/transfers/{case_id}/notes", json={"notes": "x"}, headers=bearer(social)).status_code
+        == 403
+    )
+    # A clerk (no transfer role) may not even list.
+    clerk = api_token(client, "clerk")
+    assert client.get("/api/v1/transfers/", headers=bearer(clerk)).status_code in (401, 403)
+
+
+def test_registration_refuses_bad_input_with_clear_messages(app, client):
+    social = api_token(client, "transfer.social")
+    r = _register(client, social, record_count="很多")
+    assert r.status_code == 400 and "筆數" in r.json["message"]
+    r = _register(client, social, source="")
+    assert r.status_code == 400
+    r = _register(client, social, recipients=[999999])
+    assert r.status_code == 400
+    r = _register(client, social, upload_no="DUP-001")
+    assert r.status_code == 201
+    r = _register(client, social, upload_no="DUP-001")
+    assert r.status_code == 409
+    # The receiving agency cannot register the sending agency's item.
+    r = _register(client, api_token(client, "transfer.tax"))
+    assert r.status_code == 403
+
+
+# --- certificates --------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "which, reason",
+    [("revoked", "撤銷"), ("expired", "過期"), ("untrusted", "信任"), ("unsuitable", "用途")],
+)
+def test_unusable_certificates_are_refused_with_the_reason(app, client, which, reason):
+    token = api_token(client, "transfer.social")
+    pem = Path(getattr(pki(), which).cert).read_text()
+    r = client.post("/api/v1/certificates/", json={"certificate": pem}, headers=bearer(token))
+    assert r.status_code == 400, r.json
+    assert reason in r.json["message"], r.json["message"]
+    with app.app_context():
+        refused = db.session.scalars(select(AuditEvent).where(AuditEvent.action == "certificate.refused")).all()
+        assert refused and refused[-1].outcome == "refused"
+
+
+def test_a_file_that_is_not_a_certificate_is_refused(client):
+    token = api_token(client, "transfer.social")
+    r = client.post("/api/v1/certificates/", json={"certificate": "-----BEGIN CERTIFICATE-----\nbm9wZQ==\n"
+                                                                  "-----END CERTIFICATE-----\n"}, headers=bearer(token))  # fmt: skip
+    assert r.status_code == 400 and "憑證" in r.json["message"]
+
+
+def test_a_valid_staff_certificate_is_recorded_with_its_details(app, client):
+    from app.kit.demo_pki import StaffSpec, make_pki
+
+    extra = make_pki(pki_dir(), [StaffSpec("transfer.spare", "示範縣政府社會處")], pin=PIN).staff["transfer.spare"]
+    token = api_token(client, "transfer.social")
+    r = client.post("/api/v1/certificates/", json={"certificate": Path(extra.cert).read_text()}, headers=bearer(token))
+    assert r.status_code == 201, r.json
+    cert = r.json["result"]
+    assert cert["status"] == "valid" and set(cert["usage"]) == {"sign", "encrypt"} and len(cert["fingerprint"]) == 64
+    with app.app_context():
+        row = db.session.scalar(select(StaffCertificate).where(StaffCertificate.fingerprint == cert["fingerprint"]))
+        assert row.user.username == "transfer.social"
+
+
+def test_a_certificate_revoked_after_registration_is_marked_and_no_longer_proposed(app):
+    """The revoked demo certificate slipped in before its CRL was published: the re-check catches it."""
+    with app.app_context():
+        with pytest.raises(InvalidInput):
+            certificates.check(Path(pki().revoked.cert).read_bytes())
+        tax = db.session.scalar(select(PlatformUser).where(PlatformUser.username == "transfer.tax"))
+        der = certificates.parse(Path(pki().revoked.cert).read_bytes()).public_bytes(_DER)
+        row = StaffCertificate(user_id=tax.id, der=der, serial="X", issuer="i", subject="s", usage="sign,encrypt",
+                               not_before=datetime.datetime(2020, 1, 1), not_after=datetime.datetime(2099, 1, 1),
+                               fingerprint=certificates.fingerprint(der), status="valid")  # fmt: skip
+        db.session.add(row)
+        db.session.flush()
+        item = db.session.scalar(select(TransferItem).where(TransferItem.description == "低收入戶財稅資料比對"))
+        assert row.id in [c.id for c in transfer.proposed_recipients(db.session, item)]
+        counts = certificates.recheck(db.session)
+        assert counts["revoked"] == 1 and row.status == "revoked"
+        assert row.id not in [c.id for c in transfer.proposed_recipients(db.session, item)]
+        db.session.rollback()

@@ -1,0 +1,187 @@
+"""The FTPS channel: a large transfer uploaded by FTP over TLS into the agency's
+own folder, registered by the poller against its case by upload number."""
+
+from __future__ import annotations
+
+import ftplib
+import io
+import socket
+import ssl
+import struct
+import threading
+import time
+from pathlib import Path
+
+import pytest
+from sqlalchemy import select
+
+from app.extensions import db
+from app.models.audit import AuditEvent
+from app.models.transfer import TransferCase, TransferItem
+from app.services import ftp
+from tests.conftest import DEMO_PASSWORD, api_token
+from tests.test_transfer import PLAINTEXT, _register, openssl_encrypt, staff
+
+
+class _Server:
+    def __init__(self, app):
+        self.server = ftp.build_server(app, host="127.0.0.1", port=0)
+        self.port = self.server.address[1]
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.thread.start()
+
+    def _run(self):
+        while not self.stop.is_set():
+            self.server.serve_forever(timeout=0.05, blocking=False, handle_exit=False)
+        self.server.close_all()
+
+    def close(self):
+        self.stop.set()
+        self.thread.join(5)
+
+
+@pytest.fixture
+def ftps_server(app):
+    server = _Server(app)
+    yield server
+    server.close()
+
+
+def connect(app, server, user="transfer.social", password=DEMO_PASSWORD) -> ftplib.FTP_TLS:
+    context = ssl.create_default_context(cafile=app.config["TRANSFER_FTP_TLS_CERT"])
+    client = ftplib.FTP_TLS(context=context, timeout=10)
+    client.connect("127.0.0.1", server.port)
+    client.login(user, password)  # AUTH TLS first: the password never travels in clear
+    client.prot_p()
+    return client
+
+
+def settle(app, *names, agency="SOCIAL") -> None:
+    """Wait until the server has handed these uploads on (it answers 226 just before it does)."""
+    home = Path(app.config["TRANSFER_FTP_ROOT"]) / agency
+    deadline = time.monotonic() + 5
+    while any((home / n).exists() for n in names) and time.monotonic() < deadline:
+        time.sleep(0.02)
+
+
+def _case(app, case_id) -> TransferCase:
+    with app.app_context():
+        case = db.session.get(TransferCase, case_id)
+        db.session.expunge(case)
+        return case
+
+
+def test_an_encrypted_file_uploaded_by_ftps_is_registered_against_its_case(app, client, ftps_server, tmp_path):
+    r = _register(client, api_token(client, "transfer.social"), upload_no="FTP-0001")
+    case_id = r.json["result"]["id"]
+    (tmp_path / "p.csv").write_bytes(PLAINTEXT * 20)
+    sealed = openssl_encrypt(tmp_path / "p.csv", tmp_path / "x.p7m", staff("transfer.tax").cert).read_bytes()
+
+    ftps = connect(app, ftps_server)
+    ftps.storbinary("STOR FTP-0001.p7m", io.BytesIO(sealed))
+    ftps.quit()
+    settle(app, "FTP-0001.p7m")
+    assert ftp.poll_once(app) == {"registered": 1, "rejected": 0}
+    case = _case(app, case_id)
+    assert case.state == "uploaded" and case.payload_channel == "ftp" and case.payload_size == len(sealed)
+    assert Path(case.payload_path).read_bytes() == sealed
+    # The folder is empty again: the file moved into the platform's storage.
+    assert list((Path(app.config["TRANSFER_FTP_ROOT"]) / "SOCIAL").iterdir()) == []
+
+
+def test_plaintext_or_an_unknown_upload_number_comes_back_rejected_with_the_reason(app, client, ftps_server):
+    r = _register(client, api_token(client, "transfer.social"), upload_no="FTP-0002")
+    case_id = r.json["result"]["id"]
+    ftps = connect(app, ftps_server)
+    ftps.storbinary("STOR FTP-0002.p7m", io.BytesIO(PLAINTEXT))
+    ftps.storbinary("STOR NO-SUCH-CASE.p7m", io.BytesIO(PLAINTEXT))
+    settle(app, "FTP-0002.p7m", "NO-SUCH-CASE.p7m")
+    assert ftp.poll_once(app) == {"registered": 0, "rejected": 2}
+    listing = ftps.nlst()
+    assert {"FTP-0002.p7m.rejected", "FTP-0002.p7m.rejected.txt", "NO-SUCH-CASE.p7m.rejected"} <= set(listing)
+    reason = io.BytesIO()
+    ftps.retrbinary("RETR FTP-0002.p7m.rejected.txt", reason.write)
+    assert "明文" in reason.getvalue().decode("utf-8")
+    ftps.quit()
+    assert _case(app, case_id).state == "registered"
+
+
+def test_an_account_cannot_leave_its_agency_folder(app, ftps_server):
+    root = Path(app.config["TRANSFER_FTP_ROOT"])
+    (root / "TAX").mkdir(parents=True, exist_ok=True)
+    (root / "TAX" / "secret.p7m").write_bytes(b"tax bureau's file")
+    ftps = connect(app, ftps_server)
+    assert ftps.pwd() == "/"
+    ftps.cwd("..")
+    assert ftps.pwd() == "/"  # ".." of the home is the home
+    for attempt in ("RETR ../TAX/secret.p7m", "RETR /../TAX/secret.p7m", "RETR ../../TAX/secret.p7m"):
+        with pytest.raises(ftplib.error_perm):
+            ftps.retrbinary(attempt, io.BytesIO().write)
+    with pytest.raises(ftplib.error_perm):
+        ftps.storbinary("STOR ../TAX/evil.p7m", io.BytesIO(b"x"))
+    with pytest.raises(ftplib.error_perm):
+        ftps.mkd("sub")
+    ftps.quit()
+    assert sorted(p.name for p in (root / "TAX").iterdir()) == ["secret.p7m"]
+
+
+def test_a_wrong_password_or_a_non_transfer_account_cannot_sign_in(app, ftps_server):
+    with pytest.raises(ftplib.error_perm):
+        connect(app, ftps_server, password="wrong")
+    with pytest.raises(ftplib.error_perm):
+        connect(app, ftps_server, user="clerk")
+    with app.app_context():
+        failed = db.session.scalars(select(AuditEvent).where(AuditEvent.action == "ftp.login_failed")).all()
+        assert len(failed) >= 2
+
+
+def test_plain_ftp_without_tls_is_refused(app, ftps_server):
+    plain = ftplib.FTP(timeout=10)
+    plain.connect("127.0.0.1", ftps_server.port)
+    with pytest.raises(ftplib.error_perm):
+        plain.login("transfer.social", DEMO_PASSWORD)
+    plain.close()
+
+
+def test_an_upload_cut_off_midway_leaves_nothing_to_register(app, client, ftps_server):
+    _register(client, api_token(client, "transfer.social"), upload_no="FTP-0003")
+    ftps = connect(app, ftps_server)
+    conn = ftps.transfercmd("STOR FTP-0003.p7m")
+    conn.sendall(b"0" * 200_000)
+    # The line drops: a reset, not a clean end of file.
+    conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    conn.close()
+    try:
+        ftps.voidresp()
+    except ftplib.all_errors:
+        pass
+    ftps.close()
+    home = Path(app.config["TRANSFER_FTP_ROOT"]) / "SOCIAL"
+    deadline = time.monotonic() + 5
+    while (home / "FTP-0003.p7m").exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not (home / "FTP-0003.p7m").exists()
+    assert ftp.poll_once(app) == {"registered": 0, "rejected": 0}
+
+
+def test_items_without_ftp_refuse_ftp_uploads(app, client, ftps_server, tmp_path):
+    with app.app_context():
+        item = db.session.scalar(select(TransferItem).where(TransferItem.description == "低收入戶財稅資料比對"))
+        item.ftp_allowed = False
+        db.session.commit()
+    try:
+        r = _register(client, api_token(client, "transfer.social"), upload_no="FTP-0004")
+        (tmp_path / "p.csv").write_bytes(PLAINTEXT)
+        sealed = openssl_encrypt(tmp_path / "p.csv", tmp_path / "x.p7m", staff("transfer.tax").cert).read_bytes()
+        ftps = connect(app, ftps_server)
+        ftps.storbinary("STOR FTP-0004.p7m", io.BytesIO(sealed))
+        ftps.quit()
+        settle(app, "FTP-0004.p7m")
+        assert ftp.poll_once(app) == {"registered": 0, "rejected": 1}
+        assert _case(app, r.json["result"]["id"]).state == "registered"
+    finally:
+        with app.app_context():
+            item = db.session.scalar(select(TransferItem).where(TransferItem.description == "低收入戶財稅資料比對"))
+            item.ftp_allowed = True
+            db.session.commit()
