@@ -61,9 +61,10 @@ def test_a_transfer_from_social_affairs_to_the_tax_bureau_and_back(live_server, 
         tmp_path / "data.csv", tmp_path / "data.p7m")  # fmt: skip
     shot(page, "3-case-registered")
     page.set_input_files("#file-payload", str(tmp_path / "data.p7m"))
-    page.click("#send-payload")
-    page.wait_for_selector(".alert-success")
-    assert "transfer-state" in page.content() and "已上傳" in page.inner_text(".transfer-state")
+    with page.expect_navigation():
+        page.click("#send-payload")  # sent with XMLHttpRequest and a progress bar, then the page reloads
+    assert "已上傳" in page.inner_text(".transfer-state")
+    assert "加密檔已登錄" in page.inner_text(".alert-success")
     shot(page, "4-uploaded")
 
     tax_ctx, tax = sign_in(browser, base, "transfer.tax")
@@ -87,8 +88,9 @@ def test_a_transfer_from_social_affairs_to_the_tax_bureau_and_back(live_server, 
     kit("encrypt", "--to", s.cert, "--sign-key", t.p12, "--pin", PIN, "--sign-cert", t.cert,
         tmp_path / "result.csv", tmp_path / "result.p7m")  # fmt: skip
     tax.set_input_files("#file-result", str(tmp_path / "result.p7m"))
-    tax.click("#send-result")
-    tax.wait_for_selector(".alert-success")
+    with tax.expect_navigation():
+        tax.click("#send-result")
+    assert "已處理" in tax.inner_text(".transfer-state")
     shot(tax, "6-result-returned")
 
     page.goto(f"{base}/transfer/?tab=completed")

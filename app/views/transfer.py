@@ -143,9 +143,9 @@ class TransferView(BaseView):
             return redirect(url_for("TransferView.case", case_id=case_id))
         msg = gettext("The encrypted file is registered (SHA-256 %(sha)s…).",
                       sha=(case.payload_sha256 if kind == "payload" else case.result_sha256)[:16])  # fmt: skip
+        flash(msg, "success")  # shown by the page the progress-bar upload reloads too
         if wants_json:
             return jsonify(message=msg, state=case.state, url=url_for("TransferView.case", case_id=case.id))
-        flash(msg, "success")
         return redirect(url_for("TransferView.case", case_id=case.id))
 
     @expose("/case/<int:case_id>/download/<kind>")
