@@ -30,6 +30,14 @@ def test_a_transfer_from_social_affairs_to_the_tax_bureau_and_back(live_server, 
     base = live_server
 
     social_ctx, page = sign_in(browser, base, "transfer.social")
+    page.goto(f"{base}/transfer/certificates")
+    assert "有效" in page.inner_text("#certificates")
+    page.set_input_files("#certificate", str(pki().revoked.cert))
+    page.click("#upload-certificate")
+    page.wait_for_load_state()
+    assert "撤銷" in page.inner_text("#certificate-error")  # refused with the reason, nothing registered
+    assert page.locator("#certificates tbody tr").count() == 1
+    shot(page, "0-certificates")
     page.goto(f"{base}/transfer/")
     shot(page, "1-worklist")
     page.click("#new-transfer")

@@ -14,7 +14,7 @@ from app.views.base import PlatformModelApi, PlatformModelView, yes_no
 LABELS = {
     "sending_agency": _l("Sending agency"), "receiving_agency": _l("Receiving agency"),
     "description": _l("Description"), "ftp_allowed": _l("FTP allowed"), "active": _l("Active"),
-    "user": _l("User"), "serial": _l("Serial number"), "issuer": _l("Issuer"), "subject": _l("Subject"),
+    "user": _l("User"), "serial": _l("Serial number"), "issuer": _l("Issuer"), "subject": _l("Certificate holder"),
     "not_before": _l("Valid from"), "not_after": _l("Valid until"), "fingerprint": _l("SHA-256 fingerprint"),
     "usage": _l("Key usage"), "status": _l("Status"), "status_reason": _l("Reason"),
     "uploaded_at": _l("Uploaded at"), "checked_at": _l("Last checked"),
