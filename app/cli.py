@@ -15,6 +15,7 @@ roles_cli = AppGroup("roles", help="Roles and their permission sets.")
 seed_cli = AppGroup("seed", help="Demo data.")
 platform_cli = AppGroup("platform", help="The platform itself.")
 transfer_cli = AppGroup("transfer", help="Confidential file transfer.")
+report_cli = AppGroup("report", help="Reports.")
 
 
 @platform_cli.command("check")
@@ -139,6 +140,33 @@ def transfer_recheck_certs():
     click.echo("valid {valid}, expired {expired}, revoked {revoked}, no longer trusted {invalid}".format(**counts))
 
 
+@report_cli.command("weekly-queries")
+@click.option("--agency", "agency_code", help="Agency code (default: every agency, one section each).")
+@click.option("--week", help="Any day of the week as an ROC date, e.g. 115/11/23 (default: last week).")
+@click.option("--out", "out", required=True, type=click.Path(dir_okay=False, writable=True), help="PDF file to write.")
+def report_weekly_queries(agency_code, week, out):
+    """The weekly query log for supervisors, as PDF: each query by user with its purpose."""
+    from app.lib.rocdate import format_roc
+    from app.services import audit, report_pdf, reports
+    from app.services.errors import DomainError
+
+    try:
+        day = reports.parse_day(week, "week") if week else reports.last_week()[0]
+        monday, sunday = reports.week_of(day)
+        sections = reports.weekly_query_log(db.session, monday, agency_code)
+    except DomainError as exc:
+        click.echo(str(exc), err=True)
+        sys.exit(2)
+    with open(out, "wb") as fh:
+        fh.write(report_pdf.weekly_pdf(sections, monday, sunday))
+    total = sum(s.total for s in sections)
+    audit.record(db.session, "report_export", object_type="Report", object_id="weekly-queries",
+                 detail={"format": "pdf", "week": format_roc(monday), "agency": agency_code or "all", "queries": total,
+                         "via": "cli"})  # fmt: skip
+    db.session.commit()
+    click.echo(f"{format_roc(monday)}–{format_roc(sunday)}: {len(sections)} agencies, {total} queries -> {out}")
+
+
 def register(app) -> None:
-    for group in (audit_cli, outbox_cli, roles_cli, seed_cli, platform_cli, transfer_cli):
+    for group in (audit_cli, outbox_cli, roles_cli, seed_cli, platform_cli, transfer_cli, report_cli):
         app.cli.add_command(group)

@@ -26,7 +26,7 @@ from app.models.notify import (
     NotificationCategory,
 )
 from app.models.org import Agency, PlatformUser
-from app.services import attachments, audit, outbox, workflow
+from app.services import attachments, audit, outbox, survey, workflow
 from app.services.errors import Conflict, Forbidden, InvalidInput, NotFound
 
 _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[A-Za-z0-9-]{2,}$")
@@ -45,7 +45,7 @@ DEFAULT_TEMPLATES = {
                         "{citizen_name} 您好：\n\n{agency}已於 {date} 辦結案號 {case_no}「{category}」。\n處理結果：{result}\n\n{notifier} 敬上"),
     "completed": ("【跨機關通報】案件 {case_no} 已全部辦結",
                   "{citizen_name} 您好：\n\n案號 {case_no}「{category}」的所有通報機關（{receivers}）均已辦結。\n"
-                  "感謝您的耐心，歡迎回覆本平台的服務滿意度問卷。\n\n{notifier} 敬上"),
+                  "感謝您的耐心。{survey}\n\n{notifier} 敬上"),
     "receiver_dispatched": ("【跨機關通報】新通報案件 {case_no}：{category}",
                             "{agency} 您好：\n\n{notifier}於 {date} 通報案號 {case_no}「{category}」，請登入平台分案辦理，"
                             "辦理期限 {due}。\n"),
@@ -340,8 +340,11 @@ def act(session, actor: workflow.Actor, dispatch_id: int, action: str, *, versio
                                   agency_code=actor.agency_code, action="complete"))  # fmt: skip
             _audit(session, actor, "case_complete", case)
             target = citizen_mail or (case.agency.email if case.agency else None)
+            # The citizen's last e-mail carries the one-time satisfaction questionnaire link.
+            invitation = survey.invite(session, case) if citizen_mail else None
             if target:
-                _mail(session, case, "completed", target, ctx)
+                survey_ctx = {**ctx, "survey": f"\n{invitation}" if invitation else ""}
+                _mail(session, case, "completed", target, survey_ctx, extra=invitation)
     try:
         session.commit()
     except StaleDataError as exc:
@@ -455,14 +458,17 @@ def _context(case: NotificationCase) -> _SafeDict:
     )
 
 
-def _mail(session, case: NotificationCase, stage: str, recipient: str | None, ctx: dict) -> None:
+def _mail(session, case: NotificationCase, stage: str, recipient: str | None, ctx: dict,
+          extra: str | None = None) -> None:  # fmt: skip
+    """``extra`` is appended when the (possibly customised) template does not place it."""
     if not recipient:
         return
     tpl = next((t for t in case.category.templates if t.stage == stage), None)
     subject, body = (tpl.subject, tpl.body) if tpl else DEFAULT_TEMPLATES[stage]
-    outbox.enqueue(
-        session, recipient, _render(subject, ctx)[:255], _render(body, ctx), topic=f"case:{case.case_no}:{stage}"
-    )
+    text = _render(body, _SafeDict({"survey": "", **ctx}))
+    if extra and extra not in text:
+        text = f"{text.rstrip()}\n\n{extra}"
+    outbox.enqueue(session, recipient, _render(subject, ctx)[:255], text, topic=f"case:{case.case_no}:{stage}")
 
 
 def _audit(session, actor: workflow.Actor, action: str, case: NotificationCase, dispatch: Dispatch | None = None,

@@ -68,18 +68,34 @@ _FORM_DESIGN = [
     (r"^(Query setup|Query forms|Business items|Data sources)$", r"^menu_access$"),
 ]  # fmt: skip
 
+_REPORTS = [
+    (r"^ReportView$", r"^can_(index|export)$"),
+    (r"^(Reports|Performance reports)$", r"^menu_access$"),
+]
+# The weekly query log: supervisors read their own agency's; managers and auditors every agency's.
+_WEEKLY_QUERIES = [
+    (r"^QueryLogReportView$", r"^can_(index|pdf)$"),
+    (r"^(Reports|Weekly query log)$", r"^menu_access$"),
+]
+_SURVEY = [
+    (r"^(QuestionnaireView|QuestionView|ChoiceView)$", r"^(can_list|can_show|can_add|can_edit|can_delete)$"),
+    (r"^SurveyStatsView$", r"^can_(index|export)$"),
+    (r"^(Satisfaction survey|Questionnaires|Survey statistics)$", r"^menu_access$"),
+]
+
 ROLE_PERMISSIONS: dict[str, list[tuple[str, str]]] = {
     # Admin gets everything through AUTH_ROLE_ADMIN; listed here for the menu.
     "Admin": [(r".*", r".*")],
     "FormDesigner": _SELF_SERVICE + _READ_AGENCIES + _FORM_DESIGN,
     "Clerk": _SELF_SERVICE + _QUERY,
     "Notifier": _SELF_SERVICE + _READ_AGENCIES + _NOTIFY_READ + _NOTIFY_REGISTER,
-    "Supervisor": _SELF_SERVICE + _NOTIFY_READ + _NOTIFY_ACT,
+    "Supervisor": _SELF_SERVICE + _NOTIFY_READ + _NOTIFY_ACT + _WEEKLY_QUERIES,
     "Handler": _SELF_SERVICE + _NOTIFY_READ + _NOTIFY_ACT,
     "Transferor": _SELF_SERVICE + _READ_AGENCIES + _TRANSFER,
-    "Manager": _SELF_SERVICE + _READ_AGENCIES,
+    "Manager": _SELF_SERVICE + _READ_AGENCIES + _REPORTS + _WEEKLY_QUERIES + _SURVEY,
     "Auditor": _SELF_SERVICE
     + _READ_AGENCIES
+    + _WEEKLY_QUERIES
     + [
         (r"^(AuditEventView|Audit trail|Audit)$", r"^(can_list|can_show|menu_access)$"),
         (r"^(AuditEventApi)$", r"^(can_get|can_info)$"),

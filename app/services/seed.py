@@ -94,7 +94,9 @@ def seed_demo(sm, session, password: str) -> dict:
     session.commit()
     created = seed_accounts(sm, session, agencies, password)
     categories = seed_categories(session, agencies)
-    return {"agencies": len(agencies), "accounts_created": created, "categories_created": categories}
+    questionnaire = seed_questionnaire(session)
+    return {"agencies": len(agencies), "accounts_created": created, "categories_created": categories,
+            "questionnaire_created": questionnaire}  # fmt: skip
 
 
 # Demo notification categories: (main, sub, kind, notifying agencies, default receivers, consent, due days)
@@ -121,3 +123,39 @@ def seed_categories(session, agencies: dict[str, Agency]) -> list[str]:
         created.append(f"{main}/{sub}")
     session.commit()
     return created
+
+
+# The demo satisfaction questionnaire, sent to citizens of the citizen-application categories.
+DEMO_QUESTIONNAIRE = "跨機關通報服務滿意度調查"
+DEMO_QUESTIONS = [
+    # type, text, required, choices
+    ("rating", "整體而言，您對這次跨機關通報服務的滿意程度？（1 非常不滿意－5 非常滿意）", True, ()),
+    ("rating", "臨櫃承辦人員的服務態度", True, ()),
+    ("single", "這次辦理後，您是否還需要親自到其他機關辦理？", True,
+     ("不需要，一次就辦好", "需要再去一個機關", "需要再去兩個以上機關")),
+    ("multiple", "您從哪些管道得知辦理進度？（可複選）", False, ("電子郵件通知", "電話", "臨櫃詢問", "網站查詢")),
+    ("text", "其他意見或建議", False, ()),
+]  # fmt: skip
+
+
+def seed_questionnaire(session) -> bool:
+    """Create the demo questionnaire (once) and link it to the citizen categories."""
+    from app.models.notify import NotificationCategory
+    from app.models.survey import Choice, Question, Questionnaire
+
+    if session.scalar(select(Questionnaire.id).where(Questionnaire.title == DEMO_QUESTIONNAIRE)):
+        return False
+    q = Questionnaire(title=DEMO_QUESTIONNAIRE, version=1, is_current=True, active=True,
+                      introduction="感謝您使用跨機關通報服務。請花 1 分鐘告訴我們這次的服務經驗，您的意見將匿名統計，用於改善服務。")  # fmt: skip
+    for n, (kind, text, required, choices) in enumerate(DEMO_QUESTIONS, start=1):
+        question = Question(sort_order=n, type=kind, text=text, required=required)
+        question.choices = [Choice(sort_order=i, text=c) for i, c in enumerate(choices, start=1)]
+        q.questions.append(question)
+    session.add(q)
+    session.flush()
+    q.series_id = q.id
+    for category in session.scalars(select(NotificationCategory).where(NotificationCategory.kind == "citizen",
+                                                                        NotificationCategory.questionnaire_id.is_(None))):  # fmt: skip
+        category.questionnaire = q
+    session.commit()
+    return True

@@ -11,7 +11,9 @@ def register_views(appbuilder) -> None:
         org,
         outbox,
         query,
+        reports,
         sources,
+        survey,
         transfer,
         transfer_admin,
         transfer_api,
@@ -29,3 +31,5 @@ def register_views(appbuilder) -> None:
     org.register(appbuilder)
     audit.register(appbuilder)
     outbox.register(appbuilder)
+    survey.register(appbuilder)
+    reports.register(appbuilder)

@@ -1,0 +1,110 @@
+"""Charts drawn on the server with matplotlib: SVG for the pages (glyphs as
+paths, so the browser needs no font and nothing comes from the internet), PNG
+for the PDFs. Chinese needs a CJK font: Noto Sans CJK TC (Debian's
+fonts-noto-cjk), else AR PL UMing TW.
+
+The object-oriented API (``Figure``, never ``pyplot``) keeps drawing safe in
+a threaded web server.
+"""
+
+from __future__ import annotations
+
+import functools
+import io
+import logging
+
+import matplotlib
+from matplotlib import font_manager
+from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
+
+log = logging.getLogger(__name__)
+
+FONT_CANDIDATES = ("Noto Sans CJK TC", "Noto Sans CJK HK", "AR PL UMing TW", "AR PL UMing TW MBE",
+                   "Noto Sans CJK JP", "WenQuanYi Zen Hei", "Droid Sans Fallback")  # fmt: skip
+COLOURS = ("#2c6fbb", "#d9534f", "#5cb85c", "#f0ad4e", "#6f42c1")
+MAX_BARS = 25
+
+
+@functools.cache
+def font_families() -> tuple[str, ...]:
+    present = {f.name for f in font_manager.fontManager.ttflist}
+    chosen = tuple(name for name in FONT_CANDIDATES if name in present)
+    if not chosen:
+        log.warning("no CJK font for charts (install fonts-noto-cjk); Chinese labels will show as boxes")
+    return (*chosen, "DejaVu Sans")
+
+
+def _rc() -> dict:
+    return {
+        "font.family": list(font_families()),
+        "svg.fonttype": "path",
+        "svg.hashsalt": "platform-report",  # stable element ids: the same data draws the same SVG
+        "axes.spines.top": False,
+        "axes.spines.right": False,
+        "axes.unicode_minus": False,
+    }
+
+
+def _short(label: str, limit: int = 22) -> str:
+    label = str(label)
+    return label if len(label) <= limit else label[: limit - 1] + "…"
+
+
+def _save(fig: Figure, fmt: str) -> bytes:
+    buf = io.BytesIO()
+    if fmt == "png":
+        fig.savefig(buf, format="png", dpi=160, bbox_inches="tight")
+    else:
+        fig.savefig(buf, format="svg", bbox_inches="tight", metadata={"Date": None})
+    return buf.getvalue()
+
+
+def bars(labels: list[str], series: list[tuple[str, list[float]]], title: str = "", fmt: str = "svg",
+         percent: bool = False) -> bytes:  # fmt: skip
+    """Horizontal grouped bars, one group per label (the first MAX_BARS), values printed at the bar ends."""
+    labels = [_short(x) for x in labels[:MAX_BARS]]
+    series = [(name, [float(v or 0) for v in values[:MAX_BARS]]) for name, values in series]
+    with matplotlib.rc_context(_rc()):
+        height = max(1.6, 0.38 * len(labels) * max(1, len(series)) ** 0.6 + 0.9)
+        fig = Figure(figsize=(7.2, height))
+        ax = fig.subplots()
+        n = max(1, len(series))
+        width = 0.8 / n
+        positions = list(range(len(labels)))
+        peak = max((v for _, values in series for v in values), default=0) or 1
+        for i, (name, values) in enumerate(series):
+            ys = [p - 0.4 + width * (i + 0.5) for p in positions]
+            ax.barh(ys, values, height=width * 0.92, label=str(name), color=COLOURS[i % len(COLOURS)])
+            for y, v in zip(ys, values, strict=False):
+                text = f"{v:.1f}%" if percent else (f"{v:,.0f}" if float(v).is_integer() else f"{v:,.2f}")
+                ax.text(v + peak * 0.01, y, text, va="center", fontsize=8)
+        ax.set_yticks(positions, labels, fontsize=9)
+        ax.invert_yaxis()
+        ax.set_xlim(0, peak * 1.15)
+        if not percent and all(float(v).is_integer() for _, values in series for v in values):
+            ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # counts: no 0.5 cases
+        ax.tick_params(axis="x", labelsize=8)
+        if title:
+            ax.set_title(str(title), fontsize=11, loc="left")
+        if len(series) > 1:
+            ax.legend(fontsize=8, loc="lower right", frameon=False)
+        return _save(fig, fmt)
+
+
+def report_chart(report, fmt: str = "svg") -> bytes | None:
+    """The report's rows (not the total) as bars of its chart series."""
+    if not report.rows:
+        return None
+    rows = [r for r in report.rows if r.get("level", "item") == "item"] or report.rows
+    labels = [str(r.get(report.label_key) or "") for r in rows]
+    series = [(str(label), [r.get(key) or 0 for r in rows]) for key, label in report.series]
+    return bars(labels, series, fmt=fmt)
+
+
+def question_chart(stats, fmt: str = "svg") -> bytes | None:
+    """One question's distribution as percentage bars."""
+    if not stats.rows or not stats.respondents:
+        return None
+    return bars([label for label, _, _ in stats.rows], [("%", [pct for _, _, pct in stats.rows])], fmt=fmt,
+                percent=True)  # fmt: skip

@@ -1,0 +1,359 @@
+"""Managers' reports checked against figures worked out by hand on a small
+world of March 2011 (ROC 100/03), on SQLite and on PostgreSQL alike; the
+exports open and carry the same figures; the supervisors' weekly query log.
+
+The world (times in Taipei; every dispatch is due 7 days after registration):
+
+    case  category  clerk (agency)          LAND            TAX              case done   survey ratings
+    c1    甲        notifier (HH-EAST)      closed +1 d     closed +3 d      +3 d        4, 5
+    c2    甲        notifier (HH-EAST)      closed +2 d     closed +10 d *   +10 d *     2, 3
+    c3    乙        notifier (HH-EAST)      open *          -                open *      -
+    c4    乙        clerk.report (HH-WEST)  closed +4 d     -                +4 d        1, 1
+    c5    甲        (April: outside the range)
+
+    (* overdue; "now" is 2011-04-30)
+"""
+
+from __future__ import annotations
+
+import datetime
+import io
+import subprocess
+import uuid
+from types import SimpleNamespace
+
+import pytest
+from openpyxl import load_workbook
+from pypdf import PdfReader
+from sqlalchemy import select
+
+from app.extensions import db
+from app.models.audit import AuditEvent
+from app.models.notify import Dispatch, NotificationCase, NotificationCategory
+from app.models.org import Agency
+from app.models.queries import QueryLog
+from app.models.survey import Invitation, Questionnaire, Response
+from app.models.transfer import StaffCertificate, TransferCase, TransferItem
+from app.services import reports
+from tests.conftest import ARTIFACTS, login
+
+MARCH = {"from": "100/03/01", "to": "100/03/31"}
+NOW = datetime.datetime(2011, 4, 30, 4, 0)
+BASE = datetime.datetime(2011, 3, 1, 2, 0)  # 10:00 in Taipei
+DAY = datetime.timedelta(days=1)
+
+
+def march(**extra) -> reports.Filters:
+    return reports.Filters(datetime.date(2011, 3, 1), datetime.date(2011, 3, 31), **extra)
+
+
+def _user(sm, username, role, agency):
+    user = sm.find_user(username=username)
+    if user is None:
+        user = sm.add_user(username, "報表", "測", f"{username}@county.demo.gov.tw", sm.find_role(role),
+                           password="Demo-2026")  # fmt: skip
+        user.agency = agency
+        db.session.commit()
+    return user
+
+
+@pytest.fixture(scope="module")
+def world(app):
+    """The small world of the module docstring, written once per platform database."""
+    from flask import current_app
+
+    with app.app_context():
+        sm = current_app.appbuilder.sm
+        ag = {a.code: a for a in db.session.scalars(select(Agency))}
+        notifier = sm.find_user(username="notifier")
+        other = _user(sm, "clerk.report", "Notifier", ag["HH-WEST"])
+        q = Questionnaire(title="報表測試問卷", version=1, is_current=True, active=True)
+        db.session.add(q)
+        cats = {}
+        for sub in ("甲", "乙"):
+            cats[sub] = NotificationCategory(main_item="報表測試", sub_item=sub, kind="citizen", due_days=7,
+                                             consent_required=False, active=True, notifying_agencies=[ag["HH-EAST"]],
+                                             default_receivers=[ag["LAND"]])  # fmt: skip
+            db.session.add(cats[sub])
+        db.session.flush()
+        plan = [
+            # case, category, clerk, agency, start, [(receiver, closed after)], done after, ratings
+            ("c1", "甲", notifier, "HH-EAST", BASE, [("LAND", 1), ("TAX", 3)], 3, (4, 5)),
+            ("c2", "甲", notifier, "HH-EAST", BASE + DAY, [("LAND", 2), ("TAX", 10)], 10, (2, 3)),
+            ("c3", "乙", notifier, "HH-EAST", BASE + 2 * DAY, [("LAND", None)], None, ()),
+            ("c4", "乙", other, "HH-WEST", BASE + 3 * DAY, [("LAND", 4)], 4, (1, 1)),
+            ("c5", "甲", notifier, "HH-EAST", datetime.datetime(2011, 4, 5, 2), [("LAND", 1)], 1, (5,)),
+        ]
+        tag = uuid.uuid4().hex[:6]
+        for name, sub, clerk, agency, start, dispatches, done, ratings in plan:
+            # fractions of a second that a naive subtraction would turn into 0.99999 days
+            created = start + datetime.timedelta(microseconds=400_000)
+            due = start + 7 * DAY
+            case = NotificationCase(case_no=f"R{tag}-{name}", category=cats[sub], agency=ag[agency],
+                                    operator_id=clerk.id, status="completed" if done else "open", created_at=created,
+                                    due_at=due, completed_at=start + done * DAY if done else None,
+                                    citizen_email="c@example.tw")  # fmt: skip
+            db.session.add(case)
+            for code, after in dispatches:
+                db.session.add(Dispatch(case=case, agency=ag[code], state="closed" if after else "accepted",
+                                        sent_at=created, due_at=due,
+                                        closed_at=start + after * DAY + datetime.timedelta(microseconds=300_000)
+                                        if after else None))  # fmt: skip
+            if ratings:
+                db.session.flush()
+                inv = Invitation(token_hash=uuid.uuid4().hex * 2, questionnaire_id=q.id, case_id=case.id,
+                                 category_id=cats[sub].id, agency_id=ag[agency].id, created_at=start + done * DAY,
+                                 expires_at=start + 40 * DAY, used_at=start + done * DAY)  # fmt: skip
+                db.session.add(inv)
+                db.session.flush()
+                db.session.add(Response(invitation_id=inv.id, questionnaire_id=q.id, case_id=case.id,
+                                        submitted_at=start + done * DAY, rating_sum=sum(ratings),
+                                        rating_count=len(ratings)))  # fmt: skip
+        # the query log of the week of 100/03/02: five queries at the tax bureau, one at social affairs
+        clerk = sm.find_user(username="clerk")
+        logs = [
+            ("clerk", clerk.id, "TAX", "ok", 10, 1), ("clerk", clerk.id, "TAX", "ok", 20, 2),
+            ("clerk", clerk.id, "TAX", "refused", 30, 0), ("clerk.tax2", 999001, "TAX", "ok", 40, 3),
+            ("clerk.tax2", 999001, "TAX", "source_error", 50, 0), ("clerk.social", 999002, "SOCIAL", "ok", 60, 1),
+        ]  # fmt: skip
+        for n, (username, uid, agency, outcome, ms, rows) in enumerate(logs):
+            db.session.add(QueryLog(at=BASE + DAY + n * datetime.timedelta(minutes=7), user_id=uid, username=username,
+                                    agency_code=agency, form_code=f"report.test.{tag}", form_title="地價稅籍查詢",
+                                    case_no=f"稅-{tag}-{n}", reason="民眾申請減免", business_item="TAX-LAND",
+                                    params='{"id_no": "A123456789"}', subjects="deadbeef", row_count=rows,
+                                    duration_ms=ms, outcome=outcome))  # fmt: skip
+        # two transfers, social affairs -> tax bureau, one processed after two days
+        cert = db.session.scalar(select(StaffCertificate).join(StaffCertificate.user).where(
+            StaffCertificate.user.has(username="transfer.social")))  # fmt: skip
+        item = db.session.scalar(select(TransferItem).where(TransferItem.sending_agency_id == ag["SOCIAL"].id))
+        if cert is not None and item is not None:
+            for n, (state, processed) in enumerate((("processed", 2), ("uploaded", None))):
+                db.session.add(TransferCase(item_id=item.id, upload_no=f"U{tag}{n}", source="社會處系統",
+                                            record_count=100 * (n + 1), sending_agency_id=ag["SOCIAL"].id,
+                                            receiving_agency_id=ag["TAX"].id, sender_id=cert.user_id,
+                                            sender_cert_id=cert.id, state=state, registered_at=BASE + (4 + n) * DAY,
+                                            processed_at=BASE + (4 + n + processed) * DAY if processed else None))  # fmt: skip
+        db.session.commit()
+        made = SimpleNamespace(tag=tag, cats={k: v.id for k, v in cats.items()}, ag={k: v.id for k, v in ag.items()},
+                               transfers=cert is not None and item is not None)  # fmt: skip
+    return made  # outside the app context: requests must not share one
+
+
+def figures(row, *keys):
+    return tuple(row[k] for k in keys)
+
+
+STATS = ("n", "done", "open", "mean", "median", "p90", "late", "late_pct", "responses", "satisfaction")
+
+
+def test_performance_by_receiving_agency_matches_the_hand_computed_figures(app, world):
+    with app.app_context():
+        report = reports.by_agency(db.session, march(), now=NOW)
+        rows = {r["code"]: r for r in report.rows}
+        assert set(rows) == {"LAND", "TAX"}
+        # LAND: 1, 2, 4 days and one open past due; TAX: 3 and 10 days (late)
+        assert figures(rows["LAND"], *STATS) == (4, 3, 1, 2.33, 2.0, 3.6, 1, 25.0, 3, 2.67)
+        assert figures(rows["TAX"], *STATS) == (2, 2, 0, 6.5, 6.5, 9.3, 1, 50.0, 2, 3.5)
+        # overall: [1, 2, 3, 4, 10] -> median 3, p90 = 4 + 0.6 * (10 - 4)
+        assert figures(report.total, *STATS) == (6, 5, 1, 4.0, 3.0, 7.6, 2, 33.3, 3, 2.67)
+        only_tax = reports.by_agency(db.session, march(agency_id=world.ag["TAX"]), now=NOW)
+        assert [r["code"] for r in only_tax.rows] == ["TAX"] and only_tax.total["n"] == 2
+
+
+def test_performance_by_category_has_sub_items_main_item_subtotals_and_the_overall_figures(app, world):
+    with app.app_context():
+        report = reports.by_category(db.session, march(), now=NOW)
+        rows = {(r["main_item"], r["sub_item"]): r for r in report.rows}
+        assert figures(rows[("報表測試", "甲")], *STATS) == (2, 2, 0, 6.5, 6.5, 9.3, 1, 50.0, 2, 3.5)
+        assert figures(rows[("報表測試", "乙")], *STATS) == (2, 1, 1, 4.0, 4.0, 4.0, 1, 50.0, 1, 1.0)
+        subtotal = next(r for r in report.rows if r["level"] == "subtotal")
+        # [3, 4, 10] and one open -> mean 17/3, p90 = 4 + 0.8 * 6
+        assert figures(subtotal, *STATS) == (4, 3, 1, 5.67, 4.0, 8.8, 2, 50.0, 3, 2.67)
+        assert figures(report.total, *STATS) == figures(subtotal, *STATS)
+        only_b = reports.by_category(db.session, march(category_id=world.cats["乙"]), now=NOW)
+        assert [r["sub_item"] for r in only_b.rows if r["level"] == "item"] == ["乙"]
+        with_tax = reports.by_category(db.session, march(agency_id=world.ag["TAX"]), now=NOW)
+        assert with_tax.total["n"] == 2  # c1 and c2 were dispatched to the tax bureau
+
+
+def test_performance_per_counter_clerk(app, world):
+    with app.app_context():
+        report = reports.by_clerk(db.session, march(), now=NOW)
+        rows = {r["username"]: r for r in report.rows}
+        assert figures(rows["notifier"], *STATS) == (3, 2, 1, 6.5, 6.5, 9.3, 2, 66.7, 2, 3.5)
+        assert figures(rows["clerk.report"], *STATS) == (1, 1, 0, 4.0, 4.0, 4.0, 0, 0.0, 1, 1.0)
+        assert rows["clerk.report"]["agency"].endswith("西區戶政事務所")
+
+
+def test_query_statistics_per_agency_form_and_business_item(app, world):
+    with app.app_context():
+        report = reports.queries(db.session, march())
+        mine = [r for r in report.rows if r["form"] == "地價稅籍查詢"]
+        tax = next(r for r in mine if r["agency_code"] == "TAX")
+        assert figures(tax, "n", "ok", "partial", "refused", "errors", "users", "rows", "mean_ms") == (
+            5, 3, 0, 1, 1, 2, 6, 30.0)  # fmt: skip
+        assert tax["item"] == "地價稅查核"
+        assert report.total["n"] == 6
+        only_social = reports.queries(db.session, march(agency_id=world.ag["SOCIAL"]))
+        assert only_social.total["n"] == 1
+
+
+def test_transfer_counts(app, world):
+    if not world.transfers:
+        pytest.skip("the demo transfer world (certificates, items) is not seeded")
+    with app.app_context():
+        report = reports.transfers(db.session, march())
+        assert len(report.rows) == 1
+        row = report.rows[0]
+        assert figures(row, "n", "records", "st_processed", "st_uploaded", "done", "mean", "median") == (
+            2, 300, 1, 1, 1, 2.0, 2.0)  # fmt: skip
+        empty = reports.transfers(db.session, march(agency_id=world.ag["FIRE"]))
+        assert empty.empty
+
+
+# --- the screens and the exports --------------------------------------------------------
+
+
+@pytest.fixture
+def manager(app):
+    c = app.test_client()
+    login(c, "manager")
+    return c
+
+
+def test_the_manager_reads_the_report_with_its_chart_in_roc_dates(manager, world):
+    r = manager.get("/reports/", query_string={"report": "agencies", **MARCH})
+    assert r.status_code == 200
+    assert "100/03/01–100/03/31" in r.text and "示範縣地政事務所" in r.text
+    assert 'id="report-chart"' in r.text and "data:image/svg+xml;base64," in r.text
+    assert ">2.33<" in r.text and ">3.60<" in r.text and ">7.60<" in r.text
+
+
+def test_a_date_range_that_ends_before_it_begins_is_refused_with_a_clear_message(manager, world):
+    r = manager.get("/reports/", query_string={"report": "agencies", "from": "100/03/31", "to": "100/03/01"})
+    assert r.status_code == 400 and "早於" in r.text and 'id="report-table"' not in r.text
+    r = manager.get("/reports/", query_string={"from": "100/13/45"})
+    assert r.status_code == 400 and "115/11/01" in r.text
+    r = manager.get("/reports/export/xlsx", query_string={"from": "100/03/31", "to": "100/03/01"},
+                    follow_redirects=True)  # fmt: skip
+    assert "早於" in r.text
+
+
+def test_exporting_an_empty_range_says_there_is_nothing_to_export(app, manager, world):
+    with app.app_context():
+        before = db.session.scalar(select(db.func.count()).select_from(AuditEvent)
+                                   .where(AuditEvent.action == "report_export"))  # fmt: skip
+    for fmt in ("xlsx", "pdf"):
+        r = manager.get(f"/reports/export/{fmt}", query_string={"from": "090/01/01", "to": "090/01/31"})
+        assert r.status_code == 302
+        page = manager.get(r.headers["Location"])
+        assert "沒有可匯出的資料" in page.text and "090/01/01–090/01/31" in page.text
+    with app.app_context():
+        after = db.session.scalar(select(db.func.count()).select_from(AuditEvent)
+                                  .where(AuditEvent.action == "report_export"))  # fmt: skip
+    assert after == before  # nothing was exported
+
+
+def test_the_excel_export_opens_and_carries_the_figures(app, manager, world):
+    r = manager.get("/reports/export/xlsx", query_string={"report": "agencies", **MARCH})
+    assert r.status_code == 200 and r.mimetype.endswith("spreadsheetml.sheet")
+    ws = load_workbook(io.BytesIO(r.data)).active
+    rows = [row for row in ws.iter_rows(values_only=True)]
+    assert rows[0][0] == "各受文機關辦理績效"
+    head = next(i for i, row in enumerate(rows) if row and row[0] == "受文機關")
+    table = {row[0]: row for row in rows[head + 1 :]}
+    land = table["示範縣地政事務所"]
+    assert list(land[1:11]) == [4, 3, 1, 2.33, 2.0, 3.6, 1, 25.0, 3, 2.67]
+    assert list(table["全部受文機關"][1:7]) == [6, 5, 1, 4.0, 3.0, 7.6]
+    with app.app_context():
+        event = db.session.scalar(select(AuditEvent).where(AuditEvent.action == "report_export")
+                                  .order_by(AuditEvent.id.desc()))  # fmt: skip
+        assert event.actor == "manager" and event.object_id == "agencies" and '"format": "xlsx"' in event.detail
+
+
+def test_the_pdf_export_opens_renders_chinese_and_carries_the_figures(manager, world):
+    r = manager.get("/reports/export/pdf", query_string={"report": "categories", **MARCH})
+    assert r.status_code == 200 and r.data.startswith(b"%PDF")
+    text = "".join(page.extract_text() for page in PdfReader(io.BytesIO(r.data)).pages)
+    for needle in ("各類別辦理績效", "報表測試", "小計", "5.67", "8.80", "50.0%", "2.67"):
+        assert needle in text, needle
+    ARTIFACTS.mkdir(exist_ok=True)
+    pdf = ARTIFACTS / "report-categories.pdf"
+    pdf.write_bytes(r.data)
+    subprocess.run(["pdftoppm", "-png", "-r", "70", "-f", "1", "-l", "1", str(pdf), str(ARTIFACTS / "report-categories")],
+                   check=True)  # fmt: skip
+
+
+def test_only_managers_read_reports(app):
+    clerk = app.test_client()
+    login(clerk, "clerk")
+    assert clerk.get("/reports/").status_code in (302, 403)
+    assert clerk.get("/reports/export/xlsx").status_code in (302, 403)
+
+
+# --- the weekly query log ----------------------------------------------------------------
+
+
+def _pdf_text(data: bytes) -> str:
+    return "".join(page.extract_text() for page in PdfReader(io.BytesIO(data)).pages)
+
+
+def test_the_weekly_query_log_of_one_agency_lists_each_query_with_its_purpose_and_no_id_numbers(
+    app, runner, world, tmp_path
+):
+    out = tmp_path / "tax.pdf"
+    result = runner.invoke(
+        args=["report", "weekly-queries", "--agency", "TAX", "--week", "100/03/02", "--out", str(out)]
+    )
+    assert result.exit_code == 0, result.output
+    assert "100/02/28–100/03/06" in result.output and "5 queries" in result.output
+    text = _pdf_text(out.read_bytes())
+    assert "查詢紀錄週報表" in text and "示範縣地方稅務局" in text
+    for needle in (
+        "clerk",
+        "clerk.tax2",
+        f"稅-{world.tag}-0",
+        f"稅-{world.tag}-4",
+        "民眾申請減免",
+        "地價稅查核",
+        "拒絕",
+    ):
+        assert needle in text, needle
+    assert "A123456789" not in text and "deadbeef" not in text
+    assert f"稅-{world.tag}-5" not in text  # social affairs' query is in its own section
+
+
+def test_the_weekly_query_log_of_all_agencies_has_one_section_each(app, runner, world, tmp_path):
+    out = tmp_path / "all.pdf"
+    result = runner.invoke(args=["report", "weekly-queries", "--week", "100/03/02", "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    reader = PdfReader(io.BytesIO(out.read_bytes()))
+    with app.app_context():
+        agencies = db.session.scalars(select(Agency).where(Agency.active.is_(True))).all()
+    text = "".join(p.extract_text() for p in reader.pages)
+    assert len(reader.pages) >= len(agencies)
+    for a in agencies:
+        assert a.name in text
+    assert "本週無查詢紀錄" in text
+    bad = runner.invoke(args=["report", "weekly-queries", "--agency", "NOPE", "--out", str(out)])
+    assert bad.exit_code == 2 and "NOPE" in bad.output
+
+
+def test_a_supervisor_downloads_the_weekly_log_of_their_own_agency_only_and_the_download_is_audited(app, world):
+    sup = app.test_client()
+    login(sup, "supervisor.tax")
+    page = sup.get("/reports/weekly-queries/", query_string={"week": "100/03/02", "agency": "SOCIAL"})
+    assert page.status_code == 200
+    assert "示範縣地方稅務局" in page.text and "示範縣政府社會處" not in page.text
+    r = sup.get("/reports/weekly-queries/pdf", query_string={"week": "100/03/02", "agency": "SOCIAL"})
+    assert r.status_code == 200
+    text = _pdf_text(r.data)
+    assert "示範縣地方稅務局" in text and "社會處" not in text
+    with app.app_context():
+        event = db.session.scalar(select(AuditEvent).where(AuditEvent.action == "report_export",
+                                                           AuditEvent.object_id == "weekly-queries")
+                                  .order_by(AuditEvent.id.desc()))  # fmt: skip
+        assert event.actor == "supervisor.tax" and '"agency": "TAX"' in event.detail
+    handler = app.test_client()
+    login(handler, "handler.tax")
+    assert handler.get("/reports/weekly-queries/").status_code in (302, 403)
