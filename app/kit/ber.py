@@ -88,7 +88,7 @@ class FileSource:
         return self._view[:got]
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class Header:
     """One item's identifier and length; `start` is where its content begins."""
 
@@ -178,21 +178,30 @@ class Reader:
 
     def read_header(self) -> Header:
         at = self.pos
-        b0 = self.read_exact(1)[0]
-        raw = bytearray([b0])
+        self._fill(16)  # a header we accept is at most 15 bytes; fewer at the end of the stream
+        buf, start, end = self._buf, self._off, len(self._buf)
+        i = start
+        if i + 2 > end:
+            raise self.damaged("unexpected end of data", at)
+        b0 = buf[i]
+        i += 1
         number = b0 & 0x1F
         if number == 0x1F:
             number = 0
-            for i in range(5):
-                b = self.read_exact(1)[0]
-                raw.append(b)
+            for _ in range(5):
+                if i >= end:
+                    raise self.damaged("unexpected end of data", at)
+                b = buf[i]
+                i += 1
                 number = (number << 7) | (b & 0x7F)
                 if not b & 0x80:
                     break
-                if i == 4:
-                    raise self.damaged("tag number too long", at)
-        lb = self.read_exact(1)[0]
-        raw.append(lb)
+            else:
+                raise self.damaged("tag number too long", at)
+        if i >= end:
+            raise self.damaged("unexpected end of data", at)
+        lb = buf[i]
+        i += 1
         constructed = bool(b0 & 0x20)
         if lb < 0x80:
             length: int | None = lb
@@ -203,14 +212,19 @@ class Reader:
         elif lb == 0xFF or lb - 0x80 > 8:
             raise self.damaged("invalid length", at)
         else:
-            body = self.read_exact(lb - 0x80)
-            raw += body
-            length = int.from_bytes(body, "big")
-            if body[0] == 0 or length < 0x80:
+            n = lb - 0x80
+            if i + n > end:
+                raise self.damaged("unexpected end of data", at)
+            length = int.from_bytes(buf[i : i + n], "big")
+            if buf[i] == 0 or length < 0x80:
                 raise self.damaged("non-minimal length", at)
+            i += n
         if b0 == 0 and number == 0:
             raise self.damaged("unexpected end-of-contents", at)
-        return Header(b0 >> 6, constructed, number, length, self.pos, bytes(raw))
+        raw = bytes(buf[start:i])
+        self._off = i
+        self.pos += i - start
+        return Header(b0 >> 6, constructed, number, length, self.pos, raw)
 
     def expect(self, tag_class: int, number: int, constructed: bool | None, what: str) -> Header:
         at = self.pos

@@ -31,7 +31,7 @@ from app.kit.errors import Damaged, FileUnreadable, InputError, KitError
 from app.kit.files import atomic_output
 from app.kit.hashing import BackgroundHash
 from app.kit.keys import Identity, check_recipient_certificate, check_signing_certificate
-from app.kit.signed import DATA, SignedDataWriter, read_signed
+from app.kit.signed import DATA, SignedDataWriter, SignedParts, read_signed
 from app.kit.verify import Signer, verify
 
 
@@ -129,16 +129,22 @@ def decrypt(
     """
     if _same_file(in_path, out_path):
         raise InputError("輸出檔不可與輸入檔相同 / OUT must not be IN")
-    with _open_input(in_path) as fin:
-        outer = ber.Reader(ber.FileSource(fin), "byte")
-        start = read_envelope_start(outer)
-        cek = unwrap_key(start, identity.key, identity.certificate)
-        if start.content is None:
-            raise Damaged("沒有加密內容 / no encrypted content")
-        source = DecryptingSource(outer.octets(start.content), start.algorithm, cek)
-        inner = ber.Reader(source, "decrypted byte")
-        with atomic_output(out_path) as out:
-            parts = read_signed(inner, out.write, wrapped=start.content_type == DATA)
-            inner.expect_eof()
-            finish_envelope(outer, start)
-            return verify(parts, trust_roots, crls, now)
+    with _open_input(in_path) as fin, atomic_output(out_path) as out:
+        parts = _decrypt_stream(fin, identity, out.write)
+        return verify(parts, trust_roots, crls, now)
+
+
+def _decrypt_stream(fin, identity: Identity, sink) -> SignedParts:
+    """Decrypt and parse in one pass, content to `sink`; the buffers go when this returns,
+    before verification loads pyHanko (the larger part of the peak memory)."""
+    outer = ber.Reader(ber.FileSource(fin), "byte")
+    start = read_envelope_start(outer)
+    cek = unwrap_key(start, identity.key, identity.certificate)
+    if start.content is None:
+        raise Damaged("沒有加密內容 / no encrypted content")
+    source = DecryptingSource(outer.octets(start.content), start.algorithm, cek)
+    inner = ber.Reader(source, "decrypted byte")
+    parts = read_signed(inner, sink, wrapped=start.content_type == DATA)
+    inner.expect_eof()
+    finish_envelope(outer, start)
+    return parts

@@ -256,46 +256,44 @@ class DecryptingSource:
             raise Damaged("initialisation vector")
         self._chunks = ciphertext
         self._dec = Cipher(algorithms.AES(cek), modes.CBC(iv)).decryptor()
-        self._out = bytearray(ber.CHUNK + 2 * BLOCK)
+        self._out = bytearray(2 * ber.CHUNK + 2 * BLOCK)
         self._view = memoryview(self._out)
         self._tail = b""  # the last plaintext block is held back until the end is known
         self._ready = self._view[:0]
         self._done = False
-        self._cipher_bytes = 0
 
     def _refill(self) -> None:
-        while not len(self._ready) and not self._done:
-            t = len(self._tail)
-            self._view[:t] = self._tail
+        """Decrypt ciphertext until about CHUNK bytes are ready (BER input comes in small segments)."""
+        t = len(self._tail)
+        self._view[:t] = self._tail
+        total = t
+        while total < ber.CHUNK:
             try:
                 chunk = next(self._chunks)
             except StopIteration:
-                self._finish(t)
+                self._finish(total)
                 return
-            self._cipher_bytes += len(chunk)
-            n = self._dec.update_into(chunk, self._view[t:])
-            total = t + n
-            keep = min(BLOCK, total)
-            self._tail = bytes(self._view[total - keep : total])
-            self._ready = self._view[: total - keep]
+            total += self._dec.update_into(chunk, self._view[total:])
+        keep = BLOCK
+        self._tail = bytes(self._view[total - keep : total])
+        self._ready = self._view[: total - keep]
 
-    def _finish(self, t: int) -> None:
+    def _finish(self, total: int) -> None:
+        """The ciphertext ended: `total` plaintext bytes wait in the buffer, padding included."""
         self._done = True
         try:
             self._dec.finalize()
         except ValueError:
             raise Damaged("密文長度不是區塊的整數倍 / ciphertext length is not a whole number of blocks") from None
-        if self._cipher_bytes == 0 or t != BLOCK:
+        if total < BLOCK or total % BLOCK:
             raise Damaged("密文太短 / ciphertext too short")
-        last = self._tail
-        pad = last[-1]
-        if not 1 <= pad <= BLOCK or last[-pad:] != bytes([pad]) * pad:
+        pad = self._view[total - 1]
+        if not 1 <= pad <= BLOCK or bytes(self._view[total - pad : total]) != bytes([pad]) * pad:
             raise DecryptionFailed("填充錯誤：金鑰錯誤或密文遭竄改 / bad padding: wrong key or altered ciphertext")
-        self._view[: BLOCK - pad] = last[: BLOCK - pad]
-        self._ready = self._view[: BLOCK - pad]
+        self._ready = self._view[: total - pad]
 
     def read(self, n: int) -> memoryview:
-        if not len(self._ready):
+        if not len(self._ready) and not self._done:
             self._refill()
         out = self._ready[:n]
         self._ready = self._ready[len(out) :]

@@ -10,7 +10,7 @@ certificates and SignerInfo follow once the digest is known.
 from __future__ import annotations
 
 import datetime
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 from asn1crypto import cms
@@ -158,15 +158,10 @@ def read_signed(reader: ber.Reader, sink: ContentSink, wrapped: bool = True) -> 
         raise Damaged("沒有內容（分離式簽章） / no content (detached signature)")
     explicit = reader.expect(ber.CONTEXT, 0, True, "[0] content")
     octets = reader.expect(ber.UNIVERSAL, ber.OCTET_STRING, None, "OCTET STRING content")
-    size = 0
     with BackgroundHash(names) as hasher:
         if not hasher.names:
             raise UnsupportedAlgorithm(", ".join(names))
-        for chunk in reader.octets(octets):
-            hasher.update(chunk)
-            sink(chunk)
-            hasher.wait()
-            size += len(chunk)
+        size = _stream_content(reader.octets(octets), hasher, sink)
         digests = hasher.digests()
     reader.close(explicit)
     reader.close(eci)
@@ -193,6 +188,36 @@ def read_signed(reader: ber.Reader, sink: ContentSink, wrapped: bool = True) -> 
     parts = SignedParts(version, digest_algorithms, content_type, certificates, crls, signer_infos, digests, size)
     _check_version(parts, reader)
     return parts
+
+
+def _stream_content(chunks: Iterator[bytes | memoryview], hasher: BackgroundHash, sink: ContentSink) -> int:
+    """Hash and pass on the content, in pieces of about CHUNK bytes: BER content
+    often comes in 4 KiB segments, and a thread hand-off per segment would cost
+    more than the hashing."""
+    size = 0
+    buf = bytearray(ber.CHUNK)
+    view = memoryview(buf)
+    fill = 0
+
+    def emit(piece: bytes | memoryview) -> None:
+        hasher.update(piece)
+        sink(piece)
+        hasher.wait()
+
+    for chunk in chunks:
+        n = len(chunk)
+        size += n
+        if fill + n > ber.CHUNK:
+            emit(view[:fill])
+            fill = 0
+        if n >= ber.CHUNK // 4 and not fill:
+            emit(chunk)
+        else:
+            view[fill : fill + n] = chunk
+            fill += n
+    if fill:
+        emit(view[:fill])
+    return size
 
 
 def _check_version(parts: SignedParts, reader: ber.Reader) -> None:
