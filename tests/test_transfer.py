@@ -388,3 +388,27 @@ def test_a_certificate_revoked_after_registration_is_marked_and_no_longer_propos
         assert counts["revoked"] == 1 and row.status == "revoked"
         assert row.id not in [c.id for c in transfer.proposed_recipients(db.session, item)]
         db.session.rollback()
+
+
+# --- administrators ------------------------------------------------------------------------------
+
+
+def test_an_administrator_sets_up_transfer_items_and_sees_the_certificate_registry(app, client):
+    from tests.conftest import csrf_token, login
+
+    login(client, "admin")
+    page = client.get("/transferitemview/list/")
+    assert page.status_code == 200 and "低收入戶財稅資料比對" in page.text
+    with app.app_context():
+        social = db.session.scalar(select(Agency).where(Agency.code == "SOCIAL")).id
+    form = client.get("/transferitemview/add")
+    r = client.post("/transferitemview/add", data={
+        "sending_agency": social, "receiving_agency": social, "description": "自己傳給自己",
+        "csrf_token": csrf_token(form.text) or "",
+    }, follow_redirects=True)  # fmt: skip
+    assert "傳送機關與接收機關不可相同" in r.text
+    with app.app_context():
+        assert db.session.scalar(select(TransferItem).where(TransferItem.description == "自己傳給自己")) is None
+    page = client.get("/staffcertificateview/list/")
+    assert page.status_code == 200 and "transfer.social" in page.text and "有效" in page.text
+    client.get("/logout/")

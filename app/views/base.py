@@ -55,7 +55,28 @@ class ReadableMixin:
         self.formatters_columns = formatters
 
 
-class PlatformModelView(ReadableMixin, ValidatedMixin, ModelView):
+class UncheckableMixin:
+    """A NOT NULL boolean is a checkbox that may be left unticked (FAB would make it required).
+
+    Unticked means False, which the column holds fine; "required" would make
+    "not active" or "no FTP" impossible to save.
+    """
+
+    def _init_forms(self):
+        super()._init_forms()
+        from wtforms import BooleanField
+        from wtforms.validators import DataRequired, InputRequired
+
+        for form in (self.add_form, self.edit_form):
+            for name in dir(form):
+                field = getattr(form, name, None)
+                if getattr(field, "field_class", None) is BooleanField:
+                    validators = field.kwargs.get("validators") or []
+                    field.kwargs["validators"] = [v for v in validators
+                                                  if not isinstance(v, (DataRequired, InputRequired))]  # fmt: skip
+
+
+class PlatformModelView(ReadableMixin, UncheckableMixin, ValidatedMixin, ModelView):
     page_size = 25
 
 
