@@ -296,13 +296,45 @@ class Reader:
                 remaining -= len(part)
                 yield part
             return
-        while self.has_more(h):
+        while True:
+            small = self._small_segment(h)
+            if small is not None:
+                yield small
+                continue
+            if not self.has_more(h):
+                break
             at = self.pos
             sub = self.read_header()
             if not sub.is_(UNIVERSAL, OCTET_STRING):
                 raise self.damaged("expected an OCTET STRING segment", at)
             yield from self.octets(sub, chunk)
         self.close(h)
+
+    def _small_segment(self, parent: Header) -> bytes | None:
+        """A primitive OCTET STRING segment under 64 KiB, read in one go (openssl
+        -stream writes 4 KiB segments, and the general path per segment costs more
+        than decrypting it); None when the general path must decide."""
+        self._fill(4)
+        buf, i = self._buf, self._off
+        avail = len(buf) - i
+        if avail < 2 or buf[i] != 0x04:
+            return None
+        lb = buf[i + 1]
+        if lb < 0x80:
+            hl, n = 2, lb
+        elif lb == 0x81 and avail >= 3 and buf[i + 2] >= 0x80:
+            hl, n = 3, buf[i + 2]
+        elif lb == 0x82 and avail >= 4 and buf[i + 2]:
+            hl, n = 4, (buf[i + 2] << 8) | buf[i + 3]
+        else:
+            return None
+        if (parent.length is not None and self.pos + hl + n > parent.end) or not self._fill(hl + n):
+            return None
+        buf, i = self._buf, self._off  # the buffer may have moved
+        out = bytes(buf[i + hl : i + hl + n])
+        self._off += hl + n
+        self.pos += hl + n
+        return out
 
 
 # --- strictness for the parts that asn1crypto parses leniently ---------------------

@@ -29,7 +29,7 @@ from app.kit.envelope import (
 )
 from app.kit.errors import Damaged, FileUnreadable, InputError, KitError
 from app.kit.files import atomic_output
-from app.kit.hashing import BackgroundHash
+from app.kit.hashing import Digests
 from app.kit.keys import Identity, check_recipient_certificate, check_signing_certificate
 from app.kit.signed import DATA, SignedDataWriter, SignedParts, read_signed
 from app.kit.verify import Signer, verify
@@ -87,7 +87,8 @@ def encrypt(
         enc = Cipher(algorithms.AES(cek), modes.CBC(iv)).encryptor()
         buf = memoryview(bytearray(ber.CHUNK))
         obuf = memoryview(bytearray(ber.CHUNK + BLOCK))
-        with atomic_output(out_path) as out, BackgroundHash(["sha256"]) as hasher:
+        hasher = Digests(["sha256"])
+        with atomic_output(out_path) as out:
             out.write(head)
             out.write(enc.update(signed.prefix))
             remaining = size
@@ -101,7 +102,6 @@ def encrypt(
                 hasher.update(buf[:n])
                 m = enc.update_into(buf[:n], obuf)
                 out.write(obuf[:m])
-                hasher.wait()
                 remaining -= n
             if remaining or fin.read(1):
                 raise FileUnreadable(f"{in_path}: 讀取中檔案大小改變 / the file changed size while it was read")

@@ -20,7 +20,7 @@ from cryptography.hazmat.primitives.asymmetric import padding
 
 from app.kit import ber
 from app.kit.errors import Damaged, NotEnvelope, UnsupportedAlgorithm
-from app.kit.hashing import BackgroundHash
+from app.kit.hashing import Digests
 from app.kit.keys import Identity
 
 DATA = "1.2.840.113549.1.7.1"
@@ -158,11 +158,11 @@ def read_signed(reader: ber.Reader, sink: ContentSink, wrapped: bool = True) -> 
         raise Damaged("沒有內容（分離式簽章） / no content (detached signature)")
     explicit = reader.expect(ber.CONTEXT, 0, True, "[0] content")
     octets = reader.expect(ber.UNIVERSAL, ber.OCTET_STRING, None, "OCTET STRING content")
-    with BackgroundHash(names) as hasher:
-        if not hasher.names:
-            raise UnsupportedAlgorithm(", ".join(names))
-        size = _stream_content(reader.octets(octets), hasher, sink)
-        digests = hasher.digests()
+    hasher = Digests(names)
+    if not hasher.names:
+        raise UnsupportedAlgorithm(", ".join(names))
+    size = _stream_content(reader.octets(octets), hasher, sink)
+    digests = hasher.digests()
     reader.close(explicit)
     reader.close(eci)
     certificates = crls = None
@@ -190,10 +190,9 @@ def read_signed(reader: ber.Reader, sink: ContentSink, wrapped: bool = True) -> 
     return parts
 
 
-def _stream_content(chunks: Iterator[bytes | memoryview], hasher: BackgroundHash, sink: ContentSink) -> int:
-    """Hash and pass on the content, in pieces of about CHUNK bytes: BER content
-    often comes in 4 KiB segments, and a thread hand-off per segment would cost
-    more than the hashing."""
+def _stream_content(chunks: Iterator[bytes | memoryview], hasher: Digests, sink: ContentSink) -> int:
+    """Hash and pass on the content, in pieces of about CHUNK bytes (BER content
+    often comes in 4 KiB segments: one write per segment would cost more than the rest)."""
     size = 0
     buf = bytearray(ber.CHUNK)
     view = memoryview(buf)
@@ -202,7 +201,6 @@ def _stream_content(chunks: Iterator[bytes | memoryview], hasher: BackgroundHash
     def emit(piece: bytes | memoryview) -> None:
         hasher.update(piece)
         sink(piece)
-        hasher.wait()
 
     for chunk in chunks:
         n = len(chunk)
