@@ -135,8 +135,10 @@ def test_openssl_decrypts_and_verifies_what_the_kit_signed_and_encrypted(pki, pl
 def test_the_kit_opens_what_openssl_signed_and_encrypted(pki, plain, out_dir, sign_stream, encrypt_stream):
     sealed = openssl_sign_and_encrypt(pki, plain, out_dir / "from-openssl.p7m", pki.staff["social.sender"],
                                       pki.staff["tax.reader"], sign_stream, encrypt_stream)  # fmt: skip
-    if sign_stream and encrypt_stream:
+    if encrypt_stream:
         assert sealed.read_bytes()[:2] == b"\x30\x80"  # BER, indefinite length
+    with open(sealed, "rb") as f:  # what the platform checks on upload, without decrypting
+        assert [s for _, s in envelope_recipients(f)] == [pki.staff["tax.reader"].serial]
     done = kit(*decrypt_args(pki, "tax.reader"), sealed, out_dir / "got.csv")
     assert done.returncode == 0, done.stderr
     assert (out_dir / "got.csv").read_bytes() == PLAINTEXT

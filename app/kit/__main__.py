@@ -111,6 +111,10 @@ def main(argv: list[str] | None = None) -> int:
     except KitError as exc:
         print(str(exc), file=sys.stderr)
         return exc.exit_code
+    except BrokenPipeError:
+        # the reader of our report went away (`| head`); the work itself was done
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
     except MemoryError:
         print("記憶體不足 / out of memory; no output file was left", file=sys.stderr)
         return 1

@@ -15,7 +15,7 @@ from typing import BinaryIO, Protocol
 
 from asn1crypto import core
 
-from app.kit.errors import Damaged
+from app.kit.errors import Damaged, FileUnreadable
 
 CHUNK = 1 << 20
 UNIVERSAL, APPLICATION, CONTEXT, PRIVATE = 0, 1, 2, 3
@@ -79,12 +79,15 @@ class FileSource:
 
     def read(self, n: int) -> memoryview:
         n = min(n, len(self._buf))
-        readinto = getattr(self._f, "readinto", None)
-        if readinto is None:
-            data = self._f.read(n)
-            self._view[: len(data)] = data
-            return self._view[: len(data)]
-        got = readinto(self._view[:n]) or 0
+        try:
+            readinto = getattr(self._f, "readinto", None)
+            if readinto is None:
+                data = self._f.read(n)
+                self._view[: len(data)] = data
+                return self._view[: len(data)]
+            got = readinto(self._view[:n]) or 0
+        except OSError as exc:
+            raise FileUnreadable(exc.strerror or str(exc)) from None
         return self._view[:got]
 
 

@@ -37,13 +37,15 @@ from app.kit.verify import Signer, verify
 
 @dataclass(frozen=True)
 class Encrypted:
+    """Bytes written and recipients enveloped for."""
+
     size: int
     recipients: int
 
 
 def _open_input(path: str | os.PathLike):
     try:
-        f = open(path, "rb", buffering=0)  # noqa: SIM115  (closed by the caller's with)
+        f = open(path, "rb", buffering=0)
     except OSError as exc:
         raise FileUnreadable(f"{path} ({exc.strerror or exc})") from None
     return f
