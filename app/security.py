@@ -87,6 +87,35 @@ class PlatformSecurityManager(SecurityManager):
             .scalar_one_or_none()
         )
 
+    def load_user_jwt(self, _jwt_header, jwt_data):
+        """The API caller, kept PERMISSION_CACHE_SECONDS per process like the permission answers.
+
+        Loading the user with roles and agency is a database round trip on every
+        API call otherwise. The cached user is detached from any session (read
+        only: the views build their Actor from it), so one request's commit
+        cannot expire it under another. A deactivated account or a role change
+        takes effect within the same few seconds as a permission change.
+        """
+        ttl = self._ttl()
+        if ttl <= 0:
+            return super().load_user_jwt(_jwt_header, jwt_data)
+        identity = jwt_data["sub"]
+        user = self._permission_cache.get(("jwt-user", str(identity)), ttl, lambda: self._detached_user(identity))
+        if user is not None and user.is_active:
+            from flask import g
+
+            g.user = user
+            return user
+        return None
+
+    def _detached_user(self, pk):
+        user = self.get_user_by_id(int(pk)) if str(pk).isdigit() else None
+        if user is not None:
+            for obj in (user, *user.roles, *user.groups, user.agency):
+                if obj is not None and obj in self.session:
+                    self.session.expunge(obj)
+        return user
+
     # --- permission checks, cached briefly -------------------------------------
 
     def _ttl(self) -> float:
