@@ -48,10 +48,11 @@ def create_app(config: object | str = "config.Config") -> Flask:
 
     with app.app_context():
         from app import models  # noqa: F401  (register every table)
-        from app.services import audit, formplan, org
+        from app.services import audit, formplan, org, outbox
         from app.views import register_views
 
         audit.install_session_hooks(db.session)
+        outbox.install_wakeup(db.session)
         org.install_role_guard(db.session)
         formplan.install_generation_hook(db.session)
         appbuilder = AppBuilder(indexview=_index_view())

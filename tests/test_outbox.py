@@ -2,6 +2,7 @@
 
 import datetime
 import threading
+import time
 
 from sqlalchemy import delete, func, select, text, update
 
@@ -164,4 +165,23 @@ def test_the_admin_sees_the_queue_with_masked_recipients(app, client):
     r = client.get("/outboxview/list/")
     assert r.status_code == 200 and "郵件佇列" in r.text and "佇列顯示" in r.text
     assert "citizen.wang@example.tw" not in r.text and "c***@example.tw" in r.text
+    _clear(app)
+
+
+def test_the_worker_thread_sends_as_soon_as_mail_is_committed_not_at_its_next_poll(app, smtp):
+    _clear(app)
+    worker = outbox.OutboxThread(app, poll=60)  # a poll this long would miss the 5 s below
+    worker.start()
+    try:
+        time.sleep(0.5)  # its first round has run and found nothing
+        with app.app_context():
+            outbox.enqueue(db.session, "wake@example.tw", "立即寄出", "內容")
+            db.session.rollback()  # a rolled-back message neither wakes nor sends
+            outbox.enqueue(db.session, "wake@example.tw", "立即寄出", "內容")
+            db.session.commit()
+        got = smtp.sink.wait_for(1, timeout=5)
+        assert len(got) == 1 and got[0].rcpt_tos == ["wake@example.tw"]
+    finally:
+        worker.stop()
+        worker.join(5)
     _clear(app)

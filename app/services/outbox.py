@@ -26,6 +26,27 @@ from app.models.outbox import FAILED, QUEUED, SENDING, SENT, OutboxMessage
 
 log = logging.getLogger(__name__)
 LEASE = datetime.timedelta(minutes=5)
+# Set when a transaction that enqueued mail commits: the worker thread of this
+# process wakes at once instead of at its next poll.
+_wakeup = threading.Event()
+
+
+def _after_commit(session) -> None:
+    if session.info.pop("outbox_pending", False):
+        _wakeup.set()
+
+
+def _after_rollback(session) -> None:
+    session.info.pop("outbox_pending", None)
+
+
+def install_wakeup(session) -> None:
+    """Wake this process's worker when mail is committed (the poll stays the fallback)."""
+    from sqlalchemy import event
+
+    if not event.contains(session, "after_commit", _after_commit):
+        event.listen(session, "after_commit", _after_commit)
+        event.listen(session, "after_soft_rollback", lambda s, _tx: _after_rollback(s))
 
 
 def enqueue(session: Session, recipient: str, subject: str, body: str, topic: str | None = None) -> OutboxMessage:
@@ -41,6 +62,7 @@ def enqueue(session: Session, recipient: str, subject: str, body: str, topic: st
         next_attempt_at=datetime.datetime.utcnow(),
         message_id=f"<{uuid.uuid4().hex}@{domain}>",
     )
+    session.info["outbox_pending"] = True
     session.add(msg)
     return msg
 
@@ -208,7 +230,9 @@ class OutboxThread(threading.Thread):
                     log.warning("outbox worker round failed: %s", type(exc).__name__)
                 finally:
                     db.session.remove()
-            self.stopping.wait(self.poll)
+            if _wakeup.wait(self.poll):
+                _wakeup.clear()
 
     def stop(self) -> None:
         self.stopping.set()
+        _wakeup.set()
