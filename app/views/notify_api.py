@@ -157,8 +157,10 @@ class CaseApi(BaseApi):
         )
         who = actor()
         case = notify.register_case(db.session, who, draft)
+        # Built before the commit, which would expire every loaded row and reload them one by one.
+        result = case_json(case, list(case.dispatches), who)
         db.session.commit()
-        return self.response(201, case_no=case.case_no, result=case_json(case, list(case.dispatches), who))
+        return self.response(201, case_no=result["case_no"], result=result)
 
     @expose("/<case_no>", methods=["GET"])
     @protect()
