@@ -155,6 +155,7 @@ class Dispatch(Model):
         # work lists (one agency, newest first) and reports (by date range)
         Index("ix_dispatch_agency_sent", "agency_id", "sent_at"),
         Index("ix_dispatch_sent_at", "sent_at"),
+        Index("ix_dispatch_handler_sent", "handler_id", "sent_at"),  # a handler's own work list
     )
 
     id = Column(Integer, primary_key=True)

@@ -18,7 +18,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from flask_babel import lazy_gettext as _l
-from sqlalchemy import Float, Integer, and_, case, cast, exists, func, literal, or_, select
+from sqlalchemy import Float, Integer, and_, case, cast, exists, func, literal, or_, select, tuple_
+from sqlalchemy.dialects import postgresql
 from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.sql.expression import FunctionElement
 
@@ -129,8 +130,9 @@ def _elapsed_sqlite(element, compiler, **kw):
 
 @compiles(elapsed_seconds, "postgresql")
 def _elapsed_postgresql(element, compiler, **kw):
+    # floor() of the epoch truncates to the second, like strftime('%s') (float arithmetic: cheaper than numeric)
     start, end = (compiler.process(c, **kw) for c in element.clauses)
-    return f"CAST(EXTRACT(EPOCH FROM (date_trunc('second', {end}) - date_trunc('second', {start}))) AS BIGINT)"
+    return f"(floor(date_part('epoch', {end})) - floor(date_part('epoch', {start})))"
 
 
 def days_between(start, end):
@@ -144,38 +146,80 @@ def overdue(due, done, now):
                 else_=0)  # fmt: skip
 
 
-def _duration_stats(session, base, keys: list[str], sums: tuple[str, ...] = ("late",)) -> list[dict]:
-    """Per group of ``keys`` over the subquery ``base`` (columns: keys, ``dur``
-    in days or NULL while open, and the ``sums``): n, done, mean, median, p90
-    and each sum."""
-    kcols = [base.c[k] for k in keys]
+def tune(session) -> None:
+    """PostgreSQL: room to sort and group a year of rows in memory rather than
+    on disk (REPORT_WORK_MEM, this transaction only)."""
+    from flask import current_app
+
     if session.get_bind().dialect.name == "postgresql":
-        d = base.c.dur
-        cols = [func.count().label("n"), func.count(d).label("done"), func.avg(d).label("mean"),
-                func.percentile_cont(0.5).within_group(d).label("median"),
-                func.percentile_cont(0.9).within_group(d).label("p90"),
-                *(func.sum(base.c[s]).label(s) for s in sums)]  # fmt: skip
-        stmt = select(*kcols, *cols).select_from(base)
+        value = current_app.config.get("REPORT_WORK_MEM", "64MB")
+        session.execute(select(func.set_config("work_mem", value, True)))
+
+
+def _duration_stats(session, base, levels: list[list[str]], sums: tuple[str, ...] = ("late",)) -> list[list[dict]]:
+    """For each grouping level (a list of ``base`` columns; [] = everything)
+    the groups' n, done, mean, median, p90 and each of ``sums``. ``base`` has
+    the key columns, ``dur`` (days, NULL while open) and the ``sums``.
+
+    PostgreSQL: one scan for every level (GROUPING SETS) and one sort per
+    group for both percentiles (percentile_cont over an array). SQLite: one
+    query per level, percentiles by rank with window functions.
+    """
+    if session.get_bind().dialect.name == "postgresql":
+        return _duration_stats_pg(session, base, levels, sums)
+    return [_duration_stats_ranked(session, base, keys, sums) for keys in levels]
+
+
+def _duration_stats_pg(session, base, levels, sums) -> list[list[dict]]:
+    keys = list(dict.fromkeys(k for level in levels for k in level))
+    kcols = [base.c[k] for k in keys]
+    d = base.c.dur
+    pct = func.percentile_cont(postgresql.array([0.5, 0.9])).within_group(d)
+    pct.type = postgresql.ARRAY(Float)
+    cols = [func.count().label("n"), func.count(d).label("done"), func.avg(d).label("mean"), pct.label("pct"),
+            *(func.sum(base.c[s]).label(s) for s in sums)]  # fmt: skip
+    if not keys:
+        stmt = select(literal(0).label("_set"), *cols).select_from(base)
     else:
-        part = kcols or None
-        ranked = select(*kcols, base.c.dur, *(base.c[s] for s in sums),
-                        func.row_number().over(partition_by=part, order_by=base.c.dur.asc().nulls_last()).label("rn"),
-                        func.count(base.c.dur).over(partition_by=part).label("m")).subquery()  # fmt: skip
-        d = ranked.c.dur
+        sets = func.grouping_sets(*(tuple_(*(base.c[k] for k in level)) for level in levels))
+        stmt = select(*kcols, func.grouping(*kcols).label("_set"), *cols).select_from(base).group_by(sets)
+    out: list[list[dict]] = [[] for _ in levels]
+    # GROUPING() has a 1 bit for every key the row is aggregated over
+    masks = {sum(1 << (len(keys) - 1 - i) for i, k in enumerate(keys) if k not in level): n
+             for n, level in enumerate(levels)}  # fmt: skip
+    for row in session.execute(stmt):
+        m = dict(row._mapping)
+        pcts = m.pop("pct") or [None, None]
+        m["median"], m["p90"] = pcts[0], pcts[1]
+        level = masks[m.pop("_set")]
+        out[level].append({k: v for k, v in m.items() if k not in keys or k in levels[level]})
+    for n, level in enumerate(levels):
+        if not level and not out[n]:
+            out[n].append({"n": 0})
+    return out
 
-        def percentile(p: float):
-            # percentile_cont: interpolate between the values at ranks floor(pos) and floor(pos) + 1
-            pos = 1 + p * (ranked.c.m - 1)
-            lo = cast(pos, Integer)
-            v_lo = func.max(case((ranked.c.rn == lo, d)))
-            v_hi = func.coalesce(func.max(case((ranked.c.rn == lo + 1, d))), v_lo)
-            return v_lo + func.max(pos - lo) * (v_hi - v_lo)
 
-        cols = [func.count().label("n"), func.count(d).label("done"), func.avg(d).label("mean"),
-                percentile(0.5).label("median"), percentile(0.9).label("p90"),
-                *(func.sum(ranked.c[s]).label(s) for s in sums)]  # fmt: skip
-        kcols = [ranked.c[k] for k in keys]
-        stmt = select(*kcols, *cols).select_from(ranked)
+def _duration_stats_ranked(session, base, keys: list[str], sums) -> list[dict]:
+    kcols = [base.c[k] for k in keys]
+    part = kcols or None
+    ranked = select(*kcols, base.c.dur, *(base.c[s] for s in sums),
+                    func.row_number().over(partition_by=part, order_by=base.c.dur.asc().nulls_last()).label("rn"),
+                    func.count(base.c.dur).over(partition_by=part).label("m")).subquery()  # fmt: skip
+    d = ranked.c.dur
+
+    def percentile(p: float):
+        # percentile_cont: interpolate between the values at ranks floor(pos) and floor(pos) + 1
+        pos = 1 + p * (ranked.c.m - 1)
+        lo = cast(pos, Integer)
+        v_lo = func.max(case((ranked.c.rn == lo, d)))
+        v_hi = func.coalesce(func.max(case((ranked.c.rn == lo + 1, d))), v_lo)
+        return v_lo + func.max(pos - lo) * (v_hi - v_lo)
+
+    cols = [func.count().label("n"), func.count(d).label("done"), func.avg(d).label("mean"),
+            percentile(0.5).label("median"), percentile(0.9).label("p90"),
+            *(func.sum(ranked.c[s]).label(s) for s in sums)]  # fmt: skip
+    kcols = [ranked.c[k] for k in keys]
+    stmt = select(*kcols, *cols).select_from(ranked)
     if kcols:
         stmt = stmt.group_by(*kcols)
     return [dict(row._mapping) for row in session.execute(stmt)]
@@ -286,8 +330,7 @@ def by_agency(session, filters: Filters, now: datetime.datetime | None = None) -
     base = (select(d.c.agency_id.label("agency_id"), days_between(d.c.sent_at, d.c.closed_at).label("dur"),
                    overdue(d.c.due_at, d.c.closed_at, now).label("late"))
             .select_from(source).where(*where).subquery())  # fmt: skip
-    groups = _duration_stats(session, base, ["agency_id"])
-    totals = _duration_stats(session, base, [])
+    groups, totals = _duration_stats(session, base, [["agency_id"], []])
     sat_from = r.join(d, d.c.case_id == r.c.case_id)
     if filters.category_id:
         sat_from = sat_from.join(c, c.c.id == d.c.case_id)
@@ -329,9 +372,8 @@ def by_category(session, filters: Filters, now: datetime.datetime | None = None)
     now = now or datetime.datetime.utcnow()
     c, cat, r = NotificationCase.__table__, NotificationCategory.__table__, Response.__table__
     base = _case_base(session, filters, now, c.c.category_id.label("category_id"), cat.c.main_item.label("main_item"))
-    per_sub = _duration_stats(session, base, ["category_id"])
-    per_main = {g["main_item"]: g for g in _duration_stats(session, base, ["main_item"])}
-    totals = _duration_stats(session, base, [])
+    per_sub, mains, totals = _duration_stats(session, base, [["category_id"], ["main_item"], []])
+    per_main = {g["main_item"]: g for g in mains}
     sat_from = r.join(c, c.c.id == r.c.case_id).join(cat, cat.c.id == c.c.category_id)
     where = _case_where(c, filters)
     sat_sub = _satisfaction(session, select(c.c.category_id, *_sat_cols()).select_from(sat_from).where(*where)
@@ -366,8 +408,7 @@ def by_clerk(session, filters: Filters, now: datetime.datetime | None = None) ->
     now = now or datetime.datetime.utcnow()
     c, r = NotificationCase.__table__, Response.__table__
     base = _case_base(session, filters, now, c.c.operator_id.label("operator_id"), c.c.agency_id.label("agency_id"))
-    groups = _duration_stats(session, base, ["operator_id", "agency_id"])
-    totals = _duration_stats(session, base, [])
+    groups, totals = _duration_stats(session, base, [["operator_id", "agency_id"], []])
     where = _case_where(c, filters)
     sat_from = r.join(c, c.c.id == r.c.case_id)
     sat = {(row[0], row[1]): tuple(row[2:]) for row in session.execute(
@@ -477,8 +518,7 @@ def transfers(session, filters: Filters, now=None) -> Report:
                    *(case((t.c.state == s, 1), else_=0).label(f"st_{s}") for s in TRANSFER_STATES))
             .where(*where).subquery())  # fmt: skip
     sums = ("records", *states)
-    groups = _duration_stats(session, base, ["sender", "receiver"], sums)
-    totals = _duration_stats(session, base, [], sums)
+    groups, totals = _duration_stats(session, base, [["sender", "receiver"], []], sums)
     ids = {g["sender"] for g in groups} | {g["receiver"] for g in groups}
     names = {a.id: a.name for a in session.scalars(select(Agency).where(Agency.id.in_(ids)))}
 
@@ -535,6 +575,7 @@ def run(session, key: str, filters: Filters, now=None) -> Report:
     fn = REPORTS.get(key)
     if fn is None:
         raise InvalidInput(_l("No such report."))
+    tune(session)
     return fn(session, filters, now=now)
 
 

@@ -492,20 +492,19 @@ def statistics(session, questionnaire_id: int, filters, text_limit: int = 200) -
         d = Dispatch.__table__
         where.append(or_(i.c.agency_id == filters.agency_id,
                          exists().where(and_(d.c.case_id == i.c.case_id, d.c.agency_id == filters.agency_id))))  # fmt: skip
-    invitations = session.scalar(select(func.count()).select_from(i).where(*where)) or 0
+    from app.services.reports import tune
+
+    tune(session)
+    # A link is marked used in the same transaction that stores its response.
+    invitations, responses = session.execute(select(func.count(), func.count(i.c.used_at)).where(*where)).one()
     answered_from = a.join(r, r.c.id == a.c.response_id).join(i, i.c.id == r.c.invitation_id)
-    responses = session.scalar(select(func.count()).select_from(r.join(i, i.c.id == r.c.invitation_id))
-                               .where(*where)) or 0  # fmt: skip
     respondents = dict(session.execute(select(a.c.question_id, func.count(func.distinct(a.c.response_id)))
                                        .select_from(answered_from).where(*where).group_by(a.c.question_id)).all())  # fmt: skip
-    by_choice = {(qid, cid): n for qid, cid, n in session.execute(
-        select(a.c.question_id, a.c.choice_id, func.count()).select_from(answered_from)
-        .where(*where, a.c.choice_id.isnot(None)).group_by(a.c.question_id, a.c.choice_id))}  # fmt: skip
-    by_rating = {(qid, v): n for qid, v, n in session.execute(
-        select(a.c.question_id, a.c.rating, func.count()).select_from(answered_from)
-        .where(*where, a.c.rating.isnot(None)).group_by(a.c.question_id, a.c.rating))}  # fmt: skip
-    means = dict(session.execute(select(a.c.question_id, func.avg(a.c.rating)).select_from(answered_from)
-                                 .where(*where, a.c.rating.isnot(None)).group_by(a.c.question_id)).all())  # fmt: skip
+    counts = session.execute(select(a.c.question_id, a.c.choice_id, a.c.rating, func.count())
+                             .select_from(answered_from).where(*where, a.c.text.is_(None))
+                             .group_by(a.c.question_id, a.c.choice_id, a.c.rating)).all()  # fmt: skip
+    by_choice = {(qid, cid): n for qid, cid, _v, n in counts if cid is not None}
+    by_rating = {(qid, v): n for qid, _c, v, n in counts if v is not None}
     out = []
     for question in q.questions:
         st = QuestionStats(question, respondents.get(question.id, 0))
@@ -516,7 +515,8 @@ def statistics(session, questionnaire_id: int, filters, text_limit: int = 200) -
             st.rows = [(str(v), by_rating.get((question.id, v), 0), _pct(by_rating.get((question.id, v), 0),
                                                                           st.respondents))
                        for v in range(RATING_MAX, RATING_MIN - 1, -1)]  # fmt: skip
-            st.mean = round(float(means[question.id]), 2) if means.get(question.id) is not None else None
+            n = sum(count for _, count, _ in st.rows)
+            st.mean = round(sum(int(v) * count for v, count, _ in st.rows) / n, 2) if n else None
         else:
             st.texts_total = st.respondents
             rows = session.execute(select(r.c.submitted_at, a.c.text).select_from(answered_from)

@@ -121,6 +121,7 @@ def upgrade():
     with op.batch_alter_table('dispatch', schema=None) as batch_op:
         batch_op.create_index('ix_dispatch_agency_sent', ['agency_id', 'sent_at'], unique=False)
         batch_op.create_index('ix_dispatch_sent_at', ['sent_at'], unique=False)
+        batch_op.create_index('ix_dispatch_handler_sent', ['handler_id', 'sent_at'], unique=False)
     with op.batch_alter_table('notification_case', schema=None) as batch_op:
         batch_op.create_index('ix_notification_case_agency_created', ['agency_id', 'created_at'], unique=False)
     # ### end Alembic commands ###
@@ -131,6 +132,7 @@ def downgrade():
     with op.batch_alter_table('notification_case', schema=None) as batch_op:
         batch_op.drop_index('ix_notification_case_agency_created')
     with op.batch_alter_table('dispatch', schema=None) as batch_op:
+        batch_op.drop_index('ix_dispatch_handler_sent')
         batch_op.drop_index('ix_dispatch_sent_at')
         batch_op.drop_index('ix_dispatch_agency_sent')
     with op.batch_alter_table('notification_category', schema=None) as batch_op:
