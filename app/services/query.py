@@ -382,6 +382,9 @@ def run_query(session, who: Requester, form_code: str, case_no: str | None, reas
     session.flush()  # one INSERT with everything
     audit.record(session, "query", object_type="QueryLog", object_id=entry.id, outcome=outcome,
                  detail={"form": form.code, "rows": entry.row_count}, actor=_actor(who))  # fmt: skip
+    # The answer reads only this row's own columns: keep them loaded rather
+    # than have the commit expire them and a SELECT fetch them back.
+    session.expunge(entry)
     session.commit()
     return QueryRun(log=entry, snapshot=snapshot)
 
