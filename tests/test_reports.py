@@ -321,6 +321,10 @@ def test_the_weekly_query_log_of_one_agency_lists_each_query_with_its_purpose_an
         assert needle in text, needle
     assert "A123456789" not in text and "deadbeef" not in text
     assert f"稅-{world.tag}-5" not in text  # social affairs' query is in its own section
+    ARTIFACTS.mkdir(exist_ok=True)
+    (ARTIFACTS / "weekly-queries-TAX.pdf").write_bytes(out.read_bytes())
+    subprocess.run(["pdftoppm", "-png", "-r", "80", "-f", "1", "-l", "1", str(out), str(ARTIFACTS / "weekly-queries-TAX")],
+                   check=True)  # fmt: skip
 
 
 def test_the_weekly_query_log_of_all_agencies_has_one_section_each(app, runner, world, tmp_path):

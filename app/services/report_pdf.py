@@ -136,7 +136,7 @@ def report_pdf(report, chart_png: bytes | None) -> bytes:
         story.append(Paragraph(escape(str(report.note)), st.note))
     if chart_png:
         image = Image(io.BytesIO(chart_png))
-        scale = min(FRAME_W * 0.8 / image.imageWidth, 120 * mm / image.imageHeight)
+        scale = min(FRAME_W * 0.6 / image.imageWidth, 100 * mm / image.imageHeight)
         image.drawWidth, image.drawHeight = image.imageWidth * scale, image.imageHeight * scale
         image.hAlign = "LEFT"
         story += [Spacer(0, 5 * mm), KeepTogether([image])]
