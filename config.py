@@ -121,6 +121,13 @@ class Config:
     SIMULATOR_URL = os.environ.get("SIMULATOR_URL", "http://127.0.0.1:8031")
     PUBLIC_BASE_URL = os.environ.get("PUBLIC_BASE_URL", "http://127.0.0.1:8080")
 
+    # Work lists show this many rows a page.
+    WORKLIST_PAGE_SIZE = int(os.environ.get("WORKLIST_PAGE_SIZE", "50"))
+    # Satisfaction survey links stay valid this many days; report queries may
+    # sort this much in memory (PostgreSQL work_mem, per report transaction).
+    SURVEY_INVITATION_DAYS = int(os.environ.get("SURVEY_INVITATION_DAYS", "30"))
+    REPORT_WORK_MEM = os.environ.get("REPORT_WORK_MEM", "64MB")
+
     # Confidential file transfer. The platform stores ciphertext only, here:
     TRANSFER_DIR = os.environ.get("TRANSFER_DIR", str(INSTANCE_DIR / "transfer"))
     TRANSFER_MAX_BYTES = int(os.environ.get("TRANSFER_MAX_BYTES", str(8 * 1024**3)))

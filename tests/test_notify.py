@@ -214,6 +214,22 @@ def test_nobody_reads_another_agencys_dispatch(app, client):
     assert all(item["agency"]["code"] == "TAX" for item in work["result"])
 
 
+def test_work_lists_come_a_page_at_a_time_newest_first(app, client):
+    notifier = api_token(client, "notifier")
+    made = [register(client, notifier, "戶籍異動/更名").json["result"]["case_no"] for _ in range(3)]
+    old = app.config["WORKLIST_PAGE_SIZE"]
+    app.config["WORKLIST_PAGE_SIZE"] = 2
+    try:
+        first = client.get("/api/v1/worklist/cases", headers=bearer(notifier)).json
+        second = client.get("/api/v1/worklist/cases?page=2", headers=bearer(notifier)).json
+    finally:
+        app.config["WORKLIST_PAGE_SIZE"] = old
+    assert first["count"] == 2 and first["more"] is True and second["page"] == 2
+    assert [c["case_no"] for c in first["result"]] == made[::-1][:2]  # newest first
+    assert second["result"][0]["case_no"] == made[0]
+    assert not {c["case_no"] for c in first["result"]} & {c["case_no"] for c in second["result"]}
+
+
 @pytest.mark.parametrize(
     "change,needle",
     [

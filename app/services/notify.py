@@ -11,7 +11,7 @@ from flask import current_app
 from flask_babel import lazy_gettext as _l
 from sqlalchemy import insert, or_, select, update
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import selectinload
+from sqlalchemy.orm import defer, joinedload, selectinload
 from sqlalchemy.orm.exc import StaleDataError
 
 from app.lib import identifiers
@@ -374,15 +374,37 @@ class WorkItem:
     overdue: bool
 
 
-def worklist(session, actor: workflow.Actor, box: str) -> list:
+_PERSONAL = ("citizen_name", "citizen_id_no", "citizen_email", "citizen_phone", "citizen_address", "content")
+
+
+def _list_columns():
+    """A work list shows no personal data: leave those (encrypted) columns unread."""
+    return [defer(getattr(NotificationCase, c)) for c in _PERSONAL]
+
+
+def worklist(session, actor: workflow.Actor, box: str, limit: int | None = None, offset: int = 0) -> list:
     """Notifier: my agency's cases; Supervisor: incoming/to assign/to review;
-    Handler: my work. Strictly by agency."""
+    Handler: my work. Strictly by agency; newest first, a page at a time
+    (WORKLIST_PAGE_SIZE), with what the list shows loaded in the same queries."""
     now = datetime.datetime.utcnow()
+    limit = limit or int(current_app.config.get("WORKLIST_PAGE_SIZE", 50))
     if box == "cases":
-        cases = session.scalars(select(NotificationCase).where(NotificationCase.agency_id == actor.agency_id)
-                                .order_by(NotificationCase.created_at.desc()).limit(200))  # fmt: skip
+        cases = session.scalars(
+            select(NotificationCase)
+            .where(NotificationCase.agency_id == actor.agency_id)
+            .options(*_list_columns(), joinedload(NotificationCase.category),
+                     selectinload(NotificationCase.dispatches).joinedload(Dispatch.agency))
+            .order_by(NotificationCase.created_at.desc()).limit(limit).offset(offset)
+        ).unique()  # fmt: skip
         return [(c, c.status != "completed" and c.due_at is not None and c.due_at < now) for c in cases]
-    stmt = select(Dispatch).where(Dispatch.agency_id == actor.agency_id).order_by(Dispatch.sent_at.desc())
+    stmt = (
+        select(Dispatch)
+        .where(Dispatch.agency_id == actor.agency_id)
+        .options(joinedload(Dispatch.case).options(*_list_columns(), joinedload(NotificationCase.category),
+                                                   joinedload(NotificationCase.agency)),
+                 joinedload(Dispatch.agency), joinedload(Dispatch.handler))
+        .order_by(Dispatch.sent_at.desc())
+    )  # fmt: skip
     if box == "incoming":
         stmt = stmt.where(Dispatch.state.in_(("sent", "received", "processed")))
     elif box == "work":
@@ -392,7 +414,7 @@ def worklist(session, actor: workflow.Actor, box: str) -> list:
     else:
         raise NotFound(_l("No such work list."))
     return [WorkItem(d, d.state != "closed" and d.due_at is not None and d.due_at < now)
-            for d in session.scalars(stmt.limit(200))]  # fmt: skip
+            for d in session.scalars(stmt.limit(limit).offset(offset)).unique()]  # fmt: skip
 
 
 def check_attachment(session, actor: workflow.Actor, attachment_id: int) -> tuple[Attachment, bool]:

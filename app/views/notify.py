@@ -66,13 +66,19 @@ class NotifyView(BaseView):
         if case_no:
             return redirect(url_for("NotifyView.case", case_no=case_no[:20]))
         who = actor()
+        size = current_app.config["WORKLIST_PAGE_SIZE"]
+        wanted = request.args.get("tab")
+        page = int(request.args["page"]) if request.args.get("page", "").isdigit() else 1
+        page = max(1, min(page, 10_000))
         tabs = []
         for box, role, label in TABS:
             if role in who.roles:
-                items = notify.worklist(db.session, who, box)
+                offset = (page - 1) * size if box == wanted else 0
+                items = notify.worklist(db.session, who, box, limit=size, offset=offset)
                 late = sum(1 for i in items if (i[1] if box == "cases" else i.overdue))
-                tabs.append({"box": box, "label": label, "items": items, "count": len(items), "overdue": late})
-        current = next((t for t in tabs if t["box"] == request.args.get("tab")), tabs[0] if tabs else None)
+                tabs.append({"box": box, "label": label, "items": items, "count": len(items), "overdue": late,
+                             "more": len(items) == size, "page": page if box == wanted else 1})  # fmt: skip
+        current = next((t for t in tabs if t["box"] == wanted), tabs[0] if tabs else None)
         can_new = self.appbuilder.sm.has_access("can_new", "NotifyView")
         return self.render_template("notify/index.html", tabs=tabs, current=current, can_new=can_new, **_labels())
 

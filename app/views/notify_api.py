@@ -213,13 +213,16 @@ class WorklistApi(BaseApi):
     def get(self, box):
         """cases (notifying agency) | incoming (supervisor) | work (handler) | all."""
         who = actor()
-        items = notify.worklist(db.session, who, box)
+        size = current_app.config["WORKLIST_PAGE_SIZE"]
+        page = int(request.args["page"]) if request.args.get("page", "").isdigit() else 1
+        items = notify.worklist(db.session, who, box, limit=size, offset=(max(1, min(page, 10_000)) - 1) * size)
         if box == "cases":
             result = [{"case_no": c.case_no, "status": c.status, "overdue": late, "category": str(c.category),
                        "created_at": _iso(c.created_at)} for c, late in items]  # fmt: skip
         else:
             result = [{**dispatch_json(i.dispatch, who), "overdue": i.overdue} for i in items]
-        return self.response(200, count=len(result), overdue=sum(1 for r in result if r["overdue"]), result=result)
+        return self.response(200, count=len(result), overdue=sum(1 for r in result if r["overdue"]), page=page,
+                             more=len(result) == size, result=result)  # fmt: skip
 
 
 class AttachmentApi(BaseApi):
