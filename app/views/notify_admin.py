@@ -1,5 +1,6 @@
 """Administrators' screens and API for notification categories and their e-mails."""
 
+from flask_appbuilder.models.sqla.filters import FilterEqual
 from flask_appbuilder.models.sqla.interface import SQLAInterface
 from flask_babel import lazy_gettext as _l
 from wtforms import SelectField
@@ -14,10 +15,10 @@ LABELS = {
     "notifying_agencies": _l("Notifying agencies"), "default_receivers": _l("Default receiving agencies"),
     "consent_required": _l("Consent scan required"), "due_days": _l("Due days"), "description": _l("Description"),
     "active": _l("Active"), "templates": _l("E-mail templates"), "category": _l("Category"), "stage": _l("Stage"),
-    "subject": _l("Subject"), "body": _l("Body"),
+    "subject": _l("Subject"), "body": _l("Body"), "questionnaire": _l("Satisfaction questionnaire"),
 }  # fmt: skip
 COLUMNS = ["main_item", "sub_item", "kind", "notifying_agencies", "default_receivers", "consent_required", "due_days",
-           "description", "active"]  # fmt: skip
+           "questionnaire", "description", "active"]  # fmt: skip
 
 
 class MailTemplateView(PlatformModelView):
@@ -27,7 +28,8 @@ class MailTemplateView(PlatformModelView):
     label_columns = LABELS
     description_columns = {
         "body": _l("Placeholders: {case_no} {category} {citizen_name} {notifier} {receivers} {agency} {date} {due} "
-                   "{result} {control}"),
+                   "{result} {control}; in the completion e-mail {survey} places the questionnaire link "
+                   "(added at the end otherwise)."),
     }  # fmt: skip
     list_columns = ["category", "stage", "subject"]
     add_columns = edit_columns = show_columns = ["category", "stage", "subject", "body"]
@@ -53,6 +55,8 @@ class NotificationCategoryView(PlatformModelView):
     add_form_extra_fields = edit_form_extra_fields = {
         "kind": SelectField(_l("Kind"), choices=[(k, v) for k, v in KIND_LABELS.items()]),
     }
+    # Only a questionnaire's current version can be chosen (old ones keep their answers).
+    add_form_query_rel_fields = edit_form_query_rel_fields = {"questionnaire": [["is_current", FilterEqual, True]]}
 
 
 class NotificationCategoryApi(PlatformModelApi):
