@@ -16,6 +16,7 @@ from sqlalchemy import (
     Table,
     Text,
     UniqueConstraint,
+    text,
 )
 from sqlalchemy.orm import relationship
 
@@ -155,7 +156,23 @@ class Dispatch(Model):
         # work lists (one agency, newest first) and reports (by date range)
         Index("ix_dispatch_agency_sent", "agency_id", "sent_at"),
         Index("ix_dispatch_sent_at", "sent_at"),
-        Index("ix_dispatch_handler_sent", "handler_id", "sent_at"),  # a handler's own work list
+        Index("ix_dispatch_handler_sent", "handler_id", "sent_at"),
+        # The work lists read only open dispatches, newest first: partial indexes keep
+        # them one index range however many closed dispatches pile up.
+        Index(
+            "ix_dispatch_handler_open",
+            "handler_id",
+            "sent_at",
+            postgresql_where=text("state IN ('assigned', 'accepted')"),
+            sqlite_where=text("state IN ('assigned', 'accepted')"),
+        ),
+        Index(
+            "ix_dispatch_agency_incoming",
+            "agency_id",
+            "sent_at",
+            postgresql_where=text("state IN ('sent', 'received', 'processed')"),
+            sqlite_where=text("state IN ('sent', 'received', 'processed')"),
+        ),
     )
 
     id = Column(Integer, primary_key=True)
