@@ -111,6 +111,8 @@ class Config:
     OUTBOX_BACKOFF_SECONDS = float(os.environ.get("OUTBOX_BACKOFF_SECONDS", "5"))
     OUTBOX_BACKOFF_MAX_SECONDS = float(os.environ.get("OUTBOX_BACKOFF_MAX_SECONDS", "600"))
     OUTBOX_POLL_SECONDS = float(os.environ.get("OUTBOX_POLL_SECONDS", "2"))
+    # After a commit wakes the worker, it waits this long to send what else arrives over one connection.
+    OUTBOX_GATHER_SECONDS = float(os.environ.get("OUTBOX_GATHER_SECONDS", "0.1"))
     OUTBOX_THREAD = _bool("OUTBOX_THREAD", False)
 
     DEMO_PASSWORD = os.environ.get("DEMO_PASSWORD", "Demo-2026")

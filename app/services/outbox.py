@@ -216,6 +216,7 @@ class OutboxThread(threading.Thread):
         super().__init__(name="outbox-worker", daemon=True)
         self.app = app
         self.poll = poll or app.config["OUTBOX_POLL_SECONDS"]
+        self.gather = float(app.config.get("OUTBOX_GATHER_SECONDS", 0.1))
         self.stopping = threading.Event()
 
     def run(self) -> None:
@@ -231,6 +232,9 @@ class OutboxThread(threading.Thread):
                 finally:
                     db.session.remove()
             if _wakeup.wait(self.poll):
+                # Gather what other requests commit in the next moment: one SMTP
+                # connection for many messages beats one connection each.
+                self.stopping.wait(self.gather)
                 _wakeup.clear()
 
     def stop(self) -> None:
