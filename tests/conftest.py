@@ -267,8 +267,10 @@ CHROMIUM_ARGS = [
 
 
 @pytest.fixture(scope="module")
-def live_server(tmp_path_factory):
-    """The seeded app (SQLite) served on a free port for this test module."""
+def live_app(tmp_path_factory):
+    """The seeded app (SQLite) served on a free port for this test module: .url, and .app at hand."""
+    from types import SimpleNamespace
+
     from werkzeug.serving import make_server
 
     database = Database("sqlite", tmp_path_factory.mktemp("browser"))
@@ -276,8 +278,13 @@ def live_server(tmp_path_factory):
     port = free_port()
     server = make_server("127.0.0.1", port, application, threaded=True)
     threading.Thread(target=server.serve_forever, daemon=True).start()
-    yield f"http://127.0.0.1:{port}"
+    yield SimpleNamespace(url=f"http://127.0.0.1:{port}", app=application)
     server.shutdown()
+
+
+@pytest.fixture(scope="module")
+def live_server(live_app):
+    return live_app.url
 
 
 @pytest.fixture(scope="module")

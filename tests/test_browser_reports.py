@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import io
 import re
-import threading
-from types import SimpleNamespace
 
 import httpx
 import pytest
@@ -22,7 +20,7 @@ from app.extensions import db
 from app.lib.rocdate import format_roc
 from app.models.outbox import OutboxMessage
 from app.services.reports import taipei_today
-from tests.conftest import ARTIFACTS, DEMO_PASSWORD, Database, build_app, free_port
+from tests.conftest import ARTIFACTS, DEMO_PASSWORD
 from tests.test_browser_notify import sign_in
 from tests.test_notify import CITIZEN, attachment, consent_pdf
 
@@ -59,17 +57,9 @@ def complete_an_address_change(base: str) -> str:
 
 
 @pytest.fixture(scope="module")
-def served(tmp_path_factory):
-    """The seeded app (SQLite) on a free port, with the app object at hand (to read a survey link)."""
-    from werkzeug.serving import make_server
-
-    database = Database("sqlite", tmp_path_factory.mktemp("browser-reports"))
-    application = build_app(database.url)
-    port = free_port()
-    server = make_server("127.0.0.1", port, application, threaded=True)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    yield SimpleNamespace(url=f"http://127.0.0.1:{port}", app=application)
-    server.shutdown()
+def served(live_app):
+    """The seeded app on a free port, with the app object at hand (to read a survey link)."""
+    return live_app
 
 
 def survey_link(app, case_no: str) -> str:
