@@ -84,6 +84,10 @@ def test_social_affairs_sends_encrypted_data_and_the_tax_bureau_returns_an_encry
     assert [x["username"] for x in case["recipients"]] == ["transfer.tax"]
     assert config["upload_no"] == case["upload_no"] and config["recipients"][0]["cert_pem"].startswith("-----BEGIN")
     assert config["sender_cert_sha256"] == staff("transfer.social").fingerprint
+    # The same file again later, for the sending officers only.
+    again = client.get(f"/api/v1/transfers/{case['id']}/config", headers=bearer(social))
+    assert again.status_code == 200 and again.json == config
+    assert client.get(f"/api/v1/transfers/{case['id']}/config", headers=bearer(tax)).status_code == 403
 
     # On the social affairs PC: sign and encrypt with the configuration file.
     cfg = tmp_path / "config.json"
@@ -166,7 +170,7 @@ def test_social_affairs_sends_encrypted_data_and_the_tax_bureau_returns_an_encry
             select(AuditEvent).where(AuditEvent.object_type == "TransferCase", AuditEvent.object_id == str(case["id"]))
             .order_by(AuditEvent.id)) if e.action.startswith("transfer.")]  # fmt: skip
         details = " ".join(e.detail or "" for e in db.session.scalars(select(AuditEvent)))
-    assert actions == ["transfer.registered", "transfer.uploaded", "transfer.payload_downloaded", "transfer.noted",
+    assert actions == ["transfer.registered", "transfer.config_downloaded", "transfer.uploaded", "transfer.payload_downloaded", "transfer.noted",
                        "transfer.processed", "transfer.result_downloaded"]  # fmt: skip
     assert "A123456789" not in details and "王小明" not in details
 

@@ -239,6 +239,16 @@ def config_file(case: TransferCase) -> dict:
     }
 
 
+def config_for(session, actor: Actor, case_id) -> TransferCase:
+    """The case whose configuration file the sending officer downloads (audited; the caller commits)."""
+    _require_role(actor)
+    case = get_case(session, actor, case_id)
+    if actor.agency_id != case.sending_agency_id:
+        raise Forbidden(_l("Only the sending agency's transfer officers use this file."))
+    _audit(session, actor, "config_downloaded", case)
+    return case
+
+
 def config_bytes(case: TransferCase) -> bytes:
     return json.dumps(config_file(case), ensure_ascii=False, indent=2).encode()
 

@@ -112,14 +112,13 @@ class TransferView(BaseView):
     @expose("/case/<int:case_id>/config")
     @has_access
     def config(self, case_id):
-        who = actor()
         try:
-            case = transfer.get_case(db.session, who, case_id)
-            if "config" not in transfer.allowed_actions(case, who):
-                abort(403)
+            case = transfer.config_for(db.session, actor(), case_id)
+            data = transfer.config_bytes(case)
+            db.session.commit()
         except DomainError as exc:
+            db.session.rollback()
             abort(exc.status)
-        data = transfer.config_bytes(case)
         return send_file(io.BytesIO(data), mimetype="application/json", as_attachment=True,
                          download_name=f"transfer-{case.upload_no}.json")  # fmt: skip
 

@@ -110,11 +110,10 @@ class TransferApi(BaseApi):
     @domain_errors
     def config(self, pk):
         """The configuration file for the kit (`--config`)."""
-        who = actor()
-        case = transfer.get_case(db.session, who, pk)
-        if "config" not in transfer.allowed_actions(case, who):
-            return self.response(403, message=str(_l("Only the sending agency's transfer officers use this file.")))
-        return self.response(200, **transfer.config_file(case))
+        case = transfer.config_for(db.session, actor(), pk)
+        config = transfer.config_file(case)
+        db.session.commit()
+        return self.response(200, **config)
 
     @expose("/<int:pk>/payload", methods=["PUT"])
     @protect()
