@@ -126,16 +126,15 @@ def world(app):
         cert = db.session.scalar(select(StaffCertificate).join(StaffCertificate.user).where(
             StaffCertificate.user.has(username="transfer.social")))  # fmt: skip
         item = db.session.scalar(select(TransferItem).where(TransferItem.sending_agency_id == ag["SOCIAL"].id))
-        if cert is not None and item is not None:
-            for n, (state, processed) in enumerate((("processed", 2), ("uploaded", None))):
-                db.session.add(TransferCase(item_id=item.id, upload_no=f"U{tag}{n}", source="社會處系統",
-                                            record_count=100 * (n + 1), sending_agency_id=ag["SOCIAL"].id,
-                                            receiving_agency_id=ag["TAX"].id, sender_id=cert.user_id,
-                                            sender_cert_id=cert.id, state=state, registered_at=BASE + (4 + n) * DAY,
-                                            processed_at=BASE + (4 + n + processed) * DAY if processed else None))  # fmt: skip
+        assert cert is not None and item is not None, "flask seed demo registers them"
+        for n, (state, processed) in enumerate((("processed", 2), ("uploaded", None))):
+            db.session.add(TransferCase(item_id=item.id, upload_no=f"U{tag}{n}", source="社會處系統",
+                                        record_count=100 * (n + 1), sending_agency_id=ag["SOCIAL"].id,
+                                        receiving_agency_id=ag["TAX"].id, sender_id=cert.user_id,
+                                        sender_cert_id=cert.id, state=state, registered_at=BASE + (4 + n) * DAY,
+                                        processed_at=BASE + (4 + n + processed) * DAY if processed else None))  # fmt: skip
         db.session.commit()
-        made = SimpleNamespace(tag=tag, cats={k: v.id for k, v in cats.items()}, ag={k: v.id for k, v in ag.items()},
-                               transfers=cert is not None and item is not None)  # fmt: skip
+        made = SimpleNamespace(tag=tag, cats={k: v.id for k, v in cats.items()}, ag={k: v.id for k, v in ag.items()})
     return made  # outside the app context: requests must not share one
 
 
@@ -199,8 +198,6 @@ def test_query_statistics_per_agency_form_and_business_item(app, world):
 
 
 def test_transfer_counts(app, world):
-    if not world.transfers:
-        pytest.skip("the demo transfer world (certificates, items) is not seeded")
     with app.app_context():
         report = reports.transfers(db.session, march())
         assert len(report.rows) == 1
