@@ -117,9 +117,9 @@ def trust_store() -> tuple[list[asn1_x509.Certificate], list[asn1_crl.Certificat
     return roots, crls
 
 
-def _path_problem(cert: x509.Certificate, at: datetime.datetime) -> tuple[str, object] | None:
-    """None when the path to a trusted CA holds; else (status, reason)."""
-    bundle, crls = trust_store()
+def _path_problem(cert: x509.Certificate, at: datetime.datetime, store=None) -> tuple[str, object] | None:
+    """None when the path to a trusted CA holds; else (status, reason). `store`: trust_store(), read once."""
+    bundle, crls = store or trust_store()
     # Self-signed CAs anchor trust; intermediates in the bundle only help build the
     # path (as anchors they would leave their own CRLs without a chain of trust).
     roots = [c for c in bundle if c.self_issued]
@@ -150,8 +150,13 @@ def _path_problem(cert: x509.Certificate, at: datetime.datetime) -> tuple[str, o
     return None
 
 
+MAX_FILE_BYTES = 64 * 1024
+
+
 def check(data: bytes, at: datetime.datetime | None = None) -> Checked:
     """Validate a staff certificate file; InvalidInput with the reason when refused."""
+    if len(data) > MAX_FILE_BYTES:
+        raise InvalidInput(_l("A certificate file is never this large; choose the certificate itself."))
     cert = parse(data)
     now = at or datetime.datetime.now(datetime.UTC).replace(tzinfo=None)
     not_before = cert.not_valid_before_utc.replace(tzinfo=None)
@@ -203,23 +208,22 @@ def register(session, actor: Actor, user: PlatformUser, data: bytes) -> StaffCer
     checked = check(data)
     if session.scalar(select(StaffCertificate).where(StaffCertificate.fingerprint == checked.fingerprint)):
         raise Conflict(_l("This certificate is already registered."))
-    cert = StaffCertificate(
-        user_id=user.id,
-        der=checked.der,
-        serial=checked.serial,
-        issuer=checked.issuer,
-        subject=checked.subject,
-        not_before=checked.not_before,
-        not_after=checked.not_after,
-        fingerprint=checked.fingerprint,
-        usage=checked.usage,
-        status="valid",
-    )
-    session.add(cert)
+    cert = record(session, user.id, checked)
     session.flush()
     audit.record(session, "certificate.registered", object_type="StaffCertificate", object_id=cert.id,
                  detail={"user": user.username, "fingerprint": checked.fingerprint, "usage": checked.usage},
                  actor=_audit_actor(actor))  # fmt: skip
+    return cert
+
+
+def record(session, user_id: int, checked: Checked) -> StaffCertificate:
+    """Add the row of a checked certificate (no audit: register() audits a user's upload)."""
+    cert = StaffCertificate(
+        user_id=user_id, der=checked.der, serial=checked.serial, issuer=checked.issuer, subject=checked.subject,
+        not_before=checked.not_before, not_after=checked.not_after, fingerprint=checked.fingerprint,
+        usage=checked.usage, status="valid",
+    )  # fmt: skip
+    session.add(cert)
     return cert
 
 
@@ -242,6 +246,7 @@ def recheck(session, certs: list[StaffCertificate] | None = None) -> dict[str, i
         select(StaffCertificate).where(StaffCertificate.status == "valid")
     ).all()  # fmt: skip
     counts = {"valid": 0, "expired": 0, "revoked": 0, "invalid": 0}
+    store = trust_store()
     now = datetime.datetime.now(datetime.UTC).replace(tzinfo=None)
     for cert in certs:
         if cert.status != "valid":
@@ -249,7 +254,7 @@ def recheck(session, certs: list[StaffCertificate] | None = None) -> dict[str, i
         if cert.not_after < now:
             status, reason = "expired", _l("The certificate has expired.")
         else:
-            status, reason = _path_problem(x509.load_der_x509_certificate(cert.der), now) or ("valid", None)
+            status, reason = _path_problem(x509.load_der_x509_certificate(cert.der), now, store) or ("valid", None)
         cert.checked_at = now
         if status != "valid":
             cert.status = "expired" if status == "expired" else "revoked" if status == "revoked" else "withdrawn"

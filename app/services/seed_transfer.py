@@ -39,11 +39,7 @@ def seed_transfer(session, agencies: dict[str, Agency], pki_dir: Path, pin: str)
         checked = certificates.check(der_or_pem)
         if session.scalar(select(StaffCertificate.id).where(StaffCertificate.fingerprint == checked.fingerprint)):
             continue
-        session.add(StaffCertificate(
-            user_id=user.id, der=checked.der, serial=checked.serial, issuer=checked.issuer, subject=checked.subject,
-            not_before=checked.not_before, not_after=checked.not_after, fingerprint=checked.fingerprint,
-            usage=checked.usage, status="valid",
-        ))  # fmt: skip
+        certificates.record(session, user.id, checked)
         registered.append(username)
     items = []
     for sending, receiving, description, ftp in ITEMS:

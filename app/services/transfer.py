@@ -289,6 +289,11 @@ def cases_for(session, actor: Actor, box: str = "all", limit: int = 200) -> list
     return session.scalars(q.order_by(TransferCase.id.desc()).limit(limit)).all()
 
 
+def notes_visible(case: TransferCase, actor: Actor) -> bool:
+    """The receiving agency's notes: for the receiver, and for the sender once the result is back."""
+    return actor.agency_id == case.receiving_agency_id or case.state == "result_received"
+
+
 def allowed_actions(case: TransferCase, actor: Actor) -> list[str]:
     """What the actor may do now (for buttons)."""
     if ROLE not in actor.roles:

@@ -106,7 +106,7 @@ class TransferView(BaseView):
             abort(exc.status)
         return self.render_template(
             "transfer/case.html", case=case, actions=transfer.allowed_actions(case, who),
-            show_notes=who.agency_id == case.receiving_agency_id or case.state == "result_received", **_labels(),
+            show_notes=transfer.notes_visible(case, who), **_labels(),
         )  # fmt: skip
 
     @expose("/case/<int:case_id>/config")
@@ -186,9 +186,7 @@ class TransferView(BaseView):
             try:
                 if f is None or not f.filename:
                     raise InvalidInput(_l("Choose your certificate file (.cer, .crt or .pem)."))
-                data = f.read(64 * 1024 + 1)
-                if len(data) > 64 * 1024:
-                    raise InvalidInput(_l("A certificate file is never this large; choose the certificate itself."))
+                data = f.read(certificates.MAX_FILE_BYTES + 1)
                 user = db.session.get(PlatformUser, who.user_id)
                 cert = certificates.register(db.session, who, user, data)
                 db.session.commit()

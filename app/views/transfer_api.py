@@ -40,7 +40,7 @@ def case_json(case, who) -> dict:
         ],  # fmt: skip
         "payload": {"channel": case.payload_channel, "sha256": case.payload_sha256, "size": case.payload_size},
         "result": {"channel": case.result_channel, "sha256": case.result_sha256, "size": case.result_size},
-        "notes": case.notes if who.agency_id == case.receiving_agency_id or case.state == "result_received" else None,
+        "notes": case.notes if transfer.notes_visible(case, who) else None,
         "registered_at": _iso(case.registered_at),
         "uploaded_at": _iso(case.uploaded_at),
         "received_at": _iso(case.received_at),
@@ -93,8 +93,10 @@ class TransferApi(BaseApi):
         )
         who = actor()
         case = transfer.register(db.session, who, draft)
+        # Built before the commit, which would expire every loaded row and reload them one by one.
+        result, config = case_json(case, who), transfer.config_file(case)
         db.session.commit()
-        return self.response(201, result=case_json(case, who), config=transfer.config_file(case))
+        return self.response(201, result=result, config=config)
 
     @expose("/<int:pk>", methods=["GET"])
     @protect()
