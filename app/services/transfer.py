@@ -24,6 +24,7 @@ from typing import BinaryIO
 
 from cryptography import x509
 from flask import current_app
+from flask_appbuilder.security.sqla.models import Role
 from flask_babel import lazy_gettext as _l
 from sqlalchemy import or_, select
 from sqlalchemy.orm import selectinload
@@ -112,10 +113,11 @@ def items_for(session, actor: Actor) -> list[TransferItem]:
 
 def staff_of(session, agency_id: int) -> list[int]:
     """Active transfer officers of an agency."""
-    users = session.scalars(
-        select(PlatformUser).where(PlatformUser.agency_id == agency_id, PlatformUser.active.is_(True))
-    ).all()  # fmt: skip
-    return [u.id for u in users if any(r.name == ROLE for r in u.roles)]
+    return list(session.scalars(
+        select(PlatformUser.id).join(PlatformUser.roles)
+        .where(PlatformUser.agency_id == agency_id, PlatformUser.active.is_(True), Role.name == ROLE)
+        .distinct()
+    ))  # fmt: skip
 
 
 def proposed_recipients(session, item: TransferItem) -> list[StaffCertificate]:
