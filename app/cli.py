@@ -100,6 +100,15 @@ def seed_demo_cmd():
 
     made = seed_transfer(db.session, seed_agencies(db.session), Path(cfg["DEMO_PKI_DIR"]), cfg["DEMO_PKI_PIN"])
     click.echo(f"transfer certificates registered: {', '.join(made['certificates']) or 'none'}")
+    _summarise()
+
+
+def _summarise() -> None:
+    from app.services import reports
+
+    done = reports.summarise(db.session)
+    click.echo(f"report summary: {done['cases']:,} cases and {done['dispatches']:,} dispatches finished before "
+               f"{done['cutoff']:%Y-%m-%d %H:%M} UTC, in {done['seconds']:.1f} s")  # fmt: skip
 
 
 @transfer_cli.command("ftp-serve")
@@ -165,6 +174,12 @@ def report_weekly_queries(agency_code, week, out):
                          "via": "cli"})  # fmt: skip
     db.session.commit()
     click.echo(f"{format_roc(monday)}–{format_roc(sunday)}: {len(sections)} agencies, {total} queries -> {out}")
+
+
+@report_cli.command("summarise")
+def report_summarise():
+    """Count the finished cases and dispatches into the report summary (run nightly, e.g. from cron)."""
+    _summarise()
 
 
 def register(app) -> None:

@@ -11,7 +11,11 @@ The world (times in Taipei; every dispatch is due 7 days after registration):
     c4    乙        clerk.report (HH-WEST)  closed +4 d     -                +4 d        1, 1
     c5    甲        (April: outside the range)
 
-    (* overdue; "now" is 2011-04-30)
+    (* overdue; "now" is 2011-04-30; each survey is answered a day after the case is done)
+
+The report summary was built at 03/04 20:00 (SUMMARY_CUTOFF): it holds c1 and
+its dispatches and c2's LAND dispatch; the reports read the rest, and c1's
+answers (03/05), from the live tables. Every figure below is checked that way.
 """
 
 from __future__ import annotations
@@ -25,13 +29,14 @@ from types import SimpleNamespace
 import pytest
 from openpyxl import load_workbook
 from pypdf import PdfReader
-from sqlalchemy import select
+from sqlalchemy import delete, func, select
 
 from app.extensions import db
 from app.models.audit import AuditEvent
 from app.models.notify import Dispatch, NotificationCase, NotificationCategory
 from app.models.org import Agency
 from app.models.queries import QueryLog
+from app.models.reports import ReportBuild, ReportSummary
 from app.models.survey import Invitation, Questionnaire, Response
 from app.models.transfer import StaffCertificate, TransferCase, TransferItem
 from app.services import reports
@@ -41,6 +46,7 @@ MARCH = {"from": "100/03/01", "to": "100/03/31"}
 NOW = datetime.datetime(2011, 4, 30, 4, 0)
 BASE = datetime.datetime(2011, 3, 1, 2, 0)  # 10:00 in Taipei
 DAY = datetime.timedelta(days=1)
+SUMMARY_CUTOFF = datetime.datetime(2011, 3, 4, 12, 0)  # UTC
 
 
 def march(**extra) -> reports.Filters:
@@ -103,11 +109,11 @@ def world(app):
                 db.session.flush()
                 inv = Invitation(token_hash=uuid.uuid4().hex * 2, questionnaire_id=q.id, case_id=case.id,
                                  category_id=cats[sub].id, agency_id=ag[agency].id, created_at=start + done * DAY,
-                                 expires_at=start + 40 * DAY, used_at=start + done * DAY)  # fmt: skip
+                                 expires_at=start + 40 * DAY, used_at=start + (done + 1) * DAY)  # fmt: skip
                 db.session.add(inv)
                 db.session.flush()
                 db.session.add(Response(invitation_id=inv.id, questionnaire_id=q.id, case_id=case.id,
-                                        submitted_at=start + done * DAY, rating_sum=sum(ratings),
+                                        submitted_at=start + (done + 1) * DAY, rating_sum=sum(ratings),
                                         rating_count=len(ratings)))  # fmt: skip
         # the query log of the week of 100/03/02: five queries at the tax bureau, one at social affairs
         clerk = sm.find_user(username="clerk")
@@ -134,8 +140,20 @@ def world(app):
                                         sender_cert_id=cert.id, state=state, registered_at=BASE + (4 + n) * DAY,
                                         processed_at=BASE + (4 + n + processed) * DAY if processed else None))  # fmt: skip
         db.session.commit()
-        made = SimpleNamespace(tag=tag, cats={k: v.id for k, v in cats.items()}, ag={k: v.id for k, v in ag.items()})
-    return made  # outside the app context: requests must not share one
+        build = reports.summarise(db.session, cutoff=SUMMARY_CUTOFF)["build"]
+        made = SimpleNamespace(tag=tag, cats={k: v.id for k, v in cats.items()}, ag={k: v.id for k, v in ag.items()},
+                               questionnaire=q.id, build=build)  # fmt: skip
+    yield made  # outside the app context: requests must not share one
+    with app.app_context():
+        _drop_builds(build)
+
+
+def _drop_builds(*ids):
+    """Other modules' reports go on reading the live tables."""
+    s, b = ReportSummary.__table__, ReportBuild.__table__
+    db.session.execute(s.delete().where(s.c.build_id.in_(ids)))
+    db.session.execute(b.delete().where(b.c.id.in_(ids)))
+    db.session.commit()
 
 
 def figures(row, *keys):
@@ -206,6 +224,130 @@ def test_transfer_counts(app, world):
             2, 300, 1, 1, 1, 2.0, 2.0)  # fmt: skip
         empty = reports.transfers(db.session, march(agency_id=world.ag["FIRE"]))
         assert empty.empty
+
+
+# --- the report summary -------------------------------------------------------------------
+
+
+def _summarised(build_id, category_ids) -> dict:
+    s = ReportSummary.__table__
+    return {kind: (int(n), int(responses)) for kind, n, responses in db.session.execute(
+        select(s.c.kind, func.sum(s.c.n), func.sum(s.c.responses))
+        .where(s.c.build_id == build_id, s.c.span == "day", s.c.category_id.in_(category_ids)).group_by(s.c.kind))}  # fmt: skip
+
+
+def test_the_summary_holds_the_work_finished_before_its_cutoff(app, world):
+    with app.app_context():
+        # c1, its two dispatches and c2's LAND one; c1's answers came in after the cutoff
+        assert _summarised(world.build, world.cats.values()) == {"case": (1, 0), "dispatch": (3, 0)}
+
+
+RANGES = [
+    (datetime.date(2011, 3, 1), datetime.date(2011, 3, 31)),  # one whole month: its month rows
+    (datetime.date(2011, 3, 2), datetime.date(2011, 3, 20)),  # day rows
+    (datetime.date(2011, 2, 15), datetime.date(2011, 4, 10)),  # days, a whole month, days (c5)
+    (datetime.date(2011, 3, 2), datetime.date(2011, 4, 30)),  # days, a whole month (c5)
+]
+
+
+def _same_from_summary_and_live(world):
+    for first, last in RANGES:
+        for extra in ({}, {"agency_id": world.ag["TAX"]}, {"agency_id": world.ag["HH-WEST"]},
+                      {"category_id": world.cats["乙"]}):  # fmt: skip
+            f = reports.Filters(first, last, **extra)
+            for report in (reports.by_agency, reports.by_category, reports.by_clerk):
+                summary, live = report(db.session, f, now=NOW), report(db.session, f, now=NOW, live=True)
+                assert (summary.rows, summary.total) == (live.rows, live.total), (report.__name__, f)
+
+
+def test_every_report_reads_the_same_from_the_summary_as_from_the_live_tables(app, world):
+    with app.app_context():
+        _same_from_summary_and_live(world)
+
+
+def test_work_finished_registered_or_answered_after_the_build_counts_once(app, world):
+    """The summary of 2011-07-01 holds case A's LAND dispatch; afterwards A's TAX
+    dispatch closes, A is answered, and case B of June is registered late."""
+    from flask import current_app
+
+    june = datetime.datetime(2011, 6, 1, 2, 0)
+    july = datetime.datetime(2011, 7, 2, 2, 0)
+    with app.app_context():
+        ag = {a.code: a for a in db.session.scalars(select(Agency))}
+        notifier = current_app.appbuilder.sm.find_user(username="notifier")
+        cat = NotificationCategory(main_item="報表測試", sub_item=f"丙{world.tag}", kind="citizen", due_days=7,
+                                   consent_required=False, active=True, notifying_agencies=[ag["HH-EAST"]])  # fmt: skip
+        db.session.add(cat)
+
+        def case(name, start, dispatches):
+            made = NotificationCase(case_no=f"S{world.tag}-{name}", category=cat, agency=ag["HH-EAST"],
+                                    operator_id=notifier.id, status="open", created_at=start, due_at=start + 7 * DAY)  # fmt: skip
+            for code, closed in dispatches:
+                db.session.add(Dispatch(case=made, agency=ag[code], state="closed" if closed else "accepted",
+                                        sent_at=start, due_at=start + 7 * DAY, closed_at=closed))  # fmt: skip
+            db.session.add(made)
+            return made
+
+        a = case("A", june, [("LAND", june + DAY), ("TAX", None)])
+        db.session.commit()
+        builds = [reports.summarise(db.session, cutoff=datetime.datetime(2011, 7, 1))["build"]]
+        try:
+            assert _summarised(builds[0], [cat.id]) == {"dispatch": (1, 0)}
+            tax = next(d for d in a.dispatches if d.agency.code == "TAX")
+            tax.state, tax.closed_at = "closed", july
+            a.status, a.completed_at = "completed", july
+            inv = Invitation(token_hash=uuid.uuid4().hex * 2, questionnaire_id=world.questionnaire, case_id=a.id,
+                             category_id=cat.id, agency_id=ag["HH-EAST"].id, created_at=july,
+                             expires_at=july + 30 * DAY, used_at=july + DAY)  # fmt: skip
+            db.session.add(inv)
+            db.session.flush()
+            db.session.add(Response(invitation_id=inv.id, questionnaire_id=world.questionnaire, case_id=a.id,
+                                    submitted_at=july + DAY, rating_sum=9, rating_count=2))  # fmt: skip
+            b = case("B", june + 2 * DAY, [("LAND", june + 3 * DAY)])
+            b.status, b.completed_at = "completed", june + 3 * DAY
+            db.session.commit()
+            f = reports.Filters(datetime.date(2011, 6, 1), datetime.date(2011, 6, 30), category_id=cat.id)
+            for report in (reports.by_agency, reports.by_category, reports.by_clerk):
+                summary, live = report(db.session, f, now=NOW), report(db.session, f, now=NOW, live=True)
+                assert (summary.rows, summary.total) == (live.rows, live.total), report.__name__
+            # dispatches: A LAND 1 d, A TAX 31 d, B LAND 1 d; A's answer counts for both of A's
+            agencies = reports.by_agency(db.session, f, now=NOW)
+            assert figures(agencies.total, "n", "done", "median", "responses", "satisfaction") == (3, 3, 1.0, 1, 4.5)
+            assert {r["code"]: r["responses"] for r in agencies.rows} == {"LAND": 1, "TAX": 1}
+            # cases: A 31 d, B 1 d
+            cases = reports.by_category(db.session, f, now=NOW)
+            assert figures(cases.total, "n", "done", "mean", "responses") == (2, 2, 16.0, 1)
+            # the next build holds them all
+            builds.append(reports.summarise(db.session, cutoff=datetime.datetime(2011, 8, 1))["build"])
+            assert _summarised(builds[1], [cat.id]) == {"case": (2, 1), "dispatch": (3, 2)}
+            again = reports.by_agency(db.session, f, now=NOW)
+            assert (again.rows, again.total) == (agencies.rows, agencies.total)
+        finally:
+            db.session.rollback()
+            _drop_builds(*builds)
+            cases = select(NotificationCase.id).where(NotificationCase.category_id == cat.id)
+            for model in (Response, Invitation, Dispatch):
+                db.session.execute(delete(model).where(model.case_id.in_(cases)))
+            db.session.execute(delete(NotificationCase).where(NotificationCase.category_id == cat.id))
+            db.session.delete(db.session.get(NotificationCategory, cat.id))
+            db.session.commit()
+
+
+def test_the_nightly_command_summarises_what_was_finished_an_hour_ago(app, runner, world):
+    result = runner.invoke(args=["report", "summarise"])
+    assert result.exit_code == 0, result.output
+    assert "report summary:" in result.output
+    with app.app_context():
+        build = reports.current_build(db.session)
+        try:
+            assert build.id != world.build
+            age = datetime.datetime.utcnow() - build.cutoff
+            assert datetime.timedelta(minutes=59) < age < datetime.timedelta(minutes=61)
+            # every world case but the open c3, and their answers (one per case, counted for each dispatch)
+            assert _summarised(build.id, world.cats.values()) == {"case": (4, 4), "dispatch": (6, 6)}
+            _same_from_summary_and_live(world)
+        finally:
+            _drop_builds(build.id)
 
 
 # --- the screens and the exports --------------------------------------------------------

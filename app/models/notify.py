@@ -117,7 +117,7 @@ class NotificationCase(Model):
     status = Column(String(12), nullable=False, default="open")  # open | completed
     created_at = Column(DateTime, nullable=False, default=datetime.datetime.utcnow, index=True)
     due_at = Column(DateTime)
-    completed_at = Column(DateTime)
+    completed_at = Column(DateTime, index=True)  # reports: the cases finished since the summary
     dispatches = relationship("Dispatch", back_populates="case", order_by="Dispatch.id")
     attachments = relationship("Attachment", back_populates="case", order_by="Attachment.id")
     events = relationship("CaseEvent", back_populates="case", order_by="CaseEvent.id")
@@ -192,7 +192,7 @@ class Dispatch(Model):
     assigned_at = Column(DateTime)
     accepted_at = Column(DateTime)
     processed_at = Column(DateTime)
-    closed_at = Column(DateTime)
+    closed_at = Column(DateTime, index=True)  # reports: the dispatches finished since the summary
     returned_at = Column(DateTime)
     result = Column(Text)
     control_type = Column(String(12))

@@ -118,7 +118,8 @@ class Response(Model):
     invitation = relationship(Invitation)
     questionnaire_id = Column(Integer, ForeignKey("questionnaire.id"), nullable=False, index=True)
     case_id = Column(Integer, ForeignKey("notification_case.id", ondelete="CASCADE"), nullable=False, index=True)
-    submitted_at = Column(DateTime, nullable=False, default=_utcnow)
+    # indexed: reports read the responses that came in since the summary
+    submitted_at = Column(DateTime, nullable=False, default=_utcnow, index=True)
     rating_sum = Column(Integer, nullable=False, default=0)
     rating_count = Column(Integer, nullable=False, default=0)
     answers = relationship("Answer", back_populates="response", cascade="all, delete-orphan")

@@ -2,10 +2,15 @@
 percentile), overdue counts and satisfaction, by receiving agency, by category
 and by counter clerk; query statistics; transfer counts; the weekly query log.
 
-Every figure is computed by the database (GROUP BY over indexed columns), so
-the reports read the same at county scale: PostgreSQL computes percentiles
-with ``percentile_cont``; SQLite, which has none, with window functions that
-interpolate exactly as ``percentile_cont`` does, so both give the same figures.
+County scale is a million cases and three million dispatches in two years: too
+many to read for every report. ``flask report summarise`` (nightly) counts the
+finished ones once into the summary, per Taipei day and agency, category and
+clerk, with every processing time in whole seconds; a report adds up the
+summary rows of its period and, from the live tables, only what the summary
+cannot hold (open work, whose overdue state depends on "now", and whatever
+changed since). The database returns each group's processing times as one
+packed value; numpy finds the median and 90th percentile exactly, the same way
+on SQLite and PostgreSQL.
 
 Dates: the forms use ROC dates (115/11/01); a range covers whole days in
 Taipei time; timestamps are stored in UTC.
@@ -14,12 +19,14 @@ Taipei time; timestamps are stored in UTC.
 from __future__ import annotations
 
 import datetime
+import math
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
+import numpy as np
 from flask_babel import lazy_gettext as _l
-from sqlalchemy import Float, Integer, and_, case, cast, exists, func, literal, or_, select, tuple_
-from sqlalchemy.dialects import postgresql
+from sqlalchemy import Date, Integer, and_, case, exists, func, literal, null, or_, select
 from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.sql.expression import FunctionElement
 
@@ -27,6 +34,7 @@ from app.lib.rocdate import TAIPEI, format_roc, parse_roc
 from app.models.notify import Dispatch, NotificationCase, NotificationCategory
 from app.models.org import Agency, PlatformUser
 from app.models.queries import BusinessItem, QueryForm, QueryLog
+from app.models.reports import ReportBuild, ReportSummary
 from app.models.survey import Response
 from app.models.transfer import TransferCase
 from app.services.errors import InvalidInput
@@ -135,15 +143,112 @@ def _elapsed_postgresql(element, compiler, **kw):
     return f"(floor(date_part('epoch', {end})) - floor(date_part('epoch', {start})))"
 
 
-def days_between(start, end):
-    """Days from start to end while end is set, else NULL (still open)."""
-    return case((end.isnot(None), cast(elapsed_seconds(start, end), Float) / 86400.0), else_=None)
-
-
 def overdue(due, done, now):
     """1 when finished after its due time, or unfinished and past it."""
     return case((and_(due.isnot(None), or_(and_(done.isnot(None), done > due), and_(done.is_(None), due < now))), 1),
                 else_=0)  # fmt: skip
+
+
+class taipei_day(FunctionElement):
+    """The Taipei calendar day of a UTC timestamp (UTC+8: Taiwan has kept no
+    summer time since 1980)."""
+
+    type = Date()
+    name = "taipei_day"
+    inherit_cache = True
+
+
+@compiles(taipei_day)
+def _taipei_day_sqlite(element, compiler, **kw):
+    return f"date({compiler.process(element.clauses, **kw)}, '+8 hours')"
+
+
+@compiles(taipei_day, "postgresql")
+def _taipei_day_postgresql(element, compiler, **kw):
+    return f"CAST({compiler.process(element.clauses, **kw)} + INTERVAL '8 hours' AS DATE)"
+
+
+class month_start(FunctionElement):
+    """The first day of a date's month."""
+
+    type = Date()
+    name = "month_start"
+    inherit_cache = True
+
+
+@compiles(month_start)
+def _month_start_sqlite(element, compiler, **kw):
+    return f"date({compiler.process(element.clauses, **kw)}, 'start of month')"
+
+
+@compiles(month_start, "postgresql")
+def _month_start_postgresql(element, compiler, **kw):
+    return f"CAST(date_trunc('month', {compiler.process(element.clauses, **kw)}) AS DATE)"
+
+
+class packed_seconds(FunctionElement):
+    """Aggregate: every non-NULL whole number of seconds as 4 bytes big-endian,
+    concatenated. One value for a whole group, however many rows: numpy reads
+    it without a Python object per row (SQLite, which cannot build bytes, gives
+    the same bytes in hex)."""
+
+    name = "packed_seconds"
+    inherit_cache = True
+
+
+@compiles(packed_seconds)
+def _packed_sqlite(element, compiler, **kw):
+    x = compiler.process(element.clauses, **kw)
+    return f"group_concat(CASE WHEN {x} IS NULL THEN NULL ELSE printf('%08X', ({x}) & 4294967295) END, '')"
+
+
+@compiles(packed_seconds, "postgresql")
+def _packed_postgresql(element, compiler, **kw):
+    return f"string_agg(int4send(CAST({compiler.process(element.clauses, **kw)} AS INTEGER)), CAST('' AS BYTEA))"
+
+
+class concat_packed(FunctionElement):
+    """Aggregate: stored ``packed_seconds`` values run together."""
+
+    name = "concat_packed"
+    inherit_cache = True
+
+
+@compiles(concat_packed)
+def _concat_sqlite(element, compiler, **kw):
+    return f"group_concat({compiler.process(element.clauses, **kw)}, '')"
+
+
+@compiles(concat_packed, "postgresql")
+def _concat_postgresql(element, compiler, **kw):
+    return f"string_agg({compiler.process(element.clauses, **kw)}, CAST('' AS BYTEA))"
+
+
+class agency_list(FunctionElement):
+    """Aggregate: the agency ids as ",4,9," (a case's receiving agencies, which
+    ``LIKE '%,4,%'`` searches on either backend)."""
+
+    name = "agency_list"
+    inherit_cache = True
+
+
+@compiles(agency_list)
+def _agency_list_sqlite(element, compiler, **kw):
+    return f"(',' || group_concat({compiler.process(element.clauses, **kw)}, ',') || ',')"
+
+
+@compiles(agency_list, "postgresql")
+def _agency_list_postgresql(element, compiler, **kw):
+    x = compiler.process(element.clauses, **kw)
+    return f"(',' || string_agg(CAST({x} AS TEXT), ',' ORDER BY {x}) || ',')"
+
+
+def _unpack(value) -> np.ndarray:
+    """The seconds of a ``packed_seconds`` value (bytes, or hex from SQLite)."""
+    if not value:
+        return np.empty(0, dtype=np.int32)
+    raw = bytes.fromhex(value) if isinstance(value, str) else value
+    return np.frombuffer(raw, dtype=">i4").astype(np.int32)  # in the machine's byte order
 
 
 def tune(session) -> None:
@@ -156,73 +261,285 @@ def tune(session) -> None:
         session.execute(select(func.set_config("work_mem", value, True)))
 
 
-def _duration_stats(session, base, levels: list[list[str]], sums: tuple[str, ...] = ("late",)) -> list[list[dict]]:
-    """For each grouping level (a list of ``base`` columns; [] = everything)
-    the groups' n, done, mean, median, p90 and each of ``sums``. ``base`` has
-    the key columns, ``dur`` (days, NULL while open) and the ``sums``.
-
-    PostgreSQL: one scan for every level (GROUPING SETS) and one sort per
-    group for both percentiles (percentile_cont over an array). SQLite: one
-    query per level, percentiles by rank with window functions.
-    """
-    if session.get_bind().dialect.name == "postgresql":
-        return _duration_stats_pg(session, base, levels, sums)
-    return [_duration_stats_ranked(session, base, keys, sums) for keys in levels]
+# --- figures of a group ----------------------------------------------------------------------
 
 
-def _duration_stats_pg(session, base, levels, sums) -> list[list[dict]]:
-    keys = list(dict.fromkeys(k for level in levels for k in level))
-    kcols = [base.c[k] for k in keys]
-    d = base.c.dur
-    pct = func.percentile_cont(postgresql.array([0.5, 0.9])).within_group(d)
-    pct.type = postgresql.ARRAY(Float)
-    cols = [func.count().label("n"), func.count(d).label("done"), func.avg(d).label("mean"), pct.label("pct"),
-            *(func.sum(base.c[s]).label(s) for s in sums)]  # fmt: skip
-    if not keys:
-        stmt = select(literal(0).label("_set"), *cols).select_from(base)
-    else:
-        sets = func.grouping_sets(*(tuple_(*(base.c[k] for k in level)) for level in levels))
-        stmt = select(*kcols, func.grouping(*kcols).label("_set"), *cols).select_from(base).group_by(sets)
-    out: list[list[dict]] = [[] for _ in levels]
-    # GROUPING() has a 1 bit for every key the row is aggregated over
-    masks = {sum(1 << (len(keys) - 1 - i) for i, k in enumerate(keys) if k not in level): n
-             for n, level in enumerate(levels)}  # fmt: skip
-    for row in session.execute(stmt):
-        m = dict(row._mapping)
-        pcts = m.pop("pct") or [None, None]
-        m["median"], m["p90"] = pcts[0], pcts[1]
-        level = masks[m.pop("_set")]
-        out[level].append({k: v for k, v in m.items() if k not in keys or k in levels[level]})
-    for n, level in enumerate(levels):
-        if not level and not out[n]:
-            out[n].append({"n": 0})
+@dataclass
+class Tally:
+    """What adds up across days and groups: counts, sums and every processing
+    time (the percentiles need them all to stay exact)."""
+
+    n: int = 0
+    done: int = 0
+    seconds: int = 0
+    late: int = 0
+    responses: int = 0
+    rating_sum: int = 0
+    rating_count: int = 0
+    sums: dict = field(default_factory=dict)
+    chunks: list = field(default_factory=list)  # numpy arrays of whole seconds
+
+    def add(self, other: Tally) -> Tally:
+        self.n += other.n
+        self.done += other.done
+        self.seconds += other.seconds
+        self.late += other.late
+        self.responses += other.responses
+        self.rating_sum += other.rating_sum
+        self.rating_count += other.rating_count
+        for k, v in other.sums.items():
+            self.sums[k] = self.sums.get(k, 0) + v
+        self.chunks.extend(other.chunks)
+        return self
+
+    def figures(self) -> dict:
+        """n, done, mean, median, p90 (days), late and the extra sums."""
+        out = {"n": self.n, "done": self.done, "late": self.late, **self.sums}
+        out["mean"] = self.seconds / self.done / 86400 if self.done else None
+        out["median"], out["p90"] = percentiles(self.chunks, (0.5, 0.9))
+        return out
+
+    @property
+    def satisfaction(self) -> tuple[int, int, int]:
+        return self.responses, self.rating_sum, self.rating_count
+
+
+def _int(value) -> int:
+    """A sum as an int: PostgreSQL adds the (float) seconds as double precision,
+    exact for whole numbers this small; integer sums come as int or Decimal."""
+    return int(round(float(value))) if value is not None else 0
+
+
+def percentiles(chunks: list, ps: tuple[float, ...]) -> list[float | None]:
+    """Days at each fraction ``p`` of the seconds in ``chunks``, interpolated
+    as PostgreSQL's ``percentile_cont`` does: between the values at sorted
+    positions floor(p·(m−1)) and the next one. A partial sort finds them in
+    linear time."""
+    values = np.concatenate(chunks) if chunks else np.empty(0, dtype=np.int32)
+    m = len(values)
+    if not m:
+        return [None for _ in ps]
+    spots = [(p * (m - 1), math.floor(p * (m - 1))) for p in ps]
+    part = np.partition(values, sorted({k for _, lo in spots for k in (lo, min(lo + 1, m - 1))}))
+    out = []
+    for pos, lo in spots:
+        first, second = int(part[lo]) / 86400.0, int(part[min(lo + 1, m - 1)]) / 86400.0
+        out.append(first + (pos - lo) * (second - first))
     return out
 
 
-def _duration_stats_ranked(session, base, keys: list[str], sums) -> list[dict]:
-    kcols = [base.c[k] for k in keys]
-    part = kcols or None
-    ranked = select(*kcols, base.c.dur, *(base.c[s] for s in sums),
-                    func.row_number().over(partition_by=part, order_by=base.c.dur.asc().nulls_last()).label("rn"),
-                    func.count(base.c.dur).over(partition_by=part).label("m")).subquery()  # fmt: skip
-    d = ranked.c.dur
+def _live_tallies(session, source, keys: list, where: list, start, done, due=None, now=None,
+                  sums: Mapping | None = None) -> dict[tuple, Tally]:  # fmt: skip
+    """Per value of ``keys``: rows, finished rows (``done`` set), their seconds
+    from ``start`` to ``done`` (total and each), overdue rows, and ``sums``."""
+    sec = elapsed_seconds(start, done)
+    sums = dict(sums or {})
+    if due is not None:
+        sums["_late"] = overdue(due, done, now)
+    stmt = (select(*keys, func.count(), func.count(done), func.sum(sec), packed_seconds(sec),
+                   *(func.sum(expr) for expr in sums.values()))
+            .select_from(source).where(*where).group_by(*keys))  # fmt: skip
+    out = {}
+    k = len(keys)
+    for row in session.execute(stmt):
+        t = Tally(n=row[k], done=row[k + 1], seconds=_int(row[k + 2]), chunks=[_unpack(row[k + 3])])
+        t.sums = {name: _int(v) for name, v in zip(sums, row[k + 4 :], strict=True)}
+        t.late = t.sums.pop("_late", 0)
+        out[tuple(row[:k])] = t
+    return out
 
-    def percentile(p: float):
-        # percentile_cont: interpolate between the values at ranks floor(pos) and floor(pos) + 1
-        pos = 1 + p * (ranked.c.m - 1)
-        lo = cast(pos, Integer)
-        v_lo = func.max(case((ranked.c.rn == lo, d)))
-        v_hi = func.coalesce(func.max(case((ranked.c.rn == lo + 1, d))), v_lo)
-        return v_lo + func.max(pos - lo) * (v_hi - v_lo)
 
-    cols = [func.count().label("n"), func.count(d).label("done"), func.avg(d).label("mean"),
-            percentile(0.5).label("median"), percentile(0.9).label("p90"),
-            *(func.sum(ranked.c[s]).label(s) for s in sums)]  # fmt: skip
-    kcols = [ranked.c[k] for k in keys]
-    stmt = select(*kcols, *cols).select_from(ranked)
-    if kcols:
-        stmt = stmt.group_by(*kcols)
-    return [dict(row._mapping) for row in session.execute(stmt)]
+# --- the summary: finished work counted once, nightly ------------------------------------------
+#
+# A build holds every dispatch and case with an id up to its last_*_id that was
+# finished (closed, completed) before its cutoff, and the responses up to its
+# last_response_id submitted before the cutoff. A report adds from the live
+# tables exactly the rest: open work (overdue depends on "now"), work finished
+# since, rows registered since, responses submitted since. Finished work does
+# not change (closing is the workflow's last state), so the two parts neither
+# overlap nor miss a row whenever the build ran. The cutoff lies an hour before
+# the build so that a transaction that stamped its time just before the build
+# but committed after it is still read live. Whatever rewrites finished work (a
+# data correction, a deletion) needs a new build: run the command again.
+
+SUMMARY_MARGIN = datetime.timedelta(hours=1)
+
+
+@dataclass(frozen=True)
+class Build:
+    id: int
+    cutoff: datetime.datetime
+    last_dispatch_id: int
+    last_case_id: int
+    last_response_id: int
+
+
+def current_build(session) -> Build | None:
+    b = ReportBuild.__table__
+    row = session.execute(select(b.c.id, b.c.cutoff, b.c.last_dispatch_id, b.c.last_case_id, b.c.last_response_id)
+                          .order_by(b.c.id.desc()).limit(1)).first()  # fmt: skip
+    return Build(*row) if row else None
+
+
+def summarise(session, cutoff: datetime.datetime | None = None) -> dict:
+    """Rebuild the report summary from the live tables (``flask report
+    summarise``, nightly); keeps the previous build for reports running
+    meanwhile and deletes older ones. Commits. Returns what it counted."""
+    t0 = time.perf_counter()
+    cutoff = cutoff or datetime.datetime.utcnow() - SUMMARY_MARGIN
+    d, c, r = Dispatch.__table__, NotificationCase.__table__, Response.__table__
+    b, s = ReportBuild.__table__, ReportSummary.__table__
+    last = {name: session.scalar(select(func.coalesce(func.max(t.c.id), 0)))
+            for name, t in (("last_dispatch_id", d), ("last_case_id", c), ("last_response_id", r))}  # fmt: skip
+    build_id = session.execute(b.insert().values(cutoff=cutoff, built_at=datetime.datetime.utcnow(), **last)
+                               .returning(b.c.id)).scalar_one()  # fmt: skip
+    answered = (select(r.c.case_id, func.count().label("responses"), func.sum(r.c.rating_sum).label("rating_sum"),
+                       func.sum(r.c.rating_count).label("rating_count"))
+                .where(r.c.id <= last["last_response_id"], r.c.submitted_at < cutoff)
+                .group_by(r.c.case_id).subquery())  # fmt: skip
+    columns = ["build_id", "kind", "span", "day", "agency_id", "category_id", "operator_id", "receivers", "n", "late",
+               "seconds", "durations", "responses", "rating_sum", "rating_count"]  # fmt: skip
+
+    def figures(start, done, due):
+        sec = elapsed_seconds(start, done)
+        return [func.count(), func.sum(overdue(due, done, cutoff)), func.sum(sec), packed_seconds(sec),
+                func.coalesce(func.sum(answered.c.responses), 0), func.coalesce(func.sum(answered.c.rating_sum), 0),
+                func.coalesce(func.sum(answered.c.rating_count), 0)]  # fmt: skip
+
+    day = taipei_day(d.c.sent_at)
+    session.execute(s.insert().from_select(columns, select(
+        literal(build_id), literal("dispatch"), literal("day"), day, d.c.agency_id, c.c.category_id, null(), null(),
+        *figures(d.c.sent_at, d.c.closed_at, d.c.due_at))
+        .select_from(d.join(c, c.c.id == d.c.case_id).outerjoin(answered, answered.c.case_id == d.c.case_id))
+        .where(d.c.id <= last["last_dispatch_id"], d.c.closed_at < cutoff)
+        .group_by(day, d.c.agency_id, c.c.category_id)))  # fmt: skip
+    receivers = select(d.c.case_id, agency_list(d.c.agency_id).label("receivers")).group_by(d.c.case_id).subquery()
+    day = taipei_day(c.c.created_at)
+    session.execute(s.insert().from_select(columns, select(
+        literal(build_id), literal("case"), literal("day"), day, c.c.agency_id, c.c.category_id, c.c.operator_id,
+        receivers.c.receivers, *figures(c.c.created_at, c.c.completed_at, c.c.due_at))
+        .select_from(c.outerjoin(receivers, receivers.c.case_id == c.c.id)
+                     .outerjoin(answered, answered.c.case_id == c.c.id))
+        .where(c.c.id <= last["last_case_id"], c.c.completed_at < cutoff)
+        .group_by(day, c.c.agency_id, c.c.category_id, c.c.operator_id, receivers.c.receivers)))  # fmt: skip
+    # The days of each month added up: a long period reads its whole months from these.
+    month = month_start(s.c.day)
+    keys = [s.c.kind, month, s.c.agency_id, s.c.category_id, s.c.operator_id, s.c.receivers]
+    session.execute(s.insert().from_select(columns, select(
+        literal(build_id), s.c.kind, literal("month"), *keys[1:], func.sum(s.c.n), func.sum(s.c.late),
+        func.sum(s.c.seconds), concat_packed(s.c.durations), func.sum(s.c.responses), func.sum(s.c.rating_sum),
+        func.sum(s.c.rating_count))
+        .where(s.c.build_id == build_id, s.c.span == "day").group_by(*keys)))  # fmt: skip
+    seconds = time.perf_counter() - t0
+    session.execute(b.update().where(b.c.id == build_id).values(seconds=seconds))
+    session.commit()
+    # Reports that began before this commit may still read the previous build: keep it.
+    stale = select(b.c.id).where(b.c.id < build_id).order_by(b.c.id.desc()).offset(1).scalar_subquery()
+    session.execute(s.delete().where(s.c.build_id <= stale))
+    session.execute(b.delete().where(b.c.id <= stale))
+    session.commit()
+    counts = dict(session.execute(select(s.c.kind, func.sum(s.c.n)).where(s.c.build_id == build_id, s.c.span == "day")
+                                  .group_by(s.c.kind)).all())  # fmt: skip
+    return {"build": build_id, "cutoff": cutoff, "dispatches": _int(counts.get("dispatch")),
+            "cases": _int(counts.get("case")), "seconds": seconds}  # fmt: skip
+
+
+def _summary_days(s, first: datetime.date, last: datetime.date):
+    """The summary rows covering the days first..last: a month row for each whole
+    month between them, day rows for the days before and after those."""
+    start = first if first.day == 1 else (first.replace(day=28) + datetime.timedelta(days=4)).replace(day=1)
+    stop = (last + datetime.timedelta(days=1)).replace(day=1)  # the first day after the last whole month
+    if last.month == (last + datetime.timedelta(days=1)).month:
+        stop = last.replace(day=1)
+    if start >= stop:
+        return and_(s.c.span == "day", s.c.day >= first, s.c.day <= last)
+    # each arm a plain range of the index (build, kind, span, day)
+    arms = [and_(s.c.span == "month", s.c.day >= start, s.c.day < stop)]
+    if first < start:
+        arms.append(and_(s.c.span == "day", s.c.day >= first, s.c.day < start))
+    if stop <= last:
+        arms.append(and_(s.c.span == "day", s.c.day >= stop, s.c.day <= last))
+    return or_(*arms)
+
+
+def _tallies(session, kind: str, keys: list[str], filters: Filters, now, build: Build | None,
+             stats: bool = True) -> dict[tuple, Tally]:  # fmt: skip
+    """Per value of ``keys`` the tallies of the dispatches (``kind`` dispatch:
+    sent in the period) or cases (``case``: registered in it) the filters
+    select: the summary's rows plus the live rows it does not hold. ``stats``
+    False: the satisfaction only."""
+    d, c, r, s = Dispatch.__table__, NotificationCase.__table__, Response.__table__, ReportSummary.__table__
+    out: dict[tuple, Tally] = {}
+
+    def take(parts: dict[tuple, Tally]) -> None:
+        for key, t in parts.items():
+            out.setdefault(key, Tally()).add(t)
+
+    if kind == "dispatch":
+        item, start, done, due, case_id = d, d.c.sent_at, d.c.closed_at, d.c.due_at, d.c.case_id
+        cols = {"agency_id": d.c.agency_id, "category_id": c.c.category_id}
+        joined = filters.category_id or "category_id" in keys
+        source = d.join(c, c.c.id == d.c.case_id) if joined else d
+        lo, hi = filters.bounds()
+        where = [d.c.sent_at >= lo, d.c.sent_at < hi]
+        if filters.agency_id:
+            where.append(d.c.agency_id == filters.agency_id)
+        if filters.category_id:
+            where.append(c.c.category_id == filters.category_id)
+        last_id = build.last_dispatch_id if build else 0
+    else:
+        item, start, done, due, case_id = c, c.c.created_at, c.c.completed_at, c.c.due_at, c.c.id
+        cols = {"agency_id": c.c.agency_id, "category_id": c.c.category_id, "operator_id": c.c.operator_id}
+        source, where = c, _case_where(c, filters)
+        last_id = build.last_case_id if build else 0
+    kcols = [cols[k] for k in keys]
+
+    if build:
+        swhere = [s.c.build_id == build.id, s.c.kind == kind, _summary_days(s, filters.date_from, filters.date_to)]
+        if filters.category_id:
+            swhere.append(s.c.category_id == filters.category_id)
+        if filters.agency_id and kind == "dispatch":
+            swhere.append(s.c.agency_id == filters.agency_id)
+        elif filters.agency_id:  # the notifying agency or a receiving one
+            swhere.append(or_(s.c.agency_id == filters.agency_id, s.c.receivers.contains(f",{filters.agency_id},")))
+        skeys = [s.c[k] for k in keys]
+        figures = [func.sum(s.c.n), func.sum(s.c.late), func.sum(s.c.seconds), func.sum(s.c.responses),
+                   func.sum(s.c.rating_sum), func.sum(s.c.rating_count)]  # fmt: skip
+        if stats:
+            figures.append(concat_packed(s.c.durations))
+        k = len(keys)
+        for row in session.execute(select(*skeys, *figures).where(*swhere).group_by(*skeys)):
+            n = _int(row[k])
+            t = Tally(n=n, done=n, late=_int(row[k + 1]), seconds=_int(row[k + 2]), responses=_int(row[k + 3]),
+                      rating_sum=_int(row[k + 4]), rating_count=_int(row[k + 5]))  # fmt: skip
+            if stats:
+                t.chunks.append(_unpack(row[k + 6]))
+            take({tuple(row[:k]): t})
+        live = [or_(item.c.id > last_id, done.is_(None), done >= build.cutoff)]
+        summarised = and_(item.c.id <= last_id, done < build.cutoff)
+        since = or_(r.c.id > build.last_response_id, r.c.submitted_at >= build.cutoff)
+        # the live rows' responses, and the summarised rows' responses that came in since the build
+        answered = [[*live], [summarised, since]]
+    else:
+        live, answered = [], [[]]
+    if stats:
+        take(_live_tallies(session, source, kcols, [*where, *live], start, done, due, now))
+    for extra in answered:
+        stmt = (select(*kcols, func.count(r.c.id), func.sum(r.c.rating_sum), func.sum(r.c.rating_count))
+                .select_from(source.join(r, r.c.case_id == case_id)).where(*where, *extra).group_by(*kcols))  # fmt: skip
+        for row in session.execute(stmt):
+            k = len(kcols)
+            take({tuple(row[:k]): Tally(responses=_int(row[k]), rating_sum=_int(row[k + 1]),
+                                        rating_count=_int(row[k + 2]))})  # fmt: skip
+    return out
+
+
+def _rollup(tallies: dict[tuple, Tally], level) -> dict:
+    """The tallies added up per ``level(key)``."""
+    out: dict = {}
+    for key, t in tallies.items():
+        out.setdefault(level(key), Tally()).add(t)
+    return out
 
 
 # --- reports -------------------------------------------------------------------------------
@@ -282,16 +599,6 @@ def _finish(row: dict, sat: dict | None = None) -> dict:
     return row
 
 
-def _satisfaction(session, stmt) -> dict:
-    """key -> (responses, rating sum, rating count) from ``stmt`` selecting (key, those three)."""
-    return {row[0]: tuple(row[1:]) for row in session.execute(stmt)}
-
-
-def _sat_cols():
-    r = Response.__table__
-    return func.count(r.c.id), func.sum(r.c.rating_sum), func.sum(r.c.rating_count)
-
-
 def _case_where(c, filters: Filters) -> list:
     start, end = filters.bounds()
     where = [c.c.created_at >= start, c.c.created_at < end]
@@ -315,38 +622,23 @@ def _scope(session, filters: Filters, agency_note=None) -> list:
     return out
 
 
-def by_agency(session, filters: Filters, now: datetime.datetime | None = None) -> Report:
-    """Dispatches registered in the period, per receiving agency and overall."""
+def by_agency(session, filters: Filters, now: datetime.datetime | None = None, live: bool = False) -> Report:
+    """Dispatches registered in the period, per receiving agency and overall.
+    ``live``: from the live tables alone, as if there were no summary."""
     now = now or datetime.datetime.utcnow()
-    d, c, r = Dispatch.__table__, NotificationCase.__table__, Response.__table__
-    start, end = filters.bounds()
-    where = [d.c.sent_at >= start, d.c.sent_at < end]
-    if filters.agency_id:
-        where.append(d.c.agency_id == filters.agency_id)
-    source = d
-    if filters.category_id:
-        source = d.join(c, c.c.id == d.c.case_id)
-        where.append(c.c.category_id == filters.category_id)
-    base = (select(d.c.agency_id.label("agency_id"), days_between(d.c.sent_at, d.c.closed_at).label("dur"),
-                   overdue(d.c.due_at, d.c.closed_at, now).label("late"))
-            .select_from(source).where(*where).subquery())  # fmt: skip
-    groups, totals = _duration_stats(session, base, [["agency_id"], []])
-    sat_from = r.join(d, d.c.case_id == r.c.case_id)
-    if filters.category_id:
-        sat_from = sat_from.join(c, c.c.id == d.c.case_id)
-    sat = _satisfaction(session, select(d.c.agency_id, *_sat_cols()).select_from(sat_from).where(*where)
-                        .group_by(d.c.agency_id))  # fmt: skip
-    overall = _satisfaction(session, select(literal(1), *_sat_cols()).select_from(r.join(c, c.c.id == r.c.case_id))
-                            .where(*_case_where(c, filters)))  # fmt: skip
-    names = {a.id: a for a in session.scalars(select(Agency).where(Agency.id.in_([g["agency_id"] for g in groups])))}
+    build = None if live else current_build(session)
+    groups = _tallies(session, "dispatch", ["agency_id"], filters, now, build)
+    overall = _tallies(session, "case", [], filters, now, build, stats=False).get((), Tally())
+    names = {a.id: a for a in session.scalars(select(Agency).where(Agency.id.in_([k[0] for k in groups])))}
     rows = []
-    for g in groups:
-        agency = names.get(g["agency_id"])
-        g["label"] = agency.name if agency else str(g["agency_id"])
+    for (agency_id,), t in groups.items():
+        agency = names.get(agency_id)
+        g = {"agency_id": agency_id, **t.figures()}
+        g["label"] = agency.name if agency else str(agency_id)
         g["code"] = agency.code if agency else ""
-        rows.append(_finish(g, sat.get(g["agency_id"])))
+        rows.append(_finish(g, t.satisfaction))
     rows.sort(key=lambda row: (-row["n"], row["label"]))
-    total = _finish(totals[0] if totals else {}, overall.get(1))
+    total = _finish(_rollup(groups, lambda key: ()).get((), Tally()).figures(), overall.satisfaction)
     total["label"] = str(_l("All receiving agencies"))
     return Report("agencies", _l("Performance by receiving agency"), filters,
                   [Column("label", _l("Receiving agency")), *CASE_COLUMNS], rows, total, "label", CASE_SERIES,
@@ -355,47 +647,33 @@ def by_agency(session, filters: Filters, now: datetime.datetime | None = None) -
                   scope=_scope(session, filters, _l("Receiving agency")))  # fmt: skip
 
 
-def _case_base(session, filters: Filters, now, *extra):
-    c = NotificationCase.__table__
-    cat = NotificationCategory.__table__
-    return (select(*extra, days_between(c.c.created_at, c.c.completed_at).label("dur"),
-                   overdue(c.c.due_at, c.c.completed_at, now).label("late"))
-            .select_from(c.join(cat, cat.c.id == c.c.category_id)).where(*_case_where(c, filters)).subquery())  # fmt: skip
-
-
 CASE_NOTE = _l("A case counts once; processing time runs from registration until every receiving agency has closed it. "
                "Satisfaction: mean of the rating answers to the case's questionnaire.")  # fmt: skip
 
 
-def by_category(session, filters: Filters, now: datetime.datetime | None = None) -> Report:
-    """Cases registered in the period, per main item and sub item, with main-item subtotals and the overall figures."""
+def by_category(session, filters: Filters, now: datetime.datetime | None = None, live: bool = False) -> Report:
+    """Cases registered in the period, per main item and sub item, with main-item subtotals and the overall figures.
+    ``live``: from the live tables alone, as if there were no summary."""
     now = now or datetime.datetime.utcnow()
-    c, cat, r = NotificationCase.__table__, NotificationCategory.__table__, Response.__table__
-    base = _case_base(session, filters, now, c.c.category_id.label("category_id"), cat.c.main_item.label("main_item"))
-    per_sub, mains, totals = _duration_stats(session, base, [["category_id"], ["main_item"], []])
-    per_main = {g["main_item"]: g for g in mains}
-    sat_from = r.join(c, c.c.id == r.c.case_id).join(cat, cat.c.id == c.c.category_id)
-    where = _case_where(c, filters)
-    sat_sub = _satisfaction(session, select(c.c.category_id, *_sat_cols()).select_from(sat_from).where(*where)
-                            .group_by(c.c.category_id))  # fmt: skip
-    sat_main = _satisfaction(session, select(cat.c.main_item, *_sat_cols()).select_from(sat_from).where(*where)
-                             .group_by(cat.c.main_item))  # fmt: skip
-    sat_all = _satisfaction(session, select(literal(1), *_sat_cols()).select_from(sat_from).where(*where))
+    per_sub = _tallies(session, "case", ["category_id"], filters, now, None if live else current_build(session))
     cats = {x.id: x for x in session.scalars(select(NotificationCategory)
-                                             .where(NotificationCategory.id.in_([g["category_id"] for g in per_sub])))}  # fmt: skip
+                                             .where(NotificationCategory.id.in_([k[0] for k in per_sub])))}  # fmt: skip
+    per_main = _rollup({k: t for k, t in per_sub.items() if k[0] in cats}, lambda key: cats[key[0]].main_item)
     rows = []
     for main in sorted(per_main):
-        subs = [
-            g for g in per_sub if cats.get(g["category_id"]) is not None and cats[g["category_id"]].main_item == main
-        ]
-        for g in sorted(subs, key=lambda g: g["category_id"]):  # sub items in the order they were set up
-            g.update(main_item=main, sub_item=cats[g["category_id"]].sub_item, level="item",
-                     label=f"{main}－{cats[g['category_id']].sub_item}")  # fmt: skip
-            rows.append(_finish(g, sat_sub.get(g["category_id"])))
-        m = per_main[main]
+        subs = sorted(k[0] for k in per_sub if k[0] in cats and cats[k[0]].main_item == main)
+        for category_id in subs:  # sub items in the order they were set up
+            t = per_sub[(category_id,)]
+            g = {"category_id": category_id, **t.figures()}
+            g.update(main_item=main, sub_item=cats[category_id].sub_item, level="item",
+                     label=f"{main}－{cats[category_id].sub_item}")  # fmt: skip
+            rows.append(_finish(g, t.satisfaction))
+        t = per_main[main]
+        m = t.figures()
         m.update(main_item=main, sub_item=str(_l("Subtotal")), level="subtotal", label=f"{main}（{_l('Subtotal')}）")
-        rows.append(_finish(m, sat_main.get(main)))
-    total = _finish(totals[0] if totals else {}, sat_all.get(1))
+        rows.append(_finish(m, t.satisfaction))
+    everything = _rollup(per_sub, lambda key: ()).get((), Tally())
+    total = _finish(everything.figures(), everything.satisfaction)
     total.update(main_item=str(_l("All categories")), sub_item="", label=str(_l("All categories")))
     return Report("categories", _l("Performance by category"), filters,
                   [Column("main_item", _l("Main item")), Column("sub_item", _l("Sub item")), *CASE_COLUMNS],
@@ -403,30 +681,26 @@ def by_category(session, filters: Filters, now: datetime.datetime | None = None)
                   scope=_scope(session, filters, _l("Agency (notifying or receiving)")))  # fmt: skip
 
 
-def by_clerk(session, filters: Filters, now: datetime.datetime | None = None) -> Report:
-    """Cases registered in the period, per counter clerk (the notifier who registered them)."""
+def by_clerk(session, filters: Filters, now: datetime.datetime | None = None, live: bool = False) -> Report:
+    """Cases registered in the period, per counter clerk (the notifier who registered them).
+    ``live``: from the live tables alone, as if there were no summary."""
     now = now or datetime.datetime.utcnow()
-    c, r = NotificationCase.__table__, Response.__table__
-    base = _case_base(session, filters, now, c.c.operator_id.label("operator_id"), c.c.agency_id.label("agency_id"))
-    groups, totals = _duration_stats(session, base, [["operator_id", "agency_id"], []])
-    where = _case_where(c, filters)
-    sat_from = r.join(c, c.c.id == r.c.case_id)
-    sat = {(row[0], row[1]): tuple(row[2:]) for row in session.execute(
-        select(c.c.operator_id, c.c.agency_id, *_sat_cols()).select_from(sat_from).where(*where)
-        .group_by(c.c.operator_id, c.c.agency_id))}  # fmt: skip
-    sat_all = _satisfaction(session, select(literal(1), *_sat_cols()).select_from(sat_from).where(*where))
+    groups = _tallies(session, "case", ["operator_id", "agency_id"], filters, now,
+                      None if live else current_build(session))  # fmt: skip
     users = {u.id: u for u in session.scalars(select(PlatformUser)
-                                              .where(PlatformUser.id.in_([g["operator_id"] for g in groups if g["operator_id"]])))}  # fmt: skip
-    agencies = {a.id: a for a in session.scalars(select(Agency).where(Agency.id.in_([g["agency_id"] for g in groups])))}
+                                              .where(PlatformUser.id.in_([k[0] for k in groups if k[0]])))}  # fmt: skip
+    agencies = {a.id: a for a in session.scalars(select(Agency).where(Agency.id.in_([k[1] for k in groups])))}
     rows = []
-    for g in groups:
-        user, agency = users.get(g["operator_id"]), agencies.get(g["agency_id"])
+    for (operator_id, agency_id), t in groups.items():
+        user, agency = users.get(operator_id), agencies.get(agency_id)
+        g = {"operator_id": operator_id, "agency_id": agency_id, **t.figures()}
         g.update(username=user.username if user else "—", name=user.get_full_name() if user else "",
                  agency=agency.name if agency else "")  # fmt: skip
         g["label"] = f"{g['name'] or g['username']}（{g['agency']}）"
-        rows.append(_finish(g, sat.get((g["operator_id"], g["agency_id"]))))
+        rows.append(_finish(g, t.satisfaction))
     rows.sort(key=lambda row: (row["agency"], -row["n"], row["username"]))
-    total = _finish(totals[0] if totals else {}, sat_all.get(1))
+    everything = _rollup(groups, lambda key: ()).get((), Tally())
+    total = _finish(everything.figures(), everything.satisfaction)
     total.update(username=str(_l("All clerks")), name="", agency="", label=str(_l("All clerks")))
     return Report("clerks", _l("Performance by counter clerk"), filters,
                   [Column("agency", _l("Notifying agency")), Column("username", _l("Account")),
@@ -521,14 +795,12 @@ def transfers(session, filters: Filters, now=None) -> Report:
     where = [t.c.registered_at >= start, t.c.registered_at < end]
     if filters.agency_id:
         where.append(or_(t.c.sending_agency_id == filters.agency_id, t.c.receiving_agency_id == filters.agency_id))
-    states = tuple(f"st_{s}" for s in TRANSFER_STATES)
-    base = (select(t.c.sending_agency_id.label("sender"), t.c.receiving_agency_id.label("receiver"),
-                   days_between(t.c.registered_at, t.c.processed_at).label("dur"),
-                   func.coalesce(t.c.record_count, 0).label("records"),
-                   *(case((t.c.state == s, 1), else_=0).label(f"st_{s}") for s in TRANSFER_STATES))
-            .where(*where).subquery())  # fmt: skip
-    sums = ("records", *states)
-    groups, totals = _duration_stats(session, base, [["sender", "receiver"], []], sums)
+    sums = {"records": func.coalesce(t.c.record_count, 0),
+            **{f"st_{s}": case((t.c.state == s, 1), else_=0) for s in TRANSFER_STATES}}  # fmt: skip
+    # A few thousand a year: read live, never summarised.
+    tallies = _live_tallies(session, t, [t.c.sending_agency_id, t.c.receiving_agency_id], where, t.c.registered_at,
+                            t.c.processed_at, sums=sums)  # fmt: skip
+    groups = [{"sender": k[0], "receiver": k[1], **tally.figures()} for k, tally in tallies.items()]
     ids = {g["sender"] for g in groups} | {g["receiver"] for g in groups}
     names = {a.id: a.name for a in session.scalars(select(Agency).where(Agency.id.in_(ids)))}
 
@@ -547,7 +819,7 @@ def transfers(session, filters: Filters, now=None) -> Report:
         g["label"] = f"{g['sending']} → {g['receiving']}"
         rows.append(tidy(g))
     rows.sort(key=lambda row: (-row["n"], row["label"]))
-    total = tidy(totals[0] if totals else {})
+    total = tidy(_rollup(tallies, lambda key: ()).get((), Tally()).figures())
     total.update(sending=str(_l("All agencies")), receiving="", label=str(_l("All agencies")))
     state_labels = {"registered": _l("Registered"), "uploaded": _l("Uploaded"), "received": _l("Received"),
                     "processed": _l("Processed"), "result_received": _l("Result received")}  # fmt: skip

@@ -1,0 +1,60 @@
+"""The report summary: finished work counted once by ``flask report summarise``
+(nightly), so a management report over two years reads thousands of summary
+rows instead of millions of dispatches and cases. See app/services/reports.py
+for which rows a build holds and how the reports add the rest from the live
+tables."""
+
+import datetime
+
+from flask_appbuilder import Model
+from sqlalchemy import BigInteger, Column, Date, DateTime, Float, Index, Integer, LargeBinary, String, Text
+
+
+def _utcnow() -> datetime.datetime:
+    return datetime.datetime.now(datetime.UTC).replace(tzinfo=None)
+
+
+class ReportBuild(Model):
+    """One run of ``flask report summarise``. Its rows hold every dispatch and
+    case with an id up to ``last_*_id`` that was finished before ``cutoff``,
+    and the survey responses up to ``last_response_id`` submitted before it."""
+
+    __tablename__ = "report_build"
+
+    id = Column(Integer, primary_key=True)
+    cutoff = Column(DateTime, nullable=False)  # UTC
+    last_dispatch_id = Column(Integer, nullable=False, default=0)
+    last_case_id = Column(Integer, nullable=False, default=0)
+    last_response_id = Column(Integer, nullable=False, default=0)
+    built_at = Column(DateTime, nullable=False, default=_utcnow)
+    seconds = Column(Float)  # how long the build took
+
+
+class ReportSummary(Model):
+    """Finished dispatches (kind ``dispatch``) or cases (kind ``case``) of one
+    Taipei day, or of one calendar month (span ``month``: its days added up,
+    for the whole months of a long period), and of one combination of agency,
+    category and clerk."""
+
+    __tablename__ = "report_summary"
+    __table_args__ = (Index("ix_report_summary_build_kind_span_day", "build_id", "kind", "span", "day"),)
+
+    id = Column(Integer, primary_key=True)
+    build_id = Column(Integer, nullable=False)  # ReportBuild.id; old builds are deleted with their rows
+    kind = Column(String(10), nullable=False)  # dispatch | case
+    span = Column(String(5), nullable=False)  # day | month
+    day = Column(Date, nullable=False)  # the Taipei day the dispatch was sent or the case registered (month: the 1st)
+    agency_id = Column(Integer)  # dispatch: the receiving agency; case: the notifying agency
+    category_id = Column(Integer)
+    operator_id = Column(Integer)  # case: the counter clerk who registered it
+    receivers = Column(Text)  # case: its receiving agencies as ",4,9," (the reports' agency filter)
+    n = Column(Integer, nullable=False)  # finished dispatches or cases
+    late = Column(Integer, nullable=False)  # of them finished after their due time
+    seconds = Column(BigInteger, nullable=False)  # their processing times added up
+    # Every processing time in whole seconds, 4 bytes big-endian each (the exact
+    # median and 90th percentile need them all); on SQLite the same bytes in hex.
+    durations = Column(LargeBinary().with_variant(Text(), "sqlite"))
+    # Survey responses to these cases (for dispatches: to each one's case).
+    responses = Column(Integer, nullable=False, default=0)
+    rating_sum = Column(BigInteger, nullable=False, default=0)
+    rating_count = Column(BigInteger, nullable=False, default=0)
