@@ -78,6 +78,8 @@ class Config:
     # Role/permission answers are cached this long per process (an edit of a
     # role's permissions takes effect within it).
     PERMISSION_CACHE_SECONDS = float(os.environ.get("PERMISSION_CACHE_SECONDS", "10"))
+    # A query form edited in one process reaches the others within this long.
+    FORM_PLAN_CHECK_SECONDS = float(os.environ.get("FORM_PLAN_CHECK_SECONDS", "1"))
 
     # Language: Traditional Chinese (Taiwan) first, English second.
     BABEL_DEFAULT_LOCALE = "zh_TW"
@@ -114,6 +116,12 @@ class Config:
     # After a commit wakes the worker, it waits this long to send what else arrives over one connection.
     OUTBOX_GATHER_SECONDS = float(os.environ.get("OUTBOX_GATHER_SECONDS", "0.1"))
     OUTBOX_THREAD = _bool("OUTBOX_THREAD", False)
+    # Audit events are linked into the hash chain "inline" (in the request's
+    # transaction) or in the "background" a moment after the commit, so
+    # requests do not queue on the chain's lock. Blank: inline on SQLite,
+    # background on PostgreSQL/MySQL.
+    AUDIT_SEALING = os.environ.get("AUDIT_SEALING", "")
+    AUDIT_SEAL_GATHER_SECONDS = float(os.environ.get("AUDIT_SEAL_GATHER_SECONDS", "0.05"))
 
     DEMO_PASSWORD = os.environ.get("DEMO_PASSWORD", "Demo-2026")
     MAX_CONTENT_LENGTH = int(os.environ.get("MAX_CONTENT_LENGTH", str(40 * 1024 * 1024)))

@@ -35,15 +35,24 @@ def platform_check():
     click.echo(f"platform database OK ({where})")
 
 
+@audit_cli.command("seal")
+def audit_seal():
+    """Link every committed but unsealed event into the hash chain."""
+    from app.services.audit import seal_all
+
+    click.echo(f"sealed {seal_all(db.engine)} events")
+
+
 @audit_cli.command("verify")
 def audit_verify():
-    """Recompute the hash chain; exit 1 naming the first broken row."""
-    from app.services.audit import verify
+    """Seal what is pending, recompute the hash chain; exit 1 naming the first broken row."""
+    from app.services.audit import seal_all, verify
 
+    sealed = seal_all(db.engine)
     with db.engine.connect() as conn:
         result = verify(conn)
     if result.ok:
-        click.echo(f"audit chain OK: {result.checked} events verified")
+        click.echo(f"audit chain OK: {result.checked} events verified ({sealed} sealed just now)")
         return
     row = f"seq {result.bad_seq}" + (f" (id {result.bad_id})" if result.bad_id else "")
     click.echo(f"audit chain BROKEN at {row}: {result.reason}", err=True)

@@ -1,10 +1,12 @@
 """The audit trail: sign-in events, CRUD events, and a chain that shows tampering."""
 
+import datetime
 import json
 import threading
+import time
 
 import pytest
-from sqlalchemy import select, text, update
+from sqlalchemy import func, insert, select, text, update
 
 from app.extensions import db
 from app.models.audit import AuditEvent
@@ -14,11 +16,13 @@ from tests.conftest import api_token, bearer, login
 
 def _events_after(app, seq):
     with app.app_context():
+        audit.seal_all(db.engine)  # on PostgreSQL the background sealer may not have run yet
         return db.session.scalars(select(AuditEvent).where(AuditEvent.seq > seq).order_by(AuditEvent.seq)).all()
 
 
 def _last_seq(app):
     with app.app_context():
+        audit.seal_all(db.engine)
         return db.session.scalar(select(AuditEvent.seq).order_by(AuditEvent.seq.desc()).limit(1)) or 0
 
 
@@ -140,6 +144,7 @@ def _verify(app):
 
 def _row(app, offset_from_end):
     with app.app_context():
+        audit.seal_all(db.engine)
         rows = db.session.scalars(select(AuditEvent).order_by(AuditEvent.seq.desc()).limit(5)).all()
         row = rows[offset_from_end]
         return row.id, row.seq
@@ -205,6 +210,113 @@ def test_concurrent_writers_never_fork_the_chain(app):
     for t in threads:
         t.join()
     assert not errors
-    with app.app_context(), db.engine.connect() as conn:
-        result = audit.verify(conn)
+    with app.app_context():
+        audit.seal_all(db.engine)
+        with db.engine.connect() as conn:
+            result = audit.verify(conn)
+            assert audit.pending(conn) == 0
+            written = conn.scalar(
+                select(func.count()).select_from(AuditEvent).where(AuditEvent.action == "concurrency_test")
+            )
     assert result.ok, result.reason
+    assert written == 60 and result.checked >= 60
+
+
+def _sealing_app(backend_name, tmp_path, **overrides):
+    from tests.conftest import Database, build_app
+
+    database = Database(backend_name, tmp_path)
+    return database, build_app(database.url, seed=False, **overrides)
+
+
+@pytest.mark.parametrize("backend_name", ["sqlite", "postgresql"])
+def test_in_background_mode_a_commit_returns_before_sealing_and_the_sealer_links_the_event_soon_after(
+    backend_name, tmp_path
+):
+    database, app = _sealing_app(backend_name, tmp_path, AUDIT_SEALING="background", AUDIT_SEAL_GATHER_SECONDS=0.5)
+    try:
+        with app.app_context():
+            audit.record(db.session, "sealer_test", object_type="Test", object_id=1)
+            db.session.commit()
+            row = db.session.scalar(select(AuditEvent).where(AuditEvent.action == "sealer_test"))
+            # Committed with its change, not yet in the chain (the sealer gathers for 0.5 s).
+            assert row is not None and row.seq is None and row.hash is None
+            db.session.remove()
+            deadline = time.monotonic() + 10
+            with db.engine.connect() as conn:
+                while audit.pending(conn) and time.monotonic() < deadline:
+                    conn.rollback()
+                    time.sleep(0.1)
+                assert audit.pending(conn) == 0
+                result = audit.verify(conn)
+                sealed = conn.execute(
+                    select(AuditEvent.seq, AuditEvent.hash).where(AuditEvent.action == "sealer_test")
+                ).one()
+        assert result.ok and sealed.seq == result.checked and len(sealed.hash) == 64
+    finally:
+        with app.app_context():
+            db.session.remove()
+            db.engine.dispose()
+        database.drop()
+
+
+@pytest.mark.parametrize("backend_name", ["sqlite", "postgresql"])
+def test_a_rolled_back_change_leaves_no_event_to_seal(backend_name, tmp_path):
+    database, app = _sealing_app(backend_name, tmp_path, AUDIT_SEALING="background")
+    try:
+        with app.app_context():
+            audit.record(db.session, "rolled_back", object_type="Test", object_id=1)
+            db.session.rollback()
+            assert audit.seal_all(db.engine) == 0
+            assert (
+                db.session.scalar(
+                    select(func.count()).select_from(AuditEvent).where(AuditEvent.action == "rolled_back")
+                )
+                == 0
+            )
+    finally:
+        with app.app_context():
+            db.session.remove()
+            db.engine.dispose()
+        database.drop()
+
+
+def test_an_event_that_commits_after_a_later_one_is_sealed_after_it_and_the_chain_holds(tmp_path):
+    """PostgreSQL: two writers at once. The chain order is the order of sealing,
+    not of insertion, so a slow transaction is linked when it commits."""
+    database, app = _sealing_app("postgresql", tmp_path, AUDIT_SEALING="background")
+    try:
+        with app.app_context():
+            slow = db.engine.connect()
+            slow_tx = slow.begin()
+            slow.execute(
+                insert(AuditEvent.__table__).values(action="slow", at=datetime.datetime.utcnow(), outcome="ok")
+            )
+            with db.engine.begin() as fast:
+                fast.execute(
+                    insert(AuditEvent.__table__).values(action="fast", at=datetime.datetime.utcnow(), outcome="ok")
+                )
+            assert audit.seal_all(db.engine) == 1  # the slow one is not visible yet
+            slow_tx.commit()
+            slow.close()
+            assert audit.seal_all(db.engine) == 1
+            with db.engine.connect() as conn:
+                order = (
+                    conn.execute(
+                        select(AuditEvent.action)
+                        .where(AuditEvent.action.in_(["slow", "fast"]))
+                        .order_by(AuditEvent.seq)
+                    )
+                    .scalars()
+                    .all()
+                )
+                fast_id, slow_id = (
+                    conn.scalar(select(AuditEvent.id).where(AuditEvent.action == a)) for a in ("fast", "slow")
+                )
+                assert audit.verify(conn).ok
+        assert order == ["fast", "slow"] and slow_id < fast_id
+    finally:
+        with app.app_context():
+            db.session.remove()
+            db.engine.dispose()
+        database.drop()

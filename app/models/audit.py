@@ -3,7 +3,7 @@
 import datetime
 
 from flask_appbuilder import Model
-from sqlalchemy import Column, DateTime, Integer, String, Text
+from sqlalchemy import Column, DateTime, Index, Integer, String, Text, text
 
 
 class AuditEvent(Model):
@@ -11,13 +11,14 @@ class AuditEvent(Model):
 
     ``hash`` = SHA-256 over this row's content and ``prev_hash``; ``seq`` runs
     1, 2, 3... without gaps, so an edited, deleted or reordered row breaks
-    the chain at that row.
+    the chain at that row. A row is inserted with its change and linked (given
+    ``seq`` and hashes) by the sealer: until then those three are empty.
     """
 
     __tablename__ = "audit_event"
 
     id = Column(Integer, primary_key=True)
-    seq = Column(Integer, nullable=False, unique=True)
+    seq = Column(Integer, unique=True)
     at = Column(DateTime, nullable=False, default=datetime.datetime.utcnow, index=True)
     actor_id = Column(Integer, index=True)
     actor = Column(String(128))
@@ -29,8 +30,13 @@ class AuditEvent(Model):
     fields = Column(Text)  # comma-separated names of changed fields
     outcome = Column(String(20), nullable=False, default="ok")
     detail = Column(Text)  # JSON, no personal data
-    prev_hash = Column(String(64), nullable=False)
-    hash = Column(String(64), nullable=False)
+    prev_hash = Column(String(64))
+    hash = Column(String(64))
+
+    # The sealer's work list: rows not yet linked, oldest first.
+    __table_args__ = (
+        Index("ix_audit_event_unsealed", "id", postgresql_where=text("seq IS NULL"), sqlite_where=text("seq IS NULL")),
+    )
 
 
 class AuditHead(Model):

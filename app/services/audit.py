@@ -4,20 +4,31 @@ Every create/update/delete of a platform object is recorded by a session hook
 (so FAB screens, FAB APIs, our APIs and commands are all covered), in the same
 transaction as the change. Explicit events (login, logout...) use ``record``.
 
-Writers serialise on the ``audit_head`` row: its UPDATE takes a row lock on
-PostgreSQL/MariaDB and the write lock on SQLite, so two transactions can never
-fork the chain.
+An event is inserted unsealed (no ``seq``, no hashes) with the change, so the
+change and its record commit or roll back together. Sealing links committed
+events into the chain in the order it finds them: with
+``AUDIT_SEALING = "inline"`` (the SQLite default: one writer anyway) in the
+same transaction; with ``"background"`` (PostgreSQL, MySQL) a thread per
+process seals a few milliseconds after the commit, so concurrent requests do
+not queue on the chain's lock. Sealers serialise on the ``audit_head`` row:
+its UPDATE takes a row lock on PostgreSQL/MariaDB and the write lock on
+SQLite, so two sealers can never fork the chain. ``flask audit verify``
+seals what is pending before it checks.
 """
 
 from __future__ import annotations
 
+import atexit
 import datetime
 import hashlib
 import json
+import logging
+import threading
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
-from sqlalchemy import event, insert, inspect, select, update
+from flask import current_app
+from sqlalchemy import bindparam, event, func, insert, inspect, select, update
 from sqlalchemy.orm import Session
 
 from app.models.audit import AuditEvent, AuditHead
@@ -25,6 +36,7 @@ from app.models.notify import Attachment, CaseEvent, CaseSequence, Dispatch, Not
 from app.models.outbox import OutboxMessage
 from app.models.queries import ConfigGeneration, QueryLog
 
+log = logging.getLogger(__name__)
 GENESIS = "0" * 64
 CHAIN_FIELDS = (
     "seq", "at", "actor_id", "actor", "agency_code", "client_ip", "action",
@@ -100,14 +112,44 @@ def digest(prev_hash: str, values: dict) -> str:
     return hashlib.sha256((prev_hash + "|" + _canonical(values)).encode()).hexdigest()
 
 
-def _append(connection, events: Iterable[dict]) -> None:
-    events = list(events)
-    if not events:
+def _append(connection, events: Iterable[dict], session: Session | None = None) -> None:
+    """Insert the events unsealed; seal them now (inline) or leave them to the sealer."""
+    rows = []
+    for ev in events:
+        values = {name: ev.get(name) for name in CHAIN_FIELDS if name != "seq"}
+        values["at"] = ev.get("at") or datetime.datetime.utcnow()
+        values["outcome"] = ev.get("outcome") or "ok"
+        rows.append(values)
+    if not rows:
         return
+    connection.execute(insert(AuditEvent.__table__), rows)
+    if session is None or sealing_mode(connection) == "inline":
+        seal(connection)
+    else:
+        session.info["audit_pending"] = True
+
+
+def sealing_mode(connection) -> str:
+    """``AUDIT_SEALING`` if set, else inline on SQLite and background elsewhere."""
+    try:
+        configured = current_app.config.get("AUDIT_SEALING")
+    except RuntimeError:  # no application (a script): seal at once
+        return "inline"
+    if configured in ("inline", "background"):
+        return configured
+    return "inline" if connection.dialect.name == "sqlite" else "background"
+
+
+def seal(connection, limit: int = 5000) -> int:
+    """Link the unsealed events into the chain, oldest first; returns how many.
+
+    Runs in the caller's transaction. The UPDATE of the chain head takes its
+    row lock (the write lock on SQLite) before the tip is read, so two sealers
+    never fork the chain; the unsealed rows are read after the lock, so a
+    sealer that waited sees the rows the previous one sealed.
+    """
     head_t = AuditHead.__table__
-    # Take the lock first, then read the tip: one UPDATE ... RETURNING where
-    # the database has it, else a fresh SELECT (which sees the previous
-    # writer's commit under READ COMMITTED).
+    t = AuditEvent.__table__
     lock = update(head_t).where(head_t.c.id == 1).values(seq=head_t.c.seq)
     tip = None
     if connection.dialect.update_returning:
@@ -118,18 +160,36 @@ def _append(connection, events: Iterable[dict]) -> None:
         connection.execute(insert(head_t).values(id=1, seq=0, hash=GENESIS))
         tip = (0, GENESIS)
     seq, prev = tip
-    rows = []
-    for ev in events:
+    cols = [t.c.id, *(t.c[name] for name in CHAIN_FIELDS if name != "seq")]
+    pending = connection.execute(select(*cols).where(t.c.seq.is_(None)).order_by(t.c.id).limit(limit)).mappings()
+    links = []
+    for row in pending:
         seq += 1
-        values = {name: ev.get(name) for name in CHAIN_FIELDS}
-        values["seq"] = seq
-        values["at"] = ev.get("at") or datetime.datetime.utcnow()
-        values["outcome"] = ev.get("outcome") or "ok"
+        values = {**row, "seq": seq}
         h = digest(prev, values)
-        rows.append({**values, "prev_hash": prev, "hash": h})
+        links.append({"row_id": row["id"], "seq": seq, "prev_hash": prev, "hash": h})
         prev = h
-    connection.execute(insert(AuditEvent.__table__), rows)
+    if not links:
+        return 0
+    connection.execute(
+        update(t)
+        .where(t.c.id == bindparam("row_id"))
+        .values(seq=bindparam("seq"), prev_hash=bindparam("prev_hash"), hash=bindparam("hash")),
+        links,
+    )
     connection.execute(update(head_t).where(head_t.c.id == 1).values(seq=seq, hash=prev))
+    return len(links)
+
+
+def seal_all(engine) -> int:
+    """Seal everything pending, a batch per transaction (the sealer and commands)."""
+    total = 0
+    while True:
+        with engine.begin() as conn:
+            n = seal(conn)
+        total += n
+        if n == 0:
+            return total
 
 
 def _event(action, object_type=None, object_id=None, fields=None, outcome="ok",
@@ -159,6 +219,7 @@ def record(session: Session, action: str, *, object_type=None, object_id=None, f
     _append(
         session.connection(),
         [_event(action, object_type, object_id, fields, outcome, detail, actor)],
+        session,
     )
 
 
@@ -203,12 +264,80 @@ def _after_flush(session: Session, flush_context) -> None:
         name = type(obj).__name__
         events.append(_event(action, OBJECT_TYPES.get(name, name), _pk(obj), fields))
     if events:
-        _append(session.connection(), events)
+        _append(session.connection(), events, session)
 
 
 def install_session_hooks(session) -> None:
     if not event.contains(session, "after_flush", _after_flush):
         event.listen(session, "after_flush", _after_flush)
+        event.listen(session, "after_commit", _after_commit)
+        event.listen(session, "after_soft_rollback", lambda s, _tx: s.info.pop("audit_pending", None))
+
+
+# --- the background sealer -------------------------------------------------
+
+
+def _after_commit(session) -> None:
+    if session.info.pop("audit_pending", False):
+        Sealer.wake(current_app._get_current_object())
+
+
+class Sealer(threading.Thread):
+    """Seals this process's (and everyone's) committed events shortly after
+    they commit, so requests never wait for the chain lock.
+
+    One per application per process, started by the first commit that left
+    events unsealed. Every sealer seals every pending row, so a process that
+    dies leaves nothing behind that the next seal (any process, or
+    ``flask audit seal``/``verify``) does not pick up.
+    """
+
+    _running: dict[int, Sealer] = {}
+    _lock = threading.Lock()
+
+    def __init__(self, app):
+        super().__init__(name="audit-sealer", daemon=True)
+        self.app = app
+        self.gather = float(app.config.get("AUDIT_SEAL_GATHER_SECONDS", 0.05))
+        self.pending = threading.Event()
+        self.stopping = threading.Event()
+
+    @classmethod
+    def wake(cls, app) -> None:
+        with cls._lock:
+            sealer = cls._running.get(id(app))
+            if sealer is None:
+                sealer = cls._running[id(app)] = cls(app)
+                sealer.start()
+                atexit.register(sealer.stop)
+        sealer.pending.set()
+
+    def run(self) -> None:
+        from app.extensions import db
+
+        while not self.stopping.is_set():
+            self.pending.wait()
+            # Seal what the next moment's commits add in the same batch.
+            self.stopping.wait(self.gather)
+            self.pending.clear()
+            self.seal_now(db)
+
+    def seal_now(self, db) -> None:
+        with self.app.app_context():
+            try:
+                seal_all(db.engine)
+            except Exception as exc:  # a lock timeout, a restart: the next round retries
+                log.warning("audit sealing round failed: %s", type(exc).__name__)
+
+    def stop(self) -> None:
+        """End the thread; at exit, seal what this process committed since its last round."""
+        from app.extensions import db
+
+        left = self.pending.is_set()
+        self.stopping.set()
+        self.pending.set()
+        if left:
+            self.seal_now(db)
 
 
 # --- verification ----------------------------------------------------------
@@ -223,14 +352,22 @@ class VerifyResult:
     reason: str | None = None
 
 
+def pending(connection) -> int:
+    """Events committed but not yet linked into the chain."""
+    t = AuditEvent.__table__
+    return connection.execute(select(func.count()).select_from(t).where(t.c.seq.is_(None))).scalar_one()
+
+
 def verify(connection) -> VerifyResult:
-    """Recompute the chain from the first row; report the first broken row."""
+    """Recompute the sealed chain from the first row; report the first broken row."""
     t = AuditEvent.__table__
     cols = [t.c.id, t.c.prev_hash, t.c.hash, *(t.c[name] for name in CHAIN_FIELDS)]
     prev = GENESIS
     expected = 1
     checked = 0
-    result = connection.execution_options(yield_per=2000).execute(select(*cols).order_by(t.c.seq))
+    result = connection.execution_options(yield_per=2000).execute(
+        select(*cols).where(t.c.seq.is_not(None)).order_by(t.c.seq)
+    )
     for row in result.mappings():
         values = dict(row)
         if values["seq"] != expected:
