@@ -289,3 +289,36 @@ def test_a_source_that_hangs_times_out_in_its_own_section(app, client, tmp_path)
         for s in held:
             s.close()
         listener.close()
+
+
+def test_a_form_edited_in_one_process_reaches_another_within_the_check_interval(app, tmp_path):
+    """Two web processes on one database: the one that edits sees the edit at
+    once; the other keeps its cached plan at most FORM_PLAN_CHECK_SECONDS."""
+    import time
+
+    from app import create_app
+    from app.models.queries import QueryForm
+    from app.services import formplan
+
+    code = f"test.plan.{uuid.uuid4().hex[:6]}"
+    with app.app_context():
+        src = factories.sqlite_source(f"SRC-{uuid.uuid4().hex[:6]}", factories.people_db(tmp_path / "people.db"))
+        factories.people_form(code, src)
+    other = create_app(type("OtherProcess", (), {**app.config, "FORM_PLAN_CHECK_SECONDS": 0.5}))
+    with other.app_context():
+        assert formplan.plan(db.session, code).title == f"測試表單 {code}"
+        db.session.remove()
+    with app.app_context():
+        form = db.session.scalar(select(QueryForm).where(QueryForm.code == code))
+        form.title = "改過的標題"
+        db.session.commit()
+        assert formplan.plan(db.session, code).title == "改過的標題"  # the editing process: at once
+    deadline = time.monotonic() + 5
+    with other.app_context():
+        while formplan.plan(db.session, code).title != "改過的標題" and time.monotonic() < deadline:
+            db.session.remove()
+            time.sleep(0.1)
+        assert formplan.plan(db.session, code).title == "改過的標題"
+        db.session.remove()
+        db.engine.dispose()
+    assert time.monotonic() < deadline

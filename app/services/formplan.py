@@ -4,15 +4,18 @@ Running a query needs the whole form definition (grants, inputs, sections,
 filters, columns, sources): about a dozen lazy loads. A plan is built once per
 process and reused until the configuration generation changes; the
 generation is bumped in the same transaction as any change to forms, sources
-or business items (``install_generation_hook``), so every process sees an
-edit on its next query.
+or business items (``install_generation_hook``). The process that made the
+edit sees it on its next query; other processes read the generation at most
+every FORM_PLAN_CHECK_SECONDS (one round trip saved on every query).
 """
 
 from __future__ import annotations
 
 import threading
+import time
 from types import SimpleNamespace
 
+from flask import current_app
 from sqlalchemy import event, select, update
 from sqlalchemy.orm import selectinload
 
@@ -30,12 +33,29 @@ from app.models.sources import DataSource
 
 CONFIG_MODELS = (QueryForm, FormInput, FormSection, SectionFilter, SectionColumn, BusinessItem, DataSource, Agency)
 
-_cache: dict[str, tuple[int, SimpleNamespace | None]] = {}
+# Per database (one process may serve several apps, as the tests do):
+# plans by form code, and the generation last read with when it was read.
+_cache: dict[tuple[int, str], tuple[int, SimpleNamespace | None]] = {}
+_seen: dict[int, tuple[int, float]] = {}
 _lock = threading.Lock()
 
 
+def _db_key(session) -> int:
+    return id(session.get_bind())
+
+
 def generation(session) -> int:
-    return session.scalar(select(ConfigGeneration.value).where(ConfigGeneration.id == 1)) or 0
+    """The configuration generation, read from the database at most every
+    FORM_PLAN_CHECK_SECONDS per process."""
+    key, now = _db_key(session), time.monotonic()
+    with _lock:
+        seen = _seen.get(key)
+    if seen is not None and now - seen[1] < current_app.config.get("FORM_PLAN_CHECK_SECONDS", 1.0):
+        return seen[0]
+    value = session.scalar(select(ConfigGeneration.value).where(ConfigGeneration.id == 1)) or 0
+    with _lock:
+        _seen[key] = (value, now)
+    return value
 
 
 def _bump(session, flush_context, instances) -> None:
@@ -44,11 +64,20 @@ def _bump(session, flush_context, instances) -> None:
         session.execute(
             update(ConfigGeneration).where(ConfigGeneration.id == 1).values(value=ConfigGeneration.value + 1)
         )
+        session.info["config_bumped"] = True
+
+
+def _after_commit(session) -> None:
+    if session.info.pop("config_bumped", False):
+        with _lock:  # this process made the edit: read the new generation on the next query
+            _seen.pop(_db_key(session), None)
 
 
 def install_generation_hook(session) -> None:
     if not event.contains(session, "before_flush", _bump):
         event.listen(session, "before_flush", _bump)
+        event.listen(session, "after_commit", _after_commit)
+        event.listen(session, "after_soft_rollback", lambda s, _tx: s.info.pop("config_bumped", None))
 
 
 def _ns(**kw) -> SimpleNamespace:
@@ -97,13 +126,14 @@ def _build(session, code: str) -> SimpleNamespace | None:
 def plan(session, code: str) -> SimpleNamespace | None:
     """The form's plan, or None when no such form exists."""
     gen = generation(session)
+    key = (_db_key(session), code)
     with _lock:
-        cached = _cache.get(code)
+        cached = _cache.get(key)
     if cached is not None and cached[0] == gen:
         return cached[1]
     built = _build(session, code)
     with _lock:
-        _cache[code] = (gen, built)
+        _cache[key] = (gen, built)
     return built
 
 
@@ -118,3 +148,4 @@ def active_codes(session) -> list[str]:
 def clear() -> None:
     with _lock:
         _cache.clear()
+        _seen.clear()
