@@ -94,3 +94,20 @@ def test_field_encryption_rotates_keys():
         from config import Config
 
         fieldcrypt.configure(Config.FIELD_ENCRYPTION_KEYS)
+
+
+def test_verification_codes_carry_80_random_bits_and_their_check_character_catches_typos():
+    from app.lib import verifycode
+
+    codes = [verifycode.new_code() for _ in range(2000)]
+    assert len(set(codes)) == len(codes)
+    assert all(verifycode.normalise(c) == c for c in codes)
+    bodies = [c.replace("-", "")[:16] for c in codes]
+    # Every position takes every one of the 32 symbols (all 80 bits are used).
+    for position in range(16):
+        assert {b[position] for b in bodies} == set(verifycode.ALPHABET)
+    # Read aloud: O for 0, I or L for 1; typed in lower case with spaces.
+    code = codes[0]
+    assert verifycode.normalise(code.lower().replace("-", " ")) == code
+    typo = code[:2] + ("0" if code[2] != "0" else "1") + code[3:]
+    assert verifycode.normalise(typo) is None

@@ -22,7 +22,8 @@ def _check_char(body: str) -> str:
 
 
 def new_code() -> str:
-    body = "".join(secrets.choice(ALPHABET) for _ in range(16))  # 16 x 5 bits = 80 bits
+    bits = secrets.randbits(80)  # one read of the system's random source, 16 x 5 bits
+    body = "".join(ALPHABET[(bits >> (5 * i)) & 31] for i in range(16))
     return "-".join(body[i : i + 4] for i in range(0, 16, 4)) + "-" + _check_char(body)
 
 
