@@ -3,6 +3,7 @@
 import datetime
 
 from flask import current_app, flash, g, jsonify, redirect, request
+from flask.sessions import SecureCookieSessionInterface
 from flask_babel import lazy_gettext as _l
 from flask_login import current_user
 from sqlalchemy.exc import OperationalError
@@ -132,12 +133,27 @@ def _rewrite_db_down(response):
     return response
 
 
+class _SessionInterface(SecureCookieSessionInterface):
+    """No cookie session for API calls that carry a bearer token.
+
+    Flask-Login and the locale selector touch the session on every request;
+    an API client signs in with its token on every call and never sends the
+    cookie back, so signing and setting one per call is work for nothing.
+    """
+
+    def save_session(self, app, session, response) -> None:
+        if request.path.startswith("/api/") and request.headers.get("Authorization", "").startswith("Bearer "):
+            return
+        super().save_session(app, session, response)
+
+
 def register(app) -> None:
     from flask_babel import get_locale
     from sqlalchemy import event
 
     from app.extensions import db
 
+    app.session_interface = _SessionInterface()
     audit.set_actor_provider(_actor)
     app.after_request(_security_headers)
     app.after_request(_rewrite_db_down)

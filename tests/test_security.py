@@ -4,7 +4,7 @@ import logging
 
 import pytest
 
-from tests.conftest import Database, build_app, csrf_token, login
+from tests.conftest import Database, api_token, bearer, build_app, csrf_token, login
 
 
 def test_security_headers_on_pages_and_apis(client):
@@ -107,3 +107,14 @@ def test_the_public_verification_endpoints_are_rate_limited(tmp_path):
     assert statuses[:3] == [404, 404, 404] and statuses[3:] == [429, 429]
     pages = [client.get("/verify/ANX0-PJ6F-WGH7-JSCZ-R").status_code for _ in range(5)]
     assert 429 in pages
+
+
+def test_api_calls_with_a_bearer_token_get_no_session_cookie_but_screens_do(app):
+    fresh = app.test_client()
+    token = api_token(fresh, "clerk")
+    caller = app.test_client()
+    r = caller.get("/api/v1/query/forms", headers=bearer(token))
+    assert r.status_code == 200 and "Set-Cookie" not in r.headers
+    browser = app.test_client()
+    r = login(browser, "clerk")
+    assert browser.get_cookie("session") is not None
