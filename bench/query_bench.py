@@ -2,9 +2,11 @@
 SELECT from a bare Flask endpoint, both under gunicorn with the same settings,
 against the PostgreSQL land source; then the text-file source at 1,000,000 rows.
 
-    .venv/bin/python bench/query_bench.py [--requests 3000] [--concurrency 8] [--platform postgresql|sqlite]
+    .venv/bin/python bench/query_bench.py [--requests 3000] [--rounds 5] [--concurrency 8] [--platform postgresql|sqlite]
 
-Prints throughput, median and p95 latency of both, and their ratio.
+The two endpoints take turns (--rounds), so a load that comes and goes on a
+shared machine weighs on both; prints each round, then the median round's
+throughput, median and p95 latency of both, and the median ratio.
 """
 
 from __future__ import annotations
@@ -179,15 +181,29 @@ def query_bench(args) -> None:
         procs.append(_serve("run:app", 8701, env))
         procs.append(_serve("bench.bare_app:app", 8702, env))
         token = _token(8701)
-        audited = _load(8701, "/api/v1/query/run", token, ids, form, args.requests, args.concurrency)
-        bare = _load(8702, "/bare", None, ids, form, args.requests, args.concurrency)
+        # Alternate the two in rounds, so a load that comes and goes on the
+        # machine weighs on both alike; report the median round of each.
+        per_round = max(args.requests // args.rounds, args.concurrency * 10)
+        rounds = []
+        for _ in range(args.rounds):
+            audited = _load(8701, "/api/v1/query/run", token, ids, form, per_round, args.concurrency)
+            bare = _load(8702, "/bare", None, ids, form, per_round, args.concurrency)
+            rounds.append((audited, bare))
         print(f"platform DB {args.platform}; gunicorn {args.workers} workers x {args.threads} threads; "
-              f"{args.requests} requests, {args.concurrency} clients; {len(ids)} distinct owners")  # fmt: skip
-        for name, r in (("audited /api/v1/query/run", audited), ("bare SELECT endpoint", bare)):
+              f"{args.rounds} rounds of {per_round} requests each, alternating; {args.concurrency} clients; "
+              f"{len(ids)} distinct owners")  # fmt: skip
+        for i, (audited, bare) in enumerate(rounds, 1):
+            print(f"  round {i}: audited {audited['rps']:6.1f} req/s, bare {bare['rps']:6.1f} req/s, "
+                  f"ratio {audited['rps'] / bare['rps']:.2f}")  # fmt: skip
+        for name, k in (("audited /api/v1/query/run", 0), ("bare SELECT endpoint", 1)):
+            r = {key: statistics.median(rnd[k][key] for rnd in rounds) for key in ("rps", "p50", "p95")}
+            errors = sum(rnd[k]["errors"] for rnd in rounds)
             print(
-                f"  {name:28s} {r['rps']:7.1f} req/s   p50 {r['p50']:6.1f} ms   p95 {r['p95']:6.1f} ms   errors {r['errors']}"
+                f"  {name:28s} {r['rps']:7.1f} req/s   p50 {r['p50']:6.1f} ms   p95 {r['p95']:6.1f} ms   errors {errors}"
+                "  (median round)"
             )
-        print(f"  ratio audited/bare: {audited['rps'] / bare['rps']:.2f}")
+        ratios = [a["rps"] / b["rps"] for a, b in rounds]
+        print(f"  ratio audited/bare: {statistics.median(ratios):.2f} (median of the rounds)")
     finally:
         for p in procs:
             p.terminate()
@@ -233,6 +249,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--requests", type=int, default=3000)
     parser.add_argument("--concurrency", type=int, default=8)
+    parser.add_argument("--rounds", type=int, default=5, help="alternating audited/bare rounds")
     parser.add_argument("--workers", type=int, default=4)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--platform", choices=["postgresql", "sqlite"], default="postgresql")
