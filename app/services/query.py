@@ -262,10 +262,15 @@ def _run_sections(form, who: Requester, params: dict, requester_info: dict) -> l
             out["error"] = str(_l("This source is disabled by the administrator."))
             jobs.append((out, visible, None, None))
             continue
-        config = src.config
-        spec = _spec(section, params)
-        future = _pool.submit(_read, config, spec, {**params, "_requester": requester_info})
-        jobs.append((out, visible, future, config.timeout))
+        jobs.append((out, visible, (src.config, _spec(section, params), {**params, "_requester": requester_info}),
+                     src.config.timeout))  # fmt: skip
+    # Every read but the last goes to the pool at once; the last runs in this
+    # thread meanwhile (a form with one section, the usual case, needs no
+    # hand-over; every connector keeps its source's timeout itself).
+    reads = [i for i, job in enumerate(jobs) if job[2] is not None]
+    for i in reads:
+        out, visible, args, timeout = jobs[i]
+        jobs[i] = (out, visible, _read_here(*args) if i == reads[-1] else _pool.submit(_read, *args), timeout)
     sections = []
     for out, visible, future, timeout in jobs:
         if future is not None:
@@ -284,6 +289,16 @@ def _run_sections(form, who: Requester, params: dict, requester_info: dict) -> l
                 out["error"] = str(_l("The source could not answer: %(reason)s")) % {"reason": type(exc).__name__}
         sections.append(out)
     return sections
+
+
+def _read_here(config, spec, params) -> concurrent.futures.Future:
+    """Read in this thread, keeping the outcome (rows or error) as the pool would."""
+    future = concurrent.futures.Future()
+    try:
+        future.set_result(_read(config, spec, params))
+    except Exception as exc:
+        future.set_exception(exc)
+    return future
 
 
 # --- the record ----------------------------------------------------------------
