@@ -179,16 +179,20 @@ def register_case(session, actor: workflow.Actor, draft: CaseDraft) -> Notificat
 
     Raises NotFound, Forbidden, InvalidInput.
     """
+    # One round trip for the category with its agencies and templates (a
+    # handful of rows each, so the joined product stays small).
     cat = (
-        session.scalar(
+        session.scalars(
             select(NotificationCategory)
             .where(NotificationCategory.id == draft.category_id)
             .options(
-                selectinload(NotificationCategory.notifying_agencies),
-                selectinload(NotificationCategory.default_receivers),
-                selectinload(NotificationCategory.templates),
+                joinedload(NotificationCategory.notifying_agencies),
+                joinedload(NotificationCategory.default_receivers),
+                joinedload(NotificationCategory.templates),
             )  # fmt: skip
         )
+        .unique()
+        .one_or_none()
         if isinstance(draft.category_id, int)
         else None
     )
@@ -204,7 +208,9 @@ def register_case(session, actor: workflow.Actor, draft: CaseDraft) -> Notificat
         raise InvalidInput(_l("The notification content is too long."))
     receiver_ids = draft.receivers if draft.receivers is not None else [a.id for a in cat.default_receivers]
     wanted = list(dict.fromkeys(receiver_ids))
-    found = {a.id: a for a in session.scalars(select(Agency).where(Agency.id.in_(wanted)))} if wanted else {}
+    found = {a.id: a for a in cat.default_receivers}
+    if any(i not in found for i in wanted):
+        found = {a.id: a for a in session.scalars(select(Agency).where(Agency.id.in_(wanted)))}
     receivers = [found.get(i) for i in wanted]
     if not receivers or any(a is None or not a.active for a in receivers):
         raise InvalidInput(_l("Choose at least one active receiving agency."))
@@ -225,6 +231,8 @@ def register_case(session, actor: workflow.Actor, draft: CaseDraft) -> Notificat
         citizen_id_hash=_id_hash(citizen.id_no) if citizen.id_no else None, citizen_email=citizen.email or None,
         citizen_phone=citizen.phone or None, citizen_address=citizen.address or None, content=content,
         status="open", created_at=now, due_at=now + datetime.timedelta(days=cat.due_days or 7),
+        # A new case's lists start empty and known: nothing is loaded back for the answer.
+        attachments=[], dispatches=[], events=[],
     )  # fmt: skip
     notifier = session.get(Agency, actor.agency_id)
     case.agency = notifier
@@ -248,7 +256,6 @@ def register_case(session, actor: workflow.Actor, draft: CaseDraft) -> Notificat
         session.add(d)
     session.add(CaseEvent(case=case, at=now, username=actor.username, agency_code=actor.agency_code,
                           action="dispatch", note="、".join(a.name for a in receivers)))  # fmt: skip
-    _audit(session, actor, "case_register", case, detail={"case_no": case.case_no, "dispatches": len(receivers)})
     ctx = _context(case)
     if cat.kind == "citizen":
         _mail(session, case, "registered", case.citizen_email, ctx)
@@ -256,6 +263,8 @@ def register_case(session, actor: workflow.Actor, draft: CaseDraft) -> Notificat
     for d in case.dispatches:
         if d.agency.email:
             _mail(session, case, "receiver_dispatched", d.agency.email, {**ctx, "agency": d.agency.name})
+    # Last: its flush writes the case, dispatches, timeline and mails at once.
+    _audit(session, actor, "case_register", case, detail={"case_no": case.case_no, "dispatches": len(receivers)})
     return case
 
 
