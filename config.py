@@ -113,8 +113,10 @@ class Config:
     OUTBOX_BACKOFF_SECONDS = float(os.environ.get("OUTBOX_BACKOFF_SECONDS", "5"))
     OUTBOX_BACKOFF_MAX_SECONDS = float(os.environ.get("OUTBOX_BACKOFF_MAX_SECONDS", "600"))
     OUTBOX_POLL_SECONDS = float(os.environ.get("OUTBOX_POLL_SECONDS", "2"))
-    # After a commit wakes the worker, it waits this long to send what else arrives over one connection.
-    OUTBOX_GATHER_SECONDS = float(os.environ.get("OUTBOX_GATHER_SECONDS", "0.1"))
+    # After a commit wakes the worker, it waits this long to take what else arrives into the same round.
+    OUTBOX_GATHER_SECONDS = float(os.environ.get("OUTBOX_GATHER_SECONDS", "0.01"))
+    # The worker thread keeps its SMTP connection open between rounds, at most this long without mail.
+    OUTBOX_SMTP_IDLE_SECONDS = float(os.environ.get("OUTBOX_SMTP_IDLE_SECONDS", "30"))
     OUTBOX_THREAD = _bool("OUTBOX_THREAD", False)
     # Audit events are linked into the hash chain "inline" (in the request's
     # transaction) or in the "background" a moment after the commit, so

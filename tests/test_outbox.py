@@ -185,3 +185,68 @@ def test_the_worker_thread_sends_as_soon_as_mail_is_committed_not_at_its_next_po
         worker.stop()
         worker.join(5)
     _clear(app)
+
+
+class _PeerSink:
+    """Records which client connection (its address and port) delivered each message."""
+
+    def __init__(self):
+        self.peers = []
+        self.lock = threading.Lock()
+
+    async def handle_DATA(self, server, session, envelope):
+        with self.lock:
+            self.peers.append((session.peer, envelope.rcpt_tos[0]))
+        return "250 OK"
+
+    def wait_for(self, count, timeout=10.0):
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline and len(self.peers) < count:
+            time.sleep(0.02)
+        with self.lock:
+            return list(self.peers)
+
+
+def _server(app):
+    from tests.conftest import SmtpServer
+
+    server = SmtpServer(app.config["MAIL_PORT"])
+    server.sink = _PeerSink()
+    server.start()
+    return server
+
+
+def _send_one(app, recipient):
+    with app.app_context():
+        outbox.enqueue(db.session, recipient, "保持連線", "內容")
+        db.session.commit()
+
+
+def test_the_worker_thread_keeps_one_smtp_connection_across_rounds_and_reconnects_when_the_server_drops_it(app):
+    _clear(app)
+    server = _server(app)
+    worker = outbox.OutboxThread(app, poll=60)
+    worker.start()
+    try:
+        time.sleep(0.3)
+        for i in range(3):  # three rounds, each woken by its own commit
+            _send_one(app, f"keep{i}@example.tw")
+            assert len(server.sink.wait_for(i + 1)) == i + 1
+        peers = {peer for peer, _ in server.sink.peers}
+        assert len(peers) == 1  # one connection served all three rounds
+        # The server goes away and comes back: the kept connection is dead.
+        server.stop()
+        server = _server(app)
+        _send_one(app, "after-restart@example.tw")
+        got = server.sink.wait_for(1)
+        assert [rcpt for _, rcpt in got] == ["after-restart@example.tw"]
+        with app.app_context():
+            msg = db.session.scalar(select(OutboxMessage).where(OutboxMessage.recipient == "after-restart@example.tw"))
+            assert msg.status == SENT and msg.attempts == 1 and msg.last_error is None
+    finally:
+        worker.stop()
+        worker.join(5)
+        server.stop()
+    time.sleep(0.3)
+    assert len(server.sink.peers) == 1  # sent once, never twice
+    _clear(app)

@@ -13,7 +13,9 @@ from __future__ import annotations
 
 import datetime
 import logging
+import smtplib
 import threading
+import time
 import uuid
 
 from flask import current_app
@@ -148,9 +150,54 @@ def _release(session: Session, ids: list[int]) -> None:
         session.execute(update(t).where(t.c.id.in_(ids), t.c.status == SENDING).values(status=QUEUED, claimed_at=None))
 
 
-def work_once(session: Session, limit: int = 100) -> dict:
-    """Send what is due over one SMTP connection. Returns counts: sent, retried, failed."""
-    mail = current_app.extensions["mail"]
+class SmtpLink:
+    """One SMTP connection kept open across a worker's rounds.
+
+    Opening one (TCP, greeting, EHLO, STARTTLS, login) costs more than sending
+    a short message, so a worker that sends every few milliseconds keeps it;
+    it is closed on any error, and reopened after OUTBOX_SMTP_IDLE_SECONDS
+    without mail (servers drop idle clients).
+    """
+
+    def __init__(self, mail, idle: float):
+        self.mail, self.idle = mail, idle
+        self.connection = self.smtp = None
+        self.used = 0.0
+        self.reused = False
+
+    def open(self):
+        if self.smtp is not None and time.monotonic() - self.used < self.idle:
+            self.reused = True
+            return self.smtp
+        self.close()
+        connection = self.mail.connect()
+        self.smtp = connection.__enter__()
+        self.connection, self.reused = connection, False
+        return self.smtp
+
+    def send(self, message) -> None:
+        try:
+            self.smtp.send(message)
+        except smtplib.SMTPServerDisconnected:
+            if not self.reused:
+                raise
+            self.close()  # the server had dropped the kept connection: once more on a new one
+            self.open().send(message)
+        self.reused = True
+        self.used = time.monotonic()
+
+    def close(self) -> None:
+        if self.connection is not None:
+            try:
+                self.connection.__exit__(None, None, None)
+            except Exception:
+                pass
+        self.connection = self.smtp = None
+
+
+def work_once(session: Session, limit: int = 100, link: SmtpLink | None = None) -> dict:
+    """Send what is due over one SMTP connection (``link``'s, kept open, or a
+    new one closed after the round). Returns counts: sent, retried, failed."""
     counts = {"sent": 0, "retried": 0, "failed": 0}
     claimed = _claim_batch(session, limit)
     if not claimed:
@@ -158,10 +205,12 @@ def work_once(session: Session, limit: int = 100) -> dict:
     messages = session.scalars(
         select(OutboxMessage).where(OutboxMessage.id.in_(claimed)).order_by(OutboxMessage.id)
     ).all()
+    own = link is None
+    link = link or SmtpLink(current_app.extensions["mail"], idle=0)
     try:
-        connection = mail.connect()
-        smtp = connection.__enter__()
+        link.open()
     except Exception as exc:  # SMTP is down: one attempt counted, the rest untouched
+        link.close()
         _failed(messages[0], exc, counts)
         _release(session, [m.id for m in messages[1:]])
         session.commit()
@@ -169,13 +218,15 @@ def work_once(session: Session, limit: int = 100) -> dict:
     try:
         for i, msg in enumerate(messages):
             try:
-                smtp.send(_message(msg))
+                link.send(_message(msg))
             except Exception as exc:
+                link.close()
                 _failed(msg, exc, counts)
                 if isinstance(exc, (ConnectionError, OSError, TimeoutError)):
                     _release(session, [m.id for m in messages[i + 1 :]])
                     session.commit()
                     break
+                link.open()
             else:
                 msg.status = SENT
                 msg.sent_at = _now()
@@ -186,10 +237,8 @@ def work_once(session: Session, limit: int = 100) -> dict:
             # Record each outcome as it happens: a crash never re-sends a sent message.
             session.commit()
     finally:
-        try:
-            connection.__exit__(None, None, None)
-        except Exception:
-            pass
+        if own:
+            link.close()
     return counts
 
 
@@ -210,13 +259,14 @@ def queue_counts(session: Session) -> dict:
 
 
 class OutboxThread(threading.Thread):
-    """Runs the worker inside the demo web server."""
+    """Runs the worker inside the web server, on one kept SMTP connection."""
 
     def __init__(self, app, poll: float | None = None):
         super().__init__(name="outbox-worker", daemon=True)
         self.app = app
         self.poll = poll or app.config["OUTBOX_POLL_SECONDS"]
-        self.gather = float(app.config.get("OUTBOX_GATHER_SECONDS", 0.1))
+        self.gather = float(app.config.get("OUTBOX_GATHER_SECONDS", 0.01))
+        self.link = SmtpLink(app.extensions["mail"], idle=float(app.config.get("OUTBOX_SMTP_IDLE_SECONDS", 30)))
         self.stopping = threading.Event()
 
     def run(self) -> None:
@@ -225,17 +275,18 @@ class OutboxThread(threading.Thread):
         while not self.stopping.is_set():
             with self.app.app_context():
                 try:
-                    work_once(db.session)
+                    work_once(db.session, link=self.link)
                 except Exception as exc:
                     db.session.rollback()
+                    self.link.close()
                     log.warning("outbox worker round failed: %s", type(exc).__name__)
                 finally:
                     db.session.remove()
             if _wakeup.wait(self.poll):
-                # Gather what other requests commit in the next moment: one SMTP
-                # connection for many messages beats one connection each.
+                # Gather what other requests commit in the next moment into the same round.
                 self.stopping.wait(self.gather)
                 _wakeup.clear()
+        self.link.close()
 
     def stop(self) -> None:
         self.stopping.set()
