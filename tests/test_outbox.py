@@ -250,3 +250,17 @@ def test_the_worker_thread_keeps_one_smtp_connection_across_rounds_and_reconnect
     time.sleep(0.3)
     assert len(server.sink.peers) == 1  # sent once, never twice
     _clear(app)
+
+
+def test_a_round_sends_at_most_its_limit_and_leaves_the_rest_queued(app, smtp):
+    _clear(app)
+    with app.app_context():
+        for i in range(5):
+            outbox.enqueue(db.session, f"limit{i}@example.tw", "分批寄出", "內容")
+        db.session.commit()
+        assert outbox.work_once(db.session, limit=2)["sent"] == 2
+        statuses = sorted(m.status for m in db.session.scalars(select(OutboxMessage)))
+        assert statuses == [QUEUED, QUEUED, QUEUED, SENT, SENT]
+        assert outbox.work_once(db.session, limit=10)["sent"] == 3
+    assert len(smtp.sink.wait_for(5)) == 5
+    _clear(app)

@@ -98,8 +98,11 @@ def _claim_batch(session: Session, limit: int) -> list[int]:
         .with_for_update(skip_locked=True)
     )
     if session.get_bind().dialect.update_returning:
+        # The pick as a CTE, which PostgreSQL runs once: as an IN (subquery) it
+        # was planned so that the LIMIT did not bound the UPDATE.
+        picked = ids.cte("picked")
         claimed = session.execute(
-            update(t).where(t.c.id.in_(ids.scalar_subquery()), _due(now)).values(status=SENDING, claimed_at=now)
+            update(t).where(t.c.id == picked.c.id, _due(now)).values(status=SENDING, claimed_at=now)
             .returning(t.c.id)
         ).scalars().all()  # fmt: skip
     else:  # one conditional UPDATE per message
