@@ -122,7 +122,7 @@ def backoff(attempts: int) -> datetime.timedelta:
     return datetime.timedelta(seconds=min(cap, base * (2 ** max(attempts - 1, 0))))
 
 
-def _message(msg: OutboxMessage) -> Message:
+def _message(msg) -> Message:
     return Message(
         subject=msg.subject,
         recipients=[msg.recipient],
@@ -132,18 +132,22 @@ def _message(msg: OutboxMessage) -> Message:
     )
 
 
-def _failed(msg: OutboxMessage, exc: Exception, counts: dict) -> None:
-    msg.attempts += 1
-    msg.last_error = scrub(f"{type(exc).__name__}: {exc}")[:500]
-    msg.claimed_at = None
-    if msg.attempts >= current_app.config["OUTBOX_MAX_ATTEMPTS"]:
-        msg.status = FAILED
+def _failed(session: Session, msg, exc: Exception, counts: dict) -> None:
+    attempts = msg.attempts + 1
+    values = {"attempts": attempts, "last_error": scrub(f"{type(exc).__name__}: {exc}")[:500], "claimed_at": None}
+    if attempts >= current_app.config["OUTBOX_MAX_ATTEMPTS"]:
+        values["status"] = FAILED
         counts["failed"] += 1
     else:
-        msg.status = QUEUED
-        msg.next_attempt_at = _now() + backoff(msg.attempts)
+        values.update(status=QUEUED, next_attempt_at=_now() + backoff(attempts))
         counts["retried"] += 1
-    log.warning("outbox message %s not sent (attempt %s): %s", msg.id, msg.attempts, type(exc).__name__)
+    _set(session, msg.id, values)
+    log.warning("outbox message %s not sent (attempt %s): %s", msg.id, attempts, type(exc).__name__)
+
+
+def _set(session: Session, msg_id: int, values: dict) -> None:
+    t = OutboxMessage.__table__
+    session.execute(update(t).where(t.c.id == msg_id).values(values))
 
 
 def _release(session: Session, ids: list[int]) -> None:
@@ -205,8 +209,14 @@ def work_once(session: Session, limit: int = 100, link: SmtpLink | None = None) 
     claimed = _claim_batch(session, limit)
     if not claimed:
         return counts
-    messages = session.scalars(
-        select(OutboxMessage).where(OutboxMessage.id.in_(claimed)).order_by(OutboxMessage.id)
+    # Plain rows, and plain UPDATEs below: a message is written once after its
+    # try and never read back (ORM objects would be expired by every commit
+    # and reloaded one by one).
+    t = OutboxMessage.__table__
+    messages = session.execute(
+        select(t.c.id, t.c.recipient, t.c.subject, t.c.body, t.c.message_id, t.c.attempts)
+        .where(t.c.id.in_(claimed))
+        .order_by(t.c.id)
     ).all()
     own = link is None
     link = link or SmtpLink(current_app.extensions["mail"], idle=0)
@@ -214,7 +224,7 @@ def work_once(session: Session, limit: int = 100, link: SmtpLink | None = None) 
         link.open()
     except Exception as exc:  # SMTP is down: one attempt counted, the rest untouched
         link.close()
-        _failed(messages[0], exc, counts)
+        _failed(session, messages[0], exc, counts)
         _release(session, [m.id for m in messages[1:]])
         session.commit()
         return counts
@@ -224,18 +234,15 @@ def work_once(session: Session, limit: int = 100, link: SmtpLink | None = None) 
                 link.send(_message(msg))
             except Exception as exc:
                 link.close()
-                _failed(msg, exc, counts)
+                _failed(session, msg, exc, counts)
                 if isinstance(exc, (ConnectionError, OSError, TimeoutError)):
                     _release(session, [m.id for m in messages[i + 1 :]])
                     session.commit()
                     break
                 link.open()
             else:
-                msg.status = SENT
-                msg.sent_at = _now()
-                msg.attempts += 1
-                msg.last_error = None
-                msg.claimed_at = None
+                _set(session, msg.id, {"status": SENT, "sent_at": _now(), "attempts": msg.attempts + 1,
+                                       "last_error": None, "claimed_at": None})  # fmt: skip
                 counts["sent"] += 1
             # Record each outcome as it happens: a crash never re-sends a sent message.
             session.commit()
