@@ -74,6 +74,7 @@ def _worker(args):
 class Sink:
     def __init__(self):
         self.arrivals: dict[str, float] = {}
+        self.count = 0
         self.lock = threading.Lock()
 
     async def handle_DATA(self, server, session, envelope):
@@ -82,8 +83,9 @@ class Sink:
 
         subject = str(make_header(decode_header(message_from_bytes(envelope.original_content)["Subject"])))
         m = re.search(r"\d{7}-\d{4}", subject)
-        if m and "已受理" in subject:
-            with self.lock:
+        with self.lock:
+            self.count += 1
+            if m and "已受理" in subject:
                 self.arrivals.setdefault(m.group(0), time.time())
         return "250 OK"
 
@@ -141,6 +143,17 @@ def main() -> None:
                   f"p95 {latencies[int(len(latencies) * 0.95)]:.0f} ms ({len(latencies)} mails)")  # fmt: skip
         else:
             print("  no citizen mail arrived")
+        from sqlalchemy import create_engine, text
+
+        engine = create_engine(url)
+        with engine.connect() as conn:
+            rows = conn.execute(text("SELECT status, count(*), sum(attempts), max(attempts) FROM outbox_message "
+                                     "GROUP BY status ORDER BY status")).all()  # fmt: skip
+            errors = conn.execute(text("SELECT split_part(last_error, ':', 1), count(*) FROM outbox_message "
+                                       "WHERE last_error IS NOT NULL GROUP BY 1")).all()  # fmt: skip
+        engine.dispose()
+        print("  outbox: " + ", ".join(f"{st} {n} (attempts {a}, at most {m})" for st, n, a, m in rows)
+              + (f"; errors: {dict(errors)}" if errors else "") + f"; mails at the server: {sink.count}")  # fmt: skip
     finally:
         if proc is not None:
             proc.terminate()

@@ -11,6 +11,7 @@ import pytest
 from sqlalchemy import select
 
 from app.extensions import db
+from app.models import outbox as mail_priority
 from app.models.notify import Dispatch, NotificationCase
 from app.services import outbox
 from tests.conftest import api_token, bearer
@@ -121,7 +122,14 @@ def test_an_address_change_reaches_land_office_tax_bureau_and_motor_vehicles_and
         assert len(_mails_to(received, f"{agency}@{'mvdis' if agency == 'motor' else 'county'}.demo.gov.tw")) == 1
     with app.app_context():
         total = db.session.scalar(select(db.func.count()).select_from(outbox.OutboxMessage))
+        # The citizen's mails go before the staff notices queued with them.
+        priorities = dict(db.session.execute(
+            select(outbox.OutboxMessage.recipient, outbox.OutboxMessage.priority)
+            .where(outbox.OutboxMessage.topic.like(f"case:{case_no}:%"))
+        ).all())  # fmt: skip
     assert total - outbox_before == 15
+    assert priorities.pop(CITIZEN["email"]) == mail_priority.CITIZEN
+    assert set(priorities.values()) == {mail_priority.NORMAL}
 
 
 def test_a_fire_reported_agency_to_agency_emails_the_agencies_only(app, client, smtp):

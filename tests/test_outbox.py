@@ -264,3 +264,20 @@ def test_a_round_sends_at_most_its_limit_and_leaves_the_rest_queued(app, smtp):
         assert outbox.work_once(db.session, limit=10)["sent"] == 3
     assert len(smtp.sink.wait_for(5)) == 5
     _clear(app)
+
+
+def test_a_citizens_receipt_goes_out_before_staff_notices_queued_earlier(app, smtp):
+    from app.models.outbox import CITIZEN
+
+    _clear(app)
+    with app.app_context():
+        for i in range(3):
+            outbox.enqueue(db.session, f"staff{i}@demo.gov.tw", "新分文通知", "內容")
+        db.session.commit()
+        outbox.enqueue(db.session, "citizen@example.tw", "案件已受理", "內容", priority=CITIZEN)
+        db.session.commit()
+        assert outbox.work_once(db.session, limit=1)["sent"] == 1
+        assert outbox.work_once(db.session, limit=10)["sent"] == 3
+    order = [env.rcpt_tos[0] for env in smtp.sink.wait_for(4)]
+    assert order == ["citizen@example.tw", "staff0@demo.gov.tw", "staff1@demo.gov.tw", "staff2@demo.gov.tw"]
+    _clear(app)

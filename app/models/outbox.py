@@ -3,11 +3,14 @@
 import datetime
 
 from flask_appbuilder import Model
-from sqlalchemy import Column, DateTime, Integer, String
+from sqlalchemy import Column, DateTime, Index, Integer, String
 
 from app.lib.fieldcrypt import EncryptedText
 
 QUEUED, SENDING, SENT, FAILED = "queued", "sending", "sent", "failed"
+# Lower goes first: a citizen waiting for a receipt before staff notices
+# (which the agencies also see in their work lists at once).
+CITIZEN, NORMAL = 1, 5
 
 
 class OutboxMessage(Model):
@@ -27,3 +30,6 @@ class OutboxMessage(Model):
     sent_at = Column(DateTime)
     last_error = Column(String(500))
     message_id = Column(String(200), unique=True)
+    priority = Column(Integer, nullable=False, default=NORMAL, server_default=str(NORMAL))
+
+    __table_args__ = (Index("ix_outbox_message_due", "status", "priority", "next_attempt_at"),)

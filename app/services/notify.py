@@ -26,6 +26,7 @@ from app.models.notify import (
     NotificationCategory,
 )
 from app.models.org import Agency, PlatformUser
+from app.models.outbox import CITIZEN, NORMAL
 from app.services import attachments, audit, outbox, survey, workflow
 from app.services.errors import Conflict, Forbidden, InvalidInput, NotFound
 
@@ -499,7 +500,9 @@ def _mail(session, case: NotificationCase, stage: str, recipient: str | None, ct
     text = _render(body, _SafeDict({"survey": "", **ctx}))
     if extra and extra not in text:
         text = f"{text.rstrip()}\n\n{extra}"
-    outbox.enqueue(session, recipient, _render(subject, ctx)[:255], text, topic=f"case:{case.case_no}:{stage}")
+    priority = CITIZEN if recipient == case.citizen_email else NORMAL
+    outbox.enqueue(session, recipient, _render(subject, ctx)[:255], text, topic=f"case:{case.case_no}:{stage}",
+                   priority=priority)  # fmt: skip
 
 
 def _audit(session, actor: workflow.Actor, action: str, case: NotificationCase, dispatch: Dispatch | None = None,

@@ -24,7 +24,7 @@ from sqlalchemy import and_, or_, select, update
 from sqlalchemy.orm import Session
 
 from app.lib.logging import scrub
-from app.models.outbox import FAILED, QUEUED, SENDING, SENT, OutboxMessage
+from app.models.outbox import FAILED, NORMAL, QUEUED, SENDING, SENT, OutboxMessage
 
 log = logging.getLogger(__name__)
 LEASE = datetime.timedelta(minutes=5)
@@ -51,8 +51,12 @@ def install_wakeup(session) -> None:
         event.listen(session, "after_soft_rollback", lambda s, _tx: _after_rollback(s))
 
 
-def enqueue(session: Session, recipient: str, subject: str, body: str, topic: str | None = None) -> OutboxMessage:
-    """Add a message to the caller's transaction: no commit, so a rollback sends nothing."""
+def enqueue(session: Session, recipient: str, subject: str, body: str, topic: str | None = None,
+            priority: int = NORMAL) -> OutboxMessage:  # fmt: skip
+    """Add a message to the caller's transaction: no commit, so a rollback sends nothing.
+
+    Due messages go out by ``priority`` (lower first), then in order.
+    """
     domain = (current_app.config.get("MAIL_DEFAULT_SENDER") or "platform@localhost").split("@")[-1]
     msg = OutboxMessage(
         recipient=recipient,
@@ -63,6 +67,7 @@ def enqueue(session: Session, recipient: str, subject: str, body: str, topic: st
         attempts=0,
         next_attempt_at=datetime.datetime.utcnow(),
         message_id=f"<{uuid.uuid4().hex}@{domain}>",
+        priority=priority,
     )
     session.info["outbox_pending"] = True
     session.add(msg)
@@ -93,7 +98,7 @@ def _claim_batch(session: Session, limit: int) -> list[int]:
     ids = (
         select(t.c.id)
         .where(_due(now))
-        .order_by(t.c.next_attempt_at, t.c.id)
+        .order_by(t.c.priority, t.c.next_attempt_at, t.c.id)
         .limit(limit)
         .with_for_update(skip_locked=True)
     )
