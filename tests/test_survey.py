@@ -19,8 +19,9 @@ from sqlalchemy import func, select
 
 from app.extensions import db
 from app.models.audit import AuditEvent
-from app.models.notify import NotificationCase, NotificationCategory
+from app.models.notify import Dispatch, NotificationCase, NotificationCategory
 from app.models.org import Agency
+from app.models.reports import SurveySummary
 from app.models.survey import Answer, Choice, Invitation, Question, Questionnaire, Response
 from app.services import outbox, reports, survey
 from tests.conftest import api_token, bearer, login
@@ -190,6 +191,104 @@ def test_statistics_per_question_match_the_answers_counted_by_hand(app):
         assert survey.statistics(db.session, s.q, today_filters(agency_id=east)).responses == 3
         last_year = reports.Filters(TODAY - datetime.timedelta(days=400), TODAY - datetime.timedelta(days=370))
         assert survey.statistics(db.session, s.q, last_year).empty
+
+
+# --- the nightly summary -----------------------------------------------------------------
+
+
+def _answered(app, s, token: str, when: datetime.datetime, rating: str) -> None:
+    with app.app_context():
+        form = {k: v if isinstance(v, list) else [v] for k, v in good_answers(s, rating=rating).items()}
+        survey.submit(db.session, token, form, now=when)
+        db.session.commit()
+
+
+def _dispatched_to(app, token: str, code: str, when: datetime.datetime) -> None:
+    with app.app_context():
+        case_id = db.session.scalar(select(Invitation.case_id).where(Invitation.token_hash == survey.token_hash(token)))
+        agency = db.session.scalar(select(Agency.id).where(Agency.code == code))
+        db.session.add(Dispatch(case_id=case_id, agency_id=agency, state="closed", sent_at=when, due_at=when,
+                                closed_at=when))  # fmt: skip
+        db.session.commit()
+
+
+def _held(build_id: int, questionnaire_id: int) -> dict:
+    """What a build counted: invitations and responses (day rows)."""
+    ss = SurveySummary.__table__
+    return {kind: int(n) for kind, n in db.session.execute(
+        select(ss.c.kind, func.sum(ss.c.n)).where(ss.c.build_id == build_id, ss.c.questionnaire_id == questionnaire_id,
+                                                  ss.c.span == "day", ss.c.question_id.is_(None)).group_by(ss.c.kind))}  # fmt: skip
+
+
+def _figures(st) -> tuple:
+    return (st.invitations, st.responses,
+            [(q.respondents, q.rows, q.mean, q.texts_total, [t for _, t in q.texts]) for q in st.questions])  # fmt: skip
+
+
+def test_statistics_read_the_same_from_the_nightly_summary_as_from_the_live_tables(app):
+    """May 2012: links A and B answered before the build of June 1st, C answered
+    after it, D never; G sent at 01:00 Taipei on June 1st (still May 31st in
+    UTC, before the cutoff). After the build: E sent and answered, and F, sent
+    on May 28th by a transaction that committed late, answered."""
+    s = make_survey(app)
+    at = lambda month, day, hour=2: datetime.datetime(2012, month, day, hour, 0)  # noqa: E731 (UTC)
+    a, b, c, d = (a_link(app, s, at(5, day)) for day in (10, 12, 20, 25))
+    a_link(app, s, at(5, 31, 17))  # G
+    _answered(app, s, a, at(5, 11), "5")
+    _answered(app, s, b, at(5, 13), "4")
+    _dispatched_to(app, a, "LAND", at(5, 10))
+    _dispatched_to(app, c, "LAND", at(5, 20))
+    _dispatched_to(app, c, "TAX", at(5, 20))
+    builds = []
+    try:
+        with app.app_context():
+            builds.append(reports.summarise(db.session, cutoff=at(6, 1, 0))["build"])
+            assert _held(builds[0], s.q) == {"invited": 5, "responded": 2}  # A B C D G; A B
+        _answered(app, s, c, at(6, 5), "2")
+        e = a_link(app, s, at(6, 2))
+        _answered(app, s, e, at(6, 3), "3")
+        f = a_link(app, s, at(5, 28))
+        _answered(app, s, f, at(6, 4), "4")
+        with app.app_context():
+            ids = {x: db.session.scalar(select(Agency.id).where(Agency.code == x))
+                   for x in ("LAND", "TAX", "HH-EAST", "SOCIAL")}  # fmt: skip
+            ranges = [(datetime.date(2012, 5, 1), datetime.date(2012, 5, 31)),  # a whole month: its month rows
+                      (datetime.date(2012, 5, 11), datetime.date(2012, 5, 25)),  # day rows
+                      (datetime.date(2012, 4, 15), datetime.date(2012, 6, 10)),  # days, a month, days
+                      (datetime.date(2012, 6, 1), datetime.date(2012, 6, 30))]  # fmt: skip
+            for first, last in ranges:
+                for extra in ({}, {"category_id": s.category}, *({"agency_id": i} for i in ids.values())):
+                    f = reports.Filters(first, last, **extra)
+                    summary, live = (
+                        survey.statistics(db.session, s.q, f),
+                        survey.statistics(db.session, s.q, f, live=True),
+                    )
+                    assert _figures(summary) == _figures(live), (first, last, extra)
+            # by hand: 7 links, 5 answers rated 5 4 2 3 4
+            whole = survey.statistics(
+                db.session, s.q, reports.Filters(datetime.date(2012, 4, 15), datetime.date(2012, 6, 30))
+            )
+            assert (whole.invitations, whole.responses, whole.response_rate) == (7, 5, 71.4)
+            rating = whole.questions[0]
+            assert rating.rows == [("5", 1, 20.0), ("4", 2, 40.0), ("3", 1, 20.0), ("2", 1, 20.0), ("1", 0, 0.0)]
+            assert rating.mean == pytest.approx(3.6)
+            may = survey.statistics(
+                db.session, s.q, reports.Filters(datetime.date(2012, 5, 1), datetime.date(2012, 5, 31))
+            )
+            assert (may.invitations, may.responses) == (5, 4)  # A B C D F; G is a June 1st link in Taipei
+            land = survey.statistics(db.session, s.q, reports.Filters(datetime.date(2012, 5, 1), datetime.date(2012, 5, 31),
+                                                                     agency_id=ids["LAND"]))  # fmt: skip
+            assert (land.invitations, land.responses, land.questions[0].mean) == (2, 2, 3.5)  # A and C
+            # the next build holds them all and reads the same
+            builds.append(reports.summarise(db.session, cutoff=at(7, 1, 0))["build"])
+            assert _held(builds[1], s.q) == {"invited": 7, "responded": 5}
+            again = survey.statistics(
+                db.session, s.q, reports.Filters(datetime.date(2012, 4, 15), datetime.date(2012, 6, 30))
+            )
+            assert _figures(again) == _figures(whole)
+    finally:
+        with app.app_context():
+            reports.drop_builds(db.session, builds)
 
 
 # --- bad links, bad answers ----------------------------------------------------------------

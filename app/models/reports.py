@@ -7,7 +7,19 @@ tables."""
 import datetime
 
 from flask_appbuilder import Model
-from sqlalchemy import BigInteger, Column, Date, DateTime, Float, Index, Integer, LargeBinary, String, Text
+from sqlalchemy import (
+    BigInteger,
+    Column,
+    Date,
+    DateTime,
+    Float,
+    Index,
+    Integer,
+    LargeBinary,
+    SmallInteger,
+    String,
+    Text,
+)
 
 
 def _utcnow() -> datetime.datetime:
@@ -17,7 +29,8 @@ def _utcnow() -> datetime.datetime:
 class ReportBuild(Model):
     """One run of ``flask report summarise``. Its rows hold every dispatch and
     case with an id up to ``last_*_id`` that was finished before ``cutoff``,
-    and the survey responses up to ``last_response_id`` submitted before it."""
+    the survey invitations up to ``last_invitation_id`` sent before it, and the
+    survey responses up to ``last_response_id`` submitted before it."""
 
     __tablename__ = "report_build"
 
@@ -26,6 +39,7 @@ class ReportBuild(Model):
     last_dispatch_id = Column(Integer, nullable=False, default=0)
     last_case_id = Column(Integer, nullable=False, default=0)
     last_response_id = Column(Integer, nullable=False, default=0)
+    last_invitation_id = Column(Integer, nullable=False, default=0)
     built_at = Column(DateTime, nullable=False, default=_utcnow)
     seconds = Column(Float)  # how long the build took
 
@@ -58,3 +72,34 @@ class ReportSummary(Model):
     responses = Column(Integer, nullable=False, default=0)
     rating_sum = Column(BigInteger, nullable=False, default=0)
     rating_count = Column(BigInteger, nullable=False, default=0)
+
+
+class SurveySummary(Model):
+    """The answers to one questionnaire version counted once, per Taipei day of
+    the invitation (or calendar month, span ``month``) and per category,
+    notifying agency and set of receiving agencies (the statistics' filters):
+
+    * kind ``invited``: ``n`` invitations sent;
+    * kind ``responded``: ``n`` responses (``question_id`` empty), or ``n``
+      respondents who answered ``question_id``;
+    * kind ``answer``: ``n`` answers of ``question_id`` that ticked
+      ``choice_id`` or gave ``rating`` (free text stays in the live tables).
+    """
+
+    __tablename__ = "survey_summary"
+    __table_args__ = (Index("ix_survey_summary_build_questionnaire_span_day", "build_id", "questionnaire_id", "span",
+                            "day"),)  # fmt: skip
+
+    id = Column(Integer, primary_key=True)
+    build_id = Column(Integer, nullable=False)  # ReportBuild.id, deleted with it
+    questionnaire_id = Column(Integer, nullable=False)
+    span = Column(String(5), nullable=False)  # day | month
+    day = Column(Date, nullable=False)  # the Taipei day the invitation was sent (month: the 1st)
+    category_id = Column(Integer)
+    agency_id = Column(Integer)  # the notifying agency
+    receivers = Column(Text)  # the case's receiving agencies as ",4,9,"
+    kind = Column(String(10), nullable=False)  # invited | responded | answer
+    question_id = Column(Integer)
+    choice_id = Column(Integer)
+    rating = Column(SmallInteger)
+    n = Column(Integer, nullable=False)

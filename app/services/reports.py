@@ -34,8 +34,8 @@ from app.lib.rocdate import TAIPEI, format_roc, parse_roc
 from app.models.notify import Dispatch, NotificationCase, NotificationCategory
 from app.models.org import Agency, PlatformUser
 from app.models.queries import BusinessItem, QueryForm, QueryLog
-from app.models.reports import ReportBuild, ReportSummary
-from app.models.survey import Response
+from app.models.reports import ReportBuild, ReportSummary, SurveySummary
+from app.models.survey import Invitation, Response
 from app.models.transfer import TransferCase
 from app.services.errors import InvalidInput
 
@@ -353,7 +353,9 @@ def _live_tallies(session, source, keys: list, where: list, start, done, due=Non
 #
 # A build holds every dispatch and case with an id up to its last_*_id that was
 # finished (closed, completed) before its cutoff, and the responses up to its
-# last_response_id submitted before the cutoff. A report adds from the live
+# last_response_id submitted before the cutoff (the survey statistics' summary,
+# app/services/survey.py, also the invitations up to last_invitation_id sent
+# before it: answers never change once submitted). A report adds from the live
 # tables exactly the rest: open work (overdue depends on "now"), work finished
 # since, rows registered since, responses submitted since. Finished work does
 # not change (closing is the workflow's last state), so the two parts neither
@@ -372,12 +374,13 @@ class Build:
     last_dispatch_id: int
     last_case_id: int
     last_response_id: int
+    last_invitation_id: int = 0
 
 
 def current_build(session) -> Build | None:
     b = ReportBuild.__table__
-    row = session.execute(select(b.c.id, b.c.cutoff, b.c.last_dispatch_id, b.c.last_case_id, b.c.last_response_id)
-                          .order_by(b.c.id.desc()).limit(1)).first()  # fmt: skip
+    row = session.execute(select(b.c.id, b.c.cutoff, b.c.last_dispatch_id, b.c.last_case_id, b.c.last_response_id,
+                                 b.c.last_invitation_id).order_by(b.c.id.desc()).limit(1)).first()  # fmt: skip
     return Build(*row) if row else None
 
 
@@ -387,10 +390,11 @@ def summarise(session, cutoff: datetime.datetime | None = None) -> dict:
     meanwhile and deletes older ones. Commits. Returns what it counted."""
     t0 = time.perf_counter()
     cutoff = cutoff or datetime.datetime.utcnow() - SUMMARY_MARGIN
-    d, c, r = Dispatch.__table__, NotificationCase.__table__, Response.__table__
+    d, c, r, i = Dispatch.__table__, NotificationCase.__table__, Response.__table__, Invitation.__table__
     b, s = ReportBuild.__table__, ReportSummary.__table__
     last = {name: session.scalar(select(func.coalesce(func.max(t.c.id), 0)))
-            for name, t in (("last_dispatch_id", d), ("last_case_id", c), ("last_response_id", r))}  # fmt: skip
+            for name, t in (("last_dispatch_id", d), ("last_case_id", c), ("last_response_id", r),
+                            ("last_invitation_id", i))}  # fmt: skip
     build_id = session.execute(b.insert().values(cutoff=cutoff, built_at=datetime.datetime.utcnow(), **last)
                                .returning(b.c.id)).scalar_one()  # fmt: skip
     answered = (select(r.c.case_id, func.count().label("responses"), func.sum(r.c.rating_sum).label("rating_sum"),
@@ -430,21 +434,32 @@ def summarise(session, cutoff: datetime.datetime | None = None) -> dict:
         func.sum(s.c.seconds), concat_packed(s.c.durations), func.sum(s.c.responses), func.sum(s.c.rating_sum),
         func.sum(s.c.rating_count))
         .where(s.c.build_id == build_id, s.c.span == "day").group_by(*keys)))  # fmt: skip
+    from app.services import survey
+
+    survey.summarise(session, build_id, cutoff, last["last_invitation_id"], last["last_response_id"])
     seconds = time.perf_counter() - t0
     session.execute(b.update().where(b.c.id == build_id).values(seconds=seconds))
     session.commit()
     # Reports that began before this commit may still read the previous build: keep it.
-    stale = select(b.c.id).where(b.c.id < build_id).order_by(b.c.id.desc()).offset(1).scalar_subquery()
-    session.execute(s.delete().where(s.c.build_id <= stale))
-    session.execute(b.delete().where(b.c.id <= stale))
-    session.commit()
+    stale = session.scalars(select(b.c.id).where(b.c.id < build_id).order_by(b.c.id.desc()).offset(1)).all()
+    drop_builds(session, stale)
     counts = dict(session.execute(select(s.c.kind, func.sum(s.c.n)).where(s.c.build_id == build_id, s.c.span == "day")
                                   .group_by(s.c.kind)).all())  # fmt: skip
     return {"build": build_id, "cutoff": cutoff, "dispatches": _int(counts.get("dispatch")),
             "cases": _int(counts.get("case")), "seconds": seconds}  # fmt: skip
 
 
-def _summary_days(s, first: datetime.date, last: datetime.date):
+def drop_builds(session, ids) -> None:
+    """Delete these builds and their summary rows. Commits."""
+    ids = list(ids)
+    if ids:
+        for t in (ReportSummary.__table__, SurveySummary.__table__):
+            session.execute(t.delete().where(t.c.build_id.in_(ids)))
+        session.execute(ReportBuild.__table__.delete().where(ReportBuild.__table__.c.id.in_(ids)))
+    session.commit()
+
+
+def summary_days(s, first: datetime.date, last: datetime.date):
     """The summary rows covering the days first..last: a month row for each whole
     month between them, day rows for the days before and after those."""
     start = first if first.day == 1 else (first.replace(day=28) + datetime.timedelta(days=4)).replace(day=1)
@@ -495,7 +510,7 @@ def _tallies(session, kind: str, keys: list[str], filters: Filters, now, build: 
     kcols = [cols[k] for k in keys]
 
     if build:
-        swhere = [s.c.build_id == build.id, s.c.kind == kind, _summary_days(s, filters.date_from, filters.date_to)]
+        swhere = [s.c.build_id == build.id, s.c.kind == kind, summary_days(s, filters.date_from, filters.date_to)]
         if filters.category_id:
             swhere.append(s.c.category_id == filters.category_id)
         if filters.agency_id and kind == "dispatch":

@@ -16,17 +16,19 @@ import hashlib
 import re
 import secrets
 import time
+from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from flask import current_app
 from flask_babel import lazy_gettext as _l
-from sqlalchemy import and_, exists, func, or_, select, update
+from sqlalchemy import and_, exists, func, literal, null, or_, select, update
 from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.orm import selectinload
 
 from app.lib.rocdate import format_roc
 from app.models.notify import Dispatch, NotificationCase, NotificationCategory
+from app.models.reports import SurveySummary
 from app.models.survey import (
     CHOICE_TYPES,
     QUESTION_TYPES,
@@ -475,10 +477,15 @@ def _pct(n: int, of: int) -> float:
     return round(100.0 * n / of, 1) if of else 0.0
 
 
-def statistics(session, questionnaire_id: int, filters, text_limit: int = 200) -> SurveyStats:
+def statistics(session, questionnaire_id: int, filters, text_limit: int = 200, live: bool = False) -> SurveyStats:
     """Answers to one questionnaire version, for invitations sent (cases
     completed) in the filters' date range, category and agency (notifying or
-    receiving). Counted in SQL. Raises NotFound."""
+    receiving). Counted in SQL: the nightly summary's rows of the period plus,
+    from the live tables, the invitations and responses it does not hold.
+    ``live``: from the live tables alone, as if there were no summary. Raises
+    NotFound."""
+    from app.services.reports import current_build, summary_days, tune
+
     q = session.scalar(select(Questionnaire).where(Questionnaire.id == questionnaire_id)
                        .options(selectinload(Questionnaire.questions).selectinload(Question.choices)))  # fmt: skip
     if q is None:
@@ -492,28 +499,62 @@ def statistics(session, questionnaire_id: int, filters, text_limit: int = 200) -
         d = Dispatch.__table__
         where.append(or_(i.c.agency_id == filters.agency_id,
                          exists().where(and_(d.c.case_id == i.c.case_id, d.c.agency_id == filters.agency_id))))  # fmt: skip
-    from app.services.reports import tune
-
     tune(session)
-    # A link is marked used in the same transaction that stores its response.
-    invitations, responses = session.execute(select(func.count(), func.count(i.c.used_at)).where(*where)).one()
-    answered_from = a.join(r, r.c.id == a.c.response_id).join(i, i.c.id == r.c.invitation_id)
-    respondents = dict(session.execute(select(a.c.question_id, func.count(func.distinct(a.c.response_id)))
-                                       .select_from(answered_from).where(*where).group_by(a.c.question_id)).all())  # fmt: skip
-    counts = session.execute(select(a.c.question_id, a.c.choice_id, a.c.rating, func.count())
-                             .select_from(answered_from).where(*where, a.c.text.is_(None))
-                             .group_by(a.c.question_id, a.c.choice_id, a.c.rating)).all()  # fmt: skip
-    by_choice = {(qid, cid): n for qid, cid, _v, n in counts if cid is not None}
-    by_rating = {(qid, v): n for qid, _c, v, n in counts if v is not None}
+    invitations = responses = 0
+    respondents: Counter = Counter()
+    by_choice: Counter = Counter()  # (question, choice) -> answers
+    by_rating: Counter = Counter()  # (question, rating) -> answers
+    build = None if live else current_build(session)
+    if build:
+        ss = SurveySummary.__table__
+        swhere = [ss.c.build_id == build.id, ss.c.questionnaire_id == q.id,
+                  summary_days(ss, filters.date_from, filters.date_to)]  # fmt: skip
+        if filters.category_id:
+            swhere.append(ss.c.category_id == filters.category_id)
+        if filters.agency_id:
+            swhere.append(or_(ss.c.agency_id == filters.agency_id, ss.c.receivers.contains(f",{filters.agency_id},")))
+        keys = [ss.c.kind, ss.c.question_id, ss.c.choice_id, ss.c.rating]
+        for kind, qid, cid, rating, n in session.execute(select(*keys, func.sum(ss.c.n)).where(*swhere)
+                                                         .group_by(*keys)):  # fmt: skip
+            n = int(n or 0)
+            if kind == "invited":
+                invitations += n
+            elif kind == "responded" and qid is None:
+                responses += n
+            elif kind == "responded":
+                respondents[qid] += n
+            elif cid is not None:
+                by_choice[(qid, cid)] += n
+            elif rating is not None:
+                by_rating[(qid, rating)] += n
+        # what the build does not hold: invitations and responses since (or committed late)
+        live_invitations = [or_(i.c.id > build.last_invitation_id, i.c.created_at >= build.cutoff)]
+        live_responses = [or_(r.c.id > build.last_response_id, r.c.submitted_at >= build.cutoff)]
+    else:
+        live_invitations = live_responses = []
+    invitations += session.scalar(select(func.count()).select_from(i).where(*where, *live_invitations))
+    # A link is marked used in the same transaction that stores its one response.
+    responded = r.join(i, i.c.id == r.c.invitation_id)
+    responses += session.scalar(select(func.count()).select_from(responded).where(*where, *live_responses))
+    answered_from = a.join(responded, r.c.id == a.c.response_id)
+    respondents.update(dict(session.execute(
+        select(a.c.question_id, func.count(func.distinct(a.c.response_id))).select_from(answered_from)
+        .where(*where, *live_responses).group_by(a.c.question_id)).all()))  # fmt: skip
+    for qid, cid, v, n in session.execute(select(a.c.question_id, a.c.choice_id, a.c.rating, func.count())
+                                          .select_from(answered_from).where(*where, *live_responses, a.c.text.is_(None))
+                                          .group_by(a.c.question_id, a.c.choice_id, a.c.rating)):  # fmt: skip
+        if cid is not None:
+            by_choice[(qid, cid)] += n
+        elif v is not None:
+            by_rating[(qid, v)] += n
     out = []
     for question in q.questions:
         st = QuestionStats(question, respondents.get(question.id, 0))
         if question.type in CHOICE_TYPES:
-            st.rows = [(c.text, by_choice.get((question.id, c.id), 0),
-                        _pct(by_choice.get((question.id, c.id), 0), st.respondents)) for c in question.choices]  # fmt: skip
+            st.rows = [(c.text, by_choice[(question.id, c.id)], _pct(by_choice[(question.id, c.id)], st.respondents))
+                       for c in question.choices]  # fmt: skip
         elif question.type == "rating":
-            st.rows = [(str(v), by_rating.get((question.id, v), 0), _pct(by_rating.get((question.id, v), 0),
-                                                                          st.respondents))
+            st.rows = [(str(v), by_rating[(question.id, v)], _pct(by_rating[(question.id, v)], st.respondents))
                        for v in range(RATING_MAX, RATING_MIN - 1, -1)]  # fmt: skip
             n = sum(count for _, count, _ in st.rows)
             st.mean = round(sum(int(v) * count for v, count, _ in st.rows) / n, 2) if n else None
@@ -525,6 +566,57 @@ def statistics(session, questionnaire_id: int, filters, text_limit: int = 200) -
             st.texts = [(at, text) for at, text in rows]
         out.append(st)
     return SurveyStats(q, filters, invitations, responses, out)
+
+
+# --- the summary: answers counted once, nightly ------------------------------------------
+#
+# Built by reports.summarise in the same build as the report summary (same
+# cutoff): the invitations up to the build's last_invitation_id sent before the
+# cutoff, and the responses up to last_response_id submitted before it with
+# their answers (a response and its answers are stored together and never
+# change). ``statistics`` adds from the live tables exactly the rest.
+
+
+def summarise(session, build_id: int, cutoff: datetime.datetime, last_invitation_id: int,
+              last_response_id: int) -> None:  # fmt: skip
+    """Count the invitations, responses and answers the build holds into
+    survey_summary, per Taipei day and per month. Does not commit."""
+    from app.services.reports import agency_list, month_start, taipei_day
+
+    i, r, a, d, s = (Invitation.__table__, Response.__table__, Answer.__table__, Dispatch.__table__,
+                     SurveySummary.__table__)  # fmt: skip
+    receivers = (select(d.c.case_id, agency_list(d.c.agency_id).label("receivers"))
+                 .where(d.c.case_id.in_(select(i.c.case_id))).group_by(d.c.case_id).subquery())  # fmt: skip
+    invited = i.outerjoin(receivers, receivers.c.case_id == i.c.case_id)
+    responded = r.join(invited, i.c.id == r.c.invitation_id)
+    held = [r.c.id <= last_response_id, r.c.submitted_at < cutoff]
+    day = taipei_day(i.c.created_at)
+    keys = [i.c.questionnaire_id, day, i.c.category_id, i.c.agency_id, receivers.c.receivers]
+    columns = ["build_id", "questionnaire_id", "span", "day", "category_id", "agency_id", "receivers", "kind",
+               "question_id", "choice_id", "rating", "n"]  # fmt: skip
+
+    def count(kind, source, where, n=None, question=None, choice=None, rating=None):
+        extra = [x for x in (question, choice, rating) if x is not None]
+        group = [*keys, *extra]
+        values = [literal(build_id), keys[0], literal("day"), *keys[1:], literal(kind),
+                  question if question is not None else null(), choice if choice is not None else null(),
+                  rating if rating is not None else null(), n if n is not None else func.count()]  # fmt: skip
+        session.execute(s.insert().from_select(columns, select(*values).select_from(source).where(*where)
+                                               .group_by(*group)))  # fmt: skip
+
+    count("invited", invited, [i.c.id <= last_invitation_id, i.c.created_at < cutoff])
+    count("responded", responded, held)
+    answered = a.join(responded, r.c.id == a.c.response_id)
+    count("responded", answered, held, n=func.count(func.distinct(a.c.response_id)), question=a.c.question_id)
+    count("answer", answered, [*held, a.c.text.is_(None)], question=a.c.question_id, choice=a.c.choice_id,
+          rating=a.c.rating)  # fmt: skip
+    # The days of each month added up: a long period reads its whole months from these.
+    month = month_start(s.c.day)
+    mkeys = [s.c.questionnaire_id, month, s.c.category_id, s.c.agency_id, s.c.receivers, s.c.kind, s.c.question_id,
+             s.c.choice_id, s.c.rating]  # fmt: skip
+    session.execute(s.insert().from_select(columns, select(
+        literal(build_id), mkeys[0], literal("month"), *mkeys[1:], func.sum(s.c.n))
+        .where(s.c.build_id == build_id, s.c.span == "day").group_by(*mkeys)))  # fmt: skip
 
 
 def questionnaires_for_statistics(session) -> list[Questionnaire]:
