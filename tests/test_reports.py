@@ -252,7 +252,7 @@ def _same_from_summary_and_live(world):
         for extra in ({}, {"agency_id": world.ag["TAX"]}, {"agency_id": world.ag["HH-WEST"]},
                       {"category_id": world.cats["乙"]}):  # fmt: skip
             f = reports.Filters(first, last, **extra)
-            for report in (reports.by_agency, reports.by_category, reports.by_clerk):
+            for report in (reports.by_agency, reports.by_category, reports.by_clerk, reports.queries):
                 summary, live = report(db.session, f, now=NOW), report(db.session, f, now=NOW, live=True)
                 assert (summary.rows, summary.total) == (live.rows, live.total), (report.__name__, f)
 
@@ -327,6 +327,40 @@ def test_work_finished_registered_or_answered_after_the_build_counts_once(app, w
                 db.session.execute(delete(model).where(model.case_id.in_(cases)))
             db.session.execute(delete(NotificationCase).where(NotificationCase.category_id == cat.id))
             db.session.delete(db.session.get(NotificationCategory, cat.id))
+            db.session.commit()
+
+
+def test_queries_logged_after_the_build_count_once_and_each_user_once(app, world):
+    """September 2011: the clerk queries on the 5th; the build of the 10th holds
+    that; then a query of the 6th commits late (another user) and the clerk
+    queries again on the 12th."""
+    form = f"report.late.{world.tag}"
+
+    def log(day, uid, outcome="ok"):
+        db.session.add(QueryLog(at=datetime.datetime(2011, 9, day, 3, 0), user_id=uid, username=f"u{uid}",
+                                agency_code="TAX", form_code=form, form_title="逾時查詢", case_no=f"L-{day}",
+                                reason="民眾申請減免", business_item="TAX-LAND", row_count=day, duration_ms=10 * day,
+                                outcome=outcome))  # fmt: skip
+        db.session.commit()
+
+    sept = reports.Filters(datetime.date(2011, 9, 1), datetime.date(2011, 9, 30))
+    with app.app_context():
+        log(5, 999101)
+        builds = [reports.summarise(db.session, cutoff=datetime.datetime(2011, 9, 10))["build"]]
+        try:
+            log(6, 999102, "refused")
+            log(12, 999101)
+            summary, live = reports.queries(db.session, sept), reports.queries(db.session, sept, live=True)
+            assert (summary.rows, summary.total) == (live.rows, live.total)
+            row = next(r for r in summary.rows if r["form_code"] == form)
+            assert figures(row, "n", "ok", "refused", "users", "rows", "mean_ms") == (3, 2, 1, 2, 23, 76.7)
+            builds.append(reports.summarise(db.session, cutoff=datetime.datetime(2011, 10, 1))["build"])
+            again = reports.queries(db.session, sept)
+            assert (again.rows, again.total) == (summary.rows, summary.total)
+        finally:
+            db.session.rollback()
+            _drop_builds(*builds)
+            db.session.execute(delete(QueryLog).where(QueryLog.form_code == form))
             db.session.commit()
 
 

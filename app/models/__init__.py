@@ -22,7 +22,7 @@ from app.models.queries import (  # noqa: F401
     SectionColumn,
     SectionFilter,
 )
-from app.models.reports import ReportBuild, ReportSummary, SurveySummary  # noqa: F401
+from app.models.reports import QuerySummary, ReportBuild, ReportSummary, SurveySummary  # noqa: F401
 from app.models.sources import DataSource  # noqa: F401
 from app.models.survey import Answer, Choice, Invitation, Question, Questionnaire, Response  # noqa: F401
 from app.models.transfer import (  # noqa: F401

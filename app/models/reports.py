@@ -30,7 +30,8 @@ class ReportBuild(Model):
     """One run of ``flask report summarise``. Its rows hold every dispatch and
     case with an id up to ``last_*_id`` that was finished before ``cutoff``,
     the survey invitations up to ``last_invitation_id`` sent before it, and the
-    survey responses up to ``last_response_id`` submitted before it."""
+    survey responses up to ``last_response_id`` submitted before it, and the
+    query-log rows up to ``last_query_log_id`` written before it."""
 
     __tablename__ = "report_build"
 
@@ -40,6 +41,7 @@ class ReportBuild(Model):
     last_case_id = Column(Integer, nullable=False, default=0)
     last_response_id = Column(Integer, nullable=False, default=0)
     last_invitation_id = Column(Integer, nullable=False, default=0)
+    last_query_log_id = Column(Integer, nullable=False, default=0)
     built_at = Column(DateTime, nullable=False, default=_utcnow)
     seconds = Column(Float)  # how long the build took
 
@@ -103,3 +105,31 @@ class SurveySummary(Model):
     choice_id = Column(Integer)
     rating = Column(SmallInteger)
     n = Column(Integer, nullable=False)
+
+
+class QuerySummary(Model):
+    """The query log counted once, per Taipei day (or calendar month, span
+    ``month``) and agency, form and business item: the figures of the query
+    statistics, and the users who queried as their ids packed like
+    ``ReportSummary.durations`` (0 for a query without an account), so that a
+    period counts each user once however many days it spans."""
+
+    __tablename__ = "query_summary"
+    __table_args__ = (Index("ix_query_summary_build_span_day", "build_id", "span", "day"),)
+
+    id = Column(Integer, primary_key=True)
+    build_id = Column(Integer, nullable=False)  # ReportBuild.id, deleted with it
+    span = Column(String(5), nullable=False)  # day | month
+    day = Column(Date, nullable=False)
+    agency_code = Column(String(20))
+    form_code = Column(String(60))
+    business_item = Column(String(40))
+    n = Column(Integer, nullable=False)
+    ok = Column(Integer, nullable=False)
+    partial = Column(Integer, nullable=False)
+    refused = Column(Integer, nullable=False)
+    errors = Column(Integer, nullable=False)
+    rows = Column(BigInteger, nullable=False)
+    ms = Column(Float, nullable=False)  # the durations added up
+    timed = Column(Integer, nullable=False)  # how many had a duration
+    users = Column(LargeBinary().with_variant(Text(), "sqlite"))
