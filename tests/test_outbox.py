@@ -56,6 +56,49 @@ def test_a_message_enqueued_with_a_change_is_delivered_once_in_chinese(app, smtp
     assert "案件已受理" in parsed.get_payload(decode=True).decode("utf-8")
 
 
+def test_the_message_is_well_formed_mime_with_the_senders_chinese_name_and_an_idna_domain(app, smtp):
+    """Built without the email package: what a mail client reads must be the same."""
+    from email import message_from_bytes
+    from email.header import decode_header, make_header
+    from email.utils import parseaddr
+
+    _clear(app)
+    sender = app.config["MAIL_DEFAULT_SENDER"]
+    app.config["MAIL_DEFAULT_SENDER"] = ("示範縣政府", "platform@county.gov.tw")
+    try:
+        with app.app_context():
+            body = "林小華 您好：\n您的案件已受理。\n" + "詳細內容。" * 200  # base64 lines wrap
+            outbox.enqueue(db.session, "citizen@範例.台灣", "案件 1151130-0007 已受理", body)
+            db.session.commit()
+            assert outbox.work_once(db.session)["sent"] == 1
+        received = smtp.sink.wait_for(1)
+    finally:
+        app.config["MAIL_DEFAULT_SENDER"] = sender
+    assert received[0].rcpt_tos == ["citizen@xn--fsqy19h.xn--kpry57d"]
+    assert received[0].mail_from == "platform@county.gov.tw"
+    parsed = message_from_bytes(received[0].original_content)
+    assert str(make_header(decode_header(parsed["Subject"]))) == "案件 1151130-0007 已受理"
+    name, address = parseaddr(str(make_header(decode_header(parsed["From"]))))
+    assert (name, address) == ("示範縣政府", "platform@county.gov.tw")
+    assert parsed.get_content_type() == "text/plain" and parsed.get_content_charset() == "utf-8"
+    assert parsed.get_payload(decode=True).decode("utf-8") == body
+    assert parsed["Message-ID"].startswith("<") and parsed["Date"]
+
+
+def test_an_address_with_a_line_break_is_never_sent_and_the_next_message_still_goes(app, smtp):
+    _clear(app)
+    with app.app_context():
+        outbox.enqueue(db.session, "citizen@example.tw\r\nBcc: everyone@example.tw", "注入", "不應寄出")
+        outbox.enqueue(db.session, "citizen2@example.tw", "案件 1151130-0008 已受理", "您好")
+        db.session.commit()
+        counts = outbox.work_once(db.session)
+        assert (counts["sent"], counts["retried"]) == (1, 1)
+        bad = db.session.scalar(select(OutboxMessage).where(OutboxMessage.subject == "注入"))
+        assert bad.status == QUEUED and "line break" in bad.last_error
+    received = smtp.sink.wait_for(1)
+    assert [env.rcpt_tos for env in received] == [["citizen2@example.tw"]]
+
+
 def test_a_change_that_rolls_back_sends_nothing(app, smtp):
     _clear(app)
     with app.app_context():
