@@ -171,3 +171,15 @@ def test_a_deactivated_account_is_refused_within_the_permission_cache_window(app
             db.session.commit()
         app.appbuilder.sm._permission_cache._data.clear()  # other tests use this account at once
     assert client.get("/api/v1/query/forms", headers=bearer(token)).status_code == 200
+
+
+def test_an_api_call_with_a_bearer_token_ignores_a_session_cookie_sent_along(app):
+    token = api_token(app.test_client(), "clerk")
+    browser = app.test_client()
+    login(browser, "admin")
+    # The admin's session cookie does not lend the clerk's token call any rights, nor the other way round.
+    r = browser.get("/api/v1/query/forms", headers=bearer(token))
+    assert r.status_code == 200 and "Set-Cookie" not in r.headers
+    assert [f["code"] for f in r.json["result"]] == [
+        f["code"] for f in app.test_client().get("/api/v1/query/forms", headers=bearer(token)).json["result"]
+    ]

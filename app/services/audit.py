@@ -122,7 +122,8 @@ def _append(connection, events: Iterable[dict], session: Session | None = None) 
         rows.append(values)
     if not rows:
         return
-    connection.execute(insert(AuditEvent.__table__), rows)
+    # One row (the usual case) as a plain execute, not an executemany batch.
+    connection.execute(insert(AuditEvent.__table__), rows[0] if len(rows) == 1 else rows)
     if session is None or sealing_mode(connection) == "inline":
         seal(connection)
     else:
