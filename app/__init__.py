@@ -48,6 +48,9 @@ def create_app(config: object | str = "config.Config") -> Flask:
 
     with app.app_context():
         from app import models  # noqa: F401  (register every table)
+        from app.connectors import liveness
+
+        liveness.install(db.engine)  # PostgreSQL: no SELECT 1 before every request's first statement
         from app.services import audit, formplan, org, outbox
         from app.views import register_views
 

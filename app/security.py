@@ -6,6 +6,7 @@ import time
 
 from flask import current_app, request
 from flask_appbuilder.security.sqla.manager import SecurityManager
+from flask_jwt_extended import JWTManager
 
 from app.models.org import PlatformUser
 from app.services import audit
@@ -44,6 +45,44 @@ class _TTLCache:
         return value
 
 
+class _VerifiedTokenJWTManager(JWTManager):
+    """Remembers the claims of bearer tokens whose signature it has verified.
+
+    PyJWT spends most of an API call's authentication on base64 and signature
+    checks of the same token the client sends every time. A token string
+    verified once (signature, algorithm, issuer, audience, expiry) is kept,
+    keyed by the exact string, until its ``exp``; every later use checks
+    ``exp`` again against the clock and re-verifies in full once it has
+    passed (which refuses it as expired). The user behind the token is still
+    loaded and checked (active, roles) on every call as before, so revoking an
+    account works as without this cache. Tokens without ``exp``, CSRF-bound
+    (cookie) tokens and decodes that allow expired tokens are never cached.
+    Bounded: cleared when it holds more than MAX_TOKENS.
+    """
+
+    MAX_TOKENS = 10000
+
+    def __init__(self, app=None, add_context_processor: bool = False) -> None:
+        self._verified: dict[str, tuple[float, dict]] = {}
+        super().__init__(app, add_context_processor)
+
+    def _decode_jwt_from_config(self, encoded_token: str, csrf_value=None, allow_expired: bool = False) -> dict:
+        cacheable = csrf_value is None and not allow_expired and isinstance(encoded_token, str)
+        if cacheable:
+            hit = self._verified.get(encoded_token)
+            if hit is not None:
+                if time.time() < hit[0]:
+                    return dict(hit[1])
+                self._verified.pop(encoded_token, None)
+        claims = super()._decode_jwt_from_config(encoded_token, csrf_value, allow_expired)
+        exp = claims.get("exp")
+        if cacheable and isinstance(exp, (int, float)) and not isinstance(exp, bool):
+            if len(self._verified) >= self.MAX_TOKENS:
+                self._verified.clear()
+            self._verified[encoded_token] = (float(exp), dict(claims))
+        return claims
+
+
 class PlatformSecurityManager(SecurityManager):
     user_model = PlatformUser
     # FAB's user statistics chart loads Google Charts from the internet.
@@ -57,6 +96,12 @@ class PlatformSecurityManager(SecurityManager):
         self.userdbmodelview = PlatformUserView
         self.groupmodelview = PlatformGroupView
         super().__init__(appbuilder)
+
+    def create_jwt_manager(self, app) -> JWTManager:
+        jwt_manager = _VerifiedTokenJWTManager()
+        jwt_manager.init_app(app)
+        jwt_manager.user_lookup_loader(self.load_user_jwt)
+        return jwt_manager
 
     def register_views(self):
         super().register_views()

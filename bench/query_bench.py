@@ -91,6 +91,7 @@ def _prepare(platform_url: str, land_url) -> tuple[list[str], str]:
         section.columns = [SectionColumn(column=c, label=c, sort_order=i, mask="last4" if c == "owner_id_no" else "")
                            for i, c in enumerate(["section_name", "parcel_no", "area_m2", "zoning", "owner_name",
                                                   "owner_id_no", "share"])]  # fmt: skip
+        form.sections = [section]
         db.session.add(form)
         db.session.commit()
         from app.lib.identifiers import is_national_id
@@ -109,6 +110,21 @@ def _token(port: int, username: str = "clerk") -> str:
     if "access_token" not in answer:
         raise RuntimeError(f"cannot sign in as {username}: {answer}")
     return answer["access_token"]
+
+
+def _check_reads_source(port: int, token: str, ids: list[str], form: str) -> None:
+    """The audited endpoint must really read the land source (an empty form
+    would measure the audit alone against the bare SELECT)."""
+    conn = http.client.HTTPConnection("127.0.0.1", port)
+    body = json.dumps({"form": form, "case_no": "B-check", "reason": "", "business_item": "BENCH",
+                       "params": {"id_no": ids[0]}})  # fmt: skip
+    conn.request(
+        "POST", "/api/v1/query/run", body, {"Content-Type": "application/json", "Authorization": f"Bearer {token}"}
+    )
+    answer = json.loads(conn.getresponse().read())
+    sections = answer.get("sections") or []
+    if len(sections) != 1 or sections[0]["error"] or not sections[0]["rows"]:
+        raise RuntimeError(f"the audited query did not read the land source: {answer}")
 
 
 def _worker(args):
@@ -181,6 +197,7 @@ def query_bench(args) -> None:
         procs.append(_serve("run:app", 8701, env))
         procs.append(_serve("bench.bare_app:app", 8702, env))
         token = _token(8701)
+        _check_reads_source(8701, token, ids, form)
         # Alternate the two in rounds, so a load that comes and goes on the
         # machine weighs on both alike; report the median round of each.
         per_round = max(args.requests // args.rounds, args.concurrency * 10)

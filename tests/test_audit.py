@@ -320,3 +320,19 @@ def test_an_event_that_commits_after_a_later_one_is_sealed_after_it_and_the_chai
             db.session.remove()
             db.engine.dispose()
         database.drop()
+
+
+def test_sealing_more_events_than_one_batch_takes_them_all_in_order(app):
+    with app.app_context():
+        audit.seal_all(db.engine)
+        for i in range(5):
+            audit.record(db.session, "batch_test", object_type="Test", object_id=i)
+        db.session.commit()
+        audit.seal_all(db.engine, limit=2)  # batches of 2, 2, 1 (and 0 when the last batch was full)
+        with db.engine.connect() as conn:
+            assert audit.pending(conn) == 0
+            assert audit.verify(conn).ok
+        ids = db.session.scalars(
+            select(AuditEvent.object_id).where(AuditEvent.action == "batch_test").order_by(AuditEvent.seq)
+        ).all()
+        assert ids[-5:] == ["0", "1", "2", "3", "4"]

@@ -118,3 +118,68 @@ def test_api_calls_with_a_bearer_token_get_no_session_cookie_but_screens_do(app)
     browser = app.test_client()
     r = login(browser, "clerk")
     assert browser.get_cookie("session") is not None
+
+
+def test_a_remembered_bearer_token_is_refused_once_it_has_expired(app):
+    import datetime
+    import time
+
+    from flask_jwt_extended import create_access_token
+
+    with app.app_context():
+        user = app.appbuilder.sm.find_user(username="clerk")
+        token = create_access_token(identity=str(user.id), expires_delta=datetime.timedelta(seconds=2))
+    client = app.test_client()
+    # Twice: the second call is answered from the verified-token cache.
+    assert client.get("/api/v1/query/forms", headers=bearer(token)).status_code == 200
+    assert client.get("/api/v1/query/forms", headers=bearer(token)).status_code == 200
+    time.sleep(3.1)
+    assert client.get("/api/v1/query/forms", headers=bearer(token)).status_code == 401
+
+
+def test_a_tampered_bearer_token_is_refused_even_after_the_genuine_one_was_used(app):
+    client = app.test_client()
+    token = api_token(app.test_client(), "clerk")
+    assert client.get("/api/v1/query/forms", headers=bearer(token)).status_code == 200
+    head, payload, signature = token.split(".")
+    forged = f"{head}.{payload}.{signature[:-4]}{'AAAA' if signature[-4:] != 'AAAA' else 'BBBB'}"
+    assert client.get("/api/v1/query/forms", headers=bearer(forged)).status_code in (401, 422)  # refused, never 200
+
+
+def test_a_deactivated_account_is_refused_within_the_permission_cache_window(app):
+    import time
+
+    from app.extensions import db
+
+    client = app.test_client()
+    token = api_token(app.test_client(), "clerk.social")
+    assert client.get("/api/v1/query/forms", headers=bearer(token)).status_code == 200
+    window = app.config["PERMISSION_CACHE_SECONDS"]
+    with app.app_context():
+        user = app.appbuilder.sm.find_user(username="clerk.social")
+        user.active = False
+        db.session.commit()
+    try:
+        app.config["PERMISSION_CACHE_SECONDS"] = 0.5  # the documented window, shortened for the test
+        time.sleep(0.6)
+        assert client.get("/api/v1/query/forms", headers=bearer(token)).status_code == 401
+    finally:
+        app.config["PERMISSION_CACHE_SECONDS"] = window
+        with app.app_context():
+            user = app.appbuilder.sm.find_user(username="clerk.social")
+            user.active = True
+            db.session.commit()
+        app.appbuilder.sm._permission_cache._data.clear()  # other tests use this account at once
+    assert client.get("/api/v1/query/forms", headers=bearer(token)).status_code == 200
+
+
+def test_an_api_call_with_a_bearer_token_ignores_a_session_cookie_sent_along(app):
+    token = api_token(app.test_client(), "clerk")
+    browser = app.test_client()
+    login(browser, "admin")
+    # The admin's session cookie does not lend the clerk's token call any rights, nor the other way round.
+    r = browser.get("/api/v1/query/forms", headers=bearer(token))
+    assert r.status_code == 200 and "Set-Cookie" not in r.headers
+    assert [f["code"] for f in r.json["result"]] == [
+        f["code"] for f in app.test_client().get("/api/v1/query/forms", headers=bearer(token)).json["result"]
+    ]

@@ -348,7 +348,14 @@ class SqlConnector(Connector):
                 raise SourceError(f"file not found: {self.source.database}", "not_found")
             from sqlalchemy import create_engine, event
 
+            from app.connectors import liveness
+
             s = self.source
+            extra = {}
+            if self.dialect == "postgresql":
+                # A fetch is one SELECT: as its own transaction it needs no
+                # BEGIN and no ROLLBACK round trip around it.
+                extra["isolation_level"] = "AUTOCOMMIT"
             engine = create_engine(
                 self.url(),
                 pool_size=max(1, int(s.pool_size)),
@@ -358,7 +365,9 @@ class SqlConnector(Connector):
                 pool_recycle=int((s.options or {}).get("pool_recycle", 1800)),
                 hide_parameters=True,
                 connect_args=self._connect_args(),
+                **extra,
             )
+            liveness.install(engine)  # psycopg: no SELECT 1 before every fetch
             event.listen(engine, "connect", self._on_connect)
             self._engine = engine
             return engine

@@ -122,7 +122,8 @@ def _append(connection, events: Iterable[dict], session: Session | None = None) 
         rows.append(values)
     if not rows:
         return
-    connection.execute(insert(AuditEvent.__table__), rows)
+    # One row (the usual case) as a plain execute, not an executemany batch.
+    connection.execute(insert(AuditEvent.__table__), rows[0] if len(rows) == 1 else rows)
     if session is None or sealing_mode(connection) == "inline":
         seal(connection)
     else:
@@ -181,14 +182,16 @@ def seal(connection, limit: int = 5000) -> int:
     return len(links)
 
 
-def seal_all(engine) -> int:
+def seal_all(engine, limit: int = 5000) -> int:
     """Seal everything pending, a batch per transaction (the sealer and commands)."""
     total = 0
     while True:
         with engine.begin() as conn:
-            n = seal(conn)
+            n = seal(conn, limit)
         total += n
-        if n == 0:
+        # A batch short of the limit took every event committed when it held
+        # the chain lock (no second, empty round); later commits wake a sealer.
+        if n < limit:
             return total
 
 

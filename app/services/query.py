@@ -398,8 +398,10 @@ def run_query(session, who: Requester, form_code: str, case_no: str | None, reas
     # read back or changed in this request, so it needs no unit of work (and
     # the answer reads the object's own attributes, which no commit expires).
     table = QueryLog.__table__
+    # The values go as parameters, not .values(): the statement is then the
+    # same every time and SQLAlchemy reuses its compiled form.
     values = {c.key: getattr(entry, c.key) for c in table.columns if c.key != "id"}
-    entry.id = session.execute(insert(table).values(values)).inserted_primary_key[0]
+    entry.id = session.execute(insert(table).returning(table.c.id), values).scalar_one()
     audit.record(session, "query", object_type="QueryLog", object_id=entry.id, outcome=outcome,
                  detail={"form": form.code, "rows": entry.row_count}, actor=_actor(who))  # fmt: skip
     session.commit()

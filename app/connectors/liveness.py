@@ -1,0 +1,78 @@
+"""Checking a pooled PostgreSQL connection before use without a round trip.
+
+``pool_pre_ping`` sends ``SELECT 1`` on every checkout: one extra round trip
+for every query a clerk runs (and one more for the platform database's log
+write). For psycopg connections this replaces it with:
+
+- a zero-cost look at the socket: an idle connection has nothing to read, so
+  a readable socket means the server has sent something unasked, which is
+  how PostgreSQL ends a session (restart, ``pg_terminate_backend``, idle
+  timeout: a FATAL message, then EOF); the connection is replaced;
+- the real ping as before when the connection has lain unused for more than
+  ``idle_seconds`` (a network path that died silently sends nothing).
+
+A connection found dead is replaced before the caller sees it (SQLAlchemy's
+``InvalidatePoolError`` in a checkout listener: like a failed pre-ping, it
+also retires the pool's older connections, which the same restart ended). Other drivers keep
+``pool_pre_ping``. Used for the SQL sources and, from ``create_app``, for the
+platform database; it imports nothing of the app.
+"""
+
+from __future__ import annotations
+
+import select
+import time
+
+IDLE_SECONDS = 5.0
+
+
+def is_psycopg(engine) -> bool:
+    return engine.dialect.name == "postgresql" and engine.dialect.driver == "psycopg"
+
+
+def install(engine, idle_seconds: float = IDLE_SECONDS) -> bool:
+    """Replace ``pool_pre_ping`` on a psycopg engine; False (unchanged) otherwise."""
+    from sqlalchemy import event
+    from sqlalchemy import exc as sa_exc
+
+    if not is_psycopg(engine) or not hasattr(engine.pool, "_pre_ping"):
+        return False
+    dialect = engine.dialect
+
+    def _checkin(_dbapi_connection, record):
+        if record is not None:
+            record.info["last_checkin"] = time.monotonic()
+
+    def _checkout(dbapi_connection, record, _proxy):
+        last = record.info.get("last_checkin")
+        if last is None:  # fresh from connect(): nothing to check
+            return
+        if dbapi_connection.closed or _unexpected_input(dbapi_connection):
+            raise sa_exc.InvalidatePoolError("the server ended this connection")
+        if time.monotonic() - last > idle_seconds:
+            try:
+                alive = dialect.do_ping(dbapi_connection)
+            except Exception as exc:
+                raise sa_exc.InvalidatePoolError("ping failed") from exc
+            if not alive:
+                raise sa_exc.InvalidatePoolError("ping failed")
+
+    engine.pool._pre_ping = False  # the pool passes it on when it is recreated (dispose)
+    event.listen(engine.pool, "checkin", _checkin)
+    event.listen(engine.pool, "checkout", _checkout)
+    return True
+
+
+def _unexpected_input(dbapi_connection) -> bool:
+    try:
+        fd = dbapi_connection.pgconn.socket
+    except Exception:  # no socket: the connection is broken
+        return True
+    if fd < 0:
+        return True
+    poller = select.poll()
+    poller.register(fd, select.POLLIN | select.POLLPRI)
+    try:
+        return bool(poller.poll(0))  # POLLIN, POLLHUP or POLLERR: not an idle, healthy session
+    except OSError:
+        return True
