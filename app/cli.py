@@ -116,7 +116,8 @@ def _summarise() -> None:
     from app.services import reports
 
     done = reports.summarise(db.session)
-    click.echo(f"report summary: {done['cases']:,} cases and {done['dispatches']:,} dispatches finished before "
+    click.echo(f"report summary: {done['cases']:,} cases and {done['dispatches']:,} dispatches finished, "
+               f"{done['responses']:,} survey responses and {done['queries']:,} queries, before "
                f"{done['cutoff']:%Y-%m-%d %H:%M} UTC, in {done['seconds']:.1f} s")  # fmt: skip
 
 

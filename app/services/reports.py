@@ -447,8 +447,13 @@ def summarise(session, cutoff: datetime.datetime | None = None) -> dict:
     drop_builds(session, stale)
     counts = dict(session.execute(select(s.c.kind, func.sum(s.c.n)).where(s.c.build_id == build_id, s.c.span == "day")
                                   .group_by(s.c.kind)).all())  # fmt: skip
+    ss, qs = SurveySummary.__table__, QuerySummary.__table__
+    responses = session.scalar(select(func.sum(ss.c.n)).where(ss.c.build_id == build_id, ss.c.span == "day",
+                                                              ss.c.kind == "responded", ss.c.question_id.is_(None)))  # fmt: skip
+    queries = session.scalar(select(func.sum(qs.c.n)).where(qs.c.build_id == build_id, qs.c.span == "day"))
     return {"build": build_id, "cutoff": cutoff, "dispatches": _int(counts.get("dispatch")),
-            "cases": _int(counts.get("case")), "seconds": seconds}  # fmt: skip
+            "cases": _int(counts.get("case")), "responses": _int(responses), "queries": _int(queries),
+            "seconds": seconds}  # fmt: skip
 
 
 def drop_builds(session, ids) -> None:
