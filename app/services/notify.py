@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 
 from flask import current_app
 from flask_babel import lazy_gettext as _l
-from sqlalchemy import insert, or_, select, text, update
+from sqlalchemy import insert, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import defer, joinedload, selectinload
 from sqlalchemy.orm.exc import StaleDataError
@@ -123,35 +123,32 @@ def _taipei_today() -> datetime.date:
 def next_case_no(session) -> str:
     """ROC date + the day's sequence (1151126-0001), unique under concurrent registration.
 
-    On a server database the number is taken in its own short transaction, so
-    registrations do not queue behind each other's row lock for their whole
-    length (a registration that then fails leaves a gap, never a duplicate).
-    SQLite serialises writers anyway: there it is taken in the caller's
-    transaction.
+    On a server database the number is taken by one statement committed on
+    its own (autocommit: one round trip), so registrations do not queue behind
+    each other's row lock for their whole length (a registration that then
+    fails leaves a gap, never a duplicate). SQLite serialises writers anyway:
+    there it is taken in the caller's transaction.
     """
     day = _taipei_today()
-    dialect = session.get_bind().dialect.name
-    if dialect == "sqlite":
-        return _take_number(session, day)
-    with session.get_bind().connect() as conn:
-        if dialect == "postgresql":
-            # No wait for the disk: the case that uses the number commits after
-            # this and waits for both (the log is written in order); if the
-            # server crashes before that, the number was never used.
-            conn.execute(text("SET LOCAL synchronous_commit = off"))
-        number = _take_number(conn, day)
-        conn.commit()
-    return number
+    if session.get_bind().dialect.name == "sqlite":
+        return _take_number(session, day, nested=True)
+    with session.get_bind().connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+        return _take_number(conn, day, nested=False)
 
 
-def _take_number(conn, day) -> str:
+def _take_number(conn, day, nested: bool) -> str:
+    """``nested``: in the caller's transaction (a savepoint around the day's
+    first INSERT); otherwise each statement commits on its own."""
     t = CaseSequence.__table__
     for _ in range(5):
         value = conn.execute(update(t).where(t.c.day == day).values(value=t.c.value + 1).returning(t.c.value)).scalar()
         if value is not None:
             return f"{format_roc(day, 'compact')}-{value:04d}"
         try:
-            with conn.begin_nested():
+            if nested:
+                with conn.begin_nested():
+                    conn.execute(insert(t).values(day=day, value=1))
+            else:
                 conn.execute(insert(t).values(day=day, value=1))
             return f"{format_roc(day, 'compact')}-0001"
         except IntegrityError:
