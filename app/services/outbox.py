@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import base64
 import datetime
+import functools
 import logging
 import smtplib
 import threading
@@ -160,7 +161,12 @@ def _sender() -> tuple[str, str]:
     """MAIL_DEFAULT_SENDER ("addr", "Name <addr>" or (name, addr)) as the From
     header (a non-ASCII name encoded) and the envelope address."""
     sender = current_app.config.get("MAIL_DEFAULT_SENDER")
-    name, address = tuple(sender) if isinstance(sender, (tuple, list)) else parseaddr(str(sender))
+    return _parse_sender(tuple(sender) if isinstance(sender, (tuple, list)) else str(sender))
+
+
+@functools.lru_cache(maxsize=8)
+def _parse_sender(sender: str | tuple) -> tuple[str, str]:
+    name, address = sender if isinstance(sender, tuple) else parseaddr(sender)
     address = _address(address)
     return formataddr((name, address), charset="utf-8"), address
 
