@@ -86,6 +86,8 @@ def _wtforms_translations():
     from flask_babel import get_locale
     from wtforms.i18n import messages_path
 
+    if request.path.startswith("/api/"):  # the APIs take JSON through marshmallow, no WTForms
+        return
     locale = get_locale()
     if locale is None:
         return

@@ -6,6 +6,7 @@ import uuid
 
 import pytest
 from sqlalchemy import select, text, update
+from sqlalchemy.exc import DataError
 
 from app.extensions import db
 from app.models.audit import AuditEvent
@@ -322,3 +323,63 @@ def test_a_form_edited_in_one_process_reaches_another_within_the_check_interval(
         db.session.remove()
         db.engine.dispose()
     assert time.monotonic() < deadline
+
+
+def test_on_postgresql_a_query_writes_its_log_and_audit_event_in_one_statement_that_the_sealer_chains(
+    app, client, people_form, backend
+):
+    from app.services import audit
+
+    token = api_token(client, "clerk")
+    r = _run(client, token, people_form)
+    assert r.status_code == 200, r.json
+    with app.app_context():
+        bind = db.session.get_bind()
+        # PostgreSQL with background sealing takes the one-statement path; SQLite the session's.
+        assert audit.can_write_with_event(bind) == (backend.backend == "postgresql")
+        event = db.session.scalar(
+            select(AuditEvent).where(AuditEvent.action == "query", AuditEvent.object_id == str(r.json["query_id"]))
+        )
+        log = db.session.get(QueryLog, r.json["query_id"])
+        assert event is not None and log is not None
+        assert event.actor == "clerk" and event.agency_code == "TAX" and event.outcome == "ok"
+        assert json.loads(event.detail) == {"form": people_form, "rows": 1}
+        if backend.backend == "postgresql":  # one statement: the event carries the log's own time
+            assert event.at == log.at
+        db.session.rollback()
+        audit.seal_all(db.engine)
+        with db.engine.connect() as conn:
+            assert audit.pending(conn) == 0
+            assert audit.verify(conn).ok
+        sealed = db.session.scalar(select(AuditEvent.seq).where(AuditEvent.id == event.id))
+        assert sealed is not None
+
+
+def test_on_postgresql_a_log_row_whose_audit_event_fails_is_not_written_either(app, backend):
+    if backend.backend != "postgresql":
+        pytest.skip("the one-statement write is PostgreSQL's")
+    from app.services import audit
+
+    with app.app_context():
+        table = QueryLog.__table__
+        code = f"ATOMIC{uuid.uuid4().hex[:8]}".upper()[:24]
+        values = {c.key: None for c in table.columns if c.key != "id"}
+        values.update(at=datetime.datetime.utcnow(), form_code="atomic.test", outcome="ok", row_count=0,
+                      verification_code=code)  # fmt: skip
+        too_long = audit.Actor(id=None, name="x" * 500)  # the event's actor column holds 128
+        with pytest.raises(DataError):
+            audit.insert_with_event(db.engine, table, values, "query", object_type="QueryLog", actor=too_long)
+        assert db.session.scalar(select(QueryLog.id).where(QueryLog.verification_code == code)) is None
+        # ...and a good one writes both rows.
+        new_id = audit.insert_with_event(db.engine, table, values, "query", object_type="QueryLog",
+                                         actor=audit.Actor(id=None, name="atomic"))  # fmt: skip
+        assert db.session.scalar(select(QueryLog.verification_code).where(QueryLog.id == new_id)) == code
+        assert (
+            db.session.scalar(
+                select(AuditEvent.actor).where(
+                    AuditEvent.object_type == "QueryLog", AuditEvent.object_id == str(new_id)
+                )
+            )
+            == "atomic"
+        )
+        db.session.rollback()

@@ -109,6 +109,27 @@ def test_the_public_verification_endpoints_are_rate_limited(tmp_path):
     assert 429 in pages
 
 
+@pytest.mark.parametrize("default_limit", [None, "2 per minute"])
+def test_the_query_api_is_not_rate_limited_unless_the_deployment_limits_every_endpoint(tmp_path, default_limit):
+    database = Database("sqlite", tmp_path)
+    extra = {"RATELIMIT_DEFAULT": default_limit} if default_limit else {}
+    app = build_app(database.url, RATELIMIT_ENABLED=True, VERIFY_RATE_LIMIT="3 per minute", **extra)
+    try:
+        client = app.test_client()
+        token = api_token(client, "clerk")
+        statuses = [client.get("/api/v1/query/forms", headers=bearer(token)).status_code for _ in range(5)]
+        assert statuses == [200] * 5 if default_limit is None else 429 in statuses
+        # The verification endpoint keeps its own limit either way.
+        verify = [client.get("/api/v1/verify/ANX0-PJ6F-WGH7-JSCZ-R").status_code for _ in range(5)]
+        assert 429 in verify
+    finally:
+        with app.app_context():
+            from app.extensions import db
+
+            db.engine.dispose()
+        database.drop()
+
+
 def test_api_calls_with_a_bearer_token_get_no_session_cookie_but_screens_do(app):
     fresh = app.test_client()
     token = api_token(fresh, "clerk")

@@ -174,7 +174,8 @@ def connector_for(source: SourceConfig) -> Connector:
     key = (source.kind, source.id if source.id is not None else source.name)
     with _lock:
         current = _instances.get(key)
-        if current is not None and current.source.fingerprint() == source.fingerprint():
+        # The same config object (a cached form plan's, the usual case) needs no fingerprint.
+        if current is not None and (current.source is source or current.source.fingerprint() == source.fingerprint()):
             return current
         if current is not None:
             current.close()

@@ -97,14 +97,71 @@ def _filter_value(flt: Filter, params: dict):
     return params[flt.param]
 
 
-def build_statement(section: SectionSpec, params: dict, row_cap: int, value_of=None):
-    """The Core SELECT for a section: columns, filters as bound parameters,
-    order, and a LIMIT one above the row cap (to detect truncation)."""
+def _bind_values(section: SectionSpec, params: dict, value_of) -> tuple[list, tuple]:
+    """Per filter, the value to bind (checked, and made a LIKE pattern or a
+    list for ``in``); and the statement's shape (which filters are IS NULL)."""
+    values, shape = [], []
+    for flt in section.filters:
+        value = value_of(flt, params)
+        op = flt.op or "eq"
+        if op in ("eq", "ne"):
+            shape.append(value is None)
+        elif op in ("lt", "le", "gt", "ge"):
+            if value is None:
+                raise SourceError(f"no value for '{flt.column}'", "config")
+        elif op in ("like", "prefix"):
+            if value is None or value == "":
+                raise SourceError(f"no value for '{flt.column}'", "config")
+            value = _escape_like(str(value)) + "%"
+            if op == "like":
+                value = "%" + value
+        elif op == "in":
+            if isinstance(value, str):  # "a, b, c" typed in one box
+                value = [v.strip() for v in value.split(",")]
+            items = value if isinstance(value, (list, tuple, set)) else [value]
+            value = [v for v in items if v is not None and v != ""]
+            if not value:
+                raise SourceError(f"no value for '{flt.column}'", "config")
+        else:
+            raise SourceError(f"unknown operator '{op}'", "config")
+        values.append(value)
+    return values, tuple(shape)
+
+
+def _structure(section: SectionSpec) -> tuple:
+    return (section.target, tuple((f.column, f.op or "eq") for f in section.filters), tuple(section.columns),
+            tuple(section.order_by))  # fmt: skip
+
+
+# Built statements by structure, row cap and shape, with their filters'
+# bind parameters (values come at execution): a section's SELECT is built
+# and its cache key computed once per process, not on every query.
+_templates: dict[tuple, tuple] = {}
+_checked: set[tuple] = set()
+_templates_lock = threading.Lock()
+
+
+def _check_names(section: SectionSpec) -> None:
+    """Identifiers first (a bad name is reported before a missing value, as ever)."""
+    key = _structure(section)
+    if key in _checked:
+        return
+    _split_target(section.target)
+    for name in (*section.columns, *(f.column for f in section.filters), *(c.lstrip("-") for c in section.order_by)):
+        _ident(name, "column")
+    with _templates_lock:
+        if len(_checked) > 1000:
+            _checked.clear()
+        _checked.add(key)
+
+
+def _template(section: SectionSpec, row_cap: int, shape: tuple):
+    key = (_structure(section), int(row_cap), shape)
+    hit = _templates.get(key)
+    if hit is not None:
+        return hit
     from sqlalchemy import String, and_, bindparam, column, literal_column, select, table
     from sqlalchemy.types import NullType
-
-    if value_of is None:
-        value_of = _filter_value
 
     schema, name = _split_target(section.target)
     wanted = [_ident(c, "column") for c in section.columns]
@@ -114,45 +171,54 @@ def build_statement(section: SectionSpec, params: dict, row_cap: int, value_of=N
     stmt = select(*[tbl.c[c] for c in wanted]) if wanted else select(literal_column("*"))
     stmt = stmt.select_from(tbl)
 
-    clauses = []
+    clauses, binds = [], []
+    nulls = iter(shape)
     for flt in section.filters:
         col = tbl.c[flt.column]
-        value = value_of(flt, params)
         op = flt.op or "eq"
 
-        def bind(v, type_=None, expanding=False, _c=flt.column):
-            return bindparam(_c, v, type_=type_ if type_ is not None else NullType(), unique=True, expanding=expanding)
+        def bind(type_=None, expanding=False, _c=flt.column):
+            b = bindparam(_c, type_=type_ if type_ is not None else NullType(), unique=True, expanding=expanding)
+            binds.append(b)
+            return b
 
-        if op == "eq":
-            clauses.append(col.is_(None) if value is None else col == bind(value))
-        elif op == "ne":
-            clauses.append(col.is_not(None) if value is None else col != bind(value))
+        if op in ("eq", "ne"):
+            if next(nulls):
+                clauses.append(col.is_(None) if op == "eq" else col.is_not(None))
+                binds.append(None)
+            else:
+                clauses.append(col == bind() if op == "eq" else col != bind())
         elif op in ("lt", "le", "gt", "ge"):
-            if value is None:
-                raise SourceError(f"no value for '{flt.column}'", "config")
-            clauses.append(getattr(col, f"__{op}__")(bind(value)))
+            clauses.append(getattr(col, f"__{op}__")(bind()))
         elif op in ("like", "prefix"):
-            if value is None or value == "":
-                raise SourceError(f"no value for '{flt.column}'", "config")
-            pattern = _escape_like(str(value)) + "%"
-            if op == "like":
-                pattern = "%" + pattern
-            clauses.append(col.like(bind(pattern, String()), escape="/"))
-        elif op == "in":
-            if isinstance(value, str):  # "a, b, c" typed in one box
-                value = [v.strip() for v in value.split(",")]
-            values = value if isinstance(value, (list, tuple, set)) else [value]
-            values = [v for v in values if v is not None and v != ""]
-            if not values:
-                raise SourceError(f"no value for '{flt.column}'", "config")
-            clauses.append(col.in_(bind(list(values), expanding=True)))
-        else:
-            raise SourceError(f"unknown operator '{op}'", "config")
+            clauses.append(col.like(bind(String()), escape="/"))
+        else:  # in (the operators were checked with the values)
+            clauses.append(col.in_(bind(expanding=True)))
     if clauses:
         stmt = stmt.where(and_(*clauses))
     for c in section.order_by:
         stmt = stmt.order_by(tbl.c[c[1:]].desc() if c.startswith("-") else tbl.c[c])
-    return stmt.limit(int(row_cap) + 1)
+    hit = (stmt.limit(int(row_cap) + 1), tuple(binds))
+    with _templates_lock:
+        if len(_templates) > 1000:
+            _templates.clear()
+        _templates[key] = hit
+    return hit
+
+
+def statement_and_params(section: SectionSpec, params: dict, row_cap: int, value_of=None) -> tuple:
+    """The section's (cached) SELECT and the parameters to execute it with."""
+    _check_names(section)
+    values, shape = _bind_values(section, params, value_of or _filter_value)
+    stmt, binds = _template(section, row_cap, shape)
+    return stmt, {b.key: v for b, v in zip(binds, values, strict=True) if b is not None}
+
+
+def build_statement(section: SectionSpec, params: dict, row_cap: int, value_of=None):
+    """The Core SELECT for a section: columns, filters as bound parameters,
+    order, and a LIMIT one above the row cap (to detect truncation)."""
+    stmt, values = statement_and_params(section, params, row_cap, value_of)
+    return stmt.params(values) if values else stmt
 
 
 def compile_statement(dialect_name: str, section: SectionSpec, params: dict, row_cap: int = 500) -> str:
@@ -451,12 +517,12 @@ class SqlConnector(Connector):
         return time.perf_counter() - started
 
     def fetch(self, section: SectionSpec, params: dict) -> Result:
-        stmt = build_statement(section, params, self.source.row_cap, self.filter_value)
+        stmt, values = statement_and_params(section, params, self.source.row_cap, self.filter_value)
         conn = self._connection()
         try:
             with conn:
                 with self._deadline(conn):
-                    result = conn.execute(stmt)
+                    result = conn.execute(stmt, values)
                     columns = list(result.keys())
                     rows = [dict(zip(columns, (_plain(v) for v in row), strict=False)) for row in result.fetchall()]
         except Exception as exc:

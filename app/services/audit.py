@@ -28,7 +28,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 from flask import current_app
-from sqlalchemy import bindparam, event, func, insert, inspect, select, update
+from sqlalchemy import String, bindparam, cast, event, func, insert, inspect, select, update
 from sqlalchemy.orm import Session
 
 from app.models.audit import AuditEvent, AuditHead
@@ -128,6 +128,59 @@ def _append(connection, events: Iterable[dict], session: Session | None = None) 
         seal(connection)
     else:
         session.info["audit_pending"] = True
+
+
+_with_event: dict[str, object] = {}
+
+
+def _with_event_statement(table):
+    """``WITH new_row AS (INSERT INTO <table> ... RETURNING id) INSERT INTO
+    audit_event (...) SELECT ..., new_row.id FROM new_row RETURNING object_id``,
+    built once per table with every value a bound parameter (compiled once)."""
+    stmt = _with_event.get(table.name)
+    if stmt is not None:
+        return stmt
+    ev = AuditEvent.__table__
+    row = (
+        insert(table)
+        .values({c.key: bindparam(f"row_{c.key}", type_=c.type) for c in table.columns if c.key != "id"})
+        .returning(table.c.id)
+        .cte("new_row")
+    )
+    names = [name for name in CHAIN_FIELDS if name != "seq"]
+    columns = [
+        cast(row.c.id, String) if name == "object_id" else bindparam(f"ev_{name}", type_=ev.c[name].type)
+        for name in names
+    ]
+    stmt = insert(ev).from_select(names, select(*columns).select_from(row)).returning(ev.c.object_id)
+    _with_event[table.name] = stmt
+    return stmt
+
+
+def can_write_with_event(bind) -> bool:
+    """Whether ``insert_with_event`` applies: PostgreSQL with background sealing."""
+    return bind.dialect.name == "postgresql" and sealing_mode(bind) == "background"
+
+
+def insert_with_event(bind, table, values: dict, action: str, *, object_type=None, outcome="ok",
+                      detail=None, actor: Actor | None = None) -> int:  # fmt: skip
+    """Insert one row of ``table`` and the audit event about it (its new id as
+    ``object_id``) in ONE autocommitted statement; returns the row's id.
+
+    One statement is atomic on its own: both rows commit, or neither does,
+    in a single round trip (no BEGIN, no COMMIT). It does not pass through a
+    session, so the sealer is woken here. PostgreSQL only (a data-modifying
+    CTE); see ``can_write_with_event``. ``detail``: no personal data values.
+    """
+    event_values = _event(action, object_type, None, None, outcome, detail, actor)
+    params = {f"row_{k}": v for k, v in values.items()}
+    params.update({f"ev_{k}": v for k, v in event_values.items() if k != "object_id"})
+    params["ev_at"] = values.get("at") or datetime.datetime.utcnow()
+    with bind.connect() as conn:
+        conn = conn.execution_options(isolation_level="AUTOCOMMIT")
+        new_id = int(conn.execute(_with_event_statement(table), params).scalar_one())
+    Sealer.wake(current_app._get_current_object())
+    return new_id
 
 
 def sealing_mode(connection) -> str:

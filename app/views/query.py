@@ -252,6 +252,12 @@ def register(appbuilder) -> None:
     for view in appbuilder.baseviews:
         if isinstance(view, (VerifyApi, VerifyView)) and getattr(view, "blueprint", None) is not None:
             sm.limiter.limit(limit)(view.blueprint)
+    # The query API carries no rate limit (signed-in clerks, every call
+    # audited): unless the deployment sets limits for every endpoint, the
+    # limiter skips its calls at once instead of resolving an empty list.
+    if not any(current_app.config.get(k) for k in ("RATELIMIT_DEFAULT", "RATELIMIT_APPLICATION", "RATELIMIT_META")):
+        api_blueprints = {v.blueprint.name for v in appbuilder.baseviews if isinstance(v, QueryApi) and v.blueprint}
+        sm.limiter.request_filter(lambda: request.blueprint in api_blueprints)
 
 
 __all__ = ["QueryView", "QueryApi", "VerifyView", "VerifyApi", "format_roc", "format_roc_datetime"]
