@@ -368,6 +368,16 @@ class Sealer(threading.Thread):
                 atexit.register(sealer.stop)
         sealer.pending.set()
 
+    @classmethod
+    def stop_for(cls, app) -> None:
+        """Stop this application's sealer, sealing what it has left (before its
+        database goes away: a test's teardown, a shutdown hook)."""
+        with cls._lock:
+            sealer = cls._running.pop(id(app), None)
+        if sealer is not None:
+            sealer.stop()
+            sealer.join(timeout=10)
+
     def run(self) -> None:
         from app.extensions import db
 
