@@ -29,7 +29,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench.query_bench import _drop, _pg_db, _serve, _token  # noqa: E402
+from bench.query_bench import _drop, _free_port, _pg_db, _serve, _token  # noqa: E402
 
 
 def _prepare(platform_url: str) -> int:
@@ -97,14 +97,6 @@ class Sink:
 
 
 _TICK = os.sysconf("SC_CLK_TCK")
-
-
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 # A port of its own: two benches at once must never talk to each other's server.

@@ -164,6 +164,14 @@ def _load(port, path, token, ids, form, n, concurrency):
     }
 
 
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
 def _serve(module: str, port: int, env: dict) -> subprocess.Popen:
     cmd = [sys.executable, "-m", "gunicorn", "-c", str(ROOT / "gunicorn.conf.py"), "--bind", f"127.0.0.1:{port}",
            "--access-logfile", "/dev/null", module]  # fmt: skip
@@ -194,21 +202,25 @@ def query_bench(args) -> None:
         ids, form = _prepare(platform_url, land_url)
         env = {"DATABASE_URL": platform_url, "BENCH_LAND_URL": land_url.render_as_string(hide_password=False),
                "AUTH_RATE_LIMITED": "false", "WEB_CONCURRENCY": str(args.workers), "WEB_THREADS": str(args.threads)}  # fmt: skip
-        procs.append(_serve("run:app", 8701, env))
-        procs.append(_serve("bench.bare_app:app", 8702, env))
-        token = _token(8701)
-        _check_reads_source(8701, token, ids, form)
+        # Ports of their own: two benches at once must never talk to each other's server.
+        audited_port = bare_port = _free_port()
+        while bare_port == audited_port:
+            bare_port = _free_port()
+        procs.append(_serve("run:app", audited_port, env))
+        procs.append(_serve("bench.bare_app:app", bare_port, env))
+        token = _token(audited_port)
+        _check_reads_source(audited_port, token, ids, form)
         # Alternate the two in rounds, so a load that comes and goes on the
         # machine weighs on both alike; report the median round of each.
         per_round = max(args.requests // args.rounds, args.concurrency * 10)
         rounds = []
         drains = []
         for _ in range(args.rounds):
-            audited = _load(8701, "/api/v1/query/run", token, ids, form, per_round, args.concurrency)
+            audited = _load(audited_port, "/api/v1/query/run", token, ids, form, per_round, args.concurrency)
             # The audit sealer links the round's events shortly after: let it
             # finish before the bare round, so its work never lands on the other side.
             drains.append(_wait_sealed(platform_url))
-            bare = _load(8702, "/bare", None, ids, form, per_round, args.concurrency)
+            bare = _load(bare_port, "/bare", None, ids, form, per_round, args.concurrency)
             rounds.append((audited, bare))
         print(f"platform DB {args.platform}; gunicorn {args.workers} workers x {args.threads} threads; "
               f"{args.rounds} rounds of {per_round} requests each, alternating; {args.concurrency} clients; "
