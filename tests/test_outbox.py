@@ -99,6 +99,18 @@ def test_an_address_with_a_line_break_is_never_sent_and_the_next_message_still_g
     assert [env.rcpt_tos for env in received] == [["citizen2@example.tw"]]
 
 
+def test_an_address_that_cannot_be_encoded_waits_with_a_reason_that_does_not_repeat_it(app, smtp):
+    _clear(app)
+    long_label = "長" * 70  # longer than a DNS label may be
+    with app.app_context():
+        outbox.enqueue(db.session, f"citizen@{long_label}.台灣", "案件", "內容")
+        db.session.commit()
+        assert outbox.work_once(db.session)["retried"] == 1
+        msg = db.session.scalar(select(OutboxMessage))
+        assert msg.status == QUEUED and "cannot be encoded" in msg.last_error
+        assert long_label not in msg.last_error and "citizen" not in msg.last_error
+
+
 def test_a_change_that_rolls_back_sends_nothing(app, smtp):
     _clear(app)
     with app.app_context():

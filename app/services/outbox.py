@@ -141,7 +141,10 @@ def _address(address: str) -> str:
     local, _, domain = address.rpartition("@")
     if not local.isascii():
         raise ValueError("non-ASCII characters before the @ of an address")
-    return f"{local}@{domain.encode('idna').decode('ascii')}"
+    try:
+        return f"{local}@{domain.encode('idna').decode('ascii')}"
+    except UnicodeError:
+        raise ValueError("the domain of an address cannot be encoded") from None  # never the address itself
 
 
 def _message(msg, sender: str) -> bytes:
