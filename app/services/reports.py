@@ -793,13 +793,15 @@ def queries(session, filters: Filters, now=None, live: bool = False) -> Report:
     period = list(where)
     tune(session)
     sums: dict[tuple, dict] = {}
-    users: dict[tuple, list] = {}  # per group: arrays of user ids (0: no account), repeats allowed
+    # per group: the user ids (0: no account), repeats allowed: packed arrays
+    # from the summary, and the ids the live rows add
+    packed: dict[tuple, list] = {}
+    live_ids: dict[tuple, list] = {}
 
-    def take(key: tuple, figures, ids) -> None:
+    def take(key: tuple, figures) -> None:
         g = sums.setdefault(key, dict.fromkeys(QUERY_FIGURES, 0))
         for name, value in zip(QUERY_FIGURES, figures, strict=True):
             g[name] += value or 0
-        users.setdefault(key, []).append(ids)
 
     build = None if live else current_build(session)
     if build:
@@ -810,22 +812,19 @@ def queries(session, filters: Filters, now=None, live: bool = False) -> Report:
         skeys = [qs.c.agency_code, qs.c.form_code, qs.c.business_item]
         for row in session.execute(select(*skeys, *(func.sum(qs.c[name]) for name in QUERY_FIGURES),
                                           concat_packed(qs.c.users)).where(*swhere).group_by(*skeys)):  # fmt: skip
-            take(tuple(row[:3]), row[3:-1], _unpack(row[-1]))
+            take(tuple(row[:3]), row[3:-1])
+            packed.setdefault(tuple(row[:3]), []).append(_unpack(row[-1]))
         where.append(or_(q.c.id > build.last_query_log_id, q.c.at >= build.cutoff))
     # what the summary does not hold, per group and user (a group's users are its rows)
     keys = [q.c.agency_code, q.c.form_code, q.c.business_item]
     figures = _query_figures(q)
-    per_user: dict[tuple, list] = {}
-    for row in session.execute(select(*keys, func.coalesce(q.c.user_id, literal_column("0")), *figures.values())
-                               .where(*where).group_by(*keys, func.coalesce(q.c.user_id, literal_column("0")))):  # fmt: skip
-        key = tuple(row[:3])
-        take(key, row[4:], None)
-        per_user.setdefault(key, []).append(row[3])
-    for key, ids in per_user.items():
-        users[key].append(np.array(ids, dtype=np.int32))
+    user = func.coalesce(q.c.user_id, literal_column("0"))
+    for row in session.execute(select(*keys, user, *figures.values()).where(*where).group_by(*keys, user)):
+        take(tuple(row[:3]), row[4:])
+        live_ids.setdefault(tuple(row[:3]), []).append(row[3])
     groups, everyone = [], []
     for key, g in sums.items():
-        ids = np.unique(np.concatenate([x for x in users[key] if x is not None] or [np.empty(0, np.int32)]))
+        ids = np.unique(np.concatenate([*packed.get(key, []), np.asarray(live_ids.get(key, []), dtype=np.int32)]))
         everyone.append(ids)
         groups.append({"agency_code": key[0], "form_code": key[1], "business_item": key[2], **g, "users": ids.size})
     total = {name: sum(g[name] for g in groups) for name in QUERY_FIGURES}
