@@ -3,6 +3,7 @@ e-mails at each stage, completion, work lists."""
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import re
 from dataclasses import dataclass, field
@@ -145,10 +146,7 @@ def _take_number(conn, day, nested: bool) -> str:
         if value is not None:
             return f"{format_roc(day, 'compact')}-{value:04d}"
         try:
-            if nested:
-                with conn.begin_nested():
-                    conn.execute(insert(t).values(day=day, value=1))
-            else:
+            with conn.begin_nested() if nested else contextlib.nullcontext():
                 conn.execute(insert(t).values(day=day, value=1))
             return f"{format_roc(day, 'compact')}-0001"
         except IntegrityError:

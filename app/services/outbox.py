@@ -147,13 +147,13 @@ def _address(address: str) -> str:
         raise ValueError("the domain of an address cannot be encoded") from None  # never the address itself
 
 
-def _message(msg, sender: str) -> bytes:
+def _message(msg, sender: str, recipient: str) -> bytes:
     """The message as sent: plain UTF-8 text, base64 (what Flask-Mail's Message
     made, built directly: the email package took a millisecond a mail).
-    ``sender``: the From header, ASCII."""
+    ``sender``: the From header; ``recipient``: as ``_address`` gives it."""
     if any(c in (msg.message_id or "") for c in "\r\n"):
         raise ValueError("line break in the Message-ID")
-    headers = [f"From: {sender}", f"To: {_address(msg.recipient)}", f"Subject: {Header(msg.subject, 'utf-8').encode()}",
+    headers = [f"From: {sender}", f"To: {recipient}", f"Subject: {Header(msg.subject, 'utf-8').encode()}",
                f"Date: {formatdate(localtime=True)}", f"Message-ID: {msg.message_id}", "MIME-Version: 1.0",
                'Content-Type: text/plain; charset="utf-8"', "Content-Transfer-Encoding: base64"]  # fmt: skip
     body = base64.encodebytes(msg.body.encode("utf-8")).decode("ascii").replace("\n", "\r\n")
@@ -272,7 +272,8 @@ def work_once(session: Session, limit: int = 100, link: SmtpLink | None = None) 
         try:
             for i, msg in enumerate(messages):
                 try:
-                    link.send(envelope, _address(msg.recipient), _message(msg, sender))
+                    recipient = _address(msg.recipient)
+                    link.send(envelope, recipient, _message(msg, sender, recipient))
                 except Exception as exc:
                     link.close()
                     _failed(out, msg, exc, counts)
