@@ -10,6 +10,8 @@ from __future__ import annotations
 import datetime
 import re
 import subprocess
+import threading
+import time
 import urllib.parse
 import xml.etree.ElementTree as ET
 from pathlib import Path
@@ -284,7 +286,7 @@ def test_empty_snapshot_and_bare_entry(flask_app, tmp_path):
 
 def test_falls_back_to_the_cid_font_without_a_truetype_one(flask_app, tmp_path, monkeypatch):
     monkeypatch.setattr(printout, "_find_font_files", lambda *a, **k: {})
-    printout.cjk_font.cache_clear()
+    printout._register_cjk_font.cache_clear()
     try:
         assert printout.cjk_font() == printout.CID_FALLBACK
         path = tmp_path / "cid.pdf"
@@ -294,4 +296,48 @@ def test_falls_back_to_the_cid_font_without_a_truetype_one(flask_app, tmp_path, 
         assert re.search(r"MSung-Light\s+CID Type 0\s+UniCNS-UCS2-H", run("pdffonts", str(path)))
     finally:
         monkeypatch.undo()
-        printout.cjk_font.cache_clear()
+        printout._register_cjk_font.cache_clear()
+
+
+def test_printouts_made_at_once_in_threads_take_turns_only_to_subset_the_font(flask_app, monkeypatch):
+    """reportlab's font file subsets by moving one shared read position; two
+    printouts saved at once used to corrupt each other (IndexError/KeyError)."""
+    from reportlab.pdfbase.ttfonts import TTFontFile
+
+    original = TTFontFile.makeSubset
+    inside, most = [0], [0]
+    guard = threading.Lock()
+
+    def slow_subset(self, subset):
+        with guard:
+            inside[0] += 1
+            most[0] = max(most[0], inside[0])
+        time.sleep(0.05)  # lets the other threads run into the font, as a busy server does
+        try:
+            return original(self, subset)
+        finally:
+            with guard:
+                inside[0] -= 1
+
+    monkeypatch.setattr(TTFontFile, "makeSubset", slow_subset)
+    printout._register_cjk_font.cache_clear()  # register a font whose face has the spy
+    try:
+        made, failed = [], []
+
+        def one():
+            try:
+                with flask_app.app_context():
+                    made.append(printout.render_pdf(ENTRY, make_snapshot(rows=3)))
+            except Exception as exc:  # noqa: BLE001 - the failure is what is counted
+                failed.append(exc)
+
+        threads = [threading.Thread(target=one) for _ in range(4)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        assert not failed and len(made) == 4 and all(pdf.startswith(b"%PDF") for pdf in made)
+        assert most[0] == 1
+    finally:
+        monkeypatch.undo()
+        printout._register_cjk_font.cache_clear()

@@ -21,6 +21,7 @@ import io
 import logging
 import os
 import re
+import threading
 from xml.sax.saxutils import escape
 
 import segno
@@ -106,9 +107,39 @@ class _MSungLight(UnicodeCIDFont):
             table[CID_FALLBACK] = saved
 
 
-@functools.cache
+_SUBSET_LOCK = threading.Lock()
+
+
+def _one_subset_at_a_time(font: TTFont) -> None:
+    """reportlab's font file reads the glyphs for a document's subset by moving one
+    shared read position, so two documents saved at once (two threads) interleave
+    their reads and one of them fails (IndexError, KeyError). The font is registered
+    once per process and shared, so its subsetting is serialised; laying out pages
+    still runs in parallel."""
+    face = font.face
+    if getattr(face.makeSubset, "one_at_a_time", False):
+        return
+
+    def locked(subset):
+        with _SUBSET_LOCK:
+            return type(face).makeSubset(face, subset)
+
+    locked.one_at_a_time = True
+    face.makeSubset = locked
+
+
+_REGISTER_LOCK = threading.Lock()
+
+
 def cjk_font() -> str:
-    """Register and return the name of the font the printout uses."""
+    """Register (once per process, even when threads ask at once) and return the
+    name of the font the printout uses."""
+    with _REGISTER_LOCK:
+        return _register_cjk_font()
+
+
+@functools.cache
+def _register_cjk_font() -> str:
     found = _find_font_files()
     for name, subfont in TTF_CANDIDATES:
         path = found.get(name.lower())
@@ -116,10 +147,12 @@ def cjk_font() -> str:
             continue
         for index in dict.fromkeys((subfont, 0)):  # the preferred face, else the first
             try:
-                pdfmetrics.registerFont(TTFont(FONT_NAME, path, subfontIndex=index))
+                font = TTFont(FONT_NAME, path, subfontIndex=index)
             except Exception as exc:  # CFF outlines, a broken file, a missing face
                 log.debug("printout font %s[%s] unusable: %s", path, index, exc)
                 continue
+            pdfmetrics.registerFont(font)  # keeps the first font registered under the name
+            _one_subset_at_a_time(pdfmetrics.getFont(FONT_NAME))
             log.info("printout font: %s[%s]", path, index)
             return FONT_NAME
     log.warning("no TrueType CJK font found (install fonts-arphic-uming); using %s, not embedded", CID_FALLBACK)
