@@ -29,6 +29,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from bench.cpu import server_and_database_cpu  # noqa: E402
 from bench.query_bench import _drop, _free_port, _pg_db, _serve, _token  # noqa: E402
 
 
@@ -96,40 +97,15 @@ class Sink:
         return "250 OK"
 
 
-_TICK = os.sysconf("SC_CLK_TCK")
-
-
 # A port of its own: two benches at once must never talk to each other's server.
 PORT = _free_port()
-
-
-def _proc_cpu(pid: int) -> float:
-    """CPU seconds (user + system) a live process has used."""
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except OSError:
-        return 0.0
-    return (int(fields[11]) + int(fields[12])) / _TICK
 
 
 def _cpu_by_part(server_pid: int, database: str) -> dict[str, float]:
     """CPU seconds so far of the web server (master and workers), the
     PostgreSQL backends of the bench database, and this process (the SMTP
     sink) with its finished children (the clients)."""
-    web = pg = 0.0
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            stat = (entry / "stat").read_text()
-            cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
-        except OSError:
-            continue
-        ppid = int(stat.rsplit(")", 1)[1].split()[1])
-        if int(entry.name) == server_pid or ppid == server_pid:
-            web += _proc_cpu(int(entry.name))
-        elif cmdline.startswith("postgres:") and f" {database} " in cmdline:
-            pg += _proc_cpu(int(entry.name))
+    web, pg = server_and_database_cpu(server_pid, [database])
     t = os.times()
     return {"web": web, "postgresql": pg, "sink": t.user + t.system, "clients": t.children_user + t.children_system}
 

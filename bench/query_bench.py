@@ -27,6 +27,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from bench.cpu import server_and_database_cpu  # noqa: E402
+
 PG_ADMIN = os.environ.get("TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres")
 
 
@@ -215,19 +217,25 @@ def query_bench(args) -> None:
         per_round = max(args.requests // args.rounds, args.concurrency * 10)
         rounds = []
         drains = []
+        audited_dbs = [land_name] + ([platform_name] if args.platform == "postgresql" else [])
         for _ in range(args.rounds):
+            before = server_and_database_cpu(procs[0].pid, audited_dbs)
             audited = _load(audited_port, "/api/v1/query/run", token, ids, form, per_round, args.concurrency)
             # The audit sealer links the round's events shortly after: let it
             # finish before the bare round, so its work never lands on the other side.
             drains.append(_wait_sealed(platform_url))
+            audited["cpu"] = _per_request(before, server_and_database_cpu(procs[0].pid, audited_dbs), per_round)
+            before = server_and_database_cpu(procs[1].pid, [land_name])
             bare = _load(bare_port, "/bare", None, ids, form, per_round, args.concurrency)
+            bare["cpu"] = _per_request(before, server_and_database_cpu(procs[1].pid, [land_name]), per_round)
             rounds.append((audited, bare))
         print(f"platform DB {args.platform}; gunicorn {args.workers} workers x {args.threads} threads; "
               f"{args.rounds} rounds of {per_round} requests each, alternating; {args.concurrency} clients; "
               f"{len(ids)} distinct owners")  # fmt: skip
         for i, (audited, bare) in enumerate(rounds, 1):
             print(f"  round {i}: audited {audited['rps']:6.1f} req/s, bare {bare['rps']:6.1f} req/s, "
-                  f"ratio {audited['rps'] / bare['rps']:.2f}")  # fmt: skip
+                  f"ratio {audited['rps'] / bare['rps']:.2f}; CPU per request: audited {_cpu_text(audited['cpu'])}, "
+                  f"bare {_cpu_text(bare['cpu'])}")  # fmt: skip
         for name, k in (("audited /api/v1/query/run", 0), ("bare SELECT endpoint", 1)):
             r = {key: statistics.median(rnd[k][key] for rnd in rounds) for key in ("rps", "p50", "p95")}
             errors = sum(rnd[k]["errors"] for rnd in rounds)
@@ -246,6 +254,15 @@ def query_bench(args) -> None:
         _drop(land_name)
         if args.platform == "postgresql":
             _drop(platform_name)
+
+
+def _per_request(before: tuple[float, float], after: tuple[float, float], n: int) -> tuple[float, float]:
+    """(web, database) CPU milliseconds per request between two readings."""
+    return tuple((b - a) * 1000 / n for a, b in zip(before, after))
+
+
+def _cpu_text(cpu: tuple[float, float]) -> str:
+    return f"{sum(cpu):.1f} ms (web {cpu[0]:.1f}, database {cpu[1]:.1f})"
 
 
 def _wait_sealed(platform_url: str, timeout: float = 60) -> float:

@@ -370,10 +370,15 @@ def test_on_postgresql_a_log_row_whose_audit_event_fails_is_not_written_either(a
         with pytest.raises(DataError):
             audit.insert_with_event(db.engine, table, values, "query", object_type="QueryLog", actor=too_long)
         assert db.session.scalar(select(QueryLog.id).where(QueryLog.verification_code == code)) is None
-        # ...and a good one writes both rows.
+        # ...and a good one writes both rows, the parameters and snapshot encrypted at rest.
+        values.update(params='{"id_no": "A123456789"}', snapshot='{"sections": ["王小明"]}')
         new_id = audit.insert_with_event(db.engine, table, values, "query", object_type="QueryLog",
                                          actor=audit.Actor(id=None, name="atomic"))  # fmt: skip
         assert db.session.scalar(select(QueryLog.verification_code).where(QueryLog.id == new_id)) == code
+        stored = db.session.execute(text("SELECT params, snapshot FROM query_log WHERE id = :id"), {"id": new_id}).one()
+        assert "A123456789" not in stored.params and "王小明" not in stored.snapshot
+        entry = db.session.get(QueryLog, new_id)
+        assert (entry.params, entry.snapshot) == (values["params"], values["snapshot"])
         assert (
             db.session.scalar(
                 select(AuditEvent.actor).where(
