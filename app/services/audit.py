@@ -380,7 +380,7 @@ class Sealer(threading.Thread):
     def __init__(self, app):
         super().__init__(name="audit-sealer", daemon=True)
         self.app = app
-        self.gather = float(app.config.get("AUDIT_SEAL_GATHER_SECONDS", 0.05))
+        self.gather = float(app.config.get("AUDIT_SEAL_GATHER_SECONDS", 0.25))
         self.pending = threading.Event()
         self.stopping = threading.Event()
 
