@@ -147,12 +147,16 @@ def _worker(args):
     return latencies, errors
 
 
-def _load(port, path, token, ids, form, n, concurrency):
+def _load(port, path, token, ids, form, n, concurrency, meter=None):
+    """``meter``: read once the warm-up is done, returned as "cpu_start"."""
     bodies = [json.dumps({"form": form, "case_no": f"B-{i}", "reason": "", "business_item": "BENCH",
                           "params": {"id_no": ids[i % len(ids)]}}) for i in range(n)]  # fmt: skip
     chunks = [(port, path, token, bodies[i::concurrency]) for i in range(concurrency)]
     with multiprocessing.Pool(concurrency) as pool:
-        _worker(chunks[0][:3] + (bodies[:20],))  # warm up
+        # Warm up every worker process (its first statements are compiled and
+        # its pools opened then), not only the one that answers a lone client.
+        pool.map(_worker, [chunk[:3] + (chunk[3][:15],) for chunk in chunks])
+        cpu_start = meter() if meter else None
         t0 = time.perf_counter()
         results = pool.map(_worker, chunks)
         elapsed = time.perf_counter() - t0
@@ -163,6 +167,7 @@ def _load(port, path, token, ids, form, n, concurrency):
         "p50": statistics.median(latencies) * 1000,
         "p95": latencies[int(len(latencies) * 0.95)] * 1000,
         "errors": errors,
+        "cpu_start": cpu_start,
     }
 
 
@@ -219,15 +224,15 @@ def query_bench(args) -> None:
         drains = []
         audited_dbs = [land_name] + ([platform_name] if args.platform == "postgresql" else [])
         for _ in range(args.rounds):
-            before = server_and_database_cpu(procs[0].pid, audited_dbs)
-            audited = _load(audited_port, "/api/v1/query/run", token, ids, form, per_round, args.concurrency)
+            meter = lambda: server_and_database_cpu(procs[0].pid, audited_dbs)  # noqa: E731
+            audited = _load(audited_port, "/api/v1/query/run", token, ids, form, per_round, args.concurrency, meter)
             # The audit sealer links the round's events shortly after: let it
             # finish before the bare round, so its work never lands on the other side.
             drains.append(_wait_sealed(platform_url))
-            audited["cpu"] = _per_request(before, server_and_database_cpu(procs[0].pid, audited_dbs), per_round)
-            before = server_and_database_cpu(procs[1].pid, [land_name])
-            bare = _load(bare_port, "/bare", None, ids, form, per_round, args.concurrency)
-            bare["cpu"] = _per_request(before, server_and_database_cpu(procs[1].pid, [land_name]), per_round)
+            audited["cpu"] = _per_request(audited["cpu_start"], meter(), per_round)
+            meter = lambda: server_and_database_cpu(procs[1].pid, [land_name])  # noqa: E731
+            bare = _load(bare_port, "/bare", None, ids, form, per_round, args.concurrency, meter)
+            bare["cpu"] = _per_request(bare["cpu_start"], meter(), per_round)
             rounds.append((audited, bare))
         print(f"platform DB {args.platform}; gunicorn {args.workers} workers x {args.threads} threads; "
               f"{args.rounds} rounds of {per_round} requests each, alternating; {args.concurrency} clients; "
