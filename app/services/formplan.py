@@ -44,10 +44,10 @@ def _db_key(session) -> int:
     return id(session.get_bind())
 
 
-def generation(session) -> int:
+def generation(session, key: int | None = None) -> int:
     """The configuration generation, read from the database at most every
-    FORM_PLAN_CHECK_SECONDS per process."""
-    key, now = _db_key(session), time.monotonic()
+    FORM_PLAN_CHECK_SECONDS per process (``key``: the database's, if known)."""
+    key, now = _db_key(session) if key is None else key, time.monotonic()
     with _lock:
         seen = _seen.get(key)
     if seen is not None and now - seen[1] < current_app.config.get("FORM_PLAN_CHECK_SECONDS", 1.0):
@@ -125,8 +125,9 @@ def _build(session, code: str) -> SimpleNamespace | None:
 
 def plan(session, code: str) -> SimpleNamespace | None:
     """The form's plan, or None when no such form exists."""
-    gen = generation(session)
-    key = (_db_key(session), code)
+    db_key = _db_key(session)  # Flask-SQLAlchemy's get_bind is not free: once per plan
+    gen = generation(session, db_key)
+    key = (db_key, code)
     with _lock:
         cached = _cache.get(key)
     if cached is not None and cached[0] == gen:
