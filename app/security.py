@@ -4,9 +4,10 @@ import hashlib
 import hmac
 import time
 
-from flask import current_app, request
+from flask import current_app, g, request
 from flask_appbuilder.security.sqla.manager import SecurityManager
 from flask_jwt_extended import JWTManager
+from flask_jwt_extended import current_user as current_user_jwt
 
 from app.models.org import PlatformUser
 from app.services import audit
@@ -111,6 +112,19 @@ class PlatformSecurityManager(SecurityManager):
         for view in self.appbuilder.baseviews:
             if isinstance(view, self.security_api) and getattr(view, "blueprint", None) is not None:
                 self.limiter.limit(self.auth_rate_limit, methods=["POST"])(view.blueprint)
+
+    def has_access(self, permission_name, view_name) -> bool:
+        """FAB's check, less Flask-Login's user lookup on a bearer-token API call:
+        such a call opens no cookie session (``app.web``) and FAB never sets a
+        remember-me cookie, so that lookup always finds nobody there; the
+        token's user decides, as in FAB's own order of checks."""
+        from app.web import bearer_api_call
+
+        if bearer_api_call(request) and not getattr(g, "_api_key_user", False):
+            if current_user_jwt and current_user_jwt.is_active:
+                return self._has_view_access(current_user_jwt, permission_name, view_name)
+            return self.is_item_public(permission_name, view_name)
+        return super().has_access(permission_name, view_name)
 
     def get_user_by_id(self, pk):
         """The signed-in user with roles, groups and agency in one query (FAB

@@ -135,6 +135,11 @@ def _rewrite_db_down(response):
     return response
 
 
+def bearer_api_call(request) -> bool:
+    """An API call that signs in with a bearer token (no cookie session)."""
+    return request.path.startswith("/api/") and request.headers.get("Authorization", "").startswith("Bearer ")
+
+
 class _SessionInterface(SecureCookieSessionInterface):
     """No cookie session for API calls that carry a bearer token.
 
@@ -143,19 +148,15 @@ class _SessionInterface(SecureCookieSessionInterface):
     cookie back, so signing and setting one per call is work for nothing.
     """
 
-    @staticmethod
-    def _bearer_api_call(request) -> bool:
-        return request.path.startswith("/api/") and request.headers.get("Authorization", "").startswith("Bearer ")
-
     def open_session(self, app, request):
         # The token is the caller's identity: a cookie sent along is not read
         # (and building its signing serializer is work for nothing).
-        if self._bearer_api_call(request):
+        if bearer_api_call(request):
             return self.session_class()
         return super().open_session(app, request)
 
     def save_session(self, app, session, response) -> None:
-        if self._bearer_api_call(request):
+        if bearer_api_call(request):
             return
         super().save_session(app, session, response)
 
