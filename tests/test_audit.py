@@ -336,3 +336,39 @@ def test_sealing_more_events_than_one_batch_takes_them_all_in_order(app):
             select(AuditEvent.object_id).where(AuditEvent.action == "batch_test").order_by(AuditEvent.seq)
         ).all()
         assert ids[-5:] == ["0", "1", "2", "3", "4"]
+
+
+def test_a_sealing_round_that_cannot_link_every_row_it_read_keeps_nothing(app, backend, monkeypatch):
+    """PostgreSQL links a batch in one statement; should a row it read be gone
+    by then, the round is rolled back whole instead of moving the chain's tip
+    past a row that was never linked."""
+    if backend.backend != "postgresql":
+        pytest.skip("the one-statement batch is PostgreSQL's")
+    from app.models.audit import AuditHead
+
+    with app.app_context():
+        audit.seal_all(db.engine)
+        with db.engine.begin() as conn:  # two events, committed without waking a sealer
+            ids = [conn.execute(insert(AuditEvent).values(action="vanish_test", actor="t", outcome="ok",
+                                                           at=datetime.datetime.utcnow()).returning(AuditEvent.id)
+                                ).scalar_one() for _ in range(2)]  # fmt: skip
+        tip = db.session.execute(select(AuditHead.seq, AuditHead.hash)).one()
+        db.session.rollback()
+        original, gone = audit.digest, []
+
+        def digest_while_one_row_goes(prev, values):
+            if not gone:  # someone deletes the second row while the round holds the chain
+                with db.engine.begin() as other:
+                    other.execute(text("DELETE FROM audit_event WHERE id = :id"), {"id": ids[1]})
+                gone.append(ids[1])
+            return original(prev, values)
+
+        monkeypatch.setattr(audit, "digest", digest_while_one_row_goes)
+        with pytest.raises(RuntimeError, match="did not link every row"):
+            audit.seal_all(db.engine)
+        monkeypatch.undo()
+        assert db.session.execute(select(AuditHead.seq, AuditHead.hash)).one() == tip
+        assert db.session.scalar(select(AuditEvent.seq).where(AuditEvent.id == ids[0])) is None
+        audit.seal_all(db.engine)  # the next round links what is there
+        with db.engine.connect() as conn:
+            assert audit.pending(conn) == 0 and audit.verify(conn).ok
