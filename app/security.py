@@ -113,18 +113,29 @@ class PlatformSecurityManager(SecurityManager):
             if isinstance(view, self.security_api) and getattr(view, "blueprint", None) is not None:
                 self.limiter.limit(self.auth_rate_limit, methods=["POST"])(view.blueprint)
 
-    def has_access(self, permission_name, view_name) -> bool:
-        """FAB's check, less Flask-Login's user lookup on a bearer-token API call:
-        such a call opens no cookie session (``app.web``) and FAB never sets a
-        remember-me cookie, so that lookup always finds nobody there; the
-        token's user decides, as in FAB's own order of checks."""
+    @staticmethod
+    def _token_call() -> bool:
+        """A bearer-token API call: it opens no cookie session (``app.web``)
+        and FAB never sets a remember-me cookie, so Flask-Login's user lookup
+        always finds nobody there and the token's user is the caller."""
         from app.web import bearer_api_call
 
-        if bearer_api_call(request) and not getattr(g, "_api_key_user", False):
+        return bearer_api_call(request) and not getattr(g, "_api_key_user", False)
+
+    def has_access(self, permission_name, view_name) -> bool:
+        """FAB's check, less Flask-Login's lookup on a token call (FAB's order of checks)."""
+        if self._token_call():
             if current_user_jwt and current_user_jwt.is_active:
                 return self._has_view_access(current_user_jwt, permission_name, view_name)
             return self.is_item_public(permission_name, view_name)
         return super().has_access(permission_name, view_name)
+
+    @property
+    def current_user(self):
+        """FAB's current user, less Flask-Login's lookup on a token call."""
+        if self._token_call():
+            return current_user_jwt or None
+        return super().current_user
 
     def get_user_by_id(self, pk):
         """The signed-in user with roles, groups and agency in one query (FAB
