@@ -11,6 +11,7 @@ from flask_jwt_extended import current_user as current_user_jwt
 
 from app.models.org import PlatformUser
 from app.services import audit
+from app.web import bearer_api_call
 
 
 def _client_ip():
@@ -118,8 +119,6 @@ class PlatformSecurityManager(SecurityManager):
         """A bearer-token API call: it opens no cookie session (``app.web``)
         and FAB never sets a remember-me cookie, so Flask-Login's user lookup
         always finds nobody there and the token's user is the caller."""
-        from app.web import bearer_api_call
-
         return bearer_api_call(request) and not getattr(g, "_api_key_user", False)
 
     def has_access(self, permission_name, view_name) -> bool:

@@ -130,16 +130,10 @@ def _append(connection, events: Iterable[dict], session: Session | None = None) 
         session.info["audit_pending"] = True
 
 
-_with_event: dict[str, object] = {}
-
-
 def _with_event_statement(table):
     """``WITH new_row AS (INSERT INTO <table> ... RETURNING id) INSERT INTO
     audit_event (...) SELECT ..., new_row.id FROM new_row RETURNING object_id``,
-    built once per table with every value a bound parameter (compiled once)."""
-    stmt = _with_event.get(table.name)
-    if stmt is not None:
-        return stmt
+    with every value a bound parameter (built and compiled once: ``_with_event_sql``)."""
     ev = AuditEvent.__table__
     row = (
         insert(table)
@@ -152,9 +146,7 @@ def _with_event_statement(table):
         cast(row.c.id, String) if name == "object_id" else bindparam(f"ev_{name}", type_=ev.c[name].type)
         for name in names
     ]
-    stmt = insert(ev).from_select(names, select(*columns).select_from(row)).returning(ev.c.object_id)
-    _with_event[table.name] = stmt
-    return stmt
+    return insert(ev).from_select(names, select(*columns).select_from(row)).returning(ev.c.object_id)
 
 
 def can_write_with_event(bind) -> bool:

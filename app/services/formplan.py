@@ -44,10 +44,10 @@ def _db_key(session) -> int:
     return id(session.get_bind())
 
 
-def generation(session, key: int | None = None) -> int:
-    """The configuration generation, read from the database at most every
-    FORM_PLAN_CHECK_SECONDS per process (``key``: the database's, if known)."""
-    key, now = _db_key(session) if key is None else key, time.monotonic()
+def generation(session, key: int) -> int:
+    """The configuration generation of the database ``key`` (``_db_key``), read
+    from it at most every FORM_PLAN_CHECK_SECONDS per process."""
+    now = time.monotonic()
     with _lock:
         seen = _seen.get(key)
     if seen is not None and now - seen[1] < current_app.config.get("FORM_PLAN_CHECK_SECONDS", 1.0):
