@@ -82,12 +82,12 @@ def _wtforms_translations():
     WTForms' Simplified Chinese catalogue; Flask-WTF first looks for
     ``request.wtforms_translations``, so we hand it the zh_TW one.
     """
+    if request.path.startswith("/api/"):  # the APIs take JSON through marshmallow, no WTForms
+        return
     from babel import support
     from flask_babel import get_locale
     from wtforms.i18n import messages_path
 
-    if request.path.startswith("/api/"):  # the APIs take JSON through marshmallow, no WTForms
-        return
     locale = get_locale()
     if locale is None:
         return

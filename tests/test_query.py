@@ -5,7 +5,7 @@ import json
 import uuid
 
 import pytest
-from sqlalchemy import select, text, update
+from sqlalchemy import event, select, text, update
 from sqlalchemy.exc import DataError
 
 from app.extensions import db
@@ -367,13 +367,22 @@ def test_on_postgresql_a_log_row_whose_audit_event_fails_is_not_written_either(a
         values.update(at=datetime.datetime.utcnow(), form_code="atomic.test", outcome="ok", row_count=0,
                       verification_code=code)  # fmt: skip
         too_long = audit.Actor(id=None, name="x" * 500)  # the event's actor column holds 128
-        with pytest.raises(DataError):
-            audit.insert_with_event(db.engine, table, values, "query", object_type="QueryLog", actor=too_long)
-        assert db.session.scalar(select(QueryLog.id).where(QueryLog.verification_code == code)) is None
-        # ...and a good one writes both rows, the parameters and snapshot encrypted at rest.
-        values.update(params='{"id_no": "A123456789"}', snapshot='{"sections": ["王小明"]}')
-        new_id = audit.insert_with_event(db.engine, table, values, "query", object_type="QueryLog",
-                                         actor=audit.Actor(id=None, name="atomic"))  # fmt: skip
+        # The statement runs in autocommit straight on a pooled connection:
+        # whatever happens, the connection goes back to the pool out of it.
+        returned = []
+        on_checkin = lambda driver, record: returned.append(driver.autocommit)  # noqa: E731
+        event.listen(db.engine, "checkin", on_checkin)
+        try:
+            with pytest.raises(DataError):
+                audit.insert_with_event(db.engine, table, values, "query", object_type="QueryLog", actor=too_long)
+            assert db.session.scalar(select(QueryLog.id).where(QueryLog.verification_code == code)) is None
+            # ...and a good one writes both rows, the parameters and snapshot encrypted at rest.
+            values.update(params='{"id_no": "A123456789"}', snapshot='{"sections": ["王小明"]}')
+            new_id = audit.insert_with_event(db.engine, table, values, "query", object_type="QueryLog",
+                                             actor=audit.Actor(id=None, name="atomic"))  # fmt: skip
+        finally:
+            event.remove(db.engine, "checkin", on_checkin)
+        assert returned.count(False) >= 2 and True not in returned
         assert db.session.scalar(select(QueryLog.verification_code).where(QueryLog.id == new_id)) == code
         stored = db.session.execute(text("SELECT params, snapshot FROM query_log WHERE id = :id"), {"id": new_id}).one()
         assert "A123456789" not in stored.params and "王小明" not in stored.snapshot

@@ -29,6 +29,7 @@ from dataclasses import dataclass
 
 from flask import current_app
 from sqlalchemy import String, bindparam, cast, event, func, insert, inspect, select, text, update
+from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Session
 
 from app.models.audit import AuditEvent, AuditHead
@@ -171,11 +172,46 @@ def insert_with_event(bind, table, values: dict, action: str, *, object_type=Non
     sql, processors = _with_event_sql(table, bind.dialect)
     for name, process in processors.items():
         params[name] = process(params[name])
-    with bind.connect() as conn:
-        conn = conn.execution_options(isolation_level="AUTOCOMMIT")
-        new_id = int(conn.exec_driver_sql(sql, params).scalar_one())
+    new_id = _execute_autocommitted(bind, sql, params)
     Sealer.wake(current_app._get_current_object())
     return new_id
+
+
+def _execute_autocommitted(bind, sql: str, params: dict) -> int:
+    """Execute driver SQL on a pooled connection in autocommit and return the
+    first column of its one row, straight through the driver (a SQLAlchemy
+    Connection around one statement costs more than the round trip).
+
+    A driver error is raised as SQLAlchemy's, after the engine's
+    ``handle_error`` listeners have seen it, as through a Connection; a
+    connection lost on the way is dropped from the pool, and a connection
+    goes back to the pool out of autocommit.
+    """
+    fairy = bind.raw_connection()
+    driver = fairy.driver_connection
+    dbapi_error = bind.dialect.loaded_dbapi.Error
+    cursor = None
+    try:
+        driver.autocommit = True
+        cursor = driver.cursor()
+        cursor.execute(sql, params)
+        return int(cursor.fetchone()[0])
+    except dbapi_error as exc:
+        disconnect = bind.dialect.is_disconnect(exc, driver, cursor)
+        if disconnect:
+            fairy.invalidate(exc)
+        # Raised as a SQLAlchemy error (no statement, no parameters in it),
+        # after the engine's handle_error listeners have seen it.
+        Connection._handle_dbapi_exception_noconnection(exc, bind.dialect, bind, is_disconnect=disconnect)
+    finally:
+        try:
+            if cursor is not None:
+                cursor.close()
+            if fairy.is_valid:
+                driver.autocommit = False
+        except dbapi_error as exc:  # never hand an autocommitting connection back
+            fairy.invalidate(exc)
+        fairy.close()
 
 
 _with_event_sql_cache: dict[tuple[str, str], tuple[str, dict[str, Callable]]] = {}

@@ -61,7 +61,12 @@ class Requester:
 
 @dataclass
 class QueryRun:
-    log: QueryLog
+    """A query just run: its log row's id, verification code and outcome, and
+    the result exactly as shown (the stored snapshot)."""
+
+    id: int
+    verification_code: str
+    outcome: str
     snapshot: dict = field(default_factory=dict)
 
 
@@ -313,9 +318,12 @@ def snapshot_digest(snapshot: dict) -> str:
     return hashlib.sha256(json.dumps(snapshot, ensure_ascii=False, sort_keys=True).encode()).hexdigest()
 
 
-def _log(session, who: Requester, form, form_code: str, case_no, reason, business_item,
-         params: dict, outcome: str, error: str | None = None, add: bool = True) -> QueryLog:  # fmt: skip
-    entry = QueryLog(
+def _log_values(who: Requester, form, form_code: str, case_no, reason, business_item, params: dict,
+                outcome: str, error: str | None = None) -> dict:  # fmt: skip
+    """The query log row as column values (every column but the id, so the
+    INSERT is the same statement each time and its compiled form is reused)."""
+    values = dict.fromkeys(_LOG_COLUMNS)
+    values.update(
         at=datetime.datetime.utcnow(),
         user_id=who.user_id,
         username=who.username,
@@ -335,16 +343,18 @@ def _log(session, who: Requester, form, form_code: str, case_no, reason, busines
     if form is not None and isinstance(params, dict):
         id_inputs = {i.name for i in form.inputs if i.type == "national_id"}
         subjects = sorted({subject_hash(str(v)) for k, v in params.items() if k in id_inputs and v})
-        entry.subjects = "\n".join(subjects) or None
-    if add:
-        session.add(entry)
-        session.flush()
-    return entry
+        values["subjects"] = "\n".join(subjects) or None
+    return values
+
+
+_LOG_COLUMNS = tuple(c.key for c in QueryLog.__table__.columns if c.key != "id")
 
 
 def _refuse(session, who, form, form_code, case_no, reason, business_item, params, exc):
-    entry = _log(session, who, form, form_code, case_no, reason, business_item,
-                 params if isinstance(params, dict) else {}, "refused", str(exc))  # fmt: skip
+    entry = QueryLog(**_log_values(who, form, form_code, case_no, reason, business_item,
+                                   params if isinstance(params, dict) else {}, "refused", str(exc)))  # fmt: skip
+    session.add(entry)
+    session.flush()
     audit.record(session, "query", object_type="QueryLog", object_id=entry.id, outcome="refused",
                  detail={"form": entry.form_code}, actor=_actor(who))  # fmt: skip
     session.commit()
@@ -385,36 +395,36 @@ def run_query(session, who: Requester, form_code: str, case_no: str | None, reas
         "business_item": f"{item.name}（{item.code}）",
         "sections": sections,
     }
-    entry = _log(session, who, form, form_code, case_no, reason, business_item, clean, outcome,
-                 "; ".join(s["error"] for s in sections if s["error"]) or None, add=False)  # fmt: skip
-    entry.at = now
-    entry.row_count = sum(len(s["rows"]) for s in sections)
-    entry.duration_ms = round((time.perf_counter() - started) * 1000, 1)
-    entry.snapshot = json.dumps(snapshot, ensure_ascii=False)
-    entry.snapshot_sha256 = snapshot_digest(snapshot)
-    entry.verification_code = verifycode.new_code()
-    entry.valid_until = now + datetime.timedelta(days=current_app.config["VERIFY_VALID_DAYS"])
+    values = _log_values(who, form, form_code, case_no, reason, business_item, clean, outcome,
+                         "; ".join(s["error"] for s in sections if s["error"]) or None)  # fmt: skip
+    values.update(
+        at=now,
+        row_count=sum(len(s["rows"]) for s in sections),
+        duration_ms=round((time.perf_counter() - started) * 1000, 1),
+        snapshot=json.dumps(snapshot, ensure_ascii=False),
+        snapshot_sha256=snapshot_digest(snapshot),
+        verification_code=verifycode.new_code(),
+        valid_until=now + datetime.timedelta(days=current_app.config["VERIFY_VALID_DAYS"]),
+    )
     # One INSERT with everything, straight through the table: the row is never
-    # read back or changed in this request, so it needs no unit of work (and
-    # the answer reads the object's own attributes, which no commit expires).
+    # read back or changed in this request, so it needs no unit of work. The
+    # values go as parameters, not .values(): the statement is then the same
+    # every time and SQLAlchemy reuses its compiled form.
     table = QueryLog.__table__
-    # The values go as parameters, not .values(): the statement is then the
-    # same every time and SQLAlchemy reuses its compiled form.
-    values = {c.key: getattr(entry, c.key) for c in table.columns if c.key != "id"}
-    detail = {"form": form.code, "rows": entry.row_count}
+    detail = {"form": form.code, "rows": values["row_count"]}
     bind = session.get_bind()
     if audit.can_write_with_event(bind) and not (session.new or session.dirty or session.deleted):
         # PostgreSQL: the log row and its audit event in one autocommitted
         # statement (one round trip instead of BEGIN, two INSERTs and COMMIT);
         # atomic as one statement, so neither row ever exists without the other.
-        entry.id = audit.insert_with_event(bind, table, values, "query", object_type="QueryLog", outcome=outcome,
-                                           detail=detail, actor=_actor(who))  # fmt: skip
-        return QueryRun(log=entry, snapshot=snapshot)
-    entry.id = session.execute(insert(table).returning(table.c.id), values).scalar_one()
-    audit.record(session, "query", object_type="QueryLog", object_id=entry.id, outcome=outcome,
-                 detail=detail, actor=_actor(who))  # fmt: skip
-    session.commit()
-    return QueryRun(log=entry, snapshot=snapshot)
+        new_id = audit.insert_with_event(bind, table, values, "query", object_type="QueryLog", outcome=outcome,
+                                         detail=detail, actor=_actor(who))  # fmt: skip
+    else:
+        new_id = session.execute(insert(table).returning(table.c.id), values).scalar_one()
+        audit.record(session, "query", object_type="QueryLog", object_id=new_id, outcome=outcome,
+                     detail=detail, actor=_actor(who))  # fmt: skip
+        session.commit()
+    return QueryRun(id=new_id, verification_code=values["verification_code"], outcome=outcome, snapshot=snapshot)
 
 
 # --- history and stored results -------------------------------------------------

@@ -179,8 +179,8 @@ class QueryApi(BaseApi):
              "error": s["error"], "truncated": s["truncated"]}
             for s in run.snapshot["sections"]
         ]  # fmt: skip
-        return self.response(200, query_id=run.log.id, verification_code=run.log.verification_code,
-                             outcome=run.log.outcome, sections=sections)  # fmt: skip
+        return self.response(200, query_id=run.id, verification_code=run.verification_code,
+                             outcome=run.outcome, sections=sections)  # fmt: skip
 
     @api_expose("/history", methods=["GET"])
     @protect()
