@@ -8,6 +8,8 @@ from flask import current_app, g, request
 from flask_appbuilder.security.sqla.manager import SecurityManager
 from flask_jwt_extended import JWTManager
 from flask_jwt_extended import current_user as current_user_jwt
+from flask_limiter import Limiter
+from flask_limiter.util import get_remote_address
 
 from app.models.org import PlatformUser
 from app.services import audit
@@ -85,6 +87,19 @@ class _VerifiedTokenJWTManager(JWTManager):
         return claims
 
 
+class _PlatformLimiter(Limiter):
+    """Flask-Limiter whose check before each request returns at once when a
+    request filter exempts the request from every limit (the query API: see
+    ``app.views.query.register``). Flask-Limiter's own check would still
+    resolve the endpoint's limits and evaluate the empty set it finds. Only
+    without meta limits, which a request filter does not exempt."""
+
+    def _check_request_limit(self, callable_name=None, in_middleware: bool = True) -> None:
+        if in_middleware and not self._meta_limits and any(fn() for fn in self._request_filters):
+            return
+        super()._check_request_limit(callable_name, in_middleware)
+
+
 class PlatformSecurityManager(SecurityManager):
     user_model = PlatformUser
     # FAB's user statistics chart loads Google Charts from the internet.
@@ -98,6 +113,11 @@ class PlatformSecurityManager(SecurityManager):
         self.userdbmodelview = PlatformUserView
         self.groupmodelview = PlatformGroupView
         super().__init__(appbuilder)
+
+    def create_limiter(self, app) -> Limiter:
+        limiter = _PlatformLimiter(key_func=app.config.get("RATELIMIT_KEY_FUNC", get_remote_address))
+        limiter.init_app(app)
+        return limiter
 
     def create_jwt_manager(self, app) -> JWTManager:
         jwt_manager = _VerifiedTokenJWTManager()

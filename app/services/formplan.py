@@ -19,6 +19,7 @@ from flask import current_app
 from sqlalchemy import event, select, update
 from sqlalchemy.orm import selectinload
 
+from app.extensions import platform_bind
 from app.models.org import Agency
 from app.models.queries import (
     BusinessItem,
@@ -41,7 +42,7 @@ _lock = threading.Lock()
 
 
 def _db_key(session) -> int:
-    return id(session.get_bind())
+    return id(platform_bind(session))
 
 
 def generation(session, key: int) -> int:
@@ -125,7 +126,7 @@ def _build(session, code: str) -> SimpleNamespace | None:
 
 def plan(session, code: str) -> SimpleNamespace | None:
     """The form's plan, or None when no such form exists."""
-    db_key = _db_key(session)  # Flask-SQLAlchemy's get_bind is not free: once per plan
+    db_key = _db_key(session)
     gen = generation(session, db_key)
     key = (db_key, code)
     with _lock:

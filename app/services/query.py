@@ -19,6 +19,7 @@ from flask_babel import lazy_gettext as _l
 from sqlalchemy import insert, or_, select
 
 from app.connectors import Filter, SectionSpec, SourceError, connector_for
+from app.extensions import has_pending_changes, platform_bind
 from app.lib import identifiers, verifycode
 from app.lib.rocdate import format_roc, parse_roc
 from app.models.queries import BusinessItem, QueryLog
@@ -311,7 +312,7 @@ def _read_here(config, spec, params) -> concurrent.futures.Future:
 
 def subject_hash(id_no: str) -> str:
     key = current_app.config["SUBJECT_HASH_KEY"].encode()
-    return hmac.new(key, id_no.upper().encode(), hashlib.sha256).hexdigest()
+    return hmac.digest(key, id_no.upper().encode(), "sha256").hex()
 
 
 def snapshot_digest(snapshot: dict) -> str:
@@ -412,8 +413,8 @@ def run_query(session, who: Requester, form_code: str, case_no: str | None, reas
     # every time and SQLAlchemy reuses its compiled form.
     table = QueryLog.__table__
     detail = {"form": form.code, "rows": values["row_count"]}
-    bind = session.get_bind()
-    if audit.can_write_with_event(bind) and not (session.new or session.dirty or session.deleted):
+    bind = platform_bind(session)
+    if audit.can_write_with_event(bind) and not has_pending_changes(session):
         # PostgreSQL: the log row and its audit event in one autocommitted
         # statement (one round trip instead of BEGIN, two INSERTs and COMMIT);
         # atomic as one statement, so neither row ever exists without the other.
