@@ -397,3 +397,20 @@ def test_on_postgresql_a_log_row_whose_audit_event_fails_is_not_written_either(a
             == "atomic"
         )
         db.session.rollback()
+
+
+def test_the_platform_engine_and_pending_changes_are_told_without_opening_a_session(app):
+    from app.extensions import has_pending_changes, platform_bind
+
+    with app.app_context():
+        db.session.remove()
+        engine = platform_bind(db.session)
+        assert not has_pending_changes(db.session)
+        assert not db.session.registry.has()  # neither question opened the request's session
+        assert engine is db.session.get_bind()
+        from app.models.org import Agency
+
+        db.session.add(Agency(code=f"P{uuid.uuid4().hex[:5]}".upper(), name="待存機關"))
+        assert has_pending_changes(db.session)
+        db.session.rollback()
+        assert not has_pending_changes(db.session)

@@ -319,6 +319,9 @@ def snapshot_digest(snapshot: dict) -> str:
     return hashlib.sha256(json.dumps(snapshot, ensure_ascii=False, sort_keys=True).encode()).hexdigest()
 
 
+_LOG_COLUMNS = tuple(c.key for c in QueryLog.__table__.columns if c.key != "id")
+
+
 def _log_values(who: Requester, form, form_code: str, case_no, reason, business_item, params: dict,
                 outcome: str, error: str | None = None) -> dict:  # fmt: skip
     """The query log row as column values (every column but the id, so the
@@ -346,9 +349,6 @@ def _log_values(who: Requester, form, form_code: str, case_no, reason, business_
         subjects = sorted({subject_hash(str(v)) for k, v in params.items() if k in id_inputs and v})
         values["subjects"] = "\n".join(subjects) or None
     return values
-
-
-_LOG_COLUMNS = tuple(c.key for c in QueryLog.__table__.columns if c.key != "id")
 
 
 def _refuse(session, who, form, form_code, case_no, reason, business_item, params, exc):
