@@ -19,6 +19,7 @@ from sqlalchemy import Column, Integer, MetaData, String, Table, create_engine
 from werkzeug.serving import make_server
 
 from app.connectors import Filter, SectionSpec, SourceConfig, SourceError, close_all, connector_for
+from app.connectors import sql as sql_module
 from app.connectors.sql import SqlConnector, compile_statement
 from tests.conftest import free_port
 
@@ -250,6 +251,38 @@ def test_sql_looking_input_is_only_a_value_and_finds_nothing(backend, databases)
             assert connector.fetch(section, {"v": attack}).rows == []
     count = connector.fetch(SectionSpec(target="person", columns=("id_no",)), {})
     assert len(count.rows) == len(PEOPLE)  # the table is still there, whole
+
+
+@pytest.mark.parametrize("backend", BACKENDS, ids=source_id)
+def test_a_lookup_runs_straight_on_the_driver_and_gives_what_sqlalchemy_gives(backend, databases):
+    """The compiled SELECT runs on the driver's cursor (no SQLAlchemy around
+    it) wherever it can; every operator gives the very rows SQLAlchemy's own
+    execution gives, and an ``in`` list (which expands per call) goes through SQLAlchemy."""
+    connector = connector_for(sql_source(backend, databases))
+    dialect = connector.engine().dialect
+    for op, column, value, _ in OPERATOR_CASES + [("eq", "district", None, set())]:
+        section = SectionSpec(target="person", columns=("id_no", "name", "income"), filters=(Filter(column, "v", op),),
+                              order_by=("-income",))  # fmt: skip
+        prepared = sql_module.prepare(section, {"v": value}, 100)
+        direct = sql_module.driver_statement(prepared, dialect)
+        assert (direct is None) == (op == "in"), (backend, op)
+        through_sqlalchemy = connector._fetch_through_sqlalchemy(*sql_module._core(prepared))
+        assert connector.fetch(section, {"v": value}).rows == through_sqlalchemy[1], (backend, op, value)
+        if direct is not None:
+            assert connector._fetch_on_driver(connector.engine(), section, *direct) == through_sqlalchemy
+    everything = SectionSpec(target="person", filters=(Filter("id_no", "v"),))
+    prepared = sql_module.prepare(everything, {"v": "A123456789"}, 100)
+    assert connector._fetch_on_driver(connector.engine(), everything, *sql_module.driver_statement(
+        prepared, dialect)) == connector._fetch_through_sqlalchemy(*sql_module._core(prepared))  # fmt: skip
+
+
+def test_oracle_and_sql_server_keep_sqlalchemys_execution_where_the_row_cap_is_written_into_the_sql():
+    from sqlalchemy.dialects.mssql import pyodbc
+    from sqlalchemy.dialects.oracle import oracledb
+
+    section = SectionSpec(target="person", columns=("id_no",), filters=(Filter("id_no", "v"),))
+    for dialect in (oracledb.dialect(), pyodbc.dialect(paramstyle="qmark")):
+        assert sql_module.driver_statement(sql_module.prepare(section, {"v": "A123456789"}, 50), dialect) is None
 
 
 def test_the_row_cap_keeps_the_first_rows_and_says_more_exist(databases):

@@ -3,6 +3,10 @@
 One code path for every dialect: the statement is built with SQLAlchemy Core
 from the section (``table(target, *column(c))``, nothing reflected), every
 value travels as a bound parameter, and there is no string SQL anywhere.
+SQLAlchemy compiles it once per section and dialect; where the text does not
+change from call to call (PostgreSQL, MySQL/MariaDB, SQLite, without an
+``in`` list) it then runs straight on the driver's cursor, elsewhere through
+SQLAlchemy's execution (``driver_statement``).
 
 Source settings (``SourceConfig``)::
 
@@ -198,7 +202,8 @@ def _template(section: SectionSpec, row_cap: int, shape: tuple):
         stmt = stmt.where(and_(*clauses))
     for c in section.order_by:
         stmt = stmt.order_by(tbl.c[c[1:]].desc() if c.startswith("-") else tbl.c[c])
-    hit = (stmt.limit(int(row_cap) + 1), tuple(binds))
+    # The third part holds the statement compiled for each driver (driver_statement).
+    hit = (stmt.limit(int(row_cap) + 1), tuple(binds), {})
     with _templates_lock:
         if len(_templates) > 1000:
             _templates.clear()
@@ -206,12 +211,75 @@ def _template(section: SectionSpec, row_cap: int, shape: tuple):
     return hit
 
 
-def statement_and_params(section: SectionSpec, params: dict, row_cap: int, value_of=None) -> tuple:
-    """The section's (cached) SELECT and the parameters to execute it with."""
+def prepare(section: SectionSpec, params: dict, row_cap: int, value_of=None) -> tuple:
+    """Names checked, then values (a bad name is reported before a missing
+    value, as ever): the cached template, its filter binds (None for an IS
+    NULL test), its compiled forms per driver, and the filters' values."""
     _check_names(section)
     values, shape = _bind_values(section, params, value_of or _filter_value)
-    stmt, binds = _template(section, row_cap, shape)
+    stmt, binds, compiled_for = _template(section, row_cap, shape)
+    return stmt, binds, compiled_for, values
+
+
+def statement_and_params(section: SectionSpec, params: dict, row_cap: int, value_of=None) -> tuple:
+    """The section's (cached) SELECT and the parameters to execute it with."""
+    return _core(prepare(section, params, row_cap, value_of))
+
+
+def _core(prepared: tuple) -> tuple:
+    stmt, binds, _, values = prepared
     return stmt, {b.key: v for b, v in zip(binds, values, strict=True) if b is not None}
+
+
+def driver_statement(prepared: tuple, dialect) -> tuple | None:
+    """A prepared SELECT (``prepare``) as the driver's own SQL text and
+    parameters, or None where only SQLAlchemy can execute it (an ``in`` list,
+    which expands per call, or a dialect that renders the row cap into the
+    text: Oracle, SQL Server). The SQL is SQLAlchemy's, compiled once per
+    template and dialect from the Core statement; executing it straight on
+    the driver skips SQLAlchemy's per-call statement and result machinery,
+    which costs more than the round trip on a small lookup."""
+    stmt, binds, compiled_for, values = prepared
+    compiled = compiled_for.get(dialect.name, False)
+    if compiled is False:
+        compiled = compiled_for[dialect.name] = _compile_for_driver(stmt, binds, dialect)
+    if compiled is None:
+        return None
+    sql, names, fixed, processors, order = compiled
+    args = dict(fixed)
+    args.update(zip(names, (v for b, v in zip(binds, values, strict=True) if b is not None), strict=True))
+    for name, process in processors:
+        args[name] = process(args[name])
+    return sql, (tuple(args[n] for n in order) if order is not None else args)
+
+
+def _compile_for_driver(stmt, binds, dialect) -> tuple | None:
+    """(SQL text, the filter binds' names in order, the other binds' fixed
+    values, bind processors, the positional order or None), or None."""
+    if any(b is not None and b.expanding for b in binds):
+        return None
+    compiled = stmt.compile(dialect=dialect)
+    if compiled.literal_execute_params or compiled.post_compile_params:
+        return None
+    ours = {id(b) for b in binds if b is not None}
+    by_id = {id(b): name for b, name in compiled.bind_names.items()}
+    if not ours <= by_id.keys():  # the compiler did not keep our binds: let SQLAlchemy execute it
+        return None
+    positional = bool(compiled.positional)
+    escaped = {} if positional else (compiled.escaped_bind_names or {})
+    names = tuple(escaped.get(by_id[id(b)], by_id[id(b)]) for b in binds if b is not None)
+    fixed, processors = {}, []
+    for b, raw in compiled.bind_names.items():
+        name = escaped.get(raw, raw)
+        if id(b) not in ours:
+            if b.callable is not None or b.value is None:
+                return None
+            fixed[name] = b.value
+        process = b.type.bind_processor(dialect)
+        if process is not None:
+            processors.append((name, process))
+    order = tuple(compiled.positiontup) if positional else None
+    return compiled.string, names, fixed, tuple(processors), order
 
 
 def build_statement(section: SectionSpec, params: dict, row_cap: int, value_of=None):
@@ -248,6 +316,12 @@ def compile_statement(dialect_name: str, section: SectionSpec, params: dict, row
         raise SourceError(f"unknown SQL dialect '{dialect_name}'", "config")
     stmt = build_statement(section, params, row_cap)
     return str(stmt.compile(dialect=dialect, compile_kwargs={"render_postcompile": True}))
+
+
+def _column_name(dialect, name: str) -> str:
+    """A result column's name as SQLAlchemy gives it (Oracle's upper-case
+    names of case-insensitive columns in lower case)."""
+    return dialect.normalize_name(name) if dialect.requires_name_normalize else name
 
 
 def _plain(value):
@@ -517,27 +591,67 @@ class SqlConnector(Connector):
         return time.perf_counter() - started
 
     def fetch(self, section: SectionSpec, params: dict) -> Result:
-        stmt, values = statement_and_params(section, params, self.source.row_cap, self.filter_value)
+        prepared = prepare(section, params, self.source.row_cap, self.filter_value)
+        try:
+            engine = self.engine()
+        except Exception as exc:
+            raise self._error(exc, connecting=True) from None
+        direct = driver_statement(prepared, engine.dialect)
+        if direct is None:
+            columns, rows = self._fetch_through_sqlalchemy(*_core(prepared))
+        else:
+            columns, rows = self._fetch_on_driver(engine, section, *direct)
+        cap = self.source.row_cap
+        return Result(columns=list(section.columns) or columns, rows=rows[:cap], truncated=len(rows) > cap)
+
+    def _fetch_through_sqlalchemy(self, stmt, values) -> tuple[list, list]:
         conn = self._connection()
         try:
             with conn:
-                with self._deadline(conn):
+                with self._deadline(conn.connection.dbapi_connection):
                     result = conn.execute(stmt, values)
                     columns = list(result.keys())
                     rows = [dict(zip(columns, (_plain(v) for v in row), strict=False)) for row in result.fetchall()]
         except Exception as exc:
             raise self._error(exc, connecting=False) from None
-        cap = self.source.row_cap
-        return Result(columns=list(section.columns) or columns, rows=rows[:cap], truncated=len(rows) > cap)
+        return columns, rows
+
+    def _fetch_on_driver(self, engine, section: SectionSpec, sql: str, args) -> tuple[list, list]:
+        """The compiled SELECT on a pooled driver connection (``driver_statement``):
+        the pool's checks, the connection's settings and timeouts, the errors
+        and the rows are the same as through SQLAlchemy."""
+        try:
+            fairy = engine.raw_connection()
+        except Exception as exc:
+            raise self._error(exc, connecting=True) from None
+        driver = fairy.driver_connection
+        cursor = None
+        try:
+            with self._deadline(driver):
+                cursor = fairy.cursor()
+                cursor.execute(sql, args)
+                columns = list(section.columns) or [_column_name(engine.dialect, d[0]) for d in cursor.description]
+                rows = [dict(zip(columns, (_plain(v) for v in row), strict=False)) for row in cursor.fetchall()]
+        except Exception as exc:
+            dialect = engine.dialect
+            if isinstance(exc, dialect.loaded_dbapi.Error) and dialect.is_disconnect(exc, driver, cursor):
+                fairy.invalidate(exc)
+            raise self._error(exc, connecting=False) from None
+        finally:
+            if cursor is not None:
+                with contextlib.suppress(Exception):
+                    cursor.close()
+            fairy.close()
+        return columns, rows
 
     @contextlib.contextmanager
-    def _deadline(self, conn):
-        """SQLite has no statement timeout: a progress handler aborts the
-        statement once the deadline has passed (sqlite3 raises "interrupted")."""
+    def _deadline(self, raw):
+        """SQLite has no statement timeout: a progress handler on the driver's
+        connection ``raw`` aborts the statement once the deadline has passed
+        (sqlite3 raises "interrupted")."""
         if self.dialect != "sqlite":
             yield
             return
-        raw = conn.connection.dbapi_connection
         deadline = time.monotonic() + max(float(self.source.timeout), 0.1)
         raw.set_progress_handler(lambda: 1 if time.monotonic() > deadline else 0, 10_000)
         try:
