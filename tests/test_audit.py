@@ -373,3 +373,42 @@ def test_a_sealing_round_that_cannot_link_every_row_it_read_keeps_nothing(app, b
         audit.seal_all(db.engine)  # the next round links what is there
         with db.engine.connect() as conn:
             assert audit.pending(conn) == 0 and audit.verify(conn).ok
+
+
+def test_the_one_statement_write_says_what_a_connection_would_when_the_database_is_lost():
+    """Straight on the driver, a database that cannot be reached or a
+    connection the server ended surface as SQLAlchemy's OperationalError,
+    seen by the engine's handle_error listeners (the 503 "database down"
+    answer rests on them); the dead connection leaves the pool."""
+    from sqlalchemy import create_engine, event
+    from sqlalchemy.exc import OperationalError
+
+    from tests.conftest import PG_ADMIN_URL
+
+    seen = []
+
+    def listen(engine):
+        event.listen(
+            engine, "handle_error", lambda ctx: seen.append((type(ctx.sqlalchemy_exception), ctx.is_disconnect))
+        )
+
+    unreachable = create_engine("postgresql+psycopg://postgres@127.0.0.1:1/nothing")
+    listen(unreachable)
+    with pytest.raises(OperationalError):
+        audit._execute_autocommitted(unreachable, "SELECT 1", {})
+    assert seen and seen[-1][0] is OperationalError
+    unreachable.dispose()
+
+    engine, admin = create_engine(PG_ADMIN_URL, pool_size=1), create_engine(PG_ADMIN_URL)
+    listen(engine)
+    try:
+        pid = audit._execute_autocommitted(engine, "SELECT pg_backend_pid()", {})
+        with admin.connect() as conn:
+            conn.execute(text("SELECT pg_terminate_backend(:p)"), {"p": pid})
+        with pytest.raises(OperationalError) as lost:
+            audit._execute_autocommitted(engine, "SELECT 1", {})
+        assert lost.value.connection_invalidated and seen[-1] == (OperationalError, True)
+        assert audit._execute_autocommitted(engine, "SELECT pg_backend_pid()", {}) != pid  # a new connection
+    finally:
+        engine.dispose()
+        admin.dispose()

@@ -285,6 +285,20 @@ def test_oracle_and_sql_server_keep_sqlalchemys_execution_where_the_row_cap_is_w
         assert sql_module.driver_statement(sql_module.prepare(section, {"v": "A123456789"}, 50), dialect) is None
 
 
+def test_each_source_runs_the_sql_its_own_server_was_compiled_for():
+    """Two MySQL servers, one with ANSI_QUOTES: the same section is compiled
+    for each (a column name in double quotes is a string to the other)."""
+    from sqlalchemy.dialects.mysql import pymysql
+
+    plain, ansi = pymysql.dialect(), pymysql.dialect()
+    ansi._server_ansiquotes = True
+    ansi.identifier_preparer = ansi.preparer(ansi, server_ansiquotes=True)
+    section = SectionSpec(target="人員", columns=("名稱",), filters=(Filter("身分證號", "v"),))
+    first = sql_module.driver_statement(sql_module.prepare(section, {"v": "A123456789"}, 50), ansi)[0]
+    second = sql_module.driver_statement(sql_module.prepare(section, {"v": "A123456789"}, 50), plain)[0]
+    assert '"名稱"' in first and "`名稱`" in second and '"' not in second
+
+
 def test_the_row_cap_keeps_the_first_rows_and_says_more_exist(databases):
     for backend in BACKENDS:
         section = SectionSpec(target="person", columns=("id_no",), order_by=("id_no",))

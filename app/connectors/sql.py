@@ -52,6 +52,7 @@ import sqlite3
 import threading
 import time
 import uuid
+import weakref
 
 from app.connectors.base import Connector, Filter, Result, SectionSpec, SourceConfig, SourceError, register
 
@@ -202,8 +203,10 @@ def _template(section: SectionSpec, row_cap: int, shape: tuple):
         stmt = stmt.where(and_(*clauses))
     for c in section.order_by:
         stmt = stmt.order_by(tbl.c[c[1:]].desc() if c.startswith("-") else tbl.c[c])
-    # The third part holds the statement compiled for each driver (driver_statement).
-    hit = (stmt.limit(int(row_cap) + 1), tuple(binds), {})
+    # The third part holds the statement compiled for each source's dialect
+    # (driver_statement): per dialect object, since the same kind of server
+    # may quote differently (MySQL with ANSI_QUOTES), as each engine compiles.
+    hit = (stmt.limit(int(row_cap) + 1), tuple(binds), weakref.WeakKeyDictionary())
     with _templates_lock:
         if len(_templates) > 1000:
             _templates.clear()
@@ -240,9 +243,9 @@ def driver_statement(prepared: tuple, dialect) -> tuple | None:
     the driver skips SQLAlchemy's per-call statement and result machinery,
     which costs more than the round trip on a small lookup."""
     stmt, binds, compiled_for, values = prepared
-    compiled = compiled_for.get(dialect.name, False)
+    compiled = compiled_for.get(dialect, False)
     if compiled is False:
-        compiled = compiled_for[dialect.name] = _compile_for_driver(stmt, binds, dialect)
+        compiled = compiled_for[dialect] = _compile_for_driver(stmt, binds, dialect)
     if compiled is None:
         return None
     sql, names, fixed, processors, order = compiled
@@ -275,7 +278,7 @@ def _compile_for_driver(stmt, binds, dialect) -> tuple | None:
             if b.callable is not None or b.value is None:
                 return None
             fixed[name] = b.value
-        process = b.type.bind_processor(dialect)
+        process = b.type.dialect_impl(dialect).bind_processor(dialect)
         if process is not None:
             processors.append((name, process))
     order = tuple(compiled.positiontup) if positional else None
@@ -635,7 +638,7 @@ class SqlConnector(Connector):
         except Exception as exc:
             dialect = engine.dialect
             if isinstance(exc, dialect.loaded_dbapi.Error) and dialect.is_disconnect(exc, driver, cursor):
-                fairy.invalidate(exc)
+                engine.pool._invalidate(fairy, exc)  # as a Connection does: the pool's older ones too
             raise self._error(exc, connecting=False) from None
         finally:
             if cursor is not None:

@@ -187,9 +187,12 @@ def _execute_autocommitted(bind, sql: str, params: dict) -> int:
     connection lost on the way is dropped from the pool, and a connection
     goes back to the pool out of autocommit.
     """
-    fairy = bind.raw_connection()
-    driver = fairy.driver_connection
     dbapi_error = bind.dialect.loaded_dbapi.Error
+    try:
+        fairy = bind.raw_connection()
+    except dbapi_error as exc:  # the database cannot be reached: as Engine.connect() would say
+        Connection._handle_dbapi_exception_noconnection(exc, bind.dialect, bind)
+    driver = fairy.driver_connection
     cursor = None
     try:
         driver.autocommit = True
@@ -198,8 +201,8 @@ def _execute_autocommitted(bind, sql: str, params: dict) -> int:
         return int(cursor.fetchone()[0])
     except dbapi_error as exc:
         disconnect = bind.dialect.is_disconnect(exc, driver, cursor)
-        if disconnect:
-            fairy.invalidate(exc)
+        if disconnect:  # as a Connection does: this one and the pool's older ones are retired
+            bind.pool._invalidate(fairy, exc)
         # Raised as a SQLAlchemy error (no statement, no parameters in it),
         # after the engine's handle_error listeners have seen it.
         Connection._handle_dbapi_exception_noconnection(exc, bind.dialect, bind, is_disconnect=disconnect)
@@ -230,7 +233,7 @@ def _with_event_sql(table, dialect) -> tuple[str, dict[str, Callable]]:
             raise RuntimeError("insert_with_event needs a driver with named parameters")
         processors = {}
         for name, bind in compiled.binds.items():
-            process = bind.type.bind_processor(dialect)
+            process = bind.type.dialect_impl(dialect).bind_processor(dialect)
             if process is not None:
                 processors[name] = process
         found = _with_event_sql_cache[key] = (compiled.string, processors)
