@@ -38,6 +38,16 @@ def _logs(app, form_code):
         return db.session.scalars(select(QueryLog).where(QueryLog.form_code == form_code).order_by(QueryLog.id)).all()
 
 
+def _reopenings(app, query_id) -> list[tuple]:
+    """(who, outcome, how shown) of every reopening of a stored result, in order."""
+    with app.app_context():
+        events = db.session.scalars(
+            select(AuditEvent).where(AuditEvent.action == "query_reopen", AuditEvent.object_id == str(query_id))
+            .order_by(AuditEvent.id)
+        ).all()  # fmt: skip
+        return [(e.actor, e.outcome, json.loads(e.detail)["as"]) for e in events]
+
+
 def test_a_tax_clerk_looks_up_a_person_with_masks_and_gets_a_verification_code(app, client, people_form):
     token = api_token(client, "clerk")
     r = _run(client, token, people_form)
@@ -179,6 +189,7 @@ def test_history_is_personal_and_reopens_the_stored_result_exactly(app, client, 
     # Nobody else may read it; the auditor may.
     other = api_token(client, "clerk.social")
     assert client.get(f"/api/v1/query/history/{first['query_id']}", headers=bearer(other)).status_code == 403
+    assert _reopenings(app, first["query_id"]) == [("clerk", "ok", "api"), ("clerk.social", "refused", "api")]
     assert all(h["query_id"] != first["query_id"]
                for h in client.get("/api/v1/query/history", headers=bearer(other)).json["result"])  # fmt: skip
     auditor = api_token(client, "auditor")
@@ -237,9 +248,13 @@ def test_the_clerk_uses_the_query_page_and_history_page(app, client, people_form
     assert "王○明" in again.text and log.verification_code in again.text
     printable = client.get(f"/query/result/{log.id}/print")
     assert printable.status_code == 200 and "限公務使用" in printable.text and log.verification_code in printable.text
+    assert client.get(f"/query/result/{log.id}/pdf").status_code == 200
     client.get("/logout/")
     login(client, "clerk.social")
     assert client.get(f"/query/result/{log.id}").status_code == 403
+    # Each reopening is recorded with how it was shown; so is the refused attempt.
+    assert _reopenings(app, log.id) == [("clerk", "ok", "page"), ("clerk", "ok", "print"), ("clerk", "ok", "pdf"),
+                                        ("clerk.social", "refused", "page")]  # fmt: skip
 
 
 def test_a_source_that_hangs_times_out_in_its_own_section(app, client, tmp_path):

@@ -450,16 +450,27 @@ def history(session, who: Requester, *, form_code=None, case_no=None, date_from=
     return list(session.scalars(stmt.limit(min(limit, 200)).offset(offset)))
 
 
-def stored_result(session, who: Requester, query_id: int) -> tuple[QueryLog, dict]:
-    """The stored result exactly as shown; only its author or an auditor may read it."""
+REOPEN_WAYS = ("page", "print", "pdf", "api")
+
+
+def stored_result(session, who: Requester, query_id: int, way: str = "page") -> tuple[QueryLog, dict]:
+    """The stored result exactly as shown; only its author or an auditor may
+    read it. Every reopening is recorded with its ``way`` (REOPEN_WAYS: on
+    screen, printed, as a PDF, through the API), and so is every attempt on
+    someone else's query."""
     entry = session.get(QueryLog, query_id)
     if entry is None:
         raise NotFound(_l("No such query."))
+    detail = {"as": way if way in REOPEN_WAYS else "page"}
     if entry.user_id != who.user_id and not who.is_auditor:
+        audit.record(session, "query_reopen", object_type="QueryLog", object_id=entry.id, outcome="refused",
+                     detail=detail, actor=_actor(who))  # fmt: skip
+        session.commit()
         raise Forbidden(_l("You may only reopen your own queries."))
     if not entry.snapshot:
         raise NotFound(_l("This query was refused; it has no result."))
-    audit.record(session, "query_reopen", object_type="QueryLog", object_id=entry.id, actor=_actor(who))
+    audit.record(session, "query_reopen", object_type="QueryLog", object_id=entry.id, detail=detail,
+                 actor=_actor(who))  # fmt: skip
     session.commit()
     return entry, json.loads(entry.snapshot)
 

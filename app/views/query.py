@@ -90,13 +90,13 @@ class QueryView(BaseView):
     @expose("/result/<int:query_id>")
     @has_access
     def result(self, query_id):
-        entry, snapshot = self._stored(query_id)
+        entry, snapshot = self._stored(query_id, "page")
         return self.render_template("query/result.html", entry=entry, snapshot=snapshot)
 
     @expose("/result/<int:query_id>/print")
     @has_access
     def print_page(self, query_id):
-        entry, snapshot = self._stored(query_id)
+        entry, snapshot = self._stored(query_id, "print")
         return self.render_template(
             "query/print.html", entry=entry, snapshot=snapshot, qr_svg=printout.qr_data_uri(entry.verification_code),
             watermark=printout.watermark_text(snapshot), verify_url=printout.verify_url(entry.verification_code),
@@ -105,14 +105,14 @@ class QueryView(BaseView):
     @expose("/result/<int:query_id>/pdf")
     @has_access
     def pdf(self, query_id):
-        entry, snapshot = self._stored(query_id)
+        entry, snapshot = self._stored(query_id, "pdf")
         data = printout.render_pdf(entry, snapshot)
         return send_file(io.BytesIO(data), mimetype="application/pdf", as_attachment=False,
                          download_name=f"query-{entry.id}.pdf")  # fmt: skip
 
-    def _stored(self, query_id):
+    def _stored(self, query_id, way: str):
         try:
-            return query.stored_result(db.session, _requester(), query_id)
+            return query.stored_result(db.session, _requester(), query_id, way)
         except DomainError as exc:
             abort(exc.status)
 
@@ -202,7 +202,7 @@ class QueryApi(BaseApi):
     def stored(self, query_id):
         """One stored result, exactly as it was shown."""
         try:
-            entry, snapshot = query.stored_result(db.session, _requester(), query_id)
+            entry, snapshot = query.stored_result(db.session, _requester(), query_id, "api")
         except DomainError as exc:
             return self.response(exc.status, message=str(exc))
         return self.response(200, query_id=entry.id, verification_code=entry.verification_code, result=snapshot)
