@@ -109,3 +109,43 @@ def test_admin_links_a_new_postgresql_view_and_a_clerk_queries_it_without_code(a
     assert f"fire.damage.{tag}" not in [
         f["code"] for f in client.get("/api/v1/query/forms", headers=bearer(social)).json["result"]
     ]
+
+
+def test_a_source_secret_is_written_never_read_back_and_a_failed_test_says_why_in_plain_words(app, client):
+    """Against the machine's MariaDB with a wrong password: the answer to
+    every call leaves the secret out, it is stored encrypted, a PUT without
+    it keeps it, and the connection test refuses in plain words, audited."""
+    from sqlalchemy import select, text
+
+    from app.extensions import db
+    from app.models.audit import AuditEvent
+    from app.models.sources import DataSource
+
+    admin = api_token(client, "admin")
+    secret = f"Wr0ng-{uuid.uuid4().hex[:10]}"
+    r = client.post("/api/v1/sources/", json={
+        "code": f"MARIA-{uuid.uuid4().hex[:6]}", "name": f"戶役政備援庫 {uuid.uuid4().hex[:4]}", "kind": "sql",
+        "host": "127.0.0.1", "port": 3306, "database": "test", "account": "root", "secret": secret,
+        "options": '{"dialect": "mysql"}', "timeout": 3, "row_cap": 50, "enabled": True,
+    }, headers=bearer(admin))  # fmt: skip
+    assert r.status_code == 201 and secret not in r.text and "secret" not in r.json["result"]
+    source = r.json["id"]
+    shown = client.get(f"/api/v1/sources/{source}", headers=bearer(admin))
+    assert shown.status_code == 200 and secret not in shown.text
+    renamed = client.put(f"/api/v1/sources/{source}", json={"timeout": 2}, headers=bearer(admin))
+    assert renamed.status_code == 200 and secret not in renamed.text, renamed.json
+    with app.app_context():
+        stored = db.session.execute(text("SELECT secret FROM data_source WHERE id = :i"), {"i": source}).scalar()
+        assert stored and secret not in stored  # encrypted at rest...
+        assert db.session.get(DataSource, source).secret == secret  # ...and kept by the PUT without it
+
+    tested = client.post(f"/api/v1/sources/{source}/test", headers=bearer(admin))
+    assert tested.json["ok"] is False and tested.json["latency_ms"] is None
+    assert "refused the account or password" in tested.json["message"] and secret not in tested.text
+    with app.app_context():
+        src = db.session.get(DataSource, source)
+        assert src.last_ok is False and "refused the account" in src.last_error and secret not in src.last_error
+        event = db.session.scalars(
+            select(AuditEvent).where(AuditEvent.action == "source_test", AuditEvent.object_id == str(source))
+        ).one()
+        assert event.outcome == "error" and secret not in (event.detail or "")

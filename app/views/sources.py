@@ -112,6 +112,25 @@ class DataSourceApi(PlatformModelApi):
     add_columns = edit_columns = EDIT_COLUMNS
     search_columns = ["code", "name", "kind", "enabled"]
 
+    def _init_model_schemas(self) -> None:
+        super()._init_model_schemas()
+        # The secret is written, never read back: FAB answers a POST or PUT
+        # with the saved record through the same schema that loaded it.
+        for schema in (self.add_model_schema, self.edit_model_schema):
+            schema.dump_fields.pop("secret", None)
+
+    def _merge_update_item(self, model_item, data):
+        """FAB fills what a PUT leaves out from the stored record; the secret
+        is not read back for that, so a PUT without one (or with an empty
+        one, as on the screen) keeps what is stored."""
+        if not data.get("secret"):
+            data.pop("secret", None)
+        stored = self.edit_model_schema.dump(model_item, many=False)
+        for column in self.edit_columns:
+            if column not in data and column in stored:
+                data[column] = stored[column]
+        return data
+
     @expose("/<int:pk>/test", methods=["POST"])
     @protect()
     @safe
