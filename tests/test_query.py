@@ -252,6 +252,12 @@ def test_the_clerk_uses_the_query_page_and_history_page(app, client, people_form
     client.get("/logout/")
     login(client, "clerk.social")
     assert client.get(f"/query/result/{log.id}").status_code == 403
+    # A query sent from the page to a form not granted to this agency is refused and recorded.
+    refused = client.post(f"/query/form/{people_form}", data={"case_no": "PAGE-2", "reason": "",
+                                                              "business_item": "TAX-CHECK", "id_no": "A123456789"})  # fmt: skip
+    assert refused.status_code == 403
+    attempt = _logs(app, people_form)[-1]
+    assert (attempt.username, attempt.outcome, attempt.case_no) == ("clerk.social", "refused", "PAGE-2")
     # Each reopening is recorded with how it was shown; so is the refused attempt.
     assert _reopenings(app, log.id) == [("clerk", "ok", "page"), ("clerk", "ok", "print"), ("clerk", "ok", "pdf"),
                                         ("clerk.social", "refused", "page")]  # fmt: skip

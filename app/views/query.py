@@ -57,12 +57,22 @@ class QueryView(BaseView):
     @has_access
     def form(self, code):
         who = _requester()
+        purpose = {"case_no": "", "reason": "", "business_item": ""}
         try:
             form = query.find_form(db.session, who, code)
         except DomainError as exc:
+            if request.method == "POST":
+                # A query sent to a form one may not use is refused and
+                # recorded as any refused query is (run_query does both).
+                purpose = {k: request.form.get(k, "") for k in purpose}
+                typed = {k: v for k, v in request.form.items() if k not in purpose and k != "csrf_token"}
+                try:
+                    query.run_query(db.session, who, code, purpose["case_no"], purpose["reason"],
+                                    purpose["business_item"], typed)  # fmt: skip
+                except DomainError as refused:
+                    abort(refused.status)
             abort(exc.status)
         values = {i.name: "" for i in form.inputs}
-        purpose = {"case_no": "", "reason": "", "business_item": ""}
         error, run = None, None
         if request.method == "POST":
             purpose = {k: request.form.get(k, "") for k in purpose}
