@@ -435,3 +435,66 @@ def test_the_platform_engine_and_pending_changes_are_told_without_opening_a_sess
         assert has_pending_changes(db.session)
         db.session.rollback()
         assert not has_pending_changes(db.session)
+
+
+def test_parcel_numbers_dates_numbers_and_purpose_lengths_are_checked_before_any_source(app):
+    """Typed as clerks type them (full-width too) and normalised; refused with
+    the input's label and an example when malformed."""
+    from types import SimpleNamespace
+
+    from app.services.errors import InvalidInput
+
+    def field(name, label, type_):
+        return SimpleNamespace(name=name, label=label, type=type_, required=False, max_length=None, pattern=None,
+                               choices=None)  # fmt: skip
+
+    form = SimpleNamespace(inputs=[field("parcel", "地號", "land_parcel"), field("day", "登記日期", "date"),
+                                   field("floors", "樓層數", "number")])  # fmt: skip
+    with app.test_request_context():
+        ok = query_service.validate_inputs
+        assert ok(form, {"parcel": "18-1", "day": "115/11/26", "floors": "7"}) == {
+            "parcel": "00180001", "day": "2026-11-26", "floors": "7"}  # fmt: skip
+        assert ok(form, {"parcel": "１８－１", "day": "2026-11-26"}) == {"parcel": "00180001", "day": "2026-11-26"}
+        assert ok(form, {"parcel": "00180001", "day": "民國115年11月26日"})["parcel"] == "00180001"
+        for params, words in (({"parcel": "18-1-2"}, "18-1"), ({"parcel": "12345"}, "18-1"), ({"parcel": "甲"}, "地號"),
+                              ({"day": "115/13/40"}, "115/11/26"), ({"day": "2026-02-30"}, "登記日期"),
+                              ({"floors": "3F"}, "樓層數")):  # fmt: skip
+            with pytest.raises(InvalidInput) as refused:
+                ok(form, params)
+            assert words in str(refused.value), params
+        item = SimpleNamespace(code="TAX-CHECK", active=True, name="稅籍查核")
+        purpose_form = SimpleNamespace(business_items=[item])
+        assert query_service.check_purpose(purpose_form, "1151126-0001", "", "TAX-CHECK") is item
+        for case_no, reason in (("C" * 61, ""), ("", "因" * 201)):
+            with pytest.raises(InvalidInput) as refused:
+                query_service.check_purpose(purpose_form, case_no, reason, "TAX-CHECK")
+            assert "過長" in str(refused.value)
+
+
+def test_a_form_granted_to_the_agency_but_not_to_the_clerks_role_is_refused_and_recorded(app, client, tmp_path):
+    code = f"test.role.{uuid.uuid4().hex[:6]}"
+    with app.app_context():
+        src = factories.sqlite_source(f"ROLE-{uuid.uuid4().hex[:6]}", factories.people_db(tmp_path / "role.db"))
+        factories.people_form(code, src, agencies=("TAX",), roles=("Supervisor",))
+    r = _run(client, api_token(client, "clerk"), code)
+    assert r.status_code == 403 and "角色" in r.json["message"]
+    log = _logs(app, code)[-1]
+    assert (log.username, log.outcome, log.snapshot) == ("clerk", "refused", None)
+
+
+def test_when_every_source_fails_the_query_is_recorded_as_a_source_error_with_what_each_said(app, client, tmp_path):
+    code = f"test.allfail.{uuid.uuid4().hex[:6]}"
+    with app.app_context():
+        off = factories.sqlite_source(f"OFF-{uuid.uuid4().hex[:6]}", factories.people_db(tmp_path / "off.db"))
+        off.enabled = False
+        factories.people_form(code, off)
+    r = _run(client, api_token(client, "clerk"), code)
+    assert r.status_code == 200 and r.json["outcome"] == "source_error"
+    assert "停用" in r.json["sections"][0]["error"] and r.json["sections"][0]["rows"] == []
+    log = _logs(app, code)[-1]
+    assert log.outcome == "source_error" and log.row_count == 0 and "停用" in log.error
+    assert log.verification_code == r.json["verification_code"] and log.snapshot_sha256
+    with app.app_context():
+        assert db.session.scalar(
+            select(AuditEvent.outcome).where(AuditEvent.action == "query", AuditEvent.object_id == str(log.id))
+        ) == "source_error"  # fmt: skip
