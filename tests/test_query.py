@@ -498,3 +498,26 @@ def test_when_every_source_fails_the_query_is_recorded_as_a_source_error_with_wh
         assert db.session.scalar(
             select(AuditEvent.outcome).where(AuditEvent.action == "query", AuditEvent.object_id == str(log.id))
         ) == "source_error"  # fmt: skip
+
+
+def test_the_history_filters_by_taipei_days_typed_in_roc_or_iso_form(app, client, people_form):
+    """07:30 in Taipei on 26 November is still 25 November in UTC; 00:30 on
+    the 27th is still the 26th: the clerk's day is Taipei's."""
+    clerk = api_token(client, "clerk")
+    early = _run(client, clerk, people_form, case_no="DAY-EARLY").json["query_id"]
+    late = _run(client, clerk, people_form, case_no="DAY-LATE").json["query_id"]
+    with app.app_context():
+        for query_id, at in (
+            (early, datetime.datetime(2026, 11, 25, 23, 30)),
+            (late, datetime.datetime(2026, 11, 26, 16, 30)),
+        ):
+            db.session.execute(update(QueryLog).where(QueryLog.id == query_id).values(at=at))
+        db.session.commit()
+
+    def cases(**filters):
+        args = "&".join(f"{k}={v}" for k, v in {"form": people_form, **filters}.items())
+        return {h["case_no"] for h in client.get(f"/api/v1/query/history?{args}", headers=bearer(clerk)).json["result"]}
+
+    assert cases(**{"from": "115/11/26", "to": "115/11/26"}) == {"DAY-EARLY"}
+    assert cases(**{"from": "2026-11-27", "to": "2026-11-27"}) == {"DAY-LATE"}
+    assert cases(**{"from": "115/11/26", "to": "115/11/27"}) == {"DAY-EARLY", "DAY-LATE"}

@@ -31,6 +31,12 @@ def to_local(value: _dt.datetime) -> _dt.datetime:
     return value.astimezone(TAIPEI)
 
 
+def utc_midnight(day: _dt.date) -> _dt.datetime:
+    """Midnight at the start of a Taipei day, as the naive UTC the tables store."""
+    local = _dt.datetime.combine(day, _dt.time(0), tzinfo=TAIPEI)
+    return local.astimezone(_dt.UTC).replace(tzinfo=None)
+
+
 def format_roc(value, style: str = "slash") -> str:
     """Format a date as ``115/11/26``, ``民國115年11月26日`` or ``1151126``."""
     if value is None:

@@ -21,7 +21,7 @@ from sqlalchemy import insert, or_, select
 from app.connectors import Filter, SectionSpec, SourceError, connector_for
 from app.extensions import has_pending_changes, platform_bind
 from app.lib import identifiers, verifycode
-from app.lib.rocdate import format_roc, parse_roc
+from app.lib.rocdate import format_roc, parse_roc, utc_midnight
 from app.models.queries import BusinessItem, QueryLog
 from app.services import audit, formplan
 from app.services.errors import Forbidden, InvalidInput, NotFound
@@ -441,12 +441,11 @@ def history(session, who: Requester, *, form_code=None, case_no=None, date_from=
         stmt = stmt.where(QueryLog.form_code == form_code)
     if case_no:
         stmt = stmt.where(or_(QueryLog.case_no == case_no, QueryLog.reason.contains(case_no)))
+    # Days are Taipei days, as the history shows its times.
     if date_from:
-        stmt = stmt.where(QueryLog.at >= datetime.datetime.combine(date_from, datetime.time.min))
+        stmt = stmt.where(QueryLog.at >= utc_midnight(date_from))
     if date_to:
-        stmt = stmt.where(
-            QueryLog.at < datetime.datetime.combine(date_to + datetime.timedelta(days=1), datetime.time.min)
-        )
+        stmt = stmt.where(QueryLog.at < utc_midnight(date_to + datetime.timedelta(days=1)))
     return list(session.scalars(stmt.limit(min(limit, 200)).offset(offset)))
 
 

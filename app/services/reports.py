@@ -30,7 +30,7 @@ from sqlalchemy import Date, Integer, and_, case, exists, func, literal, literal
 from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.sql.expression import FunctionElement
 
-from app.lib.rocdate import TAIPEI, format_roc, parse_roc
+from app.lib.rocdate import TAIPEI, format_roc, parse_roc, utc_midnight
 from app.models.notify import Dispatch, NotificationCase, NotificationCategory
 from app.models.org import Agency, PlatformUser
 from app.models.queries import BusinessItem, QueryForm, QueryLog
@@ -51,8 +51,7 @@ def taipei_today() -> datetime.date:
 
 def _utc(day: datetime.date) -> datetime.datetime:
     """Midnight of a Taipei day, as the naive UTC the tables store."""
-    local = datetime.datetime.combine(day, datetime.time(0), tzinfo=TAIPEI)
-    return local.astimezone(datetime.UTC).replace(tzinfo=None)
+    return utc_midnight(day)
 
 
 @dataclass(frozen=True)
