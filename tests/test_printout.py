@@ -224,6 +224,18 @@ def test_first_page_png_is_not_blank(pdf_path):
     assert marked / total > 0.15
 
 
+def test_the_qr_code_on_the_printed_page_scans_to_the_verification_page(pdf_path, tmp_path):
+    """Read back from the rendered page by a real decoder (zxing-cpp), as a
+    citizen's phone would read the paper."""
+    import zxingcpp
+
+    png = tmp_path / "page1.png"
+    run("pdftoppm", "-r", "150", "-png", "-f", "1", "-l", "1", "-singlefile", str(pdf_path), str(png.with_suffix("")))
+    with Image.open(png) as image:
+        found = zxingcpp.read_barcodes(image.convert("L"))
+    assert [(b.format.name, b.text) for b in found] == [("QRCode", f"https://query.example.gov.tw/verify/{CODE}")]
+
+
 def test_500_rows_span_pages_each_with_watermark_and_footer(long_pdf_path):
     pages = page_count(long_pdf_path)
     assert pages >= 8
