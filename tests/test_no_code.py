@@ -149,3 +149,43 @@ def test_a_source_secret_is_written_never_read_back_and_a_failed_test_says_why_i
             select(AuditEvent).where(AuditEvent.action == "source_test", AuditEvent.object_id == str(source))
         ).one()
         assert event.outcome == "error" and secret not in (event.detail or "")
+
+
+def test_the_administrator_screens_list_add_and_test_sources_and_forms_in_chinese(app, client, tmp_path):
+    """The screens a county administrator uses instead of code: the lists and
+    add forms of data sources and query forms, and the "test connection"
+    action, which reports the latency or the error in plain words."""
+    from sqlalchemy import select
+
+    from app.extensions import db
+    from app.models.sources import DataSource
+    from tests import factories
+    from tests.conftest import csrf_token, login
+
+    with app.app_context():
+        good = factories.sqlite_source(f"SCR-{uuid.uuid4().hex[:6]}", factories.people_db(tmp_path / "screen.db"))
+        gone = factories.sqlite_source(f"SCR-{uuid.uuid4().hex[:6]}", str(tmp_path / "missing.db"))
+        db.session.commit()
+        good_id, gone_id, good_name, gone_name = good.id, gone.id, good.name, gone.name
+    login(client, "admin")
+    sources = client.get("/datasourceview/list/")
+    assert sources.status_code == 200 and "資料來源" in sources.text and "來源代碼" in sources.text
+    shown = client.get(f"/datasourceview/show/{good_id}")
+    assert shown.status_code == 200 and good_name in shown.text and "測試連線" in shown.text
+    add = client.get("/datasourceview/add")
+    assert add.status_code == 200 and 'type="password"' in add.text
+    forms = client.get("/queryformview/list/")
+    assert forms.status_code == 200 and "查詢表單" in forms.text
+    assert client.get("/queryformview/add").status_code == 200
+
+    token = csrf_token(sources.text)
+    ok = client.post("/datasourceview/action_post", data={"action": "test_connection", "rowid": good_id,
+                                                          "csrf_token": token}, follow_redirects=True)  # fmt: skip
+    assert f"已連線至 {good_name}，耗時" in ok.text
+    failed = client.post("/datasourceview/action_post", data={"action": "test_connection", "rowid": gone_id,
+                                                              "csrf_token": token}, follow_redirects=True)  # fmt: skip
+    assert f"無法連線至 {gone_name}：" in failed.text and "not found" in failed.text
+    with app.app_context():
+        health = {s.id: (s.last_ok, s.last_error) for s in db.session.scalars(
+            select(DataSource).where(DataSource.id.in_([good_id, gone_id])))}  # fmt: skip
+    assert health[good_id] == (True, None) and health[gone_id][0] is False and health[gone_id][1]
