@@ -9,14 +9,16 @@ from cryptography.fernet import Fernet, InvalidToken, MultiFernet
 from sqlalchemy.types import Text, TypeDecorator
 
 _fernet: MultiFernet | None = None
+_newest: Fernet | None = None
 
 
 def configure(keys: str) -> None:
-    global _fernet
+    global _fernet, _newest
     parts = [k.strip() for k in (keys or "").split(",") if k.strip()]
     if not parts:
         raise ValueError("FIELD_ENCRYPTION_KEYS is empty")
-    _fernet = MultiFernet([Fernet(k.encode()) for k in parts])
+    fernets = [Fernet(k.encode()) for k in parts]
+    _fernet, _newest = MultiFernet(fernets), fernets[0]
 
 
 def _f() -> MultiFernet:
@@ -43,7 +45,20 @@ def decrypt(token: str) -> str:
 
 def rotate(token: str) -> str:
     """Re-encrypt a ciphertext with the first (newest) key."""
-    return _f().rotate(token.encode()).decode()
+    try:
+        return _f().rotate(token.encode()).decode()
+    except InvalidToken as exc:
+        raise ValueError("ciphertext cannot be decrypted with the configured keys") from exc
+
+
+def is_current(token: str) -> bool:
+    """Whether a ciphertext is under the first (newest) key already."""
+    _f()
+    try:
+        _newest.decrypt(token.encode())
+    except InvalidToken:
+        return False
+    return True
 
 
 class EncryptedText(TypeDecorator):
