@@ -680,3 +680,21 @@ def test_the_simulators_answer_invalid_input_with_400_json(simulators):
             assert response.status_code == 400
             assert response.headers["content-type"].startswith("application/json")
             assert "Traceback" not in response.text
+
+
+def test_the_platform_never_loads_the_simulators():
+    """The e-gate and business-registry simulators serve the demo and the tests
+    from their own process; the platform itself (every view, connector and
+    command registered) runs without them."""
+    import subprocess
+
+    probe = (
+        "import sys\n"
+        "from app import create_app\n"
+        "from config import TestConfig\n"
+        "create_app(TestConfig)\n"
+        "import app.connectors.egate, app.connectors.rest, app.cli\n"
+        "print(sorted(m for m in sys.modules if m.startswith('app.simulators')))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=120, check=True)
+    assert out.stdout.strip().splitlines()[-1] == "[]"

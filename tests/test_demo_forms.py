@@ -39,6 +39,21 @@ def test_a_social_clerk_sees_wang_xiaoming_his_household_and_welfare_across_sour
     assert rows_of(result, "福利身分")
 
 
+def test_a_tax_clerk_reads_a_person_and_the_whole_household_from_the_e_gate(client):
+    """RQ02 and RQ01 through the demo forms ``household.person`` (input
+    ``id_no``) and ``household.whole``: masked IDs, ROC dates."""
+    import re
+
+    token = api_token(client, "clerk")
+    person = rows_of(run(client, token, "household.person", {"id_no": "A123456789"}, "TAX-EXEMPT"), "個人戶籍")
+    assert len(person) == 1
+    name, id_no, _sex, born = person[0][:4]
+    assert (name, id_no) == ("王小明", "******6789") and re.fullmatch(r"\d{2,3}/\d{2}/\d{2}", born)
+    members = rows_of(run(client, token, "household.whole", {"id_no": "A123456789"}, "TAX-EXEMPT"), "全戶戶籍")
+    assert len(members) >= 3 and "王小明" in [m[1] for m in members] and any(m[0] == "戶長" for m in members)
+    assert all(m[2].startswith("******") for m in members)
+
+
 def test_household_change_transactions_answer_through_the_e_gate(client):
     from seed_data.world import build_world
 
@@ -51,6 +66,11 @@ def test_household_change_transactions_answer_through_the_e_gate(client):
     removed = world.person_removals[0]
     result = run(client, token, "household.changes", {"id_no": removed.id_no}, "HH-NOTIFY")
     assert rows_of(result, "個人除戶（RQ08）")
+    gone = world.household_removals[0]
+    former = next(p for p in world.persons if p.household_no == gone.household_no)
+    result = run(client, token, "household.changes", {"id_no": former.id_no}, "HH-NOTIFY")
+    whole = rows_of(result, "全戶除戶（RQ07）")
+    assert whole and {row[0] for row in whole} == {gone.household_no} and gone.reason in [row[4] for row in whole]
     moved = world.address_changes[0]
     member = next(p for p in world.persons if p.household_no == moved.household_no)
     result = run(client, token, "household.changes", {"id_no": member.id_no}, "HH-NOTIFY")
