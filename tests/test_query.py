@@ -59,6 +59,10 @@ def test_a_tax_clerk_looks_up_a_person_with_masks_and_gets_a_verification_code(a
     assert query_service.verifycode.normalise(r.json["verification_code"]) == r.json["verification_code"]
     log = _logs(app, people_form)[-1]
     assert log.outcome == "ok" and log.row_count == 1 and log.case_no == "1151126-0001"
+    assert log.business_item == "TAX-CHECK" and log.reason is None and log.duration_ms > 0
+    assert json.loads(log.params) == {"id_no": "A123456789"} and log.error is None
+    assert log.snapshot_sha256 == query_service.snapshot_digest(json.loads(log.snapshot))
+    assert json.loads(log.snapshot)["sections"][0]["rows"] == [["******6789", "王○明", "東區", "NT$512,000"]]
     assert log.agency_code == "TAX" and log.username == "clerk" and log.client_ip == "127.0.0.1"
     # The subject is findable by keyed hash, never stored in clear.
     with app.app_context():
@@ -160,6 +164,8 @@ def test_a_failing_source_shows_its_error_in_its_own_section_while_the_others_sh
     assert broken["error"] and broken["rows"] == []
     assert "停用" in disabled["error"]
     assert r.json["outcome"] == "partial"
+    log = _logs(app, code)[-1]
+    assert log.outcome == "partial" and log.row_count == 1 and "停用" in log.error
 
 
 def test_history_is_personal_and_reopens_the_stored_result_exactly(app, client, people_form):
