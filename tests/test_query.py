@@ -382,9 +382,8 @@ def test_on_postgresql_a_query_writes_its_log_and_audit_event_in_one_statement_t
         assert sealed is not None
 
 
+@pytest.mark.parametrize("backend", ["postgresql"], indirect=True)  # the one-statement write is PostgreSQL's
 def test_on_postgresql_a_log_row_whose_audit_event_fails_is_not_written_either(app, backend):
-    if backend.backend != "postgresql":
-        pytest.skip("the one-statement write is PostgreSQL's")
     from app.services import audit
 
     with app.app_context():
