@@ -7,6 +7,7 @@ import json
 import time
 
 from flask_babel import lazy_gettext as _l
+from sqlalchemy import inspect
 
 from app.connectors import SourceConfig, SourceError, connector_for
 from app.models.sources import SOURCE_KINDS, DataSource
@@ -51,6 +52,15 @@ def validate_source(session, src: DataSource) -> None:
         raise InvalidInput(_l("Text-file sources need a file path."))
     elif src.kind in ("rest", "egate") and not (src.url or "").startswith(("http://", "https://")):
         raise InvalidInput(_l("Web-service and e-gate sources need an http(s) URL."))
+
+
+def keep_stored_secret(src: DataSource) -> None:
+    """An update that leaves the password empty keeps the stored one (the
+    screen never shows it, the API never returns it): for both, before saving."""
+    if not src.secret:
+        history = inspect(src).attrs.secret.history
+        if history.deleted:
+            src.secret = history.deleted[0]
 
 
 def source_config(src: DataSource) -> SourceConfig:

@@ -82,13 +82,7 @@ class DataSourceView(PlatformModelView):
         form.secret.data = ""
 
     def pre_update(self, item):
-        if not item.secret:
-            # An empty password field keeps what is stored.
-            from sqlalchemy import inspect
-
-            hist = inspect(item).attrs.secret.history
-            if hist.deleted:
-                item.secret = hist.deleted[0]
+        sources.keep_stored_secret(item)
         super().pre_update(item)
 
     @action("test_connection", _l("Test connection"), None, "fa-plug", multiple=False)
@@ -120,16 +114,17 @@ class DataSourceApi(PlatformModelApi):
             schema.dump_fields.pop("secret", None)
 
     def _merge_update_item(self, model_item, data):
-        """FAB fills what a PUT leaves out from the stored record; the secret
-        is not read back for that, so a PUT without one (or with an empty
-        one, as on the screen) keeps what is stored."""
-        if not data.get("secret"):
-            data.pop("secret", None)
+        """FAB fills what a PUT leaves out from the stored record as its schema
+        dumps it, which the secret is not: a PUT without one leaves it alone."""
         stored = self.edit_model_schema.dump(model_item, many=False)
         for column in self.edit_columns:
             if column not in data and column in stored:
                 data[column] = stored[column]
         return data
+
+    def pre_update(self, item):
+        sources.keep_stored_secret(item)
+        super().pre_update(item)
 
     @expose("/<int:pk>/test", methods=["POST"])
     @protect()
