@@ -55,6 +55,7 @@ import uuid
 import weakref
 
 from app.connectors.base import Connector, Filter, Result, SectionSpec, SourceConfig, SourceError, register
+from app.lib.drivercursor import driver_cursor
 
 log = logging.getLogger(__name__)
 
@@ -620,31 +621,18 @@ class SqlConnector(Connector):
         return columns, rows
 
     def _fetch_on_driver(self, engine, section: SectionSpec, sql: str, args) -> tuple[list, list]:
-        """The compiled SELECT on a pooled driver connection (``driver_statement``):
-        the pool's checks, the connection's settings and timeouts, the errors
-        and the rows are the same as through SQLAlchemy."""
+        """The compiled SELECT on a pooled driver connection (``driver_statement``,
+        ``drivercursor``): the pool's checks, the connection's settings and
+        timeouts, the errors and the rows are the same as through SQLAlchemy."""
+        checked_out = False
         try:
-            fairy = engine.raw_connection()
-        except Exception as exc:
-            raise self._error(exc, connecting=True) from None
-        driver = fairy.driver_connection
-        cursor = None
-        try:
-            with self._deadline(driver):
-                cursor = fairy.cursor()
+            with driver_cursor(engine) as cursor, self._deadline(cursor.connection):
+                checked_out = True
                 cursor.execute(sql, args)
                 columns = list(section.columns) or [_column_name(engine.dialect, d[0]) for d in cursor.description]
                 rows = [dict(zip(columns, (_plain(v) for v in row), strict=False)) for row in cursor.fetchall()]
         except Exception as exc:
-            dialect = engine.dialect
-            if isinstance(exc, dialect.loaded_dbapi.Error) and dialect.is_disconnect(exc, driver, cursor):
-                engine.pool._invalidate(fairy, exc)  # as a Connection does: the pool's older ones too
-            raise self._error(exc, connecting=False) from None
-        finally:
-            if cursor is not None:
-                with contextlib.suppress(Exception):
-                    cursor.close()
-            fairy.close()
+            raise self._error(exc, connecting=not checked_out) from None
         return columns, rows
 
     @contextlib.contextmanager

@@ -32,6 +32,7 @@ from sqlalchemy import String, bindparam, cast, event, func, insert, inspect, se
 from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Session
 
+from app.lib.drivercursor import DriverError, driver_cursor
 from app.models.audit import AuditEvent, AuditHead
 from app.models.notify import Attachment, CaseEvent, CaseSequence, Dispatch, NotificationCase
 from app.models.outbox import OutboxMessage
@@ -178,43 +179,18 @@ def insert_with_event(bind, table, values: dict, action: str, *, object_type=Non
 
 
 def _execute_autocommitted(bind, sql: str, params: dict) -> int:
-    """Execute driver SQL on a pooled connection in autocommit and return the
-    first column of its one row, straight through the driver (a SQLAlchemy
-    Connection around one statement costs more than the round trip).
-
-    A driver error is raised as SQLAlchemy's, after the engine's
-    ``handle_error`` listeners have seen it, as through a Connection; a
-    connection lost on the way is dropped from the pool, and a connection
-    goes back to the pool out of autocommit.
+    """Execute driver SQL in autocommit on a pooled connection and return the
+    first column of its one row (``drivercursor``: no SQLAlchemy Connection
+    around one statement). A driver error, a failed connect included, is
+    raised as SQLAlchemy's, after the engine's ``handle_error`` listeners
+    have seen it, as through a Connection (no statement, no parameters in it).
     """
-    dbapi_error = bind.dialect.loaded_dbapi.Error
     try:
-        fairy = bind.raw_connection()
-    except dbapi_error as exc:  # the database cannot be reached: as Engine.connect() would say
-        Connection._handle_dbapi_exception_noconnection(exc, bind.dialect, bind)
-    driver = fairy.driver_connection
-    cursor = None
-    try:
-        driver.autocommit = True
-        cursor = driver.cursor()
-        cursor.execute(sql, params)
-        return int(cursor.fetchone()[0])
-    except dbapi_error as exc:
-        disconnect = bind.dialect.is_disconnect(exc, driver, cursor)
-        if disconnect:  # as a Connection does: this one and the pool's older ones are retired
-            bind.pool._invalidate(fairy, exc)
-        # Raised as a SQLAlchemy error (no statement, no parameters in it),
-        # after the engine's handle_error listeners have seen it.
-        Connection._handle_dbapi_exception_noconnection(exc, bind.dialect, bind, is_disconnect=disconnect)
-    finally:
-        try:
-            if cursor is not None:
-                cursor.close()
-            if fairy.is_valid:
-                driver.autocommit = False
-        except dbapi_error as exc:  # never hand an autocommitting connection back
-            fairy.invalidate(exc)
-        fairy.close()
+        with driver_cursor(bind, autocommit=True) as cursor:
+            cursor.execute(sql, params)
+            return int(cursor.fetchone()[0])
+    except DriverError as exc:
+        Connection._handle_dbapi_exception_noconnection(exc.orig, bind.dialect, bind, is_disconnect=exc.disconnect)
 
 
 _with_event_sql_cache: dict[tuple[str, str], tuple[str, dict[str, Callable]]] = {}
