@@ -12,7 +12,7 @@ from flask_limiter import Limiter
 from flask_limiter.util import get_remote_address
 
 from app.models.org import PlatformUser
-from app.services import audit
+from app.services import actors, audit
 from app.web import bearer_api_call
 
 
@@ -207,6 +207,11 @@ class PlatformSecurityManager(SecurityManager):
 
     # --- permission checks, cached briefly -------------------------------------
 
+    def cached_capabilities(self, role_ids: tuple, compute):
+        """The Platform capabilities of a set of roles (``app.services.actors``)."""
+        ttl = self._ttl()
+        return compute() if ttl <= 0 else self._permission_cache.get(("capabilities", role_ids), ttl, compute)
+
     def _ttl(self) -> float:
         return float(current_app.config.get("PERMISSION_CACHE_SECONDS", 10))
 
@@ -234,9 +239,9 @@ class PlatformSecurityManager(SecurityManager):
 
     def _record(self, action, user=None, outcome="ok", detail=None):
         actor = (
-            audit.actor_for_user(user, _client_ip())
+            actors.for_user(user, _client_ip(), session=self.session)
             if user is not None
-            else audit.Actor(id=None, name="anonymous", client_ip=_client_ip())
+            else actors.anonymous(_client_ip())
         )
         session = self.session
         try:

@@ -9,7 +9,8 @@ from flask_login import current_user
 from sqlalchemy.exc import OperationalError
 
 from app.lib.rocdate import format_roc, format_roc_datetime
-from app.services import audit
+from app.services import actors, audit
+from app.services.actors import Actor
 from app.services.errors import DomainError
 
 CSP = (
@@ -22,20 +23,28 @@ CSP = (
 )
 
 
-def _actor() -> audit.Actor:
-    """Who is acting in this request (session or JWT), for the audit trail."""
+def current_actor() -> Actor:
+    """Who is acting in this request (session or JWT): built once, kept on ``g``."""
     if not request:
-        return audit.SYSTEM
-    user = None
-    try:
-        user = current_app.appbuilder.sm.current_user
-    except Exception:
-        user = None
+        return actors.SYSTEM
+    cached = g.get("actor")
+    if cached is not None:
+        return cached
+    user = current_app.appbuilder.sm.current_user
     if user is None and current_user and getattr(current_user, "is_authenticated", False):
         user = current_user
     if user is None or not getattr(user, "is_authenticated", True):
-        return audit.Actor(id=None, name="anonymous", client_ip=request.remote_addr)
-    return audit.actor_for_user(user, request.remote_addr)
+        return actors.anonymous(request.remote_addr)
+    from app.extensions import db
+
+    g.actor = actors.for_user(user, request.remote_addr, permissions=_capabilities(db.session, user))
+    return g.actor
+
+
+def _capabilities(session, user) -> frozenset[str]:
+    """The user's Platform capabilities, cached as FAB's permission answers are."""
+    role_ids = tuple(sorted(r.id for r in user.roles))
+    return current_app.appbuilder.sm.cached_capabilities(role_ids, lambda: actors.capabilities_of(session, role_ids))
 
 
 _UPLOAD_PATHS = ("/api/v1/transfers/", "/transfer/case/")
@@ -168,7 +177,7 @@ def register(app) -> None:
     from app.extensions import db
 
     app.session_interface = _SessionInterface()
-    audit.set_actor_provider(_actor)
+    audit.set_actor_provider(current_actor)
     app.after_request(_security_headers)
     app.after_request(_rewrite_db_down)
     with app.app_context():

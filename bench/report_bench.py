@@ -225,14 +225,14 @@ def time_reports(app, runs: int) -> None:
 def time_worklists(app, runs: int) -> None:
     from app.extensions import db
     from app.models.org import PlatformUser
-    from app.services import notify, workflow
+    from app.services import actors, notify
 
     boxes = [("notifier", "cases"), ("supervisor.land", "incoming"), ("handler.land", "work")]
     print(f"\nwork lists, first page of 200 (median / worst of {runs} runs, ms; target p50 < 50)")
     with app.app_context():
         for username, box in boxes:
             user = db.session.query(PlatformUser).filter_by(username=username).one()
-            who = workflow.Actor.from_user(user)
+            who = actors.for_user(user, session=db.session)
             n = len(notify.worklist(db.session, who, box))
             median, worst = _time(lambda who=who, box=box: (notify.worklist(db.session, who, box),
                                                             db.session.expire_all()), runs * 4)  # fmt: skip

@@ -384,7 +384,7 @@ def test_on_postgresql_a_query_writes_its_log_and_audit_event_in_one_statement_t
 
 @pytest.mark.parametrize("backend", ["postgresql"], indirect=True)  # the one-statement write is PostgreSQL's
 def test_on_postgresql_a_log_row_whose_audit_event_fails_is_not_written_either(app, backend):
-    from app.services import audit
+    from app.services import actors, audit
 
     with app.app_context():
         table = QueryLog.__table__
@@ -392,7 +392,7 @@ def test_on_postgresql_a_log_row_whose_audit_event_fails_is_not_written_either(a
         values = {c.key: None for c in table.columns if c.key != "id"}
         values.update(at=datetime.datetime.utcnow(), form_code="atomic.test", outcome="ok", row_count=0,
                       verification_code=code)  # fmt: skip
-        too_long = audit.Actor(id=None, name="x" * 500)  # the event's actor column holds 128
+        too_long = actors.Actor(user_id=None, username="x" * 500)  # the event's actor column holds 128
         # The statement runs in autocommit straight on a pooled connection:
         # whatever happens, the connection goes back to the pool out of it.
         returned = []
@@ -405,7 +405,7 @@ def test_on_postgresql_a_log_row_whose_audit_event_fails_is_not_written_either(a
             # ...and a good one writes both rows, the parameters and snapshot encrypted at rest.
             values.update(params='{"id_no": "A123456789"}', snapshot='{"sections": ["王小明"]}')
             new_id = audit.insert_with_event(db.engine, table, values, "query", object_type="QueryLog",
-                                             actor=audit.Actor(id=None, name="atomic"))  # fmt: skip
+                                             actor=actors.Actor(user_id=None, username="atomic"))  # fmt: skip
         finally:
             event.remove(db.engine, "checkin", on_checkin)
         assert returned.count(False) >= 2 and True not in returned

@@ -22,9 +22,8 @@ from app.extensions import db
 from app.models.audit import AuditEvent
 from app.models.org import Agency, PlatformUser
 from app.models.transfer import StaffCertificate, TransferCase, TransferItem
-from app.services import certificates, transfer
+from app.services import actors, certificates, transfer
 from app.services.errors import DomainError, InvalidInput
-from app.services.workflow import Actor
 from tests.conftest import api_token, bearer, pki_dir
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -266,7 +265,7 @@ def test_a_connection_dropped_mid_upload_or_a_full_disk_registers_nothing(app, r
     before = _leftovers(app)
     with app.app_context():
         user = db.session.scalar(select(PlatformUser).where(PlatformUser.username == "transfer.social"))
-        who = Actor.from_user(user)
+        who = actors.for_user(user, session=db.session)
         with pytest.raises(Exception):  # noqa: B017 - the client's own disconnect error
             transfer.upload_payload(db.session, who, case_id, _Dropped(sealed), "api")
         db.session.rollback()

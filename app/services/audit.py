@@ -37,6 +37,7 @@ from app.models.audit import AuditEvent, AuditHead
 from app.models.notify import Attachment, CaseEvent, CaseSequence, Dispatch, NotificationCase
 from app.models.outbox import OutboxMessage
 from app.models.queries import ConfigGeneration, QueryLog
+from app.services.actors import SYSTEM, Actor
 
 log = logging.getLogger(__name__)
 GENESIS = "0" * 64
@@ -62,15 +63,6 @@ OBJECT_TYPES = {
 }  # fmt: skip
 
 
-@dataclass(frozen=True)
-class Actor:
-    id: int | None
-    name: str
-    agency_code: str | None = None
-    client_ip: str | None = None
-
-
-SYSTEM = Actor(id=None, name="system")
 _actor_provider: Callable[[], Actor] = lambda: SYSTEM  # noqa: E731
 
 
@@ -85,16 +77,6 @@ def current_actor() -> Actor:
         return _actor_provider()
     except Exception:
         return SYSTEM
-
-
-def actor_for_user(user, client_ip: str | None = None) -> Actor:
-    agency = getattr(user, "agency", None)
-    return Actor(
-        id=user.id,
-        name=user.username,
-        agency_code=agency.code if agency is not None else None,
-        client_ip=client_ip,
-    )
 
 
 # --- the chain -----------------------------------------------------------
@@ -307,8 +289,8 @@ def _event(action, object_type=None, object_id=None, fields=None, outcome="ok",
            detail=None, actor: Actor | None = None) -> dict:  # fmt: skip
     actor = actor or current_actor()
     return {
-        "actor_id": actor.id,
-        "actor": actor.name,
+        "actor_id": actor.user_id,
+        "actor": actor.username,
         "agency_code": actor.agency_code,
         "client_ip": actor.client_ip,
         "action": action,

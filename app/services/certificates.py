@@ -27,9 +27,9 @@ from sqlalchemy import select
 
 from app.models.org import PlatformUser
 from app.models.transfer import StaffCertificate
-from app.services import audit
+from app.services import actors, audit
+from app.services.actors import Actor
 from app.services.errors import Conflict, Forbidden, InvalidInput, NotFound
-from app.services.workflow import Actor
 
 STATUS_LABELS = {
     "valid": _l("valid"),
@@ -187,14 +187,10 @@ def check(data: bytes, at: datetime.datetime | None = None) -> Checked:
     )
 
 
-def _audit_actor(actor: Actor) -> audit.Actor:
-    return audit.Actor(actor.user_id, actor.username, actor.agency_code, actor.client_ip)
-
-
 def record_refusal(session, actor: Actor, reason: str) -> None:
     """Audit a refused upload (after the caller rolled back; the caller commits)."""
     audit.record(session, "certificate.refused", object_type="StaffCertificate", outcome="refused",
-                 detail={"reason": reason}, actor=_audit_actor(actor))  # fmt: skip
+                 detail={"reason": reason}, actor=actor)  # fmt: skip
 
 
 def register(session, actor: Actor, user: PlatformUser, data: bytes) -> StaffCertificate:
@@ -203,7 +199,7 @@ def register(session, actor: Actor, user: PlatformUser, data: bytes) -> StaffCer
     InvalidInput says why a certificate is refused (the caller rolls back and
     may audit the refusal with record_refusal).
     """
-    if user.id != actor.user_id and "Admin" not in actor.roles:
+    if user.id != actor.user_id and not actor.can(actors.ALL_AGENCIES):
         raise Forbidden(_l("You may only register your own certificate."))
     checked = check(data)
     if session.scalar(select(StaffCertificate).where(StaffCertificate.fingerprint == checked.fingerprint)):
@@ -212,7 +208,7 @@ def register(session, actor: Actor, user: PlatformUser, data: bytes) -> StaffCer
     session.flush()
     audit.record(session, "certificate.registered", object_type="StaffCertificate", object_id=cert.id,
                  detail={"user": user.username, "fingerprint": checked.fingerprint, "usage": checked.usage},
-                 actor=_audit_actor(actor))  # fmt: skip
+                 actor=actor)  # fmt: skip
     return cert
 
 
@@ -231,12 +227,12 @@ def withdraw(session, actor: Actor, cert_id: int) -> StaffCertificate:
     cert = session.get(StaffCertificate, cert_id)
     if cert is None:
         raise NotFound(_l("No such certificate."))
-    if cert.user_id != actor.user_id and "Admin" not in actor.roles:
+    if cert.user_id != actor.user_id and not actor.can(actors.ALL_AGENCIES):
         raise Forbidden(_l("This certificate belongs to someone else."))
     cert.status = "withdrawn"
     cert.status_reason = str(_l("Withdrawn by its owner."))
     audit.record(session, "certificate.withdrawn", object_type="StaffCertificate", object_id=cert.id,
-                 actor=_audit_actor(actor))  # fmt: skip
+                 actor=actor)  # fmt: skip
     return cert
 
 

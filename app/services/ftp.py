@@ -30,9 +30,9 @@ from werkzeug.security import check_password_hash
 
 from app.extensions import db
 from app.models.org import PlatformUser
-from app.services import audit, transfer
+from app.services import actors, audit, transfer
+from app.services.actors import Actor
 from app.services.errors import DomainError, InvalidInput
-from app.services.workflow import Actor
 
 log = logging.getLogger(__name__)
 READY = ".ready"
@@ -66,7 +66,11 @@ def make_authorizer(app: Flask, root: Path):
                 user = _agency_user(username)
                 ok = user is not None and bool(user.password) and check_password_hash(user.password, password)
                 ip = handler.remote_ip if handler else None
-                actor = audit.Actor(user.id if user else None, username[:64], user.agency.code if user else None, ip)
+                actor = (
+                    actors.for_user(user, ip, session=db.session)
+                    if user is not None
+                    else actors.Actor(user_id=None, username=username[:64], client_ip=ip)
+                )
                 audit.record(db.session, "ftp.login" if ok else "ftp.login_failed", outcome="ok" if ok else "refused",
                              actor=actor)  # fmt: skip
                 db.session.commit()

@@ -28,7 +28,8 @@ from app.models.notify import (
 )
 from app.models.org import Agency, PlatformUser
 from app.models.outbox import CITIZEN, NORMAL
-from app.services import attachments, audit, outbox, survey, workflow
+from app.services import actors, attachments, audit, outbox, survey, workflow
+from app.services.actors import Actor
 from app.services.errors import Conflict, Forbidden, InvalidInput, NotFound
 
 _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[A-Za-z0-9-]{2,}$")
@@ -86,10 +87,12 @@ class CaseDraft:
 # --- categories ----------------------------------------------------------------
 
 
-def usable_categories(session, actor: workflow.Actor) -> list[NotificationCategory]:
+def usable_categories(session, actor: Actor) -> list[NotificationCategory]:
     cats = session.scalars(select(NotificationCategory).where(NotificationCategory.active.is_(True))
                            .order_by(NotificationCategory.main_item, NotificationCategory.sub_item))  # fmt: skip
-    return [c for c in cats if "Admin" in actor.roles or any(a.id == actor.agency_id for a in c.notifying_agencies)]
+    return [
+        c for c in cats if actor.can(actors.ALL_AGENCIES) or any(a.id == actor.agency_id for a in c.notifying_agencies)
+    ]
 
 
 def validate_category(session, cat: NotificationCategory) -> None:
@@ -175,7 +178,7 @@ def _check_citizen(c: Citizen, kind: str) -> Citizen:
     return c
 
 
-def register_case(session, actor: workflow.Actor, draft: CaseDraft) -> NotificationCase:
+def register_case(session, actor: Actor, draft: CaseDraft) -> NotificationCase:
     """Register a case, its attachments and one dispatch per receiving agency,
     with the timeline, audit and e-mails, in one transaction (the caller commits).
 
@@ -200,7 +203,7 @@ def register_case(session, actor: workflow.Actor, draft: CaseDraft) -> Notificat
     )
     if cat is None or not cat.active:
         raise NotFound(_l("No such notification category."))
-    if "Admin" not in actor.roles and not any(a.id == actor.agency_id for a in cat.notifying_agencies):
+    if not actor.can(actors.ALL_AGENCIES) and not any(a.id == actor.agency_id for a in cat.notifying_agencies):
         raise Forbidden(_l("Your agency may not notify under this category."))
     citizen = _check_citizen(draft.citizen, cat.kind)
     content = (draft.content or "").strip()
@@ -279,7 +282,7 @@ def _id_hash(id_no: str) -> str:
     return subject_hash(id_no)
 
 
-def find_case(session, actor: workflow.Actor, case_no: str) -> tuple[NotificationCase, list[Dispatch]]:
+def find_case(session, actor: Actor, case_no: str) -> tuple[NotificationCase, list[Dispatch]]:
     """The case and the dispatches this actor may see.
 
     The notifying agency sees all its case's dispatches; a receiving agency
@@ -288,7 +291,7 @@ def find_case(session, actor: workflow.Actor, case_no: str) -> tuple[Notificatio
     case = session.scalar(select(NotificationCase).where(NotificationCase.case_no == str(case_no)[:20]))
     if case is None:
         raise NotFound(_l("No such case."))
-    if "Admin" in actor.roles or case.agency_id == actor.agency_id:
+    if actor.can(actors.ALL_AGENCIES) or case.agency_id == actor.agency_id:
         return case, list(case.dispatches)
     mine = [d for d in case.dispatches if d.agency_id == actor.agency_id]
     if not mine:
@@ -296,13 +299,13 @@ def find_case(session, actor: workflow.Actor, case_no: str) -> tuple[Notificatio
     return case, mine
 
 
-def open_dispatch(session, actor: workflow.Actor, dispatch_id: int) -> Dispatch:
+def open_dispatch(session, actor: Actor, dispatch_id: int) -> Dispatch:
     """A dispatch of the actor's agency; the first opening by the receiving
     agency records who received it and when."""
     d = session.get(Dispatch, dispatch_id)
     if d is None:
         raise NotFound(_l("No such dispatch."))
-    if d.agency_id != actor.agency_id and not (d.case.agency_id == actor.agency_id or "Admin" in actor.roles):
+    if d.agency_id != actor.agency_id and not (d.case.agency_id == actor.agency_id or actor.can(actors.ALL_AGENCIES)):
         raise NotFound(_l("No such dispatch."))
     if d.agency_id == actor.agency_id and d.state == "sent" and actor.roles & {"Supervisor", "Handler"}:
         workflow.apply(session, d, "receive", actor)
@@ -311,7 +314,7 @@ def open_dispatch(session, actor: workflow.Actor, dispatch_id: int) -> Dispatch:
     return d
 
 
-def act(session, actor: workflow.Actor, dispatch_id: int, action: str, *, version=None, handler=None,
+def act(session, actor: Actor, dispatch_id: int, action: str, *, version=None, handler=None,
         result=None, control_type=None, notes=None, reason=None) -> Dispatch:  # fmt: skip
     """Apply one workflow action and its consequences; commits.
 
@@ -321,7 +324,7 @@ def act(session, actor: workflow.Actor, dispatch_id: int, action: str, *, versio
     if action not in workflow.ACTION_LABELS:
         raise NotFound(_l("No such action."))
     d = session.get(Dispatch, dispatch_id)
-    if d is None or (d.agency_id != actor.agency_id and "Admin" not in actor.roles):
+    if d is None or (d.agency_id != actor.agency_id and not actor.can(actors.ALL_AGENCIES)):
         raise NotFound(_l("No such dispatch."))
     handler_user = None
     if action == "assign":
@@ -393,7 +396,7 @@ def _list_columns():
     return [defer(getattr(NotificationCase, c)) for c in _PERSONAL]
 
 
-def worklist(session, actor: workflow.Actor, box: str, limit: int | None = None, offset: int = 0) -> list:
+def worklist(session, actor: Actor, box: str, limit: int | None = None, offset: int = 0) -> list:
     """Notifier: my agency's cases; Supervisor: incoming/to assign/to review;
     Handler: my work. Strictly by agency; newest first, a page at a time
     (WORKLIST_PAGE_SIZE), with what the list shows loaded in the same queries."""
@@ -428,7 +431,7 @@ def worklist(session, actor: workflow.Actor, box: str, limit: int | None = None,
             for d in session.scalars(stmt.limit(limit).offset(offset)).unique()]  # fmt: skip
 
 
-def check_attachment(session, actor: workflow.Actor, attachment_id: int) -> tuple[Attachment, bool]:
+def check_attachment(session, actor: Actor, attachment_id: int) -> tuple[Attachment, bool]:
     att = session.get(Attachment, attachment_id)
     if att is None:
         raise NotFound(_l("No such attachment."))
@@ -439,7 +442,7 @@ def check_attachment(session, actor: workflow.Actor, attachment_id: int) -> tupl
     return att, ok
 
 
-def download_attachment(session, actor: workflow.Actor, attachment_id: int, copy: str) -> tuple[Attachment, bytes]:
+def download_attachment(session, actor: Actor, attachment_id: int, copy: str) -> tuple[Attachment, bytes]:
     """The original or the stamped copy, for those who may see the case; every
     download of a consent scan (personal data) leaves an audit record."""
     att = session.get(Attachment, attachment_id)
@@ -454,7 +457,7 @@ def download_attachment(session, actor: workflow.Actor, attachment_id: int, copy
     return att, data
 
 
-def case_search_by_citizen(session, actor: workflow.Actor, id_no: str) -> list[NotificationCase]:
+def case_search_by_citizen(session, actor: Actor, id_no: str) -> list[NotificationCase]:
     """The actor's agency's cases about a citizen, found by keyed hash."""
     if not identifiers.is_person_id((id_no or "").upper()):
         raise InvalidInput(_l("The ID number is not valid (check the format and the check digit)."))
@@ -506,9 +509,9 @@ def _mail(session, case: NotificationCase, stage: str, recipient: str | None, ct
                    priority=priority)  # fmt: skip
 
 
-def _audit(session, actor: workflow.Actor, action: str, case: NotificationCase, dispatch: Dispatch | None = None,
+def _audit(session, actor: Actor, action: str, case: NotificationCase, dispatch: Dispatch | None = None,
            detail: dict | None = None) -> None:  # fmt: skip
     audit.record(session, action, object_type="Dispatch" if dispatch else "NotificationCase",
                  object_id=dispatch.id if dispatch else case.id,
                  detail={"case_no": case.case_no, **(detail or {})},
-                 actor=audit.Actor(actor.user_id, actor.username, actor.agency_code, actor.client_ip))  # fmt: skip
+                 actor=actor)  # fmt: skip

@@ -23,41 +23,12 @@ from app.extensions import has_pending_changes, platform_bind
 from app.lib import identifiers, verifycode
 from app.lib.rocdate import format_roc, parse_roc, utc_midnight
 from app.models.queries import BusinessItem, QueryLog
-from app.services import audit, formplan
+from app.services import actors, audit, formplan
+from app.services.actors import Actor
 from app.services.errors import Forbidden, InvalidInput, NotFound
 
 MAX_INPUT = 200  # no input of any form is longer than this
 _pool = concurrent.futures.ThreadPoolExecutor(max_workers=16, thread_name_prefix="section")
-
-
-@dataclass
-class Requester:
-    """Who asks, as the services need it (built by the view from the user)."""
-
-    user_id: int
-    username: str
-    agency_id: int | None
-    agency_code: str | None
-    agency_name: str | None
-    roles: frozenset[str]
-    client_ip: str | None = None
-
-    @classmethod
-    def from_user(cls, user, client_ip=None) -> Requester:
-        agency = getattr(user, "agency", None)
-        return cls(
-            user_id=user.id,
-            username=user.username,
-            agency_id=agency.id if agency else None,
-            agency_code=agency.code if agency else None,
-            agency_name=agency.name if agency else None,
-            roles=frozenset(r.name for r in user.roles),
-            client_ip=client_ip,
-        )
-
-    @property
-    def is_auditor(self) -> bool:
-        return "Auditor" in self.roles
 
 
 @dataclass
@@ -74,10 +45,10 @@ class QueryRun:
 # --- grants ------------------------------------------------------------------
 
 
-def _granted(form, who: Requester) -> bool:
+def _granted(form, who: Actor) -> bool:
     if not form.active:
         return False
-    if "Admin" in who.roles:
+    if who.can(actors.ALL_FORMS):
         return True
     agencies_ok = not form.granted_agencies or any(a.id == who.agency_id for a in form.granted_agencies)
     roles_ok = not form.granted_roles or any(r.name in who.roles for r in form.granted_roles)
@@ -86,12 +57,12 @@ def _granted(form, who: Requester) -> bool:
     return granted_somewhere and agencies_ok and roles_ok
 
 
-def granted_forms(session, who: Requester) -> list:
+def granted_forms(session, who: Actor) -> list:
     plans = (formplan.plan(session, code) for code in formplan.active_codes(session))
     return [p for p in plans if p is not None and _granted(p, who)]
 
 
-def find_form(session, who: Requester, code: str):
+def find_form(session, who: Actor, code: str):
     """The form's cached plan (read-only), if it exists and is granted to ``who``."""
     form = formplan.plan(session, code) if isinstance(code, str) and len(code) <= 60 else None
     if form is None or not form.active:
@@ -233,10 +204,10 @@ def format_value(value, fmt: str) -> str:
     return str(value)
 
 
-def _visible_columns(section, who: Requester):
+def _visible_columns(section, who: Actor):
     cols = []
     for col in section.columns:
-        if col.agencies and not any(a.id == who.agency_id for a in col.agencies) and "Admin" not in who.roles:
+        if col.agencies and not any(a.id == who.agency_id for a in col.agencies) and not who.can(actors.ALL_FORMS):
             continue  # field-level authorisation: this agency's duty does not need it
         cols.append(col)
     return cols
@@ -256,7 +227,7 @@ def _read(config, spec, params):
     return connector_for(config).fetch(spec, params)
 
 
-def _run_sections(form, who: Requester, params: dict, requester_info: dict) -> list[dict]:
+def _run_sections(form, who: Actor, params: dict, requester_info: dict) -> list[dict]:
     jobs = []
     for section in form.sections:
         out = {"title": section.title, "display": section.display, "columns": [], "rows": [], "error": None,
@@ -322,7 +293,7 @@ def snapshot_digest(snapshot: dict) -> str:
 _LOG_COLUMNS = tuple(c.key for c in QueryLog.__table__.columns if c.key != "id")
 
 
-def _log_values(who: Requester, form, form_code: str, case_no, reason, business_item, params: dict,
+def _log_values(who: Actor, form, form_code: str, case_no, reason, business_item, params: dict,
                 outcome: str, error: str | None = None) -> dict:  # fmt: skip
     """The query log row as column values (every column but the id, so the
     INSERT is the same statement each time and its compiled form is reused)."""
@@ -357,16 +328,12 @@ def _refuse(session, who, form, form_code, case_no, reason, business_item, param
     session.add(entry)
     session.flush()
     audit.record(session, "query", object_type="QueryLog", object_id=entry.id, outcome="refused",
-                 detail={"form": entry.form_code}, actor=_actor(who))  # fmt: skip
+                 detail={"form": entry.form_code}, actor=who)  # fmt: skip
     session.commit()
     raise exc
 
 
-def _actor(who: Requester) -> audit.Actor:
-    return audit.Actor(id=who.user_id, name=who.username, agency_code=who.agency_code, client_ip=who.client_ip)
-
-
-def run_query(session, who: Requester, form_code: str, case_no: str | None, reason: str | None,
+def run_query(session, who: Actor, form_code: str, case_no: str | None, reason: str | None,
               business_item: str | None, params: dict) -> QueryRun:  # fmt: skip
     """Run one query and record it. Every refusal is recorded too.
 
@@ -419,11 +386,11 @@ def run_query(session, who: Requester, form_code: str, case_no: str | None, reas
         # statement (one round trip instead of BEGIN, two INSERTs and COMMIT);
         # atomic as one statement, so neither row ever exists without the other.
         new_id = audit.insert_with_event(bind, table, values, "query", object_type="QueryLog", outcome=outcome,
-                                         detail=detail, actor=_actor(who))  # fmt: skip
+                                         detail=detail, actor=who)  # fmt: skip
     else:
         new_id = session.execute(insert(table).returning(table.c.id), values).scalar_one()
         audit.record(session, "query", object_type="QueryLog", object_id=new_id, outcome=outcome,
-                     detail=detail, actor=_actor(who))  # fmt: skip
+                     detail=detail, actor=who)  # fmt: skip
         session.commit()
     return QueryRun(id=new_id, verification_code=values["verification_code"], outcome=outcome, snapshot=snapshot)
 
@@ -431,11 +398,11 @@ def run_query(session, who: Requester, form_code: str, case_no: str | None, reas
 # --- history and stored results -------------------------------------------------
 
 
-def history(session, who: Requester, *, form_code=None, case_no=None, date_from=None, date_to=None,
+def history(session, who: Actor, *, form_code=None, case_no=None, date_from=None, date_to=None,
             everyone=False, limit=50, offset=0) -> list[QueryLog]:  # fmt: skip
     """A user's own queries, newest first; auditors may ask for everyone's."""
     stmt = select(QueryLog).order_by(QueryLog.at.desc(), QueryLog.id.desc())
-    if not (everyone and who.is_auditor):
+    if not (everyone and who.can(actors.READ_ALL_QUERIES)):
         stmt = stmt.where(QueryLog.user_id == who.user_id)
     if form_code:
         stmt = stmt.where(QueryLog.form_code == form_code)
@@ -452,7 +419,7 @@ def history(session, who: Requester, *, form_code=None, case_no=None, date_from=
 REOPEN_WAYS = ("page", "print", "pdf", "api")
 
 
-def stored_result(session, who: Requester, query_id: int, way: str = "page") -> tuple[QueryLog, dict]:
+def stored_result(session, who: Actor, query_id: int, way: str = "page") -> tuple[QueryLog, dict]:
     """The stored result exactly as shown; only its author or an auditor may
     read it. Every reopening is recorded with its ``way`` (REOPEN_WAYS: on
     screen, printed, as a PDF, through the API), and so is every attempt on
@@ -461,15 +428,15 @@ def stored_result(session, who: Requester, query_id: int, way: str = "page") -> 
     if entry is None:
         raise NotFound(_l("No such query."))
     detail = {"as": way if way in REOPEN_WAYS else "page"}
-    if entry.user_id != who.user_id and not who.is_auditor:
+    if entry.user_id != who.user_id and not who.can(actors.READ_ALL_QUERIES):
         audit.record(session, "query_reopen", object_type="QueryLog", object_id=entry.id, outcome="refused",
-                     detail=detail, actor=_actor(who))  # fmt: skip
+                     detail=detail, actor=who)  # fmt: skip
         session.commit()
         raise Forbidden(_l("You may only reopen your own queries."))
     if not entry.snapshot:
         raise NotFound(_l("This query was refused; it has no result."))
     audit.record(session, "query_reopen", object_type="QueryLog", object_id=entry.id, detail=detail,
-                 actor=_actor(who))  # fmt: skip
+                 actor=who)  # fmt: skip
     session.commit()
     return entry, json.loads(entry.snapshot)
 

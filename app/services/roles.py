@@ -14,6 +14,7 @@ import re
 
 from flask_babel import lazy_gettext as _l
 
+from app.services import actors
 from app.services.errors import InvalidInput
 
 ROLE_LABELS = {
@@ -83,16 +84,28 @@ _SURVEY = [
     (r"^(Satisfaction survey|Questionnaires|Survey statistics)$", r"^menu_access$"),
 ]
 
+# Platform-wide capabilities (``app.services.actors``): commands decide on these, never on role names.
+_PLATFORM = actors.PLATFORM
+
 ROLE_PERMISSIONS: dict[str, list[tuple[str, str]]] = {
     # Admin gets everything through AUTH_ROLE_ADMIN; listed here for the menu.
-    "Admin": [(r".*", r".*")],
+    # Admin gets every capability but reading every agency's query history (auditors do that).
+    "Admin": [
+        (r"^(?!Platform$).*$", r".*"),
+        (f"^{_PLATFORM}$", f"^({actors.ALL_AGENCIES}|{actors.ALL_FORMS}|{actors.WEEKLY_ALL_AGENCIES})$"),
+    ],
     "FormDesigner": _SELF_SERVICE + _READ_AGENCIES + _FORM_DESIGN,
     "Clerk": _SELF_SERVICE + _QUERY,
     "Notifier": _SELF_SERVICE + _READ_AGENCIES + _NOTIFY_READ + _NOTIFY_REGISTER,
     "Supervisor": _SELF_SERVICE + _NOTIFY_READ + _NOTIFY_ACT + _WEEKLY_QUERIES,
     "Handler": _SELF_SERVICE + _NOTIFY_READ + _NOTIFY_ACT,
     "Transferor": _SELF_SERVICE + _READ_AGENCIES + _TRANSFER,
-    "Manager": _SELF_SERVICE + _READ_AGENCIES + _REPORTS + _WEEKLY_QUERIES + _SURVEY,
+    "Manager": _SELF_SERVICE
+    + _READ_AGENCIES
+    + _REPORTS
+    + _WEEKLY_QUERIES
+    + _SURVEY
+    + [(f"^{_PLATFORM}$", f"^{actors.WEEKLY_ALL_AGENCIES}$")],
     "Auditor": _SELF_SERVICE
     + _READ_AGENCIES
     + _WEEKLY_QUERIES
@@ -104,6 +117,7 @@ ROLE_PERMISSIONS: dict[str, list[tuple[str, str]]] = {
         (r"^QueryView$", r"^can_(history|result|print_page|pdf)$"),
         (r"^QueryApi$", r"^can_(history|stored)$"),
         (r"^(Query|Query history)$", r"^menu_access$"),
+        (f"^{_PLATFORM}$", f"^({actors.READ_ALL_QUERIES}|{actors.WEEKLY_ALL_AGENCIES})$"),
     ],
 }
 
@@ -126,6 +140,8 @@ def check_separation_of_duties(role_names) -> None:
 def sync_roles(sm, reset: bool = False) -> dict[str, int]:
     """Create or update every role of ROLE_PERMISSIONS; return permission counts."""
     all_pvms = sm.get_all_permissions_views() if hasattr(sm, "get_all_permissions_views") else None
+    for capability in actors.CAPABILITIES:
+        sm.add_permission_view_menu(capability, actors.PLATFORM)
     pvms = sm.session.query(sm.permissionview_model).all()
     counts = {}
     for role_name, patterns in ROLE_PERMISSIONS.items():

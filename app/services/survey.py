@@ -41,7 +41,7 @@ from app.models.survey import (
     Questionnaire,
     Response,
 )
-from app.services import audit
+from app.services import actors, audit
 from app.services.errors import DomainError, InvalidInput, NotFound
 
 TYPE_LABELS = {
@@ -438,7 +438,7 @@ def submit(session, token: str, form: Mapping[str, list[str]], now: datetime.dat
     # The audit trail records that a response came in, never who gave it or what it says.
     audit.record(session, "survey_response", object_type="SurveyResponse", object_id=response.id,
                  detail={"questionnaire": q.id, "version": q.version, "answers": len(answers)},
-                 actor=audit.Actor(id=None, name="citizen"))  # fmt: skip
+                 actor=actors.Actor(user_id=None, username="citizen"))  # fmt: skip
     return response
 
 

@@ -34,8 +34,8 @@ from app.lib.rocdate import format_roc, format_roc_datetime
 from app.models.org import PlatformUser
 from app.models.transfer import StaffCertificate, TransferCase, TransferEvent, TransferItem, TransferRecipient
 from app.services import audit, certificates, outbox
+from app.services.actors import Actor
 from app.services.errors import Conflict, DomainError, Forbidden, InvalidInput, NotFound
-from app.services.workflow import Actor
 
 ROLE = "Transferor"
 CHUNK = 1024 * 1024
@@ -80,13 +80,9 @@ def _now() -> datetime.datetime:
     return datetime.datetime.now(datetime.UTC).replace(tzinfo=None)
 
 
-def _audit_actor(actor: Actor) -> audit.Actor:
-    return audit.Actor(actor.user_id, actor.username, actor.agency_code, actor.client_ip)
-
-
 def _audit(session, actor: Actor, action: str, case: TransferCase, detail: dict | None = None, outcome="ok") -> None:
     audit.record(session, f"transfer.{action}", object_type="TransferCase", object_id=case.id, outcome=outcome,
-                 detail={"upload_no": case.upload_no, **(detail or {})}, actor=_audit_actor(actor))  # fmt: skip
+                 detail={"upload_no": case.upload_no, **(detail or {})}, actor=actor)  # fmt: skip
 
 
 def _event(session, case: TransferCase, actor: Actor, action: str, note: str | None = None) -> None:

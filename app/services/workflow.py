@@ -11,11 +11,11 @@ queues the e-mails of the stage — all in the caller's transaction.
 from __future__ import annotations
 
 import datetime
-from dataclasses import dataclass
 
 from flask_babel import lazy_gettext as _l
 
 from app.models.notify import CONTROL_TYPES, CaseEvent, Dispatch
+from app.services.actors import Actor
 from app.services.errors import Conflict, Forbidden, InvalidInput
 
 # (state, action) -> (next state, roles that may do it)
@@ -48,24 +48,6 @@ STATE_LABELS = {
 }
 TIMESTAMP = {"received": "received_at", "assigned": "assigned_at", "accepted": "accepted_at",
              "processed": "processed_at", "closed": "closed_at"}  # fmt: skip
-
-
-@dataclass(frozen=True)
-class Actor:
-    """Who acts, as the workflow needs it (built by the view from the user)."""
-
-    user_id: int
-    username: str
-    agency_id: int | None
-    agency_code: str | None
-    roles: frozenset[str]
-    client_ip: str | None = None
-
-    @classmethod
-    def from_user(cls, user, client_ip=None) -> Actor:
-        agency = getattr(user, "agency", None)
-        return cls(user.id, user.username, agency.id if agency else None, agency.code if agency else None,
-                   frozenset(r.name for r in user.roles), client_ip)  # fmt: skip
 
 
 def allowed_actions(dispatch: Dispatch, actor: Actor) -> list[str]:

@@ -17,7 +17,7 @@ from sqlalchemy import select
 from app.extensions import db
 from app.lib.identifiers import mask_id
 from app.models.org import Agency
-from app.services import notify, workflow
+from app.services import actors, notify, workflow
 from app.services.errors import Conflict, DomainError, NotFound
 from app.views.notify_admin import KIND_LABELS
 from app.views.notify_api import actor
@@ -146,7 +146,7 @@ class NotifyView(BaseView):
             abort(exc.status)
         own = case.agency_id == who.agency_id
         visible = {d.id for d in dispatches}
-        events = [e for e in case.events if own or "Admin" in who.roles or e.dispatch_id in (None, *visible)]
+        events = [e for e in case.events if own or who.can(actors.ALL_AGENCIES) or e.dispatch_id in (None, *visible)]
         agency_names = {a.code: a.name for a in (case.agency, *(d.agency for d in dispatches)) if a is not None}
         citizen = {
             "name": case.citizen_name or "",

@@ -7,7 +7,7 @@ import base64
 import binascii
 import functools
 
-from flask import current_app, g, request
+from flask import current_app, request
 from flask_appbuilder.api import BaseApi, expose, safe
 from flask_appbuilder.security.decorators import protect
 from flask_babel import lazy_gettext as _l
@@ -17,20 +17,21 @@ from app.extensions import db
 from app.lib.identifiers import mask_id
 from app.lib.rocdate import format_roc_datetime
 from app.models.notify import NotificationCategory
-from app.services import notify, workflow
+from app.services import actors, notify, workflow
+from app.services.actors import Actor
 from app.services.errors import DomainError, InvalidInput
+from app.web import current_actor
 
 
-def actor() -> workflow.Actor:
-    user = current_app.appbuilder.sm.current_user or g.user
-    return workflow.Actor.from_user(user, request.remote_addr)
+def actor() -> Actor:
+    return current_actor()
 
 
 def _iso(value):
     return value.isoformat(timespec="seconds") + "Z" if value else None
 
 
-def dispatch_json(d, viewer: workflow.Actor) -> dict:
+def dispatch_json(d, viewer: Actor) -> dict:
     return {
         "id": d.id,
         "case_no": d.case.case_no,
@@ -55,8 +56,8 @@ def dispatch_json(d, viewer: workflow.Actor) -> dict:
     }
 
 
-def case_json(case, dispatches, viewer: workflow.Actor) -> dict:
-    own = case.agency_id == viewer.agency_id or "Admin" in viewer.roles
+def case_json(case, dispatches, viewer: Actor) -> dict:
+    own = case.agency_id == viewer.agency_id or viewer.can(actors.ALL_AGENCIES)
     return {
         "case_no": case.case_no,
         "category": {"id": case.category.id, "main_item": case.category.main_item, "sub_item": case.category.sub_item,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime
 import io
 
-from flask import abort, current_app, g, make_response, request, send_file
+from flask import abort, current_app, make_response, request, send_file
 from flask_appbuilder import BaseView, expose, has_access
 from flask_appbuilder.api import BaseApi, safe
 from flask_appbuilder.api import expose as api_expose
@@ -14,13 +14,14 @@ from flask_babel import lazy_gettext as _l
 
 from app.extensions import db
 from app.lib.rocdate import format_roc, format_roc_datetime, parse_roc
-from app.services import printout, query
+from app.services import actors, printout, query
+from app.services.actors import Actor
 from app.services.errors import DomainError
+from app.web import current_actor
 
 
-def _requester() -> query.Requester:
-    user = current_app.appbuilder.sm.current_user or g.user
-    return query.Requester.from_user(user, request.remote_addr)
+def _requester() -> Actor:
+    return current_actor()
 
 
 def _history_filters(args) -> dict:
@@ -92,10 +93,10 @@ class QueryView(BaseView):
     def history(self):
         who = _requester()
         filters = _history_filters(request.args)
-        everyone = who.is_auditor and request.args.get("everyone") == "1"
+        everyone = who.can(actors.READ_ALL_QUERIES) and request.args.get("everyone") == "1"
         entries = query.history(db.session, who, everyone=everyone, **filters)
         return self.render_template("query/history.html", entries=entries, args=request.args, everyone=everyone,
-                                    forms=query.granted_forms(db.session, who), is_auditor=who.is_auditor)  # fmt: skip
+                                    forms=query.granted_forms(db.session, who), is_auditor=who.can(actors.READ_ALL_QUERIES))  # fmt: skip
 
     @expose("/result/<int:query_id>")
     @has_access

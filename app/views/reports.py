@@ -15,7 +15,7 @@ from flask_babel import lazy_gettext as _l
 from app.extensions import db
 from app.lib.rocdate import format_roc
 from app.models.notify import NotificationCategory
-from app.services import audit, charts, report_excel, report_pdf, reports
+from app.services import actors, audit, charts, report_excel, report_pdf, reports
 from app.services.errors import DomainError, Forbidden
 from app.views.notify_api import actor
 
@@ -85,10 +85,6 @@ class ReportView(BaseView):
         return send_file(io.BytesIO(data), mimetype=mime, as_attachment=True, download_name=name)
 
 
-# Who may read which agency's weekly query log: supervisors their own; these roles every agency.
-ALL_AGENCIES = {"Admin", "Manager", "Auditor"}
-
-
 class QueryLogReportView(BaseView):
     """查詢紀錄週報表: per agency, the week's queries by user with their purpose."""
 
@@ -103,7 +99,7 @@ class QueryLogReportView(BaseView):
         else:
             day = reports.last_week()[0]
         monday, sunday = reports.week_of(day)
-        if who.roles & ALL_AGENCIES:
+        if who.can(actors.WEEKLY_ALL_AGENCIES):
             code = (request.args.get("agency") or "").strip()[:20] or None
         else:
             code = who.agency_code
@@ -123,7 +119,7 @@ class QueryLogReportView(BaseView):
             error = str(exc)
         page = self.render_template(
             "reports/weekly.html", sections=sections, monday=monday, sunday=sunday, code=code, error=error,
-            all_agencies=bool(who.roles & ALL_AGENCIES), agencies=reports.agencies(db.session),
+            all_agencies=who.can(actors.WEEKLY_ALL_AGENCIES), agencies=reports.agencies(db.session),
             week=format_roc(monday) if monday else (request.args.get("week") or ""),
         )  # fmt: skip
         return page, 400 if error else 200

@@ -1,0 +1,69 @@
+"""The transaction of a command: one place that commits or rolls back.
+
+A command (one business operation) runs its work inside ``transaction`` and
+so commits it whole, its audit events and outbox mail included, or rolls it
+back whole. Views and APIs never commit. A refused operation that must still
+leave a trace (a refused query, a refused download) records the refusal in a
+transaction of its own through ``refuse`` and raises the domain error::
+
+    with transaction(session):
+        ...
+    raise refuse(session, exc, actor, "query", object_type="QueryForm", object_id=code)
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+
+from app.services.errors import DomainError
+
+
+@contextmanager
+def transaction(session) -> Iterator:
+    """Commit what the block did, or roll all of it back and re-raise."""
+    try:
+        yield session
+        session.commit()
+    except BaseException:
+        session.rollback()
+        raise
+
+
+def command(fn: Callable) -> Callable:
+    """Decorate a command ``fn(session, actor, ...)``: it runs in one transaction."""
+
+    @functools.wraps(fn)
+    def run(session, *args, **kwargs):
+        with transaction(session):
+            return fn(session, *args, **kwargs)
+
+    return run
+
+
+def refuse(
+    session,
+    error: DomainError,
+    actor,
+    action: str,
+    *,
+    object_type: str | None = None,
+    object_id=None,
+    detail: dict | None = None,
+) -> DomainError:
+    """Roll back what was begun, record the refusal (audited, committed), return ``error`` to raise."""
+    from app.services import audit
+
+    session.rollback()
+    with transaction(session):
+        audit.record(
+            session,
+            action,
+            object_type=object_type,
+            object_id=object_id,
+            outcome="refused",
+            detail={"reason": str(error.message), **(detail or {})},
+            actor=actor,
+        )
+    return error
