@@ -31,7 +31,6 @@ from werkzeug.security import check_password_hash
 from app.extensions import db
 from app.models.org import PlatformUser
 from app.services import actors, audit, transfer
-from app.services.actors import Actor
 from app.services.errors import DomainError, InvalidInput
 
 log = logging.getLogger(__name__)
@@ -246,8 +245,7 @@ def poll_once(app: Flask) -> dict[str, int]:
             try:
                 if user is None:
                     raise InvalidInput(_l("The account is no longer a transfer officer."))
-                actor = Actor(user.id, user.username, user.agency_id, agency_code,
-                              frozenset(r.name for r in user.roles), "ftp")  # fmt: skip
+                actor = actors.for_user(user, "ftp", session=db.session)
                 match = _UPLOAD_NO.match(name)
                 case = transfer.find_by_upload_no(db.session, match.group(1)) if match else None
                 if case is None or user.agency_id not in (case.sending_agency_id, case.receiving_agency_id):
