@@ -6,6 +6,7 @@ from flask import current_app, flash, g, jsonify, redirect, request
 from flask.sessions import SecureCookieSessionInterface
 from flask_babel import lazy_gettext as _l
 from flask_login import current_user
+from marshmallow import ValidationError
 from sqlalchemy.exc import OperationalError
 
 from app.lib.rocdate import format_roc, format_roc_datetime
@@ -78,6 +79,17 @@ def _domain_error(exc: DomainError):
     if request.path.startswith("/api/") or request.is_json:
         return jsonify(message=str(exc)), exc.status
     flash(str(exc), "danger")
+    return redirect(request.referrer or "/")
+
+
+INVALID = _l("The request is not valid; nothing was changed.")
+
+
+def _invalid_input(exc: ValidationError):
+    """A body or query that fails its marshmallow schema: 400 with the fields' messages."""
+    if request.path.startswith("/api/") or request.is_json:
+        return jsonify(message=str(INVALID), errors=exc.normalized_messages()), 400
+    flash(str(INVALID), "danger")
     return redirect(request.referrer or "/")
 
 
@@ -184,6 +196,7 @@ def register(app) -> None:
         event.listen(db.engine, "handle_error", _note_platform_db_error)
     app.before_request(_wtforms_translations)
     app.register_error_handler(DomainError, _domain_error)
+    app.register_error_handler(ValidationError, _invalid_input)
     app.register_error_handler(OperationalError, _database_down)
     app.add_template_filter(format_roc, "roc_date")
     app.add_template_filter(format_roc_datetime, "roc_datetime")
