@@ -20,7 +20,7 @@ from app.models.org import Agency
 from app.services import actors, notify, workflow
 from app.services.errors import Conflict, DomainError, NotFound
 from app.views.notify_admin import KIND_LABELS
-from app.views.notify_api import actor
+from app.web import current_actor as actor
 
 # (work list, role that needs it, tab label)
 TABS = (

@@ -17,7 +17,7 @@ from app.lib.rocdate import format_roc
 from app.models.notify import NotificationCategory
 from app.services import actors, audit, charts, report_excel, report_pdf, reports
 from app.services.errors import DomainError, Forbidden
-from app.views.notify_api import actor
+from app.web import current_actor as actor
 
 XLSX = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
 

@@ -15,7 +15,7 @@ from app.extensions import db
 from app.models.org import PlatformUser
 from app.services import certificates, transfer
 from app.services.errors import DomainError, InvalidInput
-from app.views.notify_api import actor
+from app.web import current_actor as actor
 
 TABS = (
     ("outgoing", _l("Sent by my agency")),
