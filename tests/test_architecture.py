@@ -75,7 +75,11 @@ def test_no_private_name_of_another_library_is_used():
             name = None
             if isinstance(node, ast.Attribute) and _private(node.attr) and node.attr not in own:
                 name = node.attr
-            elif isinstance(node, ast.ImportFrom) and (node.level or 0) == 0 and not (node.module or "").startswith("app"):
+            elif (
+                isinstance(node, ast.ImportFrom)
+                and (node.level or 0) == 0
+                and not (node.module or "").startswith("app")
+            ):
                 name = next((a.name for a in node.names if _private(a.name)), None)
             if name:
                 found.append(f"{path.relative_to(APP.parent)}:{node.lineno} {name}")
