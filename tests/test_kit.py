@@ -285,10 +285,14 @@ def test_a_file_signed_by_an_unacceptable_signer_is_refused(pki, plain, out_dir,
     assert "簽章有效" not in out and leftovers(out_dir) == []
 
 
-def test_revocation_is_checked_only_with_crls_and_the_kit_says_so(pki, plain, out_dir, capsys):
+def test_without_crls_decrypt_refuses_unless_told_to_skip_revocation_and_then_says_so(pki, plain, out_dir, capsys):
     sealed = openssl_sign_and_encrypt(pki, plain, out_dir.parent / "o.p7m", pki.revoked, pki.staff["tax.reader"])
-    code, out, _ = run(capsys, *decrypt_args(pki, "tax.reader", crl=False), sealed, out_dir / "got.csv")
-    assert code == 0 and "no --crl given, revocation was not checked" in out
+    code, out, err = run(capsys, *decrypt_args(pki, "tax.reader", crl=False), sealed, out_dir / "got.csv")
+    assert code == 2 and "無法確認撤銷狀態 / revocation cannot be checked" in err and "--no-revocation-check" in err
+    assert leftovers(out_dir) == []
+    args = [*decrypt_args(pki, "tax.reader", crl=False), "--no-revocation-check"]
+    code, out, _ = run(capsys, *args, sealed, out_dir / "got.csv")
+    assert code == 0 and "revocation was not checked, as asked" in out
 
 
 @pytest.mark.parametrize("which", ["expired", "unsuitable"])
@@ -465,3 +469,78 @@ def test_the_demo_pki_is_made_once_and_completed_later(tmp_path):
     assert set(load_pki(tmp_path).staff) == {"transfer.social", "transfer.tax", "transfer.spare"}
     crl = openssl("crl", "-in", again.intermediate_crl, "-noout", "-text").decode()
     assert f"{again.revoked.serial:X}" in crl.replace(":", "").upper()
+
+
+# --- recipients checked, envelopes as openssl writes them by default ---------------------
+
+
+@pytest.mark.parametrize(
+    "which, message",
+    [
+        ("revoked", "憑證已撤銷 / the certificate is revoked"),
+        ("untrusted", "憑證不受信任 / the certificate is not trusted"),
+    ],
+)
+def test_encrypt_refuses_a_revoked_or_untrusted_recipient_when_given_trust_and_crls(
+    pki, plain, out_dir, capsys, which, message
+):
+    sender = pki.staff["social.sender"]
+    crls = sum((["--crl", c] for c in pki.crls), [])
+    base = ["encrypt", "--sign-key", sender.p12, "--pin", PIN, "--trust", pki.ca_bundle, *crls]
+    code, _, err = run(capsys, *base, "--to", getattr(pki, which).cert, plain, out_dir / "payload.p7m")
+    assert code == 2 and "收件人憑證不可用 / a recipient's certificate cannot be used" in err and message in err, err
+    assert leftovers(out_dir) == []
+    code, _, err = run(capsys, *base, "--to", pki.staff["tax.reader"].cert, plain, out_dir / "payload.p7m")
+    assert code == 0, err
+
+
+def test_crls_for_recipients_need_trusted_roots(pki, plain, out_dir, capsys):
+    sender = pki.staff["social.sender"]
+    code, _, err = run(capsys, "encrypt", "--sign-key", sender.p12, "--pin", PIN, "--crl", pki.crls[0],
+                       "--to", pki.staff["tax.reader"].cert, plain, out_dir / "payload.p7m")  # fmt: skip
+    assert code == 2 and "--crl needs --trust" in err
+
+
+def _signed(pki, plain: Path) -> bytes:
+    s = pki.staff["social.sender"]
+    return openssl("cms", "-sign", "-binary", "-nodetach", "-in", plain, "-signer", s.cert, "-inkey", s.key,
+                   "-certfile", pki.intermediate_cert, "-outform", "DER")  # fmt: skip
+
+
+@pytest.mark.parametrize("form", [["-outform", "PEM"], ["-outform", "SMIME"], []])
+def test_pem_and_smime_envelopes_decrypt_like_der(pki, plain, out_dir, capsys, form):
+    sealed = out_dir.parent / "payload.txt"
+    openssl("cms", "-encrypt", "-aes256", "-binary", *form, "-out", sealed, pki.staff["tax.reader"].cert,
+            stdin=_signed(pki, plain))  # fmt: skip
+    assert sealed.read_bytes()[:1] != b"\x30"  # base64-wrapped, not DER
+    code, out, err = run(capsys, *decrypt_args(pki, "tax.reader"), sealed, out_dir / "got.csv")
+    assert code == 0, err
+    assert (out_dir / "got.csv").read_bytes() == PLAINTEXT
+
+
+@pytest.mark.parametrize("stream", [True, False])
+def test_aes_gcm_auth_enveloped_data_decrypts_and_a_changed_tag_is_refused(pki, plain, out_dir, capsys, stream):
+    sealed = out_dir.parent / "payload.p7m"
+    openssl("cms", "-encrypt", *(["-stream"] if stream else []), "-aes-256-gcm", "-binary", "-outform", "DER",
+            "-out", sealed, pki.staff["tax.reader"].cert, stdin=_signed(pki, plain))  # fmt: skip
+    code, _, err = run(capsys, *decrypt_args(pki, "tax.reader"), sealed, out_dir / "got.csv")
+    assert code == 0, err
+    assert (out_dir / "got.csv").read_bytes() == PLAINTEXT
+    (out_dir / "got.csv").unlink()
+    data = bytearray(sealed.read_bytes())
+    tag_at = data.rfind(b"\x04\x10", 0, len(data) - 16) + 2  # the 16-byte tag near the end
+    data[tag_at] ^= 1
+    sealed.write_bytes(bytes(data))
+    code, out, err = run(capsys, *decrypt_args(pki, "tax.reader"), sealed, out_dir / "got.csv")
+    assert code == 1 and "authentication tag mismatch" in err, err
+    assert leftovers(out_dir) == []
+
+
+def test_a_3des_file_names_its_cipher_and_the_option_to_use(pki, plain, out_dir, capsys):
+    sealed = out_dir.parent / "payload.p7m"
+    # openssl 3.0's `cms -encrypt` without a cipher option uses 3DES
+    openssl("cms", "-encrypt", "-binary", "-outform", "DER", "-out", sealed, pki.staff["tax.reader"].cert,
+            stdin=_signed(pki, plain))  # fmt: skip
+    code, _, err = run(capsys, *decrypt_args(pki, "tax.reader"), sealed, out_dir / "got.csv")
+    assert code == 1 and "3DES (des-ede3-cbc)" in err and "-aes256" in err, err
+    assert leftovers(out_dir) == []

@@ -37,6 +37,8 @@ def _parser() -> argparse.ArgumentParser:
     e.add_argument("--sign-cert", metavar="CERT", help="your certificate (optional with a PKCS#12 key)")
     e.add_argument("--chain", action="append", default=[], metavar="CERT", help="CA certificates to include")
     e.add_argument("--pin", help="PIN / password of the key")
+    e.add_argument("--trust", action="append", default=[], metavar="CA", help="recipients must chain to these roots")
+    e.add_argument("--crl", action="append", default=[], metavar="CRL", help="CRL(s) to check the recipients with")
     e.add_argument("input", metavar="IN")
     e.add_argument("output", metavar="OUT")
 
@@ -44,7 +46,12 @@ def _parser() -> argparse.ArgumentParser:
     d.add_argument("--key", required=True, metavar="KEY", help="your key: PEM or PKCS#12 (.p12/.pfx)")
     d.add_argument("--cert", metavar="CERT", help="your certificate (optional with a PKCS#12 key)")
     d.add_argument("--trust", action="append", required=True, metavar="CA", help="trusted root(s), PEM or DER")
-    d.add_argument("--crl", action="append", default=[], metavar="CRL", help="CRL(s); revocation is then required")
+    d.add_argument("--crl", action="append", default=[], metavar="CRL", help="CRL(s) to check the signer with")
+    d.add_argument(
+        "--no-revocation-check",
+        action="store_true",
+        help="decrypt without CRLs, knowingly (the signer's revocation is then not checked)",
+    )
     d.add_argument("--pin", help="PIN / password of the key")
     d.add_argument("input", metavar="IN")
     d.add_argument("output", metavar="OUT")
@@ -60,7 +67,7 @@ def _prompt() -> str | None:
 def _encrypt(args: argparse.Namespace) -> None:
     from app.kit.commands import encrypt
     from app.kit.config import load_config
-    from app.kit.keys import describe, load_identity, read_certificate
+    from app.kit.keys import describe, load_identity, read_certificate, read_crls
 
     config = load_config(args.config) if args.config else None
     identity = load_identity(args.sign_key, args.sign_cert, args.pin, args.chain, _prompt)
@@ -69,7 +76,9 @@ def _encrypt(args: argparse.Namespace) -> None:
         recipients = [r.certificate for r in config.recipients]
     else:
         recipients = [read_certificate(path) for path in args.to]
-    done = encrypt(args.input, args.output, identity, recipients)
+    roots = _roots(args.trust)
+    crls = [der for path in args.crl for der in read_crls(path)]
+    done = encrypt(args.input, args.output, identity, recipients, trust_roots=roots, crls=crls)
     if config is not None:
         print(f"案件 / case: {config.upload_no} ({config.item}) {config.sending_agency} -> {config.receiving_agency}")
     print(f"已簽章並加密 / signed and encrypted: {args.output} ({done.size} bytes)")
@@ -81,20 +90,28 @@ def _encrypt(args: argparse.Namespace) -> None:
 
 
 def _decrypt(args: argparse.Namespace) -> None:
-    from cryptography.hazmat.primitives import serialization
-
     from app.kit.commands import decrypt
-    from app.kit.keys import load_identity, read_certificates, read_crls
+    from app.kit.keys import load_identity, read_crls
 
     identity = load_identity(args.key, args.cert, args.pin, (), _prompt)
-    roots = [c.public_bytes(serialization.Encoding.DER) for path in args.trust for c in read_certificates(path)]
+    roots = _roots(args.trust)
     crls = [der for path in args.crl for der in read_crls(path)]
-    signers = decrypt(args.input, args.output, identity, roots, crls or None)
+    signers = decrypt(
+        args.input, args.output, identity, roots, crls or None, check_revocation=not args.no_revocation_check
+    )
     print(f"簽章有效，已解密 / signature valid, decrypted: {args.output}")
     for signer in signers:
         print("\n".join(signer.lines()))
     if not crls:
-        print("注意 / note: 未提供 --crl，未確認撤銷狀態 / no --crl given, revocation was not checked")
+        print("注意 / note: --no-revocation-check，未確認撤銷狀態 / revocation was not checked, as asked")
+
+
+def _roots(paths: list[str]) -> list[bytes]:
+    from cryptography.hazmat.primitives import serialization
+
+    from app.kit.keys import read_certificates
+
+    return [c.public_bytes(serialization.Encoding.DER) for path in paths for c in read_certificates(path)]
 
 
 def _terminate(signum, frame) -> None:

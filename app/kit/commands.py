@@ -17,9 +17,11 @@ from cryptography import x509
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 
 from app.kit import ber
+from app.kit.armor import open_der
 from app.kit.envelope import (
     BLOCK,
     DecryptingSource,
+    GcmDecryptingSource,
     cipher_length,
     envelope_header,
     finish_envelope,
@@ -27,12 +29,12 @@ from app.kit.envelope import (
     read_envelope_start,
     unwrap_key,
 )
-from app.kit.errors import Damaged, FileUnreadable, InputError, KitError
+from app.kit.errors import Damaged, FileUnreadable, InputError, KitError, RevocationNotChecked
 from app.kit.files import atomic_output
 from app.kit.hashing import Digests
 from app.kit.keys import Identity, check_recipient_certificate, check_signing_certificate
 from app.kit.signed import DATA, SignedDataWriter, SignedParts, read_signed
-from app.kit.verify import Signer, verify
+from app.kit.verify import Signer, check_recipient, verify
 
 
 @dataclass(frozen=True)
@@ -64,17 +66,24 @@ def encrypt(
     identity: Identity,
     recipients: list[x509.Certificate],
     now: datetime.datetime | None = None,
+    trust_roots: list[bytes] | None = None,
+    crls: list[bytes] | None = None,
 ) -> Encrypted:
     """Sign `in_path` with `identity` and envelope it for `recipients` into `out_path`.
 
-    Raises CertificateUnusable, FileUnreadable, StorageError/DiskFull.
+    With `trust_roots` each recipient must chain to them (and with `crls` not be revoked).
+    Raises CertificateUnusable, RecipientUnacceptable, FileUnreadable, StorageError/DiskFull.
     """
     now = now or datetime.datetime.now(datetime.UTC)
     if not recipients:
         raise InputError("沒有收件人 / no recipients")
     check_signing_certificate(identity.certificate, now)
+    if crls and not trust_roots:
+        raise InputError("--crl 需與 --trust 一起使用 / --crl needs --trust")
     for cert in recipients:
         check_recipient_certificate(cert, now)
+        if trust_roots:
+            check_recipient(cert, trust_roots, list(crls or []), now)
     if _same_file(in_path, out_path):
         raise InputError("輸出檔不可與輸入檔相同 / OUT must not be IN")
     with _open_input(in_path) as fin:
@@ -123,16 +132,29 @@ def decrypt(
     trust_roots: list[bytes],
     crls: list[bytes] | None = None,
     now: datetime.datetime | None = None,
+    check_revocation: bool = True,
 ) -> list[Signer]:
     """Decrypt `in_path` for `identity`, check signature and signer, write the content to `out_path`.
 
-    Raises NotEnvelope, Damaged, NotForRecipient, DecryptionFailed, DigestMismatch,
-    SignatureInvalid, Signer* errors, StorageError/DiskFull; no output is left then.
+    Without `crls` it refuses (RevocationNotChecked) unless `check_revocation` is False.
+    Reads DER, BER, PEM and S/MIME. Raises NotEnvelope, Damaged, NotForRecipient,
+    DecryptionFailed, DigestMismatch, SignatureInvalid, Signer* errors,
+    StorageError/DiskFull; no output is left then.
     """
+    if check_revocation and not crls:
+        raise RevocationNotChecked(
+            "請以 --crl 提供 CRL，或以 --no-revocation-check 明示略過 / give the CRLs with --crl, "
+            "or --no-revocation-check to skip the check knowingly"
+        )
     if _same_file(in_path, out_path):
         raise InputError("輸出檔不可與輸入檔相同 / OUT must not be IN")
-    with _open_input(in_path) as fin, atomic_output(out_path) as out:
-        parts = _decrypt_stream(fin, identity, out.write)
+    with _open_input(in_path) as raw, atomic_output(out_path) as out:
+        fin = open_der(raw)
+        try:
+            parts = _decrypt_stream(fin, identity, out.write)
+        finally:
+            if fin is not raw:
+                fin.close()
         return verify(parts, trust_roots, crls, now)
 
 
@@ -144,9 +166,12 @@ def _decrypt_stream(fin, identity: Identity, sink) -> SignedParts:
     cek = unwrap_key(start, identity.key, identity.certificate)
     if start.content is None:
         raise Damaged("沒有加密內容 / no encrypted content")
-    source = DecryptingSource(outer.octets(start.content), start.algorithm, cek)
+    kind = GcmDecryptingSource if start.authenticated else DecryptingSource
+    source = kind(outer.octets(start.content), start.algorithm, cek)
     inner = ber.Reader(source, "decrypted byte")
     parts = read_signed(inner, sink, wrapped=start.content_type == DATA)
     inner.expect_eof()
-    finish_envelope(outer, start)
+    tag = finish_envelope(outer, start)
+    if start.authenticated:
+        source.authenticate(tag)
     return parts

@@ -1,6 +1,8 @@
 """CMS EnvelopedData, streamed: the header for recipients identified by issuer
 and serial number (RSA PKCS#1 v1.5 key transport, AES-256-CBC), and on the way
-back the header's parts, the content key and a decrypting stream.
+back the header's parts, the content key and a decrypting stream. Reading also
+takes AuthEnvelopedData with AES-GCM (RFC 5083/5084), as `openssl cms -encrypt
+-aes-256-gcm` makes it: its tag is checked before the output is kept.
 """
 
 from __future__ import annotations
@@ -10,9 +12,10 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import NamedTuple
 
-from asn1crypto import cms
+from asn1crypto import cms, core
 from asn1crypto import x509 as asn1_x509
 from cryptography import x509
+from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
@@ -29,8 +32,20 @@ from app.kit.errors import (
 from app.kit.signed import DATA, RSA_ENCRYPTION, SIGNED_DATA
 
 ENVELOPED_DATA = "1.2.840.113549.1.7.3"
+AUTH_ENVELOPED_DATA = "1.2.840.113549.1.9.16.1.23"
 AES256_CBC = "2.16.840.1.101.3.4.1.42"
 AES_CBC_KEY_SIZES = {"aes128_cbc": 16, "aes192_cbc": 24, "aes256_cbc": 32}
+AES_GCM_KEY_SIZES = {"aes128_gcm": 16, "aes192_gcm": 24, "aes256_gcm": 32}
+# Ciphers senders still meet (openssl 3.0's `cms -encrypt` defaults to 3DES) that the kit will not open.
+OLD_CIPHERS = {"tripledes_3key": "3DES (des-ede3-cbc)", "des": "DES (des-cbc)", "rc2": "RC2 (rc2-cbc)"}
+
+
+class GcmParams(core.Sequence):
+    """GCMParameters of RFC 5084: the nonce and the tag length."""
+
+    _fields = [("aes_nonce", core.OctetString), ("aes_icvlen", core.Integer, {"default": 12})]
+
+
 BLOCK = 16
 
 
@@ -92,6 +107,7 @@ class EnvelopeStart:
     """The header of an EnvelopedData read up to its encrypted content."""
 
     version: int
+    authenticated: bool  # AuthEnvelopedData (AES-GCM), not EnvelopedData
     originator_info: bool
     recipient_infos: cms.RecipientInfos
     content_type: str
@@ -107,14 +123,15 @@ def read_envelope_start(reader: ber.Reader) -> EnvelopeStart:
         kind = reader.read_oid()
     except Damaged:
         raise NotEnvelope() from None
-    if kind != ENVELOPED_DATA:
+    if kind not in (ENVELOPED_DATA, AUTH_ENVELOPED_DATA):
         if kind == SIGNED_DATA:
             raise NotEnvelope("這是只有簽章、未加密的檔案 / the file is signed but not encrypted")
         raise NotEnvelope()
     explicit = reader.expect(ber.CONTEXT, 0, True, "[0]")
+    authenticated = kind == AUTH_ENVELOPED_DATA
     ed = reader.expect(ber.UNIVERSAL, ber.SEQUENCE, True, "EnvelopedData")
     version = reader.read_integer()
-    if version not in (0, 2, 3, 4):
+    if version not in ((0,) if authenticated else (0, 2, 3, 4)):
         raise reader.damaged("unknown EnvelopedData version")
     h = reader.read_header()
     originator = h.is_(ber.CONTEXT, 0, True)
@@ -149,7 +166,9 @@ def read_envelope_start(reader: ber.Reader) -> EnvelopeStart:
         content = reader.read_header()
         if not content.is_(ber.CONTEXT, 0):
             raise reader.damaged("expected encrypted content", at)
-    return EnvelopeStart(version, originator, infos, content_type, algorithm, content, [ci, explicit, ed, eci])
+    return EnvelopeStart(
+        version, authenticated, originator, infos, content_type, algorithm, content, [ci, explicit, ed, eci]
+    )
 
 
 def recipients(start: EnvelopeStart) -> list[Recipient]:
@@ -164,10 +183,14 @@ def recipients(start: EnvelopeStart) -> list[Recipient]:
     return out
 
 
-def finish_envelope(reader: ber.Reader, start: EnvelopeStart) -> None:
-    """After the content: the rest of the structure, its version, and nothing after it."""
+def finish_envelope(reader: ber.Reader, start: EnvelopeStart) -> bytes | None:
+    """After the content: the rest of the structure, its version, and nothing after it.
+
+    Returns the AuthEnvelopedData's authentication tag (None for EnvelopedData)."""
     ci, explicit, ed, eci = start.open_items
     reader.close(eci)
+    if start.authenticated:
+        return _finish_authenticated(reader, start)
     unprotected = False
     if reader.has_more(ed):
         h = reader.read_header()
@@ -190,6 +213,30 @@ def finish_envelope(reader: ber.Reader, start: EnvelopeStart) -> None:
         expected = {2}
     if start.version not in expected:
         raise reader.damaged("EnvelopedData version does not match its content")
+    return None
+
+
+def _finish_authenticated(reader: ber.Reader, start: EnvelopeStart) -> bytes:
+    """AuthEnvelopedData after its content: [authAttrs], mac, [unauthAttrs]."""
+    ci, explicit, ed, _eci = start.open_items
+    at = reader.pos
+    h = reader.read_header()
+    if h.is_(ber.CONTEXT, 1, True):
+        # They are the GCM's additional data, needed before the first byte is decrypted.
+        raise UnsupportedAlgorithm("AuthEnvelopedData 含驗證屬性 / AuthEnvelopedData with authenticated attributes")
+    if not h.is_(ber.UNIVERSAL, ber.OCTET_STRING, False):
+        raise reader.damaged("expected the authentication tag", at)
+    mac = reader.content(h, 64)[len(h.raw) :]
+    if reader.has_more(ed):
+        h = reader.read_header()
+        if not h.is_(ber.CONTEXT, 2, True):
+            raise reader.damaged("unexpected item in AuthEnvelopedData")
+        reader.content(h)
+    reader.close(ed)
+    reader.close(explicit)
+    reader.close(ci)
+    reader.expect_eof()
+    return mac
 
 
 def _matches(info: cms.RecipientInfo, cert: asn1_x509.Certificate) -> bool:
@@ -232,14 +279,21 @@ def unwrap_key(start: EnvelopeStart, key: rsa.RSAPrivateKey, cert: x509.Certific
     if info is None:
         raise NotForRecipient()
     name = start.algorithm["algorithm"].native
-    if name not in AES_CBC_KEY_SIZES:
+    sizes = AES_GCM_KEY_SIZES if start.authenticated else AES_CBC_KEY_SIZES
+    if name in OLD_CIPHERS:
+        raise UnsupportedAlgorithm(
+            f"此檔以 {OLD_CIPHERS[name]} 加密，本工具不接受；請寄件者改用 AES 重新加密"
+            f"（openssl cms -encrypt -aes256）/ the file is encrypted with {OLD_CIPHERS[name]}, which the kit "
+            "does not accept; ask the sender to encrypt it again with AES (openssl cms -encrypt -aes256)"
+        )
+    if name not in sizes:
         raise UnsupportedAlgorithm(f"content encryption {name}")
     ktri = info.chosen
     try:
         cek = key.decrypt(ktri["encrypted_key"].native, _key_padding(ktri["key_encryption_algorithm"]))
     except ValueError:
         raise DecryptionFailed("無法解開內容加密金鑰 / cannot unwrap the content key") from None
-    if len(cek) != AES_CBC_KEY_SIZES[name]:
+    if len(cek) != sizes[name]:
         raise DecryptionFailed("內容加密金鑰長度不符 / content key has the wrong length")
     return cek
 
@@ -298,3 +352,51 @@ class DecryptingSource:
         out = self._ready[:n]
         self._ready = self._ready[len(out) :]
         return out
+
+
+class GcmDecryptingSource:
+    """The plaintext of AES-GCM ciphertext chunks. Nothing of it may be kept until
+    ``authenticate`` has checked the tag that follows the content.
+
+    Views it returns are valid until the next `read`.
+    """
+
+    def __init__(self, ciphertext: Iterator[bytes | memoryview], algorithm: cms.EncryptionAlgorithm, cek: bytes):
+        try:
+            params = GcmParams.load(algorithm["parameters"].dump())
+            nonce, self.tag_length = params["aes_nonce"].native, params["aes_icvlen"].native
+        except (ValueError, TypeError, KeyError):
+            raise Damaged("GCM parameters") from None
+        if not isinstance(nonce, bytes) or not nonce or self.tag_length not in range(12, 17):
+            raise Damaged("GCM parameters")
+        self._chunks = ciphertext
+        self._dec = Cipher(algorithms.AES(cek), modes.GCM(nonce, min_tag_length=self.tag_length)).decryptor()
+        self._out = bytearray(2 * ber.CHUNK)
+        self._ready = memoryview(self._out)[:0]
+        self._done = False
+
+    def read(self, n: int) -> memoryview:
+        while not len(self._ready) and not self._done:
+            try:
+                chunk = next(self._chunks)
+            except StopIteration:
+                self._done = True
+                break
+            if len(chunk) + BLOCK > len(self._out):  # update_into wants a block of room
+                self._out = bytearray(len(chunk) + BLOCK)
+            m = self._dec.update_into(chunk, self._out)
+            self._ready = memoryview(self._out)[:m]
+        out = self._ready[:n]
+        self._ready = self._ready[len(out) :]
+        return out
+
+    def authenticate(self, tag: bytes) -> None:
+        """DecryptionFailed unless the tag proves the ciphertext intact and the key right."""
+        if len(tag) != self.tag_length:
+            raise Damaged("authentication tag length")
+        try:
+            self._dec.finalize_with_tag(tag)
+        except InvalidTag:
+            raise DecryptionFailed(
+                "驗證標籤不符：金鑰錯誤或密文遭竄改 / authentication tag mismatch: wrong key or altered ciphertext"
+            ) from None

@@ -68,6 +68,14 @@ class WrongSender(InputError):
     zh, en = "此設定檔屬於其他寄件人或案件", "this configuration file is for another sender/case"
 
 
+class RevocationNotChecked(InputError):
+    zh, en = "無法確認撤銷狀態", "revocation cannot be checked"
+
+
+class RecipientUnacceptable(InputError):
+    zh, en = "收件人憑證不可用", "a recipient's certificate cannot be used"
+
+
 class UnsupportedRecipient(InputError):
     zh, en = "不支援的收件人識別方式", "unsupported recipient identifier"
 

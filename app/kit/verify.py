@@ -22,6 +22,7 @@ from app.kit import ber
 from app.kit.errors import (
     Damaged,
     DigestMismatch,
+    RecipientUnacceptable,
     RevocationUnknown,
     SignatureInvalid,
     SignerExpired,
@@ -145,6 +146,7 @@ def _check_path(
     roots: list[asn1_x509.Certificate],
     crls: list[bytes],
     now: datetime.datetime | None,
+    signing: bool = True,
 ) -> None:
     from pyhanko.sign.validation.settings import KeyUsageConstraints
     from pyhanko_certvalidator import ValidationContext
@@ -173,6 +175,8 @@ def _check_path(
         raise SignerUntrusted(exc.failure_msg) from None
     except cv.ValidationError as exc:
         raise SignerUntrusted(exc.failure_msg) from None
+    if not signing:
+        return
     try:
         KeyUsageConstraints(key_usage=SIGNING_USAGES, match_all_key_usages=False).validate(cert)
     except cv.InvalidCertificateError as exc:
@@ -217,3 +221,28 @@ def verify(
         _check_path(cert, certs, roots, list(crls or []), now)
         signers.append(_describe(cert, info))
     return signers
+
+
+_RECIPIENT_PROBLEMS = {
+    SignerRevoked: "憑證已撤銷 / the certificate is revoked",
+    SignerExpired: "憑證已過期或尚未生效 / the certificate has expired or is not yet valid",
+    SignerUntrusted: "憑證不受信任 / the certificate is not trusted",
+    RevocationUnknown: "無法確認憑證是否撤銷 / its revocation status is unknown",
+}
+
+
+def check_recipient(
+    cert: x509.Certificate, trust_roots: list[bytes], crls: list[bytes], now: datetime.datetime | None = None
+) -> None:
+    """RecipientUnacceptable unless `cert` chains to `trust_roots` (and, with CRLs, is not revoked)."""
+    from cryptography.hazmat.primitives import serialization
+
+    from app.kit.keys import describe
+
+    _quiet()
+    a = asn1_x509.Certificate.load(cert.public_bytes(serialization.Encoding.DER))
+    roots = [asn1_x509.Certificate.load(der) for der in trust_roots]
+    try:
+        _check_path(a, [], roots, crls, now, signing=False)
+    except tuple(_RECIPIENT_PROBLEMS) as exc:
+        raise RecipientUnacceptable(f"{describe(cert)}: {_RECIPIENT_PROBLEMS[type(exc)]}") from None
