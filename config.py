@@ -68,7 +68,8 @@ class Config:
     # `flask roles sync`, never as a side effect of starting the app.
     FAB_CREATE_DB = False
     FAB_UPDATE_PERMS = _bool("FAB_UPDATE_PERMS", False)
-    FAB_API_SWAGGER_UI = _bool("FAB_API_SWAGGER_UI", False)
+    # The OpenAPI document at /api/v1/_openapi and Swagger UI at /swagger/v1 (both for Admin only).
+    FAB_API_SWAGGER_UI = _bool("FAB_API_SWAGGER_UI", True)
     FAB_ADD_SECURITY_API = False  # our own user API enforces our rules
     AUTH_RATE_LIMITED = _bool("AUTH_RATE_LIMITED", True)
     AUTH_RATE_LIMIT = os.environ.get("AUTH_RATE_LIMIT", "10 per 20 second")
