@@ -34,6 +34,12 @@ def create_app(config: object | str = "config.Config") -> Flask:
         n = app.config["TRUSTED_PROXIES"]
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=n, x_proto=n, x_host=n)
 
+    from app.lib import liveness
+
+    # PostgreSQL: no SELECT 1 before every request's first statement (liveness.install below)
+    app.config["SQLALCHEMY_ENGINE_OPTIONS"] = liveness.engine_options(
+        app.config["SQLALCHEMY_DATABASE_URI"], app.config.get("SQLALCHEMY_ENGINE_OPTIONS")
+    )
     db.init_app(app)
     mail.init_app(app)
     # Every form POST needs its CSRF token; FAB exempts its JWT APIs itself
@@ -48,9 +54,8 @@ def create_app(config: object | str = "config.Config") -> Flask:
 
     with app.app_context():
         from app import models  # noqa: F401  (register every table)
-        from app.connectors import liveness
 
-        liveness.install(db.engine)  # PostgreSQL: no SELECT 1 before every request's first statement
+        liveness.install(db.engine)
         from app.services import audit, formplan, org, outbox
         from app.views import register_views
 

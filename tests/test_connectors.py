@@ -254,35 +254,45 @@ def test_sql_looking_input_is_only_a_value_and_finds_nothing(backend, databases)
 
 
 @pytest.mark.parametrize("backend", BACKENDS, ids=source_id)
-def test_a_lookup_runs_straight_on_the_driver_and_gives_what_sqlalchemy_gives(backend, databases):
+def test_a_lookup_on_the_driver_gives_what_sqlalchemys_own_execution_gives(backend, databases):
     """The compiled SELECT runs on the driver's cursor (no SQLAlchemy around
-    it) wherever it can; every operator gives the very rows SQLAlchemy's own
-    execution gives, and an ``in`` list (which expands per call) goes through SQLAlchemy."""
+    it) for every operator, an ``in`` list included; it gives the very rows
+    SQLAlchemy's own execution of the same Core statement gives."""
     connector = connector_for(sql_source(backend, databases))
-    dialect = connector.engine().dialect
-    for op, column, value, _ in OPERATOR_CASES + [("eq", "district", None, set())]:
-        section = SectionSpec(target="person", columns=("id_no", "name", "income"), filters=(Filter(column, "v", op),),
-                              order_by=("-income",))  # fmt: skip
-        prepared = sql_module.prepare(section, {"v": value}, 100)
-        direct = sql_module.driver_statement(prepared, dialect)
-        assert (direct is None) == (op == "in"), (backend, op)
-        through_sqlalchemy = connector._fetch_through_sqlalchemy(*sql_module._core(prepared))
-        assert connector.fetch(section, {"v": value}).rows == through_sqlalchemy[1], (backend, op, value)
-        if direct is not None:
-            assert connector._fetch_on_driver(connector.engine(), section, *direct) == through_sqlalchemy
-    everything = SectionSpec(target="person", filters=(Filter("id_no", "v"),))
-    prepared = sql_module.prepare(everything, {"v": "A123456789"}, 100)
-    assert connector._fetch_on_driver(connector.engine(), everything, *sql_module.driver_statement(
-        prepared, dialect)) == connector._fetch_through_sqlalchemy(*sql_module._core(prepared))  # fmt: skip
+    sections = [
+        (
+            SectionSpec(
+                target="person",
+                columns=("id_no", "name", "income"),
+                filters=(Filter(column, "v", op),),
+                order_by=("-income",),
+            ),
+            {"v": value},
+        )  # fmt: skip
+        for op, column, value, _ in OPERATOR_CASES + [("eq", "district", None, set())]
+    ]
+    sections.append((SectionSpec(target="person", filters=(Filter("id_no", "v"),)), {"v": "A123456789"}))
+    for section, params in sections:
+        with connector.engine().connect() as conn:
+            result = conn.execute(*sql_module.statement_and_params(section, params, 100))
+            expected = [dict(zip(result.keys(), row, strict=True)) for row in result]
+        assert connector.fetch(section, params).rows == expected, (backend, section.filters)
 
 
-def test_oracle_and_sql_server_keep_sqlalchemys_execution_where_the_row_cap_is_written_into_the_sql():
+def test_oracle_and_sql_server_run_on_the_driver_with_the_row_cap_written_into_the_sql():
+    """Their row cap is part of the text; SQL Server's driver takes its arguments by position, in the text's order."""
     from sqlalchemy.dialects.mssql import pyodbc
     from sqlalchemy.dialects.oracle import oracledb
 
-    section = SectionSpec(target="person", columns=("id_no",), filters=(Filter("id_no", "v"),))
-    for dialect in (oracledb.dialect(), pyodbc.dialect(paramstyle="qmark")):
-        assert sql_module.driver_statement(sql_module.prepare(section, {"v": "A123456789"}, 50), dialect) is None
+    section = SectionSpec(target="person", columns=("id_no",), filters=(Filter("id_no", "v"), Filter("name", "n", "in"),
+                                                                        Filter("district", "d", "prefix")))  # fmt: skip
+    params = {"v": "A123456789", "n": ["王小明", "林一"], "d": "東"}
+    sql, args = sql_module.driver_statement(sql_module.prepare(section, params, 50), oracledb.dialect())
+    assert "FETCH FIRST 51 ROWS ONLY" in sql and ":name_1_2" in sql
+    assert args == {"id_no_1": "A123456789", "name_1_1": "王小明", "name_1_2": "林一", "district_1": "東%"}
+    sql, args = sql_module.driver_statement(sql_module.prepare(section, params, 50), pyodbc.dialect(paramstyle="qmark"))
+    assert "TOP 51" in sql and sql.count("?") == 4
+    assert args == ("A123456789", "王小明", "林一", "東%")
 
 
 def test_each_source_runs_the_sql_its_own_server_was_compiled_for():
@@ -291,7 +301,6 @@ def test_each_source_runs_the_sql_its_own_server_was_compiled_for():
     from sqlalchemy.dialects.mysql import pymysql
 
     plain, ansi = pymysql.dialect(), pymysql.dialect()
-    ansi._server_ansiquotes = True
     ansi.identifier_preparer = ansi.preparer(ansi, server_ansiquotes=True)
     section = SectionSpec(target="人員", columns=("名稱",), filters=(Filter("身分證號", "v"),))
     first = sql_module.driver_statement(sql_module.prepare(section, {"v": "A123456789"}, 50), ansi)[0]

@@ -4,19 +4,29 @@ import time
 
 from sqlalchemy import create_engine, text
 
-from app.connectors import liveness
+from app.lib import liveness
 from tests.conftest import PG_ADMIN_URL
 
 
-def _engine(**kw):
-    engine = create_engine(PG_ADMIN_URL, pool_size=1, max_overflow=0, pool_pre_ping=True, **kw)
-    assert liveness.install(engine)
+def _engine(idle_seconds: float = liveness.IDLE_SECONDS):
+    options = liveness.engine_options(PG_ADMIN_URL, {"pool_size": 1, "max_overflow": 0, "pool_pre_ping": True})
+    engine = create_engine(PG_ADMIN_URL, **options)
+    assert liveness.install(engine, idle_seconds=idle_seconds)
     return engine
 
 
 def _pid(engine) -> int:
     with engine.connect() as conn:
         return conn.execute(text("SELECT pg_backend_pid()")).scalar_one()
+
+
+def _terminate(admin, pid: int) -> None:
+    """End a backend and wait until the server has let it go (its goodbye is then on the socket)."""
+    with admin.connect() as conn:
+        conn.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": pid})
+        deadline = time.monotonic() + 10
+        while conn.execute(text("SELECT count(*) FROM pg_stat_activity WHERE pid = :pid"), {"pid": pid}).scalar():
+            assert time.monotonic() < deadline, "the backend did not end"
 
 
 def _count_pings(engine, monkeypatch) -> list:
@@ -32,9 +42,7 @@ def test_a_connection_the_server_ended_is_replaced_before_the_next_query_uses_it
     admin = create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
     try:
         first = _pid(engine)
-        with admin.connect() as conn:
-            conn.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": first})
-        time.sleep(0.2)  # the server's goodbye reaches the idle pooled socket
+        _terminate(admin, first)
         second = _pid(engine)
         assert second != first
         assert _pid(engine) == second  # a healthy connection is kept
@@ -45,8 +53,7 @@ def test_a_connection_the_server_ended_is_replaced_before_the_next_query_uses_it
 
 
 def test_a_connection_idle_longer_than_the_limit_is_pinged_and_a_busy_one_is_not(monkeypatch):
-    engine = create_engine(PG_ADMIN_URL, pool_size=1, max_overflow=0, pool_pre_ping=True)
-    assert liveness.install(engine, idle_seconds=0.3)
+    engine = _engine(idle_seconds=0.3)
     pings = _count_pings(engine, monkeypatch)
     try:
         pid = _pid(engine)
@@ -59,6 +66,23 @@ def test_a_connection_idle_longer_than_the_limit_is_pinged_and_a_busy_one_is_not
 
 
 def test_other_drivers_keep_the_ordinary_pre_ping(tmp_path):
-    engine = create_engine(f"sqlite:///{tmp_path / 'x.db'}", pool_pre_ping=True)
-    assert not liveness.install(engine)
-    assert engine.pool._pre_ping
+    url = f"sqlite:///{tmp_path / 'x.db'}"
+    assert liveness.engine_options(url, {"pool_pre_ping": True}) == {"pool_pre_ping": True}
+    assert liveness.engine_options(PG_ADMIN_URL, {"pool_pre_ping": True}) == {"pool_pre_ping": False}
+    assert not liveness.install(create_engine(url, pool_pre_ping=True))
+
+
+def test_a_disposed_pool_keeps_the_checks(monkeypatch):
+    """A lost database makes the engine dispose of its pool; the new pool checks its connections as the old one did."""
+    engine = _engine()
+    pings = _count_pings(engine, monkeypatch)
+    admin = create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
+    try:
+        _pid(engine)
+        engine.dispose()
+        first = _pid(engine)
+        _terminate(admin, first)
+        assert _pid(engine) != first and pings == []
+    finally:
+        engine.dispose()
+        admin.dispose()

@@ -3,10 +3,10 @@
 One code path for every dialect: the statement is built with SQLAlchemy Core
 from the section (``table(target, *column(c))``, nothing reflected), every
 value travels as a bound parameter, and there is no string SQL anywhere.
-SQLAlchemy compiles it once per section and dialect; where the text does not
-change from call to call (PostgreSQL, MySQL/MariaDB, SQLite, without an
-``in`` list) it then runs straight on the driver's cursor, elsewhere through
-SQLAlchemy's execution (``driver_statement``).
+SQLAlchemy compiles it once per section and dialect; each call expands it for
+its values (``construct_expanded_state``) and runs the text straight on a
+pooled driver cursor (``driver_statement``, ``app.lib.drivercursor``), on
+every dialect and for every operator.
 
 Source settings (``SourceConfig``)::
 
@@ -235,55 +235,27 @@ def _core(prepared: tuple) -> tuple:
     return stmt, {b.key: v for b, v in zip(binds, values, strict=True) if b is not None}
 
 
-def driver_statement(prepared: tuple, dialect) -> tuple | None:
+def driver_statement(prepared: tuple, dialect) -> tuple:
     """A prepared SELECT (``prepare``) as the driver's own SQL text and
-    parameters, or None where only SQLAlchemy can execute it (an ``in`` list,
-    which expands per call, or a dialect that renders the row cap into the
-    text: Oracle, SQL Server). The SQL is SQLAlchemy's, compiled once per
-    template and dialect from the Core statement; executing it straight on
-    the driver skips SQLAlchemy's per-call statement and result machinery,
-    which costs more than the round trip on a small lookup."""
+    arguments, for every dialect and operator.
+
+    The template is compiled once per dialect object (``compile``); each call
+    only expands it for its values (``construct_expanded_state``: an ``in``
+    list's items, a row cap Oracle or SQL Server write into the text) and
+    applies the dialect's bind processors. Executing that text straight on the
+    driver skips SQLAlchemy's per-call statement and result machinery, which
+    costs more than the round trip on a small lookup. Positional drivers
+    (SQL Server's qmark) get the arguments in the order of the text."""
     stmt, binds, compiled_for, values = prepared
-    compiled = compiled_for.get(dialect, False)
-    if compiled is False:
-        compiled = compiled_for[dialect] = _compile_for_driver(stmt, binds, dialect)
+    compiled = compiled_for.get(dialect)
     if compiled is None:
-        return None
-    sql, names, fixed, processors, order = compiled
-    args = dict(fixed)
-    args.update(zip(names, (v for b, v in zip(binds, values, strict=True) if b is not None), strict=True))
-    for name, process in processors:
-        args[name] = process(args[name])
-    return sql, (tuple(args[n] for n in order) if order is not None else args)
-
-
-def _compile_for_driver(stmt, binds, dialect) -> tuple | None:
-    """(SQL text, the filter binds' names in order, the other binds' fixed
-    values, bind processors, the positional order or None), or None."""
-    if any(b is not None and b.expanding for b in binds):
-        return None
-    compiled = stmt.compile(dialect=dialect)
-    if compiled.literal_execute_params or compiled.post_compile_params:
-        return None
-    ours = {id(b) for b in binds if b is not None}
-    by_id = {id(b): name for b, name in compiled.bind_names.items()}
-    if not ours <= by_id.keys():  # the compiler did not keep our binds: let SQLAlchemy execute it
-        return None
-    positional = bool(compiled.positional)
-    escaped = {} if positional else (compiled.escaped_bind_names or {})
-    names = tuple(escaped.get(by_id[id(b)], by_id[id(b)]) for b in binds if b is not None)
-    fixed, processors = {}, []
-    for b, raw in compiled.bind_names.items():
-        name = escaped.get(raw, raw)
-        if id(b) not in ours:
-            if b.callable is not None or b.value is None:
-                return None
-            fixed[name] = b.value
-        process = b.type.dialect_impl(dialect).bind_processor(dialect)
-        if process is not None:
-            processors.append((name, process))
-    order = tuple(compiled.positiontup) if positional else None
-    return compiled.string, names, fixed, tuple(processors), order
+        compiled = compiled_for[dialect] = stmt.compile(dialect=dialect)
+    state = compiled.construct_expanded_state({b.key: v for b, v in zip(binds, values, strict=True) if b is not None})
+    args = state.parameters
+    for name, process in state.processors.items():
+        if name in args:
+            args[name] = process(args[name])
+    return state.statement, (state.positional_parameters if compiled.positional else args)
 
 
 def build_statement(section: SectionSpec, params: dict, row_cap: int, value_of=None):
@@ -492,7 +464,7 @@ class SqlConnector(Connector):
                 raise SourceError(f"file not found: {self.source.database}", "not_found")
             from sqlalchemy import create_engine, event
 
-            from app.connectors import liveness
+            from app.lib import liveness
 
             s = self.source
             extra = {}
@@ -500,17 +472,18 @@ class SqlConnector(Connector):
                 # A fetch is one SELECT: as its own transaction it needs no
                 # BEGIN and no ROLLBACK round trip around it.
                 extra["isolation_level"] = "AUTOCOMMIT"
-            engine = create_engine(
-                self.url(),
-                pool_size=max(1, int(s.pool_size)),
-                max_overflow=0,
-                pool_timeout=max(float(s.timeout), 0.1),
-                pool_pre_ping=True,
-                pool_recycle=int((s.options or {}).get("pool_recycle", 1800)),
-                hide_parameters=True,
-                connect_args=self._connect_args(),
+            url = self.url()
+            options = {
+                "pool_size": max(1, int(s.pool_size)),
+                "max_overflow": 0,
+                "pool_timeout": max(float(s.timeout), 0.1),
+                "pool_pre_ping": True,
+                "pool_recycle": int((s.options or {}).get("pool_recycle", 1800)),
+                "hide_parameters": True,
+                "connect_args": self._connect_args(),
                 **extra,
-            )
+            }
+            engine = create_engine(url, **liveness.engine_options(url, options))
             liveness.install(engine)  # psycopg: no SELECT 1 before every fetch
             event.listen(engine, "connect", self._on_connect)
             self._engine = engine
@@ -600,30 +573,7 @@ class SqlConnector(Connector):
             engine = self.engine()
         except Exception as exc:
             raise self._error(exc, connecting=True) from None
-        direct = driver_statement(prepared, engine.dialect)
-        if direct is None:
-            columns, rows = self._fetch_through_sqlalchemy(*_core(prepared))
-        else:
-            columns, rows = self._fetch_on_driver(engine, section, *direct)
-        cap = self.source.row_cap
-        return Result(columns=list(section.columns) or columns, rows=rows[:cap], truncated=len(rows) > cap)
-
-    def _fetch_through_sqlalchemy(self, stmt, values) -> tuple[list, list]:
-        conn = self._connection()
-        try:
-            with conn:
-                with self._deadline(conn.connection.dbapi_connection):
-                    result = conn.execute(stmt, values)
-                    columns = list(result.keys())
-                    rows = [dict(zip(columns, (_plain(v) for v in row), strict=False)) for row in result.fetchall()]
-        except Exception as exc:
-            raise self._error(exc, connecting=False) from None
-        return columns, rows
-
-    def _fetch_on_driver(self, engine, section: SectionSpec, sql: str, args) -> tuple[list, list]:
-        """The compiled SELECT on a pooled driver connection (``driver_statement``,
-        ``drivercursor``): the pool's checks, the connection's settings and
-        timeouts, the errors and the rows are the same as through SQLAlchemy."""
+        sql, args = driver_statement(prepared, engine.dialect)
         checked_out = False
         try:
             with driver_cursor(engine) as cursor, self._deadline(cursor.connection):
@@ -633,7 +583,8 @@ class SqlConnector(Connector):
                 rows = [dict(zip(columns, (_plain(v) for v in row), strict=False)) for row in cursor.fetchall()]
         except Exception as exc:
             raise self._error(exc, connecting=not checked_out) from None
-        return columns, rows
+        cap = self.source.row_cap
+        return Result(columns=columns, rows=rows[:cap], truncated=len(rows) > cap)
 
     @contextlib.contextmanager
     def _deadline(self, raw):

@@ -26,12 +26,15 @@ def driver_cursor(engine, autocommit: bool = False):
     """Yield a driver cursor on a connection checked out of ``engine``'s pool.
 
     A driver error, a failed checkout included, is raised as ``DriverError``;
-    one that means the connection was lost retires it and the pool's older
-    connections, as a SQLAlchemy Connection does. The cursor is closed and
-    the connection returned, out of autocommit.
+    one that means the connection was lost invalidates it and disposes of the
+    pool it came from (the same restart or network fault ended the pool's
+    other connections: the engine opens fresh ones), the documented reaction
+    to a lost database. The cursor is closed and the connection returned, out
+    of autocommit.
     """
     dialect = engine.dialect
     dbapi_error = dialect.loaded_dbapi.Error
+    pool = engine.pool
     try:
         fairy = engine.raw_connection()
     except dbapi_error as exc:
@@ -46,7 +49,9 @@ def driver_cursor(engine, autocommit: bool = False):
     except dbapi_error as exc:
         disconnect = dialect.is_disconnect(exc, driver, cursor)
         if disconnect:
-            engine.pool._invalidate(fairy, exc)
+            fairy.invalidate(exc)
+            if engine.pool is pool:  # not yet replaced by another thread's disposal
+                engine.dispose()
         raise DriverError(exc, disconnect) from exc
     finally:
         try:

@@ -13,9 +13,14 @@ write). For psycopg connections this replaces it with:
 
 A connection found dead is replaced before the caller sees it (SQLAlchemy's
 ``InvalidatePoolError`` in a checkout listener: like a failed pre-ping, it
-also retires the pool's older connections, which the same restart ended). Other drivers keep
-``pool_pre_ping``. Used for the SQL sources and, from ``create_app``, for the
-platform database; it imports nothing of the app.
+also retires the pool's older connections, which the same restart ended).
+
+Two steps, both public SQLAlchemy: ``engine_options`` turns ``pool_pre_ping``
+off in the options an engine is created with when the URL is psycopg's (the
+checkout listener does its work), and ``install`` adds the listeners to the
+engine created with them. Other drivers keep ``pool_pre_ping``. Platform
+plumbing: used from ``create_app`` for the platform database and by the SQL
+sources; it imports nothing of the app.
 """
 
 from __future__ import annotations
@@ -30,12 +35,30 @@ def is_psycopg(engine) -> bool:
     return engine.dialect.name == "postgresql" and engine.dialect.driver == "psycopg"
 
 
+def handles(url) -> bool:
+    """Whether ``install`` replaces the pre-ping for engines of this URL (psycopg)."""
+    from sqlalchemy.engine import make_url
+
+    url = make_url(url)
+    return url.get_backend_name() == "postgresql" and url.get_driver_name() == "psycopg"
+
+
+def engine_options(url, options: dict | None = None) -> dict:
+    """``options`` for ``create_engine(url, **options)``, with ``pool_pre_ping``
+    off where ``install`` will check connections instead (psycopg)."""
+    options = dict(options or {})
+    if handles(url):
+        options["pool_pre_ping"] = False
+    return options
+
+
 def install(engine, idle_seconds: float = IDLE_SECONDS) -> bool:
-    """Replace ``pool_pre_ping`` on a psycopg engine; False (unchanged) otherwise."""
+    """Check a psycopg engine's connections on checkout (create it with
+    ``engine_options``); False (the engine unchanged) for other drivers."""
     from sqlalchemy import event
     from sqlalchemy import exc as sa_exc
 
-    if not is_psycopg(engine) or not hasattr(engine.pool, "_pre_ping"):
+    if not is_psycopg(engine):
         return False
     dialect = engine.dialect
 
@@ -57,9 +80,9 @@ def install(engine, idle_seconds: float = IDLE_SECONDS) -> bool:
             if not alive:
                 raise sa_exc.InvalidatePoolError("ping failed")
 
-    engine.pool._pre_ping = False  # the pool passes it on when it is recreated (dispose)
-    event.listen(engine.pool, "checkin", _checkin)
-    event.listen(engine.pool, "checkout", _checkout)
+    # Pool events listened for on the engine stay with its pool when dispose() recreates it.
+    event.listen(engine, "checkin", _checkin)
+    event.listen(engine, "checkout", _checkout)
     return True
 
 
