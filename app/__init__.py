@@ -24,6 +24,9 @@ def create_app(config: object | str = "config.Config") -> Flask:
 
     app = Flask(__name__)
     app.config.from_object(config)
+    from app.web import install_converters
+
+    install_converters(app)  # before AppBuilder adds the routes
     install_personal_data_filter()
     fieldcrypt.configure(app.config["FIELD_ENCRYPTION_KEYS"])
     logging.getLogger("flask_appbuilder").setLevel(logging.WARNING)

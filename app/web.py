@@ -1,13 +1,19 @@
 """Request-level wiring: who is acting, security headers, error pages, filters."""
 
 import datetime
+import json
+import math
+import re
 
-from flask import current_app, flash, g, jsonify, redirect, request
+from flask import Request, current_app, flash, g, jsonify, redirect, request
+from flask.json.provider import DefaultJSONProvider
 from flask.sessions import SecureCookieSessionInterface
 from flask_babel import lazy_gettext as _l
 from flask_login import current_user
 from marshmallow import ValidationError
 from sqlalchemy.exc import OperationalError
+from werkzeug.exceptions import BadRequest, HTTPException, RequestEntityTooLarge
+from werkzeug.routing import IntegerConverter
 
 from app.lib.rocdate import format_roc, format_roc_datetime
 from app.services import actors, audit
@@ -91,6 +97,251 @@ def _invalid_input(exc: ValidationError):
         return jsonify(message=str(INVALID), errors=exc.normalized_messages()), 400
     flash(str(INVALID), "danger")
     return redirect(request.referrer or "/")
+
+
+# --- malformed input: refused with a clear 4xx before any view runs ------------
+
+MAX_INT64 = 2**63 - 1
+# Nesting deeper than this is no body any of our APIs takes; Python's parser would
+# otherwise recurse until it fails (a 500).
+JSON_MAX_DEPTH = 64
+# FAB's list screens offer page sizes up to 100.
+LIST_MAX_PAGE_SIZE = 100
+LIST_MAX_PAGE = 10**7
+
+MALFORMED_JSON = _l("The request body is not valid JSON.")
+TOO_DEEP = _l("The request body is nested too deeply.")
+BAD_TEXT = _l("The request body holds text that is not valid Unicode.")
+BAD_NUMBER = _l("The request body holds a number out of range.")
+TOO_LARGE = _l("The request is too large; nothing was changed.")
+BAD_QUERY = _l("The list query (q) is not valid.")
+BAD_LIST_ARGS = _l("The page, page size or sort column of this list is not valid.")
+INTERNAL = _l("The platform could not complete this request. Please try again later.")
+NOT_FOUND = _l("No such page or record.")
+NOT_ALLOWED = _l("This method is not allowed here.")
+
+
+class BoundedIntConverter(IntegerConverter):
+    """``<int:...>`` in a path: a number that no 64-bit column holds matches no route (404)."""
+
+    def __init__(self, map, fixed_digits=0, min=None, max=MAX_INT64, signed=False):
+        super().__init__(map, fixed_digits=fixed_digits, min=min, max=max, signed=signed)
+
+
+def install_converters(app) -> None:
+    """Before any route is added (AppBuilder adds them): ``int`` is bounded to 64 bits."""
+    app.url_map.converters["int"] = BoundedIntConverter
+
+
+class MalformedJSON(ValueError):
+    """A JSON body the platform refuses; ``message`` says why, in the caller's language."""
+
+    def __init__(self, message):
+        super().__init__(str(message))
+        self.message = message
+
+
+def _int64(text: str) -> int:
+    value = int(text)
+    if not -MAX_INT64 - 1 <= value <= MAX_INT64:
+        raise MalformedJSON(BAD_NUMBER)
+    return value
+
+
+def _finite(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        raise MalformedJSON(BAD_NUMBER)
+    return value
+
+
+def _no_constant(text: str):
+    raise MalformedJSON(BAD_NUMBER)  # NaN, Infinity, -Infinity are not JSON
+
+
+_STRING_OR_BRACKET = re.compile(r'"(?:[^"\\]|\\.)*"|[\[\]{}]', re.S)
+_SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F][0-9a-fA-F]{2}")
+_LONE_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def _check_depth(text: str) -> None:
+    if text.count("[") + text.count("{") <= JSON_MAX_DEPTH:
+        return
+    depth = 0
+    for match in _STRING_OR_BRACKET.finditer(text):
+        token = match.group()
+        if token in "[{":
+            depth += 1
+            if depth > JSON_MAX_DEPTH:
+                raise MalformedJSON(TOO_DEEP)
+        elif token in "]}":
+            depth -= 1
+
+
+def _has_lone_surrogate(value) -> bool:
+    if isinstance(value, str):
+        return _LONE_SURROGATE.search(value) is not None
+    if isinstance(value, dict):
+        return any(_has_lone_surrogate(k) or _has_lone_surrogate(v) for k, v in value.items())
+    if isinstance(value, list):
+        return any(_has_lone_surrogate(v) for v in value)
+    return False
+
+
+class StrictJSONProvider(DefaultJSONProvider):
+    """Flask's JSON, reading strictly: bounded nesting, 64-bit integers, finite
+    numbers and valid Unicode (no lone surrogate such as ``"\\ud800"``). Anything
+    else raises ``MalformedJSON`` (a ValueError: Flask answers 400)."""
+
+    def loads(self, s, **kwargs):
+        if isinstance(s, (bytes, bytearray)):
+            s = s.decode(json.detect_encoding(s))
+        _check_depth(s)
+        kwargs.setdefault("parse_int", _int64)
+        kwargs.setdefault("parse_float", _finite)
+        kwargs.setdefault("parse_constant", _no_constant)
+        value = json.loads(s, **kwargs)
+        if _SURROGATE_ESCAPE.search(s) and _has_lone_surrogate(value):
+            raise MalformedJSON(BAD_TEXT)
+        return value
+
+
+class MalformedRequest(BadRequest):
+    """A 400 whose description is already in the caller's language."""
+
+
+class PlatformRequest(Request):
+    def on_json_loading_failed(self, e):
+        message = e.message if isinstance(e, MalformedJSON) else MALFORMED_JSON
+        raise MalformedRequest(description=str(message)) from e
+
+
+def _parse_json_body() -> None:
+    """Read a JSON body once, strictly, before any view: the views find it parsed
+    (``request.get_json()`` caches it), and a malformed one never reaches them."""
+    if request.method in ("POST", "PUT", "PATCH", "DELETE") and request.is_json:
+        if request.content_length or request.headers.get("Transfer-Encoding"):
+            request.get_json()
+
+
+def _check_path_ids() -> None:
+    """FAB routes its record pages and its API's PUT/DELETE by ``<pk>`` as text:
+    a number no 64-bit key holds is no such record (404), not a database error."""
+    from flask import abort
+
+    pk = (request.view_args or {}).get("pk")
+    if isinstance(pk, str) and pk.lstrip("-").isdigit() and not -MAX_INT64 - 1 <= int(pk[:40]) <= MAX_INT64:
+        abort(404)
+
+
+_LIST_ARG = re.compile(r"^(?:_?(page|psize)_|_(oc|od)_)(.+)$")
+
+
+def _list_views() -> dict:
+    views = current_app.extensions.get("platform_list_views")
+    if views is None:
+        views = {type(v).__name__: v for v in current_app.appbuilder.baseviews}
+        current_app.extensions["platform_list_views"] = views
+    return views
+
+
+def _check_list_args() -> None:
+    """FAB's list parameters on screens (page, page size, sort column) are read
+    with ``int()`` and used as given: refuse what FAB would fail on or load
+    without bound (a 400 page), before the list view runs."""
+    if request.path.startswith("/api/") or not request.args:
+        return
+    for name, value in request.args.items(multi=True):
+        if "page_" not in name and "psize_" not in name and not name.startswith(("_oc_", "_od_")):
+            continue
+        match = _LIST_ARG.match(name)
+        kind = match.group(1) or match.group(2) if match else "page"
+        if kind in ("page", "psize"):
+            limit = LIST_MAX_PAGE if kind == "page" else LIST_MAX_PAGE_SIZE
+            low = 0 if kind == "page" else 1
+            if not re.fullmatch(r"\d{1,12}", value.strip()) or not low <= int(value) <= limit:
+                raise MalformedRequest(description=str(BAD_LIST_ARGS))
+        elif kind == "oc":
+            view = _list_views().get(match.group(3))
+            allowed = getattr(view, "order_columns", None) if view is not None else None
+            if allowed is not None and value not in allowed:
+                raise MalformedRequest(description=str(BAD_LIST_ARGS))
+        elif kind == "od" and value not in ("asc", "desc"):
+            raise MalformedRequest(description=str(BAD_LIST_ARGS))
+
+
+def _out_of_range(value) -> bool:
+    if isinstance(value, bool):
+        return False
+    if isinstance(value, int):
+        return not -MAX_INT64 - 1 <= value <= MAX_INT64
+    if isinstance(value, float):
+        return not math.isfinite(value)
+    if isinstance(value, dict):
+        return any(_out_of_range(v) for v in value.values())
+    if isinstance(value, list):
+        return any(_out_of_range(v) for v in value)
+    return False
+
+
+def _check_api_query() -> None:
+    """FAB's list query ``?q=(...)`` (Rison) on the APIs: unreadable, or numbers no
+    column holds, or a page beyond any list: a 400 in the caller's language (FAB
+    would answer in English, or fail in the database). FAB clamps the page size."""
+    if not request.path.startswith("/api/") or "q" not in request.args:
+        return
+    import prison
+
+    try:
+        query = prison.loads(request.args["q"])
+    except Exception:
+        raise MalformedRequest(description=str(BAD_QUERY)) from None
+    if not isinstance(query, dict) or _out_of_range(query):
+        raise MalformedRequest(description=str(BAD_QUERY))
+    for key, limit in (("page", LIST_MAX_PAGE), ("page_size", MAX_INT64)):
+        value = query.get(key)
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int) or abs(value) > limit):
+            raise MalformedRequest(description=str(BAD_QUERY))
+
+
+_PAGE = "<!doctype html><meta charset=utf-8><title>{{ code }}</title><h1>{{ code }}</h1><p>{{ msg }}</p>"
+
+
+def _refusal_page(code: int, message):
+    from flask import render_template_string
+
+    return render_template_string(_PAGE, code=code, msg=str(message)), code
+
+
+def _bad_request(exc: BadRequest):
+    """400 on /api/ as JSON in the caller's language; our own refusals as a page elsewhere."""
+    if request.path.startswith("/api/"):
+        message = exc.description if isinstance(exc, MalformedRequest) else INVALID
+        return jsonify(message=str(message)), 400
+    if isinstance(exc, MalformedRequest):
+        return _refusal_page(400, exc.description)
+    return exc
+
+
+def _too_large(exc: RequestEntityTooLarge):
+    if request.path.startswith("/api/"):
+        return jsonify(message=str(TOO_LARGE)), 413
+    return _refusal_page(413, TOO_LARGE)
+
+
+def _unexpected(exc: Exception):
+    """Whatever else escapes an API call: a JSON 500 without details (only the type is logged)."""
+    if isinstance(exc, HTTPException):
+        if request.path.startswith("/api/") and exc.code in (404, 405):
+            response = exc.get_response()
+            response.set_data(json.dumps({"message": str(NOT_FOUND if exc.code == 404 else NOT_ALLOWED)}))
+            response.content_type = "application/json"
+            return response
+        return exc
+    if not request.path.startswith("/api/"):
+        raise exc
+    current_app.logger.error("unhandled error on %s %s: %s", request.method, request.path, type(exc).__name__)
+    return jsonify(message=str(INTERNAL)), 500
 
 
 _wtforms_catalogues: dict = {}
@@ -189,15 +440,24 @@ def register(app) -> None:
     from app.extensions import db
 
     app.session_interface = _SessionInterface()
+    app.request_class = PlatformRequest
+    app.json = StrictJSONProvider(app)
     audit.set_actor_provider(current_actor)
     app.after_request(_security_headers)
     app.after_request(_rewrite_db_down)
     with app.app_context():
         event.listen(db.engine, "handle_error", _note_platform_db_error)
     app.before_request(_wtforms_translations)
+    app.before_request(_check_path_ids)
+    app.before_request(_parse_json_body)
+    app.before_request(_check_list_args)
+    app.before_request(_check_api_query)
     app.register_error_handler(DomainError, _domain_error)
     app.register_error_handler(ValidationError, _invalid_input)
     app.register_error_handler(OperationalError, _database_down)
+    app.register_error_handler(BadRequest, _bad_request)
+    app.register_error_handler(RequestEntityTooLarge, _too_large)
+    app.register_error_handler(Exception, _unexpected)
     app.add_template_filter(format_roc, "roc_date")
     app.add_template_filter(format_roc_datetime, "roc_datetime")
 
