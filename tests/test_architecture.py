@@ -22,7 +22,15 @@ DOCUMENTED = {
     "_asdict", "_replace", "_fields", "_make",  # namedtuple
 }  # fmt: skip
 # Names Python and the libraries' public decorators set on a class themselves.
-AUTOMATIC = {"_is_protocol", "_is_runtime_protocol", "_abc_impl", "_sa_class_manager", "_compiler_dispatch"}
+AUTOMATIC = {
+    "_is_protocol",
+    "_is_runtime_protocol",
+    "_abc_impl",
+    "_sa_class_manager",
+    "_compiler_dispatch",
+    "_declared_fields",  # marshmallow's SchemaMeta sets these two on every Schema
+    "_hooks",
+}
 
 
 def _sources(*parts: str):

@@ -707,3 +707,139 @@ def test_the_platform_never_loads_the_simulators():
     )
     out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=120, check=True)
     assert out.stdout.strip().splitlines()[-1] == "[]"
+
+
+# --- the registry of kinds and what each source offers the form designer ---------------------
+
+FAX_KIND = """
+from flask_babel import lazy_gettext as _l
+
+from app.connectors.base import Connector, Entity, Field, Result, SettingsSchema, register, text
+
+
+class FaxSettings(SettingsSchema):
+    url = text(100, required=True)
+
+
+@register("fax")
+class FaxConnector(Connector):
+    label = _l("Fax gateway")
+    order = 99
+    settings_schema = FaxSettings
+
+    def test(self):
+        return 0.0
+
+    def fetch(self, section, params):
+        return Result(columns=[], rows=[])
+
+    def describe(self):
+        return [Entity(target="inbox", kind="resource", columns=(Field("page"),))]
+"""
+
+
+@pytest.fixture
+def fax_kind(tmp_path, monkeypatch):
+    """A new kind: one module dropped in the connectors' package, no other file touched."""
+    import app.connectors as package
+    from app.connectors import base
+
+    (tmp_path / "zz_fax.py").write_text(FAX_KIND, encoding="utf-8")
+    monkeypatch.setattr(package, "__path__", [*package.__path__, str(tmp_path)])
+    base.discover(refresh=True)
+    yield
+    base._registry.pop("fax", None)
+    sys.modules.pop("app.connectors.zz_fax", None)
+
+
+def test_a_new_kind_module_dropped_in_the_package_is_offered_and_validated_without_other_edits(fax_kind):
+    from app.connectors import choices, connector_class, kinds
+    from app.models.sources import DataSource
+    from app.services.errors import InvalidInput
+    from app.services.sources import validate_source
+
+    assert kinds()[:4] == ["sql", "textfile", "rest", "egate"] and kinds()[-1] == "fax"
+    assert ("fax", "Fax gateway") in [(k, str(label)) for k, label in choices()]  # the admin screen's select list
+    validate_source(None, DataSource(code="FAX", name="傳真", kind="fax", url="http://fax.example", options="{}"))
+    with pytest.raises(InvalidInput, match="url"):
+        validate_source(None, DataSource(code="FAX", name="傳真", kind="fax", options="{}"))
+    with pytest.raises(InvalidInput, match="host"):  # a field the kind does not use is refused, not ignored
+        validate_source(None, DataSource(code="FAX", name="傳真", kind="fax", url="http://f", host="x", options="{}"))
+    assert connector_class("fax").__module__ == "app.connectors.zz_fax"
+    assert connector_for(SourceConfig(kind="fax", name="fax")).describe()[0].target == "inbox"
+
+
+def test_each_kind_checks_its_own_settings_with_clear_field_messages():
+    from marshmallow import ValidationError
+
+    from app.connectors import connector_class
+
+    def problems(kind, settings):
+        with pytest.raises(ValidationError) as err:
+            connector_class(kind).validate(settings)
+        return err.value.messages
+
+    assert "dialect" in problems("sql", {"host": "h", "database": "d", "options": {"dialect": "db2"}})["options"]
+    assert "host" in problems("sql", {"database": "d", "options": {"dialect": "postgresql"}})
+    assert problems("sql", {"host": "h", "port": True, "database": "d", "options": {"dialect": "mysql"}}) == {
+        "port": ["Not a valid integer."]
+    }  # a boolean is not a port
+    assert "layout" in problems("textfile", {"path": "/x.txt", "options": {"format": "fixed"}})["options"]
+    assert "encoding" in problems("textfile", {"path": "/x.txt", "options": {"encoding": "no-such"}})["options"]
+    assert "surprise" in problems("rest", {"url": "https://x", "options": {"surprise": 1}})["options"]
+    assert "url" in problems("egate", {"url": "ftp://x"})
+    assert (
+        connector_class("sql").validate({"database": "/a.db", "options": {"dialect": "sqlite"}})["database"] == "/a.db"
+    )
+
+
+@pytest.mark.parametrize("backend", BACKENDS, ids=source_id)
+def test_a_sql_source_describes_its_tables_and_views_with_column_types(backend, databases):
+    entities = {e.target: e for e in connector_for(sql_source(backend, databases)).describe()}
+    person = entities["person"]
+    assert person.kind == "table"
+    assert [c.name for c in person.columns] == ["id_no", "name", "district", "income"]
+    assert "VARCHAR" in person.columns[0].type.upper() and "INT" in person.columns[3].type.upper()
+    assert entities["slow_person"].kind == "view"
+    if backend == "postgresql":
+        assert [c.name for c in entities["agency.v_person"].columns] == ["id_no", "name", "district"]
+
+
+def test_an_unreachable_sql_source_cannot_describe_itself_and_says_why():
+    source = SourceConfig(kind="sql", name="dead-describe", host="127.0.0.1", port=1, database="x", secret=SECRET,
+                          timeout=2.0, options={"dialect": "postgresql"})  # fmt: skip
+    with pytest.raises(SourceError) as err:
+        connector_for(source).describe()
+    assert err.value.reason == "unreachable" and SECRET not in err.value.message
+
+
+def test_a_text_file_describes_its_columns_from_the_header_or_the_layout(tmp_path, seed_dir):
+    path = tmp_path / "tax.csv"
+    write_csv(path, TAX_ROWS)
+    csv_source = SourceConfig(kind="textfile", name="describe-csv", path=str(path), options={"encoding": "big5"})
+    [entity] = connector_for(csv_source).describe()
+    assert (entity.target, entity.kind, entity.label) == ("", "file", "tax.csv")
+    assert [(c.name, c.type) for c in entity.columns] == [(n, "text") for n in TAX_ROWS[0]]
+    layout = json.loads((seed_dir / "vehicles.layout.json").read_text(encoding="utf-8"))
+    fixed = SourceConfig(kind="textfile", name="describe-fixed", path=str(seed_dir / "vehicles.txt"),
+                         options={"format": "fixed", "layout": layout})  # fmt: skip
+    assert [c.name for c in connector_for(fixed).describe()[0].columns] == [item["name"] for item in layout]
+
+
+def test_a_web_service_describes_what_its_administrator_declared(simulators):
+    declared = {"resources": [{"target": "/companies/{ban}", "label": "公司", "columns": [
+        {"name": "ban"}, {"name": "capital", "type": "number"}]}]}  # fmt: skip
+    described = connector_for(business_source(simulators.url, name="declared", options=declared)).describe()
+    assert [(e.target, e.kind, e.label) for e in described] == [("/companies/{ban}", "resource", "公司")]
+    assert [(c.name, c.type) for c in described[0].columns] == [("ban", "text"), ("capital", "number")]
+    assert connector_for(business_source(simulators.url, name="undeclared")).describe() == []
+
+
+def test_the_egate_describes_its_transactions_their_fields_and_what_each_is_asked_by(simulators):
+    from app.connectors.egate import RECORD_FIELDS
+
+    described = {e.target: e for e in egate(simulators).describe()}
+    assert list(described) == ["RQ01", "RQ02", "RQ04", "RQ07", "RQ08", "RQ14"]
+    assert described["RQ02"].label == "個人戶籍" and described["RQ02"].inputs == ("id_no",)
+    assert [c.name for c in described["RQ07"].columns] == list(RECORD_FIELDS["RQ07"])
+    assert dict((c.name, c.type) for c in described["RQ08"].columns)["removal_date"] == "date"

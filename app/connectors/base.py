@@ -1,14 +1,23 @@
-"""The connector contract and the registry keyed by source kind.
+"""The connector contract and the registry of source kinds, discovered.
 
     connector_for(source).test() -> latency in seconds, or raises SourceError
     connector_for(source).fetch(section, params) -> Result(columns, rows)
+    connector_for(source).describe() -> [Entity]: what the source offers
+    connector_class(kind).validate(settings) -> the settings loaded, or ValidationError
 
 Every fetch honours ``source.timeout`` (seconds) and ``source.row_cap``; a
 dead source fails fast with a SourceError whose message is plain words with
 no secret and no personal data. Drivers are imported lazily inside the kind's
 module, so a missing driver fails only that kind's sources, naming what to
-install. A new kind is one new module that decorates its class with
-``@register("kind")`` and is listed in KIND_MODULES.
+install.
+
+A kind is ONE module (or package) of ``app.connectors`` whose Connector
+subclass is decorated with ``@register``: it declares its ``kind``, its
+``label``, its ``settings_schema`` (marshmallow: the connection fields it uses
+and its ``options``), ``test()``, ``fetch()`` and ``describe()``. The registry
+imports every module of the package once (``pkgutil``), so adding a kind
+touches no other file: the sources' validation, the admin screen's choices
+and the API's schema read ``kinds()``/``choices()``.
 """
 
 from __future__ import annotations
@@ -16,17 +25,13 @@ from __future__ import annotations
 import hashlib
 import importlib
 import json
+import pkgutil
 import threading
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
-# kind -> module that registers it (imported on first use)
-KIND_MODULES = {
-    "sql": "app.connectors.sql",
-    "textfile": "app.connectors.textfile",
-    "rest": "app.connectors.rest",
-    "egate": "app.connectors.egate",
-}
+from flask_babel import lazy_gettext as _l
+from marshmallow import RAISE, Schema, ValidationError, fields, validate
 
 OPERATORS = ("eq", "ne", "lt", "le", "gt", "ge", "like", "prefix", "in")
 
@@ -104,17 +109,101 @@ class Result:
     truncated: bool = False  # more rows existed than the row cap
 
 
+@dataclass(frozen=True)
+class Field:
+    """A column a source offers: its name and its type in the source's words."""
+
+    name: str
+    type: str = "text"
+
+
+@dataclass(frozen=True)
+class Entity:
+    """Something a form section can read (``SectionSpec.target``) and its columns.
+
+    kind: table, view, file, resource (rest) or transaction (egate).
+    inputs: the columns it can be asked by, where the source restricts them (egate).
+    """
+
+    target: str
+    kind: str
+    columns: tuple[Field, ...] = ()
+    label: str = ""
+    inputs: tuple[str, ...] = ()
+
+
+# Bounds shared by the kinds' settings schemas.
+MAX_TEXT = 500
+
+
+def text(max_length: int = MAX_TEXT, validate_also=None, **kwargs) -> fields.String:
+    """A string of at most ``max_length`` characters (and ``validate_also``, if given)."""
+    checks = [validate.Length(max=max_length)] + ([validate_also] if validate_also else [])
+    return fields.String(validate=checks, **kwargs)
+
+
+def port() -> fields.Integer:
+    return fields.Integer(strict=True, validate=validate.Range(min=1, max=65535))
+
+
+def http_url(**kwargs) -> fields.String:
+    return fields.String(
+        validate=[
+            validate.Length(max=MAX_TEXT),
+            validate.Regexp(r"^https?://", error=_l("Web-service and e-gate sources need an http(s) URL.")),
+        ],
+        **kwargs,
+    )
+
+
+class SettingsSchema(Schema):
+    """A kind's settings: the connection fields it uses (the rest must stay
+    empty) and its ``options`` (the kind's own keys only). Subclassed by each kind."""
+
+    class Meta:
+        unknown = RAISE
+
+    options = fields.Dict(keys=fields.String(), load_default=dict)
+
+
+def _plain_messages(messages):
+    """marshmallow keeps a lazy (translatable) message as given: make each a list of text."""
+    if isinstance(messages, dict):
+        return {key: _plain_messages(value) for key, value in messages.items()}
+    if isinstance(messages, (list, tuple)):
+        return [str(m) if not isinstance(m, (dict, list)) else _plain_messages(m) for m in messages]
+    return [str(messages)]
+
+
 class Connector:
     kind: ClassVar[str] = ""
+    label: ClassVar[Any] = ""  # lazy_gettext: shown in the admin screen's choices
+    order: ClassVar[int] = 100  # place among the choices
+    settings_schema: ClassVar[type[Schema]] = SettingsSchema
 
     def __init__(self, source: SourceConfig):
         self.source = source
+
+    @classmethod
+    def validate(cls, settings: dict) -> dict:
+        """The kind's settings (``host``, ``port``, ``database``, ``path``,
+        ``url``, ``account`` as set, and ``options``) loaded through its schema;
+        raises marshmallow's ValidationError with the fields' messages (as
+        lists of text in the caller's language)."""
+        try:
+            return cls.settings_schema().load(settings)
+        except ValidationError as exc:
+            raise ValidationError(_plain_messages(exc.messages)) from None
 
     def test(self) -> float:
         """Check the source answers; return the latency in seconds."""
         raise NotImplementedError
 
     def fetch(self, section: SectionSpec, params: dict) -> Result:
+        raise NotImplementedError
+
+    def describe(self) -> list[Entity]:
+        """The tables, views, files, resources or transactions the source offers, with their columns."""
         raise NotImplementedError
 
     def close(self) -> None:
@@ -144,28 +233,61 @@ class Connector:
 _registry: dict[str, type[Connector]] = {}
 _instances: dict[tuple, Connector] = {}
 _lock = threading.Lock()
+_discovered = threading.Event()
+PACKAGE = __name__.rsplit(".", 1)[0]  # app.connectors
+NOT_KINDS = {"base"}
 
 
-def register(kind: str):
+def register(kind: str | None = None):
+    """Class decorator: the connector of ``kind`` (default: the class's own ``kind``)."""
+
     def deco(cls: type[Connector]) -> type[Connector]:
-        cls.kind = kind
-        _registry[kind] = cls
+        if kind:
+            cls.kind = kind
+        if not cls.kind:
+            raise TypeError(f"{cls.__name__} declares no kind")
+        _registry[cls.kind] = cls
         return cls
 
     return deco
 
 
+def discover(refresh: bool = False) -> None:
+    """Import every module of the package once, so their ``@register`` runs.
+    ``refresh``: look again (a module added since, as a test does)."""
+    if _discovered.is_set() and not refresh:
+        return
+    package = importlib.import_module(PACKAGE)
+    for info in pkgutil.iter_modules(package.__path__):
+        if info.name.startswith("_") or info.name in NOT_KINDS:
+            continue
+        importlib.import_module(f"{PACKAGE}.{info.name}")
+    _discovered.set()
+
+
 def kinds() -> list[str]:
-    return list(KIND_MODULES)
+    """Every registered kind, in the order the admin screen lists them."""
+    discover()
+    return [k for k, _ in sorted(_registry.items(), key=lambda item: (item[1].order, item[0]))]
+
+
+def choices() -> list[tuple[str, Any]]:
+    """(kind, label) for a select list."""
+    return [(kind, _registry[kind].label or kind) for kind in kinds()]
+
+
+def label_of(kind: str):
+    discover()
+    cls = _registry.get(kind)
+    return (cls.label or kind) if cls is not None else kind
 
 
 def connector_class(kind: str) -> type[Connector]:
-    if kind not in _registry:
-        module = KIND_MODULES.get(kind)
-        if module is None:
-            raise SourceError(f"unknown source kind '{kind}'", "config")
-        importlib.import_module(module)
-    return _registry[kind]
+    discover()
+    cls = _registry.get(kind)
+    if cls is None:
+        raise SourceError(f"unknown source kind '{kind}'", "config")
+    return cls
 
 
 def connector_for(source: SourceConfig) -> Connector:

@@ -82,8 +82,11 @@ from __future__ import annotations
 
 import time
 
-from app.connectors.base import Result, SectionSpec, SourceError, register
-from app.connectors.rest import HttpSource, order
+from flask_babel import lazy_gettext as _l
+from marshmallow import fields
+
+from app.connectors.base import Entity, Field, Result, SectionSpec, SourceError, register, text
+from app.connectors.rest import HttpOptions, HttpSettings, HttpSource, order
 
 TRANSACTIONS = {
     "RQ01": ("全戶戶籍", ("id_no", "household_no")),
@@ -119,8 +122,28 @@ _STATUS_WORDS = {
 }
 
 
+class EgateOptions(HttpOptions):
+    agency = text(20)  # the requesting agency's code when the query carries none
+
+
+class EgateSettings(HttpSettings):
+    options = fields.Nested(EgateOptions, load_default=dict)
+
+
+@register("egate")
 class EgateConnector(HttpSource):
-    label = "the household e-gate"
+    label = _l("Household e-gate")
+    order = 40
+    settings_schema = EgateSettings
+    where_label = "the household e-gate"
+
+    def describe(self) -> list[Entity]:
+        """The protocol's transactions, their records' fields and the fields each is asked by."""
+        return [
+            Entity(target=txn, kind="transaction", label=name, inputs=inputs,
+                   columns=tuple(Field(f, "date" if f.endswith("_date") else "text") for f in RECORD_FIELDS[txn]))
+            for txn, (name, inputs) in TRANSACTIONS.items()
+        ]  # fmt: skip
 
     def test(self) -> float:
         started = time.perf_counter()
@@ -192,6 +215,3 @@ class EgateConnector(HttpSource):
         if not section.columns and not rows:
             result.columns = list(known)
         return result
-
-
-register("egate")(EgateConnector)

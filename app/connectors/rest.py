@@ -36,7 +36,23 @@ import threading
 import time
 import urllib.parse
 
-from app.connectors.base import Connector, Filter, Result, SectionSpec, SourceConfig, SourceError, register
+from flask_babel import lazy_gettext as _l
+from marshmallow import RAISE, Schema, ValidationError, fields, validate
+
+from app.connectors.base import (
+    Connector,
+    Entity,
+    Field,
+    Filter,
+    Result,
+    SectionSpec,
+    SettingsSchema,
+    SourceConfig,
+    SourceError,
+    http_url,
+    register,
+    text,
+)
 
 _PLACEHOLDER = re.compile(r"\{(\w+)\}")
 
@@ -166,11 +182,71 @@ def order(rows: list[dict], order_by) -> list[dict]:
     return rows
 
 
+def _bool_or_path(value) -> bool:
+    if isinstance(value, bool) or (isinstance(value, str) and 0 < len(value) <= 500):
+        return True
+    raise ValidationError(str(_l("Use true, false or the path of a CA bundle.")))
+
+
+class HttpOptions(Schema):
+    """What the rest and egate kinds share: authentication and TLS."""
+
+    class Meta:
+        unknown = RAISE
+
+    auth = fields.String(validate=validate.OneOf(("", "basic", "bearer", "header")))
+    auth_header = text(100)
+    headers = fields.Dict(keys=text(100), values=text(1000), validate=validate.Length(max=50))
+    verify = fields.Raw(validate=_bool_or_path)
+    client_cert = text(500)
+    client_key = text(500)
+
+
+class DeclaredColumn(Schema):
+    class Meta:
+        unknown = RAISE
+
+    name = text(200, required=True)
+    type = text(40, load_default="text")
+
+
+class DeclaredResource(Schema):
+    """A path the administrator declares for the form designer (``describe``)."""
+
+    class Meta:
+        unknown = RAISE
+
+    target = text(500, required=True)
+    label = text(200)
+    columns = fields.List(fields.Nested(DeclaredColumn), validate=validate.Length(max=500), load_default=list)
+
+
+class RestOptions(HttpOptions):
+    method = fields.String(validate=validate.OneOf(("GET", "POST", "get", "post")))
+    params = fields.Dict(keys=text(100), values=text(1000), validate=validate.Length(max=50))
+    json = fields.Raw()
+    rows_path = text(200)
+    health_path = text(500)
+    resources = fields.List(fields.Nested(DeclaredResource), validate=validate.Length(max=200))
+
+
+class HttpSettings(SettingsSchema):
+    url = http_url(
+        required=True, error_messages={"required": _l("Web-service and e-gate sources need an http(s) URL.")}
+    )
+    account = text(100)
+    options = fields.Nested(HttpOptions, load_default=dict)
+
+
+class RestSettings(HttpSettings):
+    options = fields.Nested(RestOptions, load_default=dict)
+
+
 class HttpSource(Connector):
     """What the rest and egate kinds share: one keep-alive httpx.Client per
     source, auth, TLS, and the mapping of failures to SourceError."""
 
-    label = "the web service"
+    where_label = "the web service"
 
     def __init__(self, source: SourceConfig):
         super().__init__(source)
@@ -223,7 +299,7 @@ class HttpSource(Connector):
     @property
     def where(self) -> str:
         parts = urllib.parse.urlsplit(self.source.url or "")
-        return f"{self.label} at {parts.hostname}" + (f":{parts.port}" if parts.port else "")
+        return f"{self.where_label} at {parts.hostname}" + (f":{parts.port}" if parts.port else "")
 
     def send(self, method: str, path: str, *, params=None, json=None):
         """Send one request; failures become SourceError with plain words
@@ -285,7 +361,23 @@ class HttpSource(Connector):
         return time.perf_counter() - started
 
 
+@register("rest")
 class RestConnector(HttpSource):
+    label = _l("Web service (REST/JSON)")
+    order = 30
+    settings_schema = RestSettings
+
+    def describe(self) -> list[Entity]:
+        """What the administrator declared in ``options.resources`` (a web
+        service publishes no catalogue the platform could read)."""
+        declared = (self.source.options or {}).get("resources") or []
+        return [
+            Entity(target=str(r.get("target", "")), kind="resource", label=str(r.get("label") or ""),
+                   columns=tuple(Field(str(c["name"]), str(c.get("type") or "text")) for c in r.get("columns") or []))
+            for r in declared
+            if isinstance(r, dict)
+        ]  # fmt: skip
+
     def fetch(self, section: SectionSpec, params: dict) -> Result:
         opts = {**(self.source.options or {}), **(section.options or {})}
         method = str(opts.get("method") or "GET").upper()
@@ -324,6 +416,3 @@ class RestConnector(HttpSource):
         if section.order_by:
             rows = order(rows, section.order_by)
         return self.project(rows, section)
-
-
-register("rest")(RestConnector)

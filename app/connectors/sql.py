@@ -54,7 +54,23 @@ import time
 import uuid
 import weakref
 
-from app.connectors.base import Connector, Filter, Result, SectionSpec, SourceConfig, SourceError, register
+from flask_babel import lazy_gettext as _l
+from marshmallow import RAISE, Schema, ValidationError, fields, validate, validates_schema
+
+from app.connectors.base import (
+    Connector,
+    Entity,
+    Field,
+    Filter,
+    Result,
+    SectionSpec,
+    SettingsSchema,
+    SourceConfig,
+    SourceError,
+    port,
+    register,
+    text,
+)
 from app.lib.drivercursor import driver_cursor
 
 log = logging.getLogger(__name__)
@@ -68,6 +84,39 @@ DIALECTS = {
     "mssql": ("mssql+pyodbc", "pyodbc", "apt-get install unixodbc + pip install pyodbc", 1433, "SQL Server"),
 }
 DEFAULT_ODBC_DRIVER = "ODBC Driver 18 for SQL Server"
+NEEDS_DIALECT = _l("SQL sources need options.dialect: postgresql, mysql, sqlite, oracle or mssql.")
+# Schemas of the server itself, not of the agency's data (describe leaves them out).
+SYSTEM_SCHEMAS = {"information_schema", "pg_catalog", "pg_toast", "mysql", "performance_schema", "sys"}
+
+
+class SqlOptions(Schema):
+    class Meta:
+        unknown = RAISE
+
+    dialect = fields.String(
+        required=True,
+        validate=validate.OneOf(tuple(DIALECTS), error=NEEDS_DIALECT),
+        error_messages={"required": NEEDS_DIALECT},
+    )
+    odbc_driver = text(200)
+    odbc = fields.Dict(keys=text(100), values=text(500), validate=validate.Length(max=50))
+    pool_recycle = fields.Integer(strict=True, validate=validate.Range(min=1, max=86_400))
+
+
+class SqlSettings(SettingsSchema):
+    host = text(255)
+    port = port()
+    database = text(500)
+    account = text(100)
+    options = fields.Nested(SqlOptions, required=True, error_messages={"required": NEEDS_DIALECT})
+
+    @validates_schema
+    def host_and_database(self, data, **kwargs):
+        if data["options"]["dialect"] != "sqlite" and not data.get("host"):
+            raise ValidationError(_l("SQL sources need a host."), "host")
+        if not data.get("database"):
+            raise ValidationError(_l("SQL sources need a database (or service name, or SQLite file)."), "database")
+
 
 # identifiers from the form designer: letters (CJK too), digits, _ $ #
 _IDENT = re.compile(r"^[\w$#]+$")
@@ -360,8 +409,13 @@ def _code_of(orig) -> str:
     return ""
 
 
+@register("sql")
 class SqlConnector(Connector):
     """A pooled SQLAlchemy engine per source; see the module docstring."""
+
+    label = _l("Database (SQL)")
+    order = 10
+    settings_schema = SqlSettings
 
     def __init__(self, source: SourceConfig):
         super().__init__(source)
@@ -586,6 +640,45 @@ class SqlConnector(Connector):
         cap = self.source.row_cap
         return Result(columns=columns, rows=rows[:cap], truncated=len(rows) > cap)
 
+    def describe(self) -> list[Entity]:
+        """The tables and views the account can see, with their columns and
+        types (SQLAlchemy ``inspect``): the default schema's by name, on
+        PostgreSQL also the other schemas' as "schema.name"."""
+        from sqlalchemy import inspect
+
+        try:
+            engine = self.engine()
+            conn = engine.connect()
+        except Exception as exc:
+            raise self._error(exc, connecting=True) from None
+        try:
+            with conn:
+                inspector = inspect(conn)
+                schemas: list[str | None] = [None]
+                if self.dialect == "postgresql":
+                    default = inspector.default_schema_name
+                    schemas += [s for s in inspector.get_schema_names()
+                                if s != default and s not in SYSTEM_SCHEMAS and not s.startswith("pg_")]  # fmt: skip
+                entities = []
+                for schema in schemas:
+                    prefix = f"{schema}." if schema else ""
+                    for kind, names in (("table", inspector.get_table_names(schema=schema)),
+                                        ("view", inspector.get_view_names(schema=schema))):  # fmt: skip
+                        for name in sorted(names):
+                            columns = inspector.get_columns(name, schema=schema)
+                            entities.append(Entity(target=prefix + name, kind=kind, columns=tuple(
+                                Field(c["name"], self._type_name(c["type"], engine.dialect)) for c in columns)))  # fmt: skip
+        except Exception as exc:
+            raise self._error(exc, connecting=False) from None
+        return entities
+
+    @staticmethod
+    def _type_name(type_, dialect) -> str:
+        try:
+            return type_.compile(dialect=dialect)
+        except Exception:  # a type SQLAlchemy reflects but cannot render
+            return type(type_).__name__
+
     @contextlib.contextmanager
     def _deadline(self, raw):
         """SQLite has no statement timeout: a progress handler on the driver's
@@ -603,6 +696,3 @@ class SqlConnector(Connector):
                 raw.set_progress_handler(None, 0)
             except sqlite3.ProgrammingError:  # the connection was closed meanwhile
                 pass
-
-
-register("sql")(SqlConnector)

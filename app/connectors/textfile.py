@@ -35,9 +35,70 @@ import threading
 import time
 from dataclasses import dataclass
 
-from app.connectors.base import Connector, Result, SectionSpec, SourceConfig, SourceError, register
+from flask_babel import lazy_gettext as _l
+from marshmallow import RAISE, Schema, ValidationError, fields, validate, validates_schema
+
+from app.connectors.base import (
+    Connector,
+    Entity,
+    Field,
+    Result,
+    SectionSpec,
+    SettingsSchema,
+    SourceConfig,
+    SourceError,
+    register,
+    text,
+)
 
 ENCODINGS = {"utf-8": "utf-8-sig", "utf8": "utf-8-sig", "cp950": "cp950", "big5": "cp950", "ms950": "cp950"}
+FORMATS = ("csv", "tsv", "fixed")
+
+
+def _known_encoding(value: str) -> bool:
+    try:
+        codecs.lookup(ENCODINGS.get(value.lower(), value))
+    except LookupError:
+        raise ValidationError(str(_l("Unknown text encoding."))) from None
+    return True
+
+
+class LayoutEntry(Schema):
+    class Meta:
+        unknown = RAISE
+
+    name = text(100, required=True)
+    start = fields.Integer(strict=True, required=True, validate=validate.Range(min=0, max=100_000))
+    width = fields.Integer(strict=True, required=True, validate=validate.Range(min=1, max=100_000))
+
+
+class TextFileOptions(Schema):
+    class Meta:
+        unknown = RAISE
+
+    format = fields.String(validate=validate.OneOf(FORMATS))
+    encoding = text(40, validate_also=_known_encoding)
+    delimiter = fields.String(validate=validate.Length(min=1, max=5))
+    header = fields.Boolean(strict=True)
+    names = fields.List(text(100), validate=validate.Length(max=1000))
+    layout = fields.List(fields.Nested(LayoutEntry), validate=validate.Length(max=1000))
+    width_unit = fields.String(validate=validate.OneOf(("char", "byte")))
+    skip_rows = fields.Integer(strict=True, validate=validate.Range(min=0, max=1_000_000))
+    key_columns = fields.List(text(100), validate=validate.Length(max=20))
+
+    @validates_schema
+    def layout_and_names(self, data, **kwargs):
+        if (data.get("format") or "csv") == "fixed" and not data.get("layout"):
+            raise ValidationError(
+                _l("A fixed-width file needs a layout (name, start, width of each column)."), "layout"
+            )
+        if data.get("header") is False and not data.get("names"):
+            raise ValidationError(_l("A file without a header line needs the column names."), "names")
+
+
+class TextFileSettings(SettingsSchema):
+    path = text(500, required=True, error_messages={"required": _l("Text-file sources need a file path.")})
+    options = fields.Nested(TextFileOptions, load_default=dict)
 
 
 def _pandas():
@@ -56,7 +117,12 @@ class _Loaded:
     loaded_at: float
 
 
+@register("textfile")
 class TextFileConnector(Connector):
+    label = _l("Text file")
+    order = 20
+    settings_schema = TextFileSettings
+
     def __init__(self, source: SourceConfig):
         super().__init__(source)
         opts = source.options or {}
@@ -258,8 +324,18 @@ class TextFileConnector(Connector):
             return {"lt": left < right, "le": left <= right, "gt": left > right, "ge": left >= right}[op]
         raise SourceError(f"unknown operator '{op}'", "config")
 
+    def describe(self) -> list[Entity]:
+        """The one file (target ""), its columns from the header line, the
+        names or the layout; every value is read as text."""
+        self._stat()
+        if self.format == "fixed":
+            names = [str(item["name"]) for item in self.layout]
+        elif not self.header:
+            names = [str(n) for n in self.names]
+        else:
+            names = [str(c).strip() for c in self._read_frame(nrows=0).columns]
+        return [Entity(target="", kind="file", label=os.path.basename(self.path),
+                       columns=tuple(Field(name, "text") for name in names))]  # fmt: skip
+
     def close(self) -> None:
         self._loaded = None
-
-
-register("textfile")(TextFileConnector)

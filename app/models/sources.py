@@ -9,8 +9,6 @@ from sqlalchemy.orm import relationship
 from app.lib.fieldcrypt import EncryptedText
 from app.models.org import Agency
 
-SOURCE_KINDS = ("sql", "textfile", "rest", "egate")
-
 
 class DataSource(Model):
     __tablename__ = "data_source"
@@ -18,7 +16,7 @@ class DataSource(Model):
     id = Column(Integer, primary_key=True)
     code = Column(String(40), unique=True, nullable=False)
     name = Column(String(100), nullable=False)
-    kind = Column(String(20), nullable=False)
+    kind = Column(String(20), nullable=False)  # a kind of app.connectors (their registry checks it)
     agency_id = Column(Integer, ForeignKey("agency.id"))  # whose system it is
     agency = relationship(Agency)
     host = Column(String(255))

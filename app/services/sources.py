@@ -7,14 +7,16 @@ import json
 import time
 
 from flask_babel import lazy_gettext as _l
+from marshmallow import ValidationError
 from sqlalchemy import inspect
 
-from app.connectors import SourceConfig, SourceError, connector_for
-from app.models.sources import SOURCE_KINDS, DataSource
+from app.connectors import SourceConfig, SourceError, connector_class, connector_for, kinds
+from app.models.sources import DataSource
 from app.services import audit
 from app.services.errors import InvalidInput
 
-SQL_DIALECTS = ("postgresql", "mysql", "sqlite", "oracle", "mssql")
+# The columns of DataSource a kind's settings schema may use (the rest stay empty).
+CONNECTION_COLUMNS = ("host", "port", "database", "path", "url", "account")
 
 
 def options_of(src: DataSource) -> dict:
@@ -30,28 +32,43 @@ def options_of(src: DataSource) -> dict:
 
 
 def validate_source(session, src: DataSource) -> None:
-    """Raise InvalidInput when the settings cannot describe a reachable source."""
+    """Raise InvalidInput (or marshmallow's ValidationError, field by field,
+    from the kind's settings schema) when the settings cannot describe a
+    reachable source."""
     src.code = (src.code or "").strip()
     if not src.code or not src.name:
         raise InvalidInput(_l("A data source needs a code and a name."))
-    if src.kind not in SOURCE_KINDS:
+    if src.kind not in kinds():
         raise InvalidInput(_l("Unknown source kind."))
     options = options_of(src)
     if src.timeout is not None and not (0.1 <= float(src.timeout) <= 120):
         raise InvalidInput(_l("The timeout must be between 0.1 and 120 seconds."))
     if src.row_cap is not None and not (1 <= int(src.row_cap) <= 10000):
         raise InvalidInput(_l("The row cap must be between 1 and 10000."))
-    if src.kind == "sql":
-        if options.get("dialect") not in SQL_DIALECTS:
-            raise InvalidInput(_l("SQL sources need options.dialect: postgresql, mysql, sqlite, oracle or mssql."))
-        if options["dialect"] != "sqlite" and not src.host:
-            raise InvalidInput(_l("SQL sources need a host."))
-        if not src.database:
-            raise InvalidInput(_l("SQL sources need a database (or service name, or SQLite file)."))
-    elif src.kind == "textfile" and not src.path:
-        raise InvalidInput(_l("Text-file sources need a file path."))
-    elif src.kind in ("rest", "egate") and not (src.url or "").startswith(("http://", "https://")):
-        raise InvalidInput(_l("Web-service and e-gate sources need an http(s) URL."))
+    try:
+        connector_class(src.kind).validate(settings_of(src, options))
+    except ValidationError as exc:
+        raise InvalidInput(_l("The settings of this source are not valid: %(problems)s"),
+                           problems=_problems(exc.messages)) from None  # fmt: skip
+
+
+def _problems(messages, prefix: str = "") -> str:
+    """marshmallow's messages as one line: "options.dialect: ...; host: ..."."""
+    parts = []
+    for key, value in messages.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, dict):
+            parts.append(_problems(value, name + "."))
+        else:
+            parts.append(f"{name}: {' '.join(str(v) for v in value)}")
+    return "; ".join(parts)
+
+
+def settings_of(src: DataSource, options: dict | None = None) -> dict:
+    """What the kind's settings schema checks: the connection columns that are set, and the options."""
+    settings = {c: getattr(src, c) for c in CONNECTION_COLUMNS if getattr(src, c) not in (None, "")}
+    settings["options"] = options_of(src) if options is None else options
+    return settings
 
 
 def keep_stored_secret(src: DataSource) -> None:
@@ -107,3 +124,10 @@ def test_connection(session, src: DataSource) -> tuple[bool, float | None, str]:
                  outcome="ok" if ok else "error", detail={"source": src.code})  # fmt: skip
     session.commit()
     return ok, ms, message
+
+
+def describe_source(src: DataSource) -> list:
+    """What the source offers the form designer (``Connector.describe``):
+    its tables, views, file, resources or transactions and their columns.
+    Raises SourceError in plain words when the source cannot say."""
+    return connector_for(source_config(src)).describe()

@@ -8,17 +8,12 @@ from flask_babel import gettext
 from flask_babel import lazy_gettext as _l
 from wtforms import PasswordField, SelectField
 
+from app import connectors
 from app.lib.rocdate import format_roc_datetime
-from app.models.sources import SOURCE_KINDS, DataSource
+from app.models.sources import DataSource
 from app.services import sources
 from app.views.base import PlatformModelApi, PlatformModelView, yes_no
 
-KIND_LABELS = {
-    "sql": _l("Database (SQL)"),
-    "textfile": _l("Text file"),
-    "rest": _l("Web service (REST/JSON)"),
-    "egate": _l("Household e-gate"),
-}
 LABELS = {
     "code": _l("Source code"),
     "name": _l("Source name"),
@@ -68,13 +63,13 @@ class DataSourceView(PlatformModelView):
     add_columns = edit_columns = EDIT_COLUMNS
     search_columns = ["code", "name", "kind", "agency", "enabled"]
     formatters_columns = {
-        "kind": lambda k: str(KIND_LABELS.get(k, k)),
+        "kind": lambda k: str(connectors.label_of(k)),
         "enabled": yes_no,
         "last_ok": lambda v: "" if v is None else yes_no(v),
         "last_checked_at": format_roc_datetime,
     }
     add_form_extra_fields = edit_form_extra_fields = {
-        "kind": SelectField(_l("Source kind"), choices=[(k, KIND_LABELS[k]) for k in SOURCE_KINDS]),
+        "kind": SelectField(_l("Source kind"), choices=connectors.choices),
         "secret": _secret_field(),
     }
 
