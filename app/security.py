@@ -4,12 +4,9 @@ import hashlib
 import hmac
 import time
 
-from flask import current_app, g, request
+from flask import current_app, request
 from flask_appbuilder.security.sqla.manager import SecurityManager
-from flask_jwt_extended import JWTManager
 from flask_jwt_extended import current_user as current_user_jwt
-from flask_limiter import Limiter
-from flask_limiter.util import get_remote_address
 
 from app.models.org import PlatformUser
 from app.services import actors, audit
@@ -49,57 +46,6 @@ class _TTLCache:
         return value
 
 
-class _VerifiedTokenJWTManager(JWTManager):
-    """Remembers the claims of bearer tokens whose signature it has verified.
-
-    PyJWT spends most of an API call's authentication on base64 and signature
-    checks of the same token the client sends every time. A token string
-    verified once (signature, algorithm, issuer, audience, expiry) is kept,
-    keyed by the exact string, until its ``exp``; every later use checks
-    ``exp`` again against the clock and re-verifies in full once it has
-    passed (which refuses it as expired). The user behind the token is still
-    loaded and checked (active, roles) on every call as before, so revoking an
-    account works as without this cache. Tokens without ``exp``, CSRF-bound
-    (cookie) tokens and decodes that allow expired tokens are never cached.
-    Bounded: cleared when it holds more than MAX_TOKENS.
-    """
-
-    MAX_TOKENS = 10000
-
-    def __init__(self, app=None, add_context_processor: bool = False) -> None:
-        self._verified: dict[str, tuple[float, dict]] = {}
-        super().__init__(app, add_context_processor)
-
-    def _decode_jwt_from_config(self, encoded_token: str, csrf_value=None, allow_expired: bool = False) -> dict:
-        cacheable = csrf_value is None and not allow_expired and isinstance(encoded_token, str)
-        if cacheable:
-            hit = self._verified.get(encoded_token)
-            if hit is not None:
-                if time.time() < hit[0]:
-                    return dict(hit[1])
-                self._verified.pop(encoded_token, None)
-        claims = super()._decode_jwt_from_config(encoded_token, csrf_value, allow_expired)
-        exp = claims.get("exp")
-        if cacheable and isinstance(exp, (int, float)) and not isinstance(exp, bool):
-            if len(self._verified) >= self.MAX_TOKENS:
-                self._verified.clear()
-            self._verified[encoded_token] = (float(exp), dict(claims))
-        return claims
-
-
-class _PlatformLimiter(Limiter):
-    """Flask-Limiter whose check before each request returns at once when a
-    request filter exempts the request from every limit (the query API: see
-    ``app.views.query.register``). Flask-Limiter's own check would still
-    resolve the endpoint's limits and evaluate the empty set it finds. Only
-    without meta limits, which a request filter does not exempt."""
-
-    def _check_request_limit(self, callable_name=None, in_middleware: bool = True) -> None:
-        if in_middleware and not self._meta_limits and any(fn() for fn in self._request_filters):
-            return
-        super()._check_request_limit(callable_name, in_middleware)
-
-
 class PlatformSecurityManager(SecurityManager):
     user_model = PlatformUser
     # FAB's user statistics chart loads Google Charts from the internet.
@@ -114,17 +60,6 @@ class PlatformSecurityManager(SecurityManager):
         self.groupmodelview = PlatformGroupView
         super().__init__(appbuilder)
 
-    def create_limiter(self, app) -> Limiter:
-        limiter = _PlatformLimiter(key_func=app.config.get("RATELIMIT_KEY_FUNC", get_remote_address))
-        limiter.init_app(app)
-        return limiter
-
-    def create_jwt_manager(self, app) -> JWTManager:
-        jwt_manager = _VerifiedTokenJWTManager()
-        jwt_manager.init_app(app)
-        jwt_manager.user_lookup_loader(self.load_user_jwt)
-        return jwt_manager
-
     def register_views(self):
         super().register_views()
         # FAB limits only the login form; the JWT login takes passwords too.
@@ -134,18 +69,22 @@ class PlatformSecurityManager(SecurityManager):
             if isinstance(view, self.security_api) and getattr(view, "blueprint", None) is not None:
                 self.limiter.limit(self.auth_rate_limit, methods=["POST"])(view.blueprint)
 
-    @staticmethod
-    def _token_call() -> bool:
-        """A bearer-token API call: it opens no cookie session (``app.web``)
+    def _token_call(self) -> bool:
+        """A JWT bearer-token API call: it opens no cookie session (``app.web``)
         and FAB never sets a remember-me cookie, so Flask-Login's user lookup
-        always finds nobody there and the token's user is the caller."""
-        return bearer_api_call(request) and not getattr(g, "_api_key_user", False)
+        always finds nobody there and the token's user is the caller. (A FAB
+        API key, when enabled, is FAB's to check.)"""
+        if not bearer_api_call(request):
+            return False
+        return not (current_app.config.get("FAB_API_KEY_ENABLED") and self.extract_api_key_from_request() is not None)
 
     def has_access(self, permission_name, view_name) -> bool:
-        """FAB's check, less Flask-Login's lookup on a token call (FAB's order of checks)."""
+        """FAB's check, less Flask-Login's lookup on a token call: the token's
+        user's roles (direct and through groups) hold the permission, or it is public."""
         if self._token_call():
             if current_user_jwt and current_user_jwt.is_active:
-                return self._has_view_access(current_user_jwt, permission_name, view_name)
+                role_ids = [role.id for role in self.get_user_roles(current_user_jwt)]
+                return bool(role_ids) and self.exist_permission_on_roles(view_name, permission_name, role_ids)
             return self.is_item_public(permission_name, view_name)
         return super().has_access(permission_name, view_name)
 
