@@ -120,11 +120,21 @@ def sql_source(backend: str, databases: dict, **overrides) -> SourceConfig:
     if backend == "sqlite":
         base = {"database": databases["sqlite"], "options": {"dialect": "sqlite"}}
     elif backend == "postgresql":
-        base = {"host": "127.0.0.1", "port": 5432, "database": databases["postgresql"], "account": "postgres",
-                "options": {"dialect": "postgresql"}}  # fmt: skip
+        base = {
+            "host": "127.0.0.1",
+            "port": 5432,
+            "database": databases["postgresql"],
+            "account": "postgres",
+            "options": {"dialect": "postgresql"},
+        }
     else:
-        base = {"host": "127.0.0.1", "port": 3306, "database": databases["mariadb"], "account": "root",
-                "options": {"dialect": "mysql"}}  # fmt: skip
+        base = {
+            "host": "127.0.0.1",
+            "port": 3306,
+            "database": databases["mariadb"],
+            "account": "root",
+            "options": {"dialect": "mysql"},
+        }
     settings = {"kind": "sql", "name": f"test-{backend}", "timeout": 5.0, "row_cap": 100, **base, **overrides}
     return SourceConfig(**settings)
 
@@ -268,7 +278,7 @@ def test_a_lookup_on_the_driver_gives_what_sqlalchemys_own_execution_gives(backe
                 order_by=("-income",),
             ),
             {"v": value},
-        )  # fmt: skip
+        )
         for op, column, value, _ in OPERATOR_CASES + [("eq", "district", None, set())]
     ]
     sections.append((SectionSpec(target="person", filters=(Filter("id_no", "v"),)), {"v": "A123456789"}))
@@ -284,8 +294,11 @@ def test_oracle_and_sql_server_run_on_the_driver_with_the_row_cap_written_into_t
     from sqlalchemy.dialects.mssql import pyodbc
     from sqlalchemy.dialects.oracle import oracledb
 
-    section = SectionSpec(target="person", columns=("id_no",), filters=(Filter("id_no", "v"), Filter("name", "n", "in"),
-                                                                        Filter("district", "d", "prefix")))  # fmt: skip
+    section = SectionSpec(
+        target="person",
+        columns=("id_no",),
+        filters=(Filter("id_no", "v"), Filter("name", "n", "in"), Filter("district", "d", "prefix")),
+    )
     params = {"v": "A123456789", "n": ["王小明", "林一"], "d": "東"}
     sql, args = sql_module.driver_statement(sql_module.prepare(section, params, 50), oracledb.dialect())
     assert "FETCH FIRST 51 ROWS ONLY" in sql and ":name_1_2" in sql
@@ -319,9 +332,7 @@ def test_the_row_cap_keeps_the_first_rows_and_says_more_exist(databases):
 
 
 def test_a_schema_qualified_view_is_read_on_postgresql(databases):
-    section = SectionSpec(
-        target="agency.v_person", columns=("name",), filters=(Filter("id_no", "id_no"),)
-    )  # fmt: skip
+    section = SectionSpec(target="agency.v_person", columns=("name",), filters=(Filter("id_no", "id_no"),))
     result = connector_for(sql_source("postgresql", databases)).fetch(section, {"id_no": "A123456789"})
     assert result.rows == [{"name": "王小明"}]
 
@@ -344,15 +355,25 @@ def test_a_slow_view_is_cancelled_at_the_timeout_and_the_source_keeps_working(ba
     assert err.value.reason == "timeout", err.value.message
     assert elapsed < 2.0
     assert "took longer than 1 s" in err.value.message
-    again = connector.fetch(SectionSpec(target="person", columns=("id_no",), filters=(Filter("id_no", "i"),)),
-                            {"i": "A123456789"})  # fmt: skip
+    again = connector.fetch(
+        SectionSpec(target="person", columns=("id_no",), filters=(Filter("id_no", "i"),)), {"i": "A123456789"}
+    )
     assert again.rows == [{"id_no": "A123456789"}]
 
 
 @pytest.mark.parametrize("dialect", ["postgresql", "mysql", "oracle"], ids=source_id)
 def test_an_unreachable_server_fails_fast_and_never_shows_the_password(dialect):
-    source = SourceConfig(kind="sql", name=f"dead-{dialect}", host="127.0.0.1", port=1, database="agency",
-                          account="reader", secret=SECRET, timeout=3.0, options={"dialect": dialect})  # fmt: skip
+    source = SourceConfig(
+        kind="sql",
+        name=f"dead-{dialect}",
+        host="127.0.0.1",
+        port=1,
+        database="agency",
+        account="reader",
+        secret=SECRET,
+        timeout=3.0,
+        options={"dialect": dialect},
+    )
     started = time.monotonic()
     with pytest.raises(SourceError) as err:
         connector_for(source).fetch(SectionSpec(target="person", columns=("id_no",)), {})
@@ -443,7 +464,7 @@ def test_connector_for_caches_per_source_and_rebuilds_when_settings_change(datab
     assert connector_for(sql_source("sqlite", databases, id=9001, name="cached")) is first
     changed = connector_for(sql_source("sqlite", databases, id=9001, name="cached", timeout=2.0))
     assert changed is not first
-    assert first._engine is None  # the old pool was closed
+    assert not first.pool.is_open  # the old pool was closed
     assert connector_for(sql_source("sqlite", databases, id=9001, name="cached", timeout=2.0)) is changed
     other = connector_for(sql_source("sqlite", databases, id=9002, name="cached"))
     assert other is not changed
@@ -469,8 +490,13 @@ TAX_ROWS = [
 def test_a_big5_csv_is_read_and_looked_up_by_its_key_column(tmp_path):
     path = tmp_path / "tax.csv"
     write_csv(path, TAX_ROWS)
-    source = SourceConfig(kind="textfile", name="tax", path=str(path), row_cap=10,
-                          options={"format": "csv", "encoding": "big5", "key_columns": ["身分證號"]})  # fmt: skip
+    source = SourceConfig(
+        kind="textfile",
+        name="tax",
+        path=str(path),
+        row_cap=10,
+        options={"format": "csv", "encoding": "big5", "key_columns": ["身分證號"]},
+    )
     connector = connector_for(source)
     assert connector.test() >= 0
     result = connector.fetch(
@@ -480,12 +506,16 @@ def test_a_big5_csv_is_read_and_looked_up_by_its_key_column(tmp_path):
     assert result.rows == [{"年度": "112", "所得額": "54479"}, {"年度": "113", "所得額": "882000"}]
     assert connector.fetch(SectionSpec(target="", filters=(Filter("身分證號", "i"),)), {"i": "Z1"}).rows == []
     # other operators scan; numbers compare as numbers
-    rich = connector.fetch(SectionSpec(target="", filters=(Filter("所得額", "v", "ge"),), columns=("姓名",)),
-                           {"v": "800000"})  # fmt: skip
+    rich = connector.fetch(
+        SectionSpec(target="", filters=(Filter("所得額", "v", "ge"),), columns=("姓名",)), {"v": "800000"}
+    )
     assert [r["姓名"] for r in rich.rows] == ["王小明", "王大同"]
-    assert [r["姓名"] for r in connector.fetch(
-        SectionSpec(target="", filters=(Filter("姓名", "v", "prefix"),), columns=("姓名",)), {"v": "陳100%"}
-    ).rows] == ["陳100%"]  # fmt: skip
+    assert [
+        r["姓名"]
+        for r in connector.fetch(
+            SectionSpec(target="", filters=(Filter("姓名", "v", "prefix"),), columns=("姓名",)), {"v": "陳100%"}
+        ).rows
+    ] == ["陳100%"]
 
 
 def test_a_tsv_file_and_the_row_cap(tmp_path):
@@ -497,14 +527,25 @@ def test_a_tsv_file_and_the_row_cap(tmp_path):
 
 
 def test_the_demo_tax_and_vehicle_files_are_read(seed_dir):
-    tax = connector_for(SourceConfig(kind="textfile", name="demo-tax", path=str(seed_dir / "tax_income.csv"),
-                                     options={"encoding": "big5", "key_columns": ["統一編號/身分證號"]}))  # fmt: skip
+    tax = connector_for(
+        SourceConfig(
+            kind="textfile",
+            name="demo-tax",
+            path=str(seed_dir / "tax_income.csv"),
+            options={"encoding": "big5", "key_columns": ["統一編號/身分證號"]},
+        )
+    )
     rows = tax.fetch(SectionSpec(target="", filters=(Filter("統一編號/身分證號", "id_no"),)), {"id_no": "A123456789"})
     assert rows.rows and {r["姓名"] for r in rows.rows} == {"王小明"}
     layout = json.loads((seed_dir / "vehicles.layout.json").read_text(encoding="utf-8"))
-    vehicles = connector_for(SourceConfig(kind="textfile", name="demo-vehicles", path=str(seed_dir / "vehicles.txt"),
-                                          options={"format": "fixed", "layout": layout,
-                                                   "key_columns": ["owner_id_no"]}))  # fmt: skip
+    vehicles = connector_for(
+        SourceConfig(
+            kind="textfile",
+            name="demo-vehicles",
+            path=str(seed_dir / "vehicles.txt"),
+            options={"format": "fixed", "layout": layout, "key_columns": ["owner_id_no"]},
+        )
+    )
     mine = vehicles.fetch(SectionSpec(target="", filters=(Filter("owner_id_no", "id_no"),)), {"id_no": "A123456789"})
     assert mine.rows and all(r["owner_name"] == "王小明" for r in mine.rows)
     assert all(r["plate"] and " " not in r["plate"] for r in mine.rows)
@@ -514,11 +555,23 @@ def test_a_fixed_width_big5_file_counted_in_bytes(tmp_path):
     path = tmp_path / "cars.dat"
     lines = ["ABC-1234A123456789王小明  ", "XYZ-5678B220000001王大同  "]
     path.write_bytes(b"".join(line.encode("cp950") + b"\r\n" for line in lines))
-    layout = [{"name": "plate", "start": 0, "width": 8}, {"name": "owner", "start": 8, "width": 10},
-              {"name": "name", "start": 18, "width": 8}]  # fmt: skip
-    source = SourceConfig(kind="textfile", name="bytes", path=str(path),
-                          options={"format": "fixed", "encoding": "big5", "width_unit": "byte", "layout": layout,
-                                   "key_columns": ["owner"]})  # fmt: skip
+    layout = [
+        {"name": "plate", "start": 0, "width": 8},
+        {"name": "owner", "start": 8, "width": 10},
+        {"name": "name", "start": 18, "width": 8},
+    ]
+    source = SourceConfig(
+        kind="textfile",
+        name="bytes",
+        path=str(path),
+        options={
+            "format": "fixed",
+            "encoding": "big5",
+            "width_unit": "byte",
+            "layout": layout,
+            "key_columns": ["owner"],
+        },
+    )
     result = connector_for(source).fetch(SectionSpec(target="", filters=(Filter("owner", "o"),)), {"o": "B220000001"})
     assert result.rows == [{"plate": "XYZ-5678", "owner": "B220000001", "name": "王大同"}]
 
@@ -526,8 +579,9 @@ def test_a_fixed_width_big5_file_counted_in_bytes(tmp_path):
 def test_a_changed_file_is_reloaded_and_a_deleted_one_is_reported_missing(tmp_path):
     path = tmp_path / "tax.csv"
     write_csv(path, TAX_ROWS)
-    source = SourceConfig(kind="textfile", name="reload", path=str(path),
-                          options={"encoding": "cp950", "key_columns": ["身分證號"]})  # fmt: skip
+    source = SourceConfig(
+        kind="textfile", name="reload", path=str(path), options={"encoding": "cp950", "key_columns": ["身分證號"]}
+    )
     connector = connector_for(source)
     section = SectionSpec(target="", filters=(Filter("身分證號", "id_no"),), columns=("姓名",))
     assert connector.fetch(section, {"id_no": "D220000003"}).rows == []
@@ -549,8 +603,9 @@ def test_a_changed_file_is_reloaded_and_a_deleted_one_is_reported_missing(tmp_pa
 def test_textfile_test_checks_the_header_and_key_columns(tmp_path):
     path = tmp_path / "tax.csv"
     write_csv(path, TAX_ROWS)
-    bad = SourceConfig(kind="textfile", name="badkey", path=str(path),
-                       options={"encoding": "cp950", "key_columns": ["id_no"]})  # fmt: skip
+    bad = SourceConfig(
+        kind="textfile", name="badkey", path=str(path), options={"encoding": "cp950", "key_columns": ["id_no"]}
+    )
     with pytest.raises(SourceError) as err:
         connector_for(bad).test()
     assert err.value.reason == "config" and "id_no" in err.value.message
@@ -564,8 +619,7 @@ def test_textfile_test_checks_the_header_and_key_columns(tmp_path):
 
 
 def business_source(url: str, **overrides) -> SourceConfig:
-    return SourceConfig(**{"kind": "rest", "name": "business", "url": f"{url}/business", "timeout": 3.0,
-                           **overrides})  # fmt: skip
+    return SourceConfig(**{"kind": "rest", "name": "business", "url": f"{url}/business", "timeout": 3.0, **overrides})
 
 
 ONE_COMPANY = SectionSpec(target="/companies/{ban}", filters=(Filter("ban", "ban"),), columns=("ban", "name", "status"))
@@ -806,8 +860,16 @@ def test_a_sql_source_describes_its_tables_and_views_with_column_types(backend, 
 
 
 def test_an_unreachable_sql_source_cannot_describe_itself_and_says_why():
-    source = SourceConfig(kind="sql", name="dead-describe", host="127.0.0.1", port=1, database="x", secret=SECRET,
-                          timeout=2.0, options={"dialect": "postgresql"})  # fmt: skip
+    source = SourceConfig(
+        kind="sql",
+        name="dead-describe",
+        host="127.0.0.1",
+        port=1,
+        database="x",
+        secret=SECRET,
+        timeout=2.0,
+        options={"dialect": "postgresql"},
+    )
     with pytest.raises(SourceError) as err:
         connector_for(source).describe()
     assert err.value.reason == "unreachable" and SECRET not in err.value.message
@@ -821,14 +883,25 @@ def test_a_text_file_describes_its_columns_from_the_header_or_the_layout(tmp_pat
     assert (entity.target, entity.kind, entity.label) == ("", "file", "tax.csv")
     assert [(c.name, c.type) for c in entity.columns] == [(n, "text") for n in TAX_ROWS[0]]
     layout = json.loads((seed_dir / "vehicles.layout.json").read_text(encoding="utf-8"))
-    fixed = SourceConfig(kind="textfile", name="describe-fixed", path=str(seed_dir / "vehicles.txt"),
-                         options={"format": "fixed", "layout": layout})  # fmt: skip
+    fixed = SourceConfig(
+        kind="textfile",
+        name="describe-fixed",
+        path=str(seed_dir / "vehicles.txt"),
+        options={"format": "fixed", "layout": layout},
+    )
     assert [c.name for c in connector_for(fixed).describe()[0].columns] == [item["name"] for item in layout]
 
 
 def test_a_web_service_describes_what_its_administrator_declared(simulators):
-    declared = {"resources": [{"target": "/companies/{ban}", "label": "公司", "columns": [
-        {"name": "ban"}, {"name": "capital", "type": "number"}]}]}  # fmt: skip
+    declared = {
+        "resources": [
+            {
+                "target": "/companies/{ban}",
+                "label": "公司",
+                "columns": [{"name": "ban"}, {"name": "capital", "type": "number"}],
+            }
+        ]
+    }
     described = connector_for(business_source(simulators.url, name="declared", options=declared)).describe()
     assert [(e.target, e.kind, e.label) for e in described] == [("/companies/{ban}", "resource", "公司")]
     assert [(c.name, c.type) for c in described[0].columns] == [("ban", "text"), ("capital", "number")]

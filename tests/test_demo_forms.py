@@ -17,8 +17,11 @@ MARIADB_URL = "mysql+pymysql://root@127.0.0.1:3306/"
 
 
 def run(client, token, form, params, item):
-    r = client.post("/api/v1/query/run", json={"form": form, "case_no": "1151126-0042", "reason": "",
-                                              "business_item": item, "params": params}, headers=bearer(token))  # fmt: skip
+    r = client.post(
+        "/api/v1/query/run",
+        json={"form": form, "case_no": "1151126-0042", "reason": "", "business_item": item, "params": params},
+        headers=bearer(token),
+    )
     assert r.status_code == 200, r.json
     return r.json
 

@@ -69,9 +69,14 @@ def test_impossible_roc_dates_are_refused(bad):
 
 def test_log_lines_lose_id_numbers_emails_and_sql_parameters():
     record = logging.LogRecord(
-        "x", logging.INFO, __file__, 1, "lookup %s for %s [parameters: ('A123456789',)]",
-        ("A123456789", "wang@example.tw"), None,
-    )  # fmt: skip
+        "x",
+        logging.INFO,
+        __file__,
+        1,
+        "lookup %s for %s [parameters: ('A123456789',)]",
+        ("A123456789", "wang@example.tw"),
+        None,
+    )
     PersonalDataFilter().filter(record)
     text = record.getMessage()
     assert "A123456789" not in text and "wang@example.tw" not in text

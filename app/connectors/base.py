@@ -68,10 +68,23 @@ class SourceConfig:
     def fingerprint(self) -> str:
         """Changes whenever any setting changes: a cached connector is rebuilt."""
         raw = json.dumps(
-            [self.kind, self.host, self.port, self.database, self.path, self.url, self.account,
-             self.secret, self.timeout, self.row_cap, self.pool_size, self.options],
-            sort_keys=True, default=str,
-        )  # fmt: skip
+            [
+                self.kind,
+                self.host,
+                self.port,
+                self.database,
+                self.path,
+                self.url,
+                self.account,
+                self.secret,
+                self.timeout,
+                self.row_cap,
+                self.pool_size,
+                self.options,
+            ],
+            sort_keys=True,
+            default=str,
+        )
         return hashlib.sha256(raw.encode()).hexdigest()
 
 

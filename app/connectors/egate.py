@@ -97,9 +97,28 @@ TRANSACTIONS = {
     "RQ14": ("門牌異動", ("household_no", "id_no")),
 }
 
-PERSON_FIELDS = ("household_no", "household_kind", "office", "address", "head_id_no", "household_status",
-                 "relation", "name", "id_no", "sex", "birth_date", "father", "mother", "spouse", "birthplace",
-                 "birth_order", "military", "indigenous", "status", "notes")  # fmt: skip
+PERSON_FIELDS = (
+    "household_no",
+    "household_kind",
+    "office",
+    "address",
+    "head_id_no",
+    "household_status",
+    "relation",
+    "name",
+    "id_no",
+    "sex",
+    "birth_date",
+    "father",
+    "mother",
+    "spouse",
+    "birthplace",
+    "birth_order",
+    "military",
+    "indigenous",
+    "status",
+    "notes",
+)
 RECORD_FIELDS = {
     "RQ01": PERSON_FIELDS,
     "RQ02": PERSON_FIELDS,
@@ -111,8 +130,7 @@ RECORD_FIELDS = {
 
 STATUS_OK = "0000"
 STATUS_NOT_FOUND = "E404"
-_STATUS_REASON = {"E400": "config", "E401": "refused", "E403": "refused", "E429": "unreachable",
-                  "E503": "unreachable"}  # fmt: skip
+_STATUS_REASON = {"E400": "config", "E401": "refused", "E403": "refused", "E429": "unreachable", "E503": "unreachable"}
 _STATUS_WORDS = {
     "E400": "rejected the query as malformed",
     "E401": "did not accept the credentials",
@@ -140,10 +158,15 @@ class EgateConnector(HttpSource):
     def describe(self) -> list[Entity]:
         """The protocol's transactions, their records' fields and the fields each is asked by."""
         return [
-            Entity(target=txn, kind="transaction", label=name, inputs=inputs,
-                   columns=tuple(Field(f, "date" if f.endswith("_date") else "text") for f in RECORD_FIELDS[txn]))
+            Entity(
+                target=txn,
+                kind="transaction",
+                label=name,
+                inputs=inputs,
+                columns=tuple(Field(f, "date" if f.endswith("_date") else "text") for f in RECORD_FIELDS[txn]),
+            )
             for txn, (name, inputs) in TRANSACTIONS.items()
-        ]  # fmt: skip
+        ]
 
     def test(self) -> float:
         started = time.perf_counter()

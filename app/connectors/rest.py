@@ -177,8 +177,15 @@ def matches(row: dict, flt: Filter, value) -> bool:
 def order(rows: list[dict], order_by) -> list[dict]:
     for col in reversed(list(order_by)):
         name, desc = col.lstrip("-"), col.startswith("-")
-        rows.sort(key=lambda r, n=name: (r.get(n) is None, _number(r.get(n)) is None, _number(r.get(n)) or 0,
-                                         str(r.get(n) or "")), reverse=desc)  # fmt: skip
+        rows.sort(
+            key=lambda r, n=name: (
+                r.get(n) is None,
+                _number(r.get(n)) is None,
+                _number(r.get(n)) or 0,
+                str(r.get(n) or ""),
+            ),
+            reverse=desc,
+        )
     return rows
 
 
@@ -372,11 +379,15 @@ class RestConnector(HttpSource):
         service publishes no catalogue the platform could read)."""
         declared = (self.source.options or {}).get("resources") or []
         return [
-            Entity(target=str(r.get("target", "")), kind="resource", label=str(r.get("label") or ""),
-                   columns=tuple(Field(str(c["name"]), str(c.get("type") or "text")) for c in r.get("columns") or []))
+            Entity(
+                target=str(r.get("target", "")),
+                kind="resource",
+                label=str(r.get("label") or ""),
+                columns=tuple(Field(str(c["name"]), str(c.get("type") or "text")) for c in r.get("columns") or []),
+            )
             for r in declared
             if isinstance(r, dict)
-        ]  # fmt: skip
+        ]
 
     def fetch(self, section: SectionSpec, params: dict) -> Result:
         opts = {**(self.source.options or {}), **(section.options or {})}

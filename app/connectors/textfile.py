@@ -185,15 +185,32 @@ class TextFileConnector(Connector):
                     if not self.names:
                         raise SourceError("a file without a header line needs options.names", "config")
                     kwargs = {"header": None, "names": self.names}
-                return pd.read_csv(self.path, sep=self.delimiter, encoding=self.encoding, dtype=str,
-                                   keep_default_na=False, na_filter=False, nrows=nrows, **kwargs)  # fmt: skip
+                return pd.read_csv(
+                    self.path,
+                    sep=self.delimiter,
+                    encoding=self.encoding,
+                    dtype=str,
+                    keep_default_na=False,
+                    na_filter=False,
+                    nrows=nrows,
+                    **kwargs,
+                )
             names = [str(item["name"]) for item in self.layout]
             if self.width_unit == "byte":
                 return self._read_fixed_bytes(names, nrows)
             colspecs = [(int(i["start"]), int(i["start"]) + int(i["width"])) for i in self.layout]
-            return pd.read_fwf(self.path, colspecs=colspecs, names=names, header=None, encoding=self.encoding,
-                               dtype=str, keep_default_na=False, na_filter=False, skiprows=self.skip_rows,
-                               nrows=nrows)  # fmt: skip
+            return pd.read_fwf(
+                self.path,
+                colspecs=colspecs,
+                names=names,
+                header=None,
+                encoding=self.encoding,
+                dtype=str,
+                keep_default_na=False,
+                na_filter=False,
+                skiprows=self.skip_rows,
+                nrows=nrows,
+            )
         except SourceError:
             raise
         except UnicodeDecodeError:
@@ -287,8 +304,9 @@ class TextFileConnector(Connector):
                 break
         if section.order_by and not subset.empty:
             by = [c.lstrip("-") for c in section.order_by]
-            subset = subset.sort_values(by=by, ascending=[not c.startswith("-") for c in section.order_by],
-                                        kind="stable")  # fmt: skip
+            subset = subset.sort_values(
+                by=by, ascending=[not c.startswith("-") for c in section.order_by], kind="stable"
+            )
         cap = self.source.row_cap
         truncated = len(subset) > cap
         subset = subset.iloc[:cap]
@@ -334,8 +352,14 @@ class TextFileConnector(Connector):
             names = [str(n) for n in self.names]
         else:
             names = [str(c).strip() for c in self._read_frame(nrows=0).columns]
-        return [Entity(target="", kind="file", label=os.path.basename(self.path),
-                       columns=tuple(Field(name, "text") for name in names))]  # fmt: skip
+        return [
+            Entity(
+                target="",
+                kind="file",
+                label=os.path.basename(self.path),
+                columns=tuple(Field(name, "text") for name in names),
+            )
+        ]
 
     def close(self) -> None:
         self._loaded = None

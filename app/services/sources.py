@@ -48,8 +48,9 @@ def validate_source(session, src: DataSource) -> None:
     try:
         connector_class(src.kind).validate(settings_of(src, options))
     except ValidationError as exc:
-        raise InvalidInput(_l("The settings of this source are not valid: %(problems)s"),
-                           problems=_problems(exc.messages)) from None  # fmt: skip
+        raise InvalidInput(
+            _l("The settings of this source are not valid: %(problems)s"), problems=_problems(exc.messages)
+        ) from None
 
 
 def _problems(messages, prefix: str = "") -> str:
@@ -120,8 +121,14 @@ def test_connection(session, src: DataSource) -> tuple[bool, float | None, str]:
     src.last_ok = ok
     src.last_latency_ms = ms if ok else round((time.perf_counter() - started) * 1000, 1)
     src.last_error = message[:500] or None
-    audit.record(session, "source_test", object_type="DataSource", object_id=src.id,
-                 outcome="ok" if ok else "error", detail={"source": src.code})  # fmt: skip
+    audit.record(
+        session,
+        "source_test",
+        object_type="DataSource",
+        object_id=src.id,
+        outcome="ok" if ok else "error",
+        detail={"source": src.code},
+    )
     session.commit()
     return ok, ms, message
 

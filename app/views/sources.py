@@ -36,8 +36,24 @@ LABELS = {
     "last_latency_ms": _l("Latency (ms)"),
     "last_error": _l("Last error"),
 }
-EDIT_COLUMNS = ["code", "name", "kind", "agency", "host", "port", "database", "path", "url", "account", "secret",
-                "timeout", "row_cap", "pool_size", "options", "enabled"]  # fmt: skip
+EDIT_COLUMNS = [
+    "code",
+    "name",
+    "kind",
+    "agency",
+    "host",
+    "port",
+    "database",
+    "path",
+    "url",
+    "account",
+    "secret",
+    "timeout",
+    "row_cap",
+    "pool_size",
+    "options",
+    "enabled",
+]
 
 
 def _secret_field():
@@ -95,9 +111,28 @@ class DataSourceApi(PlatformModelApi):
     resource_name = "sources"
     datamodel = SQLAInterface(DataSource)
     validator = sources.validate_source
-    list_columns = show_columns = ["id", "code", "name", "kind", "agency.code", "host", "port", "database", "path",
-                                   "url", "account", "timeout", "row_cap", "pool_size", "options", "enabled",
-                                   "last_checked_at", "last_ok", "last_latency_ms", "last_error"]  # fmt: skip
+    list_columns = show_columns = [
+        "id",
+        "code",
+        "name",
+        "kind",
+        "agency.code",
+        "host",
+        "port",
+        "database",
+        "path",
+        "url",
+        "account",
+        "timeout",
+        "row_cap",
+        "pool_size",
+        "options",
+        "enabled",
+        "last_checked_at",
+        "last_ok",
+        "last_latency_ms",
+        "last_error",
+    ]
     add_columns = edit_columns = EDIT_COLUMNS
     search_columns = ["code", "name", "kind", "enabled"]
 
@@ -135,7 +170,12 @@ class DataSourceApi(PlatformModelApi):
 
 def register(appbuilder) -> None:
     appbuilder.add_view(
-        DataSourceView, "Data sources", label=_l("Data sources"), icon="fa-database",
-        category="Query setup", category_label=_l("Query setup"), category_icon="fa-wrench",
-    )  # fmt: skip
+        DataSourceView,
+        "Data sources",
+        label=_l("Data sources"),
+        icon="fa-database",
+        category="Query setup",
+        category_label=_l("Query setup"),
+        category_icon="fa-wrench",
+    )
     appbuilder.add_api(DataSourceApi)

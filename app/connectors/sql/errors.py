@@ -1,0 +1,158 @@
+"""A SQL driver's error in plain words: never the secret, the SQL, its
+parameters or the driver's own text (which may quote a value).
+
+Drivers say the same thing in many ways; the words and SQLSTATE/vendor codes
+below are matched on the lower-cased exception text and code.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from app.connectors.base import SourceError
+
+log = logging.getLogger(__name__)
+
+_UNREACHABLE_WORDS = {
+    "name": (
+        "could not translate host name",
+        "name or service not known",
+        "nodename nor servname",
+        "getaddrinfo",
+        "unknown mysql server host",
+        "temporary failure in name resolution",
+        "no address associated",
+    ),
+    "refused": (
+        "connection refused",
+        "actively refused",
+        "errno 111",
+        "[errno 61]",
+        "(111)",
+        "dpy-6005",
+        "can't connect to mysql server",
+        "can't connect to server",
+    ),
+    "network": (
+        "no route to host",
+        "network is unreachable",
+        "host is unreachable",
+        "server closed the connection",
+        "connection reset",
+        "lost connection",
+        "broken pipe",
+        "server has gone away",
+        "communication link failure",
+        "tcp provider",
+        "dpi-1080",
+        "dpy-4011",
+    ),
+}
+_TIMEOUT_WORDS = (
+    "statement timeout",
+    "canceling statement due to",
+    "max_statement_time",
+    "max_execution_time",
+    "maximum statement execution time",
+    "timed out",
+    "timeout expired",
+    "query timeout",
+    "interrupted",
+    "dpi-1067",
+    "dpy-4024",
+    "ora-03156",
+    "call timeout",
+)
+_TIMEOUT_CODES = ("57014", "1969", "3024", "hyt00", "hyt01", "dpi-1067", "dpy-4024")
+_AUTH_WORDS = (
+    "password authentication failed",
+    "authentication failed",
+    "access denied",
+    "ora-01017",
+    "login failed",
+    "no password supplied",
+    'role "',
+    "not permitted to log in",
+)
+_AUTH_CODES = ("28000", "28p01", "18456", "1045", "1044", "ora-01017", "dpy-4001")
+_MISSING_WORDS = (
+    "does not exist",
+    "doesn't exist",
+    "no such table",
+    "no such column",
+    "unknown column",
+    "ora-00942",
+    "ora-00904",
+    "invalid object name",
+    "invalid column name",
+)
+_MISSING_CODES = ("42s02", "42p01", "42703", "42s22", "1146", "1054")
+_DENIED_WORDS = ("permission denied", "command denied", "ora-01031", "insufficient privileges")
+_DENIED_CODES = ("42501", "1142", "1143")
+
+
+def _code_of(orig) -> str:
+    for attr in ("sqlstate", "pgcode"):
+        code = getattr(orig, attr, None)
+        if code:
+            return str(code)
+    args = getattr(orig, "args", ())
+    if args:
+        first = args[0]
+        full = getattr(first, "full_code", None)  # oracledb error object
+        if full:
+            return str(full)
+        if isinstance(first, (int, str)) and len(str(first)) <= 8:
+            return str(first)
+    return ""
+
+
+def translate(exc: Exception, *, source, dialect: str, where: str, odbc_driver: str, connecting: bool) -> SourceError:
+    """The SourceError for ``exc`` raised while ``connecting`` (or running a statement) on ``source``."""
+    from sqlalchemy import exc as sa_exc
+
+    if isinstance(exc, SourceError):
+        return exc
+    t = source.timeout
+    if isinstance(exc, sa_exc.TimeoutError):  # waiting for a free pooled connection
+        return SourceError(f"all {source.pool_size} connections to {where} are busy", "timeout")
+    orig = getattr(exc, "orig", None) or exc
+    text = f"{type(orig).__name__} {orig}".lower()
+    code = _code_of(orig)
+    low_code = code.lower()
+    log.info("SQL source %s failed: %s %s", source.name, type(orig).__name__, code)
+    if isinstance(exc, sa_exc.NoSuchModuleError):
+        return SourceError(f"SQLAlchemy has no dialect for {where}", "driver")
+    if dialect == "mssql" and ("can't open lib" in text or "im002" in text or low_code == "im002"):
+        return SourceError(
+            f"the ODBC driver '{odbc_driver}' is not installed (Microsoft's msodbcsql18 package), "
+            "or set options.odbc_driver to an installed one",
+            "driver",
+        )
+    if dialect == "sqlite" and "unable to open database file" in text:
+        return SourceError(f"cannot open {where}", "not_found")
+    if dialect == "sqlite" and "interrupted" in text:
+        return SourceError(f"the query took longer than {t:g} s and was cancelled", "timeout")
+    if any(w in text for w in _AUTH_WORDS) or low_code in _AUTH_CODES:
+        return SourceError(f"{where} refused the account or password", "refused")
+    if any(w in text for w in _DENIED_WORDS) or low_code in _DENIED_CODES:
+        return SourceError(f"the account may not read this table or view at {where}", "refused")
+    if any(w in text for w in _UNREACHABLE_WORDS["name"]):
+        return SourceError(f"cannot reach {where}: host name not found", "unreachable")
+    if any(w in text for w in _UNREACHABLE_WORDS["refused"]):
+        return SourceError(f"cannot reach {where}: connection refused", "unreachable")
+    if any(w in text for w in _TIMEOUT_WORDS) or low_code in _TIMEOUT_CODES:
+        if connecting:
+            return SourceError(f"cannot reach {where}: no answer within {t:g} s", "unreachable")
+        return SourceError(f"the query took longer than {t:g} s and was cancelled", "timeout")
+    if any(w in text for w in _UNREACHABLE_WORDS["network"]):
+        return SourceError(f"cannot reach {where}: the network connection failed", "unreachable")
+    if "database" in text and ("does not exist" in text or "unknown database" in text or low_code == "1049"):
+        return SourceError(f"the database is not found at {where}", "config")
+    if any(w in text for w in _MISSING_WORDS) or low_code in _MISSING_CODES:
+        return SourceError(f"the table, view or a column of this section is not found at {where}", "config")
+    if low_code.startswith("22") or "invalid input syntax" in text:
+        return SourceError("an input value does not fit the column's type at the source", "config")
+    if connecting:
+        return SourceError(f"cannot connect to {where}" + (f" (error {code})" if code else ""), "unreachable")
+    return SourceError(f"{where} reported an error" + (f" ({code})" if code else ""), "bad_response")
