@@ -69,8 +69,10 @@ def test_a_transfer_from_social_affairs_to_the_tax_bureau_and_back(live_server, 
         tmp_path / "data.csv", tmp_path / "data.p7m")  # fmt: skip
     shot(page, "3-case-registered")
     page.set_input_files("#file-payload", str(tmp_path / "data.p7m"))
-    with page.expect_navigation():
-        page.click("#send-payload")  # sent with XMLHttpRequest and a progress bar, then the page reloads
+    # Sent by the page's script (a static file: no inline script) as a PUT with a progress bar; then the page reloads.
+    with page.expect_request(lambda r: r.method == "PUT" and r.url.endswith("/upload/payload")):
+        with page.expect_navigation():
+            page.click("#send-payload")
     assert "已上傳" in page.inner_text(".transfer-state")
     assert "加密檔已登錄" in page.inner_text(".alert-success")
     shot(page, "4-uploaded")

@@ -22,8 +22,9 @@ from app.extensions import db
 from app.models.audit import AuditEvent
 from app.models.org import Agency, PlatformUser
 from app.models.transfer import StaffCertificate, TransferCase, TransferItem
-from app.services import actors, certificates, transfer
+from app.services import actors, transfer
 from app.services.errors import DomainError, InvalidInput
+from app.services.transfer import pki as certificates
 from tests.conftest import api_token, bearer, pki_dir
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -292,7 +293,7 @@ def test_a_connection_dropped_mid_upload_or_a_full_disk_registers_nothing(app, r
             def __getattr__(self, name):
                 return getattr(self.fh, name)
 
-        monkeypatch.setattr(transfer.os, "fdopen", lambda fd, mode: FullDisk(real_fdopen(fd, mode)))
+        monkeypatch.setattr(os, "fdopen", lambda fd, mode: FullDisk(real_fdopen(fd, mode)))
         with pytest.raises(DomainError) as err:
             transfer.upload_payload(db.session, who, case_id, io.BytesIO(sealed), "api")
         assert err.value.status == 507 and "已滿" in str(err.value) or "full" in str(err.value)
@@ -320,7 +321,7 @@ def test_only_transfer_officers_of_the_two_agencies_act_and_in_order(app, client
 def test_registration_refuses_bad_input_with_clear_messages(app, client):
     social = api_token(client, "transfer.social")
     r = _register(client, social, record_count="很多")
-    assert r.status_code == 400 and "筆數" in r.json["message"]
+    assert r.status_code == 400 and "筆數" in r.json["errors"]["record_count"][0]
     r = _register(client, social, source="")
     assert r.status_code == 400
     r = _register(client, social, recipients=[999999])
@@ -415,3 +416,85 @@ def test_an_administrator_sets_up_transfer_items_and_sees_the_certificate_regist
     page = client.get("/staffcertificateview/list/")
     assert page.status_code == 200 and "transfer.social" in page.text and "有效" in page.text
     client.get("/logout/")
+
+
+# --- malformed requests: a clear 4xx, nothing registered, never a 500 ----------------------------
+
+
+def _cases(app) -> int:
+    with app.app_context():
+        return len(db.session.scalars(select(TransferCase.id)).all())
+
+
+@pytest.mark.parametrize(
+    "body, field",
+    [
+        ({"item": True}, "item"),  # a boolean is not an id
+        ({"item": "1"}, "item"),  # nor is text
+        ({"item": 2**64}, "item"),  # beyond 64 bits
+        ({"record_count": True}, "record_count"),  # was taken as 1 once
+        ({"record_count": 1.5}, "record_count"),
+        ({"record_count": 10**30}, "record_count"),
+        ({"source": 123}, "source"),  # a number where text is expected
+        ({"source": "\ud800"}, "source"),  # a lone surrogate
+        ({"remarks": "a\x00b"}, "remarks"),  # a NUL the database cannot store
+        ({"upload_no": "x" * 41}, "upload_no"),
+        ({"recipients": [{}]}, "recipients"),
+        ({"recipients": [True]}, "recipients"),
+        ({"recipients": "1"}, "recipients"),
+        ({"colour": "red"}, "colour"),  # an unknown field
+    ],
+)
+def test_a_malformed_registration_is_refused_by_field_and_registers_nothing(app, client, body, field):
+    social = api_token(client, "transfer.social")
+    before = _cases(app)
+    r = _register(client, social, **body)
+    assert r.status_code == 400, r.json
+    assert field in r.json["errors"], r.json
+    assert _cases(app) == before
+
+
+def test_bodies_that_are_not_a_json_object_are_refused(client):
+    social = api_token(client, "transfer.social")
+    headers = {**bearer(social), "Content-Type": "application/json"}
+    for body in ("[" * 50000 + "]" * 50000, "[1, 2]", "null", "{not json", '"text"'):
+        r = client.post("/api/v1/transfers/", data=body, headers=headers)
+        assert r.status_code == 400, (body[:20], r.status_code)
+        r = client.post("/api/v1/certificates/", data=body, headers=headers)
+        assert r.status_code == 400, (body[:20], r.status_code)
+    r = client.post("/api/v1/transfers/", data="item=1", headers={**bearer(social), "Content-Type": "text/plain"})
+    assert r.status_code == 415
+
+
+def test_ids_beyond_64_bits_are_not_found_rather_than_a_server_error(client, registered):
+    case_id, social = registered
+    for huge in ("99999999999999999999999", str(2**63), "0"):
+        assert client.get(f"/api/v1/transfers/{huge}", headers=bearer(social)).status_code == 404
+        assert client.get(f"/api/v1/transfers/{huge}/config", headers=bearer(social)).status_code == 404
+        r = client.put(f"/api/v1/transfers/{huge}/payload", data=b"x", headers=bearer(social))
+        assert r.status_code == 404
+        r = client.post(f"/api/v1/certificates/{huge}/withdraw", headers=bearer(social))
+        assert r.status_code == 404
+
+
+@pytest.mark.parametrize(
+    "body",
+    [{"notes": 5}, {"notes": "\udfff"}, {"notes": "ok", "extra": 1}, {"notes": "x" * 4001}, {}],
+)
+def test_malformed_notes_are_refused_and_change_nothing(app, client, registered, body):
+    case_id, _social = registered
+    tax = api_token(client, "transfer.tax")
+    r = client.post(f"/api/v1/transfers/{case_id}/notes", json=body, headers=bearer(tax))
+    assert r.status_code == 400, r.json
+    with app.app_context():
+        assert db.session.get(TransferCase, case_id).notes is None
+
+
+def test_a_malformed_certificate_upload_or_an_unknown_list_is_refused(client):
+    social = api_token(client, "transfer.social")
+    for body in ({"certificate": ["x"]}, {"certificate": "\ud800"}, {"certificate": "x", "user": 1}, {}):
+        r = client.post("/api/v1/certificates/", json=body, headers=bearer(social))
+        assert r.status_code == 400, (body, r.json)
+    assert client.get("/api/v1/transfers/?box=nope", headers=bearer(social)).status_code == 400
+    assert client.get("/api/v1/transfers/?box=all&limit=5", headers=bearer(social)).status_code == 400
+    assert client.get("/api/v1/transfers/?box=incoming", headers=bearer(social)).status_code == 200

@@ -55,7 +55,7 @@ _TRANSFER = [
     (
         r"^(TransferApi|CertificateApi)$",
         r"^can_(list|register|get|config|put_payload|get_payload|put_result|"
-        r"get_result|notes)$",
+        r"get_result|notes|withdraw)$",
     ),
     (r"^(Transfer|Transfers|My certificates)$", r"^menu_access$"),
 ]
@@ -86,6 +86,9 @@ _SURVEY = [
 
 # Platform-wide capabilities (``app.services.actors``): commands decide on these, never on role names.
 _PLATFORM = actors.PLATFORM
+# Capabilities of one area, held next to the roles that get them.
+TRANSFER_FILES = "transfer_files"  # send and receive confidential files for one's own agency
+CAPABILITIES = (*actors.CAPABILITIES, TRANSFER_FILES)
 
 ROLE_PERMISSIONS: dict[str, list[tuple[str, str]]] = {
     # Admin gets everything through AUTH_ROLE_ADMIN; listed here for the menu.
@@ -99,7 +102,7 @@ ROLE_PERMISSIONS: dict[str, list[tuple[str, str]]] = {
     "Notifier": _SELF_SERVICE + _READ_AGENCIES + _NOTIFY_READ + _NOTIFY_REGISTER,
     "Supervisor": _SELF_SERVICE + _NOTIFY_READ + _NOTIFY_ACT + _WEEKLY_QUERIES,
     "Handler": _SELF_SERVICE + _NOTIFY_READ + _NOTIFY_ACT,
-    "Transferor": _SELF_SERVICE + _READ_AGENCIES + _TRANSFER,
+    "Transferor": _SELF_SERVICE + _READ_AGENCIES + _TRANSFER + [(f"^{_PLATFORM}$", f"^{TRANSFER_FILES}$")],
     "Manager": _SELF_SERVICE
     + _READ_AGENCIES
     + _REPORTS
@@ -140,7 +143,7 @@ def check_separation_of_duties(role_names) -> None:
 def sync_roles(sm, reset: bool = False) -> dict[str, int]:
     """Create or update every role of ROLE_PERMISSIONS; return permission counts."""
     all_pvms = sm.get_all_permissions_views() if hasattr(sm, "get_all_permissions_views") else None
-    for capability in actors.CAPABILITIES:
+    for capability in CAPABILITIES:
         sm.add_permission_view_menu(capability, actors.PLATFORM)
     pvms = sm.session.query(sm.permissionview_model).all()
     counts = {}

@@ -13,7 +13,7 @@ from sqlalchemy import select
 
 from app.models.org import Agency, PlatformUser
 from app.models.transfer import StaffCertificate, TransferItem
-from app.services import certificates
+from app.services.transfer import pki as checks
 
 # (username, agency code): the demo transfer officers who get a certificate
 OFFICERS = [("transfer.social", "SOCIAL"), ("transfer.tax", "TAX")]
@@ -36,21 +36,29 @@ def seed_transfer(session, agencies: dict[str, Agency], pki_dir: Path, pin: str)
         if user is None:
             continue
         der_or_pem = Path(pki.staff[username].cert).read_bytes()
-        checked = certificates.check(der_or_pem)
+        checked = checks.check(der_or_pem)
         if session.scalar(select(StaffCertificate.id).where(StaffCertificate.fingerprint == checked.fingerprint)):
             continue
-        certificates.record(session, user.id, checked)
+        checks.record(session, user.id, checked)
         registered.append(username)
     items = []
     for sending, receiving, description, ftp in ITEMS:
         exists = session.scalar(
-            select(TransferItem.id).where(TransferItem.sending_agency_id == agencies[sending].id,
-                                          TransferItem.receiving_agency_id == agencies[receiving].id,
-                                          TransferItem.description == description)
-        )  # fmt: skip
+            select(TransferItem.id).where(
+                TransferItem.sending_agency_id == agencies[sending].id,
+                TransferItem.receiving_agency_id == agencies[receiving].id,
+                TransferItem.description == description,
+            )
+        )
         if not exists:
-            session.add(TransferItem(sending_agency_id=agencies[sending].id, receiving_agency_id=agencies[receiving].id,
-                                     description=description, ftp_allowed=ftp, active=True))  # fmt: skip
+            item = TransferItem(
+                sending_agency_id=agencies[sending].id,
+                receiving_agency_id=agencies[receiving].id,
+                description=description,
+                ftp_allowed=ftp,
+                active=True,
+            )
+            session.add(item)
             items.append(description)
     session.commit()
     return {"certificates": registered, "items": items}

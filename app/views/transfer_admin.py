@@ -8,17 +8,30 @@ from flask_babel import lazy_gettext as _l
 
 from app.lib.rocdate import format_roc
 from app.models.transfer import StaffCertificate, TransferItem
-from app.services import certificates, transfer
+from app.services import transfer
+from app.services.transfer import pki
 from app.views.base import PlatformModelApi, PlatformModelView, yes_no
+from app.web import current_actor
 
 LABELS = {
-    "sending_agency": _l("Sending agency"), "receiving_agency": _l("Receiving agency"),
-    "description": _l("Description"), "ftp_allowed": _l("FTP allowed"), "active": _l("Active"),
-    "user": _l("User"), "serial": _l("Serial number"), "issuer": _l("Issuer"), "subject": _l("Certificate holder"),
-    "not_before": _l("Valid from"), "not_after": _l("Valid until"), "fingerprint": _l("SHA-256 fingerprint"),
-    "usage": _l("Key usage"), "status": _l("Status"), "status_reason": _l("Reason"),
-    "uploaded_at": _l("Uploaded at"), "checked_at": _l("Last checked"),
-}  # fmt: skip
+    "sending_agency": _l("Sending agency"),
+    "receiving_agency": _l("Receiving agency"),
+    "description": _l("Description"),
+    "ftp_allowed": _l("FTP allowed"),
+    "active": _l("Active"),
+    "user": _l("User"),
+    "serial": _l("Serial number"),
+    "issuer": _l("Issuer"),
+    "subject": _l("Certificate holder"),
+    "not_before": _l("Valid from"),
+    "not_after": _l("Valid until"),
+    "fingerprint": _l("SHA-256 fingerprint"),
+    "usage": _l("Key usage"),
+    "status": _l("Status"),
+    "status_reason": _l("Reason"),
+    "uploaded_at": _l("Uploaded at"),
+    "checked_at": _l("Last checked"),
+}
 ITEM_COLUMNS = ["sending_agency", "receiving_agency", "description", "ftp_allowed", "active"]
 
 
@@ -49,7 +62,7 @@ class TransferItemApi(PlatformModelApi):
 
 
 def _usage(value) -> str:
-    return "、".join(str(certificates.USAGE_LABELS.get(u, u)) for u in (value or "").split(",") if u)
+    return "、".join(str(pki.USAGE_LABELS.get(u, u)) for u in (value or "").split(",") if u)
 
 
 class StaffCertificateView(PlatformModelView):
@@ -61,12 +74,24 @@ class StaffCertificateView(PlatformModelView):
     label_columns = LABELS
     base_permissions = ["can_list", "can_show"]
     list_columns = ["user", "subject", "serial", "not_after", "usage", "status"]
-    show_columns = ["user", "subject", "issuer", "serial", "not_before", "not_after", "fingerprint", "usage",
-                    "status", "status_reason", "uploaded_at", "checked_at"]  # fmt: skip
+    show_columns = [
+        "user",
+        "subject",
+        "issuer",
+        "serial",
+        "not_before",
+        "not_after",
+        "fingerprint",
+        "usage",
+        "status",
+        "status_reason",
+        "uploaded_at",
+        "checked_at",
+    ]
     search_columns = ["user", "subject", "serial", "status"]
     formatters_columns = {
         "usage": _usage,
-        "status": lambda s: str(certificates.STATUS_LABELS.get(s, s)),
+        "status": lambda s: str(pki.STATUS_LABELS.get(s, s)),
         "not_before": lambda d: format_roc(d),
         "not_after": lambda d: format_roc(d),
     }
@@ -74,16 +99,30 @@ class StaffCertificateView(PlatformModelView):
     @action("recheck", _l("Re-check against today's date and CRLs"), icon="fa-refresh", single=False)
     def recheck(self, items):
         items = items if isinstance(items, list) else [items]
-        counts = certificates.recheck(self.datamodel.session, items)
-        self.datamodel.session.commit()
-        flash(gettext("Checked: %(valid)s valid, %(expired)s expired, %(revoked)s revoked, %(invalid)s no longer "
-                      "trusted.", **counts), "info")  # fmt: skip
+        counts = transfer.recheck_certificates(self.datamodel.session, current_actor(), items)
+        text = gettext(
+            "Checked: %(valid)s valid, %(expired)s expired, %(revoked)s revoked, %(invalid)s no longer trusted.",
+            **counts,
+        )
+        flash(text, "info")
         return redirect(self.get_redirect())
 
 
 def register(appbuilder) -> None:
-    appbuilder.add_view(TransferItemView, "Transfer items", label=_l("Transfer items"), icon="fa-list",
-                        category="Transfer setup", category_label=_l("Transfer setup"), category_icon="fa-key")  # fmt: skip
-    appbuilder.add_view(StaffCertificateView, "Staff certificates", label=_l("Staff certificates"),
-                        icon="fa-id-card", category="Transfer setup")  # fmt: skip
+    appbuilder.add_view(
+        TransferItemView,
+        "Transfer items",
+        label=_l("Transfer items"),
+        icon="fa-list",
+        category="Transfer setup",
+        category_label=_l("Transfer setup"),
+        category_icon="fa-key",
+    )
+    appbuilder.add_view(
+        StaffCertificateView,
+        "Staff certificates",
+        label=_l("Staff certificates"),
+        icon="fa-id-card",
+        category="Transfer setup",
+    )
     appbuilder.add_api(TransferItemApi)

@@ -3,214 +3,379 @@
 POST /api/v1/transfers registers a transfer and returns its configuration
 file; PUT/GET /api/v1/transfers/<id>/payload and /result move the CMS files
 (raw request bodies, streamed to disk). /api/v1/certificates registers the
-caller's own certificate.
+caller's own certificate. Bodies are loaded and answers dumped through
+``app.schemas.transfer``; domain errors and invalid input are answered by the
+application's handlers (``app.web``).
 """
 
 from __future__ import annotations
 
-import base64
-import binascii
-
 from flask import request, send_file
-from flask_appbuilder.api import BaseApi, expose, safe
+from flask_appbuilder.api import BaseApi, expose
 from flask_appbuilder.security.decorators import protect
 from flask_babel import lazy_gettext as _l
 
 from app.extensions import db
-from app.models.org import PlatformUser
-from app.services import certificates, transfer
-from app.services.errors import DomainError, InvalidInput
-from app.views.notify_api import _iso, actor, domain_errors
+from app.schemas import transfer as schemas
+from app.services import transfer
+from app.services.errors import InvalidInput
+from app.web import current_actor
+
+COMPONENTS = (
+    schemas.TransferDraftSchema,
+    schemas.TransferNotesSchema,
+    schemas.TransferCaseSchema,
+    schemas.StaffCertificateUploadSchema,
+    schemas.StaffCertificateSchema,
+)
 
 
-def case_json(case, who) -> dict:
-    return {
-        "id": case.id,
-        "upload_no": case.upload_no,
-        "item": {"id": case.item_id, "description": case.item.description, "ftp_allowed": case.item.ftp_allowed},
-        "sending_agency": {"code": case.sending_agency.code, "name": case.sending_agency.name},
-        "receiving_agency": {"code": case.receiving_agency.code, "name": case.receiving_agency.name},
-        "source": case.source,
-        "record_count": case.record_count,
-        "remarks": case.remarks,
-        "state": case.state,
-        "sender": case.sender.username,
-        "recipients": [
-            {"username": r.user.username, "cert_sha256": r.certificate.fingerprint} for r in case.recipients
-        ],  # fmt: skip
-        "payload": {"channel": case.payload_channel, "sha256": case.payload_sha256, "size": case.payload_size},
-        "result": {"channel": case.result_channel, "sha256": case.result_sha256, "size": case.result_size},
-        "notes": case.notes if transfer.notes_visible(case, who) else None,
-        "registered_at": _iso(case.registered_at),
-        "uploaded_at": _iso(case.uploaded_at),
-        "received_at": _iso(case.received_at),
-        "processed_at": _iso(case.processed_at),
-        "result_received_at": _iso(case.result_received_at),
-        "allowed_actions": transfer.allowed_actions(case, who),
-    }
+def json_body():
+    """The request's JSON (400 when it is not JSON, 415 for another media type, 400 when nested absurdly deep)."""
+    try:
+        return request.get_json()
+    except RecursionError:
+        raise InvalidInput(_l("The request must be a JSON object.")) from None
 
 
-def cert_json(c) -> dict:
-    return {"id": c.id, "serial": c.serial, "subject": c.subject, "issuer": c.issuer, "fingerprint": c.fingerprint,
-            "usage": c.usage.split(","), "status": c.status, "not_before": _iso(c.not_before),
-            "not_after": _iso(c.not_after)}  # fmt: skip
+def case_json(answer) -> dict:
+    return schemas.case_schema.dump(answer)
 
 
 class TransferApi(BaseApi):
     resource_name = "transfers"
     openapi_spec_tag = "Transfer"
+    openapi_spec_component_schemas = COMPONENTS
 
     @expose("/", methods=["GET"])
     @protect()
-    @safe
     def list(self):
-        """The caller's agency's transfers: ?box=outgoing|incoming|completed|all."""
-        box = request.args.get("box", "all")
-        if box not in transfer.BOXES:
-            return self.response_400(message=str(_l("Unknown list.")))
-        who = actor()
-        return self.response(200, result=[case_json(c, who) for c in transfer.cases_for(db.session, who, box)])
+        """The caller's agency's transfers.
+        ---
+        get:
+          summary: The caller's agency's transfers in one work list, newest first
+          parameters:
+          - in: query
+            name: box
+            schema: {type: string, enum: [outgoing, incoming, completed, all], default: all}
+          responses:
+            200:
+              description: The cases
+              content:
+                application/json:
+                  schema:
+                    type: object
+                    properties:
+                      result: {type: array, items: {$ref: '#/components/schemas/TransferCaseSchema'}}
+            400: {$ref: '#/components/responses/400'}
+            401: {$ref: '#/components/responses/401'}
+            403: {$ref: '#/components/responses/403'}
+        """
+        box = schemas.box_schema.load(request.args.to_dict())["box"]
+        cases = transfer.list_cases(db.session, current_actor(), box)
+        return self.response(200, result=schemas.case_schema.dump(cases, many=True))
 
     @expose("/", methods=["POST"])
     @protect()
-    @safe
-    @domain_errors
     def register(self):
-        """{item, source, record_count, upload_no?, remarks?, recipients?: [certificate ids]} -> case + config file."""
-        body = request.get_json(silent=True)
-        if not isinstance(body, dict):
-            return self.response_400(message=str(_l("The request must be a JSON object.")))
-        recipients = body.get("recipients")
-        if recipients is not None and not isinstance(recipients, list):
-            raise InvalidInput(_l("Recipients must be a list of certificate ids."))
-        draft = transfer.TransferDraft(
-            item_id=str(body.get("item") or ""),
-            source=str(body.get("source") or ""),
-            record_count=body.get("record_count"),
-            upload_no=str(body.get("upload_no") or ""),
-            remarks=str(body.get("remarks") or ""),
-            recipient_cert_ids=recipients,
-        )
-        who = actor()
-        case = transfer.register(db.session, who, draft)
-        # Built before the commit, which would expire every loaded row and reload them one by one.
-        result, config = case_json(case, who), transfer.config_file(case)
-        db.session.commit()
-        return self.response(201, result=result, config=config)
+        """Register a transfer.
+        ---
+        post:
+          summary: Register a transfer; answers the case and its configuration file for the kit
+          requestBody:
+            required: true
+            content:
+              application/json:
+                schema: {$ref: '#/components/schemas/TransferDraftSchema'}
+          responses:
+            201:
+              description: The registered case and its configuration file
+              content:
+                application/json:
+                  schema:
+                    type: object
+                    properties:
+                      result: {$ref: '#/components/schemas/TransferCaseSchema'}
+                      config: {type: object}
+            400: {$ref: '#/components/responses/400'}
+            401: {$ref: '#/components/responses/401'}
+            403: {$ref: '#/components/responses/403'}
+            409: {description: The upload number is already in use}
+        """
+        draft = schemas.draft_schema.load(json_body())
+        done = transfer.register(db.session, current_actor(), draft)
+        return self.response(201, result=case_json(done.case), config=done.config)
 
     @expose("/<int:pk>", methods=["GET"])
     @protect()
-    @safe
-    @domain_errors
     def get(self, pk):
-        who = actor()
-        return self.response(200, result=case_json(transfer.get_case(db.session, who, pk), who))
+        """One case.
+        ---
+        get:
+          summary: One case of the caller's agency
+          parameters:
+          - {in: path, name: pk, required: true, schema: {type: integer, minimum: 1, maximum: 9223372036854775807}}
+          responses:
+            200:
+              description: The case
+              content:
+                application/json:
+                  schema:
+                    type: object
+                    properties:
+                      result: {$ref: '#/components/schemas/TransferCaseSchema'}
+            401: {$ref: '#/components/responses/401'}
+            403: {$ref: '#/components/responses/403'}
+            404: {$ref: '#/components/responses/404'}
+        """
+        return self.response(200, result=case_json(transfer.view_case(db.session, current_actor(), pk)))
 
     @expose("/<int:pk>/config", methods=["GET"])
     @protect()
-    @safe
-    @domain_errors
     def config(self, pk):
-        """The configuration file for the kit (`--config`)."""
-        case = transfer.config_for(db.session, actor(), pk)
-        config = transfer.config_file(case)
-        db.session.commit()
+        """The configuration file for the kit.
+        ---
+        get:
+          summary: The configuration file for the kit (`--config`), for the sending agency (audited)
+          parameters:
+          - {in: path, name: pk, required: true, schema: {type: integer, minimum: 1, maximum: 9223372036854775807}}
+          responses:
+            200:
+              description: The configuration file
+              content:
+                application/json:
+                  schema: {type: object}
+            401: {$ref: '#/components/responses/401'}
+            403: {$ref: '#/components/responses/403'}
+            404: {$ref: '#/components/responses/404'}
+        """
+        config = transfer.download_config(db.session, current_actor(), pk).config
         return self.response(200, **config)
 
     @expose("/<int:pk>/payload", methods=["PUT"])
     @protect()
-    @safe
-    @domain_errors
     def put_payload(self, pk):
-        """Upload the encrypted file (raw CMS body)."""
-        who = actor()
-        case = transfer.upload_payload(db.session, who, pk, request.stream, "api")
-        db.session.commit()
-        return self.response(200, result=case_json(case, who))
+        """Upload the encrypted file.
+        ---
+        put:
+          summary: Upload the encrypted file (CMS EnvelopedData for exactly the case's recipients)
+          parameters:
+          - {in: path, name: pk, required: true, schema: {type: integer, minimum: 1, maximum: 9223372036854775807}}
+          requestBody:
+            required: true
+            content:
+              application/octet-stream:
+                schema: {type: string, format: binary}
+          responses:
+            200: {$ref: '#/components/responses/transfer_case'}
+            400: {$ref: '#/components/responses/400'}
+            401: {$ref: '#/components/responses/401'}
+            403: {$ref: '#/components/responses/403'}
+            404: {$ref: '#/components/responses/404'}
+            409: {description: The case already has its encrypted file}
+            413: {description: The file is larger than the platform accepts}
+            507: {description: The platform's storage is full}
+        """
+        answer = transfer.upload_payload(db.session, current_actor(), pk, request.stream, "api")
+        return self.response(200, result=case_json(answer))
 
     @expose("/<int:pk>/payload", methods=["GET"])
     @protect()
-    @safe
-    @domain_errors
     def get_payload(self, pk):
-        """Download the encrypted file (the receiving agency; the first download marks it received)."""
-        case, path = transfer.download_payload(db.session, actor(), pk)
-        db.session.commit()
-        return send_file(path, mimetype="application/pkcs7-mime", as_attachment=True,
-                         download_name=f"{case.upload_no}.p7m")  # fmt: skip
+        """Download the encrypted file.
+        ---
+        get:
+          summary: Download the encrypted file (the receiving agency; the first download marks it received)
+          parameters:
+          - {in: path, name: pk, required: true, schema: {type: integer, minimum: 1, maximum: 9223372036854775807}}
+          responses:
+            200: {$ref: '#/components/responses/transfer_file'}
+            401: {$ref: '#/components/responses/401'}
+            403: {$ref: '#/components/responses/403'}
+            404: {$ref: '#/components/responses/404'}
+            409: {description: Nothing has been uploaded yet}
+        """
+        return _send(transfer.download_payload(db.session, current_actor(), pk))
 
     @expose("/<int:pk>/result", methods=["PUT"])
     @protect()
-    @safe
-    @domain_errors
     def put_result(self, pk):
-        """Upload the encrypted result (enveloped for the sender)."""
-        who = actor()
-        case = transfer.upload_result(db.session, who, pk, request.stream, "api")
-        db.session.commit()
-        return self.response(200, result=case_json(case, who))
+        """Upload the encrypted result.
+        ---
+        put:
+          summary: Upload the encrypted result (enveloped for the sender)
+          parameters:
+          - {in: path, name: pk, required: true, schema: {type: integer, minimum: 1, maximum: 9223372036854775807}}
+          requestBody:
+            required: true
+            content:
+              application/octet-stream:
+                schema: {type: string, format: binary}
+          responses:
+            200: {$ref: '#/components/responses/transfer_case'}
+            400: {$ref: '#/components/responses/400'}
+            401: {$ref: '#/components/responses/401'}
+            403: {$ref: '#/components/responses/403'}
+            404: {$ref: '#/components/responses/404'}
+            409: {description: The file was not received yet}
+            413: {description: The file is larger than the platform accepts}
+            507: {description: The platform's storage is full}
+        """
+        answer = transfer.upload_result(db.session, current_actor(), pk, request.stream, "api")
+        return self.response(200, result=case_json(answer))
 
     @expose("/<int:pk>/result", methods=["GET"])
     @protect()
-    @safe
-    @domain_errors
     def get_result(self, pk):
-        case, path = transfer.download_result(db.session, actor(), pk)
-        db.session.commit()
-        return send_file(path, mimetype="application/pkcs7-mime", as_attachment=True,
-                         download_name=f"{case.upload_no}-result.p7m")  # fmt: skip
+        """Download the encrypted result.
+        ---
+        get:
+          summary: Download the encrypted result (the sending agency; the first download completes the case)
+          parameters:
+          - {in: path, name: pk, required: true, schema: {type: integer, minimum: 1, maximum: 9223372036854775807}}
+          responses:
+            200: {$ref: '#/components/responses/transfer_file'}
+            401: {$ref: '#/components/responses/401'}
+            403: {$ref: '#/components/responses/403'}
+            404: {$ref: '#/components/responses/404'}
+            409: {description: No result yet}
+        """
+        return _send(transfer.download_result(db.session, current_actor(), pk))
 
     @expose("/<int:pk>/notes", methods=["POST"])
     @protect()
-    @safe
-    @domain_errors
     def notes(self, pk):
-        body = request.get_json(silent=True)
-        if not isinstance(body, dict):
-            return self.response_400(message=str(_l("The request must be a JSON object.")))
-        who = actor()
-        case = transfer.record_notes(db.session, who, pk, str(body.get("notes") or ""))
-        db.session.commit()
-        return self.response(200, result=case_json(case, who))
+        """Record processing notes.
+        ---
+        post:
+          summary: The receiving agency's processing notes
+          parameters:
+          - {in: path, name: pk, required: true, schema: {type: integer, minimum: 1, maximum: 9223372036854775807}}
+          requestBody:
+            required: true
+            content:
+              application/json:
+                schema: {$ref: '#/components/schemas/TransferNotesSchema'}
+          responses:
+            200: {$ref: '#/components/responses/transfer_case'}
+            400: {$ref: '#/components/responses/400'}
+            401: {$ref: '#/components/responses/401'}
+            403: {$ref: '#/components/responses/403'}
+            404: {$ref: '#/components/responses/404'}
+            409: {description: Not the time for notes}
+        """
+        notes = schemas.notes_schema.load(json_body())["notes"]
+        return self.response(200, result=case_json(transfer.record_notes(db.session, current_actor(), pk, notes)))
+
+    def add_apispec_components(self, api_spec) -> None:
+        super().add_apispec_components(api_spec)
+        _components(api_spec)
+
+
+def _send(download: transfer.Download):
+    return send_file(download.path, mimetype=download.mimetype, as_attachment=True, download_name=download.filename)
+
+
+def _components(api_spec) -> None:
+    """The answers the transfer operations share (registered once)."""
+    responses = api_spec.components.responses
+    if "transfer_case" not in responses:
+        schema = {"type": "object", "properties": {"result": {"$ref": "#/components/schemas/TransferCaseSchema"}}}
+        api_spec.components.response(
+            "transfer_case", {"description": "The case", "content": {"application/json": {"schema": schema}}}
+        )
+    if "transfer_file" not in responses:
+        binary = {"schema": {"type": "string", "format": "binary"}}
+        api_spec.components.response(
+            "transfer_file", {"description": "The CMS file", "content": {"application/pkcs7-mime": binary}}
+        )
 
 
 class CertificateApi(BaseApi):
     resource_name = "certificates"
     openapi_spec_tag = "Transfer"
+    openapi_spec_component_schemas = COMPONENTS
 
     @expose("/", methods=["GET"])
     @protect()
-    @safe
     def list(self):
-        """The caller's own certificates."""
-        return self.response(200, result=[cert_json(c) for c in certificates.of_user(db.session, actor().user_id)])
+        """The caller's own certificates.
+        ---
+        get:
+          summary: The caller's own certificates, newest first
+          responses:
+            200:
+              description: The certificates
+              content:
+                application/json:
+                  schema:
+                    type: object
+                    properties:
+                      result: {type: array, items: {$ref: '#/components/schemas/StaffCertificateSchema'}}
+            401: {$ref: '#/components/responses/401'}
+            403: {$ref: '#/components/responses/403'}
+        """
+        certs = transfer.my_certificates(db.session, current_actor())
+        return self.response(200, result=schemas.cert_schema.dump(certs, many=True))
 
     @expose("/", methods=["POST"])
     @protect()
-    @safe
     def register(self):
-        """{"certificate": PEM text or base64 DER} registers the caller's certificate."""
-        body = request.get_json(silent=True)
-        who = actor()
-        try:
-            if not isinstance(body, dict) or not isinstance(body.get("certificate"), str):
-                raise InvalidInput(_l('Send {"certificate": PEM text or base64 DER}.'))
-            text = body["certificate"].strip()
-            if text.startswith("-----BEGIN"):
-                data = text.encode()
-            else:
-                try:
-                    data = base64.b64decode(text, validate=True)
-                except (binascii.Error, ValueError) as exc:
-                    raise InvalidInput(_l("This file is not an X.509 certificate (PEM or DER).")) from exc
-            cert = certificates.register(db.session, who, db.session.get(PlatformUser, who.user_id), data)
-            db.session.commit()
-        except DomainError as exc:
-            db.session.rollback()
-            certificates.record_refusal(db.session, who, str(exc))
-            db.session.commit()
-            return self.response(exc.status, message=str(exc))
-        return self.response(201, result=cert_json(cert))
+        """Register the caller's certificate.
+        ---
+        post:
+          summary: Check and register the caller's own certificate (a refusal is audited with its reason)
+          requestBody:
+            required: true
+            content:
+              application/json:
+                schema: {$ref: '#/components/schemas/StaffCertificateUploadSchema'}
+          responses:
+            201:
+              description: The registered certificate
+              content:
+                application/json:
+                  schema:
+                    type: object
+                    properties:
+                      result: {$ref: '#/components/schemas/StaffCertificateSchema'}
+            400: {$ref: '#/components/responses/400'}
+            401: {$ref: '#/components/responses/401'}
+            403: {$ref: '#/components/responses/403'}
+            409: {description: The certificate is already registered}
+        """
+        text = schemas.certificate_upload_schema.load(json_body())["certificate"]
+        cert = transfer.upload_certificate(db.session, current_actor(), text)
+        return self.response(201, result=schemas.cert_schema.dump(cert))
+
+    @expose("/<int:pk>/withdraw", methods=["POST"])
+    @protect()
+    def withdraw(self, pk):
+        """Withdraw one of the caller's certificates.
+        ---
+        post:
+          summary: Withdraw one's own certificate; no new transfer is encrypted for it
+          parameters:
+          - {in: path, name: pk, required: true, schema: {type: integer, minimum: 1, maximum: 9223372036854775807}}
+          responses:
+            200:
+              description: The withdrawn certificate
+              content:
+                application/json:
+                  schema:
+                    type: object
+                    properties:
+                      result: {$ref: '#/components/schemas/StaffCertificateSchema'}
+            401: {$ref: '#/components/responses/401'}
+            403: {$ref: '#/components/responses/403'}
+            404: {$ref: '#/components/responses/404'}
+        """
+        cert = transfer.withdraw_certificate(db.session, current_actor(), pk)
+        return self.response(200, result=schemas.cert_schema.dump(cert))
+
+    def add_apispec_components(self, api_spec) -> None:
+        super().add_apispec_components(api_spec)
+        _components(api_spec)
 
 
 def register(appbuilder) -> None:
