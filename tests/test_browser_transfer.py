@@ -12,7 +12,7 @@ import pytest
 
 from tests.conftest import ARTIFACTS
 from tests.test_browser_notify import sign_in
-from tests.test_transfer import PIN, PLAINTEXT, ROOT, pki, staff
+from tests.test_transfer import PIN, PLAINTEXT, ROOT, crl_args, pki, staff
 
 
 def shot(page, name: str) -> None:
@@ -20,8 +20,9 @@ def shot(page, name: str) -> None:
 
 
 def kit(*args) -> None:
-    subprocess.run([sys.executable, "-m", "app.kit", *map(str, args)], cwd=ROOT, check=True, capture_output=True,
-                   timeout=120)  # fmt: skip
+    subprocess.run(
+        [sys.executable, "-m", "app.kit", *map(str, args)], cwd=ROOT, check=True, capture_output=True, timeout=120
+    )
 
 
 @pytest.mark.browser
@@ -65,8 +66,19 @@ def test_a_transfer_from_social_affairs_to_the_tax_bureau_and_back(live_server, 
 
     (tmp_path / "data.csv").write_bytes(PLAINTEXT)
     s, t = staff("transfer.social"), staff("transfer.tax")
-    kit("encrypt", "--config", config_path, "--sign-key", s.p12, "--pin", PIN, "--sign-cert", s.cert,
-        tmp_path / "data.csv", tmp_path / "data.p7m")  # fmt: skip
+    kit(
+        "encrypt",
+        "--config",
+        config_path,
+        "--sign-key",
+        s.p12,
+        "--pin",
+        PIN,
+        "--sign-cert",
+        s.cert,
+        tmp_path / "data.csv",
+        tmp_path / "data.p7m",
+    )
     shot(page, "3-case-registered")
     page.set_input_files("#file-payload", str(tmp_path / "data.p7m"))
     # Sent by the page's script (a static file: no inline script) as a PUT with a progress bar; then the page reloads.
@@ -87,16 +99,39 @@ def test_a_transfer_from_social_affairs_to_the_tax_bureau_and_back(live_server, 
         tax.click("#download-payload")
     dl.value.save_as(tmp_path / "got.p7m")
     assert (tmp_path / "got.p7m").read_bytes() == (tmp_path / "data.p7m").read_bytes()
-    kit("decrypt", "--key", t.p12, "--pin", PIN, "--cert", t.cert, "--trust", pki().ca_bundle,
-        tmp_path / "got.p7m", tmp_path / "got.csv")  # fmt: skip
+    kit(
+        "decrypt",
+        "--key",
+        t.p12,
+        "--pin",
+        PIN,
+        "--cert",
+        t.cert,
+        "--trust",
+        pki().ca_bundle,
+        *crl_args(),
+        tmp_path / "got.p7m",
+        tmp_path / "got.csv",
+    )
     assert (tmp_path / "got.csv").read_bytes() == PLAINTEXT
     tax.reload()
     tax.fill("#notes", "比對完成，3 筆所得超過門檻")
     tax.click("#save-notes")
     tax.wait_for_load_state()
     (tmp_path / "result.csv").write_text("比對結果\n", encoding="utf-8")
-    kit("encrypt", "--to", s.cert, "--sign-key", t.p12, "--pin", PIN, "--sign-cert", t.cert,
-        tmp_path / "result.csv", tmp_path / "result.p7m")  # fmt: skip
+    kit(
+        "encrypt",
+        "--to",
+        s.cert,
+        "--sign-key",
+        t.p12,
+        "--pin",
+        PIN,
+        "--sign-cert",
+        t.cert,
+        tmp_path / "result.csv",
+        tmp_path / "result.p7m",
+    )
     tax.set_input_files("#file-result", str(tmp_path / "result.p7m"))
     with tax.expect_navigation():
         tax.click("#send-result")
