@@ -167,24 +167,20 @@ def transfer_recheck_certs():
 def report_weekly_queries(agency_code, week, out):
     """The weekly query log for supervisors, as PDF: each query by user with its purpose."""
     from app.lib.rocdate import format_roc
-    from app.services import audit, report_pdf, reports
+    from app.services import actors, reports
     from app.services.errors import DomainError
 
     try:
-        day = reports.parse_day(week, "week") if week else reports.last_week()[0]
-        monday, sunday = reports.week_of(day)
-        sections = reports.weekly_query_log(db.session, monday, agency_code)
+        reach = reports.weekly_reach(actors.SYSTEM, week, agency_code)
+        export = reports.export_weekly_log(db.session, actors.SYSTEM, reach, via="cli")
     except DomainError as exc:
         click.echo(str(exc), err=True)
         sys.exit(2)
     with open(out, "wb") as fh:
-        fh.write(report_pdf.weekly_pdf(sections, monday, sunday))
-    total = sum(s.total for s in sections)
-    audit.record(db.session, "report_export", object_type="Report", object_id="weekly-queries",
-                 detail={"format": "pdf", "week": format_roc(monday), "agency": agency_code or "all", "queries": total,
-                         "via": "cli"})  # fmt: skip
-    db.session.commit()
-    click.echo(f"{format_roc(monday)}–{format_roc(sunday)}: {len(sections)} agencies, {total} queries -> {out}")
+        fh.write(export.data)
+    total = sum(section.total for section in export.sections)
+    period = f"{format_roc(reach.monday)}–{format_roc(reach.sunday)}"
+    click.echo(f"{period}: {len(export.sections)} agencies, {total} queries -> {out}")
 
 
 @report_cli.command("summarise")

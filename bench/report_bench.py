@@ -62,14 +62,19 @@ def _app(url: str):
 
 # Each statement is run with the bound parameters below; nothing is formatted into SQL.
 GENERATE = [
-    ("clerks", """
+    (
+        "clerks",
+        """
         INSERT INTO ab_user (id, first_name, last_name, username, password, active, email, agency_id, created_on,
                              changed_on, login_count, fail_login_count)
         SELECT nextval('ab_user_id_seq'), '員' || g, '臨櫃', 'bench.clerk' || g, 'x', true, 'bench.clerk' || g || '@bench.invalid',
                (SELECT id FROM agency WHERE code = CASE WHEN g % 2 = 0 THEN 'HH-EAST' ELSE 'HH-WEST' END),
                now(), now(), 0, 0
-        FROM generate_series(1, 40) AS g"""),
-    ("cases", """
+        FROM generate_series(1, 40) AS g""",
+    ),
+    (
+        "cases",
+        """
         INSERT INTO notification_case (case_no, category_id, agency_id, operator_id, status, created_at, due_at,
                                        completed_at)
         SELECT 'B' || lpad(g::text, 8, '0'), c.id, u.agency_id, u.id,
@@ -83,8 +88,11 @@ GENERATE = [
         JOIN (SELECT id, due_days, row_number() OVER (ORDER BY id) - 1 AS k,
                      count(*) OVER () AS m FROM notification_category) c ON c.k = g % c.m
         JOIN (SELECT id, agency_id, row_number() OVER (ORDER BY id) - 1 AS k, count(*) OVER () AS m
-              FROM ab_user WHERE username LIKE 'bench.clerk%') u ON u.k = (g / 7) % u.m"""),
-    ("dispatches", """
+              FROM ab_user WHERE username LIKE 'bench.clerk%') u ON u.k = (g / 7) % u.m""",
+    ),
+    (
+        "dispatches",
+        """
         INSERT INTO dispatch (case_id, agency_id, state, sent_at, sent_by, received_at, assigned_at, accepted_at,
                               processed_at, closed_at, due_at, handler_id, version)
         SELECT c.id, r.agency_id, s.state, c.created_at, 'bench', c.created_at + interval '1 hour',
@@ -98,8 +106,11 @@ GENERATE = [
         CROSS JOIN LATERAL (SELECT CASE WHEN c.status = 'completed' THEN 'closed'
                                         ELSE (ARRAY['sent', 'received', 'assigned', 'accepted', 'processed'])
                                              [1 + (c.id + r.agency_id) % 5] END AS state) s
-        WHERE c.case_no LIKE 'B%'"""),
-    ("invitations", """
+        WHERE c.case_no LIKE 'B%'""",
+    ),
+    (
+        "invitations",
+        """
         INSERT INTO survey_invitation (token_hash, questionnaire_id, case_id, category_id, agency_id, created_at,
                                        expires_at, used_at)
         SELECT md5(c.id::text) || md5(c.case_no), q.id, c.id, c.category_id, c.agency_id, c.completed_at,
@@ -108,13 +119,19 @@ GENERATE = [
         FROM notification_case c
         JOIN notification_category cat ON cat.id = c.category_id AND cat.questionnaire_id IS NOT NULL
         JOIN questionnaire q ON q.id = cat.questionnaire_id
-        WHERE c.status = 'completed' AND c.case_no LIKE 'B%'"""),
-    ("responses", """
+        WHERE c.status = 'completed' AND c.case_no LIKE 'B%'""",
+    ),
+    (
+        "responses",
+        """
         INSERT INTO survey_response (invitation_id, questionnaire_id, case_id, submitted_at, rating_sum,
                                      rating_count)
         SELECT i.id, i.questionnaire_id, i.case_id, i.used_at, 1 + i.id % 5 + 1 + (i.id / 5) % 5, 2
-        FROM survey_invitation i WHERE i.used_at IS NOT NULL"""),
-    ("answers", """
+        FROM survey_invitation i WHERE i.used_at IS NOT NULL""",
+    ),
+    (
+        "answers",
+        """
         INSERT INTO survey_answer (response_id, question_id, choice_id, rating)
         SELECT r.id, q.id,
                CASE WHEN q.type IN ('single', 'multiple') THEN
@@ -123,8 +140,11 @@ GENERATE = [
                CASE WHEN q.type = 'rating' AND q.sort_order = 1 THEN 1 + r.id % 5
                     WHEN q.type = 'rating' THEN 1 + (r.id / 5) % 5 END
         FROM survey_response r JOIN survey_question q ON q.questionnaire_id = r.questionnaire_id
-        WHERE q.type <> 'text'"""),
-    ("query log", """
+        WHERE q.type <> 'text'""",
+    ),
+    (
+        "query log",
+        """
         INSERT INTO query_log (at, user_id, username, agency_code, form_id, form_code, form_title, case_no, reason,
                                business_item, row_count, duration_ms, outcome)
         SELECT :start + ((g::bigint * :span) / :q) * interval '1 second', u.id, u.username, a.code, f.id, f.code, f.title,
@@ -138,8 +158,11 @@ GENERATE = [
         JOIN (SELECT code, row_number() OVER (ORDER BY id) - 1 AS k, count(*) OVER () AS m
               FROM business_item) b ON b.k = (g / 13) % b.m
         JOIN (SELECT id, username, row_number() OVER (ORDER BY id) - 1 AS k, count(*) OVER () AS m
-              FROM ab_user) u ON u.k = (g / 17) % u.m"""),
-    ("transfers", """
+              FROM ab_user) u ON u.k = (g / 17) % u.m""",
+    ),
+    (
+        "transfers",
+        """
         INSERT INTO transfer_case (item_id, upload_no, source, record_count, sending_agency_id, receiving_agency_id,
                                    sender_id, sender_cert_id, state, version, registered_at, uploaded_at,
                                    processed_at)
@@ -151,8 +174,9 @@ GENERATE = [
                                          + (g % 72) * interval '1 hour' END
         FROM generate_series(1, :t) AS g
         CROSS JOIN (SELECT * FROM transfer_item ORDER BY id LIMIT 1) i
-        CROSS JOIN (SELECT id, user_id FROM staff_certificate ORDER BY id LIMIT 1) s"""),
-]  # fmt: skip
+        CROSS JOIN (SELECT id, user_id FROM staff_certificate ORDER BY id LIMIT 1) s""",
+    ),
+]
 
 
 def generate(app, cases: int) -> None:
@@ -200,17 +224,21 @@ def time_reports(app, runs: int) -> None:
 
     from app.extensions import db
     from app.models.survey import Questionnaire
-    from app.services import reports, survey
+    from app.services import reports
 
     end = (START + datetime.timedelta(days=SPAN_DAYS - 1)).date()
-    ranges = [("one month", end.replace(day=1), end), ("one quarter", end - datetime.timedelta(days=89), end),
-              ("one year", end - datetime.timedelta(days=364), end), ("two years", START.date(), end)]  # fmt: skip
+    ranges = [
+        ("one month", end.replace(day=1), end),
+        ("one quarter", end - datetime.timedelta(days=89), end),
+        ("one year", end - datetime.timedelta(days=364), end),
+        ("two years", START.date(), end),
+    ]
     with app.app_context():
         q = db.session.scalar(select(Questionnaire.id).where(Questionnaire.is_current.is_(True)))
         print(f"\nreports (median / worst of {runs} runs, ms; target < 1000)")
         print(f"  {'report':24s}" + "".join(f"{label:>20s}" for label, _, _ in ranges))
         jobs = [(str(reports.REPORT_TITLES[k]), lambda f, k=k: reports.run(db.session, k, f)) for k in reports.REPORTS]
-        jobs.append(("survey statistics", lambda f: survey.statistics(db.session, q, f)))
+        jobs.append(("survey statistics", lambda f: reports.survey_statistics(db.session, q, f)))
         for label, job in jobs:
             cells = []
             for _, start, stop in ranges:
@@ -234,8 +262,9 @@ def time_worklists(app, runs: int) -> None:
             user = db.session.query(PlatformUser).filter_by(username=username).one()
             who = actors.for_user(user, session=db.session)
             n = len(notify.worklist(db.session, who, box))
-            median, worst = _time(lambda who=who, box=box: (notify.worklist(db.session, who, box),
-                                                            db.session.expire_all()), runs * 4)  # fmt: skip
+            median, worst = _time(
+                lambda who=who, box=box: (notify.worklist(db.session, who, box), db.session.expire_all()), runs * 4
+            )
             print(f"  {box:9s} service call ({n} rows)        {median:7.1f} / {worst:7.1f}")
     client = app.test_client()
     for username, box in boxes:

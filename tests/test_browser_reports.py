@@ -39,8 +39,12 @@ def complete_an_address_change(base: str) -> str:
     """Register 戶籍異動/地址變更 and let the land office, tax bureau and motor vehicle office close it."""
     with httpx.Client(base_url=base, timeout=30) as http:
         notifier = _token(http, "notifier")
-        body = {"category": "戶籍異動/地址變更", "citizen": CITIZEN, "content": "民眾遷入新址。",
-                "attachments": [attachment(consent_pdf())]}  # fmt: skip
+        body = {
+            "category": "戶籍異動/地址變更",
+            "citizen": CITIZEN,
+            "content": "民眾遷入新址。",
+            "attachments": [attachment(consent_pdf())],
+        }
         r = http.post("/api/v1/cases/", json=body, headers=notifier)
         assert r.status_code == 201, r.text
         case = r.json()["result"]
@@ -48,8 +52,12 @@ def complete_an_address_change(base: str) -> str:
             agency = d["agency"]["code"].lower()
             sup, han = _token(http, f"supervisor.{agency}"), _token(http, f"handler.{agency}")
             version = http.get(f"/api/v1/dispatches/{d['id']}", headers=sup).json()["result"]["version"]
-            steps = [(sup, "assign", {"handler": f"handler.{agency}", "version": version}), (han, "accept", {}),
-                     (han, "process", {"result": "已更新住址。", "control_type": "closed"}), (sup, "close", {})]  # fmt: skip
+            steps = [
+                (sup, "assign", {"handler": f"handler.{agency}", "version": version}),
+                (han, "accept", {}),
+                (han, "process", {"result": "已更新住址。", "control_type": "closed"}),
+                (sup, "close", {}),
+            ]
             for headers, action, payload in steps:
                 r = http.post(f"/api/v1/dispatches/{d['id']}/{action}", json=payload, headers=headers)
                 assert r.status_code == 200, (action, r.text)
@@ -79,8 +87,9 @@ def test_the_manager_reads_the_performance_report_changes_the_dates_and_exports_
     case_no = complete_an_address_change(base)
 
     # the citizen answers on a phone
-    phone = browser.new_context(viewport={"width": 390, "height": 844}, locale="zh-TW", is_mobile=True,
-                                has_touch=True, device_scale_factor=2)  # fmt: skip
+    phone = browser.new_context(
+        viewport={"width": 390, "height": 844}, locale="zh-TW", is_mobile=True, has_touch=True, device_scale_factor=2
+    )
     citizen = phone.new_page()
     citizen.goto(f"{base}/survey/{survey_link(served.app, case_no)}")
     assert "跨機關通報服務滿意度調查" in citizen.inner_text("#survey-title")

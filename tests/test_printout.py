@@ -22,6 +22,7 @@ from flask import Flask
 from PIL import Image
 
 from app.services import printout
+from app.services.pdf import fonts
 
 ARTIFACTS = Path(__file__).parent / "artifacts"
 BASE_URL = "https://query.example.gov.tw/"
@@ -266,7 +267,7 @@ def test_awkward_content_renders_within_the_page(flask_app, tmp_path):
                 "display": "table",
                 "columns": [{"name": "a", "label": "甲"}, {"name": "b", "label": "乙"}],
                 "rows": [["長" * 6000, "x" * 9000], [None, None], ["只有一欄"]],
-            },  # fmt: skip
+            },
             {"title": "多欄", "display": "table", "columns": columns, "rows": [[f"值{j}" * 5 for j in range(14)]] * 3},
             {"title": "標記字元", "display": "plan", "columns": columns[:2], "rows": [["<b>&amp;</b>", "a\nb\x00c"]]},
             {"title": "空的", "display": "table", "columns": [], "rows": []},
@@ -297,8 +298,8 @@ def test_empty_snapshot_and_bare_entry(flask_app, tmp_path):
 
 
 def test_falls_back_to_the_cid_font_without_a_truetype_one(flask_app, tmp_path, monkeypatch):
-    monkeypatch.setattr(printout, "_find_font_files", lambda *a, **k: {})
-    printout._register_cjk_font.cache_clear()
+    monkeypatch.setattr(fonts, "find_font_files", lambda *a, **k: {})
+    fonts.register_cjk_font.cache_clear()
     try:
         assert printout.cjk_font() == printout.CID_FALLBACK
         path = tmp_path / "cid.pdf"
@@ -308,7 +309,7 @@ def test_falls_back_to_the_cid_font_without_a_truetype_one(flask_app, tmp_path, 
         assert re.search(r"MSung-Light\s+CID Type 0\s+UniCNS-UCS2-H", run("pdffonts", str(path)))
     finally:
         monkeypatch.undo()
-        printout._register_cjk_font.cache_clear()
+        fonts.register_cjk_font.cache_clear()
 
 
 def test_printouts_made_at_once_in_threads_take_turns_only_to_subset_the_font(flask_app, monkeypatch):
@@ -332,7 +333,7 @@ def test_printouts_made_at_once_in_threads_take_turns_only_to_subset_the_font(fl
                 inside[0] -= 1
 
     monkeypatch.setattr(TTFontFile, "makeSubset", slow_subset)
-    printout._register_cjk_font.cache_clear()  # register a font whose face has the spy
+    fonts.register_cjk_font.cache_clear()  # register a font whose face has the spy
     try:
         made, failed = [], []
 
@@ -352,4 +353,4 @@ def test_printouts_made_at_once_in_threads_take_turns_only_to_subset_the_font(fl
         assert most[0] == 1
     finally:
         monkeypatch.undo()
-        printout._register_cjk_font.cache_clear()
+        fonts.register_cjk_font.cache_clear()

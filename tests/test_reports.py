@@ -56,8 +56,9 @@ def march(**extra) -> reports.Filters:
 def _user(sm, username, role, agency):
     user = sm.find_user(username=username)
     if user is None:
-        user = sm.add_user(username, "報表", "測", f"{username}@county.demo.gov.tw", sm.find_role(role),
-                           password="Demo-2026")  # fmt: skip
+        user = sm.add_user(
+            username, "報表", "測", f"{username}@county.demo.gov.tw", sm.find_role(role), password="Demo-2026"
+        )
         user.agency = agency
         db.session.commit()
     return user
@@ -77,9 +78,16 @@ def world(app):
         db.session.add(q)
         cats = {}
         for sub in ("甲", "乙"):
-            cats[sub] = NotificationCategory(main_item="報表測試", sub_item=sub, kind="citizen", due_days=7,
-                                             consent_required=False, active=True, notifying_agencies=[ag["HH-EAST"]],
-                                             default_receivers=[ag["LAND"]])  # fmt: skip
+            cats[sub] = NotificationCategory(
+                main_item="報表測試",
+                sub_item=sub,
+                kind="citizen",
+                due_days=7,
+                consent_required=False,
+                active=True,
+                notifying_agencies=[ag["HH-EAST"]],
+                default_receivers=[ag["LAND"]],
+            )
             db.session.add(cats[sub])
         db.session.flush()
         plan = [
@@ -95,54 +103,115 @@ def world(app):
             # fractions of a second that a naive subtraction would turn into 0.99999 days
             created = start + datetime.timedelta(microseconds=400_000)
             due = start + 7 * DAY
-            case = NotificationCase(case_no=f"R{tag}-{name}", category=cats[sub], agency=ag[agency],
-                                    operator_id=clerk.id, status="completed" if done else "open", created_at=created,
-                                    due_at=due, completed_at=start + done * DAY if done else None,
-                                    citizen_email="c@example.tw")  # fmt: skip
+            case = NotificationCase(
+                case_no=f"R{tag}-{name}",
+                category=cats[sub],
+                agency=ag[agency],
+                operator_id=clerk.id,
+                status="completed" if done else "open",
+                created_at=created,
+                due_at=due,
+                completed_at=start + done * DAY if done else None,
+                citizen_email="c@example.tw",
+            )
             db.session.add(case)
             for code, after in dispatches:
-                db.session.add(Dispatch(case=case, agency=ag[code], state="closed" if after else "accepted",
-                                        sent_at=created, due_at=due,
-                                        closed_at=start + after * DAY + datetime.timedelta(microseconds=300_000)
-                                        if after else None))  # fmt: skip
+                db.session.add(
+                    Dispatch(
+                        case=case,
+                        agency=ag[code],
+                        state="closed" if after else "accepted",
+                        sent_at=created,
+                        due_at=due,
+                        closed_at=start + after * DAY + datetime.timedelta(microseconds=300_000) if after else None,
+                    )
+                )
             if ratings:
                 db.session.flush()
-                inv = Invitation(token_hash=uuid.uuid4().hex * 2, questionnaire_id=q.id, case_id=case.id,
-                                 category_id=cats[sub].id, agency_id=ag[agency].id, created_at=start + done * DAY,
-                                 expires_at=start + 40 * DAY, used_at=start + (done + 1) * DAY)  # fmt: skip
+                inv = Invitation(
+                    token_hash=uuid.uuid4().hex * 2,
+                    questionnaire_id=q.id,
+                    case_id=case.id,
+                    category_id=cats[sub].id,
+                    agency_id=ag[agency].id,
+                    created_at=start + done * DAY,
+                    expires_at=start + 40 * DAY,
+                    used_at=start + (done + 1) * DAY,
+                )
                 db.session.add(inv)
                 db.session.flush()
-                db.session.add(Response(invitation_id=inv.id, questionnaire_id=q.id, case_id=case.id,
-                                        submitted_at=start + (done + 1) * DAY, rating_sum=sum(ratings),
-                                        rating_count=len(ratings)))  # fmt: skip
+                db.session.add(
+                    Response(
+                        invitation_id=inv.id,
+                        questionnaire_id=q.id,
+                        case_id=case.id,
+                        submitted_at=start + (done + 1) * DAY,
+                        rating_sum=sum(ratings),
+                        rating_count=len(ratings),
+                    )
+                )
         # the query log of the week of 100/03/02: five queries at the tax bureau, one at social affairs
         clerk = sm.find_user(username="clerk")
         logs = [
-            ("clerk", clerk.id, "TAX", "ok", 10, 1), ("clerk", clerk.id, "TAX", "ok", 20, 2),
-            ("clerk", clerk.id, "TAX", "refused", 30, 0), ("clerk.tax2", 999001, "TAX", "ok", 40, 3),
-            ("clerk.tax2", 999001, "TAX", "source_error", 50, 0), ("clerk.social", 999002, "SOCIAL", "ok", 60, 1),
-        ]  # fmt: skip
+            ("clerk", clerk.id, "TAX", "ok", 10, 1),
+            ("clerk", clerk.id, "TAX", "ok", 20, 2),
+            ("clerk", clerk.id, "TAX", "refused", 30, 0),
+            ("clerk.tax2", 999001, "TAX", "ok", 40, 3),
+            ("clerk.tax2", 999001, "TAX", "source_error", 50, 0),
+            ("clerk.social", 999002, "SOCIAL", "ok", 60, 1),
+        ]
         for n, (username, uid, agency, outcome, ms, rows) in enumerate(logs):
-            db.session.add(QueryLog(at=BASE + DAY + n * datetime.timedelta(minutes=7), user_id=uid, username=username,
-                                    agency_code=agency, form_code=f"report.test.{tag}", form_title="地價稅籍查詢",
-                                    case_no=f"稅-{tag}-{n}", reason="民眾申請減免", business_item="TAX-LAND",
-                                    params='{"id_no": "A123456789"}', subjects="deadbeef", row_count=rows,
-                                    duration_ms=ms, outcome=outcome))  # fmt: skip
+            db.session.add(
+                QueryLog(
+                    at=BASE + DAY + n * datetime.timedelta(minutes=7),
+                    user_id=uid,
+                    username=username,
+                    agency_code=agency,
+                    form_code=f"report.test.{tag}",
+                    form_title="地價稅籍查詢",
+                    case_no=f"稅-{tag}-{n}",
+                    reason="民眾申請減免",
+                    business_item="TAX-LAND",
+                    params='{"id_no": "A123456789"}',
+                    subjects="deadbeef",
+                    row_count=rows,
+                    duration_ms=ms,
+                    outcome=outcome,
+                )
+            )
         # two transfers, social affairs -> tax bureau, one processed after two days
-        cert = db.session.scalar(select(StaffCertificate).join(StaffCertificate.user).where(
-            StaffCertificate.user.has(username="transfer.social")))  # fmt: skip
+        cert = db.session.scalar(
+            select(StaffCertificate)
+            .join(StaffCertificate.user)
+            .where(StaffCertificate.user.has(username="transfer.social"))
+        )
         item = db.session.scalar(select(TransferItem).where(TransferItem.sending_agency_id == ag["SOCIAL"].id))
         assert cert is not None and item is not None, "flask seed demo registers them"
         for n, (state, processed) in enumerate((("processed", 2), ("uploaded", None))):
-            db.session.add(TransferCase(item_id=item.id, upload_no=f"U{tag}{n}", source="社會處系統",
-                                        record_count=100 * (n + 1), sending_agency_id=ag["SOCIAL"].id,
-                                        receiving_agency_id=ag["TAX"].id, sender_id=cert.user_id,
-                                        sender_cert_id=cert.id, state=state, registered_at=BASE + (4 + n) * DAY,
-                                        processed_at=BASE + (4 + n + processed) * DAY if processed else None))  # fmt: skip
+            db.session.add(
+                TransferCase(
+                    item_id=item.id,
+                    upload_no=f"U{tag}{n}",
+                    source="社會處系統",
+                    record_count=100 * (n + 1),
+                    sending_agency_id=ag["SOCIAL"].id,
+                    receiving_agency_id=ag["TAX"].id,
+                    sender_id=cert.user_id,
+                    sender_cert_id=cert.id,
+                    state=state,
+                    registered_at=BASE + (4 + n) * DAY,
+                    processed_at=BASE + (4 + n + processed) * DAY if processed else None,
+                )
+            )
         db.session.commit()
         build = reports.summarise(db.session, cutoff=SUMMARY_CUTOFF)["build"]
-        made = SimpleNamespace(tag=tag, cats={k: v.id for k, v in cats.items()}, ag={k: v.id for k, v in ag.items()},
-                               questionnaire=q.id, build=build)  # fmt: skip
+        made = SimpleNamespace(
+            tag=tag,
+            cats={k: v.id for k, v in cats.items()},
+            ag={k: v.id for k, v in ag.items()},
+            questionnaire=q.id,
+            build=build,
+        )
     yield made  # outside the app context: requests must not share one
     with app.app_context():
         _drop_builds(build)
@@ -205,7 +274,15 @@ def test_query_statistics_per_agency_form_and_business_item(app, world):
         mine = [r for r in report.rows if r["form"] == "地價稅籍查詢"]
         tax = next(r for r in mine if r["agency_code"] == "TAX")
         assert figures(tax, "n", "ok", "partial", "refused", "errors", "users", "rows", "mean_ms") == (
-            5, 3, 0, 1, 1, 2, 6, 30.0)  # fmt: skip
+            5,
+            3,
+            0,
+            1,
+            1,
+            2,
+            6,
+            30.0,
+        )
         assert tax["item"] == "地價稅查核"
         assert figures(report.total, "n", "users") == (6, 3)  # clerk, clerk.tax2, clerk.social
         only_social = reports.queries(db.session, march(agency_id=world.ag["SOCIAL"]))
@@ -218,7 +295,14 @@ def test_transfer_counts(app, world):
         assert len(report.rows) == 1
         row = report.rows[0]
         assert figures(row, "n", "records", "st_processed", "st_uploaded", "done", "mean", "median") == (
-            2, 300, 1, 1, 1, 2.0, 2.0)  # fmt: skip
+            2,
+            300,
+            1,
+            1,
+            1,
+            2.0,
+            2.0,
+        )
         empty = reports.transfers(db.session, march(agency_id=world.ag["FIRE"]))
         assert empty.empty
 
@@ -228,9 +312,14 @@ def test_transfer_counts(app, world):
 
 def _summarised(build_id, category_ids) -> dict:
     s = ReportSummary.__table__
-    return {kind: (int(n), int(responses)) for kind, n, responses in db.session.execute(
-        select(s.c.kind, func.sum(s.c.n), func.sum(s.c.responses))
-        .where(s.c.build_id == build_id, s.c.span == "day", s.c.category_id.in_(category_ids)).group_by(s.c.kind))}  # fmt: skip
+    return {
+        kind: (int(n), int(responses))
+        for kind, n, responses in db.session.execute(
+            select(s.c.kind, func.sum(s.c.n), func.sum(s.c.responses))
+            .where(s.c.build_id == build_id, s.c.span == "day", s.c.category_id.in_(category_ids))
+            .group_by(s.c.kind)
+        )
+    }
 
 
 def test_the_summary_holds_the_work_finished_before_its_cutoff(app, world):
@@ -249,8 +338,12 @@ RANGES = [
 
 def _same_from_summary_and_live(world):
     for first, last in RANGES:
-        for extra in ({}, {"agency_id": world.ag["TAX"]}, {"agency_id": world.ag["HH-WEST"]},
-                      {"category_id": world.cats["乙"]}):  # fmt: skip
+        for extra in (
+            {},
+            {"agency_id": world.ag["TAX"]},
+            {"agency_id": world.ag["HH-WEST"]},
+            {"category_id": world.cats["乙"]},
+        ):
             f = reports.Filters(first, last, **extra)
             for report in (reports.by_agency, reports.by_category, reports.by_clerk, reports.queries):
                 summary, live = report(db.session, f, now=NOW), report(db.session, f, now=NOW, live=True)
@@ -272,16 +365,38 @@ def test_work_finished_registered_or_answered_after_the_build_counts_once(app, w
     with app.app_context():
         ag = {a.code: a for a in db.session.scalars(select(Agency))}
         notifier = current_app.appbuilder.sm.find_user(username="notifier")
-        cat = NotificationCategory(main_item="報表測試", sub_item=f"丙{world.tag}", kind="citizen", due_days=7,
-                                   consent_required=False, active=True, notifying_agencies=[ag["HH-EAST"]])  # fmt: skip
+        cat = NotificationCategory(
+            main_item="報表測試",
+            sub_item=f"丙{world.tag}",
+            kind="citizen",
+            due_days=7,
+            consent_required=False,
+            active=True,
+            notifying_agencies=[ag["HH-EAST"]],
+        )
         db.session.add(cat)
 
         def case(name, start, dispatches):
-            made = NotificationCase(case_no=f"S{world.tag}-{name}", category=cat, agency=ag["HH-EAST"],
-                                    operator_id=notifier.id, status="open", created_at=start, due_at=start + 7 * DAY)  # fmt: skip
+            made = NotificationCase(
+                case_no=f"S{world.tag}-{name}",
+                category=cat,
+                agency=ag["HH-EAST"],
+                operator_id=notifier.id,
+                status="open",
+                created_at=start,
+                due_at=start + 7 * DAY,
+            )
             for code, closed in dispatches:
-                db.session.add(Dispatch(case=made, agency=ag[code], state="closed" if closed else "accepted",
-                                        sent_at=start, due_at=start + 7 * DAY, closed_at=closed))  # fmt: skip
+                db.session.add(
+                    Dispatch(
+                        case=made,
+                        agency=ag[code],
+                        state="closed" if closed else "accepted",
+                        sent_at=start,
+                        due_at=start + 7 * DAY,
+                        closed_at=closed,
+                    )
+                )
             db.session.add(made)
             return made
 
@@ -293,13 +408,28 @@ def test_work_finished_registered_or_answered_after_the_build_counts_once(app, w
             tax = next(d for d in a.dispatches if d.agency.code == "TAX")
             tax.state, tax.closed_at = "closed", july
             a.status, a.completed_at = "completed", july
-            inv = Invitation(token_hash=uuid.uuid4().hex * 2, questionnaire_id=world.questionnaire, case_id=a.id,
-                             category_id=cat.id, agency_id=ag["HH-EAST"].id, created_at=july,
-                             expires_at=july + 30 * DAY, used_at=july + DAY)  # fmt: skip
+            inv = Invitation(
+                token_hash=uuid.uuid4().hex * 2,
+                questionnaire_id=world.questionnaire,
+                case_id=a.id,
+                category_id=cat.id,
+                agency_id=ag["HH-EAST"].id,
+                created_at=july,
+                expires_at=july + 30 * DAY,
+                used_at=july + DAY,
+            )
             db.session.add(inv)
             db.session.flush()
-            db.session.add(Response(invitation_id=inv.id, questionnaire_id=world.questionnaire, case_id=a.id,
-                                    submitted_at=july + DAY, rating_sum=9, rating_count=2))  # fmt: skip
+            db.session.add(
+                Response(
+                    invitation_id=inv.id,
+                    questionnaire_id=world.questionnaire,
+                    case_id=a.id,
+                    submitted_at=july + DAY,
+                    rating_sum=9,
+                    rating_count=2,
+                )
+            )
             b = case("B", june + 2 * DAY, [("LAND", june + 3 * DAY)])
             b.status, b.completed_at = "completed", june + 3 * DAY
             db.session.commit()
@@ -337,10 +467,22 @@ def test_queries_logged_after_the_build_count_once_and_each_user_once(app, world
     form = f"report.late.{world.tag}"
 
     def log(day, uid, outcome="ok"):
-        db.session.add(QueryLog(at=datetime.datetime(2011, 9, day, 3, 0), user_id=uid, username=f"u{uid}",
-                                agency_code="TAX", form_code=form, form_title="逾時查詢", case_no=f"L-{day}",
-                                reason="民眾申請減免", business_item="TAX-LAND", row_count=day, duration_ms=10 * day,
-                                outcome=outcome))  # fmt: skip
+        db.session.add(
+            QueryLog(
+                at=datetime.datetime(2011, 9, day, 3, 0),
+                user_id=uid,
+                username=f"u{uid}",
+                agency_code="TAX",
+                form_code=form,
+                form_title="逾時查詢",
+                case_no=f"L-{day}",
+                reason="民眾申請減免",
+                business_item="TAX-LAND",
+                row_count=day,
+                duration_ms=10 * day,
+                outcome=outcome,
+            )
+        )
         db.session.commit()
 
     sept = reports.Filters(datetime.date(2011, 9, 1), datetime.date(2011, 9, 30))
@@ -403,23 +545,26 @@ def test_a_date_range_that_ends_before_it_begins_is_refused_with_a_clear_message
     assert r.status_code == 400 and "早於" in r.text and 'id="report-table"' not in r.text
     r = manager.get("/reports/", query_string={"from": "100/13/45"})
     assert r.status_code == 400 and "115/11/01" in r.text
-    r = manager.get("/reports/export/xlsx", query_string={"from": "100/03/31", "to": "100/03/01"},
-                    follow_redirects=True)  # fmt: skip
+    r = manager.get(
+        "/reports/export/xlsx", query_string={"from": "100/03/31", "to": "100/03/01"}, follow_redirects=True
+    )
     assert "早於" in r.text
 
 
 def test_exporting_an_empty_range_says_there_is_nothing_to_export(app, manager, world):
     with app.app_context():
-        before = db.session.scalar(select(db.func.count()).select_from(AuditEvent)
-                                   .where(AuditEvent.action == "report_export"))  # fmt: skip
+        before = db.session.scalar(
+            select(db.func.count()).select_from(AuditEvent).where(AuditEvent.action == "report_export")
+        )
     for fmt in ("xlsx", "pdf"):
         r = manager.get(f"/reports/export/{fmt}", query_string={"from": "090/01/01", "to": "090/01/31"})
         assert r.status_code == 302
         page = manager.get(r.headers["Location"])
         assert "沒有可匯出的資料" in page.text and "090/01/01–090/01/31" in page.text
     with app.app_context():
-        after = db.session.scalar(select(db.func.count()).select_from(AuditEvent)
-                                  .where(AuditEvent.action == "report_export"))  # fmt: skip
+        after = db.session.scalar(
+            select(db.func.count()).select_from(AuditEvent).where(AuditEvent.action == "report_export")
+        )
     assert after == before  # nothing was exported
 
 
@@ -435,8 +580,9 @@ def test_the_excel_export_opens_and_carries_the_figures(app, manager, world):
     assert list(land[1:11]) == [4, 3, 1, 2.33, 2.0, 3.6, 1, 25.0, 3, 2.67]
     assert list(table["全部受文機關"][1:7]) == [6, 5, 1, 4.0, 3.0, 7.6]
     with app.app_context():
-        event = db.session.scalar(select(AuditEvent).where(AuditEvent.action == "report_export")
-                                  .order_by(AuditEvent.id.desc()))  # fmt: skip
+        event = db.session.scalar(
+            select(AuditEvent).where(AuditEvent.action == "report_export").order_by(AuditEvent.id.desc())
+        )
         assert event.actor == "manager" and event.object_id == "agencies" and '"format": "xlsx"' in event.detail
 
 
@@ -449,8 +595,10 @@ def test_the_pdf_export_opens_renders_chinese_and_carries_the_figures(manager, w
     ARTIFACTS.mkdir(exist_ok=True)
     pdf = ARTIFACTS / "report-categories.pdf"
     pdf.write_bytes(r.data)
-    subprocess.run(["pdftoppm", "-png", "-r", "70", "-f", "1", "-l", "1", str(pdf), str(ARTIFACTS / "report-categories")],
-                   check=True)  # fmt: skip
+    subprocess.run(
+        ["pdftoppm", "-png", "-r", "70", "-f", "1", "-l", "1", str(pdf), str(ARTIFACTS / "report-categories")],
+        check=True,
+    )
 
 
 def test_only_managers_read_reports(app):
@@ -458,6 +606,69 @@ def test_only_managers_read_reports(app):
     login(clerk, "clerk")
     assert clerk.get("/reports/").status_code in (302, 403)
     assert clerk.get("/reports/export/xlsx").status_code in (302, 403)
+
+
+# --- charts ----------------------------------------------------------------------------
+
+CJK_FAMILIES = ("CJK", "UMing", "UKai", "WenQuanYi", "Droid Sans Fallback")
+
+
+@pytest.fixture
+def font_cache_from_before_the_cjk_fonts():
+    """matplotlib's font list as a cache built before the CJK fonts were installed:
+    it knows none of them, so looking fonts up by name finds no Chinese font."""
+    from matplotlib import font_manager
+
+    from app.services.reports import charts
+
+    manager = font_manager.fontManager
+    saved = list(manager.ttflist)
+    manager.ttflist[:] = [font for font in saved if not any(part in font.name for part in CJK_FAMILIES)]
+    manager._findfont_cached.cache_clear()  # matplotlib's lookup cache (a test may reach into it)
+    charts._families.cache_clear()
+    yield
+    manager.ttflist[:] = saved
+    manager._findfont_cached.cache_clear()
+    charts._families.cache_clear()
+
+
+def _chart_report() -> SimpleNamespace:
+    labels = ["示範縣地政事務所", "戶政事務所－出生登記（小計）", "地方稅務局／地價稅查詢", "社會處 → 地政事務所"]
+    rows = [{"label": label, "n": 4 - n, "late": n % 2} for n, label in enumerate(labels)]
+    return SimpleNamespace(
+        rows=rows, label_key="label", series=[reports.Series("n", "案件數"), reports.Series("late", "逾期")]
+    )
+
+
+@pytest.mark.filterwarnings("error")
+def test_report_charts_draw_chinese_with_a_cjk_font_even_when_matplotlibs_font_cache_predates_it(
+    font_cache_from_before_the_cjk_fonts,
+):
+    """A glyph missing from the font warns ("Glyph ... missing from font(s) DejaVu Sans") and draws an
+    empty box: here every warning is an error, so a chart with boxes fails."""
+    from app.services.reports import charts
+
+    report = _chart_report()
+    svg = charts.report_chart(report)
+    png = charts.report_chart(report, fmt="png")
+    assert svg.startswith(b"<?xml") and png.startswith(b"\x89PNG")
+    assert charts.font_families()[0] in ("Noto Sans CJK TC", "AR PL UMing TW")
+    ARTIFACTS.mkdir(exist_ok=True)
+    (ARTIFACTS / "report-chart.png").write_bytes(png)
+
+
+@pytest.mark.filterwarnings("error")
+def test_the_survey_charts_draw_chinese_without_a_missing_glyph():
+    from app.services.reports import charts
+
+    rows = [reports.DistributionRow("非常滿意", 3, 60.0), reports.DistributionRow("不滿意（請說明）", 2, 40.0)]
+    assert charts.question_chart(SimpleNamespace(rows=rows, respondents=5), fmt="png").startswith(b"\x89PNG")
+
+
+@pytest.mark.filterwarnings("error")
+def test_the_manager_reads_the_chart_drawn_without_a_missing_glyph(manager, world):
+    r = manager.get("/reports/", query_string={"report": "categories", **MARCH})
+    assert r.status_code == 200 and 'id="report-chart"' in r.text
 
 
 # --- the weekly query log ----------------------------------------------------------------
@@ -492,8 +703,10 @@ def test_the_weekly_query_log_of_one_agency_lists_each_query_with_its_purpose_an
     assert f"稅-{world.tag}-5" not in text  # social affairs' query is in its own section
     ARTIFACTS.mkdir(exist_ok=True)
     (ARTIFACTS / "weekly-queries-TAX.pdf").write_bytes(out.read_bytes())
-    subprocess.run(["pdftoppm", "-png", "-r", "80", "-f", "1", "-l", "1", str(out), str(ARTIFACTS / "weekly-queries-TAX")],
-                   check=True)  # fmt: skip
+    subprocess.run(
+        ["pdftoppm", "-png", "-r", "80", "-f", "1", "-l", "1", str(out), str(ARTIFACTS / "weekly-queries-TAX")],
+        check=True,
+    )
 
 
 def test_the_weekly_query_log_of_all_agencies_has_one_section_each(app, runner, world, tmp_path):
@@ -523,9 +736,11 @@ def test_a_supervisor_downloads_the_weekly_log_of_their_own_agency_only_and_the_
     text = _pdf_text(r.data)
     assert "示範縣地方稅務局" in text and "社會處" not in text
     with app.app_context():
-        event = db.session.scalar(select(AuditEvent).where(AuditEvent.action == "report_export",
-                                                           AuditEvent.object_id == "weekly-queries")
-                                  .order_by(AuditEvent.id.desc()))  # fmt: skip
+        event = db.session.scalar(
+            select(AuditEvent)
+            .where(AuditEvent.action == "report_export", AuditEvent.object_id == "weekly-queries")
+            .order_by(AuditEvent.id.desc())
+        )
         assert event.actor == "supervisor.tax" and '"agency": "TAX"' in event.detail
     handler = app.test_client()
     login(handler, "handler.tax")

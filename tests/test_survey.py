@@ -18,6 +18,7 @@ from openpyxl import load_workbook
 from sqlalchemy import func, select
 
 from app.extensions import db
+from app.lib.rocdate import format_roc
 from app.models.audit import AuditEvent
 from app.models.notify import Dispatch, NotificationCase, NotificationCategory
 from app.models.org import Agency
@@ -35,30 +36,60 @@ def make_survey(app, kind: str = "citizen", active: bool = True) -> SimpleNamesp
     office -> land office) whose citizens are invited to it."""
     with app.app_context():
         tag = uuid.uuid4().hex[:8]
-        q = Questionnaire(title=f"服務滿意度 {tag}", version=1, is_current=True, active=active,
-                          introduction="請花 1 分鐘填寫。")  # fmt: skip
+        q = Questionnaire(
+            title=f"服務滿意度 {tag}", version=1, is_current=True, active=active, introduction="請花 1 分鐘填寫。"
+        )
         q.questions = [
             Question(sort_order=1, type="rating", text="整體而言，您對服務的滿意程度？", required=True),
-            Question(sort_order=2, type="single", text="是否一次就辦好？", required=True,
-                     choices=[Choice(sort_order=1, text="是"), Choice(sort_order=2, text="否")]),
-            Question(sort_order=3, type="multiple", text="您從哪些管道得知進度？", required=False,
-                     choices=[Choice(sort_order=1, text="電子郵件"), Choice(sort_order=2, text="電話"),
-                              Choice(sort_order=3, text="臨櫃")]),
+            Question(
+                sort_order=2,
+                type="single",
+                text="是否一次就辦好？",
+                required=True,
+                choices=[Choice(sort_order=1, text="是"), Choice(sort_order=2, text="否")],
+            ),
+            Question(
+                sort_order=3,
+                type="multiple",
+                text="您從哪些管道得知進度？",
+                required=False,
+                choices=[
+                    Choice(sort_order=1, text="電子郵件"),
+                    Choice(sort_order=2, text="電話"),
+                    Choice(sort_order=3, text="臨櫃"),
+                ],
+            ),
             Question(sort_order=4, type="text", text="其他建議", required=False),
-        ]  # fmt: skip
+        ]
         db.session.add(q)
         db.session.flush()
         q.series_id = q.id
         agencies = {a.code: a for a in db.session.scalars(select(Agency))}
-        cat = NotificationCategory(main_item="滿意度測試", sub_item=tag, kind=kind, consent_required=False, due_days=7,
-                                   active=True, notifying_agencies=[agencies["HH-EAST"]],
-                                   default_receivers=[agencies["LAND"]], questionnaire=q)  # fmt: skip
+        cat = NotificationCategory(
+            main_item="滿意度測試",
+            sub_item=tag,
+            kind=kind,
+            consent_required=False,
+            due_days=7,
+            active=True,
+            notifying_agencies=[agencies["HH-EAST"]],
+            default_receivers=[agencies["LAND"]],
+            questionnaire=q,
+        )
         db.session.add(cat)
         db.session.commit()
         questions = [x.id for x in q.questions]
         choices = {x.text: x.id for question in q.questions for x in question.choices}
-        return SimpleNamespace(q=q.id, category=cat.id, tag=tag, rating=questions[0], single=questions[1],
-                               multiple=questions[2], text=questions[3], choices=choices)  # fmt: skip
+        return SimpleNamespace(
+            q=q.id,
+            category=cat.id,
+            tag=tag,
+            rating=questions[0],
+            single=questions[1],
+            multiple=questions[2],
+            text=questions[3],
+            choices=choices,
+        )
 
 
 def a_case(app, s, created_at: datetime.datetime | None = None) -> int:
@@ -67,9 +98,16 @@ def a_case(app, s, created_at: datetime.datetime | None = None) -> int:
         cat = db.session.get(NotificationCategory, s.category)
         hh = db.session.scalar(select(Agency).where(Agency.code == "HH-EAST"))
         now = created_at or datetime.datetime.utcnow()
-        case = NotificationCase(case_no=f"T{uuid.uuid4().hex[:12]}", category=cat, agency=hh, status="completed",
-                                citizen_email="citizen@example.tw", created_at=now, due_at=now,
-                                completed_at=now)  # fmt: skip
+        case = NotificationCase(
+            case_no=f"T{uuid.uuid4().hex[:12]}",
+            category=cat,
+            agency=hh,
+            status="completed",
+            citizen_email="citizen@example.tw",
+            created_at=now,
+            due_at=now,
+            completed_at=now,
+        )
         db.session.add(case)
         db.session.commit()
         return case.id
@@ -85,8 +123,12 @@ def a_link(app, s, created_at: datetime.datetime | None = None) -> str:
 
 
 def good_answers(s, rating="4", single="是", multiple=("電子郵件", "臨櫃"), text="承辦人員很親切") -> dict:
-    return {f"q{s.rating}": rating, f"q{s.single}": str(s.choices[single]),
-            f"q{s.multiple}": [str(s.choices[m]) for m in multiple], f"q{s.text}": text}  # fmt: skip
+    return {
+        f"q{s.rating}": rating,
+        f"q{s.single}": str(s.choices[single]),
+        f"q{s.multiple}": [str(s.choices[m]) for m in multiple],
+        f"q{s.text}": text,
+    }
 
 
 def responses_to(app, s) -> int:
@@ -107,14 +149,19 @@ def test_the_citizen_gets_a_link_when_every_agency_has_closed_answers_on_the_pho
     s = make_survey(app)
     email = f"citizen.{s.tag}@example.tw"
     notifier = api_token(client, "notifier")
-    body = {"category": s.category, "content": "民眾辦理住址變更。",
-            "citizen": {"name": "林小華", "id_no": "A123456789", "email": email, "address": "示範縣東區中正路1號"}}  # fmt: skip
+    body = {
+        "category": s.category,
+        "content": "民眾辦理住址變更。",
+        "citizen": {"name": "林小華", "id_no": "A123456789", "email": email, "address": "示範縣東區中正路1號"},
+    }
     r = client.post("/api/v1/cases/", json=body, headers=bearer(notifier))
     assert r.status_code == 201, r.json
     dispatch = r.json["result"]["dispatches"][0]["id"]
     with app.app_context():
-        assert db.session.scalar(select(func.count()).select_from(Invitation)
-                                 .where(Invitation.questionnaire_id == s.q)) == 0  # fmt: skip
+        assert (
+            db.session.scalar(select(func.count()).select_from(Invitation).where(Invitation.questionnaire_id == s.q))
+            == 0
+        )
     run_to_close(client, "land", dispatch)
 
     with app.app_context():
@@ -146,7 +193,7 @@ def test_the_citizen_gets_a_link_when_every_agency_has_closed_answers_on_the_pho
 
     manager = app.test_client()
     login(manager, "manager")
-    args = {"questionnaire": s.q, "from": reports.format_roc(TODAY), "to": reports.format_roc(TODAY)}
+    args = {"questionnaire": s.q, "from": format_roc(TODAY), "to": format_roc(TODAY)}
     stats_page = manager.get("/survey-stats/", query_string=args)
     assert stats_page.status_code == 200
     assert re.search(r'id="stat-invitations">1<', stats_page.text)
@@ -172,7 +219,7 @@ def test_statistics_per_question_match_the_answers_counted_by_hand(app):
     for token, data in zip(links, answers, strict=False):
         assert citizen.post(f"/survey/{token}", data=data).status_code == 302
     with app.app_context():
-        st = survey.statistics(db.session, s.q, today_filters())
+        st = reports.survey_statistics(db.session, s.q, today_filters())
         assert (st.invitations, st.responses, st.response_rate) == (4, 3, 75.0)
         rating, single, multiple, text = st.questions
         assert rating.respondents == 3 and rating.mean == pytest.approx(3.67)
@@ -181,16 +228,18 @@ def test_statistics_per_question_match_the_answers_counted_by_hand(app):
         assert multiple.respondents == 2  # percentages of those who answered it
         assert multiple.rows == [("電子郵件", 2, 100.0), ("電話", 1, 50.0), ("臨櫃", 0, 0.0)]
         assert [t for _, t in text.texts] == ["很快"]
-        by_category = survey.statistics(db.session, s.q, today_filters(category_id=s.category))
+        by_category = reports.survey_statistics(db.session, s.q, today_filters(category_id=s.category))
         assert by_category.responses == 3
         land = db.session.scalar(select(Agency.id).where(Agency.code == "LAND"))
         social = db.session.scalar(select(Agency.id).where(Agency.code == "SOCIAL"))
-        assert survey.statistics(db.session, s.q, today_filters(agency_id=social)).invitations == 0
-        assert survey.statistics(db.session, s.q, today_filters(agency_id=land)).invitations == 0  # no dispatches
+        assert reports.survey_statistics(db.session, s.q, today_filters(agency_id=social)).invitations == 0
+        assert (
+            reports.survey_statistics(db.session, s.q, today_filters(agency_id=land)).invitations == 0
+        )  # no dispatches
         east = db.session.scalar(select(Agency.id).where(Agency.code == "HH-EAST"))
-        assert survey.statistics(db.session, s.q, today_filters(agency_id=east)).responses == 3
+        assert reports.survey_statistics(db.session, s.q, today_filters(agency_id=east)).responses == 3
         last_year = reports.Filters(TODAY - datetime.timedelta(days=400), TODAY - datetime.timedelta(days=370))
-        assert survey.statistics(db.session, s.q, last_year).empty
+        assert reports.survey_statistics(db.session, s.q, last_year).empty
 
 
 # --- the nightly summary -----------------------------------------------------------------
@@ -207,22 +256,36 @@ def _dispatched_to(app, token: str, code: str, when: datetime.datetime) -> None:
     with app.app_context():
         case_id = db.session.scalar(select(Invitation.case_id).where(Invitation.token_hash == survey.token_hash(token)))
         agency = db.session.scalar(select(Agency.id).where(Agency.code == code))
-        db.session.add(Dispatch(case_id=case_id, agency_id=agency, state="closed", sent_at=when, due_at=when,
-                                closed_at=when))  # fmt: skip
+        db.session.add(
+            Dispatch(case_id=case_id, agency_id=agency, state="closed", sent_at=when, due_at=when, closed_at=when)
+        )
         db.session.commit()
 
 
 def _held(build_id: int, questionnaire_id: int) -> dict:
     """What a build counted: invitations and responses (day rows)."""
     ss = SurveySummary.__table__
-    return {kind: int(n) for kind, n in db.session.execute(
-        select(ss.c.kind, func.sum(ss.c.n)).where(ss.c.build_id == build_id, ss.c.questionnaire_id == questionnaire_id,
-                                                  ss.c.span == "day", ss.c.question_id.is_(None)).group_by(ss.c.kind))}  # fmt: skip
+    return {
+        kind: int(n)
+        for kind, n in db.session.execute(
+            select(ss.c.kind, func.sum(ss.c.n))
+            .where(
+                ss.c.build_id == build_id,
+                ss.c.questionnaire_id == questionnaire_id,
+                ss.c.span == "day",
+                ss.c.question_id.is_(None),
+            )
+            .group_by(ss.c.kind)
+        )
+    }
 
 
 def _figures(st) -> tuple:
-    return (st.invitations, st.responses,
-            [(q.respondents, q.rows, q.mean, q.texts_total, [t for _, t in q.texts]) for q in st.questions])  # fmt: skip
+    return (
+        st.invitations,
+        st.responses,
+        [(q.respondents, q.rows, q.mean, q.texts_total, [t for _, t in q.texts]) for q in st.questions],
+    )
 
 
 def test_statistics_read_the_same_from_the_nightly_summary_as_from_the_live_tables(app):
@@ -250,39 +313,46 @@ def test_statistics_read_the_same_from_the_nightly_summary_as_from_the_live_tabl
         f = a_link(app, s, at(5, 28))
         _answered(app, s, f, at(6, 4), "4")
         with app.app_context():
-            ids = {x: db.session.scalar(select(Agency.id).where(Agency.code == x))
-                   for x in ("LAND", "TAX", "HH-EAST", "SOCIAL")}  # fmt: skip
-            ranges = [(datetime.date(2012, 5, 1), datetime.date(2012, 5, 31)),  # a whole month: its month rows
-                      (datetime.date(2012, 5, 11), datetime.date(2012, 5, 25)),  # day rows
-                      (datetime.date(2012, 4, 15), datetime.date(2012, 6, 10)),  # days, a month, days
-                      (datetime.date(2012, 6, 1), datetime.date(2012, 6, 30))]  # fmt: skip
+            ids = {
+                x: db.session.scalar(select(Agency.id).where(Agency.code == x))
+                for x in ("LAND", "TAX", "HH-EAST", "SOCIAL")
+            }
+            ranges = [
+                (datetime.date(2012, 5, 1), datetime.date(2012, 5, 31)),  # a whole month: its month rows
+                (datetime.date(2012, 5, 11), datetime.date(2012, 5, 25)),  # day rows
+                (datetime.date(2012, 4, 15), datetime.date(2012, 6, 10)),  # days, a month, days
+                (datetime.date(2012, 6, 1), datetime.date(2012, 6, 30)),
+            ]
             for first, last in ranges:
                 for extra in ({}, {"category_id": s.category}, *({"agency_id": i} for i in ids.values())):
                     f = reports.Filters(first, last, **extra)
                     summary, live = (
-                        survey.statistics(db.session, s.q, f),
-                        survey.statistics(db.session, s.q, f, live=True),
+                        reports.survey_statistics(db.session, s.q, f),
+                        reports.survey_statistics(db.session, s.q, f, live=True),
                     )
                     assert _figures(summary) == _figures(live), (first, last, extra)
             # by hand: 7 links, 5 answers rated 5 4 2 3 4
-            whole = survey.statistics(
+            whole = reports.survey_statistics(
                 db.session, s.q, reports.Filters(datetime.date(2012, 4, 15), datetime.date(2012, 6, 30))
             )
             assert (whole.invitations, whole.responses, whole.response_rate) == (7, 5, 71.4)
             rating = whole.questions[0]
             assert rating.rows == [("5", 1, 20.0), ("4", 2, 40.0), ("3", 1, 20.0), ("2", 1, 20.0), ("1", 0, 0.0)]
             assert rating.mean == pytest.approx(3.6)
-            may = survey.statistics(
+            may = reports.survey_statistics(
                 db.session, s.q, reports.Filters(datetime.date(2012, 5, 1), datetime.date(2012, 5, 31))
             )
             assert (may.invitations, may.responses) == (5, 4)  # A B C D F; G is a June 1st link in Taipei
-            land = survey.statistics(db.session, s.q, reports.Filters(datetime.date(2012, 5, 1), datetime.date(2012, 5, 31),
-                                                                     agency_id=ids["LAND"]))  # fmt: skip
+            land = reports.survey_statistics(
+                db.session,
+                s.q,
+                reports.Filters(datetime.date(2012, 5, 1), datetime.date(2012, 5, 31), agency_id=ids["LAND"]),
+            )
             assert (land.invitations, land.responses, land.questions[0].mean) == (2, 2, 3.5)  # A and C
             # the next build holds them all and reads the same
             builds.append(reports.summarise(db.session, cutoff=at(7, 1, 0))["build"])
             assert _held(builds[1], s.q) == {"invited": 7, "responded": 5}
-            again = survey.statistics(
+            again = reports.survey_statistics(
                 db.session, s.q, reports.Filters(datetime.date(2012, 4, 15), datetime.date(2012, 6, 30))
             )
             assert _figures(again) == _figures(whole)
@@ -350,6 +420,25 @@ def test_answers_outside_the_allowed_ones_are_refused_with_the_question_marked_a
     assert responses_to(app, s) == 1
 
 
+@pytest.mark.parametrize(
+    "extra",
+    [{"nickname": "小明"}, {"q999999999": "5"}, {"q": "5"}],
+    ids=["a field no questionnaire has", "a question of another questionnaire", "a bare q"],
+)
+def test_an_answer_with_a_field_the_questionnaire_does_not_ask_is_refused_and_does_not_use_up_the_link(app, extra):
+    s = make_survey(app)
+    token = a_link(app, s)
+    citizen = app.test_client()
+    r = citizen.post(f"/survey/{token}", data={**good_answers(s), **extra})
+    assert r.status_code == 400 and "與此問卷不符" in r.text and 'id="survey-form"' in r.text
+    assert responses_to(app, s) == 0
+    with app.app_context():
+        invitation = db.session.scalar(select(Invitation).where(Invitation.token_hash == survey.token_hash(token)))
+        assert invitation.used_at is None
+    assert citizen.post(f"/survey/{token}", data=good_answers(s)).status_code == 302
+    assert responses_to(app, s) == 1
+
+
 def test_one_response_per_link_even_when_sent_twice_at_once(app):
     s = make_survey(app)
     token = a_link(app, s)
@@ -396,17 +485,22 @@ def test_the_audit_trail_records_the_response_but_nothing_the_citizen_wrote(app)
     app.test_client().post(f"/survey/{token}", data=good_answers(s, text="我的電話是0912345678"))
     with app.app_context():
         response = db.session.scalar(select(Response).where(Response.questionnaire_id == s.q))
-        event = db.session.scalar(select(AuditEvent).where(AuditEvent.action == "survey_response",
-                                                           AuditEvent.object_id == str(response.id)))  # fmt: skip
+        event = db.session.scalar(
+            select(AuditEvent).where(AuditEvent.action == "survey_response", AuditEvent.object_id == str(response.id))
+        )
         assert event.actor == "citizen" and event.client_ip is None and event.actor_id is None
         assert '"answers": 5' in event.detail and f'"questionnaire": {s.q}' in event.detail
         details = db.session.scalars(select(AuditEvent.detail).where(AuditEvent.detail.is_not(None))).all()
         assert not any("0912345678" in d for d in details)
-        stored = db.session.scalar(select(Answer.__table__.c.text).where(Answer.response_id == response.id,
-                                                                         Answer.question_id == s.text))  # fmt: skip
+        stored = db.session.scalar(
+            select(Answer.__table__.c.text).where(Answer.response_id == response.id, Answer.question_id == s.text)
+        )
         assert stored == "我的電話是0912345678"  # read through the cipher
-        raw = db.session.execute(select(func.count()).select_from(Answer.__table__)
-                                 .where(Answer.__table__.c.text.cast(db.String).like("%0912345678%"))).scalar()  # fmt: skip
+        raw = db.session.execute(
+            select(func.count())
+            .select_from(Answer.__table__)
+            .where(Answer.__table__.c.text.cast(db.String).like("%0912345678%"))
+        ).scalar()
         assert raw == 0  # encrypted at rest
 
 
@@ -416,8 +510,10 @@ def test_no_invitation_for_agency_notifications_or_categories_without_an_active_
         with app.app_context():
             assert survey.invite(db.session, db.session.get(NotificationCase, case_id)) is None
             db.session.commit()
-            assert db.session.scalar(select(func.count()).select_from(Invitation)
-                                     .where(Invitation.case_id == case_id)) == 0  # fmt: skip
+            assert (
+                db.session.scalar(select(func.count()).select_from(Invitation).where(Invitation.case_id == case_id))
+                == 0
+            )
 
 
 def test_a_case_is_invited_once(app):
@@ -449,8 +545,10 @@ def manager_client(app):
 def test_editing_an_answered_question_on_the_screen_makes_version_2_and_old_answers_keep_their_question(app):
     s = answered_survey(app)
     manager = manager_client(app)
-    r = manager.post(f"/questionview/edit/{s.rating}",
-                     data={"sort_order": "1", "type": "rating", "text": "您對這次服務的整體評價？", "required": "y"})  # fmt: skip
+    r = manager.post(
+        f"/questionview/edit/{s.rating}",
+        data={"sort_order": "1", "type": "rating", "text": "您對這次服務的整體評價？", "required": "y"},
+    )
     assert r.status_code == 302 and "/questionnaireview/show/" in r.headers["Location"]
     new_id = int(r.headers["Location"].rstrip("/").split("/")[-1])
     assert new_id != s.q
@@ -464,20 +562,27 @@ def test_editing_an_answered_question_on_the_screen_makes_version_2_and_old_answ
         assert [q.text for q in new.questions][0] == "您對這次服務的整體評價？"
         assert [len(q.choices) for q in new.questions] == [0, 2, 3, 0]
         assert db.session.get(NotificationCategory, s.category).questionnaire_id == new_id
-        answered = {a.question_id for a in db.session.scalars(select(Answer).join(Response)
-                                                              .where(Response.questionnaire_id == s.q))}  # fmt: skip
+        answered = {
+            a.question_id
+            for a in db.session.scalars(select(Answer).join(Response).where(Response.questionnaire_id == s.q))
+        }
         assert answered <= {q.id for q in old.questions}
         second = new.questions[1].id
     # version 2 has no answers yet: it changes in place
-    r = manager.post(f"/questionview/edit/{second}",
-                     data={"sort_order": "2", "type": "single", "text": "是否一次辦好？", "required": "y"})  # fmt: skip
+    r = manager.post(
+        f"/questionview/edit/{second}",
+        data={"sort_order": "2", "type": "single", "text": "是否一次辦好？", "required": "y"},
+    )
     assert r.status_code == 302
     with app.app_context():
         assert db.session.scalar(select(func.max(Questionnaire.version)).where(Questionnaire.series_id == s.q)) == 2
         assert db.session.get(Question, second).text == "是否一次辦好？"
     # the old version is read-only
-    r = manager.post(f"/questionview/edit/{s.single}",
-                     data={"sort_order": "2", "type": "single", "text": "改舊版", "required": "y"}, follow_redirects=True)  # fmt: skip
+    r = manager.post(
+        f"/questionview/edit/{s.single}",
+        data={"sort_order": "2", "type": "single", "text": "改舊版", "required": "y"},
+        follow_redirects=True,
+    )
     assert "舊版本" in r.text
     with app.app_context():
         assert db.session.get(Question, s.single).text == "是否一次就辦好？"
@@ -486,9 +591,10 @@ def test_editing_an_answered_question_on_the_screen_makes_version_2_and_old_answ
 def test_adding_or_deleting_on_an_answered_questionnaire_makes_a_new_version_and_the_answered_one_stays(app):
     s = answered_survey(app)
     manager = manager_client(app)
-    r = manager.post(f"/questionview/add?_flt_0_questionnaire={s.q}",
-                     data={"questionnaire": str(s.q), "sort_order": "5", "type": "rating", "text": "等候時間",
-                           "required": "y"})  # fmt: skip
+    r = manager.post(
+        f"/questionview/add?_flt_0_questionnaire={s.q}",
+        data={"questionnaire": str(s.q), "sort_order": "5", "type": "rating", "text": "等候時間", "required": "y"},
+    )
     assert r.status_code == 302
     with app.app_context():
         v2 = db.session.scalar(select(Questionnaire).where(Questionnaire.series_id == s.q, Questionnaire.version == 2))
@@ -513,15 +619,23 @@ def test_changing_the_title_of_an_answered_questionnaire_makes_a_new_version_but
     manager = manager_client(app)
     with app.app_context():
         title = db.session.get(Questionnaire, s.q).title
-    r = manager.post(f"/questionnaireview/edit/{s.q}", data={"title": title, "introduction": "請花 1 分鐘填寫。",
-                                                             "categories": [str(s.category)]})  # fmt: skip
+    r = manager.post(
+        f"/questionnaireview/edit/{s.q}",
+        data={"title": title, "introduction": "請花 1 分鐘填寫。", "categories": [str(s.category)]},
+    )
     assert r.status_code == 302
     with app.app_context():
         q = db.session.get(Questionnaire, s.q)
         assert not q.active and q.is_current  # switched off in place
-    r = manager.post(f"/questionnaireview/edit/{s.q}", data={"title": title + "（修訂）", "active": "y",
-                                                             "introduction": "請花 1 分鐘填寫。",
-                                                             "categories": [str(s.category)]})  # fmt: skip
+    r = manager.post(
+        f"/questionnaireview/edit/{s.q}",
+        data={
+            "title": title + "（修訂）",
+            "active": "y",
+            "introduction": "請花 1 分鐘填寫。",
+            "categories": [str(s.category)],
+        },
+    )
     assert r.status_code == 302
     with app.app_context():
         v2 = db.session.scalar(select(Questionnaire).where(Questionnaire.series_id == s.q, Questionnaire.version == 2))

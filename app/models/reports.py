@@ -89,8 +89,9 @@ class SurveySummary(Model):
     """
 
     __tablename__ = "survey_summary"
-    __table_args__ = (Index("ix_survey_summary_build_questionnaire_span_day", "build_id", "questionnaire_id", "span",
-                            "day"),)  # fmt: skip
+    __table_args__ = (
+        Index("ix_survey_summary_build_questionnaire_span_day", "build_id", "questionnaire_id", "span", "day"),
+    )
 
     id = Column(Integer, primary_key=True)
     build_id = Column(Integer, nullable=False)  # ReportBuild.id, deleted with it

@@ -6,22 +6,14 @@ with the page number, the verification code, the snapshot's SHA-256 and the
 address where anyone holding the paper can check it; the first page carries a
 QR code of that address.
 
-Chinese needs a TrueType CJK font that reportlab can embed (Debian's
-``fonts-arphic-uming``; Noto CJK is CFF-based, which reportlab cannot read).
-The standard font directories are searched at run time; without such a font
-the PDF falls back to the Adobe CID font ``MSung-Light``, which is not
-embedded (viewers substitute a local Ming typeface).
+The PDF primitives (the embedded CJK font, numbered pages, watermark, QR code,
+column widths) live in app.services.pdf, shared with the report PDFs.
 """
 
 from __future__ import annotations
 
 import datetime as _dt
-import functools
-import io
-import logging
-import os
 import re
-import threading
 from xml.sax.saxutils import escape
 
 import segno
@@ -31,134 +23,23 @@ from reportlab.lib.enums import TA_CENTER
 from reportlab.lib.pagesizes import A4
 from reportlab.lib.styles import ParagraphStyle
 from reportlab.lib.units import mm
-from reportlab.pdfbase import cidfonts, pdfmetrics
-from reportlab.pdfbase.cidfonts import UnicodeCIDFont
-from reportlab.pdfbase.ttfonts import TTFont
+from reportlab.pdfbase import pdfmetrics
 from reportlab.pdfgen.canvas import Canvas
-from reportlab.platypus import (
-    CondPageBreak,
-    Flowable,
-    KeepTogether,
-    Paragraph,
-    SimpleDocTemplate,
-    Spacer,
-    Table,
-    TableStyle,
-)
+from reportlab.platypus import CondPageBreak, KeepTogether, Paragraph, SimpleDocTemplate, Spacer, Table, TableStyle
 
 from app.lib.rocdate import format_roc_datetime
+from app.services.pdf.fonts import CID_FALLBACK, FONT_NAME, cjk_font, find_font_files
+from app.services.pdf.pages import build_numbered
+from app.services.pdf.qr import QrFlowable
+from app.services.pdf.tables import column_widths, fit
+from app.services.pdf.watermark import draw_watermark
 
-log = logging.getLogger(__name__)
+__all__ = ["CID_FALLBACK", "FONT_NAME", "cjk_font", "qr_data_uri", "render_pdf", "verify_url", "watermark_text"]
+
+# Other areas imported the font search under its former private name.
+_find_font_files = find_font_files
 
 OFFICIAL_USE = "限公務使用"
-
-# --- fonts -----------------------------------------------------------------------
-
-FONT_NAME = "PrintoutCJK"
-CID_FALLBACK = "MSung-Light"
-FONT_DIRS = (
-    "/usr/share/fonts",
-    "/usr/local/share/fonts",
-    "~/.local/share/fonts",
-    "~/.fonts",
-    "/Library/Fonts",
-    "/System/Library/Fonts",
-    "C:/Windows/Fonts",
-)
-# TrueType-outline CJK fonts, best first: (file name, subfont name or index).
-TTF_CANDIDATES = (
-    ("uming.ttc", "UMingTW"),  # Debian fonts-arphic-uming: 明體, Taiwanese glyph forms
-    ("ukai.ttc", "UKaiTW"),  # fonts-arphic-ukai: 楷體
-    ("wqy-zenhei.ttc", 0),  # fonts-wqy-zenhei
-    ("wqy-microhei.ttc", 0),  # fonts-wqy-microhei
-    ("DroidSansFallbackFull.ttf", 0),  # fonts-droid-fallback
-    ("mingliu.ttc", 0),  # Windows 細明體
-    ("msjh.ttc", 0),  # Windows 微軟正黑體
-)
-
-
-def _find_font_files(dirs=FONT_DIRS) -> dict[str, str]:
-    """Lower-case file name -> path of the candidate fonts present."""
-    wanted = {name.lower() for name, _ in TTF_CANDIDATES}
-    found: dict[str, str] = {}
-    for base in dirs:
-        base = os.path.expanduser(base)
-        if not os.path.isdir(base):
-            continue
-        for root, _dirs, files in os.walk(base):
-            for name in files:
-                key = name.lower()
-                if key in wanted and key not in found:
-                    found[key] = os.path.join(root, name)
-    return found
-
-
-class _MSungLight(UnicodeCIDFont):
-    """reportlab pairs MSung-Light (Adobe-CNS1) with the GB CMap UniGB-UCS2-H, so
-    readers show nothing or wrong glyphs; use the matching UniCNS-UCS2-H."""
-
-    def __init__(self):
-        table = cidfonts.defaultUnicodeEncodings
-        saved = table[CID_FALLBACK]
-        table[CID_FALLBACK] = ("cht", "UniCNS-UCS2-H")
-        try:
-            super().__init__(CID_FALLBACK)
-        finally:
-            table[CID_FALLBACK] = saved
-
-
-_SUBSET_LOCK = threading.Lock()
-
-
-def _one_subset_at_a_time(font: TTFont) -> None:
-    """reportlab's font file reads the glyphs for a document's subset by moving one
-    shared read position, so two documents saved at once (two threads) interleave
-    their reads and one of them fails (IndexError, KeyError). The font is registered
-    once per process and shared, so its subsetting is serialised; laying out pages
-    still runs in parallel."""
-    face = font.face
-    if getattr(face.makeSubset, "one_at_a_time", False):
-        return
-
-    def locked(subset):
-        with _SUBSET_LOCK:
-            return type(face).makeSubset(face, subset)
-
-    locked.one_at_a_time = True
-    face.makeSubset = locked
-
-
-_REGISTER_LOCK = threading.Lock()
-
-
-def cjk_font() -> str:
-    """Register (once per process, even when threads ask at once) and return the
-    name of the font the printout uses."""
-    with _REGISTER_LOCK:
-        return _register_cjk_font()
-
-
-@functools.cache
-def _register_cjk_font() -> str:
-    found = _find_font_files()
-    for name, subfont in TTF_CANDIDATES:
-        path = found.get(name.lower())
-        if not path:
-            continue
-        for index in dict.fromkeys((subfont, 0)):  # the preferred face, else the first
-            try:
-                font = TTFont(FONT_NAME, path, subfontIndex=index)
-            except Exception as exc:  # CFF outlines, a broken file, a missing face
-                log.debug("printout font %s[%s] unusable: %s", path, index, exc)
-                continue
-            pdfmetrics.registerFont(font)  # keeps the first font registered under the name
-            _one_subset_at_a_time(pdfmetrics.getFont(FONT_NAME))
-            log.info("printout font: %s[%s]", path, index)
-            return FONT_NAME
-    log.warning("no TrueType CJK font found (install fonts-arphic-uming); using %s, not embedded", CID_FALLBACK)
-    pdfmetrics.registerFont(_MSungLight())
-    return CID_FALLBACK
-
 
 # --- small public helpers -----------------------------------------------------------
 
@@ -221,7 +102,6 @@ RED = colors.HexColor("#b00020")
 HEAD_FILL = colors.Color(0.80, 0.84, 0.90, alpha=0.55)
 LABEL_FILL = colors.Color(0.88, 0.88, 0.88, alpha=0.5)
 ZEBRA_FILL = colors.Color(0.90, 0.90, 0.90, alpha=0.3)
-WATERMARK_INK = colors.Color(0.45, 0.45, 0.45)
 
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 
@@ -244,8 +124,9 @@ class _Styles:
     def __init__(self, font: str, cell_size: float = 9):
         def style(name, size, leading=None, **kw):
             kw.setdefault("textColor", INK)
-            return ParagraphStyle(name, fontName=font, fontSize=size, leading=leading or size * 1.3,
-                                  wordWrap="CJK", **kw)  # fmt: skip
+            return ParagraphStyle(
+                name, fontName=font, fontSize=size, leading=leading or size * 1.3, wordWrap="CJK", **kw
+            )
 
         self.font = font
         self.title = style("title", 17, 22, alignment=TA_CENTER, spaceAfter=1 * mm)
@@ -259,93 +140,6 @@ class _Styles:
         self.small = style("small", 7.5, alignment=TA_CENTER, textColor=MUTED)
         self.cell = style("cell", cell_size)
         self.head = style("head", cell_size)
-
-
-class _QrFlowable(Flowable):
-    """A vector QR code (segno's matrix) on a white square with its quiet zone."""
-
-    def __init__(self, qr: segno.QRCode, size: float, border: int = 4):
-        super().__init__()
-        self.matrix = qr.matrix
-        self.width = self.height = size
-        self.border = border
-
-    def draw(self):
-        c = self.canv
-        n = len(self.matrix)
-        module = self.width / (n + 2 * self.border)
-        c.saveState()
-        c.setFillColor(colors.white)
-        c.rect(0, 0, self.width, self.height, fill=1, stroke=0)
-        c.setFillColor(colors.black)
-        for r, row in enumerate(self.matrix):
-            y = self.height - (self.border + r + 1) * module
-            col = 0
-            while col < n:
-                if not row[col]:
-                    col += 1
-                    continue
-                start = col
-                while col < n and row[col]:
-                    col += 1
-                x = (self.border + start) * module
-                # a hair wider than the module so adjacent rows leave no seams
-                c.rect(x, y, (col - start) * module + 0.01, module + 0.01, fill=1, stroke=0)
-        c.restoreState()
-
-
-class _NumberedCanvas(Canvas):
-    """Keeps pages until save() so each footer can say 第 x 頁／共 y 頁."""
-
-    def __init__(self, *args, footer=None, **kwargs):
-        super().__init__(*args, **kwargs)
-        self._footer = footer
-        self._saved_pages: list[dict] = []
-
-    def showPage(self):
-        self._saved_pages.append(dict(self.__dict__))
-        self._startPage()
-
-    def save(self):
-        total = len(self._saved_pages)
-        for state in self._saved_pages:
-            self.__dict__.update(state)
-            if self._footer:
-                self._footer(self, self._pageNumber, total)
-            super().showPage()
-        super().save()
-
-
-def _fit(text: str, font: str, size: float, width: float) -> float:
-    """The largest font size <= size at which text fits the width."""
-    w = pdfmetrics.stringWidth(text, font, size)
-    return size if w <= width or w == 0 else max(4.5, size * width / w)
-
-
-def _column_widths(texts: list[list[str]], font: str, size: float, avail: float) -> list[float]:
-    """Fill the width: narrow columns keep their natural width, wide ones share the rest."""
-    pad = 8
-    natural = []
-    for column in texts:
-        widest = max((pdfmetrics.stringWidth(t[:200], font, size) for t in column), default=0)
-        natural.append(min(max(widest, size * 2), 220) + pad)
-    total = sum(natural)
-    if total <= avail:
-        return [w * avail / total for w in natural]
-    widths: list[float | None] = [None] * len(natural)
-    free, remaining = list(range(len(natural))), avail
-    while free:
-        share = remaining / len(free)
-        narrow = [i for i in free if natural[i] <= share]
-        if not narrow:
-            break
-        for i in narrow:
-            widths[i] = natural[i]
-            remaining -= natural[i]
-        free = [i for i in free if i not in narrow]
-    for i in free:
-        widths[i] = remaining / len(free)
-    return widths  # type: ignore[return-value]
 
 
 def _value(row, index: int, column: dict):
@@ -371,7 +165,7 @@ def _data_table(section: dict, font: str) -> Table:
     st = _Styles(font, size)
     labels = [_text(c.get("label") or c.get("name")) for c in columns]
     texts = [[labels[i]] + [_text(_value(r, i, c)) for r in rows[:200]] for i, c in enumerate(columns)]
-    widths = _column_widths(texts, font, size, FRAME_W)
+    widths = column_widths(texts, font, size, FRAME_W)
     data = [[Paragraph(escape(label), st.head) for label in labels]]
     data += [[Paragraph(_markup(_value(r, i, c)), st.cell) for i, c in enumerate(columns)] for r in rows]
     table = Table(data, colWidths=widths, repeatRows=1, splitInRow=1, hAlign="LEFT")
@@ -405,8 +199,12 @@ def _fields_table(section: dict, st: _Styles) -> Table:
             ]
             data.append([Paragraph(f"第 {n} 筆", st.label), ""])
         for i, column in enumerate(columns):
-            data.append([Paragraph(escape(_text(column.get("label") or column.get("name"))), st.label),
-                         Paragraph(_markup(_value(row, i, column)), st.value)])  # fmt: skip
+            data.append(
+                [
+                    Paragraph(escape(_text(column.get("label") or column.get("name"))), st.label),
+                    Paragraph(_markup(_value(row, i, column)), st.value),
+                ]
+            )
     label_w = 34 * mm
     table = Table(data, colWidths=[label_w, FRAME_W - label_w], splitInRow=1, hAlign="LEFT")
     table.setStyle(
@@ -463,7 +261,7 @@ def _header(entry, snapshot: dict, st: _Styles) -> list:
             ]
         )
     )
-    qr = [_QrFlowable(_qr(code), qr_size), Paragraph("掃描 QR Code<br/>驗證本文件", st.small)]
+    qr = [QrFlowable(_qr(code), qr_size), Paragraph("掃描 QR Code<br/>驗證本文件", st.small)]
     top = Table([[info, qr]], colWidths=[info_w + 4 * mm, qr_size], hAlign="LEFT")
     top.setStyle(
         TableStyle(
@@ -509,46 +307,33 @@ def _section(section: dict, st: _Styles) -> list:
     return out
 
 
-def render_pdf(entry, snapshot: dict) -> bytes:
-    """The stored result as an A4 PDF for the record."""
-    snapshot = snapshot or {}
-    font = cjk_font()
-    st = _Styles(font)
-    code = _text(getattr(entry, "verification_code", ""))
-    url = verify_url(code)
-    mark = watermark_text(snapshot)
-    title = _text(snapshot.get("title") or snapshot.get("form") or "查詢結果")
-    agency = _text(snapshot.get("agency"))
-    sha = _text(getattr(entry, "snapshot_sha256", ""))
-    valid_until = getattr(entry, "valid_until", None)
-    valid = format_roc_datetime(valid_until, seconds=False) if isinstance(valid_until, _dt.datetime) else ""
+class _Page:
+    """What every page of a printout carries: the watermark behind, the running
+    head, and the footer with the page number and how to verify the paper."""
 
-    def on_page(canvas: Canvas, doc) -> None:
+    def __init__(self, entry, snapshot: dict, font: str):
+        self.font = font
+        self.code = _text(getattr(entry, "verification_code", ""))
+        self.url = verify_url(self.code)
+        self.mark = watermark_text(snapshot)
+        self.title = _text(snapshot.get("title") or snapshot.get("form") or "查詢結果")
+        self.agency = _text(snapshot.get("agency"))
+        self.sha = _text(getattr(entry, "snapshot_sha256", ""))
+        valid_until = getattr(entry, "valid_until", None)
+        self.valid = format_roc_datetime(valid_until, seconds=False) if isinstance(valid_until, _dt.datetime) else ""
+
+    def __call__(self, canvas: Canvas, page: int, total: int) -> None:
         # Watermark first, so it lies behind everything the page draws later.
-        canvas.saveState()
-        size = 12
-        canvas.setFont(font, size)
-        canvas.setFillColor(WATERMARK_INK)
-        canvas.setFillAlpha(0.16)
-        step_x = pdfmetrics.stringWidth(mark, font, size) + 50
-        canvas.translate(PAGE_W / 2, PAGE_H / 2)
-        canvas.rotate(32)
-        reach = (PAGE_W**2 + PAGE_H**2) ** 0.5 / 2 + step_x
-        y, line = -reach, 0
-        while y < reach:
-            x = -reach + (line % 2) * step_x / 2
-            while x < reach:
-                canvas.drawString(x, y, mark)
-                x += step_x
-            y += 64
-            line += 1
-        canvas.restoreState()
-        # Running head.
+        draw_watermark(canvas, self.mark, self.font, (PAGE_W, PAGE_H))
+        self.running_head(canvas)
+        self.footer(canvas, page, total)
+
+    def running_head(self, canvas: Canvas) -> None:
         canvas.saveState()
         top = PAGE_H - 12 * mm
-        canvas.setFont(font, 8)
+        canvas.setFont(self.font, 8)
         canvas.setFillColor(MUTED)
-        canvas.drawString(MARGIN_X, top, f"{agency}　{title}"[:80])
+        canvas.drawString(MARGIN_X, top, f"{self.agency}　{self.title}"[:80])
         canvas.setFillColor(RED)
         canvas.drawRightString(PAGE_W - MARGIN_X, top, f"本文件{OFFICIAL_USE}")
         canvas.setStrokeColor(RULE)
@@ -556,7 +341,8 @@ def render_pdf(entry, snapshot: dict) -> bytes:
         canvas.line(MARGIN_X, top - 2 * mm, PAGE_W - MARGIN_X, top - 2 * mm)
         canvas.restoreState()
 
-    def footer(canvas: Canvas, page: int, total: int) -> None:
+    def footer(self, canvas: Canvas, page: int, total: int) -> None:
+        font = self.font
         canvas.saveState()
         canvas.setStrokeColor(RULE)
         canvas.setLineWidth(0.5)
@@ -566,14 +352,16 @@ def render_pdf(entry, snapshot: dict) -> bytes:
         canvas.setFont(font, 8.5)
         canvas.drawRightString(PAGE_W - MARGIN_X, 11.5 * mm, right)
         room = FRAME_W - pdfmetrics.stringWidth(right, font, 8.5) - 6 * mm
-        short = sha[:16] + ("…" if len(sha) > 16 else "")
-        line1 = f"驗證碼：{code}　SHA-256：{short}　驗證期限：{valid or '—'}"
-        line2 = f"驗證網址：{url}　本文件{OFFICIAL_USE}"
+        short = self.sha[:16] + ("…" if len(self.sha) > 16 else "")
+        line1 = f"驗證碼：{self.code}　SHA-256：{short}　驗證期限：{self.valid or '—'}"
+        line2 = f"驗證網址：{self.url}　本文件{OFFICIAL_USE}"
         for text, y in ((line1, 11.5 * mm), (line2, 7.5 * mm)):
-            canvas.setFont(font, _fit(text, font, 8, room))
+            canvas.setFont(font, fit(text, font, 8, room))
             canvas.drawString(MARGIN_X, y, text)
         canvas.restoreState()
 
+
+def _story(entry, snapshot: dict, st: _Styles) -> list:
     story = _header(entry, snapshot, st)
     sections = snapshot.get("sections") or []
     for section in sections:
@@ -581,23 +369,30 @@ def render_pdf(entry, snapshot: dict) -> bytes:
     if not sections:
         story.append(Paragraph("本查詢沒有任何資料區段。", st.value))
     story += [Spacer(0, 6 * mm), Paragraph("—— 以下空白 ——", st.small)]
+    return story
 
-    buf = io.BytesIO()
-    doc = SimpleDocTemplate(
-        buf,
-        pagesize=A4,
-        leftMargin=MARGIN_X,
-        rightMargin=MARGIN_X,
-        topMargin=MARGIN_TOP,
-        bottomMargin=MARGIN_BOTTOM,
-        title=f"{title}（驗證碼 {code}）",
-        author=agency,
-        subject=f"{title} 查詢結果，{OFFICIAL_USE}",
-        creator="跨機關資料查詢平台",
-        keywords=[OFFICIAL_USE, code],
-        lang="zh-TW",
-    )
-    doc.build(
-        story, onFirstPage=on_page, onLaterPages=on_page, canvasmaker=functools.partial(_NumberedCanvas, footer=footer)
-    )
-    return buf.getvalue()
+
+def render_pdf(entry, snapshot: dict) -> bytes:
+    """The stored result as an A4 PDF for the record."""
+    snapshot = snapshot or {}
+    font = cjk_font()
+    st = _Styles(font)
+    page = _Page(entry, snapshot, font)
+
+    def make_doc(buffer) -> SimpleDocTemplate:
+        return SimpleDocTemplate(
+            buffer,
+            pagesize=A4,
+            leftMargin=MARGIN_X,
+            rightMargin=MARGIN_X,
+            topMargin=MARGIN_TOP,
+            bottomMargin=MARGIN_BOTTOM,
+            title=f"{page.title}（驗證碼 {page.code}）",
+            author=page.agency,
+            subject=f"{page.title} 查詢結果，{OFFICIAL_USE}",
+            creator="跨機關資料查詢平台",
+            keywords=[OFFICIAL_USE, page.code],
+            lang="zh-TW",
+        )
+
+    return build_numbered(make_doc, lambda: _story(entry, snapshot, st), page)

@@ -1,6 +1,6 @@
 """Managers' reports and the supervisors' weekly query log: filter, read the
-table and chart, export to Excel or PDF. Thin: the figures come from
-app.services.reports; every download is audited."""
+table and chart, export to Excel or PDF. Thin: the figures, the reach of the
+weekly log and the audited exports are commands of app.services.reports."""
 
 from __future__ import annotations
 
@@ -9,22 +9,15 @@ import io
 
 from flask import flash, redirect, request, send_file, url_for
 from flask_appbuilder import BaseView, expose, has_access
-from flask_babel import gettext
 from flask_babel import lazy_gettext as _l
 
 from app.extensions import db
 from app.lib.rocdate import format_roc
-from app.models.notify import NotificationCategory
-from app.services import actors, audit, charts, report_excel, report_pdf, reports
-from app.services.errors import DomainError, Forbidden
+from app.services import reports
+from app.services.errors import DomainError
+from app.services.reports import charts
+from app.services.reports.pdf import display
 from app.web import current_actor as actor
-
-XLSX = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
-
-
-def _audit_download(report: str, fmt: str, detail: dict) -> None:
-    audit.record(db.session, "report_export", object_type="Report", object_id=report, detail={"format": fmt, **detail})
-    db.session.commit()
 
 
 class ReportView(BaseView):
@@ -33,56 +26,48 @@ class ReportView(BaseView):
     route_base = "/reports"
     default_view = "index"
 
-    def _key(self) -> str:
-        key = request.args.get("report", "agencies")
-        return key if key in reports.REPORTS else "agencies"
-
     @expose("/")
     @has_access
     def index(self):
-        key = self._key()
+        key = reports.report_key(request.args.get("report"))
         report, error, chart = None, None, None
         try:
-            filters = reports.parse_filters(request.args)
-            report = reports.run(db.session, key, filters)
+            report = reports.read_report(db.session, actor(), key, request.args)
             svg = charts.report_chart(report) if not report.empty else None
             chart = "data:image/svg+xml;base64," + base64.b64encode(svg).decode() if svg else None
         except DomainError as exc:
-            db.session.rollback()
             error = str(exc)
         page = self.render_template(
-            "reports/index.html", key=key, titles=reports.REPORT_TITLES, report=report, chart=chart, error=error,
-            args={k: v for k, v in request.args.items() if k != "report"}, display=report_pdf.display,
+            "reports/index.html",
+            key=key,
+            titles=reports.REPORT_TITLES,
+            report=report,
+            chart=chart,
+            error=error,
+            args={name: value for name, value in request.args.items() if name != "report"},
+            display=display,
             agencies=reports.agencies(db.session),
-            categories=db.session.scalars(db.select(NotificationCategory).order_by(
-                NotificationCategory.main_item, NotificationCategory.sub_item)).all(),
-        )  # fmt: skip
+            categories=reports.categories(db.session),
+        )
         return page, 400 if error else 200
 
     @expose("/export/<fmt>")
     @has_access
     def export(self, fmt):
-        if fmt not in ("xlsx", "pdf"):
-            return redirect(url_for("ReportView.index", **request.args))
-        key = self._key()
+        back = url_for("ReportView.index", **request.args)
+        if fmt not in reports.commands.FORMATS:
+            return redirect(back)
         try:
-            filters = reports.parse_filters(request.args)
-            report = reports.run(db.session, key, filters)
+            export = reports.export_report(db.session, actor(), request.args.get("report"), fmt, request.args)
+        except reports.NothingToExport as exc:
+            flash(str(exc), "warning")
+            return redirect(back)
         except DomainError as exc:
-            db.session.rollback()
             flash(str(exc), "danger")
-            return redirect(url_for("ReportView.index", **request.args))
-        if report.empty:
-            flash(gettext("Nothing to export: %(report)s has no figures for %(period)s with these filters.",
-                          report=report.title, period=filters.period), "warning")  # fmt: skip
-            return redirect(url_for("ReportView.index", **request.args))
-        if fmt == "xlsx":
-            data, mime = report_excel.report_xlsx(report), XLSX
-        else:
-            data, mime = report_pdf.report_pdf(report, charts.report_chart(report, fmt="png")), "application/pdf"
-        _audit_download(key, fmt, {**filters.args(), "rows": len(report.rows)})
-        name = f"report-{key}-{filters.date_from:%Y%m%d}-{filters.date_to:%Y%m%d}.{fmt}"
-        return send_file(io.BytesIO(data), mimetype=mime, as_attachment=True, download_name=name)
+            return redirect(back)
+        return send_file(
+            io.BytesIO(export.data), mimetype=export.mimetype, as_attachment=True, download_name=export.filename
+        )
 
 
 class QueryLogReportView(BaseView):
@@ -91,59 +76,59 @@ class QueryLogReportView(BaseView):
     route_base = "/reports/weekly-queries"
     default_view = "index"
 
-    def _params(self):
-        who = actor()
-        text = (request.args.get("week") or "").strip()
-        if text:
-            day = reports.parse_day(text, _l("week"))
-        else:
-            day = reports.last_week()[0]
-        monday, sunday = reports.week_of(day)
-        if who.can(actors.WEEKLY_ALL_AGENCIES):
-            code = (request.args.get("agency") or "").strip()[:20] or None
-        else:
-            code = who.agency_code
-            if not code:
-                raise Forbidden(_l("Your account belongs to no agency."))
-        return who, monday, sunday, code
-
     @expose("/")
     @has_access
     def index(self):
-        error, sections, monday, sunday, code, who = None, [], None, None, None, actor()
+        who = actor()
+        error, sections, reach = None, [], None
         try:
-            who, monday, sunday, code = self._params()
-            sections = reports.weekly_query_log(db.session, monday, code, limit=0)
+            reach = reports.weekly_reach(who, request.args.get("week"), request.args.get("agency"))
+            sections = reports.read_weekly_log(db.session, who, reach)
         except DomainError as exc:
-            db.session.rollback()
             error = str(exc)
         page = self.render_template(
-            "reports/weekly.html", sections=sections, monday=monday, sunday=sunday, code=code, error=error,
-            all_agencies=who.can(actors.WEEKLY_ALL_AGENCIES), agencies=reports.agencies(db.session),
-            week=format_roc(monday) if monday else (request.args.get("week") or ""),
-        )  # fmt: skip
+            "reports/weekly.html",
+            sections=sections,
+            monday=reach.monday if reach else None,
+            sunday=reach.sunday if reach else None,
+            code=reach.agency_code if reach else None,
+            error=error,
+            all_agencies=reports.reads_every_agency(who),
+            agencies=reports.agencies(db.session),
+            week=format_roc(reach.monday) if reach else (request.args.get("week") or ""),
+        )
         return page, 400 if error else 200
 
     @expose("/pdf")
     @has_access
     def pdf(self):
+        who = actor()
         try:
-            _who, monday, sunday, code = self._params()
-            sections = reports.weekly_query_log(db.session, monday, code)
+            reach = reports.weekly_reach(who, request.args.get("week"), request.args.get("agency"))
+            export = reports.export_weekly_log(db.session, who, reach)
         except DomainError as exc:
-            db.session.rollback()
             flash(str(exc), "danger")
             return redirect(url_for("QueryLogReportView.index", **request.args))
-        data = report_pdf.weekly_pdf(sections, monday, sunday)
-        _audit_download("weekly-queries", "pdf", {"week": format_roc(monday), "agency": code or "all",
-                                                  "queries": sum(s.total for s in sections)})  # fmt: skip
-        name = f"query-log-{code or 'all'}-{monday:%Y%m%d}.pdf"
-        return send_file(io.BytesIO(data), mimetype="application/pdf", as_attachment=True, download_name=name)
+        return send_file(
+            io.BytesIO(export.data), mimetype=export.mimetype, as_attachment=True, download_name=export.filename
+        )
 
 
 def register(appbuilder) -> None:
     category = {"category": "Reports", "category_label": _l("Reports"), "category_icon": "fa-line-chart"}
-    appbuilder.add_view(ReportView, "Performance reports", label=_l("Performance reports"), icon="fa-table",
-                        href="/reports/", **category)  # fmt: skip
-    appbuilder.add_view(QueryLogReportView, "Weekly query log", label=_l("Weekly query log"), icon="fa-list",
-                        href="/reports/weekly-queries/", **category)  # fmt: skip
+    appbuilder.add_view(
+        ReportView,
+        "Performance reports",
+        label=_l("Performance reports"),
+        icon="fa-table",
+        href="/reports/",
+        **category,
+    )
+    appbuilder.add_view(
+        QueryLogReportView,
+        "Weekly query log",
+        label=_l("Weekly query log"),
+        icon="fa-list",
+        href="/reports/weekly-queries/",
+        **category,
+    )

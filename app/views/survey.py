@@ -1,15 +1,16 @@
 """Satisfaction questionnaires: the designer's screens (with versions), the
 public answering page behind the one-time link, and the statistics.
 
-Thin: the rules (versions, validation, one response per link, counting) live
-in app.services.survey.
+Thin: the rules (versions, validation, one response per link) live in
+app.services.survey, the statistics in app.services.reports.
 """
 
 from __future__ import annotations
 
+import base64
 import io
 
-from flask import abort, current_app, flash, g, make_response, redirect, request, send_file, url_for
+from flask import current_app, flash, make_response, redirect, request, send_file, url_for
 from flask_appbuilder import BaseView, expose, has_access
 from flask_appbuilder.models.sqla.filters import FilterEqual
 from flask_appbuilder.models.sqla.interface import SQLAInterface
@@ -20,78 +21,70 @@ from wtforms import BooleanField, SelectField
 from app.extensions import db
 from app.lib.rocdate import format_roc
 from app.models.survey import QUESTION_TYPES, Choice, Question, Questionnaire
-from app.services import audit, charts, report_excel, reports, survey
+from app.services import reports, survey
 from app.services.errors import DomainError
+from app.services.reports import charts
 from app.views.base import PlatformModelView, yes_no
+from app.web import current_actor as actor
 
 LABELS = {
-    "title": _l("Title"), "introduction": _l("Introduction"), "active": _l("Active"), "version": _l("Version"),
-    "is_current": _l("Current version"), "questions": _l("Questions"), "categories": _l("Notification categories"),
-    "created_at": _l("Created"), "questionnaire": _l("Questionnaire"), "sort_order": _l("Order"),
-    "type": _l("Type"), "text": _l("Text"), "required": _l("Required"), "choices": _l("Choices"),
+    "title": _l("Title"),
+    "introduction": _l("Introduction"),
+    "active": _l("Active"),
+    "version": _l("Version"),
+    "is_current": _l("Current version"),
+    "questions": _l("Questions"),
+    "categories": _l("Notification categories"),
+    "created_at": _l("Created"),
+    "questionnaire": _l("Questionnaire"),
+    "sort_order": _l("Order"),
+    "type": _l("Type"),
+    "text": _l("Text"),
+    "required": _l("Required"),
+    "choices": _l("Choices"),
     "question": _l("Question"),
-}  # fmt: skip
+}
 
 
 def _type_label(value) -> str:
     return str(survey.TYPE_LABELS.get(value, value))
 
 
+def _version_message(questionnaire) -> str:
+    return gettext(
+        "This questionnaire already has answers, so the change was saved as version %(version)s; the answers given "
+        "keep version %(old)s.",
+        version=questionnaire.version,
+        old=questionnaire.version - 1,
+    )
+
+
 class _Versioned(PlatformModelView):
-    """Every change goes through app.services.survey, which makes a new
-    version instead of changing a questionnaire that has answers."""
-
-    #: columns whose change, once answered, needs a new version
-    versioned_columns: list[str] = []
-
-    def process_form(self, form, is_created):
-        # Runs before the form fills the item (whose relationship fields may
-        # flush it on the way): note the stored values of the versioned columns.
-        if not is_created:
-            item = self.datamodel.get(request.view_args.get("pk"))
-            g.survey_before = {c: getattr(item, c) for c in self.versioned_columns} if item is not None else {}
-        super().process_form(form, is_created)
-
-    def pre_update(self, item):
-        session = self.datamodel.session
-        before = g.pop("survey_before", {})
-        with session.no_autoflush:
-            changed = {c: getattr(item, c) for c in self.versioned_columns if getattr(item, c) != before.get(c)}
-            for c in changed:
-                setattr(item, c, before[c])  # the stored values stay until the service decides
-            revision = survey.revise(session, item, changed)
-        self._remember(revision)
+    """Every change goes through a command of app.services.survey, which makes
+    a new version instead of changing a questionnaire that has answers."""
 
     def _remember(self, revision) -> None:
         if revision.new_version:
-            g.survey_new_version = revision.questionnaire
+            flash(_version_message(revision.questionnaire), "info")
+
+    def pre_update(self, item):
+        self._remember(survey.save_edit(self.datamodel.session, actor(), item))
+
+    def pre_delete(self, item):
+        survey.prepare_removal(self.datamodel.session, actor(), item)
 
     def _after(self):
-        nq = g.pop("survey_new_version", None)
-        if nq is None:
+        """Back to the list, or, when the item's questionnaire has a newer version
+        now, to that version."""
+        pk = (request.view_args or {}).get("pk")
+        item = self.datamodel.get(pk) if pk is not None else None
+        questionnaire = survey.questionnaire_of(item) if item is not None else None
+        if questionnaire is None or questionnaire.is_current:
             return redirect(self.get_redirect())
-        flash(gettext("This questionnaire already has answers, so the change was saved as version %(version)s; the "
-                      "answers given keep version %(old)s.", version=nq.version, old=nq.version - 1), "info")  # fmt: skip
-        return redirect(url_for("QuestionnaireView.show", pk=nq.id))
+        current = survey.current_version(self.datamodel.session, questionnaire)
+        return redirect(url_for("QuestionnaireView.show", pk=current.id))
 
     post_add_redirect = post_edit_redirect = post_delete_redirect = _after
-
-    def _delete(self, pk):
-        item = self.datamodel.get(pk, self._base_filters)
-        if not item:
-            abort(404)
-        session = self.datamodel.session
-        try:
-            revision = survey.remove(session, item)
-            session.commit()
-        except DomainError as exc:
-            session.rollback()
-            flash(str(exc), "danger")
-        else:
-            self._remember(revision)
-            if not revision.new_version:
-                flash(self.delete_row_message, "success")
-        self.update_redirect()
 
 
 class ChoiceView(_Versioned):
@@ -106,17 +99,10 @@ class ChoiceView(_Versioned):
     edit_columns = ["sort_order", "text"]
     show_columns = ["question", "sort_order", "text"]
     search_columns = ["text"]
-    versioned_columns = ["sort_order", "text"]
     base_order = ("sort_order", "asc")
 
     def pre_add(self, item):
-        session = self.datamodel.session
-        with session.no_autoflush:
-            question = item.question
-            item.question = None
-            if item in session:
-                session.expunge(item)
-            self._remember(survey.add_choice(session, question, item))
+        self._remember(survey.add_choice(self.datamodel.session, actor(), item.question, item))
 
 
 class QuestionView(_Versioned):
@@ -131,7 +117,6 @@ class QuestionView(_Versioned):
     edit_columns = ["sort_order", "type", "text", "required"]
     show_columns = ["questionnaire", "sort_order", "type", "text", "required"]
     search_columns = ["text", "type"]
-    versioned_columns = ["sort_order", "type", "text", "required"]
     related_views = [ChoiceView]
     base_order = ("sort_order", "asc")
     formatters_columns = {"type": _type_label, "required": yes_no}
@@ -143,13 +128,7 @@ class QuestionView(_Versioned):
     }
 
     def pre_add(self, item):
-        session = self.datamodel.session
-        with session.no_autoflush:
-            questionnaire = item.questionnaire
-            item.questionnaire = None
-            if item in session:
-                session.expunge(item)
-            self._remember(survey.add_question(session, questionnaire, item))
+        self._remember(survey.add_question(self.datamodel.session, actor(), item.questionnaire, item))
 
 
 class QuestionnaireView(_Versioned):
@@ -164,11 +143,9 @@ class QuestionnaireView(_Versioned):
     edit_columns = ["title", "introduction", "active", "categories"]
     show_columns = ["title", "version", "is_current", "introduction", "active", "categories", "created_at"]
     search_columns = ["title", "is_current", "active"]
-    versioned_columns = ["title", "introduction"]
     related_views = [QuestionView]
     base_order = ("id", "desc")
-    formatters_columns = {"active": yes_no, "is_current": yes_no,
-                          "created_at": lambda v: format_roc(v) if v else ""}  # fmt: skip
+    formatters_columns = {"active": yes_no, "is_current": yes_no, "created_at": lambda v: format_roc(v) if v else ""}
     edit_form_extra_fields = {"active": BooleanField(_l("Active"))}
     description_columns = {
         "active": _l("Only an active questionnaire is sent. Add the questions (and choices) first."),
@@ -176,13 +153,7 @@ class QuestionnaireView(_Versioned):
     }
 
     def pre_add(self, item):
-        item.active = False
-        item.version, item.is_current = 1, True
-        survey.validate_questionnaire(self.datamodel.session, item)
-
-    def post_add(self, item):
-        survey.ensure_series(self.datamodel.session, item)
-        self.datamodel.session.commit()
+        survey.create_questionnaire(self.datamodel.session, actor(), item)
 
 
 # --- the public page behind the link -----------------------------------------------------
@@ -200,25 +171,29 @@ class SurveyPublicView(BaseView):
 
     @expose("/<token>", methods=["GET", "POST"])
     def answer(self, token):
-        values, errors = {}, {}
+        values, errors, problem = {}, {}, None
         try:
             if request.method == "POST":
-                form = {k: request.form.getlist(k) for k in request.form if k.startswith("q")}
+                form = {name: request.form.getlist(name) for name in request.form if name != "csrf_token"}
                 try:
                     survey.submit(db.session, token, form)
-                    db.session.commit()
                 except survey.AnswerErrors as exc:
-                    db.session.rollback()
-                    values, errors = form, exc.errors
+                    values, errors, problem = form, exc.errors, str(exc)
                 else:
                     return redirect(url_for("SurveyPublicView.thanks"))
             invitation = survey.open_invitation(db.session, token)
         except survey.LinkProblem as exc:
-            db.session.rollback()
             return self._problem(exc)
-        page = self.render_template("survey/public_form.html", q=invitation.questionnaire, values=values,
-                                    errors=errors, token=token, rating_range=range(1, 6))  # fmt: skip
-        return _no_store(make_response(page, 400 if errors else 200))
+        page = self.render_template(
+            "survey/public_form.html",
+            q=invitation.questionnaire,
+            values=values,
+            errors=errors,
+            problem=problem,
+            token=token,
+            rating_range=range(1, 6),
+        )
+        return _no_store(make_response(page, 400 if problem else 200))
 
     @expose("/thanks")
     def thanks(self):
@@ -236,8 +211,6 @@ def _no_store(response):
 
 
 def _data_uri(svg: bytes | None) -> str | None:
-    import base64
-
     return "data:image/svg+xml;base64," + base64.b64encode(svg).decode() if svg else None
 
 
@@ -247,66 +220,83 @@ class SurveyStatsView(BaseView):
     route_base = "/survey-stats"
     default_view = "index"
 
-    def _load(self):
-        versions = survey.questionnaires_for_statistics(db.session)
+    def _chosen(self, versions):
         chosen = request.args.get("questionnaire", "")
-        q = next((v for v in versions if str(v.id) == chosen), None)
-        if q is None:
-            q = next((v for v in versions if v.is_current and v.active), versions[0] if versions else None)
-        filters = reports.parse_filters(request.args)
-        stats = survey.statistics(db.session, q.id, filters) if q is not None else None
-        return versions, q, filters, stats
+        questionnaire = next((v for v in versions if str(v.id) == chosen), None)
+        if questionnaire is None:
+            current = (v for v in versions if v.is_current and v.active)
+            questionnaire = next(current, versions[0] if versions else None)
+        return questionnaire
 
     @expose("/")
     @has_access
     def index(self):
-        error, versions, q, filters, stats = None, [], None, None, None
+        error, filters, stats = None, None, None
+        versions = reports.questionnaires_for_statistics(db.session)
+        questionnaire = self._chosen(versions)
         try:
-            versions, q, filters, stats = self._load()
+            filters = reports.parse_filters(request.args)
+            if questionnaire is not None:
+                stats = reports.survey_statistics(db.session, questionnaire.id, filters)
         except DomainError as exc:
-            db.session.rollback()
             error = str(exc)
-            versions = survey.questionnaires_for_statistics(db.session)
         charts_ = {}
         if stats is not None:
             charts_ = {s.question.id: _data_uri(charts.question_chart(s)) for s in stats.questions}
-        args = dict(request.args)
         page = self.render_template(
-            "survey/stats.html", versions=versions, q=q, stats=stats, filters=filters, error=error, charts=charts_,
-            agencies=reports.agencies(db.session), categories=survey.categories(db.session),
-            args=args, type_labels=survey.TYPE_LABELS,
-        )  # fmt: skip
+            "survey/stats.html",
+            versions=versions,
+            q=questionnaire,
+            stats=stats,
+            filters=filters,
+            error=error,
+            charts=charts_,
+            agencies=reports.agencies(db.session),
+            categories=reports.categories(db.session),
+            args=dict(request.args),
+            type_labels=survey.TYPE_LABELS,
+        )
         return page, 400 if error else 200
 
     @expose("/export")
     @has_access
     def export(self):
+        back = url_for("SurveyStatsView.index", **request.args)
+        questionnaire = self._chosen(reports.questionnaires_for_statistics(db.session))
         try:
-            _versions, q, filters, stats = self._load()
+            filters = reports.parse_filters(request.args)
+            if questionnaire is None:
+                raise reports.NothingToExport(
+                    _l("Nothing to export: no invitations were sent in %(period)s with these filters."),
+                    period=filters.period,
+                )
+            export = reports.export_survey_statistics(db.session, actor(), questionnaire.id, filters)
+        except reports.NothingToExport as exc:
+            flash(str(exc), "warning")
+            return redirect(back)
         except DomainError as exc:
-            db.session.rollback()
             flash(str(exc), "danger")
-            return redirect(url_for("SurveyStatsView.index", **request.args))
-        if stats is None or stats.empty:
-            period = filters.period if filters else ""
-            flash(gettext("Nothing to export: no invitations were sent in %(period)s with these filters.",
-                          period=period), "warning")  # fmt: skip
-            return redirect(url_for("SurveyStatsView.index", **request.args))
-        data = report_excel.survey_xlsx(stats)
-        audit.record(db.session, "report_export", object_type="Report", object_id="survey",
-                     detail={"format": "xlsx", "questionnaire": q.id, **filters.args()})  # fmt: skip
-        db.session.commit()
-        name = f"survey-{q.id}-{filters.date_from:%Y%m%d}-{filters.date_to:%Y%m%d}.xlsx"
-        return send_file(io.BytesIO(data), as_attachment=True, download_name=name,
-                         mimetype="application/vnd.openxmlformats-officedocument.spreadsheetml.sheet")  # fmt: skip
+            return redirect(back)
+        return send_file(
+            io.BytesIO(export.data), as_attachment=True, download_name=export.filename, mimetype=export.mimetype
+        )
 
 
 def register(appbuilder) -> None:
-    category = {"category": "Satisfaction survey", "category_label": _l("Satisfaction survey"),
-                "category_icon": "fa-smile-o"}  # fmt: skip
+    category = {
+        "category": "Satisfaction survey",
+        "category_label": _l("Satisfaction survey"),
+        "category_icon": "fa-smile-o",
+    }
     appbuilder.add_view(QuestionnaireView, "Questionnaires", label=_l("Questionnaires"), icon="fa-list-ol", **category)
-    appbuilder.add_view(SurveyStatsView, "Survey statistics", label=_l("Survey statistics"), icon="fa-bar-chart",
-                        href="/survey-stats/", **category)  # fmt: skip
+    appbuilder.add_view(
+        SurveyStatsView,
+        "Survey statistics",
+        label=_l("Survey statistics"),
+        icon="fa-bar-chart",
+        href="/survey-stats/",
+        **category,
+    )
     appbuilder.add_view_no_menu(QuestionView)
     appbuilder.add_view_no_menu(ChoiceView)
     appbuilder.add_view_no_menu(SurveyPublicView)

@@ -1,7 +1,12 @@
 """Charts drawn on the server with matplotlib: SVG for the pages (glyphs as
 paths, so the browser needs no font and nothing comes from the internet), PNG
 for the PDFs. Chinese needs a CJK font: Noto Sans CJK TC (Debian's
-fonts-noto-cjk), else AR PL UMing TW.
+fonts-noto-cjk), else AR PL UMing TW (fonts-arphic-uming).
+
+The font files are registered with matplotlib explicitly (``addfont``) rather
+than looked up in its font cache: a cache built before the CJK fonts were
+installed does not know them, and every Chinese label would be drawn as an
+empty box ("Glyph ... missing from font(s) DejaVu Sans").
 
 The object-oriented API (``Figure``, never ``pyplot``) keeps drawing safe in
 a threaded web server.
@@ -12,27 +17,66 @@ from __future__ import annotations
 import functools
 import io
 import logging
+import threading
 
 import matplotlib
 from matplotlib import font_manager
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
+from app.services.pdf.fonts import FONT_DIRS, find_font_files
+
 log = logging.getLogger(__name__)
 
-FONT_CANDIDATES = ("Noto Sans CJK TC", "Noto Sans CJK HK", "AR PL UMing TW", "AR PL UMing TW MBE",
-                   "Noto Sans CJK JP", "WenQuanYi Zen Hei", "Droid Sans Fallback")  # fmt: skip
+# The CJK font files, best first, and the families they hold (a .ttc holds several).
+FONT_FILES = (
+    "NotoSansCJK-Regular.ttc",  # fonts-noto-cjk
+    "NotoSansCJKtc-Regular.otf",  # Noto Sans CJK TC as a single font
+    "NotoSansTC-Regular.otf",
+    "uming.ttc",  # fonts-arphic-uming
+    "wqy-zenhei.ttc",
+    "DroidSansFallbackFull.ttf",
+)
+FONT_CANDIDATES = (
+    "Noto Sans CJK TC",
+    "Noto Sans TC",
+    "Noto Sans CJK HK",
+    "AR PL UMing TW",
+    "AR PL UMing TW MBE",
+    "Noto Sans CJK JP",
+    "WenQuanYi Zen Hei",
+    "Droid Sans Fallback",
+)
 COLOURS = ("#2c6fbb", "#d9534f", "#5cb85c", "#f0ad4e", "#6f42c1")
 MAX_BARS = 25
+_REGISTER_LOCK = threading.Lock()
+
+
+def register_font_files(dirs=FONT_DIRS) -> list[str]:
+    """Add the CJK font files found under ``dirs`` to matplotlib's font manager; their paths."""
+    found = find_font_files(dirs, wanted_names=FONT_FILES)
+    paths = [found[name.lower()] for name in FONT_FILES if name.lower() in found]
+    for path in paths:
+        font_manager.fontManager.addfont(path)
+    return paths
 
 
 @functools.cache
-def font_families() -> tuple[str, ...]:
-    present = {f.name for f in font_manager.fontManager.ttflist}
+def _families() -> tuple[str, ...]:
+    paths = register_font_files()
+    present = {font.name for font in font_manager.fontManager.ttflist}
     chosen = tuple(name for name in FONT_CANDIDATES if name in present)
-    if not chosen:
+    if chosen:
+        log.info("chart fonts: %s from %s", ", ".join(chosen), ", ".join(paths))
+    else:
         log.warning("no CJK font for charts (install fonts-noto-cjk); Chinese labels will show as boxes")
     return (*chosen, "DejaVu Sans")
+
+
+def font_families() -> tuple[str, ...]:
+    """The families the charts ask for, CJK first (registered once per process)."""
+    with _REGISTER_LOCK:
+        return _families()
 
 
 def _rc() -> dict:
@@ -60,8 +104,9 @@ def _save(fig: Figure, fmt: str) -> bytes:
     return buf.getvalue()
 
 
-def bars(labels: list[str], series: list[tuple[str, list[float]]], title: str = "", fmt: str = "svg",
-         percent: bool = False) -> bytes:  # fmt: skip
+def bars(
+    labels: list[str], series: list[tuple[str, list[float]]], title: str = "", fmt: str = "svg", percent: bool = False
+) -> bytes:
     """Horizontal grouped bars, one group per label (the first MAX_BARS), values printed at the bar ends."""
     labels = [_short(x) for x in labels[:MAX_BARS]]
     series = [(name, [float(v or 0) for v in values[:MAX_BARS]]) for name, values in series]
@@ -96,9 +141,9 @@ def report_chart(report, fmt: str = "svg") -> bytes | None:
     """The report's rows (not the total) as bars of its chart series."""
     if not report.rows:
         return None
-    rows = [r for r in report.rows if r.get("level", "item") == "item"] or report.rows
-    labels = [str(r.get(report.label_key) or "") for r in rows]
-    series = [(str(label), [r.get(key) or 0 for r in rows]) for key, label in report.series]
+    rows = [row for row in report.rows if row.get("level", "item") == "item"] or report.rows
+    labels = [str(row.get(report.label_key) or "") for row in rows]
+    series = [(str(line.label), [row.get(line.key) or 0 for row in rows]) for line in report.series]
     return bars(labels, series, fmt=fmt)
 
 
@@ -106,5 +151,5 @@ def question_chart(stats, fmt: str = "svg") -> bytes | None:
     """One question's distribution as percentage bars."""
     if not stats.rows or not stats.respondents:
         return None
-    return bars([label for label, _, _ in stats.rows], [("%", [pct for _, _, pct in stats.rows])], fmt=fmt,
-                percent=True)  # fmt: skip
+    percents = [row.percent for row in stats.rows]
+    return bars([row.label for row in stats.rows], [("%", percents)], fmt=fmt, percent=True)

@@ -76,26 +76,40 @@ def survey_xlsx(stats) -> bytes:
     """Summary, per-question distributions, and the free-text answers, one sheet each."""
     q = stats.questionnaire
     f = stats.filters
-    heading = [f"{q.title}（{gettext('version %(n)s', n=q.version)}）", f"{gettext('Period')}：{f.period}",
-               _generated()]  # fmt: skip
+    heading = [
+        f"{q.title}（{gettext('version %(n)s', n=q.version)}）",
+        f"{gettext('Period')}：{f.period}",
+        _generated(),
+    ]
     summary = pd.DataFrame(
-        [[gettext("Invitations sent"), stats.invitations], [gettext("Responses"), stats.responses],
-         [gettext("Response rate (%)"), stats.response_rate]],
+        [
+            [gettext("Invitations sent"), stats.invitations],
+            [gettext("Responses"), stats.responses],
+            [gettext("Response rate (%)"), stats.response_rate],
+        ],
         columns=[gettext("Figure"), gettext("Value")],
-    )  # fmt: skip
+    )
     dist = []
     for n, st in enumerate(stats.questions, start=1):
         for label, count, pct in st.rows:
             dist.append([n, st.question.text, label, count, pct, st.respondents, st.mean])
-    distribution = pd.DataFrame(dist, columns=[gettext("No."), gettext("Question"), gettext("Answer"),
-                                               gettext("Count"), gettext("Percent of respondents"),
-                                               gettext("Respondents"), gettext("Mean rating")])  # fmt: skip
+    distribution = pd.DataFrame(
+        dist,
+        columns=[
+            gettext("No."),
+            gettext("Question"),
+            gettext("Answer"),
+            gettext("Count"),
+            gettext("Percent of respondents"),
+            gettext("Respondents"),
+            gettext("Mean rating"),
+        ],
+    )
     texts = []
     for n, st in enumerate(stats.questions, start=1):
         for at, text in st.texts:
             texts.append([n, st.question.text, format_roc(at), text])
-    free = pd.DataFrame(texts, columns=[gettext("No."), gettext("Question"), gettext("Answered on"),
-                                        gettext("Answer")])  # fmt: skip
+    free = pd.DataFrame(texts, columns=[gettext("No."), gettext("Question"), gettext("Answered on"), gettext("Answer")])
     buf = io.BytesIO()
     with pd.ExcelWriter(buf, engine="openpyxl") as writer:
         _write(writer, _sheet(gettext("Summary")), heading, summary)
