@@ -79,8 +79,7 @@ def openssl(*args, stdin: bytes | None = None) -> bytes:
 
 def encrypt_args(pki, sender: str, *recipients: str) -> list:
     s = pki.staff[sender]
-    return ["encrypt", *sum((["--to", pki.staff[r].cert] for r in recipients), []), "--sign-key", s.p12,
-            "--pin", PIN]  # fmt: skip
+    return ["encrypt", *sum((["--to", pki.staff[r].cert] for r in recipients), []), "--sign-key", s.p12, "--pin", PIN]
 
 
 def decrypt_args(pki, reader: str, crl: bool = True) -> list:
@@ -91,11 +90,36 @@ def decrypt_args(pki, reader: str, crl: bool = True) -> list:
 
 def openssl_sign_and_encrypt(pki, plain: Path, out: Path, signer, recipient, sign_stream=True, encrypt_stream=True):
     """What an agency without the kit does: openssl cms -sign | openssl cms -encrypt."""
-    signed = openssl("cms", "-sign", *(["-stream"] if sign_stream else []), "-binary", "-nodetach", "-in", plain,
-                     "-signer", signer.cert, "-inkey", signer.key, "-certfile", pki.intermediate_cert,
-                     "-outform", "DER")  # fmt: skip
-    openssl("cms", "-encrypt", *(["-stream"] if encrypt_stream else []), "-aes-256-cbc", "-binary",
-            "-outform", "DER", "-out", out, recipient.cert, stdin=signed)  # fmt: skip
+    signed = openssl(
+        "cms",
+        "-sign",
+        *(["-stream"] if sign_stream else []),
+        "-binary",
+        "-nodetach",
+        "-in",
+        plain,
+        "-signer",
+        signer.cert,
+        "-inkey",
+        signer.key,
+        "-certfile",
+        pki.intermediate_cert,
+        "-outform",
+        "DER",
+    )
+    openssl(
+        "cms",
+        "-encrypt",
+        *(["-stream"] if encrypt_stream else []),
+        "-aes-256-cbc",
+        "-binary",
+        "-outform",
+        "DER",
+        "-out",
+        out,
+        recipient.cert,
+        stdin=signed,
+    )
     return out
 
 
@@ -129,12 +153,20 @@ def test_openssl_decrypts_and_verifies_what_the_kit_signed_and_encrypted(pki, pl
 
 
 @pytest.mark.parametrize(
-    "sign_stream, encrypt_stream", [(True, True), (False, False), (False, True), (True, False)],
+    "sign_stream, encrypt_stream",
+    [(True, True), (False, False), (False, True), (True, False)],
     ids=["both-stream", "no-stream", "encrypt-stream", "sign-stream"],
-)  # fmt: skip
+)
 def test_the_kit_opens_what_openssl_signed_and_encrypted(pki, plain, out_dir, sign_stream, encrypt_stream):
-    sealed = openssl_sign_and_encrypt(pki, plain, out_dir / "from-openssl.p7m", pki.staff["social.sender"],
-                                      pki.staff["tax.reader"], sign_stream, encrypt_stream)  # fmt: skip
+    sealed = openssl_sign_and_encrypt(
+        pki,
+        plain,
+        out_dir / "from-openssl.p7m",
+        pki.staff["social.sender"],
+        pki.staff["tax.reader"],
+        sign_stream,
+        encrypt_stream,
+    )
     if encrypt_stream:
         assert sealed.read_bytes()[:2] == b"\x30\x80"  # BER, indefinite length
     with open(sealed, "rb") as f:  # what the platform checks on upload, without decrypting
@@ -151,13 +183,16 @@ def test_the_kit_opens_what_openssl_signed_and_encrypted(pki, plain, out_dir, si
 
 def test_three_recipients_each_open_the_file_and_see_who_signed_it(pki, plain, out_dir, capsys):
     sealed = out_dir / "payload.p7m"
-    code, out, err = run(capsys, *encrypt_args(pki, "social.sender", "tax.reader", "tax.second", "land.third"),
-                         plain, sealed)  # fmt: skip
+    code, out, err = run(
+        capsys, *encrypt_args(pki, "social.sender", "tax.reader", "tax.second", "land.third"), plain, sealed
+    )
     assert code == 0, err
     with open(sealed, "rb") as f:
         got = {(bytes(i), s) for i, s in envelope_recipients(f)}
-    want = {(load_certificate(pki.staff[n].cert.read_bytes()).issuer.public_bytes(), pki.staff[n].serial)
-            for n in ("tax.reader", "tax.second", "land.third")}  # fmt: skip
+    want = {
+        (load_certificate(pki.staff[n].cert.read_bytes()).issuer.public_bytes(), pki.staff[n].serial)
+        for n in ("tax.reader", "tax.second", "land.third")
+    }
     assert got == want
     for reader in ("tax.reader", "tax.second", "land.third"):
         target = out_dir / f"{reader}.csv"
@@ -171,14 +206,47 @@ def test_keys_as_password_protected_pem_and_certificates_as_der(pki, plain, out_
     s, r = pki.staff["social.sender"], pki.staff["tax.reader"]
     key = serialization.load_pem_private_key(s.key.read_bytes(), None)
     locked = out_dir / "sender-key.pem"
-    locked.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                                         serialization.BestAvailableEncryption(b"secret")))  # fmt: skip
+    locked.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.BestAvailableEncryption(b"secret"),
+        )
+    )
     sealed = out_dir / "payload.p7m"
-    code, _, err = run(capsys, "encrypt", "--to", r.cert_der, "--sign-key", locked, "--pin", "secret", "--sign-cert",
-                       s.cert_der, "--chain", pki.intermediate_cert, plain, sealed)  # fmt: skip
+    code, _, err = run(
+        capsys,
+        "encrypt",
+        "--to",
+        r.cert_der,
+        "--sign-key",
+        locked,
+        "--pin",
+        "secret",
+        "--sign-cert",
+        s.cert_der,
+        "--chain",
+        pki.intermediate_cert,
+        plain,
+        sealed,
+    )
     assert code == 0, err
-    code, _, err = run(capsys, "decrypt", "--key", r.key, "--cert", r.cert_der, "--trust", pki.root_cert,
-                       "--crl", pki.root_crl_der, "--crl", pki.intermediate_crl_der, sealed, out_dir / "got.csv")  # fmt: skip
+    code, _, err = run(
+        capsys,
+        "decrypt",
+        "--key",
+        r.key,
+        "--cert",
+        r.cert_der,
+        "--trust",
+        pki.root_cert,
+        "--crl",
+        pki.root_crl_der,
+        "--crl",
+        pki.intermediate_crl_der,
+        sealed,
+        out_dir / "got.csv",
+    )
     assert code == 0, err
     assert (out_dir / "got.csv").read_bytes() == PLAINTEXT
 
@@ -187,8 +255,9 @@ def test_the_platform_configuration_file_names_the_recipients(pki, plain, out_di
     config = out_dir / "transfer.json"
     config.write_text(json.dumps(_config(pki, "social.sender", ["tax.reader", "tax.second"]), ensure_ascii=False))
     sealed = out_dir / "payload.p7m"
-    code, out, err = run(capsys, "encrypt", "--config", config, "--sign-key", pki.staff["social.sender"].p12, "--pin",
-                         PIN, plain, sealed)  # fmt: skip
+    code, out, err = run(
+        capsys, "encrypt", "--config", config, "--sign-key", pki.staff["social.sender"].p12, "--pin", PIN, plain, sealed
+    )
     assert code == 0, err
     assert "TR1150101000012" in out
     with open(sealed, "rb") as f:
@@ -197,13 +266,24 @@ def test_the_platform_configuration_file_names_the_recipients(pki, plain, out_di
 
 def _config(pki, sender: str, recipients: list[str]) -> dict:
     return {
-        "format": "transfer-config/1", "case_id": 12, "upload_no": "TR1150101000012", "item": "低收入戶財稅資料比對",
-        "sending_agency": "社會處", "receiving_agency": "地方稅務局",
+        "format": "transfer-config/1",
+        "case_id": 12,
+        "upload_no": "TR1150101000012",
+        "item": "低收入戶財稅資料比對",
+        "sending_agency": "社會處",
+        "receiving_agency": "地方稅務局",
         "sender_cert_sha256": pki.staff[sender].fingerprint,
-        "recipients": [{"name": n, "agency": "地方稅務局", "cert_pem": pki.staff[n].cert.read_text(),
-                        "cert_sha256": pki.staff[n].fingerprint} for n in recipients],
+        "recipients": [
+            {
+                "name": n,
+                "agency": "地方稅務局",
+                "cert_pem": pki.staff[n].cert.read_text(),
+                "cert_sha256": pki.staff[n].fingerprint,
+            }
+            for n in recipients
+        ],
         "upload_url": "http://127.0.0.1:8080/api/v1/transfers/12/payload",
-    }  # fmt: skip
+    }
 
 
 # --- refusals: a clear line, a non-zero exit, and no file -------------------------------
@@ -248,8 +328,9 @@ def test_a_changed_byte_anywhere_is_refused_and_leaves_nothing(pki, plain, tmp_p
 
 
 def test_a_changed_byte_in_an_openssl_stream_file_is_refused_too(pki, plain, out_dir, capsys):
-    sealed = openssl_sign_and_encrypt(pki, plain, out_dir.parent / "o.p7m", pki.staff["social.sender"],
-                                      pki.staff["tax.reader"])  # fmt: skip
+    sealed = openssl_sign_and_encrypt(
+        pki, plain, out_dir.parent / "o.p7m", pki.staff["social.sender"], pki.staff["tax.reader"]
+    )
     data = sealed.read_bytes()
     for offset in (1, 300, len(data) // 2, len(data) - 3):
         changed = out_dir.parent / "changed.p7m"
@@ -264,22 +345,26 @@ def test_someone_else_cannot_open_the_file(pki, plain, tmp_path, out_dir, capsys
     assert code == 1 and "此檔案不是加密給這張憑證 / the file is not encrypted for this certificate" in err
     # their key with the right person's certificate does not help either
     r, other = pki.staff["tax.reader"], pki.staff["land.third"]
-    code, _, err = run(capsys, "decrypt", "--key", other.key, "--cert", r.cert, "--trust", pki.ca_bundle, sealed,
-                       out_dir / "got.csv")  # fmt: skip
+    code, _, err = run(
+        capsys, "decrypt", "--key", other.key, "--cert", r.cert, "--trust", pki.ca_bundle, sealed, out_dir / "got.csv"
+    )
     assert code == 2 and "金鑰與憑證不相符 / the key does not belong to the certificate" in err
     assert leftovers(out_dir) == []
 
 
 @pytest.mark.parametrize(
     "which, message",
-    [("revoked", "簽章者憑證已撤銷 / the signer's certificate is revoked"),
-     ("expired", "簽章者憑證已過期或尚未生效 / the signer's certificate has expired"),
-     ("untrusted", "簽章者憑證不受信任 / the signer's certificate is not trusted"),
-     ("unsuitable", "簽章者憑證用途不含簽章 / the signer's certificate is not for signing")],
-)  # fmt: skip
+    [
+        ("revoked", "簽章者憑證已撤銷 / the signer's certificate is revoked"),
+        ("expired", "簽章者憑證已過期或尚未生效 / the signer's certificate has expired"),
+        ("untrusted", "簽章者憑證不受信任 / the signer's certificate is not trusted"),
+        ("unsuitable", "簽章者憑證用途不含簽章 / the signer's certificate is not for signing"),
+    ],
+)
 def test_a_file_signed_by_an_unacceptable_signer_is_refused(pki, plain, out_dir, capsys, which, message):
-    sealed = openssl_sign_and_encrypt(pki, plain, out_dir.parent / "o.p7m", getattr(pki, which),
-                                      pki.staff["tax.reader"])  # fmt: skip
+    sealed = openssl_sign_and_encrypt(
+        pki, plain, out_dir.parent / "o.p7m", getattr(pki, which), pki.staff["tax.reader"]
+    )
     code, out, err = run(capsys, *decrypt_args(pki, "tax.reader"), sealed, out_dir / "got.csv")
     assert code == 1 and message in err, err
     assert "簽章有效" not in out and leftovers(out_dir) == []
@@ -297,8 +382,18 @@ def test_without_crls_decrypt_refuses_unless_told_to_skip_revocation_and_then_sa
 
 @pytest.mark.parametrize("which", ["expired", "unsuitable"])
 def test_the_kit_refuses_to_sign_with_an_expired_or_encryption_only_certificate(pki, plain, out_dir, capsys, which):
-    code, _, err = run(capsys, "encrypt", "--to", pki.staff["tax.reader"].cert, "--sign-key", getattr(pki, which).p12,
-                       "--pin", PIN, plain, out_dir / "payload.p7m")  # fmt: skip
+    code, _, err = run(
+        capsys,
+        "encrypt",
+        "--to",
+        pki.staff["tax.reader"].cert,
+        "--sign-key",
+        getattr(pki, which).p12,
+        "--pin",
+        PIN,
+        plain,
+        out_dir / "payload.p7m",
+    )
     assert code == 2 and "憑證不適用 / certificate cannot be used" in err
     assert leftovers(out_dir) == []
 
@@ -332,8 +427,20 @@ def test_a_plaintext_file_is_not_taken_for_an_encrypted_one(pki, plain, out_dir,
     assert "A123456789" not in err and leftovers(out_dir) == []
     with open(plain, "rb") as f, pytest.raises(NotEnvelope):
         envelope_recipients(f)
-    signed_only = openssl("cms", "-sign", "-binary", "-nodetach", "-in", plain, "-signer",
-                          pki.staff["social.sender"].cert, "-inkey", pki.staff["social.sender"].key, "-outform", "DER")  # fmt: skip
+    signed_only = openssl(
+        "cms",
+        "-sign",
+        "-binary",
+        "-nodetach",
+        "-in",
+        plain,
+        "-signer",
+        pki.staff["social.sender"].cert,
+        "-inkey",
+        pki.staff["social.sender"].key,
+        "-outform",
+        "DER",
+    )
     import io
 
     with pytest.raises(NotEnvelope, match="signed but not encrypted"):
@@ -343,19 +450,49 @@ def test_a_plaintext_file_is_not_taken_for_an_encrypted_one(pki, plain, out_dir,
 def test_a_configuration_file_for_another_sender_is_refused(pki, plain, out_dir, capsys):
     config = out_dir.parent / "transfer.json"
     config.write_text(json.dumps(_config(pki, "tax.second", ["tax.reader"]), ensure_ascii=False))
-    code, _, err = run(capsys, "encrypt", "--config", config, "--sign-key", pki.staff["social.sender"].p12, "--pin",
-                       PIN, plain, out_dir / "payload.p7m")  # fmt: skip
+    code, _, err = run(
+        capsys,
+        "encrypt",
+        "--config",
+        config,
+        "--sign-key",
+        pki.staff["social.sender"].p12,
+        "--pin",
+        PIN,
+        plain,
+        out_dir / "payload.p7m",
+    )
     assert code == 2 and "此設定檔屬於其他寄件人或案件 / this configuration file is for another sender/case" in err
     # a recipient certificate swapped for another one no longer matches its fingerprint
     swapped = _config(pki, "social.sender", ["tax.reader"])
     swapped["recipients"][0]["cert_pem"] = pki.staff["land.third"].cert.read_text()
     config.write_text(json.dumps(swapped, ensure_ascii=False))
-    code, _, err = run(capsys, "encrypt", "--config", config, "--sign-key", pki.staff["social.sender"].p12, "--pin",
-                       PIN, plain, out_dir / "payload.p7m")  # fmt: skip
+    code, _, err = run(
+        capsys,
+        "encrypt",
+        "--config",
+        config,
+        "--sign-key",
+        pki.staff["social.sender"].p12,
+        "--pin",
+        PIN,
+        plain,
+        out_dir / "payload.p7m",
+    )
     assert code == 2 and "cert_sha256" in err
     config.write_text("{not json")
-    code, _, err = run(capsys, "encrypt", "--config", config, "--sign-key", pki.staff["social.sender"].p12, "--pin",
-                       PIN, plain, out_dir / "payload.p7m")  # fmt: skip
+    code, _, err = run(
+        capsys,
+        "encrypt",
+        "--config",
+        config,
+        "--sign-key",
+        pki.staff["social.sender"].p12,
+        "--pin",
+        PIN,
+        plain,
+        out_dir / "payload.p7m",
+    )
     assert code == 2 and err.startswith("設定檔格式錯誤 / malformed configuration file")
     assert leftovers(out_dir) == []
 
@@ -387,8 +524,13 @@ def test_a_file_size_limit_hit_in_a_real_process_leaves_no_file(pki, plain, tmp_
     def limit():
         resource.setrlimit(resource.RLIMIT_FSIZE, (10_000, 10_000))  # the kernel refuses writes past 10 kB
 
-    done = subprocess.run([sys.executable, "-m", "app.kit", *map(str, decrypt_args(pki, "tax.reader")), sealed,
-                           out_dir / "got.csv"], cwd=ROOT, capture_output=True, text=True, preexec_fn=limit)  # fmt: skip
+    done = subprocess.run(
+        [sys.executable, "-m", "app.kit", *map(str, decrypt_args(pki, "tax.reader")), sealed, out_dir / "got.csv"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        preexec_fn=limit,
+    )
     assert done.returncode == 3 and "disk full" in done.stderr
     assert leftovers(out_dir) == []
 
@@ -409,8 +551,13 @@ sys.exit(os.waitstatus_to_exitcode(status))
 
 def _measured(args: list) -> tuple[int, float, str]:
     """Exit code, peak RSS in MiB and stderr of one kit process."""
-    done = subprocess.run([sys.executable, "-c", LAUNCHER, sys.executable, "-m", "app.kit", *map(str, args)],
-                          cwd=ROOT, capture_output=True, text=True, timeout=120)  # fmt: skip
+    done = subprocess.run(
+        [sys.executable, "-c", LAUNCHER, sys.executable, "-m", "app.kit", *map(str, args)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     kib = int(done.stderr.rsplit("MAXRSS_KIB", 1)[1])
     return done.returncode, kib / 1024, done.stderr
 
@@ -450,8 +597,13 @@ def test_the_kit_loads_nothing_of_the_platform(pki, plain, tmp_path):
         "             'flask_sqlalchemy', 'flask_babel') or (m.startswith('app.') and not m.startswith('app.kit')))\n"
         "print('LOADED', bad)\n"
     )
-    done = subprocess.run([sys.executable, "-c", probe, *map(str, decrypt_args(pki, "tax.reader")), sealed,
-                           tmp_path / "got.csv"], cwd=ROOT, capture_output=True, text=True, timeout=120)  # fmt: skip
+    done = subprocess.run(
+        [sys.executable, "-c", probe, *map(str, decrypt_args(pki, "tax.reader")), sealed, tmp_path / "got.csv"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert done.returncode == 0, done.stderr
     assert "LOADED []" in done.stdout
     assert (tmp_path / "got.csv").read_bytes() == PLAINTEXT
@@ -463,8 +615,13 @@ def test_the_demo_pki_is_made_once_and_completed_later(tmp_path):
     assert again.staff["transfer.social"].fingerprint == first.staff["transfer.social"].fingerprint
     assert set(again.staff) == {"transfer.social", "transfer.tax"}
     assert load_pki(tmp_path) == again
-    cli = subprocess.run([sys.executable, "-m", "app.kit.demo_pki", tmp_path, "--staff", "transfer.spare:社會處"],
-                         cwd=ROOT, capture_output=True, text=True, timeout=60)  # fmt: skip
+    cli = subprocess.run(
+        [sys.executable, "-m", "app.kit.demo_pki", tmp_path, "--staff", "transfer.spare:社會處"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert cli.returncode == 0, cli.stderr
     assert set(load_pki(tmp_path).staff) == {"transfer.social", "transfer.tax", "transfer.spare"}
     crl = openssl("crl", "-in", again.intermediate_crl, "-noout", "-text").decode()
@@ -496,22 +653,57 @@ def test_encrypt_refuses_a_revoked_or_untrusted_recipient_when_given_trust_and_c
 
 def test_crls_for_recipients_need_trusted_roots(pki, plain, out_dir, capsys):
     sender = pki.staff["social.sender"]
-    code, _, err = run(capsys, "encrypt", "--sign-key", sender.p12, "--pin", PIN, "--crl", pki.crls[0],
-                       "--to", pki.staff["tax.reader"].cert, plain, out_dir / "payload.p7m")  # fmt: skip
+    code, _, err = run(
+        capsys,
+        "encrypt",
+        "--sign-key",
+        sender.p12,
+        "--pin",
+        PIN,
+        "--crl",
+        pki.crls[0],
+        "--to",
+        pki.staff["tax.reader"].cert,
+        plain,
+        out_dir / "payload.p7m",
+    )
     assert code == 2 and "--crl needs --trust" in err
 
 
 def _signed(pki, plain: Path) -> bytes:
     s = pki.staff["social.sender"]
-    return openssl("cms", "-sign", "-binary", "-nodetach", "-in", plain, "-signer", s.cert, "-inkey", s.key,
-                   "-certfile", pki.intermediate_cert, "-outform", "DER")  # fmt: skip
+    return openssl(
+        "cms",
+        "-sign",
+        "-binary",
+        "-nodetach",
+        "-in",
+        plain,
+        "-signer",
+        s.cert,
+        "-inkey",
+        s.key,
+        "-certfile",
+        pki.intermediate_cert,
+        "-outform",
+        "DER",
+    )
 
 
 @pytest.mark.parametrize("form", [["-outform", "PEM"], ["-outform", "SMIME"], []])
 def test_pem_and_smime_envelopes_decrypt_like_der(pki, plain, out_dir, capsys, form):
     sealed = out_dir.parent / "payload.txt"
-    openssl("cms", "-encrypt", "-aes256", "-binary", *form, "-out", sealed, pki.staff["tax.reader"].cert,
-            stdin=_signed(pki, plain))  # fmt: skip
+    openssl(
+        "cms",
+        "-encrypt",
+        "-aes256",
+        "-binary",
+        *form,
+        "-out",
+        sealed,
+        pki.staff["tax.reader"].cert,
+        stdin=_signed(pki, plain),
+    )
     assert sealed.read_bytes()[:1] != b"\x30"  # base64-wrapped, not DER
     code, out, err = run(capsys, *decrypt_args(pki, "tax.reader"), sealed, out_dir / "got.csv")
     assert code == 0, err
@@ -521,8 +713,19 @@ def test_pem_and_smime_envelopes_decrypt_like_der(pki, plain, out_dir, capsys, f
 @pytest.mark.parametrize("stream", [True, False])
 def test_aes_gcm_auth_enveloped_data_decrypts_and_a_changed_tag_is_refused(pki, plain, out_dir, capsys, stream):
     sealed = out_dir.parent / "payload.p7m"
-    openssl("cms", "-encrypt", *(["-stream"] if stream else []), "-aes-256-gcm", "-binary", "-outform", "DER",
-            "-out", sealed, pki.staff["tax.reader"].cert, stdin=_signed(pki, plain))  # fmt: skip
+    openssl(
+        "cms",
+        "-encrypt",
+        *(["-stream"] if stream else []),
+        "-aes-256-gcm",
+        "-binary",
+        "-outform",
+        "DER",
+        "-out",
+        sealed,
+        pki.staff["tax.reader"].cert,
+        stdin=_signed(pki, plain),
+    )
     code, _, err = run(capsys, *decrypt_args(pki, "tax.reader"), sealed, out_dir / "got.csv")
     assert code == 0, err
     assert (out_dir / "got.csv").read_bytes() == PLAINTEXT
@@ -539,8 +742,17 @@ def test_aes_gcm_auth_enveloped_data_decrypts_and_a_changed_tag_is_refused(pki, 
 def test_a_3des_file_names_its_cipher_and_the_option_to_use(pki, plain, out_dir, capsys):
     sealed = out_dir.parent / "payload.p7m"
     # openssl 3.0's `cms -encrypt` without a cipher option uses 3DES
-    openssl("cms", "-encrypt", "-binary", "-outform", "DER", "-out", sealed, pki.staff["tax.reader"].cert,
-            stdin=_signed(pki, plain))  # fmt: skip
+    openssl(
+        "cms",
+        "-encrypt",
+        "-binary",
+        "-outform",
+        "DER",
+        "-out",
+        sealed,
+        pki.staff["tax.reader"].cert,
+        stdin=_signed(pki, plain),
+    )
     code, _, err = run(capsys, *decrypt_args(pki, "tax.reader"), sealed, out_dir / "got.csv")
     assert code == 1 and "3DES (des-ede3-cbc)" in err and "-aes256" in err, err
     assert leftovers(out_dir) == []
