@@ -116,12 +116,11 @@ class Config:
     OUTBOX_POLL_SECONDS = float(os.environ.get("OUTBOX_POLL_SECONDS", "2"))
     # After a commit wakes the worker, it waits this long to take what else arrives into the same round.
     OUTBOX_GATHER_SECONDS = float(os.environ.get("OUTBOX_GATHER_SECONDS", "0.01"))
-    # The worker thread takes at most this many messages a round: a citizen's mail
-    # committed meanwhile waits at most one short round before it goes first.
+    # The worker (`flask worker outbox`) takes at most this many messages a round: a citizen's
+    # mail committed meanwhile waits at most one short round before it goes first.
     OUTBOX_ROUND_LIMIT = int(os.environ.get("OUTBOX_ROUND_LIMIT", "10"))
-    # The worker thread keeps its SMTP connection open between rounds, at most this long without mail.
+    # The worker keeps its SMTP connection open between rounds, at most this long without mail.
     OUTBOX_SMTP_IDLE_SECONDS = float(os.environ.get("OUTBOX_SMTP_IDLE_SECONDS", "30"))
-    OUTBOX_THREAD = _bool("OUTBOX_THREAD", False)
     # Audit events are linked into the hash chain "inline" (in the request's
     # transaction) or in the "background" a moment after the commit, so
     # requests do not queue on the chain's lock. Blank: inline on SQLite,

@@ -1,8 +1,14 @@
-"""gunicorn settings for ./run.sh (and a starting point for production)."""
+"""gunicorn settings for ./run.sh (and a starting point for production).
+
+The web processes only answer requests: the outbox sender, the FTP poller and
+the audit sealer run as `flask worker ...` processes beside them (./run.sh).
+"""
 
 import os
+from pathlib import Path
 
-bind = f"127.0.0.1:{os.environ.get('PORT', '8080')}"
+port = os.environ.get("PORT", "8080")
+bind = f"127.0.0.1:{port}"
 _sqlite = not os.environ.get("DATABASE_URL", "").startswith(("postgresql", "mysql"))
 # SQLite allows one writer at a time: one process with threads is enough.
 workers = int(os.environ.get("WEB_CONCURRENCY", "1" if _sqlite else "4"))
@@ -12,9 +18,21 @@ accesslog = "-"
 # The default access log format prints the query string, which may hold an ID.
 access_log_format = '%(h)s "%(m)s %(U)s" %(s)s %(b)s %(L)ss'
 
+# Each instance its own control socket (`gunicornc -s <path>`), in its instance
+# folder and named by its port: two instances on one host never share
+# ~/.gunicorn/gunicorn.ctl. GUNICORN_CONTROL_SOCKET overrides the path; "off"
+# turns the control socket off.
+_instance = Path(os.environ.get("INSTANCE_PATH", Path(__file__).resolve().parent / "instance"))
+_control = os.environ.get("GUNICORN_CONTROL_SOCKET", str(_instance / f"gunicorn-{port}.ctl"))
+if _control.lower() == "off":
+    control_socket_disable = True
+else:
+    control_socket = _control
+
 
 def post_worker_init(worker):
-    if os.environ.get("OUTBOX_THREAD", "").lower() in ("1", "true", "yes"):
-        from app.services.outbox import OutboxThread
-
-        OutboxThread(worker.wsgi).start()
+    """With GUNICORN_READY_DIR set (the benches), each worker that has loaded the
+    app leaves a file named by its pid there."""
+    ready = os.environ.get("GUNICORN_READY_DIR")
+    if ready:
+        Path(ready, str(worker.pid)).touch()

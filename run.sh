@@ -1,21 +1,32 @@
 #!/usr/bin/env bash
 # Serve the demo: installs what is missing, migrates, seeds, and serves on
-# http://127.0.0.1:${PORT:-8080} with gunicorn.
+# http://127.0.0.1:${PORT:-8080} with gunicorn, the background workers
+# (`flask worker outbox|sealer|ftp-server|ftp-poller`) beside it.
 set -euo pipefail
 cd "$(dirname "$0")"
 . scripts/setup.sh
 
 PORT=${PORT:-8080}
 export DEMO_PASSWORD=${DEMO_PASSWORD:-Demo-2026}
-export OUTBOX_THREAD=${OUTBOX_THREAD:-1}
 
 SIM_PORT=${SIM_PORT:-8031}
 export DEMO_SOURCES_DIR=${DEMO_SOURCES_DIR:-$PWD/instance/sources}
 export SIMULATOR_URL=${SIMULATOR_URL:-http://127.0.0.1:$SIM_PORT}
 export PUBLIC_BASE_URL=${PUBLIC_BASE_URL:-http://127.0.0.1:$PORT}
 mkdir -p instance
+# Everything started here stops with the script: SIGTERM to each (the workers
+# finish their round), then wait for them.
 BACKGROUND=()
-trap 'kill "${BACKGROUND[@]}" 2>/dev/null || true' EXIT
+stop_all() {
+  trap - EXIT INT TERM
+  if [ ${#BACKGROUND[@]} -gt 0 ]; then
+    kill -TERM "${BACKGROUND[@]}" 2>/dev/null || true
+    wait "${BACKGROUND[@]}" 2>/dev/null || true
+  fi
+}
+trap stop_all EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
 
 if [ -z "${MAIL_SERVER:-}" ]; then
   # No SMTP server given: catch the demo's e-mails in instance/mail/.
@@ -33,9 +44,13 @@ flask seed demo
 # The household e-gate and the business registry of the demo world.
 python -m app.simulators.serve --port "$SIM_PORT" --seed-dir "$DEMO_SOURCES_DIR" > instance/simulators.log 2>&1 &
 BACKGROUND+=($!)
-# The FTPS channel for transfers (port ${TRANSFER_FTP_PORT:-2121}), with its upload poller.
-flask transfer ftp-serve > instance/ftp.log 2>&1 &
-BACKGROUND+=($!)
+# Background work, each kind in a process of its own (see docs/operations.md):
+# the mail outbox, the audit sealer, the FTPS channel for transfers (port
+# ${TRANSFER_FTP_PORT:-2121}) and the poller that registers its uploads.
+for kind in outbox sealer ftp-server ftp-poller; do
+  flask worker "$kind" > "instance/worker-$kind.log" 2>&1 &
+  BACKGROUND+=($!)
+done
 
 cat <<TXT
 
@@ -55,7 +70,12 @@ cat <<TXT
     auditor          稽核人員 Auditor
   Transfer keys: instance/pki/staff/transfer.{social,tax}/identity.p12 (PIN ${DEMO_PKI_PIN:-1234})
   FTPS: 127.0.0.1:${TRANSFER_FTP_PORT:-2121} (platform accounts of transfer officers)
+  Logs: instance/worker-*.log (outbox, sealer, ftp-server, ftp-poller), instance/simulators.log
   E-mails: ${MAIL_SERVER}:${MAIL_PORT:-25}$( [ -n "${CATCHER:-}" ] && echo " (saved in instance/mail/)" )
 
 TXT
-PORT=$PORT gunicorn -c gunicorn.conf.py run:app
+PORT=$PORT gunicorn -c gunicorn.conf.py run:app &
+GUNICORN=$!
+BACKGROUND+=($GUNICORN)
+# Until gunicorn ends (or this script is stopped): then everything stops with it.
+wait "$GUNICORN"

@@ -1,7 +1,9 @@
-"""Command-line operations: flask audit|outbox|roles|seed ..."""
+"""Command-line operations: flask audit|outbox|roles|seed|worker ..."""
 
+import logging
+import signal
 import sys
-import time
+import threading
 
 import click
 from flask import current_app
@@ -17,6 +19,7 @@ platform_cli = AppGroup("platform", help="The platform itself.")
 transfer_cli = AppGroup("transfer", help="Confidential file transfer.")
 report_cli = AppGroup("report", help="Reports.")
 keys_cli = AppGroup("keys", help="Field-encryption keys.")
+worker_cli = AppGroup("worker", help="Background work, each kind in a process of its own (./run.sh starts them).")
 
 
 @platform_cli.command("check")
@@ -61,19 +64,104 @@ def audit_verify():
 
 
 @outbox_cli.command("work")
-@click.option("--loop/--once", default=False, help="Keep polling (default: one round).")
+@click.option("--loop/--once", default=False, help="Keep sending until SIGTERM (default: one round).")
 def outbox_work(loop):
-    """Send queued e-mails over SMTP."""
-    from app.services.outbox import work_once
+    """Send queued e-mails over SMTP (--loop: as `flask worker outbox`)."""
+    from app.services import outbox
 
-    poll = current_app.config["OUTBOX_POLL_SECONDS"]
-    while True:
-        counts = work_once(db.session)
-        if counts["sent"] or counts["retried"] or counts["failed"] or not loop:
-            click.echo("sent {sent}, retried {retried}, failed {failed}".format(**counts))
-        if not loop:
-            return
-        time.sleep(poll)
+    if loop:
+        _run_worker("outbox", outbox.run)
+        return
+    counts = outbox.work_once(db.session)
+    click.echo("sent {sent}, retried {retried}, failed {failed}".format(**counts))
+
+
+def stop_on_signals() -> threading.Event:
+    """An event set by SIGTERM or SIGINT: the worker finishes its round and returns."""
+    stop = threading.Event()
+
+    def handle(signum, _frame):
+        logging.getLogger("app.worker").info("stopping on %s", signal.Signals(signum).name)
+        stop.set()
+
+    signal.signal(signal.SIGTERM, handle)
+    signal.signal(signal.SIGINT, handle)
+    return stop
+
+
+def _run_worker(kind: str, loop) -> None:
+    """Run ``loop(app, stop)`` in this process until SIGTERM/SIGINT."""
+    if not logging.getLogger().handlers:
+        logging.basicConfig(level=logging.INFO, format=f"%(asctime)s {kind}[%(process)d] %(levelname)s %(message)s")
+    app = current_app._get_current_object()
+    stop = stop_on_signals()
+    logging.getLogger("app.worker").info("%s worker started", kind)
+    loop(app, stop)
+    logging.getLogger("app.worker").info("%s worker stopped", kind)
+
+
+@worker_cli.command("outbox")
+def worker_outbox():
+    """Send the queued e-mails: woken by each commit that queues one (PostgreSQL), else every OUTBOX_POLL_SECONDS."""
+    from app.services import outbox
+
+    _run_worker("outbox", outbox.run)
+
+
+@worker_cli.command("ftp-poller")
+def worker_ftp_poller():
+    """Register the FTP uploads that have arrived whole, every TRANSFER_FTP_POLL_SECONDS."""
+    from app.services import ftp
+
+    _run_worker("ftp-poller", ftp.run_poller)
+
+
+@worker_cli.command("ftp-server")
+def worker_ftp_server():
+    """Serve the FTPS channel (per-agency folders); `flask worker ftp-poller` registers what arrives."""
+    _serve_ftp()
+
+
+def _serve_ftp() -> None:
+    from app.services import ftp
+
+    cfg = current_app.config
+    click.echo(
+        f"FTPS on {cfg['TRANSFER_FTP_HOST']}:{cfg['TRANSFER_FTP_PORT']}, folders under {cfg['TRANSFER_FTP_ROOT']}"
+    )
+    _run_worker("ftp-server", ftp.serve)
+
+
+@worker_cli.command("sealer")
+def worker_sealer():
+    """Link committed audit events into the hash chain, a round every AUDIT_SEAL_GATHER_SECONDS."""
+    _run_worker("sealer", _sealer_loop())
+
+
+def _sealer_loop():
+    from app.services import audit
+
+    sealer = getattr(audit, "sealer", None)
+    if sealer is not None and callable(getattr(sealer, "run", None)):
+        return sealer.run
+
+    def run(app, stop: threading.Event) -> None:
+        every = float(app.config.get("AUDIT_SEAL_GATHER_SECONDS", 0.25))
+        log = logging.getLogger("app.worker")
+        while not stop.is_set():
+            with app.app_context():
+                try:
+                    with db.engine.connect() as conn:  # a read first: no chain lock taken for nothing
+                        waiting = audit.pending(conn)
+                    sealed = audit.seal_all(db.engine) if waiting else 0
+                except Exception as exc:  # a lock timeout, a restart: the next round retries
+                    log.warning("audit sealing round failed: %s", type(exc).__name__)
+                else:
+                    if sealed:
+                        log.info("sealed %s audit events", sealed)
+            stop.wait(every)
+
+    return run
 
 
 @roles_cli.command("sync")
@@ -117,37 +205,30 @@ def _summarise() -> None:
     from app.services import reports
 
     done = reports.summarise(db.session)
-    click.echo(f"report summary: {done['cases']:,} cases and {done['dispatches']:,} dispatches finished, "
-               f"{done['responses']:,} survey responses and {done['queries']:,} queries, before "
-               f"{done['cutoff']:%Y-%m-%d %H:%M} UTC, in {done['seconds']:.1f} s")  # fmt: skip
+    click.echo(
+        f"report summary: {done['cases']:,} cases and {done['dispatches']:,} dispatches finished, "
+        f"{done['responses']:,} survey responses and {done['queries']:,} queries, before "
+        f"{done['cutoff']:%Y-%m-%d %H:%M} UTC, in {done['seconds']:.1f} s"
+    )
 
 
 @transfer_cli.command("ftp-serve")
 def transfer_ftp_serve():
-    """Serve the FTPS channel (per-agency folders) and register complete uploads."""
-    from app.services import ftp
-
-    cfg = current_app.config
-    click.echo(
-        f"FTPS on {cfg['TRANSFER_FTP_HOST']}:{cfg['TRANSFER_FTP_PORT']}, folders under {cfg['TRANSFER_FTP_ROOT']}"
-    )
-    ftp.serve(current_app._get_current_object())
+    """Serve the FTPS channel: the same as `flask worker ftp-server` (run `flask worker ftp-poller` beside it)."""
+    _serve_ftp()
 
 
 @transfer_cli.command("ftp-poll")
-@click.option("--loop/--once", default=False, help="Keep polling (default: one round).")
+@click.option("--loop/--once", default=False, help="Keep polling until SIGTERM (default: one round).")
 def transfer_ftp_poll(loop):
-    """Register the FTP uploads that have arrived whole."""
+    """Register the FTP uploads that have arrived whole (--loop: as `flask worker ftp-poller`)."""
     from app.services import ftp
 
-    app = current_app._get_current_object()
-    while True:
-        counts = ftp.poll_once(app)
-        if counts["registered"] or counts["rejected"] or not loop:
-            click.echo("registered {registered}, rejected {rejected}".format(**counts))
-        if not loop:
-            return
-        time.sleep(current_app.config["TRANSFER_FTP_POLL_SECONDS"])
+    if loop:
+        _run_worker("ftp-poller", ftp.run_poller)
+        return
+    counts = ftp.poll_once(current_app._get_current_object())
+    click.echo("registered {registered}, rejected {rejected}".format(**counts))
 
 
 @transfer_cli.command("recheck-certs")
@@ -202,8 +283,13 @@ def keys_rotate(batch):
     for name, count in result.rotated.items():
         click.echo(f"{name}: {count} re-encrypted")
     click.echo(f"{result.total} values re-encrypted, {result.current} already under the newest key")
-    audit.record(db.session, "keys_rotated", object_type="FieldEncryption", outcome="ok" if not result.unreadable
-                 else "error", detail={"rotated": result.total, "unreadable": sum(result.unreadable.values())})  # fmt: skip
+    audit.record(
+        db.session,
+        "keys_rotated",
+        object_type="FieldEncryption",
+        outcome="ok" if not result.unreadable else "error",
+        detail={"rotated": result.total, "unreadable": sum(result.unreadable.values())},
+    )
     db.session.commit()
     if result.unreadable:
         for name, count in result.unreadable.items():
@@ -213,5 +299,15 @@ def keys_rotate(batch):
 
 
 def register(app) -> None:
-    for group in (audit_cli, outbox_cli, roles_cli, seed_cli, platform_cli, transfer_cli, report_cli, keys_cli):
+    for group in (
+        audit_cli,
+        outbox_cli,
+        roles_cli,
+        seed_cli,
+        platform_cli,
+        transfer_cli,
+        report_cli,
+        keys_cli,
+        worker_cli,
+    ):
         app.cli.add_command(group)

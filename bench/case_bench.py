@@ -4,7 +4,8 @@ handed the citizen's first e-mail to a real SMTP server (p50/p95).
 
     .venv/bin/python bench/case_bench.py [--cases 600] [--concurrency 4] [--paced 20]
 
-Both run under gunicorn with the outbox worker thread on, against PostgreSQL.
+Both run under gunicorn with the outbox worker (`flask worker outbox`, its own
+process, counted with the web part) beside it, against PostgreSQL.
 The first phase sends as fast as the server answers (the machine saturated:
 the mail's latency there is mostly queueing); with --paced RATE a second phase
 then registers cases at that steady rate (a county's busy hour is a few cases
@@ -20,7 +21,9 @@ import multiprocessing
 import os
 import re
 import statistics
+import subprocess
 import sys
+import tempfile
 import threading
 import time
 import uuid
@@ -29,7 +32,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench.cpu import server_and_database_cpu  # noqa: E402
+from bench.cpu import proc_cpu, server_and_database_cpu  # noqa: E402
 from bench.query_bench import _drop, _free_port, _pg_db, _serve, _token  # noqa: E402
 
 
@@ -101,31 +104,23 @@ class Sink:
 PORT = _free_port()
 
 
-def _cpu_by_part(server_pid: int, database: str) -> dict[str, float]:
-    """CPU seconds so far of the web server (master and workers), the
-    PostgreSQL backends of the bench database, and this process (the SMTP
-    sink) with its finished children (the clients)."""
+def _cpu_by_part(server_pid: int, database: str, outbox_pid: int) -> dict[str, float]:
+    """CPU seconds so far of the web server (master and workers) with the
+    outbox worker process, the PostgreSQL backends of the bench database, and
+    this process (the SMTP sink) with its finished children (the clients)."""
     web, pg = server_and_database_cpu(server_pid, [database])
+    web += proc_cpu(outbox_pid)
     t = os.times()
     return {"web": web, "postgresql": pg, "sink": t.user + t.system, "clients": t.children_user + t.children_system}
 
 
-def _wait_for_workers(server_pid: int, workers: int, timeout: float = 120) -> None:
-    """Until every worker has loaded the app (its outbox thread is running):
-    a worker still importing while the clients start would spend the measured
-    phase's CPU on its start."""
+def _wait_for_workers(ready_dir: Path, workers: int, timeout: float = 120) -> None:
+    """Until every worker has loaded the app (gunicorn.conf.py's post_worker_init
+    leaves a file in GUNICORN_READY_DIR): a worker still importing while the
+    clients start would spend the measured phase's CPU on its start."""
     deadline = time.time() + timeout
     while time.time() < deadline:
-        ready = 0
-        for entry in Path("/proc").iterdir():
-            try:
-                status = (entry / "status").read_text() if entry.name.isdigit() else ""
-            except OSError:
-                continue
-            fields = dict(line.split(":", 1) for line in status.splitlines() if ":" in line)
-            if fields.get("PPid", "").strip() == str(server_pid) and int(fields.get("Threads", "1")) >= 2:
-                ready += 1
-        if ready >= workers:
+        if len(list(ready_dir.iterdir())) >= workers:
             time.sleep(0.5)
             return
         time.sleep(0.2)
@@ -195,18 +190,21 @@ def main() -> None:
     controller.start()
     name = f"bench_cases_{uuid.uuid4().hex[:8]}"
     url = _pg_db(name).render_as_string(hide_password=False)
-    proc = None
+    proc = sender = None
     try:
         category = _prepare(url)
-        env = {"DATABASE_URL": url, "MAIL_SERVER": "127.0.0.1", "MAIL_PORT": str(smtp_port), "OUTBOX_THREAD": "1",
+        env = {"DATABASE_URL": url, "MAIL_SERVER": "127.0.0.1", "MAIL_PORT": str(smtp_port),
                "OUTBOX_POLL_SECONDS": "0.05", "AUTH_RATE_LIMITED": "false", "WEB_CONCURRENCY": str(args.workers),
-               "WEB_THREADS": str(args.threads)}  # fmt: skip
+               "WEB_THREADS": str(args.threads), "GUNICORN_READY_DIR": tempfile.mkdtemp()}  # fmt: skip
         proc = _serve("run:app", PORT, env)
+        sender = subprocess.Popen([sys.executable, "-m", "flask", "--app", "run.py", "worker", "outbox"],
+                                  cwd=ROOT, env={**os.environ, **env}, stdout=subprocess.DEVNULL,
+                                  stderr=subprocess.DEVNULL)  # fmt: skip
         token = _token(PORT, "notifier")
-        _wait_for_workers(proc.pid, args.workers)
+        _wait_for_workers(Path(env["GUNICORN_READY_DIR"]), args.workers)
         print(f"gunicorn {args.workers} workers x {args.threads} threads, PostgreSQL platform DB, "
               f"{args.cases} cases x 3 receiving agencies, {args.concurrency} clients")  # fmt: skip
-        meter = lambda: _cpu_by_part(proc.pid, name)  # noqa: E731
+        meter = lambda: _cpu_by_part(proc.pid, name, sender.pid)  # noqa: E731
         _phase(sink, token, category, range(args.cases), args.concurrency, 0, "as fast as answered", meter)
         if args.paced:
             _phase(sink, token, category, range(args.cases, 2 * args.cases), args.concurrency, args.paced,
@@ -223,9 +221,10 @@ def main() -> None:
         print("  outbox: " + ", ".join(f"{st} {n} (attempts {a}, at most {m})" for st, n, a, m in rows)
               + (f"; errors: {dict(errors)}" if errors else "") + f"; mails at the server: {sink.count}")  # fmt: skip
     finally:
-        if proc is not None:
-            proc.terminate()
-            proc.wait()
+        for child in (proc, sender):
+            if child is not None:
+                child.terminate()
+                child.wait()
         controller.stop()
         _drop(name)
 

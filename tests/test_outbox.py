@@ -1,15 +1,22 @@
 """The mail outbox: same transaction as the change, real SMTP, retries, never twice."""
 
 import datetime
+import os
+import signal
+import subprocess
+import sys
 import threading
 import time
+from pathlib import Path
 
+import pytest
 from sqlalchemy import delete, func, select, text, update
 
 from app.extensions import db
+from app.models.audit import AuditEvent
 from app.models.org import Agency
 from app.models.outbox import FAILED, QUEUED, SENT, OutboxMessage
-from app.services import outbox
+from app.services import actors, outbox
 
 
 def _clear(app):
@@ -57,7 +64,7 @@ def test_a_message_enqueued_with_a_change_is_delivered_once_in_chinese(app, smtp
 
 
 def test_the_message_is_well_formed_mime_with_the_senders_chinese_name_and_an_idna_domain(app, smtp):
-    """Built without the email package: what a mail client reads must be the same."""
+    """What a mail client reads: the email package's EmailMessage, sent by smtplib."""
     from email import message_from_bytes
     from email.header import decode_header, make_header
     from email.utils import parseaddr
@@ -81,7 +88,8 @@ def test_the_message_is_well_formed_mime_with_the_senders_chinese_name_and_an_id
     name, address = parseaddr(str(make_header(decode_header(parsed["From"]))))
     assert (name, address) == ("示範縣政府", "platform@county.gov.tw")
     assert parsed.get_content_type() == "text/plain" and parsed.get_content_charset() == "utf-8"
-    assert parsed.get_payload(decode=True).decode("utf-8") == body
+    # Text travels in its canonical form (RFC 2046: CRLF line breaks, a final one): the same text read.
+    assert parsed.get_payload(decode=True).decode("utf-8") == body.replace("\n", "\r\n") + "\r\n"
     assert parsed["Message-ID"].startswith("<") and parsed["Date"]
 
 
@@ -187,8 +195,9 @@ def test_a_message_that_keeps_failing_is_marked_failed_with_its_error_and_can_be
             msg = db.session.scalar(select(OutboxMessage))
             assert msg.status == FAILED and msg.attempts == 2 and "Connection" in msg.last_error
             assert "late@example.tw" not in msg.last_error
-            outbox.requeue(db.session, msg)
-            db.session.commit()
+            assert outbox.requeue(db.session, actors.SYSTEM, [msg.id]) == 1
+            assert db.session.get(OutboxMessage, msg.id).status == QUEUED
+            assert db.session.scalar(select(AuditEvent).where(AuditEvent.action == "outbox.requeue")) is not None
         smtp_down.start()
         with app.app_context():
             assert outbox.work_once(db.session)["sent"] == 1
@@ -223,12 +232,46 @@ def test_the_admin_sees_the_queue_with_masked_recipients(app, client):
     _clear(app)
 
 
-def test_the_worker_thread_sends_as_soon_as_mail_is_committed_not_at_its_next_poll(app, smtp):
+class _Worker:
+    """The outbox worker loop (``outbox.run``) in a thread this test starts and stops."""
+
+    def __init__(self, app, poll):
+        self.stop = threading.Event()
+        self.rounds = 0
+        self.changed = threading.Condition()
+        self.thread = threading.Thread(
+            target=outbox.run, args=(app, self.stop), kwargs={"poll": poll, "on_round": self._round}, daemon=True
+        )
+
+    def _round(self, counts):
+        with self.changed:
+            self.rounds += 1
+            self.changed.notify_all()
+
+    def wait_rounds(self, n, timeout=10.0):
+        with self.changed:
+            assert self.changed.wait_for(lambda: self.rounds >= n, timeout), f"{self.rounds} rounds, not {n}"
+
+    def __enter__(self):
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.stop.set()
+        self.thread.join(10)
+        assert not self.thread.is_alive(), "the worker did not stop"
+
+
+def _is_sqlite(app):
+    return app.config["SQLALCHEMY_DATABASE_URI"].startswith("sqlite")
+
+
+def test_the_worker_sends_as_soon_as_mail_is_committed_not_at_its_next_poll(app, smtp):
+    if _is_sqlite(app):
+        pytest.skip("SQLite has no NOTIFY: the worker finds mail at its poll (the next test)")
     _clear(app)
-    worker = outbox.OutboxThread(app, poll=60)  # a poll this long would miss the 5 s below
-    worker.start()
-    try:
-        time.sleep(0.5)  # its first round has run and found nothing
+    with _Worker(app, poll=60) as worker:  # a poll this long would miss the 5 s below
+        worker.wait_rounds(1)  # its first round has run and found nothing
         with app.app_context():
             outbox.enqueue(db.session, "wake@example.tw", "立即寄出", "內容")
             db.session.rollback()  # a rolled-back message neither wakes nor sends
@@ -236,9 +279,76 @@ def test_the_worker_thread_sends_as_soon_as_mail_is_committed_not_at_its_next_po
             db.session.commit()
         got = smtp.sink.wait_for(1, timeout=5)
         assert len(got) == 1 and got[0].rcpt_tos == ["wake@example.tw"]
+        worker.wait_rounds(2)
+    assert worker.rounds == 2  # one wake, one round: the rollback sent no NOTIFY
+    _clear(app)
+
+
+def test_the_worker_finds_committed_mail_at_its_next_poll(app, smtp):
+    _clear(app)
+    with _Worker(app, poll=0.1) as worker:
+        worker.wait_rounds(1)
+        with app.app_context():
+            outbox.enqueue(db.session, "poll@example.tw", "稍後寄出", "內容")
+            db.session.commit()
+        got = smtp.sink.wait_for(1, timeout=5)
+        assert [env.rcpt_tos for env in got] == [["poll@example.tw"]]
+    _clear(app)
+
+
+def test_two_workers_running_side_by_side_send_each_message_once(app, smtp):
+    _clear(app)
+    with app.app_context():
+        for i in range(30):
+            outbox.enqueue(db.session, f"pair{i}@example.tw", f"通知 {i}", "內容")
+        db.session.commit()
+    with _Worker(app, poll=0.05) as one, _Worker(app, poll=0.05) as two:
+        received = smtp.sink.wait_for(30)
+        one.wait_rounds(one.rounds + 1)  # a round after the last mail: nothing left to send twice
+        two.wait_rounds(two.rounds + 1)
+    recipients = sorted(r for env in received for r in env.rcpt_tos)
+    assert recipients == sorted(f"pair{i}@example.tw" for i in range(30))
+    assert len(smtp.sink.messages) == 30
+    with app.app_context():
+        assert all(m.status == SENT and m.attempts == 1 for m in db.session.scalars(select(OutboxMessage)))
+    _clear(app)
+
+
+def test_flask_worker_outbox_sends_and_stops_gracefully_on_sigterm_without_logging_addresses(app, smtp):
+    _clear(app)
+    with app.app_context():
+        outbox.enqueue(db.session, "process@example.tw", "由工作程序寄出", "內容")
+        db.session.commit()
+    root = Path(__file__).resolve().parent.parent
+    env = {
+        **os.environ,
+        "FLASK_APP": "run.py",
+        "DATABASE_URL": app.config["SQLALCHEMY_DATABASE_URI"],
+        "MAIL_SERVER": "127.0.0.1",
+        "MAIL_PORT": str(app.config["MAIL_PORT"]),
+        "OUTBOX_POLL_SECONDS": "0.2",
+    }
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "flask", "worker", "outbox"],
+        cwd=root,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        got = smtp.sink.wait_for(1, timeout=30)
     finally:
-        worker.stop()
-        worker.join(5)
+        proc.send_signal(signal.SIGTERM)
+        try:
+            output, _ = proc.communicate(timeout=15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            output, _ = proc.communicate()
+    assert [env.rcpt_tos for env in got] == [["process@example.tw"]], output
+    assert proc.returncode == 0, output
+    assert "outbox worker stopped" in output and "sent 1" in output
+    assert "process@example.tw" not in output
     _clear(app)
 
 
@@ -277,14 +387,13 @@ def _send_one(app, recipient):
         db.session.commit()
 
 
-def test_the_worker_thread_keeps_one_smtp_connection_across_rounds_and_reconnects_when_the_server_drops_it(app):
+def test_the_worker_keeps_one_smtp_connection_across_rounds_and_reconnects_when_the_server_drops_it(app):
     _clear(app)
     server = _server(app)
-    worker = outbox.OutboxThread(app, poll=60)
-    worker.start()
+    worker = _Worker(app, poll=0.05).__enter__()
     try:
-        time.sleep(0.3)
-        for i in range(3):  # three rounds, each woken by its own commit
+        worker.wait_rounds(1)
+        for i in range(3):  # three rounds, each finding its own commit
             _send_one(app, f"keep{i}@example.tw")
             assert len(server.sink.wait_for(i + 1)) == i + 1
         peers = {peer for peer, _ in server.sink.peers}
@@ -299,11 +408,9 @@ def test_the_worker_thread_keeps_one_smtp_connection_across_rounds_and_reconnect
             msg = db.session.scalar(select(OutboxMessage).where(OutboxMessage.recipient == "after-restart@example.tw"))
             assert msg.status == SENT and msg.attempts == 1 and msg.last_error is None
     finally:
-        worker.stop()
-        worker.join(5)
+        worker.__exit__(None, None, None)
         server.stop()
-    time.sleep(0.3)
-    assert len(server.sink.peers) == 1  # sent once, never twice
+    assert len(server.sink.peers) == 1  # sent once, never twice (the worker has stopped)
     _clear(app)
 
 

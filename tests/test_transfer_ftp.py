@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import ftplib
 import io
+import os
 import socket
 import ssl
 import struct
@@ -24,28 +25,30 @@ from tests.test_transfer import PLAINTEXT, _register, openssl_encrypt, staff
 
 
 class _Server:
+    """The FTPS server's worker loop (``ftp.serve``) in a thread, on a free port."""
+
     def __init__(self, app):
         self.server = ftp.build_server(app, host="127.0.0.1", port=0)
         self.port = self.server.address[1]
         self.stop = threading.Event()
-        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.thread = threading.Thread(target=ftp.serve, args=(app, self.stop, self.server), daemon=True)
         self.thread.start()
-
-    def _run(self):
-        while not self.stop.is_set():
-            self.server.serve_forever(timeout=0.05, blocking=False, handle_exit=False)
-        self.server.close_all()
 
     def close(self):
         self.stop.set()
         self.thread.join(5)
+        assert not self.thread.is_alive(), "the FTPS server did not stop"
 
 
 @pytest.fixture
-def ftps_server(app):
+def ftps_server(app, tmp_path):
+    """A server on folders of this test's own (no other test's uploads or rejections in them)."""
+    saved = app.config["TRANSFER_FTP_ROOT"]
+    app.config["TRANSFER_FTP_ROOT"] = str(tmp_path / "ftp")
     server = _Server(app)
     yield server
     server.close()
+    app.config["TRANSFER_FTP_ROOT"] = saved
 
 
 def connect(app, server, user="transfer.social", password=DEMO_PASSWORD) -> ftplib.FTP_TLS:
@@ -185,3 +188,71 @@ def test_items_without_ftp_refuse_ftp_uploads(app, client, ftps_server, tmp_path
             item = db.session.scalar(select(TransferItem).where(TransferItem.description == "低收入戶財稅資料比對"))
             item.ftp_allowed = True
             db.session.commit()
+
+
+def _upload_sealed(app, client, ftps_server, tmp_path, upload_no):
+    r = _register(client, api_token(client, "transfer.social"), upload_no=upload_no)
+    (tmp_path / "p.csv").write_bytes(PLAINTEXT)
+    sealed = openssl_encrypt(tmp_path / "p.csv", tmp_path / "x.p7m", staff("transfer.tax").cert).read_bytes()
+    ftps = connect(app, ftps_server)
+    ftps.storbinary(f"STOR {upload_no}.p7m", io.BytesIO(sealed))
+    ftps.quit()
+    settle(app, f"{upload_no}.p7m")
+    return r.json["result"]["id"]
+
+
+def test_two_pollers_at_once_register_an_upload_once(app, client, ftps_server, tmp_path):
+    case_id = _upload_sealed(app, client, ftps_server, tmp_path, "FTP-0005")
+    start = threading.Barrier(2)
+    results = []
+
+    def poller():
+        start.wait()
+        results.append(ftp.poll_once(app))
+
+    threads = [threading.Thread(target=poller) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    assert sum(r["registered"] for r in results) == 1 and sum(r["rejected"] for r in results) == 0
+    assert _case(app, case_id).state == "uploaded"
+    assert list((Path(app.config["TRANSFER_FTP_ROOT"]) / ftp.READY).iterdir()) == []
+
+
+def test_the_poller_worker_registers_uploads_until_it_is_stopped(app, client, ftps_server, tmp_path):
+    app.config["TRANSFER_FTP_POLL_SECONDS"], saved = 0.05, app.config["TRANSFER_FTP_POLL_SECONDS"]
+    stop, rounds = threading.Event(), []
+    registered = threading.Event()
+
+    def on_round(counts):
+        rounds.append(counts)
+        if counts["registered"]:
+            registered.set()
+
+    worker = threading.Thread(target=ftp.run_poller, args=(app, stop), kwargs={"on_round": on_round}, daemon=True)
+    worker.start()
+    try:
+        case_id = _upload_sealed(app, client, ftps_server, tmp_path, "FTP-0006")
+        assert registered.wait(10)
+        assert _case(app, case_id).state == "uploaded"
+    finally:
+        stop.set()
+        worker.join(5)
+        app.config["TRANSFER_FTP_POLL_SECONDS"] = saved
+    assert not worker.is_alive()
+    assert sum(c["registered"] for c in rounds) == 1
+
+
+def test_a_claim_left_by_a_poller_that_died_is_taken_up_again_after_its_lease(app, client, ftps_server, tmp_path):
+    case_id = _upload_sealed(app, client, ftps_server, tmp_path, "FTP-0007")
+    root = Path(app.config["TRANSFER_FTP_ROOT"])
+    (ready,) = (root / ftp.READY).iterdir()
+    (root / ftp.WORKING).mkdir()
+    claimed = root / ftp.WORKING / ready.name
+    os.replace(ready, claimed)  # a poller claimed it (just now), then died
+    assert ftp.poll_once(app) == {"registered": 0, "rejected": 0}  # another poller leaves it alone meanwhile
+    long_ago = time.time() - ftp.CLAIM_LEASE_SECONDS - 60
+    os.utime(claimed, (long_ago, long_ago))
+    assert ftp.poll_once(app) == {"registered": 1, "rejected": 0}
+    assert _case(app, case_id).state == "uploaded"

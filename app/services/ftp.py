@@ -20,6 +20,7 @@ import logging
 import os
 import re
 import threading
+import time
 from pathlib import Path
 
 from flask import Flask
@@ -35,6 +36,8 @@ from app.services.errors import DomainError, InvalidInput
 
 log = logging.getLogger(__name__)
 READY = ".ready"
+WORKING = ".working"  # files a poller has claimed
+CLAIM_LEASE_SECONDS = 3600  # a claim older than this was left by a poller that died
 PERMS = "elrdw"  # list, change dir inside the home, download, delete, upload: no mkdir, no rename
 _UPLOAD_NO = re.compile(r"^([A-Za-z0-9_-]{1,40})\.")
 
@@ -70,8 +73,12 @@ def make_authorizer(app: Flask, root: Path):
                     if user is not None
                     else actors.Actor(user_id=None, username=username[:64], client_ip=ip)
                 )
-                audit.record(db.session, "ftp.login" if ok else "ftp.login_failed", outcome="ok" if ok else "refused",
-                             actor=actor)  # fmt: skip
+                audit.record(
+                    db.session,
+                    "ftp.login" if ok else "ftp.login_failed",
+                    outcome="ok" if ok else "refused",
+                    actor=actor,
+                )
                 db.session.commit()
                 if not ok:
                     db.session.remove()
@@ -118,8 +125,11 @@ def ensure_tls_certificate(cert_path: Path, key_path: Path, host: str) -> None:
     cert_path.parent.mkdir(parents=True, exist_ok=True)
     fd = os.open(key_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "wb") as fh:
-        fh.write(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                                   serialization.NoEncryption()))  # fmt: skip
+        fh.write(
+            key.private_bytes(
+                serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+            )
+        )
     cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
 
 
@@ -134,10 +144,12 @@ def _whole_file_dtp_handler():
     from OpenSSL import SSL
     from pyftpdlib.handlers import TLS_DTPHandler
     from pyftpdlib.handlers.ftp.data import DTPHandler
-    from pyftpdlib.handlers.ftps.ssl import SSLConnectionMixin
 
-    class _CloseNotify:
+    class _CloseNotify(DTPHandler):
+        # Below TLS_DTPHandler's SSL mixin in the MRO: its recv sees the raw
+        # ZeroReturnError (close_notify) before the mixin turns it into an end of file.
         clean_end = False
+        cut = False
 
         def recv(self, buffer_size):
             try:
@@ -147,27 +159,16 @@ def _whole_file_dtp_handler():
                 raise
 
         def handle_close(self):
-            if not self._closed and self.receive and not self.clean_end:
-                self.transfer_finished = False
-                self._resp = ("426 Connection lost; upload discarded.", log.warning)
+            if self.connected and self.receive and not self.clean_end and not self.cut:
+                self.cut = True
+                self.transfer_finished = False  # close() hands the file to on_incomplete_file_received
                 self.close()
+                self.cmd_channel.respond("426 Connection lost; upload discarded.", logfun=log.warning)
                 return
             super().handle_close()
 
-    class WholeFileDTPHandler(SSLConnectionMixin, _CloseNotify, DTPHandler):
-        """TLS_DTPHandler's behaviour (TLS when PROT P, no sendfile, 522 on a failed handshake) plus _CloseNotify."""
-
-        def __init__(self, sock, cmd_channel):
-            super().__init__(sock, cmd_channel)
-            if self.cmd_channel._prot:
-                self.secure_connection(self.cmd_channel.ssl_context)
-
-        __repr__ = DTPHandler.__repr__
-
-        def use_sendfile(self):
-            return False
-
-        handle_failed_ssl_handshake = TLS_DTPHandler.handle_failed_ssl_handshake
+    class WholeFileDTPHandler(TLS_DTPHandler, _CloseNotify):
+        """TLS_DTPHandler (TLS when PROT P, no sendfile, 522 on a failed handshake) plus _CloseNotify."""
 
     return WholeFileDTPHandler
 
@@ -226,17 +227,53 @@ def _reject(root: Path, agency_code: str | None, name: str, path: Path, reason: 
         path.unlink(missing_ok=True)
 
 
+def _claim(root: Path, path: Path) -> Path | None:
+    """Move a ready file into the working folder for this poller only (a rename
+    is atomic: of two pollers, one gets it, the other finds it gone)."""
+    working = root / WORKING
+    working.mkdir(exist_ok=True)
+    mine = working / path.name
+    try:
+        os.replace(path, mine)
+    except FileNotFoundError:
+        return None
+    os.utime(mine)  # the claim's time, for the lease
+    return mine
+
+
+def _release_stale(root: Path) -> None:
+    """Give back files that a poller claimed and never finished (it died)."""
+    working = root / WORKING
+    if not working.exists():
+        return
+    cutoff = time.time() - CLAIM_LEASE_SECONDS
+    for path in working.iterdir():
+        try:
+            if path.stat().st_mtime < cutoff:
+                os.replace(path, root / READY / path.name)
+        except FileNotFoundError:
+            continue
+
+
 def poll_once(app: Flask) -> dict[str, int]:
-    """Register every complete FTP upload; returns counts (registered, rejected)."""
+    """Register every complete FTP upload; returns counts (registered, rejected).
+
+    Two pollers (two processes, or two hosts sharing the folder) never take
+    the same file: each claims a file by renaming it before reading it.
+    """
     root = Path(app.config["TRANSFER_FTP_ROOT"])
     ready = root / READY
     counts = {"registered": 0, "rejected": 0}
     if not ready.exists():
         return counts
-    for path in sorted(ready.iterdir()):
-        parts = path.name.split("__", 2)
+    _release_stale(root)
+    for found in sorted(ready.iterdir()):
+        parts = found.name.split("__", 2)
         if len(parts) != 3:
-            path.unlink(missing_ok=True)
+            found.unlink(missing_ok=True)
+            continue
+        path = _claim(root, found)
+        if path is None:  # another poller took it
             continue
         _stamp, username, name = parts
         with app.app_context(), force_locale(app.config.get("BABEL_DEFAULT_LOCALE", "zh_TW")):
@@ -249,8 +286,9 @@ def poll_once(app: Flask) -> dict[str, int]:
                 match = _UPLOAD_NO.match(name)
                 case = transfer.find_by_upload_no(db.session, match.group(1)) if match else None
                 if case is None or user.agency_id not in (case.sending_agency_id, case.receiving_agency_id):
-                    raise InvalidInput(_l("No transfer of your agency has this upload number; name the file "
-                                          "<upload number>.p7m."))  # fmt: skip
+                    raise InvalidInput(
+                        _l("No transfer of your agency has this upload number; name the file <upload number>.p7m.")
+                    )
                 if not case.item.ftp_allowed:
                     raise InvalidInput(_l("This transfer item does not allow FTP; upload on the web page instead."))
                 do = transfer.upload_payload if user.agency_id == case.sending_agency_id else transfer.upload_result
@@ -270,33 +308,30 @@ def poll_once(app: Flask) -> dict[str, int]:
     return counts
 
 
-class Poller(threading.Thread):
-    """Registers FTP uploads every few seconds, next to the server."""
-
-    def __init__(self, app: Flask):
-        super().__init__(daemon=True, name="ftp-poller")
-        self.app = app
-        self.stopping = threading.Event()
-
-    def run(self) -> None:
-        every = self.app.config["TRANSFER_FTP_POLL_SECONDS"]
-        while not self.stopping.is_set():
-            try:
-                poll_once(self.app)
-            except Exception:  # keep polling; the error is logged without data
-                log.exception("FTP poller failed")
-            self.stopping.wait(every)
-
-    def stop(self) -> None:
-        self.stopping.set()
+def run_poller(app: Flask, stop: threading.Event, on_round=None) -> None:
+    """The FTP poller (``flask worker ftp-poller``): a round every
+    TRANSFER_FTP_POLL_SECONDS until ``stop`` is set (the round in hand is finished)."""
+    every = app.config["TRANSFER_FTP_POLL_SECONDS"]
+    while not stop.is_set():
+        counts = {"registered": 0, "rejected": 0}
+        try:
+            counts = poll_once(app)
+        except Exception as exc:  # keep polling; the error is logged without data
+            log.warning("FTP poller round failed: %s", type(exc).__name__)
+        if counts["registered"] or counts["rejected"]:
+            log.info("FTP poller: registered %(registered)s, rejected %(rejected)s", counts)
+        if on_round is not None:
+            on_round(counts)
+        stop.wait(every)
 
 
-def serve(app: Flask) -> None:
-    server = build_server(app)
-    poller = Poller(app)
-    poller.start()
+def serve(app: Flask, stop: threading.Event, server=None) -> None:
+    """The FTPS server (``flask worker ftp-server``; ``server``: one from
+    ``build_server``) until ``stop`` is set. It only receives files:
+    ``flask worker ftp-poller`` registers them."""
+    server = server or build_server(app)
     try:
-        server.serve_forever()
+        while not stop.is_set():
+            server.serve_forever(timeout=0.5, blocking=False, handle_exit=False)
     finally:
-        poller.stop()
         server.close_all()

@@ -1,61 +1,72 @@
-"""The mail outbox: enqueue in the caller's transaction; a worker sends.
+"""The mail outbox: enqueue in the caller's transaction; a worker process sends.
 
-Delivery: a worker claims one message with a conditional UPDATE (only one
-worker can move it from queued to sending), commits the claim, hands it to
-SMTP, then marks it sent. A failure puts it back to queued with its last error
-and an exponential backoff; after OUTBOX_MAX_ATTEMPTS it is marked failed and
-waits for an administrator to requeue it. A message left "sending" by a
-worker that died is requeued after a lease; it keeps its Message-ID so a
-receiving server can discard a duplicate.
+Delivery: a worker (``flask worker outbox``, its own process) claims a batch of
+messages with one conditional UPDATE over rows locked with SKIP LOCKED (only
+one worker can move a message from queued to sending), commits the claim,
+hands them to SMTP, then marks each sent. A failure puts it back to queued
+with its last error and an exponential backoff; after OUTBOX_MAX_ATTEMPTS it
+is marked failed and waits for an administrator to requeue it. A message left
+"sending" by a worker that died is requeued after a lease; it keeps its
+Message-ID so a receiving server can discard a duplicate.
+
+Waking: on PostgreSQL a transaction that enqueued mail sends ``NOTIFY
+platform_outbox`` as it commits (a rolled-back one sends nothing) and the
+worker, LISTENing, starts a round at once; elsewhere, and as the fallback,
+the worker looks every OUTBOX_POLL_SECONDS.
 """
 
 from __future__ import annotations
 
-import base64
 import datetime
 import functools
 import logging
 import smtplib
+import ssl
 import threading
 import time
 import uuid
-from email.header import Header
-from email.utils import formataddr, formatdate, parseaddr
+from collections.abc import Callable
+from email.headerregistry import Address
+from email.message import EmailMessage
+from email.policy import SMTP
+from email.utils import formatdate, parseaddr
 
 from flask import current_app
-from sqlalchemy import Connection, and_, or_, select, update
+from sqlalchemy import Connection, and_, create_engine, event, func, or_, select, text, update
 from sqlalchemy.orm import Session
+from sqlalchemy.pool import NullPool
 
 from app.lib.logging import scrub
 from app.models.outbox import FAILED, NORMAL, QUEUED, SENDING, SENT, OutboxMessage
+from app.services import audit
+from app.services.actors import Actor
+from app.services.command import transaction
 
 log = logging.getLogger(__name__)
 LEASE = datetime.timedelta(minutes=5)
-# Set when a transaction that enqueued mail commits: the worker thread of this
-# process wakes at once instead of at its next poll.
-_wakeup = threading.Event()
+CHANNEL = "platform_outbox"
 
 
-def _after_commit(session) -> None:
-    if session.info.pop("outbox_pending", False):
-        _wakeup.set()
+def _before_commit(session) -> None:
+    if session.info.pop("outbox_pending", False) and session.get_bind().dialect.name == "postgresql":
+        # Delivered when (and only if) the transaction commits.
+        session.execute(text(f"NOTIFY {CHANNEL}"))
 
 
-def _after_rollback(session) -> None:
+def _after_rollback(session, _transaction) -> None:
     session.info.pop("outbox_pending", None)
 
 
 def install_wakeup(session) -> None:
-    """Wake this process's worker when mail is committed (the poll stays the fallback)."""
-    from sqlalchemy import event
-
-    if not event.contains(session, "after_commit", _after_commit):
-        event.listen(session, "after_commit", _after_commit)
-        event.listen(session, "after_soft_rollback", lambda s, _tx: _after_rollback(s))
+    """Tell the worker processes when mail is committed (PostgreSQL NOTIFY; their poll stays the fallback)."""
+    if not event.contains(session, "before_commit", _before_commit):
+        event.listen(session, "before_commit", _before_commit)
+        event.listen(session, "after_soft_rollback", _after_rollback)
 
 
-def enqueue(session: Session, recipient: str, subject: str, body: str, topic: str | None = None,
-            priority: int = NORMAL) -> OutboxMessage:  # fmt: skip
+def enqueue(
+    session: Session, recipient: str, subject: str, body: str, topic: str | None = None, priority: int = NORMAL
+) -> OutboxMessage:
     """Add a message to the caller's transaction: no commit, so a rollback sends nothing.
 
     Due messages go out by ``priority`` (lower first), then in order.
@@ -111,9 +122,8 @@ def _claim_batch(session: Session, limit: int) -> list[int]:
         # was planned so that the LIMIT did not bound the UPDATE.
         picked = ids.cte("picked")
         claimed = session.execute(
-            update(t).where(t.c.id == picked.c.id, _due(now)).values(status=SENDING, claimed_at=now)
-            .returning(*columns)
-        ).all()  # fmt: skip
+            update(t).where(t.c.id == picked.c.id, _due(now)).values(status=SENDING, claimed_at=now).returning(*columns)
+        ).all()
     else:  # one conditional UPDATE per message
         mine = []
         for msg_id in session.execute(ids).scalars().all():
@@ -147,31 +157,38 @@ def _address(address: str) -> str:
         raise ValueError("the domain of an address cannot be encoded") from None  # never the address itself
 
 
-def _message(msg, sender: str, recipient: str) -> bytes:
-    """The message as sent: plain UTF-8 text, base64 (what Flask-Mail's Message
-    made, built directly: the email package took a millisecond a mail).
-    ``sender``: the From header; ``recipient``: as ``_address`` gives it."""
+def _message(msg, sender: tuple[str, str], recipient: str) -> EmailMessage:
+    """The message as sent: plain UTF-8 text in base64, headers encoded by the email package.
+
+    ``sender``: (display name, address) for the From header; ``recipient``: as
+    ``_address`` gives it. A line break in a header raises ValueError.
+    """
     if any(c in (msg.message_id or "") for c in "\r\n"):
         raise ValueError("line break in the Message-ID")
-    headers = [f"From: {sender}", f"To: {recipient}", f"Subject: {Header(msg.subject, 'utf-8').encode()}",
-               f"Date: {formatdate(localtime=True)}", f"Message-ID: {msg.message_id}", "MIME-Version: 1.0",
-               'Content-Type: text/plain; charset="utf-8"', "Content-Transfer-Encoding: base64"]  # fmt: skip
-    body = base64.encodebytes(msg.body.encode("utf-8")).decode("ascii").replace("\n", "\r\n")
-    return ("\r\n".join(headers) + "\r\n\r\n" + body).encode("ascii")
+    mail = EmailMessage(policy=SMTP)
+    name, address = sender
+    local, _, domain = address.rpartition("@")
+    mail["From"] = Address(display_name=name or "", username=local, domain=domain)
+    mail["To"] = recipient
+    mail["Subject"] = msg.subject
+    mail["Date"] = formatdate(localtime=True)
+    mail["Message-ID"] = msg.message_id
+    mail.set_content(msg.body, charset="utf-8", cte="base64")
+    return mail
 
 
-def _sender() -> tuple[str, str]:
-    """MAIL_DEFAULT_SENDER ("addr", "Name <addr>" or (name, addr)) as the From
-    header (a non-ASCII name encoded) and the envelope address."""
+def _sender() -> tuple[tuple[str, str], str]:
+    """MAIL_DEFAULT_SENDER ("addr", "Name <addr>" or (name, addr)) as (name, address)
+    for the From header, and the envelope address."""
     sender = current_app.config.get("MAIL_DEFAULT_SENDER")
     return _parse_sender(tuple(sender) if isinstance(sender, (tuple, list)) else str(sender))
 
 
 @functools.lru_cache(maxsize=8)
-def _parse_sender(sender: str | tuple) -> tuple[str, str]:
+def _parse_sender(sender: str | tuple) -> tuple[tuple[str, str], str]:
     name, address = sender if isinstance(sender, tuple) else parseaddr(sender)
     address = _address(address)
-    return formataddr((name, address), charset="utf-8"), address
+    return (name, address), address
 
 
 def _failed(out: Connection, msg, exc: Exception, counts: dict) -> None:
@@ -199,6 +216,32 @@ def _release(out: Connection, ids: list[int]) -> None:
         out.execute(update(t).where(t.c.id.in_(ids), t.c.status == SENDING).values(status=QUEUED, claimed_at=None))
 
 
+def smtp_connect(config) -> smtplib.SMTP:
+    """A logged-in SMTP connection as Flask-Mail's settings describe it
+    (MAIL_SERVER, MAIL_PORT, MAIL_USE_SSL, MAIL_USE_TLS, MAIL_USERNAME,
+    MAIL_PASSWORD), with MAIL_TIMEOUT; TLS certificates are verified."""
+    host, port = config["MAIL_SERVER"], int(config["MAIL_PORT"])
+    timeout = float(config.get("MAIL_TIMEOUT", 10))
+    if config.get("MAIL_USE_SSL"):
+        smtp = smtplib.SMTP_SSL(host, port, timeout=timeout, context=ssl.create_default_context())
+    else:
+        smtp = smtplib.SMTP(host, port, timeout=timeout)
+    try:
+        if config.get("MAIL_USE_TLS") and not config.get("MAIL_USE_SSL"):
+            smtp.starttls(context=ssl.create_default_context())
+        if config.get("MAIL_USERNAME") and config.get("MAIL_PASSWORD"):
+            smtp.login(config["MAIL_USERNAME"], config["MAIL_PASSWORD"])
+    except BaseException:
+        smtp.close()
+        raise
+    return smtp
+
+
+def _suppressed(config) -> bool:
+    """MAIL_SUPPRESS_SEND, defaulting to TESTING as in Flask-Mail: nothing leaves."""
+    return bool(config.get("MAIL_SUPPRESS_SEND", config.get("TESTING", False)))
+
+
 class SmtpLink:
     """One SMTP connection kept open across a worker's rounds.
 
@@ -208,45 +251,44 @@ class SmtpLink:
     without mail (servers drop idle clients).
     """
 
-    def __init__(self, mail, idle: float):
-        self.mail, self.idle = mail, idle
-        self.connection = self.smtp = None
+    def __init__(self, config, idle: float):
+        self.config, self.idle = config, idle
+        self.smtp: smtplib.SMTP | None = None
         self.used = 0.0
         self.reused = False
 
-    def open(self):
+    def open(self) -> None:
         if self.smtp is not None and time.monotonic() - self.used < self.idle:
             self.reused = True
-            return self.smtp
+            return
         self.close()
-        connection = self.mail.connect()
-        self.smtp = connection.__enter__()
-        self.connection, self.reused = connection, False
-        return self.smtp
+        self.smtp = None if _suppressed(self.config) else smtp_connect(self.config)
+        self.reused = False
+        self.used = time.monotonic()
 
-    def send(self, sender: str, recipient: str, message: bytes) -> None:
+    def send(self, envelope: str, recipient: str, message: EmailMessage) -> None:
         try:
-            self._send(sender, recipient, message)
+            self._send(envelope, recipient, message)
         except smtplib.SMTPServerDisconnected:
             if not self.reused:
                 raise
             self.close()  # the server had dropped the kept connection: once more on a new one
             self.open()
-            self._send(sender, recipient, message)
+            self._send(envelope, recipient, message)
         self.reused = True
         self.used = time.monotonic()
 
-    def _send(self, sender: str, recipient: str, message: bytes) -> None:
-        if self.smtp.host is not None:  # None: MAIL_SUPPRESS_SEND
-            self.smtp.host.sendmail(sender, [recipient], message)
+    def _send(self, envelope: str, recipient: str, message: EmailMessage) -> None:
+        if self.smtp is not None:  # None: MAIL_SUPPRESS_SEND
+            self.smtp.send_message(message, from_addr=envelope, to_addrs=[recipient])
 
     def close(self) -> None:
-        if self.connection is not None:
+        smtp, self.smtp = self.smtp, None
+        if smtp is not None:
             try:
-                self.connection.__exit__(None, None, None)
-            except Exception:
-                pass
-        self.connection = self.smtp = None
+                smtp.quit()
+            except (smtplib.SMTPException, OSError):
+                smtp.close()
 
 
 def work_once(session: Session, limit: int = 100, link: SmtpLink | None = None) -> dict:
@@ -258,7 +300,7 @@ def work_once(session: Session, limit: int = 100, link: SmtpLink | None = None) 
     if not messages:
         return counts
     own = link is None
-    link = link or SmtpLink(current_app.extensions["mail"], idle=0)
+    link = link or SmtpLink(current_app.config, idle=0)
     # Each outcome is written as it happens, by one statement that commits at
     # once (one round trip): a crash never re-sends a sent message.
     with session.get_bind().connect().execution_options(isolation_level="AUTOCOMMIT") as out:
@@ -282,8 +324,17 @@ def work_once(session: Session, limit: int = 100, link: SmtpLink | None = None) 
                         break
                     link.open()
                 else:
-                    _set(out, msg.id, {"status": SENT, "sent_at": _now(), "attempts": msg.attempts + 1,
-                                       "last_error": None, "claimed_at": None})  # fmt: skip
+                    _set(
+                        out,
+                        msg.id,
+                        {
+                            "status": SENT,
+                            "sent_at": _now(),
+                            "attempts": msg.attempts + 1,
+                            "last_error": None,
+                            "claimed_at": None,
+                        },
+                    )
                     counts["sent"] += 1
         finally:
             if own:
@@ -291,57 +342,133 @@ def work_once(session: Session, limit: int = 100, link: SmtpLink | None = None) 
     return counts
 
 
-def requeue(session: Session, msg: OutboxMessage) -> None:
-    """An administrator puts a failed message back in the queue."""
-    if msg.status != FAILED:
-        return
-    msg.status = QUEUED
-    msg.attempts = 0
-    msg.next_attempt_at = _now()
+def requeue(session: Session, actor: Actor, ids: list[int]) -> int:
+    """An administrator puts failed messages back in the queue (a command: its own
+    transaction, audited with the count). Returns how many were requeued."""
+    t = OutboxMessage.__table__
+    with transaction(session):
+        done = session.execute(
+            update(t)
+            .where(t.c.id.in_(ids), t.c.status == FAILED)
+            .values(status=QUEUED, attempts=0, next_attempt_at=_now(), claimed_at=None)
+        ).rowcount
+        audit.record(session, "outbox.requeue", object_type="OutboxMessage", detail={"requeued": done}, actor=actor)
+        session.info["outbox_pending"] = bool(done)
+    return done
 
 
 def queue_counts(session: Session) -> dict:
-    from sqlalchemy import func
-
     rows = session.execute(select(OutboxMessage.status, func.count()).group_by(OutboxMessage.status)).all()
     return {status: n for status, n in rows}
 
 
-class OutboxThread(threading.Thread):
-    """Runs the worker inside the web server, on one kept SMTP connection."""
+# --- the worker process ----------------------------------------------------
 
-    def __init__(self, app, poll: float | None = None):
-        super().__init__(name="outbox-worker", daemon=True)
-        self.app = app
-        self.poll = poll or app.config["OUTBOX_POLL_SECONDS"]
-        self.gather = float(app.config.get("OUTBOX_GATHER_SECONDS", 0.01))
-        self.limit = int(app.config.get("OUTBOX_ROUND_LIMIT", 10))
-        self.link = SmtpLink(app.extensions["mail"], idle=float(app.config.get("OUTBOX_SMTP_IDLE_SECONDS", 30)))
-        self.stopping = threading.Event()
 
-    def run(self) -> None:
-        from app.extensions import db
+class _Waiter:
+    """Waits for the next round: a NOTIFY on PostgreSQL (LISTEN on a connection
+    of its own, psycopg 3), else the poll interval; never longer than ``poll``."""
 
-        while not self.stopping.is_set():
-            full = False
-            with self.app.app_context():
+    SLICE = 0.25  # how often a LISTENing wait looks at the stop event
+
+    def __init__(self, engine, stop: threading.Event):
+        self.stop = stop
+        self.url = engine.url if engine.dialect.name == "postgresql" else None
+        self.engine = self.raw = self.listener = None
+        if self.url is not None:
+            self._listen()  # before the first round: no commit after it goes unheard
+
+    def _listen(self) -> None:
+        try:
+            self.engine = create_engine(self.url, poolclass=NullPool)
+            self.raw = self.engine.raw_connection()
+            listener = self.raw.driver_connection
+            if not callable(getattr(listener, "notifies", None)):  # another driver: poll only
+                self.url = None
+                self.close()
+                return
+            listener.autocommit = True
+            listener.execute(f"LISTEN {CHANNEL}")
+            self.listener = listener
+        except Exception as exc:  # the database is away: poll, and LISTEN again next time
+            log.warning("outbox worker cannot LISTEN: %s", type(exc).__name__)
+            self.close()
+
+    def wait(self, poll: float) -> bool:
+        """True when woken by a commit, False after ``poll`` seconds or on stop."""
+        if self.listener is None and self.url is not None:
+            self._listen()
+        if self.listener is None:
+            self.stop.wait(poll)
+            return False
+        deadline = time.monotonic() + poll
+        try:
+            while not self.stop.is_set():
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return False
+                if any(True for _ in self.listener.notifies(timeout=min(left, self.SLICE), stop_after=1)):
+                    for _ in self.listener.notifies(timeout=0):  # drain: one round serves them all
+                        pass
+                    return True
+        except Exception as exc:  # the LISTENing connection broke: the next round looks anyway
+            log.warning("outbox worker lost its LISTEN connection: %s", type(exc).__name__)
+            self.close()
+        return False
+
+    def close(self) -> None:
+        raw, engine = self.raw, self.engine
+        self.engine = self.raw = self.listener = None
+        if raw is not None:
+            try:
+                raw.close()
+            except Exception:
+                pass
+        if engine is not None:
+            engine.dispose()
+
+
+def run(
+    app, stop: threading.Event, *, poll: float | None = None, on_round: Callable[[dict], None] | None = None
+) -> None:
+    """The outbox worker (``flask worker outbox``): send rounds until ``stop`` is set.
+
+    The round in hand is finished before it returns. One SMTP connection is
+    kept across rounds. A round that found a full batch is followed at once by
+    the next; otherwise it waits for a commit's NOTIFY or ``poll`` seconds
+    (OUTBOX_POLL_SECONDS). ``on_round`` is called with each round's counts
+    (the tests wait on it). Logs counts and error types only.
+    """
+    from app.extensions import db
+
+    cfg = app.config
+    poll = poll or cfg["OUTBOX_POLL_SECONDS"]
+    gather = float(cfg.get("OUTBOX_GATHER_SECONDS", 0.01))
+    limit = int(cfg.get("OUTBOX_ROUND_LIMIT", 10))
+    link = SmtpLink(cfg, idle=float(cfg.get("OUTBOX_SMTP_IDLE_SECONDS", 30)))
+    with app.app_context():
+        waiter = _Waiter(db.engine, stop)
+    try:
+        while not stop.is_set():
+            counts = {"sent": 0, "retried": 0, "failed": 0}
+            with app.app_context():
                 try:
-                    counts = work_once(db.session, limit=self.limit, link=self.link)
-                    full = sum(counts.values()) >= self.limit
-                except Exception as exc:
+                    counts = work_once(db.session, limit=limit, link=link)
+                except Exception as exc:  # the database or SMTP went away: the next round retries
                     db.session.rollback()
-                    self.link.close()
-                    log.warning("outbox worker round failed: %s", type(exc).__name__)
+                    link.close()
+                    log.warning("outbox round failed: %s", type(exc).__name__)
                 finally:
                     db.session.remove()
-            if full:  # more may be due: the next round at once
+            if counts["sent"] or counts["retried"] or counts["failed"]:
+                log.info("outbox: sent %(sent)s, retried %(retried)s, failed %(failed)s", counts)
+            if on_round is not None:
+                on_round(counts)
+            if sum(counts.values()) >= limit:  # more may be due: the next round at once
                 continue
-            if _wakeup.wait(self.poll):
+            if waiter.wait(poll):
                 # Gather what other requests commit in the next moment into the same round.
-                self.stopping.wait(self.gather)
-                _wakeup.clear()
-        self.link.close()
-
-    def stop(self) -> None:
-        self.stopping.set()
-        _wakeup.set()
+                stop.wait(gather)
+    finally:
+        link.close()
+        waiter.close()

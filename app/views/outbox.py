@@ -10,6 +10,7 @@ from app.lib.rocdate import format_roc_datetime
 from app.models.outbox import OutboxMessage
 from app.services import outbox
 from app.views.base import ReadableMixin
+from app.web import current_actor
 
 STATUS_LABELS = {
     "queued": _l("Queued"),
@@ -45,8 +46,18 @@ class OutboxView(ReadableMixin, ModelView):
     }
     # The body may name a citizen: administrators see the envelope, not the letter.
     list_columns = ["id", "created_at", "recipient", "subject", "status", "attempts", "next_attempt_at", "last_error"]
-    show_columns = ["id", "created_at", "recipient", "subject", "topic", "status", "attempts",
-                    "next_attempt_at", "sent_at", "last_error"]  # fmt: skip
+    show_columns = [
+        "id",
+        "created_at",
+        "recipient",
+        "subject",
+        "topic",
+        "status",
+        "attempts",
+        "next_attempt_at",
+        "sent_at",
+        "last_error",
+    ]
     search_columns = ["status", "topic", "created_at", "sent_at"]
     base_order = ("id", "desc")
     page_size = 50
@@ -61,15 +72,18 @@ class OutboxView(ReadableMixin, ModelView):
     @action("requeue", _l("Requeue"), _l("Put the selected failed messages back in the queue?"), "fa-repeat")
     def requeue(self, items):
         items = items if isinstance(items, list) else [items]
-        for item in items:
-            outbox.requeue(self.datamodel.session, item)
-        self.datamodel.session.commit()
+        outbox.requeue(self.datamodel.session, current_actor(), [item.id for item in items])
         self.update_redirect()
         return redirect(self.get_redirect())
 
 
 def register(appbuilder) -> None:
     appbuilder.add_view(
-        OutboxView, "Mail queue", label=_l("Mail queue"), icon="fa-envelope",
-        category="System", category_label=_l("System"), category_icon="fa-cogs",
-    )  # fmt: skip
+        OutboxView,
+        "Mail queue",
+        label=_l("Mail queue"),
+        icon="fa-envelope",
+        category="System",
+        category_label=_l("System"),
+        category_icon="fa-cogs",
+    )
