@@ -62,6 +62,18 @@ def crl_args() -> list:
     return [arg for crl in pki().crls for arg in ("--crl", crl)]
 
 
+def kit_encrypt(signer, source: Path, target: Path, *recipients) -> bytes:
+    """Sign with ``signer``'s key and encrypt as the kit does (recipients: ``--config FILE`` or ``--to CERT``)."""
+    kit("encrypt", *recipients, "--sign-key", signer.p12, "--pin", PIN, "--sign-cert", signer.cert, source, target)
+    return target.read_bytes()
+
+
+def kit_decrypt(holder, source: Path, target: Path) -> subprocess.CompletedProcess:
+    """Decrypt and verify as the kit does on the holder's PC (the demo CA and its CRLs)."""
+    trust = ("--trust", pki().ca_bundle, *crl_args())
+    return kit("decrypt", "--key", holder.p12, "--pin", PIN, "--cert", holder.cert, *trust, source, target)
+
+
 def openssl_encrypt(plain: Path, out: Path, *certs: Path) -> Path:
     subprocess.run(
         [
@@ -104,7 +116,17 @@ def test_social_affairs_sends_encrypted_data_and_the_tax_bureau_returns_an_encry
     app, client, smtp, tmp_path
 ):
     social, tax = api_token(client, "transfer.social"), api_token(client, "transfer.tax")
+    case, config = _registered_with_its_configuration(client, social, tax)
+    sealed = _sealed_on_the_senders_pc_and_uploaded(app, client, social, case, config, tmp_path)
+    _the_receiver_is_told_by_email(app, smtp, case)
+    _another_agency_never_sees_it(app, client, case)
+    _the_tax_bureau_receives_and_decrypts(client, tax, case, sealed, tmp_path)
+    result = _notes_then_a_result_for_the_sender(client, social, tax, case, tmp_path)
+    _the_sender_downloads_and_decrypts_the_result(client, social, case, result, tmp_path)
+    _every_step_is_audited_without_the_data(app, case)
 
+
+def _registered_with_its_configuration(client, social, tax) -> tuple[dict, dict]:
     r = _register(client, social, remarks="比對後請回傳")
     assert r.status_code == 201, r.json
     case, config = r.json["result"], r.json["config"]
@@ -116,110 +138,74 @@ def test_social_affairs_sends_encrypted_data_and_the_tax_bureau_returns_an_encry
     again = client.get(f"/api/v1/transfers/{case['id']}/config", headers=bearer(social))
     assert again.status_code == 200 and again.json == config
     assert client.get(f"/api/v1/transfers/{case['id']}/config", headers=bearer(tax)).status_code == 403
+    return case, config
 
-    # On the social affairs PC: sign and encrypt with the configuration file.
+
+def _sealed_on_the_senders_pc_and_uploaded(app, client, social, case, config, tmp_path) -> bytes:
     cfg = tmp_path / "config.json"
     cfg.write_text(json.dumps(config, ensure_ascii=False))
     (tmp_path / "data.csv").write_bytes(PLAINTEXT)
-    s = staff("transfer.social")
-    kit(
-        "encrypt",
-        "--config",
-        cfg,
-        "--sign-key",
-        s.p12,
-        "--pin",
-        PIN,
-        "--sign-cert",
-        s.cert,
-        tmp_path / "data.csv",
-        tmp_path / "data.p7m",
-    )
-    sealed = (tmp_path / "data.p7m").read_bytes()
+    sealed = kit_encrypt(staff("transfer.social"), tmp_path / "data.csv", tmp_path / "data.p7m", "--config", cfg)
     assert b"A123456789" not in sealed
 
     r = client.put(f"/api/v1/transfers/{case['id']}/payload", data=sealed, headers=bearer(social))
     assert r.status_code == 200, r.json
     assert r.json["result"]["state"] == "uploaded"
-    assert r.json["result"]["payload"] == {
-        "channel": "api",
-        "sha256": hashlib.sha256(sealed).hexdigest(),
-        "size": len(sealed),
-    }
+    sha = hashlib.sha256(sealed).hexdigest()
+    assert r.json["result"]["payload"] == {"channel": "api", "sha256": sha, "size": len(sealed)}
     # The platform stores exactly the ciphertext, nothing else.
     stored = sorted((Path(app.config["TRANSFER_DIR"]) / str(case["id"])).iterdir())
     assert len(stored) == 1 and stored[0].read_bytes() == sealed
     assert not list((Path(app.config["TRANSFER_DIR"]) / "tmp").iterdir())
+    return sealed
 
-    # The tax bureau's officer is told by e-mail.
+
+def _the_receiver_is_told_by_email(app, smtp, case) -> None:
     with app.app_context():
         from app.services import outbox
 
         outbox.work_once(db.session)
     mails = smtp.sink.wait_for(1)
-    assert any(
-        case["upload_no"] in m.content.decode("utf-8", "replace") or "transfer" in m.content.decode() for m in mails
-    )
-    tax_user_mail = _email_of(app, "transfer.tax")
-    assert any(tax_user_mail in m.rcpt_tos for m in mails)
+    texts = [m.content.decode("utf-8", "replace") for m in mails]
+    assert any(case["upload_no"] in text or "transfer" in text for text in texts)
+    assert any(_email_of(app, "transfer.tax") in m.rcpt_tos for m in mails)
 
-    # Another agency never sees the case.
-    other = _third_agency_officer(app)
-    r = client.get(f"/api/v1/transfers/{case['id']}", headers=bearer(api_token(client, other)))
-    assert r.status_code == 404
-    r = client.get(f"/api/v1/transfers/{case['id']}/payload", headers=bearer(api_token(client, other)))
-    assert r.status_code == 404
 
-    # The tax bureau downloads it (state received), decrypts and verifies on its PC.
+def _another_agency_never_sees_it(app, client, case) -> None:
+    other = bearer(api_token(client, _third_agency_officer(app)))
+    assert client.get(f"/api/v1/transfers/{case['id']}", headers=other).status_code == 404
+    assert client.get(f"/api/v1/transfers/{case['id']}/payload", headers=other).status_code == 404
+
+
+def _the_tax_bureau_receives_and_decrypts(client, tax, case, sealed, tmp_path) -> None:
     incoming = client.get("/api/v1/transfers/?box=incoming", headers=bearer(tax)).json["result"]
     assert case["id"] in [c["id"] for c in incoming]
     r = client.get(f"/api/v1/transfers/{case['id']}/payload", headers=bearer(tax))
     assert r.status_code == 200 and r.data == sealed
     assert client.get(f"/api/v1/transfers/{case['id']}", headers=bearer(tax)).json["result"]["state"] == "received"
     (tmp_path / "got.p7m").write_bytes(r.data)
-    t = staff("transfer.tax")
-    out = kit(
-        "decrypt",
-        "--key",
-        t.p12,
-        "--pin",
-        PIN,
-        "--cert",
-        t.cert,
-        "--trust",
-        pki().ca_bundle,
-        *crl_args(),
-        tmp_path / "got.p7m",
-        tmp_path / "got.csv",
-    )
+    out = kit_decrypt(staff("transfer.tax"), tmp_path / "got.p7m", tmp_path / "got.csv")
     assert (tmp_path / "got.csv").read_bytes() == PLAINTEXT
     assert "transfer.social" in out.stdout or "社會" in out.stdout
 
-    # Processing notes, then the result encrypted for the sender.
-    r = client.post(
-        f"/api/v1/transfers/{case['id']}/notes", json={"notes": "比對完成，3 筆所得超過門檻"}, headers=bearer(tax)
-    )
-    assert r.status_code == 200
+
+def _notes_then_a_result_for_the_sender(client, social, tax, case, tmp_path) -> bytes:
+    notes = {"notes": "比對完成，3 筆所得超過門檻"}
+    r = client.post(f"/api/v1/transfers/{case['id']}/notes", json=notes, headers=bearer(tax))
+    assert r.status_code == 200 and r.json["result"]["notes"] == notes["notes"]
+    # The sending agency does not read the receiver's notes before the result is back.
+    seen = client.get(f"/api/v1/transfers/{case['id']}", headers=bearer(social)).json["result"]
+    assert seen["notes"] is None and seen["allowed_actions"] == ["config"]
     (tmp_path / "result.csv").write_text("比對結果\n3 筆\n", encoding="utf-8")
-    kit(
-        "encrypt",
-        "--to",
-        s.cert,
-        "--sign-key",
-        t.p12,
-        "--pin",
-        PIN,
-        "--sign-cert",
-        t.cert,
-        tmp_path / "result.csv",
-        tmp_path / "result.p7m",
-    )
-    result = (tmp_path / "result.p7m").read_bytes()
+    sender_cert = staff("transfer.social").cert
+    result = kit_encrypt(staff("transfer.tax"), tmp_path / "result.csv", tmp_path / "result.p7m", "--to", sender_cert)
     r = client.put(f"/api/v1/transfers/{case['id']}/result", data=result, headers=bearer(tax))
     assert r.status_code == 200, r.json
     assert r.json["result"]["state"] == "processed"
+    return result
 
-    # The sender sees it among completed cases and downloads it.
+
+def _the_sender_downloads_and_decrypts_the_result(client, social, case, result, tmp_path) -> None:
     done = client.get("/api/v1/transfers/?box=completed", headers=bearer(social)).json["result"]
     assert case["id"] in [c["id"] for c in done]
     r = client.get(f"/api/v1/transfers/{case['id']}/result", headers=bearer(social))
@@ -227,33 +213,18 @@ def test_social_affairs_sends_encrypted_data_and_the_tax_bureau_returns_an_encry
     final = client.get(f"/api/v1/transfers/{case['id']}", headers=bearer(social)).json["result"]
     assert final["state"] == "result_received" and final["notes"] == "比對完成，3 筆所得超過門檻"
     (tmp_path / "back.p7m").write_bytes(r.data)
-    kit(
-        "decrypt",
-        "--key",
-        s.p12,
-        "--pin",
-        PIN,
-        "--cert",
-        s.cert,
-        "--trust",
-        pki().ca_bundle,
-        *crl_args(),
-        tmp_path / "back.p7m",
-        tmp_path / "back.csv",
-    )
+    kit_decrypt(staff("transfer.social"), tmp_path / "back.p7m", tmp_path / "back.csv")
     assert (tmp_path / "back.csv").read_text(encoding="utf-8") == "比對結果\n3 筆\n"
 
-    # Every step is in the audit trail, without the data.
+
+def _every_step_is_audited_without_the_data(app, case) -> None:
     with app.app_context():
-        actions = [
-            e.action
-            for e in db.session.scalars(
-                select(AuditEvent)
-                .where(AuditEvent.object_type == "TransferCase", AuditEvent.object_id == str(case["id"]))
-                .order_by(AuditEvent.id)
-            )
-            if e.action.startswith("transfer.")
-        ]
+        events = db.session.scalars(
+            select(AuditEvent)
+            .where(AuditEvent.object_type == "TransferCase", AuditEvent.object_id == str(case["id"]))
+            .order_by(AuditEvent.id)
+        )
+        actions = [e.action for e in events if e.action.startswith("transfer.")]
         details = " ".join(e.detail or "" for e in db.session.scalars(select(AuditEvent)))
     assert actions == [
         "transfer.registered",
