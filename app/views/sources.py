@@ -1,8 +1,15 @@
-"""Screens and API for data sources (administrators)."""
+"""Screens and API for data sources (administrators).
+
+They parse and render only: saving, deleting and testing a source are the
+commands of ``app.services.sources`` (each owns its transaction and audit),
+reached through FAB's public data-model methods (``SourceInterface``); the API
+loads and dumps through ``app.schemas.sources.SourceSchema``, which never
+dumps the secret.
+"""
 
 from flask import flash, redirect
 from flask_appbuilder import action
-from flask_appbuilder.api import expose, protect, safe
+from flask_appbuilder.api import expose, protect
 from flask_appbuilder.models.sqla.interface import SQLAInterface
 from flask_babel import gettext
 from flask_babel import lazy_gettext as _l
@@ -11,8 +18,10 @@ from wtforms import PasswordField, SelectField
 from app import connectors
 from app.lib.rocdate import format_roc_datetime
 from app.models.sources import DataSource
+from app.schemas.sources import ConnectionTestSchema, SourceSchema
 from app.services import sources
 from app.views.base import PlatformModelApi, PlatformModelView, yes_no
+from app.web import current_actor
 
 LABELS = {
     "code": _l("Source code"),
@@ -61,9 +70,21 @@ def _secret_field():
     return PasswordField(_l("Password / secret"), description=_l("Leave empty to keep the stored secret."))
 
 
+class SourceInterface(SQLAInterface):
+    """FAB's data model for sources, whose writes are the sources' commands."""
+
+    def add(self, item, commit: bool = True) -> None:
+        sources.create_source(self.session, current_actor(), item)
+
+    def edit(self, item, commit: bool = True) -> None:
+        sources.update_source(self.session, current_actor(), item)
+
+    def delete(self, item, commit: bool = True) -> None:
+        sources.delete_source(self.session, current_actor(), item)
+
+
 class DataSourceView(PlatformModelView):
-    datamodel = SQLAInterface(DataSource)
-    validator = sources.validate_source
+    datamodel = SourceInterface(DataSource)
     list_title = _l("Data sources")
     show_title = _l("Data source")
     add_title = _l("Add data source")
@@ -92,26 +113,21 @@ class DataSourceView(PlatformModelView):
     def prefill_form(self, form, pk):
         form.secret.data = ""
 
-    def pre_update(self, item):
-        sources.keep_stored_secret(item)
-        super().pre_update(item)
-
     @action("test_connection", _l("Test connection"), None, "fa-plug", multiple=False)
     def test_connection(self, item):
         item = item[0] if isinstance(item, list) else item
-        ok, ms, message = sources.test_connection(self.datamodel.session, item)
-        if ok:
-            flash(gettext("Connected to %(name)s in %(ms)s ms.", name=item.name, ms=ms), "success")
+        tested = sources.test_connection(self.datamodel.session, current_actor(), item)
+        if tested.ok:
+            flash(gettext("Connected to %(name)s in %(ms)s ms.", name=item.name, ms=tested.latency_ms), "success")
         else:
-            flash(gettext("Could not connect to %(name)s: %(reason)s", name=item.name, reason=message), "danger")
+            flash(gettext("Could not connect to %(name)s: %(reason)s", name=item.name, reason=tested.message), "danger")
         return redirect(self.get_redirect())
 
 
 class DataSourceApi(PlatformModelApi):
     resource_name = "sources"
-    datamodel = SQLAInterface(DataSource)
-    validator = sources.validate_source
-    list_columns = show_columns = [
+    datamodel = SourceInterface(DataSource)
+    list_columns = [
         "id",
         "code",
         "name",
@@ -133,39 +149,52 @@ class DataSourceApi(PlatformModelApi):
         "last_latency_ms",
         "last_error",
     ]
-    add_columns = edit_columns = EDIT_COLUMNS
+    show_columns = list_columns
+    add_columns = EDIT_COLUMNS
+    # FAB fills what a PUT leaves out from the record as the schema dumps it:
+    # never the secret, which a PUT without one therefore leaves alone.
+    edit_columns = [c for c in EDIT_COLUMNS if c != "secret"]
     search_columns = ["code", "name", "kind", "enabled"]
-
-    def _init_model_schemas(self) -> None:
-        super()._init_model_schemas()
-        # The secret is written, never read back: FAB answers a POST or PUT
-        # with the saved record through the same schema that loaded it.
-        for schema in (self.add_model_schema, self.edit_model_schema):
-            schema.dump_fields.pop("secret", None)
-
-    def _merge_update_item(self, model_item, data):
-        """FAB fills what a PUT leaves out from the stored record as its schema
-        dumps it, which the secret is not: a PUT without one leaves it alone."""
-        stored = self.edit_model_schema.dump(model_item, many=False)
-        for column in self.edit_columns:
-            if column not in data and column in stored:
-                data[column] = stored[column]
-        return data
-
-    def pre_update(self, item):
-        sources.keep_stored_secret(item)
-        super().pre_update(item)
+    # One schema; three instances, as FAB and the OpenAPI document name each use apart.
+    add_model_schema = SourceSchema()
+    edit_model_schema = SourceSchema(partial=True)  # FAB completes a PUT from the stored record
+    show_model_schema = SourceSchema(only=SourceSchema.SHOWN)
+    openapi_spec_component_schemas = (ConnectionTestSchema,)
 
     @expose("/<int:pk>/test", methods=["POST"])
     @protect()
-    @safe
     def test(self, pk):
-        """Test connection: success and latency, or the error in plain words."""
+        """Test a source's connection: success and latency, or why not in plain words (recorded and audited).
+        ---
+        post:
+          summary: Test a data source's connection
+          parameters:
+          - in: path
+            name: pk
+            required: true
+            schema:
+              type: integer
+              minimum: 1
+              maximum: 9223372036854775807
+          responses:
+            200:
+              description: The test's outcome (a failed connection is a result, not an error)
+              content:
+                application/json:
+                  schema:
+                    $ref: '#/components/schemas/ConnectionTestSchema'
+            401:
+              $ref: '#/components/responses/401'
+            403:
+              $ref: '#/components/responses/403'
+            404:
+              $ref: '#/components/responses/404'
+        """
         item = self.datamodel.get(pk)
         if item is None:
             return self.response_404()
-        ok, ms, message = sources.test_connection(self.datamodel.session, item)
-        return self.response(200, ok=ok, latency_ms=ms, message=message)
+        tested = sources.test_connection(self.datamodel.session, current_actor(), item)
+        return self.response(200, **ConnectionTestSchema().dump(tested))
 
 
 def register(appbuilder) -> None:

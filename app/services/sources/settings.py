@@ -1,18 +1,18 @@
-"""Data sources: validation, the connector settings, and "test connection"."""
+"""A data source's settings: checked against its kind's schema (the connector
+registry), the stored secret kept when an update leaves it empty, and the
+connectors' SourceConfig built from the row."""
 
 from __future__ import annotations
 
-import datetime
 import json
-import time
 
 from flask_babel import lazy_gettext as _l
 from marshmallow import ValidationError
 from sqlalchemy import inspect
 
-from app.connectors import SourceConfig, SourceError, connector_class, connector_for, kinds
+from app.connectors import SourceConfig, connector_class, kinds
+from app.models.org import Agency
 from app.models.sources import DataSource
-from app.services import audit
 from app.services.errors import InvalidInput
 
 # The columns of DataSource a kind's settings schema may use (the rest stay empty).
@@ -38,6 +38,8 @@ def validate_source(session, src: DataSource) -> None:
     src.code = (src.code or "").strip()
     if not src.code or not src.name:
         raise InvalidInput(_l("A data source needs a code and a name."))
+    if src.agency_id is not None and session is not None and session.get(Agency, src.agency_id) is None:
+        raise InvalidInput(_l("No such agency."))
     if src.kind not in kinds():
         raise InvalidInput(_l("Unknown source kind."))
     options = options_of(src)
@@ -98,43 +100,3 @@ def source_config(src: DataSource) -> SourceConfig:
         pool_size=int(src.pool_size or 5),
         options=options_of(src),
     )
-
-
-def test_connection(session, src: DataSource) -> tuple[bool, float | None, str]:
-    """Try the source; record the health on it and in the audit trail.
-
-    Returns (ok, latency in ms, message in plain words, never the secret).
-    """
-    started = time.perf_counter()
-    try:
-        latency = connector_for(source_config(src)).test()
-        ok, ms, message = True, round(latency * 1000, 1), ""
-    except SourceError as exc:
-        ok, ms, message = False, None, exc.message
-    except InvalidInput as exc:
-        ok, ms, message = False, None, str(exc)
-    except Exception as exc:  # a bug in a connector must not take the screen down
-        ok, ms, message = False, None, f"{type(exc).__name__}"
-    if src.secret and src.secret in message:
-        message = message.replace(src.secret, "***")
-    src.last_checked_at = datetime.datetime.utcnow()
-    src.last_ok = ok
-    src.last_latency_ms = ms if ok else round((time.perf_counter() - started) * 1000, 1)
-    src.last_error = message[:500] or None
-    audit.record(
-        session,
-        "source_test",
-        object_type="DataSource",
-        object_id=src.id,
-        outcome="ok" if ok else "error",
-        detail={"source": src.code},
-    )
-    session.commit()
-    return ok, ms, message
-
-
-def describe_source(src: DataSource) -> list:
-    """What the source offers the form designer (``Connector.describe``):
-    its tables, views, file, resources or transactions and their columns.
-    Raises SourceError in plain words when the source cannot say."""
-    return connector_for(source_config(src)).describe()
