@@ -70,6 +70,7 @@ class Config:
     FAB_UPDATE_PERMS = _bool("FAB_UPDATE_PERMS", False)
     # The OpenAPI document at /api/v1/_openapi and Swagger UI at /swagger/v1 (both for Admin only).
     FAB_API_SWAGGER_UI = _bool("FAB_API_SWAGGER_UI", True)
+    FAB_ADD_OPENAPI_VIEWS = False  # app.views.openapi registers them (FAB's hides failures as a bare 500)
     FAB_ADD_SECURITY_API = False  # our own user API enforces our rules
     AUTH_RATE_LIMITED = _bool("AUTH_RATE_LIMITED", True)
     AUTH_RATE_LIMIT = os.environ.get("AUTH_RATE_LIMIT", "10 per 20 second")

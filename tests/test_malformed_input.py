@@ -156,3 +156,12 @@ def test_an_unexpected_error_in_an_api_is_a_json_500_without_details(app, client
     assert answer.json == {"message": "平台無法完成此請求，請稍後再試。"}
     assert "RuntimeError" in caplog.text
     assert "A123456789" not in caplog.text and "王小明" not in caplog.text
+
+
+@pytest.mark.parametrize("related", [{"roles": [{}]}, {"roles": [True]}, {"agency": {"code": "TAX"}}, {"roles": "1"}])
+def test_a_related_record_given_as_anything_but_its_id_is_refused(client, admin_api, related):
+    body = {"username": "related.shape", "first_name": "甲", "last_name": "乙", "email": "rel@example.gov.tw"}
+    answer = client.post("/api/v1/users/", json={**body, **related}, headers=admin_api)
+    assert answer.status_code == 422, answer.json
+    name = next(iter(related))
+    assert answer.json["message"][name] == ["請提供關聯資料的 id（整數）。"]

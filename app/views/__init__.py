@@ -8,6 +8,7 @@ def register_views(appbuilder) -> None:
         notify,
         notify_admin,
         notify_api,
+        openapi,
         org,
         outbox,
         query,
@@ -33,3 +34,4 @@ def register_views(appbuilder) -> None:
     outbox.register(appbuilder)
     survey.register(appbuilder)
     reports.register(appbuilder)
+    openapi.register(appbuilder)

@@ -6,6 +6,7 @@ from flask_babel import lazy_gettext as _l
 from sqlalchemy.exc import IntegrityError
 
 from app.services.errors import DomainError
+from app.views.openapi import StrictModel2SchemaConverter
 
 
 def yes_no(value) -> str:
@@ -83,6 +84,8 @@ class PlatformModelView(ReadableMixin, UncheckableMixin, ValidatedMixin, ModelVi
 class PlatformModelApi(ValidatedMixin, ModelRestApi):
     page_size = 25
     max_page_size = 100
+    # related records by id only (FAB would build a record from an object's keys)
+    model2schemaconverter = StrictModel2SchemaConverter
 
     def _guard(self, call, *args, **kwargs):
         try:
