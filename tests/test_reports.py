@@ -551,6 +551,27 @@ def test_a_date_range_that_ends_before_it_begins_is_refused_with_a_clear_message
     assert "早於" in r.text
 
 
+@pytest.mark.parametrize(
+    "args",
+    [{"agency": "abc"}, {"category": "1e9"}, {"from": "1" * 50}, {"nickname": "x"}],
+    ids=["an agency that is no id", "a category that is no id", "a date far too long", "an unknown parameter"],
+)
+def test_a_report_asked_with_malformed_parameters_is_refused_clearly_and_nothing_is_exported(app, manager, world, args):
+    r = manager.get("/reports/", query_string={"report": "agencies", **MARCH, **args})
+    assert r.status_code == 400 and "報表條件不正確" in r.text and 'id="report-table"' not in r.text
+    with app.app_context():
+        before = db.session.scalar(
+            select(db.func.count()).select_from(AuditEvent).where(AuditEvent.action == "report_export")
+        )
+    r = manager.get("/reports/export/pdf", query_string={"report": "agencies", **MARCH, **args})
+    assert r.status_code == 302
+    with app.app_context():
+        after = db.session.scalar(
+            select(db.func.count()).select_from(AuditEvent).where(AuditEvent.action == "report_export")
+        )
+    assert after == before
+
+
 def test_exporting_an_empty_range_says_there_is_nothing_to_export(app, manager, world):
     with app.app_context():
         before = db.session.scalar(

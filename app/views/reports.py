@@ -10,9 +10,11 @@ import io
 from flask import flash, redirect, request, send_file, url_for
 from flask_appbuilder import BaseView, expose, has_access
 from flask_babel import lazy_gettext as _l
+from marshmallow import ValidationError
 
 from app.extensions import db
 from app.lib.rocdate import format_roc
+from app.schemas.reports import INVALID_QUERY, ReportQuerySchema, WeeklyQuerySchema
 from app.services import reports
 from app.services.errors import DomainError
 from app.services.reports import charts
@@ -32,9 +34,12 @@ class ReportView(BaseView):
         key = reports.report_key(request.args.get("report"))
         report, error, chart = None, None, None
         try:
-            report = reports.read_report(db.session, actor(), key, request.args)
+            query = ReportQuerySchema().load(request.args)
+            report = reports.read_report(db.session, actor(), key, query)
             svg = charts.report_chart(report) if not report.empty else None
             chart = "data:image/svg+xml;base64," + base64.b64encode(svg).decode() if svg else None
+        except ValidationError:
+            error = str(INVALID_QUERY)
         except DomainError as exc:
             error = str(exc)
         page = self.render_template(
@@ -58,7 +63,11 @@ class ReportView(BaseView):
         if fmt not in reports.commands.FORMATS:
             return redirect(back)
         try:
-            export = reports.export_report(db.session, actor(), request.args.get("report"), fmt, request.args)
+            query = ReportQuerySchema().load(request.args)
+            export = reports.export_report(db.session, actor(), query["report"], fmt, query)
+        except ValidationError:
+            flash(str(INVALID_QUERY), "danger")
+            return redirect(url_for("ReportView.index"))
         except reports.NothingToExport as exc:
             flash(str(exc), "warning")
             return redirect(back)
@@ -82,8 +91,11 @@ class QueryLogReportView(BaseView):
         who = actor()
         error, sections, reach = None, [], None
         try:
-            reach = reports.weekly_reach(who, request.args.get("week"), request.args.get("agency"))
+            query = WeeklyQuerySchema().load(request.args)
+            reach = reports.weekly_reach(who, query["week"], query["agency"])
             sections = reports.read_weekly_log(db.session, who, reach)
+        except ValidationError:
+            error = str(INVALID_QUERY)
         except DomainError as exc:
             error = str(exc)
         page = self.render_template(
@@ -104,8 +116,12 @@ class QueryLogReportView(BaseView):
     def pdf(self):
         who = actor()
         try:
-            reach = reports.weekly_reach(who, request.args.get("week"), request.args.get("agency"))
+            query = WeeklyQuerySchema().load(request.args)
+            reach = reports.weekly_reach(who, query["week"], query["agency"])
             export = reports.export_weekly_log(db.session, who, reach)
+        except ValidationError:
+            flash(str(INVALID_QUERY), "danger")
+            return redirect(url_for("QueryLogReportView.index"))
         except DomainError as exc:
             flash(str(exc), "danger")
             return redirect(url_for("QueryLogReportView.index", **request.args))

@@ -16,11 +16,13 @@ from flask_appbuilder.models.sqla.filters import FilterEqual
 from flask_appbuilder.models.sqla.interface import SQLAInterface
 from flask_babel import gettext
 from flask_babel import lazy_gettext as _l
+from marshmallow import ValidationError
 from wtforms import BooleanField, SelectField
 
 from app.extensions import db
 from app.lib.rocdate import format_roc
 from app.models.survey import QUESTION_TYPES, Choice, Question, Questionnaire
+from app.schemas.reports import INVALID_QUERY, SurveyStatsQuerySchema
 from app.services import reports, survey
 from app.services.errors import DomainError
 from app.services.reports import charts
@@ -220,8 +222,7 @@ class SurveyStatsView(BaseView):
     route_base = "/survey-stats"
     default_view = "index"
 
-    def _chosen(self, versions):
-        chosen = request.args.get("questionnaire", "")
+    def _chosen(self, versions, chosen: str):
         questionnaire = next((v for v in versions if str(v.id) == chosen), None)
         if questionnaire is None:
             current = (v for v in versions if v.is_current and v.active)
@@ -233,11 +234,15 @@ class SurveyStatsView(BaseView):
     def index(self):
         error, filters, stats = None, None, None
         versions = reports.questionnaires_for_statistics(db.session)
-        questionnaire = self._chosen(versions)
+        questionnaire = None
         try:
-            filters = reports.parse_filters(request.args)
+            query = SurveyStatsQuerySchema().load(request.args)
+            questionnaire = self._chosen(versions, query["questionnaire"])
+            filters = reports.parse_filters(query)
             if questionnaire is not None:
                 stats = reports.survey_statistics(db.session, questionnaire.id, filters)
+        except ValidationError:
+            error = str(INVALID_QUERY)
         except DomainError as exc:
             error = str(exc)
         charts_ = {}
@@ -262,15 +267,19 @@ class SurveyStatsView(BaseView):
     @has_access
     def export(self):
         back = url_for("SurveyStatsView.index", **request.args)
-        questionnaire = self._chosen(reports.questionnaires_for_statistics(db.session))
         try:
-            filters = reports.parse_filters(request.args)
+            query = SurveyStatsQuerySchema().load(request.args)
+            questionnaire = self._chosen(reports.questionnaires_for_statistics(db.session), query["questionnaire"])
+            filters = reports.parse_filters(query)
             if questionnaire is None:
                 raise reports.NothingToExport(
                     _l("Nothing to export: no invitations were sent in %(period)s with these filters."),
                     period=filters.period,
                 )
             export = reports.export_survey_statistics(db.session, actor(), questionnaire.id, filters)
+        except ValidationError:
+            flash(str(INVALID_QUERY), "danger")
+            return redirect(url_for("SurveyStatsView.index"))
         except reports.NothingToExport as exc:
             flash(str(exc), "warning")
             return redirect(back)
