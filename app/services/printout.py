@@ -151,10 +151,12 @@ def _value(row, index: int, column: dict):
 
 
 def _columns(section: dict) -> list[dict]:
-    columns = [c if isinstance(c, dict) else {"name": str(c), "label": str(c)} for c in section.get("columns") or []]
+    given = section.get("columns") or []
+    columns = [column if isinstance(column, dict) else {"name": str(column), "label": str(column)} for column in given]
     if not columns:  # rows without column headings: number them
-        width = max((len(r) for r in section.get("rows") or [] if isinstance(r, list | tuple)), default=1)
-        columns = [{"name": f"c{i}", "label": f"欄位 {i + 1}"} for i in range(width)]
+        rows = section.get("rows") or []
+        width = max((len(row) for row in rows if isinstance(row, list | tuple)), default=1)
+        columns = [{"name": f"c{number}", "label": f"欄位 {number + 1}"} for number in range(width)]
     return columns
 
 
@@ -163,11 +165,17 @@ def _data_table(section: dict, font: str) -> Table:
     rows = section.get("rows") or []
     size = 9 if len(columns) <= 6 else 8 if len(columns) <= 10 else 7
     st = _Styles(font, size)
-    labels = [_text(c.get("label") or c.get("name")) for c in columns]
-    texts = [[labels[i]] + [_text(_value(r, i, c)) for r in rows[:200]] for i, c in enumerate(columns)]
+    labels = [_text(column.get("label") or column.get("name")) for column in columns]
+    texts = [
+        [labels[index]] + [_text(_value(row, index, column)) for row in rows[:200]]
+        for index, column in enumerate(columns)
+    ]
     widths = column_widths(texts, font, size, FRAME_W)
     data = [[Paragraph(escape(label), st.head) for label in labels]]
-    data += [[Paragraph(_markup(_value(r, i, c)), st.cell) for i, c in enumerate(columns)] for r in rows]
+    data += [
+        [Paragraph(_markup(_value(row, index, column)), st.cell) for index, column in enumerate(columns)]
+        for row in rows
+    ]
     table = Table(data, colWidths=widths, repeatRows=1, splitInRow=1, hAlign="LEFT")
     table.setStyle(
         TableStyle(

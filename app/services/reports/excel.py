@@ -74,11 +74,10 @@ def report_xlsx(report) -> bytes:
 
 def survey_xlsx(stats) -> bytes:
     """Summary, per-question distributions, and the free-text answers, one sheet each."""
-    q = stats.questionnaire
-    f = stats.filters
+    questionnaire = stats.questionnaire
     heading = [
-        f"{q.title}（{gettext('version %(n)s', n=q.version)}）",
-        f"{gettext('Period')}：{f.period}",
+        f"{questionnaire.title}（{gettext('version %(n)s', n=questionnaire.version)}）",
+        f"{gettext('Period')}：{stats.filters.period}",
         _generated(),
     ]
     summary = pd.DataFrame(
@@ -90,9 +89,10 @@ def survey_xlsx(stats) -> bytes:
         columns=[gettext("Figure"), gettext("Value")],
     )
     dist = []
-    for n, st in enumerate(stats.questions, start=1):
-        for label, count, pct in st.rows:
-            dist.append([n, st.question.text, label, count, pct, st.respondents, st.mean])
+    for number, question in enumerate(stats.questions, start=1):
+        for row in question.rows:
+            text = question.question.text
+            dist.append([number, text, row.label, row.count, row.percent, question.respondents, question.mean])
     distribution = pd.DataFrame(
         dist,
         columns=[
@@ -106,9 +106,9 @@ def survey_xlsx(stats) -> bytes:
         ],
     )
     texts = []
-    for n, st in enumerate(stats.questions, start=1):
-        for at, text in st.texts:
-            texts.append([n, st.question.text, format_roc(at), text])
+    for number, question in enumerate(stats.questions, start=1):
+        for answer in question.texts:
+            texts.append([number, question.question.text, format_roc(answer.at), answer.text])
     free = pd.DataFrame(texts, columns=[gettext("No."), gettext("Question"), gettext("Answered on"), gettext("Answer")])
     buf = io.BytesIO()
     with pd.ExcelWriter(buf, engine="openpyxl") as writer:

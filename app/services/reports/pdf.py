@@ -106,13 +106,12 @@ def _build(make_doc, make_story, font: str, running: str) -> bytes:
 
 
 def _table(head: list[str], body: list[list[str]], kinds: list[str], st: _Styles, fills=()) -> Table:
-    texts = [[h] + [row[i] for row in body[:200]] for i, h in enumerate(head)]
+    texts = [[heading] + [row[index] for row in body[:200]] for index, heading in enumerate(head)]
     widths = column_widths(texts, st.font, 8.5, FRAME_W)
-    data = [[Paragraph(escape(h), st.cell) for h in head]]
+    data = [[Paragraph(escape(heading), st.cell) for heading in head]]
     for row in body:
-        data.append(
-            [Paragraph(escape(v), st.num if k not in ("text",) else st.cell) for v, k in zip(row, kinds, strict=False)]
-        )
+        cells = zip(row, kinds, strict=False)
+        data.append([Paragraph(escape(value), st.cell if kind == "text" else st.num) for value, kind in cells])
     table = Table(data, colWidths=widths, repeatRows=1, hAlign="LEFT")
     table.setStyle(
         TableStyle(

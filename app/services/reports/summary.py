@@ -63,7 +63,7 @@ def _last_ids(session) -> dict:
 
 
 def _summarise_work(session, build_id: int, cutoff: datetime.datetime, last: dict) -> None:
-    """The finished dispatches and cases the build holds, per day and per month."""
+    """The finished dispatches and cases the build holds, per Taipei day."""
     dispatches, cases, responses = Dispatch.__table__, NotificationCase.__table__, Response.__table__
     summary = ReportSummary.__table__
     answered = (
@@ -123,7 +123,11 @@ def _summarise_work(session, build_id: int, cutoff: datetime.datetime, last: dic
         .group_by(*keys)
     )
     session.execute(summary.insert().from_select(COLUMNS, per_case))
-    # The days of each month added up: a long period reads its whole months from these.
+
+
+def _summarise_months(session, build_id: int) -> None:
+    """The days of each month added up: a long period reads its whole months from these."""
+    summary = ReportSummary.__table__
     keys = [
         month_start(summary.c.day),
         summary.c.agency_id,
@@ -184,6 +188,7 @@ def summarise(session, cutoff: datetime.datetime | None = None) -> dict:
     new_build = builds.insert().values(cutoff=cutoff, built_at=datetime.datetime.utcnow(), **last)
     build_id = session.execute(new_build.returning(builds.c.id)).scalar_one()
     _summarise_work(session, build_id, cutoff, last)
+    _summarise_months(session, build_id)
     summarise_survey(session, build_id, cutoff, last["last_invitation_id"], last["last_response_id"])
     summarise_queries(session, build_id, cutoff, last["last_query_log_id"])
     seconds = time.perf_counter() - started
