@@ -97,3 +97,24 @@ def test_the_add_screen_offers_every_registered_kind_by_its_label(client):
     for kind in ("sql", "textfile", "rest", "egate"):
         assert f'value="{kind}"' in page.text
     assert "資料庫（SQL）" in page.text and "戶役政電子閘門" in page.text
+
+
+def test_the_form_designer_reads_what_a_source_offers_or_why_it_cannot_say(app, client, tmp_path):
+    from app.extensions import db
+    from tests import factories
+
+    with app.app_context():
+        good = factories.sqlite_source(f"DSC-{uuid.uuid4().hex[:6]}", factories.people_db(tmp_path / "describe.db"))
+        gone = factories.sqlite_source(f"DSC-{uuid.uuid4().hex[:6]}", str(tmp_path / "missing.db"))
+        db.session.commit()
+        good_id, gone_id = good.id, gone.id
+    admin = api_token(client, "admin")
+    described = client.get(f"/api/v1/sources/{good_id}/describe", headers=bearer(admin)).json
+    assert described["ok"] is True
+    [people] = [e for e in described["entities"] if e["target"] == "v_people"]
+    assert people["kind"] == "table"
+    assert [c["name"] for c in people["columns"]] == ["id_no", "name", "district", "income"]
+    assert "INT" in people["columns"][3]["type"].upper()
+    missing = client.get(f"/api/v1/sources/{gone_id}/describe", headers=bearer(admin)).json
+    assert missing["ok"] is False and "not found" in missing["message"] and missing["entities"] == []
+    assert client.get("/api/v1/sources/999999999/describe", headers=bearer(admin)).status_code == 404

@@ -107,3 +107,26 @@ class ConnectionTestSchema(Schema):
     ok = fields.Boolean(required=True)
     latency_ms = fields.Float(allow_none=True, metadata={"description": "milliseconds, on success"})
     message = fields.String(metadata={"description": "why it failed, in plain words (never the secret)"})
+
+
+class SourceFieldSchema(Schema):
+    name = fields.String(required=True)
+    type = fields.String(required=True, metadata={"description": "the type in the source's words"})
+
+
+class SourceEntitySchema(Schema):
+    """A table, view, file, resource or transaction a form section can read (its ``target``)."""
+
+    target = fields.String(required=True)
+    kind = fields.String(required=True, metadata={"description": "table, view, file, resource or transaction"})
+    label = fields.String()
+    inputs = fields.List(fields.String(), metadata={"description": "the columns it can be asked by, if restricted"})
+    columns = fields.List(fields.Nested(SourceFieldSchema))
+
+
+class SourceDescriptionSchema(Schema):
+    """What a source offers the form designer, or why it could not say."""
+
+    ok = fields.Boolean(required=True)
+    message = fields.String()
+    entities = fields.List(fields.Nested(SourceEntitySchema))

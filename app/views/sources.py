@@ -9,7 +9,7 @@ dumps the secret.
 
 from flask import flash, redirect
 from flask_appbuilder import action
-from flask_appbuilder.api import expose, protect
+from flask_appbuilder.api import expose, permission_name, protect
 from flask_appbuilder.models.sqla.interface import SQLAInterface
 from flask_babel import gettext
 from flask_babel import lazy_gettext as _l
@@ -18,7 +18,7 @@ from wtforms import PasswordField, SelectField
 from app import connectors
 from app.lib.rocdate import format_roc_datetime
 from app.models.sources import DataSource
-from app.schemas.sources import ConnectionTestSchema, SourceSchema
+from app.schemas.sources import ConnectionTestSchema, SourceDescriptionSchema, SourceSchema
 from app.services import sources
 from app.views.base import PlatformModelApi, PlatformModelView, yes_no
 from app.web import current_actor
@@ -159,7 +159,7 @@ class DataSourceApi(PlatformModelApi):
     add_model_schema = SourceSchema()
     edit_model_schema = SourceSchema(partial=True)  # FAB completes a PUT from the stored record
     show_model_schema = SourceSchema(only=SourceSchema.SHOWN)
-    openapi_spec_component_schemas = (ConnectionTestSchema,)
+    openapi_spec_component_schemas = (ConnectionTestSchema, SourceDescriptionSchema)
 
     @expose("/<int:pk>/test", methods=["POST"])
     @protect()
@@ -195,6 +195,41 @@ class DataSourceApi(PlatformModelApi):
             return self.response_404()
         tested = sources.test_connection(self.datamodel.session, current_actor(), item)
         return self.response(200, **ConnectionTestSchema().dump(tested))
+
+    @expose("/<int:pk>/describe", methods=["GET"])
+    @protect()
+    @permission_name("get")
+    def describe(self, pk):
+        """What a source offers the form designer: its tables, views, file, resources or transactions and columns.
+        ---
+        get:
+          summary: Describe what a data source offers
+          parameters:
+          - in: path
+            name: pk
+            required: true
+            schema:
+              type: integer
+              minimum: 1
+              maximum: 9223372036854775807
+          responses:
+            200:
+              description: The source's entities, or why it could not say (an unreachable source is a result)
+              content:
+                application/json:
+                  schema:
+                    $ref: '#/components/schemas/SourceDescriptionSchema'
+            401:
+              $ref: '#/components/responses/401'
+            403:
+              $ref: '#/components/responses/403'
+            404:
+              $ref: '#/components/responses/404'
+        """
+        item = self.datamodel.get(pk)
+        if item is None:
+            return self.response_404()
+        return self.response(200, **SourceDescriptionSchema().dump(sources.describe_source(item)))
 
 
 def register(appbuilder) -> None:

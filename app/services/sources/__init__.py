@@ -8,6 +8,7 @@ transaction, whose automatic audit events (or its own) commit with it.
 
 from app.services.sources.commands import (  # noqa: F401
     ConnectionTest,
+    SourceDescription,
     create_source,
     delete_source,
     describe_source,

@@ -86,8 +86,24 @@ def test_connection(session, actor: Actor, src: DataSource) -> ConnectionTest:
     return ConnectionTest(ok=ok, latency_ms=ms, message=message)
 
 
-def describe_source(src: DataSource) -> list[Entity]:
+@dataclass(frozen=True)
+class SourceDescription:
+    """What a source offers, or why it could not say (plain words, never the secret)."""
+
+    ok: bool
+    entities: tuple[Entity, ...] = ()
+    message: str = ""
+
+
+def describe_source(src: DataSource) -> SourceDescription:
     """What the source offers the form designer (``Connector.describe``): its
-    tables, views, file, resources or transactions and their columns. Reads
-    only; raises SourceError in plain words when the source cannot say."""
-    return connector_for(source_config(src)).describe()
+    tables, views, file, resources or transactions and their columns. A read:
+    it changes nothing and records nothing."""
+    try:
+        entities = connector_for(source_config(src)).describe()
+    except (SourceError, InvalidInput) as exc:
+        message = exc.message if isinstance(exc, SourceError) else str(exc)
+        if src.secret and src.secret in message:
+            message = message.replace(src.secret, "***")
+        return SourceDescription(ok=False, message=message)
+    return SourceDescription(ok=True, entities=tuple(entities))
