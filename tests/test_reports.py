@@ -746,6 +746,22 @@ def test_the_weekly_query_log_of_all_agencies_has_one_section_each(app, runner, 
     assert bad.exit_code == 2 and "NOPE" in bad.output
 
 
+def test_the_weekly_logs_reach_is_the_own_agency_unless_the_actor_may_read_every_agency():
+    from app.services import actors
+    from app.services.errors import Forbidden
+
+    supervisor = actors.Actor(user_id=7, username="supervisor.tax", agency_id=3, agency_code="TAX")
+    assert reports.weekly_reach(supervisor, "100/03/02", "SOCIAL").agency_code == "TAX"
+    assert reports.weekly_reach(supervisor, "100/03/02", "").agency_code == "TAX"
+    auditor = actors.Actor(user_id=8, username="auditor", permissions=frozenset({actors.WEEKLY_ALL_AGENCIES}))
+    assert reports.weekly_reach(auditor, "100/03/02", "SOCIAL").agency_code == "SOCIAL"
+    assert reports.weekly_reach(auditor, "100/03/02", "").agency_code is None  # every agency
+    reach = reports.weekly_reach(auditor, "100/03/02", None)
+    assert (reach.monday, reach.sunday) == (datetime.date(2011, 2, 28), datetime.date(2011, 3, 6))
+    with pytest.raises(Forbidden):
+        reports.weekly_reach(actors.Actor(user_id=9, username="nobody"), "100/03/02", "TAX")
+
+
 def test_a_supervisor_downloads_the_weekly_log_of_their_own_agency_only_and_the_download_is_audited(app, world):
     sup = app.test_client()
     login(sup, "supervisor.tax")

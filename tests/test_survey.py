@@ -614,6 +614,21 @@ def test_adding_or_deleting_on_an_answered_questionnaire_makes_a_new_version_and
         assert db.session.get(Choice, s.choices["臨櫃"]) is not None
 
 
+def test_deleting_a_choice_of_the_answered_current_version_makes_a_new_version_without_it(app):
+    s = answered_survey(app)
+    manager = manager_client(app)
+    r = manager.post(f"/choiceview/delete/{s.choices['電話']}")
+    assert r.status_code == 302 and "/questionnaireview/show/" in r.headers["Location"]
+    page = manager.get(r.headers["Location"])
+    assert "第 2 版" in page.text
+    with app.app_context():
+        assert db.session.get(Choice, s.choices["電話"]) is not None  # the answered version keeps it
+        v2 = db.session.scalar(select(Questionnaire).where(Questionnaire.series_id == s.q, Questionnaire.version == 2))
+        assert v2.is_current and not db.session.get(Questionnaire, s.q).is_current
+        assert [c.text for c in v2.questions[2].choices] == ["電子郵件", "臨櫃"]
+        assert db.session.get(NotificationCategory, s.category).questionnaire_id == v2.id
+
+
 def test_changing_the_title_of_an_answered_questionnaire_makes_a_new_version_but_switching_it_off_does_not(app):
     s = answered_survey(app)
     manager = manager_client(app)
