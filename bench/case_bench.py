@@ -57,9 +57,16 @@ def _prepare(platform_url: str) -> int:
         runner.invoke(args=["roles", "sync"])
         runner.invoke(args=["seed", "demo"])
         agencies = {a.code: a for a in db.session.scalars(select(Agency))}
-        cat = NotificationCategory(main_item="效能測試", sub_item="地址變更", kind="citizen", consent_required=False,
-                                   due_days=7, active=True, notifying_agencies=[agencies["HH-EAST"]],
-                                   default_receivers=[agencies["LAND"], agencies["TAX"], agencies["MOTOR"]])  # fmt: skip
+        cat = NotificationCategory(
+            main_item="效能測試",
+            sub_item="地址變更",
+            kind="citizen",
+            consent_required=False,
+            due_days=7,
+            active=True,
+            notifying_agencies=[agencies["HH-EAST"]],
+            default_receivers=[agencies["LAND"], agencies["TAX"], agencies["MOTOR"]],
+        )
         db.session.add(cat)
         db.session.commit()
         return cat.id
@@ -128,13 +135,30 @@ def _wait_for_workers(ready_dir: Path, workers: int, timeout: float = 120) -> No
 
 
 def _phase(sink, token, category, numbers, concurrency: int, rate: float, label: str, meter=None) -> None:
-    bodies = [(i, json.dumps({"category": category, "content": f"效能測試 {i}", "citizen": {
-        "name": "王小明", "id_no": "A123456789", "email": f"citizen{i}@example.tw", "address": "示範縣東區中正路一段128號"}}))
-        for i in numbers]  # fmt: skip
+    bodies = [
+        (
+            i,
+            json.dumps(
+                {
+                    "category": category,
+                    "content": f"效能測試 {i}",
+                    "citizen": {
+                        "name": "王小明",
+                        "id_no": "A123456789",
+                        "email": f"citizen{i}@example.tw",
+                        "address": "示範縣東區中正路一段128號",
+                    },
+                }
+            ),
+        )
+        for i in numbers
+    ]
     interval = concurrency / rate if rate else 0
     start = time.time() + 0.5
-    chunks = [(PORT, token, bodies[i::concurrency], interval, start + i * (interval / concurrency))
-              for i in range(concurrency)]  # fmt: skip
+    chunks = [
+        (PORT, token, bodies[i::concurrency], interval, start + i * (interval / concurrency))
+        for i in range(concurrency)
+    ]
     before = meter() if meter else None
     t0 = time.perf_counter()
     with multiprocessing.Pool(concurrency) as pool:
@@ -146,11 +170,15 @@ def _phase(sink, token, category, numbers, concurrency: int, rate: float, label:
         time.sleep(0.1)
     latencies = sorted((sink.arrivals[r[4]] - r[1]) * 1000 for r in ok if r[4] in sink.arrivals)
     request_ms = sorted((r[2] - r[1]) * 1000 for r in ok)
-    print(f"  {label}: registered {len(ok)}/{len(results)} at {len(ok) / elapsed:.1f} cases/s "
-          f"(request p50 {statistics.median(request_ms):.1f} ms, p95 {request_ms[int(len(request_ms) * 0.95)]:.1f} ms)")  # fmt: skip
+    print(
+        f"  {label}: registered {len(ok)}/{len(results)} at {len(ok) / elapsed:.1f} cases/s "
+        f"(request p50 {statistics.median(request_ms):.1f} ms, p95 {request_ms[int(len(request_ms) * 0.95)]:.1f} ms)"
+    )
     if latencies:
-        print(f"    registration -> citizen's mail at the SMTP server: p50 {statistics.median(latencies):.0f} ms, "
-              f"p95 {latencies[int(len(latencies) * 0.95)]:.0f} ms ({len(latencies)} mails)")  # fmt: skip
+        print(
+            f"    registration -> citizen's mail at the SMTP server: p50 {statistics.median(latencies):.0f} ms, "
+            f"p95 {latencies[int(len(latencies) * 0.95)]:.0f} ms ({len(latencies)} mails)"
+        )
     else:
         print("    no citizen mail arrived")
     if meter and ok:
@@ -162,8 +190,11 @@ def _phase(sink, token, category, numbers, concurrency: int, rate: float, label:
         after = meter()
         per_case = {part: (after[part] - before[part]) * 1000 / len(ok) for part in after}
         total = sum(per_case.values())
-        print("    CPU per case: " + ", ".join(f"{part} {ms:.1f} ms" for part, ms in per_case.items())
-              + f"; {total:.1f} ms in all, so 2 cores bound this at {2000 / total:.0f} cases/s")  # fmt: skip
+        print(
+            "    CPU per case: "
+            + ", ".join(f"{part} {ms:.1f} ms" for part, ms in per_case.items())
+            + f"; {total:.1f} ms in all, so 2 cores bound this at {2000 / total:.0f} cases/s"
+        )
 
 
 def main() -> None:
@@ -172,8 +203,13 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, default=4)
     parser.add_argument("--workers", type=int, default=4)
     parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--paced", type=float, default=0, metavar="RATE",
-                        help="then register --cases more at RATE cases/s and measure the mail latency there")  # fmt: skip
+    parser.add_argument(
+        "--paced",
+        type=float,
+        default=0,
+        metavar="RATE",
+        help="then register --cases more at RATE cases/s and measure the mail latency there",
+    )
     args = parser.parse_args()
     import logging
 
@@ -193,33 +229,65 @@ def main() -> None:
     proc = sender = None
     try:
         category = _prepare(url)
-        env = {"DATABASE_URL": url, "MAIL_SERVER": "127.0.0.1", "MAIL_PORT": str(smtp_port),
-               "OUTBOX_POLL_SECONDS": "0.05", "AUTH_RATE_LIMITED": "false", "WEB_CONCURRENCY": str(args.workers),
-               "WEB_THREADS": str(args.threads), "GUNICORN_READY_DIR": tempfile.mkdtemp()}  # fmt: skip
+        env = {
+            "DATABASE_URL": url,
+            "MAIL_SERVER": "127.0.0.1",
+            "MAIL_PORT": str(smtp_port),
+            "OUTBOX_POLL_SECONDS": "0.05",
+            "AUTH_RATE_LIMITED": "false",
+            "WEB_CONCURRENCY": str(args.workers),
+            "WEB_THREADS": str(args.threads),
+            "GUNICORN_READY_DIR": tempfile.mkdtemp(),
+        }
         proc = _serve("run:app", PORT, env)
-        sender = subprocess.Popen([sys.executable, "-m", "flask", "--app", "run.py", "worker", "outbox"],
-                                  cwd=ROOT, env={**os.environ, **env}, stdout=subprocess.DEVNULL,
-                                  stderr=subprocess.DEVNULL)  # fmt: skip
+        sender = subprocess.Popen(
+            [sys.executable, "-m", "flask", "--app", "run.py", "worker", "outbox"],
+            cwd=ROOT,
+            env={**os.environ, **env},
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
         token = _token(PORT, "notifier")
         _wait_for_workers(Path(env["GUNICORN_READY_DIR"]), args.workers)
-        print(f"gunicorn {args.workers} workers x {args.threads} threads, PostgreSQL platform DB, "
-              f"{args.cases} cases x 3 receiving agencies, {args.concurrency} clients")  # fmt: skip
+        print(
+            f"gunicorn {args.workers} workers x {args.threads} threads, PostgreSQL platform DB, "
+            f"{args.cases} cases x 3 receiving agencies, {args.concurrency} clients"
+        )
         meter = lambda: _cpu_by_part(proc.pid, name, sender.pid)  # noqa: E731
         _phase(sink, token, category, range(args.cases), args.concurrency, 0, "as fast as answered", meter)
         if args.paced:
-            _phase(sink, token, category, range(args.cases, 2 * args.cases), args.concurrency, args.paced,
-                   f"paced at {args.paced:g} cases/s")  # fmt: skip
+            _phase(
+                sink,
+                token,
+                category,
+                range(args.cases, 2 * args.cases),
+                args.concurrency,
+                args.paced,
+                f"paced at {args.paced:g} cases/s",
+            )
         from sqlalchemy import create_engine, text
 
         engine = create_engine(url)
         with engine.connect() as conn:
-            rows = conn.execute(text("SELECT status, count(*), sum(attempts), max(attempts) FROM outbox_message "
-                                     "GROUP BY status ORDER BY status")).all()  # fmt: skip
-            errors = conn.execute(text("SELECT split_part(last_error, ':', 1), count(*) FROM outbox_message "
-                                       "WHERE last_error IS NOT NULL GROUP BY 1")).all()  # fmt: skip
+            rows = conn.execute(
+                text(
+                    "SELECT status, count(*), sum(attempts), max(attempts) FROM outbox_message "
+                    "GROUP BY status ORDER BY status"
+                )
+            ).all()
+            errors = conn.execute(
+                text(
+                    "SELECT split_part(last_error, ':', 1), count(*) FROM outbox_message "
+                    "WHERE last_error IS NOT NULL GROUP BY 1"
+                )
+            ).all()
         engine.dispose()
-        print("  outbox: " + ", ".join(f"{st} {n} (attempts {a}, at most {m})" for st, n, a, m in rows)
-              + (f"; errors: {dict(errors)}" if errors else "") + f"; mails at the server: {sink.count}")  # fmt: skip
+        print(
+            "  outbox: "
+            + ", ".join(f"{st} {n} (attempts {a}, at most {m})" for st, n, a, m in rows)
+            + (f"; errors: {dict(errors)}" if errors else "")
+            + f"; mails at the server: {sink.count}"
+        )
     finally:
         for child in (proc, sender):
             if child is not None:

@@ -56,8 +56,9 @@ def test_an_address_change_goes_from_household_office_to_land_office_and_is_clos
     assert "同意書" in page.inner_text("#notify-error")
     assert page.input_value("#name") == CITIZEN["name"] and page.is_checked("#receiver-MOTOR")
     shot(page, "2a-consent-missing")
-    page.set_input_files("#consent", files=[{"name": "同意書.pdf", "mimeType": "application/pdf",
-                                              "buffer": consent_pdf()}])  # fmt: skip
+    page.set_input_files(
+        "#consent", files=[{"name": "同意書.pdf", "mimeType": "application/pdf", "buffer": consent_pdf()}]
+    )
     shot(page, "2-new-case-form")
     page.click("#register-case")
     page.wait_for_load_state()

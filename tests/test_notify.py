@@ -16,8 +16,13 @@ from app.models.notify import Dispatch, NotificationCase
 from app.services import outbox
 from tests.conftest import api_token, bearer
 
-CITIZEN = {"name": "王小明", "id_no": "A123456789", "email": "wang.xiaoming@example.tw", "phone": "03-8221234",
-           "address": "示範縣東區中正里7鄰中正路一段128號"}  # fmt: skip
+CITIZEN = {
+    "name": "王小明",
+    "id_no": "A123456789",
+    "email": "wang.xiaoming@example.tw",
+    "phone": "03-8221234",
+    "address": "示範縣東區中正里7鄰中正路一段128號",
+}
 
 
 def consent_pdf() -> bytes:
@@ -37,8 +42,12 @@ def attachment(data: bytes, name="consent.pdf", kind="consent") -> dict:
 
 
 def register(client, token, category, **extra):
-    body = {"category": category, "citizen": CITIZEN, "content": "民眾辦理住址變更，新址如上。",
-            "attachments": [attachment(consent_pdf())]}  # fmt: skip
+    body = {
+        "category": category,
+        "citizen": CITIZEN,
+        "content": "民眾辦理住址變更，新址如上。",
+        "attachments": [attachment(consent_pdf())],
+    }
     body.update(extra)
     return client.post("/api/v1/cases/", json=body, headers=bearer(token))
 
@@ -123,10 +132,13 @@ def test_an_address_change_reaches_land_office_tax_bureau_and_motor_vehicles_and
     with app.app_context():
         total = db.session.scalar(select(db.func.count()).select_from(outbox.OutboxMessage))
         # The citizen's mails go before the staff notices queued with them.
-        priorities = dict(db.session.execute(
-            select(outbox.OutboxMessage.recipient, outbox.OutboxMessage.priority)
-            .where(outbox.OutboxMessage.topic.like(f"case:{case_no}:%"))
-        ).all())  # fmt: skip
+        priorities = dict(
+            db.session.execute(
+                select(outbox.OutboxMessage.recipient, outbox.OutboxMessage.priority).where(
+                    outbox.OutboxMessage.topic.like(f"case:{case_no}:%")
+                )
+            ).all()
+        )
     assert total - outbox_before == 15
     assert priorities.pop(CITIZEN["email"]) == mail_priority.CITIZEN
     assert set(priorities.values()) == {mail_priority.NORMAL}
@@ -134,8 +146,15 @@ def test_an_address_change_reaches_land_office_tax_bureau_and_motor_vehicles_and
 
 def test_a_fire_reported_agency_to_agency_emails_the_agencies_only(app, client, smtp):
     fire = api_token(client, "notifier.fire")
-    r = client.post("/api/v1/cases/", json={"category": "災害通報/火災建物毀損", "citizen": {"address": "示範縣西區和平路5號"},
-                                           "content": "115/11/25 火災，建物半毀，住戶 3 人。"}, headers=bearer(fire))  # fmt: skip
+    r = client.post(
+        "/api/v1/cases/",
+        json={
+            "category": "災害通報/火災建物毀損",
+            "citizen": {"address": "示範縣西區和平路5號"},
+            "content": "115/11/25 火災，建物半毀，住戶 3 人。",
+        },
+        headers=bearer(fire),
+    )
     assert r.status_code == 201, r.json
     ids = {d["agency"]["code"]: d["id"] for d in r.json["result"]["dispatches"]}
     assert set(ids) == {"SOCIAL", "TAX", "LABOUR"}
@@ -183,8 +202,14 @@ def test_two_supervisors_assigning_at_once_exactly_one_wins(app, client):
     with app.app_context():
         sm = current_app.appbuilder.sm
         if sm.find_user(username="supervisor.land2") is None:
-            u = sm.add_user("supervisor.land2", "二", "吳", "sup2@county.demo.gov.tw", sm.find_role("Supervisor"),
-                            password="Demo-2026")  # fmt: skip
+            u = sm.add_user(
+                "supervisor.land2",
+                "二",
+                "吳",
+                "sup2@county.demo.gov.tw",
+                sm.find_role("Supervisor"),
+                password="Demo-2026",
+            )
             u.agency = sm.find_user(username="supervisor.land").agency
             db.session.commit()
     case = register(client, api_token(client, "notifier"), "戶籍異動/更名").json["result"]
@@ -272,8 +297,11 @@ def test_an_oversized_attachment_is_refused(app, client):
 
 def test_a_category_without_receivers_is_refused(client):
     admin = api_token(client, "admin")
-    r = client.post("/api/v1/notification-categories/", json={"main_item": "測試", "sub_item": "無受文機關", "kind": "citizen",
-                                                              "due_days": 5, "default_receivers": []}, headers=bearer(admin))  # fmt: skip
+    r = client.post(
+        "/api/v1/notification-categories/",
+        json={"main_item": "測試", "sub_item": "無受文機關", "kind": "citizen", "due_days": 5, "default_receivers": []},
+        headers=bearer(admin),
+    )
     assert r.status_code == 400 and "受文機關" in r.json["message"]
 
 
@@ -314,3 +342,90 @@ def test_the_consent_scan_is_kept_sealed_and_checked(app, client):
     assert r["intact"] is False
     other = api_token(client, "supervisor.social")
     assert client.get(f"/api/v1/attachments/{att['id']}/check", headers=bearer(other)).status_code == 404
+
+
+def test_the_receiving_agencys_first_opening_is_a_recorded_and_audited_receipt(app, client):
+    from app.models.audit import AuditEvent
+
+    case = register(client, api_token(client, "notifier"), "戶籍異動/更名").json["result"]
+    land = next(d["id"] for d in case["dispatches"] if d["agency"]["code"] == "LAND")
+    notifier, sup = api_token(client, "notifier"), api_token(client, "supervisor.land")
+    # The notifying agency opening it records nothing.
+    assert client.get(f"/api/v1/dispatches/{land}", headers=bearer(notifier)).json["result"]["state"] == "sent"
+    first = client.get(f"/api/v1/dispatches/{land}", headers=bearer(sup)).json["result"]
+    again = client.get(f"/api/v1/dispatches/{land}", headers=bearer(sup)).json["result"]
+    assert first["state"] == again["state"] == "received" and first["version"] == again["version"]
+    with app.app_context():
+        receipts = db.session.scalars(
+            select(AuditEvent).where(AuditEvent.action == "dispatch_receive", AuditEvent.object_id == str(land))
+        ).all()
+        assert len(receipts) == 1 and receipts[0].actor == "supervisor.land"
+    events = client.get(f"/api/v1/cases/{case['case_no']}", headers=bearer(notifier)).json["result"]["events"]
+    assert [e["action"] for e in events].count("receive") == 1
+
+
+BAD_REGISTRATIONS = [
+    {"category": True},
+    {"category": {"id": 1}},
+    {"roles": [{}]},
+    {"receivers": [{}]},
+    {"receivers": [True]},
+    {"receivers": "LAND"},
+    {"citizen": {**CITIZEN, "id_no": 123}},
+    {"citizen": {**CITIZEN, "nickname": "小明"}},
+    {"content": "\ud800"},
+    {"content": ["a"]},
+    {"attachments": [{"filename": "a.pdf", "content_base64": "not base64!", "kind": "consent"}]},
+    {"attachments": [{"filename": "a.pdf", "content_base64": "", "kind": "virus"}]},
+    {"receivers": [99999999999999999999999]},
+]
+
+
+@pytest.mark.parametrize("change", BAD_REGISTRATIONS, ids=[str(c)[:40] for c in BAD_REGISTRATIONS])
+def test_malformed_registration_bodies_get_a_400_and_leave_nothing_behind(app, client, change):
+    notifier = api_token(client, "notifier")
+    with app.app_context():
+        before = db.session.scalar(select(db.func.count()).select_from(NotificationCase))
+    body = {
+        "category": "戶籍異動/更名",
+        "citizen": CITIZEN,
+        "content": "民眾辦理更名。",
+        "attachments": [attachment(consent_pdf())],
+        **change,
+    }
+    r = client.post("/api/v1/cases/", json=body, headers=bearer(notifier))
+    assert r.status_code == 400, r.json
+    assert r.json["message"]
+    with app.app_context():
+        assert db.session.scalar(select(db.func.count()).select_from(NotificationCase)) == before
+
+
+def test_a_body_that_is_not_a_json_object_gets_a_400(client):
+    notifier = api_token(client, "notifier")
+    for data in ("[1, 2]", "not json", '"text"'):
+        r = client.post("/api/v1/cases/", data=data, content_type="application/json", headers=bearer(notifier))
+        assert r.status_code == 400, (data, r.status_code)
+
+
+def test_malformed_dispatch_steps_and_ids_beyond_64_bits_get_a_4xx_never_a_500(app, client):
+    case = register(client, api_token(client, "notifier"), "戶籍異動/更名").json["result"]
+    land = next(d["id"] for d in case["dispatches"] if d["agency"]["code"] == "LAND")
+    sup = api_token(client, "supervisor.land")
+    huge = 99999999999999999999999
+    assert client.get(f"/api/v1/dispatches/{huge}", headers=bearer(sup)).status_code == 404
+    assert act(client, sup, huge, "assign", handler="handler.land").status_code == 404
+    assert client.get(f"/api/v1/attachments/{huge}/check", headers=bearer(sup)).status_code == 404
+    assert client.get(f"/api/v1/cases/{'9' * 40}", headers=bearer(sup)).status_code == 404
+    for body in (
+        {"handler": "handler.tax", "version": "abc"},
+        {"handler": "handler.land", "version": True},
+        {"handler": "handler.land", "version": 2**63},
+        {"handler": {"username": "handler.land"}},
+        {"handler": "handler.land", "colour": "red"},
+        {"handler": "handler.land", "notes": "\ud800"},
+    ):
+        r = act(client, sup, land, "assign", **body)
+        assert r.status_code == 400, (body, r.status_code, r.json)
+    with app.app_context():
+        assert db.session.get(Dispatch, land).handler_id is None
+    assert act(client, sup, land, "assign", handler="handler.land").status_code == 200

@@ -12,8 +12,13 @@ from app.extensions import db
 from app.models.notify import Attachment, Dispatch, NotificationCase, NotificationCategory
 from tests.conftest import login
 
-CITIZEN = {"name": "陳美玲", "id_no": "A123456789", "email": "chen.meiling@example.tw", "phone": "03-8225678",
-           "address": "示範縣東區中山路二段45號3樓"}  # fmt: skip
+CITIZEN = {
+    "name": "陳美玲",
+    "id_no": "A123456789",
+    "email": "chen.meiling@example.tw",
+    "phone": "03-8225678",
+    "address": "示範縣東區中山路二段45號3樓",
+}
 
 
 def consent_pdf() -> bytes:
@@ -57,8 +62,10 @@ def post_case(client, data: dict):
 def land_dispatch(app, case_no: str) -> Dispatch:
     with app.app_context():
         d = db.session.scalar(
-            select(Dispatch).join(NotificationCase).where(NotificationCase.case_no == case_no, Dispatch.agency.has(code="LAND"))
-        )  # fmt: skip
+            select(Dispatch)
+            .join(NotificationCase)
+            .where(NotificationCase.case_no == case_no, Dispatch.agency.has(code="LAND"))
+        )
         db.session.expunge(d)
         return d
 
@@ -112,8 +119,10 @@ def test_an_address_change_is_registered_assigned_handled_and_closed_through_the
     assert d.state == "received" and d.received_by == "supervisor.land" and d.received_at is not None
     case_view = supervisor.get(f"/notify/case/{case_no}")
     assert "******6789" in case_view.text and "A123456789" not in case_view.text
-    r = supervisor.post(f"/notify/dispatch/{d.id}/act/assign",
-                        data={"handler": "handler.land", "version": version_in(opened.text, "assign")})  # fmt: skip
+    r = supervisor.post(
+        f"/notify/dispatch/{d.id}/act/assign",
+        data={"handler": "handler.land", "version": version_in(opened.text, "assign")},
+    )
     assert r.status_code == 302
     assert land_dispatch(app, case_no).state == "assigned"
 
@@ -124,12 +133,20 @@ def test_an_address_change_is_registered_assigned_handled_and_closed_through_the
     assert r.status_code == 302
     page = handler.get(f"/notify/dispatch/{d.id}")
     # A result without the control type is refused; what was typed stays.
-    r = handler.post(f"/notify/dispatch/{d.id}/act/process",
-                     data={"version": version_in(page.text, "process"), "result": "已更新所有權人住址。"})  # fmt: skip
+    r = handler.post(
+        f"/notify/dispatch/{d.id}/act/process",
+        data={"version": version_in(page.text, "process"), "result": "已更新所有權人住址。"},
+    )
     assert r.status_code == 400 and "請選擇管制類別" in r.text and "已更新所有權人住址。" in r.text
-    r = handler.post(f"/notify/dispatch/{d.id}/act/process", data={
-        "version": version_in(page.text, "process"), "result": "已更新所有權人住址。", "control_type": "closed",
-        "notes": "依通報辦理"})  # fmt: skip
+    r = handler.post(
+        f"/notify/dispatch/{d.id}/act/process",
+        data={
+            "version": version_in(page.text, "process"),
+            "result": "已更新所有權人住址。",
+            "control_type": "closed",
+            "notes": "依通報辦理",
+        },
+    )
     assert r.status_code == 302
     assert land_dispatch(app, case_no).state == "processed"
 
@@ -149,9 +166,15 @@ def test_a_stale_form_says_someone_else_changed_the_dispatch(app):
     supervisor = signed_in(app, "supervisor.land")
     page = supervisor.get(f"/notify/dispatch/{d.id}").text
     stale = version_in(page, "assign")
-    assert supervisor.post(f"/notify/dispatch/{d.id}/act/assign", data={"handler": "handler.land", "version": stale}).status_code == 302  # fmt: skip
-    r = supervisor.post(f"/notify/dispatch/{d.id}/act/assign", data={"handler": "handler.land", "version": stale},
-                        follow_redirects=True)  # fmt: skip
+    assert (
+        supervisor.post(
+            f"/notify/dispatch/{d.id}/act/assign", data={"handler": "handler.land", "version": stale}
+        ).status_code
+        == 302
+    )
+    r = supervisor.post(
+        f"/notify/dispatch/{d.id}/act/assign", data={"handler": "handler.land", "version": stale}, follow_redirects=True
+    )
     assert r.status_code == 200 and "alert-warning" in r.text and f"/notify/dispatch/{d.id}" == r.request.path
 
 
@@ -203,3 +226,24 @@ def test_the_consent_scan_downloads_unchanged_and_checks_intact(app):
         and intact not in check.text
         and 'class="alert alert-danger" id="check-result"' in check.text
     )
+
+
+def test_the_case_page_and_the_api_show_the_same_to_an_admin_and_to_another_agencys_supervisor(app):
+    """One rule for what a viewer sees: only the notifying agency sees the full ID number and e-mail."""
+    from tests.conftest import api_token, bearer
+
+    case_no = register_through_the_page(app)
+    api = app.test_client()
+    for username, agencies in (("admin", {"LAND", "TAX", "MOTOR"}), ("supervisor.tax", {"TAX"})):
+        shown = api.get(f"/api/v1/cases/{case_no}", headers=bearer(api_token(api, username))).json["result"]
+        page = signed_in(app, username).get(f"/notify/case/{case_no}").text
+        assert shown["citizen"]["id_no"] == "******6789", username
+        assert shown["citizen"]["email"] is None, username
+        assert "******6789" in page and "A123456789" not in page, username
+        assert CITIZEN["email"] not in page, username
+        assert {d["agency"]["code"] for d in shown["dispatches"]} == agencies, username
+        assert set(re.findall(r'id="dispatch-([A-Z-]+)"', page)) == agencies, username
+    notifier = api.get(f"/api/v1/cases/{case_no}", headers=bearer(api_token(api, "notifier"))).json["result"]
+    assert notifier["citizen"]["id_no"] == "A123456789" and notifier["citizen"]["email"] == CITIZEN["email"]
+    page = signed_in(app, "notifier").get(f"/notify/case/{case_no}").text
+    assert "A123456789" in page and CITIZEN["email"] in page

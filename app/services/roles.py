@@ -88,7 +88,11 @@ _SURVEY = [
 _PLATFORM = actors.PLATFORM
 # Capabilities of one area, held next to the roles that get them.
 TRANSFER_FILES = "transfer_files"  # send and receive confidential files for one's own agency
-CAPABILITIES = (*actors.CAPABILITIES, TRANSFER_FILES)
+# The notification workflow's (the dispatch table in app.services.notify.workflow uses them).
+NOTIFY_CASES = "notify_cases"  # register cases and follow one's own agency's cases
+DISPATCH_SUPERVISE = "dispatch_supervise"  # receive, assign, review (close or return) one's agency's dispatches
+DISPATCH_HANDLE = "dispatch_handle"  # receive, accept and record the result of dispatches assigned to oneself
+CAPABILITIES = (*actors.CAPABILITIES, TRANSFER_FILES, NOTIFY_CASES, DISPATCH_SUPERVISE, DISPATCH_HANDLE)
 
 ROLE_PERMISSIONS: dict[str, list[tuple[str, str]]] = {
     # Admin gets everything through AUTH_ROLE_ADMIN; listed here for the menu.
@@ -99,9 +103,17 @@ ROLE_PERMISSIONS: dict[str, list[tuple[str, str]]] = {
     ],
     "FormDesigner": _SELF_SERVICE + _READ_AGENCIES + _FORM_DESIGN,
     "Clerk": _SELF_SERVICE + _QUERY,
-    "Notifier": _SELF_SERVICE + _READ_AGENCIES + _NOTIFY_READ + _NOTIFY_REGISTER,
-    "Supervisor": _SELF_SERVICE + _NOTIFY_READ + _NOTIFY_ACT + _WEEKLY_QUERIES,
-    "Handler": _SELF_SERVICE + _NOTIFY_READ + _NOTIFY_ACT,
+    "Notifier": _SELF_SERVICE
+    + _READ_AGENCIES
+    + _NOTIFY_READ
+    + _NOTIFY_REGISTER
+    + [(f"^{_PLATFORM}$", f"^{NOTIFY_CASES}$")],
+    "Supervisor": _SELF_SERVICE
+    + _NOTIFY_READ
+    + _NOTIFY_ACT
+    + _WEEKLY_QUERIES
+    + [(f"^{_PLATFORM}$", f"^{DISPATCH_SUPERVISE}$")],
+    "Handler": _SELF_SERVICE + _NOTIFY_READ + _NOTIFY_ACT + [(f"^{_PLATFORM}$", f"^{DISPATCH_HANDLE}$")],
     "Transferor": _SELF_SERVICE + _READ_AGENCIES + _TRANSFER + [(f"^{_PLATFORM}$", f"^{TRANSFER_FILES}$")],
     "Manager": _SELF_SERVICE
     + _READ_AGENCIES

@@ -63,8 +63,8 @@ class UncheckableMixin:
     "not active" or "no FTP" impossible to save.
     """
 
-    def _init_forms(self):
-        super()._init_forms()
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)  # builds add_form and edit_form (FAB's public attributes)
         from wtforms import BooleanField
         from wtforms.validators import DataRequired, InputRequired
 
@@ -73,8 +73,8 @@ class UncheckableMixin:
                 field = getattr(form, name, None)
                 if getattr(field, "field_class", None) is BooleanField:
                     validators = field.kwargs.get("validators") or []
-                    field.kwargs["validators"] = [v for v in validators
-                                                  if not isinstance(v, (DataRequired, InputRequired))]  # fmt: skip
+                    required = (DataRequired, InputRequired)
+                    field.kwargs["validators"] = [v for v in validators if not isinstance(v, required)]
 
 
 class PlatformModelView(ReadableMixin, UncheckableMixin, ValidatedMixin, ModelView):
@@ -88,13 +88,13 @@ class PlatformModelApi(ValidatedMixin, ModelRestApi):
     model2schemaconverter = StrictModel2SchemaConverter
 
     def _guard(self, call, *args, **kwargs):
+        """A validator's refusal is its status; a duplicate is 409 (FAB's interface
+        has already rolled its write back; the validators refuse before writing)."""
         try:
             return call(*args, **kwargs)
         except DomainError as exc:
-            self.datamodel.session.rollback()
             return self.response(exc.status, message=str(exc))
         except IntegrityError:
-            self.datamodel.session.rollback()
             return self.response(409, message=str(CONFLICT))
 
     def post_headless(self):

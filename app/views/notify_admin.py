@@ -11,14 +11,34 @@ from app.views.base import PlatformModelApi, PlatformModelView, yes_no
 
 KIND_LABELS = {"citizen": _l("Citizen application"), "agency": _l("Agency notification")}
 LABELS = {
-    "main_item": _l("Main item"), "sub_item": _l("Sub item"), "kind": _l("Kind"),
-    "notifying_agencies": _l("Notifying agencies"), "default_receivers": _l("Default receiving agencies"),
-    "consent_required": _l("Consent scan required"), "due_days": _l("Due days"), "description": _l("Description"),
-    "active": _l("Active"), "templates": _l("E-mail templates"), "category": _l("Category"), "stage": _l("Stage"),
-    "subject": _l("Subject"), "body": _l("Body"), "questionnaire": _l("Satisfaction questionnaire"),
-}  # fmt: skip
-COLUMNS = ["main_item", "sub_item", "kind", "notifying_agencies", "default_receivers", "consent_required", "due_days",
-           "questionnaire", "description", "active"]  # fmt: skip
+    "main_item": _l("Main item"),
+    "sub_item": _l("Sub item"),
+    "kind": _l("Kind"),
+    "notifying_agencies": _l("Notifying agencies"),
+    "default_receivers": _l("Default receiving agencies"),
+    "consent_required": _l("Consent scan required"),
+    "due_days": _l("Due days"),
+    "description": _l("Description"),
+    "active": _l("Active"),
+    "templates": _l("E-mail templates"),
+    "category": _l("Category"),
+    "stage": _l("Stage"),
+    "subject": _l("Subject"),
+    "body": _l("Body"),
+    "questionnaire": _l("Satisfaction questionnaire"),
+}
+COLUMNS = [
+    "main_item",
+    "sub_item",
+    "kind",
+    "notifying_agencies",
+    "default_receivers",
+    "consent_required",
+    "due_days",
+    "questionnaire",
+    "description",
+    "active",
+]
 
 
 class MailTemplateView(PlatformModelView):
@@ -27,10 +47,12 @@ class MailTemplateView(PlatformModelView):
     list_title = _l("E-mail templates")
     label_columns = LABELS
     description_columns = {
-        "body": _l("Placeholders: {case_no} {category} {citizen_name} {notifier} {receivers} {agency} {date} {due} "
-                   "{result} {control}; in the completion e-mail {survey} places the questionnaire link "
-                   "(added at the end otherwise)."),
-    }  # fmt: skip
+        "body": _l(
+            "Placeholders: {case_no} {category} {citizen_name} {notifier} {receivers} {agency} {date} {due} "
+            "{result} {control}; in the completion e-mail {survey} places the questionnaire link "
+            "(added at the end otherwise)."
+        ),
+    }
     list_columns = ["category", "stage", "subject"]
     add_columns = edit_columns = show_columns = ["category", "stage", "subject", "body"]
     search_columns = ["category", "stage"]
@@ -79,9 +101,14 @@ class MailTemplateApi(PlatformModelApi):
 
 def register(appbuilder) -> None:
     appbuilder.add_view(
-        NotificationCategoryView, "Notification categories", label=_l("Notification categories"), icon="fa-tags",
-        category="Notification setup", category_label=_l("Notification setup"), category_icon="fa-bullhorn",
-    )  # fmt: skip
+        NotificationCategoryView,
+        "Notification categories",
+        label=_l("Notification categories"),
+        icon="fa-tags",
+        category="Notification setup",
+        category_label=_l("Notification setup"),
+        category_icon="fa-bullhorn",
+    )
     appbuilder.add_view_no_menu(MailTemplateView)
     appbuilder.add_api(NotificationCategoryApi)
     appbuilder.add_api(MailTemplateApi)

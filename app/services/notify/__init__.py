@@ -1,0 +1,58 @@
+"""Cross-agency notification cases, one command per business operation.
+
+    registration  register_case (with the case number and the input checks)
+    dispatches    open_dispatch (records the receiving agency's receipt), act
+    workflow      the dispatch workflow as a table, and ``apply``
+    cases         view_case, cases_about_citizen
+    worklists     worklist, handlers_of
+    downloads     check_attachment, download_attachment
+    categories    list_categories, usable_categories, validate_category
+    mails         the stage e-mails, validate_template
+    results       what a viewer may see of a case, as plain result objects
+
+Each command takes the actor and validated input, checks permission (the
+actor's capabilities and agency), owns its transaction (commit, or roll back
+whole) with its audit event and outbox mail inside, and returns a result
+shaped for that viewer.
+"""
+
+from app.services.notify.cases import cases_about_citizen, view_case
+from app.services.notify.categories import (
+    list_categories,
+    registration_form,
+    usable_categories,
+    validate_category,
+)
+from app.services.notify.dispatches import Action, act, open_dispatch
+from app.services.notify.downloads import COPIES, check_attachment, download_attachment
+from app.services.notify.mails import CONTROL_LABELS, DEFAULT_TEMPLATES, validate_template
+from app.services.notify.registration import CaseDraft, Citizen, Upload, next_case_no, register_case
+from app.services.notify.worklists import BOXES, boxes_of, handlers_of, page_number, worklist
+
+__all__ = [
+    "BOXES",
+    "CONTROL_LABELS",
+    "COPIES",
+    "DEFAULT_TEMPLATES",
+    "Action",
+    "CaseDraft",
+    "Citizen",
+    "Upload",
+    "act",
+    "boxes_of",
+    "cases_about_citizen",
+    "check_attachment",
+    "download_attachment",
+    "handlers_of",
+    "list_categories",
+    "next_case_no",
+    "open_dispatch",
+    "page_number",
+    "register_case",
+    "registration_form",
+    "usable_categories",
+    "validate_category",
+    "validate_template",
+    "view_case",
+    "worklist",
+]

@@ -1,0 +1,75 @@
+"""Notification categories: which ones an agency may notify under, and the
+rules an administrator's category must meet."""
+
+from __future__ import annotations
+
+from flask_babel import lazy_gettext as _l
+from sqlalchemy import select
+from sqlalchemy.orm import selectinload
+
+from app.models.notify import NotificationCategory
+from app.models.org import Agency
+from app.services import actors
+from app.services.actors import Actor
+from app.services.errors import InvalidInput
+from app.services.notify import results
+
+
+def usable_categories(session, actor: Actor) -> list[NotificationCategory]:
+    """The active categories the actor's agency may notify under (all, with ``all_agencies``)."""
+    cats = session.scalars(
+        select(NotificationCategory)
+        .where(NotificationCategory.active.is_(True))
+        .options(
+            selectinload(NotificationCategory.notifying_agencies),
+            selectinload(NotificationCategory.default_receivers),
+        )
+        .order_by(NotificationCategory.main_item, NotificationCategory.sub_item)
+    )
+    every = actor.can(actors.ALL_AGENCIES)
+    return [c for c in cats if every or any(a.id == actor.agency_id for a in c.notifying_agencies)]
+
+
+def _category_view(c: NotificationCategory) -> results.CategoryView:
+    return results.CategoryView(
+        id=c.id,
+        main_item=c.main_item,
+        sub_item=c.sub_item,
+        kind=c.kind,
+        consent_required=bool(c.consent_required),
+        due_days=c.due_days,
+        description=c.description,
+        default_receivers=[results.agency_ref(a) for a in c.default_receivers],
+    )
+
+
+def list_categories(session, actor: Actor) -> list[results.CategoryView]:
+    """The categories the actor's agency may use, with their default receivers. Reads only."""
+    return [_category_view(c) for c in usable_categories(session, actor)]
+
+
+def registration_form(session, actor: Actor, category_id: int) -> results.RegistrationForm | None:
+    """The category (None when the actor may not use it) and the agencies a
+    case may be sent to: its active defaults first, then the others; never
+    the actor's own agency. Reads only."""
+    cat = next((c for c in usable_categories(session, actor) if c.id == category_id), None)
+    if cat is None:
+        return None
+    defaults = [a for a in cat.default_receivers if a.active and a.id != actor.agency_id]
+    default_ids = {a.id for a in defaults}
+    others = session.scalars(select(Agency).where(Agency.active.is_(True)).order_by(Agency.kind, Agency.code))
+    agencies = defaults + [a for a in others if a.id not in default_ids and a.id != actor.agency_id]
+    return results.RegistrationForm(
+        category=_category_view(cat), agencies=[results.agency_ref(a) for a in agencies], default_ids=default_ids
+    )
+
+
+def validate_category(session, cat: NotificationCategory) -> None:
+    if not (cat.main_item or "").strip() or not (cat.sub_item or "").strip():
+        raise InvalidInput(_l("A category needs a main item and a sub item."))
+    if cat.kind not in ("citizen", "agency"):
+        raise InvalidInput(_l("Choose the kind: citizen application or agency notification."))
+    if cat.due_days is not None and not (1 <= int(cat.due_days) <= 365):
+        raise InvalidInput(_l("Due days must be between 1 and 365."))
+    if not cat.default_receivers:
+        raise InvalidInput(_l("A category needs at least one default receiving agency."))

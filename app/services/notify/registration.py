@@ -1,0 +1,292 @@
+"""Registering a case: the command, its input objects, the case number, the
+checks of the citizen's data, the category and the receiving agencies."""
+
+from __future__ import annotations
+
+import contextlib
+import datetime
+import re
+from dataclasses import dataclass, field
+
+from flask import current_app
+from flask_babel import lazy_gettext as _l
+from sqlalchemy import insert, or_, select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import joinedload
+
+from app.lib import identifiers
+from app.lib.rocdate import TAIPEI, format_roc, format_roc_datetime
+from app.models.notify import Attachment, CaseEvent, CaseSequence, Dispatch, NotificationCase, NotificationCategory
+from app.models.org import Agency, PlatformUser
+from app.services import actors, attachments
+from app.services.actors import Actor
+from app.services.command import transaction
+from app.services.errors import Conflict, Forbidden, InvalidInput, NotFound
+from app.services.notify import mails, results
+from app.services.notify.records import MAX_ID, audit_case
+from app.services.roles import NOTIFY_CASES
+
+_EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[A-Za-z0-9-]{2,}$")
+_PHONE = re.compile(r"^[0-9+()#\- ]{6,20}$")
+
+
+@dataclass
+class Citizen:
+    name: str = ""
+    id_no: str = ""
+    email: str = ""
+    phone: str = ""
+    address: str = ""
+
+
+@dataclass
+class Upload:
+    filename: str
+    data: bytes
+    kind: str = "other"  # consent | other
+
+
+@dataclass
+class CaseDraft:
+    category: int | str  # its id, or "main item/sub item"
+    citizen: Citizen
+    content: str
+    receivers: list[int | str] | None = None  # agency ids or codes; None = the category's defaults
+    uploads: list[Upload] = field(default_factory=list)
+
+
+def id_hash(id_no: str) -> str:
+    from app.services.query import subject_hash
+
+    return subject_hash(id_no)
+
+
+# --- the case number -------------------------------------------------------------------
+
+
+def _taipei_today() -> datetime.date:
+    return datetime.datetime.now(TAIPEI).date()
+
+
+def next_case_no(session) -> str:
+    """ROC date + the day's sequence (1151126-0001), unique under concurrent registration.
+
+    On a server database the number is taken by one statement committed on
+    its own (autocommit: one round trip), so registrations do not queue behind
+    each other's row lock for their whole length (a registration that then
+    fails leaves a gap, never a duplicate). SQLite serialises writers anyway:
+    there it is taken in the caller's transaction.
+    """
+    day = _taipei_today()
+    if session.get_bind().dialect.name == "sqlite":
+        return _take_number(session, day, nested=True)
+    with session.get_bind().connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+        return _take_number(conn, day, nested=False)
+
+
+def _take_number(conn, day, nested: bool) -> str:
+    """``nested``: in the caller's transaction (a savepoint around the day's
+    first INSERT); otherwise each statement commits on its own."""
+    t = CaseSequence.__table__
+    for _ in range(5):
+        value = conn.execute(update(t).where(t.c.day == day).values(value=t.c.value + 1).returning(t.c.value)).scalar()
+        if value is not None:
+            return f"{format_roc(day, 'compact')}-{value:04d}"
+        try:
+            with conn.begin_nested() if nested else contextlib.nullcontext():
+                conn.execute(insert(t).values(day=day, value=1))
+            return f"{format_roc(day, 'compact')}-0001"
+        except IntegrityError:
+            continue  # another registration created the day's row first
+    raise Conflict(_l("Too many registrations at once; please try again."))
+
+
+# --- the checks --------------------------------------------------------------------------
+
+
+def check_citizen(c: Citizen, kind: str) -> Citizen:
+    c = Citizen(**{k: (getattr(c, k) or "").strip() for k in ("name", "id_no", "email", "phone", "address")})
+    c.id_no = c.id_no.upper()
+    if kind == "citizen":
+        if not c.name:
+            raise InvalidInput(_l("The citizen's name is required."))
+        if not c.email:
+            raise InvalidInput(_l("The citizen's e-mail address is required to report progress."))
+    if c.id_no and not identifiers.is_person_id(c.id_no):
+        raise InvalidInput(_l("The ID number is not valid (check the format and the check digit)."))
+    if kind == "citizen" and not c.id_no:
+        raise InvalidInput(_l("The citizen's ID number is required."))
+    if c.email and not _EMAIL.match(c.email):
+        raise InvalidInput(_l("The e-mail address is not valid."))
+    if c.phone and not _PHONE.match(c.phone):
+        raise InvalidInput(_l("The phone number is not valid."))
+    if len(c.name) > 60 or len(c.address) > 200:
+        raise InvalidInput(_l("The name or address is too long."))
+    return c
+
+
+def _category(session, actor: Actor, ref) -> NotificationCategory:
+    """The category by id or "main item/sub item", with its agencies and templates in one round trip."""
+    stmt = select(NotificationCategory).options(
+        joinedload(NotificationCategory.notifying_agencies),
+        joinedload(NotificationCategory.default_receivers),
+        joinedload(NotificationCategory.templates),
+    )
+    if isinstance(ref, str) and ref.strip().isdigit():
+        ref = int(ref.strip())
+    if isinstance(ref, int) and not isinstance(ref, bool):
+        cat = session.scalars(stmt.where(NotificationCategory.id == ref)).unique().one_or_none()
+    elif isinstance(ref, str) and "/" in ref:
+        main, sub = (p.strip() for p in ref.split("/", 1))
+        stmt = stmt.where(NotificationCategory.main_item == main, NotificationCategory.sub_item == sub)
+        cat = session.scalars(stmt).unique().first()
+    else:
+        raise InvalidInput(_l("Give the category as its id or as 'main item/sub item'."))
+    if cat is None or not cat.active:
+        raise NotFound(_l("No such notification category."))
+    if not actor.can(actors.ALL_AGENCIES) and not any(a.id == actor.agency_id for a in cat.notifying_agencies):
+        raise Forbidden(_l("Your agency may not notify under this category."))
+    return cat
+
+
+def _receivers(session, actor: Actor, cat: NotificationCategory, refs) -> list[Agency]:
+    """The receiving agencies by id or code (the category's defaults when not given)."""
+    if refs is None:
+        refs = [a.id for a in cat.default_receivers]
+    wanted = list(dict.fromkeys(r.strip().upper() if isinstance(r, str) else r for r in refs))
+    by_ref = {a.id: a for a in cat.default_receivers} | {a.code: a for a in cat.default_receivers}
+    if any(r not in by_ref for r in wanted):
+        ids = [r for r in wanted if isinstance(r, int) and 0 < r <= MAX_ID]
+        codes = [r for r in wanted if isinstance(r, str)]
+        for a in session.scalars(select(Agency).where(or_(Agency.id.in_(ids), Agency.code.in_(codes)))):
+            by_ref[a.id] = by_ref[a.code] = a
+    if any(isinstance(r, str) and r not in by_ref for r in wanted):
+        raise InvalidInput(_l("Unknown receiving agency."))
+    receivers = list(dict.fromkeys(by_ref.get(r) for r in wanted))
+    if not receivers or any(a is None or not a.active for a in receivers):
+        raise InvalidInput(_l("Choose at least one active receiving agency."))
+    if any(a.id == actor.agency_id for a in receivers):
+        raise InvalidInput(_l("An agency cannot notify itself."))
+    return receivers
+
+
+def _content(text: str) -> str:
+    content = (text or "").strip()
+    if not content:
+        raise InvalidInput(_l("Describe what changed (the notification content)."))
+    if len(content) > 8000:
+        raise InvalidInput(_l("The notification content is too long."))
+    return content
+
+
+def _checked_uploads(cat: NotificationCategory, uploads: list[Upload]) -> list[tuple[Upload, str]]:
+    max_bytes = current_app.config["ATTACHMENT_MAX_BYTES"]
+    checked = [(up, attachments.check_upload(up.filename, up.data, max_bytes)) for up in uploads]
+    if cat.consent_required and not any(up.kind == "consent" for up, _ in checked):
+        raise InvalidInput(_l("This category requires the citizen's scanned consent form."))
+    return checked
+
+
+# --- the command ------------------------------------------------------------------------------
+
+
+def _new_case(session, actor: Actor, cat, citizen: Citizen, content: str, now) -> NotificationCase:
+    case = NotificationCase(
+        case_no=next_case_no(session),
+        category=cat,
+        agency_id=actor.agency_id,
+        operator_id=actor.user_id,
+        citizen_name=citizen.name or None,
+        citizen_id_no=citizen.id_no or None,
+        citizen_id_hash=id_hash(citizen.id_no) if citizen.id_no else None,
+        citizen_email=citizen.email or None,
+        citizen_phone=citizen.phone or None,
+        citizen_address=citizen.address or None,
+        content=content,
+        status="open",
+        created_at=now,
+        due_at=now + datetime.timedelta(days=cat.due_days or 7),
+        # A new case's lists start empty and known: nothing is loaded back for the answer.
+        attachments=[],
+        dispatches=[],
+        events=[],
+    )
+    case.agency = session.get(Agency, actor.agency_id) if actor.agency_id else None
+    session.add(case)
+    return case
+
+
+def _add_attachments(session, actor: Actor, case: NotificationCase, checked, now) -> None:
+    notifier = case.agency.name if case.agency else ""
+    stamp_lines = [notifier, format_roc_datetime(now, seconds=False), f"案號 {case.case_no}", "僅供跨機關通報使用"]
+    for up, mime in checked:
+        sha = attachments.digest(up.data)
+        consent = up.kind == "consent"
+        attachment = Attachment(
+            case=case,
+            kind=up.kind if up.kind in ("consent", "other") else "other",
+            filename=attachments.safe_filename(up.filename),
+            mime=mime,
+            size=len(up.data),
+            sha256=sha,
+            seal=attachments.seal(sha),
+            original=up.data,
+            stamped=attachments.stamp(up.data, mime, stamp_lines) if consent else None,
+            uploaded_at=now,
+            uploaded_by=actor.username,
+        )
+        session.add(attachment)
+
+
+def _dispatch(session, actor: Actor, case: NotificationCase, receivers: list[Agency], now) -> None:
+    def event(action: str, note: str) -> CaseEvent:
+        return CaseEvent(
+            case=case, at=now, username=actor.username, agency_code=actor.agency_code, action=action, note=note
+        )
+
+    session.add(event("register", str(case.category)))
+    for agency in receivers:
+        dispatch = Dispatch(
+            case=case, agency=agency, state="sent", sent_at=now, sent_by=actor.username, due_at=case.due_at
+        )
+        session.add(dispatch)
+    session.add(event("dispatch", "、".join(a.name for a in receivers)))
+
+
+def _queue_mails(session, case: NotificationCase) -> None:
+    ctx = mails.context(case)
+    if case.category.kind == "citizen":
+        mails.queue(session, case, "registered", case.citizen_email, ctx)
+        mails.queue(session, case, "dispatched", case.citizen_email, ctx)
+    for d in case.dispatches:
+        if d.agency.email:
+            mails.queue(session, case, "receiver_dispatched", d.agency.email, {**ctx, "agency": d.agency.name})
+
+
+def register_case(session, actor: Actor, draft: CaseDraft) -> results.CaseView:
+    """Register a case, its attachments and one dispatch per receiving agency,
+    with the timeline, the audit event and the e-mails, in one transaction.
+
+    Returns the case as the registering agency sees it. Raises NotFound,
+    Forbidden, InvalidInput, Conflict.
+    """
+    if not (actor.can(NOTIFY_CASES) or actor.can(actors.ALL_AGENCIES)):
+        raise Forbidden(_l("Your role may not register notification cases."))
+    with transaction(session):
+        cat = _category(session, actor, draft.category)
+        citizen = check_citizen(draft.citizen, cat.kind)
+        content = _content(draft.content)
+        receivers = _receivers(session, actor, cat, draft.receivers)
+        checked = _checked_uploads(cat, draft.uploads)
+        now = datetime.datetime.utcnow()
+        case = _new_case(session, actor, cat, citizen, content, now)
+        _add_attachments(session, actor, case, checked, now)
+        _dispatch(session, actor, case, receivers, now)
+        _queue_mails(session, case)
+        # Last: its flush writes the case, dispatches, timeline and mails at once.
+        audit_case(
+            session, actor, "case_register", case, detail={"case_no": case.case_no, "dispatches": len(receivers)}
+        )
+        # Built before the commit, which would expire every loaded row and reload them one by one.
+        operator = session.get(PlatformUser, actor.user_id) if actor.user_id else None
+        return results.case_view(case, actor, list(case.dispatches), operator=operator)
