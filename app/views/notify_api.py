@@ -8,8 +8,6 @@ schemas; domain errors and invalid input become their status in app.web.
 
 from __future__ import annotations
 
-import functools
-
 from flask import jsonify, request
 from flask_appbuilder.api import BaseApi, expose
 from flask_appbuilder.security.decorators import protect
@@ -17,8 +15,6 @@ from flask_appbuilder.security.decorators import protect
 from app.extensions import db
 from app.schemas import notify as schemas
 from app.services import notify
-from app.services.actors import Actor
-from app.services.errors import DomainError
 from app.web import current_actor
 
 CASE_REGISTRATION = schemas.CaseRegistrationSchema()
@@ -30,30 +26,6 @@ DISPATCH_ANSWER = schemas.DispatchAnswerSchema()
 CASE_WORKLIST = schemas.CaseWorklistSchema()
 DISPATCH_WORKLIST = schemas.DispatchWorklistSchema()
 ATTACHMENT_CHECK = schemas.AttachmentCheckSchema()
-
-
-def actor() -> Actor:
-    """Kept for app.views.transfer_api until it takes app.web.current_actor itself."""
-    return current_actor()
-
-
-def _iso(value):
-    """Kept for app.views.transfer_api (its own schemas replace it)."""
-    return value.isoformat(timespec="seconds") + "Z" if value else None
-
-
-def domain_errors(fn):
-    """Kept for app.views.transfer_api: domain errors become their status and
-    message (the request's end discards what the failed command left uncommitted)."""
-
-    @functools.wraps(fn)
-    def wrapper(self, *args, **kwargs):
-        try:
-            return fn(self, *args, **kwargs)
-        except DomainError as exc:
-            return self.response(exc.status, message=str(exc))
-
-    return wrapper
 
 
 def _body() -> dict | None:
