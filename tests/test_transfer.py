@@ -590,3 +590,34 @@ def test_a_malformed_certificate_upload_or_an_unknown_list_is_refused(client):
     assert client.get("/api/v1/transfers/?box=nope", headers=bearer(social)).status_code == 400
     assert client.get("/api/v1/transfers/?box=all&limit=5", headers=bearer(social)).status_code == 400
     assert client.get("/api/v1/transfers/?box=incoming", headers=bearer(social)).status_code == 200
+
+
+def test_a_transfer_officer_is_known_by_the_capability_not_by_the_role_name(app):
+    """The transfer_files capability decides, so an administrator can grant or withdraw it on the role screens."""
+    import dataclasses
+
+    from app.services.errors import Forbidden
+    from app.services.roles import TRANSFER_FILES
+
+    with app.app_context():
+        user = db.session.scalar(select(PlatformUser).where(PlatformUser.username == "transfer.social"))
+        who = actors.for_user(user, session=db.session)
+        assert TRANSFER_FILES in who.permissions and "Transferor" in who.roles
+        named_only = dataclasses.replace(who, permissions=frozenset())
+        item = db.session.scalar(select(TransferItem).where(TransferItem.description == "低收入戶財稅資料比對"))
+        draft = transfer.TransferDraft(item_id=item.id, source="名冊", record_count=1)
+        before = len(db.session.scalars(select(TransferCase.id)).all())
+        with pytest.raises(Forbidden):
+            transfer.register(db.session, named_only, draft)
+        assert len(db.session.scalars(select(TransferCase.id)).all()) == before
+        assert transfer.proposed_recipients(db.session, item)  # the tax bureau's officers, by their capability
+        # Without the capability on the role, the tax bureau has no transfer officer to propose.
+        sm = app.appbuilder.sm
+        role = sm.find_role("Transferor")
+        grant = next(pv for pv in role.permissions if pv.permission.name == TRANSFER_FILES)
+        role.permissions.remove(grant)
+        db.session.flush()
+        try:
+            assert transfer.proposed_recipients(db.session, item) == []
+        finally:
+            db.session.rollback()

@@ -16,9 +16,10 @@ from app.lib.rocdate import format_roc
 from app.models.org import PlatformUser
 from app.models.transfer import StaffCertificate, TransferCase, TransferEvent, TransferItem, TransferRecipient
 from app.services import audit
-from app.services.actors import Actor
+from app.services.actors import PLATFORM, Actor
 from app.services.command import transaction
 from app.services.errors import Conflict, Forbidden, InvalidInput
+from app.services.roles import TRANSFER_FILES
 from app.services.transfer import pki, rules
 from app.services.transfer.answers import ConfigFile, Registered, case_answer
 
@@ -79,11 +80,23 @@ def items_for(session, actor: Actor) -> list[TransferItem]:
 
 
 def staff_of(session, agency_id: int) -> list[int]:
-    """Active transfer officers of an agency."""
+    """Active transfer officers of an agency: users whose roles hold the TRANSFER_FILES capability."""
+    from flask_appbuilder.security.sqla.models import Permission, PermissionView, ViewMenu, assoc_permissionview_role
+
+    grants = assoc_permissionview_role.c
     stmt = (
         select(PlatformUser.id)
         .join(PlatformUser.roles)
-        .where(PlatformUser.agency_id == agency_id, PlatformUser.active.is_(True), Role.name == rules.ROLE)
+        .join(assoc_permissionview_role, grants.role_id == Role.id)
+        .join(PermissionView, PermissionView.id == grants.permission_view_id)
+        .join(Permission, Permission.id == PermissionView.permission_id)
+        .join(ViewMenu, ViewMenu.id == PermissionView.view_menu_id)
+        .where(
+            PlatformUser.agency_id == agency_id,
+            PlatformUser.active.is_(True),
+            Permission.name == TRANSFER_FILES,
+            ViewMenu.name == PLATFORM,
+        )
         .distinct()
     )
     return list(session.scalars(stmt))

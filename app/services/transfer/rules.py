@@ -16,7 +16,7 @@ from app.services.actors import Actor
 from app.services.errors import Conflict, Forbidden, InvalidInput, NotFound
 from app.services.roles import TRANSFER_FILES
 
-ROLE = "Transferor"  # the role that holds TRANSFER_FILES in the shipped role table
+ROLE = "Transferor"  # the shipped role holding TRANSFER_FILES; named, never decided on, here
 MAX_ID = 2**63 - 1
 
 STATE_LABELS = {
