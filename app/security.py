@@ -9,7 +9,7 @@ from flask_appbuilder.security.sqla.manager import SecurityManager
 from flask_jwt_extended import current_user as current_user_jwt
 
 from app.models.org import PlatformUser
-from app.services import actors, audit
+from app.services import actors, org
 from app.web import bearer_api_call
 
 
@@ -182,15 +182,9 @@ class PlatformSecurityManager(SecurityManager):
             if user is not None
             else actors.anonymous(_client_ip())
         )
-        session = self.session
-        try:
-            audit.record(session, action, object_type="User",
-                         object_id=user.id if user is not None else None,
-                         outcome=outcome, detail=detail, actor=actor)  # fmt: skip
-            session.commit()
-        except Exception:
-            session.rollback()
-            raise
+        org.record_sign_in_event(
+            self.session, actor, action, user.id if user is not None else None, outcome=outcome, detail=detail
+        )
 
     def on_user_login(self, user) -> None:
         self._record("login", user)

@@ -79,9 +79,8 @@ def _security_headers(response):
 
 
 def _domain_error(exc: DomainError):
-    from app.extensions import db
-
-    db.session.rollback()
+    # The command that raised it has rolled back its transaction (app.services.command);
+    # whatever else the request's session holds is discarded when the request ends.
     if request.path.startswith("/api/") or request.is_json:
         return jsonify(message=str(exc)), exc.status
     flash(str(exc), "danger")
@@ -376,12 +375,7 @@ def _database_down(exc):
     """A dead platform database: a clear message, never the SQL or its parameters."""
     from flask import render_template_string
 
-    from app.extensions import db
-
-    try:
-        db.session.rollback()
-    except Exception:
-        pass
+    # The request's session is discarded when the request ends (Flask-SQLAlchemy).
     current_app.logger.error("platform database unavailable: %s", type(exc).__name__)
     if request.path.startswith("/api/"):
         return jsonify(message=str(DB_DOWN)), 503

@@ -8,6 +8,8 @@ from flask_babel import lazy_gettext as _l
 from sqlalchemy import func, select
 
 from app.models.org import AGENCY_KINDS, Agency, PlatformUser
+from app.services import audit
+from app.services.command import command
 from app.services.errors import InvalidInput
 from app.services.roles import check_separation_of_duties
 
@@ -39,6 +41,12 @@ def validate_agency(session, agency: Agency) -> None:
             ).first()
         if clash:
             raise InvalidInput(message, value=value)
+
+
+@command
+def record_sign_in_event(session, actor, action: str, user_id: int | None, outcome: str = "ok", detail=None) -> None:
+    """Sign-in, failed sign-in and sign-out, audited in a transaction of their own."""
+    audit.record(session, action, object_type="User", object_id=user_id, outcome=outcome, detail=detail, actor=actor)
 
 
 def effective_role_names(user: PlatformUser) -> set[str]:

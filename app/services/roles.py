@@ -60,14 +60,18 @@ _TRANSFER = [
     (r"^(Transfer|Transfers|My certificates)$", r"^menu_access$"),
 ]
 _FORM_DESIGN = [
-    (r"^(QueryFormView|FormInputView|FormSectionView|SectionFilterView|SectionColumnView|BusinessItemView)$",
-     r"^(can_list|can_show|can_add|can_edit|can_delete)$"),
-    (r"^(QueryFormApi|FormInputApi|FormSectionApi|SectionFilterApi|SectionColumnApi|BusinessItemApi)$",
-     r"^can_(get|post|put|delete|info)$"),
+    (
+        r"^(QueryFormView|FormInputView|FormSectionView|SectionFilterView|SectionColumnView|BusinessItemView)$",
+        r"^(can_list|can_show|can_add|can_edit|can_delete)$",
+    ),
+    (
+        r"^(QueryFormApi|FormInputApi|FormSectionApi|SectionFilterApi|SectionColumnApi|BusinessItemApi)$",
+        r"^can_(get|post|put|delete|info)$",
+    ),
     (r"^(DataSourceView)$", r"^(can_list|can_show|test_connection)$"),
     (r"^(DataSourceApi)$", r"^can_(get|info|test)$"),
     (r"^(Query setup|Query forms|Business items|Data sources)$", r"^menu_access$"),
-]  # fmt: skip
+]
 
 _REPORTS = [
     (r"^ReportView$", r"^can_(index|export)$"),

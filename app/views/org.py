@@ -79,9 +79,18 @@ class PlatformUserView(ReadableMixin, ValidatedMixin, UserDBModelView):
     list_columns = ["username", "last_name", "first_name", "agency", "title", "active", "roles"]
     search_columns = ["username", "first_name", "last_name", "email", "agency", "active", "roles"]
     add_columns = [
-        "username", "first_name", "last_name", "agency", "title", "email", "phone",
-        "active", "roles", "password", "conf_password",
-    ]  # fmt: skip
+        "username",
+        "first_name",
+        "last_name",
+        "agency",
+        "title",
+        "email",
+        "phone",
+        "active",
+        "roles",
+        "password",
+        "conf_password",
+    ]
     edit_columns = ["username", "first_name", "last_name", "agency", "title", "email", "phone", "active", "roles"]
     show_fieldsets = [
         (_l("User info"), {"fields": ["username", "active", "roles", "agency", "title"]}),
@@ -114,12 +123,30 @@ class UserApi(PlatformModelApi):
     datamodel = SQLAInterface(PlatformUser)
     validator = org.validate_user
     list_columns = show_columns = [
-        "id", "username", "first_name", "last_name", "email", "phone", "title",
-        "active", "agency.code", "agency.name", "roles.name", "last_login",
-    ]  # fmt: skip
+        "id",
+        "username",
+        "first_name",
+        "last_name",
+        "email",
+        "phone",
+        "title",
+        "active",
+        "agency.code",
+        "agency.name",
+        "roles.name",
+        "last_login",
+    ]
     edit_columns = [
-        "username", "first_name", "last_name", "email", "phone", "title", "active", "agency", "roles",
-    ]  # fmt: skip
+        "username",
+        "first_name",
+        "last_name",
+        "email",
+        "phone",
+        "title",
+        "active",
+        "agency",
+        "roles",
+    ]
     add_columns = [*edit_columns, "password"]
     search_columns = ["username", "first_name", "last_name", "email", "agency", "active", "roles"]
     order_columns = ["username", "last_login"]
@@ -132,8 +159,13 @@ class UserApi(PlatformModelApi):
 
 def register(appbuilder) -> None:
     appbuilder.add_view(
-        AgencyView, "Agencies", label=_l("Agencies"), icon="fa-building",
-        category="Organisation", category_label=_l("Organisation"), category_icon="fa-sitemap",
-    )  # fmt: skip
+        AgencyView,
+        "Agencies",
+        label=_l("Agencies"),
+        icon="fa-building",
+        category="Organisation",
+        category_label=_l("Organisation"),
+        category_icon="fa-sitemap",
+    )
     appbuilder.add_api(AgencyApi)
     appbuilder.add_api(UserApi)
