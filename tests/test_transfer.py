@@ -621,3 +621,58 @@ def test_a_transfer_officer_is_known_by_the_capability_not_by_the_role_name(app)
             assert transfer.proposed_recipients(db.session, item) == []
         finally:
             db.session.rollback()
+
+
+# --- the screens: refusals flashed, nothing shown to another agency ------------------------------
+
+
+def _page_csrf(html: str) -> str:
+    import re
+
+    return re.search(r'name="csrf_token" value="([^"]+)"', html).group(1)
+
+
+def test_on_the_screens_another_agency_is_turned_away_and_an_owner_withdraws_a_certificate(app, client, registered):
+    from app.kit.demo_pki import StaffSpec, make_pki
+    from tests.conftest import login
+
+    case_id, social = registered
+    other = _third_agency_officer(app)
+    login(client, other)
+    page = client.get(f"/transfer/case/{case_id}")
+    assert page.status_code == 302  # flashed "no such case", the case is not shown
+    assert "社政福利系統" not in client.get(page.headers["Location"]).text
+    client.get("/logout/")
+
+    extra = make_pki(pki_dir(), [StaffSpec("transfer.spare2", "示範縣政府社會處")], pin=PIN).staff["transfer.spare2"]
+    r = client.post("/api/v1/certificates/", json={"certificate": Path(extra.cert).read_text()}, headers=bearer(social))
+    assert r.status_code == 201, r.json
+    cert_id = r.json["result"]["id"]
+    login(client, "transfer.social")
+    form = client.get("/transfer/certificates")
+    r = client.post(f"/transfer/certificates/{cert_id}/withdraw", data={"csrf_token": _page_csrf(form.text)})
+    assert r.status_code == 302
+    with app.app_context():
+        assert db.session.get(StaffCertificate, cert_id).status == "withdrawn"
+        withdrawn = db.session.scalars(
+            select(AuditEvent).where(AuditEvent.action == "certificate.withdrawn", AuditEvent.object_id == str(cert_id))
+        ).all()
+        assert len(withdrawn) == 1
+    client.get("/logout/")
+
+
+def test_only_an_administrator_rechecks_the_certificate_registry_and_it_is_audited(app):
+    from app.services.errors import Forbidden
+
+    with app.app_context():
+        users = {u.username: u for u in db.session.scalars(select(PlatformUser))}
+        officer = actors.for_user(users["transfer.social"], session=db.session)
+        admin = actors.for_user(users["admin"], session=db.session)
+        with pytest.raises(Forbidden):
+            transfer.recheck_certificates(db.session, officer)
+        counts = transfer.recheck_certificates(db.session, admin)
+        assert counts["valid"] >= 2 and counts["revoked"] == 0
+        event = db.session.scalars(
+            select(AuditEvent).where(AuditEvent.action == "certificate.rechecked").order_by(AuditEvent.id.desc())
+        ).first()
+        assert event is not None and event.outcome == "ok"
