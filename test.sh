@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
-# The whole suite: set-up as ./run.sh does, then ruff and pytest (SQLite and
-# the PostgreSQL server at 127.0.0.1:5432; a real SMTP server; Chromium).
+# The whole suite: set-up as ./run.sh does, then ruff, `flask db check` on
+# throwaway databases, and pytest (SQLite and the PostgreSQL server at
+# 127.0.0.1:5432, MariaDB at 127.0.0.1:3306; a real SMTP server; Chromium).
+# See README.md, "Running the tests", for what it needs and how to point elsewhere.
 set -euo pipefail
 cd "$(dirname "$0")"
 
@@ -23,6 +25,10 @@ echo "==> ruff"
 ruff check .
 ruff format --check .
 
-echo "==> pytest"
 export TEST_POSTGRES_URL=${TEST_POSTGRES_URL:-postgresql+psycopg://postgres@127.0.0.1:5432/postgres}
+
+echo "==> flask db check"
+python scripts/db_check.py
+
+echo "==> pytest"
 python -m pytest "$@"

@@ -55,8 +55,12 @@ def connect(app, server, user="transfer.social", password=DEMO_PASSWORD) -> ftpl
     context = ssl.create_default_context(cafile=app.config["TRANSFER_FTP_TLS_CERT"])
     client = ftplib.FTP_TLS(context=context, timeout=10)
     client.connect("127.0.0.1", server.port)
-    client.login(user, password)  # AUTH TLS first: the password never travels in clear
-    client.prot_p()
+    try:
+        client.login(user, password)  # AUTH TLS first: the password never travels in clear
+        client.prot_p()
+    except BaseException:
+        client.close()
+        raise
     return client
 
 
