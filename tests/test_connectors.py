@@ -922,3 +922,45 @@ def test_the_egate_describes_its_transactions_their_fields_and_what_each_is_aske
     assert described["RQ02"].label == "個人戶籍" and described["RQ02"].inputs == ("id_no",)
     assert [c.name for c in described["RQ07"].columns] == list(RECORD_FIELDS["RQ07"])
     assert dict((c.name, c.type) for c in described["RQ08"].columns)["removal_date"] == "date"
+
+
+def test_a_postgresql_source_whose_connection_is_killed_mid_query_fails_plainly_and_the_next_query_works(databases):
+    """A real pg_terminate_backend while a fetch runs on the driver: the fetch
+    fails in plain words, the lost connection and its pool are retired
+    (drivercursor: invalidate, dispose), and the next fetch gets a fresh one."""
+    from sqlalchemy import text
+
+    connector = connector_for(sql_source("postgresql", databases, name="killed", timeout=5.0))
+    connector.test()
+    admin = create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
+    killed = []
+
+    def kill_the_slow_query():
+        deadline = time.monotonic() + 4
+        with admin.connect() as conn:
+            while not killed and time.monotonic() < deadline:
+                pid = conn.execute(
+                    text(
+                        "SELECT pid FROM pg_stat_activity WHERE datname = :db AND query LIKE '%slow_person%' "
+                        "AND state = 'active' AND pid <> pg_backend_pid()"
+                    ),
+                    {"db": databases["postgresql"]},
+                ).scalar()
+                if pid:
+                    killed.append(conn.execute(text("SELECT pg_terminate_backend(:p)"), {"p": pid}).scalar())
+
+    killer = threading.Thread(target=kill_the_slow_query)
+    killer.start()
+    try:
+        with pytest.raises(SourceError) as err:
+            connector.fetch(SectionSpec(target="slow_person", columns=("id_no",)), {})
+    finally:
+        killer.join()
+        admin.dispose()
+    assert killed == [True]
+    assert err.value.reason == "unreachable" and "ended the connection" in err.value.message, err.value.message
+    assert "slow_person" not in err.value.message  # never the SQL
+    again = connector.fetch(
+        SectionSpec(target="person", columns=("id_no",), filters=(Filter("id_no", "i"),)), {"i": "A123456789"}
+    )
+    assert again.rows == [{"id_no": "A123456789"}]

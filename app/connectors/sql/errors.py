@@ -87,6 +87,9 @@ _MISSING_WORDS = (
     "invalid column name",
 )
 _MISSING_CODES = ("42s02", "42p01", "42703", "42s22", "1146", "1054")
+# The server ended the session: restart, shutdown, pg_terminate_backend (PostgreSQL class 57P).
+_ENDED_WORDS = ("terminating connection", "server closed the connection unexpectedly")
+_ENDED_CODES = ("57p01", "57p02", "57p03")
 _DENIED_WORDS = ("permission denied", "command denied", "ora-01031", "insufficient privileges")
 _DENIED_CODES = ("42501", "1142", "1143")
 
@@ -141,6 +144,8 @@ def translate(exc: Exception, *, source, dialect: str, where: str, odbc_driver: 
         return SourceError(f"cannot reach {where}: host name not found", "unreachable")
     if any(w in text for w in _UNREACHABLE_WORDS["refused"]):
         return SourceError(f"cannot reach {where}: connection refused", "unreachable")
+    if any(w in text for w in _ENDED_WORDS) or low_code in _ENDED_CODES:
+        return SourceError(f"{where} ended the connection (a restart or an administrator); try again", "unreachable")
     if any(w in text for w in _TIMEOUT_WORDS) or low_code in _TIMEOUT_CODES:
         if connecting:
             return SourceError(f"cannot reach {where}: no answer within {t:g} s", "unreachable")
