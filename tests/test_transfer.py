@@ -676,3 +676,17 @@ def test_only_an_administrator_rechecks_the_certificate_registry_and_it_is_audit
             select(AuditEvent).where(AuditEvent.action == "certificate.rechecked").order_by(AuditEvent.id.desc())
         ).first()
         assert event is not None and event.outcome == "ok"
+
+
+def test_the_case_page_loads_its_upload_script_from_a_file_and_holds_none_inline(app, client, registered):
+    """The Content-Security-Policy can drop 'unsafe-inline' for this page's own script (REVIEW point 8)."""
+    from tests.conftest import login
+
+    case_id, _social = registered
+    login(client, "transfer.social")
+    page = client.get(f"/transfer/case/{case_id}")
+    assert page.status_code == 200 and "upload-payload" in page.text
+    assert "transfer-upload.js" in page.text and "XMLHttpRequest" not in page.text
+    script = client.get("/static/transfer-upload.js")
+    assert script.status_code == 200 and b"XMLHttpRequest" in script.data
+    client.get("/logout/")
