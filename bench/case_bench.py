@@ -197,7 +197,7 @@ def _phase(sink, token, category, numbers, concurrency: int, rate: float, label:
         )
 
 
-def main() -> None:
+def _arguments() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--cases", type=int, default=600)
     parser.add_argument("--concurrency", type=int, default=4)
@@ -210,17 +210,74 @@ def main() -> None:
         metavar="RATE",
         help="then register --cases more at RATE cases/s and measure the mail latency there",
     )
-    args = parser.parse_args()
-    import logging
+    return parser.parse_args()
 
-    logging.disable(logging.WARNING)
+
+def _free_smtp_port() -> int:
     import socket
-
-    from aiosmtpd.controller import Controller
 
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
-        smtp_port = s.getsockname()[1]
+        return s.getsockname()[1]
+
+
+def _start(url: str, smtp_port: int, args) -> tuple[subprocess.Popen, subprocess.Popen, dict]:
+    """gunicorn serving the app, and the outbox worker, on the bench database."""
+    env = {
+        "DATABASE_URL": url,
+        "MAIL_SERVER": "127.0.0.1",
+        "MAIL_PORT": str(smtp_port),
+        "OUTBOX_POLL_SECONDS": "0.05",
+        "AUTH_RATE_LIMITED": "false",
+        "WEB_CONCURRENCY": str(args.workers),
+        "WEB_THREADS": str(args.threads),
+        "GUNICORN_READY_DIR": tempfile.mkdtemp(),
+    }
+    proc = _serve("run:app", PORT, env)
+    sender = subprocess.Popen(
+        [sys.executable, "-m", "flask", "--app", "run.py", "worker", "outbox"],
+        cwd=ROOT,
+        env={**os.environ, **env},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    return proc, sender, env
+
+
+def _outbox_summary(url: str, sink: Sink) -> str:
+    from sqlalchemy import create_engine, text
+
+    engine = create_engine(url)
+    with engine.connect() as conn:
+        rows = conn.execute(
+            text(
+                "SELECT status, count(*), sum(attempts), max(attempts) FROM outbox_message "
+                "GROUP BY status ORDER BY status"
+            )
+        ).all()
+        errors = conn.execute(
+            text(
+                "SELECT split_part(last_error, ':', 1), count(*) FROM outbox_message "
+                "WHERE last_error IS NOT NULL GROUP BY 1"
+            )
+        ).all()
+    engine.dispose()
+    return (
+        "  outbox: "
+        + ", ".join(f"{st} {n} (attempts {a}, at most {m})" for st, n, a, m in rows)
+        + (f"; errors: {dict(errors)}" if errors else "")
+        + f"; mails at the server: {sink.count}"
+    )
+
+
+def main() -> None:
+    args = _arguments()
+    import logging
+
+    logging.disable(logging.WARNING)
+    from aiosmtpd.controller import Controller
+
+    smtp_port = _free_smtp_port()
     sink = Sink()
     controller = Controller(sink, hostname="127.0.0.1", port=smtp_port)
     controller.start()
@@ -229,24 +286,7 @@ def main() -> None:
     proc = sender = None
     try:
         category = _prepare(url)
-        env = {
-            "DATABASE_URL": url,
-            "MAIL_SERVER": "127.0.0.1",
-            "MAIL_PORT": str(smtp_port),
-            "OUTBOX_POLL_SECONDS": "0.05",
-            "AUTH_RATE_LIMITED": "false",
-            "WEB_CONCURRENCY": str(args.workers),
-            "WEB_THREADS": str(args.threads),
-            "GUNICORN_READY_DIR": tempfile.mkdtemp(),
-        }
-        proc = _serve("run:app", PORT, env)
-        sender = subprocess.Popen(
-            [sys.executable, "-m", "flask", "--app", "run.py", "worker", "outbox"],
-            cwd=ROOT,
-            env={**os.environ, **env},
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
+        proc, sender, env = _start(url, smtp_port, args)
         token = _token(PORT, "notifier")
         _wait_for_workers(Path(env["GUNICORN_READY_DIR"]), args.workers)
         print(
@@ -256,38 +296,10 @@ def main() -> None:
         meter = lambda: _cpu_by_part(proc.pid, name, sender.pid)  # noqa: E731
         _phase(sink, token, category, range(args.cases), args.concurrency, 0, "as fast as answered", meter)
         if args.paced:
-            _phase(
-                sink,
-                token,
-                category,
-                range(args.cases, 2 * args.cases),
-                args.concurrency,
-                args.paced,
-                f"paced at {args.paced:g} cases/s",
-            )
-        from sqlalchemy import create_engine, text
-
-        engine = create_engine(url)
-        with engine.connect() as conn:
-            rows = conn.execute(
-                text(
-                    "SELECT status, count(*), sum(attempts), max(attempts) FROM outbox_message "
-                    "GROUP BY status ORDER BY status"
-                )
-            ).all()
-            errors = conn.execute(
-                text(
-                    "SELECT split_part(last_error, ':', 1), count(*) FROM outbox_message "
-                    "WHERE last_error IS NOT NULL GROUP BY 1"
-                )
-            ).all()
-        engine.dispose()
-        print(
-            "  outbox: "
-            + ", ".join(f"{st} {n} (attempts {a}, at most {m})" for st, n, a, m in rows)
-            + (f"; errors: {dict(errors)}" if errors else "")
-            + f"; mails at the server: {sink.count}"
-        )
+            paced = range(args.cases, 2 * args.cases)
+            label = f"paced at {args.paced:g} cases/s"
+            _phase(sink, token, category, paced, args.concurrency, args.paced, label)
+        print(_outbox_summary(url, sink))
     finally:
         for child in (proc, sender):
             if child is not None:

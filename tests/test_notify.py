@@ -400,6 +400,14 @@ def test_malformed_registration_bodies_get_a_400_and_leave_nothing_behind(app, c
         assert db.session.scalar(select(db.func.count()).select_from(NotificationCase)) == before
 
 
+def test_a_boolean_category_is_refused_in_chinese_not_taken_as_category_1(client):
+    notifier = api_token(client, "notifier")
+    body = {"category": True, "citizen": CITIZEN, "content": "民眾辦理更名。"}
+    r = client.post("/api/v1/cases/", json=body, headers=bearer(notifier))
+    assert r.status_code == 400
+    assert r.json["errors"]["category"] == ["請提供 id（數字）或代碼（文字）。"]
+
+
 def test_a_body_that_is_not_a_json_object_gets_a_400(client):
     notifier = api_token(client, "notifier")
     for data in ("[1, 2]", "not json", '"text"'):

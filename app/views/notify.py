@@ -21,6 +21,7 @@ from app.services import notify
 from app.services.errors import Conflict, DomainError, NotFound
 from app.services.notify import workflow
 from app.views.notify_admin import KIND_LABELS
+from app.web import INVALID
 from app.web import current_actor as actor
 
 TAB_LABELS = {
@@ -65,7 +66,7 @@ def _invalid(exc: ValidationError) -> str:
     """A schema's refusal as one line for the page."""
     messages = exc.normalized_messages()
     details = "; ".join(f"{k}: {v}" for k, v in messages.items()) if isinstance(messages, dict) else str(messages)
-    return f"{gettext('The request is not valid; nothing was changed.')} ({details})"
+    return f"{INVALID} ({details})"
 
 
 def _upload_list() -> list[notify.Upload]:
