@@ -139,11 +139,14 @@ def worker_sealer():
 
 
 def _sealer_loop():
+    import importlib
+
     from app.services import audit
 
-    sealer = getattr(audit, "sealer", None)
-    if sealer is not None and callable(getattr(sealer, "run", None)):
-        return sealer.run
+    try:  # the audit package's sealing loop, where it has one
+        return importlib.import_module("app.services.audit.sealer").run
+    except ImportError:
+        pass
 
     def run(app, stop: threading.Event) -> None:
         every = float(app.config.get("AUDIT_SEAL_GATHER_SECONDS", 0.25))
