@@ -60,7 +60,7 @@ class ReportView(BaseView):
     @has_access
     def export(self, fmt):
         back = url_for("ReportView.index", **request.args)
-        if fmt not in reports.commands.FORMATS:
+        if fmt not in reports.FORMATS:
             return redirect(back)
         try:
             query = ReportQuerySchema().load(request.args)

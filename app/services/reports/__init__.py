@@ -22,6 +22,7 @@ from app.services.reports.catalogue import REPORT_TITLES, REPORTS, run
 from app.services.reports.category_report import by_category
 from app.services.reports.clerk_report import by_clerk
 from app.services.reports.commands import (
+    FORMATS,
     Export,
     NothingToExport,
     WeeklyExport,
@@ -56,6 +57,7 @@ from app.services.reports.weekly import WeeklySection, active_agencies, last_wee
 agencies = active_agencies
 
 __all__ = [
+    "FORMATS",
     "REPORTS",
     "REPORT_TITLES",
     "SUMMARY_MARGIN",
