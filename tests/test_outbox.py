@@ -107,6 +107,31 @@ def test_an_address_with_a_line_break_is_never_sent_and_the_next_message_still_g
     assert [env.rcpt_tos for env in received] == [["citizen2@example.tw"]]
 
 
+def test_when_smtp_cannot_be_reached_again_after_a_refused_address_the_rest_wait_untouched(app, smtp, monkeypatch):
+    _clear(app)
+    with app.app_context():
+        outbox.enqueue(db.session, "citizen@example.tw\r\nBcc: x@example.tw", "注入", "不應寄出")
+        outbox.enqueue(db.session, "next1@example.tw", "稍後寄出", "內容")
+        outbox.enqueue(db.session, "next2@example.tw", "稍後寄出", "內容")
+        db.session.commit()
+        connects = []
+        real = outbox.smtp_connect
+
+        def down_after_the_first(config):  # the server goes away after the first connection
+            connects.append(config)
+            if len(connects) > 1:
+                raise ConnectionRefusedError("connection refused")
+            return real(config)
+
+        monkeypatch.setattr(outbox, "smtp_connect", down_after_the_first)
+        assert outbox.work_once(db.session) == {"sent": 0, "retried": 1, "failed": 0}
+        rows = {m.recipient: m for m in db.session.scalars(select(OutboxMessage))}
+        assert all(m.status == QUEUED and m.claimed_at is None for m in rows.values())
+        assert rows["next1@example.tw"].attempts == 0 and rows["next2@example.tw"].attempts == 0
+    assert smtp.sink.wait_for(1, timeout=0.5) == []
+    _clear(app)
+
+
 def test_an_address_that_cannot_be_encoded_waits_with_a_reason_that_does_not_repeat_it(app, smtp):
     _clear(app)
     long_label = "長" * 70  # longer than a DNS label may be

@@ -322,7 +322,12 @@ def work_once(session: Session, limit: int = 100, link: SmtpLink | None = None) 
                     if isinstance(exc, (ConnectionError, OSError, TimeoutError)):
                         _release(out, [m.id for m in messages[i + 1 :]])
                         break
-                    link.open()
+                    try:
+                        link.open()
+                    except Exception as down:  # SMTP went away meanwhile: the rest wait, untouched
+                        log.warning("outbox cannot reconnect to SMTP: %s", type(down).__name__)
+                        _release(out, [m.id for m in messages[i + 1 :]])
+                        break
                 else:
                     _set(
                         out,
