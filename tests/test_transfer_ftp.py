@@ -45,10 +45,12 @@ def ftps_server(app, tmp_path):
     """A server on folders of this test's own (no other test's uploads or rejections in them)."""
     saved = app.config["TRANSFER_FTP_ROOT"]
     app.config["TRANSFER_FTP_ROOT"] = str(tmp_path / "ftp")
-    server = _Server(app)
-    yield server
-    server.close()
-    app.config["TRANSFER_FTP_ROOT"] = saved
+    try:
+        server = _Server(app)
+        yield server
+        server.close()
+    finally:
+        app.config["TRANSFER_FTP_ROOT"] = saved
 
 
 def connect(app, server, user="transfer.social", password=DEMO_PASSWORD) -> ftplib.FTP_TLS:
