@@ -577,7 +577,6 @@ def test_land_and_social_load_into_postgresql_and_the_views_answer_for_wang(worl
 
 
 def test_land_and_social_load_into_mariadb_and_the_views_answer_for_wang(world):
-    pytest.importorskip("pymysql", reason="pymysql (pip install pymysql==1.2.4) drives MariaDB")
     name = f"seed_test_{uuid.uuid4().hex[:10]}"
     admin = create_engine(MARIADB_ADMIN_URL, isolation_level="AUTOCOMMIT")
     with admin.connect() as conn:
