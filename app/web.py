@@ -301,6 +301,13 @@ def _check_api_query() -> None:
         value = query.get(key)
         if value is not None and (isinstance(value, bool) or not isinstance(value, int) or abs(value) > limit):
             raise MalformedRequest(description=str(BAD_QUERY))
+    if "order_direction" in query and query["order_direction"] not in ("asc", "desc"):
+        raise MalformedRequest(description=str(BAD_QUERY))
+    if "order_column" in query:
+        api = _list_views().get(request.blueprint)
+        allowed = getattr(api, "order_columns", None) if api is not None else None
+        if allowed is not None and query["order_column"] not in allowed:
+            raise MalformedRequest(description=str(BAD_QUERY))
 
 
 _PAGE = "<!doctype html><meta charset=utf-8><title>{{ code }}</title><h1>{{ code }}</h1><p>{{ msg }}</p>"

@@ -131,11 +131,27 @@ def test_a_list_screen_still_sorts_and_pages_as_offered(client):
     assert "clerk" in answer.text
 
 
-@pytest.mark.parametrize("q", ["garbage", "(page:99999999999999999999999,page_size:10)", "(page:true)"])
+@pytest.mark.parametrize(
+    "q",
+    [
+        "garbage",
+        "(page:99999999999999999999999,page_size:10)",
+        "(page:true)",
+        "(order_column:zzz,order_direction:asc)",
+        "(order_column:code,order_direction:sideways)",
+    ],
+)
 def test_an_api_list_query_that_cannot_be_read_is_refused(client, admin_api, q):
     answer = client.get(f"/api/v1/agencies/?q={q}", headers=admin_api)
     assert answer.status_code == 400
     assert answer.json["message"] == "清單查詢條件（q）無效。"
+
+
+def test_an_api_list_still_sorts_by_an_offered_column(client, admin_api):
+    answer = client.get("/api/v1/agencies/?q=(order_column:code,order_direction:desc)", headers=admin_api)
+    assert answer.status_code == 200
+    codes = [row["code"] for row in answer.json["result"]]
+    assert codes == sorted(codes, reverse=True)
 
 
 def test_an_api_list_asking_for_a_huge_page_size_gets_at_most_the_maximum(client, admin_api):
