@@ -21,8 +21,8 @@ from reportlab.lib.pagesizes import A4, A5, landscape, letter
 from reportlab.lib.utils import ImageReader
 from reportlab.pdfgen.canvas import Canvas
 
-from app.services import attachments as att
 from app.services.errors import InvalidInput
+from app.services.notify import attachments as att
 from app.services.printout import _find_font_files, cjk_font
 
 ARTIFACTS = Path(__file__).parent / "artifacts"

@@ -9,6 +9,7 @@
     categories    list_categories, usable_categories, validate_category
     mails         the stage e-mails, validate_template
     results       what a viewer may see of a case, as plain result objects
+    attachments   checking, sealing and stamping uploaded files
 
 Each command takes the actor and validated input, checks permission (the
 actor's capabilities and agency), owns its transaction (commit, or roll back

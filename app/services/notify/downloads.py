@@ -6,11 +6,10 @@ from __future__ import annotations
 from flask_babel import lazy_gettext as _l
 
 from app.models.notify import Attachment
-from app.services import attachments
 from app.services.actors import Actor
 from app.services.command import transaction
 from app.services.errors import NotFound
-from app.services.notify import results
+from app.services.notify import attachments, results
 from app.services.notify.cases import visible_case
 from app.services.notify.records import audit_case, row
 

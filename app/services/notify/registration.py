@@ -18,11 +18,11 @@ from app.lib import identifiers
 from app.lib.rocdate import TAIPEI, format_roc, format_roc_datetime
 from app.models.notify import Attachment, CaseEvent, CaseSequence, Dispatch, NotificationCase, NotificationCategory
 from app.models.org import Agency, PlatformUser
-from app.services import actors, attachments
+from app.services import actors
 from app.services.actors import Actor
 from app.services.command import transaction
 from app.services.errors import Conflict, Forbidden, InvalidInput, NotFound
-from app.services.notify import mails, results
+from app.services.notify import attachments, mails, results
 from app.services.notify.records import MAX_ID, audit_case
 from app.services.roles import NOTIFY_CASES
 
