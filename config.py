@@ -123,13 +123,14 @@ class Config:
     # The worker keeps its SMTP connection open between rounds, at most this long without mail.
     OUTBOX_SMTP_IDLE_SECONDS = float(os.environ.get("OUTBOX_SMTP_IDLE_SECONDS", "30"))
     # Audit events are linked into the hash chain "inline" (in the request's
-    # transaction) or in the "background" a moment after the commit, so
+    # transaction) or in the "background" by the sealer process (`flask worker
+    # sealer`, app.services.audit.sealer) a moment after the commit, so
     # requests do not queue on the chain's lock. Blank: inline on SQLite,
     # background on PostgreSQL/MySQL.
     AUDIT_SEALING = os.environ.get("AUDIT_SEALING", "")
-    # Each sealing round costs about the same whatever it links: a quarter second
-    # gathers enough events that the rounds cost little per query.
-    AUDIT_SEAL_GATHER_SECONDS = float(os.environ.get("AUDIT_SEAL_GATHER_SECONDS", "0.25"))
+    # The sealer's round: each costs about the same whatever it links, so a
+    # quarter second gathers enough events that the rounds cost little per query.
+    AUDIT_SEAL_SECONDS = float(os.environ.get("AUDIT_SEAL_SECONDS", "0.25"))
 
     DEMO_PASSWORD = os.environ.get("DEMO_PASSWORD", "Demo-2026")
     MAX_CONTENT_LENGTH = int(os.environ.get("MAX_CONTENT_LENGTH", str(40 * 1024 * 1024)))

@@ -59,7 +59,8 @@ def create_app(config: object | str = "config.Config") -> Flask:
         from app import models  # noqa: F401  (register every table)
 
         liveness.install(db.engine)
-        from app.services import audit, formplan, org, outbox
+        from app.services import audit, org, outbox
+        from app.services.query import plan as formplan
         from app.views import register_views
 
         audit.install_session_hooks(db.session)

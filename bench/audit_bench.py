@@ -16,7 +16,7 @@ import uuid
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from sqlalchemy import create_engine, event, text  # noqa: E402
+from sqlalchemy import create_engine, text  # noqa: E402
 from sqlalchemy.engine import make_url  # noqa: E402
 
 PG_ADMIN = os.environ.get("TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres")
@@ -44,7 +44,7 @@ def _writes(app, n, audited: bool) -> float:
 
     with app.app_context():
         if not audited:
-            event.remove(db.session, "after_flush", audit._after_flush)
+            audit.remove_session_hooks(db.session)
         try:
             tag = uuid.uuid4().hex[:6].upper()
             t0 = time.perf_counter()

@@ -17,7 +17,6 @@ from sqlalchemy.engine import make_url
 
 from app import create_app
 from app.extensions import db, mail
-from app.services import audit
 from config import TestConfig
 
 ARTIFACTS = Path(__file__).parent / "artifacts"
@@ -139,7 +138,6 @@ def backend(request, tmp_path_factory):
 def app(backend):
     application = build_app(backend.url)
     yield application
-    audit.Sealer.stop_for(application)
     with application.app_context():
         db.session.remove()
         db.engine.dispose()
@@ -152,7 +150,6 @@ def fresh_app(request, tmp_path):
     database = Database(backend_name, tmp_path)
     application = build_app(database.url)
     yield application
-    audit.Sealer.stop_for(application)
     with application.app_context():
         db.session.remove()
         db.engine.dispose()

@@ -3,7 +3,6 @@
 import datetime
 import json
 import threading
-import time
 
 import pytest
 from sqlalchemy import func, insert, select, text, update
@@ -16,7 +15,7 @@ from tests.conftest import api_token, bearer, login
 
 def _events_after(app, seq):
     with app.app_context():
-        audit.seal_all(db.engine)  # on PostgreSQL the background sealer may not have run yet
+        audit.seal_all(db.engine)  # on PostgreSQL sealing is the sealer process's: seal here
         return db.session.scalars(select(AuditEvent).where(AuditEvent.seq > seq).order_by(AuditEvent.seq)).all()
 
 
@@ -230,34 +229,69 @@ def _sealing_app(backend_name, tmp_path, **overrides):
 
 
 @pytest.mark.parametrize("backend_name", ["sqlite", "postgresql"])
-def test_in_background_mode_a_commit_returns_before_sealing_and_the_sealer_links_the_event_soon_after(
+def test_in_background_mode_a_commit_returns_before_sealing_and_the_sealer_process_links_the_event(
     backend_name, tmp_path
 ):
-    database, app = _sealing_app(backend_name, tmp_path, AUDIT_SEALING="background", AUDIT_SEAL_GATHER_SECONDS=0.5)
+    """The sealer is a loop of its own (``flask worker sealer`` runs it): here
+    in a thread this test starts and stops; each round reports what it sealed."""
+    database, app = _sealing_app(backend_name, tmp_path, AUDIT_SEALING="background", AUDIT_SEAL_SECONDS=0.05)
     try:
         with app.app_context():
             audit.record(db.session, "sealer_test", object_type="Test", object_id=1)
             db.session.commit()
             row = db.session.scalar(select(AuditEvent).where(AuditEvent.action == "sealer_test"))
-            # Committed with its change, not yet in the chain (the sealer gathers for 0.5 s).
+            # Committed with its change, not in the chain: no sealer runs in this process.
             assert row is not None and row.seq is None and row.hash is None
             db.session.remove()
-            deadline = time.monotonic() + 10
-            with db.engine.connect() as conn:
-                while audit.pending(conn) and time.monotonic() < deadline:
-                    conn.rollback()
-                    time.sleep(0.1)
-                assert audit.pending(conn) == 0
-                result = audit.verify(conn)
-                sealed = conn.execute(
-                    select(AuditEvent.seq, AuditEvent.hash).where(AuditEvent.action == "sealer_test")
-                ).one()
+        stop, sealed_some = threading.Event(), threading.Event()
+        loop = threading.Thread(
+            target=audit.sealer.run, args=(app, stop), kwargs={"on_round": lambda n: n and sealed_some.set()}
+        )
+        loop.start()
+        try:
+            assert sealed_some.wait(timeout=30), "the sealer linked nothing"
+        finally:
+            stop.set()
+            loop.join(timeout=30)
+        assert not loop.is_alive()  # it stops when told to
+        with app.app_context(), db.engine.connect() as conn:
+            assert audit.pending(conn) == 0
+            result = audit.verify(conn)
+            sealed = conn.execute(
+                select(AuditEvent.seq, AuditEvent.hash).where(AuditEvent.action == "sealer_test")
+            ).one()
         assert result.ok and sealed.seq == result.checked and len(sealed.hash) == 64
     finally:
         with app.app_context():
             db.session.remove()
             db.engine.dispose()
         database.drop()
+
+
+def test_the_sealer_seals_what_committed_after_it_was_told_to_stop_before_it_returns(tmp_path):
+    database, app = _sealing_app("sqlite", tmp_path, AUDIT_SEALING="background", AUDIT_SEAL_SECONDS=3600)
+    try:
+        with app.app_context():
+            audit.record(db.session, "late_event", object_type="Test", object_id=1)
+            db.session.commit()
+            db.session.remove()
+        stop = threading.Event()
+        stop.set()  # told to stop before its first round: it still seals once on the way out
+        audit.sealer.run(app, stop)
+        with app.app_context(), db.engine.connect() as conn:
+            assert audit.pending(conn) == 0 and audit.verify(conn).ok
+    finally:
+        with app.app_context():
+            db.session.remove()
+            db.engine.dispose()
+        database.drop()
+
+
+def test_no_audit_sealer_thread_runs_inside_the_web_process(app, client):
+    """Sealing in the background belongs to the sealer process, not to web workers."""
+    login(client, "admin")
+    client.get("/query/history/")
+    assert not [t for t in threading.enumerate() if "seal" in t.name]
 
 
 @pytest.mark.parametrize("backend_name", ["sqlite", "postgresql"])
@@ -345,10 +379,9 @@ def test_a_sealing_round_that_cannot_link_every_row_it_read_keeps_nothing(app, b
     past a row that was never linked."""
     from app.models.audit import AuditHead
 
-    audit.Sealer.stop_for(app)  # no background round may link the rows meanwhile (a wake starts a new one)
     with app.app_context():
         audit.seal_all(db.engine)
-        with db.engine.begin() as conn:  # two events, committed without waking a sealer
+        with db.engine.begin() as conn:  # two events (no sealer runs in this process)
             ids = [conn.execute(insert(AuditEvent).values(action="vanish_test", actor="t", outcome="ok",
                                                            at=datetime.datetime.utcnow()).returning(AuditEvent.id)
                                 ).scalar_one() for _ in range(2)]  # fmt: skip
@@ -363,7 +396,7 @@ def test_a_sealing_round_that_cannot_link_every_row_it_read_keeps_nothing(app, b
                 gone.append(ids[1])
             return original(prev, values)
 
-        monkeypatch.setattr(audit, "digest", digest_while_one_row_goes)
+        monkeypatch.setattr(audit.chain, "digest", digest_while_one_row_goes)
         with pytest.raises(RuntimeError, match="did not link every row"):
             audit.seal_all(db.engine)
         monkeypatch.undo()
@@ -394,20 +427,20 @@ def test_the_one_statement_write_says_what_a_connection_would_when_the_database_
     unreachable = create_engine("postgresql+psycopg://postgres@127.0.0.1:1/nothing")
     listen(unreachable)
     with pytest.raises(OperationalError):
-        audit._execute_autocommitted(unreachable, "SELECT 1", {})
+        audit.execute_autocommitted(unreachable, "SELECT 1", {})
     assert seen and seen[-1][0] is OperationalError
     unreachable.dispose()
 
     engine, admin = create_engine(PG_ADMIN_URL, pool_size=1), create_engine(PG_ADMIN_URL)
     listen(engine)
     try:
-        pid = audit._execute_autocommitted(engine, "SELECT pg_backend_pid()", {})
+        pid = audit.execute_autocommitted(engine, "SELECT pg_backend_pid()", {})
         with admin.connect() as conn:
             conn.execute(text("SELECT pg_terminate_backend(:p)"), {"p": pid})
         with pytest.raises(OperationalError) as lost:
-            audit._execute_autocommitted(engine, "SELECT 1", {})
+            audit.execute_autocommitted(engine, "SELECT 1", {})
         assert lost.value.connection_invalidated and seen[-1] == (OperationalError, True)
-        assert audit._execute_autocommitted(engine, "SELECT pg_backend_pid()", {}) != pid  # a new connection
+        assert audit.execute_autocommitted(engine, "SELECT pg_backend_pid()", {}) != pid  # a new connection
     finally:
         engine.dispose()
         admin.dispose()

@@ -24,12 +24,10 @@ EXAMPLES_PER_OPERATION = 6
 def contract_app(tmp_path_factory):
     """A seeded throwaway SQLite platform that the fuzzing may damage at will."""
     from app.extensions import db
-    from app.services import audit
 
     database = Database("sqlite", tmp_path_factory.mktemp("openapi"))
     application = build_app(database.url, FAB_API_SWAGGER_UI=True)
     yield application
-    audit.Sealer.stop_for(application)
     with application.app_context():
         db.session.remove()
         db.engine.dispose()

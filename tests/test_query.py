@@ -326,7 +326,7 @@ def test_a_form_edited_in_one_process_reaches_another_within_the_check_interval(
 
     from app import create_app
     from app.models.queries import QueryForm
-    from app.services import formplan
+    from app.services.query import plan as formplan
 
     code = f"test.plan.{uuid.uuid4().hex[:6]}"
     with app.app_context():
@@ -526,3 +526,67 @@ def test_the_history_filters_by_taipei_days_typed_in_roc_or_iso_form(app, client
     assert cases(**{"from": "115/11/26", "to": "115/11/26"}) == {"DAY-EARLY"}
     assert cases(**{"from": "2026-11-27", "to": "2026-11-27"}) == {"DAY-LATE"}
     assert cases(**{"from": "115/11/26", "to": "115/11/27"}) == {"DAY-EARLY", "DAY-LATE"}
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"case_no": 123},
+        {"reason": True},
+        {"business_item": ["TAX-CHECK"]},
+        {"params": {"id_no": 123456789}},
+        {"params": {"id_no": True}},
+        {"params": ["A123456789"]},
+        {"form": {"code": "x"}},
+        {"surprise": "field"},
+    ],
+)
+def test_a_query_with_a_wrong_json_type_or_an_unknown_field_is_a_400_naming_the_field_never_coerced(
+    app, client, people_form, body
+):
+    before = len(_logs(app, people_form))
+    payload = {
+        "form": people_form,
+        "case_no": "1151126-0001",
+        "business_item": "TAX-CHECK",
+        "params": {"id_no": "A123456789"},
+        **body,
+    }
+    r = client.post("/api/v1/query/run", json=payload, headers=bearer(api_token(client, "clerk")))
+    assert r.status_code == 400, r.json
+    assert set(r.json["errors"]) == set(body)  # the field at fault is named
+    assert len(_logs(app, people_form)) == before  # nothing ran, nothing was coerced into a query
+
+
+def test_a_stored_result_id_beyond_64_bits_or_not_a_number_is_not_found_never_a_server_error(client):
+    clerk = api_token(client, "clerk")
+    for query_id in ("99999999999999999999999", "9223372036854775808", "0"):
+        assert client.get(f"/api/v1/query/history/{query_id}", headers=bearer(clerk)).status_code == 404
+    assert client.get("/api/v1/query/history/abc", headers=bearer(clerk)).status_code == 404
+
+
+def test_history_filters_that_are_not_dates_or_numbers_are_refused_with_a_400(client):
+    clerk = api_token(client, "clerk")
+    for args in ("from=yesterday", "to=115/13/40", "limit=many", "limit=100000", "everyone=yes", "sort=at"):
+        r = client.get(f"/api/v1/query/history?{args}", headers=bearer(clerk))
+        assert r.status_code == 400, args
+
+
+def test_each_input_type_is_one_normaliser_in_the_registry_and_every_model_type_has_one():
+    from app.models.queries import INPUT_TYPES
+
+    assert set(query_service.INPUT_TYPES) == set(INPUT_TYPES)
+
+
+def test_the_query_api_is_described_in_the_served_openapi_document(app):
+    from tests.openapi_check import errors_of, served_spec
+
+    spec = served_spec(app)
+    paths = {p: v for p, v in spec["paths"].items() if p.startswith(("/api/v1/query/", "/api/v1/verify/"))}
+    assert {"/api/v1/query/run", "/api/v1/query/history/{query_id}", "/api/v1/verify/{code}"} <= set(paths)
+    stored = paths["/api/v1/query/history/{query_id}"]["get"]
+    assert stored["parameters"][0]["schema"]["maximum"] == 9223372036854775807
+    assert paths["/api/v1/query/run"]["post"]["requestBody"]["content"]["application/json"]["schema"] == {
+        "$ref": "#/components/schemas/QueryRunSchema"
+    }
+    assert [e for e in errors_of(spec) if e.startswith(("paths/~1api~1v1~1query", "paths/~1api~1v1~1verify"))] == []

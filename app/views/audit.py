@@ -79,9 +79,21 @@ class AuditEventApi(ModelRestApi):
     datamodel = SQLAInterface(AuditEvent)
     base_permissions = ["can_get", "can_info"]
     list_columns = show_columns = [
-        "seq", "at", "actor_id", "actor", "agency_code", "client_ip", "action",
-        "object_type", "object_id", "fields", "outcome", "detail", "prev_hash", "hash",
-    ]  # fmt: skip
+        "seq",
+        "at",
+        "actor_id",
+        "actor",
+        "agency_code",
+        "client_ip",
+        "action",
+        "object_type",
+        "object_id",
+        "fields",
+        "outcome",
+        "detail",
+        "prev_hash",
+        "hash",
+    ]
     search_columns = ["at", "actor", "agency_code", "action", "object_type", "object_id", "outcome"]
     order_columns = ["seq", "at"]
     base_order = ("seq", "desc")
@@ -90,7 +102,12 @@ class AuditEventApi(ModelRestApi):
 
 def register(appbuilder) -> None:
     appbuilder.add_view(
-        AuditEventView, "Audit trail", label=_l("Audit trail"), icon="fa-shield",
-        category="Audit", category_label=_l("Audit"), category_icon="fa-search",
-    )  # fmt: skip
+        AuditEventView,
+        "Audit trail",
+        label=_l("Audit trail"),
+        icon="fa-shield",
+        category="Audit",
+        category_label=_l("Audit"),
+        category_icon="fa-search",
+    )
     appbuilder.add_api(AuditEventApi)

@@ -17,23 +17,46 @@ from app.models.queries import (
     SectionColumn,
     SectionFilter,
 )
-from app.services import forms
+from app.services.query import design as forms
 from app.views.base import PlatformModelApi, PlatformModelView, yes_no
 
 LABELS = {
-    "code": _l("Code"), "name": _l("Name"), "title": _l("Title"), "description": _l("Description"),
-    "agency": _l("Owner agency"), "active": _l("Active"), "sort_order": _l("Order"),
-    "granted_agencies": _l("Granted agencies"), "granted_roles": _l("Granted roles"),
-    "business_items": _l("Business items"), "inputs": _l("Inputs"), "sections": _l("Sections"),
-    "form": _l("Form"), "label": _l("Label"), "type": _l("Type"), "required": _l("Required"),
-    "pattern": _l("Pattern"), "choices": _l("Choices"), "max_length": _l("Maximum length"),
-    "help_text": _l("Help text"), "source": _l("Data source"), "target": _l("Target"),
-    "order_by": _l("Sort by"), "display": _l("Display"), "options": _l("Options (JSON)"),
-    "filters": _l("Filters"), "columns": _l("Output columns"), "section": _l("Section"),
-    "column": _l("Source column"), "op": _l("Operator"), "input_name": _l("Input"),
-    "constant": _l("Constant"), "mask": _l("Mask"), "format": _l("Format"),
+    "code": _l("Code"),
+    "name": _l("Name"),
+    "title": _l("Title"),
+    "description": _l("Description"),
+    "agency": _l("Owner agency"),
+    "active": _l("Active"),
+    "sort_order": _l("Order"),
+    "granted_agencies": _l("Granted agencies"),
+    "granted_roles": _l("Granted roles"),
+    "business_items": _l("Business items"),
+    "inputs": _l("Inputs"),
+    "sections": _l("Sections"),
+    "form": _l("Form"),
+    "label": _l("Label"),
+    "type": _l("Type"),
+    "required": _l("Required"),
+    "pattern": _l("Pattern"),
+    "choices": _l("Choices"),
+    "max_length": _l("Maximum length"),
+    "help_text": _l("Help text"),
+    "source": _l("Data source"),
+    "target": _l("Target"),
+    "order_by": _l("Sort by"),
+    "display": _l("Display"),
+    "options": _l("Options (JSON)"),
+    "filters": _l("Filters"),
+    "columns": _l("Output columns"),
+    "section": _l("Section"),
+    "column": _l("Source column"),
+    "op": _l("Operator"),
+    "input_name": _l("Input"),
+    "constant": _l("Constant"),
+    "mask": _l("Mask"),
+    "format": _l("Format"),
     "agencies": _l("Visible only to agencies"),
-}  # fmt: skip
+}
 
 
 def _select(label, values):
@@ -103,8 +126,18 @@ class FormInputView(PlatformModelView):
     list_title = _l("Inputs")
     label_columns = LABELS
     list_columns = ["form", "sort_order", "name", "label", "type", "required"]
-    add_columns = edit_columns = show_columns = ["form", "sort_order", "name", "label", "type", "required", "pattern",
-                                                 "choices", "max_length", "help_text"]  # fmt: skip
+    add_columns = edit_columns = show_columns = [
+        "form",
+        "sort_order",
+        "name",
+        "label",
+        "type",
+        "required",
+        "pattern",
+        "choices",
+        "max_length",
+        "help_text",
+    ]
     search_columns = ["form", "name", "label", "type"]
     formatters_columns = {"required": yes_no}
     add_form_extra_fields = edit_form_extra_fields = {"type": _select(_l("Type"), INPUT_TYPES)}
@@ -119,8 +152,17 @@ class QueryFormView(PlatformModelView):
     edit_title = _l("Edit query form")
     label_columns = LABELS
     list_columns = ["code", "title", "agency", "active", "sort_order"]
-    add_columns = edit_columns = ["code", "title", "description", "agency", "active", "sort_order",
-                                  "granted_agencies", "granted_roles", "business_items"]  # fmt: skip
+    add_columns = edit_columns = [
+        "code",
+        "title",
+        "description",
+        "agency",
+        "active",
+        "sort_order",
+        "granted_agencies",
+        "granted_roles",
+        "business_items",
+    ]
     show_columns = add_columns
     search_columns = ["code", "title", "agency", "active"]
     related_views = [FormInputView, FormSectionView]
@@ -145,20 +187,59 @@ def _api(model, name, validator, columns, search):
 
 
 APIS = [
-    _api(BusinessItem, "business-items", forms.validate_business_item, ["code", "name", "description", "active"], ["code", "name"]),
-    _api(QueryForm, "query-forms", forms.validate_form,
-         ["code", "title", "description", "agency", "active", "sort_order", "granted_agencies", "granted_roles",
-          "business_items"], ["code", "title"]),
-    _api(FormInput, "form-inputs", forms.validate_input,
-         ["form", "sort_order", "name", "label", "type", "required", "pattern", "choices", "max_length", "help_text"],
-         ["form", "name"]),
-    _api(FormSection, "form-sections", forms.validate_section,
-         ["form", "sort_order", "title", "source", "target", "order_by", "display", "options"], ["form", "title"]),
-    _api(SectionFilter, "section-filters", forms.validate_filter,
-         ["section", "column", "op", "input_name", "constant"], ["section", "column"]),
-    _api(SectionColumn, "section-columns", forms.validate_column,
-         ["section", "sort_order", "column", "label", "mask", "format", "agencies"], ["section", "column"]),
-]  # fmt: skip
+    _api(
+        BusinessItem,
+        "business-items",
+        forms.validate_business_item,
+        ["code", "name", "description", "active"],
+        ["code", "name"],
+    ),
+    _api(
+        QueryForm,
+        "query-forms",
+        forms.validate_form,
+        [
+            "code",
+            "title",
+            "description",
+            "agency",
+            "active",
+            "sort_order",
+            "granted_agencies",
+            "granted_roles",
+            "business_items",
+        ],
+        ["code", "title"],
+    ),
+    _api(
+        FormInput,
+        "form-inputs",
+        forms.validate_input,
+        ["form", "sort_order", "name", "label", "type", "required", "pattern", "choices", "max_length", "help_text"],
+        ["form", "name"],
+    ),
+    _api(
+        FormSection,
+        "form-sections",
+        forms.validate_section,
+        ["form", "sort_order", "title", "source", "target", "order_by", "display", "options"],
+        ["form", "title"],
+    ),
+    _api(
+        SectionFilter,
+        "section-filters",
+        forms.validate_filter,
+        ["section", "column", "op", "input_name", "constant"],
+        ["section", "column"],
+    ),
+    _api(
+        SectionColumn,
+        "section-columns",
+        forms.validate_column,
+        ["section", "sort_order", "column", "label", "mask", "format", "agencies"],
+        ["section", "column"],
+    ),
+]
 
 
 def register(appbuilder) -> None:

@@ -1,45 +1,34 @@
-"""The clerk's query pages, the query REST API, and the public verification page."""
+"""The clerk's query pages, the query REST API, and the public verification page.
+
+Each method parses the request through ``app.schemas.query``, calls one
+command or read of ``app.services.query`` with the request's actor, and
+renders the result; domain errors become HTTP answers in ``app.web``.
+"""
 
 from __future__ import annotations
 
-import datetime
 import io
 
-from flask import abort, current_app, make_response, request, send_file
+from flask import abort, current_app, request, send_file
 from flask_appbuilder import BaseView, expose, has_access
-from flask_appbuilder.api import BaseApi, safe
+from flask_appbuilder.api import BaseApi
 from flask_appbuilder.api import expose as api_expose
 from flask_appbuilder.security.decorators import protect
 from flask_babel import lazy_gettext as _l
 
 from app.extensions import db
-from app.lib.rocdate import format_roc, format_roc_datetime, parse_roc
-from app.services import actors, printout, query
-from app.services.actors import Actor
-from app.services.errors import DomainError
+from app.schemas import query as schemas
+from app.services import printout, query
+from app.services.errors import DomainError, InvalidInput
 from app.web import current_actor
 
 
-def _requester() -> Actor:
-    return current_actor()
-
-
-def _history_filters(args) -> dict:
-    def day(name):
-        text = (args.get(name) or "").strip()
-        if not text:
-            return None
-        try:
-            return parse_roc(text) if "-" not in text else datetime.date.fromisoformat(text)
-        except ValueError:
-            return None
-
-    return {
-        "form_code": (args.get("form") or "").strip() or None,
-        "case_no": (args.get("case_no") or "").strip()[:60] or None,
-        "date_from": day("from"),
-        "date_to": day("to"),
-    }
+def _or_abort(call, *args):
+    """A page's read or command; a refusal is the page's HTTP status (403, 404)."""
+    try:
+        return call(*args)
+    except DomainError as exc:
+        abort(exc.status)
 
 
 class QueryView(BaseView):
@@ -51,81 +40,80 @@ class QueryView(BaseView):
     @expose("/")
     @has_access
     def index(self):
-        forms = query.granted_forms(db.session, _requester())
+        forms = query.granted_forms(db.session, current_actor())
         return self.render_template("query/index.html", forms=forms)
 
     @expose("/form/<code>", methods=["GET", "POST"])
     @has_access
     def form(self, code):
-        who = _requester()
+        who = current_actor()
         purpose = {"case_no": "", "reason": "", "business_item": ""}
-        try:
-            form = query.find_form(db.session, who, code)
-        except DomainError as exc:
-            if request.method == "POST":
-                # A query sent to a form one may not use is refused and
-                # recorded as any refused query is (run_query does both).
-                purpose = {k: request.form.get(k, "") for k in purpose}
-                typed = {k: v for k, v in request.form.items() if k not in purpose and k != "csrf_token"}
-                try:
-                    query.run_query(db.session, who, code, purpose["case_no"], purpose["reason"],
-                                    purpose["business_item"], typed)  # fmt: skip
-                except DomainError as refused:
-                    abort(refused.status)
-            abort(exc.status)
-        values = {i.name: "" for i in form.inputs}
-        error, run = None, None
+        typed, error, run = {}, None, None
         if request.method == "POST":
-            purpose = {k: request.form.get(k, "") for k in purpose}
-            values = {i.name: request.form.get(i.name, "") for i in form.inputs}
+            data = schemas.QueryPageSchema().load(schemas.split_page_form(request.form))
+            purpose = {k: data[k] for k in purpose}
+            typed = data["params"]
             try:
-                run = query.run_query(db.session, who, code, purpose["case_no"], purpose["reason"],
-                                      purpose["business_item"], values)  # fmt: skip
-            except DomainError as exc:
+                run = query.run_query(db.session, who, code, *purpose.values(), typed)
+            except InvalidInput as exc:  # shown beside the form, which keeps what was typed
                 error = str(exc)
+            except DomainError as exc:  # a form one may not use: refused (and recorded by the command)
+                abort(exc.status)
+        form = _or_abort(query.find_form, db.session, who, code)
+        values = {i.name: typed.get(i.name, "") for i in form.inputs}
         return self.render_template(
-            "query/form.html", form=form, values=values, purpose=purpose, error=error,
-            run=run, snapshot=run.snapshot if run else None,
-        )  # fmt: skip
+            "query/form.html",
+            form=form,
+            values=values,
+            purpose=purpose,
+            error=error,
+            run=run,
+            snapshot=run.snapshot if run else None,
+        )
 
     @expose("/history/")
     @has_access
     def history(self):
-        who = _requester()
-        filters = _history_filters(request.args)
-        everyone = who.can(actors.READ_ALL_QUERIES) and request.args.get("everyone") == "1"
-        entries = query.history(db.session, who, everyone=everyone, **filters)
-        return self.render_template("query/history.html", entries=entries, args=request.args, everyone=everyone,
-                                    forms=query.granted_forms(db.session, who), is_auditor=who.can(actors.READ_ALL_QUERIES))  # fmt: skip
+        who = current_actor()
+        filters = schemas.HistoryQuerySchema().load(request.args.to_dict())
+        filters["everyone"] = filters["everyone"] and query.may_read_everyones(who)
+        entries = query.history(db.session, who, **filters)
+        return self.render_template(
+            "query/history.html",
+            entries=entries,
+            args=request.args,
+            everyone=filters["everyone"],
+            forms=query.granted_forms(db.session, who),
+            is_auditor=query.may_read_everyones(who),
+        )
 
     @expose("/result/<int:query_id>")
     @has_access
     def result(self, query_id):
-        entry, snapshot = self._stored(query_id, "page")
+        entry, snapshot = _or_abort(query.stored_result, db.session, current_actor(), query_id, "page")
         return self.render_template("query/result.html", entry=entry, snapshot=snapshot)
 
     @expose("/result/<int:query_id>/print")
     @has_access
     def print_page(self, query_id):
-        entry, snapshot = self._stored(query_id, "print")
+        entry, snapshot = _or_abort(query.stored_result, db.session, current_actor(), query_id, "print")
         return self.render_template(
-            "query/print.html", entry=entry, snapshot=snapshot, qr_svg=printout.qr_data_uri(entry.verification_code),
-            watermark=printout.watermark_text(snapshot), verify_url=printout.verify_url(entry.verification_code),
-        )  # fmt: skip
+            "query/print.html",
+            entry=entry,
+            snapshot=snapshot,
+            qr_svg=printout.qr_data_uri(entry.verification_code),
+            watermark=printout.watermark_text(snapshot),
+            verify_url=printout.verify_url(entry.verification_code),
+        )
 
     @expose("/result/<int:query_id>/pdf")
     @has_access
     def pdf(self, query_id):
-        entry, snapshot = self._stored(query_id, "pdf")
+        entry, snapshot = _or_abort(query.stored_result, db.session, current_actor(), query_id, "pdf")
         data = printout.render_pdf(entry, snapshot)
-        return send_file(io.BytesIO(data), mimetype="application/pdf", as_attachment=False,
-                         download_name=f"query-{entry.id}.pdf")  # fmt: skip
-
-    def _stored(self, query_id, way: str):
-        try:
-            return query.stored_result(db.session, _requester(), query_id, way)
-        except DomainError as exc:
-            abort(exc.status)
+        return send_file(
+            io.BytesIO(data), mimetype="application/pdf", as_attachment=False, download_name=f"query-{entry.id}.pdf"
+        )
 
 
 class VerifyView(BaseView):
@@ -138,123 +126,201 @@ class VerifyView(BaseView):
     @expose("/<code>", methods=["GET"])
     def page(self, code=None):
         code = code or request.args.get("code")
-        result, error = None, None
-        if code:
-            try:
-                result = query.verify_code(db.session, code)
-            except DomainError as exc:
-                error = str(exc)
-        response = make_response(self.render_template("query/verify.html", code=code or "", result=result, error=error))
-        return response
+        check = query.check_code(db.session, code) if code else None
+        result = check.answer if check and check.answer["valid"] else None
+        error = check.answer["message"] if check and not check.answer["valid"] else None
+        return self.render_template("query/verify.html", code=code or "", result=result, error=error)
 
 
 class QueryApi(BaseApi):
     resource_name = "query"
     openapi_spec_tag = "Query"
+    openapi_spec_component_schemas = (
+        schemas.QueryRunSchema,
+        schemas.QueryRunAnswerSchema,
+        schemas.QueryFormListSchema,
+        schemas.HistoryAnswerSchema,
+        schemas.StoredResultAnswerSchema,
+    )
 
     @api_expose("/forms", methods=["GET"])
     @protect()
-    @safe
     def forms(self):
-        """The caller's granted forms, their inputs and allowed business items."""
-        who = _requester()
-        result = []
-        for form in query.granted_forms(db.session, who):
-            result.append(
-                {
-                    "code": form.code,
-                    "title": form.title,
-                    "inputs": [
-                        {"name": i.name, "label": i.label, "type": i.type, "required": i.required} for i in form.inputs
-                    ],
-                    "business_items": [{"code": b.code, "name": b.name} for b in form.business_items if b.active],
-                }
-            )
-        return self.response(200, result=result)
+        """The caller's granted forms, their inputs and allowed business items.
+        ---
+        get:
+          summary: The query forms the caller may run
+          responses:
+            200:
+              description: The granted forms
+              content:
+                application/json:
+                  schema:
+                    $ref: '#/components/schemas/QueryFormListSchema'
+            401:
+              $ref: '#/components/responses/401'
+        """
+        return self.response(200, **schemas.forms_answer(query.granted_forms(db.session, current_actor())))
 
     @api_expose("/run", methods=["POST"])
     @protect()
-    @safe
     def run(self):
-        """Run a query: {form, case_no, reason, business_item, params}."""
-        body = request.get_json(silent=True)
-        if not isinstance(body, dict):
-            return self.response_400(message=str(_l("The request must be a JSON object.")))
-        try:
-            run = query.run_query(db.session, _requester(), str(body.get("form") or ""), body.get("case_no"),
-                                  body.get("reason"), body.get("business_item"), body.get("params") or {})  # fmt: skip
-        except DomainError as exc:
-            return self.response(exc.status, message=str(exc))
-        sections = [
-            {"title": s["title"], "columns": [c["label"] for c in s["columns"]], "rows": s["rows"],
-             "error": s["error"], "truncated": s["truncated"]}
-            for s in run.snapshot["sections"]
-        ]  # fmt: skip
-        return self.response(200, query_id=run.id, verification_code=run.verification_code,
-                             outcome=run.outcome, sections=sections)  # fmt: skip
+        """Run a query; every query and every refusal is recorded and audited.
+        ---
+        post:
+          summary: Run a query
+          requestBody:
+            required: true
+            content:
+              application/json:
+                schema:
+                  $ref: '#/components/schemas/QueryRunSchema'
+          responses:
+            200:
+              description: The result as shown, its query id and verification code
+              content:
+                application/json:
+                  schema:
+                    $ref: '#/components/schemas/QueryRunAnswerSchema'
+            400:
+              $ref: '#/components/responses/400'
+            401:
+              $ref: '#/components/responses/401'
+            403:
+              $ref: '#/components/responses/403'
+            404:
+              $ref: '#/components/responses/404'
+        """
+        data = schemas.QueryRunSchema().load(request.get_json(silent=True))
+        run = query.run_query(
+            db.session,
+            current_actor(),
+            data["form"],
+            data["case_no"],
+            data["reason"],
+            data["business_item"],
+            data["params"],
+        )
+        return self.response(200, **schemas.run_answer(run))
 
     @api_expose("/history", methods=["GET"])
     @protect()
-    @safe
     def history(self):
-        """The caller's own queries, newest first (auditors: ?everyone=1)."""
-        who = _requester()
-        filters = _history_filters(request.args)
-        try:
-            limit = max(1, min(int(request.args.get("limit", 50)), 200))
-        except ValueError:
-            limit = 50
-        entries = query.history(db.session, who, everyone=request.args.get("everyone") == "1", limit=limit, **filters)
-        return self.response(200, result=[_history_row(e, who) for e in entries])
+        """The caller's own queries, newest first (auditors: ?everyone=1).
+        ---
+        get:
+          summary: The caller's query history
+          parameters:
+          - {in: query, name: form, schema: {type: string, maxLength: 60}}
+          - {in: query, name: case_no, schema: {type: string, maxLength: 60}}
+          - {in: query, name: from, description: a Taipei day (115/11/26 or 2026-11-26), schema: {type: string}}
+          - {in: query, name: to, description: a Taipei day (115/11/26 or 2026-11-26), schema: {type: string}}
+          - {in: query, name: everyone, description: auditors only, schema: {type: string, enum: ['', '0', '1']}}
+          - {in: query, name: limit, schema: {type: integer, minimum: 1, maximum: 200}}
+          responses:
+            200:
+              description: The queries, newest first
+              content:
+                application/json:
+                  schema:
+                    $ref: '#/components/schemas/HistoryAnswerSchema'
+            400:
+              $ref: '#/components/responses/400'
+            401:
+              $ref: '#/components/responses/401'
+        """
+        who = current_actor()
+        filters = schemas.HistoryQuerySchema().load(request.args.to_dict())
+        return self.response(200, **schemas.history_answer(query.history(db.session, who, **filters), who))
 
     @api_expose("/history/<int:query_id>", methods=["GET"])
     @protect()
-    @safe
     def stored(self, query_id):
-        """One stored result, exactly as it was shown."""
-        try:
-            entry, snapshot = query.stored_result(db.session, _requester(), query_id, "api")
-        except DomainError as exc:
-            return self.response(exc.status, message=str(exc))
-        return self.response(200, query_id=entry.id, verification_code=entry.verification_code, result=snapshot)
-
-
-def _history_row(entry, who) -> dict:
-    row = {
-        "query_id": entry.id,
-        "at": entry.at.isoformat(timespec="seconds") + "Z",
-        "form": entry.form_code,
-        "case_no": entry.case_no,
-        "reason": entry.reason,
-        "business_item": entry.business_item,
-        "outcome": entry.outcome,
-        "row_count": entry.row_count,
-    }
-    if entry.user_id != who.user_id:
-        row.update(user=entry.username, agency=entry.agency_code)
-    return row
+        """One stored result, exactly as it was shown (the reopening is audited).
+        ---
+        get:
+          summary: Reopen a stored result
+          parameters:
+          - in: path
+            name: query_id
+            required: true
+            schema: {type: integer, minimum: 1, maximum: 9223372036854775807}
+          responses:
+            200:
+              description: The stored result and its verification code
+              content:
+                application/json:
+                  schema:
+                    $ref: '#/components/schemas/StoredResultAnswerSchema'
+            401:
+              $ref: '#/components/responses/401'
+            403:
+              $ref: '#/components/responses/403'
+            404:
+              $ref: '#/components/responses/404'
+        """
+        entry, snapshot = query.stored_result(db.session, current_actor(), query_id, "api")
+        return self.response(200, **schemas.stored_answer(entry, snapshot))
 
 
 class VerifyApi(BaseApi):
     resource_name = "verify"
     openapi_spec_tag = "Verify"
-    limits = []  # set in register(), from config
+    openapi_spec_component_schemas = (schemas.VerifyAnswerSchema, schemas.VerifyRefusedSchema)
 
     @api_expose("/<code>", methods=["GET"])
-    @safe
     def check(self, code):
-        """Public and rate-limited: is this printout's code genuine?"""
-        try:
-            return self.response(200, **query.verify_code(db.session, code))
-        except DomainError as exc:
-            return self.response(exc.status, valid=False, message=str(exc))
+        """Public and rate-limited: is this printout's code genuine?
+        ---
+        get:
+          summary: Check a printout's verification code
+          security: []
+          parameters:
+          - in: path
+            name: code
+            required: true
+            schema: {type: string, maxLength: 64}
+          responses:
+            200:
+              description: The code is genuine; what it confirms (no personal data)
+              content:
+                application/json:
+                  schema:
+                    $ref: '#/components/schemas/VerifyAnswerSchema'
+            400:
+              description: Not a verification code (a typo)
+              content:
+                application/json:
+                  schema:
+                    $ref: '#/components/schemas/VerifyRefusedSchema'
+            404:
+              description: Unknown, expired or altered
+              content:
+                application/json:
+                  schema:
+                    $ref: '#/components/schemas/VerifyRefusedSchema'
+            429:
+              description: Too many checks from this address
+        """
+        check = query.check_code(db.session, code)
+        schema = schemas.VerifyAnswerSchema if check.answer["valid"] else schemas.VerifyRefusedSchema
+        return self.response(check.status, **schema().dump(check.answer))
 
 
 def register(appbuilder) -> None:
-    appbuilder.add_view(QueryView, "Query", label=_l("Certificate-free query"), icon="fa-search",
-                        category="Query", category_label=_l("Query"), category_icon="fa-search", href="/query/")  # fmt: skip
-    appbuilder.add_link("Query history", label=_l("My query history"), href="/query/history/", icon="fa-history",
-                        category="Query")  # fmt: skip
+    appbuilder.add_view(
+        QueryView,
+        "Query",
+        label=_l("Certificate-free query"),
+        icon="fa-search",
+        category="Query",
+        category_label=_l("Query"),
+        category_icon="fa-search",
+        href="/query/",
+    )
+    appbuilder.add_link(
+        "Query history", label=_l("My query history"), href="/query/history/", icon="fa-history", category="Query"
+    )
     appbuilder.add_view_no_menu(VerifyView)
     appbuilder.add_api(QueryApi)
     appbuilder.add_api(VerifyApi)
@@ -271,4 +337,4 @@ def register(appbuilder) -> None:
         sm.limiter.request_filter(lambda: request.blueprint in api_blueprints)
 
 
-__all__ = ["QueryView", "QueryApi", "VerifyView", "VerifyApi", "format_roc", "format_roc_datetime"]
+__all__ = ["QueryView", "QueryApi", "VerifyView", "VerifyApi"]

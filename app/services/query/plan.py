@@ -106,22 +106,55 @@ def _build(session, code: str) -> SimpleNamespace | None:
     sections = []
     for s in form.sections:
         src = s.source
-        sections.append(_ns(
-            title=s.title, display=s.display, target=s.target, order_by=s.order_by, options=s.options,
-            source=_ns(name=src.name, enabled=bool(src.enabled), config=source_config(src)) if src is not None else None,
-            filters=[_ns(column=f.column, op=f.op, input_name=f.input_name, constant=f.constant) for f in s.filters],
-            columns=[_ns(column=c.column, label=c.label, mask=c.mask or "", format=c.format or "",
-                         agencies=[_ns(id=a.id) for a in c.agencies]) for c in s.columns],
-        ))  # fmt: skip
+        sections.append(
+            _ns(
+                title=s.title,
+                display=s.display,
+                target=s.target,
+                order_by=s.order_by,
+                options=s.options,
+                source=_ns(name=src.name, enabled=bool(src.enabled), config=source_config(src))
+                if src is not None
+                else None,
+                filters=[
+                    _ns(column=f.column, op=f.op, input_name=f.input_name, constant=f.constant) for f in s.filters
+                ],
+                columns=[
+                    _ns(
+                        column=c.column,
+                        label=c.label,
+                        mask=c.mask or "",
+                        format=c.format or "",
+                        agencies=[_ns(id=a.id) for a in c.agencies],
+                    )
+                    for c in s.columns
+                ],
+            )
+        )
     return _ns(
-        id=form.id, code=form.code, title=form.title, description=form.description, active=bool(form.active),
+        id=form.id,
+        code=form.code,
+        title=form.title,
+        description=form.description,
+        active=bool(form.active),
         granted_agencies=[_ns(id=a.id) for a in form.granted_agencies],
         granted_roles=[_ns(name=r.name) for r in form.granted_roles],
         business_items=[_ns(code=b.code, name=b.name, active=bool(b.active)) for b in form.business_items],
-        inputs=[_ns(name=i.name, label=i.label, type=i.type, required=bool(i.required), pattern=i.pattern,
-                    choices=i.choices, max_length=i.max_length, help_text=i.help_text) for i in form.inputs],
+        inputs=[
+            _ns(
+                name=i.name,
+                label=i.label,
+                type=i.type,
+                required=bool(i.required),
+                pattern=i.pattern,
+                choices=i.choices,
+                max_length=i.max_length,
+                help_text=i.help_text,
+            )
+            for i in form.inputs
+        ],
         sections=sections,
-    )  # fmt: skip
+    )
 
 
 def plan(session, code: str) -> SimpleNamespace | None:

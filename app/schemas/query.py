@@ -1,0 +1,253 @@
+"""The query capability's resources as the API and the screens take and give them.
+
+Input is refused when it has unknown fields or wrong JSON types (a number
+where text is expected is a 400, never coerced); lengths are bounded. The
+bounds here are against abuse: the command itself refuses (and records) a
+purpose or an input that breaks the form's own rules, with a clear message.
+"""
+
+from __future__ import annotations
+
+import datetime
+
+from flask_babel import lazy_gettext as _l
+from marshmallow import Schema, fields, post_load, validate
+
+from app.lib.rocdate import parse_roc
+
+MAX_ID = 9223372036854775807  # 64-bit database ids
+MAX_PARAM_VALUE = 10_000  # longer than any input, so the form's own check refuses and records it
+MAX_PARAMS = 50
+
+
+class _Strict(Schema):
+    """Unknown fields are refused (marshmallow's default, said explicitly)."""
+
+
+class QueryRunSchema(_Strict):
+    """A query to run: the form, the purpose (case number or reason, and the
+    business item) and the inputs by name, as text."""
+
+    form = fields.String(required=True, validate=validate.Length(min=1, max=60))
+    case_no = fields.String(allow_none=True, load_default=None, validate=validate.Length(max=1000))
+    reason = fields.String(allow_none=True, load_default=None, validate=validate.Length(max=2000))
+    business_item = fields.String(allow_none=True, load_default=None, validate=validate.Length(max=1000))
+    params = fields.Dict(
+        keys=fields.String(validate=validate.Length(min=1, max=60)),
+        values=fields.String(allow_none=True, validate=validate.Length(max=MAX_PARAM_VALUE)),
+        allow_none=True,
+        load_default=dict,
+        validate=validate.Length(max=MAX_PARAMS),
+    )
+
+    @post_load
+    def _no_null_params(self, data, **kwargs):
+        data["params"] = data.get("params") or {}
+        return data
+
+
+class QueryPageSchema(_Strict):
+    """The query page's form: the purpose; the inputs are the other fields
+    (``split_page_form`` separates them)."""
+
+    case_no = fields.String(load_default="", validate=validate.Length(max=1000))
+    reason = fields.String(load_default="", validate=validate.Length(max=2000))
+    business_item = fields.String(load_default="", validate=validate.Length(max=1000))
+    params = fields.Dict(
+        keys=fields.String(validate=validate.Length(min=1, max=60)),
+        values=fields.String(validate=validate.Length(max=MAX_PARAM_VALUE)),
+        load_default=dict,
+        validate=validate.Length(max=MAX_PARAMS),
+    )
+
+
+def split_page_form(form) -> dict:
+    """The page's posted fields as QueryPageSchema's input (the CSRF token left out)."""
+    purpose = ("case_no", "reason", "business_item")
+    data = {k: form.get(k, "") for k in purpose}
+    data["params"] = {k: v for k, v in form.items() if k not in purpose and k != "csrf_token"}
+    return data
+
+
+class SectionAnswerSchema(Schema):
+    title = fields.String()
+    columns = fields.List(fields.String(), metadata={"description": "the labels of the visible columns"})
+    rows = fields.List(fields.List(fields.String()), metadata={"description": "formatted and masked values"})
+    error = fields.String(allow_none=True)
+    truncated = fields.Boolean()
+
+
+class QueryRunAnswerSchema(Schema):
+    """A query just run: its id, the printout's verification code, the outcome
+    (ok, partial, source_error) and each section as shown."""
+
+    query_id = fields.Integer()
+    verification_code = fields.String()
+    outcome = fields.String()
+    sections = fields.List(fields.Nested(SectionAnswerSchema))
+
+
+def run_answer(run) -> dict:
+    sections = [
+        {
+            "title": s["title"],
+            "columns": [c["label"] for c in s["columns"]],
+            "rows": s["rows"],
+            "error": s["error"],
+            "truncated": s["truncated"],
+        }
+        for s in run.snapshot["sections"]
+    ]
+    return QueryRunAnswerSchema().dump(
+        {"query_id": run.id, "verification_code": run.verification_code, "outcome": run.outcome, "sections": sections}
+    )
+
+
+class FormInputAnswerSchema(Schema):
+    name = fields.String()
+    label = fields.String()
+    type = fields.String()
+    required = fields.Boolean()
+
+
+class BusinessItemAnswerSchema(Schema):
+    code = fields.String()
+    name = fields.String()
+
+
+class QueryFormAnswerSchema(Schema):
+    """A form the caller may run: its inputs and allowed business items."""
+
+    code = fields.String()
+    title = fields.String()
+    inputs = fields.List(fields.Nested(FormInputAnswerSchema))
+    business_items = fields.List(fields.Nested(BusinessItemAnswerSchema))
+
+
+class QueryFormListSchema(Schema):
+    result = fields.List(fields.Nested(QueryFormAnswerSchema))
+
+
+def forms_answer(plans) -> dict:
+    forms = [
+        {
+            "code": p.code,
+            "title": p.title,
+            "inputs": p.inputs,
+            "business_items": [b for b in p.business_items if b.active],
+        }
+        for p in plans
+    ]
+    return QueryFormListSchema().dump({"result": forms})
+
+
+class RocOrIsoDate(fields.Field):
+    """A day typed as a ROC date (115/11/26) or an ISO one (2026-11-26)."""
+
+    default_error_messages = {"invalid": _l("Not a valid date (for example 115/11/26).")}
+
+    def _serialize(self, value, attr, obj, **kwargs):
+        return None if value is None else value.isoformat()
+
+    def _deserialize(self, value, attr, data, **kwargs):
+        if not isinstance(value, str):
+            raise self.make_error("invalid")
+        text = value.strip()
+        if not text:
+            return None
+        try:
+            return parse_roc(text) if "-" not in text else datetime.date.fromisoformat(text)
+        except ValueError as exc:
+            raise self.make_error("invalid") from exc
+
+
+class HistoryQuerySchema(_Strict):
+    """The history's filters (query string): form, case number or words of
+    the reason, Taipei days from/to, everyone's (auditors only), how many."""
+
+    form = fields.String(validate=validate.Length(max=60))
+    case_no = fields.String(validate=validate.Length(max=60))
+    date_from = RocOrIsoDate(data_key="from")
+    date_to = RocOrIsoDate(data_key="to")
+    everyone = fields.String(validate=validate.OneOf(["", "0", "1"]))
+    limit = fields.Integer(validate=validate.Range(min=1, max=200))
+
+    @post_load
+    def _as_filters(self, data, **kwargs):
+        return {
+            "form_code": (data.get("form") or "").strip() or None,
+            "case_no": (data.get("case_no") or "").strip() or None,
+            "date_from": data.get("date_from"),
+            "date_to": data.get("date_to"),
+            "everyone": data.get("everyone") == "1",
+            "limit": data.get("limit", 50),
+        }
+
+
+class HistoryRowSchema(Schema):
+    """One query of the history; ``user`` and ``agency`` only on others' queries."""
+
+    query_id = fields.Integer()
+    at = fields.String(metadata={"description": "UTC, ISO 8601"})
+    form = fields.String()
+    case_no = fields.String(allow_none=True)
+    reason = fields.String(allow_none=True)
+    business_item = fields.String(allow_none=True)
+    outcome = fields.String()
+    row_count = fields.Integer(allow_none=True)
+    user = fields.String()
+    agency = fields.String(allow_none=True)
+
+
+class HistoryAnswerSchema(Schema):
+    result = fields.List(fields.Nested(HistoryRowSchema))
+
+
+def history_answer(entries, who) -> dict:
+    rows = []
+    for entry in entries:
+        row = {
+            "query_id": entry.id,
+            "at": entry.at.isoformat(timespec="seconds") + "Z",
+            "form": entry.form_code,
+            "case_no": entry.case_no,
+            "reason": entry.reason,
+            "business_item": entry.business_item,
+            "outcome": entry.outcome,
+            "row_count": entry.row_count,
+        }
+        if entry.user_id != who.user_id:
+            row.update(user=entry.username, agency=entry.agency_code)
+        rows.append(row)
+    return HistoryAnswerSchema().dump({"result": rows})
+
+
+class StoredResultAnswerSchema(Schema):
+    """A stored result exactly as it was shown (the snapshot), with its code."""
+
+    query_id = fields.Integer()
+    verification_code = fields.String(allow_none=True)
+    result = fields.Dict(metadata={"description": "the snapshot: form, title, at, agency, user, purpose, sections"})
+
+
+def stored_answer(entry, snapshot: dict) -> dict:
+    return StoredResultAnswerSchema().dump(
+        {"query_id": entry.id, "verification_code": entry.verification_code, "result": snapshot}
+    )
+
+
+class VerifyAnswerSchema(Schema):
+    """What a printout's verification code confirms (no personal data)."""
+
+    valid = fields.Boolean()
+    verification_code = fields.String()
+    agency = fields.String(allow_none=True)
+    form = fields.String(allow_none=True)
+    issued_at = fields.String(allow_none=True)
+    valid_until = fields.String(allow_none=True)
+    sha256 = fields.String()
+
+
+class VerifyRefusedSchema(Schema):
+    valid = fields.Boolean()
+    message = fields.String()

@@ -1,0 +1,66 @@
+"""The audit trail: events recorded in a SHA-256 hash chain, sealed, verified.
+
+Modules: ``chain`` (canonical form, digest, sealing, verification),
+``recording`` (explicit events, session hooks, a row written with its event in
+one statement), ``sealer`` (the loop that seals in its own process:
+``sealer.run(app, stop_event)``). The names below keep
+``from app.services import audit; audit.record(...)`` working.
+"""
+
+from app.services.audit import chain, recording, sealer
+from app.services.audit.chain import (
+    CHAIN_FIELDS,
+    GENESIS,
+    VerifyResult,
+    any_pending,
+    canonical,
+    digest,
+    pending,
+    seal,
+    seal_all,
+    verify,
+)
+from app.services.audit.recording import (
+    IGNORED_FIELDS,
+    NOT_AUDITED,
+    OBJECT_TYPES,
+    can_write_with_event,
+    current_actor,
+    event_values,
+    execute_autocommitted,
+    insert_with_event,
+    install_session_hooks,
+    record,
+    remove_session_hooks,
+    sealing_mode,
+    set_actor_provider,
+)
+
+__all__ = [
+    "CHAIN_FIELDS",
+    "GENESIS",
+    "IGNORED_FIELDS",
+    "NOT_AUDITED",
+    "OBJECT_TYPES",
+    "VerifyResult",
+    "any_pending",
+    "can_write_with_event",
+    "canonical",
+    "chain",
+    "current_actor",
+    "digest",
+    "event_values",
+    "execute_autocommitted",
+    "insert_with_event",
+    "install_session_hooks",
+    "pending",
+    "record",
+    "recording",
+    "remove_session_hooks",
+    "seal",
+    "seal_all",
+    "sealer",
+    "sealing_mode",
+    "set_actor_provider",
+    "verify",
+]

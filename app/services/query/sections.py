@@ -1,0 +1,105 @@
+"""Reading a form's sections from their sources, concurrently, each with its own outcome.
+
+A section whose source is disabled, slow or failing shows its error in its
+own place; the others still show.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import json
+from dataclasses import dataclass
+
+from flask_babel import lazy_gettext as _l
+
+from app.connectors import Filter, SectionSpec, SourceError, connector_for
+from app.services.actors import Actor
+from app.services.query.output import shown_row, visible_columns
+
+_pool = concurrent.futures.ThreadPoolExecutor(max_workers=16, thread_name_prefix="section")
+
+
+@dataclass
+class _Job:
+    out: dict
+    visible: list
+    args: tuple | None = None  # (config, spec, params) for a source to read
+    timeout: float = 0.0
+    future: concurrent.futures.Future | None = None
+
+
+def section_spec(section) -> SectionSpec:
+    filters = tuple(
+        Filter(column=f.column, param=f.input_name or None, op=f.op, value=f.constant) for f in section.filters
+    )
+    options = json.loads(section.options) if section.options else {}
+    order_by = tuple(c.strip() for c in (section.order_by or "").split(",") if c.strip())
+    return SectionSpec(
+        target=section.target,
+        filters=filters,
+        columns=tuple(c.column for c in section.columns),
+        order_by=order_by,
+        options=options,
+    )
+
+
+def _read(config, spec, params):
+    return connector_for(config).fetch(spec, params)
+
+
+def _read_here(config, spec, params) -> concurrent.futures.Future:
+    """Read in this thread, keeping the outcome (rows or error) as the pool would."""
+    future = concurrent.futures.Future()
+    try:
+        future.set_result(_read(config, spec, params))
+    except Exception as exc:
+        future.set_exception(exc)
+    return future
+
+
+def _job(section, who: Actor, params: dict, requester_info: dict) -> _Job:
+    visible = visible_columns(section, who)
+    out = {
+        "title": section.title,
+        "display": section.display,
+        "columns": [{"name": c.column, "label": c.label} for c in visible],
+        "rows": [],
+        "error": None,
+        "truncated": False,
+        "source": section.source.name if section.source else "",
+    }
+    src = section.source
+    if src is None or not src.enabled:
+        out["error"] = str(_l("This source is disabled by the administrator."))
+        return _Job(out, visible)
+    args = (src.config, section_spec(section), {**params, "_requester": requester_info})
+    return _Job(out, visible, args, src.config.timeout)
+
+
+def _collect(job: _Job) -> dict:
+    out = job.out
+    if job.future is None:
+        return out
+    try:
+        result = job.future.result(timeout=job.timeout + 1.0)
+        out["rows"] = [shown_row(row, job.visible) for row in result.rows]
+        out["truncated"] = result.truncated
+    except concurrent.futures.TimeoutError:
+        out["error"] = str(_l("The source did not answer in time."))
+    except SourceError as exc:
+        out["error"] = str(_l("The source could not answer: %(reason)s")) % {"reason": exc.message}
+    except Exception as exc:  # a connector bug: show it in this section only
+        out["error"] = str(_l("The source could not answer: %(reason)s")) % {"reason": type(exc).__name__}
+    return out
+
+
+def read_sections(form, who: Actor, params: dict, requester_info: dict) -> list[dict]:
+    """Every section of ``form`` as ``who`` may see it, read with the checked ``params``."""
+    jobs = [_job(section, who, params, requester_info) for section in form.sections]
+    # Every read but the last goes to the pool at once; the last runs in this
+    # thread meanwhile (a form with one section, the usual case, needs no
+    # hand-over; every connector keeps its source's timeout itself).
+    reads = [job for job in jobs if job.args is not None]
+    for job in reads:
+        job.future = _read_here(*job.args) if job is reads[-1] else _pool.submit(_read, *job.args)
+    return [_collect(job) for job in jobs]
