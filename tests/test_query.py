@@ -539,6 +539,7 @@ def test_the_history_filters_by_taipei_days_typed_in_roc_or_iso_form(app, client
         {"params": ["A123456789"]},
         {"form": {"code": "x"}},
         {"surprise": "field"},
+        {"params": {"id_no": "A12345678\x00"}},
     ],
 )
 def test_a_query_with_a_wrong_json_type_or_an_unknown_field_is_a_400_naming_the_field_never_coerced(
@@ -590,3 +591,12 @@ def test_the_query_api_is_described_in_the_served_openapi_document(app):
         "$ref": "#/components/schemas/QueryRunSchema"
     }
     assert [e for e in errors_of(spec) if e.startswith(("paths/~1api~1v1~1query", "paths/~1api~1v1~1verify"))] == []
+
+
+def test_a_lone_surrogate_in_a_query_is_a_400_and_runs_nothing(app, client, people_form):
+    before = len(_logs(app, people_form))
+    token = api_token(client, "clerk")
+    for body in ({"reason": "\ud800"}, {"params": {"id_no": "\udfff"}}, {"form": "x\ud800"}):
+        payload = {"form": people_form, "case_no": "C-1", "business_item": "TAX-CHECK", **body}
+        assert client.post("/api/v1/query/run", json=payload, headers=bearer(token)).status_code == 400, body
+    assert len(_logs(app, people_form)) == before

@@ -11,7 +11,7 @@ from __future__ import annotations
 import datetime
 
 from flask_babel import lazy_gettext as _l
-from marshmallow import Schema, fields, post_load, validate
+from marshmallow import RAISE, Schema, ValidationError, fields, post_load, validate
 
 from app.lib.rocdate import parse_roc
 
@@ -20,21 +20,45 @@ MAX_PARAM_VALUE = 10_000  # longer than any input, so the form's own check refus
 MAX_PARAMS = 50
 
 
+NOT_A_DAY = _l("Not a valid date (for example 115/11/26).")
+NOT_TEXT = _l("The text holds characters that cannot be stored.")
+
+
+def storable(value: str) -> None:
+    """Refuse text the database cannot store: a lone UTF-16 surrogate or a NUL character."""
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise ValidationError(str(NOT_TEXT)) from None
+    if "\x00" in value:
+        raise ValidationError(str(NOT_TEXT))
+
+
+def text(max_length: int, **kwargs) -> fields.String:
+    """Bounded text that the database can store."""
+    return fields.String(validate=[validate.Length(max=max_length), storable], **kwargs)
+
+
 class _Strict(Schema):
-    """Unknown fields are refused (marshmallow's default, said explicitly)."""
+    """Unknown fields and anything but a JSON object are refused."""
+
+    class Meta:
+        unknown = RAISE
+
+    error_messages = {"unknown": _l("Unknown field."), "type": _l("The request must be a JSON object.")}
 
 
 class QueryRunSchema(_Strict):
     """A query to run: the form, the purpose (case number or reason, and the
     business item) and the inputs by name, as text."""
 
-    form = fields.String(required=True, validate=validate.Length(min=1, max=60))
-    case_no = fields.String(allow_none=True, load_default=None, validate=validate.Length(max=1000))
-    reason = fields.String(allow_none=True, load_default=None, validate=validate.Length(max=2000))
-    business_item = fields.String(allow_none=True, load_default=None, validate=validate.Length(max=1000))
+    form = fields.String(required=True, validate=[validate.Length(min=1, max=60), storable])
+    case_no = text(1000, allow_none=True, load_default=None)
+    reason = text(2000, allow_none=True, load_default=None)
+    business_item = text(1000, allow_none=True, load_default=None)
     params = fields.Dict(
-        keys=fields.String(validate=validate.Length(min=1, max=60)),
-        values=fields.String(allow_none=True, validate=validate.Length(max=MAX_PARAM_VALUE)),
+        keys=fields.String(validate=[validate.Length(min=1, max=60), storable]),
+        values=text(MAX_PARAM_VALUE, allow_none=True),
         allow_none=True,
         load_default=dict,
         validate=validate.Length(max=MAX_PARAMS),
@@ -50,12 +74,12 @@ class QueryPageSchema(_Strict):
     """The query page's form: the purpose; the inputs are the other fields
     (``split_page_form`` separates them)."""
 
-    case_no = fields.String(load_default="", validate=validate.Length(max=1000))
-    reason = fields.String(load_default="", validate=validate.Length(max=2000))
-    business_item = fields.String(load_default="", validate=validate.Length(max=1000))
+    case_no = text(1000, load_default="")
+    reason = text(2000, load_default="")
+    business_item = text(1000, load_default="")
     params = fields.Dict(
-        keys=fields.String(validate=validate.Length(min=1, max=60)),
-        values=fields.String(validate=validate.Length(max=MAX_PARAM_VALUE)),
+        keys=fields.String(validate=[validate.Length(min=1, max=60), storable]),
+        values=text(MAX_PARAM_VALUE),
         load_default=dict,
         validate=validate.Length(max=MAX_PARAMS),
     )
@@ -141,24 +165,19 @@ def forms_answer(plans) -> dict:
     return QueryFormListSchema().dump({"result": forms})
 
 
-class RocOrIsoDate(fields.Field):
-    """A day typed as a ROC date (115/11/26) or an ISO one (2026-11-26)."""
+def parse_day(text: str | None) -> datetime.date | None:
+    """A day typed as a ROC date (115/11/26) or an ISO one (2026-11-26); None when blank."""
+    text = (text or "").strip()
+    if not text:
+        return None
+    return parse_roc(text) if "-" not in text else datetime.date.fromisoformat(text)
 
-    default_error_messages = {"invalid": _l("Not a valid date (for example 115/11/26).")}
 
-    def _serialize(self, value, attr, obj, **kwargs):
-        return None if value is None else value.isoformat()
-
-    def _deserialize(self, value, attr, data, **kwargs):
-        if not isinstance(value, str):
-            raise self.make_error("invalid")
-        text = value.strip()
-        if not text:
-            return None
-        try:
-            return parse_roc(text) if "-" not in text else datetime.date.fromisoformat(text)
-        except ValueError as exc:
-            raise self.make_error("invalid") from exc
+def _a_day(value: str) -> None:
+    try:
+        parse_day(value)
+    except ValueError:
+        raise ValidationError(str(NOT_A_DAY)) from None
 
 
 class HistoryQuerySchema(_Strict):
@@ -167,8 +186,8 @@ class HistoryQuerySchema(_Strict):
 
     form = fields.String(validate=validate.Length(max=60))
     case_no = fields.String(validate=validate.Length(max=60))
-    date_from = RocOrIsoDate(data_key="from")
-    date_to = RocOrIsoDate(data_key="to")
+    date_from = fields.String(data_key="from", validate=[validate.Length(max=20), _a_day])
+    date_to = fields.String(data_key="to", validate=[validate.Length(max=20), _a_day])
     everyone = fields.String(validate=validate.OneOf(["", "0", "1"]))
     limit = fields.Integer(validate=validate.Range(min=1, max=200))
 
@@ -177,8 +196,8 @@ class HistoryQuerySchema(_Strict):
         return {
             "form_code": (data.get("form") or "").strip() or None,
             "case_no": (data.get("case_no") or "").strip() or None,
-            "date_from": data.get("date_from"),
-            "date_to": data.get("date_to"),
+            "date_from": parse_day(data.get("date_from")),
+            "date_to": parse_day(data.get("date_to")),
             "everyone": data.get("everyone") == "1",
             "limit": data.get("limit", 50),
         }
