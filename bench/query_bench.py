@@ -195,22 +195,10 @@ def _serve(module: str, port: int, env: dict) -> subprocess.Popen:
     raise RuntimeError(f"{module} did not start")
 
 
-# The audit sealer in a process of its own, as `flask worker sealer` runs it
-# (app.services.audit.sealer.run), stopped by SIGTERM.
-SEALER = """
-import signal, threading
-from app import create_app
-from app.services.audit import sealer
-app = create_app()
-stop = threading.Event()
-signal.signal(signal.SIGTERM, lambda *_: stop.set())
-sealer.run(app, stop)
-"""
-
-
 def _sealer(env: dict) -> subprocess.Popen:
+    """The audit sealer in its own process, as ./run.sh starts it (SIGTERM stops it)."""
     return subprocess.Popen(
-        [sys.executable, "-c", SEALER],
+        [sys.executable, "-m", "flask", "--app", "run:app", "worker", "sealer"],
         cwd=ROOT,
         env={**os.environ, **env},
         stdout=subprocess.DEVNULL,
