@@ -9,15 +9,20 @@ from tests.conftest import login
 PO = Path(__file__).parent.parent / "app" / "translations" / "zh_TW" / "LC_MESSAGES" / "messages.po"
 
 
+def _catalog():
+    with PO.open("rb") as fh:
+        return read_po(fh)
+
+
 def test_every_string_ours_and_fabs_has_a_taiwanese_translation():
-    catalog = read_po(PO.open("rb"))
+    catalog = _catalog()
     untranslated = [m.id for m in catalog if m.id and not m.string]
     assert untranslated == []
     assert len(catalog) > 200  # FAB's own strings are in it, not only ours
 
 
 def test_the_catalogue_uses_taiwan_wording_not_hong_kong_or_simplified():
-    catalog = read_po(PO.open("rb"))
+    catalog = _catalog()
     text = "\n".join(m.string for m in catalog if m.id)
     for word in ("用戶", "用户", "搜索", "登录", "数据"):
         assert word not in text

@@ -4,7 +4,7 @@ from flask_appbuilder.models.sqla.interface import SQLAInterface
 from flask_appbuilder.security.views import UserDBModelView, UserGroupModelView
 from flask_babel import lazy_gettext as _l
 from werkzeug.security import generate_password_hash
-from wtforms import SelectField
+from wtforms import SelectChoice, SelectField
 
 from app.lib.rocdate import format_roc_datetime
 from app.models.org import AGENCY_KINDS, Agency, PlatformUser
@@ -23,7 +23,7 @@ AGENCY_LABELS = {
 
 
 def _kind_field():
-    return SelectField(_l("Agency kind"), choices=[(k, v) for k, v in AGENCY_KINDS.items()])
+    return SelectField(_l("Agency kind"), choices=[SelectChoice(value=k, label=v) for k, v in AGENCY_KINDS.items()])
 
 
 class AgencyView(PlatformModelView):
