@@ -29,7 +29,7 @@ from reportlab.platypus import CondPageBreak, KeepTogether, Paragraph, SimpleDoc
 
 from app.lib.rocdate import format_roc_datetime
 from app.services.pdf.fonts import CID_FALLBACK, FONT_NAME, cjk_font, find_font_files
-from app.services.pdf.pages import build_numbered
+from app.services.pdf.pages import PageNumbers, build_numbered, page_of
 from app.services.pdf.qr import QrFlowable
 from app.services.pdf.tables import column_widths, fit
 from app.services.pdf.watermark import draw_watermark
@@ -330,11 +330,11 @@ class _Page:
         valid_until = getattr(entry, "valid_until", None)
         self.valid = format_roc_datetime(valid_until, seconds=False) if isinstance(valid_until, _dt.datetime) else ""
 
-    def __call__(self, canvas: Canvas, page: int, total: int) -> None:
+    def __call__(self, canvas: Canvas, page: int) -> None:
         # Watermark first, so it lies behind everything the page draws later.
         draw_watermark(canvas, self.mark, self.font, (PAGE_W, PAGE_H))
         self.running_head(canvas)
-        self.footer(canvas, page, total)
+        self.footer(canvas, page)
 
     def running_head(self, canvas: Canvas) -> None:
         canvas.saveState()
@@ -349,17 +349,17 @@ class _Page:
         canvas.line(MARGIN_X, top - 2 * mm, PAGE_W - MARGIN_X, top - 2 * mm)
         canvas.restoreState()
 
-    def footer(self, canvas: Canvas, page: int, total: int) -> None:
+    def footer(self, canvas: Canvas, page: int) -> None:
+        """The rule, the verification lines; the page number (第 x 頁／共 y 頁) at
+        the right is placed by app.services.pdf.pages (PAGE_NUMBERS)."""
         font = self.font
         canvas.saveState()
         canvas.setStrokeColor(RULE)
         canvas.setLineWidth(0.5)
         canvas.line(MARGIN_X, 16 * mm, PAGE_W - MARGIN_X, 16 * mm)
         canvas.setFillColor(INK)
-        right = f"第 {page} 頁／共 {total} 頁"
-        canvas.setFont(font, 8.5)
-        canvas.drawRightString(PAGE_W - MARGIN_X, 11.5 * mm, right)
-        room = FRAME_W - pdfmetrics.stringWidth(right, font, 8.5) - 6 * mm
+        # room for the page number, its total taken as long as a 4-digit one
+        room = FRAME_W - pdfmetrics.stringWidth(page_of(page, 9999), font, 8.5) - 6 * mm
         short = self.sha[:16] + ("…" if len(self.sha) > 16 else "")
         line1 = f"驗證碼：{self.code}　SHA-256：{short}　驗證期限：{self.valid or '—'}"
         line2 = f"驗證網址：{self.url}　本文件{OFFICIAL_USE}"
@@ -403,4 +403,5 @@ def render_pdf(entry, snapshot: dict) -> bytes:
             lang="zh-TW",
         )
 
-    return build_numbered(make_doc, lambda: _story(entry, snapshot, st), page)
+    numbers = PageNumbers(font, 8.5, PAGE_W - MARGIN_X, 11.5 * mm, INK)
+    return build_numbered(make_doc, _story(entry, snapshot, st), page, numbers)

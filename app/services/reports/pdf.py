@@ -18,7 +18,7 @@ from reportlab.platypus import Image, KeepTogether, PageBreak, Paragraph, Simple
 
 from app.lib.rocdate import format_roc, format_roc_datetime
 from app.services.pdf.fonts import cjk_font
-from app.services.pdf.pages import build_numbered
+from app.services.pdf.pages import PageNumbers, build_numbered
 from app.services.pdf.tables import column_widths
 
 PAGE = landscape(A4)
@@ -82,12 +82,12 @@ def _doc(title: str, subject: str):
     return make_doc
 
 
-def _build(make_doc, make_story, font: str, running: str) -> bytes:
+def _build(make_doc, story: list, font: str, running: str) -> bytes:
     """The document with, on every page, the running head (what it is, when it
     was produced) and the footer (page x of y, official use)."""
     produced = gettext("Produced %(at)s", at=format_roc_datetime(datetime.datetime.utcnow(), seconds=False))
 
-    def on_page(canvas, page: int, total: int) -> None:
+    def on_page(canvas, page: int) -> None:
         canvas.saveState()
         canvas.setFont(font, 8)
         canvas.setFillColor(MUTED)
@@ -98,11 +98,10 @@ def _build(make_doc, make_story, font: str, running: str) -> bytes:
         canvas.line(MARGIN, PAGE[1] - 11.5 * mm, PAGE[0] - MARGIN, PAGE[1] - 11.5 * mm)
         canvas.setFont(font, 8.5)
         canvas.setFillColor(INK)
-        canvas.drawRightString(PAGE[0] - MARGIN, 9 * mm, f"第 {page} 頁／共 {total} 頁")
         canvas.drawString(MARGIN, 9 * mm, "本報表限公務使用")
         canvas.restoreState()
 
-    return build_numbered(make_doc, make_story, on_page)
+    return build_numbered(make_doc, story, on_page, PageNumbers(font, 8.5, PAGE[0] - MARGIN, 9 * mm, INK))
 
 
 def _table(head: list[str], body: list[list[str]], kinds: list[str], st: _Styles, fills=()) -> Table:
@@ -158,7 +157,7 @@ def report_pdf(report, chart_png: bytes | None) -> bytes:
     font = cjk_font()
     st = _Styles(font)
     title, period = str(report.title), report.filters.period
-    return _build(_doc(title, period), lambda: _report_story(report, st, chart_png), font, f"{title}　{period}")
+    return _build(_doc(title, period), _report_story(report, st, chart_png), font, f"{title}　{period}")
 
 
 OUTCOMES = {"ok": "成功", "partial": "部分成功", "refused": "拒絕", "source_error": "來源錯誤"}
@@ -228,4 +227,4 @@ def weekly_pdf(sections, monday: datetime.date, sunday: datetime.date) -> bytes:
             out.append(Paragraph("沒有符合的機關。", st.section))
         return out
 
-    return _build(_doc(f"{WEEKLY_TITLE} {period}", period), story, font, f"{WEEKLY_TITLE}　{period}")
+    return _build(_doc(f"{WEEKLY_TITLE} {period}", period), story(), font, f"{WEEKLY_TITLE}　{period}")
