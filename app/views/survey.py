@@ -18,6 +18,7 @@ from flask_babel import gettext
 from flask_babel import lazy_gettext as _l
 from marshmallow import ValidationError
 from wtforms import BooleanField, SelectField
+from wtforms.fields.choices import SelectChoice
 
 from app.extensions import db
 from app.lib.rocdate import format_roc
@@ -124,7 +125,9 @@ class QuestionView(_Versioned):
     formatters_columns = {"type": _type_label, "required": yes_no}
     add_form_query_rel_fields = {"questionnaire": [["is_current", FilterEqual, True]]}
     add_form_extra_fields = edit_form_extra_fields = {
-        "type": SelectField(_l("Type"), choices=[(t, survey.TYPE_LABELS[t]) for t in QUESTION_TYPES]),
+        "type": SelectField(
+            _l("Type"), choices=[SelectChoice(kind, survey.TYPE_LABELS[kind]) for kind in QUESTION_TYPES]
+        ),
         # FAB marks a non-nullable boolean as required, which an unticked box never satisfies
         "required": BooleanField(_l("Required"), default=True),
     }
