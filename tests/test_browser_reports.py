@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import io
 import re
+from pathlib import Path
 
 import httpx
 import pytest
@@ -155,7 +156,7 @@ def test_the_manager_reads_the_performance_report_changes_the_dates_and_exports_
     assert rows[0][0] == "各類別辦理績效" and any(r and r[0] == "戶籍異動" and r[1] == "地址變更" for r in rows)
     with page.expect_download() as pdf:
         page.click("#export-pdf")
-    data = open(pdf.value.path(), "rb").read()
+    data = Path(pdf.value.path()).read_bytes()
     text = "".join(p.extract_text() for p in PdfReader(io.BytesIO(data)).pages)
     assert "各類別辦理績效" in text and "地址變更" in text
     (ARTIFACTS / "reports-4-today-by-category.pdf").write_bytes(data)
