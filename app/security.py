@@ -34,6 +34,9 @@ class _TTLCache:
     def __init__(self):
         self._data: dict = {}
 
+    def clear(self) -> None:
+        self._data.clear()
+
     def get(self, key, ttl: float, compute):
         now = time.monotonic()
         hit = self._data.get(key)
@@ -150,6 +153,10 @@ class PlatformSecurityManager(SecurityManager):
         """The Platform capabilities of a set of roles (``app.services.actors``)."""
         ttl = self._ttl()
         return compute() if ttl <= 0 else self._permission_cache.get(("capabilities", role_ids), ttl, compute)
+
+    def forget_cached_permissions(self) -> None:
+        """Drop every cached permission answer and API user (a role or account change takes effect at once)."""
+        self._permission_cache.clear()
 
     def _ttl(self) -> float:
         return float(current_app.config.get("PERMISSION_CACHE_SECONDS", 10))
