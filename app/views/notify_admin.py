@@ -4,6 +4,7 @@ from flask_appbuilder.models.sqla.filters import FilterEqual
 from flask_appbuilder.models.sqla.interface import SQLAInterface
 from flask_babel import lazy_gettext as _l
 from wtforms import SelectField
+from wtforms.fields.choices import SelectChoice
 
 from app.models.notify import STAGES, MailTemplate, NotificationCategory
 from app.services import notify
@@ -57,7 +58,7 @@ class MailTemplateView(PlatformModelView):
     add_columns = edit_columns = show_columns = ["category", "stage", "subject", "body"]
     search_columns = ["category", "stage"]
     add_form_extra_fields = edit_form_extra_fields = {
-        "stage": SelectField(_l("Stage"), choices=[(s, s) for s in STAGES])
+        "stage": SelectField(_l("Stage"), choices=[SelectChoice(s, s) for s in STAGES])
     }
 
 
@@ -75,7 +76,7 @@ class NotificationCategoryView(PlatformModelView):
     related_views = [MailTemplateView]
     formatters_columns = {"kind": lambda k: str(KIND_LABELS.get(k, k)), "consent_required": yes_no, "active": yes_no}
     add_form_extra_fields = edit_form_extra_fields = {
-        "kind": SelectField(_l("Kind"), choices=[(k, v) for k, v in KIND_LABELS.items()]),
+        "kind": SelectField(_l("Kind"), choices=[SelectChoice(k, v) for k, v in KIND_LABELS.items()]),
     }
     # Only a questionnaire's current version can be chosen (old ones keep their answers).
     add_form_query_rel_fields = edit_form_query_rel_fields = {"questionnaire": [["is_current", FilterEqual, True]]}
