@@ -247,3 +247,11 @@ def test_the_case_page_and_the_api_show_the_same_to_an_admin_and_to_another_agen
     assert notifier["citizen"]["id_no"] == "A123456789" and notifier["citizen"]["email"] == CITIZEN["email"]
     page = signed_in(app, "notifier").get(f"/notify/case/{case_no}").text
     assert "A123456789" in page and CITIZEN["email"] in page
+
+
+def test_an_admin_opens_the_category_and_mail_template_screens_with_their_choices(app):
+    admin = signed_in(app, "admin")
+    for url in ("/notificationcategoryview/list/", "/notificationcategoryview/add", "/mailtemplateview/add"):
+        assert admin.get(url).status_code == 200, url
+    assert 'value="citizen"' in admin.get("/notificationcategoryview/add").text
+    assert 'value="registered"' in admin.get("/mailtemplateview/add").text
