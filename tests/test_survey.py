@@ -403,6 +403,7 @@ def test_a_closed_questionnaire_says_so(app):
         (lambda s, d: d.update({f"q{s.single}": str(s.choices["電話"])}), "請從列出的選項中選擇"),
         (lambda s, d: d.update({f"q{s.multiple}": ["999999"]}), "請從列出的選項中選擇"),
         (lambda s, d: d.update({f"q{s.text}": "長" * 2001}), "2000"),
+        (lambda s, d: d.update({f"q{s.text}": "第一行\x00\x1b[31m"}), "控制字元"),
     ],
 )
 def test_answers_outside_the_allowed_ones_are_refused_with_the_question_marked_and_the_link_stays_usable(

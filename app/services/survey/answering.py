@@ -166,11 +166,17 @@ def load_answers(questionnaire: Questionnaire, form: Mapping[str, list[str]]) ->
         return answer_schema(question.id for question in questionnaire.questions).load(form)
     except ValidationError as exc:
         known = {f"q{question.id}" for question in questionnaire.questions}
-        if set(exc.normalized_messages()) - known:
+        messages = exc.normalized_messages()
+        if set(messages) - known:
             raise UnknownFields() from None
-        message = str(_l("Choose among the answers listed."))
-        errors = {int(name[1:]): message for name in exc.normalized_messages()}
-        raise AnswerErrors(errors) from None
+        raise AnswerErrors({int(name[1:]): _first(problem) for name, problem in messages.items()}) from None
+
+
+def _first(messages) -> str:
+    """The first message of a field's (possibly nested) messages."""
+    while isinstance(messages, dict | list):
+        messages = next(iter(messages.values() if isinstance(messages, dict) else messages), "")
+    return str(messages)
 
 
 def _answer(question: Question, values: list[str]) -> tuple[list[Answer], str | None]:
