@@ -134,37 +134,10 @@ def _serve_ftp() -> None:
 
 @worker_cli.command("sealer")
 def worker_sealer():
-    """Link committed audit events into the hash chain, a round every AUDIT_SEAL_GATHER_SECONDS."""
-    _run_worker("sealer", _sealer_loop())
+    """Link committed audit events into the hash chain, a round every AUDIT_SEAL_SECONDS."""
+    from app.services.audit import sealer
 
-
-def _sealer_loop():
-    import importlib
-
-    from app.services import audit
-
-    try:  # the audit package's sealing loop, where it has one
-        return importlib.import_module("app.services.audit.sealer").run
-    except ImportError:
-        pass
-
-    def run(app, stop: threading.Event) -> None:
-        every = float(app.config.get("AUDIT_SEAL_GATHER_SECONDS", 0.25))
-        log = logging.getLogger("app.worker")
-        while not stop.is_set():
-            with app.app_context():
-                try:
-                    with db.engine.connect() as conn:  # a read first: no chain lock taken for nothing
-                        waiting = audit.pending(conn)
-                    sealed = audit.seal_all(db.engine) if waiting else 0
-                except Exception as exc:  # a lock timeout, a restart: the next round retries
-                    log.warning("audit sealing round failed: %s", type(exc).__name__)
-                else:
-                    if sealed:
-                        log.info("sealed %s audit events", sealed)
-            stop.wait(every)
-
-    return run
+    _run_worker("sealer", sealer.run)
 
 
 @roles_cli.command("sync")
