@@ -91,8 +91,12 @@ def stop_on_signals() -> threading.Event:
 
 def _run_worker(kind: str, loop) -> None:
     """Run ``loop(app, stop)`` in this process until SIGTERM/SIGINT."""
-    if not logging.getLogger().handlers:
-        logging.basicConfig(level=logging.INFO, format=f"%(asctime)s {kind}[%(process)d] %(levelname)s %(message)s")
+    root = logging.getLogger()
+    if not root.handlers:
+        logging.basicConfig(level=logging.INFO)
+    line = logging.Formatter(f"%(asctime)s {kind}[%(process)d] %(levelname)s %(name)s: %(message)s")
+    for handler in root.handlers:  # a worker's log: when, which worker, what
+        handler.setFormatter(line)
     app = current_app._get_current_object()
     stop = stop_on_signals()
     logging.getLogger("app.worker").info("%s worker started", kind)
