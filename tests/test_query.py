@@ -600,3 +600,29 @@ def test_a_lone_surrogate_in_a_query_is_a_400_and_runs_nothing(app, client, peop
         payload = {"form": people_form, "case_no": "C-1", "business_item": "TAX-CHECK", **body}
         assert client.post("/api/v1/query/run", json=payload, headers=bearer(token)).status_code == 400, body
     assert len(_logs(app, people_form)) == before
+
+
+def test_a_designer_change_is_one_command_checked_by_its_rule_and_committed_whole(app):
+    from app.models.queries import QueryForm
+    from app.services.errors import InvalidInput
+    from app.services.query import design
+
+    code = f"test.design.{uuid.uuid4().hex[:6]}"
+    with app.app_context():
+        with pytest.raises(InvalidInput):
+            design.save(db.session, QueryForm(code=code, title="  "))  # a form needs a title
+        assert db.session.scalar(select(QueryForm.id).where(QueryForm.code == code)) is None
+        saved = design.save(db.session, QueryForm(code=code, title="設計測試", active=False))
+        saved_id = saved.id
+        db.session.rollback()  # nothing left to roll back: the command committed
+        assert db.session.scalar(select(QueryForm.id).where(QueryForm.code == code)) == saved_id
+        created = db.session.scalar(
+            select(AuditEvent).where(
+                AuditEvent.action == "create",
+                AuditEvent.object_type == "QueryForm",
+                AuditEvent.object_id == str(saved.id),
+            )
+        )
+        assert created is not None
+        design.remove(db.session, [saved])
+        assert db.session.scalar(select(QueryForm.id).where(QueryForm.code == code)) is None

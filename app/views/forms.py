@@ -1,7 +1,9 @@
 """Screens and APIs with which form designers build query forms without code."""
 
+from flask_appbuilder.exceptions import DatabaseException
 from flask_appbuilder.models.sqla.interface import SQLAInterface
 from flask_babel import lazy_gettext as _l
+from sqlalchemy.exc import SQLAlchemyError
 from wtforms import SelectField
 
 from app.connectors.base import OPERATORS
@@ -59,12 +61,36 @@ LABELS = {
 }
 
 
+class DesignInterface(SQLAInterface):
+    """FAB's data interface for the design records, writing through the
+    commands of ``app.services.query.design`` (which own the transaction)
+    instead of committing itself."""
+
+    def add(self, item, commit: bool = True) -> None:
+        forms.save(self.session, item)
+
+    def edit(self, item, commit: bool = True) -> None:
+        try:
+            forms.save(self.session, item, existing=True)
+        except SQLAlchemyError as exc:  # what FAB's screens and API expect of an edit
+            raise DatabaseException from exc
+
+    def delete(self, item, commit: bool = True) -> None:
+        self.delete_all([item])
+
+    def delete_all(self, items) -> None:
+        try:
+            forms.remove(self.session, items)
+        except SQLAlchemyError as exc:
+            raise DatabaseException from exc
+
+
 def _select(label, values):
     return SelectField(label, choices=[(v, v or "-") for v in values])
 
 
 class BusinessItemView(PlatformModelView):
-    datamodel = SQLAInterface(BusinessItem)
+    datamodel = DesignInterface(BusinessItem)
     validator = forms.validate_business_item
     list_title = _l("Business items")
     label_columns = LABELS
@@ -75,7 +101,7 @@ class BusinessItemView(PlatformModelView):
 
 
 class SectionFilterView(PlatformModelView):
-    datamodel = SQLAInterface(SectionFilter)
+    datamodel = DesignInterface(SectionFilter)
     validator = forms.validate_filter
     list_title = _l("Filters")
     label_columns = LABELS
@@ -86,7 +112,7 @@ class SectionFilterView(PlatformModelView):
 
 
 class SectionColumnView(PlatformModelView):
-    datamodel = SQLAInterface(SectionColumn)
+    datamodel = DesignInterface(SectionColumn)
     validator = forms.validate_column
     list_title = _l("Output columns")
     label_columns = LABELS
@@ -108,7 +134,7 @@ class SectionColumnView(PlatformModelView):
 
 
 class FormSectionView(PlatformModelView):
-    datamodel = SQLAInterface(FormSection)
+    datamodel = DesignInterface(FormSection)
     validator = forms.validate_section
     list_title = _l("Sections")
     label_columns = LABELS
@@ -121,7 +147,7 @@ class FormSectionView(PlatformModelView):
 
 
 class FormInputView(PlatformModelView):
-    datamodel = SQLAInterface(FormInput)
+    datamodel = DesignInterface(FormInput)
     validator = forms.validate_input
     list_title = _l("Inputs")
     label_columns = LABELS
@@ -144,7 +170,7 @@ class FormInputView(PlatformModelView):
 
 
 class QueryFormView(PlatformModelView):
-    datamodel = SQLAInterface(QueryForm)
+    datamodel = DesignInterface(QueryForm)
     validator = forms.validate_form
     list_title = _l("Query forms")
     show_title = _l("Query form")
@@ -175,7 +201,7 @@ def _api(model, name, validator, columns, search):
         (PlatformModelApi,),
         {
             "resource_name": name,
-            "datamodel": SQLAInterface(model),
+            "datamodel": DesignInterface(model),
             "validator": validator,
             "list_columns": ["id", *columns],
             "show_columns": ["id", *columns],

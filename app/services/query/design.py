@@ -1,4 +1,5 @@
-"""Rules for query forms as form designers configure them."""
+"""Query forms as form designers configure them: the rule of each record,
+and the commands that save or remove one (each in its own transaction)."""
 
 from __future__ import annotations
 
@@ -8,7 +9,19 @@ import re
 from flask_babel import lazy_gettext as _l
 
 from app.connectors.base import OPERATORS
-from app.models.queries import DISPLAYS, FORMATS, INPUT_TYPES, MASKS
+from app.models.queries import (
+    DISPLAYS,
+    FORMATS,
+    INPUT_TYPES,
+    MASKS,
+    BusinessItem,
+    FormInput,
+    FormSection,
+    QueryForm,
+    SectionColumn,
+    SectionFilter,
+)
+from app.services.command import transaction
 from app.services.errors import InvalidInput
 
 _CODE = re.compile(r"^[a-z][a-z0-9_.-]{1,59}$")
@@ -83,3 +96,35 @@ def validate_column(session, col) -> None:
         raise InvalidInput(_l("Unknown mask."))
     if (col.format or "") not in FORMATS:
         raise InvalidInput(_l("Unknown format."))
+
+
+# --- commands: a form-configuration record created, changed or removed --------
+
+RULES = {
+    BusinessItem: validate_business_item,
+    QueryForm: validate_form,
+    FormInput: validate_input,
+    FormSection: validate_section,
+    SectionFilter: validate_filter,
+    SectionColumn: validate_column,
+}
+
+
+def save(session, item, *, existing: bool = False):
+    """Create (or, ``existing``, change) one record of a query form's design:
+    checked by its rule, written with its audit event and the configuration
+    generation's bump (session hooks) in one transaction. Returns the record."""
+    with transaction(session):
+        RULES[type(item)](session, item)
+        if existing:
+            item = session.merge(item)
+        else:
+            session.add(item)
+    return item
+
+
+def remove(session, items) -> None:
+    """Remove records of a query form's design, audited, in one transaction."""
+    with transaction(session):
+        for item in items:
+            session.delete(item)
