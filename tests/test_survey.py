@@ -597,6 +597,8 @@ def test_adding_or_deleting_on_an_answered_questionnaire_makes_a_new_version_and
         data={"questionnaire": str(s.q), "sort_order": "5", "type": "rating", "text": "等候時間", "required": "y"},
     )
     assert r.status_code == 302
+    saying = manager.get(r.headers["Location"]).text  # the flashed outcome, shown on the next page
+    assert "另存為第 2 版" in saying, re.findall(r'class="alert[^"]*"[^>]*>(.*?)</div>', saying, re.S)
     with app.app_context():
         v2 = db.session.scalar(select(Questionnaire).where(Questionnaire.series_id == s.q, Questionnaire.version == 2))
         assert [q.text for q in v2.questions][-1] == "等候時間" and len(v2.questions) == 5

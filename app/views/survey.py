@@ -105,7 +105,9 @@ class ChoiceView(_Versioned):
     base_order = ("sort_order", "asc")
 
     def pre_add(self, item):
-        self._remember(survey.add_choice(self.datamodel.session, actor(), item.question, item))
+        session = self.datamodel.session
+        with session.no_autoflush:  # the form put the new choice in its question's list: nothing flushes it there
+            self._remember(survey.add_choice(session, actor(), item.question, item))
 
 
 class QuestionView(_Versioned):
@@ -133,7 +135,11 @@ class QuestionView(_Versioned):
     }
 
     def pre_add(self, item):
-        self._remember(survey.add_question(self.datamodel.session, actor(), item.questionnaire, item))
+        session = self.datamodel.session
+        with (
+            session.no_autoflush
+        ):  # the form put the new question in its questionnaire's list: nothing flushes it there
+            self._remember(survey.add_question(session, actor(), item.questionnaire, item))
 
 
 class QuestionnaireView(_Versioned):
@@ -158,7 +164,9 @@ class QuestionnaireView(_Versioned):
     }
 
     def pre_add(self, item):
-        survey.create_questionnaire(self.datamodel.session, actor(), item)
+        session = self.datamodel.session
+        with session.no_autoflush:  # the form gave the new questionnaire its categories: nothing flushes them first
+            survey.create_questionnaire(session, actor(), item)
 
 
 # --- the public page behind the link -----------------------------------------------------
