@@ -118,3 +118,46 @@ def test_the_form_designer_reads_what_a_source_offers_or_why_it_cannot_say(app, 
     missing = client.get(f"/api/v1/sources/{gone_id}/describe", headers=bearer(admin)).json
     assert missing["ok"] is False and "not found" in missing["message"] and missing["entities"] == []
     assert client.get("/api/v1/sources/999999999/describe", headers=bearer(admin)).status_code == 404
+
+
+def test_the_screen_refuses_what_the_api_refuses_and_saves_what_it_accepts(app, client, tmp_path):
+    """The add screen's values go through the API's schema and the kind's: a
+    pool of 1,000 connections or a MySQL source without a host is refused with
+    the fields named, and nothing is stored; a valid one is saved."""
+    from sqlalchemy import select
+
+    from app.extensions import db
+    from app.models.sources import DataSource
+    from tests import factories
+    from tests.conftest import csrf_token, login
+
+    login(client, "admin")
+    token = csrf_token(client.get("/datasourceview/add").text)
+    code = f"SCR-{uuid.uuid4().hex[:6]}"
+    form = {
+        "csrf_token": token,
+        "code": code,
+        "name": "螢幕新增",
+        "kind": "sql",
+        "database": "",
+        "timeout": "3",
+        "row_cap": "50",
+        "pool_size": "5",
+        "options": '{"dialect": "sqlite"}',
+        "enabled": "y",
+    }
+    too_big = client.post(
+        "/datasourceview/add", data={**form, "pool_size": "1000", "database": "/x.db"}, follow_redirects=True
+    )
+    assert "pool_size" in too_big.text
+    no_host = client.post(
+        "/datasourceview/add", data={**form, "options": '{"dialect": "mysql"}', "database": "d"}, follow_redirects=True
+    )
+    assert "host" in no_host.text
+    with app.app_context():
+        assert db.session.scalar(select(DataSource).where(DataSource.code == code)) is None
+    good = factories.people_db(tmp_path / "screen-add.db")
+    client.post("/datasourceview/add", data={**form, "database": good}, follow_redirects=True)
+    with app.app_context():
+        saved = db.session.scalar(select(DataSource).where(DataSource.code == code))
+        assert saved is not None and saved.database == good and saved.pool_size == 5

@@ -79,7 +79,7 @@ class TextFileOptions(Schema):
     format = fields.String(validate=validate.OneOf(FORMATS))
     encoding = text(40, validate_also=_known_encoding)
     delimiter = fields.String(validate=validate.Length(min=1, max=5))
-    header = fields.Boolean(strict=True)
+    header = fields.Boolean(truthy={True}, falsy={False})
     names = fields.List(text(100), validate=validate.Length(max=1000))
     layout = fields.List(fields.Nested(LayoutEntry), validate=validate.Length(max=1000))
     width_unit = fields.String(validate=validate.OneOf(("char", "byte")))

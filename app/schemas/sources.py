@@ -17,6 +17,8 @@ from marshmallow_sqlalchemy import SQLAlchemySchema
 from app import connectors
 from app.extensions import db
 from app.models.sources import DataSource
+from app.services.errors import InvalidInput
+from app.services.sources import problems_text
 
 MAX_ID = 2**63 - 1
 NUMBERS = ("timeout",)  # marshmallow's Float would take "3" or true: JSON numbers only
@@ -99,6 +101,40 @@ class SourceSchema(SQLAlchemySchema):
                 if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))):
                     raise ValidationError(str(_l("Not a valid number.")), name)
         return data
+
+
+# What the screen's form writes, checked through the same schema as the API's body.
+SCREEN_FIELDS = (
+    "code",
+    "name",
+    "kind",
+    "host",
+    "port",
+    "database",
+    "path",
+    "url",
+    "account",
+    "secret",
+    "timeout",
+    "row_cap",
+    "pool_size",
+    "options",
+    "enabled",
+)
+
+
+def check_screen_item(session, item: DataSource) -> None:
+    """The screen's form values through ``SourceSchema`` (kinds, bounds, types),
+    so the screen accepts exactly what the API accepts; InvalidInput if not.
+    (An empty field is left out: the command decides what an empty secret means.)"""
+    data = {name: getattr(item, name) for name in SCREEN_FIELDS}
+    data["agency"] = item.agency.id if item.agency is not None else item.agency_id
+    data = {name: value for name, value in data.items() if value is not None and value != ""}
+    errors = SourceSchema().validate(data)
+    if errors:
+        raise InvalidInput(
+            _l("The settings of this source are not valid: %(problems)s"), problems=problems_text(errors)
+        )
 
 
 class ConnectionTestSchema(Schema):

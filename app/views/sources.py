@@ -18,7 +18,7 @@ from wtforms import PasswordField, SelectField
 from app import connectors
 from app.lib.rocdate import format_roc_datetime
 from app.models.sources import DataSource
-from app.schemas.sources import ConnectionTestSchema, SourceDescriptionSchema, SourceSchema
+from app.schemas.sources import ConnectionTestSchema, SourceDescriptionSchema, SourceSchema, check_screen_item
 from app.services import sources
 from app.views.base import PlatformModelApi, PlatformModelView, yes_no
 from app.web import current_actor
@@ -85,6 +85,7 @@ class SourceInterface(SQLAInterface):
 
 class DataSourceView(PlatformModelView):
     datamodel = SourceInterface(DataSource)
+    validator = check_screen_item  # the form's values through the API's schema, before the command
     list_title = _l("Data sources")
     show_title = _l("Data source")
     add_title = _l("Add data source")

@@ -18,6 +18,7 @@ from app.services.sources.commands import (  # noqa: F401
 from app.services.sources.settings import (  # noqa: F401
     keep_stored_secret,
     options_of,
+    problems_text,
     settings_of,
     source_config,
     validate_source,

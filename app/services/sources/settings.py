@@ -51,17 +51,17 @@ def validate_source(session, src: DataSource) -> None:
         connector_class(src.kind).validate(settings_of(src, options))
     except ValidationError as exc:
         raise InvalidInput(
-            _l("The settings of this source are not valid: %(problems)s"), problems=_problems(exc.messages)
+            _l("The settings of this source are not valid: %(problems)s"), problems=problems_text(exc.messages)
         ) from None
 
 
-def _problems(messages, prefix: str = "") -> str:
+def problems_text(messages, prefix: str = "") -> str:
     """marshmallow's messages as one line: "options.dialect: ...; host: ..."."""
     parts = []
     for key, value in messages.items():
         name = f"{prefix}{key}"
         if isinstance(value, dict):
-            parts.append(_problems(value, name + "."))
+            parts.append(problems_text(value, name + "."))
         else:
             parts.append(f"{name}: {' '.join(str(v) for v in value)}")
     return "; ".join(parts)
