@@ -13,7 +13,7 @@ from flask_appbuilder.api import expose, permission_name, protect
 from flask_appbuilder.models.sqla.interface import SQLAInterface
 from flask_babel import gettext
 from flask_babel import lazy_gettext as _l
-from wtforms import PasswordField, SelectField
+from wtforms import PasswordField, SelectChoice, SelectField
 
 from app import connectors
 from app.lib.rocdate import format_roc_datetime
@@ -70,6 +70,11 @@ def _secret_field():
     return PasswordField(_l("Password / secret"), description=_l("Leave empty to keep the stored secret."))
 
 
+def _kind_choices() -> list[SelectChoice]:
+    """The registered connector kinds, asked for each time the form is drawn."""
+    return [SelectChoice(value=kind, label=label) for kind, label in connectors.choices()]
+
+
 class SourceInterface(SQLAInterface):
     """FAB's data model for sources, whose writes are the sources' commands."""
 
@@ -107,7 +112,7 @@ class DataSourceView(PlatformModelView):
         "last_checked_at": format_roc_datetime,
     }
     add_form_extra_fields = edit_form_extra_fields = {
-        "kind": SelectField(_l("Source kind"), choices=connectors.choices),
+        "kind": SelectField(_l("Source kind"), choices=_kind_choices),
         "secret": _secret_field(),
     }
 
