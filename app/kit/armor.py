@@ -27,10 +27,16 @@ def open_der(fin: BinaryIO) -> BinaryIO:
         return fin
     text = head.lstrip()
     if text.startswith(b"-----BEGIN "):
-        return _unwrap(io.BufferedReader(fin), _pem_body)
-    if _HEADER.match(text):
-        return _unwrap(io.BufferedReader(fin), _smime_body)
-    return fin  # not ours to judge here: the DER reader says what it is not
+        body = _pem_body
+    elif _HEADER.match(text):
+        body = _smime_body
+    else:
+        return fin  # not ours to judge here: the DER reader says what it is not
+    reader = io.BufferedReader(fin)
+    try:
+        return _unwrap(reader, body)
+    finally:
+        reader.detach()  # `fin` stays open: its opener closes it
 
 
 def _unwrap(reader: io.BufferedReader, body) -> BinaryIO:
