@@ -165,25 +165,25 @@ def verify(connection) -> VerifyResult:
     prev = GENESIS
     expected = 1
     checked = 0
-    result = connection.execution_options(yield_per=2000).execute(
-        select(*cols).where(t.c.seq.is_not(None)).order_by(t.c.seq)
-    )
-    for row in result.mappings():
-        values = dict(row)
-        if values["seq"] != expected:
-            reason = f"row seq {expected} is missing (next row is seq {values['seq']})"
-            return VerifyResult(False, checked, expected, values["id"], reason)
-        if values["prev_hash"] != prev:
-            return VerifyResult(
-                False, checked, values["seq"], values["id"], "previous-hash link does not match the row before"
-            )
-        if digest(prev, values) != values["hash"]:
-            return VerifyResult(
-                False, checked, values["seq"], values["id"], "content does not match its hash (row edited)"
-            )
-        prev = values["hash"]
-        expected += 1
-        checked += 1
+    statement = select(*cols).where(t.c.seq.is_not(None)).order_by(t.c.seq)
+    # The server-side cursor is closed on every way out, an early "broken" answer included.
+    with connection.execution_options(yield_per=2000).execute(statement) as result:
+        for row in result.mappings():
+            values = dict(row)
+            if values["seq"] != expected:
+                reason = f"row seq {expected} is missing (next row is seq {values['seq']})"
+                return VerifyResult(False, checked, expected, values["id"], reason)
+            if values["prev_hash"] != prev:
+                return VerifyResult(
+                    False, checked, values["seq"], values["id"], "previous-hash link does not match the row before"
+                )
+            if digest(prev, values) != values["hash"]:
+                return VerifyResult(
+                    False, checked, values["seq"], values["id"], "content does not match its hash (row edited)"
+                )
+            prev = values["hash"]
+            expected += 1
+            checked += 1
     head = connection.execute(select(AuditHead.__table__.c.seq, AuditHead.__table__.c.hash)).first()
     last_seq = expected - 1
     if head is not None and (head.seq != last_seq or head.hash != prev):
