@@ -53,6 +53,12 @@ class Config:
     ATTACHMENT_SEAL_KEY = os.environ.get("ATTACHMENT_SEAL_KEY") or _instance_secret(
         "attachment_seal_key", lambda: secrets.token_hex(32)
     )
+    # Bounded decoding of uploaded images, checked from their headers before any pixel is
+    # decoded: the pixels of all frames together (every page of a TIFF) and the number of
+    # frames. 50 million is five A4 pages at 300 dpi, or one at 600 dpi; a decoded frame
+    # takes up to 4 bytes a pixel in the web worker (200 MB at the default).
+    ATTACHMENT_MAX_PIXELS = int(os.environ.get("ATTACHMENT_MAX_PIXELS", "50000000"))
+    ATTACHMENT_MAX_PAGES = int(os.environ.get("ATTACHMENT_MAX_PAGES", "100"))
 
     SQLALCHEMY_DATABASE_URI = os.environ.get("DATABASE_URL", f"sqlite:///{INSTANCE_DIR / 'platform.db'}")
     SQLALCHEMY_TRACK_MODIFICATIONS = False

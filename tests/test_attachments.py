@@ -5,18 +5,30 @@ No platform database: a tiny Flask app gives current_app (the seal key) and Babe
 from __future__ import annotations
 
 import io
+import json
 import logging
 import re
 import struct
 import subprocess
+import sys
+import textwrap
 import zlib
 from pathlib import Path
 
 import pytest
 from flask import Flask
 from flask_babel import Babel
-from PIL import Image, ImageDraw, ImageFont
+from PIL import Image, ImageDraw, ImageFile, ImageFont
 from pypdf import PdfReader, PdfWriter, Transformation
+from pypdf.generic import (
+    ArrayObject,
+    DictionaryObject,
+    IndirectObject,
+    NameObject,
+    RectangleObject,
+    StreamObject,
+    TextStringObject,
+)
 from reportlab.lib.pagesizes import A4, A5, landscape, letter
 from reportlab.lib.utils import ImageReader
 from reportlab.pdfgen.canvas import Canvas
@@ -80,6 +92,25 @@ def image_bytes(image: Image.Image, fmt: str, **kwargs) -> bytes:
     return out.getvalue()
 
 
+def png_rows(width: int, height: int, mode: str = "L") -> bytes:
+    """A PNG of width x height written a row at a time (the pixels are never all in
+    memory): a grey or RGBA gradient across each row, which compresses to little."""
+    channels, colour_type = {"L": (1, 0), "RGBA": (4, 6)}[mode]
+
+    def chunk(kind: bytes, body: bytes) -> bytes:
+        return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
+
+    row = b"\x00" + bytes(((x * 255) // max(1, width - 1)) for x in range(width) for _ in range(channels))
+    packer = zlib.compressobj(6)
+    idat = b"".join(packer.compress(row) for _ in range(height)) + packer.flush()
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, colour_type, 0, 0, 0))
+        + chunk(b"IDAT", idat)
+        + chunk(b"IEND", b"")
+    )
+
+
 def three_page_pdf() -> bytes:
     """Page 1: an A4 scan; 2: landscape Letter with a media box off the origin;
     3: A5 shown rotated by 90 degrees."""
@@ -120,6 +151,126 @@ def rotated_pdf() -> bytes:
         c.showPage()
     c.save()
     return out.getvalue()
+
+
+def js(code: str) -> DictionaryObject:
+    return DictionaryObject({NameObject("/S"): NameObject("/JavaScript"), NameObject("/JS"): TextStringObject(code)})
+
+
+def annotation(subtype: str, **entries) -> DictionaryObject:
+    annot = DictionaryObject(
+        {
+            NameObject("/Type"): NameObject("/Annot"),
+            NameObject("/Subtype"): NameObject(subtype),
+            NameObject("/Rect"): RectangleObject([72, 72, 200, 100]),
+        }
+    )
+    annot.update({NameObject(f"/{key}"): value for key, value in entries.items()})
+    return annot
+
+
+def active_pdf() -> bytes:
+    """The three-page consent PDF armed as a hostile sender would: document JavaScript,
+    an open action, document and page additional actions, a Launch link, a link whose
+    harmless GoTo chains on to JavaScript, a form field running a script on each
+    keystroke, an attached executable (document and annotation), a Screen annotation,
+    a bookmark that runs JavaScript, and an XFA form."""
+    from pypdf.actions import JavaScript
+
+    writer = PdfWriter(clone_from=PdfReader(io.BytesIO(three_page_pdf())))
+    writer.add_open_action(JavaScript("app.alert('document script');"))  # /Names /JavaScript
+    writer.add_attachment("payload.exe", b"MZ\x90\x00 not a consent form")  # /Names /EmbeddedFiles
+    root = writer.root_object
+    root[NameObject("/OpenAction")] = js("app.launchURL('http://attacker.example/');")
+    root[NameObject("/AA")] = DictionaryObject({NameObject("/WC"): js("app.alert('closing');")})
+    xfa = StreamObject()
+    xfa.set_data(b"<xdp:xdp><script>xfa.host.messageBox('xfa')</script></xdp:xdp>")
+    widget = annotation("/Widget", FT=NameObject("/Tx"), T=TextStringObject("name"))
+    widget[NameObject("/AA")] = DictionaryObject({NameObject("/K"): js("event.rc = true; app.alert('key');")})
+    root[NameObject("/AcroForm")] = DictionaryObject(
+        {NameObject("/Fields"): ArrayObject([widget]), NameObject("/XFA"): xfa}
+    )
+    page = writer.pages[0]
+    page[NameObject("/AA")] = DictionaryObject(
+        {
+            NameObject("/O"): js("app.alert('page opened');"),
+            NameObject("/C"): DictionaryObject(
+                {NameObject("/S"): NameObject("/Launch"), NameObject("/F"): TextStringObject("cmd.exe")}
+            ),
+        }
+    )
+    goto_then_js = DictionaryObject(
+        {
+            NameObject("/S"): NameObject("/GoTo"),
+            NameObject("/D"): ArrayObject([writer.pages[1].indirect_reference, NameObject("/Fit")]),
+            NameObject("/Next"): js("app.alert('after the jump');"),
+        }
+    )
+    embedded = StreamObject()
+    embedded.set_data(b"MZ\x90\x00 another executable")
+    embedded[NameObject("/Type")] = NameObject("/EmbeddedFile")
+    filespec = DictionaryObject(
+        {
+            NameObject("/Type"): NameObject("/Filespec"),
+            NameObject("/F"): TextStringObject("tool.exe"),
+            NameObject("/EF"): DictionaryObject({NameObject("/F"): embedded}),
+        }
+    )
+    page[NameObject("/Annots")] = ArrayObject(
+        [
+            annotation(
+                "/Link", A=DictionaryObject({NameObject("/S"): NameObject("/Launch"), NameObject("/F"): filespec})
+            ),
+            annotation("/Link", A=goto_then_js),
+            widget,
+            annotation("/FileAttachment", FS=filespec),
+            annotation("/Screen", A=js("app.alert('screen');")),
+        ]
+    )
+    bookmark = writer.add_outline_item(title="同意書", page_number=0).get_object()
+    bookmark[NameObject("/A")] = js("app.alert('bookmark');")
+    out = io.BytesIO()
+    writer.write(out)
+    return out.getvalue()
+
+
+ACTIVE_KEYS = {"/JavaScript", "/JS", "/OpenAction", "/AA", "/EmbeddedFiles", "/EF", "/EmbeddedFile", "/XFA"}
+# Every action type but GoTo (a jump within the document); /S also names other things (transparency groups...).
+ACTIONS = {
+    "/GoToR", "/GoToE", "/Launch", "/Thread", "/URI", "/Sound", "/Movie", "/Hide", "/Named", "/SubmitForm",
+    "/ResetForm", "/ImportData", "/JavaScript", "/SetOCGState", "/Rendition", "/Trans", "/GoTo3DView",
+    "/RichMediaExecute",
+}  # fmt: skip
+ACTIVE_NAMES = {"/JavaScript", "/Launch", "/EmbeddedFile", "/FileAttachment", "/Screen", "/RichMedia", "/Movie"}
+
+
+def active_content(pdf_bytes: bytes) -> list[str]:
+    """Every piece of active content reachable in the document, as 'path: what'."""
+    reader = PdfReader(io.BytesIO(pdf_bytes))
+    found, seen = [], set()
+
+    def walk(obj, path: str) -> None:
+        if isinstance(obj, IndirectObject):
+            if (obj.idnum, obj.generation) in seen:
+                return
+            seen.add((obj.idnum, obj.generation))
+            obj = obj.get_object()
+        if isinstance(obj, DictionaryObject):  # stream dictionaries included
+            for key, value in obj.items():
+                if key in ACTIVE_KEYS:
+                    found.append(f"{path}: key {key}")
+                if key == "/S" and value in ACTIONS:
+                    found.append(f"{path}: action {value}")
+                if key != "/Parent":
+                    walk(value, f"{path}{key}")
+        elif isinstance(obj, ArrayObject):
+            for i, value in enumerate(obj):
+                walk(value, f"{path}[{i}]")
+        elif isinstance(obj, NameObject) and obj in ACTIVE_NAMES:
+            found.append(f"{path}: name {obj}")
+
+    walk(reader.trailer, "trailer")
+    return found
 
 
 @pytest.fixture(scope="module")
@@ -269,7 +420,10 @@ def test_an_image_bomb_is_refused_before_it_is_decoded():
         + chunk(b"IHDR", struct.pack(">IIBBBBB", 20000, 20000, 8, 0, 0, 0, 0))
         + chunk(b"IEND", b"")
     )
-    assert refusal("big.png", bomb) == "The image is too large to process (more than 90 million pixels)."
+    assert (
+        refusal("big.png", bomb)
+        == "The image is too large to process (more than 50 million pixels, all pages counted); nothing was stored."
+    )
 
 
 def test_a_password_protected_pdf_is_refused(pdf):
@@ -390,3 +544,106 @@ def test_a_jpeg_that_needs_no_turning_is_embedded_as_it_is(tmp_path):
 def test_stamp_refuses_content_of_another_type(png):
     with pytest.raises(ValueError):
         att.stamp(png, "application/pdf", LINES)
+
+
+# --- bounded decoding ------------------------------------------------------------------------
+
+
+def test_an_81_megapixel_png_is_refused_by_its_header_before_any_decoding(monkeypatch):
+    # The tester's scan: 9000 x 9000 pixels in well under a megabyte (it took a worker from 292 MB to 1.4 GB).
+    big = png_rows(9000, 9000)
+    assert len(big) < MB
+    decoded = []
+    original_load = ImageFile.ImageFile.load
+    monkeypatch.setattr(ImageFile.ImageFile, "load", lambda image: decoded.append(image.size) or original_load(image))
+    assert (
+        refusal("同意書.png", big)
+        == "The image is too large to process (more than 50 million pixels, all pages counted); nothing was stored."
+    )
+    with pytest.raises(InvalidInput):
+        att.stamp(big, "image/png", LINES)
+    assert decoded == []  # refused from the header alone
+
+
+def test_the_pixel_budget_is_the_operators_and_counts_every_tiff_page(flask_app, tiff):
+    page = scan()  # 620 x 877 = 543,740 pixels a page
+    three_pages = image_bytes(page, "TIFF", save_all=True, append_images=[page, page.convert("1")])
+    flask_app.config["ATTACHMENT_MAX_PIXELS"] = 1_200_000
+    assert att.check_upload("同意書.tif", tiff, 10 * MB) == "image/tiff"  # two pages: 1,087,480 pixels
+    assert refusal("同意書.tif", three_pages) == (
+        "The image is too large to process (more than 1.2 million pixels, all pages counted); nothing was stored."
+    )
+    with pytest.raises(InvalidInput):
+        att.stamp(three_pages, "image/tiff", LINES)
+    flask_app.config["ATTACHMENT_MAX_PIXELS"] = 500_000
+    assert refusal("同意書.tif", tiff) == (
+        "The image is too large to process (more than 0.5 million pixels, all pages counted); nothing was stored."
+    )
+
+
+def test_a_tiff_of_more_pages_than_a_form_has_is_refused_before_decoding(flask_app):
+    tiny = Image.new("L", (8, 8), 255)
+    many = image_bytes(tiny, "TIFF", save_all=True, append_images=[tiny] * 120)
+    assert refusal("同意書.tif", many) == "The image has more than 100 pages; nothing was stored."
+
+
+MEASURE = textwrap.dedent(
+    """
+    import json, resource, sys
+    from flask import Flask
+    from flask_babel import Babel
+    from app.services.notify import attachments
+
+    data = open(sys.argv[1], "rb").read()
+    app = Flask("measure")
+    app.config["SECRET_KEY"] = "measure"
+    Babel(app)
+    with app.app_context():
+        before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        mime = attachments.check_upload("scan.png", data, len(data))
+        stamped = attachments.stamp(data, mime, ["示範縣東區戶政事務所", "案號 1151126-0001"])
+        after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    print(json.dumps({"before_kb": before, "after_kb": after, "stamped": len(stamped)}))
+    """
+)
+
+
+def test_the_largest_accepted_image_is_checked_and_stamped_within_a_bounded_memory(tmp_path):
+    """The worst image the budget lets in: one RGBA frame of 50 million pixels (Pillow holds
+    4 bytes a pixel: 200 MB decoded). A fresh process reports its peak resident memory."""
+    path = tmp_path / "largest.png"
+    path.write_bytes(png_rows(5000, 10_000, mode="RGBA"))
+    done = subprocess.run(
+        [sys.executable, "-c", MEASURE, str(path)],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        cwd=Path(__file__).parent.parent,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    peak = json.loads(done.stdout)
+    grown_mb = (peak["after_kb"] - peak["before_kb"]) / 1024
+    print(f"peak {peak['after_kb'] / 1024:.0f} MB, grown by {grown_mb:.0f} MB while checking and stamping")
+    assert peak["stamped"] > 10_000
+    assert grown_mb < 260  # one decoded frame (200 MB) and small change, never a copy of it per step
+
+
+def test_a_stamped_copy_carries_no_active_content_and_the_original_is_untouched(tmp_path):
+    armed = active_pdf()
+    kept = bytes(armed)
+    before = active_content(armed)
+    for what in ("/OpenAction", "/Names/JavaScript", "/Names/EmbeddedFiles", "/AA", "/Launch", "/XFA", "/Outlines"):
+        assert any(what in line for line in before), what  # the test file is armed as described
+    assert att.check_upload("同意書.pdf", armed, 10 * MB) == "application/pdf"
+
+    stamped = att.stamp(armed, "application/pdf", LINES)
+
+    assert active_content(stamped) == []
+    for token in (b"/JavaScript", b"/OpenAction", b"/Launch", b"/EmbeddedFile", b"app.alert", b"MZ\x90"):
+        assert token not in stamped, token  # not even as an unreferenced object
+    assert armed == kept and att.digest(armed) == att.digest(kept)  # the sealed original: byte for byte
+    assert active_content(armed) == before
+    # What is not active stays: every page, stamped, and the link that only jumps to page 2.
+    assert_stamped_everywhere(stamped, 3, tmp_path)
+    links = [a.get_object() for a in PdfReader(io.BytesIO(stamped)).pages[0].get("/Annots", [])]
+    assert [(a["/Subtype"], a["/A"]["/S"]) for a in links if "/A" in a] == [("/Link", "/GoTo")]

@@ -12,7 +12,7 @@ from sqlalchemy import select
 
 from app.extensions import db
 from app.models import outbox as mail_priority
-from app.models.notify import Dispatch, NotificationCase
+from app.models.notify import Attachment, Dispatch, NotificationCase
 from app.services import outbox
 from tests.conftest import api_token, bearer
 
@@ -293,6 +293,41 @@ def test_an_oversized_attachment_is_refused(app, client):
         assert r.status_code == 400
     finally:
         app.config["ATTACHMENT_MAX_BYTES"] = saved
+
+
+def _stored(app) -> tuple[int, int, int]:
+    with app.app_context():
+        return tuple(
+            db.session.scalar(select(db.func.count()).select_from(model))
+            for model in (NotificationCase, Attachment, outbox.OutboxMessage)
+        )
+
+
+def test_an_81_megapixel_consent_scan_is_refused_in_chinese_and_nothing_is_stored(app, client):
+    from tests.test_attachments import png_rows
+
+    notifier = api_token(client, "notifier")
+    before = _stored(app)
+    scan = attachment(png_rows(9000, 9000), name="同意書.png")
+    r = register(client, notifier, "戶籍異動/更名", attachments=[scan])
+    assert r.status_code == 400
+    assert r.json["message"] == "影像過大無法處理（所有頁面合計超過 50 百萬像素），未儲存任何資料。"
+    assert _stored(app) == before  # no case, no attachment, no e-mail
+
+
+def test_a_consent_pdf_with_scripts_is_kept_as_sent_and_its_stamped_copy_runs_nothing(app, client):
+    from app.services.notify import attachments as att
+    from tests.test_attachments import active_content, active_pdf
+
+    armed = active_pdf()
+    notifier = api_token(client, "notifier")
+    case = register(client, notifier, "戶籍異動/更名", attachments=[attachment(armed)]).json["result"]
+    stored_id = case["attachments"][0]["id"]
+    with app.app_context():
+        stored = db.session.get(Attachment, stored_id)
+        assert stored.original == armed and stored.sha256 == att.digest(armed)  # sealed as sent, byte for byte
+        assert active_content(stored.stamped) == []
+    assert client.get(f"/api/v1/attachments/{stored_id}/check", headers=bearer(notifier)).json["intact"] is True
 
 
 def test_a_category_without_receivers_is_refused(client):

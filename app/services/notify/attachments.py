@@ -8,10 +8,18 @@ a stamped copy.
 * The type comes from the content (magic bytes), never from the file name; a
   name whose extension claims another type is refused, and so is a PDF that
   pypdf cannot parse or an image that Pillow cannot decode.
+* Decoding is bounded: an image's frames (every page of a TIFF) are measured
+  from their headers (Pillow opens lazily) and refused over the operator's
+  pixel budget (``ATTACHMENT_MAX_PIXELS``) or page limit
+  (``ATTACHMENT_MAX_PAGES``) before a pixel is decoded; then one frame is
+  decoded at a time.
 * :func:`stamp` derives a PDF copy whose every page carries a semi-transparent
   diagonal mark and a legible box with the sending agency, the time and the
   case number (防偽戳記). Images (and every frame of a multi-page TIFF) become
-  one A4 page each.
+  one A4 page each, at most 300 dpi (reduced a band of rows at a time). The
+  copy of a PDF carries no active content (scripts, actions that run or open
+  something, embedded files: see :mod:`app.services.pdf.disarm`); the
+  original stays as it came.
 
 Nothing here logs a file name: it may carry the citizen's personal data.
 """
@@ -26,11 +34,10 @@ import logging
 import math
 import re
 import unicodedata
-import warnings
 
 from flask import current_app
 from flask_babel import lazy_gettext as _l
-from PIL import Image, ImageOps, ImageSequence
+from PIL import Image, ImageSequence
 from pypdf import PdfReader, PdfWriter, Transformation
 from reportlab.lib import colors
 from reportlab.lib.pagesizes import A4, landscape
@@ -40,6 +47,7 @@ from reportlab.pdfbase import pdfmetrics
 from reportlab.pdfgen.canvas import Canvas
 
 from app.services.errors import InvalidInput
+from app.services.pdf.disarm import disarm
 from app.services.printout import cjk_font
 
 log = logging.getLogger(__name__)
@@ -54,7 +62,13 @@ LABELS = {"application/pdf": "PDF", "image/jpeg": "JPEG", "image/png": "PNG", "i
 PIL_FORMATS = {"image/jpeg": "JPEG", "image/png": "PNG", "image/tiff": "TIFF"}
 
 MAX_NAME = 120
-MAX_IMAGE_PIXELS = 90_000_000  # ~ an A0 scan at 300 dpi; more is a decompression bomb, not a form
+# Defaults of ATTACHMENT_MAX_PIXELS and ATTACHMENT_MAX_PAGES (config.py): five A4 pages at
+# 300 dpi, or one at 600 dpi; Pillow holds up to 4 bytes a pixel (200 MB for one such frame).
+MAX_IMAGE_PIXELS = 50_000_000
+MAX_IMAGE_PAGES = 100
+# The stamped copy shows an image on an A4 page: 300 dpi of A4's long side is plenty.
+STAMP_MAX_SIDE = 3508
+STAMP_BAND_ROWS = 256  # a large frame is flattened and reduced this many rows at a time
 SEAL_CONTEXT = b"attachment-seal/v1\x00"  # domain separation: the key may be SECRET_KEY
 
 MSG_EMPTY = _l("The file is empty.")
@@ -64,7 +78,10 @@ MSG_MISMATCH = _l("The file name says %(claimed)s but the content is %(actual)s.
 MSG_PDF_DAMAGED = _l("The PDF file is damaged and cannot be read.")
 MSG_PDF_PASSWORD = _l("The PDF file is password-protected; upload it without a password.")
 MSG_IMAGE_DAMAGED = _l("The image file is damaged and cannot be read.")
-MSG_IMAGE_HUGE = _l("The image is too large to process (more than %(limit)s million pixels).")
+MSG_IMAGE_HUGE = _l(
+    "The image is too large to process (more than %(limit)s million pixels, all pages counted); nothing was stored."
+)
+MSG_IMAGE_PAGES = _l("The image has more than %(limit)s pages; nothing was stored.")
 
 _HEX64 = re.compile(r"[0-9a-fA-F]{64}")
 # An extension worth reading as a type claim: short, ASCII letters/digits, at least one letter
@@ -174,33 +191,129 @@ class _Locked(Exception):
 
 def _check_image(data: bytes, mime: str, size: int) -> None:
     try:
-        for _frame in _frames(data, mime):
-            pass
-    except _TooManyPixels:
-        _refuse("image too large", MSG_IMAGE_HUGE, size=size, mime=mime, limit=MAX_IMAGE_PIXELS // 1_000_000)
+        with _open_image(data, mime) as image:
+            for _frame in _decoded_frames(image):
+                pass
+    except _OverBudget as exc:
+        _refuse(exc.reason, exc.message, size=size, mime=mime, limit=exc.limit)
     except Exception as exc:
         log.info("attachment image unreadable: %s", type(exc).__name__)
         _refuse("image damaged", MSG_IMAGE_DAMAGED, size=size, mime=mime)
 
 
-class _TooManyPixels(Exception):
-    pass
+class _OverBudget(Exception):
+    def __init__(self, reason: str, message, limit: str):
+        super().__init__(reason)
+        self.reason, self.message, self.limit = reason, message, limit
 
 
-def _frames(data: bytes, mime: str):
-    """Yield every frame, decoded and upright (EXIF orientation applied), as a copy."""
+def _budget() -> tuple[int, int]:
+    """The operator's pixel budget (all frames together) and page limit for one image."""
+    config = current_app.config
+    return (
+        int(config.get("ATTACHMENT_MAX_PIXELS") or MAX_IMAGE_PIXELS),
+        int(config.get("ATTACHMENT_MAX_PAGES") or MAX_IMAGE_PAGES),
+    )
+
+
+def _too_many_pixels(budget: int) -> _OverBudget:
+    return _OverBudget("image too large", MSG_IMAGE_HUGE, f"{budget / 1_000_000:g}")
+
+
+def _open_image(data: bytes, mime: str) -> Image.Image:
+    """The image opened lazily (headers read, no pixel decoded) and measured: every
+    frame's size from its header, the sum held to the pixel budget and the frames to
+    the page limit; _OverBudget otherwise. The caller closes it."""
+    budget, max_pages = _budget()
     try:
-        with warnings.catch_warnings():  # only around open: a generator must not hold it
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
-            image = Image.open(io.BytesIO(data), formats=[PIL_FORMATS[mime]])
+        image = Image.open(io.BytesIO(data), formats=[PIL_FORMATS[mime]])
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
-        raise _TooManyPixels from exc
-    with image:
-        for frame in ImageSequence.Iterator(image):
-            if frame.width * frame.height > MAX_IMAGE_PIXELS:
-                raise _TooManyPixels
-            frame.load()
-            yield ImageOps.exif_transpose(frame)
+        # Pillow's own guard, far above any budget, may answer first (the warning is an
+        # exception only where warnings are errors, as in the tests).
+        raise _too_many_pixels(budget) from exc
+    try:
+        _measure(image, budget, max_pages)
+    except BaseException:
+        image.close()
+        raise
+    return image
+
+
+def _measure(image: Image.Image, budget: int, max_pages: int) -> None:
+    if image.format in ("TIFF", "MPO"):
+        # Each page has its own size; seeking reads the next page's header only.
+        total, pages = 0, 0
+        while True:
+            pages += 1
+            if pages > max_pages:
+                raise _OverBudget("image too many pages", MSG_IMAGE_PAGES, str(max_pages))
+            total += image.width * image.height
+            if total > budget:
+                raise _too_many_pixels(budget)
+            try:
+                image.seek(pages)
+            except EOFError:
+                break
+        image.seek(0)
+        return
+    # PNG (an animated one's frames all have the canvas size; seeking would decode) and JPEG.
+    pages = getattr(image, "n_frames", 1)
+    if pages > max_pages:
+        raise _OverBudget("image too many pages", MSG_IMAGE_PAGES, str(max_pages))
+    if pages * image.width * image.height > budget:
+        raise _too_many_pixels(budget)
+
+
+def _decoded_frames(image: Image.Image):
+    """Yield each frame of a measured image, decoded, one at a time (the same object,
+    reloaded: use it before taking the next). A JPEG larger than the stamp needs is
+    decoded straight at a reduced scale (Pillow's draft)."""
+    for frame in ImageSequence.Iterator(image):
+        frame.draft(None, (STAMP_MAX_SIDE, STAMP_MAX_SIDE))
+        frame.load()
+        yield frame
+
+
+_ORIENTATION = {
+    2: Image.Transpose.FLIP_LEFT_RIGHT,
+    3: Image.Transpose.ROTATE_180,
+    4: Image.Transpose.FLIP_TOP_BOTTOM,
+    5: Image.Transpose.TRANSPOSE,
+    6: Image.Transpose.ROTATE_270,
+    7: Image.Transpose.TRANSVERSE,
+    8: Image.Transpose.ROTATE_90,
+}
+
+
+def _page_image(frame: Image.Image) -> Image.Image:
+    """A decoded frame as the stamped page shows it: 8-bit grey or RGB on white, at
+    most STAMP_MAX_SIDE pixels on its longer side (a whole-number box reduction) and
+    upright (its EXIF orientation applied). Made a band of rows at a time, so no
+    full-size copy of a large frame is ever held beside it."""
+    factor = max(1, math.ceil(max(frame.size) / STAMP_MAX_SIDE))
+    band = factor * max(1, STAMP_BAND_ROWS // factor)  # whole boxes: bands join without a seam
+    page = None
+    for top in range(0, frame.height, band):
+        part = _flat(frame.crop((0, top, frame.width, min(frame.height, top + band))))
+        if factor > 1:
+            part = part.reduce(factor)
+        if page is None:
+            page = Image.new(part.mode, (math.ceil(frame.width / factor), math.ceil(frame.height / factor)), "white")
+        page.paste(part, (0, top // factor))
+    orientation = frame.getexif().get(0x0112)
+    return page.transpose(_ORIENTATION[orientation]) if orientation in _ORIENTATION else page
+
+
+def _flat(image: Image.Image) -> Image.Image:
+    """8-bit grey for grey and bilevel modes, else RGB; transparency laid on white."""
+    if image.mode in ("1", "L", "I;16", "I;16B", "I;16L", "I", "F"):
+        return image.convert("L") if image.mode != "L" else image
+    if image.mode in ("RGBA", "LA", "PA") or (image.mode == "P" and "transparency" in image.info):
+        rgba = image.convert("RGBA")
+        flat = Image.new("RGB", rgba.size, "white")
+        flat.paste(rgba, mask=rgba.getchannel("A"))
+        return flat
+    return image.convert("RGB") if image.mode != "RGB" else image
 
 
 # --- integrity -------------------------------------------------------------------
@@ -288,6 +401,9 @@ def _placement(page) -> tuple[tuple[float, float], tuple[float, ...]]:
 def _stamp_pdf(data: bytes, lines: list[str]) -> bytes:
     reader = _open_pdf(data)
     try:
+        removed = disarm(reader)  # in the parsed objects: the copy cloned next takes none of it along
+        if removed:
+            log.info("attachment pdf: %d pieces of active content left out of the stamped copy", removed)
         writer = PdfWriter(clone_from=reader)
         placements = [_placement(page) for page in writer.pages]
         sizes = list(dict.fromkeys((round(w, 2), round(h, 2)) for (w, h), _m in placements))
@@ -320,23 +436,16 @@ def _stamp_images(data: bytes, mime: str, lines: list[str]) -> bytes:
     canvas = Canvas(buffer, pageCompression=1)
     font = cjk_font()
     try:
-        for frame in _frames(data, mime):
-            page_w, page_h = landscape(A4) if frame.width > frame.height else A4
-            canvas.setPageSize((page_w, page_h))
-            box_w, box_h = page_w - 2 * IMAGE_MARGIN, page_h - 2 * IMAGE_MARGIN
-            scale = min(box_w / frame.width, box_h / frame.height)
-            draw_w, draw_h = frame.width * scale, frame.height * scale
-            canvas.drawImage(
-                _image_source(frame, data, mime),
-                (page_w - draw_w) / 2,
-                (page_h - draw_h) / 2,
-                width=draw_w,
-                height=draw_h,
-            )
-            _draw_stamp(canvas, page_w, page_h, lines, font)
-            canvas.showPage()
-    except _TooManyPixels as exc:
-        raise InvalidInput(MSG_IMAGE_HUGE, limit=MAX_IMAGE_PIXELS // 1_000_000) from exc
+        as_is = mime == "image/jpeg" and _exif_orientation(data) in (None, 1)
+        with _open_image(data, mime) as image:
+            for frame in _decoded_frames(image):
+                if as_is and frame.mode in ("L", "RGB"):  # the JPEG bytes themselves: no re-compression
+                    _stamp_image_page(canvas, ImageReader(io.BytesIO(data)), frame.size, lines, font)
+                else:
+                    page = _page_image(frame)
+                    _stamp_image_page(canvas, ImageReader(page), page.size, lines, font)
+    except _OverBudget as exc:
+        raise InvalidInput(exc.message, limit=exc.limit) from exc
     except Exception as exc:
         log.warning("attachment image could not be stamped: %s", type(exc).__name__)
         raise InvalidInput(MSG_IMAGE_DAMAGED) from exc
@@ -344,19 +453,17 @@ def _stamp_images(data: bytes, mime: str, lines: list[str]) -> bytes:
     return buffer.getvalue()
 
 
-def _image_source(frame: Image.Image, data: bytes, mime: str) -> ImageReader:
-    """What reportlab draws: the JPEG bytes themselves when they need no change (no
-    re-compression), else the frame as 8-bit grey or RGB on white."""
-    if mime == "image/jpeg" and frame.mode in ("L", "RGB") and _exif_orientation(data) in (None, 1):
-        return ImageReader(io.BytesIO(data))
-    if frame.mode in ("1", "L", "I;16", "I;16B", "I;16L", "I", "F"):
-        return ImageReader(frame.convert("L") if frame.mode != "L" else frame)
-    if frame.mode in ("RGBA", "LA", "PA") or (frame.mode == "P" and "transparency" in frame.info):
-        rgba = frame.convert("RGBA")
-        flat = Image.new("RGB", rgba.size, "white")
-        flat.paste(rgba, mask=rgba.getchannel("A"))
-        return ImageReader(flat)
-    return ImageReader(frame.convert("RGB") if frame.mode != "RGB" else frame)
+def _stamp_image_page(canvas: Canvas, source: ImageReader, size: tuple[int, int], lines: list[str], font: str):
+    """One A4 page (landscape for a wide image) showing the image within the margins, stamped."""
+    width, height = size
+    page_w, page_h = landscape(A4) if width > height else A4
+    canvas.setPageSize((page_w, page_h))
+    box_w, box_h = page_w - 2 * IMAGE_MARGIN, page_h - 2 * IMAGE_MARGIN
+    scale = min(box_w / width, box_h / height)
+    draw_w, draw_h = width * scale, height * scale
+    canvas.drawImage(source, (page_w - draw_w) / 2, (page_h - draw_h) / 2, width=draw_w, height=draw_h)
+    _draw_stamp(canvas, page_w, page_h, lines, font)
+    canvas.showPage()
 
 
 def _exif_orientation(data: bytes) -> int | None:
