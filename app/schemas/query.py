@@ -122,9 +122,14 @@ def run_answer(run) -> dict:
         }
         for s in run.snapshot["sections"]
     ]
-    return QueryRunAnswerSchema().dump(
+    return _RUN_ANSWER.dump(
         {"query_id": run.id, "verification_code": run.verification_code, "outcome": run.outcome, "sections": sections}
     )
+
+
+# Built once: a schema's construction copies its fields (marshmallow's
+# documented use is one instance reused across calls; these hold no state).
+_RUN_ANSWER = QueryRunAnswerSchema()
 
 
 class FormInputAnswerSchema(Schema):

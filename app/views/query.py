@@ -31,6 +31,9 @@ def _or_abort(call, *args):
         abort(exc.status)
 
 
+# Built once (a marshmallow schema holds no per-call state; building one copies its fields).
+_RUN_SCHEMA = schemas.QueryRunSchema()
+
 class QueryView(BaseView):
     """免書證查詢: the menu of granted forms, the form, the result, history, print."""
 
@@ -191,7 +194,7 @@ class QueryApi(BaseApi):
             404:
               $ref: '#/components/responses/404'
         """
-        data = schemas.QueryRunSchema().load(request.get_json(silent=True))
+        data = _RUN_SCHEMA.load(request.get_json(silent=True))
         run = query.run_query(
             db.session,
             current_actor(),
