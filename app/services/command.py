@@ -20,12 +20,27 @@ from contextlib import contextmanager
 from app.services.errors import DomainError
 
 
+def _begun(session) -> bool:
+    """Whether the block left anything to commit: a transaction begun or
+    objects to flush. A request's scoped session that was never opened, or a
+    session the block did not touch (its writes went through one
+    autocommitted statement), has nothing, and committing it would still cost
+    a session and a pool round."""
+    registry = getattr(session, "registry", None)
+    if registry is not None:  # a scoped session: the request's own, if it was opened
+        if not registry.has():
+            return False
+        session = registry()
+    return session.in_transaction() or bool(session.new or session.dirty or session.deleted)
+
+
 @contextmanager
 def transaction(session) -> Iterator:
     """Commit what the block did, or roll all of it back and re-raise."""
     try:
         yield session
-        session.commit()
+        if _begun(session):
+            session.commit()
     except BaseException:
         session.rollback()
         raise
