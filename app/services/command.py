@@ -82,3 +82,20 @@ def refuse(
             actor=actor,
         )
     return error
+
+
+def save_record(session, item) -> None:
+    """Command: add or change one configuration record from a generic screen
+    or API (a notification category, a mail template, a transfer item...).
+    The screen validated it first (its ``validator``); the automatic CRUD
+    audit event is written by the same flush, so both commit or neither."""
+    with transaction(session):
+        session.add(item)
+
+
+def remove_records(session, items) -> None:
+    """Command: delete configuration records from a generic screen or API,
+    all or none, each with its automatic audit event."""
+    with transaction(session):
+        for item in items:
+            session.delete(item)

@@ -2,9 +2,12 @@
 and turn domain errors into clear messages."""
 
 from flask_appbuilder import ModelRestApi, ModelView
+from flask_appbuilder.exceptions import DatabaseException
+from flask_appbuilder.models.sqla.interface import SQLAInterface
 from flask_babel import lazy_gettext as _l
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
+from app.services import command
 from app.services.errors import DomainError
 from app.views.openapi import StrictModel2SchemaConverter
 
@@ -43,6 +46,32 @@ def readable(value):
     if isinstance(value, (list, tuple, set)):
         return "、".join(str(v) for v in value)
     return value
+
+
+class CommandInterface(SQLAInterface):
+    """FAB's data interface for generic configuration screens and APIs: its
+    writes go through the commands of ``app.services.command`` (which own the
+    transaction) instead of FAB committing. Errors reach FAB as its own
+    interface raises them (a database error on add; DatabaseException on edit
+    and delete), so its screens and APIs answer as they always do."""
+
+    def add(self, item, commit: bool = True) -> None:
+        command.save_record(self.session, item)
+
+    def edit(self, item, commit: bool = True) -> None:
+        try:
+            command.save_record(self.session, item)
+        except SQLAlchemyError as exc:
+            raise DatabaseException from exc
+
+    def delete(self, item, commit: bool = True) -> None:
+        self.delete_all([item])
+
+    def delete_all(self, items) -> None:
+        try:
+            command.remove_records(self.session, items)
+        except SQLAlchemyError as exc:
+            raise DatabaseException from exc
 
 
 class ReadableMixin:

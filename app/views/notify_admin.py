@@ -1,14 +1,13 @@
 """Administrators' screens and API for notification categories and their e-mails."""
 
 from flask_appbuilder.models.sqla.filters import FilterEqual
-from flask_appbuilder.models.sqla.interface import SQLAInterface
 from flask_babel import lazy_gettext as _l
 from wtforms import SelectField
 from wtforms.fields.choices import SelectChoice
 
 from app.models.notify import STAGES, MailTemplate, NotificationCategory
 from app.services import notify
-from app.views.base import PlatformModelApi, PlatformModelView, yes_no
+from app.views.base import CommandInterface, PlatformModelApi, PlatformModelView, yes_no
 
 KIND_LABELS = {"citizen": _l("Citizen application"), "agency": _l("Agency notification")}
 LABELS = {
@@ -43,7 +42,7 @@ COLUMNS = [
 
 
 class MailTemplateView(PlatformModelView):
-    datamodel = SQLAInterface(MailTemplate)
+    datamodel = CommandInterface(MailTemplate)
     validator = notify.validate_template
     list_title = _l("E-mail templates")
     label_columns = LABELS
@@ -63,7 +62,7 @@ class MailTemplateView(PlatformModelView):
 
 
 class NotificationCategoryView(PlatformModelView):
-    datamodel = SQLAInterface(NotificationCategory)
+    datamodel = CommandInterface(NotificationCategory)
     validator = notify.validate_category
     list_title = _l("Notification categories")
     show_title = _l("Notification category")
@@ -84,7 +83,7 @@ class NotificationCategoryView(PlatformModelView):
 
 class NotificationCategoryApi(PlatformModelApi):
     resource_name = "notification-categories"
-    datamodel = SQLAInterface(NotificationCategory)
+    datamodel = CommandInterface(NotificationCategory)
     validator = notify.validate_category
     list_columns = show_columns = ["id", *COLUMNS]
     add_columns = edit_columns = COLUMNS
@@ -93,7 +92,7 @@ class NotificationCategoryApi(PlatformModelApi):
 
 class MailTemplateApi(PlatformModelApi):
     resource_name = "mail-templates"
-    datamodel = SQLAInterface(MailTemplate)
+    datamodel = CommandInterface(MailTemplate)
     validator = notify.validate_template
     list_columns = show_columns = ["id", "category", "stage", "subject", "body"]
     add_columns = edit_columns = ["category", "stage", "subject", "body"]

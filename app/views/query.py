@@ -34,6 +34,7 @@ def _or_abort(call, *args):
 # Built once (a marshmallow schema holds no per-call state; building one copies its fields).
 _RUN_SCHEMA = schemas.QueryRunSchema()
 
+
 class QueryView(BaseView):
     """免書證查詢: the menu of granted forms, the form, the result, history, print."""
 

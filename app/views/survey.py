@@ -13,7 +13,6 @@ import io
 from flask import current_app, flash, make_response, redirect, request, send_file, url_for
 from flask_appbuilder import BaseView, expose, has_access
 from flask_appbuilder.models.sqla.filters import FilterEqual
-from flask_appbuilder.models.sqla.interface import SQLAInterface
 from flask_babel import gettext
 from flask_babel import lazy_gettext as _l
 from marshmallow import ValidationError
@@ -27,7 +26,7 @@ from app.schemas.reports import INVALID_QUERY, SurveyStatsQuerySchema
 from app.services import reports, survey
 from app.services.errors import DomainError
 from app.services.reports import charts
-from app.views.base import PlatformModelView, yes_no
+from app.views.base import CommandInterface, PlatformModelView, yes_no
 from app.web import current_actor as actor
 
 LABELS = {
@@ -91,7 +90,7 @@ class _Versioned(PlatformModelView):
 
 
 class ChoiceView(_Versioned):
-    datamodel = SQLAInterface(Choice)
+    datamodel = CommandInterface(Choice)
     list_title = _l("Choices")
     show_title = _l("Choice")
     add_title = _l("Add choice")
@@ -111,7 +110,7 @@ class ChoiceView(_Versioned):
 
 
 class QuestionView(_Versioned):
-    datamodel = SQLAInterface(Question)
+    datamodel = CommandInterface(Question)
     list_title = _l("Questions")
     show_title = _l("Question")
     add_title = _l("Add question")
@@ -143,7 +142,7 @@ class QuestionView(_Versioned):
 
 
 class QuestionnaireView(_Versioned):
-    datamodel = SQLAInterface(Questionnaire)
+    datamodel = CommandInterface(Questionnaire)
     list_title = _l("Questionnaires")
     show_title = _l("Questionnaire")
     add_title = _l("Add questionnaire")

@@ -2,7 +2,6 @@
 
 from flask import flash, redirect
 from flask_appbuilder.actions import action
-from flask_appbuilder.models.sqla.interface import SQLAInterface
 from flask_babel import gettext
 from flask_babel import lazy_gettext as _l
 
@@ -10,7 +9,7 @@ from app.lib.rocdate import format_roc
 from app.models.transfer import StaffCertificate, TransferItem
 from app.services import transfer
 from app.services.transfer import pki
-from app.views.base import PlatformModelApi, PlatformModelView, yes_no
+from app.views.base import CommandInterface, PlatformModelApi, PlatformModelView, yes_no
 from app.web import current_actor
 
 LABELS = {
@@ -40,7 +39,7 @@ def validate_item(session, item: TransferItem) -> None:
 
 
 class TransferItemView(PlatformModelView):
-    datamodel = SQLAInterface(TransferItem)
+    datamodel = CommandInterface(TransferItem)
     validator = validate_item
     list_title = _l("Transfer items")
     show_title = _l("Transfer item")
@@ -54,7 +53,7 @@ class TransferItemView(PlatformModelView):
 
 class TransferItemApi(PlatformModelApi):
     resource_name = "transfer-items"
-    datamodel = SQLAInterface(TransferItem)
+    datamodel = CommandInterface(TransferItem)
     validator = validate_item
     list_columns = show_columns = ["id", *ITEM_COLUMNS]
     add_columns = edit_columns = ITEM_COLUMNS
@@ -68,7 +67,7 @@ def _usage(value) -> str:
 class StaffCertificateView(PlatformModelView):
     """Read-only: certificates come in through their owners' upload, checked."""
 
-    datamodel = SQLAInterface(StaffCertificate)
+    datamodel = CommandInterface(StaffCertificate)
     list_title = _l("Staff certificates")
     show_title = _l("Staff certificate")
     label_columns = LABELS
