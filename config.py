@@ -6,7 +6,9 @@ given, they are generated once into instance/ (for the demo and development).
 
 import os
 import secrets
+import tempfile
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from cryptography.fernet import Fernet
 
@@ -23,6 +25,21 @@ def _instance_secret(name: str, make) -> str:
         with os.fdopen(fd, "w") as fh:
             fh.write(make())
     return path.read_text().strip()
+
+
+def _list(name: str, default: list[str]) -> list[str]:
+    """A comma-separated setting; set but empty: an empty list."""
+    value = os.environ.get(name)
+    if value is None:
+        return default
+    return [item.strip() for item in value.split(",") if item.strip()]
+
+
+def _host_port(url: str) -> str:
+    """``host:port`` of an http(s) URL (its scheme's port when it names none)."""
+    parts = urlsplit(url)
+    host = f"[{parts.hostname}]" if parts.hostname and ":" in parts.hostname else parts.hostname
+    return f"{host}:{parts.port or (443 if parts.scheme == 'https' else 80)}"
 
 
 def _bool(name: str, default: bool) -> bool:
@@ -146,6 +163,22 @@ class Config:
     SIMULATOR_URL = os.environ.get("SIMULATOR_URL", "http://127.0.0.1:8031")
     PUBLIC_BASE_URL = os.environ.get("PUBLIC_BASE_URL", "http://127.0.0.1:8080")
 
+    # Where data sources may reach (app.lib.confinement), set by the operators,
+    # never on the admin screen; checked when a source is saved and on every use.
+    # Text-file and SQLite sources: only files under these folders
+    # (comma-separated; links and ".." resolved first). Whatever they hold, the
+    # instance folder (unless a root lies inside it, as the demo's sources do),
+    # the platform's database and its transfer, FTP and PKI folders are never a source.
+    INSTANCE_FOLDER = str(INSTANCE_DIR)  # the generated secrets, the SQLite database, the demo files
+    SOURCE_FILE_ROOTS = _list("SOURCE_FILE_ROOTS", [DEMO_SOURCES_DIR])
+    # Web-service and e-gate sources: only to these endpoints (comma-separated):
+    # an address or CIDR network with an optional port or port range
+    # ("10.20.0.0/16:443", "192.168.5.7:8000-8099", "[fd00::/8]:443"), or a host
+    # name (trusting its DNS). Every address a URL's host has must match, and
+    # the connection goes to those checked addresses only. Default: the demo
+    # simulators' address; empty: no web-service or e-gate source at all.
+    SOURCE_URL_ALLOW = _list("SOURCE_URL_ALLOW", [_host_port(SIMULATOR_URL)])
+
     # Work lists show this many rows a page.
     WORKLIST_PAGE_SIZE = int(os.environ.get("WORKLIST_PAGE_SIZE", "50"))
     # Satisfaction survey links stay valid this many days; report queries may
@@ -177,6 +210,10 @@ class Config:
 
 class TestConfig(Config):
     TESTING = True
+    # The tests make their agencies' files under the temporary folder and serve
+    # their simulators and listeners on free loopback ports.
+    SOURCE_FILE_ROOTS = [tempfile.gettempdir()]
+    SOURCE_URL_ALLOW = ["127.0.0.0/8"]
     MAIL_SUPPRESS_SEND = False  # tests talk to a real SMTP server
     WTF_CSRF_ENABLED = False
     AUTH_RATE_LIMITED = False

@@ -385,7 +385,9 @@ def test_an_unreachable_server_fails_fast_and_never_shows_the_password(dialect):
         connector_for(source).fetch(SectionSpec(target="person", columns=("id_no",)), {})
     assert time.monotonic() - started < 1.5
     assert err.value.reason == "unreachable"
-    assert "127.0.0.1:1" in err.value.message and "connection refused" in err.value.message
+    # refused, timed out or unreachable: one message (which ports are open is the server log's business)
+    assert "127.0.0.1:1" in err.value.message and "cannot reach" in err.value.message
+    assert "refused" not in err.value.message
     assert SECRET not in err.value.message and SECRET not in repr(err.value.args)
 
 

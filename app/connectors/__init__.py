@@ -22,5 +22,6 @@ from app.connectors.base import (  # noqa: F401
     discover,
     kinds,
     label_of,
+    refusal,
     register,
 )

@@ -11,6 +11,12 @@ no secret and no personal data. Drivers are imported lazily inside the kind's
 module, so a missing driver fails only that kind's sources, naming what to
 install.
 
+``source.confinement`` (``app.lib.confinement``) holds the operators' limits:
+the files, databases and addresses a source may reach. Each kind checks it in
+``confine()`` (what the sources service calls when a source is saved) and
+again whenever it opens a file or a connection, and refuses with a
+SourceError ("refused") that names no more than the rule.
+
 A kind is ONE module (or package) of ``app.connectors`` whose Connector
 subclass is decorated with ``@register``: it declares its ``kind``, its
 ``label``, its ``settings_schema`` (marshmallow: the connection fields it uses
@@ -33,6 +39,9 @@ from typing import Any, ClassVar
 from flask_babel import lazy_gettext as _l
 from marshmallow import RAISE, Schema, ValidationError, fields, validate
 
+from app.lib import confinement as confine
+from app.lib.confinement import Confinement, Refused
+
 OPERATORS = ("eq", "ne", "lt", "le", "gt", "ge", "like", "prefix", "in")
 
 
@@ -44,6 +53,23 @@ class SourceError(Exception):
         super().__init__(message)
         self.message = message
         self.reason = reason
+
+
+# What a connector says when the operators' confinement refuses a source it is
+# asked to use (the source was saved before the rule, or written to the
+# database directly); the screen and the API say it at save time in the
+# administrator's language (app.services.sources.settings).
+REFUSALS = {
+    confine.OUTSIDE_ROOTS: "the file is outside the folders allowed for data sources",
+    confine.PROTECTED: "the file is outside the folders allowed for data sources",
+    confine.PLATFORM_DATABASE: "this is the platform's own database, which no data source may read",
+    confine.NOT_ALLOWED: "the address is not on the operators' allow-list for data sources",
+    confine.UNRESOLVED: "the host name has no address, so it cannot be checked against the allow-list",
+}
+
+
+def refusal(exc: Refused) -> SourceError:
+    return SourceError(REFUSALS.get(exc.reason, REFUSALS[confine.NOT_ALLOWED]), "refused")
 
 
 @dataclass(frozen=True)
@@ -64,6 +90,11 @@ class SourceConfig:
     row_cap: int = 500
     pool_size: int = 5
     options: dict = field(default_factory=dict)  # kind-specific settings
+    # The operators' limits (files, databases, addresses), checked by the
+    # connector on every use. The platform always sets them
+    # (services.sources.source_config); None leaves a connector used on its
+    # own, outside the platform (the connector tests, a bench), unconfined.
+    confinement: Confinement | None = None
 
     def fingerprint(self) -> str:
         """Changes whenever any setting changes: a cached connector is rebuilt."""
@@ -81,6 +112,7 @@ class SourceConfig:
                 self.row_cap,
                 self.pool_size,
                 self.options,
+                self.confinement,
             ],
             sort_keys=True,
             default=str,
@@ -207,6 +239,12 @@ class Connector:
             return cls.settings_schema().load(settings)
         except ValidationError as exc:
             raise ValidationError(_plain_messages(exc.messages)) from None
+
+    @classmethod
+    def confine(cls, source: SourceConfig) -> None:
+        """Raise ``confinement.Refused`` when the source's file, database or
+        address is outside ``source.confinement`` (each kind checks what it
+        opens; checked again when it opens it)."""
 
     def test(self) -> float:
         """Check the source answers; return the latency in seconds."""

@@ -31,6 +31,7 @@ timeout; 502/503 -> unreachable; other 4xx -> config; 5xx -> bad_response.
 
 from __future__ import annotations
 
+import logging
 import re
 import threading
 import time
@@ -50,10 +51,13 @@ from app.connectors.base import (
     SourceConfig,
     SourceError,
     http_url,
+    refusal,
     register,
     text,
 )
+from app.lib.confinement import Refused
 
+log = logging.getLogger(__name__)
 _PLACEHOLDER = re.compile(r"\{(\w+)\}")
 
 
@@ -262,6 +266,11 @@ class HttpSource(Connector):
         self._client = None
         self._lock = threading.Lock()
 
+    @classmethod
+    def confine(cls, source: SourceConfig) -> None:
+        if source.confinement is not None and source.url:
+            source.confinement.check_url(source.url)
+
     def client(self):
         with self._lock:
             if self._client is not None:
@@ -284,16 +293,26 @@ class HttpSource(Connector):
             if opts.get("client_cert"):
                 cert = (opts["client_cert"], opts["client_key"]) if opts.get("client_key") else opts["client_cert"]
             size = max(1, int(s.pool_size))
+            limits = httpx.Limits(max_connections=size, max_keepalive_connections=size)
+            extra = {}
+            if s.confinement is not None:
+                from app.lib.guardedhttp import GuardedTransport
+
+                # the allow-list is checked on every new connection, at the address it goes to
+                extra["transport"] = GuardedTransport(
+                    s.confinement, verify=opts.get("verify", True), cert=cert, limits=limits
+                )
+            else:
+                extra = {"verify": opts.get("verify", True), "cert": cert}
             self._client = httpx.Client(
                 base_url=s.url,
                 timeout=max(float(s.timeout), 0.1),
-                limits=httpx.Limits(max_connections=size, max_keepalive_connections=size),
+                limits=limits,
                 headers=headers,
                 auth=auth,
-                verify=opts.get("verify", True),
-                cert=cert,
                 follow_redirects=False,
                 trust_env=False,
+                **extra,
             )
             return self._client
 
@@ -320,24 +339,24 @@ class HttpSource(Connector):
         base = httpx.URL(self.source.url)
         if request.url.host != base.host or request.url.scheme != base.scheme or request.url.port != base.port:
             raise SourceError("the section's path leaves the source's host", "config")
-        t = self.source.timeout
         try:
             return client.send(request)
-        except httpx.ConnectTimeout:
-            raise SourceError(f"cannot reach {self.where}: no answer within {t:g} s", "unreachable") from None
-        except httpx.TimeoutException:
-            raise SourceError(f"{self.where} did not answer within {t:g} s", "timeout") from None
+        except Refused as exc:
+            log.warning("source %s: %s refused at connect time (%s)", self.source.name, self.where, exc.reason)
+            raise refusal(exc) from None
         except httpx.ConnectError as exc:
-            text = str(exc).lower()
-            if any(w in text for w in ("name or service", "nodename", "getaddrinfo", "name resolution")):
-                raise SourceError(f"cannot reach {self.where}: host name not found", "unreachable") from None
-            if "refused" in text:
-                raise SourceError(f"cannot reach {self.where}: connection refused", "unreachable") from None
-            if "certificate" in text or "ssl" in text:
+            if "certificate" in str(exc).lower():
                 raise SourceError(f"cannot reach {self.where}: the TLS certificate is not trusted", "refused") from None
-            raise SourceError(f"cannot reach {self.where}", "unreachable") from None
-        except httpx.TransportError:
-            raise SourceError(f"cannot reach {self.where}: the connection failed", "unreachable") from None
+            raise self.unreachable(exc) from None
+        except httpx.TransportError as exc:  # timeouts too
+            raise self.unreachable(exc) from None
+
+    def unreachable(self, exc: Exception) -> SourceError:
+        """One message for a refused connection, a timeout, a silent or unreachable host, a broken
+        answer: which ports are open is nobody's business but the server log's."""
+        log.info("source %s: %s failed: %s %s", self.source.name, self.where, type(exc).__name__, str(exc)[:200])
+        t = self.source.timeout
+        return SourceError(f"cannot reach {self.where}, or it did not answer within {t:g} s", "unreachable")
 
     def check_status(self, response) -> None:
         code = response.status_code

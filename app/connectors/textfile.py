@@ -47,9 +47,11 @@ from app.connectors.base import (
     SettingsSchema,
     SourceConfig,
     SourceError,
+    refusal,
     register,
     text,
 )
+from app.lib.confinement import Refused
 
 ENCODINGS = {"utf-8": "utf-8-sig", "utf8": "utf-8-sig", "cp950": "cp950", "big5": "cp950", "ms950": "cp950"}
 FORMATS = ("csv", "tsv", "fixed")
@@ -150,17 +152,35 @@ class TextFileConnector(Connector):
         self._loaded: _Loaded | None = None
         self._lock = threading.Lock()
 
+    @classmethod
+    def confine(cls, source: SourceConfig) -> None:
+        if source.confinement is not None and source.path:
+            source.confinement.check_file(source.path)
+
     @property
     def path(self) -> str:
+        """The file as configured (what messages name)."""
         if not self.source.path:
             raise SourceError("no file is set", "config")
         return self.source.path
 
+    def file(self) -> str:
+        """The file to open: resolved and inside the confinement, checked on every open."""
+        path = self.path
+        if self.source.confinement is None:
+            return path
+        try:
+            return self.source.confinement.check_file(path)
+        except Refused as exc:
+            self._loaded = None  # never serve a copy loaded before
+            raise refusal(exc) from None
+
     # -- reading -----------------------------------------------------------------
 
     def _stat(self) -> tuple:
+        file = self.file()
         try:
-            st = os.stat(self.path)
+            st = os.stat(file)
         except FileNotFoundError:
             had = self._loaded is not None
             self._loaded = None  # never serve the old copy
@@ -172,7 +192,7 @@ class TextFileConnector(Connector):
             raise SourceError(
                 f"cannot read {self.path} ({exc.strerror or type(exc).__name__})", "unreachable"
             ) from None
-        if not os.path.isfile(self.path):
+        if not os.path.isfile(file):
             raise SourceError(f"not a file: {self.path}", "config")
         return (st.st_mtime_ns, st.st_size, st.st_ino)
 
@@ -186,7 +206,7 @@ class TextFileConnector(Connector):
                         raise SourceError("a file without a header line needs options.names", "config")
                     kwargs = {"header": None, "names": self.names}
                 return pd.read_csv(
-                    self.path,
+                    self.file(),
                     sep=self.delimiter,
                     encoding=self.encoding,
                     dtype=str,
@@ -200,7 +220,7 @@ class TextFileConnector(Connector):
                 return self._read_fixed_bytes(names, nrows)
             colspecs = [(int(i["start"]), int(i["start"]) + int(i["width"])) for i in self.layout]
             return pd.read_fwf(
-                self.path,
+                self.file(),
                 colspecs=colspecs,
                 names=names,
                 header=None,
@@ -230,7 +250,7 @@ class TextFileConnector(Connector):
         pd = _pandas()
         spans = [(int(i["start"]), int(i["start"]) + int(i["width"])) for i in self.layout]
         rows = []
-        with open(self.path, "rb") as fh:
+        with open(self.file(), "rb") as fh:
             for n, line in enumerate(fh):
                 if n < self.skip_rows:
                     continue
@@ -266,7 +286,7 @@ class TextFileConnector(Connector):
     def test(self) -> float:
         started = time.perf_counter()
         self._stat()
-        if not os.access(self.path, os.R_OK):
+        if not os.access(self.file(), os.R_OK):
             raise SourceError(f"no permission to read {self.path}", "refused")
         head = self._read_frame(nrows=1)
         columns = [str(c).strip() for c in head.columns]

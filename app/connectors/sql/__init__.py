@@ -55,6 +55,7 @@ from app.connectors.base import (
     register,
     text,
 )
+from app.connectors.sql import engine as engines
 from app.connectors.sql import errors
 from app.connectors.sql.engine import DIALECTS, SourceEngine
 from app.connectors.sql.statement import (  # noqa: F401  (the statement's public names, re-exported)
@@ -109,6 +110,10 @@ class SqlConnector(Connector):
     label = _l("Database (SQL)")
     order = 10
     settings_schema = SqlSettings
+
+    @classmethod
+    def confine(cls, source: SourceConfig) -> None:
+        engines.confine(source, (source.options or {}).get("dialect", ""))
 
     def __init__(self, source: SourceConfig):
         super().__init__(source)

@@ -23,7 +23,8 @@ import sqlite3
 import threading
 import time
 
-from app.connectors.base import SourceConfig, SourceError
+from app.connectors.base import SourceConfig, SourceError, refusal
+from app.lib.confinement import Refused
 
 log = logging.getLogger(__name__)
 
@@ -36,6 +37,19 @@ DIALECTS = {
     "mssql": ("mssql+pyodbc", "pyodbc", "apt-get install unixodbc + pip install pyodbc", 1433, "SQL Server"),
 }
 DEFAULT_ODBC_DRIVER = "ODBC Driver 18 for SQL Server"
+
+
+def confine(source: SourceConfig, dialect: str) -> list[str]:
+    """Raise ``confinement.Refused`` for an SQLite file outside the folders
+    allowed, or the platform's own database; the addresses judged (to connect to)."""
+    limits = source.confinement
+    if limits is None:
+        return []
+    if dialect == "sqlite":
+        if source.database:
+            limits.check_file(source.database, "database")
+        return []
+    return limits.check_server(dialect, source.host, source.port, source.database)
 
 
 class SourceEngine:
@@ -83,9 +97,7 @@ class SourceEngine:
         s, opts = self.source, self.source.options or {}
         drivername = DIALECTS[self.dialect][0]
         if self.dialect == "sqlite":
-            if not s.database:
-                raise SourceError("no SQLite file is set", "config")
-            path = os.path.abspath(s.database)
+            path = self.sqlite_file()
             return URL.create("sqlite", database=f"file:{path}", query={"mode": "ro", "uri": "true"})
         if not s.host:
             raise SourceError("no host is set", "config")
@@ -109,6 +121,34 @@ class SourceEngine:
             database=database or None,
             query=query,
         )
+
+    def sqlite_file(self) -> str:
+        """The SQLite file to open: resolved and inside the confinement."""
+        s = self.source
+        if not s.database:
+            raise SourceError("no SQLite file is set", "config")
+        if s.confinement is None:
+            return os.path.abspath(s.database)
+        try:
+            return s.confinement.check_file(s.database, "database")
+        except Refused as exc:
+            raise refusal(exc) from None
+
+    def checked_addresses(self) -> list[str]:
+        try:
+            return confine(self.source, self.dialect)
+        except Refused as exc:
+            raise refusal(exc) from None
+
+    def before_connect(self, _dialect, _record, _cargs, cparams) -> None:
+        """Every new connection: the server checked again (its name may have a
+        new address since) and, where it had to be judged, reached at the
+        address judged and no other."""
+        addresses = self.checked_addresses()
+        if addresses and self.dialect == "postgresql":
+            cparams["hostaddr"] = addresses[0]
+        elif addresses and self.dialect == "mysql":
+            cparams["host"] = addresses[0]
 
     def connect_args(self) -> dict:
         t = max(float(self.source.timeout), 0.1)
@@ -151,8 +191,9 @@ class SourceEngine:
             if self._engine is not None:
                 return self._engine
             self.import_driver()
-            if self.dialect == "sqlite" and not os.path.isfile(self.source.database or ""):
+            if self.dialect == "sqlite" and not os.path.isfile(self.sqlite_file()):
                 raise SourceError(f"file not found: {self.source.database}", "not_found")
+            self.checked_addresses()
             from sqlalchemy import create_engine, event
 
             from app.lib import liveness
@@ -177,6 +218,8 @@ class SourceEngine:
             engine = create_engine(url, **liveness.engine_options(url, options))
             liveness.install(engine)  # psycopg: no SELECT 1 before every fetch
             event.listen(engine, "connect", self.on_connect)
+            if self.source.confinement is not None and self.dialect != "sqlite":
+                event.listen(engine, "do_connect", self.before_connect)
             self._engine = engine
             return engine
 

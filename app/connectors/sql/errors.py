@@ -110,6 +110,17 @@ def _code_of(orig) -> str:
     return ""
 
 
+def _unreachable_kind(text: str, low_code: str) -> str:
+    for kind, words in _UNREACHABLE_WORDS.items():
+        if any(w in text for w in words):
+            return kind
+    if any(w in text for w in _TIMEOUT_WORDS) or low_code in _TIMEOUT_CODES:
+        return "timeout"
+    if any(w in text for w in _ENDED_WORDS) or low_code in _ENDED_CODES:
+        return "ended"
+    return f"other {low_code}".strip()
+
+
 def translate(exc: Exception, *, source, dialect: str, where: str, odbc_driver: str, connecting: bool) -> SourceError:
     """The SourceError for ``exc`` raised while ``connecting`` (or running a statement) on ``source``."""
     from sqlalchemy import exc as sa_exc
@@ -140,24 +151,22 @@ def translate(exc: Exception, *, source, dialect: str, where: str, odbc_driver: 
         return SourceError(f"{where} refused the account or password", "refused")
     if any(w in text for w in _DENIED_WORDS) or low_code in _DENIED_CODES:
         return SourceError(f"the account may not read this table or view at {where}", "refused")
-    if any(w in text for w in _UNREACHABLE_WORDS["name"]):
-        return SourceError(f"cannot reach {where}: host name not found", "unreachable")
-    if any(w in text for w in _UNREACHABLE_WORDS["refused"]):
-        return SourceError(f"cannot reach {where}: connection refused", "unreachable")
+    if "database" in text and ("does not exist" in text or "unknown database" in text or low_code == "1049"):
+        return SourceError(f"the database is not found at {where}", "config")
+    if connecting:
+        # Refused, timed out, unreachable, a host name without an address, a
+        # peer that is no database: one message, so a connection test does not
+        # tell open ports from closed ones. The kind of failure goes to the log.
+        log.info("SQL source %s: %s could not be reached (%s)", source.name, where, _unreachable_kind(text, low_code))
+        return SourceError(f"cannot reach {where}, or it did not answer within {t:g} s", "unreachable")
     if any(w in text for w in _ENDED_WORDS) or low_code in _ENDED_CODES:
         return SourceError(f"{where} ended the connection (a restart or an administrator); try again", "unreachable")
     if any(w in text for w in _TIMEOUT_WORDS) or low_code in _TIMEOUT_CODES:
-        if connecting:
-            return SourceError(f"cannot reach {where}: no answer within {t:g} s", "unreachable")
         return SourceError(f"the query took longer than {t:g} s and was cancelled", "timeout")
     if any(w in text for w in _UNREACHABLE_WORDS["network"]):
         return SourceError(f"cannot reach {where}: the network connection failed", "unreachable")
-    if "database" in text and ("does not exist" in text or "unknown database" in text or low_code == "1049"):
-        return SourceError(f"the database is not found at {where}", "config")
     if any(w in text for w in _MISSING_WORDS) or low_code in _MISSING_CODES:
         return SourceError(f"the table, view or a column of this section is not found at {where}", "config")
     if low_code.startswith("22") or "invalid input syntax" in text:
         return SourceError("an input value does not fit the column's type at the source", "config")
-    if connecting:
-        return SourceError(f"cannot connect to {where}" + (f" (error {code})" if code else ""), "unreachable")
     return SourceError(f"{where} reported an error" + (f" ({code})" if code else ""), "bad_response")

@@ -16,6 +16,8 @@ from app.services.sources.commands import (  # noqa: F401
     update_source,
 )
 from app.services.sources.settings import (  # noqa: F401
+    check_confinement,
+    confinement,
     keep_stored_secret,
     options_of,
     problems_text,

@@ -1,22 +1,74 @@
 """A data source's settings: checked against its kind's schema (the connector
-registry), the stored secret kept when an update leaves it empty, and the
-connectors' SourceConfig built from the row."""
+registry) and the operators' confinement, the stored secret kept when an
+update leaves it empty, and the connectors' SourceConfig built from the row
+(carrying the confinement, which the connector checks again on every use)."""
 
 from __future__ import annotations
 
 import json
 
+from flask import current_app
 from flask_babel import lazy_gettext as _l
 from marshmallow import ValidationError
 from sqlalchemy import inspect
 
 from app.connectors import SourceConfig, connector_class, kinds
+from app.lib import confinement as confine
+from app.lib.confinement import Confinement, Refused
 from app.models.org import Agency
 from app.models.sources import DataSource
 from app.services.errors import InvalidInput
 
 # The columns of DataSource a kind's settings schema may use (the rest stay empty).
 CONNECTION_COLUMNS = ("host", "port", "database", "path", "url", "account")
+
+# Why the confinement refused a source, for the administrator (zh_TW / English).
+REFUSED = {
+    confine.OUTSIDE_ROOTS: _l(
+        "This file is outside the folders allowed for data sources (the operators' SOURCE_FILE_ROOTS setting)."
+    ),
+    confine.PROTECTED: _l(
+        "This file belongs to the platform itself (its instance folder, database or keys) and is outside the "
+        "folders allowed for data sources (the operators' SOURCE_FILE_ROOTS setting)."
+    ),
+    confine.PLATFORM_DATABASE: _l("This is the platform's own database, which no data source may read."),
+    confine.NOT_ALLOWED: _l(
+        "This address is not on the operators' allow-list for web-service and e-gate sources "
+        "(the SOURCE_URL_ALLOW setting)."
+    ),
+    confine.UNRESOLVED: _l(
+        "The host name of this URL has no address, so it cannot be checked against the operators' allow-list "
+        "(the SOURCE_URL_ALLOW setting)."
+    ),
+}
+# Settings that make the platform's own files; none is ever a data source.
+PROTECTED_SETTINGS = ("TRANSFER_DIR", "TRANSFER_FTP_ROOT", "TRANSFER_FTP_TLS_KEY", "DEMO_PKI_DIR")
+
+
+def confinement() -> Confinement:
+    """The operators' confinement of sources, from the app's configuration
+    (built once per configuration)."""
+    cfg = current_app.config
+    instance = cfg.get("INSTANCE_FOLDER") or current_app.instance_path
+    key = (
+        tuple(cfg.get("SOURCE_FILE_ROOTS") or ()),
+        tuple(cfg.get("SOURCE_URL_ALLOW") or ()),
+        cfg["SQLALCHEMY_DATABASE_URI"],
+        instance,
+        tuple(cfg.get(name) for name in PROTECTED_SETTINGS),
+    )
+    cached = current_app.extensions.get("source_confinement")
+    if cached is not None and cached[0] == key:
+        return cached[1]
+    built = Confinement.build(
+        file_roots=key[0],
+        url_allow=key[1],
+        platform_url=key[2],
+        instance=instance,
+        protected=[path for path in key[4] if path],
+    )
+    current_app.extensions["source_confinement"] = (key, built)
+    return built
 
 
 def options_of(src: DataSource) -> dict:
@@ -52,6 +104,18 @@ def validate_source(session, src: DataSource) -> None:
     except ValidationError as exc:
         raise InvalidInput(
             _l("The settings of this source are not valid: %(problems)s"), problems=problems_text(exc.messages)
+        ) from None
+
+
+def check_confinement(src: DataSource) -> None:
+    """Raise InvalidInput when the source's file, database or address is
+    outside what the operators allow (the connector checks it again on use)."""
+    try:
+        connector_class(src.kind).confine(source_config(src))
+    except Refused as exc:
+        raise InvalidInput(
+            _l("The settings of this source are not valid: %(problems)s"),
+            problems=f"{exc.field}: {REFUSED[exc.reason]}",
         ) from None
 
 
@@ -99,4 +163,5 @@ def source_config(src: DataSource) -> SourceConfig:
         row_cap=int(src.row_cap or 500),
         pool_size=int(src.pool_size or 5),
         options=options_of(src),
+        confinement=confinement(),
     )
