@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 import socket
 import threading
 import time
@@ -49,6 +50,23 @@ class Database:
             self.name = name
             self.url = make_url(PG_ADMIN_URL).set(database=name).render_as_string(hide_password=False)
 
+    def clone(self, tmp: Path) -> Database:
+        """A new database holding what this one holds (which nobody may be connected to)."""
+        copy = Database.__new__(Database)
+        copy.backend = self.backend
+        if self.backend == "sqlite":
+            target = tmp / f"platform-{uuid.uuid4().hex[:8]}.db"
+            shutil.copyfile(make_url(self.url).database, target)
+            copy.url = f"sqlite:///{target}"
+        else:
+            copy.name = f"platform_test_{uuid.uuid4().hex[:10]}"
+            admin = create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
+            with admin.connect() as conn:
+                conn.execute(text(f'CREATE DATABASE "{copy.name}" TEMPLATE "{self.name}"'))
+            admin.dispose()
+            copy.url = make_url(PG_ADMIN_URL).set(database=copy.name).render_as_string(hide_password=False)
+        return copy
+
     def drop(self) -> None:
         if self.backend == "postgresql":
             admin = create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
@@ -91,8 +109,9 @@ def pki_dir() -> Path:
     return Path(os.environ["TEST_PKI_DIR"])
 
 
-def build_app(url: str, seed: bool = True, **overrides):
-    """Create the app on ``url``, migrate it, sync roles, seed the demo world."""
+def build_app(url: str, seed: bool = True, migrate: bool = True, **overrides):
+    """Create the app on ``url``, migrate it, sync roles, seed the demo world
+    (``migrate=False``: a copy of a database that was)."""
     import tempfile
 
     from flask_migrate import upgrade
@@ -117,6 +136,8 @@ def build_app(url: str, seed: bool = True, **overrides):
     for key, value in overrides.items():
         setattr(Cfg, key, value)
     app = create_app(Cfg)
+    if not migrate:
+        return app
     with app.app_context():
         upgrade()
         if seed:
@@ -129,18 +150,29 @@ def build_app(url: str, seed: bool = True, **overrides):
 
 @pytest.fixture(scope="session", params=["sqlite", "postgresql"])
 def backend(request, tmp_path_factory):
+    """The platform database kind, as a template migrated and seeded once per run
+    (``.sources_dir``: the demo's text-file sources its seeding wrote)."""
     database = Database(request.param, tmp_path_factory.mktemp(request.param))
+    seeded = build_app(database.url)
+    database.sources_dir = seeded.config["DEMO_SOURCES_DIR"]
+    with seeded.app_context():
+        db.session.remove()
+        db.engine.dispose()  # nobody may be connected to a PostgreSQL template
     yield database
     database.drop()
 
 
-@pytest.fixture(scope="session")
-def app(backend):
-    application = build_app(backend.url)
+@pytest.fixture(scope="module")
+def app(backend, tmp_path_factory):
+    """This test module's app, on its own copy of the seeded template: every
+    module starts from the same known state, whatever the others changed."""
+    database = backend.clone(tmp_path_factory.mktemp("db"))
+    application = build_app(database.url, migrate=False, DEMO_SOURCES_DIR=backend.sources_dir)
     yield application
     with application.app_context():
         db.session.remove()
         db.engine.dispose()
+    database.drop()
 
 
 @pytest.fixture

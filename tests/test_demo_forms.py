@@ -139,6 +139,9 @@ def server_copies(app):
             c.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
         with my_admin.connect() as c:
             c.execute(text(f"DROP DATABASE IF EXISTS `{name}`"))
+    # Their pooled connections close now, not whenever the engines are collected.
+    pg_admin.dispose()
+    my_admin.dispose()
 
 
 def _point(app, code, dialect, url):
