@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from sqlalchemy import and_, or_, select
 
 from app.models.reports import QuerySummary, ReportBuild, ReportSummary, SurveySummary
+from app.services.command import transaction
 
 SUMMARY_MARGIN = datetime.timedelta(hours=1)
 
@@ -63,13 +64,13 @@ def current_build(session) -> Build | None:
 
 
 def drop_builds(session, ids) -> None:
-    """Delete these builds and their summary rows. Commits."""
+    """Delete these builds and their summary rows, in a transaction of its own."""
     ids = list(ids)
-    if ids:
-        for table in (ReportSummary.__table__, SurveySummary.__table__, QuerySummary.__table__):
-            session.execute(table.delete().where(table.c.build_id.in_(ids)))
-        session.execute(ReportBuild.__table__.delete().where(ReportBuild.__table__.c.id.in_(ids)))
-    session.commit()
+    with transaction(session):
+        if ids:
+            for table in (ReportSummary.__table__, SurveySummary.__table__, QuerySummary.__table__):
+                session.execute(table.delete().where(table.c.build_id.in_(ids)))
+            session.execute(ReportBuild.__table__.delete().where(ReportBuild.__table__.c.id.in_(ids)))
 
 
 def summary_days(summary, first: datetime.date, last: datetime.date):

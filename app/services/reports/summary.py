@@ -18,6 +18,7 @@ from app.models.notify import Dispatch, NotificationCase
 from app.models.queries import QueryLog
 from app.models.reports import QuerySummary, ReportBuild, ReportSummary, SurveySummary
 from app.models.survey import Invitation, Response
+from app.services.command import transaction
 from app.services.reports.builds import SUMMARY_MARGIN, drop_builds
 from app.services.reports.dialect import (
     agency_list,
@@ -180,20 +181,21 @@ def _counted(session, build_id: int) -> dict:
 def summarise(session, cutoff: datetime.datetime | None = None) -> dict:
     """Rebuild the report summary from the live tables (``flask report
     summarise``, nightly); keeps the previous build for reports running
-    meanwhile and deletes older ones. Commits. Returns what it counted."""
+    meanwhile and deletes older ones. The new build commits whole, or not at
+    all. Returns what it counted."""
     started = time.perf_counter()
     cutoff = cutoff or datetime.datetime.utcnow() - SUMMARY_MARGIN
     builds = ReportBuild.__table__
-    last = _last_ids(session)
-    new_build = builds.insert().values(cutoff=cutoff, built_at=datetime.datetime.utcnow(), **last)
-    build_id = session.execute(new_build.returning(builds.c.id)).scalar_one()
-    _summarise_work(session, build_id, cutoff, last)
-    _summarise_months(session, build_id)
-    summarise_survey(session, build_id, cutoff, last["last_invitation_id"], last["last_response_id"])
-    summarise_queries(session, build_id, cutoff, last["last_query_log_id"])
-    seconds = time.perf_counter() - started
-    session.execute(builds.update().where(builds.c.id == build_id).values(seconds=seconds))
-    session.commit()
+    with transaction(session):
+        last = _last_ids(session)
+        new_build = builds.insert().values(cutoff=cutoff, built_at=datetime.datetime.utcnow(), **last)
+        build_id = session.execute(new_build.returning(builds.c.id)).scalar_one()
+        _summarise_work(session, build_id, cutoff, last)
+        _summarise_months(session, build_id)
+        summarise_survey(session, build_id, cutoff, last["last_invitation_id"], last["last_response_id"])
+        summarise_queries(session, build_id, cutoff, last["last_query_log_id"])
+        seconds = time.perf_counter() - started
+        session.execute(builds.update().where(builds.c.id == build_id).values(seconds=seconds))
     # Reports that began before this commit may still read the previous build: keep it.
     older = select(builds.c.id).where(builds.c.id < build_id).order_by(builds.c.id.desc()).offset(1)
     drop_builds(session, session.scalars(older).all())
