@@ -165,16 +165,14 @@ def seed_demo_cmd():
     """Create the demo agencies and accounts (idempotent)."""
     from pathlib import Path
 
-    from app.services.seed import seed_demo
-    from app.services.seed_queries import seed_query_world
+    from app.services.seed import seed_demo, seed_query_world
 
     cfg = current_app.config
     result = seed_demo(current_app.appbuilder.sm, db.session, cfg["DEMO_PASSWORD"])
     click.echo(f"agencies: {result['agencies']}; accounts created: {', '.join(result['accounts_created']) or 'none'}")
     world = seed_query_world(db.session, Path(cfg["DEMO_SOURCES_DIR"]), cfg["SIMULATOR_URL"])
     click.echo(f"query forms created: {', '.join(world['forms_created']) or 'none'}")
-    from app.services.seed import seed_agencies
-    from app.services.seed_transfer import seed_transfer
+    from app.services.seed import seed_agencies, seed_transfer
 
     made = seed_transfer(db.session, seed_agencies(db.session), Path(cfg["DEMO_PKI_DIR"]), cfg["DEMO_PKI_PIN"])
     click.echo(f"transfer certificates registered: {', '.join(made['certificates']) or 'none'}")
@@ -214,10 +212,9 @@ def transfer_ftp_poll(loop):
 @transfer_cli.command("recheck-certs")
 def transfer_recheck_certs():
     """Re-check every valid staff certificate against today's date and the CRLs."""
-    from app.services import certificates
+    from app.services import actors, transfer
 
-    counts = certificates.recheck(db.session)
-    db.session.commit()
+    counts = transfer.recheck_certificates(db.session, actors.OPERATOR)
     click.echo("valid {valid}, expired {expired}, revoked {revoked}, no longer trusted {invalid}".format(**counts))
 
 
@@ -256,21 +253,12 @@ def keys_rotate(batch):
     """Re-encrypt the data at rest under the newest of FIELD_ENCRYPTION_KEYS (put the new key first, then run this)."""
     from flask_appbuilder import Model
 
-    from app.services import audit
-    from app.services.keyrotation import rotate_all
+    from app.services.keyrotation import rotate
 
-    result = rotate_all(db.engine, Model.metadata, batch=batch)  # every table lives on FAB's metadata
+    result = rotate(db.session, db.engine, Model.metadata, batch=batch)  # every table lives on FAB's metadata
     for name, count in result.rotated.items():
         click.echo(f"{name}: {count} re-encrypted")
     click.echo(f"{result.total} values re-encrypted, {result.current} already under the newest key")
-    audit.record(
-        db.session,
-        "keys_rotated",
-        object_type="FieldEncryption",
-        outcome="ok" if not result.unreadable else "error",
-        detail={"rotated": result.total, "unreadable": sum(result.unreadable.values())},
-    )
-    db.session.commit()
     if result.unreadable:
         for name, count in result.unreadable.items():
             click.echo(f"{name}: {count} values no configured key can decrypt (left as they are)", err=True)

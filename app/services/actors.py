@@ -46,6 +46,9 @@ class Actor:
 
 
 SYSTEM = Actor(user_id=None, username="system")
+# The operator at the server's shell (the `flask ...` maintenance commands):
+# whoever can run them can read the database anyway; they act on every agency.
+OPERATOR = Actor(user_id=None, username="operator", permissions=frozenset({ALL_AGENCIES}))
 
 
 def anonymous(client_ip: str | None = None) -> Actor:

@@ -76,3 +76,23 @@ def rotate_all(engine, metadata, batch: int = 500) -> Rotation:
                     conn.execute(change, changes)
                     result.rotated[name] = result.rotated.get(name, 0) + len(changes)
     return result
+
+
+def rotate(session, engine, metadata, batch: int = 500) -> Rotation:
+    """Command (`flask keys rotate`, by the operator): re-encrypt everything
+    under the newest key (batches that commit as they go: safe to stop and run
+    again), then record the run in the audit trail with its counts."""
+    from app.services import actors, audit
+    from app.services.command import transaction
+
+    result = rotate_all(engine, metadata, batch=batch)
+    with transaction(session):
+        audit.record(
+            session,
+            "keys_rotated",
+            object_type="FieldEncryption",
+            outcome="ok" if not result.unreadable else "error",
+            detail={"rotated": result.total, "unreadable": sum(result.unreadable.values())},
+            actor=actors.OPERATOR,
+        )
+    return result
