@@ -432,3 +432,48 @@ def test_a_root_inside_the_instance_folder_opens_that_folder_only(tmp_path):
     whole = Confinement.build(file_roots=[str(instance)], instance=str(instance))
     with pytest.raises(Refused):  # the instance folder itself as a root opens nothing in it
         whole.check_file(str(instance / "sources" / "land.db"))
+
+
+@pytest.mark.parametrize(
+    "platform",
+    ["mariadb+pymysql://root@127.0.0.1:3306/platform", "mysql+pymysql://root@localhost/platform"],
+)
+def test_a_mysql_source_cannot_be_a_mariadb_or_mysql_platforms_own_database(platform):
+    from app.lib.confinement import Confinement, Refused
+
+    limits = Confinement.build(platform_url=platform)
+    for host, port in (("127.0.0.1", 3306), ("localhost", None), ("0.0.0.0", 3306)):
+        with pytest.raises(Refused) as refused:
+            limits.check_server("mysql", host, port, "platform")
+        assert refused.value.reason == "platform_database"
+    limits.check_server("mysql", "127.0.0.1", 3306, "land")  # another database of that server is an agency's
+    limits.check_server("mysql", "127.0.0.1", 3307, "platform")  # another server
+
+
+def test_a_database_host_name_that_moves_onto_the_platforms_server_is_refused_on_the_next_connection(
+    confined, monkeypatch
+):
+    """The name of an agency's server points elsewhere when the source is saved
+    and first used, then at the platform's own PostgreSQL: the next connection
+    is checked again and refused (and never made)."""
+    platform = make_url(confined.config["SQLALCHEMY_DATABASE_URI"])
+    if platform.get_backend_name() != "postgresql":
+        pytest.skip("the platform's database is a file here")
+    client = confined.test_client()
+    token = api_token(client, "admin")
+    answers = {"agency-db.example": "192.0.2.10"}  # TEST-NET-1: nothing answers there
+    real = socket.getaddrinfo
+
+    def fake_dns(host, *args, **kwargs):
+        return real(answers.get(host, host), *args, **kwargs)
+
+    monkeypatch.setattr(socket, "getaddrinfo", fake_dns)
+    body = _sql(platform.database, "postgresql", host="agency-db.example", port=platform.port or 5432,
+                account=platform.username, timeout=1)  # fmt: skip
+    saved = client.post("/api/v1/sources/", json=body, headers=bearer(token))
+    assert saved.status_code == 201, saved.json
+    first = client.post(f"/api/v1/sources/{saved.json['id']}/test", headers=bearer(token)).json
+    assert first["ok"] is False and "cannot reach" in first["message"], first
+    answers["agency-db.example"] = platform.host
+    again = client.post(f"/api/v1/sources/{saved.json['id']}/test", headers=bearer(token)).json
+    assert again["ok"] is False and "platform's own database" in again["message"], again

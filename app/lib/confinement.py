@@ -37,6 +37,8 @@ UNRESOLVED = "unresolved"
 
 DEFAULT_PORTS = {"http": 80, "https": 443, "postgresql": 5432, "mysql": 3306, "oracle": 1521, "mssql": 1433}
 SQLITE_COMPANIONS = ("", "-journal", "-wal", "-shm")
+# SQLAlchemy's backend names as the SQL sources' dialects call them (MariaDB is "mysql" there).
+BACKENDS = {"mariadb": "mysql"}
 
 
 class Refused(Exception):
@@ -182,7 +184,7 @@ class Confinement:
         server = None
         if platform_url:
             url = make_url(platform_url)
-            backend = url.get_backend_name()
+            backend = BACKENDS.get(url.get_backend_name(), url.get_backend_name())
             if backend == "sqlite":
                 if url.database and url.database != ":memory:" and not url.database.startswith("file::memory"):
                     database = real(url.database.removeprefix("file:").split("?", 1)[0])
