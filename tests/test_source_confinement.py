@@ -38,14 +38,20 @@ def root(tmp_path_factory) -> Path:
     return tmp_path_factory.mktemp("agency-files")
 
 
-@pytest.fixture(scope="module", params=["sqlite", "postgresql"])
-def confined(request, tmp_path_factory, root):
+@pytest.fixture(scope="module")
+def confined(backend, tmp_path_factory, root):
     """A platform whose operators allow one folder of files and the simulators' address."""
-    database = Database(request.param, tmp_path_factory.mktemp(f"confined-{request.param}"))
+    database = backend.clone(tmp_path_factory.mktemp("confined"))
     (root / "tax.csv").write_text("id_no,name\nA123456789,王小明\n", encoding="utf-8")
-    factories.people_db(root / f"people-{request.param}.db")
-    application = build_app(database.url, SOURCE_FILE_ROOTS=[str(root)], SOURCE_URL_ALLOW=[_sim_address()])
-    application.config["TEST_BACKEND"] = request.param
+    factories.people_db(root / f"people-{backend.backend}.db")
+    application = build_app(
+        database.url,
+        migrate=False,
+        DEMO_SOURCES_DIR=backend.sources_dir,
+        SOURCE_FILE_ROOTS=[str(root)],
+        SOURCE_URL_ALLOW=[_sim_address()],
+    )
+    application.config["TEST_BACKEND"] = backend.backend
     yield application
     with application.app_context():
         db.session.remove()
@@ -450,6 +456,7 @@ def test_a_mysql_source_cannot_be_a_mariadb_or_mysql_platforms_own_database(plat
     limits.check_server("mysql", "127.0.0.1", 3307, "platform")  # another server
 
 
+@pytest.mark.parametrize("backend", ["postgresql"], indirect=True)  # a server database; SQLite's is a file
 def test_a_database_host_name_that_moves_onto_the_platforms_server_is_refused_on_the_next_connection(
     confined, monkeypatch
 ):
@@ -457,8 +464,6 @@ def test_a_database_host_name_that_moves_onto_the_platforms_server_is_refused_on
     and first used, then at the platform's own PostgreSQL: the next connection
     is checked again and refused (and never made)."""
     platform = make_url(confined.config["SQLALCHEMY_DATABASE_URI"])
-    if platform.get_backend_name() != "postgresql":
-        pytest.skip("the platform's database is a file here")
     client = confined.test_client()
     token = api_token(client, "admin")
     answers = {"agency-db.example": "192.0.2.10"}  # TEST-NET-1: nothing answers there
