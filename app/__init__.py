@@ -67,7 +67,8 @@ def create_app(config: object | str = "config.Config") -> Flask:
         outbox.install_wakeup(db.session)
         org.install_role_guard(db.session)
         formplan.install_generation_hook(db.session)
-        appbuilder = AppBuilder(indexview=_index_view())
+        # platform/base.html: FAB's layout with our fix to its scripts (app/static/fab-fixes.js).
+        appbuilder = AppBuilder(indexview=_index_view(), base_template="platform/base.html")
         appbuilder.init_app(app, db.session)
         register_views(appbuilder)
 

@@ -324,13 +324,67 @@ def live_server(live_app):
 
 
 @pytest.fixture(scope="module")
-def browser():
+def chromium():
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as p:
         b = p.chromium.launch(executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS, headless=True)
         yield b
         b.close()
+
+
+# Each page reports the Content-Security-Policy violations it sees (the event fires in the
+# page; the binding hands it to the test).
+_REPORT_VIOLATIONS = """
+document.addEventListener("securitypolicyviolation", function (e) {
+  window.reportViolation([e.effectiveDirective, e.blockedURI || "inline", (e.sourceFile || "") + ":" + e.lineNumber,
+                          e.sample || ""].join(" "));
+});
+"""
+
+
+class WatchedBrowser:
+    """Chromium whose every page is watched: a Content-Security-Policy violation
+    (the page's own event, or the console's 'Content Security Policy' message) and
+    an uncaught script error are written down; the test fails on any at its end."""
+
+    def __init__(self, chromium):
+        self.chromium = chromium
+        self.problems: list[str] = []
+
+    def new_context(self, **kwargs):
+        context = self.chromium.new_context(**kwargs)
+        self._watch_context(context)
+        return context
+
+    def new_page(self, **kwargs):
+        page = self.chromium.new_page(**kwargs)  # its own context, closed with the page
+        self._watch_context(page.context)
+        self._watch_page(page)
+        return page
+
+    def _watch_context(self, context) -> None:
+        context.expose_binding(
+            "reportViolation", lambda source, text: self.problems.append(f"{source['page'].url}: violation {text}")
+        )
+        context.add_init_script(_REPORT_VIOLATIONS)
+        context.on("page", self._watch_page)
+
+    def _watch_page(self, page) -> None:
+        def console(message):
+            if "Content Security Policy" in message.text:
+                self.problems.append(f"{page.url}: console {message.type}: {message.text}")
+
+        page.on("console", console)
+        page.on("pageerror", lambda error: self.problems.append(f"{page.url}: uncaught {error}"))
+
+
+@pytest.fixture
+def browser(chromium):
+    """Chromium for one browser story; the story fails on any CSP violation or script error."""
+    watched = WatchedBrowser(chromium)
+    yield watched
+    assert not watched.problems, "\n".join(["CSP violations or script errors:", *watched.problems])
 
 
 # --- a summary line per platform database -----------------------------------
