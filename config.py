@@ -189,6 +189,13 @@ class Config:
     # Confidential file transfer. The platform stores ciphertext only, here:
     TRANSFER_DIR = os.environ.get("TRANSFER_DIR", str(INSTANCE_DIR / "transfer"))
     TRANSFER_MAX_BYTES = int(os.environ.get("TRANSFER_MAX_BYTES", str(8 * 1024**3)))
+    # What killed processes leave is swept (`flask transfer sweep`; every process at
+    # start; the ftp-poller worker every TRANSFER_SWEEP_SECONDS): temporary uploads no
+    # living process holds at once, and partial FTP uploads or stored files no case
+    # refers to once not written to for TRANSFER_STALE_SECONDS (the FTPS server drops
+    # a data connection idle for 5 minutes, so a live upload is never that old).
+    TRANSFER_STALE_SECONDS = float(os.environ.get("TRANSFER_STALE_SECONDS", "900"))
+    TRANSFER_SWEEP_SECONDS = float(os.environ.get("TRANSFER_SWEEP_SECONDS", "600"))
     # Staff certificates must chain to these CAs and are checked against these
     # CRLs (comma-separated paths; `flask seed demo` writes a demo PKI there).
     # Demo only: `flask seed demo` writes a test PKI here (keys as PKCS#12 with this PIN).

@@ -76,7 +76,24 @@ def create_app(config: object | str = "config.Config") -> Flask:
 
     cli.register(app)
     web.register(app)
+    _sweep_temporary_uploads(app)
     return app
+
+
+def _sweep_temporary_uploads(app: Flask) -> None:
+    """Every process starts by removing the temporary uploads that a killed one left
+    (only those no living process holds: safe beside running uploads)."""
+    from pathlib import Path
+
+    from app.services import transfer
+
+    try:
+        removed = transfer.sweep_parts(Path(app.config["TRANSFER_DIR"]), app.config["TRANSFER_STALE_SECONDS"])
+    except OSError as exc:
+        logging.getLogger(__name__).warning("temporary uploads not swept: %s", exc.strerror or type(exc).__name__)
+        return
+    if removed:
+        logging.getLogger(__name__).info("removed %s temporary uploads left by a stopped process", removed)
 
 
 def _migrations_dir():

@@ -209,6 +209,15 @@ def transfer_ftp_poll(loop):
     click.echo("registered {registered}, rejected {rejected}".format(**counts))
 
 
+@transfer_cli.command("sweep")
+def transfer_sweep():
+    """Remove what killed processes left of uploads (the ftp-poller worker does it every TRANSFER_SWEEP_SECONDS)."""
+    from app.services import ftp
+
+    counts = ftp.sweep(current_app._get_current_object())
+    click.echo("removed {parts} temporary, {ftp} partial FTP and {orphans} orphan files".format(**counts))
+
+
 @transfer_cli.command("recheck-certs")
 def transfer_recheck_certs():
     """Re-check every valid staff certificate against today's date and the CRLs."""

@@ -10,22 +10,27 @@ import hashlib
 import io
 import json
 import os
+import socket
 import subprocess
 import sys
+import threading
+import time
 from pathlib import Path
 
 import pytest
 from cryptography.hazmat.primitives.serialization import Encoding
+from sqlalchemy import func as sa_func
 from sqlalchemy import select
 
 from app.extensions import db
 from app.models.audit import AuditEvent
 from app.models.org import Agency, PlatformUser
+from app.models.outbox import OutboxMessage
 from app.models.transfer import StaffCertificate, TransferCase, TransferItem
 from app.services import actors, transfer
 from app.services.errors import DomainError, InvalidInput
 from app.services.transfer import pki as certificates
-from tests.conftest import api_token, bearer, pki_dir
+from tests.conftest import api_token, bearer, free_port, login, pki_dir
 
 ROOT = Path(__file__).resolve().parent.parent
 _DER = Encoding.DER
@@ -700,3 +705,270 @@ def test_the_case_page_loads_its_upload_script_from_a_file_and_holds_none_inline
     script = _download(client, "/static/transfer-upload.js", {})
     assert script.status_code == 200 and b"XMLHttpRequest" in script.data
     client.get("/logout/")
+
+
+# --- complete or nothing: a cut-off, truncated or padded upload is never registered -----------------
+
+
+def _openssl_sealed(plain: Path, out: Path, cert: Path, *options: str) -> bytes:
+    """Enveloped by openssl for ``cert`` (``-stream``: BER with indefinite lengths; ``-aes-256-gcm``: AuthEnvelopedData)."""
+    subprocess.run(
+        ["openssl", "cms", "-encrypt", "-binary", *options, "-outform", "DER", "-in", plain, "-out", out, cert],
+        check=True,
+        capture_output=True,
+    )
+    return out.read_bytes()
+
+
+def _traces(app, case_id) -> dict:
+    """What a registered upload leaves: the case's state, its upload events, queued e-mails, stored files."""
+    with app.app_context():
+        case = db.session.get(TransferCase, case_id)
+        uploaded = db.session.scalars(
+            select(AuditEvent.action).where(
+                AuditEvent.object_type == "TransferCase",
+                AuditEvent.object_id == str(case_id),
+                AuditEvent.action == "transfer.uploaded",
+            )
+        ).all()
+        mails = db.session.scalar(select(sa_func.count(OutboxMessage.id)))
+        return {"state": case.state, "uploaded": len(uploaded), "mails": mails, "files": _leftovers(app)}
+
+
+@pytest.mark.parametrize("cipher", ["der-cbc", "ber-cbc", "der-gcm", "ber-gcm"])
+def test_a_truncated_or_padded_encrypted_file_is_refused_and_the_case_stays_ready(
+    app, client, registered, tmp_path, cipher
+):
+    """``head -c`` of a sealed file, or one with bytes after its end: 400 saying why, nothing registered, no e-mail;
+    then the whole file goes through."""
+    case_id, token = registered
+    (tmp_path / "p.csv").write_bytes(PLAINTEXT * 30)
+    options = (["-stream"] if cipher.startswith("ber") else []) + (
+        ["-aes-256-gcm"] if cipher.endswith("gcm") else ["-aes-256-cbc"]
+    )
+    sealed = _openssl_sealed(tmp_path / "p.csv", tmp_path / "s.p7m", staff("transfer.tax").cert, *options)
+    assert (sealed[1] == 0x80) == cipher.startswith("ber")
+    before = _traces(app, case_id)
+    spoilt = {
+        "half": sealed[: len(sealed) // 2],
+        "all but the last byte": sealed[:-1],
+        "all but the last 2 bytes": sealed[:-2],  # a BER file loses its last end-of-contents
+        "all but 1 KB": sealed[:-1024],
+        "a byte after its end": sealed + b"\0",
+        "garbage after its end": sealed + b"trailing garbage",
+        "a second copy after it": sealed + sealed,
+    }
+    for what, body in spoilt.items():
+        r = client.put(f"/api/v1/transfers/{case_id}/payload", data=body, headers=bearer(token))
+        assert r.status_code == 400, (what, r.status_code, r.json)
+        assert "不完整" in r.json["message"], (what, r.json["message"])
+        assert _traces(app, case_id) == before, what
+    # The case page's progress-bar upload, in English: the same refusal.
+    login(client, "transfer.social")
+    client.get("/lang/en")
+    r = client.put(
+        f"/transfer/case/{case_id}/upload/payload", data=spoilt["half"], headers={"Accept": "application/json"}
+    )
+    assert r.status_code == 400 and "incomplete" in r.json["message"], r.json
+    assert _traces(app, case_id) == before
+    client.get("/lang/zh_TW")
+    client.get("/logout/")
+    r = client.put(f"/api/v1/transfers/{case_id}/payload", data=sealed, headers=bearer(token))
+    assert r.status_code == 200, r.json
+    after = _traces(app, case_id)
+    assert after["state"] == "uploaded" and after["uploaded"] == 1 and after["mails"] > before["mails"]
+
+
+def _process_env(app) -> dict:
+    """The environment for ``tests.process_app`` to build this app in another process."""
+    settings = {k: v for k, v in app.config.items() if isinstance(v, str | int | float | bool) or v is None}
+    return {**os.environ, "TEST_APP_CONFIG": json.dumps(settings)}
+
+
+class _Gunicorn:
+    """The platform under gunicorn (as in production), on the test's own databases and folders."""
+
+    def __init__(self, app):
+        self.port = free_port()
+        env = {**_process_env(app), "GUNICORN_CONTROL_SOCKET": "off"}
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "gunicorn", "-b", f"127.0.0.1:{self.port}", "-w", "1", "--threads", "2"]
+            + ["--log-level", "warning", "tests.process_app:app"],
+            cwd=ROOT,
+            env=env,
+        )
+        deadline = time.monotonic() + 60
+        while True:  # until the worker has loaded the app and answers
+            try:
+                with socket.create_connection(("127.0.0.1", self.port), timeout=1) as s:
+                    s.sendall(b"GET /static/transfer-upload.js HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+                    if s.recv(12).startswith(b"HTTP/1.1"):
+                        break
+            except OSError:
+                pass
+            assert self.proc.poll() is None and time.monotonic() < deadline, "gunicorn did not start"
+            time.sleep(0.1)
+
+    def close(self):
+        self.proc.terminate()
+        self.proc.wait(30)
+
+
+class _Werkzeug:
+    """The platform under Werkzeug's server (the tests' and development server)."""
+
+    def __init__(self, app):
+        from werkzeug.serving import make_server
+
+        self.port = free_port()
+        self.server = make_server("127.0.0.1", self.port, app, threaded=True)
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    def close(self):
+        self.server.shutdown()
+        self.server.server_close()
+        self.thread.join(5)
+
+
+@pytest.fixture(params=["werkzeug", "gunicorn"])
+def web_server(request, app):
+    server = (_Werkzeug if request.param == "werkzeug" else _Gunicorn)(app)
+    yield server
+    server.close()
+
+
+def _put_and_half_close(port: int, path: str, headers: dict, body: bytes, declared: int) -> tuple[int, dict]:
+    """A client that declares ``declared`` bytes, sends ``body``, then half-closes (sends nothing more) and reads
+    the answer."""
+    import http.client
+
+    head = "".join(f"{k}: {v}\r\n" for k, v in headers.items())
+    with socket.create_connection(("127.0.0.1", port), timeout=60) as sock:
+        sock.sendall(
+            f"PUT {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/octet-stream\r\n"
+            f"Content-Length: {declared}\r\nAccept: application/json\r\nConnection: close\r\n{head}\r\n".encode()
+            + body
+        )
+        sock.shutdown(socket.SHUT_WR)
+        response = http.client.HTTPResponse(sock)
+        response.begin()
+        data = response.read()
+        response.close()
+    return response.status, json.loads(data or b"{}")
+
+
+def test_a_body_shorter_than_declared_is_refused_on_the_api_and_the_page_and_the_case_stays_ready(
+    app, client, registered, tmp_path, web_server
+):
+    """A client that half-closes after part of its declared body, through the real web server: a 400 saying the
+    upload was cut off, nothing stored or registered, no e-mail; the whole file then goes through."""
+    case_id, token = registered
+    (tmp_path / "p.csv").write_bytes(PLAINTEXT * 30)
+    sealed = openssl_encrypt(tmp_path / "p.csv", tmp_path / "r.p7m", staff("transfer.tax").cert).read_bytes()
+    login(client, "transfer.social")
+    cookie = client.get_cookie(app.config.get("SESSION_COOKIE_NAME", "session"))
+    channels = {
+        f"/api/v1/transfers/{case_id}/payload": {"Authorization": f"Bearer {token}"},
+        f"/transfer/case/{case_id}/upload/payload": {"Cookie": f"{cookie.key}={cookie.value}"},
+    }
+    before = _traces(app, case_id)
+    for path, headers in channels.items():
+        for sent in (sealed[: len(sealed) // 2], sealed):  # half the file; the whole file, but less than declared
+            status, answer = _put_and_half_close(web_server.port, path, headers, sent, len(sealed) + 1000)
+            assert status == 400, (path, len(sent), status, answer)
+            assert "中斷" in answer.get("message", ""), (path, answer)
+            assert _traces(app, case_id) == before, path
+    status, answer = _put_and_half_close(web_server.port, *channels.popitem(), sealed, len(sealed))
+    assert status == 200, answer
+    after = _traces(app, case_id)
+    assert after["state"] == "uploaded" and after["uploaded"] == 1 and after["mails"] > before["mails"]
+    client.get("/logout/")
+
+
+# --- what killed processes leave is swept -------------------------------------------------------
+
+
+def test_a_worker_killed_mid_upload_leaves_a_temporary_file_that_the_next_start_removes(app, registered):
+    """The worker dies (SIGKILL) with a megabyte spooled; the next process to start (a web worker, any
+    ``flask worker``) removes the ``.part``, and the case is still waiting for its file."""
+    case_id, _token = registered
+    tmp = Path(app.config["TRANSFER_DIR"]) / "tmp"
+    tmp.mkdir(parents=True, exist_ok=True)
+    before = set(tmp.glob("*.part"))
+    script = "\n".join(
+        [
+            "import sys",
+            "from sqlalchemy import select",
+            "from tests.process_app import app",
+            "from app.extensions import db",
+            "from app.models.org import PlatformUser",
+            "from app.services import actors, transfer",
+            "with app.app_context():",
+            "    user = db.session.scalar(select(PlatformUser).where(PlatformUser.username == 'transfer.social'))",
+            "    who = actors.for_user(user, session=db.session)",
+            f"    transfer.upload_payload(db.session, who, {case_id}, sys.stdin.buffer, 'api')",
+        ]
+    )
+    worker = subprocess.Popen([sys.executable, "-c", script], cwd=ROOT, env=_process_env(app), stdin=subprocess.PIPE)
+    try:
+        worker.stdin.write(b"\x30\x80" + b"\0" * (1 << 20))
+        worker.stdin.flush()
+        deadline = time.monotonic() + 60
+        while not any(p.stat().st_size >= 1 << 20 for p in set(tmp.glob("*.part")) - before):
+            assert worker.poll() is None and time.monotonic() < deadline, "the worker did not spool the upload"
+            time.sleep(0.05)
+    finally:
+        worker.kill()
+        worker.wait(30)
+        worker.stdin.close()
+    (left,) = set(tmp.glob("*.part")) - before
+    assert left.stat().st_size >= 1 << 20
+    subprocess.run(
+        [sys.executable, "-c", "import tests.process_app"], cwd=ROOT, env=_process_env(app), check=True, timeout=120
+    )
+    assert not left.exists()
+    assert _state(app, case_id) == "registered"
+
+
+def test_the_sweep_removes_what_killed_processes_left_and_nothing_in_use(app, client, runner, registered, tmp_path):
+    """``flask transfer sweep`` (and the ftp-poller worker, at start and every TRANSFER_SWEEP_SECONDS): a
+    temporary file no process holds, a partial FTP upload and a stored file no case refers to go; an upload
+    in progress, a registered file, a refused FTP file and its reason stay."""
+    from app.services import ftp
+    from app.services.transfer import storage
+
+    case_id, token = registered
+    (tmp_path / "p.csv").write_bytes(PLAINTEXT)
+    sealed = openssl_encrypt(tmp_path / "p.csv", tmp_path / "r.p7m", staff("transfer.tax").cert).read_bytes()
+    assert client.put(f"/api/v1/transfers/{case_id}/payload", data=sealed, headers=bearer(token)).status_code == 200
+    with app.app_context():
+        registered_file = Path(db.session.get(TransferCase, case_id).payload_path)
+    long_ago = time.time() - app.config["TRANSFER_STALE_SECONDS"] - 60
+    transfer_dir, home = Path(app.config["TRANSFER_DIR"]), Path(app.config["TRANSFER_FTP_ROOT"]) / "SOCIAL"
+    home.mkdir(parents=True, exist_ok=True)
+    abandoned = transfer_dir / "tmp" / "left-by-a-killed-worker.part"
+    abandoned.write_bytes(b"0" * 1000)
+    partial_ftp, fresh_ftp = home / "TR-OLD.p7m", home / "TR-NOW.p7m"
+    refused, reason = home / "TR-X.p7m.rejected", home / "TR-X.p7m.rejected.txt"
+    orphan = registered_file.with_name(f"payload-{'a' * 16}-{'b' * 8}.p7m")
+    for path in (partial_ftp, fresh_ftp, refused, reason, orphan):
+        path.write_bytes(b"x")
+    for path in (partial_ftp, refused, reason, orphan, registered_file):
+        os.utime(path, (long_ago, long_ago))
+    with app.app_context(), storage.spooled(io.BytesIO(b"an upload in progress")) as (in_progress, _sha, _size):
+        result = runner.invoke(args=["transfer", "sweep"])
+        assert result.exit_code == 0, result.output
+        assert in_progress.exists()
+    assert "removed 1 temporary, 1 partial FTP and 1 orphan files" in result.output
+    assert not abandoned.exists() and not partial_ftp.exists() and not orphan.exists()
+    assert fresh_ftp.exists() and refused.exists() and reason.exists()
+    assert registered_file.read_bytes() == sealed and _state(app, case_id) == "uploaded"
+
+    # The ftp-poller worker sweeps at its start.
+    partial_ftp.write_bytes(b"x")
+    os.utime(partial_ftp, (long_ago, long_ago))
+    stop = threading.Event()
+    ftp.run_poller(app, stop, on_round=lambda counts: stop.set())
+    assert not partial_ftp.exists() and fresh_ftp.exists()
+    fresh_ftp.unlink()

@@ -262,3 +262,52 @@ def test_a_claim_left_by_a_poller_that_died_is_taken_up_again_after_its_lease(ap
     os.utime(claimed, (long_ago, long_ago))
     assert ftp.poll_once(app) == {"registered": 1, "rejected": 0}
     assert _case(app, case_id).state == "uploaded"
+
+
+def _thread_cpu_seconds(thread: threading.Thread) -> float:
+    """CPU time (user + system) the kernel has counted for one thread of this process."""
+    fields = Path(f"/proc/self/task/{thread.native_id}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+@pytest.mark.parametrize("ending", ["half-close", "close"])
+def test_a_data_connection_ended_without_close_notify_is_answered_426_within_seconds_and_spins_no_thread(
+    app, client, ftps_server, ending
+):
+    """A client (or a line) that ends the data connection with a bare TCP FIN, no TLS close_notify, and
+    keeps listening (half-close) or goes (close): the upload is discarded and said so (426) within
+    seconds; no server thread is left spinning."""
+    upload_no = f"FTP-0008-{ending}"
+    _register(client, api_token(client, "transfer.social"), upload_no=upload_no)
+    before = set(threading.enumerate())
+    ftps = connect(app, ftps_server)
+    try:
+        conn = ftps.transfercmd(f"STOR {upload_no}.p7m")  # a TLS socket (PROT P)
+        (handler,) = set(threading.enumerate()) - before  # the server's thread for this client
+        conn.sendall(b"0" * 200_000)
+        cpu_at_cut = _thread_cpu_seconds(handler)
+        cut = time.monotonic()
+        if ending == "half-close":  # FIN without close_notify (no unwrap); the client still listens
+            conn.shutdown(socket.SHUT_WR)
+        else:  # FIN without close_notify, and the socket is gone
+            conn.shutdown(socket.SHUT_RDWR)
+            conn.close()
+        ftps.sock.settimeout(15)
+        with pytest.raises(ftplib.error_temp, match="^426"):
+            ftps.voidresp()
+        waited = time.monotonic() - cut
+        # A window in which a spinning thread would burn a second of CPU (a measurement, not a wait for an event).
+        time.sleep(1.0)
+        cpu = (_thread_cpu_seconds(handler) - cpu_at_cut) / (time.monotonic() - cut)
+        print(f"\nFTPS {ending} without close_notify: 426 after {waited:.3f} s; server thread CPU {cpu:.1%}")
+        assert waited < 5, waited
+        assert cpu < 0.2, cpu
+        ftps.quit()
+    finally:
+        ftps.close()
+        conn.close()
+    handler.join(5)
+    assert not handler.is_alive(), "the server's thread for that client did not end"
+    home = Path(app.config["TRANSFER_FTP_ROOT"]) / "SOCIAL"
+    assert not (home / f"{upload_no}.p7m").exists()
+    assert ftp.poll_once(app) == {"registered": 0, "rejected": 0}

@@ -139,7 +139,10 @@ def _whole_file_dtp_handler():
     Plain FTP cannot tell a finished upload from a dropped line (both end the
     data connection); TLS can: a client that finished sends close_notify, a
     line that drops (reset, or EOF without close_notify) does not. Such an
-    upload is answered 426 and deleted.
+    upload is answered 426 at once and deleted, and the connection is closed
+    without a TLS shutdown: after an end without close_notify OpenSSL refuses
+    every shutdown, and pyftpdlib's shutdown would retry it (spinning its
+    thread) for as long as the client keeps the connection half-open.
     """
     from OpenSSL import SSL
     from pyftpdlib.handlers import TLS_DTPHandler
@@ -157,13 +160,21 @@ def _whole_file_dtp_handler():
             except SSL.ZeroReturnError:
                 self.clean_end = True
                 raise
+            except (SSL.WantReadError, SSL.WantWriteError, SSL.SysCallError):
+                raise  # the mixin's: retry, or (a reset, an EOF) handle_close below
+            except SSL.Error:
+                # OpenSSL 3 reports an EOF without close_notify as this fatal error,
+                # which the mixin would let through: the upload would go unanswered.
+                self.handle_close()
+                return b""
 
         def handle_close(self):
-            if self.connected and self.receive and not self.clean_end and not self.cut:
-                self.cut = True
-                self.transfer_finished = False  # close() hands the file to on_incomplete_file_received
-                self.close()
-                self.cmd_channel.respond("426 Connection lost; upload discarded.", logfun=log.warning)
+            if self.connected and self.receive and not self.clean_end:
+                if not self.cut:
+                    self.cut = True
+                    self.transfer_finished = False  # close() hands the file to on_incomplete_file_received
+                    DTPHandler.close(self)  # the socket closed as is: no TLS shutdown with a peer that is gone
+                    self.cmd_channel.respond("426 Connection lost; upload discarded.", logfun=log.warning)
                 return
             super().handle_close()
 
@@ -308,13 +319,31 @@ def poll_once(app: Flask) -> dict[str, int]:
     return counts
 
 
+def sweep(app: Flask) -> dict[str, int]:
+    """Remove what killed processes left of uploads (``transfer.sweep``): temporary
+    files, partial FTP uploads, stored files no case refers to."""
+    cfg = app.config
+    with app.app_context():
+        try:
+            return transfer.sweep(
+                db.session, Path(cfg["TRANSFER_DIR"]), Path(cfg["TRANSFER_FTP_ROOT"]), cfg["TRANSFER_STALE_SECONDS"]
+            )
+        finally:
+            db.session.remove()
+
+
 def run_poller(app: Flask, stop: threading.Event, on_round=None) -> None:
     """The FTP poller (``flask worker ftp-poller``): a round every
-    TRANSFER_FTP_POLL_SECONDS until ``stop`` is set (the round in hand is finished)."""
+    TRANSFER_FTP_POLL_SECONDS until ``stop`` is set (the round in hand is finished);
+    a sweep (``sweep``) at start and every TRANSFER_SWEEP_SECONDS."""
     every = app.config["TRANSFER_FTP_POLL_SECONDS"]
+    next_sweep = 0.0
     while not stop.is_set():
         counts = {"registered": 0, "rejected": 0}
         try:
+            if time.monotonic() >= next_sweep:
+                sweep(app)
+                next_sweep = time.monotonic() + app.config["TRANSFER_SWEEP_SECONDS"]
             counts = poll_once(app)
         except Exception as exc:  # keep polling; the error is logged without data
             log.warning("FTP poller round failed: %s", type(exc).__name__)

@@ -63,13 +63,14 @@ def _first_message(exc: ValidationError) -> str:
 
 
 def _upload_stream():
-    """The uploaded bytes: the raw body (progress-bar upload) or a form's file field."""
+    """The uploaded bytes and their announced length: the raw body (progress-bar upload, its
+    Content-Length) or a form's file field (whole once the form parser has seen its boundary)."""
     if request.mimetype == "multipart/form-data":
         f = request.files.get("file")
         if f is None or not f.filename:
             raise InvalidInput(_l("Choose the encrypted file to upload."))
-        return f.stream
-    return request.stream
+        return f.stream, None
+    return request.stream, request.content_length
 
 
 class TransferView(BaseView):
@@ -149,7 +150,8 @@ class TransferView(BaseView):
         wants_json = request.method == "PUT" or request.accept_mimetypes.best == "application/json"
         do = transfer.upload_payload if kind == "payload" else transfer.upload_result
         try:
-            answer = do(db.session, actor(), case_id, _upload_stream(), "web")
+            stream, declared = _upload_stream()
+            answer = do(db.session, actor(), case_id, stream, "web", declared)
         except DomainError as exc:
             if not wants_json:
                 raise

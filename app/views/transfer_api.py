@@ -163,7 +163,8 @@ class TransferApi(BaseApi):
                 schema: {type: string, format: binary}
           responses:
             200: {$ref: '#/components/responses/transfer_case'}
-            400: {$ref: '#/components/responses/400'}
+            400: {description: 'Refused, nothing registered: the body was shorter than its Content-Length, or the file is
+              not whole CMS (cut off, data after its end), not encrypted, or for the wrong people'}
             401: {$ref: '#/components/responses/401'}
             403: {$ref: '#/components/responses/403'}
             404: {$ref: '#/components/responses/404'}
@@ -171,7 +172,7 @@ class TransferApi(BaseApi):
             413: {description: The file is larger than the platform accepts}
             507: {description: The platform's storage is full}
         """
-        answer = transfer.upload_payload(db.session, current_actor(), pk, request.stream, "api")
+        answer = transfer.upload_payload(db.session, current_actor(), pk, request.stream, "api", request.content_length)
         return self.response(200, result=case_json(answer))
 
     @expose("/<int:pk>/payload", methods=["GET"])
@@ -216,7 +217,7 @@ class TransferApi(BaseApi):
             413: {description: The file is larger than the platform accepts}
             507: {description: The platform's storage is full}
         """
-        answer = transfer.upload_result(db.session, current_actor(), pk, request.stream, "api")
+        answer = transfer.upload_result(db.session, current_actor(), pk, request.stream, "api", request.content_length)
         return self.response(200, result=case_json(answer))
 
     @expose("/<int:pk>/result", methods=["GET"])

@@ -1,9 +1,11 @@
 """Confidential file transfer between agencies: register, upload, receive, process, return.
 
 The platform never sees plaintext. Each upload (web, API or FTP) is streamed
-to a temporary file, checked to be CMS EnvelopedData for exactly the case's
-recipients, hashed, and only then renamed into place and registered; a broken
-or refused upload leaves nothing behind.
+to a temporary file, checked to be as long as its sender declared and to be
+CMS EnvelopedData, whole to its end, for exactly the case's recipients, hashed,
+and only then renamed into place and registered; a cut-off, broken or refused
+upload leaves nothing behind and changes nothing. ``storage.sweep`` removes
+what killed processes leave.
 
 States: registered -> uploaded -> received -> processed -> result_received.
 Only the sending and receiving agencies see a case.
@@ -54,7 +56,7 @@ from app.services.transfer.rules import (
     notes_visible,
     validate_item,
 )
-from app.services.transfer.storage import StorageFull, check_envelope, spool
+from app.services.transfer.storage import StorageFull, check_envelope, sweep, sweep_parts
 
 __all__ = [
     "ACTION_LABELS",
@@ -88,7 +90,8 @@ __all__ = [
     "register",
     "sender_certificate",
     "signing_certificate",
-    "spool",
+    "sweep",
+    "sweep_parts",
     "upload_certificate",
     "upload_payload",
     "upload_result",

@@ -10,8 +10,8 @@ from sqlalchemy.orm.exc import StaleDataError
 
 from app.models.transfer import TransferCase
 from app.services.actors import Actor
-from app.services.command import transaction
-from app.services.errors import Conflict
+from app.services.command import refuse, transaction
+from app.services.errors import Conflict, InvalidInput
 from app.services.transfer import mail, rules, storage
 from app.services.transfer.answers import CaseAnswer, Download, case_answer
 from app.services.transfer.registration import add_event, audit_step, now, record_step
@@ -31,15 +31,40 @@ def _record_upload(session, actor: Actor, case: TransferCase, stored: storage.St
     mail.notify_upload(session, case, kind)
 
 
-def _upload(session, actor: Actor, case_id, stream: BinaryIO, channel: str, kind: str) -> CaseAnswer:
+class _RefusedFile(Exception):
+    """The uploaded file itself was refused (cut off, damaged, plaintext, wrong recipients)."""
+
+    def __init__(self, error: InvalidInput, case_id: int):
+        super().__init__(error)
+        self.error, self.case_id = error, case_id
+
+
+def _upload(
+    session, actor: Actor, case_id, stream: BinaryIO, channel: str, kind: str, declared: int | None
+) -> CaseAnswer:
     stored = None
     try:
         with transaction(session):
             case = _case_to_upload(session, actor, case_id, kind)
             expected = [r.certificate for r in case.recipients] if kind == "payload" else [case.sender_cert]
-            stored = storage.keep(stream, expected, case.id, kind)
+            try:
+                stored = storage.keep(stream, expected, case.id, kind, declared)
+            except InvalidInput as exc:
+                raise _RefusedFile(exc, case.id) from exc
             _record_upload(session, actor, case, stored, channel, kind)
             answer = case_answer(case, actor)
+    except _RefusedFile as refused:
+        # Nothing was stored and the case is unchanged (rolled back): it stays ready for another try.
+        detail = {"kind": kind, "channel": channel}
+        raise refuse(
+            session,
+            refused.error,
+            actor,
+            "transfer.upload_refused",
+            object_type="TransferCase",
+            object_id=refused.case_id,
+            detail=detail,
+        ) from None
     except StaleDataError:
         if stored is not None:
             stored.path.unlink(missing_ok=True)
@@ -68,14 +93,23 @@ def _case_to_upload(session, actor: Actor, case_id, kind: str) -> TransferCase:
     return case
 
 
-def upload_payload(session, actor: Actor, case_id, stream: BinaryIO, channel: str = "web") -> CaseAnswer:
-    """Command: the sending agency's encrypted file (web, API or FTP); the receivers are told by e-mail."""
-    return _upload(session, actor, case_id, stream, channel, "payload")
+def upload_payload(
+    session, actor: Actor, case_id, stream: BinaryIO, channel: str = "web", declared: int | None = None
+) -> CaseAnswer:
+    """Command: the sending agency's encrypted file (web, API or FTP); the receivers are told by e-mail.
+
+    ``declared``: the length the sender announced (HTTP Content-Length). A body shorter
+    than that, a lost connection, or a file that is not whole CMS to its end is refused
+    (InvalidInput, the refusal audited) and changes nothing: the case can be uploaded again."""
+    return _upload(session, actor, case_id, stream, channel, "payload", declared)
 
 
-def upload_result(session, actor: Actor, case_id, stream: BinaryIO, channel: str = "web") -> CaseAnswer:
-    """Command: the receiving agency's encrypted result, enveloped for the sender, who is told by e-mail."""
-    return _upload(session, actor, case_id, stream, channel, "result")
+def upload_result(
+    session, actor: Actor, case_id, stream: BinaryIO, channel: str = "web", declared: int | None = None
+) -> CaseAnswer:
+    """Command: the receiving agency's encrypted result, enveloped for the sender, who is told by e-mail
+    (refusals as ``upload_payload``)."""
+    return _upload(session, actor, case_id, stream, channel, "result", declared)
 
 
 def download_payload(session, actor: Actor, case_id) -> Download:
