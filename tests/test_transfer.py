@@ -773,6 +773,13 @@ def test_a_truncated_or_padded_encrypted_file_is_refused_and_the_case_stays_read
     assert _traces(app, case_id) == before
     client.get("/lang/zh_TW")
     client.get("/logout/")
+    with app.app_context():  # each refusal is audited, with its reason
+        refusals = db.session.scalars(
+            select(AuditEvent).where(
+                AuditEvent.action == "transfer.upload_refused", AuditEvent.object_id == str(case_id)
+            )
+        ).all()
+        assert len(refusals) == len(spoilt) + 1 and {e.outcome for e in refusals} == {"refused"}
     r = client.put(f"/api/v1/transfers/{case_id}/payload", data=sealed, headers=bearer(token))
     assert r.status_code == 200, r.json
     after = _traces(app, case_id)

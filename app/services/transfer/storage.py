@@ -81,6 +81,8 @@ def _read(stream: BinaryIO, n: int, received: int) -> bytes:
     try:
         return stream.read(n)
     except Exception as exc:  # the server's disconnect error (Werkzeug, gunicorn...), or the line's
+        if getattr(exc, "code", None) == 413:  # the server's own size limit (a body without Content-Length)
+            raise InvalidInput(_l("The file is larger than the platform accepts.")) from exc
         raise InvalidInput(CONNECTION_LOST, received=received) from exc
 
 
@@ -130,17 +132,22 @@ def spooled(stream: BinaryIO, max_bytes: int | None = None, declared: int | None
     is a cut-off upload (InvalidInput), and no byte beyond it is read."""
     max_bytes = max_bytes or current_app.config["TRANSFER_MAX_BYTES"]
     fd, path = _locked_part(_root() / "tmp")
+    out = os.fdopen(fd, "wb")
     try:
-        with os.fdopen(fd, "wb") as out:
-            try:
-                sha, size = _copy(stream, out, max_bytes, declared)
-            except OSError as exc:
-                raise storage_error(exc) from exc
-            if size == 0:
-                raise InvalidInput(_l("The file is empty."))
-            yield path, sha, size
+        try:
+            sha, size = _copy(stream, out, max_bytes, declared)
+        except OSError as exc:
+            raise storage_error(exc) from exc
+        if size == 0:
+            raise InvalidInput(_l("The file is empty."))
+        yield path, sha, size
     finally:
-        path.unlink(missing_ok=True)
+        try:  # still ours (not moved away by the block): removed while locked
+            if os.stat(path).st_ino == os.fstat(out.fileno()).st_ino:
+                path.unlink()
+        except FileNotFoundError:
+            pass
+        out.close()
 
 
 def _recipient_key(cert_der: bytes) -> tuple[bytes, int]:
