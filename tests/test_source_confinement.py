@@ -149,10 +149,22 @@ def test_text_files_outside_the_roots_or_of_the_platform_itself_cannot_be_saved_
         str(link),  # a link inside the root to the platform's key
     ]
     before = _count(confined)
+    codes = []
     for path in forbidden:
-        r = client.post("/api/v1/sources/", json=_textfile(path), headers=bearer(token))
+        body = _textfile(path)
+        codes.append(body["code"])
+        r = client.post("/api/v1/sources/", json=body, headers=bearer(token))
         assert r.status_code == 400, (path, r.status_code, r.json)
         assert "不在資料來源允許的資料夾內" in r.json["message"] and "SOURCE_FILE_ROOTS" in r.json["message"], r.json
+    # each attempt is a security event in the audit trail: who, which source, which rule
+    with confined.app_context():
+        from app.models.audit import AuditEvent
+
+        refusals = db.session.scalars(select(AuditEvent).where(AuditEvent.action == "source_refused")).all()
+        seen = {json.loads(e.detail)["source"]: e for e in refusals}
+        assert set(codes) <= set(seen)
+        assert {seen[c].actor for c in codes} == {"admin"} and {seen[c].outcome for c in codes} == {"refused"}
+        assert {json.loads(seen[c].detail)["rule"] for c in codes} == {"outside_roots", "protected"}
     if _platform_sqlite_file(confined):  # the platform's database
         r = client.post("/api/v1/sources/", json=_textfile(_platform_sqlite_file(confined)), headers=bearer(token))
         assert r.status_code == 400 and "平台本身的資料庫" in r.json["message"], r.json
@@ -426,8 +438,9 @@ def test_a_root_inside_the_instance_folder_opens_that_folder_only(tmp_path):
     )
     assert limits.check_file(str(instance / "sources" / "land.db")) == str(instance / "sources" / "land.db")
     for path, reason in (
-        (instance / "secret_key", "outside_roots"),
-        (instance / "sources" / ".." / "field_encryption_keys", "outside_roots"),
+        (instance / "secret_key", "protected"),
+        (instance / "sources" / ".." / "field_encryption_keys", "protected"),
+        (tmp_path / "elsewhere.csv", "outside_roots"),
         (instance / "sources" / ".." / "pki" / "root.key", "protected"),
         (instance / "platform.db", "platform_database"),
         (instance / "platform.db-wal", "platform_database"),

@@ -31,6 +31,7 @@ from __future__ import annotations
 import hashlib
 import importlib
 import json
+import logging
 import pkgutil
 import threading
 from dataclasses import dataclass, field
@@ -42,6 +43,7 @@ from marshmallow import RAISE, Schema, ValidationError, fields, validate
 from app.lib import confinement as confine
 from app.lib.confinement import Confinement, Refused
 
+log = logging.getLogger(__name__)
 OPERATORS = ("eq", "ne", "lt", "le", "gt", "ge", "like", "prefix", "in")
 
 
@@ -68,7 +70,10 @@ REFUSALS = {
 }
 
 
-def refusal(exc: Refused) -> SourceError:
+def refusal(exc: Refused, source: SourceConfig | None = None) -> SourceError:
+    """The SourceError for a confinement refusal, logged (a security event) with the source's code and the rule."""
+    if source is not None:
+        log.warning("source %s refused by the confinement: %s %s", source.name, exc.field, exc.reason)
     return SourceError(REFUSALS.get(exc.reason, REFUSALS[confine.NOT_ALLOWED]), "refused")
 
 

@@ -173,7 +173,7 @@ class TextFileConnector(Connector):
             return self.source.confinement.check_file(path)
         except Refused as exc:
             self._loaded = None  # never serve a copy loaded before
-            raise refusal(exc) from None
+            raise refusal(exc, self.source) from None
 
     # -- reading -----------------------------------------------------------------
 

@@ -215,12 +215,12 @@ class Confinement:
         if any(_within(resolved, guarded) for guarded in self.protected):
             raise Refused(field, PROTECTED)
         roots = [root for root in self.file_roots if _within(resolved, root)]
-        if not roots:
-            raise Refused(field, OUTSIDE_ROOTS)
         if self.instance and _within(resolved, self.instance):
             # only through a root placed inside the instance folder on purpose
             if not any(root != self.instance and _within(root, self.instance) for root in roots):
                 raise Refused(field, PROTECTED)
+        if not roots:
+            raise Refused(field, OUTSIDE_ROOTS)
         return resolved
 
     # -- database servers ----------------------------------------------------------

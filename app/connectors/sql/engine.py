@@ -132,13 +132,13 @@ class SourceEngine:
         try:
             return s.confinement.check_file(s.database, "database")
         except Refused as exc:
-            raise refusal(exc) from None
+            raise refusal(exc, self.source) from None
 
     def checked_addresses(self) -> list[str]:
         try:
             return confine(self.source, self.dialect)
         except Refused as exc:
-            raise refusal(exc) from None
+            raise refusal(exc, self.source) from None
 
     def before_connect(self, _dialect, _record, _cargs, cparams) -> None:
         """Every new connection: the server checked again (its name may have a

@@ -16,9 +16,15 @@ from app.connectors import Entity, SourceError, connector_for
 from app.models.sources import DataSource
 from app.services import audit
 from app.services.actors import Actor
-from app.services.command import transaction
+from app.services.command import refuse, transaction
 from app.services.errors import InvalidInput
-from app.services.sources.settings import check_confinement, keep_stored_secret, source_config, validate_source
+from app.services.sources.settings import (
+    OutsideConfinement,
+    check_confinement,
+    keep_stored_secret,
+    source_config,
+    validate_source,
+)
 
 
 @dataclass(frozen=True)
@@ -30,10 +36,21 @@ class ConnectionTest:
     message: str
 
 
+def confined(session, actor: Actor, src: DataSource) -> None:
+    """A source outside the operators' confinement is refused, and the attempt
+    audited (a security event: who, which source, which rule), nothing saved."""
+    try:
+        check_confinement(src)
+    except OutsideConfinement as exc:
+        detail = {"source": src.code, "kind": src.kind, "field": exc.field, "rule": exc.rule}
+        raise refuse(session, exc, actor, "source_refused", object_type="DataSource", object_id=src.id,
+                     detail=detail) from None  # fmt: skip
+
+
 def create_source(session, actor: Actor, src: DataSource) -> DataSource:
     with transaction(session):
         validate_source(session, src)
-        check_confinement(src)
+        confined(session, actor, src)
         session.add(src)
         session.flush()
     return src
@@ -44,7 +61,7 @@ def update_source(session, actor: Actor, src: DataSource) -> DataSource:
     with transaction(session):
         keep_stored_secret(src)
         validate_source(session, src)
-        check_confinement(src)
+        confined(session, actor, src)
         session.add(src)
         session.flush()
     return src

@@ -107,16 +107,26 @@ def validate_source(session, src: DataSource) -> None:
         ) from None
 
 
+class OutsideConfinement(InvalidInput):
+    """A source's file, database or address outside what the operators allow:
+    ``field`` (path, database, url) and ``rule`` (the confinement's reason)."""
+
+    def __init__(self, field: str, rule: str):
+        super().__init__(
+            _l("The settings of this source are not valid: %(problems)s"), problems=f"{field}: {REFUSED[rule]}"
+        )
+        self.field = field
+        self.rule = rule
+
+
 def check_confinement(src: DataSource) -> None:
-    """Raise InvalidInput when the source's file, database or address is
-    outside what the operators allow (the connector checks it again on use)."""
+    """Raise OutsideConfinement (an InvalidInput) when the source's file,
+    database or address is outside what the operators allow (the connector
+    checks it again on every use)."""
     try:
         connector_class(src.kind).confine(source_config(src))
     except Refused as exc:
-        raise InvalidInput(
-            _l("The settings of this source are not valid: %(problems)s"),
-            problems=f"{exc.field}: {REFUSED[exc.reason]}",
-        ) from None
+        raise OutsideConfinement(exc.field, exc.reason) from None
 
 
 def problems_text(messages, prefix: str = "") -> str:
