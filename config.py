@@ -4,6 +4,7 @@ Secrets are never committed: when SECRET_KEY or FIELD_ENCRYPTION_KEYS are not
 given, they are generated once into instance/ (for the demo and development).
 """
 
+import datetime
 import os
 import secrets
 import tempfile
@@ -121,7 +122,42 @@ class Config:
     SESSION_COOKIE_SAMESITE = "Lax"
     SESSION_COOKIE_SECURE = _bool("SESSION_COOKIE_SECURE", False)
     REMEMBER_COOKIE_HTTPONLY = True
-    PERMANENT_SESSION_LIFETIME = 8 * 3600
+    # A signed-in browser is a server-side session (app.services.sessions): it
+    # ends at logout, after this many minutes without a request, and this many
+    # hours after signing in however busy; and for every session and token of
+    # the user when their password changes, they are deactivated or lose a role.
+    SESSION_IDLE_MINUTES = float(os.environ.get("SESSION_IDLE_MINUTES", "30"))
+    SESSION_MAX_HOURS = float(os.environ.get("SESSION_MAX_HOURS", "8"))
+    # A session's last request is written at most this often (not on every request).
+    SESSION_TOUCH_SECONDS = float(os.environ.get("SESSION_TOUCH_SECONDS", "60"))
+    PERMANENT_SESSION_LIFETIME = int(SESSION_MAX_HOURS * 3600)
+    # API tokens (POST /api/v1/security/login): an access token lives this many
+    # minutes; a refresh token this many hours, is spent when used (the answer
+    # carries a new one) and never outlives SESSION_MAX_HOURS after the sign-in.
+    JWT_ACCESS_TOKEN_EXPIRES = datetime.timedelta(minutes=float(os.environ.get("API_ACCESS_TOKEN_MINUTES", "15")))
+    JWT_REFRESH_TOKEN_EXPIRES = datetime.timedelta(hours=float(os.environ.get("API_REFRESH_TOKEN_HOURS", "8")))
+
+    # Passwords set on the user screens, the user API and "reset my password"
+    # are at least this long, not in the common-password list (one a line,
+    # compared without case) and do not contain the user name.
+    PASSWORD_MIN_LENGTH = int(os.environ.get("PASSWORD_MIN_LENGTH", "12"))
+    PASSWORD_COMMON_LIST = os.environ.get(
+        "PASSWORD_COMMON_LIST", str(BASE_DIR / "app" / "services" / "common_passwords.txt")
+    )
+    # Failed sign-ins (form and API alike): after this many for one account name
+    # it waits LOGIN_LOCK_SECONDS, doubled for each further failure up to
+    # LOGIN_LOCK_MAX_SECONDS (an Admin can unlock it); a client address waits the
+    # same after LOGIN_ADDRESS_LOCK_AFTER_FAILURES failures (over all accounts:
+    # offices behind one NAT share an address, so it is set higher). Failures are
+    # forgotten LOGIN_FAILURE_MEMORY_SECONDS after the last one, or at a success.
+    LOGIN_LOCK_AFTER_FAILURES = int(os.environ.get("LOGIN_LOCK_AFTER_FAILURES", "5"))
+    LOGIN_ADDRESS_LOCK_AFTER_FAILURES = int(os.environ.get("LOGIN_ADDRESS_LOCK_AFTER_FAILURES", "50"))
+    LOGIN_LOCK_SECONDS = float(os.environ.get("LOGIN_LOCK_SECONDS", "30"))
+    LOGIN_LOCK_MAX_SECONDS = float(os.environ.get("LOGIN_LOCK_MAX_SECONDS", "3600"))
+    LOGIN_FAILURE_MEMORY_SECONDS = float(os.environ.get("LOGIN_FAILURE_MEMORY_SECONDS", "86400"))
+    # Where the failure counters live: blank for the platform database, or
+    # redis://host:port/db to keep them in Redis (shared by every web process).
+    LOGIN_THROTTLE_STORAGE_URI = os.environ.get("LOGIN_THROTTLE_STORAGE_URI", "")
     # Number of reverse proxies in front of the app (for the client IP we audit).
     TRUSTED_PROXIES = int(os.environ.get("TRUSTED_PROXIES", "0"))
 
@@ -227,3 +263,5 @@ class TestConfig(Config):
     RATELIMIT_ENABLED = False
     OUTBOX_BACKOFF_SECONDS = 0.05
     OUTBOX_BACKOFF_MAX_SECONDS = 0.2
+    # Every test client signs in from 127.0.0.1: the address limit is the tests' own.
+    LOGIN_ADDRESS_LOCK_AFTER_FAILURES = 100000

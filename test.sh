@@ -11,6 +11,7 @@ missing=()
 command -v chromium >/dev/null || missing+=(chromium)
 command -v pdftoppm >/dev/null || missing+=(poppler-utils)
 ldconfig -p | grep -q "libodbc.so" || missing+=(unixodbc)  # pyodbc needs it
+command -v redis-server >/dev/null || missing+=(redis-server)  # the sign-in limit kept in Redis (test_passwords.py)
 fc-list :lang=zh 2>/dev/null | grep -q . || missing+=(fonts-noto-cjk)
 [ -e /usr/share/fonts/truetype/arphic/uming.ttc ] || missing+=(fonts-arphic-uming)  # PDF printouts embed it
 if [ ${#missing[@]} -gt 0 ]; then

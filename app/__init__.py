@@ -59,13 +59,14 @@ def create_app(config: object | str = "config.Config") -> Flask:
         from app import models  # noqa: F401  (register every table)
 
         liveness.install(db.engine)
-        from app.services import audit, org, outbox
+        from app.services import audit, org, outbox, sessions
         from app.services.query import plan as formplan
         from app.views import register_views
 
         audit.install_session_hooks(db.session)
         outbox.install_wakeup(db.session)
         org.install_role_guard(db.session)
+        sessions.install_revocation_hook(db.session)
         formplan.install_generation_hook(db.session)
         # platform/base.html: FAB's layout with our fix to its scripts (app/static/fab-fixes.js).
         appbuilder = AppBuilder(indexview=_index_view(), base_template="platform/base.html")

@@ -4,13 +4,21 @@ import hashlib
 import hmac
 import time
 
-from flask import current_app, request
+from flask import current_app, g, jsonify, request
+from flask import session as cookie_session
 from flask_appbuilder.security.sqla.manager import SecurityManager
+from flask_babel import lazy_gettext as _l
 from flask_jwt_extended import current_user as current_user_jwt
+from flask_login import user_logged_in
 
 from app.models.org import PlatformUser
-from app.services import actors, org
-from app.web import bearer_api_call
+from app.services import accounts, actors, org, sessions, signin
+from app.services.errors import TooManyAttempts
+from app.web import bearer_api_call, current_actor
+
+# The browser session's id in the (signed) cookie; the server keeps its hash (app.services.sessions).
+SESSION_ID = "_platform_sid"
+SIGNED_OUT = _l("Your sign-in has ended (signed out, expired, or the password or roles changed). Please sign in again.")
 
 
 def _client_ip():
@@ -55,13 +63,61 @@ class PlatformSecurityManager(SecurityManager):
     userstatschartview = None
 
     def __init__(self, appbuilder):
-        from app.views.org import PlatformGroupView, PlatformUserView
+        from app.views.org import PlatformGroupView, PlatformSecurityApi, PlatformUserView
 
         self._permission_cache = _TTLCache()
 
         self.userdbmodelview = PlatformUserView
         self.groupmodelview = PlatformGroupView
+        self.security_api = PlatformSecurityApi
         super().__init__(appbuilder)
+
+    # --- sessions and tokens that end (app.services.sessions) ---------------------
+
+    def create_login_manager(self, app):
+        manager = super().create_login_manager(app)
+        # FAB hands a proxy of the app here: listen to every sender, act for our own.
+        user_logged_in.connect(self._session_started)
+        return manager
+
+    def _session_started(self, sender, user=None, **extra) -> None:
+        """A browser signed in (FAB's login form called Flask-Login's login_user)."""
+        appbuilder = getattr(sender, "appbuilder", None)
+        if appbuilder is None or appbuilder.sm is not self or user is None:
+            return
+        cookie_session[SESSION_ID] = sessions.start(self.session, user.id)
+
+    def load_user(self, pk):
+        """The signed-in browser's user, while its server-side session holds."""
+        if not sessions.holds(self.session, cookie_session.get(SESSION_ID), pk):
+            cookie_session.pop(SESSION_ID, None)
+            return None
+        return super().load_user(pk)
+
+    def create_jwt_manager(self, app):
+        manager = super().create_jwt_manager(app)
+        manager.additional_claims_loader(self._token_claims)
+        manager.token_in_blocklist_loader(self._token_revoked)
+        manager.revoked_token_loader(self._revoked_answer)
+        return manager
+
+    def _token_claims(self, identity) -> dict:
+        return sessions.token_claims(self.session, identity)
+
+    def _token_revoked(self, _jwt_header, jwt_payload) -> bool:
+        return sessions.token_revoked(self.session, jwt_payload)
+
+    def _revoked_answer(self, _jwt_header, _jwt_payload):
+        return jsonify(message=str(SIGNED_OUT)), 401
+
+    def reset_password(self, userid, password):
+        """FAB's reset screens (an Admin's, and "reset my password") set passwords
+        through the command: the policy, the end of the user's other sessions and
+        tokens, the audit. Changing one's own keeps the browser doing it signed in."""
+        actor = current_actor()
+        accounts.set_password(self.session, actor, userid, password)
+        if str(actor.user_id) == str(userid):
+            sessions.keep(self.session, cookie_session.get(SESSION_ID), actor.user_id)
 
     def register_views(self):
         super().register_views()
@@ -128,13 +184,12 @@ class PlatformSecurityManager(SecurityManager):
         takes effect within the same few seconds as a permission change.
         """
         ttl = self._ttl()
-        if ttl <= 0:
-            return super().load_user_jwt(_jwt_header, jwt_data)
         identity = jwt_data["sub"]
-        user = self._permission_cache.get(("jwt-user", str(identity)), ttl, lambda: self._detached_user(identity))
+        if ttl <= 0:
+            user = self.get_user_by_id(int(identity)) if str(identity).isdigit() else None
+        else:
+            user = self._permission_cache.get(("jwt-user", str(identity)), ttl, lambda: self._detached_user(identity))
         if user is not None and user.is_active:
-            from flask import g
-
             g.user = user
             return user
         return None
@@ -200,21 +255,40 @@ class PlatformSecurityManager(SecurityManager):
         self._record("login_failed", user, outcome="refused", detail={"reason": "wrong_password"})
 
     def on_user_logout(self, user) -> None:
+        sessions.end(self.session, cookie_session.pop(SESSION_ID, None))
         if user is not None:
             self._record("logout", user)
 
     def auth_user_db(self, username, password):
+        """FAB's password check, behind one limit for the form and the API
+        (``app.services.signin``): while the account name or the address waits,
+        the password is not looked at and the answer says to try later."""
+        if not username:
+            return super().auth_user_db(username, password)
+        known = self.find_user(username=username) or self.find_user(email=username)
+        known_id = known.id if known is not None else None
+        keys = [signin.account_key(username, known_id), signin.address_key(_client_ip())]
+        actor = actors.for_user(known, _client_ip(), session=self.session) if known else actors.anonymous(_client_ip())
+        try:
+            signin.check(self.session, keys, actor, known_id)
+        except TooManyAttempts as refusal:
+            if request.path.startswith("/api/"):
+                g.sign_in_refusal = refusal  # PlatformSecurityApi answers 429 with it
+                return None
+            raise  # the login page shows it (app.web)
         user = super().auth_user_db(username, password)
-        if user is None:
-            known = self.find_user(username=username) if username else None
-            if known is None or not known.is_active:
-                # FAB records wrong passwords of known users itself (above);
-                # unknown and inactive accounts are recorded here.
-                reason = "unknown_user" if known is None else "inactive_user"
-                self._record(
-                    "login_failed",
-                    known,
-                    outcome="refused",
-                    detail={"reason": reason, "name_digest": _name_digest(username or "")},
-                )
-        return user
+        if user is not None:
+            signin.clear(self.session, keys[:1])
+            return user
+        signin.note_failure(self.session, keys, actor, known_id)
+        if known is None or not known.is_active:
+            # FAB records wrong passwords of known users itself (on_user_login_failed);
+            # unknown and inactive accounts are recorded here.
+            reason = "unknown_user" if known is None else "inactive_user"
+            self._record(
+                "login_failed",
+                known,
+                outcome="refused",
+                detail={"reason": reason, "name_digest": _name_digest(username or "")},
+            )
+        return None

@@ -112,7 +112,7 @@ def test_admin_creates_a_user_with_agency_title_and_phone_through_the_api(app, c
             "active": True,
             "agency": land_id,
             "roles": [role_id],
-            "password": "Secret-123",
+            "password": "Secret-harbour-123",
         },
         headers=bearer(token),
     )
@@ -121,7 +121,7 @@ def test_admin_creates_a_user_with_agency_title_and_phone_through_the_api(app, c
     shown = client.get(f"/api/v1/users/{pk}", headers=bearer(token)).json["result"]
     assert shown["agency"]["code"] == "LAND" and shown["title"] == "約聘承辦人" and shown["phone"] == "03-1234567"
     assert "password" not in shown
-    assert api_token(client, "handler.land2", "Secret-123")
+    assert api_token(client, "handler.land2", "Secret-harbour-123")
     assert client.delete(f"/api/v1/users/{pk}", headers=bearer(token)).status_code == 200
 
 

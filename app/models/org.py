@@ -3,7 +3,7 @@
 from flask_appbuilder import Model
 from flask_appbuilder.security.sqla.models import User
 from flask_babel import lazy_gettext as _l
-from sqlalchemy import Boolean, Column, ForeignKey, Integer, String
+from sqlalchemy import Boolean, Column, DateTime, ForeignKey, Integer, String, text
 from sqlalchemy.orm import relationship
 
 AGENCY_KINDS = {
@@ -47,6 +47,9 @@ class PlatformUser(User):
     agency = relationship(Agency, foreign_keys=[agency_id])
     title = Column(String(64))
     phone = Column(String(32))
+    # Bumped when the password changes, the account is deactivated or loses a
+    # role: every session and token made under an older value is refused.
+    credential_epoch = Column(Integer, nullable=False, default=0, server_default=text("0"))
 
     def get_full_name(self) -> str:
         """Chinese names read family name first, with no space: 林資訊."""
@@ -54,3 +57,41 @@ class PlatformUser(User):
         if any("\u4e00" <= ch <= "\u9fff" for ch in first + last):
             return f"{last}{first}"
         return f"{first} {last}".strip()
+
+
+class UserSession(Model):
+    """A signed-in browser: the cookie holds a random id, the server its SHA-256
+    and whether it still holds (logout, idle time, absolute lifetime, epoch)."""
+
+    __tablename__ = "user_session"
+
+    id = Column(Integer, primary_key=True)
+    sid_hash = Column(String(64), nullable=False, unique=True)
+    user_id = Column(Integer, ForeignKey("ab_user.id", ondelete="CASCADE"), nullable=False, index=True)
+    epoch = Column(Integer, nullable=False)
+    created_at = Column(DateTime, nullable=False)
+    last_seen_at = Column(DateTime, nullable=False)
+    ended_at = Column(DateTime)
+    end_reason = Column(String(20))
+
+
+class SpentToken(Model):
+    """A refresh token that was used (rotated): presented again, it is refused."""
+
+    __tablename__ = "spent_token"
+
+    jti = Column(String(64), primary_key=True)
+    user_id = Column(Integer, ForeignKey("ab_user.id", ondelete="CASCADE"), nullable=False, index=True)
+    expires_at = Column(DateTime, nullable=False, index=True)
+
+
+class LoginThrottle(Model):
+    """Failed sign-ins per account name or client address (keyed digests, never
+    what was typed), when no Redis is configured for them."""
+
+    __tablename__ = "login_throttle"
+
+    key = Column(String(80), primary_key=True)
+    failures = Column(Integer, nullable=False, default=0)
+    last_failure_at = Column(DateTime, nullable=False)
+    locked_until = Column(DateTime)

@@ -18,7 +18,8 @@ ALL_AGENCIES = "all_agencies"  # see and act on the records of every agency (cas
 ALL_FORMS = "all_forms"  # run any active query form, granted or not
 READ_ALL_QUERIES = "read_all_queries"  # read every agency's query history and reopen its results
 WEEKLY_ALL_AGENCIES = "weekly_all_agencies"  # the weekly query log of every agency, not only one's own
-CAPABILITIES = (ALL_AGENCIES, ALL_FORMS, READ_ALL_QUERIES, WEEKLY_ALL_AGENCIES)
+MANAGE_ACCOUNTS = "manage_accounts"  # set others' passwords, unlock, deactivate and delete accounts
+CAPABILITIES = (ALL_AGENCIES, ALL_FORMS, READ_ALL_QUERIES, WEEKLY_ALL_AGENCIES, MANAGE_ACCOUNTS)
 
 
 @dataclass(frozen=True)

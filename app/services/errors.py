@@ -29,3 +29,13 @@ class NotFound(DomainError):
 
 class Conflict(DomainError):
     status = 409
+
+
+class TooManyAttempts(DomainError):
+    """Sign-in refused while an account name or address waits; ``retry_after`` in seconds."""
+
+    status = 429
+
+    def __init__(self, message, retry_after: int = 0, **params):
+        super().__init__(message, **params)
+        self.retry_after = retry_after

@@ -103,7 +103,10 @@ ROLE_PERMISSIONS: dict[str, list[tuple[str, str]]] = {
     # Admin gets every capability but reading every agency's query history (auditors do that).
     "Admin": [
         (r"^(?!Platform$).*$", r".*"),
-        (f"^{_PLATFORM}$", f"^({actors.ALL_AGENCIES}|{actors.ALL_FORMS}|{actors.WEEKLY_ALL_AGENCIES})$"),
+        (
+            f"^{_PLATFORM}$",
+            f"^({actors.ALL_AGENCIES}|{actors.ALL_FORMS}|{actors.WEEKLY_ALL_AGENCIES}|{actors.MANAGE_ACCOUNTS})$",
+        ),
     ],
     "FormDesigner": _SELF_SERVICE + _READ_AGENCIES + _FORM_DESIGN,
     "Clerk": _SELF_SERVICE + _QUERY,

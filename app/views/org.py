@@ -1,16 +1,24 @@
 """Screens and APIs for agencies and users."""
 
+from flask import flash, g, redirect
+from flask_appbuilder.actions import action
+from flask_appbuilder.api import expose, safe
 from flask_appbuilder.models.sqla.interface import SQLAInterface
+from flask_appbuilder.security.api import SecurityApi
+from flask_appbuilder.security.decorators import has_access
 from flask_appbuilder.security.views import UserDBModelView, UserGroupModelView
 from flask_babel import lazy_gettext as _l
-from werkzeug.security import generate_password_hash
+from flask_jwt_extended import create_access_token, create_refresh_token, get_jwt, get_jwt_identity, jwt_required
 from wtforms import SelectChoice, SelectField
 
+from app.extensions import db
 from app.lib.rocdate import format_roc_datetime
 from app.models.org import AGENCY_KINDS, Agency, PlatformUser
-from app.services import org
+from app.services import accounts, org, passwords, sessions, signin
+from app.services.errors import DomainError
 from app.services.roles import ROLE_LABELS
 from app.views.base import PlatformModelApi, PlatformModelView, ReadableMixin, ValidatedMixin, yes_no
+from app.web import current_actor
 
 AGENCY_LABELS = {
     "code": _l("Agency code"),
@@ -62,11 +70,22 @@ USER_EXTRA_LABELS = {
 }
 
 
+UNLOCKED = _l("The account was unlocked: it may sign in again at once.")
+
+
+def _check_user_edit(session, user) -> None:
+    """The organisation rules, and no edit that deactivates oneself or the last active Admin."""
+    with session.no_autoflush:  # building the actor queries; the edit must not be flushed before it is checked
+        actor = current_actor()
+        org.validate_user(session, user)
+        accounts.check_edit(session, actor, user)
+
+
 class PlatformUserView(ReadableMixin, ValidatedMixin, UserDBModelView):
     """FAB's user screens with agency, title and phone, and our role rules."""
 
     datamodel = SQLAInterface(PlatformUser)
-    validator = org.validate_user
+    validator = _check_user_edit
     page_size = 25
     formatters_columns = {
         "active": yes_no,
@@ -103,10 +122,34 @@ class PlatformUserView(ReadableMixin, ValidatedMixin, UserDBModelView):
             },
         ),
     ]
+    show_template = "org/user_show.html"
     user_show_fieldsets = [
         (_l("User info"), {"fields": ["username", "active", "roles", "agency", "title"]}),
         (_l("Personal Info"), {"fields": ["first_name", "last_name", "email", "phone"], "expanded": True}),
     ]
+
+    def pre_add(self, item):
+        passwords.check(item.password, item.username)  # before FAB hashes it
+        super().pre_add(item)
+
+    @action("unlock", _l("Unlock sign-in"), _l("Let this account sign in again at once?"), "fa-unlock", multiple=False)
+    def unlock(self, item):
+        signin.unlock(self.datamodel.session, current_actor(), item.id)
+        flash(str(UNLOCKED), "success")
+        return redirect(self.get_redirect())
+
+    @expose("/delete/<pk>", methods=["GET", "POST"])
+    @has_access
+    def delete(self, pk):
+        """Delete through the command: a user with history is deactivated instead;
+        nobody removes themselves or the last active Admin."""
+        if not self.is_get_mutation_allowed():
+            return super().delete(pk)
+        try:
+            flash(accounts.remove(self.datamodel.session, current_actor(), pk), "success")
+        except DomainError as exc:
+            flash(str(exc), "danger")
+        return redirect(self.get_redirect())
 
 
 class PlatformGroupView(ValidatedMixin, UserGroupModelView):
@@ -121,7 +164,7 @@ class UserApi(PlatformModelApi):
 
     resource_name = "users"
     datamodel = SQLAInterface(PlatformUser)
-    validator = org.validate_user
+    validator = _check_user_edit
     list_columns = show_columns = [
         "id",
         "username",
@@ -153,8 +196,118 @@ class UserApi(PlatformModelApi):
 
     def pre_add(self, item):
         super().pre_add(item)
-        if item.password:
-            item.password = generate_password_hash(item.password)
+        passwords.check(item.password, item.username)
+        item.password = accounts.hash_password(item.password)
+
+    def delete_headless(self, pk):
+        """Delete through the command: a user with history is deactivated instead (the answer says so)."""
+        try:
+            message = accounts.remove(db.session, current_actor(), pk)
+        except DomainError as exc:
+            return self.response(exc.status, message=str(exc))
+        return self.response(200, message=message)
+
+
+class PlatformSecurityApi(SecurityApi):
+    """FAB's sign-in API: one failure limit with the login form (429 while an
+    account or address waits), and refresh tokens spent when used."""
+
+    @expose("/login", methods=["POST"])
+    @safe
+    def login(self):
+        """Sign in and get a JWT access token (and a refresh token with ``refresh: true``)
+        ---
+        post:
+          description: >-
+            Authenticate and get a JWT access and, optionally, refresh token.
+            After repeated failures the account name or address waits (429).
+          requestBody:
+            required: true
+            content:
+              application/json:
+                schema:
+                  type: object
+                  properties:
+                    username:
+                      type: string
+                    password:
+                      type: string
+                    provider:
+                      type: string
+                      enum:
+                      - db
+                    refresh:
+                      type: boolean
+          responses:
+            200:
+              description: Signed in
+              content:
+                application/json:
+                  schema:
+                    type: object
+                    properties:
+                      access_token:
+                        type: string
+                      refresh_token:
+                        type: string
+            400:
+              $ref: '#/components/responses/400'
+            401:
+              $ref: '#/components/responses/401'
+            429:
+              description: Too many failed sign-ins; try again after Retry-After seconds
+            500:
+              $ref: '#/components/responses/500'
+        """
+        answer = super().login()
+        refusal = g.pop("sign_in_refusal", None)
+        if refusal is None:
+            return answer
+        response = self.response(refusal.status, message=str(refusal))
+        response.headers["Retry-After"] = str(refusal.retry_after)
+        return response
+
+    @expose("/refresh", methods=["POST"])
+    @jwt_required(refresh=True)
+    @safe
+    def refresh(self):
+        """A new access token and a new refresh token; the one presented is spent
+        ---
+        post:
+          description: >-
+            Spend the refresh token for a new access token and a new refresh token.
+            A spent refresh token presented again ends every token of the account.
+          responses:
+            200:
+              description: Refreshed
+              content:
+                application/json:
+                  schema:
+                    type: object
+                    properties:
+                      access_token:
+                        type: string
+                      refresh_token:
+                        type: string
+            401:
+              $ref: '#/components/responses/401'
+            500:
+              $ref: '#/components/responses/500'
+          security:
+            - jwt_refresh: []
+        """
+        payload = get_jwt()
+        if not sessions.spend(db.session, payload):
+            return self.response_401()
+        identity, signed_in_at = get_jwt_identity(), int(payload.get("sat", 0))
+        claims = {"sat": signed_in_at}
+        return self.response(
+            200,
+            access_token=create_access_token(identity=identity, fresh=False, additional_claims=claims),
+            refresh_token=create_refresh_token(
+                identity=identity, additional_claims=claims, expires_delta=sessions.refresh_lifetime(signed_in_at)
+            ),
+        )
 
 
 def register(appbuilder) -> None:

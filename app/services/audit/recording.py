@@ -21,6 +21,7 @@ from sqlalchemy.orm import Session
 
 from app.models.audit import AuditEvent, AuditHead
 from app.models.notify import Attachment, CaseEvent, CaseSequence, Dispatch, NotificationCase
+from app.models.org import LoginThrottle, SpentToken, UserSession
 from app.models.outbox import OutboxMessage
 from app.models.queries import ConfigGeneration, QueryLog
 from app.services.actors import SYSTEM, Actor
@@ -56,6 +57,10 @@ NOT_AUDITED = (
     Attachment,
     CaseSequence,
     ConfigGeneration,
+    # sign-in bookkeeping: login, logout, locks and revocations are explicit events
+    UserSession,
+    SpentToken,
+    LoginThrottle,
 )
 # FAB's own names for security tables, as auditors read them.
 OBJECT_TYPES = {

@@ -1,0 +1,210 @@
+"""Sessions that end: signed-in browsers and API tokens.
+
+A browser's cookie holds a random session id; the server keeps its SHA-256 in
+``user_session`` and answers, on every request, whether it still holds: not
+logged out, not idle longer than SESSION_IDLE_MINUTES, not older than
+SESSION_MAX_HOURS, and made under the user's current ``credential_epoch``.
+The epoch is bumped (``install_revocation_hook``) whenever a password changes,
+an account is deactivated or loses a role, whatever path made the change:
+every session and every API token (whose ``ep`` claim carries the epoch) of
+that user is refused from then on. A refresh token is spent when used
+(``spent_token``); presented again, it revokes the whole family.
+"""
+
+from __future__ import annotations
+
+import datetime
+import hashlib
+import secrets
+
+from flask import current_app
+from sqlalchemy import delete, event, inspect, select, update
+from sqlalchemy.exc import IntegrityError
+
+from app.models.org import PlatformUser, SpentToken, UserSession
+from app.services import audit
+from app.services.command import transaction
+
+
+def _now() -> datetime.datetime:
+    return datetime.datetime.utcnow()
+
+
+def _hash(sid: str) -> str:
+    return hashlib.sha256(sid.encode()).hexdigest()
+
+
+def _epoch(session, user_id) -> int | None:
+    return session.scalar(select(PlatformUser.credential_epoch).where(PlatformUser.id == user_id))
+
+
+# --- browser sessions ---------------------------------------------------------
+
+
+def start(session, user_id: int) -> str:
+    """A new browser session for the user who just signed in: its id, for the cookie only."""
+    sid = secrets.token_urlsafe(32)
+    now = _now()
+    with transaction(session):
+        epoch = _epoch(session, user_id) or 0
+        session.add(UserSession(sid_hash=_hash(sid), user_id=user_id, epoch=epoch, created_at=now, last_seen_at=now))
+    return sid
+
+
+def holds(session, sid: str | None, user_id) -> bool:
+    """Whether the browser session ``sid`` of ``user_id`` is still good; it is
+    touched (at most every SESSION_TOUCH_SECONDS), or ended when it ran out."""
+    if not sid or user_id is None:
+        return False
+    cfg = current_app.config
+    row = session.execute(
+        select(UserSession, PlatformUser.credential_epoch, PlatformUser.active)
+        .join(PlatformUser, PlatformUser.id == UserSession.user_id)
+        .where(UserSession.sid_hash == _hash(sid))
+    ).first()
+    if row is None:
+        return False
+    record, epoch, active = row
+    if record.ended_at is not None or str(record.user_id) != str(user_id):
+        return False
+    now = _now()
+    reason = None
+    if not active or record.epoch != epoch:
+        reason = "revoked"
+    elif now - record.created_at > datetime.timedelta(hours=float(cfg["SESSION_MAX_HOURS"])):
+        reason = "expired"
+    elif now - record.last_seen_at > datetime.timedelta(minutes=float(cfg["SESSION_IDLE_MINUTES"])):
+        reason = "idle"
+    if reason is not None:
+        _end_rows(session, [record.id], reason, now)
+        return False
+    if now - record.last_seen_at > datetime.timedelta(seconds=float(cfg["SESSION_TOUCH_SECONDS"])):
+        with transaction(session):
+            session.execute(update(UserSession).where(UserSession.id == record.id).values(last_seen_at=now))
+    return True
+
+
+def _end_rows(session, ids, reason: str, now) -> None:
+    with transaction(session):
+        session.execute(
+            update(UserSession)
+            .where(UserSession.id.in_(ids), UserSession.ended_at.is_(None))
+            .values(ended_at=now, end_reason=reason)
+        )
+
+
+def end(session, sid: str | None) -> None:
+    """Logout: the browser session is over; its cookie, replayed, opens nothing."""
+    if not sid:
+        return
+    with transaction(session):
+        session.execute(
+            update(UserSession)
+            .where(UserSession.sid_hash == _hash(sid), UserSession.ended_at.is_(None))
+            .values(ended_at=_now(), end_reason="logout")
+        )
+
+
+def keep(session, sid: str | None, user_id: int) -> None:
+    """Carry the current browser session over to the user's new epoch (after they changed their own password)."""
+    if not sid:
+        return
+    with transaction(session):
+        session.execute(
+            update(UserSession)
+            .where(UserSession.sid_hash == _hash(sid), UserSession.user_id == user_id, UserSession.ended_at.is_(None))
+            .values(epoch=select(PlatformUser.credential_epoch).where(PlatformUser.id == user_id).scalar_subquery())
+        )
+
+
+# --- API tokens ---------------------------------------------------------------
+
+
+def token_claims(session, user_id, signed_in_at: int | None = None) -> dict:
+    """Claims every token of the user carries: the credential epoch and when the user signed in."""
+    epoch = _epoch(session, int(user_id)) if str(user_id).isdigit() else None
+    at = signed_in_at if signed_in_at is not None else int(_now().replace(tzinfo=datetime.UTC).timestamp())
+    return {"ep": epoch if epoch is not None else -1, "sat": at}
+
+
+def token_revoked(session, payload: dict) -> bool:
+    """A token is refused when its user is gone or inactive, its epoch is old,
+    its sign-in is older than SESSION_MAX_HOURS, or (a refresh token) it was spent."""
+    sub = str(payload.get("sub", ""))
+    if not sub.isdigit():
+        return True
+    row = session.execute(
+        select(PlatformUser.credential_epoch, PlatformUser.active).where(PlatformUser.id == int(sub))
+    ).first()
+    if row is None or not row.active or payload.get("ep") != row.credential_epoch:
+        return True
+    max_age = float(current_app.config["SESSION_MAX_HOURS"]) * 3600
+    if _now().replace(tzinfo=datetime.UTC).timestamp() - float(payload.get("sat", 0)) > max_age:
+        return True
+    if payload.get("type") == "refresh":
+        if session.get(SpentToken, str(payload.get("jti"))) is not None:
+            revoke_all(session, int(sub), "refresh_token_reused")
+            return True
+    return False
+
+
+def spend(session, payload: dict) -> bool:
+    """Spend a refresh token (once: a second spender, even a concurrent one, gets False)."""
+    expires = datetime.datetime.utcfromtimestamp(int(payload["exp"]))
+    try:
+        with transaction(session):
+            session.add(SpentToken(jti=str(payload["jti"]), user_id=int(payload["sub"]), expires_at=expires))
+            # Spent tokens past their expiry need no keeping.
+            session.execute(delete(SpentToken).where(SpentToken.expires_at < _now()))
+    except IntegrityError:
+        revoke_all(session, int(payload["sub"]), "refresh_token_reused")
+        return False
+    return True
+
+
+def refresh_lifetime(signed_in_at: int) -> datetime.timedelta:
+    """A rotated refresh token lives its configured time, but never past the sign-in's absolute lifetime."""
+    cfg = current_app.config
+    now = _now().replace(tzinfo=datetime.UTC).timestamp()
+    left = signed_in_at + float(cfg["SESSION_MAX_HOURS"]) * 3600 - now
+    return min(cfg["JWT_REFRESH_TOKEN_EXPIRES"], datetime.timedelta(seconds=max(1.0, left)))
+
+
+def revoke_all(session, user_id: int, reason: str) -> None:
+    """End every session and token of the user (a new epoch), audited as ``revoke_sessions``."""
+    from app.services.actors import SYSTEM
+
+    with transaction(session):
+        session.execute(
+            update(PlatformUser)
+            .where(PlatformUser.id == user_id)
+            .values(credential_epoch=PlatformUser.credential_epoch + 1)
+        )
+        audit.record(session, "revoke_sessions", object_type="User", object_id=user_id, outcome="ok",
+                     detail={"reason": reason}, actor=audit.current_actor() or SYSTEM)  # fmt: skip
+
+
+# --- the epoch follows the credentials ------------------------------------------
+
+
+def _changes_credentials(user: PlatformUser) -> bool:
+    state = inspect(user)
+    if state.attrs.password.history.has_changes():
+        return True
+    active = state.attrs.active.history
+    if active.has_changes() and not user.active:
+        return True
+    return bool(state.attrs.roles.history.deleted)
+
+
+def _bump_epochs(session, flush_context, instances) -> None:
+    for obj in session.dirty:
+        if isinstance(obj, PlatformUser) and _changes_credentials(obj):
+            obj.credential_epoch = (obj.credential_epoch or 0) + 1
+
+
+def install_revocation_hook(session) -> None:
+    """Whatever path changes a password, deactivates an account or removes a role
+    (screens, APIs, commands), the user's sessions and tokens end with it."""
+    if not event.contains(session, "before_flush", _bump_epochs):
+        event.listen(session, "before_flush", _bump_epochs)
