@@ -219,3 +219,69 @@ def test_a_locked_unknown_name_answers_like_a_locked_account(app):
     for _ in range(app.config["LOGIN_LOCK_AFTER_FAILURES"]):
         assert _api_login(client, name, "x").status_code == 401
     assert _api_login(client, name, "x").status_code == 429  # nothing tells it from a real account
+
+
+@pytest.fixture
+def redis_url(tmp_path):
+    """A real Redis server of the test's own, on a free port, without persistence."""
+    import subprocess
+
+    import redis
+
+    from tests.conftest import free_port
+
+    port = free_port()
+    server = subprocess.Popen(
+        [
+            "redis-server",
+            "--port",
+            str(port),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--dir",
+            str(tmp_path),
+        ],  # fmt: skip
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        for line in server.stdout:  # started when it says so
+            if "Ready to accept connections" in line:
+                break
+        url = f"redis://127.0.0.1:{port}/0"
+        client = redis.Redis.from_url(url)
+        yield url, client
+        client.close()
+    finally:
+        server.terminate()
+        server.wait()
+        server.stdout.close()
+
+
+def test_the_failure_counters_live_in_redis_when_one_is_configured(app, redis_url):
+    from app.models.org import LoginThrottle
+    from app.services import signin
+
+    url, client = redis_url
+    username, user_id = new_user(app)
+    app.config["LOGIN_THROTTLE_STORAGE_URI"] = url
+    try:
+        for _ in range(app.config["LOGIN_LOCK_AFTER_FAILURES"]):
+            assert _api_login(app.test_client(), username, "wrong-password").status_code == 401
+        assert _api_login(app.test_client(), username, GOOD_PASSWORD).status_code == 429
+        with app.app_context():
+            key = signin.account_key(username, user_id)
+            assert db.session.get(LoginThrottle, key) is None  # not in the database
+        assert int(client.hget(f"platform:login:{key}", "failures")) == app.config["LOGIN_LOCK_AFTER_FAILURES"]
+        assert client.ttl(f"platform:login:{key}") > 0  # forgotten in time
+        admin = app.test_client()
+        login(admin, "admin")
+        admin.post(f"/users/action/unlock/{user_id}")
+        assert not client.exists(f"platform:login:{key}")
+        assert _api_login(app.test_client(), username, GOOD_PASSWORD).status_code == 200
+    finally:
+        app.config["LOGIN_THROTTLE_STORAGE_URI"] = ""
