@@ -121,12 +121,16 @@ class PlatformSecurityManager(SecurityManager):
 
     def register_views(self):
         super().register_views()
-        # FAB limits only the login form; the JWT login takes passwords too.
+        # FAB limits only the login form; the JWT login takes passwords too: one
+        # burst limit per address for both doors (a shared scope), besides the
+        # failure counters of app.services.signin.
         if not self.is_auth_limited:
             return
+        shared = self.limiter.shared_limit(self.auth_rate_limit, scope="sign-in", methods=["POST"])
         for view in self.appbuilder.baseviews:
-            if isinstance(view, self.security_api) and getattr(view, "blueprint", None) is not None:
-                self.limiter.limit(self.auth_rate_limit, methods=["POST"])(view.blueprint)
+            if view is self.auth_view or isinstance(view, self.security_api):
+                if getattr(view, "blueprint", None) is not None:
+                    shared(view.blueprint)
 
     def _token_call(self) -> bool:
         """A JWT bearer-token API call: it opens no cookie session (``app.web``)

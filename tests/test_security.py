@@ -65,6 +65,22 @@ def test_repeated_failed_logins_are_rate_limited(strict_app):
     assert statuses[0] == 401 and 429 in statuses
 
 
+def test_the_login_form_and_the_login_api_share_one_rate_limit(strict_app):
+    client = strict_app.test_client()
+    for n in range(3):  # five a minute, counted over both doors (each name once: no account waits)
+        page = client.get("/login/")
+        r = client.post("/login/", data={"username": f"form-{n}", "password": "x", "csrf_token": csrf_token(page.text)})
+        assert r.status_code == 302
+    for n in range(2):
+        r = client.post("/api/v1/security/login", json={"username": f"api-{n}", "password": "x", "provider": "db"})
+        assert r.status_code == 401
+    r = client.post("/api/v1/security/login", json={"username": "api-9", "password": "x", "provider": "db"})
+    assert r.status_code == 429
+    page = client.get("/login/")
+    r = client.post("/login/", data={"username": "form-9", "password": "x", "csrf_token": csrf_token(page.text)})
+    assert r.status_code == 429
+
+
 def test_failed_logins_with_an_id_number_leave_no_trace_of_it_in_the_logs(client, caplog):
     with caplog.at_level(logging.INFO):
         login(client, "A123456789", "x")

@@ -197,3 +197,27 @@ def test_logout_is_audited_and_ends_only_that_browsers_session(app):
             select(AuditEvent.action).where(AuditEvent.actor_id == user_id).order_by(AuditEvent.id)
         ).all()
     assert actions.count("login") == 2 and "logout" in actions
+
+
+def test_a_group_losing_a_role_ends_its_members_tokens(app):
+    from flask_appbuilder.security.sqla.models import Group
+
+    username, user_id = new_user(app)
+    name = f"小組{uuid.uuid4().hex[:6]}"
+    with app.app_context():
+        sm = app.appbuilder.sm
+        group = Group(name=name, label=name, roles=[sm.find_role("Manager")])
+        db.session.add(group)
+        sm.get_user_by_id(user_id).groups = [group]
+        db.session.commit()
+    pair = tokens(app.test_client(), username)
+    client = app.test_client()
+    assert client.get("/api/v1/categories/", headers=bearer(pair["access_token"])).status_code == 200
+    with app.app_context():
+        group = db.session.scalar(select(Group).where(Group.name == name))
+        group.roles = []
+        db.session.commit()
+    assert client.get("/api/v1/categories/", headers=bearer(pair["access_token"])).status_code == 401
+    with app.app_context():
+        db.session.delete(db.session.scalar(select(Group).where(Group.name == name)))
+        db.session.commit()

@@ -10,7 +10,7 @@ from werkzeug.security import generate_password_hash
 
 from app.models.org import PlatformUser
 from app.services import audit, passwords
-from app.services.actors import MANAGE_ACCOUNTS
+from app.services.actors import MANAGE_ACCOUNTS, SYSTEM
 from app.services.command import transaction
 from app.services.errors import Conflict, Forbidden, NotFound
 
@@ -37,13 +37,14 @@ def hash_password(password: str) -> str:
 
 
 def set_password(session, actor, user_id, password: str) -> None:
-    """Set a user's password (their own, or anyone's with MANAGE_ACCOUNTS): the
+    """Set a user's password (their own, or anyone's with MANAGE_ACCOUNTS or from the CLI): the
     policy applies; every session and token of the user ends (``sessions``), audited.
 
     Raises InvalidInput (policy), Forbidden, NotFound."""
     user = session.get(PlatformUser, int(user_id)) if str(user_id).isdigit() else None
     own = actor.user_id is not None and user is not None and user.id == actor.user_id
-    if not own and not actor.can(MANAGE_ACCOUNTS):
+    # The system actor is an operator at the command line (FAB's `flask fab reset-password`).
+    if not own and actor is not SYSTEM and not actor.can(MANAGE_ACCOUNTS):
         raise Forbidden(NOT_ALLOWED)
     if user is None:
         raise NotFound(NO_SUCH_USER)

@@ -194,13 +194,21 @@ def _changes_credentials(user: PlatformUser) -> bool:
     active = state.attrs.active.history
     if active.has_changes() and not user.active:
         return True
-    return bool(state.attrs.roles.history.deleted)
+    # a role held directly, or through a group left
+    return bool(state.attrs.roles.history.deleted or state.attrs.groups.history.deleted)
 
 
 def _bump_epochs(session, flush_context, instances) -> None:
+    from flask_appbuilder.security.sqla.models import Group
+
+    users = set()
     for obj in session.dirty:
         if isinstance(obj, PlatformUser) and _changes_credentials(obj):
-            obj.credential_epoch = (obj.credential_epoch or 0) + 1
+            users.add(obj)
+        elif isinstance(obj, Group) and inspect(obj).attrs.roles.history.deleted:
+            users.update(obj.users or [])  # a group losing a role: its members lose it
+    for user in users:
+        user.credential_epoch = (user.credential_epoch or 0) + 1
 
 
 def install_revocation_hook(session) -> None:
