@@ -75,10 +75,15 @@ def holds(session, sid: str | None, user_id) -> bool:
         reason = "expired"
     elif now - record.last_seen_at > datetime.timedelta(minutes=float(cfg["SESSION_IDLE_MINUTES"])):
         reason = "idle"
+    # Flask-Login may first ask inside a view that has begun its own work: the
+    # bookkeeping below commits, so it waits for a request that has nothing pending.
+    clean = not (session.new or session.dirty or session.deleted)
     if reason is not None:
-        _end_rows(session, [record.id], reason, now)
+        if clean:
+            _end_rows(session, [record.id], reason, now)
         return False
-    if now - record.last_seen_at > datetime.timedelta(seconds=float(cfg["SESSION_TOUCH_SECONDS"])):
+    touch = datetime.timedelta(seconds=float(cfg["SESSION_TOUCH_SECONDS"]))
+    if clean and now - record.last_seen_at > touch:
         with transaction(session):
             session.execute(update(UserSession).where(UserSession.id == record.id).values(last_seen_at=now))
     return True
