@@ -171,7 +171,7 @@ class PlatformSecurityManager(SecurityManager):
                 .options(
                     joinedload(self.user_model.agency),
                     joinedload(self.user_model.roles),
-                    joinedload(self.user_model.groups),
+                    joinedload(self.user_model.groups).joinedload(self.group_model.roles),
                 )
             )
             .unique()
@@ -201,7 +201,8 @@ class PlatformSecurityManager(SecurityManager):
     def _detached_user(self, pk):
         user = self.get_user_by_id(int(pk)) if str(pk).isdigit() else None
         if user is not None:
-            for obj in (user, *user.roles, *user.groups, user.agency):
+            group_roles = [role for group in user.groups for role in group.roles]
+            for obj in (user, *user.roles, *user.groups, *group_roles, user.agency):
                 if obj is not None and obj in self.session:
                     self.session.expunge(obj)
         return user

@@ -200,7 +200,8 @@ def test_logout_is_audited_and_ends_only_that_browsers_session(app):
 
 
 def test_a_group_losing_a_role_ends_its_members_tokens(app):
-    from flask_appbuilder.security.sqla.models import Group
+    from flask_appbuilder.security.sqla.models import Group, assoc_user_group
+    from sqlalchemy import insert
 
     username, user_id = new_user(app)
     name = f"小組{uuid.uuid4().hex[:6]}"
@@ -208,7 +209,8 @@ def test_a_group_losing_a_role_ends_its_members_tokens(app):
         sm = app.appbuilder.sm
         group = Group(name=name, label=name, roles=[sm.find_role("Manager")])
         db.session.add(group)
-        sm.get_user_by_id(user_id).groups = [group]
+        db.session.flush()
+        db.session.execute(insert(assoc_user_group).values(user_id=user_id, group_id=group.id))
         db.session.commit()
     pair = tokens(app.test_client(), username)
     client = app.test_client()

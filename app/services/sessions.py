@@ -206,14 +206,21 @@ def _changes_credentials(user: PlatformUser) -> bool:
 def _bump_epochs(session, flush_context, instances) -> None:
     from flask_appbuilder.security.sqla.models import Group
 
-    users = set()
+    bumped, members = set(), set()
     for obj in session.dirty:
         if isinstance(obj, PlatformUser) and _changes_credentials(obj):
-            users.add(obj)
+            obj.credential_epoch = (obj.credential_epoch or 0) + 1
+            bumped.add(obj.id)
         elif isinstance(obj, Group) and inspect(obj).attrs.roles.history.deleted:
-            users.update(obj.users or [])  # a group losing a role: its members lose it
-    for user in users:
-        user.credential_epoch = (user.credential_epoch or 0) + 1
+            members.update(user.id for user in obj.users or [])  # a group losing a role: its members lose it
+    members -= bumped
+    if members:
+        # FAB's Group.users holds its own User class: bump the members by id.
+        session.connection().execute(
+            update(PlatformUser)
+            .where(PlatformUser.id.in_(sorted(members)))
+            .values(credential_epoch=PlatformUser.credential_epoch + 1)
+        )
 
 
 def install_revocation_hook(session) -> None:
