@@ -66,6 +66,20 @@ class Config:
         "subject_hash_key", lambda: secrets.token_hex(32)
     )
     VERIFY_VALID_DAYS = int(os.environ.get("VERIFY_VALID_DAYS", "90"))
+    # The audit chain is keyed: each link is an HMAC-SHA256 under this secret,
+    # kept outside the database, so whoever can write the database cannot
+    # recompute the chain. Web processes (inline sealing) and the sealer need it;
+    # so does an auditor who verifies a copy of the database. Back it up apart
+    # from the database: without it the chain cannot be verified.
+    AUDIT_CHAIN_KEY = os.environ.get("AUDIT_CHAIN_KEY") or _instance_secret(
+        "audit_chain_key", lambda: secrets.token_hex(32)
+    )
+    # The sealer signs checkpoints of the chain (head, count, time) with this
+    # Ed25519 private key (64 hex digits); `flask audit public-key` prints the
+    # public key auditors verify them with.
+    AUDIT_SIGNING_KEY = os.environ.get("AUDIT_SIGNING_KEY") or _instance_secret(
+        "audit_signing_key", lambda: secrets.token_hex(32)
+    )
     # Notification attachments: size limit, and the key that seals their SHA-256.
     ATTACHMENT_MAX_BYTES = int(os.environ.get("ATTACHMENT_MAX_BYTES", str(10 * 1024 * 1024)))
     ATTACHMENT_SEAL_KEY = os.environ.get("ATTACHMENT_SEAL_KEY") or _instance_secret(
@@ -190,6 +204,18 @@ class Config:
     # The sealer's round: each costs about the same whatever it links, so a
     # quarter second gathers enough events that the rounds cost little per query.
     AUDIT_SEAL_SECONDS = float(os.environ.get("AUDIT_SEAL_SECONDS", "0.25"))
+    # `flask audit verify` reports (never seals) events waiting for the sealer longer than this.
+    AUDIT_SEAL_GRACE_SECONDS = float(os.environ.get("AUDIT_SEAL_GRACE_SECONDS", "300"))
+    # Signed checkpoints are appended to this file (JSON lines; keep it where the
+    # database's writers cannot rewrite it: another host, append-only storage)
+    # by the sealer when the chain has grown and this many seconds have passed...
+    AUDIT_CHECKPOINT_FILE = os.environ.get("AUDIT_CHECKPOINT_FILE", str(INSTANCE_DIR / "audit_checkpoints.jsonl"))
+    AUDIT_CHECKPOINT_SECONDS = float(os.environ.get("AUDIT_CHECKPOINT_SECONDS", "60"))
+    # ...and e-mailed through the outbox this often to these addresses
+    # (comma-separated; blank: every active account holding the role named below).
+    AUDIT_CHECKPOINT_MAIL_SECONDS = float(os.environ.get("AUDIT_CHECKPOINT_MAIL_SECONDS", "86400"))
+    AUDIT_CHECKPOINT_MAIL_TO = os.environ.get("AUDIT_CHECKPOINT_MAIL_TO", "")
+    AUDIT_CHECKPOINT_ROLE = os.environ.get("AUDIT_CHECKPOINT_ROLE", "Auditor")
 
     DEMO_PASSWORD = os.environ.get("DEMO_PASSWORD", "Demo-2026")
     MAX_CONTENT_LENGTH = int(os.environ.get("MAX_CONTENT_LENGTH", str(40 * 1024 * 1024)))

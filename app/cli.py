@@ -41,26 +41,122 @@ def platform_check():
 
 @audit_cli.command("seal")
 def audit_seal():
-    """Link every committed but unsealed event into the hash chain."""
-    from app.services.audit import seal_all
+    """Link every committed but unsealed event into the hash chain (the sealer's work, by hand)."""
+    from app.services.audit import seal_all, sealer
 
-    click.echo(f"sealed {seal_all(db.engine)} events")
+    refused: set[int] = set()
+    click.echo(f"sealed {seal_all(db.engine, refused=refused)} events")
+    if refused:
+        sealer.report_forged(sorted(refused))
+        click.echo(
+            f"refused {len(refused)} unsealed rows the platform did not write (see `flask audit verify`)", err=True
+        )
+        sys.exit(1)
 
 
 @audit_cli.command("verify")
-def audit_verify():
-    """Seal what is pending, recompute the hash chain; exit 1 naming the first broken row."""
-    from app.services.audit import seal_all, verify
+@click.option(
+    "--checkpoints",
+    "checkpoint_file",
+    type=click.Path(dir_okay=False),
+    help="Signed checkpoints to compare the chain with (default: AUDIT_CHECKPOINT_FILE).",
+)
+@click.option(
+    "--public-key",
+    "public_key_file",
+    type=click.Path(exists=True, dir_okay=False),
+    help="The auditors' copy of the public key (PEM) the checkpoints must be signed with "
+    "(default: the one of AUDIT_SIGNING_KEY).",
+)
+@click.option(
+    "--grace", type=float, help="Seconds an event may wait for the sealer (default: AUDIT_SEAL_GRACE_SECONDS)."
+)
+def audit_verify(checkpoint_file, public_key_file, grace):
+    """Recompute the keyed chain and compare it with its head and the signed
+    checkpoints; report forged or overdue unsealed events. Reads only (seals
+    nothing); exit 1 naming what is wrong."""
+    from pathlib import Path
 
-    sealed = seal_all(db.engine)
+    from app.services.audit import checkpoints, verify
+
+    cfg = current_app.config
+    path = Path(checkpoint_file or cfg["AUDIT_CHECKPOINT_FILE"])
+    if public_key_file:
+        try:
+            public = checkpoints.load_public_key(Path(public_key_file).read_bytes())
+        except ValueError:
+            click.echo(f"{public_key_file}: not an Ed25519 public key in PEM form", err=True)
+            sys.exit(2)
+    else:
+        public = checkpoints.signing_key().public_key()
+    if checkpoint_file and not path.exists():
+        click.echo(f"{checkpoint_file}: no such file", err=True)
+        sys.exit(2)
+    signed, problems = checkpoints.read(path, public)
     with db.engine.connect() as conn:
-        result = verify(conn)
-    if result.ok:
-        click.echo(f"audit chain OK: {result.checked} events verified ({sealed} sealed just now)")
+        _read_only(conn)
+        try:
+            result = verify(conn, signed, grace=grace)
+        finally:
+            conn.rollback()
+            if conn.dialect.name == "sqlite":
+                conn.exec_driver_sql("PRAGMA query_only = OFF")
+    problems = [*problems, *result.problems]
+    if not signed:
+        click.echo(f"note: no signed checkpoint in {path}: a cut-off tail cannot be told from a short chain", err=True)
+    if not problems:
+        click.echo(
+            f"audit chain OK: {result.checked} events verified, {result.checkpoints} signed checkpoints matched"
+            + (f"; {result.pending} events wait for the sealer (within the grace period)" if result.pending else "")
+        )
         return
-    row = f"seq {result.bad_seq}" + (f" (id {result.bad_id})" if result.bad_id else "")
-    click.echo(f"audit chain BROKEN at {row}: {result.reason}", err=True)
+    for problem in problems:
+        click.echo(f"audit chain BROKEN: {problem}", err=True)
     sys.exit(1)
+
+
+def _read_only(conn) -> None:
+    """The database itself refuses any write by this connection (verify reads only)."""
+    if conn.dialect.name == "postgresql":
+        conn.exec_driver_sql("SET TRANSACTION READ ONLY")
+    elif conn.dialect.name == "sqlite":
+        conn.exec_driver_sql("PRAGMA query_only = ON")
+
+
+@audit_cli.command("checkpoint")
+@click.option("--mail/--no-mail", default=True, help="Also queue it to the auditors (default: yes).")
+def audit_checkpoint(mail):
+    """Sign the chain's head now, append it to AUDIT_CHECKPOINT_FILE and mail it to the auditors."""
+    from app.services.audit import checkpoints
+
+    try:
+        fields = checkpoints.write(db.engine)
+    except checkpoints.CheckpointRefused as exc:
+        click.echo(f"checkpoint refused: {exc}", err=True)
+        sys.exit(1)
+    if fields is None:
+        click.echo("the chain has not moved since the last checkpoint: nothing signed")
+        return
+    from app.services import checkpoint_mail
+
+    sent = checkpoint_mail.mail(db.engine, fields) if mail else 0
+    click.echo(f"checkpoint at seq {fields['seq']} ({fields['count']} events) signed; mailed to {sent} auditors")
+
+
+@audit_cli.command("public-key")
+@click.option("--out", type=click.Path(dir_okay=False, writable=True), help="Write it to this file (default: print).")
+def audit_public_key(out):
+    """The public key that checks the signed checkpoints (PEM), for the auditors."""
+    from app.services.audit import checkpoints
+
+    key = checkpoints.signing_key()
+    pem = checkpoints.public_pem(key)
+    if out:
+        with open(out, "w") as fh:
+            fh.write(pem)
+        click.echo(f"public key {checkpoints.key_id(key)} written to {out}")
+    else:
+        click.echo(pem, nl=False)
 
 
 @outbox_cli.command("work")
@@ -138,10 +234,13 @@ def _serve_ftp() -> None:
 
 @worker_cli.command("sealer")
 def worker_sealer():
-    """Link committed audit events into the hash chain, a round every AUDIT_SEAL_SECONDS."""
+    """Link committed audit events into the hash chain, a round every AUDIT_SEAL_SECONDS; write signed checkpoints."""
+    import functools
+
+    from app.services import checkpoint_mail
     from app.services.audit import sealer
 
-    _run_worker("sealer", sealer.run)
+    _run_worker("sealer", functools.partial(sealer.run, mailer=checkpoint_mail.mail))
 
 
 @roles_cli.command("sync")

@@ -1,6 +1,8 @@
 """How much does the audit trail cost? Audited writes per second beside the
 same writes with the audit hook switched off, in one process, on SQLite and
-PostgreSQL; then how fast `flask audit verify` walks the chain.
+PostgreSQL; then how fast the sealer links what the writes left pending (on
+PostgreSQL, where requests only insert their events) and how fast `flask
+audit verify` walks the chain.
 
     .venv/bin/python bench/audit_bench.py [--n 2000]
 """
@@ -57,6 +59,16 @@ def _writes(app, n, audited: bool) -> float:
                 audit.install_session_hooks(db.session)
 
 
+def _seal(app) -> tuple[int, float]:
+    from app.extensions import db
+    from app.services.audit import seal_all
+
+    with app.app_context():
+        t0 = time.perf_counter()
+        n = seal_all(db.engine)
+        return n, n / max(time.perf_counter() - t0, 1e-9)
+
+
 def _verify(app) -> tuple[int, float]:
     from app.extensions import db
     from app.services.audit import verify
@@ -73,9 +85,10 @@ def run(label, url, n):
     _writes(app, 50, True)  # warm up
     base = _writes(app, n, audited=False)
     audited = _writes(app, n, audited=True)
+    sealed, seal_rate = _seal(app)
     rows, rate = _verify(app)
     print(f"{label:10s} plain inserts {base:8.0f}/s   audited {audited:8.0f}/s   ratio {audited / base:5.2f}"
-          f"   verify {rows} rows at {rate:,.0f} rows/s")  # fmt: skip
+          f"   sealed {sealed} pending at {seal_rate:,.0f} rows/s   verify {rows} rows at {rate:,.0f} rows/s")  # fmt: skip
     from app.extensions import db
 
     with app.app_context():

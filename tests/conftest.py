@@ -132,6 +132,7 @@ def build_app(url: str, seed: bool = True, migrate: bool = True, **overrides):
         TRANSFER_FTP_TLS_CERT = str(pki / "ftp-tls.pem")
         TRANSFER_FTP_TLS_KEY = str(pki / "ftp-tls.key")
         TRANSFER_FTP_PASSIVE_PORTS = ""
+        AUDIT_CHECKPOINT_FILE = str(Path(tempfile.mkdtemp(prefix="audit-")) / "checkpoints.jsonl")
 
     for key, value in overrides.items():
         setattr(Cfg, key, value)

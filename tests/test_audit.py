@@ -1,14 +1,22 @@
 """The audit trail: sign-in events, CRUD events, and a chain that shows tampering."""
 
+import base64
 import datetime
+import email
+import email.policy
+import hashlib
 import json
+import shutil
+import subprocess
 import threading
+from pathlib import Path
 
 import pytest
 from sqlalchemy import func, insert, select, text, update
+from sqlalchemy import inspect as sa_inspect
 
 from app.extensions import db
-from app.models.audit import AuditEvent
+from app.models.audit import AuditEvent, AuditHead
 from app.services import audit
 from tests.conftest import api_token, bearer, login
 
@@ -124,7 +132,7 @@ def tamper_app(request, tmp_path):
     from tests.conftest import Database, build_app
 
     database = Database(request.param, tmp_path)
-    application = build_app(database.url)
+    application = build_app(database.url, AUDIT_CHECKPOINT_FILE=str(tmp_path / "checkpoints.jsonl"))
     with application.app_context():
         for i in range(5):
             audit.record(db.session, "test_event", object_type="Test", object_id=i)
@@ -323,13 +331,9 @@ def test_an_event_that_commits_after_a_later_one_is_sealed_after_it_and_the_chai
         with app.app_context():
             slow = db.engine.connect()
             slow_tx = slow.begin()
-            slow.execute(
-                insert(AuditEvent.__table__).values(action="slow", at=datetime.datetime.utcnow(), outcome="ok")
-            )
+            audit.recording.append(slow, [audit.event_values("slow")])
             with db.engine.begin() as fast:
-                fast.execute(
-                    insert(AuditEvent.__table__).values(action="fast", at=datetime.datetime.utcnow(), outcome="ok")
-                )
+                audit.recording.append(fast, [audit.event_values("fast")])
             assert audit.seal_all(db.engine) == 1  # the slow one is not visible yet
             slow_tx.commit()
             slow.close()
@@ -377,24 +381,23 @@ def test_a_sealing_round_that_cannot_link_every_row_it_read_keeps_nothing(app, b
     """PostgreSQL links a batch in one statement; should a row it read be gone
     by then, the round is rolled back whole instead of moving the chain's tip
     past a row that was never linked."""
-    from app.models.audit import AuditHead
-
     with app.app_context():
         audit.seal_all(db.engine)
         with db.engine.begin() as conn:  # two events (no sealer runs in this process)
-            ids = [conn.execute(insert(AuditEvent).values(action="vanish_test", actor="t", outcome="ok",
-                                                           at=datetime.datetime.utcnow()).returning(AuditEvent.id)
-                                ).scalar_one() for _ in range(2)]  # fmt: skip
+            audit.recording.append(conn, [audit.event_values("vanish_test"), audit.event_values("vanish_test")])
+            ids = conn.scalars(
+                select(AuditEvent.id).where(AuditEvent.action == "vanish_test").order_by(AuditEvent.id)
+            ).all()
         tip = db.session.execute(select(AuditHead.seq, AuditHead.hash)).one()
         db.session.rollback()
         original, gone = audit.digest, []
 
-        def digest_while_one_row_goes(prev, values):
+        def digest_while_one_row_goes(prev, values, *key):
             if not gone:  # someone deletes the second row while the round holds the chain
                 with db.engine.begin() as other:
                     other.execute(text("DELETE FROM audit_event WHERE id = :id"), {"id": ids[1]})
                 gone.append(ids[1])
-            return original(prev, values)
+            return original(prev, values, *key)
 
         monkeypatch.setattr(audit.chain, "digest", digest_while_one_row_goes)
         with pytest.raises(RuntimeError, match="did not link every row"):
@@ -444,3 +447,397 @@ def test_the_one_statement_write_says_what_a_connection_would_when_the_database_
     finally:
         engine.dispose()
         admin.dispose()
+
+
+# --- a database writer rewriting the chain --------------------------------------
+#
+# What someone who can write the platform database (but holds none of the
+# instance's secrets) can do: edit rows and recompute every link with the
+# chain's published formula (SHA-256 of the previous hash and the row's
+# canonical form), move the head, delete, insert and renumber rows.
+
+
+def _attacker_relinks(conn, from_seq):
+    t, head = AuditEvent.__table__, AuditHead.__table__
+    prev = conn.scalar(select(t.c.hash).where(t.c.seq == from_seq - 1)) if from_seq > 1 else audit.GENESIS
+    rows = conn.execute(select(t).where(t.c.seq >= from_seq).order_by(t.c.seq)).mappings().all()
+    for row in rows:
+        new = hashlib.sha256((prev + "|" + audit.canonical(dict(row))).encode()).hexdigest()
+        conn.execute(update(t).where(t.c.id == row["id"]).values(prev_hash=prev, hash=new))
+        prev = new
+    conn.execute(update(head).where(head.c.id == 1).values(seq=rows[-1]["seq"] if rows else from_seq - 1, hash=prev))
+
+
+def _sealed_tip(app):
+    with app.app_context():
+        audit.seal_all(db.engine)
+        return db.session.execute(select(AuditHead.seq, AuditHead.hash)).one()
+
+
+def _cli(app, *args):
+    result = app.test_cli_runner().invoke(args=list(args))
+    return result.exit_code, result.output
+
+
+def test_editing_a_row_and_recomputing_every_later_hash_and_the_head_is_detected(tamper_app):
+    tip = _sealed_tip(tamper_app)
+    target = tip.seq - 2
+    with tamper_app.app_context(), db.engine.begin() as conn:
+        conn.execute(update(AuditEvent).where(AuditEvent.seq == target).values(actor="someone-else"))
+        _attacker_relinks(conn, target)
+    code, output = _verify(tamper_app)
+    assert code == 1 and f"seq {target}" in output and "edited" in output, output
+
+
+def test_cutting_off_the_last_50_rows_and_winding_back_the_head_is_detected_against_the_signed_checkpoint(
+    tamper_app,
+):
+    tip = _sealed_tip(tamper_app)
+    assert tip.seq > 60
+    code, output = _cli(tamper_app, "audit", "checkpoint")
+    assert code == 0, output
+    keep = tip.seq - 50
+    with tamper_app.app_context(), db.engine.begin() as conn:
+        conn.execute(text("DELETE FROM audit_event WHERE seq > :keep"), {"keep": keep})
+        kept_hash = conn.scalar(select(AuditEvent.hash).where(AuditEvent.seq == keep))
+        conn.execute(update(AuditHead).where(AuditHead.id == 1).values(seq=keep, hash=kept_hash))
+    code, output = _verify(tamper_app)
+    assert code == 1 and f"seq {tip.seq}" in output and "checkpoint" in output, output
+
+
+def test_a_backdated_row_inserted_unsealed_is_reported_and_neither_verify_nor_the_sealer_chains_it(tamper_app):
+    _sealed_tip(tamper_app)
+    three_days_ago = datetime.datetime.utcnow() - datetime.timedelta(days=3)
+    with tamper_app.app_context(), db.engine.begin() as conn:
+        forged = conn.execute(
+            insert(AuditEvent.__table__)
+            .values(action="login", actor="clerk", agency_code="TAX", at=three_days_ago, outcome="ok")
+            .returning(AuditEvent.id)
+        ).scalar_one()
+    code, output = _verify(tamper_app)
+    assert code == 1 and f"id {forged}" in output and "not written by the platform" in output, output
+    with tamper_app.app_context():
+        audit.seal_all(db.engine)  # the sealer's round
+        assert db.session.scalar(select(AuditEvent.seq).where(AuditEvent.id == forged)) is None
+    code, output = _verify(tamper_app)
+    assert code == 1 and f"id {forged}" in output, output
+
+
+def test_unsealing_and_editing_the_newest_row_is_detected(tamper_app):
+    tip = _sealed_tip(tamper_app)
+    with tamper_app.app_context(), db.engine.begin() as conn:
+        row_id = conn.scalar(select(AuditEvent.id).where(AuditEvent.seq == tip.seq))
+        conn.execute(
+            update(AuditEvent)
+            .where(AuditEvent.id == row_id)
+            .values(seq=None, prev_hash=None, hash=None, actor="someone-else")
+        )
+        before = conn.scalar(select(AuditEvent.hash).where(AuditEvent.seq == tip.seq - 1))
+        conn.execute(update(AuditHead).where(AuditHead.id == 1).values(seq=tip.seq - 1, hash=before))
+    code, output = _verify(tamper_app)
+    assert code == 1 and f"id {row_id}" in output and "not written by the platform" in output, output
+    with tamper_app.app_context():
+        audit.seal_all(db.engine)
+        assert db.session.scalar(select(AuditEvent.seq).where(AuditEvent.id == row_id)) is None
+
+
+def test_deleting_a_row_and_renumbering_and_relinking_the_rest_is_detected(tamper_app):
+    tip = _sealed_tip(tamper_app)
+    gone = tip.seq - 3
+    with tamper_app.app_context(), db.engine.begin() as conn:
+        conn.execute(text("DELETE FROM audit_event WHERE seq = :s"), {"s": gone})
+        for seq in range(gone + 1, tip.seq + 1):
+            conn.execute(update(AuditEvent).where(AuditEvent.seq == seq).values(seq=seq - 1))
+        _attacker_relinks(conn, gone)
+    code, output = _verify(tamper_app)
+    assert code == 1 and f"seq {gone}" in output, output
+
+
+def test_reordering_two_rows_and_relinking_is_detected(tamper_app):
+    tip = _sealed_tip(tamper_app)
+    a, b = tip.seq - 3, tip.seq - 2
+    with tamper_app.app_context(), db.engine.begin() as conn:
+        conn.execute(update(AuditEvent).where(AuditEvent.seq == a).values(seq=-1))
+        conn.execute(update(AuditEvent).where(AuditEvent.seq == b).values(seq=a))
+        conn.execute(update(AuditEvent).where(AuditEvent.seq == -1).values(seq=b))
+        _attacker_relinks(conn, a)
+    code, output = _verify(tamper_app)
+    assert code == 1 and f"seq {a}" in output, output
+
+
+def test_replacing_the_newest_row_and_the_head_with_a_made_up_event_is_detected(tamper_app):
+    tip = _sealed_tip(tamper_app)
+    with tamper_app.app_context(), db.engine.begin() as conn:
+        newest = conn.execute(select(AuditEvent.__table__).where(AuditEvent.seq == tip.seq)).mappings().one()
+        conn.execute(text("DELETE FROM audit_event WHERE seq = :s"), {"s": tip.seq})
+        made_up = {k: v for k, v in newest.items() if k not in ("id", "entry_mac")}
+        made_up.update(actor="someone-else", action="login")
+        conn.execute(insert(AuditEvent.__table__).values(made_up))
+        _attacker_relinks(conn, tip.seq)
+    code, output = _verify(tamper_app)
+    assert code == 1 and f"seq {tip.seq}" in output and "edited" in output, output
+
+
+@pytest.mark.parametrize("backend_name", ["sqlite", "postgresql"])
+def test_verify_never_seals_and_reports_events_waiting_longer_than_the_grace_period(backend_name, tmp_path):
+    database, app = _sealing_app(backend_name, tmp_path, AUDIT_SEALING="background")
+    try:
+        with app.app_context():
+            for i in range(2):
+                audit.record(db.session, "waiting_event", object_type="Test", object_id=i)
+            db.session.commit()
+        code, output = _verify(app)
+        assert code == 0 and "2 events wait for the sealer" in output, output
+        code, output = _cli(app, "audit", "verify", "--grace", "0")
+        assert code == 1 and "2 unsealed events waited longer than 0 s" in output, output
+        with app.app_context(), db.engine.connect() as conn:
+            assert audit.pending(conn) == 2  # verify sealed nothing
+    finally:
+        with app.app_context():
+            db.session.remove()
+            db.engine.dispose()
+        database.drop()
+
+
+# --- signed checkpoints outside the database -------------------------------------
+
+
+def _checkpoint_lines(app):
+    path = Path(app.config["AUDIT_CHECKPOINT_FILE"])
+    return [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
+
+
+def test_a_checkpoint_is_signed_appended_to_its_file_and_mailed_to_the_auditors_who_check_it_with_openssl(
+    tamper_app, tmp_path
+):
+    from app.services import outbox
+    from tests.conftest import SmtpServer
+
+    tip = _sealed_tip(tamper_app)
+    code, output = _cli(tamper_app, "audit", "checkpoint")
+    assert code == 0 and "mailed to 1 auditors" in output, output
+    public = tmp_path / "audit-public.pem"
+    assert _cli(tamper_app, "audit", "public-key", "--out", str(public))[0] == 0
+    [line] = _checkpoint_lines(tamper_app)
+    assert (line["seq"], line["hash"], line["count"]) == (tip.seq, tip.hash, tip.seq) and line["at"].endswith("Z")
+    # The auditor needs nothing of the platform to check a line: openssl and the public key.
+    signed, sig = tmp_path / "signed.json", tmp_path / "line.sig"
+    signed.write_bytes(json.dumps({k: v for k, v in line.items() if k != "sig"}, sort_keys=True,
+                                  separators=(",", ":")).encode())  # fmt: skip
+    sig.write_bytes(base64.b64decode(line["sig"]))
+    args = ["openssl", "pkeyutl", "-verify", "-pubin", "-inkey", public, "-rawin", "-in", signed, "-sigfile", sig]
+    done = subprocess.run(args, capture_output=True, timeout=60)
+    assert done.returncode == 0 and b"Signature Verified Successfully" in done.stdout, done.stderr
+    signed.write_bytes(signed.read_bytes().replace(f'"seq":{tip.seq}'.encode(), f'"seq":{tip.seq + 9}'.encode()))
+    assert subprocess.run(args, capture_output=True, timeout=60).returncode != 0
+    # Nothing moved since: the next checkpoint signs nothing new.
+    assert "nothing signed" in _cli(tamper_app, "audit", "checkpoint")[1]
+    smtp = SmtpServer(tamper_app.config["MAIL_PORT"])  # the port this app was built with
+    smtp.start()
+    try:
+        with tamper_app.app_context():
+            outbox.work_once(db.session)
+            db.session.remove()
+        received = [m for m in smtp.sink.wait_for(1) if "auditor@county.demo.gov.tw" in m.rcpt_tos]
+    finally:
+        smtp.stop()
+    assert len(received) == 1
+    body = email.message_from_bytes(received[0].content, policy=email.policy.default).get_body().get_content()
+    body = body.replace("\r\n", "\n")
+    assert line["sig"] in body and public.read_text().strip() in body
+
+
+def test_an_auditor_verifies_offline_with_a_copy_of_the_checkpoints_and_the_public_key(tamper_app, tmp_path):
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+    from app.services.audit import checkpoints
+
+    _sealed_tip(tamper_app)
+    assert _cli(tamper_app, "audit", "checkpoint", "--no-mail")[0] == 0
+    public = tmp_path / "audit-public.pem"
+    _cli(tamper_app, "audit", "public-key", "--out", str(public))
+    copy = tmp_path / "auditor-copy.jsonl"
+    shutil.copy(tamper_app.config["AUDIT_CHECKPOINT_FILE"], copy)
+    code, output = _cli(tamper_app, "audit", "verify", "--checkpoints", str(copy), "--public-key", str(public))
+    assert code == 0 and "1 signed checkpoints matched" in output, output
+    # A line someone wrote without the signing key (a shorter chain "signed" by them) is named.
+    [line] = _checkpoint_lines(tamper_app)
+    with copy.open("a") as fh:
+        fh.write(json.dumps({**line, "seq": line["seq"] - 10, "count": line["count"] - 10}) + "\n")
+    code, output = _cli(tamper_app, "audit", "verify", "--checkpoints", str(copy), "--public-key", str(public))
+    assert code == 1 and "checkpoint line 2" in output and "signature does not verify" in output, output
+    # Checked against another key, no line of this platform's is taken as signed.
+    other = tmp_path / "other.pem"
+    other.write_text(checkpoints.public_pem(Ed25519PrivateKey.generate()))
+    code, output = _cli(tamper_app, "audit", "verify", "--checkpoints", str(copy), "--public-key", str(other))
+    assert code == 1 and "checkpoint line 1" in output, output
+
+
+def test_the_sealer_never_signs_a_chain_cut_back_behind_its_last_checkpoint(tamper_app):
+    tip = _sealed_tip(tamper_app)
+    assert _cli(tamper_app, "audit", "checkpoint", "--no-mail")[0] == 0
+    with tamper_app.app_context(), db.engine.begin() as conn:
+        conn.execute(text("DELETE FROM audit_event WHERE seq > :keep"), {"keep": tip.seq - 5})
+        kept = conn.scalar(select(AuditEvent.hash).where(AuditEvent.seq == tip.seq - 5))
+        conn.execute(update(AuditHead).where(AuditHead.id == 1).values(seq=tip.seq - 5, hash=kept))
+    code, output = _cli(tamper_app, "audit", "checkpoint")
+    assert code == 1 and "refused" in output and "behind" in output, output
+    # Refilled past the signed length with new events, the chain still lacks the signed link.
+    with tamper_app.app_context():
+        for i in range(10):
+            audit.record(db.session, "refill", object_type="Test", object_id=i)
+        db.session.commit()
+        audit.seal_all(db.engine)
+    code, output = _cli(tamper_app, "audit", "checkpoint")
+    assert code == 1 and f"row seq {tip.seq} no longer holds the link" in output, output
+    assert len(_checkpoint_lines(tamper_app)) == 1
+    code, output = _verify(tamper_app)
+    assert code == 1 and f"seq {tip.seq}" in output and "signed checkpoint" in output, output
+
+
+@pytest.mark.parametrize("backend_name", ["sqlite", "postgresql"])
+def test_the_sealer_writes_signed_checkpoints_and_records_the_forged_rows_it_refuses(backend_name, tmp_path):
+    database, app = _sealing_app(
+        backend_name, tmp_path, AUDIT_SEALING="background", AUDIT_SEAL_SECONDS=0.05, AUDIT_CHECKPOINT_SECONDS=0,
+        AUDIT_CHECKPOINT_FILE=str(tmp_path / "sealer-checkpoints.jsonl"),
+    )  # fmt: skip
+    try:
+        with app.app_context():
+            audit.record(db.session, "sealer_test", object_type="Test", object_id=1)
+            db.session.commit()
+            with db.engine.begin() as conn:
+                forged = conn.execute(
+                    insert(AuditEvent.__table__)
+                    .values(action="login", actor="clerk", at=datetime.datetime.utcnow(), outcome="ok")
+                    .returning(AuditEvent.id)
+                ).scalar_one()
+            db.session.remove()
+        stop, sealed_some = threading.Event(), threading.Event()
+        loop = threading.Thread(
+            target=audit.sealer.run, args=(app, stop), kwargs={"on_round": lambda n: n and sealed_some.set()}
+        )
+        loop.start()
+        try:
+            assert sealed_some.wait(timeout=30), "the sealer linked nothing"
+        finally:
+            stop.set()
+            loop.join(timeout=30)
+        with app.app_context():
+            audit.seal_all(db.engine, refused=set())
+            seq = db.session.scalar(select(AuditEvent.seq).where(AuditEvent.action == "sealer_test"))
+            refusal = db.session.scalar(select(AuditEvent).where(AuditEvent.action == "audit_forged_rows"))
+            assert db.session.scalar(select(AuditEvent.seq).where(AuditEvent.id == forged)) is None
+            assert refusal is not None and json.loads(refusal.detail) == {"count": 1, "ids": [forged]}
+        lines = _checkpoint_lines(app)
+        assert lines and lines[0]["seq"] >= seq and lines[0]["kind"] == "checkpoint"
+    finally:
+        with app.app_context():
+            db.session.remove()
+            db.engine.dispose()
+        database.drop()
+
+
+# --- upgrading a chain written before it was keyed -------------------------------
+
+
+def _legacy_chain(conn, n):
+    """Rows as the platform sealed them before the chain was keyed: plain SHA-256 links."""
+    prev = audit.GENESIS
+    start = datetime.datetime(2026, 11, 1, 8, 0, 0, 123456)
+    for seq in range(1, n + 1):
+        values = {"seq": seq, "at": start + datetime.timedelta(minutes=seq), "actor": "clerk", "actor_id": 3,
+                  "agency_code": "TAX", "client_ip": "127.0.0.1", "action": "login", "outcome": "ok",
+                  "object_type": None, "object_id": None, "fields": None, "detail": '{"n": 1}'}  # fmt: skip
+        link = hashlib.sha256((prev + "|" + audit.canonical(values)).encode()).hexdigest()
+        conn.execute(
+            text(
+                "INSERT INTO audit_event (seq, at, actor_id, actor, agency_code, client_ip, action, object_type,"
+                " object_id, fields, outcome, detail, prev_hash, hash) VALUES (:seq, :at, :actor_id, :actor,"
+                " :agency_code, :client_ip, :action, :object_type, :object_id, :fields, :outcome, :detail,"
+                " :prev, :hash)"
+            ),
+            {**values, "prev": prev, "hash": link},
+        )
+        prev = link
+    conn.execute(text("UPDATE audit_head SET seq = :s, hash = :h WHERE id = 1"), {"s": n, "h": prev})
+    conn.execute(  # an event the old sealer had not linked yet
+        text("INSERT INTO audit_event (at, actor, action, outcome) VALUES (:at, 'clerk', 'logout', 'ok')"),
+        {"at": datetime.datetime.utcnow()},
+    )
+
+
+@pytest.mark.parametrize("backend_name", ["sqlite", "postgresql"])
+def test_a_chain_written_before_keying_is_rekeyed_by_the_upgrade_and_verifies(backend_name, tmp_path):
+    from flask_migrate import downgrade, upgrade
+
+    from app import create_app
+    from config import TestConfig
+    from tests.conftest import Database
+
+    database = Database(backend_name, tmp_path)
+
+    class Cfg(TestConfig):
+        SQLALCHEMY_DATABASE_URI = database.url
+        AUDIT_CHECKPOINT_FILE = str(tmp_path / "checkpoints.jsonl")
+
+    app = create_app(Cfg)
+    try:
+        with app.app_context():
+            upgrade(revision="0013")
+            with db.engine.begin() as conn:
+                _legacy_chain(conn, 30)
+            upgrade()
+        code, output = _cli(app, "audit", "verify")
+        assert code == 0 and "30 events verified" in output and "1 events wait for the sealer" in output, output
+        with app.app_context():
+            assert audit.seal_all(db.engine) == 1
+        code, output = _cli(app, "audit", "verify")
+        assert code == 0 and "31 events verified" in output, output
+        with app.app_context():  # and back: plain SHA-256 links again
+            downgrade(revision="0013")
+            with db.engine.connect() as conn:
+                t = AuditEvent.__table__
+                columns = [t.c.hash, *(t.c[name] for name in audit.CHAIN_FIELDS)]
+                first = conn.execute(select(*columns).where(t.c.seq == 1)).mappings().one()
+            assert (
+                first["hash"]
+                == hashlib.sha256((audit.GENESIS + "|" + audit.canonical(dict(first))).encode()).hexdigest()
+            )
+    finally:
+        with app.app_context():
+            db.session.remove()
+            db.engine.dispose()
+        database.drop()
+
+
+@pytest.mark.parametrize("backend_name", ["sqlite", "postgresql"])
+def test_an_upgrade_does_not_rekey_a_chain_that_was_already_broken(backend_name, tmp_path, capfd):
+    from flask_migrate import upgrade
+
+    from app import create_app
+    from config import TestConfig
+    from tests.conftest import Database
+
+    database = Database(backend_name, tmp_path)
+
+    class Cfg(TestConfig):
+        SQLALCHEMY_DATABASE_URI = database.url
+
+    app = create_app(Cfg)
+    try:
+        with app.app_context():
+            upgrade(revision="0013")
+            with db.engine.begin() as conn:
+                _legacy_chain(conn, 10)
+                conn.execute(text("UPDATE audit_event SET actor = 'someone-else' WHERE seq = 4"))
+            with pytest.raises(SystemExit):  # Flask-Migrate logs the migration's error and exits 1
+                upgrade()
+            assert "audit chain broken at seq 4" in capfd.readouterr().err
+            with db.engine.connect() as conn:
+                assert conn.scalar(text("SELECT version_num FROM alembic_version")) == "0013"
+                assert "entry_mac" not in [c["name"] for c in sa_inspect(conn).get_columns("audit_event")]
+    finally:
+        with app.app_context():
+            db.session.remove()
+            db.engine.dispose()
+        database.drop()

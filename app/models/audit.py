@@ -9,10 +9,13 @@ from sqlalchemy import Column, DateTime, Index, Integer, String, Text, text
 class AuditEvent(Model):
     """Who did what, when, from where, to which object; never personal data values.
 
-    ``hash`` = SHA-256 over this row's content and ``prev_hash``; ``seq`` runs
-    1, 2, 3... without gaps, so an edited, deleted or reordered row breaks
-    the chain at that row. A row is inserted with its change and linked (given
-    ``seq`` and hashes) by the sealer: until then those three are empty.
+    ``hash`` = HMAC-SHA256, under a key kept outside the database, over this
+    row's content and ``prev_hash``; ``seq`` runs 1, 2, 3... without gaps, so
+    an edited, deleted or reordered row breaks the chain at that row. A row is
+    inserted with its change and its ``entry_mac`` (the keyed MAC of its
+    content, proof that the platform wrote it) and linked (given ``seq`` and
+    hashes, its ``entry_mac`` dropped) by the sealer: until then those three
+    are empty.
     """
 
     __tablename__ = "audit_event"
@@ -32,6 +35,7 @@ class AuditEvent(Model):
     detail = Column(Text)  # JSON, no personal data
     prev_hash = Column(String(64))
     hash = Column(String(64))
+    entry_mac = Column(String(64))
 
     # The sealer's work list: rows not yet linked, oldest first.
     __table_args__ = (

@@ -1,20 +1,24 @@
-"""The audit trail: events recorded in a SHA-256 hash chain, sealed, verified.
+"""The audit trail: events recorded in a keyed hash chain (HMAC-SHA256 under a
+key kept outside the database), sealed, checkpointed, verified.
 
-Modules: ``chain`` (canonical form, digest, sealing, verification),
+Modules: ``chain`` (canonical form, entry seal, link, sealing, verification),
+``checkpoints`` (signed checkpoints in a file and the auditors' mail),
 ``recording`` (explicit events, session hooks, a row written with its event in
 one statement), ``sealer`` (the loop that seals in its own process:
 ``sealer.run(app, stop_event)``). The names below keep
 ``from app.services import audit; audit.record(...)`` working.
 """
 
-from app.services.audit import chain, recording, sealer
+from app.services.audit import chain, checkpoints, recording, sealer
 from app.services.audit.chain import (
     CHAIN_FIELDS,
     GENESIS,
+    Checkpoint,
     VerifyResult,
     any_pending,
     canonical,
     digest,
+    entry_mac,
     pending,
     seal,
     seal_all,
@@ -39,6 +43,7 @@ from app.services.audit.recording import (
 __all__ = [
     "CHAIN_FIELDS",
     "GENESIS",
+    "Checkpoint",
     "IGNORED_FIELDS",
     "NOT_AUDITED",
     "OBJECT_TYPES",
@@ -47,8 +52,10 @@ __all__ = [
     "can_write_with_event",
     "canonical",
     "chain",
+    "checkpoints",
     "current_actor",
     "digest",
+    "entry_mac",
     "event_values",
     "execute_autocommitted",
     "insert_with_event",

@@ -1,20 +1,37 @@
-"""The hash chain: each event's canonical form and digest, sealing committed
-events into the chain, and verifying it from the first row.
+"""The keyed hash chain: each event's canonical form, its entry seal and its
+link, sealing committed events into the chain, and verifying it.
 
-An event is inserted unsealed (no ``seq``, no hashes) with the change it
-records, so both commit or roll back together. Sealing links committed events
-into the chain in the order it finds them. Sealers serialise on the
-``audit_head`` row: its UPDATE takes a row lock on PostgreSQL/MariaDB and the
-write lock on SQLite, so two sealers can never fork the chain.
+Every MAC here is an HMAC-SHA256 under ``AUDIT_CHAIN_KEY``, a secret kept
+outside the database: whoever can write the database but not read the
+instance's secrets can neither recompute a link after editing a row nor make
+a row the sealer will accept.
+
+An event is inserted unsealed (no ``seq``, no links) with the change it
+records, so both commit or roll back together, and with its **entry seal**
+(``entry_mac``: the MAC of its content), made by the process that wrote it.
+Sealing links committed events into the chain in the order it finds them,
+each row's ``hash`` the MAC of the previous link and its content, ``seq``
+included; a pending row whose entry seal does not match was not written by
+the platform and is never linked. Sealers serialise on the ``audit_head``
+row: its UPDATE takes a row lock on PostgreSQL/MariaDB and the write lock on
+SQLite, so two sealers can never fork the chain.
+
+Verifying only reads: it walks the chain from the first row, compares it with
+the head and with the signed checkpoints kept outside the database
+(``checkpoints``), and reports pending rows that are forged or waited longer
+than the grace period. Sealing is the sealer's job alone.
 """
 
 from __future__ import annotations
 
 import datetime
 import hashlib
+import hmac
 import json
-from dataclasses import dataclass
+from collections.abc import Iterable
+from dataclasses import dataclass, field
 
+from flask import current_app
 from sqlalchemy import bindparam, func, insert, select, text, update
 
 from app.models.audit import AuditEvent, AuditHead
@@ -34,6 +51,12 @@ CHAIN_FIELDS = (
     "outcome",
     "detail",
 )
+# The entry seal of an event whose object id the database assigns in the
+# statement that writes it (a query's log row and its event in one INSERT):
+# made over the content without the object id, which the chain link binds.
+_ENTRY = b"entry|"
+_ENTRY_ID_LATER = b"entry-object-id-later|"
+_LISTED = 10  # row ids named in a report line
 
 
 def canonical(values: dict) -> str:
@@ -47,8 +70,50 @@ def canonical(values: dict) -> str:
     return json.dumps(out, ensure_ascii=False, separators=(",", ":"))
 
 
-def digest(prev_hash: str, values: dict) -> str:
-    return hashlib.sha256((prev_hash + "|" + canonical(values)).encode()).hexdigest()
+_bases: dict[bytes, hmac.HMAC] = {}
+
+
+def chain_key() -> bytes:
+    """``AUDIT_CHAIN_KEY`` of the running application."""
+    try:
+        key = current_app.config["AUDIT_CHAIN_KEY"]
+    except RuntimeError:  # no application: nothing can be sealed or verified
+        raise RuntimeError("the audit chain needs the application's AUDIT_CHAIN_KEY (run inside the app)") from None
+    if not key:
+        raise RuntimeError("AUDIT_CHAIN_KEY is empty")
+    return key.encode()
+
+
+def _mac(key: bytes, message: bytes) -> str:
+    base = _bases.get(key)
+    if base is None:
+        base = _bases[key] = hmac.new(key, digestmod=hashlib.sha256)
+    h = base.copy()
+    h.update(message)
+    return h.hexdigest()
+
+
+def digest(prev_hash: str, values: dict, key: bytes | None = None) -> str:
+    """The link of a row: MAC of the previous link and the row's canonical form."""
+    return _mac(key or chain_key(), (prev_hash + "|" + canonical(values)).encode())
+
+
+def entry_mac(values: dict, key: bytes | None = None, object_id_later: bool = False) -> str:
+    """The entry seal of an unsealed event (its content without ``seq``)."""
+    content = {**values, "seq": None}
+    prefix = _ENTRY
+    if object_id_later:
+        content["object_id"], prefix = None, _ENTRY_ID_LATER
+    return _mac(key or chain_key(), prefix + canonical(content).encode())
+
+
+def entry_ok(values: dict, mac: str | None, key: bytes) -> bool:
+    """Whether ``mac`` is the entry seal of this content (made by a process holding the key)."""
+    if not mac:
+        return False
+    if hmac.compare_digest(entry_mac(values, key), mac):
+        return True
+    return hmac.compare_digest(entry_mac(values, key, object_id_later=True), mac)
 
 
 def _lock_tip(connection) -> tuple[int, str]:
@@ -66,27 +131,50 @@ def _lock_tip(connection) -> tuple[int, str]:
     return tip
 
 
-def seal(connection, limit: int = 5000) -> int:
+def _pending_query(columns, refused: Iterable[int] | None):
+    t = AuditEvent.__table__
+    query = select(*columns).where(t.c.seq.is_(None))
+    if refused:
+        query = query.where(t.c.id.not_in(sorted(refused)))
+    return query
+
+
+def seal(connection, limit: int = 5000, refused: set[int] | None = None) -> int:
     """Link the unsealed events into the chain, oldest first; returns how many.
 
     Runs in the caller's transaction. The UPDATE of the chain head takes its
     row lock (the write lock on SQLite) before the tip is read, so two sealers
     never fork the chain; the unsealed rows are read after the lock, so a
-    sealer that waited sees the rows the previous one sealed.
+    sealer that waited sees the rows the previous one sealed. A row whose
+    entry seal does not match is left out (and its id added to ``refused``,
+    which later rounds skip).
     """
+    return _seal(connection, limit, refused)[0]
+
+
+def _seal(connection, limit: int, refused: set[int] | None) -> tuple[int, int]:
+    """(rows linked, rows read)."""
     t = AuditEvent.__table__
+    key = chain_key()
     seq, prev = _lock_tip(connection)
-    cols = [t.c.id, *(t.c[name] for name in CHAIN_FIELDS if name != "seq")]
-    pending_rows = connection.execute(select(*cols).where(t.c.seq.is_(None)).order_by(t.c.id).limit(limit)).mappings()
+    cols = [t.c.id, t.c.entry_mac, *(t.c[name] for name in CHAIN_FIELDS if name != "seq")]
+    pending_rows = connection.execute(_pending_query(cols, refused).order_by(t.c.id).limit(limit)).mappings()
     links = []
+    read = 0
     for row in pending_rows:
+        read += 1
+        values = dict(row)
+        if not entry_ok(values, values.pop("entry_mac"), key):
+            if refused is not None:
+                refused.add(row["id"])
+            continue
         seq += 1
-        values = {**row, "seq": seq}
-        h = digest(prev, values)
+        values["seq"] = seq
+        h = digest(prev, values, key)
         links.append({"row_id": row["id"], "seq": seq, "prev_hash": prev, "hash": h})
         prev = h
     if not links:
-        return 0
+        return 0, read
     if connection.dialect.name == "postgresql":
         # The batch and the new tip in one statement: the rows' links as arrays
         # (one parameter each) instead of one UPDATE per row.
@@ -101,21 +189,22 @@ def seal(connection, limit: int = 5000) -> int:
         if connection.execute(_LINK_BATCH_PG, batch).rowcount != 1:
             # a row read under the lock was not linked: keep nothing of the round
             raise RuntimeError("audit sealing: the batch did not link every row read")
-        return len(links)
+        return len(links), read
     connection.execute(
         update(t)
         .where(t.c.id == bindparam("row_id"))
-        .values(seq=bindparam("seq"), prev_hash=bindparam("prev_hash"), hash=bindparam("hash")),
+        .values(seq=bindparam("seq"), prev_hash=bindparam("prev_hash"), hash=bindparam("hash"), entry_mac=None),
         links,
     )
     head_t = AuditHead.__table__
     connection.execute(update(head_t).where(head_t.c.id == 1).values(seq=seq, hash=prev))
-    return len(links)
+    return len(links), read
 
 
+# The entry seal is dropped once the row is linked: the link binds its content.
 _LINK_BATCH_PG = text(
     "WITH linked AS ("
-    " UPDATE audit_event AS e SET seq = v.seq, prev_hash = v.prev_hash, hash = v.hash"
+    " UPDATE audit_event AS e SET seq = v.seq, prev_hash = v.prev_hash, hash = v.hash, entry_mac = NULL"
     " FROM unnest(CAST(:ids AS integer[]), CAST(:seqs AS integer[]), CAST(:prevs AS varchar[]),"
     " CAST(:hashes AS varchar[])) AS v(id, seq, prev_hash, hash)"
     " WHERE e.id = v.id RETURNING e.id)"
@@ -124,16 +213,16 @@ _LINK_BATCH_PG = text(
 )
 
 
-def seal_all(engine, limit: int = 5000) -> int:
-    """Seal everything pending, a batch per transaction; returns how many."""
+def seal_all(engine, limit: int = 5000, refused: set[int] | None = None) -> int:
+    """Seal everything pending, a batch per transaction; returns how many were linked."""
     total = 0
     while True:
         with engine.begin() as conn:
-            n = seal(conn, limit)
-        total += n
+            linked, read = _seal(conn, limit, refused)
+        total += linked
         # A batch short of the limit took every event committed when it held
         # the chain lock (no second, empty round).
-        if n < limit:
+        if read < limit or (not linked and refused is None):
             return total
 
 
@@ -143,10 +232,24 @@ def pending(connection) -> int:
     return connection.execute(select(func.count()).select_from(t).where(t.c.seq.is_(None))).scalar_one()
 
 
-def any_pending(connection) -> bool:
-    """Whether an event waits for sealing (one index probe, no lock)."""
+def any_pending(connection, refused: Iterable[int] | None = None) -> bool:
+    """Whether an event waits for sealing (one index probe, no lock); ``refused`` ids do not count."""
     t = AuditEvent.__table__
-    return connection.execute(select(t.c.id).where(t.c.seq.is_(None)).limit(1)).first() is not None
+    return connection.execute(_pending_query([t.c.id], refused).limit(1)).first() is not None
+
+
+# --- verifying ----------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Checkpoint:
+    """A signed statement of the chain at a moment: its head and length."""
+
+    seq: int
+    hash: str
+    count: int
+    at: str
+    line: int = 0
 
 
 @dataclass
@@ -156,37 +259,141 @@ class VerifyResult:
     bad_seq: int | None = None
     bad_id: int | None = None
     reason: str | None = None
+    problems: list[str] = field(default_factory=list)
+    pending: int = 0  # unsealed events within the grace period (not a fault)
+    checkpoints: int = 0  # signed checkpoints the chain was compared with
+    head: tuple[int, str] | None = None
 
 
-def verify(connection) -> VerifyResult:
-    """Recompute the sealed chain from the first row; report the first broken row."""
+@dataclass
+class _Walk:
+    checked: int
+    last_seq: int
+    last_hash: str
+    bad_seq: int | None = None
+    bad_id: int | None = None
+    reason: str | None = None
+
+
+def walk(connection, key: bytes, start_seq: int = 0, start_hash: str = GENESIS, stop_seq: int | None = None,
+         expect: dict[int, Checkpoint] | None = None) -> _Walk:  # fmt: skip
+    """Recompute the links after ``start_seq`` (whose link is ``start_hash``) up to
+    ``stop_seq``; stop at the first broken row. ``expect``: signed links by seq."""
     t = AuditEvent.__table__
     cols = [t.c.id, t.c.prev_hash, t.c.hash, *(t.c[name] for name in CHAIN_FIELDS)]
-    prev = GENESIS
-    expected = 1
-    checked = 0
-    statement = select(*cols).where(t.c.seq.is_not(None)).order_by(t.c.seq)
+    prev, expected, checked = start_hash, start_seq + 1, 0
+    statement = select(*cols).where(t.c.seq > start_seq)
+    if stop_seq is not None:
+        statement = statement.where(t.c.seq <= stop_seq)
+    statement = statement.order_by(t.c.seq)
+    expect = expect or {}
     # The server-side cursor is closed on every way out, an early "broken" answer included.
     with connection.execution_options(yield_per=2000).execute(statement) as result:
         for row in result.mappings():
             values = dict(row)
-            if values["seq"] != expected:
-                reason = f"row seq {expected} is missing (next row is seq {values['seq']})"
-                return VerifyResult(False, checked, expected, values["id"], reason)
+            seq = values["seq"]
+            if seq != expected:
+                reason = f"row seq {expected} is missing (next row is seq {seq})"
+                return _Walk(checked, expected - 1, prev, expected, values["id"], reason)
             if values["prev_hash"] != prev:
-                return VerifyResult(
-                    False, checked, values["seq"], values["id"], "previous-hash link does not match the row before"
+                reason = "previous-hash link does not match the row before"
+                return _Walk(checked, seq - 1, prev, seq, values["id"], reason)
+            if not hmac.compare_digest(digest(prev, values, key), values["hash"] or ""):
+                reason = "content does not match its keyed hash (row edited, or its links recomputed without the key)"
+                return _Walk(checked, seq - 1, prev, seq, values["id"], reason)
+            signed = expect.get(seq)
+            if signed is not None and signed.hash != values["hash"]:
+                reason = (
+                    f"its link differs from the signed checkpoint of {signed.at} (line {signed.line}):"
+                    " the chain was rewritten after it"
                 )
-            if digest(prev, values) != values["hash"]:
-                return VerifyResult(
-                    False, checked, values["seq"], values["id"], "content does not match its hash (row edited)"
-                )
+                return _Walk(checked, seq - 1, prev, seq, values["id"], reason)
             prev = values["hash"]
             expected += 1
             checked += 1
-    head = connection.execute(select(AuditHead.__table__.c.seq, AuditHead.__table__.c.hash)).first()
-    last_seq = expected - 1
-    if head is not None and (head.seq != last_seq or head.hash != prev):
-        reason = f"chain head says seq {head.seq}; rows after seq {last_seq} are missing"
-        return VerifyResult(False, checked, last_seq + 1, None, reason)
-    return VerifyResult(True, checked)
+    return _Walk(checked, expected - 1, prev)
+
+
+def verify(
+    connection,
+    checkpoints: Iterable[Checkpoint] = (),
+    grace: float | None = None,
+    now: datetime.datetime | None = None,
+    key: bytes | None = None,
+) -> VerifyResult:
+    """Recompute the keyed chain from the first row and compare it with its head
+    and the signed ``checkpoints``; report pending rows that are forged or that
+    waited longer than ``grace`` seconds. Reads only."""
+    key = key or chain_key()
+    checkpoints = list(checkpoints)
+    if grace is None:
+        grace = float(current_app.config.get("AUDIT_SEAL_GRACE_SECONDS", 300))
+    expect = {cp.seq: cp for cp in checkpoints}
+    problems: list[str] = []
+    w = walk(connection, key, expect=expect)
+    result = VerifyResult(False, w.checked, checkpoints=len(checkpoints))
+    if w.reason is not None:
+        result.bad_seq, result.bad_id, result.reason = w.bad_seq, w.bad_id, w.reason
+        problems.append(f"seq {w.bad_seq}" + (f" (id {w.bad_id})" if w.bad_id else "") + f": {w.reason}")
+    else:
+        head = connection.execute(select(AuditHead.__table__.c.seq, AuditHead.__table__.c.hash)).first()
+        result.head = (w.last_seq, w.last_hash)
+        if head is not None and head.seq != w.last_seq:
+            result.bad_seq = w.last_seq + 1
+            result.reason = f"chain head says seq {head.seq}; rows after seq {w.last_seq} are missing"
+        elif head is not None and head.hash != w.last_hash:
+            result.bad_seq = w.last_seq
+            result.reason = f"chain head does not match row seq {w.last_seq} (head replaced)"
+        if result.reason:
+            problems.append(result.reason)
+        latest = max(checkpoints, key=lambda cp: cp.seq, default=None)
+        if latest is not None and latest.seq > w.last_seq:
+            reason = (
+                f"the chain ends at seq {w.last_seq} but the signed checkpoint of {latest.at} (line {latest.line})"
+                f" saw it reach seq {latest.seq}: rows were cut off"
+            )
+            if result.reason is None:
+                result.bad_seq, result.reason = w.last_seq + 1, reason
+            problems.append(reason)
+    result.pending = _check_unsealed(connection, key, grace, now, problems)
+    result.ok = not problems
+    result.problems = problems
+    if result.reason is None and problems:
+        result.reason = problems[0]
+    return result
+
+
+def _check_unsealed(connection, key: bytes, grace: float, now, problems: list[str]) -> int:
+    """Report forged and overdue pending rows; return how many wait within the grace period."""
+    t = AuditEvent.__table__
+    now = now or datetime.datetime.utcnow()
+    oldest_allowed = now - datetime.timedelta(seconds=grace)
+    cols = [t.c.id, t.c.entry_mac, *(t.c[name] for name in CHAIN_FIELDS if name != "seq")]
+    forged, overdue, waiting = [], [], 0
+    oldest = None
+    with connection.execution_options(yield_per=2000).execute(_pending_query(cols, None).order_by(t.c.id)) as rows:
+        for row in rows.mappings():
+            values = dict(row)
+            if not entry_ok(values, values.pop("entry_mac"), key):
+                forged.append(row["id"])
+            elif row["at"] < oldest_allowed:
+                overdue.append(row["id"])
+                oldest = row["at"] if oldest is None else min(oldest, row["at"])
+            else:
+                waiting += 1
+    if forged:
+        problems.append(
+            f"{len(forged)} unsealed events not written by the platform (their entry seal does not match): "
+            + _ids(forged)
+        )
+    if overdue:
+        problems.append(
+            f"{len(overdue)} unsealed events waited longer than {grace:g} s for the sealer"
+            f" (the oldest since {oldest:%Y-%m-%d %H:%M:%S} UTC; is `flask worker sealer` running?): " + _ids(overdue)
+        )
+    return waiting
+
+
+def _ids(ids: list[int]) -> str:
+    named = ", ".join(f"id {i}" for i in ids[:_LISTED])
+    return named + (f" and {len(ids) - _LISTED} more" if len(ids) > _LISTED else "")

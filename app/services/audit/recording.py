@@ -25,7 +25,7 @@ from app.models.org import LoginThrottle, SpentToken, UserSession
 from app.models.outbox import OutboxMessage
 from app.models.queries import ConfigGeneration, QueryLog
 from app.services.actors import SYSTEM, Actor
-from app.services.audit.chain import CHAIN_FIELDS, seal
+from app.services.audit.chain import CHAIN_FIELDS, entry_mac, seal
 
 # Bookkeeping columns that change on every login or save; not user actions.
 IGNORED_FIELDS = {
@@ -116,14 +116,25 @@ def event_values(action, object_type=None, object_id=None, fields=None, outcome=
     }
 
 
+def _naive_utc(at: datetime.datetime | None) -> datetime.datetime:
+    """The event's time as the column stores it (naive UTC), so the entry seal
+    made now matches the value read back."""
+    if at is None:
+        return datetime.datetime.utcnow()
+    if at.tzinfo is not None:
+        at = at.astimezone(datetime.UTC).replace(tzinfo=None)
+    return at
+
+
 def append(connection, events: Iterable[dict]) -> None:
     """Insert the events unsealed in the connection's transaction; seal them
     now when sealing is inline (else the sealer process links them)."""
     rows = []
     for ev in events:
         values = {name: ev.get(name) for name in CHAIN_FIELDS if name != "seq"}
-        values["at"] = ev.get("at") or datetime.datetime.utcnow()
+        values["at"] = _naive_utc(ev.get("at"))
         values["outcome"] = ev.get("outcome") or "ok"
+        values["entry_mac"] = entry_mac(values)  # proof the platform wrote it (the sealer checks)
         rows.append(values)
     if not rows:
         return
@@ -171,7 +182,7 @@ def _with_event_statement(table):
         .returning(table.c.id)
         .cte("new_row")
     )
-    names = [name for name in CHAIN_FIELDS if name != "seq"]
+    names = [*(name for name in CHAIN_FIELDS if name != "seq"), "entry_mac"]
     columns = [
         cast(row.c.id, String) if name == "object_id" else bindparam(f"ev_{name}", type_=ev.c[name].type)
         for name in names
@@ -226,7 +237,11 @@ def insert_with_event(
     ev = event_values(action, object_type, None, None, outcome, detail, actor)
     params = {f"row_{k}": v for k, v in values.items()}
     params.update({f"ev_{k}": v for k, v in ev.items() if k != "object_id"})
-    params["ev_at"] = values.get("at") or datetime.datetime.utcnow()
+    params["ev_at"] = _naive_utc(values.get("at"))
+    # The row's id is the event's object id, assigned by the database in this
+    # statement: the entry seal leaves it out (the sealer's link binds it).
+    ev["at"] = params["ev_at"]
+    params["ev_entry_mac"] = entry_mac(ev, object_id_later=True)
     sql, processors = _with_event_sql(table, bind.dialect)
     for name, process in processors.items():
         params[name] = process(params[name])
