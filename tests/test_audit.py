@@ -127,12 +127,18 @@ def test_verify_passes_on_an_untouched_chain(app, runner):
     assert "OK" in result.output
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
-def tamper_app(request, tmp_path):
-    from tests.conftest import Database, build_app
+@pytest.fixture
+def tamper_app(backend, tmp_path):
+    """A copy of the seeded database of its own, for a test that damages it."""
+    from tests.conftest import build_app
 
-    database = Database(request.param, tmp_path)
-    application = build_app(database.url, AUDIT_CHECKPOINT_FILE=str(tmp_path / "checkpoints.jsonl"))
+    database = backend.clone(tmp_path)
+    application = build_app(
+        database.url,
+        migrate=False,
+        DEMO_SOURCES_DIR=backend.sources_dir,
+        AUDIT_CHECKPOINT_FILE=str(tmp_path / "checkpoints.jsonl"),
+    )
     with application.app_context():
         for i in range(5):
             audit.record(db.session, "test_event", object_type="Test", object_id=i)
