@@ -311,3 +311,27 @@ def test_a_data_connection_ended_without_close_notify_is_answered_426_within_sec
     home = Path(app.config["TRANSFER_FTP_ROOT"]) / "SOCIAL"
     assert not (home / f"{upload_no}.p7m").exists()
     assert ftp.poll_once(app) == {"registered": 0, "rejected": 0}
+
+
+def test_a_truncated_file_sent_whole_by_ftps_comes_back_rejected_and_the_case_stays_ready(
+    app, client, ftps_server, tmp_path
+):
+    """``head -c`` of a sealed file, uploaded cleanly (close_notify): the poller reads it to its end, sends
+    it back rejected with the reason, and the case still waits for its file, which then goes through."""
+    r = _register(client, api_token(client, "transfer.social"), upload_no="FTP-0009")
+    case_id = r.json["result"]["id"]
+    (tmp_path / "p.csv").write_bytes(PLAINTEXT * 20)
+    sealed = openssl_encrypt(tmp_path / "p.csv", tmp_path / "x.p7m", staff("transfer.tax").cert).read_bytes()
+    ftps = connect(app, ftps_server)
+    ftps.storbinary("STOR FTP-0009.p7m", io.BytesIO(sealed[: len(sealed) // 2]))
+    settle(app, "FTP-0009.p7m")
+    assert ftp.poll_once(app) == {"registered": 0, "rejected": 1}
+    reason = io.BytesIO()
+    ftps.retrbinary("RETR FTP-0009.p7m.rejected.txt", reason.write)
+    assert "不完整" in reason.getvalue().decode("utf-8")
+    assert _case(app, case_id).state == "registered"
+    ftps.storbinary("STOR FTP-0009.p7m", io.BytesIO(sealed))
+    ftps.quit()
+    settle(app, "FTP-0009.p7m")
+    assert ftp.poll_once(app) == {"registered": 1, "rejected": 0}
+    assert _case(app, case_id).state == "uploaded"
