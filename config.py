@@ -144,6 +144,10 @@ class Config:
     SESSION_MAX_HOURS = float(os.environ.get("SESSION_MAX_HOURS", "8"))
     # A session's last request is written at most this often (not on every request).
     SESSION_TOUCH_SECONDS = float(os.environ.get("SESSION_TOUCH_SECONDS", "60"))
+    # An API token's user (credential epoch, active) is read from the database at
+    # most this often per process: a revocation made on another web host holds
+    # within this time (on the host that made it, at once). 0: on every call.
+    TOKEN_CHECK_SECONDS = float(os.environ.get("TOKEN_CHECK_SECONDS", "1"))
     PERMANENT_SESSION_LIFETIME = int(SESSION_MAX_HOURS * 3600)
     # API tokens (POST /api/v1/security/login): an access token lives this many
     # minutes; a refresh token this many hours, is spent when used (the answer

@@ -16,11 +16,14 @@ from __future__ import annotations
 import datetime
 import hashlib
 import secrets
+import threading
+import time
 
 from flask import current_app
 from sqlalchemy import delete, event, inspect, select, update
 from sqlalchemy.exc import IntegrityError
 
+from app.extensions import platform_bind
 from app.models.org import PlatformUser, SpentToken, UserSession
 from app.services import audit
 from app.services.command import transaction
@@ -132,16 +135,57 @@ def token_claims(session, user_id, signed_in_at: int | None = None) -> dict:
     return {"ep": epoch if epoch is not None else -1, "sat": at}
 
 
+# (database, user id) -> (credential epoch, active, when read): what a token is
+# checked against, read from the database at most every TOKEN_CHECK_SECONDS
+# per process. A change made by this process forgets its entries as it commits.
+_credentials: dict[tuple[int, int], tuple[int | None, bool, float]] = {}
+_credentials_lock = threading.Lock()
+
+
+def _credentials_of(session, user_id: int) -> tuple[int | None, bool] | None:
+    """The user's credential epoch and whether the account is active (None: no such user).
+
+    Read on a connection of its own in autocommit, not in the request's
+    session: a token check leaves no transaction behind for the request's
+    command to commit."""
+    bind = platform_bind(session)
+    key, now = (id(bind), user_id), time.monotonic()
+    with _credentials_lock:
+        seen = _credentials.get(key)
+    if seen is not None and now - seen[2] < float(current_app.config["TOKEN_CHECK_SECONDS"]):
+        return seen[0], seen[1]
+    with bind.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+        row = conn.execute(
+            select(PlatformUser.credential_epoch, PlatformUser.active).where(PlatformUser.id == user_id)
+        ).first()
+    if row is None:
+        return None
+    with _credentials_lock:
+        _credentials[key] = (row.credential_epoch, bool(row.active), now)
+    return row.credential_epoch, bool(row.active)
+
+
+def _forget(session, user_ids) -> None:
+    bind = platform_bind(session)
+    with _credentials_lock:
+        for user_id in user_ids:
+            _credentials.pop((id(bind), user_id), None)
+
+
 def token_revoked(session, payload: dict) -> bool:
     """A token is refused when its user is gone or inactive, its epoch is old,
-    its sign-in is older than SESSION_MAX_HOURS, or (a refresh token) it was spent."""
+    its sign-in is older than SESSION_MAX_HOURS, or (a refresh token) it was spent.
+
+    The epoch and the active flag are those of at most TOKEN_CHECK_SECONDS ago
+    (the database is not read on every API call): a revocation made on this
+    process holds at once, one made on another host within that time."""
     sub = str(payload.get("sub", ""))
     if not sub.isdigit():
         return True
-    row = session.execute(
-        select(PlatformUser.credential_epoch, PlatformUser.active).where(PlatformUser.id == int(sub))
-    ).first()
-    if row is None or not row.active or payload.get("ep") != row.credential_epoch:
+    if payload.get("type") == "refresh":
+        _forget(session, [int(sub)])  # a refresh always reads the database
+    found = _credentials_of(session, int(sub))
+    if found is None or not found[1] or payload.get("ep") != found[0]:
         return True
     max_age = float(current_app.config["SESSION_MAX_HOURS"]) * 3600
     if _now().replace(tzinfo=datetime.UTC).timestamp() - float(payload.get("sat", 0)) > max_age:
@@ -187,6 +231,7 @@ def revoke_all(session, user_id: int, reason: str) -> None:
         )
         audit.record(session, "revoke_sessions", object_type="User", object_id=user_id, outcome="ok",
                      detail={"reason": reason}, actor=audit.current_actor() or SYSTEM)  # fmt: skip
+    _forget(session, [user_id])
 
 
 # --- the epoch follows the credentials ------------------------------------------
@@ -214,6 +259,7 @@ def _bump_epochs(session, flush_context, instances) -> None:
         elif isinstance(obj, Group) and inspect(obj).attrs.roles.history.deleted:
             members.update(user.id for user in obj.users or [])  # a group losing a role: its members lose it
     members -= bumped
+    session.info.setdefault("credentials_changed", set()).update(bumped | members)
     if members:
         # FAB's Group.users holds its own User class: bump the members by id.
         session.connection().execute(
@@ -228,3 +274,16 @@ def install_revocation_hook(session) -> None:
     (screens, APIs, commands), the user's sessions and tokens end with it."""
     if not event.contains(session, "before_flush", _bump_epochs):
         event.listen(session, "before_flush", _bump_epochs)
+        event.listen(session, "after_commit", _forget_changed)
+        event.listen(session, "after_rollback", _drop_changed)
+
+
+def _forget_changed(session) -> None:
+    """This process changed credentials: its token checks read them anew at once."""
+    changed = session.info.pop("credentials_changed", None)
+    if changed:
+        _forget(session, changed)
+
+
+def _drop_changed(session) -> None:
+    session.info.pop("credentials_changed", None)
