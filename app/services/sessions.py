@@ -251,15 +251,17 @@ def _changes_credentials(user: PlatformUser) -> bool:
 def _bump_epochs(session, flush_context, instances) -> None:
     from flask_appbuilder.security.sqla.models import Group
 
-    bumped, members = set(), set()
+    bumped, members, touched = set(), set(), set()
     for obj in session.dirty:
+        if isinstance(obj, PlatformUser) and inspect(obj).attrs.active.history.has_changes():
+            touched.add(obj.id)  # reactivated too: token checks must read it anew
         if isinstance(obj, PlatformUser) and _changes_credentials(obj):
             obj.credential_epoch = (obj.credential_epoch or 0) + 1
             bumped.add(obj.id)
         elif isinstance(obj, Group) and inspect(obj).attrs.roles.history.deleted:
             members.update(user.id for user in obj.users or [])  # a group losing a role: its members lose it
     members -= bumped
-    session.info.setdefault("credentials_changed", set()).update(bumped | members)
+    session.info.setdefault("credentials_changed", set()).update(bumped | members | touched)
     if members:
         # FAB's Group.users holds its own User class: bump the members by id.
         session.connection().execute(
