@@ -199,7 +199,7 @@ def token_revoked(session, payload: dict) -> bool:
 
 def spend(session, payload: dict) -> bool:
     """Spend a refresh token (once: a second spender, even a concurrent one, gets False)."""
-    expires = datetime.datetime.utcfromtimestamp(int(payload["exp"]))
+    expires = datetime.datetime.fromtimestamp(int(payload["exp"]), datetime.UTC).replace(tzinfo=None)
     try:
         with transaction(session):
             session.add(SpentToken(jti=str(payload["jti"]), user_id=int(payload["sub"]), expires_at=expires))

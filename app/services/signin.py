@@ -133,7 +133,7 @@ class _Redis:
         for key in keys:
             value = self.client.hget(self._name(key), "locked_until")
             if value:
-                found.append(datetime.datetime.utcfromtimestamp(float(value)))
+                found.append(datetime.datetime.fromtimestamp(float(value), datetime.UTC).replace(tzinfo=None))
         return found
 
     def fail(self, key, now) -> State:
