@@ -18,6 +18,7 @@ from sqlalchemy import select
 
 from app.extensions import db
 from app.models.audit import AuditEvent
+from app.models.org import PlatformUser
 from app.models.transfer import TransferCase, TransferItem
 from app.services import ftp
 from tests.conftest import DEMO_PASSWORD, api_token
@@ -335,3 +336,47 @@ def test_a_truncated_file_sent_whole_by_ftps_comes_back_rejected_and_the_case_st
     settle(app, "FTP-0009.p7m")
     assert ftp.poll_once(app) == {"registered": 1, "rejected": 0}
     assert _case(app, case_id).state == "uploaded"
+
+
+def _api_login(client, username: str, password: str) -> int:
+    body = {"username": username, "password": password, "provider": "db"}
+    return client.post("/api/v1/security/login", json=body).status_code
+
+
+def test_ftps_sign_ins_count_with_the_form_and_api_ones_and_a_locked_account_waits_there_too(app, client, ftps_server):
+    from app.services import signin
+
+    threshold = app.config["LOGIN_LOCK_AFTER_FAILURES"]
+    with app.app_context():
+        user_id = db.session.scalar(select(PlatformUser.id).where(PlatformUser.username == "transfer.tax"))
+    try:
+        # One wrong password over FTPS and the rest over the API: the account now waits.
+        with pytest.raises(ftplib.error_perm):
+            connect(app, ftps_server, user="transfer.tax", password="wrong")
+        for _ in range(threshold - 1):
+            assert _api_login(client, "transfer.tax", "wrong") == 401
+        assert _api_login(client, "transfer.tax", DEMO_PASSWORD) == 429
+        # ... and over FTPS the right password is not even looked at meanwhile.
+        with pytest.raises(ftplib.error_perm, match="try again later"):
+            connect(app, ftps_server, user="transfer.tax")
+        with app.app_context():
+            actions = db.session.scalars(
+                select(AuditEvent.action).where(AuditEvent.object_id == str(user_id)).order_by(AuditEvent.id)
+            ).all()
+            assert "account_locked" in actions and "login_refused" in actions
+    finally:
+        with app.app_context():
+            signin.clear(db.session, [signin.account_key("transfer.tax", user_id)])
+            db.session.remove()
+    assert connect(app, ftps_server, user="transfer.tax").quit()
+
+
+def test_a_failed_ftps_sign_in_under_an_unknown_name_is_audited_by_its_digest_only(app, ftps_server):
+    typed = "A123456789"  # what a citizen's ID number looks like: it must not be stored as typed
+    with pytest.raises(ftplib.error_perm):
+        connect(app, ftps_server, user=typed, password="wrong")
+    with app.app_context():
+        event = db.session.scalars(
+            select(AuditEvent).where(AuditEvent.action == "ftp.login_failed").order_by(AuditEvent.id.desc())
+        ).first()
+        assert typed not in (event.actor or "") and typed not in str(event.detail)

@@ -32,6 +32,7 @@ from werkzeug.security import check_password_hash
 from app.extensions import db
 from app.models.org import PlatformUser
 from app.services import actors, audit, transfer
+from app.services.command import transaction
 from app.services.errors import DomainError, InvalidInput
 
 log = logging.getLogger(__name__)
@@ -64,23 +65,37 @@ def make_authorizer(app: Flask, root: Path):
         """Platform accounts with the Transferor role; home = their agency's folder."""
 
         def validate_authentication(self, username, password, handler):
+            """The platform's password, behind the same failure counters as the
+            form and API sign-ins (per account and per address): while either
+            waits the password is not looked at. An unknown name is audited by
+            its digest, never as typed (it may be an ID number)."""
+            from app.services import signin
+            from app.services.errors import TooManyAttempts
+
             with app.app_context():
                 user = _agency_user(username)
-                ok = user is not None and bool(user.password) and check_password_hash(user.password, password)
                 ip = handler.remote_ip if handler else None
-                actor = (
-                    actors.for_user(user, ip, session=db.session)
-                    if user is not None
-                    else actors.Actor(user_id=None, username=username[:64], client_ip=ip)
-                )
-                audit.record(
-                    db.session,
-                    "ftp.login" if ok else "ftp.login_failed",
-                    outcome="ok" if ok else "refused",
-                    actor=actor,
-                )
-                db.session.commit()
-                if not ok:
+                known_id = user.id if user is not None else None
+                keys = [signin.account_key(username, known_id), signin.address_key(ip)]
+                actor = actors.for_user(user, ip, session=db.session) if user is not None else actors.anonymous(ip)
+                try:
+                    signin.check(db.session, keys, actor, known_id)
+                except TooManyAttempts:
+                    db.session.remove()
+                    raise AuthenticationFailed("Too many failed sign-ins: try again later.") from None
+                ok = user is not None and bool(user.password) and check_password_hash(user.password, password)
+                with transaction(db.session):
+                    audit.record(
+                        db.session,
+                        "ftp.login" if ok else "ftp.login_failed",
+                        outcome="ok" if ok else "refused",
+                        detail=None if user is not None else {"name_digest": signin.account_key(username)},
+                        actor=actor,
+                    )
+                if ok:
+                    signin.clear(db.session, keys[:1])
+                else:
+                    signin.note_failure(db.session, keys, actor, known_id)
                     db.session.remove()
                     raise AuthenticationFailed("Authentication failed.")
                 home = str(home_of(root, user.agency.code))
