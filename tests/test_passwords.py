@@ -8,6 +8,7 @@ import pytest
 from sqlalchemy import select
 
 from app.extensions import db
+from app.services.errors import InvalidInput
 from tests.conftest import api_token, bearer, csrf_token, login
 from tests.test_sessions import GOOD_PASSWORD, new_user
 
@@ -301,3 +302,22 @@ def test_an_operator_resetting_a_password_at_the_command_line_meets_the_same_pol
     done = runner.invoke(reset_password, ["--username", username, "--password", strong])
     assert done.exit_code == 0, done.output
     assert api_token(app.test_client(), username, strong)
+
+
+@pytest.mark.parametrize(
+    "password", ["111111111111", "000000000000", "121212121212", "123456789012", "abcdefghijkl", "zaq12wsxcde3"]
+)
+def test_patterns_a_guesser_tries_first_are_refused_like_common_passwords(app, password):
+    from app.services import passwords
+
+    with app.app_context(), pytest.raises(InvalidInput) as refused:
+        passwords.check(password, "clerk")
+    assert refused.value.message is passwords.TOO_COMMON
+
+
+def test_a_long_password_of_words_and_signs_is_still_accepted(app):
+    from app.services import passwords
+
+    with app.app_context():
+        passwords.check("Correct-Horse-Battery-7", "clerk")
+        passwords.check("tr0ub4dor&3xy", "clerk")
