@@ -10,6 +10,7 @@ import socket
 import threading
 import time
 import uuid
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -163,17 +164,27 @@ def backend(request, tmp_path_factory):
     database.drop()
 
 
+@contextmanager
+def copied_app(backend, tmp: Path, **overrides):
+    """An app on a new copy of ``backend``'s seeded template (``overrides``: settings);
+    its database is dropped afterwards."""
+    database = backend.clone(tmp)
+    application = build_app(database.url, migrate=False, DEMO_SOURCES_DIR=backend.sources_dir, **overrides)
+    try:
+        yield application
+    finally:
+        with application.app_context():
+            db.session.remove()
+            db.engine.dispose()
+        database.drop()
+
+
 @pytest.fixture(scope="module")
 def app(backend, tmp_path_factory):
     """This test module's app, on its own copy of the seeded template: every
     module starts from the same known state, whatever the others changed."""
-    database = backend.clone(tmp_path_factory.mktemp("db"))
-    application = build_app(database.url, migrate=False, DEMO_SOURCES_DIR=backend.sources_dir)
-    yield application
-    with application.app_context():
-        db.session.remove()
-        db.engine.dispose()
-    database.drop()
+    with copied_app(backend, tmp_path_factory.mktemp("db")) as application:
+        yield application
 
 
 @pytest.fixture

@@ -24,7 +24,17 @@ from app.extensions import db
 from app.models.sources import DataSource
 from config import INSTANCE_DIR
 from tests import factories
-from tests.conftest import Database, api_token, bearer, build_app, csrf_token, free_port, login, simulator_url
+from tests.conftest import (
+    Database,
+    api_token,
+    bearer,
+    build_app,
+    copied_app,
+    csrf_token,
+    free_port,
+    login,
+    simulator_url,
+)
 
 
 def _sim_address() -> str:
@@ -41,22 +51,12 @@ def root(tmp_path_factory) -> Path:
 @pytest.fixture(scope="module")
 def confined(backend, tmp_path_factory, root):
     """A platform whose operators allow one folder of files and the simulators' address."""
-    database = backend.clone(tmp_path_factory.mktemp("confined"))
     (root / "tax.csv").write_text("id_no,name\nA123456789,王小明\n", encoding="utf-8")
     factories.people_db(root / f"people-{backend.backend}.db")
-    application = build_app(
-        database.url,
-        migrate=False,
-        DEMO_SOURCES_DIR=backend.sources_dir,
-        SOURCE_FILE_ROOTS=[str(root)],
-        SOURCE_URL_ALLOW=[_sim_address()],
-    )
-    application.config["TEST_BACKEND"] = backend.backend
-    yield application
-    with application.app_context():
-        db.session.remove()
-        db.engine.dispose()
-    database.drop()
+    settings = {"SOURCE_FILE_ROOTS": [str(root)], "SOURCE_URL_ALLOW": [_sim_address()]}
+    with copied_app(backend, tmp_path_factory.mktemp("confined"), **settings) as application:
+        application.config["TEST_BACKEND"] = backend.backend
+        yield application
 
 
 @pytest.fixture
