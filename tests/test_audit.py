@@ -242,6 +242,21 @@ def _sealing_app(backend_name, tmp_path, **overrides):
     return database, build_app(database.url, seed=False, **overrides)
 
 
+def _sealer_until_it_links(app) -> threading.Thread:
+    """Run the sealer loop in a thread until a round has linked something, then stop it; the thread."""
+    stop, sealed_some = threading.Event(), threading.Event()
+    loop = threading.Thread(
+        target=audit.sealer.run, args=(app, stop), kwargs={"on_round": lambda n: n and sealed_some.set()}
+    )
+    loop.start()
+    try:
+        assert sealed_some.wait(timeout=30), "the sealer linked nothing"
+    finally:
+        stop.set()
+        loop.join(timeout=30)
+    return loop
+
+
 @pytest.mark.parametrize("backend_name", ["sqlite", "postgresql"])
 def test_in_background_mode_a_commit_returns_before_sealing_and_the_sealer_process_links_the_event(
     backend_name, tmp_path
@@ -257,16 +272,7 @@ def test_in_background_mode_a_commit_returns_before_sealing_and_the_sealer_proce
             # Committed with its change, not in the chain: no sealer runs in this process.
             assert row is not None and row.seq is None and row.hash is None
             db.session.remove()
-        stop, sealed_some = threading.Event(), threading.Event()
-        loop = threading.Thread(
-            target=audit.sealer.run, args=(app, stop), kwargs={"on_round": lambda n: n and sealed_some.set()}
-        )
-        loop.start()
-        try:
-            assert sealed_some.wait(timeout=30), "the sealer linked nothing"
-        finally:
-            stop.set()
-            loop.join(timeout=30)
+        loop = _sealer_until_it_links(app)
         assert not loop.is_alive()  # it stops when told to
         with app.app_context(), db.engine.connect() as conn:
             assert audit.pending(conn) == 0
@@ -718,16 +724,7 @@ def test_the_sealer_writes_signed_checkpoints_and_records_the_forged_rows_it_ref
                     .returning(AuditEvent.id)
                 ).scalar_one()
             db.session.remove()
-        stop, sealed_some = threading.Event(), threading.Event()
-        loop = threading.Thread(
-            target=audit.sealer.run, args=(app, stop), kwargs={"on_round": lambda n: n and sealed_some.set()}
-        )
-        loop.start()
-        try:
-            assert sealed_some.wait(timeout=30), "the sealer linked nothing"
-        finally:
-            stop.set()
-            loop.join(timeout=30)
+        _sealer_until_it_links(app)
         with app.app_context():
             audit.seal_all(db.engine, refused=set())
             seq = db.session.scalar(select(AuditEvent.seq).where(AuditEvent.action == "sealer_test"))
