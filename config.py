@@ -255,8 +255,9 @@ class Config:
     # Confidential file transfer. The platform stores ciphertext only, here:
     TRANSFER_DIR = os.environ.get("TRANSFER_DIR", str(INSTANCE_DIR / "transfer"))
     TRANSFER_MAX_BYTES = int(os.environ.get("TRANSFER_MAX_BYTES", str(8 * 1024**3)))
-    # What killed processes leave is swept (`flask transfer sweep`; every process at
-    # start; the ftp-poller worker every TRANSFER_SWEEP_SECONDS): temporary uploads no
+    # What killed processes leave is swept (`flask transfer sweep`; each web worker as
+    # it starts, temporary uploads only; the ftp-poller worker at its start and every
+    # TRANSFER_SWEEP_SECONDS; never another `flask` command): temporary uploads no
     # living process holds at once, and partial FTP uploads or stored files no case
     # refers to once not written to for TRANSFER_STALE_SECONDS (the FTPS server drops
     # a data connection idle for 5 minutes, so a live upload is never that old).

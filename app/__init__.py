@@ -77,13 +77,15 @@ def create_app(config: object | str = "config.Config") -> Flask:
 
     cli.register(app)
     web.register(app)
-    _sweep_temporary_uploads(app)
     return app
 
 
-def _sweep_temporary_uploads(app: Flask) -> None:
-    """Every process starts by removing the temporary uploads that a killed one left
-    (only those no living process holds: safe beside running uploads)."""
+def sweep_temporary_uploads(app: Flask) -> None:
+    """Remove the temporary uploads that a killed process left (only those no living
+    process holds: safe beside running uploads). A web process calls it as it starts
+    (gunicorn.conf.py, run.py); the ftp-poller worker sweeps at its start and every
+    TRANSFER_SWEEP_SECONDS. Not ``create_app``: a command such as ``flask audit
+    verify`` or ``flask db upgrade`` touches no upload."""
     from pathlib import Path
 
     from app.services import transfer

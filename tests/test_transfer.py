@@ -27,7 +27,7 @@ from app.models.audit import AuditEvent
 from app.models.org import Agency, PlatformUser
 from app.models.outbox import OutboxMessage
 from app.models.transfer import StaffCertificate, TransferCase, TransferItem
-from app.services import actors, transfer
+from app.services import actors, audit, transfer
 from app.services.errors import DomainError, InvalidInput
 from app.services.transfer import pki as certificates
 from tests.conftest import api_token, bearer, free_port, login, pki_dir
@@ -896,9 +896,9 @@ def test_a_body_shorter_than_declared_is_refused_on_the_api_and_the_page_and_the
 # --- what killed processes leave is swept -------------------------------------------------------
 
 
-def test_a_worker_killed_mid_upload_leaves_a_temporary_file_that_the_next_start_removes(app, registered):
-    """The worker dies (SIGKILL) with a megabyte spooled; the next process to start (a web worker, any
-    ``flask worker``) removes the ``.part``, and the case is still waiting for its file."""
+def test_a_worker_killed_mid_upload_leaves_a_temporary_file_that_the_next_web_start_removes(app, registered):
+    """The worker dies (SIGKILL) with a megabyte spooled; the next web process to start (gunicorn's
+    worker, through gunicorn.conf.py) removes the ``.part``, and the case is still waiting for its file."""
     case_id, _token = registered
     tmp = Path(app.config["TRANSFER_DIR"]) / "tmp"
     tmp.mkdir(parents=True, exist_ok=True)
@@ -931,11 +931,41 @@ def test_a_worker_killed_mid_upload_leaves_a_temporary_file_that_the_next_start_
         worker.stdin.close()
     (left,) = set(tmp.glob("*.part")) - before
     assert left.stat().st_size >= 1 << 20
-    subprocess.run(
-        [sys.executable, "-c", "import tests.process_app"], cwd=ROOT, env=_process_env(app), check=True, timeout=120
-    )
+    web = _Gunicorn(app)  # answers once its worker has loaded the app and swept
+    web.close()
     assert not left.exists()
     assert _state(app, case_id) == "registered"
+
+
+def _row_counts(app) -> dict[str, int]:
+    from flask_appbuilder import Model
+    from sqlalchemy import func, select
+
+    with app.app_context(), db.engine.connect() as conn:
+        return {t.name: conn.scalar(select(func.count()).select_from(t)) for t in Model.metadata.sorted_tables}
+
+
+def test_a_read_only_flask_command_starts_without_sweeping_or_writing_anything(app):
+    """``flask audit verify`` in a process of its own (as an operator runs it): the application it
+    starts removes no temporary upload (sweeping is the web start's and the ftp-poller's) and the
+    database holds the same rows after it."""
+    tmp = Path(app.config["TRANSFER_DIR"]) / "tmp"
+    tmp.mkdir(parents=True, exist_ok=True)
+    abandoned = tmp / "left-by-a-killed-worker.part"
+    abandoned.write_bytes(b"0" * 1000)
+    long_ago = time.time() - app.config["TRANSFER_STALE_SECONDS"] - 60
+    os.utime(abandoned, (long_ago, long_ago))
+    with app.app_context():
+        audit.seal_all(db.engine)  # nothing left for anyone to seal
+    before = _row_counts(app)
+    done = subprocess.run(
+        [sys.executable, "-m", "flask", "--app", "tests.process_app", "audit", "verify"],
+        cwd=ROOT, env=_process_env(app), capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert done.returncode == 0 and "audit chain OK" in done.stdout, done.stdout + done.stderr
+    assert abandoned.exists() and abandoned.stat().st_mtime == long_ago
+    assert _row_counts(app) == before
+    abandoned.unlink()
 
 
 def test_the_sweep_removes_what_killed_processes_left_and_nothing_in_use(app, client, runner, registered, tmp_path):
