@@ -319,7 +319,7 @@ def textfile_bench(rows: int) -> None:
         for i in range(rows):
             fh.write(f"A{100000000 + i},王{i % 1000},113,{rng.randint(100000, 2000000)}\n")
     before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    source = SourceConfig(kind="textfile", name="bench-income", path=str(tmp), timeout=60, row_cap=100,
+    source = SourceConfig.of(kind="textfile", name="bench-income", path=str(tmp), timeout=60, row_cap=100,
                           options={"format": "csv", "encoding": "cp950", "key_columns": ["身分證號"]})  # fmt: skip
     conn = connector_for(source)
     spec = SectionSpec(target="", filters=(Filter(column="身分證號", param="id_no"),))

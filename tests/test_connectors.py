@@ -22,6 +22,7 @@ from app.connectors import Filter, SectionSpec, SourceConfig, SourceError, close
 from app.connectors import sql as sql_module
 from app.connectors.sql import SqlConnector, compile_statement
 from tests.conftest import free_port
+from tests.fax_kind import fax_kind  # noqa: F401  (the fixture)
 
 PG_ADMIN_URL = os.environ.get("TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres")
 MARIADB_ADMIN_URL = os.environ.get("TEST_MARIADB_URL", "mysql+pymysql://root@127.0.0.1:3306/")
@@ -142,7 +143,7 @@ def sql_source(backend: str, databases: dict, **overrides) -> SourceConfig:
             "options": {"dialect": "mysql"},
         }
     settings = {"kind": "sql", "name": f"test-{backend}", "timeout": 5.0, "row_cap": 100, **base, **overrides}
-    return SourceConfig(**settings)
+    return SourceConfig.of(**settings)
 
 
 @pytest.fixture(scope="module")
@@ -369,7 +370,7 @@ def test_a_slow_view_is_cancelled_at_the_timeout_and_the_source_keeps_working(ba
 
 @pytest.mark.parametrize("dialect", ["postgresql", "mysql", "oracle"], ids=source_id)
 def test_an_unreachable_server_fails_fast_and_never_shows_the_password(dialect):
-    source = SourceConfig(
+    source = SourceConfig.of(
         kind="sql",
         name=f"dead-{dialect}",
         host="127.0.0.1",
@@ -407,7 +408,7 @@ def test_an_unknown_table_is_a_configuration_error(databases):
 
 
 def test_a_missing_sqlite_file_is_not_found(tmp_path):
-    source = SourceConfig(kind="sql", name="gone", database=str(tmp_path / "none.db"), options={"dialect": "sqlite"})
+    source = SourceConfig.of(kind="sql", name="gone", database=str(tmp_path / "none.db"), options={"dialect": "sqlite"})
     with pytest.raises(SourceError) as err:
         connector_for(source).test()
     assert err.value.reason == "not_found"
@@ -445,11 +446,13 @@ def test_oracle_and_sql_server_statements_compile_with_bound_parameters():
 def test_a_missing_driver_names_what_to_install(monkeypatch):
     monkeypatch.setitem(sys.modules, "oracledb", None)  # "import oracledb" now fails
     monkeypatch.setitem(sys.modules, "pyodbc", None)
-    oracle = SqlConnector(SourceConfig(kind="sql", host="db.example", database="ORCL", options={"dialect": "oracle"}))
+    oracle = SqlConnector(
+        SourceConfig.of(kind="sql", host="db.example", database="ORCL", options={"dialect": "oracle"})
+    )
     with pytest.raises(SourceError) as err:
         oracle.fetch(SectionSpec(target="v_person", columns=("id_no",)), {})
     assert err.value.reason == "driver" and "pip install oracledb" in err.value.message
-    mssql = SqlConnector(SourceConfig(kind="sql", host="db.example", database="hr", options={"dialect": "mssql"}))
+    mssql = SqlConnector(SourceConfig.of(kind="sql", host="db.example", database="hr", options={"dialect": "mssql"}))
     with pytest.raises(SourceError) as err:
         mssql.test()
     assert err.value.reason == "driver"
@@ -458,7 +461,7 @@ def test_a_missing_driver_names_what_to_install(monkeypatch):
 
 def test_an_unknown_dialect_is_a_configuration_error():
     with pytest.raises(SourceError) as err:
-        SqlConnector(SourceConfig(kind="sql", options={"dialect": "db2"}))
+        SqlConnector(SourceConfig.of(kind="sql", options={"dialect": "db2"}))
     assert err.value.reason == "config"
 
 
@@ -498,7 +501,7 @@ TAX_ROWS = [
 def test_a_big5_csv_is_read_and_looked_up_by_its_key_column(tmp_path):
     path = tmp_path / "tax.csv"
     write_csv(path, TAX_ROWS)
-    source = SourceConfig(
+    source = SourceConfig.of(
         kind="textfile",
         name="tax",
         path=str(path),
@@ -529,14 +532,14 @@ def test_a_big5_csv_is_read_and_looked_up_by_its_key_column(tmp_path):
 def test_a_tsv_file_and_the_row_cap(tmp_path):
     path = tmp_path / "tax.tsv"
     write_csv(path, TAX_ROWS, encoding="utf-8", delimiter="\t")
-    source = SourceConfig(kind="textfile", name="tsv", path=str(path), row_cap=2, options={"format": "tsv"})
+    source = SourceConfig.of(kind="textfile", name="tsv", path=str(path), row_cap=2, options={"format": "tsv"})
     result = connector_for(source).fetch(SectionSpec(target="", columns=("姓名",)), {})
     assert result.rows == [{"姓名": "王小明"}, {"姓名": "王小明"}] and result.truncated is True
 
 
 def test_the_demo_tax_and_vehicle_files_are_read(seed_dir):
     tax = connector_for(
-        SourceConfig(
+        SourceConfig.of(
             kind="textfile",
             name="demo-tax",
             path=str(seed_dir / "tax_income.csv"),
@@ -547,7 +550,7 @@ def test_the_demo_tax_and_vehicle_files_are_read(seed_dir):
     assert rows.rows and {r["姓名"] for r in rows.rows} == {"王小明"}
     layout = json.loads((seed_dir / "vehicles.layout.json").read_text(encoding="utf-8"))
     vehicles = connector_for(
-        SourceConfig(
+        SourceConfig.of(
             kind="textfile",
             name="demo-vehicles",
             path=str(seed_dir / "vehicles.txt"),
@@ -568,7 +571,7 @@ def test_a_fixed_width_big5_file_counted_in_bytes(tmp_path):
         {"name": "owner", "start": 8, "width": 10},
         {"name": "name", "start": 18, "width": 8},
     ]
-    source = SourceConfig(
+    source = SourceConfig.of(
         kind="textfile",
         name="bytes",
         path=str(path),
@@ -587,7 +590,7 @@ def test_a_fixed_width_big5_file_counted_in_bytes(tmp_path):
 def test_a_changed_file_is_reloaded_and_a_deleted_one_is_reported_missing(tmp_path):
     path = tmp_path / "tax.csv"
     write_csv(path, TAX_ROWS)
-    source = SourceConfig(
+    source = SourceConfig.of(
         kind="textfile", name="reload", path=str(path), options={"encoding": "cp950", "key_columns": ["身分證號"]}
     )
     connector = connector_for(source)
@@ -611,13 +614,13 @@ def test_a_changed_file_is_reloaded_and_a_deleted_one_is_reported_missing(tmp_pa
 def test_textfile_test_checks_the_header_and_key_columns(tmp_path):
     path = tmp_path / "tax.csv"
     write_csv(path, TAX_ROWS)
-    bad = SourceConfig(
+    bad = SourceConfig.of(
         kind="textfile", name="badkey", path=str(path), options={"encoding": "cp950", "key_columns": ["id_no"]}
     )
     with pytest.raises(SourceError) as err:
         connector_for(bad).test()
     assert err.value.reason == "config" and "id_no" in err.value.message
-    wrong_encoding = SourceConfig(kind="textfile", name="utf8", path=str(path), options={"encoding": "utf-8"})
+    wrong_encoding = SourceConfig.of(kind="textfile", name="utf8", path=str(path), options={"encoding": "utf-8"})
     with pytest.raises(SourceError) as err:
         connector_for(wrong_encoding).test()
     assert err.value.reason == "bad_response"
@@ -627,7 +630,9 @@ def test_textfile_test_checks_the_header_and_key_columns(tmp_path):
 
 
 def business_source(url: str, **overrides) -> SourceConfig:
-    return SourceConfig(**{"kind": "rest", "name": "business", "url": f"{url}/business", "timeout": 3.0, **overrides})
+    return SourceConfig.of(
+        **{"kind": "rest", "name": "business", "url": f"{url}/business", "timeout": 3.0, **overrides}
+    )
 
 
 ONE_COMPANY = SectionSpec(target="/companies/{ban}", filters=(Filter("ban", "ban"),), columns=("ban", "name", "status"))
@@ -678,7 +683,7 @@ def test_rest_fails_fast_as_unreachable_when_the_service_stops(seed_dir):
 
 
 def egate(simulators):
-    return connector_for(SourceConfig(kind="egate", name="egate", url=f"{simulators.url}/egate", timeout=3.0))
+    return connector_for(SourceConfig.of(kind="egate", name="egate", url=f"{simulators.url}/egate", timeout=3.0))
 
 
 def run(connector, txn: str, field: str, value: str, **section):
@@ -773,48 +778,9 @@ def test_the_platform_never_loads_the_simulators():
 
 # --- the registry of kinds and what each source offers the form designer ---------------------
 
-FAX_KIND = """
-from flask_babel import lazy_gettext as _l
 
-from app.connectors.base import Connector, Entity, Field, Result, SettingsSchema, register, text
-
-
-class FaxSettings(SettingsSchema):
-    url = text(100, required=True)
-
-
-@register("fax")
-class FaxConnector(Connector):
-    label = _l("Fax gateway")
-    order = 99
-    settings_schema = FaxSettings
-
-    def test(self):
-        return 0.0
-
-    def fetch(self, section, params):
-        return Result(columns=[], rows=[])
-
-    def describe(self):
-        return [Entity(target="inbox", kind="resource", columns=(Field("page"),))]
-"""
-
-
-@pytest.fixture
-def fax_kind(tmp_path, monkeypatch):
-    """A new kind: one module dropped in the connectors' package, no other file touched."""
-    import app.connectors as package
-    from app.connectors import base
-
-    (tmp_path / "zz_fax.py").write_text(FAX_KIND, encoding="utf-8")
-    monkeypatch.setattr(package, "__path__", [*package.__path__, str(tmp_path)])
-    base.discover(refresh=True)
-    yield
-    base._registry.pop("fax", None)
-    sys.modules.pop("app.connectors.zz_fax", None)
-
-
-def test_a_new_kind_module_dropped_in_the_package_is_offered_and_validated_without_other_edits(fax_kind):
+@pytest.mark.usefixtures("fax_kind")
+def test_a_new_kind_module_dropped_in_the_package_is_offered_and_validated_without_other_edits():
     from app.connectors import choices, connector_class, kinds
     from app.models.sources import DataSource
     from app.services.errors import InvalidInput
@@ -827,8 +793,15 @@ def test_a_new_kind_module_dropped_in_the_package_is_offered_and_validated_witho
         validate_source(None, DataSource(code="FAX", name="傳真", kind="fax", options="{}"))
     with pytest.raises(InvalidInput, match="host"):  # a field the kind does not use is refused, not ignored
         validate_source(None, DataSource(code="FAX", name="傳真", kind="fax", url="http://f", host="x", options="{}"))
+    with pytest.raises(InvalidInput, match="pages"):  # its own options, typed by its own schema
+        validate_source(None, DataSource(code="FAX", name="傳真", kind="fax", url="http://f", options='{"pages": "2"}'))
     assert connector_class("fax").__module__ == "app.connectors.zz_fax"
-    assert connector_for(SourceConfig(kind="fax", name="fax")).describe()[0].target == "inbox"
+    fax = connector_for(SourceConfig.of(kind="fax", name="fax", url="http://fax.example", options={"pages": 2}))
+    assert [(e.target, e.label) for e in fax.describe()] == [("inbox", "http://fax.example")]  # the defaults filled in
+    assert [r["page"] for r in fax.fetch(SectionSpec(target="inbox", columns=("page",)), {}).rows] == [1, 2]
+    with pytest.raises(SourceError) as err:  # settings written past the checks: the fields named, never the values
+        connector_for(SourceConfig.of(kind="fax", name="bad-fax", url="http://f", options={"pages": "lots"}))
+    assert err.value.reason == "config" and "options.pages" in err.value.message and "lots" not in err.value.message
 
 
 def test_each_kind_checks_its_own_settings_with_clear_field_messages():
@@ -868,7 +841,7 @@ def test_a_sql_source_describes_its_tables_and_views_with_column_types(backend, 
 
 
 def test_an_unreachable_sql_source_cannot_describe_itself_and_says_why():
-    source = SourceConfig(
+    source = SourceConfig.of(
         kind="sql",
         name="dead-describe",
         host="127.0.0.1",
@@ -886,12 +859,12 @@ def test_an_unreachable_sql_source_cannot_describe_itself_and_says_why():
 def test_a_text_file_describes_its_columns_from_the_header_or_the_layout(tmp_path, seed_dir):
     path = tmp_path / "tax.csv"
     write_csv(path, TAX_ROWS)
-    csv_source = SourceConfig(kind="textfile", name="describe-csv", path=str(path), options={"encoding": "big5"})
+    csv_source = SourceConfig.of(kind="textfile", name="describe-csv", path=str(path), options={"encoding": "big5"})
     [entity] = connector_for(csv_source).describe()
     assert (entity.target, entity.kind, entity.label) == ("", "file", "tax.csv")
     assert [(c.name, c.type) for c in entity.columns] == [(n, "text") for n in TAX_ROWS[0]]
     layout = json.loads((seed_dir / "vehicles.layout.json").read_text(encoding="utf-8"))
-    fixed = SourceConfig(
+    fixed = SourceConfig.of(
         kind="textfile",
         name="describe-fixed",
         path=str(seed_dir / "vehicles.txt"),

@@ -20,7 +20,8 @@ SourceError ("refused") that names no more than the rule.
 A kind is ONE module (or package) of ``app.connectors`` whose Connector
 subclass is decorated with ``@register``: it declares its ``kind``, its
 ``label``, its ``settings_schema`` (marshmallow: the connection fields it uses
-and its ``options``), ``test()``, ``fetch()`` and ``describe()``. The registry
+and its ``options``, which load ``SourceConfig.settings`` into the connector's
+``settings``), ``test()``, ``fetch()`` and ``describe()``. The registry
 imports every module of the package once (``pkgutil``), so adding a kind
 touches no other file: the sources' validation, the admin screen's choices
 and the API's schema read ``kinds()``/``choices()``.
@@ -34,6 +35,7 @@ import json
 import logging
 import pkgutil
 import threading
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
@@ -79,50 +81,51 @@ def refusal(exc: Refused, source: SourceConfig | None = None) -> SourceError:
 
 @dataclass(frozen=True)
 class SourceConfig:
-    """What a connector knows about its source (built from DataSource)."""
+    """What a connector knows about its source (built from DataSource): what
+    every kind has, and ``settings``, the kind's own (the connection fields it
+    uses and its ``options``) as stored, which the kind's settings schema loads
+    (``Connector.settings``). A new kind adds nothing here."""
 
     kind: str
     name: str = ""
     id: int | None = None
-    host: str | None = None
-    port: int | None = None
-    database: str | None = None  # database / service name / SQLite path
-    path: str | None = None  # text file path
-    url: str | None = None  # base URL (rest, egate)
-    account: str | None = None
     secret: str | None = None  # decrypted only in memory, never logged
     timeout: float = 5.0
     row_cap: int = 500
     pool_size: int = 5
-    options: dict = field(default_factory=dict)  # kind-specific settings
+    settings: Mapping[str, Any] = field(default_factory=dict)
     # The operators' limits (files, databases, addresses), checked by the
     # connector on every use. The platform always sets them
     # (services.sources.source_config); None leaves a connector used on its
     # own, outside the platform (the connector tests, a bench), unconfined.
     confinement: Confinement | None = None
 
+    @classmethod
+    def of(cls, kind: str, **values) -> SourceConfig:
+        """A config from keywords: the common fields by name, every other one
+        (``host``, ``path``, ``options``...) one of the kind's settings."""
+        common = {name: values.pop(name) for name in COMMON_FIELDS if name in values}
+        return cls(kind=kind, settings=values, **common)
+
     def fingerprint(self) -> str:
         """Changes whenever any setting changes: a cached connector is rebuilt."""
         raw = json.dumps(
             [
                 self.kind,
-                self.host,
-                self.port,
-                self.database,
-                self.path,
-                self.url,
-                self.account,
                 self.secret,
                 self.timeout,
                 self.row_cap,
                 self.pool_size,
-                self.options,
+                self.settings,
                 self.confinement,
             ],
             sort_keys=True,
             default=str,
         )
         return hashlib.sha256(raw.encode()).hexdigest()
+
+
+COMMON_FIELDS = ("name", "id", "secret", "timeout", "row_cap", "pool_size", "confinement")
 
 
 @dataclass(frozen=True)
@@ -225,6 +228,17 @@ def _plain_messages(messages):
     return [str(messages)]
 
 
+def _field_paths(messages, prefix: str = "") -> list[str]:
+    """The fields marshmallow's messages are about ("options.dialect"), never their values."""
+    if not isinstance(messages, dict):
+        return [prefix.rstrip(".") or "settings"]
+    paths = []
+    for key, value in messages.items():
+        name = f"{prefix}{key}"
+        paths += _field_paths(value, name + ".") if isinstance(value, dict) else [name]
+    return paths
+
+
 class Connector:
     kind: ClassVar[str] = ""
     label: ClassVar[Any] = ""  # lazy_gettext: shown in the admin screen's choices
@@ -233,6 +247,24 @@ class Connector:
 
     def __init__(self, source: SourceConfig):
         self.source = source
+        self.settings = self.settings_of(source)
+
+    @property
+    def options(self) -> dict:
+        """The kind's own options, as its settings schema loaded them."""
+        return self.settings.get("options") or {}
+
+    @classmethod
+    def settings_of(cls, source: SourceConfig) -> dict:
+        """The source's own settings loaded through the kind's schema (typed,
+        defaults filled in); a SourceError (config) naming the fields when they
+        are not valid (a source saved before a rule, or written to the
+        database directly)."""
+        try:
+            return cls.settings_schema().load(dict(source.settings))
+        except ValidationError as exc:
+            names = ", ".join(_field_paths(exc.messages))
+            raise SourceError(f"the source's settings are not valid ({names})", "config") from None
 
     @classmethod
     def validate(cls, settings: dict) -> dict:

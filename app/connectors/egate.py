@@ -197,7 +197,7 @@ class EgateConnector(HttpSource):
         requester = params.get("_requester")
         if not isinstance(requester, dict):
             requester = {}
-        opts = self.source.options or {}
+        opts = self.options
         requester = {
             "agency": requester.get("agency") or opts.get("agency") or "",
             "user": requester.get("user") or "",

@@ -1,8 +1,9 @@
 """Web-service sources (JSON over HTTP) with httpx.
 
-Source settings: ``url`` is the base URL, ``timeout`` the seconds for each
-request, ``pool_size`` the keep-alive connections kept. ``options`` (the
-section's options override the source's)::
+Source settings (``RestSettings``): ``url`` is the base URL, ``account`` the
+login for basic authentication; of every kind's, ``timeout`` is the seconds
+for each request, ``pool_size`` the keep-alive connections kept. ``options``
+(the section's options override the source's)::
 
     method        "GET" (default) or "POST"
     params        query string: {"q": "{name}"}; placeholders are filled
@@ -260,29 +261,28 @@ class HttpSource(Connector):
     where_label = "the web service"
 
     def __init__(self, source: SourceConfig):
-        super().__init__(source)
-        if not source.url or not source.url.startswith(("http://", "https://")):
-            raise SourceError("the source needs an http(s) URL", "config")
+        super().__init__(source)  # the URL checked by HttpSettings
+        self.url = self.settings["url"]
         self._client = None
         self._lock = threading.Lock()
 
     @classmethod
     def confine(cls, source: SourceConfig) -> None:
-        if source.confinement is not None and source.url:
-            source.confinement.check_url(source.url)
+        if source.confinement is not None:
+            source.confinement.check_url(cls.settings_of(source)["url"])
 
     def client(self):
         with self._lock:
             if self._client is not None:
                 return self._client
             httpx = _httpx()
-            s, opts = self.source, self.source.options or {}
+            s, opts = self.source, self.options
             headers = {"Accept": "application/json", "User-Agent": "county-platform-connector"}
             headers.update({str(k): str(v) for k, v in (opts.get("headers") or {}).items()})
             auth = None
             mode = (opts.get("auth") or "").lower()
             if mode == "basic":
-                auth = httpx.BasicAuth(s.account or "", s.secret or "")
+                auth = httpx.BasicAuth(self.settings.get("account") or "", s.secret or "")
             elif mode == "bearer":
                 headers["Authorization"] = f"Bearer {s.secret or ''}"
             elif mode == "header":
@@ -305,7 +305,7 @@ class HttpSource(Connector):
             else:
                 extra = {"verify": opts.get("verify", True), "cert": cert}
             self._client = httpx.Client(
-                base_url=s.url,
+                base_url=self.url,
                 timeout=max(float(s.timeout), 0.1),
                 limits=limits,
                 headers=headers,
@@ -324,7 +324,7 @@ class HttpSource(Connector):
 
     @property
     def where(self) -> str:
-        parts = urllib.parse.urlsplit(self.source.url or "")
+        parts = urllib.parse.urlsplit(self.url)
         return f"{self.where_label} at {parts.hostname}" + (f":{parts.port}" if parts.port else "")
 
     def send(self, method: str, path: str, *, params=None, json=None):
@@ -336,7 +336,7 @@ class HttpSource(Connector):
             request = client.build_request(method, path, params=params, json=json)
         except (httpx.InvalidURL, ValueError, TypeError):
             raise SourceError("the request could not be built from the section settings", "config") from None
-        base = httpx.URL(self.source.url)
+        base = httpx.URL(self.url)
         if request.url.host != base.host or request.url.scheme != base.scheme or request.url.port != base.port:
             raise SourceError("the section's path leaves the source's host", "config")
         try:
@@ -380,7 +380,7 @@ class HttpSource(Connector):
 
     def test(self) -> float:
         started = time.perf_counter()
-        path = (self.source.options or {}).get("health_path") or ""
+        path = self.options.get("health_path") or ""
         response = self.send("GET", path)
         if response.status_code in (401, 403) or response.status_code >= 500:
             self.check_status(response)
@@ -396,7 +396,7 @@ class RestConnector(HttpSource):
     def describe(self) -> list[Entity]:
         """What the administrator declared in ``options.resources`` (a web
         service publishes no catalogue the platform could read)."""
-        declared = (self.source.options or {}).get("resources") or []
+        declared = self.options.get("resources") or []
         return [
             Entity(
                 target=str(r.get("target", "")),
@@ -409,7 +409,7 @@ class RestConnector(HttpSource):
         ]
 
     def fetch(self, section: SectionSpec, params: dict) -> Result:
-        opts = {**(self.source.options or {}), **(section.options or {})}
+        opts = {**self.options, **(section.options or {})}
         method = str(opts.get("method") or "GET").upper()
         if method not in ("GET", "POST"):
             raise SourceError(f"unsupported method '{method}'", "config")

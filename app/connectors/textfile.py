@@ -78,19 +78,19 @@ class TextFileOptions(Schema):
     class Meta:
         unknown = RAISE
 
-    format = fields.String(validate=validate.OneOf(FORMATS))
-    encoding = text(40, validate_also=_known_encoding)
-    delimiter = fields.String(validate=validate.Length(min=1, max=5))
-    header = fields.Boolean(truthy={True}, falsy={False})
-    names = fields.List(text(100), validate=validate.Length(max=1000))
-    layout = fields.List(fields.Nested(LayoutEntry), validate=validate.Length(max=1000))
-    width_unit = fields.String(validate=validate.OneOf(("char", "byte")))
-    skip_rows = fields.Integer(strict=True, validate=validate.Range(min=0, max=1_000_000))
-    key_columns = fields.List(text(100), validate=validate.Length(max=20))
+    format = fields.String(validate=validate.OneOf(FORMATS), load_default="csv")
+    encoding = text(40, validate_also=_known_encoding, load_default="utf-8")
+    delimiter = fields.String(validate=validate.Length(min=1, max=5), load_default=",")
+    header = fields.Boolean(truthy={True}, falsy={False}, load_default=True)
+    names = fields.List(text(100), validate=validate.Length(max=1000), load_default=list)
+    layout = fields.List(fields.Nested(LayoutEntry), validate=validate.Length(max=1000), load_default=list)
+    width_unit = fields.String(validate=validate.OneOf(("char", "byte")), load_default="char")
+    skip_rows = fields.Integer(strict=True, validate=validate.Range(min=0, max=1_000_000), load_default=0)
+    key_columns = fields.List(text(100), validate=validate.Length(max=20), load_default=list)
 
     @validates_schema
     def layout_and_names(self, data, **kwargs):
-        if (data.get("format") or "csv") == "fixed" and not data.get("layout"):
+        if data.get("format") == "fixed" and not data.get("layout"):
             raise ValidationError(
                 _l("A fixed-width file needs a layout (name, start, width of each column)."), "layout"
             )
@@ -126,43 +126,30 @@ class TextFileConnector(Connector):
     settings_schema = TextFileSettings
 
     def __init__(self, source: SourceConfig):
-        super().__init__(source)
-        opts = source.options or {}
-        self.format = (opts.get("format") or "csv").lower()
-        if self.format not in ("csv", "tsv", "fixed"):
-            raise SourceError(f"unknown file format '{self.format}' (use csv, tsv or fixed)", "config")
-        enc = (opts.get("encoding") or "utf-8").lower()
-        try:
-            self.encoding = ENCODINGS.get(enc) or codecs.lookup(enc).name
-        except LookupError:
-            raise SourceError(f"unknown encoding '{enc}'", "config") from None
-        self.delimiter = "\t" if self.format == "tsv" else (opts.get("delimiter") or ",")
-        self.header = bool(opts.get("header", True))
-        self.names = list(opts.get("names") or [])
-        self.layout = list(opts.get("layout") or [])
-        self.width_unit = opts.get("width_unit", "char")
-        self.skip_rows = int(opts.get("skip_rows", 0))
-        self.key_columns = list(opts.get("key_columns") or [])
-        if self.format == "fixed":
-            if not self.layout:
-                raise SourceError("a fixed-width file needs options.layout", "config")
-            for item in self.layout:
-                if not isinstance(item, dict) or not {"name", "start", "width"} <= set(item):
-                    raise SourceError("each layout entry needs name, start and width", "config")
+        super().__init__(source)  # the options loaded and checked by TextFileOptions
+        opts = self.options
+        self.format = opts["format"]
+        enc = opts["encoding"].lower()
+        self.encoding = ENCODINGS.get(enc) or codecs.lookup(enc).name
+        self.delimiter = "\t" if self.format == "tsv" else opts["delimiter"]
+        self.header = opts["header"]
+        self.names = opts["names"]
+        self.layout = opts["layout"]
+        self.width_unit = opts["width_unit"]
+        self.skip_rows = opts["skip_rows"]
+        self.key_columns = opts["key_columns"]
         self._loaded: _Loaded | None = None
         self._lock = threading.Lock()
 
     @classmethod
     def confine(cls, source: SourceConfig) -> None:
-        if source.confinement is not None and source.path:
-            source.confinement.check_file(source.path)
+        if source.confinement is not None:
+            source.confinement.check_file(cls.settings_of(source)["path"])
 
     @property
     def path(self) -> str:
         """The file as configured (what messages name)."""
-        if not self.source.path:
-            raise SourceError("no file is set", "config")
-        return self.source.path
+        return self.settings["path"]
 
     def file(self) -> str:
         """The file to open: resolved and inside the confinement, checked on every open."""

@@ -13,17 +13,19 @@ The kind is this package: ``statement`` builds and compiles the SELECT,
 error into plain words; this module is the connector (settings, test, fetch,
 describe).
 
-Source settings (``SourceConfig``)::
+Source settings (``SqlSettings``, in ``SourceConfig.settings``)::
 
     host, port, database   database name; Oracle: service name; SQLite: file path
-    account, secret        the login (the secret is never put in a message)
-    timeout                seconds: connect timeout, statement timeout, pool wait
-    row_cap, pool_size     rows returned at most; connections kept open at most
+    account                the login (with ``SourceConfig.secret``, never put in a message)
     options.dialect        postgresql | mysql (MariaDB too) | sqlite | oracle | mssql
     options.odbc_driver    SQL Server only (default "ODBC Driver 18 for SQL Server")
     options.odbc           SQL Server only: extra ODBC keywords, for example
                            {"TrustServerCertificate": "yes", "Encrypt": "yes"}
     options.pool_recycle   seconds after which an idle connection is reopened (1800)
+
+and of every kind's: ``timeout`` (seconds: connect timeout, statement
+timeout, pool wait), ``row_cap`` and ``pool_size`` (rows returned at most;
+connections kept open at most).
 
 Section: ``target`` is a table or view ("schema.view" allowed), ``columns``
 the columns to return (none: all), ``filters`` map inputs to columns with the
@@ -85,7 +87,7 @@ class SqlOptions(Schema):
     )
     odbc_driver = text(200)
     odbc = fields.Dict(keys=text(100), values=text(500), validate=validate.Length(max=50))
-    pool_recycle = fields.Integer(strict=True, validate=validate.Range(min=1, max=86_400))
+    pool_recycle = fields.Integer(strict=True, validate=validate.Range(min=1, max=86_400), load_default=1800)
 
 
 class SqlSettings(SettingsSchema):
@@ -113,12 +115,12 @@ class SqlConnector(Connector):
 
     @classmethod
     def confine(cls, source: SourceConfig) -> None:
-        engines.confine(source, (source.options or {}).get("dialect", ""))
+        engines.confine(source, cls.settings_of(source))
 
     def __init__(self, source: SourceConfig):
         super().__init__(source)
-        self.dialect = (source.options or {}).get("dialect", "")
-        self.pool = SourceEngine(source, self.dialect)
+        self.dialect = self.options["dialect"]
+        self.pool = SourceEngine(source, self.settings)
 
     @property
     def where(self) -> str:

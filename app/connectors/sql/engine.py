@@ -39,29 +39,30 @@ DIALECTS = {
 DEFAULT_ODBC_DRIVER = "ODBC Driver 18 for SQL Server"
 
 
-def confine(source: SourceConfig, dialect: str) -> list[str]:
+def confine(source: SourceConfig, settings: dict) -> list[str]:
     """Raise ``confinement.Refused`` for an SQLite file outside the folders
-    allowed, or the platform's own database; the addresses judged (to connect to)."""
+    allowed, or the platform's own database; the addresses judged (to connect
+    to). ``settings``: the source's, as the kind's schema loaded them."""
     limits = source.confinement
     if limits is None:
         return []
-    if dialect == "sqlite":
-        if source.database:
-            limits.check_file(source.database, "database")
+    database = settings.get("database")
+    if settings["options"]["dialect"] == "sqlite":
+        if database:
+            limits.check_file(database, "database")
         return []
-    return limits.check_server(dialect, source.host, source.port, source.database)
+    return limits.check_server(settings["options"]["dialect"], settings.get("host"), settings.get("port"), database)
 
 
 class SourceEngine:
-    """The engine (connection pool) of one SQL source, created on first use."""
+    """The engine (connection pool) of one SQL source, created on first use.
+    ``settings``: the source's own, as the kind's schema loaded them."""
 
-    def __init__(self, source: SourceConfig, dialect: str):
-        if dialect not in DIALECTS:
-            raise SourceError(
-                f"unknown SQL dialect '{dialect}' (use postgresql, mysql, sqlite, oracle or mssql)", "config"
-            )
+    def __init__(self, source: SourceConfig, settings: dict):
         self.source = source
-        self.dialect = dialect
+        self.settings = settings
+        self.options = settings["options"]
+        self.dialect = self.options["dialect"]
         self._engine = None
         self._lock = threading.Lock()
 
@@ -71,15 +72,15 @@ class SourceEngine:
 
     @property
     def odbc_driver(self) -> str:
-        return (self.source.options or {}).get("odbc_driver") or DEFAULT_ODBC_DRIVER
+        return self.options.get("odbc_driver") or DEFAULT_ODBC_DRIVER
 
     @property
     def where(self) -> str:
-        s = self.source
+        s = self.settings
         if self.dialect == "sqlite":
-            return f"SQLite file {s.database}"
-        port = s.port or DIALECTS[self.dialect][3]
-        return f"{DIALECTS[self.dialect][4]} at {s.host}:{port}"
+            return f"SQLite file {s.get('database')}"
+        port = s.get("port") or DIALECTS[self.dialect][3]
+        return f"{DIALECTS[self.dialect][4]} at {s.get('host')}:{port}"
 
     def import_driver(self):
         _, module, install, _, label = DIALECTS[self.dialect]
@@ -94,49 +95,49 @@ class SourceEngine:
     def url(self):
         from sqlalchemy import URL
 
-        s, opts = self.source, self.source.options or {}
+        s = self.settings
         drivername = DIALECTS[self.dialect][0]
         if self.dialect == "sqlite":
             path = self.sqlite_file()
             return URL.create("sqlite", database=f"file:{path}", query={"mode": "ro", "uri": "true"})
-        if not s.host:
+        if not s.get("host"):
             raise SourceError("no host is set", "config")
         query: dict = {}
-        database = s.database
+        database = s.get("database")
         if self.dialect == "oracle":
-            query["service_name"] = s.database or ""
+            query["service_name"] = database or ""
             database = None
         elif self.dialect == "mysql":
             query["charset"] = "utf8mb4"
         elif self.dialect == "mssql":
             query["driver"] = self.odbc_driver
-            for key, value in (opts.get("odbc") or {}).items():
+            for key, value in (self.options.get("odbc") or {}).items():
                 query[str(key)] = str(value)
         return URL.create(
             drivername,
-            username=s.account or None,
-            password=s.secret or None,
-            host=s.host,
-            port=s.port or None,
+            username=s.get("account") or None,
+            password=self.source.secret or None,
+            host=s["host"],
+            port=s.get("port") or None,
             database=database or None,
             query=query,
         )
 
     def sqlite_file(self) -> str:
         """The SQLite file to open: resolved and inside the confinement."""
-        s = self.source
-        if not s.database:
+        database, limits = self.settings.get("database"), self.source.confinement
+        if not database:
             raise SourceError("no SQLite file is set", "config")
-        if s.confinement is None:
-            return os.path.abspath(s.database)
+        if limits is None:
+            return os.path.abspath(database)
         try:
-            return s.confinement.check_file(s.database, "database")
+            return limits.check_file(database, "database")
         except Refused as exc:
             raise refusal(exc, self.source) from None
 
     def checked_addresses(self) -> list[str]:
         try:
-            return confine(self.source, self.dialect)
+            return confine(self.source, self.settings)
         except Refused as exc:
             raise refusal(exc, self.source) from None
 
@@ -192,7 +193,7 @@ class SourceEngine:
                 return self._engine
             self.import_driver()
             if self.dialect == "sqlite" and not os.path.isfile(self.sqlite_file()):
-                raise SourceError(f"file not found: {self.source.database}", "not_found")
+                raise SourceError(f"file not found: {self.settings.get('database')}", "not_found")
             self.checked_addresses()
             from sqlalchemy import create_engine, event
 
@@ -210,7 +211,7 @@ class SourceEngine:
                 "max_overflow": 0,
                 "pool_timeout": max(float(s.timeout), 0.1),
                 "pool_pre_ping": True,
-                "pool_recycle": int((s.options or {}).get("pool_recycle", 1800)),
+                "pool_recycle": self.options["pool_recycle"],
                 "hide_parameters": True,
                 "connect_args": self.connect_args(),
                 **extra,

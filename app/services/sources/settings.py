@@ -158,20 +158,17 @@ def keep_stored_secret(src: DataSource) -> None:
 
 
 def source_config(src: DataSource) -> SourceConfig:
+    """The connectors' view of a source: what every kind has, the kind's own
+    settings as stored (its schema loads them in the connector) and the
+    operators' confinement."""
     return SourceConfig(
         kind=src.kind,
         name=src.code,
         id=src.id,
-        host=src.host,
-        port=src.port,
-        database=src.database,
-        path=src.path,
-        url=src.url,
-        account=src.account,
         secret=src.secret,
         timeout=float(src.timeout or 5.0),
         row_cap=int(src.row_cap or 500),
         pool_size=int(src.pool_size or 5),
-        options=options_of(src),
+        settings=settings_of(src),
         confinement=confinement(),
     )
