@@ -134,8 +134,13 @@ class Config:
     WTF_CSRF_ENABLED = True
     SESSION_COOKIE_HTTPONLY = True
     SESSION_COOKIE_SAMESITE = "Lax"
+    # Cookies are Secure on every response to a request that came over HTTPS
+    # (directly, or through a proxy in TRUSTED_PROXIES): app.web's session
+    # interface. True here (or HTTPS_ONLY) makes them Secure on plain HTTP too.
     SESSION_COOKIE_SECURE = _bool("SESSION_COOKIE_SECURE", False)
     REMEMBER_COOKIE_HTTPONLY = True
+    REMEMBER_COOKIE_SECURE = True  # FAB signs in without "remember me": should one be set, HTTPS only
+    REMEMBER_COOKIE_SAMESITE = "Lax"
     # A signed-in browser is a server-side session (app.services.sessions): it
     # ends at logout, after this many minutes without a request, and this many
     # hours after signing in however busy; and for every session and token of
@@ -176,8 +181,26 @@ class Config:
     # Where the failure counters live: blank for the platform database, or
     # redis://host:port/db to keep them in Redis (shared by every web process).
     LOGIN_THROTTLE_STORAGE_URI = os.environ.get("LOGIN_THROTTLE_STORAGE_URI", "")
-    # Number of reverse proxies in front of the app (for the client IP we audit).
-    TRUSTED_PROXIES = int(os.environ.get("TRUSTED_PROXIES", "0"))
+    # HTTPS. The platform is served over HTTPS (./run.sh: gunicorn with TLS, or
+    # behind nginx); HTTPS responses carry HSTS for this many seconds (0: none;
+    # never sent over plain HTTP). HTTPS_ONLY: a request that reached the app over
+    # plain HTTP is redirected to PUBLIC_BASE_URL (./run.sh answers its HTTP port
+    # with a redirector of its own, so gunicorn never sees plain HTTP).
+    HSTS_MAX_AGE = int(os.environ.get("HSTS_MAX_AGE", str(365 * 86400)))
+    HSTS_INCLUDE_SUBDOMAINS = _bool("HSTS_INCLUDE_SUBDOMAINS", False)
+    HTTPS_ONLY = _bool("HTTPS_ONLY", False)
+    # External URLs built outside a request (CLI, workers).
+    PREFERRED_URL_SCHEME = os.environ.get("PREFERRED_URL_SCHEME", "https")
+    # Reverse proxies the platform believes (addresses or CIDR networks,
+    # comma-separated; default none): only from these peers are
+    # X-Forwarded-For/Proto/Host/Port read (the client address audited and
+    # rate-limited is then the forwarded one) and the client certificate the
+    # proxy verified (CLIENT_CERT_HEADER: nginx's $ssl_client_escaped_cert, with
+    # CLIENT_VERIFY_HEADER: $ssl_client_verify, which must say SUCCESS). From
+    # anyone else these headers are removed before the app sees the request.
+    TRUSTED_PROXIES = _list("TRUSTED_PROXIES", [])
+    CLIENT_CERT_HEADER = os.environ.get("CLIENT_CERT_HEADER", "X-SSL-Client-Cert")
+    CLIENT_VERIFY_HEADER = os.environ.get("CLIENT_VERIFY_HEADER", "X-SSL-Client-Verify")
 
     # Mail
     MAIL_SERVER = os.environ.get("MAIL_SERVER", "127.0.0.1")
@@ -227,7 +250,7 @@ class Config:
     # business-registry simulators (./run.sh starts them).
     DEMO_SOURCES_DIR = os.environ.get("DEMO_SOURCES_DIR", str(INSTANCE_DIR / "sources"))
     SIMULATOR_URL = os.environ.get("SIMULATOR_URL", "http://127.0.0.1:8031")
-    PUBLIC_BASE_URL = os.environ.get("PUBLIC_BASE_URL", "http://127.0.0.1:8080")
+    PUBLIC_BASE_URL = os.environ.get("PUBLIC_BASE_URL", "https://127.0.0.1:8443")
 
     # Where data sources may reach (app.lib.confinement), set by the operators,
     # never on the admin screen; checked when a source is saved and on every use.
@@ -284,6 +307,9 @@ class Config:
 
 class TestConfig(Config):
     TESTING = True
+    # Flask's test client asks over this scheme: plain HTTP unless a test says
+    # base_url="https://..." (as the HTTPS tests do).
+    PREFERRED_URL_SCHEME = "http"
     # The tests make their agencies' files under the temporary folder and serve
     # their simulators and listeners on free loopback ports.
     SOURCE_FILE_ROOTS = [tempfile.gettempdir()]

@@ -31,11 +31,15 @@ def create_app(config: object | str = "config.Config") -> Flask:
     fieldcrypt.configure(app.config["FIELD_ENCRYPTION_KEYS"])
     logging.getLogger("flask_appbuilder").setLevel(logging.WARNING)
 
-    if app.config.get("TRUSTED_PROXIES"):
-        from werkzeug.middleware.proxy_fix import ProxyFix
+    from app.lib.proxies import TrustedProxies
 
-        n = app.config["TRUSTED_PROXIES"]
-        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=n, x_proto=n, x_host=n)
+    # Forwarding headers and the forwarded client certificate are believed from
+    # TRUSTED_PROXIES only, and removed from anyone else's requests.
+    app.wsgi_app = TrustedProxies(
+        app.wsgi_app,
+        app.config.get("TRUSTED_PROXIES") or (),
+        strip=(app.config.get("CLIENT_CERT_HEADER"), app.config.get("CLIENT_VERIFY_HEADER")),
+    )
 
     from app.lib import liveness
 
@@ -48,8 +52,9 @@ def create_app(config: object | str = "config.Config") -> Flask:
     # Every form POST needs its CSRF token; FAB exempts its JWT APIs itself
     # (which is why this comes before AppBuilder). Transfer uploads get their
     # own size limit before the CSRF check reads the body.
-    from app.web import transfer_upload_limit
+    from app.web import https_only, transfer_upload_limit
 
+    app.before_request(https_only)  # with HTTPS_ONLY, plain HTTP goes no further than a redirect
     app.before_request(transfer_upload_limit)
     csrf.init_app(app)
 

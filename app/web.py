@@ -81,6 +81,46 @@ def transfer_upload_limit() -> None:
             request.max_content_length = current_app.config["TRANSFER_MAX_BYTES"]
 
 
+def https_only():
+    """With HTTPS_ONLY, a request that reached the app over plain HTTP is sent to the
+    same path and query at PUBLIC_BASE_URL (301; 308 keeps the method and body of
+    anything but GET and HEAD). The target is the configured address, never the
+    request's Host header."""
+    if not current_app.config.get("HTTPS_ONLY") or request.is_secure:
+        return None
+    base = current_app.config.get("PUBLIC_BASE_URL", "").rstrip("/")
+    if not base.startswith("https://"):
+        return None
+    query = request.query_string.decode("latin-1")
+    target = base + request.path + (f"?{query}" if query else "")
+    return redirect(target, 301 if request.method in ("GET", "HEAD") else 308)
+
+
+def forwarded_client_certificate() -> bytes | None:
+    """The client certificate (DER) that a proxy in TRUSTED_PROXIES verified and
+    forwarded with this request (CLIENT_CERT_HEADER); None from anyone else."""
+    from app.lib import proxies
+
+    config = current_app.config
+    return proxies.forwarded_client_certificate(
+        request.environ.get(proxies.PEER_ADDR, request.remote_addr),
+        request.headers,
+        _trusted_networks(),
+        config.get("CLIENT_CERT_HEADER"),
+        config.get("CLIENT_VERIFY_HEADER"),
+    )
+
+
+def _trusted_networks():
+    from app.lib import proxies
+
+    cached = current_app.extensions.get("platform_trusted_proxies")
+    if cached is None:
+        cached = proxies.parse_networks(current_app.config.get("TRUSTED_PROXIES") or ())
+        current_app.extensions["platform_trusted_proxies"] = cached
+    return cached
+
+
 def _security_headers(response):
     nonce = g.get("csp_nonce")  # only a page that rendered an inline script asked for one
     response.headers.setdefault("Content-Security-Policy", CSP.format(nonce=f" 'nonce-{nonce}'" if nonce else ""))
@@ -89,6 +129,10 @@ def _security_headers(response):
     response.headers.setdefault("Referrer-Policy", "same-origin")
     if request.path.startswith("/api/"):
         response.headers.setdefault("Cache-Control", "no-store")
+    max_age = current_app.config.get("HSTS_MAX_AGE") or 0
+    if request.is_secure and max_age > 0:  # over plain HTTP a browser ignores it, and anyone could have sent it
+        subdomains = "; includeSubDomains" if current_app.config.get("HSTS_INCLUDE_SUBDOMAINS") else ""
+        response.headers.setdefault("Strict-Transport-Security", f"max-age={int(max_age)}{subdomains}")
     return response
 
 
@@ -446,6 +490,13 @@ class _SessionInterface(SecureCookieSessionInterface):
         if bearer_api_call(request):
             return
         super().save_session(app, session, response)
+
+    def get_cookie_secure(self, app) -> bool:
+        """Secure whenever the browser asked over HTTPS (directly or through a trusted
+        proxy), and always with SESSION_COOKIE_SECURE or HTTPS_ONLY."""
+        if super().get_cookie_secure(app) or app.config.get("HTTPS_ONLY"):
+            return True
+        return bool(request) and request.is_secure
 
 
 def register(app) -> None:
