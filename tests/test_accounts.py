@@ -1,10 +1,13 @@
 """Accounts: nobody removes themselves or the last active Admin; a user with
 history is deactivated, never deleted (screen and API)."""
 
+import time
+
+import pytest
 from sqlalchemy import func, select
 
 from app.extensions import db
-from tests.conftest import api_token, bearer, csrf_token, login
+from tests.conftest import api_token, bearer, copied_app, csrf_token, login
 from tests.test_sessions import GOOD_PASSWORD, new_user
 
 
@@ -136,3 +139,213 @@ def test_a_user_without_history_is_deleted_and_that_is_audited(app):
                 AuditEvent.action == "delete", AuditEvent.object_type == "User", AuditEvent.object_id == str(user_id)
             )
         )
+
+
+# --- refusals leave an audit trace; the last-Admin guard counts groups and holds under concurrency ---------
+
+
+def _refusals(app, user_id) -> list[dict]:
+    """The audited refusals of account changes to one user (their rule and operation)."""
+    import json
+
+    from app.models.audit import AuditEvent
+
+    with app.app_context():
+        events = db.session.scalars(
+            select(AuditEvent)
+            .where(AuditEvent.action == "account_refused", AuditEvent.object_id == str(user_id))
+            .order_by(AuditEvent.id)
+        ).all()
+        assert all(e.outcome == "refused" for e in events)
+        return [{k: v for k, v in json.loads(e.detail).items() if k != "reason"} for e in events]
+
+
+@pytest.fixture
+def own_app(backend, tmp_path):
+    """An app on a copy of its own: these stories remove the demo admin."""
+    with copied_app(backend, tmp_path) as application:
+        yield application
+
+
+def test_refusing_to_remove_oneself_or_the_last_admin_is_audited_on_the_api_and_the_screen(own_app):
+    app = own_app
+    with app.app_context():
+        admin_id = app.appbuilder.sm.find_user(username="admin").id
+    username, user_id = new_user(app, role="Admin", agency="COUNTY")
+    token = api_token(app.test_client(), username, GOOD_PASSWORD)
+    client = app.test_client()
+    assert client.delete(f"/api/v1/users/{user_id}", headers=bearer(token)).status_code == 409
+    assert client.put(f"/api/v1/users/{user_id}", json={"active": False}, headers=bearer(token)).status_code == 409
+    browser = app.test_client()
+    login(browser, username, GOOD_PASSWORD)
+    page = browser.get(f"/users/show/{user_id}")
+    r = browser.post(
+        f"/users/delete/{user_id}", data={"csrf_token": csrf_token(page.text) or ""}, follow_redirects=True
+    )
+    assert "自己" in r.text
+    assert _refusals(app, user_id) == [
+        {"operation": "delete", "rule": "self"},
+        {"operation": "edit", "rule": "self"},
+        {"operation": "delete", "rule": "self"},
+    ]
+    # The new Admin removed, the demo admin is the last one again: removing it is refused, audited.
+    admin = api_token(app.test_client(), "admin")
+    assert client.delete(f"/api/v1/users/{user_id}", headers=bearer(admin)).status_code == 200
+    manager, _ = _user_manager(app)
+    manager_token = api_token(app.test_client(), manager, GOOD_PASSWORD)
+    assert client.delete(f"/api/v1/users/{admin_id}", headers=bearer(manager_token)).status_code == 409
+    r = client.put(f"/api/v1/users/{admin_id}", json={"roles": []}, headers=bearer(manager_token))
+    assert r.status_code == 409 and "最後一位" in r.json["message"], r.json
+    assert _refusals(app, admin_id) == [
+        {"operation": "delete", "rule": "last_admin"},
+        {"operation": "edit", "rule": "last_admin"},
+    ]
+    assert _user(app, admin_id) == {"active": True, "roles": ["Admin"]}
+
+
+def _admin_group(app, *members) -> int:
+    """A FAB user group holding the Admin role, with these members."""
+    from flask_appbuilder.security.sqla.models import Group, assoc_user_group
+    from sqlalchemy import insert
+
+    with app.app_context():
+        sm = app.appbuilder.sm
+        group = Group(name="資訊小組", label="資訊小組", roles=[sm.find_role("Admin")])
+        db.session.add(group)
+        db.session.flush()
+        for member in members:  # FAB's Group.users holds its own User class: the membership rows themselves
+            db.session.execute(insert(assoc_user_group).values(user_id=member, group_id=group.id))
+        db.session.commit()
+        return group.id
+
+
+def test_an_admin_through_a_group_counts_and_is_guarded_as_the_last_one(own_app):
+    app = own_app
+    with app.app_context():
+        admin_id = app.appbuilder.sm.find_user(username="admin").id
+    member, member_id = new_user(app, role="Manager", agency="COUNTY")
+    group_id = _admin_group(app, member_id)
+    client = app.test_client()
+    # The demo admin is not the last Admin: the group's member is one too.
+    manager, _ = _user_manager(app)
+    token = api_token(app.test_client(), manager, GOOD_PASSWORD)
+    r = client.put(f"/api/v1/users/{admin_id}", json={"active": False}, headers=bearer(token))
+    assert r.status_code == 200, r.json
+    # Now the group's member is the last active Admin: neither the user nor the group may take that away.
+    r = client.delete(f"/api/v1/users/{member_id}", headers=bearer(token))
+    assert r.status_code == 409 and "最後一位" in r.json["message"], r.json
+    r = client.put(f"/api/v1/users/{member_id}", json={"active": False}, headers=bearer(token))
+    assert r.status_code == 409 and "最後一位" in r.json["message"], r.json
+    assert _refusals(app, member_id) == [
+        {"operation": "delete", "rule": "last_admin"},
+        {"operation": "edit", "rule": "last_admin"},
+    ]
+    browser = app.test_client()
+    login(browser, member, GOOD_PASSWORD)  # an Admin through the group: the group screen is theirs
+    page = browser.get(f"/groups/edit/{group_id}")
+    assert page.status_code == 200
+    form = {"name": "資訊小組", "label": "資訊小組", "csrf_token": csrf_token(page.text) or ""}
+    r = browser.post(f"/groups/edit/{group_id}", data={**form, "users": [str(member_id)]}, follow_redirects=True)
+    assert "最後一位" in r.text  # the group without its Admin role
+    r = browser.post(
+        f"/groups/edit/{group_id}", data={**form, "roles": [str(_role_id(app, "Admin"))]}, follow_redirects=True
+    )
+    assert "最後一位" in r.text  # the member out of the group
+    with app.app_context():
+        from flask_appbuilder.security.sqla.models import Group
+
+        group = db.session.get(Group, group_id)
+        assert [u.id for u in group.users] == [member_id] and [r.name for r in group.roles] == ["Admin"]
+        import json
+
+        from app.models.audit import AuditEvent
+
+        details = [
+            json.loads(e.detail)
+            for e in db.session.scalars(
+                select(AuditEvent).where(
+                    AuditEvent.action == "account_refused",
+                    AuditEvent.object_type == "Group",
+                    AuditEvent.object_id == str(group_id),
+                )
+            )
+        ]
+        assert [(d["operation"], d["rule"]) for d in details] == [("group_edit", "last_admin")] * 2
+    assert _user(app, member_id)["active"] is True
+
+
+@pytest.mark.parametrize("backend", ["postgresql"], indirect=True)
+def test_two_removals_of_the_last_two_admins_at_once_leave_one(own_app):
+    """Each of two requests removes one of the last two Admins. The first holds
+    its transaction open just before it commits; the second waits for it (seen
+    waiting on a lock in PostgreSQL), then finds the one it would remove the
+    last and refuses."""
+    import threading
+
+    from sqlalchemy import event, text
+
+    from app.services import accounts
+    from app.services.actors import for_user
+    from app.services.errors import Conflict
+
+    app = own_app
+    second, second_id = new_user(app, role="Admin", agency="COUNTY")
+    manager, manager_id = _user_manager(app)
+    with app.app_context():
+        admin_id = app.appbuilder.sm.find_user(username="admin").id
+    assert _active_admins(app) == 2
+    holding, release = threading.Event(), threading.Event()
+    outcome: dict = {}
+
+    def remove(user_id, name, hold):
+        with app.app_context():
+            session = db.session()
+            actor = for_user(app.appbuilder.sm.get_user_by_id(manager_id), session=session)
+            outcome[f"{name}_pid"] = session.execute(text("SELECT pg_backend_pid()")).scalar()
+            outcome[f"{name}_ready"].set()
+            if hold:
+
+                def before_commit(_session):
+                    holding.set()
+                    release.wait(30)
+
+                event.listen(session, "before_commit", before_commit)
+            try:
+                outcome[name] = accounts.remove(session, actor, user_id)
+            except Conflict as exc:
+                outcome[name] = exc
+            finally:
+                if hold:
+                    event.remove(session, "before_commit", before_commit)
+                db.session.remove()
+
+    outcome["first_ready"], outcome["second_ready"] = threading.Event(), threading.Event()
+    first = threading.Thread(target=remove, args=(admin_id, "first", True))
+    first.start()
+    assert holding.wait(30), "the first removal never reached its commit"
+    other = threading.Thread(target=remove, args=(second_id, "second", False))
+    other.start()
+    assert outcome["second_ready"].wait(30)
+    waited = False
+    try:
+        with app.app_context():
+            deadline = time.monotonic() + 10
+            while time.monotonic() < deadline and other.is_alive():
+                state = db.session.execute(
+                    text("SELECT wait_event_type FROM pg_stat_activity WHERE pid = :pid"),
+                    {"pid": outcome["second_pid"]},
+                ).scalar()
+                db.session.rollback()
+                if state == "Lock":
+                    waited = True
+                    break
+                time.sleep(0.02)  # polling a condition, with a deadline
+    finally:
+        release.set()
+        first.join(30)
+        other.join(30)
+    assert waited, f"the second removal did not wait for the first: {outcome.get('second')!r}"
+    assert isinstance(outcome["first"], str)
+    assert isinstance(outcome["second"], Conflict) and outcome["second"].message is accounts.LAST_ADMIN
+    assert _active_admins(app) == 1 and _user(app, second_id)["active"] is True
+    assert _refusals(app, second_id) == [{"operation": "delete", "rule": "last_admin"}]

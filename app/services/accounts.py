@@ -5,16 +5,20 @@ a user with history is deactivated, never deleted)."""
 from __future__ import annotations
 
 from flask_babel import lazy_gettext as _l
-from sqlalchemy import exists, inspect, select
+from sqlalchemy import and_, exists, func, inspect, or_, select
 from werkzeug.security import generate_password_hash
 
 from app.models.org import PlatformUser
 from app.services import audit, passwords
 from app.services.actors import MANAGE_ACCOUNTS, SYSTEM
-from app.services.command import transaction
-from app.services.errors import Conflict, Forbidden, NotFound
+from app.services.command import refuse, transaction
+from app.services.errors import Conflict, DomainError, Forbidden, NotFound
+from app.services.org import effective_role_names
 
 ADMIN_ROLE = "Admin"
+# The PostgreSQL advisory lock (transaction-scoped) that serialises every change
+# which could take away an active Admin: "ADMN".
+ADMIN_LOCK_KEY = 0x41444D4E
 
 NOT_ALLOWED = _l("You may not manage accounts.")
 NO_SUCH_USER = _l("No such user.")
@@ -55,35 +59,95 @@ def set_password(session, actor, user_id, password: str) -> None:
                      detail={"by": "self" if own else "admin"}, actor=actor)  # fmt: skip
 
 
-def _active_admin_ids(session) -> set[int]:
-    from flask_appbuilder.security.sqla.models import Role
+def lock_admins(session) -> None:
+    """Serialise the changes that could leave no active Admin: on PostgreSQL a
+    transaction-scoped advisory lock, held until the caller's transaction ends
+    (a second such change waits, then counts what the first left). SQLite has
+    one writer at a time anyway."""
+    bind = session.get_bind()
+    if bind.dialect.name == "postgresql":
+        session.execute(select(func.pg_advisory_xact_lock(ADMIN_LOCK_KEY)))
 
+
+def _admin_role():
+    from flask_appbuilder.security.sqla.models import Group, Role
+
+    holds = PlatformUser.roles.any(Role.name == ADMIN_ROLE)
+    through_group = PlatformUser.groups.any(Group.roles.any(Role.name == ADMIN_ROLE))
+    return Group, Role, holds, through_group
+
+
+def active_admin_ids(session) -> set[int]:
+    """The active users holding the Admin role, directly or through a FAB user
+    group, as the database has them (call ``lock_admins`` first to act on it)."""
+    _, _, holds, through_group = _admin_role()
     with session.no_autoflush:
         return set(
-            session.scalars(
-                select(PlatformUser.id)
-                .where(PlatformUser.active.is_(True))
-                .where(PlatformUser.roles.any(Role.name == ADMIN_ROLE))
-            )
+            session.scalars(select(PlatformUser.id).where(PlatformUser.active.is_(True), or_(holds, through_group)))
         )
 
 
 def _is_active_admin(user: PlatformUser) -> bool:
-    return bool(user.active) and any(r.name == ADMIN_ROLE for r in user.roles or [])
+    """As the object stands in memory (an edit not yet saved): active, and Admin directly or through a group."""
+    return bool(user.active) and ADMIN_ROLE in effective_role_names(user)
+
+
+def _refuse(session, actor, error: DomainError, operation: str, rule: str, object_type: str, object_id):
+    """The refusal of an account change, audited in a transaction of its own (what was begun is rolled back)."""
+    detail = {"operation": operation, "rule": rule}
+    return refuse(session, error, actor, "account_refused", object_type=object_type, object_id=object_id,
+                  detail=detail)  # fmt: skip
 
 
 def check_edit(session, actor, user: PlatformUser) -> None:
     """An edit of a user (screen or API) may not deactivate the editor themselves,
-    nor leave the platform without an active Admin. Raises Conflict."""
+    nor leave the platform without an active Admin (counting Admins through
+    groups; serialised with ``lock_admins``). Raises Conflict, the refusal audited."""
     if user.id is None:
         return
     active = inspect(user).attrs.active.history
     deactivated = active.has_changes() and not user.active
     if deactivated and actor.user_id == user.id:
-        raise Conflict(NOT_YOURSELF)
-    admins = _active_admin_ids(session)
-    if user.id in admins and not _is_active_admin(user) and not (admins - {user.id}):
-        raise Conflict(LAST_ADMIN)
+        raise _refuse(session, actor, Conflict(NOT_YOURSELF), "edit", "self", "User", user.id)
+    with session.no_autoflush:
+        lock_admins(session)
+        admins = active_admin_ids(session)
+        last = user.id in admins and not _is_active_admin(user) and not (admins - {user.id})
+    if last:
+        raise _refuse(session, actor, Conflict(LAST_ADMIN), "edit", "last_admin", "User", user.id)
+
+
+def check_group_edit(session, actor, group) -> None:
+    """An edit of a FAB user group (its roles or its members) may not leave the
+    platform without an active Admin. Raises Conflict, the refusal audited."""
+    from flask_appbuilder.security.sqla.models import assoc_user_group
+
+    if group.id is None:
+        return
+    Group, Role, holds, _ = _admin_role()
+    with session.no_autoflush:
+        lock_admins(session)
+        admins = active_admin_ids(session)
+        members_before = set(
+            session.scalars(select(assoc_user_group.c.user_id).where(assoc_user_group.c.group_id == group.id))
+        )
+        affected = admins & members_before
+        if not affected or admins - affected:
+            return
+        group_admin = ADMIN_ROLE in {r.name for r in group.roles or []}
+        members_after = {u.id: u for u in group.users or [] if u.id is not None}
+        elsewhere = PlatformUser.groups.any(and_(Group.id != group.id, Group.roles.any(Role.name == ADMIN_ROLE)))
+        stay = set(
+            session.scalars(
+                select(PlatformUser.id).where(
+                    PlatformUser.id.in_(sorted(affected)), PlatformUser.active.is_(True), or_(holds, elsewhere)
+                )
+            )
+        )
+        if group_admin:
+            stay |= {uid for uid, u in members_after.items() if u.active}
+    if not stay:
+        raise _refuse(session, actor, Conflict(LAST_ADMIN), "group_edit", "last_admin", "Group", group.id)
 
 
 def _history_checks(user_id: int):
@@ -115,16 +179,21 @@ def has_history(session, user_id: int) -> bool:
 def remove(session, actor, user_id) -> str:
     """Delete a user, or deactivate them when they have history (their acts
     must keep naming them). Returns the message saying which. Nobody removes
-    themselves or the last active Admin. Raises Forbidden, NotFound, Conflict."""
+    themselves or the last active Admin (counting Admins through groups;
+    serialised with ``lock_admins``). Raises Forbidden, NotFound, Conflict;
+    the refusals audited."""
+    target = int(user_id) if str(user_id).isdigit() else None
     if not actor.can(MANAGE_ACCOUNTS):
-        raise Forbidden(NOT_ALLOWED)
-    user = session.get(PlatformUser, int(user_id)) if str(user_id).isdigit() else None
+        raise _refuse(session, actor, Forbidden(NOT_ALLOWED), "delete", "not_allowed", "User", target)
+    user = session.get(PlatformUser, target) if target is not None else None
     if user is None:
         raise NotFound(NO_SUCH_USER)
     if actor.user_id == user.id:
-        raise Conflict(NOT_YOURSELF)
-    if _is_active_admin(user) and not (_active_admin_ids(session) - {user.id}):
-        raise Conflict(LAST_ADMIN)
+        raise _refuse(session, actor, Conflict(NOT_YOURSELF), "delete", "self", "User", user.id)
+    lock_admins(session)
+    admins = active_admin_ids(session)
+    if user.id in admins and not (admins - {user.id}):
+        raise _refuse(session, actor, Conflict(LAST_ADMIN), "delete", "last_admin", "User", user.id)
     with transaction(session):
         if has_history(session, user.id):
             user.active = False

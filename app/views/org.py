@@ -152,10 +152,18 @@ class PlatformUserView(ReadableMixin, ValidatedMixin, UserDBModelView):
         return redirect(self.get_redirect())
 
 
-class PlatformGroupView(ValidatedMixin, UserGroupModelView):
-    """FAB's user groups, checked for separation of duties like users."""
+def _check_group_edit(session, group) -> None:
+    """Separation of duties for the group's members, and no edit that leaves no active Admin."""
+    with session.no_autoflush:
+        actor = current_actor()
+        org.validate_group(session, group)
+        accounts.check_group_edit(session, actor, group)
 
-    validator = org.validate_group
+
+class PlatformGroupView(ValidatedMixin, UserGroupModelView):
+    """FAB's user groups, checked for separation of duties like users, and for the last active Admin."""
+
+    validator = _check_group_edit
     page_size = 25
 
 
