@@ -28,6 +28,16 @@ def served_spec(app) -> dict:
     return answer.get_json()
 
 
+def resolved(spec: dict, node: dict) -> dict:
+    """``node``, or what its ``$ref`` ("#/components/parameters/pk") points to."""
+    while "$ref" in node:
+        target = spec
+        for part in node["$ref"].removeprefix("#/").split("/"):
+            target = target[part]
+        node = target
+    return node
+
+
 def errors_of(spec: dict) -> list[str]:
     from openapi_spec_validator import OpenAPIV30SpecValidator
 

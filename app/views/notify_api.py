@@ -161,13 +161,7 @@ class DispatchApi(NotifyApi):
             sent (not yet opened), its receipt (who, when) is recorded on the timeline
             of the case and in the audit trail. Opening it again changes nothing.
           parameters:
-          - in: path
-            name: pk
-            required: true
-            schema:
-              type: integer
-              minimum: 0
-              maximum: 9223372036854775807
+          - pk
           responses:
             200:
               description: The dispatch
@@ -195,13 +189,7 @@ class DispatchApi(NotifyApi):
             close | return (reason); give the version you saw to be refused (409) when
             someone else changed the dispatch meanwhile.
           parameters:
-          - in: path
-            name: pk
-            required: true
-            schema:
-              type: integer
-              minimum: 0
-              maximum: 9223372036854775807
+          - pk
           - in: path
             name: action
             required: true
@@ -295,13 +283,7 @@ class AttachmentApi(NotifyApi):
         get:
           summary: Check that an attachment is the file that was registered (audited)
           parameters:
-          - in: path
-            name: pk
-            required: true
-            schema:
-              type: integer
-              minimum: 0
-              maximum: 9223372036854775807
+          - pk
           responses:
             200:
               description: Whether the stored file is intact

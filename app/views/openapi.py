@@ -5,6 +5,10 @@ their permissions (Admin). The document is built as FAB builds it, with two
 differences: a failure is not hidden as FAB's bare 500, and the nested schemas
 FAB generates for related records are written inline, so two relations to the
 same model (a category's agency and its receiving agency) never clash by name.
+What several hand-written operations share is a component registered once
+and referenced from their docstrings with ``$ref``: the ``pk`` path parameter
+here (``PARAMETERS``), shared answers in an API class's ``responses``, which
+FAB registers (the transfer APIs' case and file, the sign-in's tokens).
 
 ``StrictModel2SchemaConverter`` is FAB's model-to-schema converter whose
 schemas take a related record only by its id (a whole number, or a list of
@@ -26,6 +30,20 @@ from marshmallow import ValidationError, pre_load
 from marshmallow_sqlalchemy.fields import Related, RelatedList
 
 RELATED_ID = _l("Give the id (a whole number) of the related record.")
+
+# Path parameters several hand-written operations share: registered once in
+# the document, referenced from their docstrings by name (``parameters: [pk]``,
+# which apispec writes as ``$ref: '#/components/parameters/pk'``), never
+# repeated there.
+PARAMETERS = {
+    "pk": {
+        "in": "path",
+        "name": "pk",
+        "required": True,
+        "description": "the record's id",
+        "schema": {"type": "integer", "minimum": 1, "maximum": 2**63 - 1},
+    },
+}
 
 
 def schema_name(schema) -> str | None:
@@ -76,6 +94,8 @@ class PlatformOpenApi(OpenApi):
             plugins=[MarshmallowPlugin(schema_name_resolver=schema_name)],
             servers=current_app.config.get("FAB_OPENAPI_SERVERS", [{"url": request.host_url}]),
         )
+        for name, parameter in PARAMETERS.items():
+            spec.components.parameter(name, parameter["in"], parameter)
         found = False
         for api in current_app.appbuilder.baseviews:
             if isinstance(api, BaseApi) and api.version == version:

@@ -220,6 +220,21 @@ class PlatformSecurityApi(SecurityApi):
     """FAB's sign-in API: one failure limit with the login form (429 while an
     account or address waits), and refresh tokens spent when used."""
 
+    responses = {
+        **SecurityApi.responses,
+        "tokens": {
+            "description": "The access token, and the refresh token when one was asked for",
+            "content": {
+                "application/json": {
+                    "schema": {
+                        "type": "object",
+                        "properties": {"access_token": {"type": "string"}, "refresh_token": {"type": "string"}},
+                    }
+                }
+            },
+        },
+    }
+
     @expose("/login", methods=["POST"])
     @safe
     def login(self):
@@ -248,16 +263,7 @@ class PlatformSecurityApi(SecurityApi):
                       type: boolean
           responses:
             200:
-              description: Signed in
-              content:
-                application/json:
-                  schema:
-                    type: object
-                    properties:
-                      access_token:
-                        type: string
-                      refresh_token:
-                        type: string
+              $ref: '#/components/responses/tokens'
             400:
               $ref: '#/components/responses/400'
             401:
@@ -287,16 +293,7 @@ class PlatformSecurityApi(SecurityApi):
             A spent refresh token presented again ends every token of the account.
           responses:
             200:
-              description: Refreshed
-              content:
-                application/json:
-                  schema:
-                    type: object
-                    properties:
-                      access_token:
-                        type: string
-                      refresh_token:
-                        type: string
+              $ref: '#/components/responses/tokens'
             401:
               $ref: '#/components/responses/401'
             500:

@@ -175,13 +175,7 @@ class DataSourceApi(PlatformModelApi):
         post:
           summary: Test a data source's connection
           parameters:
-          - in: path
-            name: pk
-            required: true
-            schema:
-              type: integer
-              minimum: 1
-              maximum: 9223372036854775807
+          - pk
           responses:
             200:
               description: The test's outcome (a failed connection is a result, not an error)
@@ -211,13 +205,7 @@ class DataSourceApi(PlatformModelApi):
         get:
           summary: Describe what a data source offers
           parameters:
-          - in: path
-            name: pk
-            required: true
-            schema:
-              type: integer
-              minimum: 1
-              maximum: 9223372036854775807
+          - pk
           responses:
             200:
               description: The source's entities, or why it could not say (an unreachable source is a result)

@@ -37,10 +37,34 @@ def case_json(answer) -> dict:
     return schemas.case_schema.dump(answer)
 
 
-class TransferApi(BaseApi):
-    resource_name = "transfers"
+class TransferBaseApi(BaseApi):
+    """What the transfer APIs share: their tag, schemas, and the answers several
+    operations give (registered once in the document by FAB, from ``responses``)."""
+
     openapi_spec_tag = "Transfer"
     openapi_spec_component_schemas = COMPONENTS
+    responses = {
+        **BaseApi.responses,
+        "transfer_case": {
+            "description": "The case",
+            "content": {
+                "application/json": {
+                    "schema": {
+                        "type": "object",
+                        "properties": {"result": {"$ref": "#/components/schemas/TransferCaseSchema"}},
+                    }
+                }
+            },
+        },
+        "transfer_file": {
+            "description": "The CMS file",
+            "content": {"application/pkcs7-mime": {"schema": {"type": "string", "format": "binary"}}},
+        },
+    }
+
+
+class TransferApi(TransferBaseApi):
+    resource_name = "transfers"
 
     @expose("/", methods=["GET"])
     @protect()
@@ -109,16 +133,9 @@ class TransferApi(BaseApi):
         get:
           summary: One case of the caller's agency
           parameters:
-          - {in: path, name: pk, required: true, schema: {type: integer, minimum: 1, maximum: 9223372036854775807}}
+          - pk
           responses:
-            200:
-              description: The case
-              content:
-                application/json:
-                  schema:
-                    type: object
-                    properties:
-                      result: {$ref: '#/components/schemas/TransferCaseSchema'}
+            200: {$ref: '#/components/responses/transfer_case'}
             401: {$ref: '#/components/responses/401'}
             403: {$ref: '#/components/responses/403'}
             404: {$ref: '#/components/responses/404'}
@@ -133,7 +150,7 @@ class TransferApi(BaseApi):
         get:
           summary: The configuration file for the kit (`--config`), for the sending agency (audited)
           parameters:
-          - {in: path, name: pk, required: true, schema: {type: integer, minimum: 1, maximum: 9223372036854775807}}
+          - pk
           responses:
             200:
               description: The configuration file
@@ -155,7 +172,7 @@ class TransferApi(BaseApi):
         put:
           summary: Upload the encrypted file (CMS EnvelopedData for exactly the case's recipients)
           parameters:
-          - {in: path, name: pk, required: true, schema: {type: integer, minimum: 1, maximum: 9223372036854775807}}
+          - pk
           requestBody:
             required: true
             content:
@@ -183,7 +200,7 @@ class TransferApi(BaseApi):
         get:
           summary: Download the encrypted file (the receiving agency; the first download marks it received)
           parameters:
-          - {in: path, name: pk, required: true, schema: {type: integer, minimum: 1, maximum: 9223372036854775807}}
+          - pk
           responses:
             200: {$ref: '#/components/responses/transfer_file'}
             401: {$ref: '#/components/responses/401'}
@@ -201,7 +218,7 @@ class TransferApi(BaseApi):
         put:
           summary: Upload the encrypted result (enveloped for the sender)
           parameters:
-          - {in: path, name: pk, required: true, schema: {type: integer, minimum: 1, maximum: 9223372036854775807}}
+          - pk
           requestBody:
             required: true
             content:
@@ -228,7 +245,7 @@ class TransferApi(BaseApi):
         get:
           summary: Download the encrypted result (the sending agency; the first download completes the case)
           parameters:
-          - {in: path, name: pk, required: true, schema: {type: integer, minimum: 1, maximum: 9223372036854775807}}
+          - pk
           responses:
             200: {$ref: '#/components/responses/transfer_file'}
             401: {$ref: '#/components/responses/401'}
@@ -246,7 +263,7 @@ class TransferApi(BaseApi):
         post:
           summary: The receiving agency's processing notes
           parameters:
-          - {in: path, name: pk, required: true, schema: {type: integer, minimum: 1, maximum: 9223372036854775807}}
+          - pk
           requestBody:
             required: true
             content:
@@ -263,34 +280,13 @@ class TransferApi(BaseApi):
         notes = schemas.notes_schema.load(json_body())["notes"]
         return self.response(200, result=case_json(transfer.record_notes(db.session, current_actor(), pk, notes)))
 
-    def add_apispec_components(self, api_spec) -> None:
-        super().add_apispec_components(api_spec)
-        _components(api_spec)
-
 
 def _send(download: transfer.Download):
     return send_file(download.path, mimetype=download.mimetype, as_attachment=True, download_name=download.filename)
 
 
-def _components(api_spec) -> None:
-    """The answers the transfer operations share (registered once)."""
-    responses = api_spec.components.responses
-    if "transfer_case" not in responses:
-        schema = {"type": "object", "properties": {"result": {"$ref": "#/components/schemas/TransferCaseSchema"}}}
-        api_spec.components.response(
-            "transfer_case", {"description": "The case", "content": {"application/json": {"schema": schema}}}
-        )
-    if "transfer_file" not in responses:
-        binary = {"schema": {"type": "string", "format": "binary"}}
-        api_spec.components.response(
-            "transfer_file", {"description": "The CMS file", "content": {"application/pkcs7-mime": binary}}
-        )
-
-
-class CertificateApi(BaseApi):
+class CertificateApi(TransferBaseApi):
     resource_name = "certificates"
-    openapi_spec_tag = "Transfer"
-    openapi_spec_component_schemas = COMPONENTS
 
     @expose("/", methods=["GET"])
     @protect()
@@ -352,7 +348,7 @@ class CertificateApi(BaseApi):
         post:
           summary: Withdraw one's own certificate; no new transfer is encrypted for it
           parameters:
-          - {in: path, name: pk, required: true, schema: {type: integer, minimum: 1, maximum: 9223372036854775807}}
+          - pk
           responses:
             200:
               description: The withdrawn certificate
@@ -368,10 +364,6 @@ class CertificateApi(BaseApi):
         """
         cert = transfer.withdraw_certificate(db.session, current_actor(), pk)
         return self.response(200, result=schemas.cert_schema.dump(cert))
-
-    def add_apispec_components(self, api_spec) -> None:
-        super().add_apispec_components(api_spec)
-        _components(api_spec)
 
 
 def register(appbuilder) -> None:
