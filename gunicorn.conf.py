@@ -7,8 +7,19 @@ the audit sealer run as `flask worker ...` processes beside them (./run.sh).
 import os
 from pathlib import Path
 
-port = os.environ.get("PORT", "8080")
+port = os.environ.get("PORT", "8443")
 bind = f"127.0.0.1:{port}"
+
+# HTTPS: with TLS_CERT_FILE (the server certificate followed by its issuing CA's,
+# so clients can build the path) and TLS_KEY_FILE, gunicorn serves TLS itself
+# (./run.sh: the demo PKI's server certificate). Without them it speaks plain
+# HTTP, for a proxy in front that terminates TLS (docs/operations.md, "HTTPS").
+if os.environ.get("TLS_CERT_FILE"):
+    certfile = os.environ["TLS_CERT_FILE"]
+    keyfile = os.environ.get("TLS_KEY_FILE") or None
+# gunicorn itself believes no X-Forwarded-* header from anyone (by default it
+# would from 127.0.0.1): the app decides, by TRUSTED_PROXIES (app/lib/proxies.py).
+forwarded_allow_ips = ""
 _sqlite = not os.environ.get("DATABASE_URL", "").startswith(("postgresql", "mysql"))
 # SQLite allows one writer at a time: one process with threads is enough.
 workers = int(os.environ.get("WEB_CONCURRENCY", "1" if _sqlite else "4"))

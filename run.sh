@@ -1,18 +1,25 @@
 #!/usr/bin/env bash
 # Serve the demo: installs what is missing, migrates, seeds, and serves on
-# http://127.0.0.1:${PORT:-8080} with gunicorn, the background workers
+# https://127.0.0.1:${PORT:-8443} with gunicorn (plain http://127.0.0.1:${HTTP_PORT:-8080}
+# only redirects there), the background workers
 # (`flask worker outbox|sealer|ftp-server|ftp-poller`) beside it.
 set -euo pipefail
 cd "$(dirname "$0")"
 . scripts/setup.sh
 
-PORT=${PORT:-8080}
+PORT=${PORT:-8443}            # HTTPS, with the demo PKI's server certificate
+HTTP_PORT=${HTTP_PORT:-8080}  # plain HTTP: a redirect to HTTPS, nothing else
 export DEMO_PASSWORD=${DEMO_PASSWORD:-Demo-2026}
 
 SIM_PORT=${SIM_PORT:-8031}
 export DEMO_SOURCES_DIR=${DEMO_SOURCES_DIR:-$PWD/instance/sources}
 export SIMULATOR_URL=${SIMULATOR_URL:-http://127.0.0.1:$SIM_PORT}
-export PUBLIC_BASE_URL=${PUBLIC_BASE_URL:-http://127.0.0.1:$PORT}
+export PUBLIC_BASE_URL=${PUBLIC_BASE_URL:-https://127.0.0.1:$PORT}
+CARD_PKI=${CARD_PKI:-$PWD/instance/pki/cards}
+# TLS_CERT_FILE= (empty) serves plain HTTP, for a proxy that terminates TLS (docs/operations.md).
+export TLS_CERT_FILE=${TLS_CERT_FILE-$CARD_PKI/tls/chain.pem} TLS_KEY_FILE=${TLS_KEY_FILE-$CARD_PKI/tls/server.key}
+# A browser keeps HSTS per host name, every port of it: the demo's (localhost) is short.
+export HSTS_MAX_AGE=${HSTS_MAX_AGE:-3600}
 mkdir -p instance
 # Everything started here stops with the script: SIGTERM to each (the workers
 # finish their round), then wait for them.
@@ -40,6 +47,8 @@ flask platform check
 flask db upgrade
 flask roles sync > /dev/null
 flask seed demo
+# The demo card PKI (idempotent): its TLS server certificate is gunicorn's.
+[ -e "$CARD_PKI/tls/chain.pem" ] || python -m app.simulators.cardpki "$CARD_PKI" > /dev/null
 
 # The household e-gate and the business registry of the demo world.
 python -m app.simulators.serve --port "$SIM_PORT" --seed-dir "$DEMO_SOURCES_DIR" > instance/simulators.log 2>&1 &
@@ -55,7 +64,9 @@ done
 cat <<TXT
 
   跨機關便民服務平台 / Cross-agency citizen service platform
-  http://127.0.0.1:${PORT}/
+  https://127.0.0.1:${PORT}/  (http://127.0.0.1:${HTTP_PORT}/ redirects there)
+  The server certificate is the demo PKI's: a browser warns until it trusts
+  ${CARD_PKI}/roots.pem (or accept the warning).
 
   Demo logins (password: ${DEMO_PASSWORD}):
     admin            系統管理員 Admin
@@ -74,6 +85,8 @@ cat <<TXT
   E-mails: ${MAIL_SERVER}:${MAIL_PORT:-25}$( [ -n "${CATCHER:-}" ] && echo " (saved in instance/mail/)" )
 
 TXT
+python -m app.lib.httpsredirect --bind "127.0.0.1:$HTTP_PORT" --to "$PUBLIC_BASE_URL" > instance/redirect.log 2>&1 &
+BACKGROUND+=($!)
 PORT=$PORT gunicorn -c gunicorn.conf.py run:app &
 GUNICORN=$!
 BACKGROUND+=($GUNICORN)

@@ -47,6 +47,7 @@ def _host_name(host: str) -> str:
 def make_handler(target: str, hosts: tuple[str, ...]):
     class Redirect(BaseHTTPRequestHandler):
         timeout = IDLE_SECONDS
+        protocol_version = "HTTP/1.1"  # every answer says Connection: close
         server_version = "platform-redirect"
         sys_version = ""
 
