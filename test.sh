@@ -12,6 +12,7 @@ command -v chromium >/dev/null || missing+=(chromium)
 command -v pdftoppm >/dev/null || missing+=(poppler-utils)
 ldconfig -p | grep -q "libodbc.so" || missing+=(unixodbc)  # pyodbc needs it
 command -v redis-server >/dev/null || missing+=(redis-server)  # the sign-in limit kept in Redis (test_passwords.py)
+command -v nginx >/dev/null || [ -x /usr/sbin/nginx ] || missing+=(nginx)  # in front of the platform (test_https.py)
 fc-list :lang=zh 2>/dev/null | grep -q . || missing+=(fonts-noto-cjk)
 [ -e /usr/share/fonts/truetype/arphic/uming.ttc ] || missing+=(fonts-arphic-uming)  # PDF printouts embed it
 if [ ${#missing[@]} -gt 0 ]; then

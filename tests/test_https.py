@@ -1,24 +1,35 @@
 """HTTPS as it is served: gunicorn with TLS and the demo PKI's server certificate
-(as ./run.sh starts it, through gunicorn.conf.py), and the plain-HTTP redirector."""
+(as ./run.sh starts it, through gunicorn.conf.py), the plain-HTTP redirector,
+and a real nginx (deploy/nginx/platform.conf, as shipped) in front of gunicorn
+both ways: terminating TLS, and verifying a card's client certificate and
+forwarding it to the platform, which believes it from nginx only."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
+import shutil
 import socket
 import ssl
 import subprocess
 import sys
 import time
 from pathlib import Path
+from urllib.parse import quote
 
 import httpx
 import pytest
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.serialization import pkcs12
 
-from tests.cards import card_pki
+from tests.cards import card, card_pki
 from tests.conftest import DEMO_PASSWORD, copied_app, csrf_token, free_port
 
 ROOT = Path(__file__).resolve().parent.parent
+SAMPLE = ROOT / "deploy" / "nginx" / "platform.conf"
+NGINX = shutil.which("nginx") or "/usr/sbin/nginx"
+CLIENT = "127.0.0.2"  # the browser's address (Linux answers all of 127/8 on loopback); nginx is 127.0.0.1
 ONE_YEAR = 365 * 86400
 
 # What is served does not depend on the platform database: SQLite only.
@@ -99,6 +110,13 @@ def tls_gunicorn(platform, pki):
     server.close()
 
 
+@pytest.fixture(scope="module")
+def plain_gunicorn(platform, pki):
+    server = Gunicorn(platform, pki, tls=False)
+    yield server
+    server.close()
+
+
 def _sign_in(client: httpx.Client, base: str) -> httpx.Response:
     page = client.get(f"{base}/login/")
     assert page.status_code == 200, page.text
@@ -162,3 +180,139 @@ def test_the_plain_http_port_redirects_to_https_keeping_path_and_query(redirecto
         posted = client.post(f"http://127.0.0.1:{redirector}/api/v1/security/login", follow_redirects=False, json={})
         assert posted.status_code == 308
         assert posted.headers["location"] == f"https://127.0.0.1:{tls_gunicorn.port}/api/v1/security/login"
+
+
+# --- a real nginx in front ---------------------------------------------------------------
+
+
+class Nginx:
+    """nginx (the Debian package) in the foreground, with deploy/nginx/platform.conf as
+    shipped, only its ports, upstream and file paths changed, under a temporary prefix."""
+
+    def __init__(self, prefix: Path, pki, upstream: int):
+        self.http_port, self.https_port = free_port(), free_port()
+        prefix.chmod(0o755)  # nginx's workers (nobody, when started by root) spool under it
+        card_cas = prefix / "card-cas.pem"
+        card_cas.write_bytes((pki["dir"] / pki["roots"]).read_bytes() + (pki["dir"] / pki["bundle"]).read_bytes())
+        changes = {
+            "server 127.0.0.1:8000;": f"server 127.0.0.1:{upstream};",
+            "listen 80;": f"listen 127.0.0.1:{self.http_port};",
+            "listen 443 ssl;": f"listen 127.0.0.1:{self.https_port} ssl;",
+            "return 308 https://$host$request_uri;": f"return 308 https://$host:{self.https_port}$request_uri;",
+            "/etc/nginx/platform/chain.pem": str(pki["dir"] / pki["tls"]["chain"]),
+            "/etc/nginx/platform/server.key": str(pki["dir"] / pki["tls"]["key"]),
+            "/etc/nginx/platform/card-cas.pem": str(card_cas),
+        }
+        site = SAMPLE.read_text()
+        for old, new in changes.items():
+            assert site.count(old) == 1, f"deploy/nginx/platform.conf no longer has {old!r}"
+            site = site.replace(old, new)
+        (prefix / "platform.conf").write_text(site)
+        temp = " ".join(
+            f"{kind}_temp_path {prefix / kind};" for kind in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi")
+        )
+        (prefix / "nginx.conf").write_text(
+            f"daemon off;\npid {prefix / 'nginx.pid'};\nerror_log {prefix / 'error.log'} info;\n"
+            "worker_processes 1;\nevents { worker_connections 64; }\n"
+            f"http {{\n  access_log {prefix / 'access.log'};\n  {temp}\n  include {prefix / 'platform.conf'};\n}}\n"
+        )
+        self.error_log = prefix / "error.log"
+        self.proc = subprocess.Popen(
+            [NGINX, "-p", str(prefix), "-c", str(prefix / "nginx.conf"), "-e", str(self.error_log)]
+        )
+        try:
+            _wait_served(self.proc, self.https_port, _roots_only(pki), "nginx")
+        except AssertionError:
+            raise AssertionError(
+                self.error_log.read_text() if self.error_log.exists() else "nginx did not start"
+            ) from None
+
+    def close(self):
+        self.proc.terminate()
+        self.proc.wait(30)
+
+
+@pytest.fixture(scope="module")
+def nginx(plain_gunicorn, pki, tmp_path_factory):
+    server = Nginx(tmp_path_factory.mktemp("nginx"), pki, plain_gunicorn.port)
+    yield server
+    server.close()
+
+
+def _from_client(pki, cert: tuple[Path, Path] | None = None) -> httpx.Client:
+    """A browser at CLIENT that trusts the demo root, offering ``cert`` (PEM cert, key) if given."""
+    context = _roots_only(pki)
+    if cert:
+        context.load_cert_chain(*cert)
+    return httpx.Client(transport=httpx.HTTPTransport(verify=context, local_address=CLIENT), verify=context)
+
+
+def _card_pem(name: str, tmp: Path) -> tuple[tuple[Path, Path], str]:
+    """A demo card's signing certificate and key as PEM files (opened with its PIN), and
+    the certificate's SHA-256."""
+    entry, pki = card(name), card_pki()
+    key, cert, _ = pkcs12.load_key_and_certificates(entry["sign"].read_bytes(), pki["pin"].encode())
+    cert_path, key_path = tmp / f"{name}.crt", tmp / f"{name}.key"
+    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_path.write_bytes(
+        key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+    )
+    return (cert_path, key_path), hashlib.sha256(cert.public_bytes(serialization.Encoding.DER)).hexdigest()
+
+
+def test_behind_nginx_the_platform_sees_https_and_the_browsers_address(nginx, pki):
+    base = f"https://127.0.0.1:{nginx.https_port}"
+    with _from_client(pki) as client:
+        # A browser's own X-Forwarded-For is kept to the left of what nginx appends: not believed.
+        seen = client.get(f"{base}/test-proxy-probe", headers={"X-Forwarded-For": "198.51.100.66"}).json()
+        assert seen == {
+            "client": CLIENT,
+            "scheme": "https",
+            "secure": True,
+            "external": f"{base}/test-proxy-probe",
+            "certificate": None,
+        }
+        page = client.get(f"{base}/login/")
+        assert page.headers["strict-transport-security"] == f"max-age={ONE_YEAR}"
+        signed_in = _sign_in(client, base)
+        assert signed_in.status_code == 302, signed_in.text
+        assert "; secure" in _session_cookie(signed_in)
+        plain = client.get(f"http://127.0.0.1:{nginx.http_port}/login/?lang=en")
+        assert plain.status_code == 308 and plain.headers["location"] == f"{base}/login/?lang=en"
+
+
+def test_nginx_forwards_a_verified_card_certificate_and_the_platform_reads_it(nginx, pki, tmp_path):
+    base = f"https://127.0.0.1:{nginx.https_port}"
+    for name in ("citizen-wang", "gov-clerk-card"):
+        cert, fingerprint = _card_pem(name, tmp_path)
+        with _from_client(pki, cert) as client:
+            seen = client.get(f"{base}/test-proxy-probe").json()
+        assert seen["certificate"] == fingerprint and seen["client"] == CLIENT
+
+
+def test_a_card_from_a_ca_outside_the_roots_is_refused_by_nginx(nginx, pki, tmp_path):
+    cert, _ = _card_pem("citizen-wrong-issuer", tmp_path)
+    with _from_client(pki, cert) as client:
+        assert client.get(f"https://127.0.0.1:{nginx.https_port}/test-proxy-probe").status_code == 400
+
+
+def test_a_forged_certificate_header_is_ignored_through_nginx_and_from_untrusted_peers(
+    nginx, plain_gunicorn, pki, tmp_path
+):
+    _, fingerprint = _card_pem("gov-clerk-card", tmp_path)
+    forged = {
+        "X-SSL-Client-Cert": quote(card("gov-clerk-card")["sign_cert"].read_text(), safe=""),
+        "X-SSL-Client-Verify": "SUCCESS",
+    }
+    # Through nginx without a certificate: nginx replaces both headers (verdict NONE).
+    with _from_client(pki) as client:
+        seen = client.get(f"https://127.0.0.1:{nginx.https_port}/test-proxy-probe", headers=forged).json()
+    assert seen["certificate"] is None
+    # Straight to gunicorn from an address that is not a trusted proxy: ignored.
+    with httpx.Client(transport=httpx.HTTPTransport(local_address=CLIENT)) as direct:
+        seen = direct.get(f"http://127.0.0.1:{plain_gunicorn.port}/test-proxy-probe", headers=forged).json()
+    assert seen["certificate"] is None and seen["client"] == CLIENT and seen["scheme"] == "http"
+    # The trust is the peer's address: whatever runs as 127.0.0.1 speaks for nginx.
+    with httpx.Client() as local:
+        seen = local.get(f"http://127.0.0.1:{plain_gunicorn.port}/test-proxy-probe", headers=forged).json()
+    assert seen["certificate"] == fingerprint
