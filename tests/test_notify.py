@@ -315,6 +315,37 @@ def test_an_81_megapixel_consent_scan_is_refused_in_chinese_and_nothing_is_store
     assert _stored(app) == before  # no case, no attachment, no e-mail
 
 
+def test_an_over_budget_image_refused_at_registration_is_audited_with_the_category_and_the_limit(app, client):
+    """Who tried, on which category (the case was never made), which limit; never the image or its name."""
+    import json
+
+    from app.models.audit import AuditEvent
+    from app.models.notify import NotificationCategory
+    from tests.test_attachments import png_rows
+
+    notifier = api_token(client, "notifier")
+    scan = attachment(png_rows(9000, 9000), name="A123456789同意書.png")
+    assert register(client, notifier, "戶籍異動/更名", attachments=[scan]).status_code == 400
+    with app.app_context():
+        event = db.session.scalars(
+            select(AuditEvent).where(AuditEvent.action == "attachment_refused").order_by(AuditEvent.id.desc())
+        ).first()
+        assert event is not None and event.outcome == "refused" and event.actor == "notifier"
+        category = db.session.get(NotificationCategory, int(event.object_id))
+        assert event.object_type == "NotificationCategory" and (category.main_item, category.sub_item) == (
+            "戶籍異動",
+            "更名",
+        )
+        detail = json.loads(event.detail)
+        assert {k: detail[k] for k in ("rule", "limit", "kind", "mime")} == {
+            "rule": "pixels",
+            "limit": 50_000_000,
+            "kind": "consent",
+            "mime": "image/png",
+        }
+        assert "A123456789" not in event.detail and "同意書" not in event.detail
+
+
 def test_a_consent_pdf_with_scripts_is_kept_as_sent_and_its_stamped_copy_runs_nothing(app, client):
     from app.services.notify import attachments as att
     from tests.test_attachments import active_content, active_pdf

@@ -189,22 +189,33 @@ class _Locked(Exception):
     pass
 
 
+class ImageOverBudget(InvalidInput):
+    """An image refused before decoding: over the pixel budget (``rule`` "pixels") or the
+    page limit ("pages"); ``limit`` the operator's number, ``mime`` its type."""
+
+    def __init__(self, message, rule: str, budget: int, mime: str, **params):
+        super().__init__(message, **params)
+        self.rule, self.limit, self.mime = rule, budget, mime
+
+
 def _check_image(data: bytes, mime: str, size: int) -> None:
     try:
         with _open_image(data, mime) as image:
             for _frame in _decoded_frames(image):
                 pass
     except _OverBudget as exc:
-        _refuse(exc.reason, exc.message, size=size, mime=mime, limit=exc.limit)
+        log.info("attachment refused: %s (size %s, type %s)", exc.reason, size, mime)
+        raise ImageOverBudget(exc.message, exc.rule, exc.value, mime, limit=exc.limit) from None
     except Exception as exc:
         log.info("attachment image unreadable: %s", type(exc).__name__)
         _refuse("image damaged", MSG_IMAGE_DAMAGED, size=size, mime=mime)
 
 
 class _OverBudget(Exception):
-    def __init__(self, reason: str, message, limit: str):
+    def __init__(self, reason: str, message, limit: str, rule: str, value: int):
         super().__init__(reason)
         self.reason, self.message, self.limit = reason, message, limit
+        self.rule, self.value = rule, value  # "pixels" or "pages", and the limit as a number
 
 
 def _budget() -> tuple[int, int]:
@@ -217,7 +228,7 @@ def _budget() -> tuple[int, int]:
 
 
 def _too_many_pixels(budget: int) -> _OverBudget:
-    return _OverBudget("image too large", MSG_IMAGE_HUGE, f"{budget / 1_000_000:g}")
+    return _OverBudget("image too large", MSG_IMAGE_HUGE, f"{budget / 1_000_000:g}", "pixels", budget)
 
 
 def _open_image(data: bytes, mime: str) -> Image.Image:
@@ -246,7 +257,7 @@ def _measure(image: Image.Image, budget: int, max_pages: int) -> None:
         while True:
             pages += 1
             if pages > max_pages:
-                raise _OverBudget("image too many pages", MSG_IMAGE_PAGES, str(max_pages))
+                raise _OverBudget("image too many pages", MSG_IMAGE_PAGES, str(max_pages), "pages", max_pages)
             total += image.width * image.height
             if total > budget:
                 raise _too_many_pixels(budget)
@@ -259,7 +270,7 @@ def _measure(image: Image.Image, budget: int, max_pages: int) -> None:
     # PNG (an animated one's frames all have the canvas size; seeking would decode) and JPEG.
     pages = getattr(image, "n_frames", 1)
     if pages > max_pages:
-        raise _OverBudget("image too many pages", MSG_IMAGE_PAGES, str(max_pages))
+        raise _OverBudget("image too many pages", MSG_IMAGE_PAGES, str(max_pages), "pages", max_pages)
     if pages * image.width * image.height > budget:
         raise _too_many_pixels(budget)
 

@@ -20,7 +20,7 @@ from app.models.notify import Attachment, CaseEvent, CaseSequence, Dispatch, Not
 from app.models.org import Agency, PlatformUser
 from app.services import actors
 from app.services.actors import Actor
-from app.services.command import transaction
+from app.services.command import refuse, transaction
 from app.services.errors import Conflict, Forbidden, InvalidInput, NotFound
 from app.services.notify import attachments, mails, results
 from app.services.notify.records import MAX_ID, audit_case
@@ -181,7 +181,12 @@ def _content(text: str) -> str:
 
 def _checked_uploads(cat: NotificationCategory, uploads: list[Upload]) -> list[tuple[Upload, str]]:
     max_bytes = current_app.config["ATTACHMENT_MAX_BYTES"]
-    checked = [(up, attachments.check_upload(up.filename, up.data, max_bytes)) for up in uploads]
+    checked = []
+    for up in uploads:
+        try:
+            checked.append((up, attachments.check_upload(up.filename, up.data, max_bytes)))
+        except attachments.ImageOverBudget as exc:
+            raise _RefusedImage(exc, cat.id, up.kind if up.kind in ("consent", "other") else "other") from None
     if cat.consent_required and not any(up.kind == "consent" for up, _ in checked):
         raise InvalidInput(_l("This category requires the citizen's scanned consent form."))
     return checked
@@ -272,6 +277,24 @@ def register_case(session, actor: Actor, draft: CaseDraft) -> results.CaseView:
     """
     if not (actor.can(NOTIFY_CASES) or actor.can(actors.ALL_AGENCIES)):
         raise Forbidden(_l("Your role may not register notification cases."))
+    try:
+        return _register(session, actor, draft)
+    except _RefusedImage as refused:
+        # An image over the operators' decoding limits (a possible decompression bomb): a
+        # security event. Which category (no case was made), which limit; never the image or its name.
+        exc = refused.error
+        detail = {"rule": exc.rule, "limit": exc.limit, "kind": refused.kind, "mime": exc.mime}
+        raise refuse(session, exc, actor, "attachment_refused", object_type="NotificationCategory",
+                     object_id=refused.category_id, detail=detail) from None  # fmt: skip
+
+
+class _RefusedImage(Exception):
+    def __init__(self, error: attachments.ImageOverBudget, category_id: int, kind: str):
+        super().__init__(error)
+        self.error, self.category_id, self.kind = error, category_id, kind
+
+
+def _register(session, actor: Actor, draft: CaseDraft) -> results.CaseView:
     with transaction(session):
         cat = _category(session, actor, draft.category)
         citizen = check_citizen(draft.citizen, cat.kind)
