@@ -290,6 +290,34 @@ def test_the_audited_address_is_the_forwarded_one_only_from_a_trusted_proxy(plat
     assert _last_login_ip(platform) == STRANGER
 
 
+def _api_login(client, username, password, peer, forwarded_for=None):
+    headers = {"X-Forwarded-For": forwarded_for} if forwarded_for else {}
+    return client.post(
+        "/api/v1/security/login",
+        json={"username": username, "password": password, "provider": "db"},
+        headers=headers,
+        environ_base={"REMOTE_ADDR": peer},
+    )
+
+
+def test_failed_sign_ins_lock_the_forwarded_client_not_the_proxy_and_not_a_forged_address(platform):
+    limit = platform.config["LOGIN_ADDRESS_LOCK_AFTER_FAILURES"]
+    platform.config["LOGIN_ADDRESS_LOCK_AFTER_FAILURES"] = 3
+    try:
+        client = platform.test_client()
+        for n in range(3):  # one client behind the proxy guessing at many accounts
+            assert _api_login(client, f"nobody-{n}", "x", PROXY, "198.51.100.40").status_code == 401
+        assert _api_login(client, "clerk", DEMO_PASSWORD, PROXY, "198.51.100.40").status_code == 429
+        # Another client behind the same proxy is not held for it.
+        assert _api_login(client, "clerk", DEMO_PASSWORD, PROXY, "198.51.100.41").status_code == 200
+        # A client that is no proxy cannot dodge its own lock by writing X-Forwarded-For.
+        for n in range(3):
+            assert _api_login(client, f"nobody-{n}", "x", "203.0.113.50", f"192.0.2.{n}").status_code == 401
+        assert _api_login(client, "clerk", DEMO_PASSWORD, "203.0.113.50", "192.0.2.99").status_code == 429
+    finally:
+        platform.config["LOGIN_ADDRESS_LOCK_AFTER_FAILURES"] = limit
+
+
 def test_the_app_reads_a_forwarded_certificate_only_from_a_trusted_proxy(platform):
     from app.web import forwarded_client_certificate as from_request
 
