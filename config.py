@@ -304,6 +304,20 @@ class Config:
     TRANSFER_FTP_TLS_KEY = os.environ.get("TRANSFER_FTP_TLS_KEY", str(INSTANCE_DIR / "ftp-tls.key"))
     TRANSFER_FTP_POLL_SECONDS = float(os.environ.get("TRANSFER_FTP_POLL_SECONDS", "2"))
 
+    # Certificate cards (app.services.certauth, docs/certificates.md). The roots the
+    # platform trusts for card sign-in (PEM), the issuing CAs below them (PEM bundle),
+    # how long to wait for an OCSP responder or a CRL download (seconds), CRL files
+    # read before the certificates' own distribution points (comma-separated; a
+    # county's copies of the GRCA CRLs), and an OCSP URL used instead of the
+    # certificates' own (blank: theirs). The demo's cards (`python -m
+    # app.simulators.cardpki`, run by ./run.sh) are in DEMO_CARD_PKI_DIR.
+    DEMO_CARD_PKI_DIR = os.environ.get("DEMO_CARD_PKI_DIR", str(Path(DEMO_PKI_DIR) / "cards"))
+    CERT_TRUST_ROOTS = os.environ.get("CERT_TRUST_ROOTS", str(Path(DEMO_CARD_PKI_DIR) / "roots.pem"))
+    CERT_CA_BUNDLE = os.environ.get("CERT_CA_BUNDLE", str(Path(DEMO_CARD_PKI_DIR) / "cas" / "bundle.pem"))
+    CERT_OCSP_TIMEOUT = float(os.environ.get("CERT_OCSP_TIMEOUT", "3"))
+    CERT_CRL_PATHS = _list("CERT_CRL_PATHS", [])
+    CERT_OCSP_URL = os.environ.get("CERT_OCSP_URL", "")
+
 
 class TestConfig(Config):
     TESTING = True

@@ -19,6 +19,7 @@ platform_cli = AppGroup("platform", help="The platform itself.")
 transfer_cli = AppGroup("transfer", help="Confidential file transfer.")
 report_cli = AppGroup("report", help="Reports.")
 keys_cli = AppGroup("keys", help="Field-encryption keys.")
+cards_cli = AppGroup("cards", help="Certificate cards: the trust settings, checking a certificate.")
 worker_cli = AppGroup("worker", help="Background work, each kind in a process of its own (./run.sh starts them).")
 
 
@@ -374,6 +375,49 @@ def keys_rotate(batch):
     click.echo("nothing is left under an older key: it may be removed from FIELD_ENCRYPTION_KEYS")
 
 
+@cards_cli.command("settings")
+def cards_settings():
+    """Where card sign-in takes its trust from (CERT_*), and what those files hold; exit 2 without roots."""
+    from pathlib import Path
+
+    from cryptography import x509
+
+    cfg = current_app.config
+    problem = False
+    for name in ("CERT_TRUST_ROOTS", "CERT_CA_BUNDLE"):
+        path = Path(cfg.get(name) or "")
+        try:
+            certs = x509.load_pem_x509_certificates(path.read_bytes())
+            names = "; ".join(c.subject.rfc4514_string() for c in certs)
+            click.echo(f"{name} = {path}: {len(certs)} certificate(s): {names}")
+        except (OSError, ValueError) as exc:
+            problem = problem or name == "CERT_TRUST_ROOTS"
+            click.echo(f"{name} = {path}: unreadable ({type(exc).__name__})", err=True)
+    own = "(the certificates' own)"
+    click.echo(f"CERT_OCSP_URL = {cfg.get('CERT_OCSP_URL') or own}")
+    click.echo(f"CERT_OCSP_TIMEOUT = {cfg.get('CERT_OCSP_TIMEOUT')}")
+    click.echo(f"CERT_CRL_PATHS = {', '.join(cfg.get('CERT_CRL_PATHS') or []) or own}")
+    if problem:
+        sys.exit(2)
+
+
+@cards_cli.command("check")
+@click.argument("certificate", type=click.Path(exists=True, dir_okay=False))
+def cards_check(certificate):
+    """Check a card certificate (PEM or DER) as a sign-in would: path, validity, usage, revocation.
+    Prints the card's kind and serial (never the holder's name); exit 1 with the reason when refused."""
+    from pathlib import Path
+
+    from app.services import certauth
+
+    try:
+        card = certauth.check_certificate(Path(certificate).read_bytes())
+    except certauth.CardRefused as exc:
+        click.echo(f"refused ({exc.reason}): {exc}", err=True)
+        sys.exit(1)
+    click.echo(f"accepted: {card.kind} card, serial {card.serial}, issuer {card.issuer}, revocation: {card.checked_by}")
+
+
 def register(app) -> None:
     for group in (
         audit_cli,
@@ -385,5 +429,6 @@ def register(app) -> None:
         report_cli,
         keys_cli,
         worker_cli,
+        cards_cli,
     ):
         app.cli.add_command(group)

@@ -18,6 +18,9 @@ import socket
 import tempfile
 from pathlib import Path
 
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.serialization import pkcs7, pkcs12
+
 from app.simulators.cardpki import load_manifest, make_cardpki
 from app.simulators.ocsp import Responders
 
@@ -74,3 +77,24 @@ def responders() -> Responders:
     running.start_crl()
     running.start_ocsp()
     return running
+
+
+def card_key(name: str, which: str = "sign", pin: str = "1234"):
+    """(key, certificate, chain) of a demo card, opened with its PIN."""
+    path = card(name)[which]
+    return pkcs12.load_key_and_certificates(Path(path).read_bytes(), pin.encode())
+
+
+def sign_pkcs7(name: str, content: bytes, *, detached: bool = False, chain: bool = True, pin: str = "1234") -> bytes:
+    """DER CMS SignedData over `content` by a demo card, as the local signing component makes it:
+    SHA-256, signed attributes (content type, signing time, message digest), the signer's certificate
+    (and its CA's) inside; the content attached unless `detached`."""
+    key, cert, cas = card_key(name, pin=pin)
+    builder = pkcs7.PKCS7SignatureBuilder().set_data(content).add_signer(cert, key, hashes.SHA256())
+    if chain:
+        for ca in cas[:1]:
+            builder = builder.add_certificate(ca)
+    options = [pkcs7.PKCS7Options.Binary, pkcs7.PKCS7Options.NoCapabilities]
+    if detached:
+        options.append(pkcs7.PKCS7Options.DetachedSignature)
+    return builder.sign(serialization.Encoding.DER, options)
