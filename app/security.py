@@ -2,7 +2,6 @@
 
 import hashlib
 import hmac
-import time
 
 from flask import current_app, g, jsonify, request
 from flask import session as cookie_session
@@ -11,6 +10,7 @@ from flask_babel import lazy_gettext as _l
 from flask_jwt_extended import current_user as current_user_jwt
 from flask_login import user_logged_in
 
+from app.lib.ttlcache import TTLCache
 from app.models.org import PlatformUser
 from app.services import accounts, actors, org, sessions, signin
 from app.services.errors import TooManyAttempts
@@ -35,28 +35,6 @@ def _name_digest(username: str) -> str:
     return hmac.new(key, (username or "").encode(), hashlib.sha256).hexdigest()[:16]
 
 
-class _TTLCache:
-    """Answers of permission checks, kept a few seconds (PERMISSION_CACHE_SECONDS):
-    FAB asks the database on every request otherwise."""
-
-    def __init__(self):
-        self._data: dict = {}
-
-    def clear(self) -> None:
-        self._data.clear()
-
-    def get(self, key, ttl: float, compute):
-        now = time.monotonic()
-        hit = self._data.get(key)
-        if hit is not None and now - hit[0] < ttl:
-            return hit[1]
-        value = compute()
-        if len(self._data) > 10000:
-            self._data.clear()
-        self._data[key] = (now, value)
-        return value
-
-
 class PlatformSecurityManager(SecurityManager):
     user_model = PlatformUser
     # FAB's user statistics chart loads Google Charts from the internet.
@@ -65,7 +43,9 @@ class PlatformSecurityManager(SecurityManager):
     def __init__(self, appbuilder):
         from app.views.org import PlatformGroupView, PlatformSecurityApi, PlatformUserView
 
-        self._permission_cache = _TTLCache()
+        # Answers of permission checks and API users, kept PERMISSION_CACHE_SECONDS:
+        # FAB asks the database on every request otherwise.
+        self._permission_cache = TTLCache()
 
         self.userdbmodelview = PlatformUserView
         self.groupmodelview = PlatformGroupView

@@ -116,3 +116,62 @@ def test_verification_codes_carry_80_random_bits_and_their_check_character_catch
     assert verifycode.normalise(code.lower().replace("-", " ")) == code
     typo = code[:2] + ("0" if code[2] != "0" else "1") + code[3:]
     assert verifycode.normalise(typo) is None
+
+
+def test_a_kept_answer_holds_for_its_time_none_is_asked_again_and_forgetting_reads_anew():
+    from app.lib.ttlcache import TTLCache
+
+    clock, asked = [100.0], []
+
+    def answer(value):
+        def compute():
+            asked.append(value)
+            return value
+
+        return compute
+
+    cache = TTLCache(max_entries=3, clock=lambda: clock[0])
+    assert cache.get("a", 5, answer(1)) == 1
+    clock[0] += 4.9
+    assert cache.get("a", 5, answer(2)) == 1  # still fresh
+    clock[0] += 0.1
+    assert cache.get("a", 5, answer(3)) == 3  # five seconds old: asked again
+    assert cache.get("a", 0, answer(4)) == 4  # no time to keep: always asked
+    assert cache.get("gone", 5, answer(None)) is None
+    assert cache.get("gone", 5, answer(5)) == 5  # "not found" was not kept
+    cache.forget("a", "never-there")
+    assert cache.get("a", 5, answer(6)) == 6
+    cache.clear()
+    assert cache.get("gone", 5, answer(7)) == 7
+    for key in ("x", "y", "z"):  # full at three: emptied, not grown
+        cache.get(key, 5, answer(key))
+    assert cache.get("gone", 5, answer(8)) == 8
+    assert asked == [1, 3, 4, None, 5, 6, 7, "x", "y", "z", 8]
+
+
+def test_many_threads_share_one_cache_and_each_gets_a_fresh_answer():
+    import threading
+
+    from app.lib.ttlcache import TTLCache
+
+    cache, failures = TTLCache(max_entries=50), []
+    start = threading.Barrier(8)
+
+    def work(n):
+        start.wait()
+        for i in range(2000):
+            key = (n + i) % 80
+            value = cache.get(key, 60, lambda key=key: ("v", key))
+            if value != ("v", key):
+                failures.append((key, value))
+            if i % 7 == 0:
+                cache.forget(key)
+            if i % 500 == 0:
+                cache.clear()
+
+    threads = [threading.Thread(target=work, args=(n,)) for n in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert failures == []

@@ -16,14 +16,13 @@ from __future__ import annotations
 import datetime
 import hashlib
 import secrets
-import threading
-import time
 
 from flask import current_app
 from sqlalchemy import delete, event, inspect, select, update
 from sqlalchemy.exc import IntegrityError
 
 from app.extensions import platform_bind
+from app.lib.ttlcache import TTLCache
 from app.models.org import PlatformUser, SpentToken, UserSession
 from app.services import audit
 from app.services.command import transaction
@@ -135,11 +134,10 @@ def token_claims(session, user_id, signed_in_at: int | None = None) -> dict:
     return {"ep": epoch if epoch is not None else -1, "sat": at}
 
 
-# (database, user id) -> (credential epoch, active, when read): what a token is
-# checked against, read from the database at most every TOKEN_CHECK_SECONDS
-# per process. A change made by this process forgets its entries as it commits.
-_credentials: dict[tuple[int, int], tuple[int | None, bool, float]] = {}
-_credentials_lock = threading.Lock()
+# (database, user id) -> (credential epoch, active): what a token is checked
+# against, read from the database at most every TOKEN_CHECK_SECONDS per
+# process. A change made by this process forgets its entries as it commits.
+_credentials = TTLCache()
 
 
 def _credentials_of(session, user_id: int) -> tuple[int | None, bool] | None:
@@ -149,27 +147,20 @@ def _credentials_of(session, user_id: int) -> tuple[int | None, bool] | None:
     session: a token check leaves no transaction behind for the request's
     command to commit."""
     bind = platform_bind(session)
-    key, now = (id(bind), user_id), time.monotonic()
-    with _credentials_lock:
-        seen = _credentials.get(key)
-    if seen is not None and now - seen[2] < float(current_app.config["TOKEN_CHECK_SECONDS"]):
-        return seen[0], seen[1]
-    with bind.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
-        row = conn.execute(
-            select(PlatformUser.credential_epoch, PlatformUser.active).where(PlatformUser.id == user_id)
-        ).first()
-    if row is None:
-        return None
-    with _credentials_lock:
-        _credentials[key] = (row.credential_epoch, bool(row.active), now)
-    return row.credential_epoch, bool(row.active)
+
+    def read() -> tuple[int | None, bool] | None:
+        with bind.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+            row = conn.execute(
+                select(PlatformUser.credential_epoch, PlatformUser.active).where(PlatformUser.id == user_id)
+            ).first()
+        return None if row is None else (row.credential_epoch, bool(row.active))
+
+    return _credentials.get((id(bind), user_id), float(current_app.config["TOKEN_CHECK_SECONDS"]), read)
 
 
 def _forget(session, user_ids) -> None:
     bind = platform_bind(session)
-    with _credentials_lock:
-        for user_id in user_ids:
-            _credentials.pop((id(bind), user_id), None)
+    _credentials.forget(*((id(bind), user_id) for user_id in user_ids))
 
 
 def token_revoked(session, payload: dict) -> bool:

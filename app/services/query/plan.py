@@ -12,7 +12,6 @@ every FORM_PLAN_CHECK_SECONDS (one round trip saved on every query).
 from __future__ import annotations
 
 import threading
-import time
 from types import SimpleNamespace
 
 from flask import current_app
@@ -20,6 +19,7 @@ from sqlalchemy import event, select, update
 from sqlalchemy.orm import selectinload
 
 from app.extensions import platform_bind
+from app.lib.ttlcache import TTLCache
 from app.models.org import Agency
 from app.models.queries import (
     BusinessItem,
@@ -35,10 +35,10 @@ from app.models.sources import DataSource
 CONFIG_MODELS = (QueryForm, FormInput, FormSection, SectionFilter, SectionColumn, BusinessItem, DataSource, Agency)
 
 # Per database (one process may serve several apps, as the tests do):
-# plans by form code, and the generation last read with when it was read.
+# plans by form code with their generation, and the generation last read.
 _cache: dict[tuple[int, str], tuple[int, SimpleNamespace | None]] = {}
-_seen: dict[int, tuple[int, float]] = {}
 _lock = threading.Lock()
+_generations = TTLCache()
 
 
 def _db_key(session) -> int:
@@ -48,15 +48,11 @@ def _db_key(session) -> int:
 def generation(session, key: int) -> int:
     """The configuration generation of the database ``key`` (``_db_key``), read
     from it at most every FORM_PLAN_CHECK_SECONDS per process."""
-    now = time.monotonic()
-    with _lock:
-        seen = _seen.get(key)
-    if seen is not None and now - seen[1] < current_app.config.get("FORM_PLAN_CHECK_SECONDS", 1.0):
-        return seen[0]
-    value = session.scalar(select(ConfigGeneration.value).where(ConfigGeneration.id == 1)) or 0
-    with _lock:
-        _seen[key] = (value, now)
-    return value
+    return _generations.get(
+        key,
+        current_app.config.get("FORM_PLAN_CHECK_SECONDS", 1.0),
+        lambda: session.scalar(select(ConfigGeneration.value).where(ConfigGeneration.id == 1)) or 0,
+    )
 
 
 def _bump(session, flush_context, instances) -> None:
@@ -70,8 +66,7 @@ def _bump(session, flush_context, instances) -> None:
 
 def _after_commit(session) -> None:
     if session.info.pop("config_bumped", False):
-        with _lock:  # this process made the edit: read the new generation on the next query
-            _seen.pop(_db_key(session), None)
+        _generations.forget(_db_key(session))  # this process made the edit: read the new generation next query
 
 
 def install_generation_hook(session) -> None:
@@ -183,4 +178,4 @@ def active_codes(session) -> list[str]:
 def clear() -> None:
     with _lock:
         _cache.clear()
-        _seen.clear()
+    _generations.clear()
