@@ -296,3 +296,19 @@ def test_flask_cards_check_reads_the_settings_and_checks_a_certificate(tmp_path)
     bad = subprocess.run([*flask, "check", str(card("citizen-revoked")["sign_cert"])], env=env, capture_output=True,
                          text=True, timeout=120)  # fmt: skip
     assert bad.returncode == 1 and "refused (revoked)" in bad.stderr
+
+
+def test_a_responder_that_never_answers_costs_the_timeout_then_the_crl_decides(settings):
+    """A responder that takes the connection and says nothing must not hold the sign-in: the CRL answers."""
+    import socket
+
+    silent = socket.socket()
+    silent.bind(("127.0.0.1", 0))
+    silent.listen(5)
+    try:
+        port = silent.getsockname()[1]
+        hung = Settings(**{**settings.__dict__, "ocsp_url": f"http://127.0.0.1:{port}/", "ocsp_timeout": 0.5})
+        assert verify_signature(sign_pkcs7("citizen-wang", NONCE), NONCE, settings=hung).checked_by == "crl"
+        _refused("revoked", verify_signature, sign_pkcs7("citizen-revoked", NONCE), NONCE, settings=hung)
+    finally:
+        silent.close()
