@@ -250,9 +250,10 @@ def test_check_certificate_alone_for_forwarded_client_certificates(settings):
     _refused("malformed", check_certificate, b"garbage", settings=settings)
     ca = _der(card_pki()["dir"] / "cas" / "moica.pem")
     _refused("untrusted", check_certificate, ca, settings=settings)
-    # The TLS server certificate is trusted but no card: its CA is GCA, so it passes as a government
-    # certificate only if it may sign; it may (TLS), and names no agency.
-    assert check_certificate(_der(card_pki()["dir"] / "tls" / "server.crt"), settings=settings).org_oid is None
+    # The TLS server certificate and an OCSP responder's are trusted, from GCA and MOICA, but no card's.
+    _refused("wrong_usage", check_certificate, _der(card_pki()["dir"] / "tls" / "server.crt"), settings=settings)
+    responder = _der(card_pki()["dir"] / "ocsp" / "moica" / "responder.pem")
+    _refused("wrong_usage", check_certificate, responder, settings=settings)
 
 
 def test_without_configured_roots_every_card_is_refused(tmp_path):
