@@ -92,11 +92,16 @@ def test_a_card_revoked_is_refused_by_the_ocsp_answer(settings, services):
     _refused("revoked", verify_signature, sign_pkcs7("citizen-revoked", NONCE), NONCE, settings=settings)
 
 
-def test_with_the_ocsp_responder_down_the_crl_decides(settings, services):
+def test_with_the_ocsp_responder_down_the_crl_decides(settings, services, caplog):
     services.stop_ocsp()
     _refused("revoked", verify_signature, sign_pkcs7("citizen-revoked", NONCE), NONCE, settings=settings)
     found = verify_signature(sign_pkcs7("citizen-lin", NONCE), NONCE, settings=settings)
     assert (found.holder, found.checked_by) == ("林美惠", "crl")
+    # The operators hear of it (the responder's address, nothing of the holder).
+    moica = next(o["url"] for o in card_pki()["ocsp"] if o["ca"] == "moica")
+    warnings = [r.getMessage() for r in caplog.records if r.name == "app.services.certauth.revocation"]
+    assert any(moica in w and "unreachable" in w for w in warnings), warnings
+    assert not any("林美惠" in w or found.serial in w for w in warnings)
 
 
 def test_with_ocsp_and_crl_both_unreachable_sign_in_is_refused_naming_both(settings, services):
