@@ -46,8 +46,8 @@ fi
 flask platform check
 flask db upgrade
 flask roles sync > /dev/null
-flask seed demo
-# The demo card PKI (idempotent: a second run keeps the cards and refreshes the CRLs):
+# The demo card PKI, before the seeding, which binds clerk.card to its GCA card
+# (idempotent: a second run keeps the cards and refreshes the CRLs):
 # its TLS server certificate is gunicorn's, its roots the ones card sign-in trusts
 # (CERT_TRUST_ROOTS, CERT_CA_BUNDLE default to it). CRLs are published on
 # http://127.0.0.1:$CARD_PKI_PORT/crl/ and the CAs' OCSP responders (openssl ocsp)
@@ -57,6 +57,7 @@ export DEMO_CARD_PKI_DIR=$CARD_PKI DEMO_CARD_PIN=${DEMO_CARD_PIN:-1234}
 python -m app.simulators.cardpki "$CARD_PKI" --port-base "$CARD_PKI_PORT" --pin "$DEMO_CARD_PIN" > /dev/null
 python -m app.simulators.ocsp "$CARD_PKI" > instance/ocsp.log 2>&1 &
 BACKGROUND+=($!)
+flask seed demo
 
 # The household e-gate and the business registry of the demo world.
 python -m app.simulators.serve --port "$SIM_PORT" --seed-dir "$DEMO_SOURCES_DIR" > instance/simulators.log 2>&1 &
