@@ -318,3 +318,18 @@ def test_a_responder_that_never_answers_costs_the_timeout_then_the_crl_decides(s
         _refused("revoked", verify_signature, sign_pkcs7("citizen-revoked", NONCE), NONCE, settings=hung)
     finally:
         silent.close()
+
+
+def test_sha1_signatures_and_two_signers_are_refused(settings, tmp_path):
+    sha1 = _openssl_sign(tmp_path, "cms", "-sign", "-binary", "-nodetach", "-md", "sha1", "-outform", "DER")
+    refusal = _refused("malformed", verify_signature, sha1, NONCE, settings=settings)
+    assert "SHA-256" in str(refusal)
+    key, cert, _ = card_key("citizen-lin")
+    (tmp_path / "lin.pem").write_bytes(
+        cert.public_bytes(serialization.Encoding.PEM)
+        + key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+    )
+    two = _openssl_sign(tmp_path, "cms", "-sign", "-binary", "-nodetach", "-md", "sha256", "-outform", "DER",
+                        "-signer", "lin.pem")  # fmt: skip
+    assert len(cms.ContentInfo.load(two)["content"]["signer_infos"]) == 2
+    _refused("malformed", verify_signature, two, NONCE, settings=settings)
