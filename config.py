@@ -181,6 +181,16 @@ class Config:
     # Where the failure counters live: blank for the platform database, or
     # redis://host:port/db to keep them in Redis (shared by every web process).
     LOGIN_THROTTLE_STORAGE_URI = os.environ.get("LOGIN_THROTTLE_STORAGE_URI", "")
+    # Sign-in with certificate cards (app.services.cards). A sign-in page's or API
+    # client's challenge (the nonce the card signs) lives this many seconds and is
+    # spent once; a citizen's first sign-in waits this long for the full ID number;
+    # sessions and API tokens signed in with a card have the card rechecked
+    # (validity, path, OCSP/CRL) at least every CERT_RECHECK_MINUTES.
+    CERT_CHALLENGE_SECONDS = float(os.environ.get("CERT_CHALLENGE_SECONDS", "120"))
+    CERT_REGISTRATION_SECONDS = float(os.environ.get("CERT_REGISTRATION_SECONDS", "600"))
+    CERT_RECHECK_MINUTES = float(os.environ.get("CERT_RECHECK_MINUTES", "15"))
+    # The citizen's local signing component (HiPKI-like; the demo's simulator: app.simulators.signer).
+    CERT_SIGNER_URL = os.environ.get("CERT_SIGNER_URL", "http://127.0.0.1:61161")
     # HTTPS. The platform is served over HTTPS (./run.sh: gunicorn with TLS, or
     # behind nginx); HTTPS responses carry HSTS for this many seconds (0: none;
     # never sent over plain HTTP). HTTPS_ONLY: a request that reached the app over
@@ -310,7 +320,8 @@ class Config:
     # read before the certificates' own distribution points (comma-separated; a
     # county's copies of the GRCA CRLs), and an OCSP URL used instead of the
     # certificates' own (blank: theirs). The demo's cards (`python -m
-    # app.simulators.cardpki`, run by ./run.sh) are in DEMO_CARD_PKI_DIR.
+    # app.simulators.cardpki`, run by ./run.sh) are in DEMO_CARD_PKI_DIR (`flask seed demo` binds the
+    # staff accounts its government cards name, clerk.card, to them).
     DEMO_CARD_PKI_DIR = os.environ.get("DEMO_CARD_PKI_DIR", str(Path(DEMO_PKI_DIR) / "cards"))
     CERT_TRUST_ROOTS = os.environ.get("CERT_TRUST_ROOTS", str(Path(DEMO_CARD_PKI_DIR) / "roots.pem"))
     CERT_CA_BUNDLE = os.environ.get("CERT_CA_BUNDLE", str(Path(DEMO_CARD_PKI_DIR) / "cas" / "bundle.pem"))

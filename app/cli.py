@@ -276,6 +276,12 @@ def seed_demo_cmd():
 
     made = seed_transfer(db.session, seed_agencies(db.session), Path(cfg["DEMO_PKI_DIR"]), cfg["DEMO_PKI_PIN"])
     click.echo(f"transfer certificates registered: {', '.join(made['certificates']) or 'none'}")
+    from app.services.seed.cards import seed_card_accounts
+
+    done = seed_card_accounts(current_app.appbuilder.sm, db.session, seed_agencies(db.session),
+                              cfg["DEMO_PASSWORD"], Path(cfg["DEMO_CARD_PKI_DIR"]))  # fmt: skip
+    click.echo(f"card accounts created: {', '.join(done['created']) or 'none'}; "
+               f"cards bound: {', '.join(done['bound']) or 'none'}")  # fmt: skip
     _summarise()
 
 

@@ -6,13 +6,14 @@ import hmac
 from flask import current_app, g, jsonify, request
 from flask import session as cookie_session
 from flask_appbuilder.security.sqla.manager import SecurityManager
+from flask_appbuilder.security.views import AuthDBView
 from flask_babel import lazy_gettext as _l
 from flask_jwt_extended import current_user as current_user_jwt
 from flask_login import user_logged_in
 
 from app.lib.ttlcache import TTLCache
 from app.models.org import PlatformUser
-from app.services import accounts, actors, org, sessions, signin
+from app.services import accounts, actors, cards, org, sessions, signin
 from app.services.errors import TooManyAttempts
 from app.web import bearer_api_call, current_actor
 
@@ -35,8 +36,15 @@ def _name_digest(username: str) -> str:
     return hmac.new(key, (username or "").encode(), hashlib.sha256).hexdigest()[:16]
 
 
+class PlatformAuthDBView(AuthDBView):
+    """FAB's password sign-in page, with the way to the certificate card sign-in."""
+
+    login_template = "platform/login_db.html"
+
+
 class PlatformSecurityManager(SecurityManager):
     user_model = PlatformUser
+    authdbview = PlatformAuthDBView
     # FAB's user statistics chart loads Google Charts from the internet.
     userstatschartview = None
 
@@ -65,11 +73,15 @@ class PlatformSecurityManager(SecurityManager):
         appbuilder = getattr(sender, "appbuilder", None)
         if appbuilder is None or appbuilder.sm is not self or user is None:
             return
-        cookie_session[SESSION_ID] = sessions.start(self.session, user.id)
+        # A card sign-in (app.views.cards) names the card its session is rechecked with.
+        card = g.pop("card_binding_id", None)
+        cookie_session[SESSION_ID] = sessions.start(self.session, user.id, card_binding_id=card)
 
     def load_user(self, pk):
-        """The signed-in browser's user, while its server-side session holds."""
-        if not sessions.holds(self.session, cookie_session.get(SESSION_ID), pk):
+        """The signed-in browser's user, while its server-side session holds (and, signed
+        in with a card, while the card passes its periodic recheck)."""
+        sid = cookie_session.get(SESSION_ID)
+        if not sessions.holds(self.session, sid, pk) or not cards.recheck.session_holds(self.session, sid):
             cookie_session.pop(SESSION_ID, None)
             return None
         return super().load_user(pk)
@@ -111,6 +123,11 @@ class PlatformSecurityManager(SecurityManager):
             if view is self.auth_view or isinstance(view, self.security_api):
                 if getattr(view, "blueprint", None) is not None:
                     shared(view.blueprint)
+
+    def limit_sign_in(self, view) -> None:
+        """Another sign-in door (the certificate card's page and API) under the same burst limit."""
+        if self.is_auth_limited and getattr(view, "blueprint", None) is not None:
+            self.limiter.shared_limit(self.auth_rate_limit, scope="sign-in", methods=["POST"])(view.blueprint)
 
     def _token_call(self) -> bool:
         """A JWT bearer-token API call: it opens no cookie session (``app.web``)
@@ -264,6 +281,14 @@ class PlatformSecurityManager(SecurityManager):
         user = super().auth_user_db(username, password)
         if user is not None:
             signin.clear(self.session, keys[:1])
+            if cards.requires_card(self.session, user):
+                # certificate plus password: the password alone opens nothing (audited)
+                self._record("login_failed", user, outcome="refused", detail={"reason": "card_required"})
+                refusal = cards.CardRequired(cards.CARD_NEEDED)
+                if request.path.startswith("/api/"):
+                    g.sign_in_refusal = refusal
+                    return None
+                raise refusal
             return user
         signin.note_failure(self.session, keys, actor, known_id)
         if known is None or not known.is_active:

@@ -118,6 +118,9 @@ def build_app(url: str, seed: bool = True, migrate: bool = True, **overrides):
     from flask_migrate import upgrade
 
     pki = pki_dir()
+    from tests.cards import card_pki_dir
+
+    cards = card_pki_dir()  # the demo card PKI of this run (clerk.card's card is bound by the seeding)
 
     class Cfg(TestConfig):
         SQLALCHEMY_DATABASE_URI = url
@@ -134,6 +137,9 @@ def build_app(url: str, seed: bool = True, migrate: bool = True, **overrides):
         TRANSFER_FTP_TLS_KEY = str(pki / "ftp-tls.key")
         TRANSFER_FTP_PASSIVE_PORTS = ""
         AUDIT_CHECKPOINT_FILE = str(Path(tempfile.mkdtemp(prefix="audit-")) / "checkpoints.jsonl")
+        DEMO_CARD_PKI_DIR = str(cards)
+        CERT_TRUST_ROOTS = str(cards / "roots.pem")
+        CERT_CA_BUNDLE = str(cards / "cas" / "bundle.pem")
 
     for key, value in overrides.items():
         setattr(Cfg, key, value)

@@ -3,7 +3,7 @@
 from flask_appbuilder import Model
 from flask_appbuilder.security.sqla.models import User
 from flask_babel import lazy_gettext as _l
-from sqlalchemy import Boolean, Column, DateTime, ForeignKey, Integer, String, text
+from sqlalchemy import Boolean, Column, DateTime, ForeignKey, Integer, String, false, text
 from sqlalchemy.orm import relationship
 
 AGENCY_KINDS = {
@@ -50,6 +50,9 @@ class PlatformUser(User):
     # Bumped when the password changes, the account is deactivated or loses a
     # role: every session and token made under an older value is refused.
     credential_epoch = Column(Integer, nullable=False, default=0, server_default=text("0"))
+    # This account signs in with its bound certificate card plus its password
+    # (its roles may require it too: app.services.cardsignin).
+    card_required = Column(Boolean, nullable=False, default=False, server_default=false())
 
     def get_full_name(self) -> str:
         """Chinese names read family name first, with no space: 林資訊."""
@@ -73,6 +76,9 @@ class UserSession(Model):
     last_seen_at = Column(DateTime, nullable=False)
     ended_at = Column(DateTime)
     end_reason = Column(String(20))
+    # Signed in with a certificate card: the card, rechecked every CERT_RECHECK_MINUTES.
+    card_binding_id = Column(Integer, ForeignKey("card_binding.id", ondelete="SET NULL"), index=True)
+    card_checked_at = Column(DateTime)
 
 
 class SpentToken(Model):

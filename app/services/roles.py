@@ -27,6 +27,8 @@ ROLE_LABELS = {
     "Transferor": _l("Transfer officer"),
     "Manager": _l("Business manager"),
     "Auditor": _l("Auditor"),
+    "Citizen": _l("Citizen"),
+    "Business": _l("Business or organisation"),
 }
 
 # Every signed-in role may see its own profile and change its password.
@@ -36,6 +38,8 @@ _SELF_SERVICE = [
     (r"^UserInfoEditView$", r"^can_this_form_(get|post)$"),
     (r"^MenuApi$", r"^can_get$"),
     (r"^HomeView$", r"^can_.*$"),
+    # bind one's own certificate card after a password sign-in
+    (r"^MyCardView$", r"^can_(index|challenge|bind|unbind)$"),
 ]
 _READ_AGENCIES = [(r"^(AgencyView|Agencies)$", r"^(can_list|can_show|menu_access)$")]
 _QUERY = [
@@ -96,7 +100,18 @@ TRANSFER_FILES = "transfer_files"  # send and receive confidential files for one
 NOTIFY_CASES = "notify_cases"  # register cases and follow one's own agency's cases
 DISPATCH_SUPERVISE = "dispatch_supervise"  # receive, assign, review (close or return) one's agency's dispatches
 DISPATCH_HANDLE = "dispatch_handle"  # receive, accept and record the result of dispatches assigned to oneself
-CAPABILITIES = (*actors.CAPABILITIES, TRANSFER_FILES, NOTIFY_CASES, DISPATCH_SUPERVISE, DISPATCH_HANDLE)
+# Not a power but a requirement: the roles holding it sign in with certificate card plus password
+# (app.services.cards); no role holds it by default, an Admin gives it on the role screens.
+REQUIRE_CARD = "card_and_password"
+CAPABILITIES = (
+    *actors.CAPABILITIES, TRANSFER_FILES, NOTIFY_CASES, DISPATCH_SUPERVISE, DISPATCH_HANDLE, REQUIRE_CARD,
+)  # fmt: skip
+# Citizens and businesses signed in with their cards: their own profile page, nothing of the back office.
+_CARD_HOLDER = [
+    (r"^PlatformUserView$", r"^can_userinfo$"),
+    (r"^MenuApi$", r"^can_get$"),
+    (r"^HomeView$", r"^can_.*$"),
+]
 
 ROLE_PERMISSIONS: dict[str, list[tuple[str, str]]] = {
     # Admin gets everything through AUTH_ROLE_ADMIN; listed here for the menu.
@@ -142,6 +157,9 @@ ROLE_PERMISSIONS: dict[str, list[tuple[str, str]]] = {
         (f"^{_PLATFORM}$", f"^({actors.READ_ALL_QUERIES}|{actors.WEEKLY_ALL_AGENCIES})$"),
     ],
 }
+
+ROLE_PERMISSIONS["Citizen"] = list(_CARD_HOLDER)
+ROLE_PERMISSIONS["Business"] = list(_CARD_HOLDER)
 
 # Auditors are never also administrators or clerks (DOMAIN.md, county practice).
 INCOMPATIBLE = [("Auditor", "Admin"), ("Auditor", "Clerk")]

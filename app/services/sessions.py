@@ -36,6 +36,11 @@ def _hash(sid: str) -> str:
     return hashlib.sha256(sid.encode()).hexdigest()
 
 
+def session_hash(sid: str) -> str:
+    """What the server keeps of a browser session's id."""
+    return _hash(sid)
+
+
 def _epoch(session, user_id) -> int | None:
     return session.scalar(select(PlatformUser.credential_epoch).where(PlatformUser.id == user_id))
 
@@ -43,13 +48,19 @@ def _epoch(session, user_id) -> int | None:
 # --- browser sessions ---------------------------------------------------------
 
 
-def start(session, user_id: int) -> str:
-    """A new browser session for the user who just signed in: its id, for the cookie only."""
+def start(session, user_id: int, card_binding_id: int | None = None) -> str:
+    """A new browser session for the user who just signed in: its id, for the cookie only.
+    One signed in with a certificate card keeps the card, for its rechecks (``cards.recheck``)."""
     sid = secrets.token_urlsafe(32)
     now = _now()
     with transaction(session):
         epoch = _epoch(session, user_id) or 0
-        session.add(UserSession(sid_hash=_hash(sid), user_id=user_id, epoch=epoch, created_at=now, last_seen_at=now))
+        session.add(
+            UserSession(
+                sid_hash=_hash(sid), user_id=user_id, epoch=epoch, created_at=now, last_seen_at=now,
+                card_binding_id=card_binding_id, card_checked_at=now if card_binding_id else None,
+            )
+        )  # fmt: skip
     return sid
 
 
@@ -235,6 +246,9 @@ def _changes_credentials(user: PlatformUser) -> bool:
     active = state.attrs.active.history
     if active.has_changes() and not user.active:
         return True
+    required = state.attrs.card_required.history
+    if required.has_changes() and user.card_required:
+        return True  # from now on certificate card plus password: password sessions end
     # a role held directly, or through a group left
     return bool(state.attrs.roles.history.deleted or state.attrs.groups.history.deleted)
 

@@ -4,6 +4,7 @@
 def register_views(appbuilder) -> None:
     from app.views import (
         audit,
+        cards,
         forms,
         notify,
         notify_admin,
@@ -34,4 +35,5 @@ def register_views(appbuilder) -> None:
     outbox.register(appbuilder)
     survey.register(appbuilder)
     reports.register(appbuilder)
+    cards.register(appbuilder)
     openapi.register(appbuilder)

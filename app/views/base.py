@@ -49,30 +49,18 @@ def readable(value):
 
 
 class CommandInterface(SQLAInterface):
-    """FAB's data interface whose writes are commands (which own the
-    transaction) instead of FAB committing: ``create``, ``update`` and
-    ``remove``. Here they are the generic configuration records' commands
-    (``command.save_record``, ``command.remove_records``); the query-form
-    designer's and the data sources' interfaces name their capability's
-    commands instead. Errors reach FAB as its own interface raises them (a
-    database error on add; DatabaseException on edit and delete), so its
-    screens and APIs answer as they always do."""
-
-    def create(self, item) -> None:
-        command.save_record(self.session, item)
-
-    def update(self, item) -> None:
-        command.save_record(self.session, item)
-
-    def remove(self, items) -> None:
-        command.remove_records(self.session, items)
+    """FAB's data interface for generic configuration screens and APIs: its
+    writes go through the commands of ``app.services.command`` (which own the
+    transaction) instead of FAB committing. Errors reach FAB as its own
+    interface raises them (a database error on add; DatabaseException on edit
+    and delete), so its screens and APIs answer as they always do."""
 
     def add(self, item, commit: bool = True) -> None:
-        self.create(item)
+        command.save_record(self.session, item)
 
     def edit(self, item, commit: bool = True) -> None:
         try:
-            self.update(item)
+            command.save_record(self.session, item)
         except SQLAlchemyError as exc:
             raise DatabaseException from exc
 
@@ -81,7 +69,7 @@ class CommandInterface(SQLAInterface):
 
     def delete_all(self, items) -> None:
         try:
-            self.remove(items)
+            command.remove_records(self.session, items)
         except SQLAlchemyError as exc:
             raise DatabaseException from exc
 

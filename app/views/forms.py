@@ -1,6 +1,9 @@
 """Screens and APIs with which form designers build query forms without code."""
 
+from flask_appbuilder.exceptions import DatabaseException
+from flask_appbuilder.models.sqla.interface import SQLAInterface
 from flask_babel import lazy_gettext as _l
+from sqlalchemy.exc import SQLAlchemyError
 from wtforms import SelectField
 
 from app.connectors.base import OPERATORS
@@ -17,7 +20,7 @@ from app.models.queries import (
     SectionFilter,
 )
 from app.services.query import design as forms
-from app.views.base import CommandInterface, PlatformModelApi, PlatformModelView, yes_no
+from app.views.base import PlatformModelApi, PlatformModelView, yes_no
 
 LABELS = {
     "code": _l("Code"),
@@ -58,18 +61,28 @@ LABELS = {
 }
 
 
-class DesignInterface(CommandInterface):
-    """FAB's data interface for the design records, whose writes are the
-    commands of ``app.services.query.design``."""
+class DesignInterface(SQLAInterface):
+    """FAB's data interface for the design records, writing through the
+    commands of ``app.services.query.design`` (which own the transaction)
+    instead of committing itself."""
 
-    def create(self, item) -> None:
+    def add(self, item, commit: bool = True) -> None:
         forms.save(self.session, item)
 
-    def update(self, item) -> None:
-        forms.save(self.session, item, existing=True)
+    def edit(self, item, commit: bool = True) -> None:
+        try:
+            forms.save(self.session, item, existing=True)
+        except SQLAlchemyError as exc:  # what FAB's screens and API expect of an edit
+            raise DatabaseException from exc
 
-    def remove(self, items) -> None:
-        forms.remove(self.session, items)
+    def delete(self, item, commit: bool = True) -> None:
+        self.delete_all([item])
+
+    def delete_all(self, items) -> None:
+        try:
+            forms.remove(self.session, items)
+        except SQLAlchemyError as exc:
+            raise DatabaseException from exc
 
 
 def _select(label, values):

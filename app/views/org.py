@@ -14,8 +14,8 @@ from wtforms import SelectChoice, SelectField
 from app.extensions import db
 from app.lib.rocdate import format_roc_datetime
 from app.models.org import AGENCY_KINDS, Agency, PlatformUser
-from app.services import accounts, org, passwords, sessions, signin
-from app.services.errors import DomainError
+from app.services import accounts, cards, org, passwords, sessions, signin
+from app.services.errors import DomainError, TooManyAttempts
 from app.services.roles import ROLE_LABELS
 from app.views.base import PlatformModelApi, PlatformModelView, ReadableMixin, ValidatedMixin, yes_no
 from app.web import current_actor
@@ -64,6 +64,7 @@ class AgencyApi(PlatformModelApi):
 
 
 USER_EXTRA_LABELS = {
+    "card_required": _l("Signs in with certificate card plus password"),
     "agency": _l("Agency"),
     "title": _l("Job title"),
     "phone": _l("Phone"),
@@ -89,6 +90,7 @@ class PlatformUserView(ReadableMixin, ValidatedMixin, UserDBModelView):
     page_size = 25
     formatters_columns = {
         "active": yes_no,
+        "card_required": yes_no,
         "last_login": format_roc_datetime,
         "created_on": format_roc_datetime,
         "changed_on": format_roc_datetime,
@@ -107,12 +109,15 @@ class PlatformUserView(ReadableMixin, ValidatedMixin, UserDBModelView):
         "phone",
         "active",
         "roles",
+        "card_required",
         "password",
         "conf_password",
     ]
-    edit_columns = ["username", "first_name", "last_name", "agency", "title", "email", "phone", "active", "roles"]
+    edit_columns = [
+        "username", "first_name", "last_name", "agency", "title", "email", "phone", "active", "roles", "card_required",
+    ]  # fmt: skip
     show_fieldsets = [
-        (_l("User info"), {"fields": ["username", "active", "roles", "agency", "title"]}),
+        (_l("User info"), {"fields": ["username", "active", "roles", "agency", "title", "card_required"]}),
         (_l("Personal Info"), {"fields": ["first_name", "last_name", "email", "phone"], "expanded": True}),
         (
             _l("Audit Info"),
@@ -186,6 +191,7 @@ class UserApi(PlatformModelApi):
         "agency.name",
         "roles.name",
         "last_login",
+        "card_required",
     ]
     edit_columns = [
         "username",
@@ -197,6 +203,7 @@ class UserApi(PlatformModelApi):
         "active",
         "agency",
         "roles",
+        "card_required",
     ]
     add_columns = [*edit_columns, "password"]
     search_columns = ["username", "first_name", "last_name", "email", "agency", "active", "roles"]
@@ -278,7 +285,8 @@ class PlatformSecurityApi(SecurityApi):
         if refusal is None:
             return answer
         response = self.response(refusal.status, message=str(refusal))
-        response.headers["Retry-After"] = str(refusal.retry_after)
+        if isinstance(refusal, TooManyAttempts):
+            response.headers["Retry-After"] = str(refusal.retry_after)
         return response
 
     @expose("/refresh", methods=["POST"])
@@ -306,6 +314,11 @@ class PlatformSecurityApi(SecurityApi):
             return self.response_401()
         identity, signed_in_at = get_jwt_identity(), int(payload.get("sat", 0))
         claims = {"sat": signed_in_at}
+        if payload.get("card") is not None:
+            # signed in with a certificate card: the card is rechecked at every refresh
+            if not cards.recheck.token_card_good(db.session, payload["card"], identity):
+                return self.response_401()
+            claims["card"] = payload["card"]
         return self.response(
             200,
             access_token=create_access_token(identity=identity, fresh=False, additional_claims=claims),

@@ -20,6 +20,7 @@ from sqlalchemy import String, bindparam, cast, event, insert, inspect, select
 from sqlalchemy.orm import Session
 
 from app.models.audit import AuditEvent, AuditHead
+from app.models.cards import CardBinding, CardChallenge
 from app.models.notify import Attachment, CaseEvent, CaseSequence, Dispatch, NotificationCase
 from app.models.org import LoginThrottle, SpentToken, UserSession
 from app.models.outbox import OutboxMessage
@@ -61,6 +62,9 @@ NOT_AUDITED = (
     UserSession,
     SpentToken,
     LoginThrottle,
+    # certificate cards: challenges are bookkeeping; binding, unbinding and card sign-ins are explicit events
+    CardChallenge,
+    CardBinding,
 )
 # FAB's own names for security tables, as auditors read them.
 OBJECT_TYPES = {

@@ -1,0 +1,382 @@
+"""Sign-in with certificate cards (issue 14): the one-time challenge, the local
+signing component's simulator, the mapping of each kind of card to its account,
+staff card plus password, every refusal of the issue through the API (each
+audited, nothing half-bound), and the recheck of sessions signed in with a card.
+
+The cards are the run's demo card PKI (tests.cards), checked by the real
+certauth against the real openssl OCSP responders and CRL server."""
+
+from __future__ import annotations
+
+import base64
+import json
+from urllib.parse import quote
+
+import pytest
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.serialization import pkcs7, pkcs12
+from sqlalchemy import func, select
+
+from app.extensions import db
+from app.models.audit import AuditEvent
+from app.models.cards import CardBinding, CardChallenge
+from app.models.org import PlatformUser
+from app.simulators.signer import NO_CARD, WRONG_PIN, make_app
+from tests.conftest import DEMO_PASSWORD, api_token, bearer, login
+
+CHALLENGE = "/api/v1/security/cert/challenge"
+LOGIN = "/api/v1/security/cert/login"
+
+
+@pytest.fixture(scope="module")
+def pki():
+    from tests.cards import card_pki, responders
+
+    responders()  # the OCSP responders and the CRL server, started if stopped
+    return card_pki()
+
+
+@pytest.fixture(scope="module")
+def sim(pki):
+    """The local signing component's simulator over the run's demo cards."""
+    return make_app(pki["dir"], None, origins=("http://localhost",)).test_client()
+
+
+def sign(sim, card: str | None, content: str, pin: str = "1234") -> dict:
+    sim.post("/control/card", json={"name": card})
+    package = {"func": "MakeSignature", "signatureType": "PKCS7", "tbs": quote(content), "tbsEncoding": "NONE",
+               "hashAlgorithm": "SHA256", "pin": quote(pin), "nonce": content, "withCardSN": "false"}  # fmt: skip
+    return sim.post("/sign", data={"tbsPackage": json.dumps(package)}, headers={"Origin": "http://localhost"})
+
+
+def signature(sim, card: str, content: str) -> str:
+    answer = sign(sim, card, content).json
+    assert answer["ret_code"] == 0, answer
+    return answer["signature"]
+
+
+def challenge(client) -> dict:
+    r = client.post(CHALLENGE)
+    assert r.status_code == 200, r.json
+    return r.json
+
+
+def card_login(client, sim, card: str, **extra):
+    c = challenge(client)
+    return client.post(LOGIN, json={"challenge_id": c["challenge_id"], "signature": signature(sim, card, c["nonce"]),
+                                    **extra})  # fmt: skip
+
+
+def last_events(app, since: int, action: str | None = None) -> list[tuple[str, str, dict]]:
+    with app.app_context():
+        stmt = select(AuditEvent).where(AuditEvent.id > since).order_by(AuditEvent.id)
+        if action:
+            stmt = stmt.where(AuditEvent.action == action)
+        rows = db.session.scalars(stmt).all()
+        found = [(e.action, e.outcome, json.loads(e.detail or "{}"), e.object_id) for e in rows]
+        db.session.remove()
+        return found
+
+
+def mark(app) -> int:
+    with app.app_context():
+        value = db.session.scalar(select(func.max(AuditEvent.id))) or 0
+        db.session.remove()
+        return value
+
+
+def bindings(app) -> int:
+    with app.app_context():
+        n = db.session.scalar(select(func.count(CardBinding.id)))
+        db.session.remove()
+        return n
+
+
+def card_info(pki, name: str) -> dict:
+    return next(c for c in pki["cards"] if c["name"] == name)
+
+
+# --- the simulator --------------------------------------------------------------------------
+
+
+def test_the_simulator_signs_with_the_pin_refuses_a_wrong_one_and_knows_an_empty_reader(pki, sim):
+    answer = sign(sim, "citizen-lin", "abc").json
+    assert answer["ret_code"] == 0 and answer["signature"]
+    der = base64.b64decode(answer["signature"])
+    assert pkcs7.load_der_pkcs7_certificates(der)  # SignedData carrying the card's certificate
+    assert sign(sim, "citizen-lin", "abc", pin="0000").json["ret_code"] == WRONG_PIN
+    assert sign(sim, None, "abc").json["ret_code"] == NO_CARD
+    info = sim.get("/pkcs11info?withcert=true", headers={"Origin": "http://localhost"})
+    assert info.json["ret_code"] == NO_CARD
+    sim.post("/control/card", json={"name": "citizen-lin"})
+    info = sim.get("/pkcs11info?withcert=true", headers={"Origin": "http://localhost"})
+    certs = info.json["slots"][0]["token"]["certs"]
+    assert [c["label"] for c in certs] == ["sign", "enc"]
+    assert info.headers["Access-Control-Allow-Origin"] == "http://localhost"
+    # a page of another origin gets no CORS answer
+    assert "Access-Control-Allow-Origin" not in sim.get("/pkcs11info", headers={"Origin": "http://evil"}).headers
+    popup = sim.get("/popupForm")
+    assert popup.status_code == 200 and "/popupForm.js" in popup.text
+    assert "http://localhost" in sim.get("/popupForm.js").text
+
+
+# --- the challenge ---------------------------------------------------------------------------
+
+
+def test_a_challenge_is_spent_once_and_expires(app):
+    from app.services.cards import challenges
+
+    with app.app_context():
+        cid, nonce, _ = challenges.issue(db.session)
+        assert challenges.spend(db.session, cid) == nonce
+        with pytest.raises(challenges.ChallengeRefused) as replayed:
+            challenges.spend(db.session, cid)
+        assert replayed.value.reason == "replayed_challenge"
+        with pytest.raises(challenges.ChallengeRefused) as unknown:
+            challenges.spend(db.session, "no-such-challenge")
+        assert unknown.value.reason == "unknown_challenge"
+        app.config["CERT_CHALLENGE_SECONDS"] = -1
+        try:
+            cid, _, _ = challenges.issue(db.session)
+        finally:
+            app.config["CERT_CHALLENGE_SECONDS"] = 120
+        with pytest.raises(challenges.ChallengeRefused) as expired:
+            challenges.spend(db.session, cid)
+        assert expired.value.reason == "expired_challenge"
+        # a challenge for binding one's own card is no sign-in challenge
+        cid, _, _ = challenges.issue(db.session, "bind", user_id=1)
+        with pytest.raises(challenges.ChallengeRefused):
+            challenges.spend(db.session, cid, "signin")
+        # the database keeps the id's hash, never the id itself
+        assert db.session.scalar(select(func.count()).where(CardChallenge.key_hash == cid)) == 0
+        db.session.remove()
+
+
+def test_the_challenge_api_answers_a_fresh_nonce_each_time(app):
+    client = app.test_client()
+    a, b = challenge(client), challenge(client)
+    assert a["nonce"] != b["nonce"] and a["challenge_id"] != b["challenge_id"]
+    assert 0 < a["expires_in"] <= 120 and a["expires_at"].endswith("Z")
+
+
+# --- roles -----------------------------------------------------------------------------------
+
+
+def test_citizen_and_business_roles_reach_nothing_of_the_back_office(app):
+    from app.services.roles import ROLE_PERMISSIONS
+
+    for role in ("Citizen", "Business"):
+        views = {view for view, _perm in ROLE_PERMISSIONS[role]}
+        assert views <= {r"^PlatformUserView$", r"^MenuApi$", r"^HomeView$"}, role
+
+
+def test_a_password_alone_never_opens_an_account_that_requires_its_card(app):
+    since = mark(app)
+    client = app.test_client()
+    page = login(client, "clerk.card")
+    assert "憑證卡" in page.text and "/logout" not in page.text
+    r = client.post("/api/v1/security/login", json={"username": "clerk.card", "password": DEMO_PASSWORD,
+                                                   "provider": "db"})  # fmt: skip
+    assert r.status_code == 403 and "憑證卡" in r.json["message"]
+    refused = [e for e in last_events(app, since, "login_failed") if e[2].get("reason") == "card_required"]
+    assert len(refused) == 2
+
+
+def test_an_account_set_to_require_its_card_loses_its_password_sessions_and_tokens(app):
+    client = app.test_client()
+    token = api_token(client, "clerk")
+    assert client.get("/api/v1/menu/", headers=bearer(token)).status_code == 200
+    with app.app_context():
+        user = db.session.scalar(select(PlatformUser).where(PlatformUser.username == "clerk"))
+        user.card_required = True
+        db.session.commit()
+    try:
+        assert client.get("/api/v1/menu/", headers=bearer(token)).status_code == 401
+    finally:
+        with app.app_context():
+            user = db.session.scalar(select(PlatformUser).where(PlatformUser.username == "clerk"))
+            user.card_required = False
+            db.session.commit()
+            db.session.remove()
+
+
+# --- the sign-in of each kind of card ------------------------------------------------------------
+
+
+def test_a_citizens_first_sign_in_asks_the_full_id_number_then_the_card_alone_opens_the_account(app, pki, sim, caplog):
+    wang = card_info(pki, "citizen-wang")
+    client = app.test_client()
+    since = mark(app)
+    first = card_login(client, sim, "citizen-wang")
+    assert first.status_code == 409 and first.json["ticket"]
+    # a wrong ID number (checksum) is refused, audited, and spends the ticket: nothing bound
+    wrong = client.post(LOGIN, json={"ticket": first.json["ticket"], "id_number": "A123456780", "name": wang["holder"]})
+    assert wrong.status_code == 400 and "身分證" in wrong.json["message"]
+    again = client.post(LOGIN, json={"ticket": first.json["ticket"], "id_number": wang["id_number"],
+                                     "name": wang["holder"]})  # fmt: skip
+    assert again.status_code == 401 and again.json["message"]
+    # a valid ID number of someone else (the card's last 4 differ), or another name: refused
+    other = card_info(pki, "citizen-lin")["id_number"]
+    for id_number, name in ((other, wang["holder"]), (wang["id_number"], "王大明")):
+        r = card_login(client, sim, "citizen-wang", id_number=id_number, name=name)
+        assert r.status_code == 400 and "不符" in r.json["message"]
+    assert bindings(app) == 1  # clerk.card's only: nothing half-bound
+    # the right number and name, in one go: the JWT pair of the password login
+    ok = card_login(client, sim, "citizen-wang", id_number=wang["id_number"], name=wang["holder"], refresh=True)
+    assert ok.status_code == 200 and ok.json["access_token"] and ok.json["refresh_token"]
+    assert client.get("/api/v1/menu/", headers=bearer(ok.json["access_token"])).status_code == 200
+    assert client.get("/api/v1/users/", headers=bearer(ok.json["access_token"])).status_code == 403
+    # from then on the card alone
+    again = card_login(client, sim, "citizen-wang")
+    assert again.status_code == 200 and again.json["access_token"]
+    with app.app_context():
+        binding = db.session.scalar(select(CardBinding).where(CardBinding.kind == "citizen"))
+        user = db.session.get(PlatformUser, binding.user_id)
+        assert [r.name for r in user.roles] == ["Citizen"] and user.agency is None
+        assert binding.subject_hash and wang["id_number"] not in user.username
+        db.session.remove()
+    events = last_events(app, since)
+    assert ("login", "ok") in {(a, o) for a, o, _d, _i in events}
+    reasons = {d.get("reason") for a, o, d, _i in events if a == "login_failed"}
+    assert {"bad_id_number", "id_mismatch", "replayed_challenge"} <= reasons
+    # the ID number is in no audit event and no log line
+    assert wang["id_number"] not in json.dumps([e[2] for e in events])
+    assert wang["id_number"] not in caplog.text
+
+
+def test_business_and_organisation_cards_open_accounts_of_their_own_with_no_back_office(app, pki, sim):
+    client = app.test_client()
+    for card, username in (("business-bank", "biz-23582637"), ("organisation-assoc", "org-2.16.886.101.99100.1")):
+        r = card_login(client, sim, card)
+        assert r.status_code == 200, r.json
+        token = r.json["access_token"]
+        assert client.get("/api/v1/users/", headers=bearer(token)).status_code == 403
+        assert client.get("/api/v1/transfers/", headers=bearer(token)).status_code == 403
+        with app.app_context():
+            user = db.session.scalar(select(PlatformUser).where(PlatformUser.username == username))
+            assert [role.name for role in user.roles] == ["Business"]
+            db.session.remove()
+        assert card_login(client, sim, card).status_code == 200  # the same account again
+
+
+def test_a_business_number_failing_its_checksum_is_refused_and_audited(app, pki):
+    """The demo MOEACA issues only good numbers: the card certauth read is given another number."""
+    import dataclasses
+
+    from app.services import actors, cards, certauth
+
+    der = (pki["dir"] / card_info(pki, "business-bank")["sign_cert"]).read_bytes()
+    since = mark(app)
+    with app.test_request_context():
+        good = certauth.check_certificate(der)
+        bad = dataclasses.replace(good, business_no="23582638", fingerprint="f" * 64, serial="ABC")
+        with pytest.raises(cards.SignInRefused) as refused:
+            cards.sign_in_card(db.session, actors.anonymous("127.0.0.1"), bad)
+        assert "統一編號" in str(refused.value)
+        assert not db.session.scalar(select(PlatformUser.id).where(PlatformUser.username == "biz-23582638"))
+        db.session.remove()
+    assert [d["reason"] for _a, _o, d, _i in last_events(app, since, "login_failed")] == ["bad_business_number"]
+
+
+def test_clerk_card_signs_in_with_card_plus_password_only(app, pki, sim):
+    client = app.test_client()
+    since = mark(app)
+    assert card_login(client, sim, "gov-clerk-card").status_code == 401
+    assert card_login(client, sim, "gov-clerk-card", password="not-the-password").status_code == 401
+    ok = card_login(client, sim, "gov-clerk-card", password=DEMO_PASSWORD, refresh=True)
+    assert ok.status_code == 200
+    assert client.get("/api/v1/query/forms", headers=bearer(ok.json["access_token"])).status_code in (200, 404)
+    # a refresh rechecks the card and keeps it in the new pair
+    r = client.post("/api/v1/security/refresh", headers=bearer(ok.json["refresh_token"]))
+    assert r.status_code == 200 and r.json["access_token"]
+    events = last_events(app, since)
+    reasons = [d.get("reason") for a, _o, d, _i in events if a == "login_failed"]
+    assert reasons == ["password_needed", "wrong_password"]
+    logins = [d for a, _o, d, _i in events if a == "login"]
+    assert logins and logins[0]["method"] == "card" and logins[0]["kind"] == "government"
+
+
+# --- each refusal of the issue, through the API ---------------------------------------------------
+
+
+def _refused(client, body, status, reason, app, since):
+    r = client.post(LOGIN, json=body)
+    assert r.status_code == status, (reason, r.status_code, r.json)
+    assert r.json["message"]
+    found = [d.get("reason") for a, _o, d, _i in last_events(app, since, "login_failed")]
+    assert found and found[-1] == reason, found
+    return r
+
+
+def test_each_refusal_is_answered_and_audited_and_binds_nothing(app, pki, sim):
+
+    client = app.test_client()
+    since = mark(app)
+    # a wrong nonce: another challenge's
+    a, b = challenge(client), challenge(client)
+    _refused(client, {"challenge_id": a["challenge_id"], "signature": signature(sim, "citizen-lin", b["nonce"])},
+             403, "wrong_content", app, since)  # fmt: skip
+    # replayed: the same challenge and signature twice
+    c = challenge(client)
+    body = {"challenge_id": c["challenge_id"], "signature": signature(sim, "business-bank", c["nonce"])}
+    assert client.post(LOGIN, json=body).status_code == 200
+    before = bindings(app)  # from here on, nothing is bound
+    _refused(client, body, 401, "replayed_challenge", app, since)
+    # expired
+    app.config["CERT_CHALLENGE_SECONDS"] = -1
+    try:
+        c = challenge(client)
+    finally:
+        app.config["CERT_CHALLENGE_SECONDS"] = 120
+    body = {"challenge_id": c["challenge_id"], "signature": signature(sim, "business-bank", c["nonce"])}
+    _refused(client, body, 401, "expired_challenge", app, since)
+    # a signature over other content
+    c = challenge(client)
+    body = {"challenge_id": c["challenge_id"], "signature": signature(sim, "business-bank", "something else")}
+    _refused(client, body, 403, "wrong_content", app, since)
+    # no certificate in the PKCS#7
+    key, cert, _chain = pkcs12.load_key_and_certificates(
+        (pki["dir"] / card_info(pki, "business-bank")["sign"]).read_bytes(), b"1234"
+    )
+    c = challenge(client)
+    bare = (
+        pkcs7.PKCS7SignatureBuilder().set_data(c["nonce"].encode()).add_signer(cert, key, hashes.SHA256())
+        .sign(serialization.Encoding.DER, [pkcs7.PKCS7Options.NoCerts, pkcs7.PKCS7Options.Binary])
+    )  # fmt: skip
+    body = {"challenge_id": c["challenge_id"], "signature": base64.b64encode(bare).decode()}
+    _refused(client, body, 403, "no_certificate", app, since)
+    # cards refused by certauth: untrusted issuer, revoked (OCSP), expired, encryption-only
+    for card, reason in (("citizen-wrong-issuer", "untrusted"), ("citizen-revoked", "revoked"),
+                         ("citizen-expired", "expired"), ("citizen-wrong-usage", "wrong_usage")):  # fmt: skip
+        c = challenge(client)
+        _refused(client, {"challenge_id": c["challenge_id"], "signature": signature(sim, card, c["nonce"])},
+                 403, reason, app, since)  # fmt: skip
+    # a government card nobody bound
+    c = challenge(client)
+    _refused(client, {"challenge_id": c["challenge_id"], "signature": signature(sim, "gov-clerk-social", c["nonce"]),
+                      "password": DEMO_PASSWORD}, 401, "not_bound", app, since)  # fmt: skip
+    assert bindings(app) == before
+
+
+def test_revocation_is_seen_by_the_crl_when_ocsp_is_down_and_both_down_fail_closed(app, pki, sim):
+    from app.services import certauth
+    from tests.cards import responders
+
+    client = app.test_client()
+    since = mark(app)
+    running = responders()
+    certauth.clear_cache()
+    running.stop_ocsp()
+    try:
+        c = challenge(client)
+        _refused(client, {"challenge_id": c["challenge_id"], "signature": signature(sim, "citizen-revoked", c["nonce"])},
+                 403, "revoked", app, since)  # fmt: skip
+        running.stop_crl()
+        certauth.clear_cache()
+        c = challenge(client)
+        r = _refused(client, {"challenge_id": c["challenge_id"], "signature": signature(sim, "citizen-lin", c["nonce"])},
+                     503, "revocation_unknown", app, since)  # fmt: skip
+        assert "OCSP" in r.json["message"] and ("CRL" in r.json["message"] or "廢止清冊" in r.json["message"])
+    finally:
+        responders()
+        certauth.clear_cache()
