@@ -46,9 +46,18 @@ fi
 flask platform check
 flask db upgrade
 flask roles sync > /dev/null
+# The demo card PKI, before the seeding, which binds clerk.card to its GCA card
+# (idempotent: a second run keeps the cards and refreshes the CRLs):
+# its TLS server certificate is gunicorn's, its roots the ones card sign-in trusts
+# (CERT_TRUST_ROOTS, CERT_CA_BUNDLE default to it). CRLs are published on
+# http://127.0.0.1:$CARD_PKI_PORT/crl/ and the CAs' OCSP responders (openssl ocsp)
+# answer on the next four ports; the certificates name those ports.
+CARD_PKI_PORT=${CARD_PKI_PORT:-8040}
+export DEMO_CARD_PKI_DIR=$CARD_PKI DEMO_CARD_PIN=${DEMO_CARD_PIN:-1234}
+python -m app.simulators.cardpki "$CARD_PKI" --port-base "$CARD_PKI_PORT" --pin "$DEMO_CARD_PIN" > /dev/null
+python -m app.simulators.ocsp "$CARD_PKI" > instance/ocsp.log 2>&1 &
+BACKGROUND+=($!)
 flask seed demo
-# The demo card PKI (idempotent): its TLS server certificate is gunicorn's.
-[ -e "$CARD_PKI/tls/chain.pem" ] || python -m app.simulators.cardpki "$CARD_PKI" > /dev/null
 
 # The household e-gate and the business registry of the demo world.
 python -m app.simulators.serve --port "$SIM_PORT" --seed-dir "$DEMO_SOURCES_DIR" > instance/simulators.log 2>&1 &
@@ -80,6 +89,8 @@ cat <<TXT
     manager          業務主管 Manager
     auditor          稽核人員 Auditor
   Transfer keys: instance/pki/staff/transfer.{social,tax}/identity.p12 (PIN ${DEMO_PKI_PIN:-1234})
+  Certificate cards: ${CARD_PKI}/cards.json, cards/*/sign.p12 (PIN ${DEMO_CARD_PIN}); OCSP on
+    127.0.0.1:$((CARD_PKI_PORT + 1))-$((CARD_PKI_PORT + 4)), CRLs on http://127.0.0.1:${CARD_PKI_PORT}/crl/ (instance/ocsp.log)
   FTPS: 127.0.0.1:${TRANSFER_FTP_PORT:-2121} (platform accounts of transfer officers)
   Logs: instance/worker-*.log (outbox, sealer, ftp-server, ftp-poller), instance/simulators.log
   E-mails: ${MAIL_SERVER}:${MAIL_PORT:-25}$( [ -n "${CATCHER:-}" ] && echo " (saved in instance/mail/)" )

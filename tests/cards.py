@@ -29,9 +29,15 @@ _RUNNING: dict = {}
 
 def free_port_base(count: int = 5) -> int:
     """A port with the `count` - 1 ports after it free too (the demo PKI's CRL and OCSP ports)."""
+    # Below the kernel's range for outgoing connections, so no client's port takes one meanwhile.
+    try:
+        low = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        low = 32768
+    top = max(low - count, 11000)
     rng = random.Random()
     for _ in range(200):
-        base = rng.randrange(20000, 60000)
+        base = rng.randrange(10000, top)
         sockets = []
         try:
             for port in range(base, base + count):

@@ -185,3 +185,36 @@ def test_stopped_ocsp_responders_refuse_connections_and_start_again():
     result = _openssl("ocsp", "-issuer", "cas/moica.pem", "-cert", str(card("citizen-lin")["sign_cert"]), "-url",
                       url, "-CAfile", "roots.pem", cwd=pki["dir"])  # fmt: skip
     assert ": good" in result.stdout, result.stdout + result.stderr
+
+
+def test_a_card_revoked_meanwhile_is_answered_revoked_at_the_next_request(tmp_path):
+    """The running responders read the changed index file again; the CRL server serves the new CRL."""
+    from app.simulators.cardpki import set_revoked
+    from app.simulators.ocsp import Responders
+
+    base = free_port_base()
+    make_cardpki(tmp_path, port_base=base)
+    url = f"http://127.0.0.1:{base + 1}/"
+
+    def status() -> str:
+        result = _openssl("ocsp", "-issuer", "cas/moica.pem", "-cert", "cards/citizen-lin/sign.pem", "-url", url,
+                          "-CAfile", "roots.pem", cwd=tmp_path)  # fmt: skip
+        assert result.returncode == 0, result.stdout + result.stderr
+        return result.stdout
+
+    def on_crl() -> bool:
+        crl = x509.load_der_x509_crl((tmp_path / "crl" / "moica.crl").read_bytes())
+        serial = int(json.loads((tmp_path / "cards.json").read_text())["cards"][1]["serials"]["sign"], 16)
+        return crl.get_revoked_certificate_by_serial_number(serial) is not None
+
+    with Responders(tmp_path):
+        assert ": good" in status() and not on_crl()
+        manifest = set_revoked(tmp_path, "citizen-lin")
+        assert next(c for c in manifest["cards"] if c["name"] == "citizen-lin")["state"] == "revoked"
+        assert ": revoked" in status() and on_crl()
+        set_revoked(tmp_path, "citizen-lin", revoked=False)
+        assert ": good" in status() and not on_crl()
+    with pytest.raises(ValueError):
+        set_revoked(tmp_path, "citizen-expired")
+    with pytest.raises(ValueError):
+        set_revoked(tmp_path, "nobody")

@@ -92,11 +92,16 @@ def test_a_card_revoked_is_refused_by_the_ocsp_answer(settings, services):
     _refused("revoked", verify_signature, sign_pkcs7("citizen-revoked", NONCE), NONCE, settings=settings)
 
 
-def test_with_the_ocsp_responder_down_the_crl_decides(settings, services):
+def test_with_the_ocsp_responder_down_the_crl_decides(settings, services, caplog):
     services.stop_ocsp()
     _refused("revoked", verify_signature, sign_pkcs7("citizen-revoked", NONCE), NONCE, settings=settings)
     found = verify_signature(sign_pkcs7("citizen-lin", NONCE), NONCE, settings=settings)
     assert (found.holder, found.checked_by) == ("林美惠", "crl")
+    # The operators hear of it (the responder's address, nothing of the holder).
+    moica = next(o["url"] for o in card_pki()["ocsp"] if o["ca"] == "moica")
+    warnings = [r.getMessage() for r in caplog.records if r.name == "app.services.certauth.revocation"]
+    assert any(moica in w and "unreachable" in w for w in warnings), warnings
+    assert not any("林美惠" in w or found.serial in w for w in warnings)
 
 
 def test_with_ocsp_and_crl_both_unreachable_sign_in_is_refused_naming_both(settings, services):
@@ -250,9 +255,10 @@ def test_check_certificate_alone_for_forwarded_client_certificates(settings):
     _refused("malformed", check_certificate, b"garbage", settings=settings)
     ca = _der(card_pki()["dir"] / "cas" / "moica.pem")
     _refused("untrusted", check_certificate, ca, settings=settings)
-    # The TLS server certificate is trusted but no card: its CA is GCA, so it passes as a government
-    # certificate only if it may sign; it may (TLS), and names no agency.
-    assert check_certificate(_der(card_pki()["dir"] / "tls" / "server.crt"), settings=settings).org_oid is None
+    # The TLS server certificate and an OCSP responder's are trusted, from GCA and MOICA, but no card's.
+    _refused("wrong_usage", check_certificate, _der(card_pki()["dir"] / "tls" / "server.crt"), settings=settings)
+    responder = _der(card_pki()["dir"] / "ocsp" / "moica" / "responder.pem")
+    _refused("wrong_usage", check_certificate, responder, settings=settings)
 
 
 def test_without_configured_roots_every_card_is_refused(tmp_path):
@@ -296,3 +302,34 @@ def test_flask_cards_check_reads_the_settings_and_checks_a_certificate(tmp_path)
     bad = subprocess.run([*flask, "check", str(card("citizen-revoked")["sign_cert"])], env=env, capture_output=True,
                          text=True, timeout=120)  # fmt: skip
     assert bad.returncode == 1 and "refused (revoked)" in bad.stderr
+
+
+def test_a_responder_that_never_answers_costs_the_timeout_then_the_crl_decides(settings):
+    """A responder that takes the connection and says nothing must not hold the sign-in: the CRL answers."""
+    import socket
+
+    silent = socket.socket()
+    silent.bind(("127.0.0.1", 0))
+    silent.listen(5)
+    try:
+        port = silent.getsockname()[1]
+        hung = Settings(**{**settings.__dict__, "ocsp_url": f"http://127.0.0.1:{port}/", "ocsp_timeout": 0.5})
+        assert verify_signature(sign_pkcs7("citizen-wang", NONCE), NONCE, settings=hung).checked_by == "crl"
+        _refused("revoked", verify_signature, sign_pkcs7("citizen-revoked", NONCE), NONCE, settings=hung)
+    finally:
+        silent.close()
+
+
+def test_sha1_signatures_and_two_signers_are_refused(settings, tmp_path):
+    sha1 = _openssl_sign(tmp_path, "cms", "-sign", "-binary", "-nodetach", "-md", "sha1", "-outform", "DER")
+    refusal = _refused("malformed", verify_signature, sha1, NONCE, settings=settings)
+    assert "SHA-256" in str(refusal)
+    key, cert, _ = card_key("citizen-lin")
+    (tmp_path / "lin.pem").write_bytes(
+        cert.public_bytes(serialization.Encoding.PEM)
+        + key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+    )
+    two = _openssl_sign(tmp_path, "cms", "-sign", "-binary", "-nodetach", "-md", "sha256", "-outform", "DER",
+                        "-signer", "lin.pem")  # fmt: skip
+    assert len(cms.ContentInfo.load(two)["content"]["signer_infos"]) == 2
+    _refused("malformed", verify_signature, two, NONCE, settings=settings)

@@ -43,7 +43,9 @@ def pki():
 
 @pytest.fixture(scope="module")
 def platform(backend, tmp_path_factory):
-    with copied_app(backend, tmp_path_factory.mktemp("db"), TRUSTED_PROXIES=["127.0.0.1"]) as application:
+    # CSRF on, as in production: over HTTPS Flask-WTF also wants a Referer of the host the platform sees.
+    overrides = {"TRUSTED_PROXIES": ["127.0.0.1"], "WTF_CSRF_ENABLED": True}
+    with copied_app(backend, tmp_path_factory.mktemp("db"), **overrides) as application:
         yield application
 
 
@@ -118,12 +120,12 @@ def plain_gunicorn(platform, pki):
 
 
 def _sign_in(client: httpx.Client, base: str) -> httpx.Response:
+    """The sign-in form as a browser sends it (its CSRF token, and the page as Referer)."""
     page = client.get(f"{base}/login/")
     assert page.status_code == 200, page.text
-    return client.post(
-        f"{base}/login/",
-        data={"username": "clerk", "password": DEMO_PASSWORD, "csrf_token": csrf_token(page.text) or ""},
-    )
+    form = {"username": "clerk", "password": DEMO_PASSWORD, "csrf_token": csrf_token(page.text)}
+    assert client.post(f"{base}/login/", data=form).status_code == 400  # no Referer: refused over HTTPS
+    return client.post(f"{base}/login/", data=form, headers={"Referer": f"{base}/login/"})
 
 
 def _session_cookie(response: httpx.Response) -> str:

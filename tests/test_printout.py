@@ -157,7 +157,7 @@ def test_watermark_text_is_in_taipei_time_and_roc_year():
 def test_verify_url_uses_public_base_url_or_the_default():
     app = Flask(__name__)
     with app.app_context():
-        assert printout.verify_url(CODE) == f"http://127.0.0.1:8080/verify/{CODE}"
+        assert printout.verify_url(CODE) == f"https://127.0.0.1:8443/verify/{CODE}"
     app.config["PUBLIC_BASE_URL"] = "https://example.gov.tw/"
     with app.app_context():
         assert printout.verify_url(CODE) == f"https://example.gov.tw/verify/{CODE}"

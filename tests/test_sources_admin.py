@@ -230,3 +230,30 @@ def test_a_new_kind_dropped_in_as_one_module_is_saved_validated_described_tested
                 db.session.delete(form)
                 db.session.commit()
         assert client.delete(f"/api/v1/sources/{source}", headers=bearer(admin)).status_code == 200
+
+
+def test_a_source_a_query_form_reads_cannot_be_deleted_and_the_answer_names_the_form(app, client, tmp_path):
+    """Found in review: on SQLite the source went and the form's section was
+    left reading nothing; on PostgreSQL the API called it a duplicate and the
+    screen showed the database's error text. Now both refuse in the
+    administrator's language, naming the form, and nothing is deleted."""
+    from app.extensions import db
+    from tests import factories
+    from tests.conftest import csrf_token, login
+
+    code = f"test.used.{uuid.uuid4().hex[:6]}"
+    with app.app_context():
+        src = factories.sqlite_source(f"USED-{uuid.uuid4().hex[:6]}", factories.people_db(tmp_path / "used.db"))
+        factories.people_form(code, src)
+        source = src.id
+    admin = api_token(client, "admin")
+    refused = client.delete(f"/api/v1/sources/{source}", headers=bearer(admin))
+    assert refused.status_code == 409, refused.json
+    assert f"查詢表單（{code}）仍從此資料來源讀取資料" in refused.json["message"]
+    login(client, "admin")
+    token = csrf_token(client.get(f"/datasourceview/show/{source}").text)
+    page = client.post(f"/datasourceview/delete/{source}", data={"csrf_token": token}, follow_redirects=True)
+    assert f"查詢表單（{code}）仍從此資料來源讀取資料" in page.text
+    assert "psycopg" not in page.text and "DELETE FROM" not in page.text
+    with app.app_context():
+        assert db.session.get(factories.DataSource, source) is not None

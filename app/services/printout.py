@@ -45,7 +45,7 @@ OFFICIAL_USE = "限公務使用"
 
 
 def verify_url(code: str) -> str:
-    base = current_app.config.get("PUBLIC_BASE_URL", "http://127.0.0.1:8080") or "http://127.0.0.1:8080"
+    base = current_app.config.get("PUBLIC_BASE_URL", "https://127.0.0.1:8443") or "https://127.0.0.1:8443"
     return base.rstrip("/") + "/verify/" + code
 
 

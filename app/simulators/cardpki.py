@@ -9,6 +9,7 @@ untrusted root has a look-alike MOICA of its own for the wrong-issuer card. GCA
 also issues the platform's TLS server certificate (127.0.0.1 and localhost).
 
     python -m app.simulators.cardpki OUTDIR [--pin 1234] [--port-base 8040]
+    python -m app.simulators.cardpki OUTDIR --revoke citizen-lin      (--reinstate to undo)
 
 Ports: the CRLs are published on http://127.0.0.1:BASE/crl/<ca>.crl, and each
 issuing CA's OCSP responder answers on BASE+1 (moica), +2 (moeaca), +3 (gca),
@@ -34,6 +35,7 @@ import os
 import shutil
 import sys
 import tempfile
+import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -43,6 +45,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.hazmat.primitives.serialization import pkcs12
+from cryptography.x509 import ocsp
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID, ObjectIdentifier
 
 FORMAT = "demo-cardpki/1"
@@ -523,6 +526,44 @@ def make_cardpki(
     return manifest
 
 
+def set_revoked(outdir: str | os.PathLike, name: str, revoked: bool = True, *, now=None) -> dict:
+    """Revoke a card (both its certificates) as its CA would, or take it off the lists again (demo only:
+    a real CA never does); rewrites the CRLs and the OCSP index files, which the running responders read
+    again at their next request. Returns the manifest; ValueError for an unknown or unrevocable card."""
+    out = Path(outdir)
+    manifest = load_manifest(out)
+    card = next((c for c in manifest["cards"] if c["name"] == name), None)
+    if card is None:
+        raise ValueError(f"no card named {name!r}")
+    if card["state"] not in ("good", "revoked"):
+        raise ValueError(f"{name} is {card['state']}: only a good card can be revoked")
+    card["state"] = "revoked" if revoked else "good"
+    _publish(out, manifest, (now or datetime.datetime.now(UTC)).replace(microsecond=0))
+    _write(out / MANIFEST, json.dumps(manifest, ensure_ascii=False, indent=2).encode())
+    _nudge(out, manifest, card)
+    return manifest
+
+
+def _nudge(out: Path, manifest: dict, card: dict) -> None:
+    """`openssl ocsp` looks at its index file after answering a request, before taking the next: one
+    request now makes the next one (the caller's) see the change. Nothing if the responder is not running."""
+    url = next(o["url"] for o in manifest["ocsp"] if o["ca"] == card["ca"])
+    cert = _load_cert(out / card["sign_cert"])
+    issuer = _load_cert(out / "cas" / f"{card['ca']}.pem")
+    der = (
+        ocsp.OCSPRequestBuilder()
+        .add_certificate(cert, issuer, hashes.SHA1())
+        .build()
+        .public_bytes(serialization.Encoding.DER)
+    )
+    request = urllib.request.Request(url, data=der, headers={"Content-Type": "application/ocsp-request"})
+    try:
+        with urllib.request.urlopen(request, timeout=5) as answer:
+            answer.read()
+    except OSError:
+        pass
+
+
 def load_manifest(outdir: str | os.PathLike) -> dict:
     """cards.json of a directory `make_cardpki` wrote; FileNotFoundError if none."""
     return json.loads((Path(outdir) / MANIFEST).read_text(encoding="utf-8"))
@@ -533,9 +574,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("outdir", type=Path)
     parser.add_argument("--pin", default=os.environ.get("DEMO_CARD_PIN", DEFAULT_PIN), help="the cards' PIN")
     parser.add_argument("--port-base", type=int, default=DEFAULT_PORT_BASE, help="CRL port; OCSP on the next 4")
+    parser.add_argument("--revoke", action="append", default=[], metavar="CARD", help="revoke this card")
+    parser.add_argument("--reinstate", action="append", default=[], metavar="CARD", help="un-revoke this card")
     args = parser.parse_args(argv)
     try:
         manifest = make_cardpki(args.outdir, args.pin, args.port_base)
+        for name in args.revoke:
+            manifest = set_revoked(args.outdir, name, True)
+        for name in args.reinstate:
+            manifest = set_revoked(args.outdir, name, False)
     except ValueError as exc:
         parser.error(str(exc))
     print(f"roots: {args.outdir / manifest['roots']}  CAs: {args.outdir / manifest['bundle']}")

@@ -49,18 +49,30 @@ def readable(value):
 
 
 class CommandInterface(SQLAInterface):
-    """FAB's data interface for generic configuration screens and APIs: its
-    writes go through the commands of ``app.services.command`` (which own the
-    transaction) instead of FAB committing. Errors reach FAB as its own
-    interface raises them (a database error on add; DatabaseException on edit
-    and delete), so its screens and APIs answer as they always do."""
+    """FAB's data interface whose writes are commands (which own the
+    transaction) instead of FAB committing: ``create``, ``update`` and
+    ``remove``. Here they are the generic configuration records' commands
+    (``command.save_record``, ``command.remove_records``); the query-form
+    designer's and the data sources' interfaces name their capability's
+    commands instead. Errors reach FAB as its own interface raises them (a
+    database error on add; DatabaseException on edit and delete), so its
+    screens and APIs answer as they always do."""
+
+    def create(self, item) -> None:
+        command.save_record(self.session, item)
+
+    def update(self, item) -> None:
+        command.save_record(self.session, item)
+
+    def remove(self, items) -> None:
+        command.remove_records(self.session, items)
 
     def add(self, item, commit: bool = True) -> None:
-        command.save_record(self.session, item)
+        self.create(item)
 
     def edit(self, item, commit: bool = True) -> None:
         try:
-            command.save_record(self.session, item)
+            self.update(item)
         except SQLAlchemyError as exc:
             raise DatabaseException from exc
 
@@ -69,7 +81,7 @@ class CommandInterface(SQLAInterface):
 
     def delete_all(self, items) -> None:
         try:
-            command.remove_records(self.session, items)
+            self.remove(items)
         except SQLAlchemyError as exc:
             raise DatabaseException from exc
 

@@ -1,9 +1,6 @@
 """Screens and APIs with which form designers build query forms without code."""
 
-from flask_appbuilder.exceptions import DatabaseException
-from flask_appbuilder.models.sqla.interface import SQLAInterface
 from flask_babel import lazy_gettext as _l
-from sqlalchemy.exc import SQLAlchemyError
 from wtforms import SelectField
 
 from app.connectors.base import OPERATORS
@@ -20,7 +17,7 @@ from app.models.queries import (
     SectionFilter,
 )
 from app.services.query import design as forms
-from app.views.base import PlatformModelApi, PlatformModelView, yes_no
+from app.views.base import CommandInterface, PlatformModelApi, PlatformModelView, yes_no
 
 LABELS = {
     "code": _l("Code"),
@@ -61,28 +58,18 @@ LABELS = {
 }
 
 
-class DesignInterface(SQLAInterface):
-    """FAB's data interface for the design records, writing through the
-    commands of ``app.services.query.design`` (which own the transaction)
-    instead of committing itself."""
+class DesignInterface(CommandInterface):
+    """FAB's data interface for the design records, whose writes are the
+    commands of ``app.services.query.design``."""
 
-    def add(self, item, commit: bool = True) -> None:
+    def create(self, item) -> None:
         forms.save(self.session, item)
 
-    def edit(self, item, commit: bool = True) -> None:
-        try:
-            forms.save(self.session, item, existing=True)
-        except SQLAlchemyError as exc:  # what FAB's screens and API expect of an edit
-            raise DatabaseException from exc
+    def update(self, item) -> None:
+        forms.save(self.session, item, existing=True)
 
-    def delete(self, item, commit: bool = True) -> None:
-        self.delete_all([item])
-
-    def delete_all(self, items) -> None:
-        try:
-            forms.remove(self.session, items)
-        except SQLAlchemyError as exc:
-            raise DatabaseException from exc
+    def remove(self, items) -> None:
+        forms.remove(self.session, items)
 
 
 def _select(label, values):

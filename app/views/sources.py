@@ -10,7 +10,6 @@ dumps the secret.
 from flask import flash, redirect
 from flask_appbuilder import action
 from flask_appbuilder.api import expose, permission_name, protect
-from flask_appbuilder.models.sqla.interface import SQLAInterface
 from flask_babel import gettext
 from flask_babel import lazy_gettext as _l
 from wtforms import PasswordField, SelectChoice, SelectField
@@ -20,7 +19,7 @@ from app.lib.rocdate import format_roc_datetime
 from app.models.sources import DataSource
 from app.schemas.sources import ConnectionTestSchema, SourceDescriptionSchema, SourceSchema, check_screen_item
 from app.services import sources
-from app.views.base import PlatformModelApi, PlatformModelView, yes_no
+from app.views.base import CommandInterface, PlatformModelApi, PlatformModelView, yes_no
 from app.web import current_actor
 
 LABELS = {
@@ -75,17 +74,18 @@ def _kind_choices() -> list[SelectChoice]:
     return [SelectChoice(value=kind, label=label) for kind, label in connectors.choices()]
 
 
-class SourceInterface(SQLAInterface):
+class SourceInterface(CommandInterface):
     """FAB's data model for sources, whose writes are the sources' commands."""
 
-    def add(self, item, commit: bool = True) -> None:
+    def create(self, item) -> None:
         sources.create_source(self.session, current_actor(), item)
 
-    def edit(self, item, commit: bool = True) -> None:
+    def update(self, item) -> None:
         sources.update_source(self.session, current_actor(), item)
 
-    def delete(self, item, commit: bool = True) -> None:
-        sources.delete_source(self.session, current_actor(), item)
+    def remove(self, items) -> None:
+        for item in items:  # the screen and the API delete one at a time
+            sources.delete_source(self.session, current_actor(), item)
 
 
 class DataSourceView(PlatformModelView):

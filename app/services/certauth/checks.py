@@ -19,6 +19,7 @@ from cryptography import x509
 from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
+from cryptography.x509.oid import ExtendedKeyUsageOID
 from cryptography.x509.verification import ExtensionPolicy, PolicyBuilder, Store, VerificationError
 from flask import current_app
 from flask_babel import lazy_gettext as _l
@@ -29,6 +30,14 @@ from app.services.certauth.revocation import check_revocation
 
 MAX_SIGNATURE_BYTES = 64 * 1024
 MAX_CERTIFICATE_BYTES = 16 * 1024
+# Extended key usages a card's certificate may name, when it names any.
+PERSON_PURPOSES = frozenset(
+    {
+        ExtendedKeyUsageOID.CLIENT_AUTH,
+        ExtendedKeyUsageOID.EMAIL_PROTECTION,
+        ExtendedKeyUsageOID.ANY_EXTENDED_KEY_USAGE,
+    }
+)
 HASHES = {"sha256": hashes.SHA256, "sha384": hashes.SHA384, "sha512": hashes.SHA512}
 
 
@@ -139,6 +148,12 @@ def _check(cert: x509.Certificate, carried: list[x509.Certificate], settings: Se
             raise CardRefused("wrong_usage")
     except x509.ExtensionNotFound:
         pass  # RFC 5280: no key usage, no restriction
+    try:
+        purposes = set(cert.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value)
+        if not purposes & PERSON_PURPOSES:
+            raise CardRefused("wrong_usage")  # a server's or an OCSP responder's certificate, not a card's
+    except x509.ExtensionNotFound:
+        pass  # the cards carry none
     checked_by = check_revocation(
         cert,
         issuer,

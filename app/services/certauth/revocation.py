@@ -9,6 +9,7 @@ again within that time costs no round trip; CRLs likewise until theirs.
 from __future__ import annotations
 
 import datetime
+import logging
 import threading
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,6 +24,7 @@ from cryptography.x509.oid import ExtendedKeyUsageOID
 
 from app.services.certauth.refusals import CardRefused
 
+log = logging.getLogger(__name__)
 MAX_OCSP_BYTES = 256 * 1024
 MAX_CRL_BYTES = 64 * 1024 * 1024
 CLOCK_SKEW = datetime.timedelta(minutes=5)
@@ -102,8 +104,8 @@ def _responder(response: ocsp.OCSPResponse, issuer: x509.Certificate, now: datet
     return None
 
 
-def _ask_ocsp(url: str, cert: x509.Certificate, issuer: x509.Certificate, timeout: float, now) -> _Answer | None:
-    """The responder's answer for `cert`; None when it gave none that can be used."""
+def _ask_ocsp(url: str, cert: x509.Certificate, issuer: x509.Certificate, timeout: float, now) -> _Answer | str:
+    """The responder's answer for `cert`, or why there is none that can be used."""
     request = ocsp.OCSPRequestBuilder().add_certificate(cert, issuer, hashes.SHA1()).build()
     try:
         with httpx.Client(timeout=timeout, follow_redirects=False, trust_env=False) as client:
@@ -114,25 +116,25 @@ def _ask_ocsp(url: str, cert: x509.Certificate, issuer: x509.Certificate, timeou
                 headers={"Content-Type": "application/ocsp-request", "Accept": "application/ocsp-response"},
             ) as answer:
                 if answer.status_code != 200:
-                    return None
+                    return f"HTTP {answer.status_code}"
                 body = b""
                 for chunk in answer.iter_bytes():
                     body += chunk
                     if len(body) > MAX_OCSP_BYTES:
-                        return None
-    except httpx.HTTPError:
-        return None
+                        return "answer too large"
+    except httpx.HTTPError as exc:
+        return f"unreachable ({type(exc).__name__})"
     try:
         response = ocsp.load_der_ocsp_response(body)
     except ValueError:
-        return None
+        return "not an OCSP response"
     if response.response_status != ocsp.OCSPResponseStatus.SUCCESSFUL:
-        return None
+        return f"status {response.response_status.name}"
     signer = _responder(response, issuer, now)
     if signer is None or not _verify_signed_by(
         signer.public_key(), response.signature, response.tbs_response_bytes, response.signature_hash_algorithm
     ):
-        return None
+        return "not signed by the card's CA or a responder it delegated to"
     for single in response.responses:
         if single.serial_number != cert.serial_number or single.issuer_key_hash != request.issuer_key_hash:
             continue
@@ -140,14 +142,14 @@ def _ask_ocsp(url: str, cert: x509.Certificate, issuer: x509.Certificate, timeou
             continue
         this_update, next_update = single.this_update_utc, single.next_update_utc
         if this_update > now + CLOCK_SKEW or (next_update is not None and next_update < now - CLOCK_SKEW):
-            return None  # from the future, or stale: not an answer about now
+            return "answer not current"
         until = next_update or now  # no nextUpdate: good for this check only
         if single.certificate_status == ocsp.OCSPCertStatus.GOOD:
             return _Answer(False, until)
         if single.certificate_status == ocsp.OCSPCertStatus.REVOKED:
             return _Answer(True, until)
-        return None  # UNKNOWN: the responder cannot vouch; the CRL may
-    return None
+        return "status unknown"  # the responder cannot vouch; the CRL may
+    return "no answer about this certificate"
 
 
 def _read_crl(source: str, timeout: float) -> bytes | None:
@@ -245,18 +247,21 @@ def check_revocation(
     ocsp_urls = [ocsp_url] if ocsp_url else _urls(cert, "ocsp")
     for url in ocsp_urls:
         answer = _ask_ocsp(url, cert, issuer, timeout, now)
-        if answer is not None:
-            if answer.until > now:
-                _remember(key, answer, now)
-            if answer.revoked:
-                raise CardRefused("revoked")
-            return "ocsp"
+        if isinstance(answer, str):
+            log.warning("OCSP responder %s gave no usable answer: %s; trying the CRL", url, answer)
+            continue
+        if answer.until > now:
+            _remember(key, answer, now)
+        if answer.revoked:
+            raise CardRefused("revoked")
+        return "ocsp"
     crl_sources = [*crl_paths, *_urls(cert, "crl")]
     answer = _crl_answer(crl_sources, cert, issuer, timeout, now)
     if answer is not None:
         if answer.revoked:
             raise CardRefused("revoked")
         return "crl"
+    log.error("a card was refused: neither OCSP (%s) nor a CRL (%s) said whether it is revoked", ocsp_urls, crl_sources)
     raise CardRefused(
         "revocation_unknown",
         ocsp=", ".join(ocsp_urls) or "-",

@@ -12,12 +12,16 @@ from __future__ import annotations
 import datetime
 from dataclasses import dataclass
 
+from flask_babel import lazy_gettext as _l
+from sqlalchemy import select
+
 from app.connectors import Entity, SourceError, connector_for
+from app.models.queries import FormSection, QueryForm
 from app.models.sources import DataSource
 from app.services import audit
 from app.services.actors import Actor
 from app.services.command import refuse, transaction
-from app.services.errors import InvalidInput
+from app.services.errors import Conflict, InvalidInput
 from app.services.sources.settings import (
     OutsideConfinement,
     check_confinement,
@@ -25,6 +29,8 @@ from app.services.sources.settings import (
     source_config,
     validate_source,
 )
+
+IN_USE = _l("This data source is read by query forms (%(forms)s): take it out of their sections before deleting it.")
 
 
 @dataclass(frozen=True)
@@ -68,7 +74,14 @@ def update_source(session, actor: Actor, src: DataSource) -> DataSource:
 
 
 def delete_source(session, actor: Actor, src: DataSource) -> None:
+    """Raises Conflict, deleting nothing, while query forms read from the source
+    (their sections would be left reading nothing)."""
     with transaction(session):
+        forms = session.scalars(
+            select(QueryForm.code).join(FormSection).where(FormSection.source_id == src.id).distinct()
+        ).all()
+        if forms:
+            raise Conflict(IN_USE, forms="、".join(sorted(forms)))
         session.delete(src)
         session.flush()
 

@@ -47,7 +47,7 @@ def token_hash(token: str) -> str:
 
 
 def survey_url(token: str) -> str:
-    base = current_app.config.get("PUBLIC_BASE_URL") or "http://127.0.0.1:8080"
+    base = current_app.config.get("PUBLIC_BASE_URL") or "https://127.0.0.1:8443"
     return base.rstrip("/") + "/survey/" + token
 
 
