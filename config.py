@@ -328,6 +328,9 @@ class Config:
     CERT_OCSP_TIMEOUT = float(os.environ.get("CERT_OCSP_TIMEOUT", "3"))
     CERT_CRL_PATHS = _list("CERT_CRL_PATHS", [])
     CERT_OCSP_URL = os.environ.get("CERT_OCSP_URL", "")
+    # An OCSP answer is kept until its nextUpdate but no longer than this (0: ask every time): a card
+    # revoked meanwhile is refused at most this many seconds late.
+    CERT_OCSP_CACHE_SECONDS = float(os.environ.get("CERT_OCSP_CACHE_SECONDS", "300"))
 
 
 class TestConfig(Config):

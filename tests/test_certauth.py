@@ -333,3 +333,18 @@ def test_sha1_signatures_and_two_signers_are_refused(settings, tmp_path):
                         "-signer", "lin.pem")  # fmt: skip
     assert len(cms.ContentInfo.load(two)["content"]["signer_infos"]) == 2
     _refused("malformed", verify_signature, two, NONCE, settings=settings)
+
+
+def test_cert_ocsp_cache_seconds_bounds_how_long_an_answer_is_kept(settings, services):
+    """A card revoked meanwhile is refused at most CERT_OCSP_CACHE_SECONDS late, whatever the nextUpdate."""
+    signature = sign_pkcs7("citizen-wang", NONCE)
+    short = Settings(**{**settings.__dict__, "ocsp_cache_seconds": 60})
+    assert verify_signature(signature, NONCE, settings=short).checked_by == "ocsp"
+    soon = datetime.datetime.now(datetime.UTC) + datetime.timedelta(seconds=30)
+    assert verify_signature(signature, NONCE, settings=short, now=soon).checked_by == "ocsp-cache"
+    later = datetime.datetime.now(datetime.UTC) + datetime.timedelta(seconds=90)  # within nextUpdate (10 min)
+    assert verify_signature(signature, NONCE, settings=short, now=later).checked_by == "ocsp"
+    never = Settings(**{**settings.__dict__, "ocsp_cache_seconds": 0})
+    certauth.clear_cache()
+    assert verify_signature(signature, NONCE, settings=never).checked_by == "ocsp"
+    assert verify_signature(signature, NONCE, settings=never).checked_by == "ocsp"

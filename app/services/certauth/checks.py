@@ -50,6 +50,7 @@ class Settings:
     ocsp_timeout: float = 3.0
     ocsp_url: str = ""
     crl_paths: tuple[str, ...] = ()
+    ocsp_cache_seconds: float = 300
 
     @classmethod
     def from_config(cls, config) -> Settings:
@@ -62,6 +63,7 @@ class Settings:
             ocsp_timeout=float(config.get("CERT_OCSP_TIMEOUT", 3.0)),
             ocsp_url=str(config.get("CERT_OCSP_URL") or ""),
             crl_paths=tuple(p for p in crl if p),
+            ocsp_cache_seconds=float(config.get("CERT_OCSP_CACHE_SECONDS", 300)),
         )
 
 
@@ -160,6 +162,7 @@ def _check(cert: x509.Certificate, carried: list[x509.Certificate], settings: Se
         timeout=settings.ocsp_timeout,
         ocsp_url=settings.ocsp_url,
         crl_paths=settings.crl_paths,
+        cache_seconds=settings.ocsp_cache_seconds,
         now=now,
     )
     return card_of(cert, kind, checked_by)

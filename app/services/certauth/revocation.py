@@ -2,8 +2,9 @@
 responder cannot be reached or gives no usable answer, and refused when neither can
 tell (fail closed).
 
-OCSP answers are kept per process until their nextUpdate, so a card signing in
-again within that time costs no round trip; CRLs likewise until theirs.
+OCSP answers are kept per process until their nextUpdate (and no longer than
+CERT_OCSP_CACHE_SECONDS), so a card signing in again within that time costs no
+round trip; CRLs are kept until their nextUpdate.
 """
 
 from __future__ import annotations
@@ -231,6 +232,7 @@ def check_revocation(
     timeout: float,
     ocsp_url: str = "",
     crl_paths: tuple[str, ...] = (),
+    cache_seconds: float = 300,
     now: datetime.datetime,
 ) -> str:
     """How the card was found not revoked: "ocsp-cache", "ocsp" or "crl".
@@ -250,8 +252,9 @@ def check_revocation(
         if isinstance(answer, str):
             log.warning("OCSP responder %s gave no usable answer: %s; trying the CRL", url, answer)
             continue
-        if answer.until > now:
-            _remember(key, answer, now)
+        until = min(answer.until, now + datetime.timedelta(seconds=max(cache_seconds, 0)))
+        if until > now:  # kept until its nextUpdate, and no longer than cache_seconds
+            _remember(key, _Answer(answer.revoked, until), now)
         if answer.revoked:
             raise CardRefused("revoked")
         return "ocsp"
