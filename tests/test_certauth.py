@@ -348,3 +348,21 @@ def test_cert_ocsp_cache_seconds_bounds_how_long_an_answer_is_kept(settings, ser
     certauth.clear_cache()
     assert verify_signature(signature, NONCE, settings=never).checked_by == "ocsp"
     assert verify_signature(signature, NONCE, settings=never).checked_by == "ocsp"
+
+
+def test_a_crl_of_the_same_name_signed_by_another_key_vouches_for_nothing(settings, services, tmp_path):
+    """Another demo PKI has CAs of the very same names: its MOICA CRL (not listing our revoked card) must not
+    let that card in, however often asked (the signature's verdict is kept with the CRL, not by its name)."""
+    from app.simulators.cardpki import make_cardpki
+
+    make_cardpki(tmp_path, port_base=free_port_base())
+    services.stop_ocsp()
+    services.stop_crl()
+    foreign = Settings(**{**settings.__dict__, "crl_paths": (str(tmp_path / "crl" / "moica.crl"),)})
+    for _ in range(2):
+        _refused("revocation_unknown", verify_signature, sign_pkcs7("citizen-revoked", NONCE), NONCE,
+                 settings=foreign)  # fmt: skip
+    both = Settings(
+        **{**foreign.__dict__, "crl_paths": (*foreign.crl_paths, str(card_pki()["dir"] / "crl" / "moica.crl"))}
+    )
+    _refused("revoked", verify_signature, sign_pkcs7("citizen-revoked", NONCE), NONCE, settings=both)

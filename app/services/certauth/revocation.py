@@ -41,6 +41,8 @@ class _Answer:
 _lock = threading.Lock()
 _ocsp_cache: dict[tuple[bytes, int], _Answer] = {}
 _crl_cache: dict[str, tuple[x509.CertificateRevocationList, datetime.datetime, object]] = {}
+# (id of a CRL, issuer fingerprint) -> (that CRL, its signature is the issuer's)
+_crl_verdicts: dict[tuple[int, bytes], tuple[x509.CertificateRevocationList, bool]] = {}
 
 
 def clear_cache() -> None:
@@ -48,6 +50,7 @@ def clear_cache() -> None:
     with _lock:
         _ocsp_cache.clear()
         _crl_cache.clear()
+        _crl_verdicts.clear()
 
 
 def _remember(key, answer: _Answer, now: datetime.datetime) -> None:
@@ -197,10 +200,25 @@ def _load_crl(source: str, timeout: float, now: datetime.datetime):
     return crl
 
 
+def _signed_by(crl: x509.CertificateRevocationList, issuer: x509.Certificate) -> bool:
+    """Is the CRL signed by this CA? Remembered with the kept CRL: a large one costs a hash of all of it."""
+    key = (id(crl), issuer.fingerprint(hashes.SHA256()))
+    with _lock:
+        kept = _crl_verdicts.get(key)
+    if kept is not None and kept[0] is crl:
+        return kept[1]
+    valid = crl.is_signature_valid(issuer.public_key())
+    with _lock:
+        if len(_crl_verdicts) > 1000:
+            _crl_verdicts.clear()
+        _crl_verdicts[key] = (crl, valid)  # holding the CRL: its id stays its own
+    return valid
+
+
 def _crl_answer(sources: list[str], cert, issuer, timeout: float, now) -> _Answer | None:
     for source in sources:
         crl = _load_crl(source, timeout, now)
-        if crl is None or crl.issuer != cert.issuer or not crl.is_signature_valid(issuer.public_key()):
+        if crl is None or crl.issuer != cert.issuer or not _signed_by(crl, issuer):
             continue
         if crl.next_update_utc is None or crl.next_update_utc < now - CLOCK_SKEW:
             continue  # stale: says nothing about today
