@@ -380,3 +380,42 @@ def test_a_failed_ftps_sign_in_under_an_unknown_name_is_audited_by_its_digest_on
             select(AuditEvent).where(AuditEvent.action == "ftp.login_failed").order_by(AuditEvent.id.desc())
         ).first()
         assert typed not in (event.actor or "") and typed not in str(event.detail)
+
+
+def test_an_ftps_upload_cut_without_close_notify_is_audited_and_answered_in_chinese(app, client, ftps_server):
+    """The 426 says why in the user's language; the audit trail says who, which case and why (no file name,
+    nothing of the file)."""
+    import json
+
+    upload_no = "FTP-0010"
+    r = _register(client, api_token(client, "transfer.social"), upload_no=upload_no)
+    case_id = r.json["result"]["id"]
+    ftps = connect(app, ftps_server)
+    try:
+        conn = ftps.transfercmd(f"STOR {upload_no}.p7m")
+        conn.sendall(b"0" * 200_000)
+        conn.shutdown(socket.SHUT_RDWR)  # FIN without close_notify
+        conn.close()
+        ftps.sock.settimeout(15)
+        with pytest.raises(ftplib.error_temp) as answer:
+            ftps.voidresp()
+        assert str(answer.value).startswith("426") and "重新" in str(answer.value), str(answer.value)
+        ftps.quit()
+    finally:
+        ftps.close()
+    with app.app_context():
+        event = db.session.scalars(
+            select(AuditEvent)
+            .where(AuditEvent.action == "transfer.upload_refused", AuditEvent.object_id == str(case_id))
+            .order_by(AuditEvent.id.desc())
+        ).first()
+        assert event is not None, "the cut upload left no audit event"
+        assert event.outcome == "refused" and event.actor == "transfer.social" and event.object_type == "TransferCase"
+        detail = json.loads(event.detail)
+        assert {k: detail[k] for k in ("channel", "kind", "cause")} == {
+            "channel": "ftp",
+            "kind": "payload",
+            "cause": "no_close_notify",
+        }
+        assert upload_no not in event.detail and "p7m" not in event.detail
+    assert _case(app, case_id).state == "registered"

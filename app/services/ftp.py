@@ -32,7 +32,7 @@ from werkzeug.security import check_password_hash
 from app.extensions import db
 from app.models.org import PlatformUser
 from app.services import actors, audit, transfer
-from app.services.command import transaction
+from app.services.command import refuse, transaction
 from app.services.errors import DomainError, InvalidInput
 
 log = logging.getLogger(__name__)
@@ -41,6 +41,11 @@ WORKING = ".working"  # files a poller has claimed
 CLAIM_LEASE_SECONDS = 3600  # a claim older than this was left by a poller that died
 PERMS = "elrdw"  # list, change dir inside the home, download, delete, upload: no mkdir, no rename
 _UPLOAD_NO = re.compile(r"^([A-Za-z0-9_-]{1,40})\.")
+CUT_OFF = _l(
+    "The connection ended before the file was complete (no TLS close_notify): the upload was discarded; "
+    "send the file again."
+)
+INCOMPLETE = _l("The upload did not finish (aborted or timed out): it was discarded; send the file again.")
 
 
 def _agency_user(username: str) -> PlatformUser | None:
@@ -188,8 +193,11 @@ def _whole_file_dtp_handler():
                 if not self.cut:
                     self.cut = True
                     self.transfer_finished = False  # close() hands the file to on_incomplete_file_received
+                    channel = self.cmd_channel
+                    channel.upload_cut = True  # on_incomplete_file_received says why (audited, translated)
                     DTPHandler.close(self)  # the socket closed as is: no TLS shutdown with a peer that is gone
-                    self.cmd_channel.respond("426 Connection lost; upload discarded.", logfun=log.warning)
+                    reply = getattr(channel, "discarded_reply", None) or "Connection lost; upload discarded."
+                    channel.respond(f"426 {reply}", logfun=log.warning)
                 return
             super().handle_close()
 
@@ -226,12 +234,19 @@ def build_server(app: Flask, host: str | None = None, port: int | None = None):
             stamp = datetime.datetime.now(datetime.UTC).strftime("%Y%m%d%H%M%S%f")
             os.replace(file, root / READY / f"{stamp}__{self.username}__{name}")
 
+        upload_cut = False  # set by the data channel when it ended without close_notify
+        discarded_reply = None  # the 426's words, in the platform's language
+
         def on_incomplete_file_received(self, file):
-            # A dropped connection leaves nothing behind.
+            # A dropped connection leaves nothing behind; the refusal is audited.
             try:
                 os.remove(file)
             except OSError:
                 pass
+            cut, self.upload_cut = self.upload_cut, False
+            self.discarded_reply = record_discarded_upload(
+                app, self.username, self.remote_ip, os.path.basename(file), cut
+            )
 
     PlatformFTPHandler.authorizer = make_authorizer(app, root)
     ports = cfg.get("TRANSFER_FTP_PASSIVE_PORTS") or ""
@@ -242,6 +257,35 @@ def build_server(app: Flask, host: str | None = None, port: int | None = None):
     server.max_cons = 64
     server.max_cons_per_ip = 8
     return server
+
+
+def record_discarded_upload(app: Flask, username: str, ip: str | None, name: str, cut: bool) -> str | None:
+    """Audit an FTPS upload discarded before it was whole (cut off without TLS
+    close_notify, or aborted): who, which case (by the upload number its name
+    starts with, when it is one of the account's agency), which file (payload or
+    result) and why; never the file's name or contents. Returns the reason in
+    the platform's language (the 426's words), None if it could not be recorded."""
+    try:
+        with app.app_context(), force_locale(app.config.get("BABEL_DEFAULT_LOCALE", "zh_TW")):
+            try:
+                user = _agency_user(username)
+                actor = actors.for_user(user, ip, session=db.session) if user is not None else actors.anonymous(ip)
+                match = _UPLOAD_NO.match(name)
+                case = transfer.find_by_upload_no(db.session, match.group(1)) if match and user else None
+                case_id, kind = None, None
+                if case is not None and user.agency_id in (case.sending_agency_id, case.receiving_agency_id):
+                    case_id = case.id
+                    kind = "payload" if user.agency_id == case.sending_agency_id else "result"
+                error = InvalidInput(CUT_OFF if cut else INCOMPLETE)
+                detail = {"channel": "ftp", "kind": kind, "cause": "no_close_notify" if cut else "incomplete"}
+                refuse(db.session, error, actor, "transfer.upload_refused", object_type="TransferCase",
+                       object_id=case_id, detail=detail)  # fmt: skip
+                return str(error)
+            finally:
+                db.session.remove()
+    except Exception as exc:  # the FTPS thread answers anyway; the failure is logged without data
+        log.warning("FTP discarded upload not audited: %s", type(exc).__name__)
+        return None
 
 
 def _reject(root: Path, agency_code: str | None, name: str, path: Path, reason: str) -> None:
