@@ -59,6 +59,16 @@ python -m app.simulators.ocsp "$CARD_PKI" > instance/ocsp.log 2>&1 &
 BACKGROUND+=($!)
 flask seed demo
 
+# The citizen's local signing component (a simulator of HiPKI's, holding the demo
+# cards' keys), where card sign-in pages ask for signatures; it accepts pages of
+# this platform's origins only. Swap the inserted card with
+#   curl -X POST http://127.0.0.1:$SIGNER_PORT/control/card -H 'Content-Type: application/json' -d '{"name": "business-bank"}'
+SIGNER_PORT=${SIGNER_PORT:-61161}
+export CERT_SIGNER_URL=${CERT_SIGNER_URL:-http://127.0.0.1:$SIGNER_PORT}
+python -m app.simulators.signer "$CARD_PKI" --port "$SIGNER_PORT" --card "${SIGNER_CARD:-citizen-wang}" \
+  --origin "$PUBLIC_BASE_URL" --origin "https://localhost:$PORT" > instance/signer.log 2>&1 &
+BACKGROUND+=($!)
+
 # The household e-gate and the business registry of the demo world.
 python -m app.simulators.serve --port "$SIM_PORT" --seed-dir "$DEMO_SOURCES_DIR" > instance/simulators.log 2>&1 &
 BACKGROUND+=($!)
@@ -88,6 +98,10 @@ cat <<TXT
     transfer.social  傳遞承辦人 Transferor (social)       transfer.tax  傳遞承辦人 Transferor (tax)
     manager          業務主管 Manager
     auditor          稽核人員 Auditor
+    clerk.card       查詢人員 Clerk (tax bureau): certificate card gov-clerk-card plus password
+  Card sign-in: https://127.0.0.1:${PORT}/signin/card/ through the signing component simulator on
+    ${CERT_SIGNER_URL} (card inserted: ${SIGNER_CARD:-citizen-wang}; instance/signer.log); a citizen's
+    first sign-in asks the full ID number (cards.json: id_number)
   Transfer keys: instance/pki/staff/transfer.{social,tax}/identity.p12 (PIN ${DEMO_PKI_PIN:-1234})
   Certificate cards: ${CARD_PKI}/cards.json, cards/*/sign.p12 (PIN ${DEMO_CARD_PIN}); OCSP on
     127.0.0.1:$((CARD_PKI_PORT + 1))-$((CARD_PKI_PORT + 4)), CRLs on http://127.0.0.1:${CARD_PKI_PORT}/crl/ (instance/ocsp.log)

@@ -9,18 +9,19 @@ certauth against the real openssl OCSP responders and CRL server."""
 from __future__ import annotations
 
 import base64
+import datetime
 import json
 from urllib.parse import quote
 
 import pytest
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.serialization import pkcs7, pkcs12
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 
 from app.extensions import db
 from app.models.audit import AuditEvent
 from app.models.cards import CardBinding, CardChallenge
-from app.models.org import PlatformUser
+from app.models.org import PlatformUser, UserSession
 from app.simulators.signer import NO_CARD, WRONG_PIN, make_app
 from tests.conftest import DEMO_PASSWORD, api_token, bearer, login
 
@@ -380,3 +381,159 @@ def test_revocation_is_seen_by_the_crl_when_ocsp_is_down_and_both_down_fail_clos
     finally:
         responders()
         certauth.clear_cache()
+
+
+# --- binding staff cards, on the screens -----------------------------------------------------------
+
+
+def _card_pem(pki, name: str) -> bytes:
+    return (pki["dir"] / card_info(pki, name)["sign_cert"]).read_bytes()
+
+
+def _page_sign_in(client, sim, card: str, headers=None, **form):
+    nonce = client.post("/signin/card/challenge").json["nonce"]
+    return client.post("/signin/card/", data={"signature": signature(sim, card, nonce), **form}, headers=headers)
+
+
+def test_staff_bind_their_own_card_after_a_password_sign_in_and_a_card_bound_elsewhere_is_refused(app, pki, sim):
+    from io import BytesIO
+
+    since, count = mark(app), bindings(app)
+    staff = app.test_client()
+    login(staff, "clerk.social")
+    assert "我的憑證卡" in staff.get("/mycard/").text
+    # clerk.card's card is bound already: refused, audited, nothing bound
+    nonce = staff.post("/mycard/challenge").json["nonce"]
+    staff.post("/mycard/bind", data={"signature": signature(sim, "gov-clerk-card", nonce)})
+    assert bindings(app) == count
+    refused = [e for e in last_events(app, since, "card_bind") if e[1] == "refused"]
+    assert refused and refused[-1][2]["via"] == "self"
+    # an Admin binding it to a second account is refused the same way
+    admin = app.test_client()
+    login(admin, "admin")
+    with app.app_context():
+        clerk_id = db.session.scalar(select(PlatformUser.id).where(PlatformUser.username == "clerk"))
+        db.session.remove()
+    page = admin.post("/cardbindings/bind", data={"user_id": str(clerk_id),
+                      "certificate": (BytesIO(_card_pem(pki, "gov-clerk-card")), "card.pem")},
+                      follow_redirects=True)  # fmt: skip
+    assert "已綁定其他帳號" in page.text and bindings(app) == count
+    # a citizen's card is no staff card
+    page = admin.post("/cardbindings/bind", data={"user_id": str(clerk_id),
+                      "certificate": (BytesIO(_card_pem(pki, "citizen-lin")), "card.pem")},
+                      follow_redirects=True)  # fmt: skip
+    assert "政府憑證" in page.text and bindings(app) == count
+    # the staff member's own card, signed: bound
+    nonce = staff.post("/mycard/challenge").json["nonce"]
+    staff.post("/mycard/bind", data={"signature": signature(sim, "gov-clerk-social", nonce)})
+    assert bindings(app) == count + 1
+    assert "政府憑證（GCA）" in staff.get("/mycard/").text
+    # a bind challenge is no sign-in challenge, and the other way round
+    nonce = staff.post("/mycard/challenge").json["nonce"]
+    assert "已使用" not in _page_sign_in(app.test_client(), sim, "gov-clerk-social").text
+    ok = [e for e in last_events(app, since, "card_bind") if e[1] == "ok"]
+    assert len(ok) == 1 and ok[0][2]["via"] == "self"
+    # the Admin's screen lists it and unbinds it, audited
+    page = admin.get("/cardbindings/")
+    assert "clerk.social" in page.text and "clerk.card" in page.text
+    with app.app_context():
+        binding_id = db.session.scalar(
+            select(CardBinding.id).join(PlatformUser, PlatformUser.id == CardBinding.user_id)
+            .where(PlatformUser.username == "clerk.social")
+        )  # fmt: skip
+        db.session.remove()
+    admin.post(f"/cardbindings/unbind/{binding_id}")
+    assert bindings(app) == count
+    assert [e[1] for e in last_events(app, since, "card_unbind")] == ["ok"]
+    # and an Admin binds it from its certificate file
+    admin.post("/cardbindings/bind", data={"user_id": str(_user_id(app, "clerk.social")),
+               "certificate": (BytesIO(_card_pem(pki, "gov-clerk-social")), "card.pem")})  # fmt: skip
+    assert bindings(app) == count + 1
+    assert [e[2]["via"] for e in last_events(app, since, "card_bind") if e[1] == "ok"] == ["self", "admin"]
+
+
+def _user_id(app, username: str) -> int:
+    with app.app_context():
+        found = db.session.scalar(select(PlatformUser.id).where(PlatformUser.username == username))
+        db.session.remove()
+        return found
+
+
+def test_a_card_session_is_rechecked_and_ends_when_the_card_is_revoked(app, pki, sim):
+    from app.services import certauth
+    from app.simulators.cardpki import set_revoked
+
+    browser = app.test_client()
+    r = _page_sign_in(browser, sim, "gov-clerk-card", password=DEMO_PASSWORD)
+    assert r.status_code == 302
+    assert browser.get("/query/").status_code == 200
+    user_id = _user_id(app, "clerk.card")
+    since = mark(app)
+    set_revoked(pki["dir"], "gov-clerk-card", True)
+    certauth.clear_cache()
+    try:
+        # within CERT_RECHECK_MINUTES the session holds without asking again
+        assert browser.get("/query/").status_code == 200
+        with app.app_context():
+            db.session.execute(
+                update(UserSession)
+                .where(UserSession.user_id == user_id, UserSession.ended_at.is_(None))
+                .values(card_checked_at=datetime.datetime.utcnow() - datetime.timedelta(minutes=16))
+            )
+            db.session.commit()
+            db.session.remove()
+        assert browser.get("/query/").status_code in (302, 401, 403)
+        with app.app_context():
+            ended = db.session.scalars(select(UserSession.end_reason).where(UserSession.user_id == user_id)).all()
+            db.session.remove()
+        assert "card_refused" in ended
+        assert [(e[1], e[2]["reason"]) for e in last_events(app, since, "card_recheck")] == [("refused", "revoked")]
+        # and the revoked card opens nothing any more
+        again = app.test_client()
+        _page_sign_in(again, sim, "gov-clerk-card", password=DEMO_PASSWORD, headers={"Referer": "/signin/card/"})
+        assert again.get("/query/").status_code != 200
+        assert [e[2]["reason"] for e in last_events(app, since, "login_failed")] == ["revoked"]
+    finally:
+        set_revoked(pki["dir"], "gov-clerk-card", False)
+        certauth.clear_cache()
+
+
+# --- mTLS: the client certificate a trusted proxy verified -------------------------------------------
+
+
+def test_a_certificate_forwarded_by_a_trusted_proxy_signs_in_and_from_anyone_else_is_ignored(backend, pki, tmp_path):
+    from tests.conftest import copied_app
+
+    pem = _card_pem(pki, "organisation-assoc").decode()
+    headers = {"X-SSL-Client-Cert": quote(pem), "X-SSL-Client-Verify": "SUCCESS"}
+    with copied_app(backend, tmp_path, TRUSTED_PROXIES=["127.0.0.1"]) as app:
+        client = app.test_client()
+        since = mark(app)
+        r = client.post("/api/v1/security/cert/mtls", json={"refresh": True}, headers=headers)
+        assert r.status_code == 200 and r.json["access_token"] and r.json["refresh_token"]
+        # from a peer that is no trusted proxy the header is not even read
+        r = client.post("/api/v1/security/cert/mtls", json={}, headers=headers,
+                        environ_overrides={"REMOTE_ADDR": "10.9.9.9"})  # fmt: skip
+        assert r.status_code == 401
+        # the proxy did not verify it: ignored too
+        r = client.post("/api/v1/security/cert/mtls", json={},
+                        headers={**headers, "X-SSL-Client-Verify": "FAILED:certificate expired"})  # fmt: skip
+        assert r.status_code == 401
+        # the same checks as a signed challenge: an expired card forwarded by the proxy is refused
+        expired = {**headers, "X-SSL-Client-Cert": quote(_card_pem(pki, "citizen-expired").decode())}
+        assert client.post("/api/v1/security/cert/mtls", json={}, headers=expired).status_code == 403
+        # a staff card needs the password
+        staff = {**headers, "X-SSL-Client-Cert": quote(_card_pem(pki, "gov-clerk-card").decode())}
+        assert client.post("/api/v1/security/cert/mtls", json={}, headers=staff).status_code == 401
+        ok = client.post("/api/v1/security/cert/mtls", json={"password": DEMO_PASSWORD}, headers=staff)
+        assert ok.status_code == 200
+        # the page: the browser's card, then signed in
+        browser = app.test_client()
+        assert "tls-sign-in" in browser.get("/signin/card/tls", headers=headers).text
+        assert "tls-none" in browser.get("/signin/card/tls").text
+        r = browser.post("/signin/card/tls", data={}, headers=headers)
+        assert r.status_code == 302 and browser.get("/api/v1/menu/").status_code == 200
+        reasons = [d.get("reason") for a, _o, d, _i in last_events(app, since, "login_failed")]
+        assert reasons == ["no_client_certificate", "no_client_certificate", "expired", "password_needed"]
+        vias = [d.get("via") for a, _o, d, _i in last_events(app, since, "login")]
+        assert vias == ["mtls", "mtls", "mtls"]
