@@ -93,6 +93,10 @@ def test_cards_carry_their_identifying_data_and_separate_usages():
     assert aia[0].access_location.value == next(o["url"] for o in pki["ocsp"] if o["ca"] == "moica")
     dp = cert.extensions.get_extension_for_class(x509.CRLDistributionPoints).value
     assert dp[0].full_name[0].value == pki["crls"]["moica"]["url"]
+    # The CAs name the root's list of revoked CAs.
+    ca = x509.load_pem_x509_certificate((pki["dir"] / "cas" / "moica.pem").read_bytes())
+    ca_dp = ca.extensions.get_extension_for_class(x509.CRLDistributionPoints).value
+    assert ca_dp[0].full_name[0].value == pki["arl"]["url"]
 
     bank = card("business-bank")
     assert is_business_number(bank["business_no"])

@@ -120,7 +120,9 @@ def test_with_ocsp_and_crl_both_unreachable_sign_in_is_refused_naming_both(setti
 def test_a_local_crl_file_stands_in_when_the_crl_server_is_down(settings, services):
     services.stop_ocsp()
     services.stop_crl()
-    local = Settings(**{**settings.__dict__, "crl_paths": (str(card_pki()["dir"] / "crl" / "moica.crl"),)})
+    # The county's copies of the CA's CRL and of the root's list of revoked CAs.
+    crl = card_pki()["dir"] / "crl"
+    local = Settings(**{**settings.__dict__, "crl_paths": (str(crl / "moica.crl"), str(crl / "grca.crl"))})
     assert verify_signature(sign_pkcs7("citizen-wang", NONCE), NONCE, settings=local).checked_by == "crl"
     _refused("revoked", verify_signature, sign_pkcs7("citizen-revoked", NONCE), NONCE, settings=local)
 
@@ -276,8 +278,10 @@ def test_another_pkis_roots_trust_none_of_these_cards(tmp_path):
 
 
 def test_every_refusal_reads_in_taiwanese_chinese():
+    from app.services.certauth.refusals import MESSAGES_CA
+
     catalog = Translations.load("app/translations", ["zh_TW"])
-    for reason, message in certauth.MESSAGES.items():
+    for reason, message in [*certauth.MESSAGES.items(), *MESSAGES_CA.items()]:
         assert catalog.gettext(str(message)) != str(message), reason
 
 
@@ -366,3 +370,42 @@ def test_a_crl_of_the_same_name_signed_by_another_key_vouches_for_nothing(settin
         **{**foreign.__dict__, "crl_paths": (*foreign.crl_paths, str(card_pki()["dir"] / "crl" / "moica.crl"))}
     )
     _refused("revoked", verify_signature, sign_pkcs7("citizen-revoked", NONCE), NONCE, settings=both)
+
+
+def test_a_card_whose_ca_the_root_revoked_is_refused(settings, tmp_path):
+    """GRCA's list of revoked CAs (here a copy in CERT_CRL_PATHS, signed by the demo root) names MOICA."""
+    import datetime as dt
+
+    from cryptography.hazmat.primitives import hashes
+
+    d = card_pki()["dir"]
+    root = x509.load_pem_x509_certificate((d / "roots.pem").read_bytes())
+    root_key = serialization.load_pem_private_key((d / "private" / "grca.key").read_bytes(), None)
+    moica = x509.load_pem_x509_certificate((d / "cas" / "moica.pem").read_bytes())
+    now = dt.datetime.now(dt.UTC)
+    arl = (
+        x509.CertificateRevocationListBuilder().issuer_name(root.subject).last_update(now - dt.timedelta(hours=1))
+        .next_update(now + dt.timedelta(days=1))
+        .add_revoked_certificate(x509.RevokedCertificateBuilder().serial_number(moica.serial_number)
+                                 .revocation_date(now - dt.timedelta(hours=1)).build())
+        .sign(root_key, hashes.SHA256())
+    )  # fmt: skip
+    (tmp_path / "arl.crl").write_bytes(arl.public_bytes(serialization.Encoding.DER))
+    copies = Settings(**{**settings.__dict__, "crl_paths": (str(tmp_path / "arl.crl"),)})
+    refusal = _refused("revoked", verify_signature, sign_pkcs7("citizen-wang", NONCE), NONCE, settings=copies)
+    assert "authority" in str(refusal)
+    # The other CAs are not on it.
+    assert verify_signature(sign_pkcs7("business-bank", NONCE), NONCE, settings=copies).kind == "business"
+
+
+def test_a_ca_list_that_cannot_be_read_refuses_the_card_even_with_ocsp_up(settings, services):
+    """Each issuing CA names GRCA's list of revoked CAs; with it out of reach (and none kept), fail closed."""
+    services.stop_crl()
+    refusal = _refused("revocation_unknown", verify_signature, sign_pkcs7("citizen-wang", NONCE), NONCE,
+                       settings=settings)  # fmt: skip
+    assert card_pki()["arl"]["url"] in str(refusal)
+    # Read once, the list is kept until its nextUpdate: the CRL server may go away.
+    responders()
+    assert verify_signature(sign_pkcs7("citizen-wang", NONCE), NONCE, settings=settings).checked_by.startswith("ocsp")
+    services.stop_crl()
+    assert verify_signature(sign_pkcs7("citizen-lin", NONCE), NONCE, settings=settings).checked_by == "ocsp"

@@ -305,7 +305,12 @@ def _make(out: Path, w: _Writer) -> dict:
     cas: dict[str, _Issuer] = {}
     for ca, (ou, cn, _kind, _off) in CAS.items():
         key = _new_key(w.key_size)
-        cas[ca] = _Issuer(_issue(ca_name(ou, cn), key, root, now - DAY, now + 3650 * DAY, CA_USAGE, ca=True), key)
+        arl = x509.CRLDistributionPoints(
+            [x509.DistributionPoint([x509.UniformResourceIdentifier(crl_url("grca", w.port_base))], None, None, None)]
+        )
+        cert = _issue(ca_name(ou, cn), key, root, now - DAY, now + 3650 * DAY, CA_USAGE, ca=True,
+                      extensions=((arl, False),))  # fmt: skip
+        cas[ca] = _Issuer(cert, key)
         w.ca_files(ca, cas[ca])
     _write(out / "cas" / "bundle.pem", b"".join(_pem(c.cert) for c in cas.values()))
     # The wrong issuer: a root nobody configured, with a MOICA look-alike below it.
@@ -366,6 +371,7 @@ def _make(out: Path, w: _Writer) -> dict:
         "untrusted_roots": "untrusted/untrusted-root.pem",
         "tls": {"cert": "tls/server.crt", "key": "tls/server.key", "chain": "tls/chain.pem"},
         "crl_url": f"http://127.0.0.1:{w.port_base}/crl/",
+        "arl": {"der": "crl/grca.crl", "pem": "crl/grca.crl.pem", "url": crl_url("grca", w.port_base)},
         "crls": {ca: {"der": f"crl/{ca}.crl", "pem": f"crl/{ca}.crl.pem", "url": crl_url(ca, w.port_base)} for ca in CAS},
         "ocsp": [
             {"ca": ca, "port": ocsp_port(ca, w.port_base), "url": ocsp_url(ca, w.port_base),

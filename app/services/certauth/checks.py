@@ -26,7 +26,7 @@ from flask_babel import lazy_gettext as _l
 
 from app.services.certauth.card import Card, card_of, issuer_kind
 from app.services.certauth.refusals import CardRefused
-from app.services.certauth.revocation import check_revocation
+from app.services.certauth.revocation import check_authority, check_revocation
 
 MAX_SIGNATURE_BYTES = 64 * 1024
 MAX_CERTIFICATE_BYTES = 16 * 1024
@@ -165,6 +165,8 @@ def _check(cert: x509.Certificate, carried: list[x509.Certificate], settings: Se
         cache_seconds=settings.ocsp_cache_seconds,
         now=now,
     )
+    for below, above in zip(chain[1:-1], chain[2:]):
+        check_authority(below, above, timeout=settings.ocsp_timeout, crl_paths=settings.crl_paths, now=now)
     return card_of(cert, kind, checked_by)
 
 

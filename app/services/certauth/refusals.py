@@ -31,6 +31,15 @@ MESSAGES = {
         "of them can be reached; please try again later."
     ),
 }
+# The same reasons about the CA that issued the card (its issuer's authority revocation list).
+MESSAGES_CA = {
+    "revoked": _l("The certificate authority that issued the card has been revoked."),
+    "revocation_unknown": _l(
+        "Whether the certificate authority that issued the card has been revoked could not be checked: its "
+        "revocation list (%(crl)s) could not be read. Sign-in with a card is refused until it can; please try "
+        "again later."
+    ),
+}
 # Reasons that are about the platform's reach, not about the card.
 UNAVAILABLE = frozenset({"revocation_unknown"})
 

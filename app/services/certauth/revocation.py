@@ -23,7 +23,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 from cryptography.x509 import ocsp
 from cryptography.x509.oid import ExtendedKeyUsageOID
 
-from app.services.certauth.refusals import CardRefused
+from app.services.certauth.refusals import MESSAGES_CA, CardRefused
 
 log = logging.getLogger(__name__)
 MAX_OCSP_BYTES = 256 * 1024
@@ -288,3 +288,28 @@ def check_revocation(
         ocsp=", ".join(ocsp_urls) or "-",
         crl=", ".join(crl_sources) or "-",
     )
+
+
+def check_authority(
+    ca: x509.Certificate,
+    issuer: x509.Certificate,
+    *,
+    timeout: float,
+    crl_paths: tuple[str, ...] = (),
+    now: datetime.datetime,
+) -> None:
+    """Is an issuing CA revoked by the CA above it (GRCA's authority revocation list)? Asked only of a CA
+    certificate that names a CRL distribution point or of the CERT_CRL_PATHS files; with a distribution
+    point named and no CRL to be had, refused (fail closed).
+
+    Raises CardRefused("revoked") or CardRefused("revocation_unknown").
+    """
+    named = _urls(ca, "crl")
+    answer = _crl_answer([*crl_paths, *named], ca, issuer, timeout, now)
+    if answer is not None:
+        if answer.revoked:
+            raise CardRefused("revoked", MESSAGES_CA["revoked"])
+        return
+    if named:
+        log.error("a card was refused: the revocation list of its CA's issuer (%s) could not be read", named)
+        raise CardRefused("revocation_unknown", MESSAGES_CA["revocation_unknown"], crl=", ".join(named))
