@@ -44,11 +44,13 @@ else:
 def post_worker_init(worker):
     """Each web worker that has loaded the app removes the temporary uploads a
     killed process left (``app.sweep_temporary_uploads``: only those no living
-    process holds). With GUNICORN_READY_DIR set (the benches), it then leaves a
-    file named by its pid there."""
-    from app import sweep_temporary_uploads
+    process holds). Another app served with these settings (the benches' bare
+    baseline) has no uploads to sweep. With GUNICORN_READY_DIR set (the
+    benches), it then leaves a file named by its pid there."""
+    if "TRANSFER_DIR" in getattr(worker.wsgi, "config", {}):
+        from app import sweep_temporary_uploads
 
-    sweep_temporary_uploads(worker.wsgi)
+        sweep_temporary_uploads(worker.wsgi)
     ready = os.environ.get("GUNICORN_READY_DIR")
     if ready:
         Path(ready, str(worker.pid)).touch()

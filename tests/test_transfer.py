@@ -937,6 +937,20 @@ def test_a_worker_killed_mid_upload_leaves_a_temporary_file_that_the_next_web_st
     assert _state(app, case_id) == "registered"
 
 
+def test_the_gunicorn_settings_serve_another_app_too(tmp_path, monkeypatch):
+    """The benches serve their bare baseline with the same gunicorn settings: its worker starts
+    (nothing of the platform's to sweep) and says it is ready."""
+    import runpy
+    from types import SimpleNamespace
+
+    from flask import Flask
+
+    monkeypatch.setenv("GUNICORN_READY_DIR", str(tmp_path))
+    settings = runpy.run_path(str(ROOT / "gunicorn.conf.py"))
+    settings["post_worker_init"](SimpleNamespace(wsgi=Flask("bare"), pid=4242))
+    assert (tmp_path / "4242").exists()
+
+
 def _row_counts(app) -> dict[str, int]:
     from flask_appbuilder import Model
     from sqlalchemy import func, select
