@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import shutil
 import socket
 import ssl
@@ -318,3 +319,78 @@ def test_a_forged_certificate_header_is_ignored_through_nginx_and_from_untrusted
     with httpx.Client() as local:
         seen = local.get(f"http://127.0.0.1:{plain_gunicorn.port}/test-proxy-probe", headers=forged).json()
     assert seen["certificate"] == fingerprint
+
+
+# --- card sign-in through nginx (mTLS) ---------------------------------------------------
+
+
+def _mtls_logins(app) -> list[tuple[str, str | None, str]]:
+    """The platform's card sign-in events through a proxy, newest first: (outcome, client address, reason)."""
+    from sqlalchemy import select
+
+    from app.extensions import db
+    from app.models.audit import AuditEvent
+
+    with app.app_context():
+        events = db.session.scalars(
+            select(AuditEvent).where(AuditEvent.action.in_(["login", "login_failed"])).order_by(AuditEvent.id.desc())
+        ).all()
+        found = []
+        for event in events:
+            detail = json.loads(event.detail or "{}")
+            if detail.get("via") == "mtls" or detail.get("reason") == "no_client_certificate":
+                found.append((event.action, event.client_ip, detail.get("reason")))
+        db.session.remove()
+        return found
+
+
+def test_a_card_signs_in_through_nginx_and_a_forged_header_straight_to_gunicorn_does_not(
+    nginx, plain_gunicorn, platform, pki, tmp_path
+):
+    from tests.cards import responders
+
+    responders()  # the platform checks the card again, revocation by OCSP included
+    base = f"https://127.0.0.1:{nginx.https_port}"
+    before = len(_mtls_logins(platform))
+    clerk_card, _ = _card_pem("gov-clerk-card", tmp_path)
+    with _from_client(pki, clerk_card) as client:
+        # clerk.card must give the password too; with it, the same JWT pair as a password sign-in
+        assert client.post(f"{base}/api/v1/security/cert/mtls", json={}).status_code == 401
+        done = client.post(f"{base}/api/v1/security/cert/mtls", json={"password": DEMO_PASSWORD, "refresh": True})
+        assert done.status_code == 200, done.text
+        token = done.json()["access_token"]
+        assert done.json()["refresh_token"]
+        me = client.get(f"{base}/api/v1/menu/", headers={"Authorization": f"Bearer {token}"})
+        assert me.status_code == 200
+    # The sign-in page: the browser's card, its form (CSRF on), signed in.
+    organisation, _ = _card_pem("organisation-assoc", tmp_path)
+    with _from_client(pki, organisation) as browser:
+        page = browser.get(f"{base}/signin/card/tls")
+        assert page.status_code == 200 and 'id="tls-sign-in"' in page.text
+        signed_in = browser.post(
+            f"{base}/signin/card/tls",
+            data={"csrf_token": re.search(r'name="csrf_token" value="([^"]+)"', page.text).group(1)},
+            headers={"Referer": str(page.url)},
+        )
+        assert signed_in.status_code == 302, signed_in.text
+        assert "; secure" in _session_cookie(signed_in)
+        assert browser.get(f"{base}/api/v1/menu/").status_code == 200
+    # Without a card, through nginx: the page says none came.
+    with _from_client(pki) as nobody:
+        assert 'id="tls-none"' in nobody.get(f"{base}/signin/card/tls").text
+    # A forged certificate header straight to gunicorn from an address that is no trusted proxy.
+    forged = {"X-SSL-Client-Cert": quote(clerk_card[0].read_text(), safe=""), "X-SSL-Client-Verify": "SUCCESS"}
+    with httpx.Client(transport=httpx.HTTPTransport(local_address=CLIENT)) as direct:
+        r = direct.post(
+            f"http://127.0.0.1:{plain_gunicorn.port}/api/v1/security/cert/mtls",
+            json={"password": DEMO_PASSWORD},
+            headers=forged,
+        )
+        assert r.status_code == 401
+    # Audited with the browser's address (as nginx saw it), each by what happened.
+    assert _mtls_logins(platform)[: len(_mtls_logins(platform)) - before][::-1] == [
+        ("login_failed", CLIENT, "password_needed"),
+        ("login", CLIENT, None),
+        ("login", CLIENT, None),
+        ("login_failed", CLIENT, "no_client_certificate"),
+    ]
