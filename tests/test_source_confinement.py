@@ -495,3 +495,115 @@ def test_a_database_host_name_that_moves_onto_the_platforms_server_is_refused_on
     answers["agency-db.example"] = platform.host
     again = client.post(f"/api/v1/sources/{saved.json['id']}/test", headers=bearer(token)).json
     assert again["ok"] is False and "platform's own database" in again["message"], again
+
+
+# --- a MySQL/MariaDB source reads its own database only ------------------------------------------------
+
+MARIADB_ADMIN_URL = "mysql+pymysql://root@127.0.0.1:3306/"
+
+
+@pytest.fixture(scope="module")
+def mariadb_pair():
+    """Two databases on the machine's MariaDB: an agency's (its source's own, with v_people) and another
+    one beside it on the same server (standing for the platform's, or another agency's), holding a secret."""
+    from sqlalchemy import create_engine
+
+    from app.connectors import close_all
+
+    own, other = f"agency_{uuid.uuid4().hex[:8]}", f"other_{uuid.uuid4().hex[:8]}"
+    admin = create_engine(MARIADB_ADMIN_URL, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        for name in (own, other):
+            conn.exec_driver_sql(f"CREATE DATABASE `{name}` CHARACTER SET utf8mb4")
+        conn.exec_driver_sql(
+            f"CREATE TABLE `{own}`.v_people (id_no VARCHAR(10), name VARCHAR(20), district VARCHAR(20), income INT)"
+        )
+        conn.exec_driver_sql(f"INSERT INTO `{own}`.v_people VALUES ('A123456789', '王小明', '東區', 1)")
+        conn.exec_driver_sql(
+            f"CREATE TABLE `{other}`.v_people (id_no VARCHAR(10), name VARCHAR(20), district VARCHAR(20), income INT)"
+        )
+        conn.exec_driver_sql(f"INSERT INTO `{other}`.v_people VALUES ('A123456789', 'SECRET-OTHER-DB', '西區', 2)")
+    yield own, other
+    close_all()
+    with admin.connect() as conn:
+        for name in (own, other):
+            conn.exec_driver_sql(f"DROP DATABASE IF EXISTS `{name}`")
+    admin.dispose()
+
+
+def test_a_mariadb_source_reads_only_its_own_database_never_another_by_a_qualified_name(confined, mariadb_pair):
+    """A section target ``otherdb.table`` on a MySQL/MariaDB source would read another database of the same
+    server (the platform's own, when it runs there): refused when the section is saved (audited, nothing
+    saved) and when a section stored past that check is read; the source's own database named in full is fine."""
+    from app.models.audit import AuditEvent
+    from app.models.queries import FormSection
+
+    own, other = mariadb_pair
+    client = confined.test_client()
+    admin = api_token(client, "admin")
+    saved = client.post("/api/v1/sources/", json=_sql(own, "mysql", host="127.0.0.1", port=3306, account="root"),
+                        headers=bearer(admin))  # fmt: skip
+    assert saved.status_code == 201, saved.json
+    source = saved.json["id"]
+    code = f"test.mariadb.{uuid.uuid4().hex[:6]}"
+    with confined.app_context():
+        src = db.session.get(DataSource, source)
+        form = factories.people_form(code, src)
+        db.session.commit()
+        form_id = form.id
+    body = {"form": form_id, "title": "他庫", "source": source, "display": "table", "sort_order": 2}
+    refused = client.post("/api/v1/form-sections/", json={**body, "target": f"{other}.v_people"}, headers=bearer(admin))
+    assert refused.status_code == 400 and "資料庫" in refused.json["message"], refused.json
+    for target in (f"{other}.v_people", f"{own}.x.v_people"):
+        r = client.post("/api/v1/form-sections/", json={**body, "target": target}, headers=bearer(admin))
+        assert r.status_code == 400, (target, r.json)
+    own_named = client.post("/api/v1/form-sections/", json={**body, "target": f"{own}.v_people"}, headers=bearer(admin))
+    assert own_named.status_code == 201, own_named.json
+    with confined.app_context():
+        sections = db.session.scalars(select(FormSection.target).where(FormSection.form_id == form_id)).all()
+        assert sorted(sections) == sorted(["v_people", f"{own}.v_people"])
+        event = db.session.scalars(
+            select(AuditEvent).where(AuditEvent.action == "source_refused").order_by(AuditEvent.id.desc())
+        ).first()
+        assert event.outcome == "refused" and json.loads(event.detail)["rule"] == "other_database"
+        assert json.loads(event.detail)["field"] == "target"
+        # A section written straight into the database, past the check, is refused when read.
+        db.session.execute(
+            FormSection.__table__.update()
+            .where(FormSection.id == own_named.json["id"])
+            .values(target=f"{other}.v_people")
+        )
+        db.session.commit()
+    clerk = api_token(client, "clerk")
+    payload = {"form": code, "case_no": "1151203-0002", "reason": "", "business_item": "TAX-CHECK",
+               "params": {"id_no": "A123456789"}}  # fmt: skip
+    r = client.post("/api/v1/query/run", json=payload, headers=bearer(clerk))
+    assert r.status_code == 200, r.json
+    mine, theirs = r.json["sections"]
+    assert mine["error"] is None and mine["rows"]
+    assert theirs["rows"] == [] and "another database" in theirs["error"], theirs
+    assert "SECRET-OTHER-DB" not in r.text
+
+
+def test_a_qualified_table_name_names_another_database_on_mysql_and_sql_server_only():
+    from app.lib.confinement import Refused, check_target
+
+    for backend, database, target in (
+        ("mysql", "land", "platform.ab_user"),
+        ("mariadb", "land", "platform.ab_user"),
+        ("mysql", "land", "Land.v_parcel"),  # MySQL on Linux: database names are case-sensitive
+        ("mysql", "land", "land.x.v_parcel"),
+        ("mssql", "land", "platform.dbo.ab_user"),
+    ):
+        with pytest.raises(Refused) as refused:
+            check_target(backend, database, target)
+        assert (refused.value.field, refused.value.reason) == ("target", "other_database"), target
+    for backend, database, target in (
+        ("mysql", "land", "v_parcel"),
+        ("mysql", "land", "land.v_parcel"),
+        ("mssql", "land", "dbo.v_parcel"),
+        ("mssql", "land", "LAND.dbo.v_parcel"),
+        ("postgresql", "land", "agency.v_parcel"),  # a schema of the connection's own database
+        ("oracle", "LAND", "agency.v_parcel"),
+    ):
+        check_target(backend, database, target)

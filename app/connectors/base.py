@@ -69,6 +69,7 @@ REFUSALS = {
     confine.PLATFORM_DATABASE: "this is the platform's own database, which no data source may read",
     confine.NOT_ALLOWED: "the address is not on the operators' allow-list for data sources",
     confine.UNRESOLVED: "the host name has no address, so it cannot be checked against the allow-list",
+    confine.OTHER_DATABASE: "the table or view is in another database than the source's own, which a source never reads",
 }
 
 
@@ -282,6 +283,12 @@ class Connector:
         """Raise ``confinement.Refused`` when the source's file, database or
         address is outside ``source.confinement`` (each kind checks what it
         opens; checked again when it opens it)."""
+
+    @classmethod
+    def confine_target(cls, source: SourceConfig, target: str) -> None:
+        """Raise ``confinement.Refused`` when a section's ``target`` reaches outside
+        the source (an SQL table in another database); checked when the section
+        is saved and again on every read."""
 
     def test(self) -> float:
         """Check the source answers; return the latency in seconds."""

@@ -10,7 +10,10 @@ saved and again each time it opens a file, a database or a connection:
   database, keys and stores), whatever root holds it; never the ``instance``
   folder, unless a root lies strictly inside it (the demo's ``instance/sources``);
 - SQL servers: never the platform's own database (same database name and port
-  on an address of the same server);
+  on an address of the same server); and a source reads its own database only:
+  a table named with another database in front (MySQL/MariaDB ``db.table``,
+  SQL Server ``db.schema.table``) is refused (``check_target``), so no source
+  reaches the platform's database, or another agency's, on a shared server;
 - web addresses only to an endpoint of the allow-list: addresses or networks
   (CIDR), or host names, each with an optional port or port range. A URL's
   host name is resolved and EVERY address it has must be allowed; the
@@ -34,6 +37,7 @@ PROTECTED = "protected"
 PLATFORM_DATABASE = "platform_database"
 NOT_ALLOWED = "not_allowed"
 UNRESOLVED = "unresolved"
+OTHER_DATABASE = "other_database"
 
 DEFAULT_PORTS = {"http": 80, "https": 443, "postgresql": 5432, "mysql": 3306, "oracle": 1521, "mssql": 1433}
 SQLITE_COMPANIONS = ("", "-journal", "-wal", "-shm")
@@ -144,6 +148,30 @@ def is_local(address: str) -> bool:
     except OSError:
         return False
     return True
+
+
+# Where a qualified table name names a database rather than a schema of the source's
+# own database: MySQL/MariaDB (a schema IS a database there) and SQL Server (three parts).
+DATABASE_PART = {"mysql": 2, "mssql": 3}
+
+
+def check_target(backend: str, database: str | None, target: str | None) -> None:
+    """Refuse a section's table or view that names a database other than the
+    source's own (``Refused("target", OTHER_DATABASE)``): on MySQL/MariaDB
+    ``otherdb.table`` (and more than two parts), on SQL Server
+    ``otherdb.schema.table``. The own database named in full is fine; on the
+    other servers a qualified name stays inside the connection's database."""
+    parts_at = DATABASE_PART.get(BACKENDS.get(backend, backend))
+    if parts_at is None:
+        return
+    parts = [part.strip() for part in (target or "").split(".")]
+    if len(parts) < parts_at:
+        return
+    named = parts[0]
+    own = (database or "").strip()
+    same = named.lower() == own.lower() if backend == "mssql" else named == own
+    if len(parts) > parts_at or not same:
+        raise Refused("target", OTHER_DATABASE)
 
 
 @dataclass(frozen=True)

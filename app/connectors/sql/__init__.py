@@ -54,6 +54,7 @@ from app.connectors.base import (
     SourceConfig,
     SourceError,
     port,
+    refusal,
     register,
     text,
 )
@@ -69,6 +70,7 @@ from app.connectors.sql.statement import (  # noqa: F401  (the statement's publi
     prepare,
     statement_and_params,
 )
+from app.lib import confinement
 from app.lib.drivercursor import driver_cursor
 
 NEEDS_DIALECT = _l("SQL sources need options.dialect: postgresql, mysql, sqlite, oracle or mssql.")
@@ -117,6 +119,13 @@ class SqlConnector(Connector):
     def confine(cls, source: SourceConfig) -> None:
         engines.confine(source, cls.settings_of(source))
 
+    @classmethod
+    def confine_target(cls, source: SourceConfig, target: str) -> None:
+        """A table in another database of the server (MySQL/MariaDB ``db.table``, SQL Server
+        ``db.schema.table``) is refused: a source reads its own database only."""
+        settings = cls.settings_of(source)
+        confinement.check_target(settings["options"]["dialect"], settings.get("database"), target)
+
     def __init__(self, source: SourceConfig):
         super().__init__(source)
         self.dialect = self.options["dialect"]
@@ -162,6 +171,10 @@ class SqlConnector(Connector):
         return time.perf_counter() - started
 
     def fetch(self, section: SectionSpec, params: dict) -> Result:
+        try:
+            confinement.check_target(self.dialect, self.settings.get("database"), section.target)
+        except confinement.Refused as exc:
+            raise refusal(exc, self.source) from None
         prepared = prepare(section, params, self.source.row_cap, self.filter_value)
         try:
             engine = self.engine()

@@ -21,8 +21,10 @@ from app.models.queries import (
     SectionColumn,
     SectionFilter,
 )
-from app.services.command import transaction
+from app.models.sources import DataSource
+from app.services.command import refuse, transaction
 from app.services.errors import InvalidInput
+from app.services.sources import TargetOutside, check_section_target
 
 _CODE = re.compile(r"^[a-z][a-z0-9_.-]{1,59}$")
 _NAME = re.compile(r"^[a-z][a-z0-9_]{0,39}$")
@@ -73,6 +75,25 @@ def validate_section(session, section) -> None:
     for col in (section.order_by or "").split(","):
         if col.strip() and not _COLUMN.match(col.strip()):
             raise InvalidInput(_l("Sort columns must be plain column names."))
+    _confined_target(session, section)
+
+
+def _confined_target(session, section) -> None:
+    """A target outside the section's source (an SQL table in another database of
+    its server) is refused, and the attempt audited (a security event: who,
+    which source, which rule), nothing saved."""
+    with session.no_autoflush:
+        src = section.source
+        if src is None and section.source_id is not None:
+            src = session.get(DataSource, section.source_id)
+    if src is None:
+        return
+    try:
+        check_section_target(src, section.target)
+    except TargetOutside as exc:
+        detail = {"source": src.code, "kind": src.kind, "field": exc.field, "rule": exc.rule}
+        raise refuse(session, exc, None, "source_refused", object_type="FormSection", object_id=section.id,
+                     detail=detail) from None  # fmt: skip
 
 
 def validate_filter(session, flt) -> None:

@@ -16,7 +16,10 @@ from app.services.sources.commands import (  # noqa: F401
     update_source,
 )
 from app.services.sources.settings import (  # noqa: F401
+    OutsideConfinement,
+    TargetOutside,
     check_confinement,
+    check_section_target,
     confinement,
     keep_stored_secret,
     options_of,

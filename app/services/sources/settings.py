@@ -12,7 +12,7 @@ from flask_babel import lazy_gettext as _l
 from marshmallow import ValidationError
 from sqlalchemy import inspect
 
-from app.connectors import SourceConfig, connector_class, kinds
+from app.connectors import SourceConfig, SourceError, connector_class, kinds
 from app.lib import confinement as confine
 from app.lib.confinement import Confinement, Refused
 from app.models.org import Agency
@@ -39,6 +39,10 @@ REFUSED = {
     confine.UNRESOLVED: _l(
         "The host name of this URL has no address, so it cannot be checked against the operators' allow-list "
         "(the SOURCE_URL_ALLOW setting)."
+    ),
+    confine.OTHER_DATABASE: _l(
+        "This table or view is in another database than the source's own; a data source reads only its own "
+        "database (name the table alone, or with the source's database)."
     ),
 }
 # Settings that make the platform's own files; none is ever a data source.
@@ -127,6 +131,27 @@ def check_confinement(src: DataSource) -> None:
         connector_class(src.kind).confine(source_config(src))
     except Refused as exc:
         raise OutsideConfinement(exc.field, exc.reason) from None
+
+
+class TargetOutside(InvalidInput):
+    """A form section's target outside its source (``rule``: the confinement's reason)."""
+
+    def __init__(self, rule: str):
+        super().__init__(REFUSED[rule])
+        self.field = "target"
+        self.rule = rule
+
+
+def check_section_target(src: DataSource, target: str) -> None:
+    """Raise TargetOutside (an InvalidInput) when a section's target reaches
+    outside its source (a table in another database of an SQL server); the
+    connector checks it again on every read."""
+    try:
+        connector_class(src.kind).confine_target(source_config(src), target)
+    except Refused as exc:
+        raise TargetOutside(exc.reason) from None
+    except SourceError:  # the source's own settings are not valid: its own checks say so
+        return
 
 
 def problems_text(messages, prefix: str = "") -> str:
