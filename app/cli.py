@@ -46,11 +46,14 @@ def audit_seal():
     from app.services.audit import seal_all, sealer
 
     refused: set[int] = set()
-    click.echo(f"sealed {seal_all(db.engine, refused=refused)} events")
+    replayed: set[int] = set()
+    click.echo(f"sealed {seal_all(db.engine, refused=refused, replayed=replayed)} events")
     if refused:
-        sealer.report_forged(sorted(refused))
+        sealer.report_refused(sorted(refused - replayed), sorted(replayed))
         click.echo(
-            f"refused {len(refused)} unsealed rows the platform did not write (see `flask audit verify`)", err=True
+            f"refused {len(refused - replayed)} unsealed rows the platform did not write and {len(replayed)}"
+            " replayed copies of events already written (see `flask audit verify`)",
+            err=True,
         )
         sys.exit(1)
 

@@ -535,6 +535,103 @@ def test_a_backdated_row_inserted_unsealed_is_reported_and_neither_verify_nor_th
     assert code == 1 and f"id {forged}" in output, output
 
 
+@pytest.fixture
+def replay_app(backend, tmp_path):
+    """A copy of the seeded database whose events wait for the sealer (as on PostgreSQL in production)."""
+    from tests.conftest import copied_app
+
+    checkpoint_file = str(tmp_path / "checkpoints.jsonl")
+    with copied_app(backend, tmp_path, AUDIT_SEALING="background", AUDIT_CHECKPOINT_FILE=checkpoint_file) as app:
+        with app.app_context():
+            audit.seal_all(db.engine)
+        yield app
+
+
+def _pending_event(app, action):
+    """Record one event (left for the sealer); its row as an attacker reads it while it waits."""
+    with app.app_context():
+        audit.record(db.session, action, object_type="Report", object_id=7)
+        db.session.commit()
+        db.session.remove()
+        with db.engine.connect() as conn:
+            t = AuditEvent.__table__
+            return dict(conn.execute(select(t).where(t.c.action == action)).mappings().one())
+
+
+def _insert_copy(conn, row, **changes):
+    """The attacker inserts ``row`` again (a new id), with ``changes``; the copy's id."""
+    t = AuditEvent.__table__
+    values = {k: v for k, v in row.items() if k != "id"} | changes
+    return conn.execute(insert(t).values(values).returning(t.c.id)).scalar_one()
+
+
+def _drop_entry_seal_index(conn):
+    """An attacker who may also change the schema removes the unique index on the entry seal."""
+    conn.execute(text("DROP INDEX IF EXISTS ux_audit_event_entry_mac"))
+
+
+def _seq_of(app, row_id):
+    with app.app_context():
+        return db.session.scalar(select(AuditEvent.seq).where(AuditEvent.id == row_id))
+
+
+def test_a_pending_event_copied_with_its_entry_seal_is_refused_by_the_database_the_sealer_and_verify(replay_app):
+    from sqlalchemy.exc import IntegrityError
+
+    row = _pending_event(replay_app, "replay_me")
+    with replay_app.app_context():
+        with pytest.raises(IntegrityError), db.engine.begin() as conn:
+            _insert_copy(conn, row)  # the database refuses a second row with the same entry seal
+        with db.engine.begin() as conn:
+            _drop_entry_seal_index(conn)
+            copy = _insert_copy(conn, row)
+    code, output = _verify(replay_app)
+    assert code == 1 and f"id {copy} (a copy of id {row['id']})" in output and "replayed" in output, output
+    with replay_app.app_context():
+        assert audit.sealer.seal_round(db.engine, set()) == 1  # the original only
+        alert = db.session.scalar(select(AuditEvent).where(AuditEvent.action == "audit_replayed_rows"))
+        assert alert is not None and json.loads(alert.detail) == {"count": 1, "ids": [copy]}
+        db.session.remove()
+    assert _seq_of(replay_app, row["id"]) is not None and _seq_of(replay_app, copy) is None
+    code, output = _verify(replay_app)
+    assert code == 1 and f"id {copy} (a copy of seq {_seq_of(replay_app, row['id'])}" in output, output
+
+
+def test_a_sealed_event_inserted_again_with_the_entry_seal_it_had_while_pending_is_never_chained(replay_app):
+    row = _pending_event(replay_app, "replay_me_later")
+    with replay_app.app_context():
+        assert audit.seal_all(db.engine) == 1
+        with db.engine.begin() as conn:
+            _drop_entry_seal_index(conn)
+            copy = _insert_copy(conn, row)  # as it was read while pending: no seq, no links
+    code, output = _verify(replay_app)
+    assert code == 1 and f"id {copy}" in output and "replayed" in output, output
+    with replay_app.app_context():
+        refused: set[int] = set()
+        audit.seal_all(db.engine, refused=refused)
+        assert copy in refused
+    assert _seq_of(replay_app, copy) is None
+
+
+def test_an_event_linked_twice_into_the_chain_is_named_by_verify(replay_app):
+    """A replay that a sealer without the duplicate check linked: every link holds; verify names the repeat."""
+    row = _pending_event(replay_app, "linked_twice")
+    with replay_app.app_context():
+        audit.seal_all(db.engine)
+        first = _seq_of(replay_app, row["id"])
+        tip = db.session.execute(select(AuditHead.seq, AuditHead.hash)).one()
+        db.session.remove()
+        with db.engine.begin() as conn:
+            _drop_entry_seal_index(conn)
+            sealed = dict(conn.execute(select(AuditEvent.__table__).where(AuditEvent.id == row["id"])).mappings().one())
+            repeat = {**sealed, "seq": tip.seq + 1, "prev_hash": tip.hash}
+            repeat["hash"] = audit.digest(tip.hash, repeat)
+            _insert_copy(conn, repeat)
+            conn.execute(update(AuditHead).where(AuditHead.id == 1).values(seq=tip.seq + 1, hash=repeat["hash"]))
+    code, output = _verify(replay_app)
+    assert code == 1 and f"seq {tip.seq + 1}" in output and f"repeats seq {first}" in output, output
+
+
 def test_unsealing_and_editing_the_newest_row_is_detected(tamper_app):
     tip = _sealed_tip(tamper_app)
     with tamper_app.app_context(), db.engine.begin() as conn:

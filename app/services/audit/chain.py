@@ -7,19 +7,25 @@ instance's secrets can neither recompute a link after editing a row nor make
 a row the sealer will accept.
 
 An event is inserted unsealed (no ``seq``, no links) with the change it
-records, so both commit or roll back together, and with its **entry seal**
-(``entry_mac``: the MAC of its content), made by the process that wrote it.
-Sealing links committed events into the chain in the order it finds them,
-each row's ``hash`` the MAC of the previous link and its content, ``seq``
-included; a pending row whose entry seal does not match was not written by
-the platform and is never linked. Sealers serialise on the ``audit_head``
-row: its UPDATE takes a row lock on PostgreSQL/MariaDB and the write lock on
-SQLite, so two sealers can never fork the chain.
+records, so both commit or roll back together, with a random ``nonce`` and
+with its **entry seal** (``entry_mac``: the MAC of its content and nonce),
+made by the process that wrote it. Sealing links committed events into the
+chain in the order it finds them, each row's ``hash`` the MAC of the previous
+link and its content, ``seq``, nonce and entry seal included; a pending row
+whose entry seal does not match was not written by the platform and is never
+linked. The entry seal stays after linking and is unique (an index), so a
+copy of an event, pending or linked, with its seal (a replay) is refused by
+the database; should the index be gone, the sealer refuses a row whose seal
+is already in the chain or earlier in its batch. Sealers serialise on the
+``audit_head`` row: its UPDATE takes a row lock on PostgreSQL/MariaDB and the
+write lock on SQLite, so two sealers can never fork the chain.
 
 Verifying only reads: it walks the chain from the first row, compares it with
 the head and with the signed checkpoints kept outside the database
-(``checkpoints``), and reports pending rows that are forged or waited longer
-than the grace period. Sealing is the sealer's job alone.
+(``checkpoints``), names any event present twice (replayed), and reports
+pending rows that are forged or waited longer than the grace period. Sealing
+is the sealer's job alone. Events linked before migration 0016 have no nonce
+(and no entry seal): their links are as they were.
 """
 
 from __future__ import annotations
@@ -28,6 +34,7 @@ import datetime
 import hashlib
 import hmac
 import json
+import secrets
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
@@ -60,14 +67,22 @@ _LISTED = 10  # row ids named in a report line
 
 
 def canonical(values: dict) -> str:
-    """The chained fields of an event as one JSON array (times to the microsecond)."""
+    """The chained fields of an event as one JSON array (times to the microsecond),
+    its nonce last (events written since migration 0016 have one)."""
     out = []
     for name in CHAIN_FIELDS:
         v = values.get(name)
         if isinstance(v, datetime.datetime):
             v = v.isoformat(timespec="microseconds")
         out.append(v)
+    if values.get("nonce") is not None:
+        out.append(values["nonce"])
     return json.dumps(out, ensure_ascii=False, separators=(",", ":"))
+
+
+def new_nonce() -> str:
+    """An event's nonce: 128 random bits, so no two events share an entry seal."""
+    return secrets.token_hex(16)
 
 
 _bases: dict[bytes, hmac.HMAC] = {}
@@ -94,8 +109,13 @@ def _mac(key: bytes, message: bytes) -> str:
 
 
 def digest(prev_hash: str, values: dict, key: bytes | None = None) -> str:
-    """The link of a row: MAC of the previous link and the row's canonical form."""
-    return _mac(key or chain_key(), (prev_hash + "|" + canonical(values)).encode())
+    """The link of a row: MAC of the previous link and the row's canonical form
+    (and, for an event with a nonce, its entry seal: the link binds the seal the
+    sealer's duplicate check and the unique index rest on)."""
+    message = prev_hash + "|" + canonical(values)
+    if values.get("nonce") is not None:
+        message += "|" + (values.get("entry_mac") or "")
+    return _mac(key or chain_key(), message.encode())
 
 
 def entry_mac(values: dict, key: bytes | None = None, object_id_later: bool = False) -> str:
@@ -108,8 +128,9 @@ def entry_mac(values: dict, key: bytes | None = None, object_id_later: bool = Fa
 
 
 def entry_ok(values: dict, mac: str | None, key: bytes) -> bool:
-    """Whether ``mac`` is the entry seal of this content (made by a process holding the key)."""
-    if not mac:
+    """Whether ``mac`` is the entry seal of this content and nonce (made by a process
+    holding the key). An event without a nonce is not one the platform writes."""
+    if not mac or not values.get("nonce"):
         return False
     if hmac.compare_digest(entry_mac(values, key), mac):
         return True
@@ -139,7 +160,7 @@ def _pending_query(columns, refused: Iterable[int] | None):
     return query
 
 
-def seal(connection, limit: int = 5000, refused: set[int] | None = None) -> int:
+def seal(connection, limit: int = 5000, refused: set[int] | None = None, replayed: set[int] | None = None) -> int:
     """Link the unsealed events into the chain, oldest first; returns how many.
 
     Runs in the caller's transaction. The UPDATE of the chain head takes its
@@ -147,27 +168,50 @@ def seal(connection, limit: int = 5000, refused: set[int] | None = None) -> int:
     never fork the chain; the unsealed rows are read after the lock, so a
     sealer that waited sees the rows the previous one sealed. A row whose
     entry seal does not match is left out (and its id added to ``refused``,
-    which later rounds skip).
+    which later rounds skip); so is a row whose entry seal is already in the
+    chain or on an earlier row of the batch, a replayed copy (its id added to
+    ``refused`` and to ``replayed``).
     """
-    return _seal(connection, limit, refused)[0]
+    return _seal(connection, limit, refused, replayed)[0]
 
 
-def _seal(connection, limit: int, refused: set[int] | None) -> tuple[int, int]:
+def _already_chained(connection, macs: list[str]) -> set[str]:
+    """Which of these entry seals a linked event already carries."""
+    t = AuditEvent.__table__
+    found: set[str] = set()
+    for start in range(0, len(macs), 500):
+        chunk = macs[start : start + 500]
+        found.update(
+            connection.execute(select(t.c.entry_mac).where(t.c.entry_mac.in_(chunk), t.c.seq.is_not(None))).scalars()
+        )
+    return found
+
+
+def _seal(connection, limit: int, refused: set[int] | None, replayed: set[int] | None = None) -> tuple[int, int]:
     """(rows linked, rows read)."""
     t = AuditEvent.__table__
     key = chain_key()
     seq, prev = _lock_tip(connection)
-    cols = [t.c.id, t.c.entry_mac, *(t.c[name] for name in CHAIN_FIELDS if name != "seq")]
-    pending_rows = connection.execute(_pending_query(cols, refused).order_by(t.c.id).limit(limit)).mappings()
+    cols = [t.c.id, t.c.entry_mac, t.c.nonce, *(t.c[name] for name in CHAIN_FIELDS if name != "seq")]
+    rows = connection.execute(_pending_query(cols, refused).order_by(t.c.id).limit(limit)).mappings().all()
+    read = len(rows)
+    genuine = []
+    for row in rows:
+        if entry_ok(row, row["entry_mac"], key):
+            genuine.append(row)
+        elif refused is not None:
+            refused.add(row["id"])
+    # A replay: the entry seal of a linked event, or of an earlier row of this batch.
+    seen = _already_chained(connection, [row["entry_mac"] for row in genuine])
     links = []
-    read = 0
-    for row in pending_rows:
-        read += 1
-        values = dict(row)
-        if not entry_ok(values, values.pop("entry_mac"), key):
-            if refused is not None:
-                refused.add(row["id"])
+    for row in genuine:
+        if row["entry_mac"] in seen:
+            for ids in (refused, replayed):
+                if ids is not None:
+                    ids.add(row["id"])
             continue
+        seen.add(row["entry_mac"])
+        values = dict(row)
         seq += 1
         values["seq"] = seq
         h = digest(prev, values, key)
@@ -193,7 +237,7 @@ def _seal(connection, limit: int, refused: set[int] | None) -> tuple[int, int]:
     connection.execute(
         update(t)
         .where(t.c.id == bindparam("row_id"))
-        .values(seq=bindparam("seq"), prev_hash=bindparam("prev_hash"), hash=bindparam("hash"), entry_mac=None),
+        .values(seq=bindparam("seq"), prev_hash=bindparam("prev_hash"), hash=bindparam("hash")),
         links,
     )
     head_t = AuditHead.__table__
@@ -201,10 +245,10 @@ def _seal(connection, limit: int, refused: set[int] | None) -> tuple[int, int]:
     return len(links), read
 
 
-# The entry seal is dropped once the row is linked: the link binds its content.
+# The entry seal stays once the row is linked: its unique index refuses a copy.
 _LINK_BATCH_PG = text(
     "WITH linked AS ("
-    " UPDATE audit_event AS e SET seq = v.seq, prev_hash = v.prev_hash, hash = v.hash, entry_mac = NULL"
+    " UPDATE audit_event AS e SET seq = v.seq, prev_hash = v.prev_hash, hash = v.hash"
     " FROM unnest(CAST(:ids AS integer[]), CAST(:seqs AS integer[]), CAST(:prevs AS varchar[]),"
     " CAST(:hashes AS varchar[])) AS v(id, seq, prev_hash, hash)"
     " WHERE e.id = v.id RETURNING e.id)"
@@ -213,12 +257,13 @@ _LINK_BATCH_PG = text(
 )
 
 
-def seal_all(engine, limit: int = 5000, refused: set[int] | None = None) -> int:
-    """Seal everything pending, a batch per transaction; returns how many were linked."""
+def seal_all(engine, limit: int = 5000, refused: set[int] | None = None, replayed: set[int] | None = None) -> int:
+    """Seal everything pending, a batch per transaction; returns how many were linked.
+    ``refused``/``replayed``: as for ``seal``."""
     total = 0
     while True:
         with engine.begin() as conn:
-            linked, read = _seal(conn, limit, refused)
+            linked, read = _seal(conn, limit, refused, replayed)
         total += linked
         # A batch short of the limit took every event committed when it held
         # the chain lock (no second, empty round).
@@ -280,7 +325,7 @@ def walk(connection, key: bytes, start_seq: int = 0, start_hash: str = GENESIS, 
     """Recompute the links after ``start_seq`` (whose link is ``start_hash``) up to
     ``stop_seq``; stop at the first broken row. ``expect``: signed links by seq."""
     t = AuditEvent.__table__
-    cols = [t.c.id, t.c.prev_hash, t.c.hash, *(t.c[name] for name in CHAIN_FIELDS)]
+    cols = [t.c.id, t.c.prev_hash, t.c.hash, t.c.nonce, t.c.entry_mac, *(t.c[name] for name in CHAIN_FIELDS)]
     prev, expected, checked = start_hash, start_seq + 1, 0
     statement = select(*cols).where(t.c.seq > start_seq)
     if stop_seq is not None:
@@ -322,8 +367,9 @@ def verify(
     key: bytes | None = None,
 ) -> VerifyResult:
     """Recompute the keyed chain from the first row and compare it with its head
-    and the signed ``checkpoints``; report pending rows that are forged or that
-    waited longer than ``grace`` seconds. Reads only."""
+    and the signed ``checkpoints``; name events present twice (replayed); report
+    pending rows that are forged or that waited longer than ``grace`` seconds.
+    Reads only."""
     key = key or chain_key()
     checkpoints = list(checkpoints)
     if grace is None:
@@ -355,7 +401,8 @@ def verify(
             if result.reason is None:
                 result.bad_seq, result.reason = w.last_seq + 1, reason
             problems.append(reason)
-    result.pending = _check_unsealed(connection, key, grace, now, problems)
+    copies = _repeats(connection, problems)
+    result.pending = _check_unsealed(connection, key, grace, now, problems, copies)
     result.ok = not problems
     result.problems = problems
     if result.reason is None and problems:
@@ -363,19 +410,52 @@ def verify(
     return result
 
 
-def _check_unsealed(connection, key: bytes, grace: float, now, problems: list[str]) -> int:
-    """Report forged and overdue pending rows; return how many wait within the grace period."""
+def _repeats(connection, problems: list[str]) -> dict[int, str]:
+    """Events present more than once (one entry seal on several rows: replayed
+    copies). Name in ``problems`` each copy linked into the chain; return the
+    unsealed copies, each with the event it copies (the linked one, else the
+    first written)."""
+    t = AuditEvent.__table__
+    repeated = select(t.c.entry_mac).where(t.c.entry_mac.is_not(None)).group_by(t.c.entry_mac)
+    repeated = repeated.having(func.count() > 1)
+    groups: dict[str, list] = {}
+    for row in connection.execute(select(t.c.id, t.c.seq, t.c.entry_mac).where(t.c.entry_mac.in_(repeated))):
+        groups.setdefault(row.entry_mac, []).append(row)
+    linked, unsealed = [], {}
+    for rows in groups.values():
+        rows.sort(key=lambda r: (r.seq is None, r.seq or 0, r.id))
+        first = rows[0]
+        for row in rows[1:]:
+            if row.seq is not None:
+                linked.append(f"seq {row.seq} (id {row.id}) repeats seq {first.seq} (id {first.id})")
+            else:
+                unsealed[row.id] = f"seq {first.seq}" if first.seq is not None else f"id {first.id}"
+    if linked:
+        linked.sort()
+        more = f" and {len(linked) - _LISTED} more" if len(linked) > _LISTED else ""
+        problems.append(
+            f"{len(linked)} events are in the chain twice (replayed copies linked by the sealer): "
+            + "; ".join(linked[:_LISTED])
+            + more
+        )
+    return unsealed
+
+
+def _check_unsealed(connection, key: bytes, grace: float, now, problems: list[str], copies: dict[int, str]) -> int:
+    """Report forged, replayed (``copies``: id -> the event it copies) and overdue
+    pending rows; return how many wait within the grace period."""
     t = AuditEvent.__table__
     now = now or datetime.datetime.utcnow()
     oldest_allowed = now - datetime.timedelta(seconds=grace)
-    cols = [t.c.id, t.c.entry_mac, *(t.c[name] for name in CHAIN_FIELDS if name != "seq")]
-    forged, overdue, waiting = [], [], 0
+    cols = [t.c.id, t.c.entry_mac, t.c.nonce, *(t.c[name] for name in CHAIN_FIELDS if name != "seq")]
+    forged, replayed, overdue, waiting = [], [], [], 0
     oldest = None
     with connection.execution_options(yield_per=2000).execute(_pending_query(cols, None).order_by(t.c.id)) as rows:
         for row in rows.mappings():
-            values = dict(row)
-            if not entry_ok(values, values.pop("entry_mac"), key):
+            if not entry_ok(row, row["entry_mac"], key):
                 forged.append(row["id"])
+            elif row["id"] in copies:
+                replayed.append(row["id"])
             elif row["at"] < oldest_allowed:
                 overdue.append(row["id"])
                 oldest = row["at"] if oldest is None else min(oldest, row["at"])
@@ -385,6 +465,13 @@ def _check_unsealed(connection, key: bytes, grace: float, now, problems: list[st
         problems.append(
             f"{len(forged)} unsealed events not written by the platform (their entry seal does not match): "
             + _ids(forged)
+        )
+    if replayed:
+        named = ", ".join(f"id {i} (a copy of {copies[i]})" for i in replayed[:_LISTED])
+        more = f" and {len(replayed) - _LISTED} more" if len(replayed) > _LISTED else ""
+        problems.append(
+            f"{len(replayed)} unsealed events are replayed copies of an event already written"
+            f" (the same entry seal; never to be linked): {named}{more}"
         )
     if overdue:
         problems.append(

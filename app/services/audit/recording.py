@@ -26,7 +26,7 @@ from app.models.org import LoginThrottle, SpentToken, UserSession
 from app.models.outbox import OutboxMessage
 from app.models.queries import ConfigGeneration, QueryLog
 from app.services.actors import SYSTEM, Actor
-from app.services.audit.chain import CHAIN_FIELDS, entry_mac, seal
+from app.services.audit.chain import CHAIN_FIELDS, entry_mac, new_nonce, seal
 
 # Bookkeeping columns that change on every login or save; not user actions.
 IGNORED_FIELDS = {
@@ -138,6 +138,7 @@ def append(connection, events: Iterable[dict]) -> None:
         values = {name: ev.get(name) for name in CHAIN_FIELDS if name != "seq"}
         values["at"] = _naive_utc(ev.get("at"))
         values["outcome"] = ev.get("outcome") or "ok"
+        values["nonce"] = new_nonce()  # two events alike still get two entry seals
         values["entry_mac"] = entry_mac(values)  # proof the platform wrote it (the sealer checks)
         rows.append(values)
     if not rows:
@@ -186,7 +187,7 @@ def _with_event_statement(table):
         .returning(table.c.id)
         .cte("new_row")
     )
-    names = [*(name for name in CHAIN_FIELDS if name != "seq"), "entry_mac"]
+    names = [*(name for name in CHAIN_FIELDS if name != "seq"), "nonce", "entry_mac"]
     columns = [
         cast(row.c.id, String) if name == "object_id" else bindparam(f"ev_{name}", type_=ev.c[name].type)
         for name in names
@@ -245,6 +246,7 @@ def insert_with_event(
     # The row's id is the event's object id, assigned by the database in this
     # statement: the entry seal leaves it out (the sealer's link binds it).
     ev["at"] = params["ev_at"]
+    ev["nonce"] = params["ev_nonce"] = new_nonce()
     params["ev_entry_mac"] = entry_mac(ev, object_id_later=True)
     sql, processors = _with_event_sql(table, bind.dialect)
     for name, process in processors.items():

@@ -12,8 +12,10 @@ wrote it, so a sealer that dies leaves nothing behind that the next round (or
 take turns on the chain's lock). With ``"inline"`` (the SQLite default)
 events are sealed in their own transaction and this loop only writes the
 checkpoints. A pending row whose entry seal does not match (written without
-the key) is never linked: it is logged and recorded once per sealer process,
-and later rounds skip it.
+the key), or whose entry seal an event in the chain (or earlier in the
+batch) already carries (a replayed copy), is never linked: it is logged and
+recorded once per sealer process (``audit_forged_rows``,
+``audit_replayed_rows``: counts and row ids only), and later rounds skip it.
 """
 
 from __future__ import annotations
@@ -32,31 +34,47 @@ DEFAULT_SECONDS = 0.25
 def seal_round(engine, refused: set[int] | None = None) -> int:
     """One round: seal what is pending (nothing written when nothing is).
     A failed round (a lock timeout, a restart) is logged; the next one retries.
-    ``refused``: ids of forged rows found so far (skipped; new ones recorded)."""
+    ``refused``: ids of forged or replayed rows found so far (skipped; new ones recorded)."""
     refused = set() if refused is None else refused
     try:
         with engine.connect() as conn:
             if not any_pending(conn, refused):
                 return 0
         known = set(refused)
-        sealed = seal_all(engine, refused=refused)
-        if refused - known:
-            report_forged(sorted(refused - known))
+        replayed: set[int] = set()
+        sealed = seal_all(engine, refused=refused, replayed=replayed)
+        report_refused(sorted(refused - known - replayed), sorted(replayed))
         return sealed
     except Exception as exc:
         log.warning("audit sealing round failed: %s", type(exc).__name__)
         return 0
 
 
-def report_forged(ids: list[int]) -> None:
-    """A security event: rows in the chain's queue that the platform did not write."""
+def report_refused(forged: list[int], replayed: list[int]) -> None:
+    """A security event: rows in the chain's queue that the platform did not write
+    (``forged``), or copies of events already written (``replayed``). Logged and
+    recorded with row ids and counts only (never the rows' content)."""
     from app.extensions import db
     from app.services.audit.recording import record
 
-    log.error("audit sealing refused %d unsealed rows whose entry seal does not match: ids %s", len(ids), ids[:20])
+    if not forged and not replayed:
+        return
+    if forged:
+        log.error(
+            "audit sealing refused %d unsealed rows whose entry seal does not match: ids %s", len(forged), forged[:20]
+        )
+    if replayed:
+        log.error(
+            "audit sealing refused %d unsealed rows that repeat the entry seal of an event already written"
+            " (replayed copies): ids %s",
+            len(replayed),
+            replayed[:20],
+        )
     try:
-        record(db.session, "audit_forged_rows", object_type="AuditChain", outcome="refused",
-               detail={"count": len(ids), "ids": ids[:20]})  # fmt: skip
+        for action, ids in (("audit_forged_rows", forged), ("audit_replayed_rows", replayed)):
+            if ids:
+                record(db.session, action, object_type="AuditChain", outcome="refused",
+                       detail={"count": len(ids), "ids": ids[:20]})  # fmt: skip
         db.session.commit()
     except Exception as exc:
         db.session.rollback()
