@@ -394,3 +394,46 @@ def test_a_card_signs_in_through_nginx_and_a_forged_header_straight_to_gunicorn_
         ("login", CLIENT, None),
         ("login_failed", CLIENT, "no_client_certificate"),
     ]
+
+
+# --- in chromium --------------------------------------------------------------------------
+
+
+@pytest.mark.browser
+def test_in_chromium_http_leads_to_https_and_a_card_signs_in_through_nginx(
+    browser, redirector, tls_gunicorn, nginx, pki, tmp_path
+):
+    from tests.cards import responders
+    from tests.conftest import ARTIFACTS
+
+    ARTIFACTS.mkdir(exist_ok=True)
+    # Chromium does not know the demo root (it has no option to add one): certificate errors are let
+    # through here; the clients above check the chain.
+    context = browser.new_context(ignore_https_errors=True, locale="zh-TW", viewport={"width": 1280, "height": 800})
+    page = context.new_page()
+    page.goto(f"http://127.0.0.1:{redirector}/login/")
+    assert page.url == f"https://127.0.0.1:{tls_gunicorn.port}/login/"
+    page.fill("input[name=username]", "clerk")
+    page.fill("input[name=password]", DEMO_PASSWORD)
+    page.click("input[type=submit], button[type=submit]")
+    page.wait_for_load_state("networkidle")
+    assert "/login/" not in page.url
+    session = next(c for c in context.cookies() if c["name"] == "session")
+    assert session["secure"] and session["httpOnly"] and session["sameSite"] == "Lax"
+    page.screenshot(path=str(ARTIFACTS / "https-signed-in.png"), full_page=True)
+    context.close()
+
+    responders()
+    (cert, key), _ = _card_pem("organisation-assoc", tmp_path)
+    base = f"https://127.0.0.1:{nginx.https_port}"
+    card = [{"origin": base, "certPath": str(cert), "keyPath": str(key)}]
+    context = browser.new_context(ignore_https_errors=True, locale="zh-TW", client_certificates=card)
+    page = context.new_page()
+    page.goto(f"{base}/signin/card/tls")
+    page.screenshot(path=str(ARTIFACTS / "https-nginx-card.png"), full_page=True)
+    page.click("#tls-sign-in")
+    page.wait_for_load_state("networkidle")
+    assert "/signin/card/tls" not in page.url
+    assert next(c for c in context.cookies() if c["name"] == "session")["secure"]
+    page.screenshot(path=str(ARTIFACTS / "https-nginx-card-signed-in.png"), full_page=True)
+    context.close()
