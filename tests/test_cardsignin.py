@@ -187,18 +187,40 @@ def test_an_account_set_to_require_its_card_loses_its_password_sessions_and_toke
     client = app.test_client()
     token = api_token(client, "clerk")
     assert client.get("/api/v1/menu/", headers=bearer(token)).status_code == 200
-    with app.app_context():
-        user = db.session.scalar(select(PlatformUser).where(PlatformUser.username == "clerk"))
-        user.card_required = True
-        db.session.commit()
+    admin = bearer(api_token(client, "admin"))
+    clerk_id = _user_id(app, "clerk")
     try:
+        r = client.put(f"/api/v1/users/{clerk_id}", json={"card_required": True}, headers=admin)
+        assert r.status_code == 200, r.json
         assert client.get("/api/v1/menu/", headers=bearer(token)).status_code == 401
+        r = client.post(
+            "/api/v1/security/login", json={"username": "clerk", "password": DEMO_PASSWORD, "provider": "db"}
+        )
+        assert r.status_code == 403
+    finally:
+        assert client.put(f"/api/v1/users/{clerk_id}", json={"card_required": False}, headers=admin).status_code == 200
+    assert api_token(client, "clerk")
+
+
+def test_a_role_holding_card_and_password_requires_it_of_its_members(app):
+    with app.app_context():
+        sm = app.appbuilder.sm
+        role = sm.find_role("Manager")
+        permission = sm.find_permission_view_menu("card_and_password", "Platform")
+        sm.add_permission_role(role, permission)
+        db.session.remove()
+    try:
+        r = app.test_client().post("/api/v1/security/login",
+                                   json={"username": "manager", "password": DEMO_PASSWORD, "provider": "db"})  # fmt: skip
+        assert r.status_code == 403
     finally:
         with app.app_context():
-            user = db.session.scalar(select(PlatformUser).where(PlatformUser.username == "clerk"))
-            user.card_required = False
-            db.session.commit()
+            sm = app.appbuilder.sm
+            sm.del_permission_role(
+                sm.find_role("Manager"), sm.find_permission_view_menu("card_and_password", "Platform")
+            )
             db.session.remove()
+    assert api_token(app.test_client(), "manager")
 
 
 # --- the sign-in of each kind of card ------------------------------------------------------------

@@ -9,7 +9,7 @@ from flask_appbuilder.security.decorators import has_access
 from flask_appbuilder.security.views import UserDBModelView, UserGroupModelView
 from flask_babel import lazy_gettext as _l
 from flask_jwt_extended import create_access_token, create_refresh_token, get_jwt, get_jwt_identity, jwt_required
-from wtforms import SelectChoice, SelectField
+from wtforms import BooleanField, SelectChoice, SelectField
 
 from app.extensions import db
 from app.lib.rocdate import format_roc_datetime
@@ -74,6 +74,11 @@ USER_EXTRA_LABELS = {
 UNLOCKED = _l("The account was unlocked: it may sign in again at once.")
 
 
+def _card_required_field():
+    """A tick box that may be left unticked (FAB would make a NOT NULL boolean a required field)."""
+    return BooleanField(USER_EXTRA_LABELS["card_required"], default=False)
+
+
 def _check_user_edit(session, user) -> None:
     """The organisation rules, and no edit that deactivates oneself or the last active Admin."""
     with session.no_autoflush:  # building the actor queries; the edit must not be flushed before it is checked
@@ -127,6 +132,8 @@ class PlatformUserView(ReadableMixin, ValidatedMixin, UserDBModelView):
             },
         ),
     ]
+    add_form_extra_fields = {**UserDBModelView.add_form_extra_fields, "card_required": _card_required_field()}
+    edit_form_extra_fields = {"card_required": _card_required_field()}
     show_template = "org/user_show.html"
     user_show_fieldsets = [
         (_l("User info"), {"fields": ["username", "active", "roles", "agency", "title"]}),
