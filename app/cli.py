@@ -120,11 +120,19 @@ def audit_verify(checkpoint_file, public_key_file, grace):
 
 
 def _read_only(conn) -> None:
-    """The database itself refuses any write by this connection (verify reads only)."""
+    """The database itself refuses any write by this connection (verify reads only):
+    a read-only transaction (PostgreSQL, MySQL/MariaDB), ended by the caller's
+    rollback; SQLite's ``query_only``, which the caller turns off again. Nothing
+    outlives the transaction on the pooled connection."""
     if conn.dialect.name == "postgresql":
         conn.exec_driver_sql("SET TRANSACTION READ ONLY")
+    elif conn.dialect.name in ("mysql", "mariadb"):
+        # The first statement on the connection: the transaction starts read-only.
+        conn.exec_driver_sql("START TRANSACTION READ ONLY")
     elif conn.dialect.name == "sqlite":
         conn.exec_driver_sql("PRAGMA query_only = ON")
+    else:
+        raise click.ClickException(f"verify cannot make a {conn.dialect.name} transaction read-only")
 
 
 @audit_cli.command("checkpoint")

@@ -708,6 +708,97 @@ def test_verify_never_seals_and_reports_events_waiting_longer_than_the_grace_per
         database.drop()
 
 
+class _MariaDB:
+    """A throwaway platform database on the MariaDB server (TEST_MARIADB_URL)."""
+
+    def __init__(self):
+        import os
+        import uuid
+
+        from sqlalchemy import create_engine
+        from sqlalchemy.engine import make_url
+
+        self.admin_url = os.environ.get("TEST_MARIADB_URL", "mysql+pymysql://root@127.0.0.1:3306/")
+        self.name = f"platform_test_{uuid.uuid4().hex[:10]}"
+        admin = create_engine(self.admin_url, isolation_level="AUTOCOMMIT")
+        with admin.connect() as conn:
+            conn.execute(text(f"CREATE DATABASE `{self.name}` CHARACTER SET utf8mb4"))
+        admin.dispose()
+        url = make_url(self.admin_url).set(database=self.name, query={"charset": "utf8mb4"})
+        self.url = url.render_as_string(hide_password=False)
+
+    def drop(self):
+        from sqlalchemy import create_engine
+
+        admin = create_engine(self.admin_url, isolation_level="AUTOCOMMIT")
+        with admin.connect() as conn:
+            conn.execute(text(f"DROP DATABASE IF EXISTS `{self.name}`"))
+        admin.dispose()
+
+
+def _row_counts(app) -> dict[str, int]:
+    from flask_appbuilder import Model
+
+    with app.app_context(), db.engine.connect() as conn:
+        return {t.name: conn.scalar(select(func.count()).select_from(t)) for t in Model.metadata.sorted_tables}
+
+
+@pytest.mark.parametrize("backend_name", ["sqlite", "postgresql", "mariadb"])
+def test_verify_reads_in_a_transaction_the_database_itself_keeps_read_only(backend_name, tmp_path, monkeypatch):
+    """`flask audit verify` on each platform database: it verifies, a write tried inside its transaction
+    is refused by the database, no row changes, and the connection goes back to the pool writable."""
+    from sqlalchemy.exc import DBAPIError
+
+    from tests.conftest import Database, build_app
+
+    database = _MariaDB() if backend_name == "mariadb" else Database(backend_name, tmp_path)
+    app = build_app(database.url, seed=False, AUDIT_SEALING="background")
+    try:
+        with app.app_context():
+            for i in range(3):
+                audit.record(db.session, "read_only_test", object_type="Test", object_id=i)
+            db.session.commit()
+            assert audit.seal_all(db.engine) == 3
+            audit.record(db.session, "read_only_test", object_type="Test", object_id=3)  # left for the sealer
+            db.session.commit()
+            db.session.remove()
+        before = _row_counts(app)
+        refused, real_verify = [], audit.verify
+
+        def verify_after_trying_to_write(conn, *args, **kwargs):
+            try:
+                with conn.begin_nested():  # a savepoint: PostgreSQL's transaction outlives the refusal
+                    conn.execute(
+                        insert(AuditEvent.__table__).values(
+                            action="login", actor="clerk", at=datetime.datetime.utcnow(), outcome="ok"
+                        )
+                    )
+            except DBAPIError as exc:
+                refused.append(str(exc.orig).splitlines()[0])
+            else:
+                refused.append(None)
+            return real_verify(conn, *args, **kwargs)
+
+        monkeypatch.setattr(audit, "verify", verify_after_trying_to_write)
+        code, output = _verify(app)
+        monkeypatch.undo()
+        assert code == 0 and "3 events verified" in output and "1 events wait for the sealer" in output, output
+        assert refused and refused[0] is not None and "read" in refused[0].lower(), refused
+        assert _row_counts(app) == before
+        with app.app_context():  # the pooled connection writes again
+            audit.record(db.session, "after_verify", object_type="Test", object_id=1)
+            db.session.commit()
+            assert audit.seal_all(db.engine) == 2
+            db.session.remove()
+        code, output = _verify(app)
+        assert code == 0 and "5 events verified" in output, output
+    finally:
+        with app.app_context():
+            db.session.remove()
+            db.engine.dispose()
+        database.drop()
+
+
 # --- signed checkpoints outside the database -------------------------------------
 
 
