@@ -81,10 +81,13 @@ class PlatformSecurityManager(SecurityManager):
         """The signed-in browser's user, while its server-side session holds (and, signed
         in with a card, while the card passes its periodic recheck)."""
         sid = cookie_session.get(SESSION_ID)
-        if not sessions.holds(self.session, sid, pk) or not cards.recheck.session_holds(self.session, sid):
+        if not sessions.holds(self.session, sid, pk, recheck_card=self._card_still_good):
             cookie_session.pop(SESSION_ID, None)
             return None
         return super().load_user(pk)
+
+    def _card_still_good(self, binding_id, user_id) -> bool:
+        return cards.recheck.card_good(self.session, binding_id, user_id)
 
     def create_jwt_manager(self, app):
         manager = super().create_jwt_manager(app)

@@ -490,6 +490,8 @@ def test_a_card_session_is_rechecked_and_ends_when_the_card_is_revoked(app, pki,
     assert r.status_code == 302
     assert browser.get("/query/").status_code == 200
     user_id = _user_id(app, "clerk.card")
+    api = app.test_client()
+    pair = card_login(api, sim, "gov-clerk-card", password=DEMO_PASSWORD, refresh=True).json
     since = mark(app)
     set_revoked(pki["dir"], "gov-clerk-card", True)
     certauth.clear_cache()
@@ -510,6 +512,8 @@ def test_a_card_session_is_rechecked_and_ends_when_the_card_is_revoked(app, pki,
             db.session.remove()
         assert "card_refused" in ended
         assert [(e[1], e[2]["reason"]) for e in last_events(app, since, "card_recheck")] == [("refused", "revoked")]
+        # an API token signed in with the card: its refresh rechecks the card
+        assert api.post("/api/v1/security/refresh", headers=bearer(pair["refresh_token"])).status_code == 401
         # and the revoked card opens nothing any more
         again = app.test_client()
         _page_sign_in(again, sim, "gov-clerk-card", password=DEMO_PASSWORD, headers={"Referer": "/signin/card/"})

@@ -36,11 +36,6 @@ def _hash(sid: str) -> str:
     return hashlib.sha256(sid.encode()).hexdigest()
 
 
-def session_hash(sid: str) -> str:
-    """What the server keeps of a browser session's id."""
-    return _hash(sid)
-
-
 def _epoch(session, user_id) -> int | None:
     return session.scalar(select(PlatformUser.credential_epoch).where(PlatformUser.id == user_id))
 
@@ -64,9 +59,14 @@ def start(session, user_id: int, card_binding_id: int | None = None) -> str:
     return sid
 
 
-def holds(session, sid: str | None, user_id) -> bool:
+def holds(session, sid: str | None, user_id, recheck_card=None) -> bool:
     """Whether the browser session ``sid`` of ``user_id`` is still good; it is
-    touched (at most every SESSION_TOUCH_SECONDS), or ended when it ran out."""
+    touched (at most every SESSION_TOUCH_SECONDS), or ended when it ran out.
+
+    A session signed in with a certificate card has its card rechecked by
+    ``recheck_card(card_binding_id, user_id) -> bool`` when its last check is
+    CERT_RECHECK_MINUTES old (``app.services.cards.recheck``); a card no longer
+    good ends it (``card_refused``)."""
     if not sid or user_id is None:
         return False
     cfg = current_app.config
@@ -95,10 +95,21 @@ def holds(session, sid: str | None, user_id) -> bool:
         if clean:
             _end_rows(session, [record.id], reason, now)
         return False
+    values = {}
+    recheck_due = datetime.timedelta(minutes=float(cfg["CERT_RECHECK_MINUTES"]))
+    if clean and recheck_card is not None and record.card_checked_at is not None:
+        if now - record.card_checked_at >= recheck_due:
+            card, owner = record.card_binding_id, record.user_id
+            if not recheck_card(card, owner):
+                _end_rows(session, [record.id], "card_refused", now)
+                return False
+            values["card_checked_at"] = now
     touch = datetime.timedelta(seconds=float(cfg["SESSION_TOUCH_SECONDS"]))
     if clean and now - record.last_seen_at > touch:
+        values["last_seen_at"] = now
+    if values:
         with transaction(session):
-            session.execute(update(UserSession).where(UserSession.id == record.id).values(last_seen_at=now))
+            session.execute(update(UserSession).where(UserSession.id == record.id).values(**values))
     return True
 
 
