@@ -189,6 +189,7 @@ senior_allowance = Table(
 
 # --- views ---------------------------------------------------------------------------------
 
+_SECTIONS = "SELECT DISTINCT section_code, section_name, subsection_name, district FROM land_parcel"
 LAND_VIEWS = {
     "v_land_marking_ownership": """
 SELECT p.id AS parcel_id, p.section_code, p.section_name, p.subsection_name, p.parcel_no, p.district,
@@ -198,13 +199,25 @@ SELECT p.id AS parcel_id, p.section_code, p.section_name, p.subsection_name, p.p
        o.share, o.certificate_no, o.other_rights_order
 FROM land_parcel p
 JOIN land_owner o ON o.parcel_id = p.id""",
-    "v_building_marking_ownership": """
-SELECT b.id AS building_id, b.section_code, b.building_no, b.door_address, b.located_parcels, b.main_use,
+    "v_building_marking_ownership": f"""
+SELECT b.id AS building_id, b.section_code, s.section_name, s.subsection_name, s.district, b.building_no,
+       b.door_address, b.located_parcels, b.main_use,
        b.main_material, b.floors_total, b.total_area_m2, b.completion_date, b.annex, b.other_notes,
        o.reg_order, o.reg_date, o.reg_reason, o.owner_name, o.owner_id_no, o.owner_address, o.share,
        o.certificate_no
 FROM building b
-JOIN building_owner o ON o.building_id = b.id""",
+JOIN building_owner o ON o.building_id = b.id
+JOIN ({_SECTIONS}) s ON s.section_code = b.section_code""",
+    # The land office's list of sections (段, 小段, 鄉鎮市區): what the forms' section pickers offer.
+    "v_land_section": f"""
+{_SECTIONS}""",
+    # The building register with its section's names and township (建物標示部 as the forms read it).
+    "v_building": f"""
+SELECT b.id AS building_id, b.section_code, s.section_name, s.subsection_name, s.district, b.building_no,
+       b.door_address, b.located_parcels, b.main_use, b.main_material, b.floors_total, b.total_area_m2,
+       b.completion_date, b.annex, b.other_notes
+FROM building b
+JOIN ({_SECTIONS}) s ON s.section_code = b.section_code""",
 }
 
 SOCIAL_VIEWS = {

@@ -67,7 +67,7 @@ def test_a_clerk_runs_the_land_form_reopens_it_from_history_and_opens_the_pdf(li
     page.click("#run-query")
     page.wait_for_selector("#query-result")
     result = page.inner_text("#query-result")
-    assert "00180001" in result and "2分之1" in result and "******6789" in result
+    assert "0018-0001" in result and "2分之1" in result and "******6789" in result
     page.screenshot(path=str(ARTIFACTS / "query-land-result.png"), full_page=True)
 
     page.goto(f"{live_server}/query/history/")
@@ -75,7 +75,7 @@ def test_a_clerk_runs_the_land_form_reopens_it_from_history_and_opens_the_pdf(li
     page.screenshot(path=str(ARTIFACTS / "query-history.png"), full_page=True)
     page.click("#history-table >> text=開啟")
     page.wait_for_load_state("networkidle")
-    assert "00180001" in page.inner_text("body")
+    assert "0018-0001" in page.inner_text("body")
     pdf_url = page.get_attribute("#open-pdf", "href")
     response = context.request.get(f"{live_server}{pdf_url}")
     assert response.status == 200 and response.headers["content-type"] == "application/pdf"
@@ -87,5 +87,5 @@ def test_a_clerk_runs_the_land_form_reopens_it_from_history_and_opens_the_pdf(li
         ["pdftoppm", "-r", "60", "-png", "-singlefile", str(pdf), str(ARTIFACTS / "query-land-pdf")], check=True
     )
     text = subprocess.run(["pdftotext", "-raw", str(pdf), "-"], capture_output=True, text=True, check=True).stdout
-    assert "00180001" in text and "限公務使用" in text
+    assert "0018-0001" in text and "限公務使用" in text
     context.close()

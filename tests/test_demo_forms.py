@@ -83,9 +83,9 @@ def test_household_change_transactions_answer_through_the_e_gate(client):
 def test_a_tax_clerk_reads_land_buildings_income_vehicles_and_company(client):
     token = api_token(client, "clerk")
     land = run(client, token, "land.parcel", {"section_name": "中正段", "parcel_no": "18-1"}, "TAX-LAND")
-    assert rows_of(land, "土地標示部")[0][2] == "00180001"
+    assert rows_of(land, "土地標示部")[0][2] == "0018-0001"
     owners = rows_of(land, "土地所有權部")
-    assert {row[8] for row in owners} == {"2分之1"} and len(owners) == 2
+    assert {row[9] for row in owners} == {"2分之1"} and len(owners) == 2
     building = run(client, token, "building.unit", {"building_no": "00173-000"}, "TAX-HOUSE")
     assert rows_of(building, "建物標示部") and rows_of(building, "建物所有權部")
     both = run(client, token, "land.owner", {"id_no": "A123456789"}, "TAX-LAND")

@@ -554,7 +554,9 @@ def test_the_written_sqlite_files_hold_the_land_and_social_databases(world, file
         finally:
             engine.dispose()
         assert views == (
-            {"v_land_marking_ownership", "v_building_marking_ownership"} if name == "land.db" else {"v_welfare_summary"}
+            {"v_land_marking_ownership", "v_building_marking_ownership", "v_land_section", "v_building"}
+            if name == "land.db"
+            else {"v_welfare_summary"}
         )
 
 

@@ -11,10 +11,12 @@ from app.lib.fieldcrypt import EncryptedText
 from app.models.org import Agency
 from app.models.sources import DataSource
 
-INPUT_TYPES = ("text", "national_id", "land_parcel", "date", "choice", "business_number", "number")
+INPUT_TYPES = (
+    "text", "national_id", "land_parcel", "land_section", "building_no", "date", "choice", "business_number", "number",
+)  # fmt: skip
 DISPLAYS = ("table", "fields", "map", "plan")
 MASKS = ("", "last4", "first1", "name", "all")
-FORMATS = ("", "roc_date", "number", "money", "area", "share")
+FORMATS = ("", "roc_date", "number", "money", "area", "share", "parcel", "building")
 
 form_agency = Table(
     "query_form_agency",
@@ -91,7 +93,9 @@ class FormInput(Model):
     type = Column(String(20), nullable=False, default="text")
     required = Column(Boolean, nullable=False, default=True)
     pattern = Column(String(200))  # extra regular expression for text inputs
-    choices = Column(Text)  # "value|label" per line, for choice inputs
+    # "value|label" per line, for choice inputs; for land_section inputs the JSON
+    # {"source": code, "target": view} of the source's list of sections
+    choices = Column(Text)
     max_length = Column(Integer, nullable=False, default=64)
     help_text = Column(String(200))
     sort_order = Column(Integer, nullable=False, default=0)

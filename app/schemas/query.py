@@ -9,6 +9,7 @@ purpose or an input that breaks the form's own rules, with a clear message.
 from __future__ import annotations
 
 import datetime
+import json
 
 from flask_babel import lazy_gettext as _l
 from marshmallow import RAISE, Schema, ValidationError, fields, post_load, validate
@@ -64,6 +65,14 @@ class QueryRunSchema(_Strict):
         validate=validate.Length(max=MAX_PARAMS),
     )
 
+    pick = fields.List(
+        fields.String(validate=[validate.Length(min=1, max=200), storable]),
+        allow_none=True,
+        load_default=None,
+        validate=validate.Length(min=1, max=10),
+        metadata={"description": "the property picked among the candidates of an earlier run (its pick values)"},
+    )
+
     @post_load
     def _no_null_params(self, data, **kwargs):
         data["params"] = data.get("params") or {}
@@ -83,13 +92,28 @@ class QueryPageSchema(_Strict):
         load_default=dict,
         validate=validate.Length(max=MAX_PARAMS),
     )
+    pick = text(2000, load_default="", metadata={"description": "the picked candidate, as JSON"})
+
+    @post_load
+    def _pick(self, data, **kwargs):
+        raw = data.get("pick") or ""
+        try:
+            pick = json.loads(raw) if raw else None
+        except ValueError:
+            pick = False
+        if pick is not None and not (isinstance(pick, list) and all(isinstance(v, str) for v in pick)):
+            raise ValidationError("not a list of values", "pick")
+        data["pick"] = pick
+        return data
 
 
 def split_page_form(form) -> dict:
-    """The page's posted fields as QueryPageSchema's input (the CSRF token left out)."""
+    """The page's posted fields as QueryPageSchema's input (the CSRF token left out;
+    ``_pick``, the candidate picked, apart from the inputs)."""
     purpose = ("case_no", "reason", "business_item")
     data = {k: form.get(k, "") for k in purpose}
-    data["params"] = {k: v for k, v in form.items() if k not in purpose and k != "csrf_token"}
+    data["pick"] = form.get("_pick", "")
+    data["params"] = {k: v for k, v in form.items() if k not in purpose and k not in ("csrf_token", "_pick")}
     return data
 
 
@@ -98,6 +122,22 @@ class SectionAnswerSchema(Schema):
     columns = fields.List(fields.String(), metadata={"description": "the labels of the visible columns"})
     rows = fields.List(fields.List(fields.String()), metadata={"description": "formatted and masked values"})
     error = fields.String(allow_none=True)
+    truncated = fields.Boolean()
+    groups = fields.List(
+        fields.Dict(),
+        metadata={"description": "with group_by: each group's title and count of rows, in the order of the rows"},
+    )
+
+
+class CandidateSchema(Schema):
+    pick = fields.List(fields.String(), metadata={"description": "send back as pick to run for this property"})
+    values = fields.List(fields.String(), metadata={"description": "what identifies it (section, number, township)"})
+
+
+class CandidatesAnswerSchema(Schema):
+    title = fields.String()
+    columns = fields.List(fields.String())
+    rows = fields.List(fields.Nested(CandidateSchema))
     truncated = fields.Boolean()
 
 
@@ -109,6 +149,10 @@ class QueryRunAnswerSchema(Schema):
     verification_code = fields.String()
     outcome = fields.String()
     sections = fields.List(fields.Nested(SectionAnswerSchema))
+    candidates = fields.Nested(
+        CandidatesAnswerSchema,
+        metadata={"description": "outcome candidates: the properties the inputs match; run again with a pick"},
+    )
 
 
 def run_answer(run) -> dict:
@@ -119,12 +163,15 @@ def run_answer(run) -> dict:
             "rows": s["rows"],
             "error": s["error"],
             "truncated": s["truncated"],
+            **({"groups": s["groups"]} if s.get("groups") else {}),
         }
         for s in run.snapshot["sections"]
     ]
-    return _RUN_ANSWER.dump(
-        {"query_id": run.id, "verification_code": run.verification_code, "outcome": run.outcome, "sections": sections}
-    )
+    answer = {"query_id": run.id, "verification_code": run.verification_code, "outcome": run.outcome,
+              "sections": sections}  # fmt: skip
+    if run.snapshot.get("candidates"):
+        answer["candidates"] = run.snapshot["candidates"]
+    return _RUN_ANSWER.dump(answer)
 
 
 # Built once: a schema's construction copies its fields (marshmallow's

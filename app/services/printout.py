@@ -289,6 +289,17 @@ def _header(entry, snapshot: dict, st: _Styles) -> list:
     ]
 
 
+def _grouped_tables(section: dict, st: _Styles) -> list:
+    """Each group's title over its rows (a parcel's or building's owners under it)."""
+    rows, start, parts = section.get("rows") or [], 0, []
+    for group in section.get("groups") or []:
+        count = group.get("count") if isinstance(group, dict) and isinstance(group.get("count"), int) else 0
+        parts.append(Paragraph("■ " + _markup(group.get("title") or "", 200), st.source))
+        parts.append(_data_table({**section, "rows": rows[start : start + count]}, st.font))
+        start += count
+    return parts
+
+
 def _section(section: dict, st: _Styles) -> list:
     rows = section.get("rows") or []
     title = Paragraph(_markup(section.get("title") or "（未命名區段）", 200), st.section)
@@ -302,14 +313,16 @@ def _section(section: dict, st: _Styles) -> list:
         return [KeepTogether(head + [Paragraph("※ " + _markup(section["error"], 1000), st.error)])]
     if not rows:
         return [KeepTogether(head + [Paragraph("查無資料。", st.value)])]
-    if section.get("display") == "table":
-        body = _data_table(section, st.font)
+    if section.get("display") == "table" and section.get("groups"):
+        body = _grouped_tables(section, st)
+    elif section.get("display") == "table":
+        body = [_data_table(section, st.font)]
     else:  # fields, map, plan: label / value pairs per record
-        body = _fields_table(section, st)
+        body = [_fields_table(section, st)]
     if len(rows) <= 5:
-        out = [KeepTogether(head + [body])]
+        out = [KeepTogether(head + body)]
     else:  # a long table splits; only keep its heading off the foot of a page
-        out = [CondPageBreak(40 * mm), *head, body]
+        out = [CondPageBreak(40 * mm), *head, *body]
     if section.get("truncated"):
         out.append(Paragraph("※ 資料筆數超過上限，僅列出部分結果；完整資料請洽資料來源機關。", st.note))
     return out

@@ -58,7 +58,7 @@ class QueryView(BaseView):
             purpose = {k: data[k] for k in purpose}
             typed = data["params"]
             try:
-                run = query.run_query(db.session, who, code, *purpose.values(), typed)
+                run = query.run_query(db.session, who, code, *purpose.values(), typed, data["pick"])
             except InvalidInput as exc:  # shown beside the form, which keeps what was typed
                 error = str(exc)
             except DomainError as exc:  # a form one may not use: refused (and recorded by the command)
@@ -73,6 +73,8 @@ class QueryView(BaseView):
             error=error,
             run=run,
             snapshot=run.snapshot if run else None,
+            section_choices=query.section_choices(form),
+            typed=typed,
         )
 
     @expose("/history/")
@@ -204,6 +206,7 @@ class QueryApi(BaseApi):
             data["reason"],
             data["business_item"],
             data["params"],
+            data["pick"],
         )
         return self.response(200, **schemas.run_answer(run))
 

@@ -24,6 +24,7 @@ from app.models.queries import (
 from app.models.sources import DataSource
 from app.services.command import refuse, transaction
 from app.services.errors import InvalidInput
+from app.services.query.lookup import check_rule_options, section_list_setting
 from app.services.sources import TargetOutside, check_section_target
 
 _CODE = re.compile(r"^[a-z][a-z0-9_.-]{1,59}$")
@@ -52,6 +53,8 @@ def validate_input(session, inp) -> None:
         raise InvalidInput(_l("Unknown input type."))
     if inp.type == "choice" and not (inp.choices or "").strip():
         raise InvalidInput(_l("A choice input needs its choices, one 'value|label' per line."))
+    if inp.type == "land_section":
+        section_list_setting(inp.choices)
     if inp.pattern:
         try:
             re.compile(inp.pattern)
@@ -68,10 +71,12 @@ def validate_section(session, section) -> None:
         raise InvalidInput(_l("Unknown display."))
     if section.options:
         try:
-            if not isinstance(json.loads(section.options), dict):
+            options = json.loads(section.options)
+            if not isinstance(options, dict):
                 raise ValueError
         except ValueError as exc:
             raise InvalidInput(_l("Options must be a JSON object.")) from exc
+        check_rule_options(options)
     for col in (section.order_by or "").split(","):
         if col.strip() and not _COLUMN.match(col.strip()):
             raise InvalidInput(_l("Sort columns must be plain column names."))

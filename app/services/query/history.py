@@ -70,6 +70,8 @@ def stored_result(session, who: Actor, query_id: int, way: str = "page") -> tupl
         allowed = entry.user_id == who.user_id or may_read_everyones(who)
         if allowed and not entry.snapshot:
             raise NotFound(_l("This query was refused; it has no result."))
+        if allowed and entry.outcome == "candidates" and detail["as"] in ("print", "pdf"):
+            raise NotFound(_l("A list of candidates has no printout; pick one and run the query."))
         audit.record(
             session,
             "query_reopen",

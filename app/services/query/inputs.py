@@ -24,6 +24,7 @@ MAX_CASE_NO = 60
 MAX_REASON = 200
 
 _PARCEL = re.compile(r"^([0-9]{1,4})(?:-([0-9]{1,4}))?$")
+_BUILDING = re.compile(r"^(?:([0-9]{5})([0-9]{3})|([0-9]{1,5})(?:-([0-9]{1,3}))?)$")
 _ISO_DAY = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
 _WHOLE = re.compile(r"-?[0-9]{1,15}")
 
@@ -57,6 +58,21 @@ def _land_parcel(inp, value: str) -> str:
     return f"{int(m.group(1)):04d}{int(m.group(2) or 0):04d}"
 
 
+def _building_no(inp, value: str) -> str:
+    """173, 173-0, 00173-000 or 00173000 as 00173-000 (five digits, three for the sub-number)."""
+    m = _BUILDING.match(value)
+    if not m:
+        raise InvalidInput(_l("%(label)s must be a building number such as 173, 173-0 or 00173-000."), label=inp.label)
+    main, sub = (m.group(1), m.group(2)) if m.group(1) else (m.group(3), m.group(4) or "0")
+    return f"{int(main):05d}-{int(sub):03d}"
+
+
+def _land_section(inp, value: str) -> str:
+    from app.services.query.lookup import land_section
+
+    return land_section(inp, value)
+
+
 def _date(inp, value: str) -> str:
     """A ROC date (115/11/26, 民國115年11月26日) or an ISO one, as ISO."""
     try:
@@ -84,6 +100,8 @@ INPUT_TYPES: dict[str, Callable] = {
     "national_id": _national_id,
     "business_number": _business_number,
     "land_parcel": _land_parcel,
+    "land_section": _land_section,
+    "building_no": _building_no,
     "date": _date,
     "number": _number,
     "choice": _choice,
@@ -116,6 +134,8 @@ def validate_inputs(form, params: dict) -> dict:
         if raw is None or (isinstance(raw, str) and not raw.strip()):
             if inp.required:
                 raise InvalidInput(_l("%(label)s is required."), label=inp.label)
+            if inp.type == "land_section":  # left empty: any section of the list
+                clean[inp.name] = _land_section(inp, "")
             continue
         if not isinstance(raw, str):
             raise InvalidInput(_l("%(label)s must be text."), label=inp.label)

@@ -41,9 +41,28 @@ def _roc_date(value) -> str:
         return str(value)
 
 
+_PARCEL_NO = re.compile(r"([0-9]{4})-?([0-9]{4})")
+_BUILDING_NO = re.compile(r"([0-9]{5})-?([0-9]{3})")
+
+
+def _numbers(value, pattern: re.Pattern, shown: str) -> str:
+    """地號 0018-0001 / 建號 00173-000 as the register writes them; a list
+    (建物坐落地號 "00180001,00180002") each so, joined with 、; anything else as it is."""
+    text = str(value).strip()
+    parts = [p.strip() for p in text.split(",")]
+    matches = [pattern.fullmatch(p) for p in parts]
+    if not text or not all(matches):
+        return text
+    return "、".join(shown.format(*m.groups()) for m in matches)
+
+
 def format_value(value, fmt: str) -> str:
     if value is None:
         return ""
+    if fmt == "parcel":
+        return _numbers(value, _PARCEL_NO, "{}-{}")
+    if fmt == "building":
+        return _numbers(value, _BUILDING_NO, "{}-{}")
     if fmt == "roc_date":
         return _roc_date(value)
     if fmt in ("number", "money", "area"):

@@ -31,6 +31,7 @@ from app.models.queries import (
     SectionFilter,
 )
 from app.models.sources import DataSource
+from app.services.errors import InvalidInput
 
 CONFIG_MODELS = (QueryForm, FormInput, FormSection, SectionFilter, SectionColumn, BusinessItem, DataSource, Agency)
 
@@ -99,6 +100,7 @@ def _build(session, code: str) -> SimpleNamespace | None:
     if form is None:
         return None
     sections = []
+    lists = _section_lists(session, form)
     for s in form.sections:
         src = s.source
         sections.append(
@@ -145,11 +147,31 @@ def _build(session, code: str) -> SimpleNamespace | None:
                 choices=i.choices,
                 max_length=i.max_length,
                 help_text=i.help_text,
+                section_list=lists.get(i.name),
             )
             for i in form.inputs
         ],
         sections=sections,
     )
+
+
+def _section_lists(session, form) -> dict:
+    """Per land_section input, where its list of sections is read (lookup.sections_of)."""
+    from app.services.query.lookup import section_list_setting
+    from app.services.sources import source_config
+
+    lists = {}
+    for i in form.inputs:
+        if i.type != "land_section":
+            continue
+        try:
+            setting = section_list_setting(i.choices)
+        except InvalidInput:
+            continue
+        src = session.scalar(select(DataSource).where(DataSource.code == setting["source"]))
+        config = source_config(src) if src is not None and src.enabled else None
+        lists[i.name] = _ns(config=config, target=setting["target"].strip(), columns=setting.get("columns", {}))
+    return lists
 
 
 def plan(session, code: str) -> SimpleNamespace | None:

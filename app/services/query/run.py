@@ -17,14 +17,17 @@ from app.services.command import transaction
 from app.services.errors import DomainError
 from app.services.query.grants import find_form
 from app.services.query.inputs import check_purpose, validate_inputs
+from app.services.query.lookup import check_pick
 from app.services.query.record import log_values, snapshot_digest, write_refused, write_run
-from app.services.query.sections import read_sections
+from app.services.query.sections import read_candidates, read_sections
 
 
 @dataclass
 class QueryRun:
     """A query just run: its log row's id, verification code and outcome, and
-    the result exactly as shown (the stored snapshot)."""
+    the result exactly as shown (the stored snapshot). Outcome ``candidates``:
+    the input names several properties, listed in ``snapshot["candidates"]``
+    (no verification code, no sections read)."""
 
     id: int
     verification_code: str
@@ -54,10 +57,13 @@ def run_query(
     reason: str | None,
     business_item: str | None,
     params: dict,
+    pick: list | None = None,
 ) -> QueryRun:
     """Run one query for ``who`` and record it; every refusal is recorded too.
 
-    Raises NotFound / Forbidden (form), InvalidInput (purpose, inputs).
+    ``pick``: the property picked among the candidates of an earlier run (the
+    values of the one-property rule's key columns, ``app.services.query.lookup``).
+    Raises NotFound / Forbidden (form), InvalidInput (purpose, inputs, pick).
     """
     started = time.perf_counter()
     purpose = {"case_no": case_no, "reason": reason, "business_item": business_item}
@@ -66,10 +72,17 @@ def run_query(
         form = find_form(session, who, form_code)
         item = check_purpose(form, case_no, reason, business_item)
         clean = validate_inputs(form, params)
+        pick = check_pick(form, pick)
     except DomainError as exc:
         raise _refused(session, who, form, form_code, purpose, params, exc) from None
     requester_info = {"agency": who.agency_code, "user": who.username, "case_no": case_no, "reason": reason}
-    sections = read_sections(form, who, clean, requester_info)
+    if pick is None:
+        found = read_candidates(form, clean, requester_info)
+        if found is not None and len(found["rows"]) > 1:
+            return _candidates(session, who, form, form_code, purpose, item, clean, found, started)
+        if found is not None and len(found["rows"]) == 1:  # one property: every section reads that one
+            pick = found["rows"][0]["pick"]
+    sections = read_sections(form, who, clean, requester_info, pick)
     outcome = _outcome(sections)
     now = datetime.datetime.utcnow()
     snapshot = {
@@ -83,8 +96,9 @@ def run_query(
         "business_item": f"{item.name}（{item.code}）",
         "sections": sections,
     }
+    logged = {**clean, "_pick": pick} if pick is not None else clean
     values = log_values(
-        who, form, form_code, purpose, clean, outcome, "; ".join(s["error"] for s in sections if s["error"]) or None
+        who, form, form_code, purpose, logged, outcome, "; ".join(s["error"] for s in sections if s["error"]) or None
     )
     values.update(
         at=now,
@@ -98,3 +112,35 @@ def run_query(
     with transaction(session):
         new_id = write_run(session, who, values, {"form": form.code, "rows": values["row_count"]})
     return QueryRun(id=new_id, verification_code=values["verification_code"], outcome=outcome, snapshot=snapshot)
+
+
+def _candidates(
+    session, who: Actor, form, form_code, purpose: dict, item, clean: dict, found: dict, started
+) -> QueryRun:
+    """Several properties match: the listing (what identifies each, no owners)
+    is recorded as a query (log row with outcome ``candidates``, its listing
+    stored as shown, its audit event); it gets no verification code."""
+    now = datetime.datetime.utcnow()
+    snapshot = {
+        "form": form.code,
+        "title": form.title,
+        "at": now.isoformat(timespec="seconds") + "Z",
+        "agency": who.agency_name or who.agency_code,
+        "user": who.username,
+        "case_no": purpose["case_no"] or "",
+        "reason": purpose["reason"] or "",
+        "business_item": f"{item.name}（{item.code}）",
+        "sections": [],
+        "candidates": found,
+    }
+    values = log_values(who, form, form_code, purpose, clean, "candidates")
+    values.update(
+        at=now,
+        row_count=len(found["rows"]),
+        duration_ms=round((time.perf_counter() - started) * 1000, 1),
+        snapshot=json.dumps(snapshot, ensure_ascii=False),
+        snapshot_sha256=snapshot_digest(snapshot),
+    )
+    with transaction(session):
+        new_id = write_run(session, who, values, {"form": form.code, "candidates": len(found["rows"])})
+    return QueryRun(id=new_id, verification_code="", outcome="candidates", snapshot=snapshot)

@@ -14,6 +14,7 @@ from flask_babel import lazy_gettext as _l
 
 from app.connectors import Filter, SectionSpec, SourceError, connector_for
 from app.services.actors import Actor
+from app.services.query import lookup
 from app.services.query.output import shown_row, visible_columns
 
 _pool = concurrent.futures.ThreadPoolExecutor(max_workers=16, thread_name_prefix="section")
@@ -23,6 +24,7 @@ _pool = concurrent.futures.ThreadPoolExecutor(max_workers=16, thread_name_prefix
 class _Job:
     out: dict
     visible: list
+    section: object = None
     args: tuple | None = None  # (config, spec, params) for a source to read
     timeout: float = 0.0
     future: concurrent.futures.Future | None = None
@@ -34,10 +36,12 @@ def section_spec(section) -> SectionSpec:
     )
     options = json.loads(section.options) if section.options else {}
     order_by = tuple(c.strip() for c in (section.order_by or "").split(",") if c.strip())
+    # the grouping columns are read too, shown or not
+    columns = tuple(dict.fromkeys([*(c.column for c in section.columns), *lookup.group_by(section)]))
     return SectionSpec(
         target=section.target,
         filters=filters,
-        columns=tuple(c.column for c in section.columns),
+        columns=columns,
         order_by=order_by,
         options=options,
     )
@@ -57,7 +61,7 @@ def _read_here(config, spec, params) -> concurrent.futures.Future:
     return future
 
 
-def _job(section, who: Actor, params: dict, requester_info: dict) -> _Job:
+def _job(section, who: Actor, params: dict, requester_info: dict, picked: bool = False) -> _Job:
     visible = visible_columns(section, who)
     out = {
         "title": section.title,
@@ -71,9 +75,10 @@ def _job(section, who: Actor, params: dict, requester_info: dict) -> _Job:
     src = section.source
     if src is None or not src.enabled:
         out["error"] = str(_l("This source is disabled by the administrator."))
-        return _Job(out, visible)
-    args = (src.config, section_spec(section), {**params, "_requester": requester_info})
-    return _Job(out, visible, args, src.config.timeout)
+        return _Job(out, visible, section)
+    spec = lookup.narrowed(section, section_spec(section)) if picked else section_spec(section)
+    args = (src.config, spec, {**params, "_requester": requester_info})
+    return _Job(out, visible, section, args, src.config.timeout)
 
 
 def _collect(job: _Job) -> dict:
@@ -82,7 +87,10 @@ def _collect(job: _Job) -> dict:
         return out
     try:
         result = job.future.result(timeout=job.timeout + 1.0)
-        out["rows"] = [shown_row(row, job.visible) for row in result.rows]
+        rows, groups = lookup.grouped(job.section, result.rows)
+        out["rows"] = [shown_row(row, job.visible) for row in rows]
+        if groups:
+            out["groups"] = groups
         out["truncated"] = result.truncated
     except concurrent.futures.TimeoutError:
         out["error"] = str(_l("The source did not answer in time."))
@@ -93,9 +101,12 @@ def _collect(job: _Job) -> dict:
     return out
 
 
-def read_sections(form, who: Actor, params: dict, requester_info: dict) -> list[dict]:
-    """Every section of ``form`` as ``who`` may see it, read with the checked ``params``."""
-    jobs = [_job(section, who, params, requester_info) for section in form.sections]
+def read_sections(form, who: Actor, params: dict, requester_info: dict, pick: list | None = None) -> list[dict]:
+    """Every section of ``form`` as ``who`` may see it, read with the checked
+    ``params``; with a ``pick``, the sections with the one-property rule read that property only."""
+    if pick is not None:
+        params = {**params, **lookup.pick_params(pick)}
+    jobs = [_job(section, who, params, requester_info, pick is not None) for section in form.sections]
     # Every read but the last goes to the pool at once; the last runs in this
     # thread meanwhile (a form with one section, the usual case, needs no
     # hand-over; every connector keeps its source's timeout itself).
@@ -103,3 +114,11 @@ def read_sections(form, who: Actor, params: dict, requester_info: dict) -> list[
     for job in reads:
         job.future = _read_here(*job.args) if job is reads[-1] else _pool.submit(_read, *job.args)
     return [_collect(job) for job in jobs]
+
+
+def read_candidates(form, params: dict, requester_info: dict) -> dict | None:
+    """The properties the inputs match, by the form's one-property rule (None: no rule or no answer)."""
+    section = lookup.rule_section(form)
+    if section is None:
+        return None
+    return lookup.candidates(section, section_spec(section), {**params, "_requester": requester_info})

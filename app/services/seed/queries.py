@@ -70,26 +70,44 @@ WELFARE_COLUMNS = _cols(
     ("district", "區域"),
 )  # fmt: skip
 LAND_MARKING = _cols(
-    ("section_name", "段"), ("subsection_name", "小段"), ("parcel_no", "地號"), ("district", "鄉鎮市區"),
+    ("section_name", "段"), ("subsection_name", "小段"), ("parcel_no", "地號", "", "parcel"), ("district", "鄉鎮市區"),
     ("land_category", "地目"), ("area_m2", "面積", "", "area"), ("zoning", "使用分區"), ("use_class", "使用地類別"),
     ("announced_value", "公告土地現值（元/㎡）", "", "number"), ("announced_price", "公告地價（元/㎡）", "", "number"),
     ("reg_date", "登記日期", "", "roc_date"), ("reg_reason", "登記原因"),
 )  # fmt: skip
 LAND_OWNERSHIP = _cols(
-    ("section_name", "段"), ("parcel_no", "地號"), ("reg_order", "登記次序"), ("reg_date", "登記日期", "", "roc_date"),
+    ("section_name", "段"), ("subsection_name", "小段"), ("parcel_no", "地號", "", "parcel"), ("reg_order", "登記次序"), ("reg_date", "登記日期", "", "roc_date"),
     ("reg_reason", "登記原因"), ("owner_name", "所有權人"), ("owner_id_no", "統一編號", "last4"),
     ("owner_address", "住址"), ("share", "權利範圍"), ("certificate_no", "權狀字號"),
 )  # fmt: skip
 BUILDING_MARKING = _cols(
-    ("building_no", "建號"), ("door_address", "建物門牌"), ("located_parcels", "建物坐落地號"), ("main_use", "主要用途"),
+    ("section_name", "段"), ("subsection_name", "小段"), ("district", "鄉鎮市區"), ("building_no", "建號", "", "building"),
+    ("door_address", "建物門牌"), ("located_parcels", "建物坐落地號", "", "parcel"), ("main_use", "主要用途"),
     ("main_material", "主要建材"), ("floors_total", "層數"), ("total_area_m2", "總面積", "", "area"),
     ("completion_date", "建築完成日期", "", "roc_date"), ("annex", "附屬建物"),
 )  # fmt: skip
 BUILDING_OWNERSHIP = _cols(
-    ("building_no", "建號"), ("reg_order", "登記次序"), ("reg_date", "登記日期", "", "roc_date"), ("reg_reason", "登記原因"),
+    ("section_name", "段"), ("building_no", "建號", "", "building"), ("reg_order", "登記次序"), ("reg_date", "登記日期", "", "roc_date"), ("reg_reason", "登記原因"),
     ("owner_name", "所有權人"), ("owner_id_no", "統一編號", "last4"), ("share", "權利範圍"),
 )  # fmt: skip
 ID_INPUT = {"name": "id_no", "label": "身分證統一編號", "type": "national_id"}
+SECTION_LIST = json.dumps({"source": "LAND-DB", "target": "v_land_section"})
+SECTION_FILTER = {"column": "section_code", "op": "in", "input": "section_name"}
+# One parcel or building per query: its key, and what identifies a candidate (no owners).
+PARCEL_RULE = {
+    "one_property": {
+        "key": ["section_code", "parcel_no"],
+        "show": ["section_name", "subsection_name", "parcel_no", "district"],
+    }
+}
+BUILDING_RULE = {
+    "one_property": {
+        "key": ["section_code", "building_no"],
+        "show": ["section_name", "subsection_name", "building_no", "district"],
+    }
+}
+PARCEL_GROUPS = {"group_by": ["section_name", "subsection_name", "parcel_no"]}
+BUILDING_GROUPS = {"group_by": ["section_name", "subsection_name", "building_no"]}
 
 
 def _id_filter(column="id_no"):
@@ -122,37 +140,43 @@ def _forms() -> list[dict]:
          ]},
         {"code": "land.parcel", "title": "土地標示部＋所有權部", "agency": "LAND", "order": 20, "grant": tax + land + social,
          "items": ["TAX-LAND", "LAND-REG", "SOC-AID"],
-         "inputs": [{"name": "section_name", "label": "地段（例：中正段）", "type": "text", "max_length": 20},
-                    {"name": "parcel_no", "label": "地號", "type": "land_parcel", "max_length": 9}],
+         "inputs": [{"name": "section_name", "label": "地段（段、小段或段代碼）", "type": "land_section", "max_length": 20,
+                     "choices": SECTION_LIST},
+                    {"name": "parcel_no", "label": "地號（例：18-1）", "type": "land_parcel", "max_length": 9}],
          "sections": [
              {"title": "土地標示部", "source": "LAND-DB", "target": "land_parcel", "display": "fields",
-              "filters": [{"column": "section_name", "op": "eq", "input": "section_name"},
-                          {"column": "parcel_no", "op": "eq", "input": "parcel_no"}], "columns": LAND_MARKING},
+              "options": PARCEL_RULE,
+              "filters": [SECTION_FILTER, {"column": "parcel_no", "op": "eq", "input": "parcel_no"}], "columns": LAND_MARKING},
              {"title": "土地所有權部", "source": "LAND-DB", "target": "v_land_marking_ownership", "order_by": "reg_order",
-              "filters": [{"column": "section_name", "op": "eq", "input": "section_name"},
-                          {"column": "parcel_no", "op": "eq", "input": "parcel_no"}], "columns": LAND_OWNERSHIP},
+              "options": {**PARCEL_RULE, **PARCEL_GROUPS},
+              "filters": [SECTION_FILTER, {"column": "parcel_no", "op": "eq", "input": "parcel_no"}], "columns": LAND_OWNERSHIP},
          ]},
         {"code": "building.unit", "title": "建物標示部＋所有權部", "agency": "LAND", "order": 21, "grant": tax + land,
          "items": ["TAX-HOUSE", "LAND-REG"],
-         "inputs": [{"name": "building_no", "label": "建號（例：00173-000）", "type": "text", "max_length": 9,
-                     "pattern": "[0-9]{5}-[0-9]{3}"}],
+         "inputs": [{"name": "section_name", "label": "地段（可空白）", "type": "land_section", "max_length": 20,
+                     "choices": SECTION_LIST, "required": False},
+                    {"name": "building_no", "label": "建號（例：00173-000）", "type": "building_no", "max_length": 9}],
          "sections": [
-             {"title": "建物標示部", "source": "LAND-DB", "target": "building", "display": "fields",
-              "filters": [{"column": "building_no", "op": "eq", "input": "building_no"}], "columns": BUILDING_MARKING},
+             {"title": "建物標示部", "source": "LAND-DB", "target": "v_building", "display": "fields",
+              "options": BUILDING_RULE,
+              "filters": [SECTION_FILTER, {"column": "building_no", "op": "eq", "input": "building_no"}],
+              "columns": BUILDING_MARKING},
              {"title": "建物所有權部", "source": "LAND-DB", "target": "v_building_marking_ownership", "order_by": "reg_order",
-              "filters": [{"column": "building_no", "op": "eq", "input": "building_no"}], "columns": BUILDING_OWNERSHIP},
+              "options": {**BUILDING_RULE, **BUILDING_GROUPS},
+              "filters": [SECTION_FILTER, {"column": "building_no", "op": "eq", "input": "building_no"}],
+              "columns": BUILDING_OWNERSHIP},
          ]},
         {"code": "land.owner", "title": "土地＋建物（依所有權人）", "agency": "LAND", "order": 22, "grant": tax + social + land,
          "items": ["TAX-LAND", "TAX-HOUSE", "SOC-AID"], "inputs": [ID_INPUT],
          "sections": [
              {"title": "土地", "source": "LAND-DB", "target": "v_land_marking_ownership", "order_by": "section_name,parcel_no",
               "filters": _id_filter("owner_id_no"),
-              "columns": _cols(("section_name", "段"), ("parcel_no", "地號"), ("area_m2", "面積", "", "area"),
+              "columns": _cols(("section_name", "段"), ("subsection_name", "小段"), ("parcel_no", "地號", "", "parcel"), ("area_m2", "面積", "", "area"),
                                ("zoning", "使用分區"), ("announced_value", "公告土地現值（元/㎡）", "", "number"),
                                ("share", "權利範圍"), ("owner_name", "所有權人"))},
              {"title": "建物", "source": "LAND-DB", "target": "v_building_marking_ownership", "order_by": "building_no",
               "filters": _id_filter("owner_id_no"),
-              "columns": _cols(("building_no", "建號"), ("door_address", "建物門牌"), ("main_use", "主要用途"),
+              "columns": _cols(("building_no", "建號", "", "building"), ("door_address", "建物門牌"), ("main_use", "主要用途"),
                                ("total_area_m2", "總面積", "", "area"), ("share", "權利範圍"), ("owner_name", "所有權人"))},
          ]},
         {"code": "social.welfare", "title": "社政福利身分", "agency": "SOCIAL", "order": 30, "grant": social + tax,
@@ -240,13 +264,15 @@ def seed_query_world(session, files: Path, sim_url: str) -> dict:
                 required=i.get("required", True),
                 max_length=i.get("max_length", 64),
                 pattern=i.get("pattern"),
+                choices=i.get("choices"),
                 sort_order=n,
             )  # fmt: skip
             for n, i in enumerate(spec["inputs"])
         ]
         for n, s in enumerate(spec["sections"]):
             section = FormSection(title=s["title"], source=sources[s["source"]], target=s["target"],
-                                  display=s.get("display", "table"), order_by=s.get("order_by"), sort_order=n)  # fmt: skip
+                                  display=s.get("display", "table"), order_by=s.get("order_by"), sort_order=n,
+                                  options=json.dumps(s["options"], ensure_ascii=False) if s.get("options") else None)  # fmt: skip
             section.filters = [
                 SectionFilter(column=f["column"], op=f["op"], input_name=f["input"]) for f in s["filters"]
             ]
