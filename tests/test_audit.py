@@ -931,12 +931,14 @@ def test_the_sealer_writes_signed_checkpoints_and_records_the_forged_rows_it_ref
 # --- upgrading a chain written before it was keyed -------------------------------
 
 
-def _legacy_chain(conn, n):
-    """Rows as the platform sealed them before the chain was keyed: plain SHA-256 links."""
+def _legacy_chain(conn, n, repeated=None):
+    """Rows as the platform sealed them before the chain was keyed: plain SHA-256 links
+    (``repeated``: a seq whose event the next row repeats, a replay the old sealer linked)."""
     prev = audit.GENESIS
     start = datetime.datetime(2026, 11, 1, 8, 0, 0, 123456)
     for seq in range(1, n + 1):
-        values = {"seq": seq, "at": start + datetime.timedelta(minutes=seq), "actor": "clerk", "actor_id": 3,
+        minutes = seq - 1 if repeated is not None and seq == repeated + 1 else seq
+        values = {"seq": seq, "at": start + datetime.timedelta(minutes=minutes), "actor": "clerk", "actor_id": 3,
                   "agency_code": "TAX", "client_ip": "127.0.0.1", "action": "login", "outcome": "ok",
                   "object_type": None, "object_id": None, "fields": None, "detail": '{"n": 1}'}  # fmt: skip
         link = hashlib.sha256((prev + "|" + audit.canonical(values)).encode()).hexdigest()
@@ -994,6 +996,29 @@ def test_a_chain_written_before_keying_is_rekeyed_by_the_upgrade_and_verifies(ba
                 first["hash"]
                 == hashlib.sha256((audit.GENESIS + "|" + audit.canonical(dict(first))).encode()).hexdigest()
             )
+    finally:
+        with app.app_context():
+            db.session.remove()
+            db.engine.dispose()
+        database.drop()
+
+
+def test_a_replay_linked_before_the_upgrade_is_named_by_verify(tmp_path):
+    """A copy the sealer linked before events had a nonce: each link holds; verify names the repeat."""
+    from flask_migrate import upgrade
+
+    from tests.conftest import Database, build_app
+
+    database = Database("sqlite", tmp_path)
+    app = build_app(database.url, migrate=False)
+    try:
+        with app.app_context():
+            upgrade(revision="0013")
+            with db.engine.begin() as conn:
+                _legacy_chain(conn, 10, repeated=6)
+            upgrade()
+        code, output = _cli(app, "audit", "verify")
+        assert code == 1 and "seq 7 repeats seq 6 (the same content)" in output, output
     finally:
         with app.app_context():
             db.session.remove()

@@ -421,21 +421,29 @@ def _repeats(connection, problems: list[str]) -> dict[int, str]:
     groups: dict[str, list] = {}
     for row in connection.execute(select(t.c.id, t.c.seq, t.c.entry_mac).where(t.c.entry_mac.in_(repeated))):
         groups.setdefault(row.entry_mac, []).append(row)
-    linked, unsealed = [], {}
+    linked: list[tuple[int, str]] = []
+    unsealed: dict[int, str] = {}
     for rows in groups.values():
         rows.sort(key=lambda r: (r.seq is None, r.seq or 0, r.id))
         first = rows[0]
         for row in rows[1:]:
             if row.seq is not None:
-                linked.append(f"seq {row.seq} (id {row.id}) repeats seq {first.seq} (id {first.id})")
+                linked.append((row.seq, f"seq {row.seq} (id {row.id}) repeats seq {first.seq} (id {first.id})"))
             else:
                 unsealed[row.id] = f"seq {first.seq}" if first.seq is not None else f"id {first.id}"
+    # Events linked before migration 0016 have no nonce nor seal: a copy the sealer
+    # linked then repeats another's content to the microsecond.
+    content = [t.c[name] for name in CHAIN_FIELDS if name != "seq"]
+    alike = select(func.min(t.c.seq), func.max(t.c.seq), func.count()).where(t.c.nonce.is_(None), t.c.seq.is_not(None))
+    for first_seq, last_seq, count in connection.execute(alike.group_by(*content).having(func.count() > 1)):
+        rows_alike = f", {count} rows alike" if count > 2 else ""
+        linked.append((last_seq, f"seq {last_seq} repeats seq {first_seq} (the same content{rows_alike})"))
     if linked:
         linked.sort()
         more = f" and {len(linked) - _LISTED} more" if len(linked) > _LISTED else ""
         problems.append(
             f"{len(linked)} events are in the chain twice (replayed copies linked by the sealer): "
-            + "; ".join(linked[:_LISTED])
+            + "; ".join(text for _seq, text in linked[:_LISTED])
             + more
         )
     return unsealed
