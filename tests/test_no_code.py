@@ -143,10 +143,10 @@ def test_a_source_secret_is_written_never_read_back_and_a_failed_test_says_why_i
 
     tested = client.post(f"/api/v1/sources/{source}/test", headers=bearer(admin))
     assert tested.json["ok"] is False and tested.json["latency_ms"] is None
-    assert "refused the account or password" in tested.json["message"] and secret not in tested.text
+    assert "拒絕此帳號或密碼" in tested.json["message"] and secret not in tested.text
     with app.app_context():
         src = db.session.get(DataSource, source)
-        assert src.last_ok is False and "refused the account" in src.last_error and secret not in src.last_error
+        assert src.last_ok is False and "拒絕此帳號或密碼" in src.last_error and secret not in src.last_error
         event = db.session.scalars(
             select(AuditEvent).where(AuditEvent.action == "source_test", AuditEvent.object_id == str(source))
         ).one()

@@ -292,7 +292,7 @@ def test_a_stored_text_file_source_on_the_platforms_keys_is_refused_when_tested_
     source = _stored(confined, kind="textfile", path=str(INSTANCE_DIR / "field_encryption_keys"),
                      options=json.dumps({"header": False, "names": ["id_no"]}))  # fmt: skip
     tested = client.post(f"/api/v1/sources/{source}/test", headers=bearer(token))
-    assert tested.json["ok"] is False and "outside the folders" in tested.json["message"], tested.json
+    assert tested.json["ok"] is False and "資料來源允許的資料夾" in tested.json["message"], tested.json
     described = client.get(f"/api/v1/sources/{source}/describe", headers=bearer(token))
     assert described.json["ok"] is False and described.json["entities"] == []
     code = f"test.keys.{uuid.uuid4().hex[:6]}"
@@ -313,7 +313,7 @@ def test_a_stored_text_file_source_on_the_platforms_keys_is_refused_when_tested_
     assert r.status_code == 200, r.json
     people, keys = r.json["sections"]
     assert people["rows"] and people["error"] is None
-    assert keys["rows"] == [] and "outside the folders" in keys["error"]
+    assert keys["rows"] == [] and "資料來源允許的資料夾" in keys["error"]
     assert key not in r.text and key[:20] not in r.text
 
 
@@ -328,7 +328,7 @@ def test_a_stored_sqlite_source_on_the_platform_database_is_refused_when_used(co
                    "account": platform.username, "options": json.dumps({"dialect": "postgresql"})}  # fmt: skip
     source = _stored(confined, kind="sql", **columns)
     tested = client.post(f"/api/v1/sources/{source}/test", headers=bearer(token))
-    assert tested.json["ok"] is False and "platform's own database" in tested.json["message"], tested.json
+    assert tested.json["ok"] is False and "平台本身的資料庫" in tested.json["message"], tested.json
     described = client.get(f"/api/v1/sources/{source}/describe", headers=bearer(token))
     assert described.json["ok"] is False and described.json["entities"] == []
     assert "ab_user" not in described.text
@@ -341,7 +341,7 @@ def test_a_stored_web_service_source_on_a_loopback_service_never_connects(confin
     try:
         source = _stored(confined, kind="rest", url=f"http://127.0.0.1:{service.port}")
         tested = client.post(f"/api/v1/sources/{source}/test", headers=bearer(token))
-        assert tested.json["ok"] is False and "allow-list" in tested.json["message"], tested.json
+        assert tested.json["ok"] is False and "允許清單" in tested.json["message"], tested.json
         assert service.accepted == []
     finally:
         service.close()
@@ -367,7 +367,7 @@ def test_a_host_name_that_changes_its_address_after_the_save_is_refused_at_conne
         assert saved.status_code == 201, saved.json
         answers["rebind.example"] = "127.0.0.2"
         tested = client.post(f"/api/v1/sources/{saved.json['id']}/test", headers=bearer(token))
-        assert tested.json["ok"] is False and "allow-list" in tested.json["message"], tested.json
+        assert tested.json["ok"] is False and "允許清單" in tested.json["message"], tested.json
         assert internal.accepted == []
     finally:
         internal.close()
@@ -491,10 +491,10 @@ def test_a_database_host_name_that_moves_onto_the_platforms_server_is_refused_on
     saved = client.post("/api/v1/sources/", json=body, headers=bearer(token))
     assert saved.status_code == 201, saved.json
     first = client.post(f"/api/v1/sources/{saved.json['id']}/test", headers=bearer(token)).json
-    assert first["ok"] is False and "cannot reach" in first["message"], first
+    assert first["ok"] is False and "無法連線至" in first["message"], first
     answers["agency-db.example"] = platform.host
     again = client.post(f"/api/v1/sources/{saved.json['id']}/test", headers=bearer(token)).json
-    assert again["ok"] is False and "platform's own database" in again["message"], again
+    assert again["ok"] is False and "平台本身的資料庫" in again["message"], again
 
 
 # --- a MySQL/MariaDB source reads its own database only ------------------------------------------------
@@ -581,7 +581,7 @@ def test_a_mariadb_source_reads_only_its_own_database_never_another_by_a_qualifi
     assert r.status_code == 200, r.json
     mine, theirs = r.json["sections"]
     assert mine["error"] is None and mine["rows"]
-    assert theirs["rows"] == [] and "another database" in theirs["error"], theirs
+    assert theirs["rows"] == [] and "以外的資料庫" in theirs["error"], theirs
     assert "SECRET-OTHER-DB" not in r.text
 
 
@@ -607,3 +607,59 @@ def test_a_qualified_table_name_names_another_database_on_mysql_and_sql_server_o
         ("oracle", "LAND", "agency.v_parcel"),
     ):
         check_target(backend, database, target)
+
+
+def test_a_stored_source_refused_when_a_query_runs_is_audited_and_said_in_the_clerks_language(confined, root):
+    """A text-file source outside SOURCE_FILE_ROOTS, stored past every check: the clerk's query shows the
+    other section and, for this one, why in Chinese (English when asked); the refusal is an audit event
+    naming the source, the rule, the form and the query (nothing of the file, nothing typed)."""
+    from app.models.audit import AuditEvent
+    from app.models.queries import FormSection, QueryLog, SectionColumn, SectionFilter
+
+    client = confined.test_client()
+    source = _stored(confined, kind="textfile", path="/etc/passwd",
+                     options=json.dumps({"header": False, "delimiter": ":", "names": ["id_no", "x"]}))  # fmt: skip
+    code = f"test.accounts.{uuid.uuid4().hex[:6]}"
+    with confined.app_context():
+        src = db.session.get(DataSource, source)
+        source_code = src.code
+        section = FormSection(title="帳號檔", source=src, target="", display="table", sort_order=2)
+        section.filters = [SectionFilter(column="id_no", op="ne", input_name="id_no")]
+        section.columns = [SectionColumn(column="id_no", label="內容", sort_order=1)]
+        good = factories.sqlite_source(f"OK-{uuid.uuid4().hex[:6]}",
+                                       str(root / f"people-{confined.config['TEST_BACKEND']}.db"))  # fmt: skip
+        factories.people_form(code, good, extra_sections=[section])
+    clerk = api_token(client, "clerk")
+    payload = {"form": code, "case_no": "1151203-0003", "reason": "", "business_item": "TAX-CHECK",
+               "params": {"id_no": "A123456789"}}  # fmt: skip
+    r = client.post("/api/v1/query/run", json=payload, headers=bearer(clerk))
+    assert r.status_code == 200, r.json
+    people, passwd = r.json["sections"]
+    assert people["rows"] and passwd["rows"] == []
+    assert "資料來源允許的資料夾" in passwd["error"], passwd["error"]
+    assert "root:" not in r.text
+    from flask_babel import force_locale
+
+    from app.connectors.base import REFUSALS
+
+    with confined.test_request_context(), force_locale("en"):  # a reader who chose English
+        assert str(REFUSALS["outside_roots"]) == "the file is outside the folders allowed for data sources"
+    with confined.app_context():
+        query_id = db.session.scalar(select(QueryLog.id).where(QueryLog.form_code == code).order_by(QueryLog.id))
+        events = db.session.scalars(
+            select(AuditEvent)
+            .where(AuditEvent.action == "source_refused", AuditEvent.object_id == str(source))
+            .order_by(AuditEvent.id)
+        ).all()
+    assert len(events) == 1, [e.detail for e in events]
+    first = json.loads(events[0].detail)
+    assert events[0].outcome == "refused" and events[0].actor == "clerk" and events[0].object_type == "DataSource"
+    assert {k: first[k] for k in ("source", "kind", "field", "rule", "form", "query")} == {
+        "source": source_code,
+        "kind": "textfile",
+        "field": "path",
+        "rule": "outside_roots",
+        "form": code,
+        "query": query_id,
+    }
+    assert "A123456789" not in events[0].detail and "/etc/passwd" not in events[0].detail

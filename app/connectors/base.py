@@ -51,12 +51,20 @@ OPERATORS = ("eq", "ne", "lt", "le", "gt", "ge", "like", "prefix", "in")
 
 class SourceError(Exception):
     """A source could not answer. ``reason`` is one of: unreachable, timeout,
-    config, driver, refused, not_found, bad_response."""
+    config, driver, refused, not_found, bad_response. ``message``: plain words
+    (translatable, ``lazy_gettext``: said in the reader's language where it is
+    shown; never a secret or personal data). A confinement refusal also names
+    its ``field`` and ``rule`` (``app.lib.confinement``), for the audit trail."""
 
-    def __init__(self, message: str, reason: str = "unreachable"):
+    def __init__(self, message, reason: str = "unreachable", *, field: str | None = None, rule: str | None = None):
         super().__init__(message)
         self.message = message
         self.reason = reason
+        self.field = field
+        self.rule = rule
+
+    def __str__(self) -> str:
+        return str(self.message)
 
 
 # What a connector says when the operators' confinement refuses a source it is
@@ -64,12 +72,14 @@ class SourceError(Exception):
 # database directly); the screen and the API say it at save time in the
 # administrator's language (app.services.sources.settings).
 REFUSALS = {
-    confine.OUTSIDE_ROOTS: "the file is outside the folders allowed for data sources",
-    confine.PROTECTED: "the file is outside the folders allowed for data sources",
-    confine.PLATFORM_DATABASE: "this is the platform's own database, which no data source may read",
-    confine.NOT_ALLOWED: "the address is not on the operators' allow-list for data sources",
-    confine.UNRESOLVED: "the host name has no address, so it cannot be checked against the allow-list",
-    confine.OTHER_DATABASE: "the table or view is in another database than the source's own, which a source never reads",
+    confine.OUTSIDE_ROOTS: _l("the file is outside the folders allowed for data sources"),
+    confine.PROTECTED: _l("the file is outside the folders allowed for data sources"),
+    confine.PLATFORM_DATABASE: _l("this is the platform's own database, which no data source may read"),
+    confine.NOT_ALLOWED: _l("the address is not on the operators' allow-list for data sources"),
+    confine.UNRESOLVED: _l("the host name has no address, so it cannot be checked against the allow-list"),
+    confine.OTHER_DATABASE: _l(
+        "the table or view is in another database than the source's own, which a source never reads"
+    ),
 }
 
 
@@ -77,7 +87,8 @@ def refusal(exc: Refused, source: SourceConfig | None = None) -> SourceError:
     """The SourceError for a confinement refusal, logged (a security event) with the source's code and the rule."""
     if source is not None:
         log.warning("source %s refused by the confinement: %s %s", source.name, exc.field, exc.reason)
-    return SourceError(REFUSALS.get(exc.reason, REFUSALS[confine.NOT_ALLOWED]), "refused")
+    message = REFUSALS.get(exc.reason, REFUSALS[confine.NOT_ALLOWED])
+    return SourceError(message, "refused", field=exc.field, rule=exc.reason)
 
 
 @dataclass(frozen=True)
@@ -265,7 +276,7 @@ class Connector:
             return cls.settings_schema().load(dict(source.settings))
         except ValidationError as exc:
             names = ", ".join(_field_paths(exc.messages))
-            raise SourceError(f"the source's settings are not valid ({names})", "config") from None
+            raise SourceError(_l("the source's settings are not valid (%(names)s)", names=names), "config") from None
 
     @classmethod
     def validate(cls, settings: dict) -> dict:
@@ -309,7 +320,7 @@ class Connector:
         if flt.param is None:
             return flt.value
         if flt.param not in params:
-            raise SourceError(f"missing input '{flt.param}'", "config")
+            raise SourceError(_l("missing input '%(name)s'", name=flt.param), "config")
         return params[flt.param]
 
     def project(self, rows: list[dict], section: SectionSpec) -> Result:
@@ -381,7 +392,7 @@ def connector_class(kind: str) -> type[Connector]:
     discover()
     cls = _registry.get(kind)
     if cls is None:
-        raise SourceError(f"unknown source kind '{kind}'", "config")
+        raise SourceError(_l("unknown source kind '%(kind)s'", kind=kind), "config")
     return cls
 
 

@@ -1,6 +1,9 @@
 """A SQL driver's error in plain words: never the secret, the SQL, its
 parameters or the driver's own text (which may quote a value).
 
+The messages are translatable (``lazy_gettext``, said in the reader's
+language where they are shown) and name at most the server and its port.
+
 Drivers say the same thing in many ways; the words and SQLSTATE/vendor codes
 below are matched on the lower-cased exception text and code.
 """
@@ -8,6 +11,8 @@ below are matched on the lower-cased exception text and code.
 from __future__ import annotations
 
 import logging
+
+from flask_babel import lazy_gettext as _l
 
 from app.connectors.base import SourceError
 
@@ -128,45 +133,60 @@ def translate(exc: Exception, *, source, dialect: str, where: str, odbc_driver: 
     if isinstance(exc, SourceError):
         return exc
     t = source.timeout
+    seconds = f"{t:g}"
     if isinstance(exc, sa_exc.TimeoutError):  # waiting for a free pooled connection
-        return SourceError(f"all {source.pool_size} connections to {where} are busy", "timeout")
+        return SourceError(
+            _l("all %(count)s connections to %(where)s are busy", count=source.pool_size, where=where), "timeout"
+        )
     orig = getattr(exc, "orig", None) or exc
     text = f"{type(orig).__name__} {orig}".lower()
     code = _code_of(orig)
     low_code = code.lower()
     log.info("SQL source %s failed: %s %s", source.name, type(orig).__name__, code)
     if isinstance(exc, sa_exc.NoSuchModuleError):
-        return SourceError(f"SQLAlchemy has no dialect for {where}", "driver")
+        return SourceError(_l("SQLAlchemy has no dialect for %(where)s", where=where), "driver")
     if dialect == "mssql" and ("can't open lib" in text or "im002" in text or low_code == "im002"):
         return SourceError(
-            f"the ODBC driver '{odbc_driver}' is not installed (Microsoft's msodbcsql18 package), "
-            "or set options.odbc_driver to an installed one",
+            _l(
+                "the ODBC driver '%(driver)s' is not installed (Microsoft's msodbcsql18 package), "
+                "or set options.odbc_driver to an installed one",
+                driver=odbc_driver,
+            ),
             "driver",
         )
     if dialect == "sqlite" and "unable to open database file" in text:
-        return SourceError(f"cannot open {where}", "not_found")
+        return SourceError(_l("cannot open %(where)s", where=where), "not_found")
     if dialect == "sqlite" and "interrupted" in text:
-        return SourceError(f"the query took longer than {t:g} s and was cancelled", "timeout")
+        return SourceError(_l("the query took longer than %(seconds)s s and was cancelled", seconds=seconds), "timeout")
     if any(w in text for w in _AUTH_WORDS) or low_code in _AUTH_CODES:
-        return SourceError(f"{where} refused the account or password", "refused")
+        return SourceError(_l("%(where)s refused the account or password", where=where), "refused")
     if any(w in text for w in _DENIED_WORDS) or low_code in _DENIED_CODES:
-        return SourceError(f"the account may not read this table or view at {where}", "refused")
+        return SourceError(_l("the account may not read this table or view at %(where)s", where=where), "refused")
     if "database" in text and ("does not exist" in text or "unknown database" in text or low_code == "1049"):
-        return SourceError(f"the database is not found at {where}", "config")
+        return SourceError(_l("the database is not found at %(where)s", where=where), "config")
     if connecting:
         # Refused, timed out, unreachable, a host name without an address, a
         # peer that is no database: one message, so a connection test does not
         # tell open ports from closed ones. The kind of failure goes to the log.
         log.info("SQL source %s: %s could not be reached (%s)", source.name, where, _unreachable_kind(text, low_code))
-        return SourceError(f"cannot reach {where}, or it did not answer within {t:g} s", "unreachable")
+        return SourceError(
+            _l("cannot reach %(where)s, or it did not answer within %(seconds)s s", where=where, seconds=seconds),
+            "unreachable",
+        )
     if any(w in text for w in _ENDED_WORDS) or low_code in _ENDED_CODES:
-        return SourceError(f"{where} ended the connection (a restart or an administrator); try again", "unreachable")
+        return SourceError(
+            _l("%(where)s ended the connection (a restart or an administrator); try again", where=where), "unreachable"
+        )
     if any(w in text for w in _TIMEOUT_WORDS) or low_code in _TIMEOUT_CODES:
-        return SourceError(f"the query took longer than {t:g} s and was cancelled", "timeout")
+        return SourceError(_l("the query took longer than %(seconds)s s and was cancelled", seconds=seconds), "timeout")
     if any(w in text for w in _UNREACHABLE_WORDS["network"]):
-        return SourceError(f"cannot reach {where}: the network connection failed", "unreachable")
+        return SourceError(_l("cannot reach %(where)s: the network connection failed", where=where), "unreachable")
     if any(w in text for w in _MISSING_WORDS) or low_code in _MISSING_CODES:
-        return SourceError(f"the table, view or a column of this section is not found at {where}", "config")
+        return SourceError(
+            _l("the table, view or a column of this section is not found at %(where)s", where=where), "config"
+        )
     if low_code.startswith("22") or "invalid input syntax" in text:
-        return SourceError("an input value does not fit the column's type at the source", "config")
-    return SourceError(f"{where} reported an error" + (f" ({code})" if code else ""), "bad_response")
+        return SourceError(_l("an input value does not fit the column's type at the source"), "config")
+    if code:
+        return SourceError(_l("%(where)s reported an error (%(code)s)", where=where, code=code), "bad_response")
+    return SourceError(_l("%(where)s reported an error", where=where), "bad_response")

@@ -13,8 +13,8 @@ from flask import current_app
 
 from app.lib import verifycode
 from app.services.actors import Actor
-from app.services.command import transaction
-from app.services.errors import DomainError
+from app.services.command import refuse, transaction
+from app.services.errors import DomainError, InvalidInput
 from app.services.query.grants import find_form
 from app.services.query.inputs import check_purpose, validate_inputs
 from app.services.query.lookup import check_pick
@@ -42,6 +42,18 @@ def _refused(session, who: Actor, form, form_code, purpose: dict, params, exc: D
     with transaction(session):
         write_refused(session, who, log_values(who, form, form_code, purpose, params, "refused", str(exc)))
     return exc
+
+
+def _record_refusals(session, who: Actor, form_code: str, query_id, refusals) -> None:
+    """Each source the operators' confinement refused while the query ran (a source
+    stored before the rule, or written to the database directly) is a security event:
+    audited in a transaction of its own (who, the source, the rule, the form and the
+    query; nothing of the file or the inputs)."""
+    for config, exc in refusals:
+        detail = {"source": config.name, "kind": config.kind, "field": exc.field, "rule": exc.rule,
+                  "form": form_code, "query": query_id}  # fmt: skip
+        refuse(session, InvalidInput(exc.message), who, "source_refused", object_type="DataSource",
+               object_id=config.id, detail=detail)  # fmt: skip
 
 
 def _outcome(sections: list[dict]) -> str:
@@ -82,7 +94,8 @@ def run_query(
             return _candidates(session, who, form, form_code, purpose, item, clean, found, started)
         if found is not None and len(found["rows"]) == 1:  # one property: every section reads that one
             pick = found["rows"][0]["pick"]
-    sections = read_sections(form, who, clean, requester_info, pick)
+    refusals: list = []
+    sections = read_sections(form, who, clean, requester_info, pick, refusals)
     outcome = _outcome(sections)
     now = datetime.datetime.utcnow()
     snapshot = {
@@ -111,6 +124,8 @@ def run_query(
     )
     with transaction(session):
         new_id = write_run(session, who, values, {"form": form.code, "rows": values["row_count"]})
+    if refusals:
+        _record_refusals(session, who, snapshot["form"], new_id, refusals)
     return QueryRun(id=new_id, verification_code=values["verification_code"], outcome=outcome, snapshot=snapshot)
 
 

@@ -28,6 +28,7 @@ class _Job:
     args: tuple | None = None  # (config, spec, params) for a source to read
     timeout: float = 0.0
     future: concurrent.futures.Future | None = None
+    refused: SourceError | None = None  # the operators' confinement refused the source (a security event)
 
 
 def section_spec(section) -> SectionSpec:
@@ -95,15 +96,21 @@ def _collect(job: _Job) -> dict:
     except concurrent.futures.TimeoutError:
         out["error"] = str(_l("The source did not answer in time."))
     except SourceError as exc:
-        out["error"] = str(_l("The source could not answer: %(reason)s")) % {"reason": exc.message}
+        out["error"] = str(_l("The source could not answer: %(reason)s")) % {"reason": str(exc.message)}
+        if exc.rule is not None:
+            job.refused = exc
     except Exception as exc:  # a connector bug: show it in this section only
         out["error"] = str(_l("The source could not answer: %(reason)s")) % {"reason": type(exc).__name__}
     return out
 
 
-def read_sections(form, who: Actor, params: dict, requester_info: dict, pick: list | None = None) -> list[dict]:
+def read_sections(
+    form, who: Actor, params: dict, requester_info: dict, pick: list | None = None, refusals: list | None = None
+) -> list[dict]:
     """Every section of ``form`` as ``who`` may see it, read with the checked
-    ``params``; with a ``pick``, the sections with the one-property rule read that property only."""
+    ``params``; with a ``pick``, the sections with the one-property rule read that property only.
+    ``refusals``: gets (SourceConfig, SourceError) for each source the operators'
+    confinement refused (the caller audits them)."""
     if pick is not None:
         params = {**params, **lookup.pick_params(pick)}
     jobs = [_job(section, who, params, requester_info, pick is not None) for section in form.sections]
@@ -113,7 +120,10 @@ def read_sections(form, who: Actor, params: dict, requester_info: dict, pick: li
     reads = [job for job in jobs if job.args is not None]
     for job in reads:
         job.future = _read_here(*job.args) if job is reads[-1] else _pool.submit(_read, *job.args)
-    return [_collect(job) for job in jobs]
+    sections = [_collect(job) for job in jobs]
+    if refusals is not None:
+        refusals.extend((job.section.source.config, job.refused) for job in jobs if job.refused is not None)
+    return sections
 
 
 def read_candidates(form, params: dict, requester_info: dict) -> dict | None:

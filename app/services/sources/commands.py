@@ -94,7 +94,7 @@ def test_connection(session, actor: Actor, src: DataSource) -> ConnectionTest:
         latency = connector_for(source_config(src)).test()
         ok, ms, message = True, round(latency * 1000, 1), ""
     except SourceError as exc:
-        ok, ms, message = False, None, exc.message
+        ok, ms, message = False, None, str(exc.message)
     except InvalidInput as exc:
         ok, ms, message = False, None, str(exc)
     except Exception as exc:  # a bug in a connector must not take the screen down
@@ -134,7 +134,7 @@ def describe_source(src: DataSource) -> SourceDescription:
     try:
         entities = connector_for(source_config(src)).describe()
     except (SourceError, InvalidInput) as exc:
-        message = exc.message if isinstance(exc, SourceError) else str(exc)
+        message = str(exc.message) if isinstance(exc, SourceError) else str(exc)
         if src.secret and src.secret in message:
             message = message.replace(src.secret, "***")
         return SourceDescription(ok=False, message=message)
