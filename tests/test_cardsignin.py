@@ -563,3 +563,35 @@ def test_a_certificate_forwarded_by_a_trusted_proxy_signs_in_and_from_anyone_els
         assert reasons == ["no_client_certificate", "no_client_certificate", "expired", "password_needed"]
         vias = [d.get("via") for a, _o, d, _i in last_events(app, since, "login")]
         assert vias == ["mtls", "mtls", "mtls"]
+
+
+def test_staff_bind_their_own_card_over_the_api_and_each_refusal_is_audited(app, pki, sim):
+    client = app.test_client()
+    with app.app_context():  # the card of clerk.social, whoever bound it before in this module
+        db.session.execute(CardBinding.__table__.delete().where(CardBinding.user_id == _user_id(app, "clerk.social")))
+        db.session.commit()
+        db.session.remove()
+
+    def bind(username: str, card: str):
+        token = bearer(api_token(client, username))
+        c = client.post("/api/v1/security/cert/bind/challenge", headers=token).json
+        body = {"challenge_id": c["challenge_id"], "signature": signature(sim, card, c["nonce"])}
+        return client.post("/api/v1/security/cert/bind", json=body, headers=token)
+
+    since, count = mark(app), bindings(app)
+    assert bind("clerk.social", "gov-clerk-card").status_code == 409  # bound to clerk.card
+    assert bind("clerk.social", "citizen-lin").status_code == 400  # no staff card
+    assert bind("handler.tax", "gov-clerk-social").status_code == 403  # made out to 李社福
+    assert bind("clerk.social", "citizen-revoked").status_code == 403  # certauth: revoked
+    assert bindings(app) == count
+    r = bind("clerk.social", "gov-clerk-social")
+    assert r.status_code == 201 and r.json["result"]["kind"] == "government"
+    assert bind("clerk.social", "gov-clerk-social").status_code == 409  # already this account's
+    events = last_events(app, since)
+    assert [e[1] for e in events if e[0] == "card_bind"] == ["refused", "refused", "refused", "ok", "refused"]
+    assert [d.get("reason") for a, _o, d, _i in events if a == "login_failed"] == ["revoked"]
+    # a citizen's token may not bind anything
+    citizen = card_login(client, sim, "business-bank").json["access_token"]
+    assert client.post("/api/v1/security/cert/bind/challenge", headers=bearer(citizen)).status_code == 403
+    # and the card now signs clerk.social in, with the password
+    assert card_login(client, sim, "gov-clerk-social", password=DEMO_PASSWORD).status_code == 200

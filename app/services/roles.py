@@ -40,6 +40,7 @@ _SELF_SERVICE = [
     (r"^HomeView$", r"^can_.*$"),
     # bind one's own certificate card after a password sign-in
     (r"^MyCardView$", r"^can_(index|challenge|bind|unbind)$"),
+    (r"^CertSignInApi$", r"^can_(bind_challenge|bind)$"),
 ]
 _READ_AGENCIES = [(r"^(AgencyView|Agencies)$", r"^(can_list|can_show|menu_access)$")]
 _QUERY = [

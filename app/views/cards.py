@@ -16,6 +16,7 @@ from flask import current_app, flash, g, jsonify, redirect, request, url_for
 from flask import session as cookie_session
 from flask_appbuilder import BaseView, expose, has_access
 from flask_appbuilder.api import BaseApi
+from flask_appbuilder.security.decorators import protect
 from flask_babel import gettext
 from flask_babel import lazy_gettext as _l
 from flask_jwt_extended import create_access_token, create_refresh_token
@@ -214,7 +215,9 @@ class CertSignInApi(BaseApi):
 
     resource_name = "security/cert"
     openapi_spec_tag = "Security"
-    openapi_spec_component_schemas = (schemas.CardChallengeSchema, schemas.CardLoginSchema, schemas.CardTlsLoginSchema)
+    openapi_spec_component_schemas = (
+        schemas.CardChallengeSchema, schemas.CardLoginSchema, schemas.CardTlsLoginSchema, schemas.CardBindingSchema,
+    )  # fmt: skip
 
     @expose("/challenge", methods=["POST"])
     def challenge(self):
@@ -282,6 +285,56 @@ class CertSignInApi(BaseApi):
         if isinstance(done, cards.NeedsIdNumber):
             return self.response(409, message=str(FIRST_SIGN_IN), ticket=done.ticket)
         return self.response(200, **_tokens(done, body["refresh"]))
+
+    @expose("/bind/challenge", methods=["POST"])
+    @protect()
+    def bind_challenge(self):
+        """A challenge for binding the caller's own card.
+        ---
+        post:
+          summary: A one-time challenge the caller's government card signs to bind it to the caller's account
+          responses:
+            200:
+              description: The challenge
+              content:
+                application/json:
+                  schema: {$ref: '#/components/schemas/CardChallengeSchema'}
+            401: {$ref: '#/components/responses/401'}
+            403: {$ref: '#/components/responses/403'}
+        """
+        return self.response(200, **schemas.challenge_schema.dump(_issue("bind", current_actor().user_id)))
+
+    @expose("/bind", methods=["POST"])
+    @protect()
+    def bind(self):
+        """Bind the caller's own government card.
+        ---
+        post:
+          summary: Bind the caller's own government card (signed bind challenge); audited, refusals too
+          requestBody:
+            required: true
+            content:
+              application/json:
+                schema: {$ref: '#/components/schemas/CardLoginSchema'}
+          responses:
+            201:
+              description: The card is bound
+              content:
+                application/json:
+                  schema:
+                    type: object
+                    properties:
+                      result: {$ref: '#/components/schemas/CardBindingSchema'}
+            400: {description: Not a government card}
+            401: {description: 'Refused: the challenge or the signature'}
+            403: {description: 'Refused: the card (certauth), or made out to another name'}
+            409: {description: 'The card is already bound, to another account or to this one'}
+        """
+        who = current_actor()
+        body = schemas.login_schema.load(request.get_json(silent=True))
+        card = cards.verify(db.session, who, body["challenge_id"], body["signature"], "bind", who.user_id)
+        binding = cards.bindings.bind(db.session, who, who.user_id, card, "self")
+        return self.response(201, result=schemas.binding_schema.dump(binding))
 
     @expose("/mtls", methods=["POST"])
     def mtls(self):

@@ -5,6 +5,7 @@ audited; a refusal is audited too and leaves nothing half-bound."""
 from __future__ import annotations
 
 import datetime
+import unicodedata
 
 from flask_babel import lazy_gettext as _l
 from sqlalchemy import or_, select, update
@@ -25,7 +26,15 @@ ALREADY_YOURS = _l("This certificate card is already bound to this account.")
 STAFF_NEEDS_GOVERNMENT = _l(
     "Only a government certificate card (GCA) can be bound to a staff account; nothing was bound."
 )
+NOT_YOUR_CARD = _l(
+    "This card is made out to another name than the account's: only an administrator can bind it; nothing was bound."
+)
 BAD_BUSINESS_NUMBER = _l("The business number on this business certificate fails its checksum; nothing was bound.")
+
+
+def _plain(name: str | None) -> str:
+    """A name as compared: NFKC, no spaces, no case."""
+    return "".join(unicodedata.normalize("NFKC", name or "").split()).casefold()
 
 
 def _now() -> datetime.datetime:
@@ -111,6 +120,8 @@ def bind(session, actor, user_id: int, card, via: str) -> CardBinding:
         existing = find(session, card)
         if existing is not None:
             raise Conflict(ALREADY_YOURS if existing.user_id == user_id else ALREADY_BOUND)
+        if via == "self" and _plain(card.holder) != _plain(user.get_full_name()):
+            raise Forbidden(NOT_YOUR_CARD)
         with transaction(session):
             binding = new_binding(card, user_id, actor.user_id)
             session.add(binding)
