@@ -212,6 +212,19 @@ class Config:
     CLIENT_CERT_HEADER = os.environ.get("CLIENT_CERT_HEADER", "X-SSL-Client-Cert")
     CLIENT_VERIFY_HEADER = os.environ.get("CLIENT_VERIFY_HEADER", "X-SSL-Client-Verify")
 
+    # Health and metrics (docs/operations.md, "Health and metrics"). /metrics answers
+    # only these client addresses or CIDR networks (the client as TRUSTED_PROXIES
+    # make it out; default loopback), 404 to anyone else. /health/ready answers 503
+    # when one of HEALTH_REQUIRED fails (database, redis, smtp; a Redis that no
+    # setting names is not checked); each check waits at most HEALTH_TIMEOUT
+    # seconds, and an SMTP check is reused for HEALTH_SMTP_CACHE_SECONDS.
+    METRICS_ALLOW = _list("METRICS_ALLOW", ["127.0.0.1", "::1"])
+    HEALTH_REQUIRED = _list("HEALTH_REQUIRED", ["database", "redis"])
+    HEALTH_TIMEOUT = float(os.environ.get("HEALTH_TIMEOUT", "2"))
+    HEALTH_SMTP_CACHE_SECONDS = float(os.environ.get("HEALTH_SMTP_CACHE_SECONDS", "15"))
+    # Log lines as text (default) or one JSON object a line (json), personal data masked either way.
+    LOG_FORMAT = os.environ.get("LOG_FORMAT", "text").strip().lower()
+
     # Mail
     MAIL_SERVER = os.environ.get("MAIL_SERVER", "127.0.0.1")
     MAIL_PORT = int(os.environ.get("MAIL_PORT", "25"))

@@ -28,6 +28,33 @@ timeout = 60
 accesslog = "-"
 # The default access log format prints the query string, which may hold an ID.
 access_log_format = '%(h)s "%(m)s %(U)s" %(s)s %(b)s %(L)ss'
+# LOG_FORMAT=json: gunicorn's own lines (errors, the access log) as JSON objects
+# too, like the app's (app/lib/logging.py, JsonFormatter).
+if os.environ.get("LOG_FORMAT", "").strip().lower() == "json":
+    logconfig_dict = {
+        "version": 1,
+        "disable_existing_loggers": False,
+        "formatters": {"json": {"()": "app.lib.logging.JsonFormatter"}},
+        "handlers": {
+            "error_console": {"class": "logging.StreamHandler", "formatter": "json", "stream": "ext://sys.stderr"},
+            "console": {"class": "logging.StreamHandler", "formatter": "json", "stream": "ext://sys.stdout"},
+        },
+        "root": {"level": "INFO", "handlers": ["error_console"]},
+        "loggers": {
+            "gunicorn.error": {
+                "level": "INFO",
+                "handlers": ["error_console"],
+                "propagate": False,
+                "qualname": "gunicorn.error",
+            },
+            "gunicorn.access": {
+                "level": "INFO",
+                "handlers": ["console"],
+                "propagate": False,
+                "qualname": "gunicorn.access",
+            },
+        },
+    }
 
 # Each instance its own control socket (`gunicornc -s <path>`), in its instance
 # folder and named by its port: two instances on one host never share
@@ -39,6 +66,37 @@ if _control.lower() == "off":
     control_socket_disable = True
 else:
     control_socket = _control
+
+# /metrics adds up every worker's counts: prometheus_client's multiprocess mode
+# keeps them in files in PROMETHEUS_MULTIPROC_DIR (default: the instance folder's
+# metrics-<port>, one per instance), emptied when gunicorn starts and stops;
+# a worker that ends is marked dead there (child_exit). Set here, before any
+# worker imports prometheus_client (app/lib/metrics.py).
+os.environ.setdefault("PROMETHEUS_MULTIPROC_DIR", str(_instance / f"metrics-{port}"))
+
+
+def on_starting(server):
+    folder = Path(os.environ["PROMETHEUS_MULTIPROC_DIR"])
+    folder.mkdir(parents=True, exist_ok=True)
+    for counts in folder.glob("*.db"):  # a previous run's: counters start at 0 with the server
+        counts.unlink()
+
+
+def on_exit(server):
+    folder = Path(os.environ["PROMETHEUS_MULTIPROC_DIR"])
+    for counts in folder.glob("*.db"):  # the counts end with the server
+        counts.unlink()
+    try:
+        folder.rmdir()
+    except OSError:  # not empty (something else of the operator's) or already gone
+        pass
+
+
+def child_exit(server, worker):
+    # Not app.lib.metrics: importing it here would make the master count too.
+    from prometheus_client import multiprocess
+
+    multiprocess.mark_process_dead(worker.pid)
 
 
 def post_worker_init(worker):

@@ -20,7 +20,7 @@ def create_app(config: object | str = "config.Config") -> Flask:
 
     from app.extensions import csrf, db, mail, migrate
     from app.lib import fieldcrypt
-    from app.lib.logging import install_personal_data_filter
+    from app.lib.logging import install_log_format, install_personal_data_filter
 
     app = Flask(__name__)
     app.config.from_object(config)
@@ -28,6 +28,7 @@ def create_app(config: object | str = "config.Config") -> Flask:
 
     install_converters(app)  # before AppBuilder adds the routes
     install_personal_data_filter()
+    install_log_format(app.config.get("LOG_FORMAT", "text"))
     fieldcrypt.configure(app.config["FIELD_ENCRYPTION_KEYS"])
     logging.getLogger("flask_appbuilder").setLevel(logging.WARNING)
 

@@ -5,6 +5,7 @@ import json
 import math
 import re
 import secrets
+import time
 
 from flask import Request, current_app, flash, g, jsonify, redirect, request
 from flask.json.provider import DefaultJSONProvider
@@ -16,6 +17,7 @@ from sqlalchemy.exc import OperationalError
 from werkzeug.exceptions import BadRequest, HTTPException, RequestEntityTooLarge
 from werkzeug.routing import IntegerConverter
 
+from app.lib import metrics
 from app.lib.rocdate import format_roc, format_roc_datetime
 from app.services import actors, audit
 from app.services.actors import Actor
@@ -86,7 +88,7 @@ def https_only():
     same path and query at PUBLIC_BASE_URL (301; 308 keeps the method and body of
     anything but GET and HEAD). The target is the configured address, never the
     request's Host header."""
-    if not current_app.config.get("HTTPS_ONLY") or request.is_secure:
+    if not current_app.config.get("HTTPS_ONLY") or request.is_secure or probe_call(request):
         return None
     base = current_app.config.get("PUBLIC_BASE_URL", "").rstrip("/")
     if not base.startswith("https://"):
@@ -471,6 +473,31 @@ def bearer_api_call(request) -> bool:
     return request.path.startswith("/api/") and request.headers.get("Authorization", "").startswith("Bearer ")
 
 
+# Health probes and metrics scrapes (app.views.health): machines, every few seconds.
+PROBE_PATHS = ("/health/", "/metrics")
+
+
+def probe_call(request) -> bool:
+    """A health probe or a metrics scrape: no session, no HTTPS redirect."""
+    return request.path.startswith(PROBE_PATHS)
+
+
+def _start_clock() -> None:
+    request.environ[_STARTED] = time.perf_counter()
+
+
+def _count_request(response):
+    """Each answer by its URL rule (never the raw path), method and status, and its time."""
+    started = request.environ.get(_STARTED)
+    if started is not None:
+        rule = request.url_rule.rule if request.url_rule is not None else None
+        metrics.observe_request(rule, request.method, response.status_code, time.perf_counter() - started)
+    return response
+
+
+_STARTED = "platform.started"
+
+
 class _SessionInterface(SecureCookieSessionInterface):
     """No cookie session for API calls that carry a bearer token.
 
@@ -482,12 +509,12 @@ class _SessionInterface(SecureCookieSessionInterface):
     def open_session(self, app, request):
         # The token is the caller's identity: a cookie sent along is not read
         # (and building its signing serializer is work for nothing).
-        if bearer_api_call(request):
+        if bearer_api_call(request) or probe_call(request):
             return self.session_class()
         return super().open_session(app, request)
 
     def save_session(self, app, session, response) -> None:
-        if bearer_api_call(request):
+        if bearer_api_call(request) or probe_call(request):
             return
         super().save_session(app, session, response)
 
@@ -509,6 +536,10 @@ def register(app) -> None:
     app.request_class = PlatformRequest
     app.json = StrictJSONProvider(app)
     audit.set_actor_provider(current_actor)
+    # The clock starts before every other hook; the count is taken after every
+    # other one (after_request hooks run last registered first), on the final status.
+    app.before_request_funcs.setdefault(None, []).insert(0, _start_clock)
+    app.after_request(_count_request)
     app.after_request(_security_headers)
     app.after_request(_rewrite_db_down)
     with app.app_context():

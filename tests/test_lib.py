@@ -1,14 +1,16 @@
 """Identifier checks, ROC dates, the log filter and field encryption."""
 
 import datetime
+import json
 import logging
+import sys
 
 import pytest
 from cryptography.fernet import Fernet
 
 from app.lib import fieldcrypt
 from app.lib.identifiers import is_business_number, is_national_id, is_person_id, is_resident_id, mask_id
-from app.lib.logging import PersonalDataFilter
+from app.lib.logging import JsonFormatter, PersonalDataFilter, install_log_format
 from app.lib.rocdate import format_roc, format_roc_datetime, parse_roc
 
 
@@ -175,3 +177,17 @@ def test_many_threads_share_one_cache_and_each_gets_a_fresh_answer():
     for thread in threads:
         thread.join()
     assert failures == []
+
+
+def test_json_log_lines_mask_personal_data_and_name_only_the_exception_type():
+    try:
+        raise ValueError("row A123456789 someone@example.org")
+    except ValueError:
+        record = logging.LogRecord("app.x", logging.ERROR, __file__, 1, "lookup of %s failed", ("A123456789",), None)
+        record.exc_info = sys.exc_info()
+    entry = json.loads(JsonFormatter().format(record))
+    assert entry["message"] == "lookup of [ID] failed" and entry["error"] == "ValueError"
+    assert entry["level"] == "ERROR" and entry["logger"] == "app.x" and entry["time"].endswith("+00:00")
+    assert "A123456789" not in json.dumps(entry) and "someone" not in json.dumps(entry)
+    with pytest.raises(ValueError, match="LOG_FORMAT"):
+        install_log_format("xml")

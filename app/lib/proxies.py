@@ -32,10 +32,10 @@ MAX_CERT_HEADER = 16 * 1024
 _PEM = re.compile(r"-----BEGIN CERTIFICATE-----(.+?)-----END CERTIFICATE-----", re.S)
 
 
-def parse_networks(values: Iterable[str] | str) -> Networks:
+def parse_networks(values: Iterable[str] | str, setting: str = "TRUSTED_PROXIES") -> Networks:
     """Addresses and CIDR networks ("10.0.0.5", "10.20.0.0/16", "::1"), comma-separated or a list.
 
-    Raises ValueError naming the entry that is neither.
+    Raises ValueError naming the ``setting`` and the entry that is neither.
     """
     if isinstance(values, str):
         values = values.split(",")
@@ -47,7 +47,7 @@ def parse_networks(values: Iterable[str] | str) -> Networks:
         try:
             networks.append(ipaddress.ip_network(value, strict=False))
         except ValueError:
-            raise ValueError(f"TRUSTED_PROXIES: {value!r} is not an IP address or network") from None
+            raise ValueError(f"{setting}: {value!r} is not an IP address or network") from None
     return tuple(networks)
 
 

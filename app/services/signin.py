@@ -19,6 +19,7 @@ from flask import current_app
 from flask_babel import lazy_gettext as _l
 from sqlalchemy import delete, select
 
+from app.lib import metrics
 from app.models.org import LoginThrottle
 from app.services import audit
 from app.services.actors import MANAGE_ACCOUNTS
@@ -190,7 +191,9 @@ def record_failure(session, keys, now: datetime.datetime | None = None) -> list[
 
 def note_failure(session, keys, actor, user_id: int | None) -> None:
     """A failed sign-in: counted, and a lock it starts audited (``account_locked``)."""
-    for state in record_failure(session, keys):
+    states = record_failure(session, keys)
+    metrics.count_signin_failure(tuple(s.key.split(":", 1)[0] for s in states if s.locked_until is not None))
+    for state in states:
         if state.locked_until is not None:
             kind = state.key.split(":", 1)[0]
             with transaction(session):

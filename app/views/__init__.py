@@ -6,6 +6,7 @@ def register_views(appbuilder) -> None:
         audit,
         cards,
         forms,
+        health,
         notify,
         notify_admin,
         notify_api,
@@ -37,3 +38,4 @@ def register_views(appbuilder) -> None:
     reports.register(appbuilder)
     cards.register(appbuilder)
     openapi.register(appbuilder)
+    health.register(appbuilder)

@@ -12,6 +12,7 @@ from flask import current_app
 from sqlalchemy import insert
 
 from app.extensions import has_pending_changes, platform_bind
+from app.lib import metrics
 from app.models.queries import QueryLog
 from app.services import audit
 from app.services.actors import Actor
@@ -68,6 +69,7 @@ def write_refused(session, who: Actor, values: dict) -> None:
     entry = QueryLog(**values)
     session.add(entry)
     session.flush()
+    _count(values)
     audit.record(
         session,
         "query",
@@ -89,6 +91,7 @@ def write_run(session, who: Actor, values: dict, detail: dict) -> int | None:
     """
     table = QueryLog.__table__
     bind = platform_bind(session)
+    _count(values)
     if audit.can_write_with_event(bind) and not has_pending_changes(session):
         return audit.insert_with_event(
             bind, table, values, "query", object_type="QueryLog", outcome=values["outcome"], detail=detail, actor=who
@@ -108,3 +111,8 @@ def write_run(session, who: Actor, values: dict, detail: dict) -> int | None:
         actor=who,
     )
     return new_id
+
+
+def _count(values: dict) -> None:
+    """The query in /metrics, by its form's code (a code nobody defined is not a label)."""
+    metrics.count_query(values["form_code"] if values.get("form_id") else None, values["outcome"])
