@@ -160,3 +160,62 @@ def test_the_clerk_picks_a_candidate_on_the_page(app, client):
     result = html.split('id="query-result"', 1)[1]
     assert "西區" in result and "東平鄉" not in result and "00135-000" in result
     assert _last_log(app, "building.unit").outcome == "ok"
+
+
+def test_a_pick_never_widens_what_the_inputs_match(client):
+    token = api_token(client, "clerk")
+    one = {"section_name": "東平段一小段", "parcel_no": "6"}
+    other = run(client, token, "land.parcel", one, "TAX-LAND", pick=["UA0302", "00060000"])
+    assert other["outcome"] == "ok"
+    assert section(other, "土地標示部")["rows"] == [] and section(other, "土地所有權部")["rows"] == []
+
+
+def test_a_pick_on_a_form_without_the_rule_is_refused(client):
+    token = api_token(client, "clerk")
+    body = {"form": "household.person", "case_no": "c-3", "business_item": "TAX-EXEMPT",
+            "params": {"id_no": "A123456789"}, "pick": ["A123456789"]}  # fmt: skip
+    r = client.post("/api/v1/query/run", json=body, headers=bearer(token))
+    assert r.status_code == 400 and "A123456789" not in json.dumps(r.json)
+
+
+def test_when_the_candidates_cannot_be_listed_no_section_with_the_rule_is_read(app, client, monkeypatch):
+    """Else a source that failed only for the listing would mix the two buildings again."""
+    from app.services.query import lookup
+
+    monkeypatch.setattr(lookup, "candidates", lambda *args: None)
+    token = api_token(client, "clerk")
+    result = run(client, token, "building.unit", {"building_no": "00135-000"}, "TAX-HOUSE")
+    assert result["outcome"] == "source_error"
+    assert all(s["rows"] == [] and s["error"] for s in result["sections"])
+
+
+def test_the_designers_rules_for_section_lists_and_the_one_property_options(app):
+    from app.models.queries import FormInput, FormSection
+    from app.services.errors import InvalidInput
+    from app.services.query import design
+
+    with app.app_context():
+        for choices in (
+            None,
+            "LAND-DB",
+            '{"source": "LAND-DB"}',
+            '{"source": "LAND-DB", "target": "v", "columns": {"x": "y"}}',
+        ):
+            with pytest.raises(InvalidInput):
+                design.validate_input(
+                    db.session, FormInput(name="sec", label="段", type="land_section", choices=choices)
+                )
+        design.validate_input(
+            db.session,
+            FormInput(
+                name="sec",
+                label="段",
+                type="land_section",
+                choices=json.dumps({"source": "LAND-DB", "target": "v_land_section"}),
+            ),
+        )
+        for options in ({"group_by": "parcel_no"}, {"one_property": {"key": []}}, {"one_property": {"key": ["a;b"]}}):
+            with pytest.raises(InvalidInput):
+                design.validate_section(
+                    db.session, FormSection(title="t", target="v", display="table", options=json.dumps(options))
+                )

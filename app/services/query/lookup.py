@@ -214,10 +214,11 @@ def pick_params(pick: list[str]) -> dict:
     return {PICK_PARAM.format(n): v for n, v in enumerate(pick)}
 
 
-def candidates(section, spec: SectionSpec, params: dict) -> dict | None:
+def candidates(section, spec: SectionSpec, params: dict, refusals: list | None = None) -> dict | None:
     """The properties the input matches, read from the rule's section: key and
     ``show`` columns only (formatted and masked as the section shows them).
-    None when the source cannot answer (the sections then say so)."""
+    None when the source cannot answer (the sections with the rule then say
+    so); a confinement refusal goes into ``refusals`` (the caller audits it)."""
     rule = one_property(section)
     key, show = list(rule["key"]), [c for c in rule.get("show", []) if isinstance(c, str)]
     by_name = {c.column: c for c in section.columns}
@@ -227,7 +228,11 @@ def candidates(section, spec: SectionSpec, params: dict) -> dict | None:
         return None
     try:
         result = connector_for(src.config).fetch(replace(spec, columns=wanted, order_by=tuple(key)), params)
-    except Exception:  # the sections' own read says what went wrong
+    except SourceError as exc:
+        if exc.rule is not None and refusals is not None:
+            refusals.append((src.config, exc))
+        return None
+    except Exception:  # a connector bug: the sections with the rule say the listing failed
         return None
     seen, rows = set(), []
     for row in result.rows:

@@ -17,7 +17,7 @@ from app.services.command import refuse, transaction
 from app.services.errors import DomainError, InvalidInput
 from app.services.query.grants import find_form
 from app.services.query.inputs import check_purpose, validate_inputs
-from app.services.query.lookup import check_pick
+from app.services.query.lookup import check_pick, rule_section
 from app.services.query.record import log_values, snapshot_digest, write_refused, write_run
 from app.services.query.sections import read_candidates, read_sections
 
@@ -88,14 +88,15 @@ def run_query(
     except DomainError as exc:
         raise _refused(session, who, form, form_code, purpose, params, exc) from None
     requester_info = {"agency": who.agency_code, "user": who.username, "case_no": case_no, "reason": reason}
-    if pick is None:
-        found = read_candidates(form, clean, requester_info)
+    blocked, refusals = False, []
+    if pick is None and rule_section(form) is not None:
+        found = read_candidates(form, clean, requester_info, refusals)
+        blocked = found is None  # unlisted: reading the sections might mix several properties
         if found is not None and len(found["rows"]) > 1:
             return _candidates(session, who, form, form_code, purpose, item, clean, found, started)
         if found is not None and len(found["rows"]) == 1:  # one property: every section reads that one
             pick = found["rows"][0]["pick"]
-    refusals: list = []
-    sections = read_sections(form, who, clean, requester_info, pick, refusals)
+    sections = read_sections(form, who, clean, requester_info, pick, refusals, blocked)
     outcome = _outcome(sections)
     now = datetime.datetime.utcnow()
     snapshot = {

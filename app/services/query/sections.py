@@ -62,7 +62,7 @@ def _read_here(config, spec, params) -> concurrent.futures.Future:
     return future
 
 
-def _job(section, who: Actor, params: dict, requester_info: dict, picked: bool = False) -> _Job:
+def _job(section, who: Actor, params: dict, requester_info: dict, picked: bool = False, blocked: bool = False) -> _Job:
     visible = visible_columns(section, who)
     out = {
         "title": section.title,
@@ -76,6 +76,9 @@ def _job(section, who: Actor, params: dict, requester_info: dict, picked: bool =
     src = section.source
     if src is None or not src.enabled:
         out["error"] = str(_l("This source is disabled by the administrator."))
+        return _Job(out, visible, section)
+    if blocked and lookup.one_property(section) is not None:
+        out["error"] = str(_l("The source could not list the properties the inputs match; nothing was read."))
         return _Job(out, visible, section)
     spec = lookup.narrowed(section, section_spec(section)) if picked else section_spec(section)
     args = (src.config, spec, {**params, "_requester": requester_info})
@@ -105,15 +108,22 @@ def _collect(job: _Job) -> dict:
 
 
 def read_sections(
-    form, who: Actor, params: dict, requester_info: dict, pick: list | None = None, refusals: list | None = None
+    form,
+    who: Actor,
+    params: dict,
+    requester_info: dict,
+    pick: list | None = None,
+    refusals: list | None = None,
+    blocked: bool = False,
 ) -> list[dict]:
     """Every section of ``form`` as ``who`` may see it, read with the checked
-    ``params``; with a ``pick``, the sections with the one-property rule read that property only.
+    ``params``; with a ``pick``, the sections with the one-property rule read
+    that property only; ``blocked`` (its candidates could not be listed), they are not read.
     ``refusals``: gets (SourceConfig, SourceError) for each source the operators'
     confinement refused (the caller audits them)."""
     if pick is not None:
         params = {**params, **lookup.pick_params(pick)}
-    jobs = [_job(section, who, params, requester_info, pick is not None) for section in form.sections]
+    jobs = [_job(section, who, params, requester_info, pick is not None, blocked) for section in form.sections]
     # Every read but the last goes to the pool at once; the last runs in this
     # thread meanwhile (a form with one section, the usual case, needs no
     # hand-over; every connector keeps its source's timeout itself).
@@ -126,9 +136,10 @@ def read_sections(
     return sections
 
 
-def read_candidates(form, params: dict, requester_info: dict) -> dict | None:
-    """The properties the inputs match, by the form's one-property rule (None: no rule or no answer)."""
+def read_candidates(form, params: dict, requester_info: dict, refusals: list | None = None) -> dict | None:
+    """The properties the inputs match, by the form's one-property rule (None: no rule or no answer;
+    ``refusals`` as for ``read_sections``)."""
     section = lookup.rule_section(form)
     if section is None:
         return None
-    return lookup.candidates(section, section_spec(section), {**params, "_requester": requester_info})
+    return lookup.candidates(section, section_spec(section), {**params, "_requester": requester_info}, refusals)
