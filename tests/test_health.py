@@ -22,7 +22,7 @@ from sqlalchemy import create_engine, func, select, text
 from app.extensions import db
 from app.models.audit import AuditEvent
 from tests import factories
-from tests.conftest import PG_ADMIN_URL, api_token, bearer, copied_app, free_port
+from tests.conftest import PG_ADMIN_URL, api_token, bearer, build_app, copied_app, free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -106,9 +106,17 @@ def test_metrics_answer_only_the_allowed_addresses_as_trusted_proxies_make_them_
             "/metrics", headers={"X-Forwarded-For": "127.0.0.1"}, environ_base={"REMOTE_ADDR": "192.0.2.7"}
         )
         assert spoofed.status_code == 404
-    with pytest.raises(ValueError, match="METRICS_ALLOW"):
-        with copied_app(backend, tmp_path, METRICS_ALLOW=["not-an-address"]):
-            pass
+    _refused_at_start(backend, tmp_path, "METRICS_ALLOW", METRICS_ALLOW=["not-an-address"])
+
+
+def _refused_at_start(backend, tmp_path, setting: str, **overrides) -> None:
+    """The app does not start with these settings, naming ``setting``."""
+    database = backend.clone(tmp_path)
+    try:
+        with pytest.raises(ValueError, match=setting):
+            build_app(database.url, migrate=False, DEMO_SOURCES_DIR=backend.sources_dir, **overrides)
+    finally:
+        database.drop()  # WITH (FORCE): whatever the app that did not start left connected
 
 
 def test_metrics_count_requests_by_rule_queries_by_form_failed_sign_ins_and_read_backlogs(app, client, tmp_path):
@@ -158,6 +166,46 @@ def test_metrics_count_requests_by_rule_queries_by_form_failed_sign_ins_and_read
     assert ("platform_audit_oldest_unsealed_seconds", ()) in after
     # no raw paths, addresses or personal data in any label
     assert "A123456789" not in body and "someone@example.org" not in body and "/no/such/page" not in body
+
+
+def test_a_sources_recorded_health_shows_in_ready_and_metrics_without_making_the_platform_unready(
+    app, client, tmp_path
+):
+    from app.services import sources
+    from app.services.actors import SYSTEM
+
+    code = f"SRC-{uuid.uuid4().hex[:6]}"
+    folder = tmp_path / "agency"  # not there yet: the source cannot be opened
+    with app.app_context():
+        src = factories.sqlite_source(code, str(folder / "people.db"))
+        db.session.commit()
+        source_id = src.id
+    r = client.get("/health/ready")
+    assert r.json["sources"][code] == "unchecked"
+    assert f'source="{code}"' not in client.get("/metrics").get_data(as_text=True)
+
+    def test_it():
+        with app.app_context():
+            return sources.test_connection(db.session, SYSTEM, db.session.get(type(src), source_id)).ok
+
+    assert not test_it()
+    r = client.get("/health/ready")
+    assert r.status_code == 200 and r.json["sources"][code] == "failing"
+    samples = _samples(client.get("/metrics").get_data(as_text=True))
+    assert _value(samples, "platform_source_up", source=code) == 0
+    assert _value(samples, "platform_source_last_check_age_seconds", source=code) >= 0
+
+    folder.mkdir()
+    factories.people_db(folder / "people.db")
+    assert test_it()
+    assert client.get("/health/ready").json["sources"][code] == "ok"
+    samples = _samples(client.get("/metrics").get_data(as_text=True))
+    assert _value(samples, "platform_source_up", source=code) == 1
+    assert _value(samples, "platform_source_latency_seconds", source=code) > 0
+
+
+def test_a_check_name_health_required_does_not_know_stops_the_start(backend, tmp_path):
+    _refused_at_start(backend, tmp_path, "HEALTH_REQUIRED", HEALTH_REQUIRED=["database", "sources"])
 
 
 # --- going down and coming back -------------------------------------------------
