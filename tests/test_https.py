@@ -284,6 +284,22 @@ def test_behind_nginx_the_platform_sees_https_and_the_browsers_address(nginx, pk
         assert plain.status_code == 308 and plain.headers["location"] == f"{base}/login/?lang=en"
 
 
+def test_metrics_are_refused_through_nginx_and_answered_on_gunicorns_loopback_only(nginx, plain_gunicorn, pki):
+    """/metrics: nginx answers 404 itself (deploy/nginx/platform.conf); the monitoring
+    host scrapes gunicorn directly, from an address in METRICS_ALLOW (loopback)."""
+    base = f"https://127.0.0.1:{nginx.https_port}"
+    with _from_client(pki) as client:
+        refused = client.get(f"{base}/metrics")
+        assert refused.status_code == 404 and "platform_" not in refused.text
+        assert "nginx" in refused.text  # nginx's own page: the request never reached gunicorn
+        assert client.get(f"{base}/health/live").json() == {"status": "live"}
+    direct = f"http://127.0.0.1:{plain_gunicorn.port}/metrics"
+    scraped = httpx.get(direct)
+    assert scraped.status_code == 200 and "platform_http_requests_total" in scraped.text
+    with httpx.Client(transport=httpx.HTTPTransport(local_address=CLIENT)) as other:
+        assert other.get(direct).status_code == 404  # 127.0.0.2 is not in METRICS_ALLOW
+
+
 def test_nginx_forwards_a_verified_card_certificate_and_the_platform_reads_it(nginx, pki, tmp_path):
     base = f"https://127.0.0.1:{nginx.https_port}"
     for name in ("citizen-wang", "gov-clerk-card"):
