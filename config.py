@@ -189,6 +189,8 @@ class Config:
     CERT_CHALLENGE_SECONDS = float(os.environ.get("CERT_CHALLENGE_SECONDS", "120"))
     CERT_REGISTRATION_SECONDS = float(os.environ.get("CERT_REGISTRATION_SECONDS", "600"))
     CERT_RECHECK_MINUTES = float(os.environ.get("CERT_RECHECK_MINUTES", "15"))
+    # The portal: the days a querying agency's Auditor has to answer an "I don't recognise this" flag.
+    ACCESS_FLAG_ANSWER_DAYS = int(os.environ.get("ACCESS_FLAG_ANSWER_DAYS", "10"))
     # The citizen's local signing component (HiPKI-like; the demo's simulator: app.simulators.signer).
     CERT_SIGNER_URL = os.environ.get("CERT_SIGNER_URL", "http://127.0.0.1:61161")
     # HTTPS. The platform is served over HTTPS (./run.sh: gunicorn with TLS, or

@@ -23,6 +23,9 @@ fi
 
 REQUIREMENTS=requirements-dev.txt . scripts/setup.sh
 
+# axe-core (npm) for the browser stories' accessibility checks (tests/package.json, locked)
+[ -f tests/node_modules/axe-core/axe.min.js ] || npm ci --prefix tests --no-audit --no-fund
+
 echo "==> ruff"
 ruff check .
 ruff format --check .

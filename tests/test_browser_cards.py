@@ -86,7 +86,7 @@ def test_a_citizen_signs_in_with_the_card_the_first_time_with_the_full_id_number
     page.fill("#id_number", wang["id_number"])
     page.fill("#name", wang["holder"])
     page.click("#register-submit")
-    page.wait_for_url(f"{world.url}/")
+    page.wait_for_url(f"{world.url}/portal/")  # citizens land on their portal
     assert "/logout" in page.content()
     shot(page, "3-citizen-signed-in")
     # the back office is closed to a citizen
@@ -99,7 +99,7 @@ def test_a_citizen_signs_in_with_the_card_the_first_time_with_the_full_id_number
     assert "Sign in with a certificate card" in page.inner_text("#card-signin")
     shot(page, "4-sign-in-page-en")
     sign_with_card(page)
-    page.wait_for_url(f"{world.url}/")
+    page.wait_for_url(f"{world.url}/portal/")
     assert "/logout" in page.content()
     page.close()
 
@@ -118,8 +118,8 @@ def test_a_business_signs_in_with_its_moeaca_card(world, browser):
     page.wait_for_selector("#card-error", state="visible")
     assert "PIN 碼錯誤" in page.inner_text("#card-error")
     sign_with_card(page)
-    page.wait_for_url(f"{world.url}/")
-    assert "biz-23582637" in page.inner_text("body")
+    page.wait_for_url(f"{world.url}/portal/")
+    assert "23582637" in page.inner_text("body")
     shot(page, "5-business-signed-in")
     page.close()
 

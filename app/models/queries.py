@@ -4,7 +4,7 @@ import datetime
 
 from flask_appbuilder import Model
 from flask_appbuilder.security.sqla.models import Role
-from sqlalchemy import Boolean, Column, DateTime, Float, ForeignKey, Integer, String, Table, Text
+from sqlalchemy import Boolean, Column, DateTime, Float, ForeignKey, Integer, String, Table, Text, false
 from sqlalchemy.orm import relationship
 
 from app.lib.fieldcrypt import EncryptedText
@@ -70,6 +70,10 @@ class QueryForm(Model):
     agency = relationship(Agency)
     active = Column(Boolean, nullable=False, default=True)
     sort_order = Column(Integer, nullable=False, default=0)
+    # Restricted forms (investigations...): the people queried see the entry in "who read my
+    # data" only restricted_days after the query. Set by an Admin.
+    restricted = Column(Boolean, nullable=False, default=False, server_default=false())
+    restricted_days = Column(Integer, nullable=False, default=0, server_default="0")
     granted_agencies = relationship(Agency, secondary=form_agency)
     granted_roles = relationship(Role, secondary=form_role)
     business_items = relationship(BusinessItem, secondary=form_business_item)

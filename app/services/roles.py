@@ -104,14 +104,22 @@ DISPATCH_HANDLE = "dispatch_handle"  # receive, accept and record the result of 
 # Not a power but a requirement: the roles holding it sign in with certificate card plus password
 # (app.services.cards); no role holds it by default, an Admin gives it on the role screens.
 REQUIRE_CARD = "card_and_password"
+# The portal's (app.services.portal): citizens and businesses use it; Auditors answer its flags.
+PORTAL = "portal"
+REVIEW_FLAGS = "review_access_flags"
 CAPABILITIES = (
-    *actors.CAPABILITIES, TRANSFER_FILES, NOTIFY_CASES, DISPATCH_SUPERVISE, DISPATCH_HANDLE, REQUIRE_CARD,
+    *actors.CAPABILITIES, TRANSFER_FILES, NOTIFY_CASES, DISPATCH_SUPERVISE, DISPATCH_HANDLE, REQUIRE_CARD, PORTAL,
+    REVIEW_FLAGS,
 )  # fmt: skip
 # Citizens and businesses signed in with their cards: their own profile page, nothing of the back office.
 _CARD_HOLDER = [
     (r"^PlatformUserView$", r"^can_userinfo$"),
     (r"^MenuApi$", r"^can_get$"),
     (r"^HomeView$", r"^can_.*$"),
+    # their own portal (/portal/) and its API (/api/v1/me/)
+    (r"^PortalView$", r"^can_.*$"),
+    (r"^MeApi$", r"^can_.*$"),
+    (f"^{_PLATFORM}$", f"^{PORTAL}$"),
 ]
 
 ROLE_PERMISSIONS: dict[str, list[tuple[str, str]]] = {
@@ -155,7 +163,9 @@ ROLE_PERMISSIONS: dict[str, list[tuple[str, str]]] = {
         (r"^QueryView$", r"^can_(history|result|print_page|pdf)$"),
         (r"^QueryApi$", r"^can_(history|stored)$"),
         (r"^(Query|Query history)$", r"^menu_access$"),
-        (f"^{_PLATFORM}$", f"^({actors.READ_ALL_QUERIES}|{actors.WEEKLY_ALL_AGENCIES})$"),
+        (f"^{_PLATFORM}$", f"^({actors.READ_ALL_QUERIES}|{actors.WEEKLY_ALL_AGENCIES}|{REVIEW_FLAGS})$"),
+        # the "I don't recognise this" flags on their agency's queries
+        (r"^(AccessFlagView|Access flags)$", r"^(can_index|can_answer|menu_access)$"),
     ],
 }
 

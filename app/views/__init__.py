@@ -13,6 +13,7 @@ def register_views(appbuilder) -> None:
         openapi,
         org,
         outbox,
+        portal,
         query,
         reports,
         sources,
@@ -37,5 +38,6 @@ def register_views(appbuilder) -> None:
     survey.register(appbuilder)
     reports.register(appbuilder)
     cards.register(appbuilder)
+    portal.register(appbuilder)
     openapi.register(appbuilder)
     health.register(appbuilder)

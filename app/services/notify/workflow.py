@@ -101,6 +101,8 @@ def _rule(dispatch: Dispatch, action: str, actor: Actor, expected_version: int |
         raise Forbidden(_l("This dispatch belongs to another agency."))
     if expected_version is not None and expected_version != dispatch.version:
         raise Conflict(STALE)
+    if dispatch.case is not None and dispatch.case.status == "withdrawn":
+        raise Conflict(_l("The citizen withdrew this application: it can no longer be acted on."))
     rule = TRANSITIONS.get((dispatch.state, action))
     if rule is None:
         raise Conflict(

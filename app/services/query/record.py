@@ -58,7 +58,8 @@ def log_values(who: Actor, form, form_code, purpose: dict, params, outcome: str,
         row_count=0,
     )
     if form is not None:
-        id_inputs = {i.name for i in form.inputs if i.type == "national_id"}
+        # ID numbers and business numbers: the people and businesses "who read my data" shows it to
+        id_inputs = {i.name for i in form.inputs if i.type in ("national_id", "business_number")}
         subjects = sorted({subject_hash(str(v)) for k, v in params.items() if k in id_inputs and v})
         values["subjects"] = "\n".join(subjects) or None
     return values

@@ -47,6 +47,8 @@ ACCOUNTS = [
     ("supervisor.labour", "Supervisor", "LABOUR", "何", "勞政", "科長"),
     ("handler.labour", "Handler", "LABOUR", "呂", "勞政", "承辦人"),
     ("auditor", "Auditor", "COUNTY", "郭", "稽核", "稽核人員"),
+    # answers the portal's "I don't recognise this" flags on the tax bureau's queries
+    ("auditor.tax", "Auditor", "TAX", "潘", "稽核", "稽核人員"),
 ]
 
 
