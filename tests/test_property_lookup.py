@@ -219,3 +219,14 @@ def test_the_designers_rules_for_section_lists_and_the_one_property_options(app)
                 design.validate_section(
                     db.session, FormSection(title="t", target="v", display="table", options=json.dumps(options))
                 )
+
+
+def test_the_api_lists_the_sections_a_land_section_input_offers(client):
+    token = api_token(client, "clerk")
+    forms = {f["code"]: f for f in client.get("/api/v1/query/forms", headers=bearer(token)).json["result"]}
+    section_input = next(i for i in forms["land.parcel"]["inputs"] if i["type"] == "land_section")
+    offered = {c["value"]: c["label"] for c in section_input["choices"]}
+    assert offered["UA0301"].startswith("東平段一小段") and offered["UA0302"].startswith("東平段二小段")
+    assert "東平段" in offered and "中正段" not in offered  # 中正段 has no 小段: offered by code
+    parcel_input = next(i for i in forms["land.parcel"]["inputs"] if i["type"] == "land_parcel")
+    assert "choices" not in parcel_input

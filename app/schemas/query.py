@@ -179,11 +179,20 @@ def run_answer(run) -> dict:
 _RUN_ANSWER = QueryRunAnswerSchema()
 
 
+class InputChoiceSchema(Schema):
+    value = fields.String()
+    label = fields.String()
+
+
 class FormInputAnswerSchema(Schema):
     name = fields.String()
     label = fields.String()
     type = fields.String()
     required = fields.Boolean()
+    choices = fields.List(
+        fields.Nested(InputChoiceSchema),
+        metadata={"description": "land_section inputs: the sections of the source (send the value: a code or a 段)"},
+    )
 
 
 class BusinessItemAnswerSchema(Schema):
@@ -204,12 +213,23 @@ class QueryFormListSchema(Schema):
     result = fields.List(fields.Nested(QueryFormAnswerSchema))
 
 
-def forms_answer(plans) -> dict:
+def forms_answer(plans, section_lists: dict | None = None) -> dict:
+    """``section_lists``: per form code, per land_section input, the sections offered (value, label)."""
+    section_lists = section_lists or {}
+
+    def inputs(p):
+        lists = section_lists.get(p.code, {})
+        return [
+            {"name": i.name, "label": i.label, "type": i.type, "required": i.required,
+             **({"choices": [{"value": v, "label": str(t)} for v, t in lists[i.name]]} if i.name in lists else {})}
+            for i in p.inputs
+        ]  # fmt: skip
+
     forms = [
         {
             "code": p.code,
             "title": p.title,
-            "inputs": p.inputs,
+            "inputs": inputs(p),
             "business_items": [b for b in p.business_items if b.active],
         }
         for p in plans

@@ -166,7 +166,9 @@ class QueryApi(BaseApi):
             401:
               $ref: '#/components/responses/401'
         """
-        return self.response(200, **schemas.forms_answer(query.granted_forms(db.session, current_actor())))
+        plans = query.granted_forms(db.session, current_actor())
+        lists = {p.code: query.section_choices(p) for p in plans}
+        return self.response(200, **schemas.forms_answer(plans, lists))
 
     @api_expose("/run", methods=["POST"])
     @protect()
