@@ -253,15 +253,7 @@ class CertSignInApi(BaseApi):
               application/json:
                 schema: {$ref: '#/components/schemas/CardLoginSchema'}
           responses:
-            200:
-              description: Signed in
-              content:
-                application/json:
-                  schema:
-                    type: object
-                    properties:
-                      access_token: {type: string}
-                      refresh_token: {type: string}
+            200: {$ref: '#/components/responses/tokens'}
             400: {$ref: '#/components/responses/400'}
             401: {description: 'Refused, with the reason (challenge, signature, certificate, password)'}
             409:
@@ -352,15 +344,7 @@ class CertSignInApi(BaseApi):
               application/json:
                 schema: {$ref: '#/components/schemas/CardTlsLoginSchema'}
           responses:
-            200:
-              description: Signed in
-              content:
-                application/json:
-                  schema:
-                    type: object
-                    properties:
-                      access_token: {type: string}
-                      refresh_token: {type: string}
+            200: {$ref: '#/components/responses/tokens'}
             400: {$ref: '#/components/responses/400'}
             401: {description: 'Refused, with the reason (no certificate, certificate, password)'}
             409: {description: "A citizen's first sign-in: send id_number and name too"}
