@@ -49,7 +49,7 @@ class PlatformSecurityManager(SecurityManager):
     userstatschartview = None
 
     def __init__(self, appbuilder):
-        from app.views.org import PlatformGroupView, PlatformSecurityApi, PlatformUserView
+        from app.views.org import PlatformGroupView, PlatformRoleView, PlatformSecurityApi, PlatformUserView
 
         # Answers of permission checks and API users, kept PERMISSION_CACHE_SECONDS:
         # FAB asks the database on every request otherwise.
@@ -57,6 +57,7 @@ class PlatformSecurityManager(SecurityManager):
 
         self.userdbmodelview = PlatformUserView
         self.groupmodelview = PlatformGroupView
+        self.rolemodelview = PlatformRoleView
         self.security_api = PlatformSecurityApi
         super().__init__(appbuilder)
 

@@ -349,3 +349,71 @@ def test_two_removals_of_the_last_two_admins_at_once_leave_one(own_app):
     assert isinstance(outcome["second"], Conflict) and outcome["second"].message is accounts.LAST_ADMIN
     assert _active_admins(app) == 1 and _user(app, second_id)["active"] is True
     assert _refusals(app, second_id) == [{"operation": "delete", "rule": "last_admin"}]
+
+
+def _role_refusals(app, role_id) -> list[dict]:
+    import json
+
+    from app.models.audit import AuditEvent
+
+    with app.app_context():
+        events = db.session.scalars(
+            select(AuditEvent)
+            .where(AuditEvent.action == "account_refused", AuditEvent.object_type == "Role")
+            .where(AuditEvent.object_id == str(role_id))
+            .order_by(AuditEvent.id)
+        ).all()
+        return [{k: v for k, v in json.loads(e.detail).items() if k != "reason"} for e in events]
+
+
+def _role(app, role_id):
+    from flask_appbuilder.security.sqla.models import Role
+
+    with app.app_context():
+        role = db.session.get(Role, role_id)
+        return None if role is None else (role.name, len(role.permissions))
+
+
+def test_the_admin_role_keeps_its_name_and_every_permission_on_the_role_screen(own_app):
+    """An Admin editing roles on FAB's screen cannot rename the platform's own roles, strip the
+    Admin role (which would lock every administrator out) or delete them; other roles stay editable."""
+    app = own_app
+    admin_role, clerk_role = _role_id(app, "Admin"), _role_id(app, "Clerk")
+    admin_before, clerk_before = _role(app, admin_role), _role(app, clerk_role)
+    browser = app.test_client()
+    login(browser, "admin")
+    page = browser.get(f"/roles/edit/{admin_role}")
+    assert page.status_code == 200
+    token = csrf_token(page.text) or ""
+    with app.app_context():
+        from flask_appbuilder.security.sqla.models import Role
+
+        kept = [str(p.id) for p in db.session.get(Role, admin_role).permissions][:3]
+    r = browser.post(
+        f"/roles/edit/{admin_role}", data={"name": "Admin", "permissions": kept, "csrf_token": token},
+        follow_redirects=True,
+    )  # fmt: skip
+    assert "系統管理者角色保有全部權限" in r.text, r.text[:2000]
+    r = browser.post(f"/roles/edit/{clerk_role}", data={"name": "Counter", "csrf_token": token}, follow_redirects=True)
+    assert "內建角色的名稱不可變更" in r.text
+    r = browser.post(f"/roles/delete/{clerk_role}", data={"csrf_token": token}, follow_redirects=True)
+    assert "內建角色不可刪除" in r.text
+    assert _role(app, admin_role) == admin_before and _role(app, clerk_role) == clerk_before
+    assert _role_refusals(app, admin_role) == [{"operation": "role_edit", "rule": "admin_permissions"}]
+    assert _role_refusals(app, clerk_role) == [
+        {"operation": "role_edit", "rule": "rename"},
+        {"operation": "role_delete", "rule": "platform_role"},
+    ]
+    # A county's own role may be renamed, reduced and deleted as before.
+    with app.app_context():
+        sm = app.appbuilder.sm
+        own = sm.add_role("戶政查詢")
+        sm.add_permission_role(own, sm.add_permission_view_menu("can_index", "QueryView"))
+        own_id = own.id
+        db.session.commit()
+    r = browser.post(
+        f"/roles/edit/{own_id}", data={"name": "戶政查詢（新）", "csrf_token": token}, follow_redirects=True
+    )
+    assert _role(app, own_id) == ("戶政查詢（新）", 0)
+    browser.post(f"/roles/delete/{own_id}", data={"csrf_token": token}, follow_redirects=True)
+    assert _role(app, own_id) is None

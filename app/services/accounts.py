@@ -26,6 +26,12 @@ NOT_YOURSELF = _l("You cannot delete or deactivate your own account.")
 LAST_ADMIN = _l("This is the last active system administrator: the platform would have no administrator left.")
 DEACTIVATED = _l("The user has history on the platform, so the account was deactivated instead of deleted.")
 DELETED = _l("The user was deleted.")
+ROLE_RENAMED = _l("The platform's own roles keep their names: the platform recognises them by name.")
+ADMIN_ROLE_FIXED = _l(
+    "The system administrator role keeps every permission: it cannot be reduced here, or the platform "
+    "could be left with nobody able to administer it."
+)
+ROLE_KEPT = _l("The platform's own roles cannot be deleted.")
 PASSWORD_CHANGED = _l("The password was changed; other sessions of the account have ended.")
 
 
@@ -202,3 +208,35 @@ def remove(session, actor, user_id) -> str:
             return str(DEACTIVATED)
         session.delete(user)
     return str(DELETED)
+
+
+def check_role_edit(session, actor, role) -> None:
+    """An edit of a role on FAB's role screen: the platform's own roles keep
+    their names (rules find them by name), and the Admin role loses no
+    permission (FAB gives it each new permission, but never gives one back).
+    Raises Conflict, the refusal audited."""
+    from flask_appbuilder.security.sqla.models import Role
+
+    from app.services.roles import ROLE_LABELS
+
+    if role.id is None:
+        return
+    state = inspect(role)
+    renamed = state.attrs.name.history  # the caller keeps the edit unflushed until it is checked
+    if renamed.deleted:
+        old_name = renamed.deleted[0]
+    else:
+        with session.no_autoflush:
+            old_name = session.scalar(select(Role.name).where(Role.id == role.id))
+    if role.name != old_name and old_name in ROLE_LABELS:
+        raise _refuse(session, actor, Conflict(ROLE_RENAMED), "role_edit", "rename", "Role", role.id)
+    if old_name == ADMIN_ROLE and state.attrs.permissions.history.deleted:
+        raise _refuse(session, actor, Conflict(ADMIN_ROLE_FIXED), "role_edit", "admin_permissions", "Role", role.id)
+
+
+def check_role_delete(session, actor, role) -> None:
+    """The platform's own roles are never deleted (even without members). Raises Conflict, audited."""
+    from app.services.roles import ROLE_LABELS
+
+    if role.name in ROLE_LABELS:
+        raise _refuse(session, actor, Conflict(ROLE_KEPT), "role_delete", "platform_role", "Role", role.id)

@@ -6,7 +6,7 @@ from flask_appbuilder.api import expose, safe
 from flask_appbuilder.models.sqla.interface import SQLAInterface
 from flask_appbuilder.security.api import SecurityApi
 from flask_appbuilder.security.decorators import has_access
-from flask_appbuilder.security.views import UserDBModelView, UserGroupModelView
+from flask_appbuilder.security.views import RoleModelView, UserDBModelView, UserGroupModelView
 from flask_babel import lazy_gettext as _l
 from flask_jwt_extended import create_access_token, create_refresh_token, get_jwt, get_jwt_identity, jwt_required
 from wtforms import BooleanField, SelectChoice, SelectField
@@ -177,6 +177,32 @@ class PlatformGroupView(ValidatedMixin, UserGroupModelView):
 
     validator = _check_group_edit
     page_size = 25
+
+
+def _check_role_edit(session, role) -> None:
+    with session.no_autoflush:
+        accounts.check_role_edit(session, current_actor(), role)
+
+
+class PlatformRoleView(ValidatedMixin, RoleModelView):
+    """FAB's role screens: the platform's own roles keep their names and are
+    never deleted, and the Admin role keeps every permission."""
+
+    # the permissions stay those of FAB's role screen
+    class_permission_name = "RoleModelView"
+    validator = _check_role_edit
+
+    @expose("/edit/<pk>", methods=["GET", "POST"])
+    @has_access
+    def edit(self, pk):
+        """FAB's edit, with nothing of the edit flushed before it is checked (assigning the
+        permissions loads the old ones, which would otherwise flush the new name first)."""
+        with self.datamodel.session.no_autoflush:
+            return super().edit(pk)
+
+    def pre_delete(self, item):
+        accounts.check_role_delete(self.datamodel.session, current_actor(), item)
+        super().pre_delete(item)
 
 
 class UserApi(PlatformModelApi):
