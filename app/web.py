@@ -370,13 +370,10 @@ def _check_api_query() -> None:
             raise MalformedRequest(description=str(BAD_QUERY))
 
 
-_PAGE = "<!doctype html><meta charset=utf-8><title>{{ code }}</title><h1>{{ code }}</h1><p>{{ msg }}</p>"
-
-
 def _refusal_page(code: int, message):
-    from flask import render_template_string
+    from app import errorpages
 
-    return render_template_string(_PAGE, code=code, msg=str(message)), code
+    return errorpages.page(code, message)
 
 
 def _bad_request(exc: BadRequest):
@@ -403,9 +400,22 @@ def _unexpected(exc: Exception):
             response.set_data(json.dumps({"message": str(NOT_FOUND if exc.code == 404 else NOT_ALLOWED)}))
             response.content_type = "application/json"
             return response
-        return exc
+        if exc.code is None or exc.code < 400 or request.path.startswith("/api/"):
+            return exc
+        from app import errorpages
+
+        response = exc.get_response()  # keeps what the exception adds (Allow, Retry-After...)
+        body, code = errorpages.page(exc.code)
+        response.set_data(body)
+        response.content_type = "text/html; charset=utf-8"
+        return response
     if not request.path.startswith("/api/"):
-        raise exc
+        from app import errorpages
+
+        current_app.logger.error("unhandled error on %s %s: %s", request.method, request.path, type(exc).__name__)
+        if current_app.propagate_exceptions:  # tests and debug see the fault itself
+            raise exc
+        return errorpages.page(500)
     current_app.logger.error("unhandled error on %s %s: %s", request.method, request.path, type(exc).__name__)
     return jsonify(message=str(INTERNAL)), 500
 
@@ -440,14 +450,16 @@ DB_DOWN = _l("The platform database cannot be reached at the moment. Please try 
 
 def _database_down(exc):
     """A dead platform database: a clear message, never the SQL or its parameters."""
-    from flask import render_template_string
+    from flask import render_template
 
     # The request's session is discarded when the request ends (Flask-SQLAlchemy).
     current_app.logger.error("platform database unavailable: %s", type(exc).__name__)
     if request.path.startswith("/api/"):
         return jsonify(message=str(DB_DOWN)), 503
-    page = "<!doctype html><meta charset=utf-8><title>503</title><h1>503</h1><p>{{ msg }}</p>"
-    return render_template_string(page, msg=str(DB_DOWN)), 503
+    from app.errorpages import TITLES
+
+    context = {"code": 503, "title": str(TITLES[503]), "message": str(DB_DOWN), "home": "/"}
+    return render_template("errors/plain.html", **context), 503
 
 
 def _note_platform_db_error(context) -> None:
@@ -558,6 +570,9 @@ def register(app) -> None:
     app.jinja_env.globals["csp_nonce"] = csp_nonce
     app.add_template_filter(format_roc, "roc_date")
     app.add_template_filter(format_roc_datetime, "roc_datetime")
+
+    # Browsers ask for it on every site; a 404 page each time otherwise.
+    app.add_url_rule("/favicon.ico", "favicon", lambda: current_app.send_static_file("favicon.ico"))
 
     @app.context_processor
     def _context():
