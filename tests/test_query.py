@@ -216,6 +216,11 @@ def test_the_public_verification_confirms_a_code_without_personal_data(app, clie
     assert "王" not in body and "6789" not in body and r.json["agency"] == "示範縣地方稅務局"
     page = anonymous.get(f"/verify/{code.lower()}")
     assert page.status_code == 200 and "真實" in page.text
+    # The page shows Taipei time in ROC form as the printout does; the API keeps ISO UTC.
+    from app.lib.rocdate import format_roc_datetime
+
+    issued = datetime.datetime.fromisoformat(r.json["issued_at"].replace("Z", "+00:00")).replace(tzinfo=None)
+    assert format_roc_datetime(issued) in page.text and r.json["issued_at"] not in page.text
     # A typo is caught by the check character, before any lookup.
     typo = code[:-1] + ("0" if code[-1] != "0" else "1")
     r = anonymous.get(f"/api/v1/verify/{typo}")

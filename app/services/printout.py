@@ -65,6 +65,12 @@ def _parse_at(value) -> _dt.datetime | None:
     return moment
 
 
+def roc_moment(value, seconds: bool = True) -> str:
+    """An ISO UTC time (``2026-12-02T15:51:46Z``) as Taipei time in ROC form (``115/12/02 23:51:46``)."""
+    at = _parse_at(value)
+    return format_roc_datetime(at, seconds=seconds) if at else _text(value)
+
+
 def _when(snapshot: dict, seconds: bool = False) -> str:
     at = _parse_at(snapshot.get("at"))
     return format_roc_datetime(at, seconds=seconds) if at else _text(snapshot.get("at"))

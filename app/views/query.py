@@ -135,6 +135,9 @@ class VerifyView(BaseView):
         check = query.check_code(db.session, code) if code else None
         result = check.answer if check and check.answer["valid"] else None
         error = check.answer["message"] if check and not check.answer["valid"] else None
+        if result:  # the page shows Taipei time in ROC form, as the printout does (the API keeps ISO UTC)
+            shown = {key: printout.roc_moment(result.get(key)) for key in ("issued_at", "valid_until")}
+            result = {**result, **shown}
         return self.render_template("query/verify.html", code=code or "", result=result, error=error)
 
 
