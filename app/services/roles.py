@@ -46,7 +46,7 @@ _READ_AGENCIES = [(r"^(AgencyView|Agencies)$", r"^(can_list|can_show|menu_access
 _QUERY = [
     (r"^QueryView$", r"^can_(index|form|history|result|print_page|pdf)$"),
     (r"^QueryApi$", r"^can_(forms|run|history|stored)$"),
-    (r"^(Query|Query history)$", r"^menu_access$"),
+    (r"^(Query|Certificate-free query|Query history)$", r"^menu_access$"),
 ]
 _NOTIFY_READ = [
     (r"^(CategoryApi|CaseApi|DispatchApi|WorklistApi|AttachmentApi)$", r"^can_(list|get|check)$"),
