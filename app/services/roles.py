@@ -44,7 +44,7 @@ _SELF_SERVICE = [
 ]
 _READ_AGENCIES = [(r"^(AgencyView|Agencies)$", r"^(can_list|can_show|menu_access)$")]
 _QUERY = [
-    (r"^QueryView$", r"^can_(index|form|history|result|print_page|pdf)$"),
+    (r"^QueryView$", r"^can_(index|form|new_case|history|result|print_page|pdf)$"),
     (r"^QueryApi$", r"^can_(forms|run|history|stored)$"),
     (r"^(Query|Certificate-free query|Query history)$", r"^menu_access$"),
 ]

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import io
 
-from flask import abort, current_app, request, send_file
+from flask import abort, current_app, flash, redirect, request, send_file, session, url_for
 from flask_appbuilder import BaseView, expose, has_access
 from flask_appbuilder.api import BaseApi
 from flask_appbuilder.api import expose as api_expose
@@ -31,6 +31,18 @@ def _or_abort(call, *args):
         abort(exc.status)
 
 
+# The purpose of the case at hand (case number or reason, business item), kept in the
+# browser's session from one form to the next until the clerk starts another case.
+PURPOSE_KEY = "query_purpose"
+PURPOSE_FIELDS = ("case_no", "reason", "business_item")
+NEW_CASE = _l("Ready for another case: the case number, reason and business item were cleared.")
+
+
+def _carried_purpose() -> dict:
+    kept = session.get(PURPOSE_KEY) or {}
+    return {k: kept.get(k, "") if isinstance(kept.get(k, ""), str) else "" for k in PURPOSE_FIELDS}
+
+
 # Built once (a marshmallow schema holds no per-call state; building one copies its fields).
 _RUN_SCHEMA = schemas.QueryRunSchema()
 
@@ -45,13 +57,22 @@ class QueryView(BaseView):
     @has_access
     def index(self):
         forms = query.granted_forms(db.session, current_actor())
-        return self.render_template("query/index.html", forms=forms)
+        return self.render_template("query/index.html", forms=forms, purpose=_carried_purpose())
+
+    @expose("/new-case", methods=["POST"])
+    @has_access
+    def new_case(self):
+        """Start another case: the carried case number, reason and business item are forgotten."""
+        session.pop(PURPOSE_KEY, None)
+        flash(str(NEW_CASE), "info")
+        return redirect(request.form.get("next") if request.form.get("next", "").startswith("/query/") else
+                        url_for("QueryView.index"))  # fmt: skip
 
     @expose("/form/<code>", methods=["GET", "POST"])
     @has_access
     def form(self, code):
         who = current_actor()
-        purpose = {"case_no": "", "reason": "", "business_item": ""}
+        purpose = _carried_purpose()
         typed, error, run = {}, None, None
         if request.method == "POST":
             data = schemas.QueryPageSchema().load(schemas.split_page_form(request.form))
@@ -59,6 +80,7 @@ class QueryView(BaseView):
             typed = data["params"]
             try:
                 run = query.run_query(db.session, who, code, *purpose.values(), typed, data["pick"])
+                session[PURPOSE_KEY] = purpose  # carried to the next form of the same case
             except InvalidInput as exc:  # shown beside the form, which keeps what was typed
                 error = str(exc)
             except DomainError as exc:  # a form one may not use: refused (and recorded by the command)
