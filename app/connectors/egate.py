@@ -80,6 +80,7 @@ inputs to the query fields (operator eq).
 
 from __future__ import annotations
 
+import re
 import time
 
 from flask_babel import lazy_gettext as _l
@@ -131,13 +132,34 @@ RECORD_FIELDS = {
 STATUS_OK = "0000"
 STATUS_NOT_FOUND = "E404"
 _STATUS_REASON = {"E400": "config", "E401": "refused", "E403": "refused", "E429": "unreachable", "E503": "unreachable"}
+# What each status says, in the reader's language (the e-gate and its status code filled in).
 _STATUS_WORDS = {
-    "E400": "rejected the query as malformed",
-    "E401": "did not accept the credentials",
-    "E403": "does not allow this agency to run the transaction",
-    "E429": "is busy (too many requests)",
-    "E503": "reports the ministry's system as unavailable",
+    "E400": lambda where, status: _l(
+        "%(where)s rejected the query as malformed (%(status)s)", where=where, status=status
+    ),
+    "E401": lambda where, status: _l(
+        "%(where)s did not accept the credentials (%(status)s)", where=where, status=status
+    ),
+    "E403": lambda where, status: _l(
+        "%(where)s does not allow this agency to run the transaction (%(status)s)", where=where, status=status
+    ),
+    "E429": lambda where, status: _l("%(where)s is busy: too many requests (%(status)s)", where=where, status=status),
+    "E503": lambda where, status: _l(
+        "%(where)s reports the ministry's system as unavailable (%(status)s)", where=where, status=status
+    ),
 }
+_STATUS_CODE = re.compile(r"[A-Za-z0-9]{1,8}")
+
+
+def status_message(where, status: str):
+    """The plain words for an e-gate status other than success or not found; an
+    unknown status is named only when it looks like a code (the peer's text is never echoed)."""
+    words = _STATUS_WORDS.get(status)
+    if words is not None:
+        return words(where, status)
+    if _STATUS_CODE.fullmatch(status):
+        return _l("%(where)s reported an error (%(code)s)", where=where, code=status)
+    return _l("%(where)s reported an error", where=where)
 
 
 class EgateOptions(HttpOptions):
@@ -153,7 +175,10 @@ class EgateConnector(HttpSource):
     label = _l("Household e-gate")
     order = 40
     settings_schema = EgateSettings
-    where_label = "the household e-gate"
+
+    @property
+    def where(self):
+        return _l("the household e-gate at %(host)s", host=self.host)
 
     def describe(self) -> list[Entity]:
         """The protocol's transactions, their records' fields and the fields each is asked by."""
@@ -174,26 +199,31 @@ class EgateConnector(HttpSource):
         self.check_status(response)
         answer = self.json_of(response)
         if not isinstance(answer, dict) or answer.get("status") != STATUS_OK:
-            raise SourceError(f"{self.where} did not answer the ping", "bad_response")
+            raise SourceError(_l("%(where)s did not answer the ping", where=self.where), "bad_response")
         return time.perf_counter() - started
 
     def build_request(self, section: SectionSpec, params: dict) -> dict:
         txn = (section.target or "").strip().upper()
         if txn not in TRANSACTIONS:
             known = ", ".join(TRANSACTIONS)
-            raise SourceError(f"unknown e-gate transaction '{section.target}' (known: {known})", "config")
+            message = _l("unknown e-gate transaction '%(txn)s' (known: %(known)s)", txn=section.target, known=known)
+            raise SourceError(message, "config")
         allowed = TRANSACTIONS[txn][1]
+        fields_ = " / ".join(allowed)
         query = {}
         for flt in section.filters:
             if flt.column not in allowed:
-                raise SourceError(f"{txn} has no query field '{flt.column}' (use {' or '.join(allowed)})", "config")
+                message = _l(
+                    "%(txn)s has no query field '%(field)s' (use %(fields)s)", txn=txn, field=flt.column, fields=fields_
+                )
+                raise SourceError(message, "config")
             if (flt.op or "eq") != "eq":
-                raise SourceError(f"{txn} queries by equality only", "config")
+                raise SourceError(_l("%(txn)s queries by equality only", txn=txn), "config")
             value = self.filter_value(flt, params)
             if value is not None and str(value).strip():
                 query[flt.column] = str(value).strip().upper()
         if not query:
-            raise SourceError(f"{txn} needs {' or '.join(allowed)}", "config")
+            raise SourceError(_l("%(txn)s needs %(fields)s", txn=txn, fields=fields_), "config")
         requester = params.get("_requester")
         if not isinstance(requester, dict):
             requester = {}
@@ -216,16 +246,15 @@ class EgateConnector(HttpSource):
             answer = None
         if not isinstance(answer, dict) or "status" not in answer:
             self.check_status(response)
-            raise SourceError(f"{self.where} did not answer in the e-gate protocol", "bad_response")
+            raise SourceError(_l("%(where)s did not answer in the e-gate protocol", where=self.where), "bad_response")
         status = str(answer.get("status"))
         if status == STATUS_NOT_FOUND:
             return Result(columns=list(section.columns) or list(RECORD_FIELDS[txn]), rows=[], truncated=False)
         if status != STATUS_OK:
-            words = _STATUS_WORDS.get(status, "reported an error")
-            raise SourceError(f"{self.where} {words} ({status})", _STATUS_REASON.get(status, "bad_response"))
+            raise SourceError(status_message(self.where, status), _STATUS_REASON.get(status, "bad_response"))
         records = answer.get("records") or []
         if not isinstance(records, list) or not all(isinstance(r, dict) for r in records):
-            raise SourceError(f"{self.where} sent records in an unexpected shape", "bad_response")
+            raise SourceError(_l("%(where)s sent records in an unexpected shape", where=self.where), "bad_response")
         known = RECORD_FIELDS[txn]
         rows = []
         for record in records:  # the protocol's field order first, then any extra fields

@@ -66,7 +66,7 @@ def _httpx():
     try:
         import httpx
     except ImportError:
-        raise SourceError("httpx is not installed (pip install httpx)", "driver") from None
+        raise SourceError(_l("httpx is not installed (pip install httpx)"), "driver") from None
     return httpx
 
 
@@ -76,7 +76,7 @@ def fill(template: str, values: dict, quote: bool) -> str:
     def repl(match):
         name = match.group(1)
         if name not in values or values[name] is None:
-            raise SourceError(f"missing input '{name}'", "config")
+            raise SourceError(_l("missing input '%(name)s'", name=name), "config")
         text = str(values[name])
         if not quote:
             return text
@@ -142,7 +142,7 @@ def as_rows(node) -> list[dict]:
     if isinstance(node, dict):
         node = [node]
     if not isinstance(node, list):
-        raise SourceError("the answer holds no list of records at the configured path", "bad_response")
+        raise SourceError(_l("the answer holds no list of records at the configured path"), "bad_response")
     return [flatten(item) if isinstance(item, dict) else {"value": item} for item in node]
 
 
@@ -176,7 +176,7 @@ def matches(row: dict, flt: Filter, value) -> bool:
         if a is None or b is None:
             a, b = str(cell), str(value)
         return {"lt": a < b, "le": a <= b, "gt": a > b, "ge": a >= b}[op]
-    raise SourceError(f"unknown operator '{op}'", "config")
+    raise SourceError(_l("unknown operator '%(op)s'", op=op), "config")
 
 
 def order(rows: list[dict], order_by) -> list[dict]:
@@ -258,8 +258,6 @@ class HttpSource(Connector):
     """What the rest and egate kinds share: one keep-alive httpx.Client per
     source, auth, TLS, and the mapping of failures to SourceError."""
 
-    where_label = "the web service"
-
     def __init__(self, source: SourceConfig):
         super().__init__(source)  # the URL checked by HttpSettings
         self.url = self.settings["url"]
@@ -288,7 +286,7 @@ class HttpSource(Connector):
             elif mode == "header":
                 headers[str(opts.get("auth_header") or "X-API-Key")] = s.secret or ""
             elif mode:
-                raise SourceError(f"unknown auth '{mode}' (use basic, bearer or header)", "config")
+                raise SourceError(_l("unknown auth '%(mode)s' (use basic, bearer or header)", mode=mode), "config")
             cert = None
             if opts.get("client_cert"):
                 cert = (opts["client_cert"], opts["client_key"]) if opts.get("client_key") else opts["client_cert"]
@@ -323,9 +321,15 @@ class HttpSource(Connector):
                 self._client = None
 
     @property
-    def where(self) -> str:
+    def host(self) -> str:
+        """The source's host (and port): what messages and log lines name, never the URL's path or query."""
         parts = urllib.parse.urlsplit(self.url)
-        return f"{self.where_label} at {parts.hostname}" + (f":{parts.port}" if parts.port else "")
+        return f"{parts.hostname}" + (f":{parts.port}" if parts.port else "")
+
+    @property
+    def where(self):
+        """The source in messages, in the reader's language (``lazy_gettext``)."""
+        return _l("the web service at %(host)s", host=self.host)
 
     def send(self, method: str, path: str, *, params=None, json=None):
         """Send one request; failures become SourceError with plain words
@@ -335,18 +339,19 @@ class HttpSource(Connector):
         try:
             request = client.build_request(method, path, params=params, json=json)
         except (httpx.InvalidURL, ValueError, TypeError):
-            raise SourceError("the request could not be built from the section settings", "config") from None
+            raise SourceError(_l("the request could not be built from the section settings"), "config") from None
         base = httpx.URL(self.url)
         if request.url.host != base.host or request.url.scheme != base.scheme or request.url.port != base.port:
-            raise SourceError("the section's path leaves the source's host", "config")
+            raise SourceError(_l("the section's path leaves the source's host"), "config")
         try:
             return client.send(request)
         except Refused as exc:
-            log.warning("source %s: %s refused at connect time (%s)", self.source.name, self.where, exc.reason)
+            log.warning("source %s: %s refused at connect time (%s)", self.source.name, self.host, exc.reason)
             raise refusal(exc) from None
         except httpx.ConnectError as exc:
             if "certificate" in str(exc).lower():
-                raise SourceError(f"cannot reach {self.where}: the TLS certificate is not trusted", "refused") from None
+                message = _l("cannot reach %(where)s: the TLS certificate is not trusted", where=self.where)
+                raise SourceError(message, "refused") from None
             raise self.unreachable(exc) from None
         except httpx.TransportError as exc:  # timeouts too
             raise self.unreachable(exc) from None
@@ -354,29 +359,33 @@ class HttpSource(Connector):
     def unreachable(self, exc: Exception) -> SourceError:
         """One message for a refused connection, a timeout, a silent or unreachable host, a broken
         answer: which ports are open is nobody's business but the server log's."""
-        log.info("source %s: %s failed: %s %s", self.source.name, self.where, type(exc).__name__, str(exc)[:200])
-        t = self.source.timeout
-        return SourceError(f"cannot reach {self.where}, or it did not answer within {t:g} s", "unreachable")
+        log.info("source %s: %s failed: %s %s", self.source.name, self.host, type(exc).__name__, str(exc)[:200])
+        seconds = f"{self.source.timeout:g}"
+        return SourceError(
+            _l("cannot reach %(where)s, or it did not answer within %(seconds)s s", where=self.where, seconds=seconds),
+            "unreachable",
+        )
 
     def check_status(self, response) -> None:
         code = response.status_code
         if code < 400:
             return
+        where = self.where
         if code in (401, 403):
-            raise SourceError(f"{self.where} refused the request (HTTP {code})", "refused")
+            raise SourceError(_l("%(where)s refused the request (HTTP %(code)s)", where=where, code=code), "refused")
         if code in (408, 504):
-            raise SourceError(f"{self.where} did not answer in time (HTTP {code})", "timeout")
+            raise SourceError(_l("%(where)s did not answer in time (HTTP %(code)s)", where=where, code=code), "timeout")
         if code in (502, 503):
-            raise SourceError(f"{self.where} is unavailable (HTTP {code})", "unreachable")
+            raise SourceError(_l("%(where)s is unavailable (HTTP %(code)s)", where=where, code=code), "unreachable")
         if code < 500:
-            raise SourceError(f"{self.where} rejected the request (HTTP {code})", "config")
-        raise SourceError(f"{self.where} failed (HTTP {code})", "bad_response")
+            raise SourceError(_l("%(where)s rejected the request (HTTP %(code)s)", where=where, code=code), "config")
+        raise SourceError(_l("%(where)s failed (HTTP %(code)s)", where=where, code=code), "bad_response")
 
     def json_of(self, response):
         try:
             return response.json()
         except ValueError:
-            raise SourceError(f"{self.where} did not answer with JSON", "bad_response") from None
+            raise SourceError(_l("%(where)s did not answer with JSON", where=self.where), "bad_response") from None
 
     def test(self) -> float:
         started = time.perf_counter()
@@ -412,10 +421,10 @@ class RestConnector(HttpSource):
         opts = {**self.options, **(section.options or {})}
         method = str(opts.get("method") or "GET").upper()
         if method not in ("GET", "POST"):
-            raise SourceError(f"unsupported method '{method}'", "config")
+            raise SourceError(_l("unsupported method '%(method)s'", method=method), "config")
         target = section.target or ""
         if "://" in target or target.startswith("//"):
-            raise SourceError("the section's path must be relative to the source's URL", "config")
+            raise SourceError(_l("the section's path must be relative to the source's URL"), "config")
 
         values = {k: v for k, v in params.items() if not str(k).startswith("_") and not isinstance(v, dict)}
         filter_values = []
@@ -437,7 +446,7 @@ class RestConnector(HttpSource):
         try:
             node = dig(document, opts.get("rows_path") or "")
         except (KeyError, IndexError):
-            raise SourceError(f"the answer has no '{opts.get('rows_path')}'", "bad_response") from None
+            raise SourceError(_l("the answer has no '%(path)s'", path=opts.get("rows_path")), "bad_response") from None
         rows = as_rows(node)
         for flt, value in filter_values:
             if (flt.op or "eq") == "eq" and flt.column in used:

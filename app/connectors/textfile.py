@@ -107,7 +107,7 @@ def _pandas():
     try:
         import pandas
     except ImportError:
-        raise SourceError("pandas is not installed (pip install pandas)", "driver") from None
+        raise SourceError(_l("pandas is not installed (pip install pandas)"), "driver") from None
     return pandas
 
 
@@ -171,16 +171,20 @@ class TextFileConnector(Connector):
         except FileNotFoundError:
             had = self._loaded is not None
             self._loaded = None  # never serve the old copy
-            extra = " (it was there before and has disappeared)" if had else ""
-            raise SourceError(f"file not found: {self.path}{extra}", "not_found") from None
+            if had:
+                message = _l("file not found: %(path)s (it was there before and has disappeared)", path=self.path)
+            else:
+                message = _l("file not found: %(path)s", path=self.path)
+            raise SourceError(message, "not_found") from None
         except PermissionError:
-            raise SourceError(f"no permission to read {self.path}", "refused") from None
+            raise SourceError(_l("no permission to read %(path)s", path=self.path), "refused") from None
         except OSError as exc:
+            problem = exc.strerror or type(exc).__name__
             raise SourceError(
-                f"cannot read {self.path} ({exc.strerror or type(exc).__name__})", "unreachable"
+                _l("cannot read %(path)s (%(problem)s)", path=self.path, problem=problem), "unreachable"
             ) from None
         if not os.path.isfile(file):
-            raise SourceError(f"not a file: {self.path}", "config")
+            raise SourceError(_l("not a file: %(path)s", path=self.path), "config")
         return (st.st_mtime_ns, st.st_size, st.st_ino)
 
     def _read_frame(self, nrows: int | None = None):
@@ -190,7 +194,7 @@ class TextFileConnector(Connector):
                 kwargs = {}
                 if not self.header:
                     if not self.names:
-                        raise SourceError("a file without a header line needs options.names", "config")
+                        raise SourceError(_l("a file without a header line needs options.names"), "config")
                     kwargs = {"header": None, "names": self.names}
                 return pd.read_csv(
                     self.file(),
@@ -221,17 +225,22 @@ class TextFileConnector(Connector):
         except SourceError:
             raise
         except UnicodeDecodeError:
-            raise SourceError(f"{self.path} is not valid {self.encoding} text", "bad_response") from None
+            message = _l("%(path)s is not valid %(encoding)s text", path=self.path, encoding=self.encoding)
+            raise SourceError(message, "bad_response") from None
         except FileNotFoundError:
-            raise SourceError(f"file not found: {self.path}", "not_found") from None
+            raise SourceError(_l("file not found: %(path)s", path=self.path), "not_found") from None
         except PermissionError:
-            raise SourceError(f"no permission to read {self.path}", "refused") from None
+            raise SourceError(_l("no permission to read %(path)s", path=self.path), "refused") from None
         except pd.errors.EmptyDataError:
-            raise SourceError(f"{self.path} is empty", "bad_response") from None
+            raise SourceError(_l("%(path)s is empty", path=self.path), "bad_response") from None
         except (pd.errors.ParserError, ValueError) as exc:
-            raise SourceError(
-                f"{self.path} cannot be parsed as {self.format} ({type(exc).__name__})", "bad_response"
-            ) from None
+            message = _l(
+                "%(path)s cannot be parsed as %(format)s (%(problem)s)",
+                path=self.path,
+                format=self.format,
+                problem=type(exc).__name__,
+            )
+            raise SourceError(message, "bad_response") from None
 
     def _read_fixed_bytes(self, names: list[str], nrows: int | None):
         pd = _pandas()
@@ -262,7 +271,7 @@ class TextFileConnector(Connector):
             frame.columns = [str(c).strip() for c in frame.columns]
             missing = [c for c in self.key_columns if c not in frame.columns]
             if missing:
-                raise SourceError(f"the file has no key column {', '.join(missing)}", "config")
+                raise SourceError(_l("the file has no key column %(names)s", names=", ".join(missing)), "config")
             index = {c: frame.groupby(c, sort=False).indices for c in self.key_columns}
             # the stamp taken BEFORE reading: a change while reading reloads next time
             self._loaded = _Loaded(stamp=stamp, frame=frame, index=index, loaded_at=time.time())
@@ -274,12 +283,12 @@ class TextFileConnector(Connector):
         started = time.perf_counter()
         self._stat()
         if not os.access(self.file(), os.R_OK):
-            raise SourceError(f"no permission to read {self.path}", "refused")
+            raise SourceError(_l("no permission to read %(path)s", path=self.path), "refused")
         head = self._read_frame(nrows=1)
         columns = [str(c).strip() for c in head.columns]
         missing = [c for c in self.key_columns if c not in columns]
         if missing:
-            raise SourceError(f"the file has no key column {', '.join(missing)}", "config")
+            raise SourceError(_l("the file has no key column %(names)s", names=", ".join(missing)), "config")
         return time.perf_counter() - started
 
     def fetch(self, section: SectionSpec, params: dict) -> Result:
@@ -291,7 +300,7 @@ class TextFileConnector(Connector):
             [f.column for f in section.filters] + list(section.columns) + [c.lstrip("-") for c in section.order_by]
         ):
             if name not in columns:
-                raise SourceError(f"the file has no column '{name}'", "config")
+                raise SourceError(_l("the file has no column '%(name)s'", name=name), "config")
 
         filters = [(f, self.filter_value(f, params)) for f in section.filters]
         # an eq filter on an indexed column narrows the rows in O(1)
@@ -333,13 +342,13 @@ class TextFileConnector(Connector):
             return series.isin([v for v in values if v])
         if op in ("like", "prefix"):
             if value is None or value == "":
-                raise SourceError(f"no value for '{name}'", "config")
+                raise SourceError(_l("no value for '%(name)s'", name=name), "config")
             if op == "prefix":
                 return series.str.startswith(str(value))
             return series.str.contains(str(value), regex=False)
         if op in ("lt", "le", "gt", "ge"):
             if value is None or value == "":
-                raise SourceError(f"no value for '{name}'", "config")
+                raise SourceError(_l("no value for '%(name)s'", name=name), "config")
             try:
                 number = float(value)
             except (TypeError, ValueError):
@@ -347,7 +356,7 @@ class TextFileConnector(Connector):
             else:
                 left, right = pd.to_numeric(series, errors="coerce"), number
             return {"lt": left < right, "le": left <= right, "gt": left > right, "ge": left >= right}[op]
-        raise SourceError(f"unknown operator '{op}'", "config")
+        raise SourceError(_l("unknown operator '%(op)s'", op=op), "config")
 
     def describe(self) -> list[Entity]:
         """The one file (target ""), its columns from the header line, the

@@ -132,7 +132,8 @@ class SqlConnector(Connector):
         self.pool = SourceEngine(source, self.settings)
 
     @property
-    def where(self) -> str:
+    def where(self):
+        """The server or file in messages (``lazy_gettext``)."""
         return self.pool.where
 
     def engine(self):

@@ -23,6 +23,8 @@ import sqlite3
 import threading
 import time
 
+from flask_babel import lazy_gettext as _l
+
 from app.connectors.base import SourceConfig, SourceError, refusal
 from app.lib.confinement import Refused
 
@@ -75,12 +77,13 @@ class SourceEngine:
         return self.options.get("odbc_driver") or DEFAULT_ODBC_DRIVER
 
     @property
-    def where(self) -> str:
+    def where(self):
+        """The server (or SQLite file) in messages, in the reader's language (``lazy_gettext``)."""
         s = self.settings
         if self.dialect == "sqlite":
-            return f"SQLite file {s.get('database')}"
+            return _l("SQLite file %(file)s", file=s.get("database"))
         port = s.get("port") or DIALECTS[self.dialect][3]
-        return f"{DIALECTS[self.dialect][4]} at {s.get('host')}:{port}"
+        return _l("%(server)s at %(host)s:%(port)s", server=DIALECTS[self.dialect][4], host=s.get("host"), port=port)
 
     def import_driver(self):
         _, module, install, _, label = DIALECTS[self.dialect]
@@ -88,9 +91,21 @@ class SourceEngine:
             return importlib.import_module(module)
         except ImportError as exc:
             log.warning("SQL driver %s cannot be imported: %s", module, type(exc).__name__)
-            raise SourceError(f"the {label} driver '{module}' is not installed ({install})", "driver") from None
+            message = _l(
+                "the %(label)s driver '%(module)s' is not installed (%(install)s)",
+                label=label,
+                module=module,
+                install=install,
+            )
+            raise SourceError(message, "driver") from None
         except OSError:  # a shared library the driver needs is missing (pyodbc without unixodbc)
-            raise SourceError(f"the {label} driver '{module}' cannot load ({install})", "driver") from None
+            message = _l(
+                "the %(label)s driver '%(module)s' cannot load (%(install)s)",
+                label=label,
+                module=module,
+                install=install,
+            )
+            raise SourceError(message, "driver") from None
 
     def url(self):
         from sqlalchemy import URL
@@ -101,7 +116,7 @@ class SourceEngine:
             path = self.sqlite_file()
             return URL.create("sqlite", database=f"file:{path}", query={"mode": "ro", "uri": "true"})
         if not s.get("host"):
-            raise SourceError("no host is set", "config")
+            raise SourceError(_l("no host is set"), "config")
         query: dict = {}
         database = s.get("database")
         if self.dialect == "oracle":
@@ -127,7 +142,7 @@ class SourceEngine:
         """The SQLite file to open: resolved and inside the confinement."""
         database, limits = self.settings.get("database"), self.source.confinement
         if not database:
-            raise SourceError("no SQLite file is set", "config")
+            raise SourceError(_l("no SQLite file is set"), "config")
         if limits is None:
             return os.path.abspath(database)
         try:
@@ -193,7 +208,7 @@ class SourceEngine:
                 return self._engine
             self.import_driver()
             if self.dialect == "sqlite" and not os.path.isfile(self.sqlite_file()):
-                raise SourceError(f"file not found: {self.settings.get('database')}", "not_found")
+                raise SourceError(_l("file not found: %(path)s", path=self.settings.get("database")), "not_found")
             self.checked_addresses()
             from sqlalchemy import create_engine, event
 

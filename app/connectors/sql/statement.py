@@ -18,6 +18,8 @@ import threading
 import uuid
 import weakref
 
+from flask_babel import lazy_gettext as _l
+
 from app.connectors.base import Filter, SectionSpec, SourceError
 
 # identifiers from the form designer: letters (CJK too), digits, _ $ #
@@ -25,16 +27,21 @@ _IDENT = re.compile(r"^[\w$#]+$")
 
 
 def _ident(name: str, what: str) -> str:
+    """``name`` checked as an identifier; ``what``: "column" or "table or view"."""
     name = (name or "").strip()
     if not name or not _IDENT.match(name):
-        raise SourceError(f"invalid {what} name '{name[:60]}' in the section settings", "config")
+        if what == "column":
+            message = _l("invalid column name '%(name)s' in the section settings", name=name[:60])
+        else:
+            message = _l("invalid table or view name '%(name)s' in the section settings", name=name[:60])
+        raise SourceError(message, "config")
     return name
 
 
 def _split_target(target: str) -> tuple[str | None, str]:
     parts = [p.strip() for p in (target or "").split(".")]
     if not parts or len(parts) > 3:
-        raise SourceError(f"invalid table or view '{(target or '')[:80]}'", "config")
+        raise SourceError(_l("invalid table or view '%(name)s'", name=(target or "")[:80]), "config")
     for p in parts:
         _ident(p, "table or view")
     if len(parts) == 1:
@@ -50,7 +57,7 @@ def _filter_value(flt: Filter, params: dict):
     if flt.param is None:
         return flt.value
     if flt.param not in params:
-        raise SourceError(f"missing input '{flt.param}'", "config")
+        raise SourceError(_l("missing input '%(name)s'", name=flt.param), "config")
     return params[flt.param]
 
 
@@ -65,10 +72,10 @@ def _bind_values(section: SectionSpec, params: dict, value_of) -> tuple[list, tu
             shape.append(value is None)
         elif op in ("lt", "le", "gt", "ge"):
             if value is None:
-                raise SourceError(f"no value for '{flt.column}'", "config")
+                raise SourceError(_l("no value for '%(name)s'", name=flt.column), "config")
         elif op in ("like", "prefix"):
             if value is None or value == "":
-                raise SourceError(f"no value for '{flt.column}'", "config")
+                raise SourceError(_l("no value for '%(name)s'", name=flt.column), "config")
             value = _escape_like(str(value)) + "%"
             if op == "like":
                 value = "%" + value
@@ -78,9 +85,9 @@ def _bind_values(section: SectionSpec, params: dict, value_of) -> tuple[list, tu
             items = value if isinstance(value, (list, tuple, set)) else [value]
             value = [v for v in items if v is not None and v != ""]
             if not value:
-                raise SourceError(f"no value for '{flt.column}'", "config")
+                raise SourceError(_l("no value for '%(name)s'", name=flt.column), "config")
         else:
-            raise SourceError(f"unknown operator '{op}'", "config")
+            raise SourceError(_l("unknown operator '%(op)s'", op=op), "config")
         values.append(value)
     return values, tuple(shape)
 
@@ -249,7 +256,7 @@ def compile_statement(dialect_name: str, section: SectionSpec, params: dict, row
 
         dialect = mod.dialect()
     else:
-        raise SourceError(f"unknown SQL dialect '{dialect_name}'", "config")
+        raise SourceError(_l("unknown SQL dialect '%(dialect)s'", dialect=dialect_name), "config")
     stmt = build_statement(section, params, row_cap)
     return str(stmt.compile(dialect=dialect, compile_kwargs={"render_postcompile": True}))
 
