@@ -126,8 +126,9 @@ def _unreachable_kind(text: str, low_code: str) -> str:
     return f"other {low_code}".strip()
 
 
-def translate(exc: Exception, *, source, dialect: str, where: str, odbc_driver: str, connecting: bool) -> SourceError:
-    """The SourceError for ``exc`` raised while ``connecting`` (or running a statement) on ``source``."""
+def translate(exc: Exception, *, source, dialect: str, where, odbc_driver: str, connecting: bool) -> SourceError:
+    """The SourceError for ``exc`` raised while ``connecting`` (or running a statement) on ``source``
+    (``where``: the server or file in the reader's language, as messages name it)."""
     from sqlalchemy import exc as sa_exc
 
     if isinstance(exc, SourceError):
@@ -168,7 +169,11 @@ def translate(exc: Exception, *, source, dialect: str, where: str, odbc_driver: 
         # Refused, timed out, unreachable, a host name without an address, a
         # peer that is no database: one message, so a connection test does not
         # tell open ports from closed ones. The kind of failure goes to the log.
-        log.info("SQL source %s: %s could not be reached (%s)", source.name, where, _unreachable_kind(text, low_code))
+        server = source.settings.get("host") or source.settings.get("database")
+        port = source.settings.get("port")
+        server = f"{server}:{port}" if port else server
+        log.info("SQL source %s: %s %s could not be reached (%s)", source.name, dialect, server,
+                 _unreachable_kind(text, low_code))  # fmt: skip
         return SourceError(
             _l("cannot reach %(where)s, or it did not answer within %(seconds)s s", where=where, seconds=seconds),
             "unreachable",
