@@ -186,7 +186,7 @@ def test_the_administrator_screens_list_add_and_test_sources_and_forms_in_chines
     assert f"已連線至 {good_name}，耗時" in ok.text
     failed = client.post("/datasourceview/action_post", data={"action": "test_connection", "rowid": gone_id,
                                                               "csrf_token": token}, follow_redirects=True)  # fmt: skip
-    assert f"無法連線至 {gone_name}：" in failed.text and "not found" in failed.text
+    assert f"無法連線至 {gone_name}：找不到檔案：" in failed.text
     with app.app_context():
         health = {s.id: (s.last_ok, s.last_error) for s in db.session.scalars(
             select(DataSource).where(DataSource.id.in_([good_id, gone_id])))}  # fmt: skip

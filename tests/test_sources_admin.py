@@ -120,7 +120,7 @@ def test_the_form_designer_reads_what_a_source_offers_or_why_it_cannot_say(app, 
     assert [c["name"] for c in people["columns"]] == ["id_no", "name", "district", "income"]
     assert "INT" in people["columns"][3]["type"].upper()
     missing = client.get(f"/api/v1/sources/{gone_id}/describe", headers=bearer(admin)).json
-    assert missing["ok"] is False and "not found" in missing["message"] and missing["entities"] == []
+    assert missing["ok"] is False and "找不到檔案：" in missing["message"] and missing["entities"] == []
     assert client.get("/api/v1/sources/999999999/describe", headers=bearer(admin)).status_code == 404
 
 
