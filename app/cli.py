@@ -20,6 +20,7 @@ transfer_cli = AppGroup("transfer", help="Confidential file transfer.")
 report_cli = AppGroup("report", help="Reports.")
 keys_cli = AppGroup("keys", help="Field-encryption keys.")
 cards_cli = AppGroup("cards", help="Certificate cards: the trust settings, checking a certificate.")
+ops_cli = AppGroup("ops", help="Operations: backup and restore (docs/backup.md).")
 worker_cli = AppGroup("worker", help="Background work, each kind in a process of its own (./run.sh starts them).")
 
 
@@ -435,6 +436,96 @@ def cards_check(certificate):
     click.echo(f"accepted: {card.kind} card, serial {card.serial}, issuer {card.issuer}, revocation: {card.checked_by}")
 
 
+def _passphrase(path, confirm: bool) -> str:
+    from app.services import backup
+
+    if path:
+        return backup.read_passphrase(path)
+    if not sys.stdin.isatty():
+        raise backup.BackupError("give the key bundle's passphrase with --keys-passphrase-file")
+    return click.prompt("Key bundle passphrase", hide_input=True, confirmation_prompt=confirm)
+
+
+@ops_cli.command("backup")
+@click.option("--out", required=True, type=click.Path(file_okay=False), help="New (or empty) folder for the backup.")
+@click.option(
+    "--keys-out",
+    type=click.Path(dir_okay=False),
+    help="Where to write the encrypted key bundle (default: OUT/keys.enc); keep it apart from the backup.",
+)
+@click.option(
+    "--keys-passphrase-file",
+    type=click.Path(exists=True, dir_okay=False),
+    help="File whose first line is the key bundle's passphrase (default: asked on the terminal).",
+)
+def ops_backup(out, keys_out, keys_passphrase_file):
+    """Back up the database (one snapshot), the transfer storage, the audit checkpoint file,
+    the settings, and the keys (encrypted with a passphrase, in a file of their own)."""
+    from pathlib import Path
+
+    from app.services import backup
+
+    try:
+        made = backup.backup(Path(out), _passphrase(keys_passphrase_file, True), Path(keys_out) if keys_out else None)
+    except backup.BackupError as exc:
+        click.echo(f"backup refused: {exc}", err=True)
+        sys.exit(1)
+    m = made.manifest
+    for name, part in m["parts"].items():
+        click.echo(f"{name}: {part['size']} bytes, sha256 {part['sha256']}")
+    click.echo(f"key bundle {made.keys_file}: {m['keys']['size']} bytes (keep it apart from {made.folder})")
+    click.echo(
+        f"backup {m['backup_id']} written to {made.folder} in {made.seconds:.1f} s: migration head"
+        f" {m['migration_head']}, audit chain seq {m['audit_head']['seq']}, {m['transfer_files']} transfer files"
+    )
+
+
+@ops_cli.command("restore")
+@click.option("--from", "source", required=True, type=click.Path(exists=True, file_okay=False), help="The backup.")
+@click.option("--keys", type=click.Path(exists=True, dir_okay=False), help="The key bundle (default: FROM/keys.enc).")
+@click.option(
+    "--keys-passphrase-file",
+    type=click.Path(exists=True, dir_okay=False),
+    help="File whose first line is the key bundle's passphrase (default: asked on the terminal).",
+)
+@click.option(
+    "--instance",
+    type=click.Path(file_okay=False),
+    help="The instance folder the keys are written into (default: INSTANCE_PATH's).",
+)
+@click.option("--check-only", is_flag=True, help="Only check the backup's parts and key bundle; change nothing.")
+@click.option("--force", is_flag=True, help="Replace a database with tables, stored files and another checkpoint file.")
+def ops_restore(source, keys, keys_passphrase_file, instance, check_only, force):
+    """Restore a backup into this configuration's database, transfer storage, checkpoint file
+    and instance folder, after checking every part; then check what was restored."""
+    from pathlib import Path
+
+    from app.services import backup
+
+    keys_file = Path(keys) if keys else Path(source) / backup.KEYS_FILE
+    try:
+        phrase = _passphrase(keys_passphrase_file, False)
+        if check_only:
+            manifest, _bundle = backup.check(Path(source), keys_file, phrase)
+            click.echo(f"backup {manifest['backup_id']} of {manifest['created']}: every part and the key bundle check")
+            return
+        done = backup.restore(Path(source), keys_file, phrase, Path(instance) if instance else None, force=force)
+    except backup.BackupError as exc:
+        click.echo(f"restore refused: {exc}", err=True)
+        sys.exit(1)
+    for line in done.checks:
+        click.echo(f"check: {line}")
+    for line in done.notes:
+        click.echo(f"note: {line}")
+    for line in done.problems:
+        click.echo(f"PROBLEM: {line}", err=True)
+    m = done.manifest
+    click.echo(f"backup {m['backup_id']} of {m['created']} restored in {done.seconds:.1f} s")
+    if done.problems:
+        sys.exit(1)
+    click.echo("restart every process (web, workers) so that they read the restored keys")
+
+
 def register(app) -> None:
     for group in (
         audit_cli,
@@ -447,5 +538,6 @@ def register(app) -> None:
         keys_cli,
         worker_cli,
         cards_cli,
+        ops_cli,
     ):
         app.cli.add_command(group)

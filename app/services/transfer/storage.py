@@ -204,10 +204,15 @@ def keep(
 
 
 def existing(path: str | None) -> Path:
-    """A stored file, or NotFound when storage lost it."""
-    if not path or not Path(path).exists():
-        raise NotFound(_l("The encrypted file is missing from storage; contact the administrator."))
-    return Path(path)
+    """A stored file, or NotFound when storage lost it. It is looked for in the case's
+    folder under the current ``TRANSFER_DIR`` first (the storage restored from a backup
+    or moved elsewhere), then where it was stored."""
+    if path:
+        stored = Path(path)
+        for candidate in (Path(current_app.config["TRANSFER_DIR"]) / stored.parent.name / stored.name, stored):
+            if candidate.is_file():
+                return candidate
+    raise NotFound(_l("The encrypted file is missing from storage; contact the administrator."))
 
 
 # --- what a killed process leaves behind --------------------------------------------------------
