@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import secrets
 import shutil
 import subprocess
@@ -238,6 +239,8 @@ def test_a_used_platform_is_backed_up_lost_and_restored_on_a_fresh_machine_with_
         restore_seconds = time.monotonic() - started
         assert restored.exit_code == 0, restored.output
         assert "audit chain OK" in restored.output and "1 transfer files present" in restored.output
+        decrypted = re.search(r"(\d+) encrypted values decrypted with the restored keys", restored.output)
+        assert decrypted and int(decrypted.group(1)) > 0  # the stored result, the queued mail...
         # Into a database that now holds tables, only with --force.
         twice = _restore(target, backup_dir, vault / "keys.enc", phrase)
         assert twice.exit_code == 1 and "the target database holds tables" in twice.output

@@ -130,7 +130,7 @@ def _now() -> str:
 
 def _write_private(path: Path, data: bytes) -> None:
     """Write a file readable by its owner only (0600), replacing any file of that name atomically."""
-    path.parent.mkdir(parents=True, exist_ok=True)
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
     tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     with os.fdopen(fd, "wb") as fh:
@@ -243,9 +243,13 @@ def _libpq(url) -> tuple[list[str], dict]:
 def _run(argv: list[str], env: dict, what: str) -> None:
     done = subprocess.run(argv, env=env, capture_output=True, text=True)
     if done.returncode != 0:
-        # pg_dump/pg_restore print object names and server messages, never rows: keep the gist.
-        tail = " / ".join(line for line in done.stderr.strip().splitlines()[-3:])
-        raise BackupError(f"{what} failed (exit {done.returncode}): {tail[:400]}")
+        # The gist: the tool's error lines, without a server's DETAIL (which may quote a row's
+        # values, e.g. a duplicate key), ID numbers and addresses masked all the same.
+        from app.lib.logging import scrub
+
+        errors = [line for line in done.stderr.splitlines() if ": error:" in line or "FATAL" in line]
+        gist = " / ".join(line.split("DETAIL:")[0].strip() for line in errors[-2:]) or "see the server's log"
+        raise BackupError(f"{what} failed (exit {done.returncode}): {scrub(gist)[:400]}")
 
 
 def _dump_postgresql(url, target: Path) -> dict:
@@ -408,6 +412,7 @@ def backup(out: Path, passphrase: str, keys_out: Path | None = None) -> BackupRe
 
     for part in parts:
         path = out / part.name
+        path.chmod(0o600)  # the dump and the files hold personal data
         part.size, part.sha256 = path.stat().st_size, _sha256(path)
     backup_id = str(uuid.uuid4())
     created = _now()
@@ -582,7 +587,7 @@ def restore(folder: Path, keys_file: Path | None, passphrase: str, instance: Pat
         value = bundle["settings"].get(name)
         if value is None:
             continue
-        _write_private(instance / filename, value.encode() + b"\n")
+        _write_private(instance / filename, value.encode())  # as config.py writes them
         if os.environ.get(name) and os.environ[name] != value:
             result.notes.append(f"{name} is set in the environment to another value: set it to the restored one")
         cfg[name] = value  # the checks below, in this process, use the restored keys
@@ -593,7 +598,7 @@ def restore(folder: Path, keys_file: Path | None, passphrase: str, instance: Pat
     if others or bundle["files"]:
         kept = instance / "restored-secrets"
         for name, value in others.items():
-            _write_private(kept / name, value.encode() + b"\n")
+            _write_private(kept / name, value.encode())
         for name, item in bundle["files"].items():
             _write_private(kept / f"{name}-{Path(item['path']).name}", base64.b64decode(item["content"]))
         result.notes.append(f"other secrets ({', '.join(sorted([*others, *bundle['files']]))}) are in {kept}: "
