@@ -241,9 +241,13 @@ def test_a_used_platform_is_backed_up_lost_and_restored_on_a_fresh_machine_with_
         assert "audit chain OK" in restored.output and "1 transfer files present" in restored.output
         decrypted = re.search(r"(\d+) encrypted values decrypted with the restored keys", restored.output)
         assert decrypted and int(decrypted.group(1)) > 0  # the stored result, the queued mail...
-        # Into a database that now holds tables, only with --force.
+        # Into a database that now holds tables, only with --force (which replaces it).
         twice = _restore(target, backup_dir, vault / "keys.enc", phrase)
         assert twice.exit_code == 1 and "the target database holds tables" in twice.output
+        checked = _restore(target, backup_dir, vault / "keys.enc", phrase, "--check-only")
+        assert checked.exit_code == 0 and "every part and the key bundle check" in checked.output
+        forced = _restore(target, backup_dir, vault / "keys.enc", phrase, "--force")
+        assert forced.exit_code == 0 and "audit chain OK" in forced.output, forced.output
         with target.app_context():
             db.session.remove()
             db.engine.dispose()
