@@ -74,8 +74,10 @@ def fresh_target(backend):
             yield url
     else:
         folder = Path(tempfile.mkdtemp(prefix="sqlitedrill-"))
-        yield f"sqlite:///{folder / 'platform.db'}"
-        shutil.rmtree(folder, ignore_errors=True)
+        try:
+            yield f"sqlite:///{folder / 'platform.db'}"
+        finally:
+            shutil.rmtree(folder, ignore_errors=True)
 
 
 def new_host_settings(root: Path) -> dict:
