@@ -13,6 +13,15 @@ from app.models.notify import (  # noqa: F401
 )
 from app.models.org import Agency, LoginThrottle, PlatformUser, SpentToken, UserSession  # noqa: F401
 from app.models.outbox import OutboxMessage  # noqa: F401
+from app.models.payments import (  # noqa: F401
+    DispatchHold,
+    FeeItem,
+    Payment,
+    PaymentNotification,
+    PaymentProvider,
+    Reconciliation,
+    ReconciliationMismatch,
+)
 from app.models.portal import AccessFlag  # noqa: F401
 from app.models.queries import (  # noqa: F401
     BusinessItem,
