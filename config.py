@@ -277,6 +277,17 @@ class Config:
     SIMULATOR_URL = os.environ.get("SIMULATOR_URL", "http://127.0.0.1:8031")
     PUBLIC_BASE_URL = os.environ.get("PUBLIC_BASE_URL", "https://127.0.0.1:8443")
 
+    # Payments (app.services.payments, docs/payments.md). Where the gateways post their
+    # notifications (default PUBLIC_BASE_URL); a payment pending this long is asked of the
+    # gateway's query API by `flask worker payments` (a round every PAYMENT_WORKER_SECONDS),
+    # and expired when still unpaid after PAYMENT_EXPIRE_MINUTES.
+    PAYMENT_NOTIFY_BASE_URL = os.environ.get("PAYMENT_NOTIFY_BASE_URL", "")
+    PAYMENT_PENDING_MINUTES = float(os.environ.get("PAYMENT_PENDING_MINUTES", "15"))
+    PAYMENT_EXPIRE_MINUTES = float(os.environ.get("PAYMENT_EXPIRE_MINUTES", "60"))
+    PAYMENT_WORKER_SECONDS = float(os.environ.get("PAYMENT_WORKER_SECONDS", "30"))
+    PAYMENT_NOTIFY_RATE_LIMIT = os.environ.get("PAYMENT_NOTIFY_RATE_LIMIT", "6000 per minute")
+    PAYGATE_URL = os.environ.get("PAYGATE_URL", "http://127.0.0.1:8032")  # demo seeding: the gateway simulator
+
     # Where data sources may reach (app.lib.confinement), set by the operators,
     # never on the admin screen; checked when a source is saved and on every use.
     # Text-file and SQLite sources: only files under these folders

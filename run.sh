@@ -2,7 +2,7 @@
 # Serve the demo: installs what is missing, migrates, seeds, and serves on
 # https://127.0.0.1:${PORT:-8443} with gunicorn (plain http://127.0.0.1:${HTTP_PORT:-8080}
 # only redirects there), the background workers
-# (`flask worker outbox|sealer|ftp-server|ftp-poller`) beside it.
+# (`flask worker outbox|sealer|ftp-server|ftp-poller|payments`) beside it.
 set -euo pipefail
 cd "$(dirname "$0")"
 . scripts/setup.sh
@@ -12,6 +12,8 @@ HTTP_PORT=${HTTP_PORT:-8080}  # plain HTTP: a redirect to HTTPS, nothing else
 export DEMO_PASSWORD=${DEMO_PASSWORD:-Demo-2026}
 
 SIM_PORT=${SIM_PORT:-8031}
+PAYGATE_PORT=${PAYGATE_PORT:-8032}
+export PAYGATE_URL=${PAYGATE_URL:-http://127.0.0.1:$PAYGATE_PORT}
 export DEMO_SOURCES_DIR=${DEMO_SOURCES_DIR:-$PWD/instance/sources}
 export SIMULATOR_URL=${SIMULATOR_URL:-http://127.0.0.1:$SIM_PORT}
 export PUBLIC_BASE_URL=${PUBLIC_BASE_URL:-https://127.0.0.1:$PORT}
@@ -72,10 +74,14 @@ BACKGROUND+=($!)
 # The household e-gate and the business registry of the demo world.
 python -m app.simulators.serve --port "$SIM_PORT" --seed-dir "$DEMO_SOURCES_DIR" > instance/simulators.log 2>&1 &
 BACKGROUND+=($!)
+# The payment gateway (card, chip card, bank account) the demo's payment providers use.
+python -m app.simulators.paygate --port "$PAYGATE_PORT" > instance/paygate.log 2>&1 &
+BACKGROUND+=($!)
 # Background work, each kind in a process of its own (see docs/operations.md):
 # the mail outbox, the audit sealer, the FTPS channel for transfers (port
-# ${TRANSFER_FTP_PORT:-2121}) and the poller that registers its uploads.
-for kind in outbox sealer ftp-server ftp-poller; do
+# ${TRANSFER_FTP_PORT:-2121}), the poller that registers its uploads, and the
+# payments worker (pending payments asked of the gateway, refunds retried).
+for kind in outbox sealer ftp-server ftp-poller payments; do
   flask worker "$kind" > "instance/worker-$kind.log" 2>&1 &
   BACKGROUND+=($!)
 done
@@ -106,7 +112,8 @@ cat <<TXT
   Certificate cards: ${CARD_PKI}/cards.json, cards/*/sign.p12 (PIN ${DEMO_CARD_PIN}); OCSP on
     127.0.0.1:$((CARD_PKI_PORT + 1))-$((CARD_PKI_PORT + 4)), CRLs on http://127.0.0.1:${CARD_PKI_PORT}/crl/ (instance/ocsp.log)
   FTPS: 127.0.0.1:${TRANSFER_FTP_PORT:-2121} (platform accounts of transfer officers)
-  Logs: instance/worker-*.log (outbox, sealer, ftp-server, ftp-poller), instance/simulators.log
+  Payment gateway simulator: ${PAYGATE_URL} (instance/paygate.log); fees under 繳費 (docs/payments.md)
+  Logs: instance/worker-*.log (outbox, sealer, ftp-server, ftp-poller, payments), instance/simulators.log
   E-mails: ${MAIL_SERVER}:${MAIL_PORT:-25}$( [ -n "${CATCHER:-}" ] && echo " (saved in instance/mail/)" )
 
 TXT

@@ -21,6 +21,7 @@ report_cli = AppGroup("report", help="Reports.")
 keys_cli = AppGroup("keys", help="Field-encryption keys.")
 cards_cli = AppGroup("cards", help="Certificate cards: the trust settings, checking a certificate.")
 ops_cli = AppGroup("ops", help="Operations: backup and restore (docs/backup.md).")
+payments_cli = AppGroup("payments", help="Payments of fees: pending payments, refunds, settlement files.")
 worker_cli = AppGroup("worker", help="Background work, each kind in a process of its own (./run.sh starts them).")
 
 
@@ -256,6 +257,63 @@ def worker_sealer():
     _run_worker("sealer", functools.partial(sealer.run, mailer=checkpoint_mail.mail))
 
 
+@worker_cli.command("payments")
+def worker_payments():
+    """Ask the gateways about payments pending past PAYMENT_PENDING_MINUTES and retry refunds, every
+    PAYMENT_WORKER_SECONDS."""
+    from app.services import payments
+
+    _run_worker("payments", payments.run)
+
+
+@payments_cli.command("settle")
+@click.option("--older-than", type=float, default=None, help="Minutes pending (default PAYMENT_PENDING_MINUTES).")
+def payments_settle(older_than):
+    """One round of the payments worker: pending payments asked of the query API, refunds retried."""
+    from app.services import payments
+
+    click.echo(f"pending: {payments.settle_pending(db.session, older_than_minutes=older_than)}")
+    click.echo(f"refunds: {payments.refund_payments(db.session)}")
+
+
+@payments_cli.command("reconcile")
+@click.option("--provider", "code", required=True, help="The payment provider's code.")
+@click.option("--date", "day", required=True, help="The settlement day, YYYY-MM-DD.")
+@click.option(
+    "--file", "path", type=click.Path(exists=True, dir_okay=False), help="A settlement file (default: ask the gateway)."
+)
+def payments_reconcile(code, day, path):
+    """Reconcile a day's settlement file; exit 1 when there are mismatches (listed)."""
+    import datetime
+    from pathlib import Path
+
+    from sqlalchemy import select
+
+    from app.models.payments import PaymentProvider
+    from app.services import payments
+    from app.services.actors import OPERATOR
+    from app.services.errors import DomainError
+
+    provider = db.session.scalar(select(PaymentProvider).where(PaymentProvider.code == code))
+    if provider is None:
+        click.echo(f"no payment provider {code}", err=True)
+        sys.exit(2)
+    try:
+        when = datetime.date.fromisoformat(day)
+        if path:
+            rec = payments.reconcile(db.session, OPERATOR, provider, when, Path(path).read_text(encoding="utf-8"))
+        else:
+            rec = payments.fetch_and_reconcile(db.session, OPERATOR, provider, when)
+    except (ValueError, DomainError) as exc:
+        click.echo(str(exc), err=True)
+        sys.exit(2)
+    click.echo(f"{rec.rows} rows, {rec.matched} matched, {rec.mismatched} mismatches")
+    for m in rec.mismatches:
+        click.echo(f"  {m.kind}: {m.order_no} platform {m.platform_amount} {m.platform_state or ''}"
+                   f" file {m.file_amount} {m.file_state or ''}")  # fmt: skip
+    sys.exit(1 if rec.mismatched else 0)
+
+
 @roles_cli.command("sync")
 @click.option("--reset", is_flag=True, help="Drop permissions not in the table.")
 def roles_sync(reset):
@@ -294,6 +352,10 @@ def seed_demo_cmd():
                               cfg["DEMO_PASSWORD"], Path(cfg["DEMO_CARD_PKI_DIR"]))  # fmt: skip
     click.echo(f"card accounts created: {', '.join(done['created']) or 'none'}; "
                f"cards bound: {', '.join(done['bound']) or 'none'}")  # fmt: skip
+    from app.services.seed.payments import seed_payments
+
+    paid = seed_payments(db.session, seed_agencies(db.session), cfg["PAYGATE_URL"])
+    click.echo(f"payment providers and fees created: {', '.join(paid) or 'none'}")
     _summarise()
 
 
@@ -539,5 +601,6 @@ def register(app) -> None:
         worker_cli,
         cards_cli,
         ops_cli,
+        payments_cli,
     ):
         app.cli.add_command(group)

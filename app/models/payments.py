@@ -35,6 +35,8 @@ TRANSITIONS = {
     ("pending", "pay"): "paid",
     ("pending", "fail"): "failed",
     ("pending", "expire"): "expired",
+    # the gateway took the money after the platform gave up waiting: its word counts
+    ("expired", "pay"): "paid",
     ("paid", "refund"): "refunded",
 }
 

@@ -39,3 +39,9 @@ class TooManyAttempts(DomainError):
     def __init__(self, message, retry_after: int = 0, **params):
         super().__init__(message, **params)
         self.retry_after = retry_after
+
+
+class Unavailable(DomainError):
+    """A peer the operation needs (a payment gateway) cannot be reached: nothing was done; try again later."""
+
+    status = 503

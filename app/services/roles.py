@@ -119,7 +119,15 @@ _CARD_HOLDER = [
     # their own portal (/portal/) and its API (/api/v1/me/)
     (r"^PortalView$", r"^can_.*$"),
     (r"^MeApi$", r"^can_.*$"),
+    # paying their cases' fees (app.views.payments)
+    (r"^(PaymentPortalView|MyPaymentApi)$", r"^can_.*$"),
     (f"^{_PLATFORM}$", f"^{PORTAL}$"),
+]
+
+# Finance staff read the payments and the settlement mismatches (Admin configures providers and fees).
+_PAYMENTS_READ = [
+    (r"^(PaymentListView|ReconciliationView|MismatchView)$", r"^(can_list|can_show)$"),
+    (r"^(Payments|Settlement reconciliations)$", r"^menu_access$"),
 ]
 
 ROLE_PERMISSIONS: dict[str, list[tuple[str, str]]] = {
@@ -148,6 +156,7 @@ ROLE_PERMISSIONS: dict[str, list[tuple[str, str]]] = {
     "Transferor": _SELF_SERVICE + _READ_AGENCIES + _TRANSFER + [(f"^{_PLATFORM}$", f"^{TRANSFER_FILES}$")],
     "Manager": _SELF_SERVICE
     + _READ_AGENCIES
+    + _PAYMENTS_READ
     + _REPORTS
     + _WEEKLY_QUERIES
     + _SURVEY

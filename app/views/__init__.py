@@ -13,6 +13,7 @@ def register_views(appbuilder) -> None:
         openapi,
         org,
         outbox,
+        payments,
         portal,
         query,
         reports,
@@ -39,5 +40,6 @@ def register_views(appbuilder) -> None:
     reports.register(appbuilder)
     cards.register(appbuilder)
     portal.register(appbuilder)
+    payments.register(appbuilder)
     openapi.register(appbuilder)
     health.register(appbuilder)

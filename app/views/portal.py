@@ -40,6 +40,7 @@ ACTIONS = {
     "close": _l("Closed"),
     "complete": _l("Completed"),
     "withdraw": _l("Withdrawn by you"),
+    "await_payment": _l("Waiting for the fee to be paid"),
 }
 WITHDRAWN = _l("Your application was withdrawn.")
 FLAGGED = _l("Thank you. The agency's auditor will look into it and answer here.")

@@ -24,6 +24,7 @@ from app.services.command import refuse, transaction
 from app.services.errors import Conflict, Forbidden, InvalidInput, NotFound
 from app.services.notify import attachments, mails, results
 from app.services.notify.records import MAX_ID, audit_case
+from app.services.payments.fees import dispatch_waits_for_fee, hold
 from app.services.roles import NOTIFY_CASES
 
 _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[A-Za-z0-9-]{2,}$")
@@ -258,11 +259,22 @@ def _dispatch(session, actor: Actor, case: NotificationCase, receivers: list[Age
     session.add(event("dispatch", "、".join(a.name for a in receivers)))
 
 
+def _hold(session, actor: Actor, case: NotificationCase, receivers: list[Agency], now) -> None:
+    """A fee is due before dispatch: the receiving agencies wait for the payment (app.services.payments)."""
+    session.add(CaseEvent(case=case, at=now, username=actor.username, agency_code=actor.agency_code,
+                          action="register", note=str(case.category)))  # fmt: skip
+    session.add(CaseEvent(case=case, at=now, username=actor.username, agency_code=actor.agency_code,
+                          action="await_payment", note="、".join(a.name for a in receivers)))  # fmt: skip
+    session.flush()
+    hold(session, case, receivers)
+
+
 def _queue_mails(session, case: NotificationCase) -> None:
     ctx = mails.context(case)
     if case.category.kind == "citizen":
         mails.queue(session, case, "registered", case.citizen_email, ctx)
-        mails.queue(session, case, "dispatched", case.citizen_email, ctx)
+        if case.dispatches:  # none while a fee due before dispatch is unpaid
+            mails.queue(session, case, "dispatched", case.citizen_email, ctx)
     for d in case.dispatches:
         if d.agency.email:
             mails.queue(session, case, "receiver_dispatched", d.agency.email, {**ctx, "agency": d.agency.name})
@@ -304,7 +316,10 @@ def _register(session, actor: Actor, draft: CaseDraft) -> results.CaseView:
         now = datetime.datetime.utcnow()
         case = _new_case(session, actor, cat, citizen, content, now)
         _add_attachments(session, actor, case, checked, now)
-        _dispatch(session, actor, case, receivers, now)
+        if dispatch_waits_for_fee(session, cat.id):
+            _hold(session, actor, case, receivers, now)
+        else:
+            _dispatch(session, actor, case, receivers, now)
         _queue_mails(session, case)
         # Last: its flush writes the case, dispatches, timeline and mails at once.
         audit_case(

@@ -13,7 +13,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import selectinload
 
 from app.models.notify import CaseEvent, Dispatch, NotificationCase
-from app.services import audit
+from app.services import audit, payments
 from app.services.actors import Actor
 from app.services.command import refuse, transaction
 from app.services.errors import Conflict, NotFound
@@ -155,5 +155,8 @@ def withdraw(session, actor: Actor, case_no: str) -> MyCase:
         session.add(CaseEvent(case=case, at=now, username=None, agency_code=None, action="withdraw"))
         session.flush()
         audit.record(session, "portal.withdraw", object_type="NotificationCase", object_id=case.id, actor=actor)
+        refunds = payments.request_refunds(session, actor, case, "withdrawn")
+    if refunds:  # through the provider, after the commit; the payments worker retries what fails
+        payments.refund_payments(session, refunds)
     session.refresh(case)
     return _shape(case, full=True)

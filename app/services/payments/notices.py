@@ -1,0 +1,160 @@
+"""The providers' notifications: the truth about a payment (the browser's return never is).
+
+A notification is verified (check value, merchant, order number, provider,
+trade number, amount, currency) and settles its payment once: the state moves
+by one conditional UPDATE (``state IN (...)``), so the same notification twice,
+a hundred at once, or one racing the query worker makes the payment paid once;
+each is acknowledged with the fixed "1|OK". Every notification is kept with
+what was decided; a refused one is audited and answered "0|<reason>".
+"""
+
+from __future__ import annotations
+
+import datetime
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from sqlalchemy import or_, select, update
+from sqlalchemy.exc import IntegrityError
+
+from app.models.notify import NotificationCase
+from app.models.payments import Payment, PaymentNotification, PaymentProvider
+from app.services import audit
+from app.services.actors import Actor
+from app.services.command import transaction
+from app.services.payments import providers
+from app.services.payments.admin import config_of
+from app.services.payments.fees import release
+from app.services.payments.states import advance
+
+ACK = "1|OK"
+_SETTLEABLE = ("created", "pending", "expired")
+
+
+@dataclass(frozen=True)
+class Answer:
+    status: int
+    body: str
+
+
+def gateway_actor(code: str, client_ip: str | None) -> Actor:
+    return Actor(user_id=None, username=f"gateway:{code}"[:64], client_ip=client_ip)
+
+
+def mark_paid(session, provider_id: int, order_no: str, trade_no: str, amount: int | None, currency: str,
+              by: str, now: datetime.datetime):  # fmt: skip
+    """Settle a payment as paid if (and only if) it still waits and everything matches: the
+    (id, case_id) row, or None. In the caller's transaction; one statement, so concurrent
+    callers settle it once."""
+    t = Payment.__table__
+    stmt = (
+        update(t)
+        .where(
+            t.c.order_no == order_no,
+            t.c.provider_id == provider_id,
+            t.c.amount == amount,
+            t.c.currency == currency,
+            t.c.state.in_(_SETTLEABLE),
+            or_(t.c.provider_trade_no.is_(None), t.c.provider_trade_no == trade_no),
+        )
+        .values(state="paid", paid_at=now, provider_trade_no=trade_no, settled_by=by)
+        .returning(t.c.id, t.c.case_id, t.c.amount)
+    )
+    return session.execute(stmt).first()
+
+
+def after_paid(session, actor: Actor, row, order_no: str, by: str, now) -> None:
+    audit.record(session, "payment.paid", object_type="Payment", object_id=row.id, actor=actor,
+                 detail={"order_no": order_no, "amount": row.amount, "by": by})  # fmt: skip
+    if not release(session, row.case_id, now):
+        case = session.get(NotificationCase, row.case_id)
+        if case.status == "withdrawn":  # paid after the citizen withdrew: the money goes back
+            from app.services.payments.settle import request_refunds
+
+            request_refunds(session, actor, case, "paid_after_withdrawal")
+
+
+def why_not(payment: Payment | None, provider: PaymentProvider, notice: providers.Notice) -> str | None:
+    """Why a notification does not fit its payment, or None when it does."""
+    if payment is None:
+        return "unknown_order"
+    if payment.provider_id != provider.id:
+        return "provider"
+    if payment.provider_trade_no and notice.trade_no != payment.provider_trade_no:
+        return "replay"
+    if notice.amount != payment.amount:
+        return "amount"
+    if notice.currency != payment.currency:
+        return "currency"
+    return None
+
+
+def _kept(
+    provider_id, payment_id, form: Mapping[str, str], outcome: str, reason: str | None, ip
+) -> PaymentNotification:
+    return PaymentNotification(
+        provider_id=provider_id,
+        payment_id=payment_id,
+        order_no=(form.get("MerchantTradeNo") or "")[:40] or None,
+        trade_no=(form.get("TradeNo") or "")[:40] or None,
+        amount=(form.get("TradeAmt") or "")[:20] or None,
+        rtn_code=(form.get("RtnCode") or "")[:10] or None,
+        outcome=outcome,
+        reason=reason,
+        received_at=datetime.datetime.utcnow(),
+        client_ip=(ip or "")[:45] or None,
+    )
+
+
+def _refused(session, provider, form, reason: str, ip, status: int = 400, payment_id=None) -> Answer:
+    session.rollback()
+    code = provider.code if provider is not None else None
+    with transaction(session):
+        session.add(_kept(provider.id if provider is not None else None, payment_id, form, "refused", reason, ip))
+        audit.record(session, "payment.notify_refused", object_type="Payment", object_id=payment_id,
+                     outcome="refused", actor=gateway_actor(code or "unknown", ip),
+                     detail={"reason": reason, "provider": code,
+                             "order_no": (form.get("MerchantTradeNo") or "")[:40]})  # fmt: skip
+    return Answer(status, f"0|{reason}")
+
+
+def handle_notification(session, provider_code: str, form: Mapping[str, str], client_ip: str | None) -> Answer:
+    """Command: a provider's notification, verified and applied once; the answer to give it."""
+    form = {str(k)[:40]: str(v)[:200] for k, v in form.items()}
+    provider = None
+    if isinstance(provider_code, str) and len(provider_code) <= 40:
+        provider = session.scalar(select(PaymentProvider).where(PaymentProvider.code == provider_code))
+    if provider is None or not provider.enabled:
+        return _refused(session, None, form, "provider", client_ip, 404)
+    try:
+        notice = providers.provider_for(config_of(provider)).notice(form)
+    except providers.ProviderError:
+        return _refused(session, provider, form, "check_value", client_ip)
+    if notice.merchant_id != provider.merchant_id:
+        return _refused(session, provider, form, "merchant", client_ip)
+    actor = gateway_actor(provider.code, client_ip)
+    now = datetime.datetime.utcnow()
+    try:
+        with transaction(session):
+            if notice.paid:
+                row = mark_paid(session, provider.id, notice.order_no, notice.trade_no, notice.amount,
+                                notice.currency, "notify", now)  # fmt: skip
+                if row is not None:
+                    session.add(_kept(provider.id, row.id, form, "accepted", None, client_ip))
+                    after_paid(session, actor, row, notice.order_no, "notify", now)
+                    return Answer(200, ACK)
+            payment = session.scalar(select(Payment).where(Payment.order_no == notice.order_no).with_for_update())
+            reason = why_not(payment, provider, notice)
+            if reason is None:
+                outcome = "duplicate"
+                if not notice.paid and payment.state in ("created", "pending"):
+                    advance(payment, "fail", now)
+                    audit.record(session, "payment.failed", object_type="Payment", object_id=payment.id,
+                                 actor=actor, detail={"order_no": payment.order_no, "rtn_code": notice.rtn_code})  # fmt: skip
+                    outcome = "accepted"
+                session.add(_kept(provider.id, payment.id, form, outcome, None, client_ip))
+                return Answer(200, ACK)
+            payment_id = payment.id if payment is not None else None
+    except IntegrityError:  # the trade number is another payment's: a replay
+        return _refused(session, provider, form, "replay", client_ip)
+    return _refused(session, provider, form, reason, client_ip, payment_id=payment_id)

@@ -1,0 +1,140 @@
+"""What the notifications did not settle: payments left pending are asked of the
+provider's query API (paid, failed, or expired past PAYMENT_EXPIRE_MINUTES), and
+refunds through the provider when a case is withdrawn. ``run`` is the
+`flask worker payments` loop."""
+
+from __future__ import annotations
+
+import datetime
+import logging
+
+from flask import current_app
+from sqlalchemy import select
+
+from app.models.notify import NotificationCase
+from app.models.payments import Payment
+from app.services import audit
+from app.services.actors import SYSTEM, Actor
+from app.services.command import transaction
+from app.services.payments import providers
+from app.services.payments.admin import config_of
+from app.services.payments.notices import after_paid, mark_paid
+from app.services.payments.states import advance
+
+log = logging.getLogger(__name__)
+
+
+def settle_pending(session, now: datetime.datetime | None = None, *, older_than_minutes: float | None = None) -> dict:
+    """Command: ask the provider about every payment pending past PAYMENT_PENDING_MINUTES; the counts."""
+    now = now or datetime.datetime.utcnow()
+    cfg = current_app.config
+    wait = cfg.get("PAYMENT_PENDING_MINUTES", 15) if older_than_minutes is None else older_than_minutes
+    expire_after = datetime.timedelta(minutes=cfg.get("PAYMENT_EXPIRE_MINUTES", 60))
+    ids = session.scalars(
+        select(Payment.id)
+        .where(Payment.state == "pending", Payment.pending_at <= now - datetime.timedelta(minutes=wait))
+        .order_by(Payment.id)
+        .limit(500)
+    ).all()
+    session.rollback()
+    counts = {"asked": 0, "paid": 0, "failed": 0, "expired": 0, "unanswered": 0}
+    for payment_id in ids:
+        payment = session.get(Payment, payment_id)
+        provider = payment.provider
+        counts["asked"] += 1
+        try:
+            status = providers.provider_for(config_of(provider)).query(payment.order_no)
+        except providers.ProviderError as exc:
+            counts["unanswered"] += 1
+            log.warning("payment %s: the query API did not answer (%s)", payment.order_no, exc.reason)
+            session.rollback()
+            continue
+        actor = Actor(user_id=None, username=f"gateway:{provider.code}"[:64])
+        with transaction(session):
+            payment.last_queried_at = now
+            if status.state == "paid":
+                row = mark_paid(session, provider.id, payment.order_no, status.trade_no, status.amount,
+                                payment.currency, "query", now)  # fmt: skip
+                if row is not None:
+                    after_paid(session, actor, row, payment.order_no, "query", now)
+                    counts["paid"] += 1
+                else:
+                    audit.record(session, "payment.query_mismatch", object_type="Payment", object_id=payment.id,
+                                 outcome="refused", actor=actor,
+                                 detail={"order_no": payment.order_no, "amount": status.amount})  # fmt: skip
+            elif status.state == "failed":
+                advance(payment, "fail", now)
+                audit.record(session, "payment.failed", object_type="Payment", object_id=payment.id, actor=actor,
+                             detail={"order_no": payment.order_no, "by": "query"})  # fmt: skip
+                counts["failed"] += 1
+            elif payment.pending_at and payment.pending_at <= now - expire_after:
+                advance(payment, "expire", now)
+                audit.record(session, "payment.expired", object_type="Payment", object_id=payment.id, actor=actor,
+                             detail={"order_no": payment.order_no})  # fmt: skip
+                counts["expired"] += 1
+        session.expire_all()
+    return counts
+
+
+def request_refunds(session, actor: Actor, case: NotificationCase, reason: str) -> list[int]:
+    """Mark the case's paid, refundable payments for refund (in the caller's transaction); their ids.
+    The refund itself goes through the provider after the commit (``refund_payments``)."""
+    now = datetime.datetime.utcnow()
+    ids = []
+    for payment in session.scalars(select(Payment).where(Payment.case_id == case.id, Payment.state == "paid")):
+        if payment.fee_item.refundable and payment.refund_requested_at is None:
+            payment.refund_requested_at = now
+            ids.append(payment.id)
+            audit.record(session, "payment.refund_requested", object_type="Payment", object_id=payment.id,
+                         actor=actor, detail={"order_no": payment.order_no, "reason": reason})  # fmt: skip
+    return ids
+
+
+def refund_payments(session, ids=None) -> dict:
+    """Command: refund through the provider the payments marked for refund (all of them when ``ids``
+    is None: the worker's retry); a provider that fails leaves the mark for the next round."""
+    stmt = select(Payment.id).where(Payment.state == "paid", Payment.refund_requested_at.is_not(None))
+    if ids is not None:
+        stmt = stmt.where(Payment.id.in_(list(ids) or [0]))
+    wanted = session.scalars(stmt.order_by(Payment.id)).all()
+    session.rollback()
+    counts = {"refunded": 0, "failed": 0}
+    for payment_id in wanted:
+        payment = session.get(Payment, payment_id)
+        provider = payment.provider
+        try:
+            providers.provider_for(config_of(provider)).refund(payment.order_no, payment.provider_trade_no or "",
+                                                               payment.amount)  # fmt: skip
+        except providers.ProviderError as exc:
+            counts["failed"] += 1
+            session.rollback()
+            with transaction(session):
+                audit.record(session, "payment.refund_failed", object_type="Payment", object_id=payment.id,
+                             outcome="error", actor=SYSTEM, detail={"order_no": payment.order_no,
+                                                                    "reason": exc.reason})  # fmt: skip
+            continue
+        with transaction(session):
+            advance(payment, "refund", datetime.datetime.utcnow())
+            audit.record(session, "payment.refunded", object_type="Payment", object_id=payment.id, actor=SYSTEM,
+                         detail={"order_no": payment.order_no, "amount": payment.amount})  # fmt: skip
+        counts["refunded"] += 1
+    return counts
+
+
+def run(app, stop) -> None:
+    """The `flask worker payments` loop: a round every PAYMENT_WORKER_SECONDS until ``stop`` is set."""
+    from app.extensions import db
+
+    every = app.config.get("PAYMENT_WORKER_SECONDS", 30)
+    while not stop.is_set():
+        with app.app_context():
+            try:
+                settled = settle_pending(db.session)
+                refunded = refund_payments(db.session)
+                if settled["asked"] or refunded["refunded"] or refunded["failed"]:
+                    log.info("payments: %s; refunds: %s", settled, refunded)
+            except Exception:
+                log.exception("payments round failed")
+            finally:
+                db.session.remove()
+        stop.wait(every)
