@@ -73,7 +73,10 @@ class PaymentPortalView(BaseView):
                 raise
             flash(str(exc), "danger")
             return redirect(url_for("PortalView.case", case_no=case_no))
-        return redirect(started.redirect_url, 303)
+        # A page on our origin that sends the browser on (a Refresh header, and a link to click):
+        # the portal's CSP (form-action 'self') forbids a form's redirect to the gateway's origin.
+        page = render_template("payments/go.html", payment=started, methods=payments.METHOD_LABELS)
+        return page, 200, {"Refresh": f"0; url={started.redirect_url}"}
 
     @expose("/<int:payment_id>/return", methods=["GET", "POST"])
     @card_holder
@@ -117,7 +120,7 @@ class MyPaymentApi(BaseApi):
             401: {$ref: '#/components/responses/401'}
             403: {$ref: '#/components/responses/403'}
             404: {$ref: '#/components/responses/404'}
-            409: {description: Paid already, or the case is no longer open}
+            409: {description: "Paid already, or the case is no longer open"}
             503: {description: The payment gateway cannot be reached; nothing was charged}
         """
         body = schemas.payment_start_schema.load(request.get_json(silent=True))

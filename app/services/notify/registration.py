@@ -23,8 +23,8 @@ from app.services.actors import Actor
 from app.services.command import refuse, transaction
 from app.services.errors import Conflict, Forbidden, InvalidInput, NotFound
 from app.services.notify import attachments, mails, results
+from app.services.notify.holds import dispatch_waits_for_fee, hold
 from app.services.notify.records import MAX_ID, audit_case
-from app.services.payments.fees import dispatch_waits_for_fee, hold
 from app.services.roles import NOTIFY_CASES
 
 _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[A-Za-z0-9-]{2,}$")

@@ -3,9 +3,8 @@
 ``admin``: providers and fee items (save, delete, test a provider); ``checkout``:
 the citizen starts a payment and reads it, and what the case pages show;
 ``notices``: the providers' notifications (verified, applied once);
-``settle``: the query worker (pending payments), refunds; ``reconcile``: the
-daily settlement file; ``fees``: which fees apply and the dispatches held until
-paid; ``providers``: the registry of provider kinds.
+``settle``: the query worker (pending payments); ``refunds``; ``reconcile``: the
+daily settlement file; ``fees``: which fees apply; ``providers``: the registry of provider kinds.
 """
 
 from app.services.payments.admin import (  # noqa: F401
@@ -27,7 +26,7 @@ from app.services.payments.checkout import (  # noqa: F401
     staff_case_fees,
     start_payment,
 )
-from app.services.payments.fees import dispatch_waits_for_fee, hold  # noqa: F401
 from app.services.payments.notices import ACK, Answer, handle_notification  # noqa: F401
 from app.services.payments.reconcile import fetch_and_reconcile, reconcile  # noqa: F401
-from app.services.payments.settle import refund_payments, request_refunds, run, settle_pending  # noqa: F401
+from app.services.payments.refunds import refund_payments, request_refunds  # noqa: F401
+from app.services.payments.settle import run, settle_pending  # noqa: F401

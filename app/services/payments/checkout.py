@@ -23,6 +23,7 @@ from app.services.payments import providers
 from app.services.payments.admin import config_of
 from app.services.payments.fees import fees_for_category
 from app.services.payments.states import advance
+from app.services.portal.person import person_of
 
 NO_CASE = _l("No such case of yours.")
 NO_PAYMENT = _l("No such payment of yours.")
@@ -91,8 +92,6 @@ def view_of(p: Payment, redirect_url: str | None = None) -> PaymentView:
 
 
 def _subject(session, actor: Actor) -> str | None:
-    from app.services.portal import person_of
-
     person = person_of(session, actor)  # Forbidden for anyone but a card holder
     return person.subject if person.kind == "citizen" else None
 

@@ -22,9 +22,10 @@ from app.models.payments import Payment, PaymentNotification, PaymentProvider
 from app.services import audit
 from app.services.actors import Actor
 from app.services.command import transaction
+from app.services.notify.holds import release
 from app.services.payments import providers
 from app.services.payments.admin import config_of
-from app.services.payments.fees import release
+from app.services.payments.refunds import request_refunds
 from app.services.payments.states import advance
 
 ACK = "1|OK"
@@ -69,8 +70,6 @@ def after_paid(session, actor: Actor, row, order_no: str, by: str, now) -> None:
     if not release(session, row.case_id, now):
         case = session.get(NotificationCase, row.case_id)
         if case.status == "withdrawn":  # paid after the citizen withdrew: the money goes back
-            from app.services.payments.settle import request_refunds
-
             request_refunds(session, actor, case, "paid_after_withdrawal")
 
 

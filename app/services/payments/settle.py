@@ -1,7 +1,6 @@
 """What the notifications did not settle: payments left pending are asked of the
-provider's query API (paid, failed, or expired past PAYMENT_EXPIRE_MINUTES), and
-refunds through the provider when a case is withdrawn. ``run`` is the
-`flask worker payments` loop."""
+provider's query API (paid, failed, or expired past PAYMENT_EXPIRE_MINUTES). ``run``
+is the `flask worker payments` loop (which also retries refunds)."""
 
 from __future__ import annotations
 
@@ -11,14 +10,14 @@ import logging
 from flask import current_app
 from sqlalchemy import select
 
-from app.models.notify import NotificationCase
 from app.models.payments import Payment
 from app.services import audit
-from app.services.actors import SYSTEM, Actor
+from app.services.actors import Actor
 from app.services.command import transaction
 from app.services.payments import providers
 from app.services.payments.admin import config_of
 from app.services.payments.notices import after_paid, mark_paid
+from app.services.payments.refunds import refund_payments
 from app.services.payments.states import advance
 
 log = logging.getLogger(__name__)
@@ -73,51 +72,6 @@ def settle_pending(session, now: datetime.datetime | None = None, *, older_than_
                              detail={"order_no": payment.order_no})  # fmt: skip
                 counts["expired"] += 1
         session.expire_all()
-    return counts
-
-
-def request_refunds(session, actor: Actor, case: NotificationCase, reason: str) -> list[int]:
-    """Mark the case's paid, refundable payments for refund (in the caller's transaction); their ids.
-    The refund itself goes through the provider after the commit (``refund_payments``)."""
-    now = datetime.datetime.utcnow()
-    ids = []
-    for payment in session.scalars(select(Payment).where(Payment.case_id == case.id, Payment.state == "paid")):
-        if payment.fee_item.refundable and payment.refund_requested_at is None:
-            payment.refund_requested_at = now
-            ids.append(payment.id)
-            audit.record(session, "payment.refund_requested", object_type="Payment", object_id=payment.id,
-                         actor=actor, detail={"order_no": payment.order_no, "reason": reason})  # fmt: skip
-    return ids
-
-
-def refund_payments(session, ids=None) -> dict:
-    """Command: refund through the provider the payments marked for refund (all of them when ``ids``
-    is None: the worker's retry); a provider that fails leaves the mark for the next round."""
-    stmt = select(Payment.id).where(Payment.state == "paid", Payment.refund_requested_at.is_not(None))
-    if ids is not None:
-        stmt = stmt.where(Payment.id.in_(list(ids) or [0]))
-    wanted = session.scalars(stmt.order_by(Payment.id)).all()
-    session.rollback()
-    counts = {"refunded": 0, "failed": 0}
-    for payment_id in wanted:
-        payment = session.get(Payment, payment_id)
-        provider = payment.provider
-        try:
-            providers.provider_for(config_of(provider)).refund(payment.order_no, payment.provider_trade_no or "",
-                                                               payment.amount)  # fmt: skip
-        except providers.ProviderError as exc:
-            counts["failed"] += 1
-            session.rollback()
-            with transaction(session):
-                audit.record(session, "payment.refund_failed", object_type="Payment", object_id=payment.id,
-                             outcome="error", actor=SYSTEM, detail={"order_no": payment.order_no,
-                                                                    "reason": exc.reason})  # fmt: skip
-            continue
-        with transaction(session):
-            advance(payment, "refund", datetime.datetime.utcnow())
-            audit.record(session, "payment.refunded", object_type="Payment", object_id=payment.id, actor=SYSTEM,
-                         detail={"order_no": payment.order_no, "amount": payment.amount})  # fmt: skip
-        counts["refunded"] += 1
     return counts
 
 
