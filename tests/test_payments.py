@@ -29,6 +29,7 @@ from tests.conftest import api_token, bearer, csrf_token, free_port, login
 from tests.test_cardsignin import card_info
 from tests.test_notify import CITIZEN, register
 from tests.test_portal import card_page_sign_in, citizen_token
+from tests.test_printout import run, squeezed, text_of
 
 MERCHANT, KEY, IV = "3002607", "pwFHCqoQZGmho4w6", "EkRm7iFT261dpevs"
 TAIPEI = datetime.timezone(datetime.timedelta(hours=8))
@@ -150,6 +151,16 @@ def notification(order_no: str, trade_no: str, amount: int, *, key=KEY, merchant
               "TradeNo": trade_no, "TradeAmt": amount, "Currency": "TWD", "PaymentDate": "2026/12/03 10:00:00",
               "PaymentType": "Credit", "SimulatePaid": "0", **extra}  # fmt: skip
     return checkmac.sign(fields, key, IV)
+
+
+def test_amounts_in_capital_numerals_write_each_zero_once():
+    from app.lib.twamount import capital_ntd
+
+    assert capital_ntd(150) == "新臺幣壹佰伍拾元整"
+    assert capital_ntd(105) == "新臺幣壹佰零伍元整"
+    assert capital_ntd(10100) == "新臺幣壹萬零壹佰元整"
+    assert capital_ntd(1000010) == "新臺幣壹佰萬零壹拾元整"
+    assert capital_ntd(20000) == "新臺幣貳萬元整"
 
 
 def test_the_check_value_is_ecpays_sha256_as_its_documentation_computes_it():
@@ -384,7 +395,9 @@ def test_the_settlement_file_that_disagrees_is_listed_mismatch_by_mismatch(app, 
     assert page.status_code == 200 and unknown in page.text and omitted in page.text
 
 
-def test_withdrawing_a_paid_application_refunds_it_through_the_gateway_and_staff_see_it(app, pki, sim, served):
+def test_withdrawing_a_paid_application_refunds_it_through_the_gateway_and_staff_see_it(
+    app, pki, sim, served, tmp_path
+):
     client = app.test_client()
     me = citizen_token(client, sim, pki)
     case_no = new_case(client, pki, served)
@@ -399,6 +412,31 @@ def test_withdrawing_a_paid_application_refunds_it_through_the_gateway_and_staff
     card_page_sign_in(page, sim, "citizen-wang")
     case_html = page.get(f"/portal/cases/{case_no}").text
     assert order_no in case_html and 'id="fees"' in case_html
+    # the electronic receipt: amount in figures and capital numerals, payer, agency, a QR code to /verify
+    assert f'id="receipt-{started["id"]}"' in case_html
+    pdf = page.get(f"/portal/payments/{started['id']}/receipt.pdf")
+    assert pdf.status_code == 200 and pdf.headers["Content-Type"] == "application/pdf"
+    path = tmp_path / "receipt.pdf"
+    path.write_bytes(pdf.data)
+    words = squeezed(text_of(path))
+    assert "電子收據" in words and "新臺幣壹佰伍拾元整" in words and "NT$150" in words
+    assert "住址變更登記規費" in words and case_no in words and order_no[1:] in words
+    assert squeezed(card_info(pki, "citizen-wang")["holder"]) in words
+    png = tmp_path / "receipt.png"
+    run("pdftoppm", "-r", "150", "-png", "-f", "1", "-l", "1", "-singlefile", str(path), str(png.with_suffix("")))
+    import zxingcpp
+    from PIL import Image
+
+    with Image.open(png) as image:
+        found = [b.text for b in zxingcpp.read_barcodes(image.convert("L"))]
+    assert len(found) == 1 and found[0].startswith(f"{served['url']}/verify/")
+    code = found[0].rsplit("/", 1)[1]
+    checked = client.get(f"/api/v1/verify/{code}").json
+    assert checked["valid"] is True and "壹佰伍拾" in checked["form"] and checked["sha256"] in squeezed(text_of(path))
+    assert code in page.get(f"/verify/{code}").text
+    lin = app.test_client()
+    card_page_sign_in(lin, sim, "citizen-lin")
+    assert lin.get(f"/portal/payments/{started['id']}/receipt.pdf").status_code == 404
     r = page.post(f"/portal/cases/{case_no}/withdraw", data={"csrf_token": csrf_token(case_html)})
     assert r.status_code == 302
     assert wait_state(app, started["id"], "refunded")[0] == "refunded"
@@ -428,3 +466,32 @@ def test_the_admin_tests_a_provider_and_its_merchant_key_is_encrypted_at_rest(ap
     login(admin, "admin")
     listing = admin.get("/paymentproviderview/list/")
     assert listing.status_code == 200 and "demo-chip_card" in listing.text and KEY not in listing.text
+
+
+def test_finance_staff_read_the_daily_collections_with_refunds_and_export_them_to_excel(app, pki, sim, served):
+    import io
+
+    import openpyxl
+
+    client = app.test_client()
+    me = citizen_token(client, sim, pki)
+    started = start(client, me, new_case(client, pki, served), served["fee"], "account").json
+    pay_on_gateway(started["redirect_url"])
+    wait_state(app, started["id"], "paid")
+    today = datetime.datetime.now(TAIPEI).date().isoformat()
+    manager = app.test_client()
+    login(manager, "manager")
+    page = manager.get(f"/payments/collections/?first={today}&last={today}")
+    assert page.status_code == 200 and "住址變更登記規費" in page.text and "存款帳戶" in page.text
+    book = manager.get(f"/payments/collections/xlsx?first={today}&last={today}")
+    assert book.status_code == 200
+    sheet = openpyxl.load_workbook(io.BytesIO(book.data)).active
+    rows = [[c.value for c in r] for r in sheet.iter_rows(min_row=4)]
+    total = rows[-1]
+    assert total[0] == "合計" and total[4] >= 1 and total[5] == 150 * total[4] and total[8] == total[5] - total[7]
+    assert any(r[3] == "存款帳戶" and r[5] >= 150 for r in rows[:-1])
+    assert manager.get("/payments/collections/?first=2026-13-01").status_code == 400
+    clerk = app.test_client()
+    login(clerk, "notifier")
+    assert clerk.get(f"/payments/collections/?first={today}&last={today}").status_code in (302, 403)
+    assert audit_count(app, "payment.collections") >= 2

@@ -122,6 +122,9 @@ class Payment(Model):
     refunded_at = Column(DateTime, index=True)
     last_queried_at = Column(DateTime)
     settled_by = Column(String(10))  # notify | query: what made it paid
+    # 電子收據: issued with the payment (R + the order number), checkable at /verify/<code>
+    receipt_no = Column(String(20), unique=True)
+    verification_code = Column(String(24), unique=True)
 
 
 class PaymentNotification(Model):

@@ -107,9 +107,11 @@ REQUIRE_CARD = "card_and_password"
 # The portal's (app.services.portal): citizens and businesses use it; Auditors answer its flags.
 PORTAL = "portal"
 REVIEW_FLAGS = "review_access_flags"
+# Finance staff (the Manager role): payments, daily collections, settlement mismatches.
+READ_PAYMENTS = "read_payments"
 CAPABILITIES = (
     *actors.CAPABILITIES, TRANSFER_FILES, NOTIFY_CASES, DISPATCH_SUPERVISE, DISPATCH_HANDLE, REQUIRE_CARD, PORTAL,
-    REVIEW_FLAGS,
+    REVIEW_FLAGS, READ_PAYMENTS,
 )  # fmt: skip
 # Citizens and businesses signed in with their cards: their own profile page, nothing of the back office.
 _CARD_HOLDER = [
@@ -127,7 +129,9 @@ _CARD_HOLDER = [
 # Finance staff read the payments and the settlement mismatches (Admin configures providers and fees).
 _PAYMENTS_READ = [
     (r"^(PaymentListView|ReconciliationView|MismatchView)$", r"^(can_list|can_show)$"),
-    (r"^(Payments|Settlement reconciliations)$", r"^menu_access$"),
+    (r"^CollectionsView$", r"^can_(index|xlsx)$"),
+    (r"^(Payments|Settlement reconciliations|Daily collections)$", r"^menu_access$"),
+    (f"^{_PLATFORM}$", f"^{READ_PAYMENTS}$"),
 ]
 
 ROLE_PERMISSIONS: dict[str, list[tuple[str, str]]] = {
@@ -137,7 +141,8 @@ ROLE_PERMISSIONS: dict[str, list[tuple[str, str]]] = {
         (r"^(?!Platform$).*$", r".*"),
         (
             f"^{_PLATFORM}$",
-            f"^({actors.ALL_AGENCIES}|{actors.ALL_FORMS}|{actors.WEEKLY_ALL_AGENCIES}|{actors.MANAGE_ACCOUNTS})$",
+            f"^({actors.ALL_AGENCIES}|{actors.ALL_FORMS}|{actors.WEEKLY_ALL_AGENCIES}|{actors.MANAGE_ACCOUNTS}"
+            f"|{READ_PAYMENTS})$",
         ),
     ],
     "FormDesigner": _SELF_SERVICE + _READ_AGENCIES + _FORM_DESIGN,

@@ -37,6 +37,7 @@ EVENT_LABELS = {
     "register": _l("register"),
     "dispatch": _l("dispatch"),
     "complete": _l("all dispatches closed"),
+    "await_payment": _l("Waiting for the fee to be paid"),
 }
 CITIZEN_FIELDS = ("name", "id_no", "email", "phone", "address")
 ACTION_FIELDS = ("handler", "result", "control_type", "notes", "reason")

@@ -7,7 +7,7 @@ command of ``app.services.payments`` and renders."""
 from __future__ import annotations
 
 from flask import Response, current_app, flash, redirect, render_template, request, url_for
-from flask_appbuilder import BaseView, action, expose
+from flask_appbuilder import BaseView, action, expose, has_access
 from flask_appbuilder.api import BaseApi
 from flask_appbuilder.security.decorators import protect
 from flask_babel import gettext
@@ -89,6 +89,18 @@ class PaymentPortalView(BaseView):
         page = render_template("payments/return.html", payment=found, states=STATES, methods=payments.METHOD_LABELS)
         # until the notification settles it, the page asks again by itself (no script: a Refresh header)
         return page, 200, ({"Refresh": "3"} if found.state in ("created", "pending") else {})
+
+    @expose("/<int:payment_id>/receipt.pdf")
+    @card_holder
+    def receipt(self, payment_id):
+        from app.services.payments.receipt import receipt_pdf
+
+        try:
+            name, pdf = receipt_pdf(db.session, current_actor(), payment_id)
+        except NotFound as missing:
+            return render_template("portal/missing.html", message=str(missing)), 404
+        headers = {"Content-Disposition": f'attachment; filename="{name}"', "Cache-Control": "no-store"}
+        return Response(pdf, content_type="application/pdf", headers=headers)
 
 
 class MyPaymentApi(BaseApi):
@@ -358,6 +370,44 @@ class ReconciliationView(PlatformModelView):
     formatters_columns = {"run_at": format_roc_datetime}
 
 
+class CollectionsView(BaseView):
+    """Daily collections per agency, fee item and method, with refunds; Excel export."""
+
+    route_base = "/payments/collections"
+    default_view = "index"
+
+    def _range(self):
+        import datetime
+
+        today = datetime.date.today()
+        try:
+            first = datetime.date.fromisoformat(
+                request.args.get("first") or (today - datetime.timedelta(days=6)).isoformat()
+            )
+            last = datetime.date.fromisoformat(request.args.get("last") or today.isoformat())
+        except ValueError:
+            raise DomainError(_l("Give the days as YYYY-MM-DD.")) from None
+        return first, last
+
+    @expose("/")
+    @has_access
+    def index(self):
+        first, last = self._range()
+        rows = payments.collections(db.session, current_actor(), first, last)
+        return self.render_template("payments/collections.html", rows=rows, first=first, last=last,
+                                    methods=payments.METHOD_LABELS)  # fmt: skip
+
+    @expose("/xlsx")
+    @has_access
+    def xlsx(self):
+        first, last = self._range()
+        rows = payments.collections(db.session, current_actor(), first, last)
+        data = payments.collections_xlsx(rows, first, last)
+        name = f"collections-{first.isoformat()}-{last.isoformat()}.xlsx"
+        return Response(data, content_type="application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
+                        headers={"Content-Disposition": f'attachment; filename="{name}"'})  # fmt: skip
+
+
 def _case_fees(case_no: str):
     """The portal's case page: the fees of the visitor's case (None: no fee applies)."""
     return payments.case_fees(db.session, current_actor(), case_no)
@@ -384,6 +434,8 @@ def register(appbuilder) -> None:
     appbuilder.add_view(ReconciliationView, "Settlement reconciliations", label=_l("Settlement reconciliations"),
                         icon="fa-balance-scale", category="Payments")  # fmt: skip
     appbuilder.add_view_no_menu(MismatchView)
+    appbuilder.add_view(CollectionsView, "Daily collections", label=_l("Daily collections"), icon="fa-table",
+                        category="Payments")  # fmt: skip
     app = current_app
     for view in appbuilder.baseviews:
         if isinstance(view, PaymentNotifyView) and view.blueprint is not None:

@@ -76,6 +76,8 @@ def upgrade():
         sa.Column("refunded_at", sa.DateTime()),
         sa.Column("last_queried_at", sa.DateTime()),
         sa.Column("settled_by", sa.String(10)),
+        sa.Column("receipt_no", sa.String(20), unique=True),
+        sa.Column("verification_code", sa.String(24), unique=True),
         sa.UniqueConstraint("provider_id", "provider_trade_no", name="uq_payment_provider_trade"),
     )
     op.create_index("ix_payment_case_id", "payment", ["case_id"])

@@ -26,6 +26,7 @@ from app.services.payments.checkout import (  # noqa: F401
     staff_case_fees,
     start_payment,
 )
+from app.services.payments.collections import CollectionRow, collections, collections_xlsx  # noqa: F401
 from app.services.payments.notices import ACK, Answer, handle_notification  # noqa: F401
 from app.services.payments.reconcile import fetch_and_reconcile, reconcile  # noqa: F401
 from app.services.payments.refunds import refund_payments, request_refunds  # noqa: F401

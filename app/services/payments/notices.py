@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from sqlalchemy import or_, select, update
 from sqlalchemy.exc import IntegrityError
 
+from app.lib import verifycode
 from app.models.notify import NotificationCase
 from app.models.payments import Payment, PaymentNotification, PaymentProvider
 from app.services import audit
@@ -58,7 +59,14 @@ def mark_paid(session, provider_id: int, order_no: str, trade_no: str, amount: i
             t.c.state.in_(_SETTLEABLE),
             or_(t.c.provider_trade_no.is_(None), t.c.provider_trade_no == trade_no),
         )
-        .values(state="paid", paid_at=now, provider_trade_no=trade_no, settled_by=by)
+        .values(
+            state="paid",
+            paid_at=now,
+            provider_trade_no=trade_no,
+            settled_by=by,
+            receipt_no="R" + order_no[1:20],
+            verification_code=verifycode.new_code(),
+        )  # fmt: skip
         .returning(t.c.id, t.c.case_id, t.c.amount)
     )
     return session.execute(stmt).first()

@@ -113,6 +113,12 @@ def verify_code(session, code: str) -> dict:
     if canonical is None:
         raise InvalidInput(_l("This is not a valid verification code; please check what you typed."))
     entry = session.scalar(select(QueryLog).where(QueryLog.verification_code == canonical))
+    if entry is None:  # the electronic receipts of paid fees carry codes of the same kind
+        from app.services.receipts import verify_receipt
+
+        receipt = verify_receipt(session, canonical)
+        if receipt is not None:
+            return receipt
     if entry is None or not entry.snapshot:
         raise NotFound(_l("No printout carries this verification code."))
     if entry.valid_until and entry.valid_until < datetime.datetime.utcnow():
