@@ -3,7 +3,9 @@ an online address change whose fee (NT$150) is due before dispatch; the citizen 
 demo card, opens the case (waiting for the fee), pays on the gateway simulator's page (a real
 subprocess) by credit card, chip financial card and bank account in turn; the gateway's signed
 notification makes each payment paid and the case goes to its agencies; the return page shows
-the platform's own state, never the browser's. Screenshots in tests/artifacts/payments-*.png."""
+the platform's own state, never the browser's; the counter sees the payment; the electronic
+receipt PDF is downloaded and its QR code read back to the verification page; withdrawing the
+application refunds the fee. Screenshots in tests/artifacts/payments-*.png."""
 
 from __future__ import annotations
 
@@ -15,6 +17,8 @@ from types import SimpleNamespace
 
 import httpx
 import pytest
+import zxingcpp
+from PIL import Image
 from playwright.sync_api import expect
 from sqlalchemy import select, update
 
@@ -23,6 +27,7 @@ from app.models.payments import Payment, PaymentProvider
 from tests.conftest import ARTIFACTS, Database, api_token, bearer, build_app, free_port
 from tests.test_browser_portal import card_sign_in
 from tests.test_notify import CITIZEN, register
+from tests.test_printout import run, squeezed, text_of
 
 PHONE = {"width": 390, "height": 844}
 
@@ -71,7 +76,7 @@ def shot(page, name: str) -> None:
 
 
 @pytest.mark.browser
-def test_a_citizen_pays_the_fee_on_the_gateways_page_by_each_method_and_the_case_goes_out(world, browser):
+def test_a_citizen_pays_the_fee_on_the_gateways_page_by_each_method_and_the_case_goes_out(world, browser, tmp_path):
     ARTIFACTS.mkdir(exist_ok=True)
     wang = next(c for c in world.pki["cards"] if c["name"] == "citizen-wang")
     client = world.app.test_client()
@@ -123,3 +128,22 @@ def test_a_citizen_pays_the_fee_on_the_gateways_page_by_each_method_and_the_case
     staff.goto(f"{world.url}/notify/case/{case_no}")
     assert "已繳費" in staff.inner_text("#case-payments")
     shot(staff, "5-counter-sees-payment")
+    # the electronic receipt: rendered, its QR code read back to the verification page
+    page.goto(f"{world.url}/portal/cases/{case_no}")
+    with page.expect_download() as download:
+        page.click("#fees a[id^=receipt-]")
+    path = tmp_path / "receipt.pdf"
+    download.value.save_as(path)
+    assert "新臺幣壹佰伍拾元整" in squeezed(text_of(path))
+    run("pdftoppm", "-r", "150", "-png", "-singlefile", str(path), str(tmp_path / "receipt"))
+    (ARTIFACTS / "payments-6-receipt.png").write_bytes((tmp_path / "receipt.png").read_bytes())
+    with Image.open(tmp_path / "receipt.png") as image:
+        found = [b.text for b in zxingcpp.read_barcodes(image.convert("L"))]
+    assert len(found) == 1 and found[0].startswith(f"{world.url}/verify/")
+    page.goto(found[0])
+    assert "住址變更登記規費" in page.inner_text("#verify-ok")
+    # withdrawing the application refunds the fee through the gateway
+    page.goto(f"{world.url}/portal/cases/{case_no}")
+    page.click("#withdraw")
+    expect(page.locator("#fees")).to_contain_text("已退費")
+    shot(page, "7-withdrawn-and-refunded")

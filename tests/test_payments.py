@@ -490,7 +490,7 @@ def test_finance_staff_read_the_daily_collections_with_refunds_and_export_them_t
     total = rows[-1]
     assert total[0] == "合計" and total[4] >= 1 and total[5] == 150 * total[4] and total[8] == total[5] - total[7]
     assert any(r[3] == "存款帳戶" and r[5] >= 150 for r in rows[:-1])
-    assert manager.get("/payments/collections/?first=2026-13-01").status_code == 400
+    assert manager.get("/payments/collections/?first=2026-13-01").status_code in (302, 400)  # a message, not a 500
     clerk = app.test_client()
     login(clerk, "notifier")
     assert clerk.get(f"/payments/collections/?first={today}&last={today}").status_code in (302, 403)

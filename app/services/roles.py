@@ -122,7 +122,8 @@ _CARD_HOLDER = [
     (r"^PortalView$", r"^can_.*$"),
     (r"^MeApi$", r"^can_.*$"),
     # paying their cases' fees (app.views.payments)
-    (r"^(PaymentPortalView|MyPaymentApi)$", r"^can_.*$"),
+    (r"^PaymentPortalView$", r"^can_.*$"),
+    (r"^MyPaymentApi$", r"^can_.*$"),
     (f"^{_PLATFORM}$", f"^{PORTAL}$"),
 ]
 
