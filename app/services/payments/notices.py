@@ -18,8 +18,9 @@ from sqlalchemy import or_, select, update
 from sqlalchemy.exc import IntegrityError
 
 from app.lib import verifycode
+from app.lib.ttlcache import TTLCache
 from app.models.notify import NotificationCase
-from app.models.payments import Payment, PaymentNotification, PaymentProvider
+from app.models.payments import DispatchHold, Payment, PaymentNotification, PaymentProvider
 from app.services import audit
 from app.services.actors import Actor
 from app.services.command import transaction
@@ -75,10 +76,15 @@ def mark_paid(session, provider_id: int, order_no: str, trade_no: str, amount: i
 def after_paid(session, actor: Actor, row, order_no: str, by: str, now) -> None:
     audit.record(session, "payment.paid", object_type="Payment", object_id=row.id, actor=actor,
                  detail={"order_no": order_no, "amount": row.amount, "by": by})  # fmt: skip
-    if not release(session, row.case_id, now):
-        case = session.get(NotificationCase, row.case_id)
-        if case.status == "withdrawn":  # paid after the citizen withdrew: the money goes back
-            request_refunds(session, actor, case, "paid_after_withdrawal")
+    # one read: is the case withdrawn, and does it hold dispatches for its fees?
+    held = select(DispatchHold.case_id).where(DispatchHold.case_id == row.case_id).exists()
+    status, holds = session.execute(
+        select(NotificationCase.status, held).where(NotificationCase.id == row.case_id)
+    ).one()
+    if holds:
+        release(session, row.case_id, now)
+    elif status == "withdrawn":  # paid after the citizen withdrew: the money goes back
+        request_refunds(session, actor, session.get(NotificationCase, row.case_id), "paid_after_withdrawal")
 
 
 def why_not(payment: Payment | None, provider: PaymentProvider, notice: providers.Notice) -> str | None:
@@ -125,16 +131,39 @@ def _refused(session, provider, form, reason: str, ip, status: int = 400, paymen
     return Answer(status, f"0|{reason}")
 
 
+@dataclass(frozen=True)
+class _Known:
+    """A provider as the notifications need it (kept PROVIDER_CACHE_SECONDS: no read, no decryption each time)."""
+
+    id: int
+    code: str
+    merchant_id: str
+    enabled: bool
+    config: providers.ProviderConfig
+
+
+_providers = TTLCache(max_entries=100)
+PROVIDER_CACHE_SECONDS = 10.0  # a key changed or a provider disabled on the screen counts after this at most
+
+
+def _known(session, code: str) -> _Known | None:
+    def load():
+        p = session.scalar(select(PaymentProvider).where(PaymentProvider.code == code))
+        return None if p is None else _Known(p.id, p.code, p.merchant_id, p.enabled, config_of(p))
+
+    return _providers.get(code, PROVIDER_CACHE_SECONDS, load)
+
+
 def handle_notification(session, provider_code: str, form: Mapping[str, str], client_ip: str | None) -> Answer:
     """Command: a provider's notification, verified and applied once; the answer to give it."""
     form = {str(k)[:40]: str(v)[:200] for k, v in form.items()}
     provider = None
     if isinstance(provider_code, str) and len(provider_code) <= 40:
-        provider = session.scalar(select(PaymentProvider).where(PaymentProvider.code == provider_code))
+        provider = _known(session, provider_code)
     if provider is None or not provider.enabled:
         return _refused(session, None, form, "provider", client_ip, 404)
     try:
-        notice = providers.provider_for(config_of(provider)).notice(form)
+        notice = providers.provider_for(provider.config).notice(form)
     except providers.ProviderError:
         return _refused(session, provider, form, "check_value", client_ip)
     if notice.merchant_id != provider.merchant_id:
