@@ -168,6 +168,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--orders", type=int, default=1500, help="notifications per side, over all rounds")
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--warmup", type=int, default=100, help="notifications per side before the rounds, not counted")
     parser.add_argument("--concurrency", type=int, default=8)
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--threads", type=int, default=4)
@@ -176,8 +177,8 @@ def main() -> None:
     url = _pg_db(name).render_as_string(hide_password=False)
     procs = []
     try:
-        orders = _prepare(url, args.orders + 1)
-        storm_order, orders = orders[-1], orders[:-1]
+        orders = _prepare(url, args.orders + args.warmup + 1)
+        storm_order, warm, orders = orders[-1], orders[: args.warmup], orders[args.warmup : -1]
         env = {"DATABASE_URL": url, "PAYMENT_NOTIFY_RATE_LIMIT": "10000000 per minute",
                "WEB_CONCURRENCY": str(args.workers), "WEB_THREADS": str(args.threads), "TMPDIR": tempfile.gettempdir()}  # fmt: skip
         platform_port = bare_port = _free_port()
@@ -186,6 +187,10 @@ def main() -> None:
         procs.append(_serve("run:app", platform_port, env))
         procs.append(_serve("bench.bare_payment_app:app", bare_port, env))
         procs.append(_sealer(env))
+        # Each gunicorn worker's first requests load what it keeps (permissions, plans): not counted.
+        warm_bodies = [_body(*o) for o in warm]
+        _load(platform_port, "/payments/notify/bench", warm_bodies, args.concurrency)
+        _load(bare_port, "/bare", warm_bodies, args.concurrency)
         per_round = len(orders) // args.rounds
         rounds = []
         for r in range(args.rounds):
@@ -197,7 +202,7 @@ def main() -> None:
                   f"bare {bare['rps']:6.1f}/s, ratio {verified['rps'] / bare['rps']:.2f}")  # fmt: skip
         print(f"platform DB postgresql; gunicorn {args.workers} workers x {args.threads} threads; {args.rounds} rounds "
               f"of {per_round} notifications (each a different order, paid once), alternating; "
-              f"{args.concurrency} clients")  # fmt: skip
+              f"{args.concurrency} clients; {args.warmup} notifications per side first, not counted")  # fmt: skip
         for label, k in (("verified /payments/notify", 0), ("bare INSERT endpoint", 1)):
             med = {key: statistics.median(rnd[k][key] for rnd in rounds) for key in ("rps", "p50", "p95")}
             print(f"  {label:26s} {med['rps']:7.1f} notifications/s   p50 {med['p50']:6.1f} ms   "
