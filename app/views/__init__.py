@@ -14,6 +14,7 @@ def register_views(appbuilder) -> None:
         org,
         outbox,
         portal,
+        portal_apply,
         query,
         reports,
         sources,
@@ -39,5 +40,6 @@ def register_views(appbuilder) -> None:
     reports.register(appbuilder)
     cards.register(appbuilder)
     portal.register(appbuilder)
+    portal_apply.register(appbuilder)
     openapi.register(appbuilder)
     health.register(appbuilder)

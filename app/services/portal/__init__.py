@@ -1,9 +1,11 @@
 """The citizens' and businesses' portal: who am I (by the card bound to the
 account), my cases and withdrawing an application (``cases``), who read my data
 and the "I don't recognise this" flags the querying agency's Auditor answers
-(``accesses``). Each operation is one command; every read of personal data is
-audited, and a case number or entry that is not the person's is a 404, audited."""
+(``accesses``); applying online with a card-signed application (``applications``).
+Each operation is one command; every read of personal data is audited, and a case
+number or entry that is not the person's is a 404, audited."""
 
+from app.services.portal import applications
 from app.services.portal.accesses import (
     AccessEntry,
     FlagReview,
@@ -17,6 +19,6 @@ from app.services.portal.cases import MyCase, get_case, list_cases, withdraw
 from app.services.portal.person import PORTAL, REVIEW_FLAGS, Person, person_of
 
 __all__ = [
-    "PORTAL", "REVIEW_FLAGS", "AccessEntry", "FlagReview", "MyCase", "Person", "answer_flag", "flag_access",
+    "PORTAL", "REVIEW_FLAGS", "applications", "AccessEntry", "FlagReview", "MyCase", "Person", "answer_flag", "flag_access",
     "get_access", "get_case", "list_accesses", "list_cases", "list_flags", "person_of", "withdraw",
 ]  # fmt: skip

@@ -102,10 +102,10 @@ def _mine(subject: str):
 def list_cases(session, actor: Actor) -> list[MyCase]:
     """Command: my cases, newest first (the page view audited). Raises Forbidden.
 
-    A business's cases: the notification case keeps no business party yet, so a business sees none."""
+    A business's cases: those it applied for online (the case keeps its number's keyed hash as the party's)."""
     person = person_of(session, actor)
     cases = []
-    if person.kind == "citizen" and person.subject:
+    if person.kind in ("citizen", "business") and person.subject:
         stmt = _mine(person.subject).order_by(NotificationCase.created_at.desc()).limit(200)
         cases = [_shape(c, full=False) for c in session.scalars(stmt)]
     with transaction(session):
@@ -116,7 +116,7 @@ def list_cases(session, actor: Actor) -> list[MyCase]:
 def _find(session, actor: Actor, case_no, action: str) -> NotificationCase:
     person = person_of(session, actor)
     case = None
-    if person.kind == "citizen" and person.subject and isinstance(case_no, str) and len(case_no) <= 20:
+    if person.kind in ("citizen", "business") and person.subject and isinstance(case_no, str) and len(case_no) <= 20:
         stmt = _mine(person.subject).where(NotificationCase.case_no == case_no)
         case = session.scalar(stmt.options(selectinload(NotificationCase.events)))
     if case is None:
