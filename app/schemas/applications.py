@@ -48,7 +48,7 @@ class OpenCategorySchema(StrictSchema):
     applicant = fields.String(metadata={"description": "citizen or business"})
     agency_name = fields.String(metadata={"description": "The agency recorded as the notifier"})
     receivers = fields.List(fields.String(), metadata={"description": "The receiving agencies"})
-    fields = fields.List(fields.Nested(FieldSpecSchema))
+    field_specs = fields.List(fields.Nested(FieldSpecSchema), attribute="fields", data_key="fields")
     attachments = fields.List(fields.Nested(SlotSpecSchema))
 
 
@@ -93,7 +93,8 @@ class ApplicationContentSchema(StrictSchema):
     """An application: what the card signs is its canonical content (POST .../applications/canonical)."""
 
     category = fields.Integer(strict=True, required=True, validate=validate.Range(min=1, max=2**31 - 1))
-    fields = fields.Dict(
+    values = fields.Dict(
+        data_key="fields",
         keys=fields.String(validate=validate.Length(max=40)),
         values=FieldValue(metadata={"oneOf": [{"type": "string"}, {"type": "object"}]}),
         load_default=dict,
@@ -118,7 +119,7 @@ class ApplicationContentSchema(StrictSchema):
     @post_load
     def make(self, data, **kwargs):
         return Application(
-            category=data["category"], fields=data["fields"], email=data["email"], phone=data["phone"],
+            category=data["category"], fields=data["values"], email=data["email"], phone=data["phone"],
             id_number=data["id_number"], files=data["attachments"], time=data["time"],
         )  # fmt: skip
 
