@@ -74,19 +74,17 @@ class ApplicationFileSchema(StrictSchema):
         return ApplicationFile(data["slot"], data["filename"], raw)
 
 
-class FieldValue(fields.Field):
+def field_value(value) -> None:
     """Text, or {"old": text, "new": text}."""
-
-    def _deserialize(self, value, attr, data, **kwargs):
-        if isinstance(value, str) and len(value) <= 2000:
-            return value
-        if (
-            isinstance(value, dict)
-            and set(value) <= {"old", "new"}
-            and all(isinstance(v, str) and len(v) <= 2000 for v in value.values())
-        ):
-            return value
-        raise ValidationError(str(FIELD_VALUE))
+    if isinstance(value, str) and len(value) <= 2000:
+        return
+    if (
+        isinstance(value, dict)
+        and set(value) <= {"old", "new"}
+        and all(isinstance(v, str) and len(v) <= 2000 for v in value.values())
+    ):
+        return
+    raise ValidationError(str(FIELD_VALUE))
 
 
 class ApplicationContentSchema(StrictSchema):
@@ -96,7 +94,7 @@ class ApplicationContentSchema(StrictSchema):
     values = fields.Dict(
         data_key="fields",
         keys=fields.String(validate=validate.Length(max=40)),
-        values=FieldValue(metadata={"oneOf": [{"type": "string"}, {"type": "object"}]}),
+        values=fields.Raw(validate=field_value, metadata={"oneOf": [{"type": "string"}, {"type": "object"}]}),
         load_default=dict,
         metadata={"description": 'Each field by its key: text, or {"old", "new"} for an old/new field'},
     )
