@@ -31,7 +31,9 @@ def lease_pdf() -> bytes:
 
 @pytest.mark.browser
 def test_a_citizen_applies_for_an_address_change_signs_it_with_the_card_and_the_land_office_checks_it(
-    world, browser, axe_source  # noqa: F811
+    world,  # noqa: F811
+    browser,
+    axe_source,  # noqa: F811
 ):
     ARTIFACTS.mkdir(exist_ok=True)
     lin = next(c for c in world.pki["cards"] if c["name"] == "citizen-lin")

@@ -325,3 +325,67 @@ def test_the_category_admin_api_opens_a_category_to_the_web_only_with_its_agency
     login(screen, "admin")
     page = screen.get(f"/notificationcategoryview/show/{address['id']}")
     assert page.status_code == 200 and "開放網路申辦" in page.text
+
+
+def apply_address_change(client, sim, pki, me, card: str = "citizen-wang") -> str:
+    cat = open_category(client, me, "地址變更")
+    body = address_change(cat["id"], card_info(pki, card)["id_number"])
+    to_sign = canonical(client, me, body)
+    r = client.post("/api/v1/me/applications", headers=me,
+                    json={**body, "time": to_sign["time"], "signature": signed_by(sim, card, to_sign["content"])})  # fmt: skip
+    assert r.status_code == 201, r.json
+    return r.json["case_no"]
+
+
+def citizen_mails(app, case_no: str) -> list[str]:
+    from app.models.outbox import OutboxMessage
+
+    with app.app_context():
+        topics = db.session.scalars(
+            select(OutboxMessage.topic).where(OutboxMessage.topic.like(f"case:{case_no}:%"),
+                                              OutboxMessage.recipient == "wang@example.tw")
+        ).all()  # fmt: skip
+        db.session.remove()
+    return [t.rsplit(":", 1)[-1] for t in topics]
+
+
+def test_my_case_shows_the_results_agencies_publish_and_emails_me_only_the_stages_i_chose(app, pki, sim):
+    from tests.test_notify import act
+
+    client = app.test_client()
+    me = bearer(citizen_token(client, sim, pki))
+    case_no = apply_address_change(client, sim, pki, me)
+    assert citizen_mails(app, case_no) == ["registered", "dispatched"]
+    assert client.get(f"/api/v1/me/cases/{case_no}", headers=me).json["mail_stages"] == [
+        "accepted", "dispatch_closed", "completed"]  # fmt: skip
+    # the citizen wants only the final e-mail
+    r = client.put(f"/api/v1/me/cases/{case_no}/mails", json={"stages": ["completed"]}, headers=me)
+    assert r.status_code == 200 and r.json["mail_stages"] == ["completed"], r.json
+    assert client.put(f"/api/v1/me/cases/{case_no}/mails", json={"stages": ["nonsense"]}, headers=me).status_code == 400
+    # the land office publishes its result, the tax bureau keeps its own
+    for agency, publish in (("land", True), ("tax", False)):
+        sup, han = api_token(client, f"supervisor.{agency}"), api_token(client, f"handler.{agency}")
+        dispatches = client.get(f"/api/v1/cases/{case_no}", headers=bearer(sup)).json
+        d = next(x for x in dispatches["result"]["dispatches"] if x["agency"]["code"] == agency.upper())
+        assert act(client, sup, d["id"], "assign", handler=f"handler.{agency}").status_code == 200
+        assert act(client, han, d["id"], "accept").status_code == 200
+        r = act(client, han, d["id"], "process", result=f"{agency} 已完成地址更新。", control_type="closed",
+                publish_result=publish)  # fmt: skip
+        assert r.status_code == 200, r.json
+        assert act(client, sup, d["id"], "close").status_code == 200
+    mine = client.get(f"/api/v1/me/cases/{case_no}", headers=me).json
+    results = {d["agency_name"]: d["result"] for d in mine["dispatches"]}
+    assert results["示範縣地政事務所"] == "land 已完成地址更新。" and results["示範縣地方稅務局"] is None
+    # no "accepted" nor "agency finished" e-mail went to the citizen
+    assert citizen_mails(app, case_no) == ["registered", "dispatched"]
+    # the page shows the published result and the choice
+    page = app.test_client()
+    card_page_sign_in(page, sim, "citizen-wang")
+    html = page.get(f"/portal/cases/{case_no}").text
+    assert "land 已完成地址更新。" in html and "tax 已完成地址更新。" not in html
+    assert 'id="mail-completed" checked' in html and 'id="mail-accepted" checked' not in html
+    r = page.post(
+        f"/portal/cases/{case_no}/mails", data={"csrf_token": csrf_token(html), "stages": ["accepted", "completed"]}
+    )
+    assert r.status_code == 302
+    assert client.get(f"/api/v1/me/cases/{case_no}", headers=me).json["mail_stages"] == ["accepted", "completed"]

@@ -28,6 +28,7 @@ STAGES = ("registered", "dispatched", "accepted", "dispatch_closed", "completed"
           "receiver_dispatched")  # fmt: skip
 DISPATCH_STATES = ("sent", "received", "assigned", "accepted", "processed", "closed")
 CONTROL_TYPES = ("closed", "continuing")  # 結案 / 續辦
+CITIZEN_CHOICE_STAGES = ("accepted", "dispatch_closed", "completed")  # the e-mails a citizen may turn off
 
 category_notifier = Table(
     "category_notifying_agency",
@@ -177,6 +178,8 @@ class NotificationCase(Model):
     created_at = Column(DateTime, nullable=False, default=datetime.datetime.utcnow, index=True)
     due_at = Column(DateTime)
     completed_at = Column(DateTime, index=True)  # reports: the cases finished since the summary
+    # The stages whose e-mail the citizen turned off on the portal (comma-separated; empty: all).
+    mail_off = Column(String(200))
     dispatches = relationship("Dispatch", back_populates="case", order_by="Dispatch.id")
     attachments = relationship("Attachment", back_populates="case", order_by="Attachment.id")
     events = relationship("CaseEvent", back_populates="case", order_by="CaseEvent.id")
@@ -278,6 +281,7 @@ class Dispatch(Model):
     closed_at = Column(DateTime, index=True)  # reports: the dispatches finished since the summary
     returned_at = Column(DateTime)
     result = Column(Text)
+    result_public = Column(Boolean, nullable=False, default=False)  # the agency shows its result to the applicant
     control_type = Column(String(12))
     notes = Column(Text)
     return_reason = Column(Text)

@@ -204,6 +204,8 @@ class NotifyView(BaseView):
     def act(self, dispatch_id, action):
         form = {k: request.form.get(k) for k in ACTION_FIELDS}
         body = {**form, "handler": form["handler"] or None, "version": _number(request.form.get("version"))}
+        if action == "process":
+            body["publish_result"] = bool(request.form.get("publish_result"))
         try:
             notify.act(db.session, actor(), dispatch_id, action, DISPATCH_ACTION.load(body))
         except NotFound:

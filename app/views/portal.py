@@ -42,12 +42,19 @@ ACTIONS = {
     "withdraw": _l("Withdrawn by you"),
 }
 WITHDRAWN = _l("Your application was withdrawn.")
+MAILS_SAVED = _l("Your choice of e-mails was saved.")
+MAIL_STAGES = {
+    "accepted": _l("An agency accepted my application"),
+    "dispatch_closed": _l("An agency finished its part"),
+    "completed": _l("Every agency finished"),
+}
 FLAGGED = _l("Thank you. The agency's auditor will look into it and answer here.")
 ANSWERED = _l("The answer was saved; the person will read it in the portal.")
 
 
 def _page(template: str, status: int = 200, **context):
-    return render_template(f"portal/{template}", states=STATES, statuses=STATUSES, actions=ACTIONS, **context), status
+    return render_template(f"portal/{template}", states=STATES, statuses=STATUSES, actions=ACTIONS,
+                           mail_stages=MAIL_STAGES, **context), status  # fmt: skip
 
 
 def card_holder(fn):
@@ -97,6 +104,14 @@ class PortalView(BaseView):
         portal.withdraw(db.session, current_actor(), case_no)
         flash(str(WITHDRAWN), "success")
         return redirect(url_for("PortalView.case", case_no=case_no))
+
+    @expose("/cases/<case_no>/mails", methods=["POST"])
+    @card_holder
+    def mails(self, case_no):
+        body = schemas.mail_stages_schema.load({"stages": request.form.getlist("stages")})
+        portal.set_mail_stages(db.session, current_actor(), case_no, body["stages"])
+        flash(str(MAILS_SAVED), "success")
+        return redirect(url_for("PortalView.case", case_no=case_no) + "#mails")
 
     @expose("/accesses/")
     @card_holder

@@ -18,6 +18,8 @@ from marshmallow import ValidationError
 
 from app.extensions import db
 from app.schemas import applications as schemas
+from app.schemas import portal as portal_schemas
+from app.services import portal
 from app.services.errors import DomainError
 from app.services.portal import applications
 from app.services.portal.applications import ApplicationFile
@@ -220,6 +222,38 @@ class MeApplicationsApi(BaseApi):
         application, signature = schemas.signed_schema.load(request.get_json(silent=True))
         case_no = applications.submit(db.session, current_actor(), application, signature)
         return self.response(201, **schemas.applied_schema.dump({"case_no": case_no}))
+
+    @expose("/cases/<case_no>/mails", methods=["PUT"])
+    @protect()
+    def mails(self, case_no):
+        """Choose which stages of my case e-mail me.
+        ---
+        put:
+          summary: Choose which stages of my case e-mail me (the others are turned off; audited)
+          parameters:
+          - in: path
+            name: case_no
+            required: true
+            schema: {type: string, maxLength: 20}
+          requestBody:
+            required: true
+            content:
+              application/json:
+                schema: {$ref: '#/components/schemas/MailStagesSchema'}
+          responses:
+            200:
+              description: The case with its chosen stages
+              content:
+                application/json:
+                  schema: {$ref: '#/components/schemas/MyCaseSchema'}
+            400: {$ref: '#/components/responses/400'}
+            401: {$ref: '#/components/responses/401'}
+            403: {$ref: '#/components/responses/403'}
+            404: {$ref: '#/components/responses/404'}
+        """
+        body = portal_schemas.mail_stages_schema.load(request.get_json(silent=True))
+        found = portal.set_mail_stages(db.session, current_actor(), case_no, body["stages"])
+        return self.response(200, **portal_schemas.my_case_schema.dump(found))
 
 
 def register(appbuilder) -> None:

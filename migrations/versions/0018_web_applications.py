@@ -1,6 +1,7 @@
 """online applications from the portal: a category's web settings (open, the
 web-notifying agency, citizens or businesses), its fields and attachments, the
-drafts waiting for the card's signature, and the signature kept with the case
+drafts waiting for the card's signature, and the signature kept with the case;
+the result an agency publishes to the applicant, the e-mails a citizen turned off
 
 Revision ID: 0018
 Revises: 0017
@@ -25,6 +26,10 @@ def upgrade():
         batch.create_foreign_key(
             "fk_notification_category_web_agency", "agency", ["web_agency_id"], ["id"], ondelete="SET NULL"
         )
+    with op.batch_alter_table("notification_case") as batch:
+        batch.add_column(sa.Column("mail_off", sa.String(200), nullable=True))
+    with op.batch_alter_table("dispatch") as batch:
+        batch.add_column(sa.Column("result_public", sa.Boolean(), nullable=False, server_default=sa.false()))
     op.create_table(
         "category_field",
         sa.Column("id", sa.Integer(), primary_key=True),
@@ -110,6 +115,10 @@ def downgrade():
     op.drop_table("case_signature")
     op.drop_table("category_attachment")
     op.drop_table("category_field")
+    with op.batch_alter_table("dispatch") as batch:
+        batch.drop_column("result_public")
+    with op.batch_alter_table("notification_case") as batch:
+        batch.drop_column("mail_off")
     with op.batch_alter_table("notification_category") as batch:
         batch.drop_constraint("fk_notification_category_web_agency", type_="foreignkey")
         batch.drop_column("web_applicant")

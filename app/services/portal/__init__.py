@@ -15,10 +15,10 @@ from app.services.portal.accesses import (
     list_accesses,
     list_flags,
 )
-from app.services.portal.cases import MyCase, get_case, list_cases, withdraw
+from app.services.portal.cases import MyCase, get_case, list_cases, set_mail_stages, withdraw
 from app.services.portal.person import PORTAL, REVIEW_FLAGS, Person, person_of
 
 __all__ = [
     "PORTAL", "REVIEW_FLAGS", "applications", "AccessEntry", "FlagReview", "MyCase", "Person", "answer_flag", "flag_access",
-    "get_access", "get_case", "list_accesses", "list_cases", "list_flags", "person_of", "withdraw",
+    "get_access", "get_case", "list_accesses", "list_cases", "list_flags", "person_of", "set_mail_stages", "withdraw",
 ]  # fmt: skip

@@ -12,14 +12,15 @@ from flask_babel import lazy_gettext as _l
 from sqlalchemy import select
 from sqlalchemy.orm import selectinload
 
-from app.models.notify import CaseEvent, Dispatch, NotificationCase
+from app.models.notify import CITIZEN_CHOICE_STAGES, CaseEvent, Dispatch, NotificationCase
 from app.services import audit
 from app.services.actors import Actor
 from app.services.command import refuse, transaction
-from app.services.errors import Conflict, NotFound
+from app.services.errors import Conflict, InvalidInput, NotFound
 from app.services.portal.person import person_of
 
 NO_CASE = _l("No such case of yours.")
+UNKNOWN_STAGE = _l("Choose among the stages listed.")
 NOT_WITHDRAWABLE = _l("An agency has accepted this application already: it can no longer be withdrawn.")
 WITHDRAWN_ALREADY = _l("This application was withdrawn already.")
 FINISHED = _l("This case is complete: there is nothing to withdraw.")
@@ -37,6 +38,7 @@ class MyDispatch:
     processed_at: datetime.datetime | None
     closed_at: datetime.datetime | None
     due_at: datetime.datetime | None
+    result: str | None = None  # only when the agency chose to publish it
 
 
 @dataclass
@@ -56,6 +58,7 @@ class MyCase:
     due_at: datetime.datetime | None
     completed_at: datetime.datetime | None
     withdrawable: bool
+    mail_stages: list[str] = field(default_factory=list)  # the stages that e-mail me
     dispatches: list[MyDispatch] = field(default_factory=list)
     events: list[MyEvent] = field(default_factory=list)
 
@@ -77,9 +80,18 @@ def _shape(case: NotificationCase, full: bool) -> MyCase:
         due_at=case.due_at,
         completed_at=case.completed_at,
         withdrawable=_withdrawable(case),
+        mail_stages=[s for s in CITIZEN_CHOICE_STAGES if s not in (case.mail_off or "").split(",")],
         dispatches=[
             MyDispatch(
-                d.agency.name, d.state, d.sent_at, d.received_at, d.accepted_at, d.processed_at, d.closed_at, d.due_at
+                d.agency.name,
+                d.state,
+                d.sent_at,
+                d.received_at,
+                d.accepted_at,
+                d.processed_at,
+                d.closed_at,
+                d.due_at,
+                result=d.result if d.result_public and d.result else None,
             )  # fmt: skip
             for d in case.dispatches
         ],
@@ -155,5 +167,21 @@ def withdraw(session, actor: Actor, case_no: str) -> MyCase:
         session.add(CaseEvent(case=case, at=now, username=None, agency_code=None, action="withdraw"))
         session.flush()
         audit.record(session, "portal.withdraw", object_type="NotificationCase", object_id=case.id, actor=actor)
+    session.refresh(case)
+    return _shape(case, full=True)
+
+
+def set_mail_stages(session, actor: Actor, case_no: str, stages) -> MyCase:
+    """Command: choose which stages of my case e-mail me (of CITIZEN_CHOICE_STAGES; the others
+    are turned off). Audited. Raises NotFound (audited), InvalidInput."""
+    case = _find(session, actor, case_no, "portal.mail_stages")
+    if not isinstance(stages, list | tuple) or any(s not in CITIZEN_CHOICE_STAGES for s in stages):
+        raise refuse(session, InvalidInput(UNKNOWN_STAGE), actor, "portal.mail_stages", object_type="NotificationCase",
+                     object_id=case.id)  # fmt: skip
+    off = [s for s in CITIZEN_CHOICE_STAGES if s not in stages]
+    with transaction(session):
+        case.mail_off = ",".join(off) or None
+        audit.record(session, "portal.mail_stages", object_type="NotificationCase", object_id=case.id,
+                     detail={"on": list(dict.fromkeys(stages)), "off": off}, actor=actor)  # fmt: skip
     session.refresh(case)
     return _shape(case, full=True)
