@@ -266,4 +266,7 @@ class EgateConnector(HttpSource):
         result = self.project(rows, section)
         if not section.columns and not rows:
             result.columns = list(known)
+        # every record read names its person (a household's: each member), shown or not
+        read = rows[: self.source.row_cap]
+        result.subjects = tuple(dict.fromkeys(r["id_no"] for r in read if isinstance(r.get("id_no"), str)))
         return result

@@ -73,7 +73,11 @@ class MyAccessSchema(Schema):
 
 
 class MyAccessListSchema(Schema):
+    """A page of who read my data, newest first."""
+
     result = fields.List(fields.Nested(MyAccessSchema))
+    page = fields.Integer()
+    next_page = fields.Integer(allow_none=True, metadata={"description": "The next (older) page; null on the last"})
 
 
 class AccessFlagSchema(StrictSchema):

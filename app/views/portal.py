@@ -116,7 +116,8 @@ class PortalView(BaseView):
     @expose("/accesses/")
     @card_holder
     def accesses(self):
-        return _page("accesses.html", entries=portal.list_accesses(db.session, current_actor()))
+        found = portal.list_accesses(db.session, current_actor(), request.args.get("page"))
+        return _page("accesses.html", entries=found.entries, page=found.page, next_page=found.next_page)
 
     @expose("/accesses/<int:access_id>/flag", methods=["POST"])
     @card_holder
@@ -204,18 +205,25 @@ class MeApi(BaseApi):
         """Who read my data.
         ---
         get:
-          summary: Every query of my data, newest first (restricted forms after their delay; audited)
+          summary: Every query of my data, newest first, 50 a page (restricted forms after their delay; audited)
+          parameters:
+          - in: query
+            name: page
+            required: false
+            schema: {type: integer, minimum: 1, maximum: 10000, default: 1}
           responses:
             200:
               description: The queries whose data subject I am
               content:
                 application/json:
                   schema: {$ref: '#/components/schemas/MyAccessListSchema'}
+            400: {$ref: '#/components/responses/400'}
             401: {$ref: '#/components/responses/401'}
             403: {$ref: '#/components/responses/403'}
         """
-        found = portal.list_accesses(db.session, current_actor())
-        return self.response(200, **schemas.my_access_list_schema.dump({"result": found}))
+        found = portal.list_accesses(db.session, current_actor(), request.args.get("page"))
+        body = {"result": found.entries, "page": found.page, "next_page": found.next_page}
+        return self.response(200, **schemas.my_access_list_schema.dump(body))
 
     @expose("/accesses/<int:pk>/flag", methods=["POST"])
     @protect()

@@ -9,23 +9,27 @@ import datetime
 from dataclasses import dataclass
 
 from flask import current_app
+from flask_appbuilder.security.sqla.models import Permission, PermissionView, ViewMenu, assoc_permissionview_role
 from flask_babel import lazy_gettext as _l
-from sqlalchemy import and_, or_, select, true
+from sqlalchemy import and_, func, or_, select, true
 
-from app.models.org import Agency
+from app.lib.rocdate import format_roc
+from app.models.org import Agency, PlatformUser
 from app.models.portal import AccessFlag
-from app.models.queries import QueryForm, QueryLog
-from app.services import audit
+from app.models.queries import QueryForm, QueryLog, QuerySubject
+from app.services import actors, audit, outbox
 from app.services.actors import Actor
 from app.services.command import refuse, transaction
 from app.services.errors import Conflict, Forbidden, InvalidInput, NotFound
 from app.services.portal.person import REVIEW_FLAGS, person_of
+from app.services.query.record import READ_OUTCOMES
 
 NO_ENTRY = _l("No such entry in the record of who read your data.")
 NO_FLAG = _l("No such flag for your agency.")
-READ_OUTCOMES = ("ok", "partial")  # a refused query read nothing
 MAX_NOTE = 500
-MAX_ENTRIES = 500
+MAX_ENTRIES = 500  # the Auditor's list of flags
+PAGE_SIZE = 50  # who read my data, a page at a time
+MAX_PAGE = 10_000
 
 
 @dataclass
@@ -42,6 +46,15 @@ class AccessEntry:
     answer_due: datetime.datetime | None = None
     answer: str | None = None
     answered_at: datetime.datetime | None = None
+
+
+@dataclass
+class AccessPage:
+    """A page of who read my data; ``next_page`` None on the last."""
+
+    entries: list[AccessEntry]
+    page: int
+    next_page: int | None
 
 
 @dataclass
@@ -66,9 +79,9 @@ class FlagReview:
     client_ip: str | None
 
 
-def _visible(session, subject: str, now: datetime.datetime):
-    """The query log rows of one subject the person may see now: a restricted form's only
-    once its delay has passed (the restricted forms are few: one condition each)."""
+def _visible(session, now: datetime.datetime):
+    """What of one subject's rows the person may see now: a query that read data, and a restricted
+    form's only once its delay has passed (the restricted forms are few: one condition each)."""
     restricted = session.execute(select(QueryForm.id, QueryForm.restricted_days).where(QueryForm.restricted)).all()
     shown = or_(
         QueryLog.form_id.is_(None),
@@ -76,69 +89,103 @@ def _visible(session, subject: str, now: datetime.datetime):
         *[and_(QueryLog.form_id == r.id, QueryLog.at <= now - datetime.timedelta(days=r.restricted_days or 0))
           for r in restricted],
     )  # fmt: skip
-    return and_(QueryLog.subjects.contains(subject, autoescape=True), QueryLog.outcome.in_(READ_OUTCOMES), shown)
+    return and_(QueryLog.outcome.in_(READ_OUTCOMES), shown)
+
+
+_COLUMNS = (
+    QueryLog.id, QueryLog.at, QueryLog.agency_code, QueryLog.form_title, QueryLog.business_item,
+    QueryLog.case_no.is_not(None).label("case_no_given"), QueryLog.reason.is_not(None).label("reason_given"),
+    Agency.name.label("agency_name"), AccessFlag.id.label("flag_id"), AccessFlag.created_at.label("flagged_at"),
+    AccessFlag.due_at.label("answer_due"), AccessFlag.answer, AccessFlag.answered_at,
+)  # fmt: skip
 
 
 def _entries(session, subject: str, user_id: int, now: datetime.datetime):
+    """One subject's rows through the query_subject index (subject, time): only that person's
+    rows are read, never the log's other entries; the columns the person may see."""
     return (
-        select(QueryLog, Agency.name, AccessFlag)
+        select(*_COLUMNS)
+        .select_from(QuerySubject)
+        .join(QueryLog, QueryLog.id == QuerySubject.query_log_id)
         .outerjoin(Agency, Agency.code == QueryLog.agency_code)
         .outerjoin(AccessFlag, and_(AccessFlag.query_log_id == QueryLog.id, AccessFlag.user_id == user_id))
-        .where(_visible(session, subject, now))
+        .where(QuerySubject.subject_hash == subject, _visible(session, now))
     )
 
 
-def _entry(log: QueryLog, agency_name, flag: AccessFlag | None) -> AccessEntry:
+def _entry(row) -> AccessEntry:
     return AccessEntry(
-        id=log.id,
-        at=log.at,
-        agency_code=log.agency_code,
-        agency_name=agency_name,
-        form_title=log.form_title,
-        business_item=log.business_item,
-        case_no_given=bool(log.case_no),
-        reason_given=bool(log.reason),
-        flagged_at=flag.created_at if flag else None,
-        answer_due=flag.due_at if flag else None,
-        answer=flag.answer if flag else None,
-        answered_at=flag.answered_at if flag else None,
+        id=row.id,
+        at=row.at,
+        agency_code=row.agency_code,
+        agency_name=row.agency_name,
+        form_title=row.form_title,
+        business_item=row.business_item,
+        case_no_given=bool(row.case_no_given),
+        reason_given=bool(row.reason_given),
+        flagged_at=row.flagged_at,
+        answer_due=row.answer_due,
+        answer=row.answer,
+        answered_at=row.answered_at,
     )
 
 
-def list_accesses(session, actor: Actor) -> list[AccessEntry]:
-    """Command: who read my data, newest first (the page view audited). Raises Forbidden."""
+def page_of(raw) -> int:
+    """The page asked for (1 when not given). Raises InvalidInput for anything but 1..MAX_PAGE."""
+    if raw is None or raw == "":
+        return 1
+    text = str(raw)
+    if not text.isdigit() or len(text) > 6 or not 1 <= int(text) <= MAX_PAGE:
+        raise InvalidInput(_l("The page must be a number from 1 to %(n)s."), n=MAX_PAGE)
+    return int(text)
+
+
+def read_accesses(session, subject: str, user_id: int, page: int = 1, now: datetime.datetime | None = None):
+    """One page of one subject's entries, newest first, and whether older ones follow (the
+    tracker's read, without the page view's audit event: ``list_accesses`` is the command)."""
+    now = now or datetime.datetime.utcnow()
+    stmt = (
+        _entries(session, subject, user_id, now)
+        .order_by(QuerySubject.at.desc(), QuerySubject.query_log_id.desc())
+        .limit(PAGE_SIZE + 1)
+        .offset((page - 1) * PAGE_SIZE)
+    )
+    rows = session.execute(stmt).all()
+    return [_entry(row) for row in rows[:PAGE_SIZE]], len(rows) > PAGE_SIZE
+
+
+def list_accesses(session, actor: Actor, page: int = 1) -> AccessPage:
+    """Command: who read my data, newest first, a page at a time (the page view audited).
+    Raises Forbidden, InvalidInput (page)."""
+    page = page_of(page)
     person = person_of(session, actor)
-    if person.subject is None:
-        rows = []
-    else:
-        now = datetime.datetime.utcnow()
-        stmt = _entries(session, person.subject, actor.user_id, now)
-        rows = session.execute(stmt.order_by(QueryLog.at.desc(), QueryLog.id.desc()).limit(MAX_ENTRIES)).all()
-    entries = [_entry(log, name, flag) for log, name, flag in rows]
+    entries, more = (
+        ([], False) if person.subject is None else read_accesses(session, person.subject, actor.user_id, page)
+    )
     with transaction(session):
-        audit.record(session, "portal.accesses_viewed", detail={"entries": len(entries)}, actor=actor)
-    return entries
+        audit.record(session, "portal.accesses_viewed", detail={"entries": len(entries), "page": page}, actor=actor)
+    return AccessPage(entries=entries, page=page, next_page=page + 1 if more else None)
 
 
-def _find(session, actor: Actor, log_id) -> tuple:
+def _find(session, actor: Actor, log_id) -> AccessEntry:
     person = person_of(session, actor)
     found = None
     if person.subject is not None and isinstance(log_id, int) and 0 < log_id < 2**63:
         stmt = _entries(session, person.subject, actor.user_id, datetime.datetime.utcnow())
-        found = session.execute(stmt.where(QueryLog.id == log_id)).first()
+        found = session.execute(stmt.where(QuerySubject.query_log_id == log_id)).first()
     if found is None:
         ref = log_id if isinstance(log_id, int) and 0 < log_id < 2**63 else None
         raise refuse(session, NotFound(NO_ENTRY), actor, "portal.access_refused", object_type="QueryLog",
                      object_id=ref)  # fmt: skip
-    return found
+    return _entry(found)
 
 
 def get_access(session, actor: Actor, log_id: int) -> AccessEntry:
     """Command: one entry of who read my data (audited). Raises NotFound (audited), Forbidden."""
-    log, name, flag = _find(session, actor, log_id)
+    entry = _find(session, actor, log_id)
     with transaction(session):
-        audit.record(session, "portal.access_viewed", object_type="QueryLog", object_id=log.id, actor=actor)
-    return _entry(log, name, flag)
+        audit.record(session, "portal.access_viewed", object_type="QueryLog", object_id=entry.id, actor=actor)
+    return entry
 
 
 def flag_access(session, actor: Actor, log_id: int, note: str | None) -> AccessEntry:
@@ -147,25 +194,70 @@ def flag_access(session, actor: Actor, log_id: int, note: str | None) -> AccessE
     note = (note or "").strip()
     if len(note) > MAX_NOTE:
         raise InvalidInput(_l("Say it in at most %(n)s characters."), n=MAX_NOTE)
-    log, name, flag = _find(session, actor, log_id)
-    if flag is not None:
+    entry = _find(session, actor, log_id)
+    if entry.flagged_at is not None:
         raise refuse(session, Conflict(_l("You have flagged this entry already.")), actor, "portal.access_flag",
-                     object_type="QueryLog", object_id=log.id)  # fmt: skip
+                     object_type="QueryLog", object_id=entry.id)  # fmt: skip
     now = datetime.datetime.utcnow()
     with transaction(session):
         flag = AccessFlag(
-            query_log_id=log.id,
+            query_log_id=entry.id,
             user_id=actor.user_id,
-            agency_code=log.agency_code or "",
+            agency_code=entry.agency_code or "",
             note=note or None,
             created_at=now,
             due_at=now + datetime.timedelta(days=current_app.config["ACCESS_FLAG_ANSWER_DAYS"]),
         )
         session.add(flag)
         session.flush()
+        told = _tell_auditors(session, flag)
         audit.record(session, "portal.access_flag", object_type="AccessFlag", object_id=flag.id,
-                     detail={"query": log.id, "agency": log.agency_code}, actor=actor)  # fmt: skip
-    return _entry(log, name, flag)
+                     detail={"query": entry.id, "agency": entry.agency_code, "auditors_mailed": told},
+                     actor=actor)  # fmt: skip
+    entry.flagged_at, entry.answer_due = flag.created_at, flag.due_at
+    return entry
+
+
+def auditors_of(session, agency_code: str) -> list[PlatformUser]:
+    """The agency's active users whose roles hold the ``review_access_flags`` capability."""
+    holders = set(
+        session.scalars(
+            select(assoc_permissionview_role.c.role_id)
+            .join(PermissionView, PermissionView.id == assoc_permissionview_role.c.permission_view_id)
+            .join(Permission, Permission.id == PermissionView.permission_id)
+            .join(ViewMenu, ViewMenu.id == PermissionView.view_menu_id)
+            .where(ViewMenu.name == actors.PLATFORM, Permission.name == REVIEW_FLAGS)
+        )
+    )
+    users = session.scalars(
+        select(PlatformUser)
+        .join(Agency, Agency.id == PlatformUser.agency_id)
+        .where(Agency.code == agency_code, PlatformUser.active.is_(True))
+        .order_by(PlatformUser.username)
+    )
+    return [u for u in users if any(r.id in holders for r in u.roles)]
+
+
+def _tell_auditors(session, flag: AccessFlag) -> int:
+    """Queue the notice to the querying agency's Auditors in the flag's transaction (no
+    personal data in it: they read the record on the platform); returns how many."""
+    link = f"{current_app.config['PUBLIC_BASE_URL'].rstrip('/')}/accessflags/"
+    due = format_roc(flag.due_at.date(), "long")
+    subject = "【資料查詢紀錄】民眾表示不認得一筆本機關的查詢 / A person does not recognise one of your queries"
+    body = (
+        "稽核人員您好：\n\n"
+        f"一位民眾在「誰查詢了我的資料」中，表示不認得本機關的一筆查詢（提出編號 {flag.id}）。"
+        f"請於 {due} 前登入平台檢視完整紀錄並回覆，回覆將顯示給該民眾：\n{link}\n\n"
+        f"A person flagged one of your agency's queries of their data as not recognised (flag {flag.id}) in "
+        f'"who read my data". Please read the full record on the platform and answer by '
+        f"{flag.due_at:%Y-%m-%d}; the person reads your answer:\n{link}\n"
+    )
+    told = 0
+    for person in auditors_of(session, flag.agency_code):
+        if person.email:
+            outbox.enqueue(session, person.email, subject, body, topic=f"access_flag:{flag.id}")
+            told += 1
+    return told
 
 
 # --- the querying agency's Auditor ------------------------------------------------------------
@@ -195,6 +287,18 @@ def _review(flag: AccessFlag, log: QueryLog, now: datetime.datetime) -> FlagRevi
 def _auditor(actor: Actor) -> None:
     if not actor.can(REVIEW_FLAGS) or not actor.agency_code:
         raise Forbidden(_l("Only an Auditor of the querying agency reviews these flags."))
+
+
+def open_flag_count(session, actor: Actor) -> int | None:
+    """How many flags on one's agency's queries wait for an answer (the staff home page's work
+    list; no personal data); None for anyone who does not answer flags."""
+    if not actor.can(REVIEW_FLAGS) or not actor.agency_code:
+        return None
+    return session.scalar(
+        select(func.count())
+        .select_from(AccessFlag)
+        .where(AccessFlag.agency_code == actor.agency_code, AccessFlag.answered_at.is_(None))
+    )
 
 
 def list_flags(session, actor: Actor) -> list[FlagReview]:

@@ -29,6 +29,7 @@ class _Job:
     timeout: float = 0.0
     future: concurrent.futures.Future | None = None
     refused: SourceError | None = None  # the operators' confinement refused the source (a security event)
+    subjects: tuple = ()  # ID numbers the source named as the rows' people (never shown)
 
 
 def section_spec(section) -> SectionSpec:
@@ -96,6 +97,7 @@ def _collect(job: _Job) -> dict:
         if groups:
             out["groups"] = groups
         out["truncated"] = result.truncated
+        job.subjects = tuple(result.subjects or ())
     except concurrent.futures.TimeoutError:
         out["error"] = str(_l("The source did not answer in time."))
     except SourceError as exc:
@@ -115,12 +117,14 @@ def read_sections(
     pick: list | None = None,
     refusals: list | None = None,
     blocked: bool = False,
+    subjects: set | None = None,
 ) -> list[dict]:
     """Every section of ``form`` as ``who`` may see it, read with the checked
     ``params``; with a ``pick``, the sections with the one-property rule read
     that property only; ``blocked`` (its candidates could not be listed), they are not read.
     ``refusals``: gets (SourceConfig, SourceError) for each source the operators'
-    confinement refused (the caller audits them)."""
+    confinement refused (the caller audits them). ``subjects``: gets the ID numbers the
+    sources named as the people of the rows read (a household's members), for the log."""
     if pick is not None:
         params = {**params, **lookup.pick_params(pick)}
     jobs = [_job(section, who, params, requester_info, pick is not None, blocked) for section in form.sections]
@@ -133,6 +137,8 @@ def read_sections(
     sections = [_collect(job) for job in jobs]
     if refusals is not None:
         refusals.extend((job.section.source.config, job.refused) for job in jobs if job.refused is not None)
+    if subjects is not None:
+        subjects.update(s for job in jobs for s in job.subjects)
     return sections
 
 
