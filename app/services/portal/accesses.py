@@ -11,9 +11,12 @@ from dataclasses import dataclass
 from flask import current_app
 from flask_appbuilder.security.sqla.models import Permission, PermissionView, ViewMenu, assoc_permissionview_role
 from flask_babel import lazy_gettext as _l
-from sqlalchemy import and_, func, or_, select, true
+from sqlalchemy import DateTime, Integer, String, bindparam, func, or_, select, true
+from sqlalchemy.ext.compiler import compiles
+from sqlalchemy.sql.expression import FunctionElement
 
 from app.lib.rocdate import format_roc
+from app.lib.ttlcache import TTLCache
 from app.models.org import Agency, PlatformUser
 from app.models.portal import AccessFlag
 from app.models.queries import QueryForm, QueryLog, QuerySubject
@@ -79,55 +82,122 @@ class FlagReview:
     client_ip: str | None
 
 
-def _visible(session, now: datetime.datetime):
-    """What of one subject's rows the person may see now: a query that read data, and a restricted
-    form's only once its delay has passed (the restricted forms are few: one condition each)."""
-    restricted = session.execute(select(QueryForm.id, QueryForm.restricted_days).where(QueryForm.restricted)).all()
-    shown = or_(
-        QueryLog.form_id.is_(None),
-        QueryLog.form_id.not_in([r.id for r in restricted]) if restricted else true(),
-        *[and_(QueryLog.form_id == r.id, QueryLog.at <= now - datetime.timedelta(days=r.restricted_days or 0))
-          for r in restricted],
-    )  # fmt: skip
-    return and_(QueryLog.outcome.in_(READ_OUTCOMES), shown)
+class days_before(FunctionElement):
+    """``moment`` less ``days`` days, in the database (a column's number of days)."""
+
+    type = DateTime()
+    name = "days_before"
+    inherit_cache = True
 
 
+@compiles(days_before)
+def _days_before_sqlite(element, compiler, **kw):
+    moment, days = (compiler.process(clause, **kw) for clause in element.clauses)
+    return f"datetime({moment}, '-' || {days} || ' days')"
+
+
+@compiles(days_before, "postgresql")
+def _days_before_postgresql(element, compiler, **kw):
+    moment, days = (compiler.process(clause, **kw) for clause in element.clauses)
+    return f"(CAST({moment} AS TIMESTAMP) - {days} * INTERVAL '1 day')"
+
+
+@compiles(days_before, "mysql")
+@compiles(days_before, "mariadb")
+def _days_before_mysql(element, compiler, **kw):
+    moment, days = (compiler.process(clause, **kw) for clause in element.clauses)
+    return f"DATE_SUB({moment}, INTERVAL {days} DAY)"
+
+
+# Core columns (not ORM attributes): the tracker's statement skips the ORM's compile and load steps.
+# Two tables joined, the rest uncorrelated subqueries PostgreSQL hashes once per statement: planning
+# five tables' join orders cost more than reading a page (bench/tracker_bench.py).
+_log, _subject, _form = QueryLog.__table__, QuerySubject.__table__, QueryForm.__table__
+_agency, _flag = Agency.__table__, AccessFlag.__table__
 _COLUMNS = (
-    QueryLog.id, QueryLog.at, QueryLog.agency_code, QueryLog.form_title, QueryLog.business_item,
-    QueryLog.case_no.is_not(None).label("case_no_given"), QueryLog.reason.is_not(None).label("reason_given"),
-    Agency.name.label("agency_name"), AccessFlag.id.label("flag_id"), AccessFlag.created_at.label("flagged_at"),
-    AccessFlag.due_at.label("answer_due"), AccessFlag.answer, AccessFlag.answered_at,
+    _log.c.id, _log.c.at, _log.c.agency_code, _log.c.form_title, _log.c.business_item,
+    _log.c.case_no.is_not(None).label("case_no_given"), _log.c.reason.is_not(None).label("reason_given"),
 )  # fmt: skip
+_agency_names = TTLCache(max_entries=100)
+AGENCY_NAMES_TTL = 60.0  # seconds: a renamed agency shows its new name within a minute
 
 
-def _entries(session, subject: str, user_id: int, now: datetime.datetime):
-    """One subject's rows through the query_subject index (subject, time): only that person's
-    rows are read, never the log's other entries; the columns the person may see."""
+def _entries():
+    """One subject's rows through the query_subject index (subject, time): only that person's rows
+    are read, never the log's other entries; the columns the person may see, and whether the
+    person flagged each. A query that read data, and a restricted form's only once its delay (in
+    days) has passed: rows of the unrestricted forms pass on the hashed list alone. Parameters:
+    subject, user_id, now."""
+    restricted = select(_form.c.id).where(_form.c.restricted == true())
+    withheld = (
+        select(_form.c.id)
+        .where(
+            _form.c.id == _log.c.form_id,
+            _form.c.restricted == true(),
+            _log.c.at > days_before(bindparam("now", type_=DateTime()), _form.c.restricted_days),
+        )
+        .exists()
+    )
+    flagged = select(_flag.c.query_log_id).where(_flag.c.user_id == bindparam("user_id", type_=Integer()))
     return (
-        select(*_COLUMNS)
-        .select_from(QuerySubject)
-        .join(QueryLog, QueryLog.id == QuerySubject.query_log_id)
-        .outerjoin(Agency, Agency.code == QueryLog.agency_code)
-        .outerjoin(AccessFlag, and_(AccessFlag.query_log_id == QueryLog.id, AccessFlag.user_id == user_id))
-        .where(QuerySubject.subject_hash == subject, _visible(session, now))
+        select(*_COLUMNS, _log.c.id.in_(flagged).label("flagged"))
+        .select_from(_subject)
+        .join(_log, _log.c.id == _subject.c.query_log_id)
+        .where(
+            _subject.c.subject_hash == bindparam("subject", type_=String()),
+            _log.c.outcome.in_(READ_OUTCOMES),
+            or_(_log.c.form_id.is_(None), _log.c.form_id.not_in(restricted), ~withheld),
+        )
     )
 
 
-def _entry(row) -> AccessEntry:
-    return AccessEntry(
-        id=row.id,
-        at=row.at,
-        agency_code=row.agency_code,
-        agency_name=row.agency_name,
-        form_title=row.form_title,
-        business_item=row.business_item,
-        case_no_given=bool(row.case_no_given),
-        reason_given=bool(row.reason_given),
-        flagged_at=row.flagged_at,
-        answer_due=row.answer_due,
-        answer=row.answer,
-        answered_at=row.answered_at,
-    )
+def _names(session, codes: set[str]) -> dict[str, str]:
+    """The agencies' names by code (kept a minute; read again when a code is new)."""
+    key = str(session.get_bind().url)
+
+    def load():
+        return dict(session.execute(select(_agency.c.code, _agency.c.name)).all())
+
+    names = _agency_names.get(key, AGENCY_NAMES_TTL, load)
+    if not codes <= names.keys():
+        _agency_names.forget(key)
+        names = _agency_names.get(key, AGENCY_NAMES_TTL, load)
+    return names
+
+
+def _entries_of(session, rows, user_id: int) -> list[AccessEntry]:
+    """The rows as entries, with the agencies' names and, for the flagged ones, the flag
+    (a second statement only when the person flagged something on the page)."""
+    names = _names(session, {r.agency_code for r in rows if r.agency_code})
+    flags = {}
+    ids = [r.id for r in rows if r.flagged]
+    if ids:
+        found = session.execute(
+            select(_flag.c.query_log_id, _flag.c.created_at, _flag.c.due_at, _flag.c.answer, _flag.c.answered_at).where(
+                _flag.c.user_id == user_id, _flag.c.query_log_id.in_(ids)
+            )
+        ).all()
+        flags = {f.query_log_id: f for f in found}
+    entries = []
+    for row in rows:
+        flag = flags.get(row.id)
+        entries.append(
+            AccessEntry(
+                id=row.id,
+                at=row.at,
+                agency_code=row.agency_code,
+                agency_name=names.get(row.agency_code),
+                form_title=row.form_title,
+                business_item=row.business_item,
+                case_no_given=bool(row.case_no_given),
+                reason_given=bool(row.reason_given),
+                flagged_at=flag.created_at if flag else None,
+                answer_due=flag.due_at if flag else None,
+                answer=flag.answer if flag else None,
+                answered_at=flag.answered_at if flag else None,
+            )
+        )
+    return entries
 
 
 def page_of(raw) -> int:
@@ -140,18 +210,28 @@ def page_of(raw) -> int:
     return int(text)
 
 
+# Built once: each call only binds its values (no statement to build, no cache key to compute).
+_PAGE = (
+    _entries()
+    .order_by(_subject.c.at.desc(), _subject.c.query_log_id.desc())
+    .limit(PAGE_SIZE + 1)
+    .offset(bindparam("skip", type_=Integer()))
+)
+_ONE = _entries().where(_subject.c.query_log_id == bindparam("log_id", type_=Integer()))
+
+
+def tracker_query(subject: str, user_id: int, page: int = 1, now: datetime.datetime | None = None):
+    """The SELECT of one page of one subject's entries, newest first (one row more than a page, to
+    tell whether older ones follow), and its parameters. Public for bench/tracker_bench.py's EXPLAIN."""
+    now = now or datetime.datetime.utcnow()
+    return _PAGE, {"subject": subject, "user_id": user_id, "now": now, "skip": (page - 1) * PAGE_SIZE}
+
+
 def read_accesses(session, subject: str, user_id: int, page: int = 1, now: datetime.datetime | None = None):
     """One page of one subject's entries, newest first, and whether older ones follow (the
     tracker's read, without the page view's audit event: ``list_accesses`` is the command)."""
-    now = now or datetime.datetime.utcnow()
-    stmt = (
-        _entries(session, subject, user_id, now)
-        .order_by(QuerySubject.at.desc(), QuerySubject.query_log_id.desc())
-        .limit(PAGE_SIZE + 1)
-        .offset((page - 1) * PAGE_SIZE)
-    )
-    rows = session.execute(stmt).all()
-    return [_entry(row) for row in rows[:PAGE_SIZE]], len(rows) > PAGE_SIZE
+    rows = session.execute(*tracker_query(subject, user_id, page, now)).all()
+    return _entries_of(session, rows[:PAGE_SIZE], user_id), len(rows) > PAGE_SIZE
 
 
 def list_accesses(session, actor: Actor, page: int = 1) -> AccessPage:
@@ -171,13 +251,13 @@ def _find(session, actor: Actor, log_id) -> AccessEntry:
     person = person_of(session, actor)
     found = None
     if person.subject is not None and isinstance(log_id, int) and 0 < log_id < 2**63:
-        stmt = _entries(session, person.subject, actor.user_id, datetime.datetime.utcnow())
-        found = session.execute(stmt.where(QuerySubject.query_log_id == log_id)).first()
-    if found is None:
+        params = {"subject": person.subject, "user_id": actor.user_id, "now": datetime.datetime.utcnow()}
+        found = session.execute(_ONE, {**params, "log_id": log_id}).all()
+    if not found:
         ref = log_id if isinstance(log_id, int) and 0 < log_id < 2**63 else None
         raise refuse(session, NotFound(NO_ENTRY), actor, "portal.access_refused", object_type="QueryLog",
                      object_id=ref)  # fmt: skip
-    return _entry(found)
+    return _entries_of(session, found[:1], actor.user_id)[0]
 
 
 def get_access(session, actor: Actor, log_id: int) -> AccessEntry:
