@@ -193,7 +193,7 @@ def test_the_upgrade_fills_the_subject_table_from_the_log(backend_name, tmp_path
     ]  # fmt: skip
     try:
         with app.app_context():
-            upgrade(revision="0017")
+            upgrade(revision="0018")
             with db.engine.begin() as conn:
                 for n, (outcome, subjects) in enumerate(rows, start=1):
                     conn.execute(
@@ -208,7 +208,7 @@ def test_the_upgrade_fills_the_subject_table_from_the_log(backend_name, tmp_path
             expected = {(1, a), (1, b), (2, c), (6, a)}
             assert {(i, h) for i, h, _at in found} == expected
             assert all(found_at == at + datetime.timedelta(minutes=i) for i, _h, found_at in found)
-            downgrade(revision="0017")
+            downgrade(revision="0018")
             with db.engine.connect() as conn:
                 assert conn.execute(text("SELECT count(*) FROM query_log")).scalar_one() == len(rows)
     finally:
