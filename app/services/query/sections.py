@@ -14,7 +14,7 @@ from flask_babel import lazy_gettext as _l
 
 from app.connectors import Filter, SectionSpec, SourceError, connector_for
 from app.services.actors import Actor
-from app.services.query import lookup
+from app.services.query import lookup, maps
 from app.services.query.output import shown_row, visible_columns
 
 _pool = concurrent.futures.ThreadPoolExecutor(max_workers=16, thread_name_prefix="section")
@@ -30,6 +30,7 @@ class _Job:
     future: concurrent.futures.Future | None = None
     refused: SourceError | None = None  # the operators' confinement refused the source (a security event)
     subjects: tuple = ()  # ID numbers the source named as the rows' people (never shown)
+    requester: dict | None = None
 
 
 def section_spec(section) -> SectionSpec:
@@ -38,8 +39,10 @@ def section_spec(section) -> SectionSpec:
     )
     options = json.loads(section.options) if section.options else {}
     order_by = tuple(c.strip() for c in (section.order_by or "").split(",") if c.strip())
-    # the grouping columns are read too, shown or not
-    columns = tuple(dict.fromkeys([*(c.column for c in section.columns), *lookup.group_by(section)]))
+    # the grouping columns are read too, shown or not, and what a map or plan draws
+    columns = tuple(
+        dict.fromkeys([*(c.column for c in section.columns), *lookup.group_by(section), *maps.columns_read(section)])
+    )
     return SectionSpec(
         target=section.target,
         filters=filters,
@@ -51,6 +54,44 @@ def section_spec(section) -> SectionSpec:
 
 def _read(config, spec, params):
     return connector_for(config).fetch(spec, params)
+
+
+def _neighbours(section, rows: list[dict], requester_info: dict) -> list[dict] | None:
+    """The map's neighbour read: the target's rows that share the result's ``match``
+    columns (the source's row cap applies); None without the rule or an answer."""
+    rule = maps.neighbour_rule(section)
+    if rule is None or not rows or section.source is None:
+        return None
+    match = [c for c in rule.get("match", []) if isinstance(c, str)]
+    params = {"_requester": requester_info}
+    filters = []
+    for n, column in enumerate(match):
+        values = sorted({str(r.get(column)) for r in rows if r.get(column) not in (None, "")})
+        if not values:
+            return None
+        params[f"_near_{n}"] = values
+        filters.append(Filter(column=column, param=f"_near_{n}", op="in"))
+    _kind, setting = maps.drawing(section)
+    wanted = [setting["geometry"]] + ([setting["label"]] if setting.get("label") else [])
+    spec = SectionSpec(target=section.target, filters=tuple(filters), columns=tuple(dict.fromkeys(wanted)))
+    try:
+        return connector_for(section.source.config).fetch(spec, params).rows
+    except Exception:  # the map is drawn without its neighbours (said in its notes)
+        return None
+
+
+def _drawn(job: _Job, rows: list[dict], truncated: bool) -> None:
+    """A map or plan section's drawing data, beside its rows."""
+    found = maps.drawing(job.section)
+    if found is None:
+        return
+    if found[0] == "plan":
+        job.out["plan"] = maps.plan_data(job.section, rows)
+        return
+    near = _neighbours(job.section, rows, job.requester)
+    job.out["map"] = maps.map_data(job.section, rows, near, truncated)
+    if near is None and maps.neighbour_rule(job.section) is not None and rows:
+        job.out["map"]["notes"].append(str(_l("The neighbouring parcels could not be read.")))
 
 
 def _read_here(config, spec, params) -> concurrent.futures.Future:
@@ -83,7 +124,7 @@ def _job(section, who: Actor, params: dict, requester_info: dict, picked: bool =
         return _Job(out, visible, section)
     spec = lookup.narrowed(section, section_spec(section)) if picked else section_spec(section)
     args = (src.config, spec, {**params, "_requester": requester_info})
-    return _Job(out, visible, section, args, src.config.timeout)
+    return _Job(out, visible, section, args, src.config.timeout, requester=requester_info)
 
 
 def _collect(job: _Job) -> dict:
@@ -98,6 +139,7 @@ def _collect(job: _Job) -> dict:
             out["groups"] = groups
         out["truncated"] = result.truncated
         job.subjects = tuple(result.subjects or ())
+        _drawn(job, rows, result.truncated)
     except concurrent.futures.TimeoutError:
         out["error"] = str(_l("The source did not answer in time."))
     except SourceError as exc:

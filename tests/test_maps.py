@@ -1,0 +1,236 @@
+"""Cadastral maps (地籍圖) and building survey plans (建物測量成果圖) in query
+results and printouts (issue 17, items 2 to 5): the geometry measured and
+checked, the map and plan drawn as SVG on the page and as vector graphics in
+the PDF (rasterised with pdftoppm and looked at), bad geometry said in plain
+words while the other sections still show, and a map section made through the
+API alone."""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+from app.lib import geometry
+from app.lib.geometry import GeometryError
+from tests.conftest import api_token, bearer, login
+
+ARTIFACTS = Path(__file__).parent / "artifacts"
+SQUARE = [[305000.0, 2651000.0], [305020.0, 2651000.0], [305020.0, 2651030.0], [305000.0, 2651030.0],
+          [305000.0, 2651000.0]]  # fmt: skip
+
+
+def run(client, token, form, params, item, pick=None, status=200):
+    body = {"form": form, "case_no": "1151203-0017", "reason": "", "business_item": item, "params": params}
+    if pick is not None:
+        body["pick"] = pick
+    r = client.post("/api/v1/query/run", json=body, headers=bearer(token))
+    assert r.status_code == status, r.json
+    return r.json
+
+
+def section(result, title):
+    s = next(s for s in result["sections"] if s["title"] == title)
+    assert s["error"] is None, s["error"]
+    return s
+
+
+# --- geometry -------------------------------------------------------------------------------
+
+
+def test_the_area_of_a_twd97_parcel_is_its_shoelace_area_in_square_metres():
+    assert geometry.area(geometry.read(SQUARE, 3826)) == pytest.approx(600.0)
+    # the same parcel as GeoJSON and as WKT, and with a 5 x 5 m hole
+    gj = json.dumps({"type": "Polygon", "coordinates": [SQUARE]})
+    wkt = "POLYGON ((" + ", ".join(f"{x} {y}" for x, y in SQUARE) + "))"
+    assert geometry.area(geometry.read(gj, 3826)) == pytest.approx(600.0)
+    assert geometry.area(geometry.read(wkt, 3826)) == pytest.approx(600.0)
+    hole = [[305005.0, 2651005.0], [305010.0, 2651005.0], [305010.0, 2651010.0], [305005.0, 2651010.0],
+            [305005.0, 2651005.0]]  # fmt: skip
+    multi = (
+        "MULTIPOLYGON ((("
+        + ", ".join(f"{x} {y}" for x, y in SQUARE)
+        + "), ("
+        + ", ".join(f"{x} {y}" for x, y in hole)
+        + ")))"
+    )
+    assert geometry.area(geometry.read(multi, 3826)) == pytest.approx(575.0)
+    assert geometry.bounds(geometry.read(SQUARE)) == (305000.0, 2651000.0, 305020.0, 2651030.0)
+    assert geometry.box_distance((0, 0, 10, 10), (13, 14, 20, 20)) == pytest.approx(5.0)
+
+
+@pytest.mark.parametrize(
+    ("value", "reason"),
+    [
+        ("", "empty"),
+        ("not a polygon", "unreadable"),
+        ('{"type": "Point", "coordinates": [1, 2]}', "not_polygon"),
+        (SQUARE[:-1], "not_closed"),
+        ([[305000, 2651000], [305020, 2651030], [305020, 2651000], [305000, 2651030], [305000, 2651000]],
+         "self_intersecting"),
+        ([[121.5, 25.0], [121.6, 25.0], [121.6, 25.1], [121.5, 25.0]], "outside"),  # degrees, not metres
+        ([[y, x] for x, y in SQUARE], "outside"),  # x and y swapped
+    ],
+)  # fmt: skip
+def test_bad_geometry_is_refused_with_its_reason(value, reason):
+    with pytest.raises(GeometryError) as caught:
+        geometry.read(value, 3826)
+    assert caught.value.reason == reason
+
+
+def test_the_demo_worlds_polygons_match_their_registered_areas():
+    from seed_data.world import build_world
+
+    world = build_world()
+    for parcel in world.land_parcels[:20]:
+        assert geometry.area(geometry.read(parcel.polygon_twd97, 3826)) == pytest.approx(parcel.area_m2, abs=0.01)
+    for floor in world.building_floors[:20]:
+        assert geometry.area(geometry.read(floor.plan_polygon)) == pytest.approx(floor.area_m2, abs=0.01)
+
+
+def test_a_map_figure_fits_its_parcels_and_its_scale_bar_is_a_round_length():
+    from app.services.query import figures
+
+    data = {"epsg": 3826, "crs": "TWD97 TM2 121",
+            "parcels": [{"label": "0018-0001", "rings": [SQUARE], "area": 600.0, "hit": True}]}  # fmt: skip
+    fig = figures.map_figure(data)
+    hit = next(i for i in fig.items if isinstance(i, figures.Shape) and i.kind == "hit")
+    xs = [x for x, _ in hit.rings[0]]
+    ys = [y for _, y in hit.rings[0]]
+    assert 0 < min(xs) < max(xs) < fig.width and 0 < min(ys) < max(ys) < fig.height
+    # 30 m tall parcel with 30 % margin either side fills the 478-unit height: 1/s metres per unit
+    assert (max(ys) - min(ys)) * fig.metres_per_unit == pytest.approx(30.0)
+    texts = [i.text for i in fig.items if isinstance(i, figures.Text)]
+    assert "0018-0001" in texts and "N" in texts and any(t.endswith(" m") for t in texts)
+    assert figures.scale_text(1.0) == "比例尺 1:2,800"  # 1 m per point = 2,834.6 m per metre of paper
+
+
+# --- through the API and the pages -----------------------------------------------------------
+
+
+def test_the_land_form_shows_the_parcel_highlighted_among_its_neighbours_with_labels(client):
+    token = api_token(client, "clerk")
+    result = run(client, token, "land.parcel", {"section_name": "中正段", "parcel_no": "18-1"}, "TAX-LAND")
+    assert result["outcome"] == "ok"
+    drawn = section(result, "地籍圖")
+    assert drawn["display"] == "map" and drawn["map"]["epsg"] == 3826 and drawn["map"]["notes"] == []
+    hits = [p for p in drawn["map"]["parcels"] if p["hit"]]
+    neighbours = [p for p in drawn["map"]["parcels"] if not p["hit"]]
+    assert [p["label"] for p in hits] == ["0018-0001"] and len(neighbours) >= 3
+    marking = section(result, "土地標示部")
+    area = marking["rows"][0][marking["columns"].index("面積")]
+    assert f"{hits[0]['area']:,.2f} m²" == area  # computed from the polygon = the register's area
+    assert "0018-0000" in {p["label"] for p in neighbours}
+
+
+def test_the_building_form_shows_each_floors_parts_and_the_total_checked_against_the_register(client):
+    token = api_token(client, "clerk")
+    result = run(client, token, "building.unit", {"section_name": "中正段", "building_no": "00173-000"}, "TAX-HOUSE")
+    plan = section(result, "建物測量成果圖")["plan"]
+    assert plan["notes"] == [] and plan["floors"]
+    marking = section(result, "建物標示部")
+    total = marking["rows"][0][marking["columns"].index("總面積")]
+    assert f"{plan['main_total']:,.2f} m²" == total == f"{plan['registered_total']:,.2f} m²"
+    for floor in plan["floors"]:
+        assert floor["total"] == pytest.approx(sum(p["area"] for p in floor["parts"]), abs=0.011)
+        assert all(p["area"] == pytest.approx(p["registered"], abs=0.01) for p in floor["parts"])
+    assert plan["site"]["label"] == "0018-0001" and plan["site"]["rings"]
+
+
+def _pdf_words(pdf: Path) -> list[tuple[int, str, float, float, float, float]]:
+    """(page, word, xMin, yMin, xMax, yMax) in points from the top-left, by pdftotext -bbox."""
+    out = subprocess.run(["pdftotext", "-bbox", str(pdf), "-"], capture_output=True, text=True, check=True).stdout
+    words, page = [], 0
+    for line in out.splitlines():
+        if "<page " in line:
+            page += 1
+        m = re.search(r'<word xMin="([\d.]+)" yMin="([\d.]+)" xMax="([\d.]+)" yMax="([\d.]+)">([^<]*)</word>', line)
+        if m:
+            words.append((page, m.group(5), *(float(m.group(i)) for i in range(1, 5))))
+    return words
+
+
+def _result_page_and_pdf(app, client, form, params, item, name):
+    """Run ``form`` through the API, then open its result page and PDF as the clerk would."""
+    from app.extensions import db
+    from app.models.queries import QueryLog
+
+    token = api_token(client, "clerk")
+    result = run(client, token, form, params, item)
+    login(client, "clerk")
+    page = client.get(f"/query/result/{result['query_id']}")
+    assert page.status_code == 200
+    pdf = client.get(f"/query/result/{result['query_id']}/pdf")
+    assert pdf.status_code == 200 and pdf.mimetype == "application/pdf"
+    ARTIFACTS.mkdir(exist_ok=True)
+    path = ARTIFACTS / f"{name}.pdf"
+    path.write_bytes(pdf.data)
+    with app.app_context():
+        stored = json.loads(db.session.get(QueryLog, result["query_id"]).snapshot)
+    return result, page.text, path, stored
+
+
+def test_the_land_forms_page_and_pdf_draw_the_map_with_the_parcel_where_its_polygon_is(app, client):
+    from app.services import printout
+    from app.services.query import figures
+
+    result, html, pdf, stored = _result_page_and_pdf(
+        app, client, "land.parcel", {"section_name": "中正段", "parcel_no": "18-1"}, "TAX-LAND", "map-land-parcel"
+    )
+    # The page: an inline SVG, no script, the parcel highlighted and labelled among labelled neighbours.
+    svg = re.search(r'<svg[^>]*class="query-figure".*?</svg>', html, re.S).group(0)
+    assert "<script" not in svg and "http://" not in svg.replace('xmlns="http://www.w3.org/2000/svg"', "")
+    assert len(re.findall(r'<path class="hit"', svg)) == 1 and len(re.findall(r'<path class="neighbour"', svg)) >= 3
+    assert re.search(r'<path class="hit"[^>]*><title>0018-0001</title>', svg)
+    assert ">0018-0001</text>" in svg and ">0018-0000</text>" in svg and ">N</text>" in svg
+    assert "EPSG:3826" in svg and re.search(r">\d+ m</text>", svg)  # the CRS and the scale bar
+    assert re.search(r">2,65\d,\d{3}</text>", svg) and re.search(r">30\d,\d{3}</text>", svg)  # grid ticks, metres
+
+    # The PDF: the labels are text, its scale is stated, and the highlight lies in the parcel's box.
+    words = _pdf_words(pdf)
+    text = " ".join(w[1] for w in words)
+    assert "地籍圖" in text and "比例尺" in text and "EPSG:3826" in text
+    drawn = next(s for s in stored["sections"] if s["title"] == "地籍圖")
+    fig = figures.map_figure(drawn["map"])
+    k = printout.FRAME_W / fig.width
+    label = next(i for i in fig.items if isinstance(i, figures.Text) and i.text == "0018-0001")
+    hit = next(i for i in fig.items if isinstance(i, figures.Shape) and i.kind == "hit")
+    # Where the figure lies on the paper: its left from the label's centre (drawn centred), its top
+    # from the baselines of two texts of known place and size (the label and the CRS caption).
+    size = 10.5 * k
+    page_no, _w, x0, _y0, x1, label_bottom = next(
+        w for w in words if w[1] == "0018-0001" and abs(w[5] - w[3] - size) < 0.05
+    )
+    caption = next(w for w in words if w[0] == page_no and "EPSG:3826" in w[1] and abs(w[5] - w[3] - 8 * k) < 0.05)
+    crs = next(i for i in fig.items if isinstance(i, figures.Text) and "EPSG:3826" in i.text)
+    left = (x0 + x1) / 2 - label.x * k
+    descent = ((label_bottom - caption[5]) - (label.y - crs.y) * k) / (
+        size - 8 * k
+    )  # box bottom below baseline, per pt
+    top = caption[5] - crs.y * k - descent * 8 * k
+    xs, ys = [x for x, _ in hit.rings[0]], [y for _, y in hit.rings[0]]
+    box = (left + min(xs) * k, top + min(ys) * k, left + max(xs) * k, top + max(ys) * k)
+    png = ARTIFACTS / "map-land-parcel-pdf"
+    subprocess.run(["pdftoppm", "-f", str(page_no), "-l", str(page_no), "-r", "100", "-png", "-singlefile",
+                    str(pdf), str(png)], check=True)  # fmt: skip
+    image = Image.open(f"{png}.png").convert("RGB")
+    dpi = 100 / 72
+    fig_box = [int(v * dpi) for v in (left, top, left + fig.width * k, top + fig.height * k)]
+    red = [
+        (x, y)
+        for y in range(max(fig_box[1], 0), min(fig_box[3], image.height))
+        for x in range(max(fig_box[0], 0), min(fig_box[2], image.width))
+        if (lambda p: p[0] > 110 and p[1] < 90 and p[2] < 90)(image.getpixel((x, y)))
+    ]
+    assert len(red) > 200  # the parcel's outline and label are drawn
+    tolerance = 6  # pixels: line width and placement by the word's box
+    found = (min(x for x, _ in red), min(y for _, y in red), max(x for x, _ in red), max(y for _, y in red))
+    expected = tuple(v * dpi for v in box)
+    assert expected[0] - tolerance <= found[0] and found[2] <= expected[2] + tolerance, (found, expected)
+    assert expected[1] - tolerance <= found[1] and found[3] <= expected[3] + tolerance, (found, expected)
+    # and the outline is that parcel's: its drawn box is the polygon's box (not a smaller or larger one)
+    assert all(abs(f - e) <= tolerance for f, e in zip(found, expected)), (found, expected)
