@@ -21,8 +21,8 @@ from app.lib import metrics
 from app.lib.rocdate import format_roc, format_roc_datetime
 from app.services import actors, audit
 from app.services.actors import Actor
-from app.services.query import figures
 from app.services.errors import DomainError
+from app.services.query import figures
 
 # Scripts: files of our own origin, and inline scripts only with this response's nonce
 # (FAB's templates put `nonce="{{ csp_nonce() }}"` on theirs; no inline event handler

@@ -234,3 +234,172 @@ def test_the_land_forms_page_and_pdf_draw_the_map_with_the_parcel_where_its_poly
     assert expected[1] - tolerance <= found[1] and found[3] <= expected[3] + tolerance, (found, expected)
     # and the outline is that parcel's: its drawn box is the polygon's box (not a smaller or larger one)
     assert all(abs(f - e) <= tolerance for f, e in zip(found, expected)), (found, expected)
+
+
+def test_the_building_forms_page_and_pdf_draw_each_floor_with_its_areas_and_the_location_plan(app, client):
+    result, html, pdf, stored = _result_page_and_pdf(
+        app, client, "building.unit", {"section_name": "中正段", "building_no": "00173-000"}, "TAX-HOUSE",
+        "plan-building-unit",
+    )  # fmt: skip
+    plan = next(s for s in stored["sections"] if s["title"] == "建物測量成果圖")["plan"]
+    svg = re.search(r'<svg[^>]*class="query-figure".*?</svg>', html, re.S).group(0)
+    floors = [f["floor"] for f in plan["floors"]]
+    for floor in plan["floors"]:
+        assert f">{floor['floor']}　計 {floor['total']:,.2f} m²</text>" in svg
+    assert len(re.findall(r'<path class="part"', svg)) == sum(
+        1 for f in plan["floors"] for p in f["parts"] if p["main"]
+    )
+    assert ">位置圖（示意）0018-0001</text>" in svg and '<path class="footprint"' in svg
+    assert f"主建物總面積 {plan['main_total']:,.2f} m²（登記 {plan['registered_total']:,.2f} m²）" in svg
+    text = subprocess.run(["pdftotext", str(pdf), "-"], capture_output=True, text=True, check=True).stdout
+    assert "建物測量成果圖" in text and "位置圖（示意）" in text and "比例尺" in text and "主建物總面積" in text
+    assert all(f in text for f in floors)
+    page_no = next(n for n, page in enumerate(text.split("\f"), start=1) if "位置圖" in page)
+    png = ARTIFACTS / "plan-building-unit-pdf"
+    subprocess.run(["pdftoppm", "-f", str(page_no), "-l", str(page_no), "-r", "90", "-png", "-singlefile",
+                    str(pdf), str(png)], check=True)  # fmt: skip
+    image = Image.open(f"{png}.png").convert("RGB")
+    blue = sum(1 for p in image.get_flattened_data() if p[2] > p[0] + 60)  # the main building's outlines and fills
+    assert blue > 500
+
+
+# --- a map made through the API alone, and bad geometry ------------------------------------
+
+BLOCK_X, BLOCK_Y = 305000.0, 2651000.0
+
+
+def _square(col: int, row: int, size: float = 18.0) -> list:
+    x, y = BLOCK_X + col * 20, BLOCK_Y + row * 20
+    return [[x, y], [x + size, y], [x + size, y + size], [x, y + size], [x, y]]
+
+
+@pytest.fixture
+def survey_db():
+    """The county's GIS office keeps parcels as GeoJSON in its own PostgreSQL: block A of
+    25 parcels (5 x 5, 20 m apart) with three broken ones, and block B of 600 parcels."""
+    import uuid
+
+    from sqlalchemy import create_engine, text
+    from sqlalchemy.engine import make_url
+
+    from tests.conftest import PG_ADMIN_URL
+
+    name = f"gis_{uuid.uuid4().hex[:8]}"
+    admin = create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(text(f'CREATE DATABASE "{name}"'))
+    url = make_url(PG_ADMIN_URL).set(database=name)
+    rows = []
+    for n in range(25):
+        ring = _square(n % 5, n // 5)
+        rows.append(("A", f"{n + 1:04d}0000", {"type": "Polygon", "coordinates": [ring]}))
+    rows[12] = ("A", "00130000", {"type": "Polygon", "coordinates": [_square(2, 2)[:-1]]})  # not closed
+    bow = _square(3, 3)
+    rows[18] = ("A", "00190000", {"type": "Polygon", "coordinates": [[bow[0], bow[2], bow[1], bow[3], bow[0]]]})
+    rows[6] = ("A", "00070000", {"type": "Polygon", "coordinates": [[[121.5, 25.0], [121.6, 25.0], [121.6, 25.1],
+                                                                     [121.5, 25.0]]]})  # degrees  # fmt: skip
+    for n in range(600):
+        rows.append(("B", f"{n + 1:04d}0000", {"type": "Polygon", "coordinates": [_square(n % 30, 10 + n // 30)]}))
+    engine = create_engine(url)
+    with engine.begin() as conn:
+        conn.execute(
+            text("CREATE TABLE parcel_geo (block varchar(2), parcel_no varchar(8), area_m2 numeric, geojson text)")
+        )
+        conn.execute(
+            text("INSERT INTO parcel_geo VALUES (:b, :p, 324, :g)"),
+            [{"b": b, "p": p, "g": json.dumps(g)} for b, p, g in rows],
+        )
+    engine.dispose()
+    yield url
+    with admin.connect() as conn:
+        conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    admin.dispose()
+
+
+def _post(client, token, path, body, status=201):
+    r = client.post(path, json=body, headers=bearer(token))
+    assert r.status_code == status, (path, r.json)
+    return r.json.get("id")
+
+
+def test_a_designer_makes_a_map_form_through_the_api_and_bad_geometry_is_said_in_plain_words(app, client, survey_db):
+    import uuid
+
+    admin = api_token(client, "admin")
+    agencies = {
+        a["code"]: a["id"]
+        for a in client.get("/api/v1/agencies/?q=(page_size:100)", headers=bearer(admin)).json["result"]
+    }
+    tag = uuid.uuid4().hex[:6]
+    source = _post(client, admin, "/api/v1/sources/", {
+        "code": f"GIS-{tag}", "name": "縣府地理資訊系統", "kind": "sql", "agency": agencies["LAND"],
+        "host": survey_db.host, "port": survey_db.port or 5432, "database": survey_db.database,
+        "account": survey_db.username, "secret": "not-needed-with-trust",
+        "options": '{"dialect": "postgresql"}', "timeout": 5, "row_cap": 500, "enabled": True,
+    })  # fmt: skip
+    item = _post(client, admin, "/api/v1/business-items/", {"code": f"GIS-{tag}", "name": "地籍圖查詢", "active": True})
+    with app.app_context():
+        from flask import current_app
+
+        clerk_role = current_app.appbuilder.sm.find_role("Clerk").id
+    form = _post(client, admin, "/api/v1/query-forms/", {
+        "code": f"gis.map.{tag}", "title": "地籍圖（地理資訊系統）", "agency": agencies["LAND"], "active": True,
+        "sort_order": 91, "granted_agencies": [agencies["TAX"]], "granted_roles": [clerk_role], "business_items": [item],
+    })  # fmt: skip
+    for order, name in enumerate(("block", "parcel_no")):
+        _post(client, admin, "/api/v1/form-inputs/", {"form": form, "name": name, "label": name, "type": "text",
+                                                     "required": name == "block", "sort_order": order,
+                                                     "max_length": 8})  # fmt: skip
+    map_options = {"map": {"geometry": "geojson", "epsg": 3826, "label": "parcel_no", "label_format": "parcel",
+                           "neighbours": {"within_m": 5, "match": ["block"]}}}  # fmt: skip
+    # A map without its geometry column, or in a projection it cannot draw, is refused and nothing stored.
+    for bad in ({"map": {"label": "parcel_no"}}, {"map": {**map_options["map"], "epsg": 4326}},
+                {"map": {**map_options["map"], "neighbours": {"within_m": -1}}}):  # fmt: skip
+        _post(client, admin, "/api/v1/form-sections/", {"form": form, "title": "地籍圖", "source": source,
+                                                       "target": "parcel_geo", "display": "map",
+                                                       "options": json.dumps(bad)}, status=400)  # fmt: skip
+    sections = {}
+    for order, (title, display, options) in enumerate(
+        [("地號清單", "table", None), ("地籍圖", "map", json.dumps(map_options))]
+    ):
+        sections[title] = _post(client, admin, "/api/v1/form-sections/", {
+            "form": form, "title": title, "source": source, "target": "parcel_geo", "display": display,
+            "order_by": "parcel_no", "sort_order": order, **({"options": options} if options else {}),
+        })  # fmt: skip
+        _post(client, admin, "/api/v1/section-filters/", {"section": sections[title], "column": "block", "op": "eq",
+                                                         "input_name": "block"})  # fmt: skip
+        _post(client, admin, "/api/v1/section-filters/", {"section": sections[title], "column": "parcel_no",
+                                                         "op": "prefix", "input_name": "parcel_no"})  # fmt: skip
+        _post(client, admin, "/api/v1/section-columns/", {"section": sections[title], "column": "parcel_no",
+                                                         "label": "地號", "format": "parcel", "mask": "",
+                                                         "sort_order": 0})  # fmt: skip
+
+    clerk = api_token(client, "clerk")
+    item_code = f"GIS-{tag}"
+    # A good parcel: highlighted among its neighbours within 5 m; the broken neighbours are left out.
+    good = run(client, clerk, f"gis.map.{tag}", {"block": "A", "parcel_no": "00090000"}, item_code)
+    drawn = section(good, "地籍圖")["map"]
+    assert [p["label"] for p in drawn["parcels"] if p["hit"]] == ["0009-0000"]
+    assert sorted(p["label"] for p in drawn["parcels"] if not p["hit"]) == [
+        "0003-0000", "0004-0000", "0005-0000", "0008-0000", "0010-0000", "0014-0000", "0015-0000"]  # fmt: skip
+    assert drawn["notes"] == []
+    # Broken parcels: the map says why in plain words; the rows and the other section still show.
+    for parcel_no, words in (("00130000", "not closed"), ("00190000", "crosses itself"),
+                             ("00070000", "outside EPSG:3826")):  # fmt: skip
+        result = run(client, clerk, f"gis.map.{tag}", {"block": "A", "parcel_no": parcel_no}, item_code)
+        assert result["outcome"] == "ok"
+        assert section(result, "地號清單")["rows"] and section(result, "地籍圖")["rows"]
+        notes = section(result, "地籍圖")["map"]["notes"]
+        assert any(words in n for n in notes), notes
+        assert "Nothing on this map can be drawn." in notes
+    login(client, "clerk")
+    page = client.get(f"/query/result/{result['query_id']}").text
+    assert "outside EPSG:3826" in page and "地號清單" in page and 'class="query-figure"' not in page
+    assert client.get(f"/query/result/{result['query_id']}/pdf").status_code == 200
+    # 600 parcels: the map draws the source's row cap (500) and says it was cut.
+    many = run(client, clerk, f"gis.map.{tag}", {"block": "B", "parcel_no": "0"}, item_code)
+    drawn = section(many, "地籍圖")
+    assert drawn["truncated"] is True and len(drawn["map"]["parcels"]) == 500 and drawn["map"]["cut"] is True
+    assert any("cut at 500 parcels" in n for n in drawn["map"]["notes"])
+    pdf = client.get(f"/query/result/{many['query_id']}/pdf")
+    assert pdf.status_code == 200
