@@ -384,22 +384,22 @@ def test_a_designer_makes_a_map_form_through_the_api_and_bad_geometry_is_said_in
         "0003-0000", "0004-0000", "0005-0000", "0008-0000", "0010-0000", "0014-0000", "0015-0000"]  # fmt: skip
     assert drawn["notes"] == []
     # Broken parcels: the map says why in plain words; the rows and the other section still show.
-    for parcel_no, words in (("00130000", "not closed"), ("00190000", "crosses itself"),
-                             ("00070000", "outside EPSG:3826")):  # fmt: skip
+    for parcel_no, words in (("00130000", "界線未閉合"), ("00190000", "界線自我交叉"),
+                             ("00070000", "EPSG:3826（TWD97 TM2 121）範圍之外")):  # fmt: skip
         result = run(client, clerk, f"gis.map.{tag}", {"block": "A", "parcel_no": parcel_no}, item_code)
         assert result["outcome"] == "ok"
         assert section(result, "地號清單")["rows"] and section(result, "地籍圖")["rows"]
         notes = section(result, "地籍圖")["map"]["notes"]
         assert any(words in n for n in notes), notes
-        assert "Nothing on this map can be drawn." in notes
+        assert "本地籍圖沒有可繪出的圖形。" in notes
     login(client, "clerk")
     page = client.get(f"/query/result/{result['query_id']}").text
-    assert "outside EPSG:3826" in page and "地號清單" in page and 'class="query-figure"' not in page
+    assert "EPSG:3826（TWD97 TM2 121）範圍之外" in page and "地號清單" in page and 'class="query-figure"' not in page
     assert client.get(f"/query/result/{result['query_id']}/pdf").status_code == 200
     # 600 parcels: the map draws the source's row cap (500) and says it was cut.
     many = run(client, clerk, f"gis.map.{tag}", {"block": "B", "parcel_no": "0"}, item_code)
     drawn = section(many, "地籍圖")
     assert drawn["truncated"] is True and len(drawn["map"]["parcels"]) == 500 and drawn["map"]["cut"] is True
-    assert any("cut at 500 parcels" in n for n in drawn["map"]["notes"])
+    assert any("繪至 500 筆即截斷" in n for n in drawn["map"]["notes"])
     pdf = client.get(f"/query/result/{many['query_id']}/pdf")
     assert pdf.status_code == 200
