@@ -38,22 +38,16 @@ class GeometryError(ValueError):
         self.epsg = epsg
 
 
-def _point(value) -> tuple[float, float]:
-    if not isinstance(value, list | tuple) or len(value) < 2:
-        raise GeometryError("unreadable")
-    try:
-        x, y = float(value[0]), float(value[1])
-    except (TypeError, ValueError):
-        raise GeometryError("unreadable") from None
-    if not (math.isfinite(x) and math.isfinite(y)):
-        raise GeometryError("unreadable")
-    return x, y
-
-
 def _ring(value) -> Ring:
     if not isinstance(value, list | tuple):
         raise GeometryError("unreadable")
-    return [_point(p) for p in value]
+    try:
+        ring = [(float(p[0]), float(p[1])) for p in value]
+    except (TypeError, ValueError, IndexError, KeyError):
+        raise GeometryError("unreadable") from None
+    if not all(math.isfinite(x) and math.isfinite(y) for x, y in ring):
+        raise GeometryError("unreadable")
+    return ring
 
 
 def _from_geojson(obj) -> list[Polygon]:
@@ -171,10 +165,8 @@ def check_inside(polygons: list[Polygon], epsg: int) -> None:
                     raise GeometryError("outside", epsg)
 
 
-def read(value, epsg: int | None = None) -> list[Polygon]:
-    """Parsed and checked polygons (``epsg``: also inside that projection's area);
-    raises GeometryError."""
-    polygons = parse(value)
+def check(polygons: list[Polygon], epsg: int | None = None) -> None:
+    """Raises GeometryError unless every ring is drawable (``epsg``: and inside that projection's area)."""
     if not polygons or not all(polygons):
         raise GeometryError("not_polygon")
     for poly in polygons:
@@ -182,6 +174,13 @@ def read(value, epsg: int | None = None) -> list[Polygon]:
             check_ring(ring)
     if epsg is not None:
         check_inside(polygons, epsg)
+
+
+def read(value, epsg: int | None = None) -> list[Polygon]:
+    """Parsed and checked polygons (``epsg``: also inside that projection's area);
+    raises GeometryError."""
+    polygons = parse(value)
+    check(polygons, epsg)
     return polygons
 
 

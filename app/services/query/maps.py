@@ -194,6 +194,40 @@ def _label_format(section, setting: dict) -> str:
     return col.format if col is not None else ""
 
 
+class _Near:
+    """The result's boxes in a grid of cells, so that telling whether a neighbour lies
+    within N metres of any of them looks at the few boxes near it, not at all of them."""
+
+    def __init__(self, boxes: list[tuple], within: float):
+        self.within = within
+        self.cell = max([within, 1.0] + [max(b[2] - b[0], b[3] - b[1]) for b in boxes])
+        self.cells: dict[tuple[int, int], list[tuple]] = {}
+        for box in boxes:
+            for key in self._keys(box, 0.0):
+                self.cells.setdefault(key, []).append(box)
+
+    def _keys(self, box, grow: float):
+        c = self.cell
+        for i in range(math.floor((box[0] - grow) / c), math.floor((box[2] + grow) / c) + 1):
+            for j in range(math.floor((box[1] - grow) / c), math.floor((box[3] + grow) / c) + 1):
+                yield i, j
+
+    def __contains__(self, box) -> bool:
+        return any(
+            geometry.box_distance(box, b) <= self.within
+            for key in self._keys(box, self.within)
+            for b in self.cells.get(key, ())
+        )
+
+
+def _key(polygons) -> tuple:
+    return tuple(tuple(p) for poly in polygons for ring in poly for p in ring)
+
+
+def _parcel(label: str, polygons, hit: bool) -> dict:
+    return {"label": label, "rings": _rings(polygons), "area": round(geometry.area(polygons), 2), "hit": hit}
+
+
 def map_data(section, rows: list[dict], neighbours: list[dict] | None, truncated: bool) -> dict:
     """The map of a section's rows (highlighted) among their neighbours."""
     _kind, s = drawing(section)
@@ -211,40 +245,31 @@ def map_data(section, rows: list[dict], neighbours: list[dict] | None, truncated
                 str(_l("%(label)s is not drawn: %(problem)s.") % {"label": label or "—", "problem": problem(exc)})
             )
             continue
-        key = json.dumps(_rings(polygons))
+        key = _key(polygons)
         if key in keys:  # the same parcel once (a row per owner)
             continue
         if len(parcels) >= MAX_SHAPES:
             cut = True
             break
         keys.add(key)
-        box = geometry.bounds(polygons)
-        boxes.append(box)
-        parcels.append(
-            {"label": label, "rings": _rings(polygons), "area": round(geometry.area(polygons), 2), "hit": True}
-        )
+        boxes.append(geometry.bounds(polygons))
+        parcels.append(_parcel(label, polygons, True))
     rule = neighbour_rule(section)
     if neighbours and boxes and rule:
-        within = float(rule["within_m"])
+        near = _Near(boxes, float(rule["within_m"]))
         for row in neighbours:
+            try:  # the cheap test first: most of a section's parcels are far away
+                polygons = geometry.parse(row.get(s["geometry"]))
+                if _key(polygons) in keys or geometry.bounds(polygons) not in near:
+                    continue
+                geometry.check(polygons, epsg)
+            except (GeometryError, ValueError):
+                continue  # a neighbour that cannot be drawn is left out (it is not what was asked)
             if len(parcels) >= MAX_SHAPES:
                 cut = True
                 break
-            try:
-                polygons = geometry.read(row.get(s["geometry"]), epsg)
-            except GeometryError:
-                continue  # a neighbour that cannot be drawn is left out (it is not what was asked)
-            key = json.dumps(_rings(polygons))
-            if key in keys:
-                continue
-            box = geometry.bounds(polygons)
-            if min(geometry.box_distance(box, b) for b in boxes) > within:
-                continue
-            keys.add(key)
-            label = _label(row, s.get("label"), fmt)
-            parcels.append(
-                {"label": label, "rings": _rings(polygons), "area": round(geometry.area(polygons), 2), "hit": False}
-            )
+            keys.add(_key(polygons))
+            parcels.append(_parcel(_label(row, s.get("label"), fmt), polygons, False))
     if not any(p["hit"] for p in parcels) and rows:
         notes.insert(0, str(_l("Nothing on this map can be drawn.")))
     if cut:
