@@ -138,7 +138,13 @@ def _check(client, token: str) -> None:
     """Both forms read the 50 rows; the map draws them among their neighbours."""
     headers = {"Authorization": f"Bearer {token}"}
     for form in ("bench.table", "bench.map"):
-        body = {"form": form, "case_no": "B-0", "reason": "", "business_item": "BENCH", "params": {"owner_key": "OWNER-50"}}
+        body = {
+            "form": form,
+            "case_no": "B-0",
+            "reason": "",
+            "business_item": "BENCH",
+            "params": {"owner_key": "OWNER-50"},
+        }
         section = client.post("/api/v1/query/run", json=body, headers=headers).json["sections"][0]
         if section["error"] or len(section["rows"]) != 50:
             raise RuntimeError(f"{form} did not read the 50 parcels: {len(section['rows'])} rows, {section['error']}")
