@@ -56,4 +56,5 @@ def test_a_clerk_sees_the_cadastral_map_and_the_building_survey_plan(live_server
     href = page.get_attribute("#query-result a[href$='/pdf']", "href")
     page.goto(f"{live_server}{href.rsplit('/', 1)[0]}")
     assert page.locator(".query-plan svg.query-figure path.annex").count() >= 1
+    page.screenshot(path=str(ARTIFACTS / "query-result-plan.png"), full_page=True)
     context.close()

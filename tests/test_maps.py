@@ -190,6 +190,13 @@ def test_the_land_forms_page_and_pdf_draw_the_map_with_the_parcel_where_its_poly
     assert "EPSG:3826" in svg and re.search(r">\d+ m</text>", svg)  # the CRS and the scale bar
     assert re.search(r">2,65\d,\d{3}</text>", svg) and re.search(r">30\d,\d{3}</text>", svg)  # grid ticks, metres
 
+    # The print page draws the same map; the public verification page shows no owner, no map.
+    printed = client.get(f"/query/result/{result['query_id']}/print").text
+    assert 'class="query-figure"' in printed and ">0018-0001</text>" in printed
+    client.get("/logout/")
+    verify = client.get(f"/verify/{result['verification_code']}").text
+    assert "王小明" not in verify and "林美惠" not in verify and "<svg" not in verify.split("</nav>")[-1]
+
     # The PDF: the labels are text, its scale is stated, and the highlight lies in the parcel's box.
     words = _pdf_words(pdf)
     text = " ".join(w[1] for w in words)
