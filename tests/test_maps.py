@@ -270,6 +270,31 @@ def test_the_building_forms_page_and_pdf_draw_each_floor_with_its_areas_and_the_
     assert blue > 500
 
 
+def test_the_map_and_plan_demo_forms_name_one_property_and_draw_only_the_picked_one(client):
+    token = api_token(client, "clerk")
+    # 地籍圖 of 東平段 / 6: two 小段 hold a parcel 6; the pick draws one, among its own 小段's parcels.
+    first = run(client, token, "land.map", {"section_name": "東平段", "parcel_no": "6"}, "TAX-LAND")
+    assert first["outcome"] == "candidates" and first["sections"] == []
+    sub = first["candidates"]["columns"].index("小段")
+    picked = next(r for r in first["candidates"]["rows"] if r["values"][sub] == "二小段")
+    second = run(
+        client, token, "land.map", {"section_name": "東平段", "parcel_no": "6"}, "TAX-LAND", pick=picked["pick"]
+    )
+    drawn = section(second, "地籍圖")
+    assert [p["label"] for p in drawn["map"]["parcels"] if p["hit"]] == ["0006-0000"]
+    assert all("二小段" in row for row in drawn["rows"]) and drawn["map"]["notes"] == []
+    # 建物測量成果圖 of 00135-000: in 西區 and in 東平鄉; the pick's plan only.
+    first = run(client, token, "building.plan", {"building_no": "00135-000"}, "TAX-HOUSE")
+    assert first["outcome"] == "candidates" and len(first["candidates"]["rows"]) == 2
+    east = next(r for r in first["candidates"]["rows"] if "東平鄉" in r["values"])
+    second = run(client, token, "building.plan", {"building_no": "00135-000"}, "TAX-HOUSE", pick=east["pick"])
+    marking = section(second, "建物標示")
+    plan = section(second, "建物測量成果圖")["plan"]
+    assert len(marking["rows"]) == 1 and "東平鄉" in marking["rows"][0]
+    total = marking["rows"][0][marking["columns"].index("總面積")]
+    assert f"{plan['main_total']:,.2f} m²" == total and plan["notes"] == []
+
+
 # --- a map made through the API alone, and bad geometry ------------------------------------
 
 BLOCK_X, BLOCK_Y = 305000.0, 2651000.0
