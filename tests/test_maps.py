@@ -435,3 +435,10 @@ def test_a_designer_makes_a_map_form_through_the_api_and_bad_geometry_is_said_in
     assert any("繪至 500 筆即截斷" in n for n in drawn["map"]["notes"])
     pdf = client.get(f"/query/result/{many['query_id']}/pdf")
     assert pdf.status_code == 200
+    ARTIFACTS.mkdir(exist_ok=True)
+    (ARTIFACTS / "map-500-parcels.pdf").write_bytes(pdf.data)
+    text = subprocess.run(["pdftotext", str(ARTIFACTS / "map-500-parcels.pdf"), "-"], capture_output=True, text=True,
+                          check=True).stdout  # fmt: skip
+    assert "繪至 500 筆即截斷" in text and "比例尺" in text
+    subprocess.run(["pdftoppm", "-f", "1", "-l", "1", "-r", "70", "-png", "-singlefile",
+                    str(ARTIFACTS / "map-500-parcels.pdf"), str(ARTIFACTS / "map-500-parcels-pdf")], check=True)  # fmt: skip

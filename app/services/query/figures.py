@@ -167,10 +167,13 @@ def map_figure(data: dict, width: float = MAP_W, height: float = MAP_H) -> Figur
         if not label:
             continue
         hit = bool(p.get("hit"))
-        size = 10.5 if hit else 8
         xs = [frame.xy(x, y)[0] for x, y in p["rings"][0]]
-        if not hit and max(xs) - min(xs) < text_width(label, size) * 0.9:
-            continue  # a neighbour too small on this map to carry its number
+        room = max(xs) - min(xs)
+        # the largest size the parcel can carry; a parcel too small on this map is left
+        # unlabelled (the rows under the map list every parcel of the result)
+        size = next((z for z in ((10.5, 8.0, 6.5) if hit else (8.0,)) if text_width(label, z) * 0.9 <= room), None)
+        if size is None:
+            continue
         cx, cy = frame.xy(*geometry.label_point([tuple(pt) for pt in p["rings"][0]]))
         items.append(Text(cx, cy + size / 3, label, size, "middle", "#7a0000" if hit else "#333333", bold=hit))
     _north_arrow(items, width - 26, 22)
