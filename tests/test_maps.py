@@ -109,6 +109,34 @@ def test_a_map_figure_fits_its_parcels_and_its_scale_bar_is_a_round_length():
     assert figures.scale_text(1.0) == "比例尺 1:2,800"  # 1 m per point = 2,834.6 m per metre of paper
 
 
+def test_a_plan_says_which_part_differs_from_the_register_and_which_cannot_be_drawn(app):
+    from types import SimpleNamespace
+
+    from app.services.query import maps
+
+    options = {"plan": {"geometry": "g", "floor": "floor", "part": "part", "area": "area", "total": "total",
+                        "site": {"geometry": "site", "epsg": 3826, "label": "lot", "label_format": "parcel"}}}  # fmt: skip
+    section = SimpleNamespace(display="plan", options=json.dumps(options), columns=[])
+    ten_by_eight = [[0, 0], [10, 0], [10, 8], [0, 8], [0, 0]]
+    rows = [
+        {"floor": "一層", "part": "主建物", "g": json.dumps(ten_by_eight), "area": 80.0, "total": 160.0,
+         "site": json.dumps(SQUARE), "lot": "00180001"},
+        {"floor": "二層", "part": "主建物", "g": json.dumps(ten_by_eight), "area": 75.5, "total": 160.0,
+         "site": json.dumps(SQUARE), "lot": "00180001"},
+        {"floor": "二層", "part": "陽台", "g": json.dumps([[0, -1], [10, -1], [10, 0], [0, 0]]), "area": 10.0,
+         "total": 160.0, "site": json.dumps(SQUARE), "lot": "00180001"},
+    ]  # fmt: skip
+    with app.test_request_context():
+        plan = maps.plan_data(section, rows)
+    assert [f["floor"] for f in plan["floors"]] == ["一層", "二層"]
+    assert plan["main_total"] == 160.0 and plan["registered_total"] == 160.0 and plan["annex_total"] == 0
+    assert plan["site"]["label"] == "0018-0001"
+    notes = " ".join(plan["notes"])
+    assert "二層 主建物：依圖形計算的面積 80.00 m² 與登記面積 75.50 m² 不符。" in notes
+    assert "二層 陽台 未繪出：界線未閉合。" in notes
+    assert "總面積" not in notes  # the building's total is as registered
+
+
 # --- through the API and the pages -----------------------------------------------------------
 
 

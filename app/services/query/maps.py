@@ -295,7 +295,7 @@ def plan_data(section, rows: list[dict]) -> dict:
     notes: list[str] = []
     floors: dict[str, dict] = {}
     registered_total = None
-    site = None
+    site, site_unread = None, True
     for row in rows:
         floor = str(row.get(s["floor"]) or "").strip() or "—"
         part = str(row.get(s.get("part") or "") or "").strip() if s.get("part") else ""
@@ -303,8 +303,8 @@ def plan_data(section, rows: list[dict]) -> dict:
         registered = _number(row.get(s["area"])) if s.get("area") else None
         if s.get("total") and registered_total is None:
             registered_total = _number(row.get(s["total"]))
-        if site is None and isinstance(s.get("site"), dict):
-            site = _site(row, s["site"], notes)
+        if site_unread and isinstance(s.get("site"), dict):  # the first row's parcel (one note if bad)
+            site, site_unread = _site(row, s["site"], notes), False
         try:
             polygons = geometry.read(row.get(s["geometry"]))
         except GeometryError as exc:
