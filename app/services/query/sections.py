@@ -56,14 +56,16 @@ def _read(config, spec, params):
     return connector_for(config).fetch(spec, params)
 
 
-def _neighbours(section, rows: list[dict], requester_info: dict) -> list[dict] | None:
+def _neighbours(job: _Job, rows: list[dict]) -> list[dict] | None:
     """The map's neighbour read: the target's rows that share the result's ``match``
-    columns (the source's row cap applies); None without the rule or an answer."""
+    columns (the source's row cap applies); None without the rule or an answer
+    (a refusal by the operators' confinement is kept on the job, to be audited)."""
+    section = job.section
     rule = maps.neighbour_rule(section)
     if rule is None or not rows or section.source is None:
         return None
     match = [c for c in rule.get("match", []) if isinstance(c, str)]
-    params = {"_requester": requester_info}
+    params = {"_requester": job.requester}
     filters = []
     for n, column in enumerate(match):
         values = sorted({str(r.get(column)) for r in rows if r.get(column) not in (None, "")})
@@ -76,6 +78,10 @@ def _neighbours(section, rows: list[dict], requester_info: dict) -> list[dict] |
     spec = SectionSpec(target=section.target, filters=tuple(filters), columns=tuple(dict.fromkeys(wanted)))
     try:
         return connector_for(section.source.config).fetch(spec, params).rows
+    except SourceError as exc:
+        if exc.rule is not None:
+            job.refused = exc
+        return None
     except Exception:  # the map is drawn without its neighbours (said in its notes)
         return None
 
@@ -88,7 +94,7 @@ def _drawn(job: _Job, rows: list[dict], truncated: bool) -> None:
     if found[0] == "plan":
         job.out["plan"] = maps.plan_data(job.section, rows)
         return
-    near = _neighbours(job.section, rows, job.requester)
+    near = _neighbours(job, rows)
     job.out["map"] = maps.map_data(job.section, rows, near, truncated)
     if near is None and maps.neighbour_rule(job.section) is not None and rows:
         job.out["map"]["notes"].append(str(_l("The neighbouring parcels could not be read.")))
