@@ -22,6 +22,7 @@ from app.lib.rocdate import format_roc, format_roc_datetime
 from app.services import actors, audit
 from app.services.actors import Actor
 from app.services.errors import DomainError
+from app.services.query import figures
 
 # Scripts: files of our own origin, and inline scripts only with this response's nonce
 # (FAB's templates put `nonce="{{ csp_nonce() }}"` on theirs; no inline event handler
@@ -570,6 +571,8 @@ def register(app) -> None:
     app.jinja_env.globals["csp_nonce"] = csp_nonce
     app.add_template_filter(format_roc, "roc_date")
     app.add_template_filter(format_roc_datetime, "roc_datetime")
+    app.jinja_env.globals["section_svg"] = figures.section_svg  # maps and plans (query/_sections.html)
+    app.jinja_env.globals["drawing_notes"] = figures.drawing_notes
 
     # Browsers ask for it on every site; a 404 page each time otherwise.
     app.add_url_rule("/favicon.ico", "favicon", lambda: current_app.send_static_file("favicon.ico"))

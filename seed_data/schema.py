@@ -208,6 +208,16 @@ SELECT b.id AS building_id, b.section_code, s.section_name, s.subsection_name, s
 FROM building b
 JOIN building_owner o ON o.building_id = b.id
 JOIN ({_SECTIONS}) s ON s.section_code = b.section_code""",
+    # 建物測量成果圖: each floor's parts (主建物 or the annex's use) with the building's
+    # register total and the polygon of the first parcel it stands on (the location plan).
+    "v_building_floor": f"""
+SELECT b.id AS building_id, b.section_code, s.section_name, s.subsection_name, s.district, b.building_no,
+       f.seq, f.floor_label, CASE WHEN f.is_annex THEN f.annex_use ELSE '主建物' END AS part, f.area_m2,
+       f.plan_polygon, b.total_area_m2, p.parcel_no AS site_parcel_no, p.polygon_twd97 AS site_polygon
+FROM building b
+JOIN building_floor f ON f.building_id = b.id
+JOIN ({_SECTIONS}) s ON s.section_code = b.section_code
+LEFT JOIN land_parcel p ON p.section_code = b.section_code AND p.parcel_no = SUBSTR(b.located_parcels, 1, 8)""",
     # The land office's list of sections (段, 小段, 鄉鎮市區): what the forms' section pickers offer.
     "v_land_section": f"""
 {_SECTIONS}""",
@@ -235,7 +245,7 @@ LEFT JOIN senior_allowance s ON s.id_no = w.id_no""",
 def _views_for(connection) -> dict[str, str]:
     tables = set(inspect(connection).get_table_names())
     views: dict[str, str] = {}
-    if {"land_parcel", "land_owner", "building", "building_owner"} <= tables:
+    if {"land_parcel", "land_owner", "building", "building_owner", "building_floor"} <= tables:
         views.update(LAND_VIEWS)
     if {"welfare_status", "disability", "senior_allowance"} <= tables:
         views.update(SOCIAL_VIEWS)

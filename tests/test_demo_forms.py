@@ -166,6 +166,10 @@ def test_the_same_land_and_social_forms_give_the_same_answers_on_postgresql_and_
                 "sections"
             ],
             run(client, token_tax, "land.owner", {"id_no": "A123456789"}, "TAX-LAND")["sections"],
+            # the survey plan's view (v_building_floor: 主建物 or the annex's use, the site's parcel)
+            run(
+                client, token_tax, "building.unit", {"section_name": "西門段", "building_no": "00164-000"}, "TAX-HOUSE"
+            )["sections"],  # fmt: skip
             run(client, token_social, "social.welfare", {"id_no": "A123456789"}, "SOC-AID")["sections"],
         )
 

@@ -554,7 +554,13 @@ def test_the_written_sqlite_files_hold_the_land_and_social_databases(world, file
         finally:
             engine.dispose()
         assert views == (
-            {"v_land_marking_ownership", "v_building_marking_ownership", "v_land_section", "v_building"}
+            {
+                "v_land_marking_ownership",
+                "v_building_marking_ownership",
+                "v_land_section",
+                "v_building",
+                "v_building_floor",
+            }
             if name == "land.db"
             else {"v_welfare_summary"}
         )

@@ -172,6 +172,10 @@ class Result:
     columns: list[str]
     rows: list[dict]
     truncated: bool = False  # more rows existed than the row cap
+    # ID numbers of the people the rows are about, where the protocol says so (the household
+    # e-gate's members): the platform records their keyed hashes as the query's data subjects
+    # (so each sees the query in "who read my data"); never shown, logged or stored in clear.
+    subjects: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)

@@ -75,7 +75,10 @@ RQ14 門牌異動 (household_no | id_no): changes of the household's door plate:
     household_no, old_address, new_address, change_date, reason
 
 In a form section, ``target`` is the transaction code and the filters map
-inputs to the query fields (operator eq).
+inputs to the query fields (operator eq). Every record's ``id_no`` (a
+household's: each member's) is given back as ``Result.subjects``, shown or
+not: the platform records their keyed hashes as the query's data subjects, so
+each member sees the query in "who read my data".
 """
 
 from __future__ import annotations
@@ -266,4 +269,7 @@ class EgateConnector(HttpSource):
         result = self.project(rows, section)
         if not section.columns and not rows:
             result.columns = list(known)
+        # every record read names its person (a household's: each member), shown or not
+        read = rows[: self.source.row_cap]
+        result.subjects = tuple(dict.fromkeys(r["id_no"] for r in read if isinstance(r.get("id_no"), str)))
         return result

@@ -30,6 +30,7 @@ from app.models.queries import (  # noqa: F401
     FormSection,
     QueryForm,
     QueryLog,
+    QuerySubject,
     SectionColumn,
     SectionFilter,
 )

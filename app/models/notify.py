@@ -28,6 +28,7 @@ STAGES = ("registered", "dispatched", "accepted", "dispatch_closed", "completed"
           "receiver_dispatched")  # fmt: skip
 DISPATCH_STATES = ("sent", "received", "assigned", "accepted", "processed", "closed")
 CONTROL_TYPES = ("closed", "continuing")  # 結案 / 續辦
+CITIZEN_CHOICE_STAGES = ("accepted", "dispatch_closed", "completed")  # the e-mails a citizen may turn off
 
 category_notifier = Table(
     "category_notifying_agency",
@@ -63,9 +64,68 @@ class NotificationCategory(Model):
     # The satisfaction questionnaire its citizens are invited to when a case is complete.
     questionnaire_id = Column(Integer, ForeignKey("questionnaire.id", ondelete="SET NULL"))
     questionnaire = relationship("Questionnaire", back_populates="categories")
+    # Online applications from the portal: open or not, which agency is recorded as the
+    # notifier of web applications, and who may apply (citizens or businesses).
+    web_open = Column(Boolean, nullable=False, default=False)
+    web_agency_id = Column(Integer, ForeignKey("agency.id", ondelete="SET NULL"))
+    web_agency = relationship(Agency, foreign_keys=[web_agency_id])
+    web_applicant = Column(String(10), nullable=False, default="citizen")  # citizen | business
+    web_fields = relationship("CategoryField", back_populates="category", cascade="all, delete-orphan",
+                          order_by="CategoryField.position")  # fmt: skip
+    web_attachments = relationship("CategoryAttachment", back_populates="category", cascade="all, delete-orphan",
+                                    order_by="CategoryAttachment.position")  # fmt: skip
 
     def __repr__(self) -> str:
         return f"{self.main_item}－{self.sub_item}"
+
+
+WEB_APPLICANTS = ("citizen", "business")
+FIELD_TYPES = ("text", "textarea", "date", "number")
+ATTACHMENT_TYPES = ("pdf", "jpeg", "png", "tiff")
+
+
+class CategoryField(Model):
+    """A field an online application of the category asks for; ``old_new``: a pair (the old
+    value and the new one, as an address change's old and new address)."""
+
+    __tablename__ = "category_field"
+    __table_args__ = (UniqueConstraint("category_id", "name"),)
+
+    id = Column(Integer, primary_key=True)
+    category_id = Column(Integer, ForeignKey("notification_category.id", ondelete="CASCADE"), nullable=False)
+    category = relationship(NotificationCategory, back_populates="web_fields")
+    position = Column(Integer, nullable=False, default=1)
+    name = Column(String(40), nullable=False)  # the key in the application's content: [a-z][a-z0-9_]*
+    label = Column(String(100), nullable=False)
+    label_en = Column(String(100))
+    type = Column(String(10), nullable=False, default="text")
+    old_new = Column(Boolean, nullable=False, default=False)
+    required = Column(Boolean, nullable=False, default=True)
+    max_length = Column(Integer, nullable=False, default=200)
+    help = Column(String(300))
+
+    def __repr__(self) -> str:
+        return self.label
+
+
+class CategoryAttachment(Model):
+    """A file an online application of the category accepts: its types, required or not."""
+
+    __tablename__ = "category_attachment"
+    __table_args__ = (UniqueConstraint("category_id", "name"),)
+
+    id = Column(Integer, primary_key=True)
+    category_id = Column(Integer, ForeignKey("notification_category.id", ondelete="CASCADE"), nullable=False)
+    category = relationship(NotificationCategory, back_populates="web_attachments")
+    position = Column(Integer, nullable=False, default=1)
+    name = Column(String(40), nullable=False)
+    label = Column(String(100), nullable=False)
+    label_en = Column(String(100))
+    types = Column(String(40), nullable=False, default="pdf,jpeg,png")  # of ATTACHMENT_TYPES, comma-separated
+    required = Column(Boolean, nullable=False, default=False)
+
+    def __repr__(self) -> str:
+        return self.label
 
 
 class MailTemplate(Model):
@@ -118,9 +178,12 @@ class NotificationCase(Model):
     created_at = Column(DateTime, nullable=False, default=datetime.datetime.utcnow, index=True)
     due_at = Column(DateTime)
     completed_at = Column(DateTime, index=True)  # reports: the cases finished since the summary
+    # The stages whose e-mail the citizen turned off on the portal (comma-separated; empty: all).
+    mail_off = Column(String(200))
     dispatches = relationship("Dispatch", back_populates="case", order_by="Dispatch.id")
     attachments = relationship("Attachment", back_populates="case", order_by="Attachment.id")
     events = relationship("CaseEvent", back_populates="case", order_by="CaseEvent.id")
+    signature = relationship("CaseSignature", back_populates="case", uselist=False)
 
     def __repr__(self) -> str:
         return self.case_no
@@ -145,6 +208,29 @@ class Attachment(Model):
     stamped = Column(LargeBinary)
     uploaded_at = Column(DateTime, nullable=False, default=datetime.datetime.utcnow)
     uploaded_by = Column(String(128))
+
+
+class CaseSignature(Model):
+    """The applicant's PKCS#7 signature over an online application's canonical content,
+    kept with the case in place of the scanned consent form. The content (personal data)
+    is encrypted at rest; its SHA-256 is sealed as the attachments' are."""
+
+    __tablename__ = "case_signature"
+
+    id = Column(Integer, primary_key=True)
+    case_id = Column(Integer, ForeignKey("notification_case.id", ondelete="CASCADE"), nullable=False, unique=True)
+    case = relationship(NotificationCase, back_populates="signature")
+    content = Column(EncryptedText, nullable=False)  # the canonical JSON that was signed
+    content_sha256 = Column(String(64), nullable=False)
+    seal = Column(String(64), nullable=False)
+    pkcs7 = Column(LargeBinary, nullable=False)  # DER CMS SignedData
+    signer_kind = Column(String(20), nullable=False)  # citizen | business | organisation
+    signer_serial = Column(String(64), nullable=False)
+    signer_issuer = Column(String(500), nullable=False)
+    signer_fingerprint = Column(String(64), nullable=False)
+    signed_at = Column(DateTime)  # the signing time the signature carries (UTC)
+    verified_at = Column(DateTime, nullable=False)
+    verified_by = Column(String(20))  # how revocation was checked then: ocsp | ocsp-cache | crl
 
 
 class Dispatch(Model):
@@ -195,6 +281,7 @@ class Dispatch(Model):
     closed_at = Column(DateTime, index=True)  # reports: the dispatches finished since the summary
     returned_at = Column(DateTime)
     result = Column(Text)
+    result_public = Column(Boolean, nullable=False, default=False)  # the agency shows its result to the applicant
     control_type = Column(String(12))
     notes = Column(Text)
     return_reason = Column(Text)

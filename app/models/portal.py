@@ -4,7 +4,7 @@ query log entries a person sees in "who read my data"."""
 import datetime
 
 from flask_appbuilder import Model
-from sqlalchemy import Column, DateTime, ForeignKey, Integer, String, UniqueConstraint
+from sqlalchemy import Column, DateTime, ForeignKey, Integer, LargeBinary, String, UniqueConstraint
 from sqlalchemy.orm import relationship
 
 from app.lib.fieldcrypt import EncryptedText
@@ -32,3 +32,29 @@ class AccessFlag(Model):
     answer = Column(EncryptedText)
     answered_at = Column(DateTime)
     answered_by = Column(Integer, ForeignKey("ab_user.id", ondelete="SET NULL"))
+
+
+class ApplicationDraft(Model):
+    """An online application filled in on the portal, waiting for the card's signature:
+    what the person typed (encrypted: it holds their ID number and addresses) and the
+    files, for CERT_CHALLENGE-like minutes. Spent (deleted) when the case is registered."""
+
+    __tablename__ = "application_draft"
+
+    id = Column(Integer, primary_key=True)
+    user_id = Column(Integer, ForeignKey("ab_user.id", ondelete="CASCADE"), nullable=False, index=True)
+    category_id = Column(Integer, ForeignKey("notification_category.id", ondelete="CASCADE"), nullable=False)
+    body = Column(EncryptedText, nullable=False)  # JSON: fields, contact, id number, time
+    created_at = Column(DateTime, nullable=False, default=datetime.datetime.utcnow)
+    expires_at = Column(DateTime, nullable=False, index=True)
+    files = relationship("ApplicationDraftFile", cascade="all, delete-orphan", order_by="ApplicationDraftFile.id")
+
+
+class ApplicationDraftFile(Model):
+    __tablename__ = "application_draft_file"
+
+    id = Column(Integer, primary_key=True)
+    draft_id = Column(Integer, ForeignKey("application_draft.id", ondelete="CASCADE"), nullable=False, index=True)
+    slot = Column(String(40), nullable=False)
+    filename = Column(String(200), nullable=False)
+    data = Column(LargeBinary, nullable=False)

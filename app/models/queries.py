@@ -4,7 +4,7 @@ import datetime
 
 from flask_appbuilder import Model
 from flask_appbuilder.security.sqla.models import Role
-from sqlalchemy import Boolean, Column, DateTime, Float, ForeignKey, Integer, String, Table, Text, false
+from sqlalchemy import Boolean, Column, DateTime, Float, ForeignKey, Index, Integer, String, Table, Text, false
 from sqlalchemy.orm import relationship
 
 from app.lib.fieldcrypt import EncryptedText
@@ -197,6 +197,19 @@ class QueryLog(Model):
     snapshot_sha256 = Column(String(64))
     verification_code = Column(String(24), unique=True)
     valid_until = Column(DateTime)
+
+
+class QuerySubject(Model):
+    """One data subject of a query that read data (outcome ok or partial): "who read my data"
+    reads one person's rows through the (subject_hash, at) index, newest first, never a scan
+    of the log. Written in the same statement or transaction as its query log row."""
+
+    __tablename__ = "query_subject"
+    __table_args__ = (Index("ix_query_subject_subject_at", "subject_hash", "at", "query_log_id"),)
+
+    query_log_id = Column(Integer, ForeignKey("query_log.id", ondelete="CASCADE"), primary_key=True)
+    subject_hash = Column(String(64), primary_key=True)  # as in QueryLog.subjects
+    at = Column(DateTime, nullable=False)  # the query's time (QueryLog.at), for the order
 
 
 class ConfigGeneration(Model):

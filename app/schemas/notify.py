@@ -124,6 +124,9 @@ class DispatchActionSchema(Schema):
     control_type = text(20, allow_none=True, load_default=None)
     notes = text(8000, allow_none=True, load_default=None)
     reason = text(8000, allow_none=True, load_default=None)
+    publish_result = fields.Boolean(
+        allow_none=True, load_default=None, metadata={"description": "process: show the result to the applicant"}
+    )
 
     @post_load
     def make(self, data, **kwargs) -> notify.Action:

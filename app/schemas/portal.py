@@ -5,7 +5,7 @@ Used by the REST API (/api/v1/me/) and the portal's pages alike."""
 from __future__ import annotations
 
 from flask_babel import lazy_gettext as _l
-from marshmallow import Schema, fields
+from marshmallow import Schema, fields, validate
 
 from app.schemas.transfer import StrictSchema, text, timestamp
 
@@ -23,6 +23,7 @@ class MyDispatchSchema(Schema):
     processed_at = timestamp("processed_at")
     closed_at = timestamp("closed_at")
     due_at = timestamp("due_at")
+    result = fields.String(allow_none=True, metadata={"description": "The result, when the agency published it"})
 
 
 class MyEventSchema(Schema):
@@ -42,6 +43,9 @@ class MyCaseSchema(Schema):
     due_at = timestamp("due_at")
     completed_at = timestamp("completed_at")
     withdrawable = fields.Boolean(metadata={"description": "No agency has accepted it yet"})
+    mail_stages = fields.List(
+        fields.String(), metadata={"description": "The stages that e-mail me, of accepted, dispatch_closed, completed"}
+    )
     dispatches = fields.List(fields.Nested(MyDispatchSchema))
     events = fields.List(fields.Nested(MyEventSchema), metadata={"description": "The timeline (one case only)"})
 
@@ -69,7 +73,11 @@ class MyAccessSchema(Schema):
 
 
 class MyAccessListSchema(Schema):
+    """A page of who read my data, newest first."""
+
     result = fields.List(fields.Nested(MyAccessSchema))
+    page = fields.Integer()
+    next_page = fields.Integer(allow_none=True, metadata={"description": "The next (older) page; null on the last"})
 
 
 class AccessFlagSchema(StrictSchema):
@@ -84,10 +92,22 @@ class FlagAnswerSchema(StrictSchema):
     answer = text(2000, _l("Say it in at most 2000 characters."), required=True)
 
 
+class MailStagesSchema(StrictSchema):
+    """The stages of my case that e-mail me (the others are turned off)."""
+
+    stages = fields.List(
+        text(20),
+        required=True,
+        validate=validate.Length(max=10),
+        metadata={"description": "Of accepted, dispatch_closed, completed"},
+    )
+
+
 my_case_schema = MyCaseSchema()
+mail_stages_schema = MailStagesSchema()
 my_case_list_schema = MyCaseListSchema()
 my_access_schema = MyAccessSchema()
 my_access_list_schema = MyAccessListSchema()
 access_flag_schema = AccessFlagSchema()
 flag_answer_schema = FlagAnswerSchema()
-COMPONENTS = (MyCaseSchema, MyCaseListSchema, MyAccessSchema, MyAccessListSchema, AccessFlagSchema)
+COMPONENTS = (MyCaseSchema, MyCaseListSchema, MyAccessSchema, MyAccessListSchema, AccessFlagSchema, MailStagesSchema)

@@ -127,6 +127,19 @@ class SectionAnswerSchema(Schema):
         fields.Dict(),
         metadata={"description": "with group_by: each group's title and count of rows, in the order of the rows"},
     )
+    display = fields.String(metadata={"description": "table, fields, map or plan"})
+    map = fields.Dict(
+        metadata={
+            "description": "display map: epsg, crs, parcels (label, rings in the projection's metres, area m², "
+            "hit: a parcel of the result, else a neighbour), notes (what could not be drawn, and why), cut"
+        }
+    )
+    plan = fields.Dict(
+        metadata={
+            "description": "display plan: floors (floor, parts: part, main, rings in metres, area m² computed, "
+            "registered; total), main_total, annex_total, registered_total, site (the location plan's parcel), notes"
+        }
+    )
 
 
 class CandidateSchema(Schema):
@@ -163,7 +176,9 @@ def run_answer(run) -> dict:
             "rows": s["rows"],
             "error": s["error"],
             "truncated": s["truncated"],
+            "display": s.get("display") or "table",
             **({"groups": s["groups"]} if s.get("groups") else {}),
+            **{k: s[k] for k in ("map", "plan") if isinstance(s.get(k), dict)},
         }
         for s in run.snapshot["sections"]
     ]

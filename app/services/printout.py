@@ -28,11 +28,13 @@ from reportlab.pdfgen.canvas import Canvas
 from reportlab.platypus import CondPageBreak, KeepTogether, Paragraph, SimpleDocTemplate, Spacer, Table, TableStyle
 
 from app.lib.rocdate import format_roc_datetime
+from app.services.pdf.figures import FigureFlowable
 from app.services.pdf.fonts import CID_FALLBACK, FONT_NAME, cjk_font, find_font_files
 from app.services.pdf.pages import PageNumbers, build_numbered, page_of
 from app.services.pdf.qr import QrFlowable
 from app.services.pdf.tables import column_widths, fit
 from app.services.pdf.watermark import draw_watermark
+from app.services.query.figures import drawing_notes, figure_of, scale_text
 
 __all__ = ["CID_FALLBACK", "FONT_NAME", "cjk_font", "qr_data_uri", "render_pdf", "verify_url", "watermark_text"]
 
@@ -319,6 +321,8 @@ def _section(section: dict, st: _Styles) -> list:
         return [KeepTogether(head + [Paragraph("※ " + _markup(section["error"], 1000), st.error)])]
     if not rows:
         return [KeepTogether(head + [Paragraph("查無資料。", st.value)])]
+    if section.get("display") in ("map", "plan") and (figure_of(section) or drawing_notes(section)):
+        return _drawing(section, head, st)
     if section.get("display") == "table" and section.get("groups"):
         body = _grouped_tables(section, st)
     elif section.get("display") == "table":
@@ -329,6 +333,32 @@ def _section(section: dict, st: _Styles) -> list:
         out = [KeepTogether(head + body)]
     else:  # a long table splits; only keep its heading off the foot of a page
         out = [CondPageBreak(40 * mm), *head, *body]
+    if section.get("truncated"):
+        out.append(Paragraph("※ 資料筆數超過上限，僅列出部分結果；完整資料請洽資料來源機關。", st.note))
+    return out
+
+
+def _drawing(section: dict, head: list, st: _Styles) -> list:
+    """A map or plan: its figure as vector graphics with its scale, what it says
+    about itself (rows not drawn, areas off, cut), then its rows as a table."""
+    figure = figure_of(section)
+    parts = list(head)
+    if figure is not None:
+        flowable = FigureFlowable(
+            figure,
+            min(FRAME_W, (PAGE_H - MARGIN_TOP - MARGIN_BOTTOM - 40 * mm) * figure.width / figure.height),
+            st.font,
+        )
+        parts.append(flowable)
+        if flowable.metres_per_point:
+            parts.append(Paragraph(scale_text(flowable.metres_per_point) + "（以 A4 原尺寸列印）", st.note))
+    notes = [Paragraph("※ " + _markup(note, 500), st.note) for note in drawing_notes(section)]
+    out = [CondPageBreak(60 * mm), KeepTogether(parts + notes)]
+    if section.get("groups"):
+        out += _grouped_tables(section, st)
+    else:
+        out.append(Spacer(0, 2 * mm))
+        out.append(_data_table(section, st.font))
     if section.get("truncated"):
         out.append(Paragraph("※ 資料筆數超過上限，僅列出部分結果；完整資料請洽資料來源機關。", st.note))
     return out

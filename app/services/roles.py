@@ -50,7 +50,7 @@ _QUERY = [
 ]
 _NOTIFY_READ = [
     (r"^(CategoryApi|CaseApi|DispatchApi|WorklistApi|AttachmentApi)$", r"^can_(list|get|check)$"),
-    (r"^NotifyView$", r"^can_(index|case|dispatch|attachment|check)$"),
+    (r"^NotifyView$", r"^can_(index|case|dispatch|attachment|check|signature)$"),
     (r"^(Notification|Notification work)$", r"^menu_access$"),
 ]
 _NOTIFY_REGISTER = [(r"^CaseApi$", r"^can_register$"), (r"^NotifyView$", r"^can_new$")]
@@ -124,6 +124,9 @@ _CARD_HOLDER = [
     # paying their cases' fees (app.views.payments)
     (r"^PaymentPortalView$", r"^can_.*$"),
     (r"^MyPaymentApi$", r"^can_.*$"),
+    # applying online (/portal/apply/, /api/v1/me/categories and /api/v1/me/applications)
+    (r"^PortalApplyView$", r"^can_.*$"),
+    (r"^MeApplicationsApi$", r"^can_.*$"),
     (f"^{_PLATFORM}$", f"^{PORTAL}$"),
 ]
 

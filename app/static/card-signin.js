@@ -3,6 +3,8 @@
 // {"func": "getTbs"}, this page answers with the tbsPackage JSON (only to the component's own
 // origin), it answers {"func": "sign", "signature", "ret_code"}. The signature goes into the
 // form, which posts as usual. The PIN goes to the component only: its field has no name.
+// The page's data-challenge-url answers {"nonce"} (a sign-in: the nonce is signed) or
+// {"nonce", "tbs", "tbs_encoding"} (an online application: its canonical content is signed).
 (function () {
   "use strict";
   var form = document.querySelector("form.card-sign");
@@ -68,8 +70,9 @@
       return r.json();
     }).then(function (challenge) {
       if (!timer) { return; }
-      pkg = {func: "MakeSignature", signatureType: "PKCS7", tbs: encodeURIComponent(challenge.nonce),
-             tbsEncoding: "NONE", hashAlgorithm: "SHA256", withCardSN: "false",
+      pkg = {func: "MakeSignature", signatureType: "PKCS7", tbs: encodeURIComponent(challenge.tbs || challenge.nonce),
+             tbsEncoding: challenge.tbs ? (challenge.tbs_encoding || "NONE") : "NONE", hashAlgorithm: "SHA256",
+             withCardSN: "false",
              pin: encodeURIComponent(pin), nonce: challenge.nonce};
       if (asking) { answer(asking); asking = null; }
     }).catch(function () {

@@ -15,6 +15,7 @@ def register_views(appbuilder) -> None:
         outbox,
         payments,
         portal,
+        portal_apply,
         query,
         reports,
         sources,
@@ -41,5 +42,6 @@ def register_views(appbuilder) -> None:
     cards.register(appbuilder)
     portal.register(appbuilder)
     payments.register(appbuilder)
+    portal_apply.register(appbuilder)
     openapi.register(appbuilder)
     health.register(appbuilder)

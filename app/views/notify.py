@@ -39,6 +39,14 @@ EVENT_LABELS = {
     "complete": _l("all dispatches closed"),
     "await_payment": _l("Waiting for the fee to be paid"),
 }
+SIGNATURE_STATUS = {
+    "good": _l("Valid: not revoked"),
+    "revoked": _l("Revoked"),
+    "expired": _l("Expired"),
+    "untrusted": _l("Not trusted"),
+    "unknown": _l("Unknown: the OCSP responder and the CRL could not be reached"),
+    "invalid": _l("The signature does not verify"),
+}
 CITIZEN_FIELDS = ("name", "id_no", "email", "phone", "address")
 ACTION_FIELDS = ("handler", "result", "control_type", "notes", "reason")
 REGISTRATION = CaseRegistrationSchema()
@@ -197,6 +205,8 @@ class NotifyView(BaseView):
     def act(self, dispatch_id, action):
         form = {k: request.form.get(k) for k in ACTION_FIELDS}
         body = {**form, "handler": form["handler"] or None, "version": _number(request.form.get("version"))}
+        if action == "process":
+            body["publish_result"] = bool(request.form.get("publish_result"))
         try:
             notify.act(db.session, actor(), dispatch_id, action, DISPATCH_ACTION.load(body))
         except NotFound:
@@ -253,6 +263,16 @@ class NotifyView(BaseView):
         except DomainError as exc:
             abort(exc.status)
         return self.render_template("notify/check.html", att=att, intact=att.intact, kinds=ATTACHMENT_KINDS)
+
+    @expose("/case/<case_no>/signature")
+    @has_access
+    def signature(self, case_no):
+        """Check integrity of an online application's card signature (signer, time, status now)."""
+        try:
+            checked = notify.check_signature(db.session, actor(), case_no)
+        except DomainError as exc:
+            abort(exc.status)
+        return self.render_template("notify/signature.html", sig=checked, statuses=SIGNATURE_STATUS)
 
 
 def register(appbuilder) -> None:

@@ -5,11 +5,26 @@ from flask_babel import lazy_gettext as _l
 from wtforms import SelectField
 from wtforms.fields.choices import SelectChoice
 
-from app.models.notify import STAGES, MailTemplate, NotificationCategory
+from app.models.notify import (
+    ATTACHMENT_TYPES,
+    FIELD_TYPES,
+    STAGES,
+    WEB_APPLICANTS,
+    CategoryAttachment,
+    CategoryField,
+    MailTemplate,
+    NotificationCategory,
+)
 from app.services import notify
 from app.views.base import CommandInterface, PlatformModelApi, PlatformModelView, yes_no
 
 KIND_LABELS = {"citizen": _l("Citizen application"), "agency": _l("Agency notification")}
+APPLICANT_LABELS = {
+    "citizen": _l("Citizens (citizen certificate)"),
+    "business": _l("Businesses (business certificate)"),
+}
+FIELD_TYPE_LABELS = {"text": _l("Text"), "textarea": _l("Long text"), "date": _l("Date"), "number": _l("Number")}
+assert set(APPLICANT_LABELS) == set(WEB_APPLICANTS) and set(FIELD_TYPE_LABELS) == set(FIELD_TYPES)
 LABELS = {
     "main_item": _l("Main item"),
     "sub_item": _l("Sub item"),
@@ -26,7 +41,23 @@ LABELS = {
     "subject": _l("Subject"),
     "body": _l("Body"),
     "questionnaire": _l("Satisfaction questionnaire"),
+    "web_open": _l("Open to web applications"),
+    "web_agency": _l("Web-notifying agency"),
+    "web_applicant": _l("Who applies on the web"),
+    "web_fields": _l("Application fields"),
+    "web_attachments": _l("Application attachments"),
+    "position": _l("Order"),
+    "name": _l("Key"),
+    "label": _l("Label"),
+    "label_en": _l("Label (English)"),
+    "type": _l("Type"),
+    "old_new": _l("Old and new value"),
+    "required": _l("Required"),
+    "max_length": _l("Maximum length"),
+    "help": _l("Help text"),
+    "types": _l("Accepted file types"),
 }
+WEB_COLUMNS = ["web_open", "web_agency", "web_applicant"]
 COLUMNS = [
     "main_item",
     "sub_item",
@@ -38,6 +69,7 @@ COLUMNS = [
     "questionnaire",
     "description",
     "active",
+    *WEB_COLUMNS,
 ]
 
 
@@ -61,6 +93,49 @@ class MailTemplateView(PlatformModelView):
     }
 
 
+class CategoryFieldView(PlatformModelView):
+    datamodel = CommandInterface(CategoryField)
+    validator = notify.validate_category_field
+    list_title = _l("Application fields")
+    label_columns = LABELS
+    description_columns = {
+        "name": _l("Lower-case letters, digits and _ (the key in the signed application), e.g. address."),
+        "old_new": _l("Ask for the old and the new value (e.g. an address change's old and new address)."),
+    }
+    list_columns = ["category", "position", "label", "type", "old_new", "required"]
+    add_columns = edit_columns = show_columns = [
+        "category", "position", "name", "label", "label_en", "type", "old_new", "required", "max_length", "help",
+    ]  # fmt: skip
+    search_columns = ["category", "name"]
+    formatters_columns = {"old_new": yes_no, "required": yes_no, "type": lambda t: str(FIELD_TYPE_LABELS.get(t, t))}
+    add_form_extra_fields = edit_form_extra_fields = {
+        "type": SelectField(_l("Type"), choices=[SelectChoice(k, v) for k, v in FIELD_TYPE_LABELS.items()]),
+    }
+
+
+class CategoryAttachmentView(PlatformModelView):
+    datamodel = CommandInterface(CategoryAttachment)
+    validator = notify.validate_category_attachment
+    list_title = _l("Application attachments")
+    label_columns = LABELS
+    description_columns = {
+        "types": _l("Comma-separated, of: %(types)s", types=", ".join(ATTACHMENT_TYPES)),
+        "name": _l("Lower-case letters, digits and _ (the key in the signed application), e.g. lease."),
+    }
+    list_columns = ["category", "position", "label", "types", "required"]
+    add_columns = edit_columns = show_columns = [
+        "category",
+        "position",
+        "name",
+        "label",
+        "label_en",
+        "types",
+        "required",
+    ]
+    search_columns = ["category", "name"]
+    formatters_columns = {"required": yes_no}
+
+
 class NotificationCategoryView(PlatformModelView):
     datamodel = CommandInterface(NotificationCategory)
     validator = notify.validate_category
@@ -69,13 +144,27 @@ class NotificationCategoryView(PlatformModelView):
     add_title = _l("Add notification category")
     edit_title = _l("Edit notification category")
     label_columns = LABELS
-    list_columns = ["main_item", "sub_item", "kind", "default_receivers", "consent_required", "due_days", "active"]
+    list_columns = ["main_item", "sub_item", "kind", "default_receivers", "consent_required", "due_days", "web_open",
+                    "active"]  # fmt: skip
     add_columns = edit_columns = show_columns = COLUMNS
     search_columns = ["main_item", "sub_item", "kind", "active"]
-    related_views = [MailTemplateView]
-    formatters_columns = {"kind": lambda k: str(KIND_LABELS.get(k, k)), "consent_required": yes_no, "active": yes_no}
+    related_views = [MailTemplateView, CategoryFieldView, CategoryAttachmentView]
+    description_columns = {
+        "web_open": _l("Citizens or businesses may apply for it on the portal, signing with their card."),
+        "web_agency": _l("The agency recorded as the notifier of the applications made on the web."),
+    }
+    formatters_columns = {
+        "kind": lambda k: str(KIND_LABELS.get(k, k)),
+        "consent_required": yes_no,
+        "active": yes_no,
+        "web_open": yes_no,
+        "web_applicant": lambda k: str(APPLICANT_LABELS.get(k, k)),
+    }
     add_form_extra_fields = edit_form_extra_fields = {
         "kind": SelectField(_l("Kind"), choices=[SelectChoice(k, v) for k, v in KIND_LABELS.items()]),
+        "web_applicant": SelectField(
+            _l("Who applies on the web"), choices=[SelectChoice(k, v) for k, v in APPLICANT_LABELS.items()]
+        ),
     }
     # Only a questionnaire's current version can be chosen (old ones keep their answers).
     add_form_query_rel_fields = edit_form_query_rel_fields = {"questionnaire": [["is_current", FilterEqual, True]]}
@@ -88,6 +177,24 @@ class NotificationCategoryApi(PlatformModelApi):
     list_columns = show_columns = ["id", *COLUMNS]
     add_columns = edit_columns = COLUMNS
     search_columns = ["main_item", "sub_item", "kind", "active"]
+
+
+class CategoryFieldApi(PlatformModelApi):
+    resource_name = "category-fields"
+    datamodel = CommandInterface(CategoryField)
+    validator = notify.validate_category_field
+    list_columns = show_columns = ["id", *CategoryFieldView.add_columns]
+    add_columns = edit_columns = CategoryFieldView.add_columns
+    search_columns = ["category", "name"]
+
+
+class CategoryAttachmentApi(PlatformModelApi):
+    resource_name = "category-attachments"
+    datamodel = CommandInterface(CategoryAttachment)
+    validator = notify.validate_category_attachment
+    list_columns = show_columns = ["id", *CategoryAttachmentView.add_columns]
+    add_columns = edit_columns = CategoryAttachmentView.add_columns
+    search_columns = ["category", "name"]
 
 
 class MailTemplateApi(PlatformModelApi):
@@ -110,5 +217,9 @@ def register(appbuilder) -> None:
         category_icon="fa-bullhorn",
     )
     appbuilder.add_view_no_menu(MailTemplateView)
+    appbuilder.add_view_no_menu(CategoryFieldView)
+    appbuilder.add_view_no_menu(CategoryAttachmentView)
     appbuilder.add_api(NotificationCategoryApi)
     appbuilder.add_api(MailTemplateApi)
+    appbuilder.add_api(CategoryFieldApi)
+    appbuilder.add_api(CategoryAttachmentApi)

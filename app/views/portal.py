@@ -43,12 +43,19 @@ ACTIONS = {
     "await_payment": _l("Waiting for the fee to be paid"),
 }
 WITHDRAWN = _l("Your application was withdrawn.")
+MAILS_SAVED = _l("Your choice of e-mails was saved.")
+MAIL_STAGES = {
+    "accepted": _l("An agency accepted my application"),
+    "dispatch_closed": _l("An agency finished its part"),
+    "completed": _l("Every agency finished"),
+}
 FLAGGED = _l("Thank you. The agency's auditor will look into it and answer here.")
 ANSWERED = _l("The answer was saved; the person will read it in the portal.")
 
 
 def _page(template: str, status: int = 200, **context):
-    return render_template(f"portal/{template}", states=STATES, statuses=STATUSES, actions=ACTIONS, **context), status
+    return render_template(f"portal/{template}", states=STATES, statuses=STATUSES, actions=ACTIONS,
+                           mail_stages=MAIL_STAGES, **context), status  # fmt: skip
 
 
 def card_holder(fn):
@@ -99,10 +106,19 @@ class PortalView(BaseView):
         flash(str(WITHDRAWN), "success")
         return redirect(url_for("PortalView.case", case_no=case_no))
 
+    @expose("/cases/<case_no>/mails", methods=["POST"])
+    @card_holder
+    def mails(self, case_no):
+        body = schemas.mail_stages_schema.load({"stages": request.form.getlist("stages")})
+        portal.set_mail_stages(db.session, current_actor(), case_no, body["stages"])
+        flash(str(MAILS_SAVED), "success")
+        return redirect(url_for("PortalView.case", case_no=case_no) + "#mails")
+
     @expose("/accesses/")
     @card_holder
     def accesses(self):
-        return _page("accesses.html", entries=portal.list_accesses(db.session, current_actor()))
+        found = portal.list_accesses(db.session, current_actor(), request.args.get("page"))
+        return _page("accesses.html", entries=found.entries, page=found.page, next_page=found.next_page)
 
     @expose("/accesses/<int:access_id>/flag", methods=["POST"])
     @card_holder
@@ -190,18 +206,25 @@ class MeApi(BaseApi):
         """Who read my data.
         ---
         get:
-          summary: Every query of my data, newest first (restricted forms after their delay; audited)
+          summary: Every query of my data, newest first, 50 a page (restricted forms after their delay; audited)
+          parameters:
+          - in: query
+            name: page
+            required: false
+            schema: {type: integer, minimum: 1, maximum: 10000, default: 1}
           responses:
             200:
               description: The queries whose data subject I am
               content:
                 application/json:
                   schema: {$ref: '#/components/schemas/MyAccessListSchema'}
+            400: {$ref: '#/components/responses/400'}
             401: {$ref: '#/components/responses/401'}
             403: {$ref: '#/components/responses/403'}
         """
-        found = portal.list_accesses(db.session, current_actor())
-        return self.response(200, **schemas.my_access_list_schema.dump({"result": found}))
+        found = portal.list_accesses(db.session, current_actor(), request.args.get("page"))
+        body = {"result": found.entries, "page": found.page, "next_page": found.next_page}
+        return self.response(200, **schemas.my_access_list_schema.dump(body))
 
     @expose("/accesses/<int:pk>/flag", methods=["POST"])
     @protect()

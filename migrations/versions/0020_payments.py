@@ -2,7 +2,7 @@
 notifications, dispatches held until paid, settlement reconciliations
 
 Revision ID: 0020
-Revises: 0017
+Revises: 0019
 Create Date: 2026-12-03 13:40:00
 
 """
@@ -11,7 +11,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0020"
-down_revision = "0017"
+down_revision = "0019"
 branch_labels = None
 depends_on = None
 

@@ -14,9 +14,10 @@ from __future__ import annotations
 import datetime
 import json
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 
 from flask import current_app
-from sqlalchemy import String, bindparam, cast, event, insert, inspect, select
+from sqlalchemy import ARRAY, String, Table, bindparam, cast, event, func, insert, inspect, select
 from sqlalchemy.orm import Session
 
 from app.models.audit import AuditEvent, AuditHead
@@ -24,7 +25,7 @@ from app.models.cards import CardBinding, CardChallenge
 from app.models.notify import Attachment, CaseEvent, CaseSequence, Dispatch, NotificationCase
 from app.models.org import LoginThrottle, SpentToken, UserSession
 from app.models.outbox import OutboxMessage
-from app.models.queries import ConfigGeneration, QueryLog
+from app.models.queries import ConfigGeneration, QueryLog, QuerySubject
 from app.services.actors import SYSTEM, Actor
 from app.services.audit.chain import CHAIN_FIELDS, entry_mac, new_nonce, seal
 
@@ -52,6 +53,7 @@ NOT_AUDITED = (
     AuditHead,
     OutboxMessage,
     QueryLog,
+    QuerySubject,
     NotificationCase,
     Dispatch,
     CaseEvent,
@@ -176,15 +178,29 @@ def can_write_with_event(bind) -> bool:
     return bind.dialect.name == "postgresql" and sealing_mode(bind) == "background"
 
 
-def _with_event_statement(table):
+@dataclass(frozen=True)
+class Fanout:
+    """Rows of ``table`` that point at the row ``insert_with_event`` writes, in the same
+    statement: one per item of the list given as ``items`` (into ``item_column``), with
+    ``parent_column`` the new row's id and each of ``copied`` taken from the new row."""
+
+    table: Table
+    parent_column: str
+    item_column: str
+    copied: tuple[str, ...] = ()
+
+
+def _with_event_statement(table, fanout: Fanout | None = None):
     """``WITH new_row AS (INSERT INTO <table> ... RETURNING id) INSERT INTO
     audit_event (...) SELECT ..., new_row.id FROM new_row RETURNING object_id``,
-    with every value a bound parameter."""
+    with every value a bound parameter. With a ``fanout``, a second data-modifying
+    CTE inserts its rows from ``unnest(:fan_items)`` (none when the list is empty)."""
     ev = AuditEvent.__table__
+    copied = fanout.copied if fanout is not None else ()
     row = (
         insert(table)
         .values({c.key: bindparam(f"row_{c.key}", type_=c.type) for c in table.columns if c.key != "id"})
-        .returning(table.c.id)
+        .returning(table.c.id, *(table.c[name] for name in copied))
         .cte("new_row")
     )
     names = [*(name for name in CHAIN_FIELDS if name != "seq"), "nonce", "entry_mac"]
@@ -192,21 +208,34 @@ def _with_event_statement(table):
         cast(row.c.id, String) if name == "object_id" else bindparam(f"ev_{name}", type_=ev.c[name].type)
         for name in names
     ]
-    return insert(ev).from_select(names, select(*columns).select_from(row)).returning(ev.c.object_id)
+    stmt = insert(ev).from_select(names, select(*columns).select_from(row)).returning(ev.c.object_id)
+    if fanout is not None:
+        child = fanout.table
+        items = func.unnest(bindparam("fan_items", type_=ARRAY(child.c[fanout.item_column].type)))
+        fan = (
+            insert(child)
+            .from_select(
+                [fanout.parent_column, fanout.item_column, *copied],
+                select(row.c.id, items, *(row.c[name] for name in copied)).select_from(row),
+            )
+            .cte("fan_out")
+        )
+        stmt = stmt.add_cte(fan)
+    return stmt
 
 
-_with_event_sql_cache: dict[tuple[str, str], tuple[str, dict[str, Callable]]] = {}
+_with_event_sql_cache: dict[tuple, tuple[str, dict[str, Callable]]] = {}
 
 
-def _with_event_sql(table, dialect) -> tuple[str, dict[str, Callable]]:
+def _with_event_sql(table, dialect, fanout: Fanout | None = None) -> tuple[str, dict[str, Callable]]:
     """The statement compiled once (public ``compile()``) to the driver's SQL
     text, with the bind processors of its typed parameters (an encrypted
     column's Fernet step). Executing the text skips SQLAlchemy's per-call
     cache-key walk over the two dozen parameters."""
-    key = (table.name, dialect.name)
+    key = (table.name, dialect.name, fanout)
     found = _with_event_sql_cache.get(key)
     if found is None:
-        compiled = _with_event_statement(table).compile(dialect=dialect)
+        compiled = _with_event_statement(table, fanout).compile(dialect=dialect)
         if compiled.positional:  # psycopg compiles %(name)s; a positional driver would need ordering
             raise RuntimeError("insert_with_event needs a driver with named parameters")
         processors = {}
@@ -229,7 +258,17 @@ def execute_autocommitted(bind, sql: str, params: dict) -> int:
 
 
 def insert_with_event(
-    bind, table, values: dict, action: str, *, object_type=None, outcome="ok", detail=None, actor: Actor | None = None
+    bind,
+    table,
+    values: dict,
+    action: str,
+    *,
+    object_type=None,
+    outcome="ok",
+    detail=None,
+    actor: Actor | None = None,
+    fanout: Fanout | None = None,
+    items: list | None = None,
 ) -> int:
     """Insert one row of ``table`` and the audit event about it (its new id as
     ``object_id``) in ONE autocommitted statement; returns the row's id.
@@ -238,6 +277,8 @@ def insert_with_event(
     in a single round trip (no BEGIN, no COMMIT). The event is left for the
     sealer. PostgreSQL only (a data-modifying CTE); see
     ``can_write_with_event``. ``detail``: no personal data values.
+    ``fanout``: rows of another table pointing at the new row, one per
+    item of ``items``, written by the same statement.
     """
     ev = event_values(action, object_type, None, None, outcome, detail, actor)
     params = {f"row_{k}": v for k, v in values.items()}
@@ -248,7 +289,9 @@ def insert_with_event(
     ev["at"] = params["ev_at"]
     ev["nonce"] = params["ev_nonce"] = new_nonce()
     params["ev_entry_mac"] = entry_mac(ev, object_id_later=True)
-    sql, processors = _with_event_sql(table, bind.dialect)
+    if fanout is not None:
+        params["fan_items"] = list(items or ())
+    sql, processors = _with_event_sql(table, bind.dialect, fanout)
     for name, process in processors.items():
         params[name] = process(params[name])
     return execute_autocommitted(bind, sql, params)

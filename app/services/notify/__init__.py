@@ -6,6 +6,7 @@
     cases         view_case, cases_about_citizen
     worklists     worklist, handlers_of
     downloads     check_attachment, download_attachment
+    signatures    check_signature (an online application's card signature, checked now)
     categories    list_categories, usable_categories, validate_category
     mails         the stage e-mails, validate_template
     results       what a viewer may see of a case, as plain result objects
@@ -23,11 +24,14 @@ from app.services.notify.categories import (
     registration_form,
     usable_categories,
     validate_category,
+    validate_category_attachment,
+    validate_category_field,
 )
 from app.services.notify.dispatches import Action, act, open_dispatch
 from app.services.notify.downloads import COPIES, check_attachment, download_attachment
 from app.services.notify.mails import CONTROL_LABELS, DEFAULT_TEMPLATES, validate_template
 from app.services.notify.registration import CaseDraft, Citizen, Upload, next_case_no, register_case
+from app.services.notify.signatures import SignatureCheck, check_signature
 from app.services.notify.worklists import BOXES, boxes_of, handlers_of, page_number, worklist
 
 __all__ = [
@@ -37,12 +41,14 @@ __all__ = [
     "DEFAULT_TEMPLATES",
     "Action",
     "CaseDraft",
+    "SignatureCheck",
     "Citizen",
     "Upload",
     "act",
     "boxes_of",
     "cases_about_citizen",
     "check_attachment",
+    "check_signature",
     "download_attachment",
     "handlers_of",
     "list_categories",
@@ -53,6 +59,8 @@ __all__ = [
     "registration_form",
     "usable_categories",
     "validate_category",
+    "validate_category_attachment",
+    "validate_category_field",
     "validate_template",
     "view_case",
     "worklist",

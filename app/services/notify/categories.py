@@ -3,11 +3,20 @@ rules an administrator's category must meet."""
 
 from __future__ import annotations
 
+import re
+
 from flask_babel import lazy_gettext as _l
 from sqlalchemy import select
 from sqlalchemy.orm import selectinload
 
-from app.models.notify import NotificationCategory
+from app.models.notify import (
+    ATTACHMENT_TYPES,
+    FIELD_TYPES,
+    WEB_APPLICANTS,
+    CategoryAttachment,
+    CategoryField,
+    NotificationCategory,
+)
 from app.models.org import Agency
 from app.services import actors
 from app.services.actors import Actor
@@ -73,3 +82,50 @@ def validate_category(session, cat: NotificationCategory) -> None:
         raise InvalidInput(_l("Due days must be between 1 and 365."))
     if not cat.default_receivers:
         raise InvalidInput(_l("A category needs at least one default receiving agency."))
+    if cat.web_open:
+        if cat.kind != "citizen":
+            raise InvalidInput(_l("Only citizen-application categories can be opened to web applications."))
+        if cat.web_agency is None:
+            raise InvalidInput(_l("A category open to web applications needs its web-notifying agency."))
+        if any(a.id == cat.web_agency.id for a in cat.default_receivers):
+            raise InvalidInput(_l("The web-notifying agency cannot also be a receiving agency."))
+    if (cat.web_applicant or "citizen") not in WEB_APPLICANTS:
+        raise InvalidInput(_l("Choose who applies on the web: citizens or businesses."))
+
+
+_KEY = re.compile(r"^[a-z][a-z0-9_]{0,39}$")
+
+
+def validate_category_field(session, field: CategoryField) -> None:
+    """An application field an Admin configures: a key, a label, a known type, a sane length."""
+    if field.category is None:
+        raise InvalidInput(_l("Choose the category."))
+    if not _KEY.match(field.name or ""):
+        raise InvalidInput(_l("The key is lower-case letters, digits and _ (starting with a letter)."))
+    if not (field.label or "").strip():
+        raise InvalidInput(_l("The field needs a label."))
+    if (field.type or "text") not in FIELD_TYPES:
+        raise InvalidInput(_l("Choose a field type."))
+    if field.max_length is not None and not (1 <= int(field.max_length) <= 2000):
+        raise InvalidInput(_l("The maximum length must be between 1 and 2000."))
+
+
+def attachment_types(slot: CategoryAttachment) -> list[str]:
+    """The file types a slot accepts, as listed by the Admin."""
+    return [t.strip().lower() for t in (slot.types or "").split(",") if t.strip()]
+
+
+def validate_category_attachment(session, slot: CategoryAttachment) -> None:
+    """An attachment an application accepts: a key, a label, types among PDF, JPEG, PNG, TIFF."""
+    if slot.category is None:
+        raise InvalidInput(_l("Choose the category."))
+    if not _KEY.match(slot.name or ""):
+        raise InvalidInput(_l("The key is lower-case letters, digits and _ (starting with a letter)."))
+    if not (slot.label or "").strip():
+        raise InvalidInput(_l("The attachment needs a label."))
+    types = attachment_types(slot)
+    if not types or any(t not in ATTACHMENT_TYPES for t in types):
+        raise InvalidInput(
+            _l("Accepted file types: a comma-separated list of %(types)s.", types=", ".join(ATTACHMENT_TYPES))
+        )
+    slot.types = ",".join(dict.fromkeys(types))

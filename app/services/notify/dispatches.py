@@ -31,6 +31,7 @@ class Action:
     control_type: str | None = None
     notes: str | None = None
     reason: str | None = None
+    publish_result: bool | None = None  # process: show the result to the applicant on the portal
 
 
 def _visible_dispatch(session, actor: Actor, dispatch_id) -> Dispatch:
@@ -153,6 +154,8 @@ def act(session, actor: Actor, dispatch_id, action: str, step: Action) -> result
                 notes=step.notes,
                 reason=step.reason,
             )
+            if action == "process" and step.publish_result is not None:
+                d.result_public = bool(step.publish_result)
             session.flush()  # the version check: a concurrent change matches no row
             audit_case(session, actor, f"dispatch_{action}", d.case, dispatch=d)
             _consequences(session, actor, d, action)

@@ -92,6 +92,8 @@ def queue(
     when the (possibly customised) template does not place it."""
     if not recipient:
         return
+    if recipient == case.citizen_email and stage in (case.mail_off or "").split(","):
+        return  # the citizen turned this stage's e-mail off on the portal
     tpl = next((t for t in case.category.templates if t.stage == stage), None)
     subject, body = (tpl.subject, tpl.body) if tpl else DEFAULT_TEMPLATES[stage]
     text = render(body, SafeDict({"survey": "", **ctx}))

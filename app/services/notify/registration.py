@@ -16,7 +16,15 @@ from sqlalchemy.orm import joinedload
 
 from app.lib import identifiers
 from app.lib.rocdate import TAIPEI, format_roc, format_roc_datetime
-from app.models.notify import Attachment, CaseEvent, CaseSequence, Dispatch, NotificationCase, NotificationCategory
+from app.models.notify import (
+    Attachment,
+    CaseEvent,
+    CaseSequence,
+    CaseSignature,
+    Dispatch,
+    NotificationCase,
+    NotificationCategory,
+)
 from app.models.org import Agency, PlatformUser
 from app.services import actors
 from app.services.actors import Actor
@@ -38,6 +46,9 @@ class Citizen:
     email: str = ""
     phone: str = ""
     address: str = ""
+    # An online application's applicant is known by the keyed hash of the ID number bound to the
+    # card (a business by its number's): given instead of, or beside, the number.
+    id_hash: str = ""
 
 
 @dataclass
@@ -45,6 +56,16 @@ class Upload:
     filename: str
     data: bytes
     kind: str = "other"  # consent | other
+
+
+@dataclass
+class WebFiling:
+    """What makes a case an online application: the category's web-notifying agency is
+    recorded as the notifier, and the applicant's signature (a ``CaseSignature`` not yet
+    added) is kept with the case in place of the scanned consent form."""
+
+    agency: Agency
+    signature: CaseSignature
 
 
 @dataclass
@@ -106,7 +127,7 @@ def _take_number(conn, day, nested: bool) -> str:
 
 
 def check_citizen(c: Citizen, kind: str) -> Citizen:
-    c = Citizen(**{k: (getattr(c, k) or "").strip() for k in ("name", "id_no", "email", "phone", "address")})
+    c = Citizen(**{k: (getattr(c, k) or "").strip() for k in ("name", "id_no", "email", "phone", "address", "id_hash")})
     c.id_no = c.id_no.upper()
     if kind == "citizen":
         if not c.name:
@@ -115,7 +136,7 @@ def check_citizen(c: Citizen, kind: str) -> Citizen:
             raise InvalidInput(_l("The citizen's e-mail address is required to report progress."))
     if c.id_no and not identifiers.is_person_id(c.id_no):
         raise InvalidInput(_l("The ID number is not valid (check the format and the check digit)."))
-    if kind == "citizen" and not c.id_no:
+    if kind == "citizen" and not c.id_no and not c.id_hash:
         raise InvalidInput(_l("The citizen's ID number is required."))
     if c.email and not _EMAIL.match(c.email):
         raise InvalidInput(_l("The e-mail address is not valid."))
@@ -126,7 +147,7 @@ def check_citizen(c: Citizen, kind: str) -> Citizen:
     return c
 
 
-def _category(session, actor: Actor, ref) -> NotificationCategory:
+def _category(session, actor: Actor, ref, web: WebFiling | None = None) -> NotificationCategory:
     """The category by id or "main item/sub item", with its agencies and templates in one round trip."""
     stmt = select(NotificationCategory).options(
         joinedload(NotificationCategory.notifying_agencies),
@@ -145,12 +166,16 @@ def _category(session, actor: Actor, ref) -> NotificationCategory:
         raise InvalidInput(_l("Give the category as its id or as 'main item/sub item'."))
     if cat is None or not cat.active:
         raise NotFound(_l("No such notification category."))
+    if web is not None:
+        if not cat.web_open or cat.web_agency_id != web.agency.id:
+            raise NotFound(_l("No such notification category."))
+        return cat
     if not actor.can(actors.ALL_AGENCIES) and not any(a.id == actor.agency_id for a in cat.notifying_agencies):
         raise Forbidden(_l("Your agency may not notify under this category."))
     return cat
 
 
-def _receivers(session, actor: Actor, cat: NotificationCategory, refs) -> list[Agency]:
+def _receivers(session, notifier_id: int | None, cat: NotificationCategory, refs) -> list[Agency]:
     """The receiving agencies by id or code (the category's defaults when not given)."""
     if refs is None:
         refs = [a.id for a in cat.default_receivers]
@@ -166,7 +191,7 @@ def _receivers(session, actor: Actor, cat: NotificationCategory, refs) -> list[A
     receivers = list(dict.fromkeys(by_ref.get(r) for r in wanted))
     if not receivers or any(a is None or not a.active for a in receivers):
         raise InvalidInput(_l("Choose at least one active receiving agency."))
-    if any(a.id == actor.agency_id for a in receivers):
+    if any(a.id == notifier_id for a in receivers):
         raise InvalidInput(_l("An agency cannot notify itself."))
     return receivers
 
@@ -180,7 +205,9 @@ def _content(text: str) -> str:
     return content
 
 
-def _checked_uploads(cat: NotificationCategory, uploads: list[Upload]) -> list[tuple[Upload, str]]:
+def _checked_uploads(
+    cat: NotificationCategory, uploads: list[Upload], signed: bool = False
+) -> list[tuple[Upload, str]]:
     max_bytes = current_app.config["ATTACHMENT_MAX_BYTES"]
     checked = []
     for up in uploads:
@@ -188,7 +215,8 @@ def _checked_uploads(cat: NotificationCategory, uploads: list[Upload]) -> list[t
             checked.append((up, attachments.check_upload(up.filename, up.data, max_bytes)))
         except attachments.ImageOverBudget as exc:
             raise _RefusedImage(exc, cat.id, up.kind if up.kind in ("consent", "other") else "other") from None
-    if cat.consent_required and not any(up.kind == "consent" for up, _ in checked):
+    # An online application's signature stands in for the scanned consent form.
+    if cat.consent_required and not signed and not any(up.kind == "consent" for up, _ in checked):
         raise InvalidInput(_l("This category requires the citizen's scanned consent form."))
     return checked
 
@@ -196,15 +224,16 @@ def _checked_uploads(cat: NotificationCategory, uploads: list[Upload]) -> list[t
 # --- the command ------------------------------------------------------------------------------
 
 
-def _new_case(session, actor: Actor, cat, citizen: Citizen, content: str, now) -> NotificationCase:
+def _new_case(session, actor: Actor, cat, citizen: Citizen, content: str, now, web=None) -> NotificationCase:
+    agency_id = web.agency.id if web is not None else actor.agency_id
     case = NotificationCase(
         case_no=next_case_no(session),
         category=cat,
-        agency_id=actor.agency_id,
-        operator_id=actor.user_id,
+        agency_id=agency_id,
+        operator_id=None if web is not None else actor.user_id,
         citizen_name=citizen.name or None,
         citizen_id_no=citizen.id_no or None,
-        citizen_id_hash=id_hash(citizen.id_no) if citizen.id_no else None,
+        citizen_id_hash=citizen.id_hash or (id_hash(citizen.id_no) if citizen.id_no else None),
         citizen_email=citizen.email or None,
         citizen_phone=citizen.phone or None,
         citizen_address=citizen.address or None,
@@ -216,8 +245,9 @@ def _new_case(session, actor: Actor, cat, citizen: Citizen, content: str, now) -
         attachments=[],
         dispatches=[],
         events=[],
+        signature=None,
     )
-    case.agency = session.get(Agency, actor.agency_id) if actor.agency_id else None
+    case.agency = session.get(Agency, agency_id) if agency_id else None
     session.add(case)
     return case
 
@@ -245,10 +275,10 @@ def _add_attachments(session, actor: Actor, case: NotificationCase, checked, now
 
 
 def _dispatch(session, actor: Actor, case: NotificationCase, receivers: list[Agency], now) -> None:
+    agency_code = case.agency.code if case.agency is not None else actor.agency_code
+
     def event(action: str, note: str) -> CaseEvent:
-        return CaseEvent(
-            case=case, at=now, username=actor.username, agency_code=actor.agency_code, action=action, note=note
-        )
+        return CaseEvent(case=case, at=now, username=actor.username, agency_code=agency_code, action=action, note=note)
 
     session.add(event("register", str(case.category)))
     for agency in receivers:
@@ -306,25 +336,43 @@ class _RefusedImage(Exception):
         self.error, self.category_id, self.kind = error, category_id, kind
 
 
-def _register(session, actor: Actor, draft: CaseDraft) -> results.CaseView:
+def register_web_case(session, actor: Actor, draft: CaseDraft, web: WebFiling) -> str:
+    """Register an online application through the same workflow as a counter case: the
+    category's web-notifying agency is recorded as the notifier, the signature is kept with
+    the case (in place of the consent scan), the receiving agencies are the category's.
+
+    The caller (``app.services.portal.applications``) has verified the signature and the
+    applicant. Returns the case number. Raises NotFound, InvalidInput, Conflict."""
+    try:
+        return _register(session, actor, CaseDraft(**{**draft.__dict__, "receivers": None}), web)
+    except _RefusedImage as refused:
+        raise refused.error from None
+
+
+def _register(session, actor: Actor, draft: CaseDraft, web: WebFiling | None = None):
     with transaction(session):
-        cat = _category(session, actor, draft.category)
+        cat = _category(session, actor, draft.category, web)
         citizen = check_citizen(draft.citizen, cat.kind)
         content = _content(draft.content)
-        receivers = _receivers(session, actor, cat, draft.receivers)
-        checked = _checked_uploads(cat, draft.uploads)
+        notifier_id = web.agency.id if web is not None else actor.agency_id
+        receivers = _receivers(session, notifier_id, cat, draft.receivers)
+        checked = _checked_uploads(cat, draft.uploads, signed=web is not None)
         now = datetime.datetime.utcnow()
-        case = _new_case(session, actor, cat, citizen, content, now)
+        case = _new_case(session, actor, cat, citizen, content, now, web)
         _add_attachments(session, actor, case, checked, now)
+        if web is not None:
+            web.signature.case = case
+            session.add(web.signature)
         if dispatch_waits_for_fee(session, cat.id):
             _hold(session, actor, case, receivers, now)
         else:
             _dispatch(session, actor, case, receivers, now)
         _queue_mails(session, case)
         # Last: its flush writes the case, dispatches, timeline and mails at once.
-        audit_case(
-            session, actor, "case_register", case, detail={"case_no": case.case_no, "dispatches": len(receivers)}
-        )
+        detail = {"case_no": case.case_no, "dispatches": len(receivers)}
+        audit_case(session, actor, "case_register", case, detail={**detail, "web": True} if web else detail)
+        if web is not None:
+            return case.case_no
         # Built before the commit, which would expire every loaded row and reload them one by one.
         operator = session.get(PlatformUser, actor.user_id) if actor.user_id else None
         return results.case_view(case, actor, list(case.dispatches), operator=operator)

@@ -135,6 +135,7 @@ class CaseView:
     attachments: list[AttachmentView] = field(default_factory=list)
     dispatches: list[DispatchView] = field(default_factory=list)
     events: list[EventView] = field(default_factory=list)
+    signed: bool = False  # an online application: the applicant's card signature is kept with it
 
 
 @dataclass(frozen=True)
@@ -340,4 +341,5 @@ def case_view(case: NotificationCase, viewer: Actor, dispatches: list[Dispatch],
         attachments=[attachment_view(a) for a in case.attachments],
         dispatches=[dispatch_view(d, viewer, now) for d in dispatches],
         events=_events(case, {d.id for d in dispatches}, names),
+        signed=case.signature is not None,
     )

@@ -12,14 +12,15 @@ from flask_babel import lazy_gettext as _l
 from sqlalchemy import select
 from sqlalchemy.orm import selectinload
 
-from app.models.notify import CaseEvent, Dispatch, NotificationCase
+from app.models.notify import CITIZEN_CHOICE_STAGES, CaseEvent, Dispatch, NotificationCase
 from app.services import audit, payments
 from app.services.actors import Actor
 from app.services.command import refuse, transaction
-from app.services.errors import Conflict, NotFound
+from app.services.errors import Conflict, InvalidInput, NotFound
 from app.services.portal.person import person_of
 
 NO_CASE = _l("No such case of yours.")
+UNKNOWN_STAGE = _l("Choose among the stages listed.")
 NOT_WITHDRAWABLE = _l("An agency has accepted this application already: it can no longer be withdrawn.")
 WITHDRAWN_ALREADY = _l("This application was withdrawn already.")
 FINISHED = _l("This case is complete: there is nothing to withdraw.")
@@ -37,6 +38,7 @@ class MyDispatch:
     processed_at: datetime.datetime | None
     closed_at: datetime.datetime | None
     due_at: datetime.datetime | None
+    result: str | None = None  # only when the agency chose to publish it
 
 
 @dataclass
@@ -56,6 +58,7 @@ class MyCase:
     due_at: datetime.datetime | None
     completed_at: datetime.datetime | None
     withdrawable: bool
+    mail_stages: list[str] = field(default_factory=list)  # the stages that e-mail me
     dispatches: list[MyDispatch] = field(default_factory=list)
     events: list[MyEvent] = field(default_factory=list)
 
@@ -77,9 +80,18 @@ def _shape(case: NotificationCase, full: bool) -> MyCase:
         due_at=case.due_at,
         completed_at=case.completed_at,
         withdrawable=_withdrawable(case),
+        mail_stages=[s for s in CITIZEN_CHOICE_STAGES if s not in (case.mail_off or "").split(",")],
         dispatches=[
             MyDispatch(
-                d.agency.name, d.state, d.sent_at, d.received_at, d.accepted_at, d.processed_at, d.closed_at, d.due_at
+                d.agency.name,
+                d.state,
+                d.sent_at,
+                d.received_at,
+                d.accepted_at,
+                d.processed_at,
+                d.closed_at,
+                d.due_at,
+                result=d.result if d.result_public and d.result else None,
             )  # fmt: skip
             for d in case.dispatches
         ],
@@ -102,10 +114,10 @@ def _mine(subject: str):
 def list_cases(session, actor: Actor) -> list[MyCase]:
     """Command: my cases, newest first (the page view audited). Raises Forbidden.
 
-    A business's cases: the notification case keeps no business party yet, so a business sees none."""
+    A business's cases: those it applied for online (the case keeps its number's keyed hash as the party's)."""
     person = person_of(session, actor)
     cases = []
-    if person.kind == "citizen" and person.subject:
+    if person.kind in ("citizen", "business") and person.subject:
         stmt = _mine(person.subject).order_by(NotificationCase.created_at.desc()).limit(200)
         cases = [_shape(c, full=False) for c in session.scalars(stmt)]
     with transaction(session):
@@ -116,7 +128,7 @@ def list_cases(session, actor: Actor) -> list[MyCase]:
 def _find(session, actor: Actor, case_no, action: str) -> NotificationCase:
     person = person_of(session, actor)
     case = None
-    if person.kind == "citizen" and person.subject and isinstance(case_no, str) and len(case_no) <= 20:
+    if person.kind in ("citizen", "business") and person.subject and isinstance(case_no, str) and len(case_no) <= 20:
         stmt = _mine(person.subject).where(NotificationCase.case_no == case_no)
         case = session.scalar(stmt.options(selectinload(NotificationCase.events)))
     if case is None:
@@ -158,5 +170,21 @@ def withdraw(session, actor: Actor, case_no: str) -> MyCase:
         refunds = payments.request_refunds(session, actor, case, "withdrawn")
     if refunds:  # through the provider, after the commit; the payments worker retries what fails
         payments.refund_payments(session, refunds)
+    session.refresh(case)
+    return _shape(case, full=True)
+
+
+def set_mail_stages(session, actor: Actor, case_no: str, stages) -> MyCase:
+    """Command: choose which stages of my case e-mail me (of CITIZEN_CHOICE_STAGES; the others
+    are turned off). Audited. Raises NotFound (audited), InvalidInput."""
+    case = _find(session, actor, case_no, "portal.mail_stages")
+    if not isinstance(stages, list | tuple) or any(s not in CITIZEN_CHOICE_STAGES for s in stages):
+        raise refuse(session, InvalidInput(UNKNOWN_STAGE), actor, "portal.mail_stages", object_type="NotificationCase",
+                     object_id=case.id)  # fmt: skip
+    off = [s for s in CITIZEN_CHOICE_STAGES if s not in stages]
+    with transaction(session):
+        case.mail_off = ",".join(off) or None
+        audit.record(session, "portal.mail_stages", object_type="NotificationCase", object_id=case.id,
+                     detail={"on": list(dict.fromkeys(stages)), "off": off}, actor=actor)  # fmt: skip
     session.refresh(case)
     return _shape(case, full=True)

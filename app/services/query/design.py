@@ -25,6 +25,7 @@ from app.models.sources import DataSource
 from app.services.command import refuse, transaction
 from app.services.errors import InvalidInput
 from app.services.query.lookup import check_rule_options, section_list_setting
+from app.services.query.maps import check_options as check_drawing_options
 from app.services.sources import TargetOutside, check_section_target
 
 _CODE = re.compile(r"^[a-z][a-z0-9_.-]{1,59}$")
@@ -77,6 +78,8 @@ def validate_section(session, section) -> None:
         except ValueError as exc:
             raise InvalidInput(_l("Options must be a JSON object.")) from exc
         check_rule_options(options)
+    if section.display in ("map", "plan"):
+        check_drawing_options(json.loads(section.options) if section.options else {}, section.display)
     for col in (section.order_by or "").split(","):
         if col.strip() and not _COLUMN.match(col.strip()):
             raise InvalidInput(_l("Sort columns must be plain column names."))

@@ -13,12 +13,17 @@ from sqlalchemy import insert
 
 from app.extensions import has_pending_changes, platform_bind
 from app.lib import metrics
-from app.models.queries import QueryLog
+from app.models.queries import QueryLog, QuerySubject
 from app.services import audit
 from app.services.actors import Actor
 from app.services.query.inputs import MAX_CASE_NO, MAX_REASON
 
 _LOG_COLUMNS = tuple(c.key for c in QueryLog.__table__.columns if c.key != "id")
+# The outcomes that read someone's data: their subjects get a row in query_subject,
+# which "who read my data" reads (a refused or failed query read nothing).
+READ_OUTCOMES = ("ok", "partial")
+# query_subject rows written by the log row's own statement (PostgreSQL's fast path)
+_SUBJECTS = audit.Fanout(QuerySubject.__table__, "query_log_id", "subject_hash", ("at",))
 
 
 def subject_hash(id_no: str) -> str:
@@ -65,6 +70,22 @@ def log_values(who: Actor, form, form_code, purpose: dict, params, outcome: str,
     return values
 
 
+def add_subjects(values: dict, id_numbers) -> None:
+    """Name more data subjects of the entry (ID numbers a source answered with, such as a
+    household's members): their keyed hashes join the ones from the inputs."""
+    hashes = {subject_hash(str(v)) for v in id_numbers if isinstance(v, str) and v.strip()}
+    if hashes:
+        hashes.update((values.get("subjects") or "").split())
+        values["subjects"] = "\n".join(sorted(hashes))
+
+
+def subjects_of(values: dict) -> list[str]:
+    """The keyed hashes query_subject gets for this entry (none unless it read data)."""
+    if values.get("outcome") not in READ_OUTCOMES:
+        return []
+    return sorted(set((values.get("subjects") or "").split()))
+
+
 def write_refused(session, who: Actor, values: dict) -> None:
     """The refused query's row and its audit event, in the caller's transaction."""
     entry = QueryLog(**values)
@@ -83,7 +104,8 @@ def write_refused(session, who: Actor, values: dict) -> None:
 
 
 def write_run(session, who: Actor, values: dict, detail: dict) -> int | None:
-    """Write a run query's row and its audit event; returns the new id.
+    """Write a run query's row, its subjects' query_subject rows and its audit event;
+    returns the new id.
 
     PostgreSQL with background sealing and nothing else pending in the
     session: both rows in ONE autocommitted statement (atomic on its own, one
@@ -93,15 +115,22 @@ def write_run(session, who: Actor, values: dict, detail: dict) -> int | None:
     table = QueryLog.__table__
     bind = platform_bind(session)
     _count(values)
+    subjects = subjects_of(values)
     if audit.can_write_with_event(bind) and not has_pending_changes(session):
         return audit.insert_with_event(
-            bind, table, values, "query", object_type="QueryLog", outcome=values["outcome"], detail=detail, actor=who
-        )
+            bind, table, values, "query", object_type="QueryLog", outcome=values["outcome"], detail=detail, actor=who,
+            fanout=_SUBJECTS, items=subjects,
+        )  # fmt: skip
     # One INSERT with everything, straight through the table: the row is never
     # read back or changed in this request, so it needs no unit of work. The
     # values go as parameters, not .values(): the statement is then the same
     # every time and SQLAlchemy reuses its compiled form.
     new_id = session.execute(insert(table).returning(table.c.id), values).scalar_one()
+    if subjects:
+        session.execute(
+            insert(QuerySubject.__table__),
+            [{"query_log_id": new_id, "subject_hash": h, "at": values["at"]} for h in subjects],
+        )
     audit.record(
         session,
         "query",

@@ -18,7 +18,7 @@ from app.services.errors import DomainError, InvalidInput
 from app.services.query.grants import find_form
 from app.services.query.inputs import check_purpose, validate_inputs
 from app.services.query.lookup import check_pick, rule_section
-from app.services.query.record import log_values, snapshot_digest, write_refused, write_run
+from app.services.query.record import add_subjects, log_values, snapshot_digest, write_refused, write_run
 from app.services.query.sections import read_candidates, read_sections
 
 
@@ -96,7 +96,8 @@ def run_query(
             return _candidates(session, who, form, form_code, purpose, item, clean, found, started)
         if found is not None and len(found["rows"]) == 1:  # one property: every section reads that one
             pick = found["rows"][0]["pick"]
-    sections = read_sections(form, who, clean, requester_info, pick, refusals, blocked)
+    named: set[str] = set()  # people the sources' rows are about (a household's members)
+    sections = read_sections(form, who, clean, requester_info, pick, refusals, blocked, named)
     outcome = _outcome(sections)
     now = datetime.datetime.utcnow()
     snapshot = {
@@ -114,6 +115,7 @@ def run_query(
     values = log_values(
         who, form, form_code, purpose, logged, outcome, "; ".join(s["error"] for s in sections if s["error"]) or None
     )
+    add_subjects(values, named)
     values.update(
         at=now,
         row_count=sum(len(s["rows"]) for s in sections),

@@ -14,7 +14,7 @@ from flask_babel import lazy_gettext as _l
 
 from app.connectors import Filter, SectionSpec, SourceError, connector_for
 from app.services.actors import Actor
-from app.services.query import lookup
+from app.services.query import lookup, maps
 from app.services.query.output import shown_row, visible_columns
 
 _pool = concurrent.futures.ThreadPoolExecutor(max_workers=16, thread_name_prefix="section")
@@ -29,6 +29,8 @@ class _Job:
     timeout: float = 0.0
     future: concurrent.futures.Future | None = None
     refused: SourceError | None = None  # the operators' confinement refused the source (a security event)
+    subjects: tuple = ()  # ID numbers the source named as the rows' people (never shown)
+    requester: dict | None = None
 
 
 def section_spec(section) -> SectionSpec:
@@ -37,8 +39,10 @@ def section_spec(section) -> SectionSpec:
     )
     options = json.loads(section.options) if section.options else {}
     order_by = tuple(c.strip() for c in (section.order_by or "").split(",") if c.strip())
-    # the grouping columns are read too, shown or not
-    columns = tuple(dict.fromkeys([*(c.column for c in section.columns), *lookup.group_by(section)]))
+    # the grouping columns are read too, shown or not, and what a map or plan draws
+    columns = tuple(
+        dict.fromkeys([*(c.column for c in section.columns), *lookup.group_by(section), *maps.columns_read(section)])
+    )
     return SectionSpec(
         target=section.target,
         filters=filters,
@@ -50,6 +54,50 @@ def section_spec(section) -> SectionSpec:
 
 def _read(config, spec, params):
     return connector_for(config).fetch(spec, params)
+
+
+def _neighbours(job: _Job, rows: list[dict]) -> list[dict] | None:
+    """The map's neighbour read: the target's rows that share the result's ``match``
+    columns (the source's row cap applies); None without the rule or an answer
+    (a refusal by the operators' confinement is kept on the job, to be audited)."""
+    section = job.section
+    rule = maps.neighbour_rule(section)
+    if rule is None or not rows or section.source is None:
+        return None
+    match = [c for c in rule.get("match", []) if isinstance(c, str)]
+    params = {"_requester": job.requester}
+    filters = []
+    for n, column in enumerate(match):
+        values = sorted({str(r.get(column)) for r in rows if r.get(column) not in (None, "")})
+        if not values:
+            return None
+        params[f"_near_{n}"] = values
+        filters.append(Filter(column=column, param=f"_near_{n}", op="in"))
+    _kind, setting = maps.drawing(section)
+    wanted = [setting["geometry"]] + ([setting["label"]] if setting.get("label") else [])
+    spec = SectionSpec(target=section.target, filters=tuple(filters), columns=tuple(dict.fromkeys(wanted)))
+    try:
+        return connector_for(section.source.config).fetch(spec, params).rows
+    except SourceError as exc:
+        if exc.rule is not None:
+            job.refused = exc
+        return None
+    except Exception:  # the map is drawn without its neighbours (said in its notes)
+        return None
+
+
+def _drawn(job: _Job, rows: list[dict], truncated: bool) -> None:
+    """A map or plan section's drawing data, beside its rows."""
+    found = maps.drawing(job.section)
+    if found is None:
+        return
+    if found[0] == "plan":
+        job.out["plan"] = maps.plan_data(job.section, rows)
+        return
+    near = _neighbours(job, rows)
+    job.out["map"] = maps.map_data(job.section, rows, near, truncated)
+    if near is None and maps.neighbour_rule(job.section) is not None and rows:
+        job.out["map"]["notes"].append(str(_l("The neighbouring parcels could not be read.")))
 
 
 def _read_here(config, spec, params) -> concurrent.futures.Future:
@@ -82,7 +130,7 @@ def _job(section, who: Actor, params: dict, requester_info: dict, picked: bool =
         return _Job(out, visible, section)
     spec = lookup.narrowed(section, section_spec(section)) if picked else section_spec(section)
     args = (src.config, spec, {**params, "_requester": requester_info})
-    return _Job(out, visible, section, args, src.config.timeout)
+    return _Job(out, visible, section, args, src.config.timeout, requester=requester_info)
 
 
 def _collect(job: _Job) -> dict:
@@ -96,6 +144,8 @@ def _collect(job: _Job) -> dict:
         if groups:
             out["groups"] = groups
         out["truncated"] = result.truncated
+        job.subjects = tuple(result.subjects or ())
+        _drawn(job, rows, result.truncated)
     except concurrent.futures.TimeoutError:
         out["error"] = str(_l("The source did not answer in time."))
     except SourceError as exc:
@@ -115,12 +165,14 @@ def read_sections(
     pick: list | None = None,
     refusals: list | None = None,
     blocked: bool = False,
+    subjects: set | None = None,
 ) -> list[dict]:
     """Every section of ``form`` as ``who`` may see it, read with the checked
     ``params``; with a ``pick``, the sections with the one-property rule read
     that property only; ``blocked`` (its candidates could not be listed), they are not read.
     ``refusals``: gets (SourceConfig, SourceError) for each source the operators'
-    confinement refused (the caller audits them)."""
+    confinement refused (the caller audits them). ``subjects``: gets the ID numbers the
+    sources named as the people of the rows read (a household's members), for the log."""
     if pick is not None:
         params = {**params, **lookup.pick_params(pick)}
     jobs = [_job(section, who, params, requester_info, pick is not None, blocked) for section in form.sections]
@@ -133,6 +185,8 @@ def read_sections(
     sections = [_collect(job) for job in jobs]
     if refusals is not None:
         refusals.extend((job.section.source.config, job.refused) for job in jobs if job.refused is not None)
+    if subjects is not None:
+        subjects.update(s for job in jobs for s in job.subjects)
     return sections
 
 

@@ -96,6 +96,7 @@ def seed_demo(sm, session, password: str) -> dict:
     session.commit()
     created = seed_accounts(sm, session, agencies, password)
     categories = seed_categories(session, agencies)
+    seed_web_applications(session, agencies)
     questionnaire = seed_questionnaire(session)
     return {"agencies": len(agencies), "accounts_created": created, "categories_created": categories,
             "questionnaire_created": questionnaire}  # fmt: skip
@@ -107,7 +108,41 @@ CATEGORIES = [
     ("戶籍異動", "地址變更", "citizen", ("HH-EAST", "HH-WEST"), ("LAND", "TAX", "MOTOR"), True, 7),
     ("戶籍異動", "身分證字號變更", "citizen", ("HH-EAST", "HH-WEST"), ("LAND", "TAX", "MOTOR"), True, 10),
     ("災害通報", "火災建物毀損", "agency", ("FIRE",), ("SOCIAL", "TAX", "LABOUR"), False, 5),
+    ("商業登記", "營業地址變更", "citizen", ("COUNTY",), ("TAX", "LABOUR"), False, 7),
 ]
+
+# The categories open to online applications on the portal: (main, sub) -> the web-notifying agency,
+# who applies, the fields (key, label, English label, type, old/new pair, required) and the
+# attachments (key, label, English label, types, required).
+WEB_APPLICATIONS = {
+    ("戶籍異動", "地址變更"): (
+        "HH-EAST",
+        "citizen",
+        [
+            ("address", "地址", "Address", "text", True, True),
+            ("moved_on", "遷入日期", "Date moved in", "date", False, True),
+            ("remarks", "備註", "Remarks", "textarea", False, False),
+        ],
+        [
+            (
+                "proof",
+                "居住證明（租約或房屋所有權狀）",
+                "Proof of residence (lease or title deed)",
+                "pdf,jpeg,png",
+                False,
+            )
+        ],
+    ),
+    ("商業登記", "營業地址變更"): (
+        "COUNTY",
+        "business",
+        [
+            ("business_address", "營業地址", "Business address", "text", True, True),
+            ("effective_on", "生效日期", "Effective date", "date", False, True),
+        ],
+        [("lease", "營業場所租賃契約", "Lease of the business premises", "pdf", True)],
+    ),
+}
 
 
 def seed_categories(session, agencies: dict[str, Agency]) -> list[str]:
@@ -125,6 +160,31 @@ def seed_categories(session, agencies: dict[str, Agency]) -> list[str]:
         created.append(f"{main}/{sub}")
     session.commit()
     return created
+
+
+def seed_web_applications(session, agencies: dict[str, Agency]) -> None:
+    """Open the demo's web categories (once: a category that has fields already is left as it is)."""
+    from app.models.notify import CategoryAttachment, CategoryField, NotificationCategory
+
+    for (main, sub), (agency, applicant, fields, files) in WEB_APPLICATIONS.items():
+        cat = session.scalar(
+            select(NotificationCategory).where(
+                NotificationCategory.main_item == main, NotificationCategory.sub_item == sub
+            )
+        )
+        if cat is None or cat.web_fields:
+            continue
+        cat.web_open, cat.web_agency, cat.web_applicant = True, agencies[agency], applicant
+        for n, (name, label, label_en, kind, old_new, required) in enumerate(fields, start=1):
+            cat.web_fields.append(CategoryField(position=n, name=name, label=label, label_en=label_en, type=kind,
+                                                old_new=old_new, required=required, max_length=200))  # fmt: skip
+        for n, (name, label, label_en, types, required) in enumerate(files, start=1):
+            cat.web_attachments.append(
+                CategoryAttachment(
+                    position=n, name=name, label=label, label_en=label_en, types=types, required=required
+                )
+            )
+    session.commit()
 
 
 # The demo satisfaction questionnaire, sent to citizens of the citizen-application categories.

@@ -106,6 +106,33 @@ BUILDING_RULE = {
         "show": ["section_name", "subsection_name", "building_no", "district"],
     }
 }
+# 地籍圖: the parcel highlighted among its section's parcels within 40 m (TWD97 metres).
+PARCEL_MAP = {
+    "map": {
+        "geometry": "polygon_twd97",
+        "epsg": 3826,
+        "label": "parcel_no",
+        "label_format": "parcel",
+        "neighbours": {"within_m": 40, "match": ["section_code"]},
+    }
+}
+MAP_COLUMNS = _cols(
+    ("section_name", "段"), ("subsection_name", "小段"), ("parcel_no", "地號", "", "parcel"), ("district", "鄉鎮市區"),
+    ("area_m2", "登記面積", "", "area"),
+)  # fmt: skip
+# 建物測量成果圖: each floor's parts (主建物, 陽台) from the plan polygons, checked against the register.
+BUILDING_PLAN = {
+    "plan": {
+        "geometry": "plan_polygon",
+        "floor": "floor_label",
+        "part": "part",
+        "area": "area_m2",
+        "main": "主建物",
+        "total": "total_area_m2",
+        "site": {"geometry": "site_polygon", "epsg": 3826, "label": "site_parcel_no", "label_format": "parcel"},
+    }
+}
+PLAN_COLUMNS = _cols(("floor_label", "層次"), ("part", "用途"), ("area_m2", "登記面積", "", "area"))
 PARCEL_GROUPS = {"group_by": ["section_name", "subsection_name", "parcel_no"]}
 BUILDING_GROUPS = {"group_by": ["section_name", "subsection_name", "building_no"]}
 
@@ -150,6 +177,9 @@ def _forms() -> list[dict]:
              {"title": "土地所有權部", "source": "LAND-DB", "target": "v_land_marking_ownership", "order_by": "reg_order",
               "options": {**PARCEL_RULE, **PARCEL_GROUPS},
               "filters": [SECTION_FILTER, {"column": "parcel_no", "op": "eq", "input": "parcel_no"}], "columns": LAND_OWNERSHIP},
+             {"title": "地籍圖", "source": "LAND-DB", "target": "land_parcel", "display": "map",
+              "options": {**PARCEL_RULE, **PARCEL_MAP},
+              "filters": [SECTION_FILTER, {"column": "parcel_no", "op": "eq", "input": "parcel_no"}], "columns": MAP_COLUMNS},
          ]},
         {"code": "building.unit", "title": "建物標示部＋所有權部", "agency": "LAND", "order": 21, "grant": tax + land,
          "items": ["TAX-HOUSE", "LAND-REG"],
@@ -165,6 +195,37 @@ def _forms() -> list[dict]:
               "options": {**BUILDING_RULE, **BUILDING_GROUPS},
               "filters": [SECTION_FILTER, {"column": "building_no", "op": "eq", "input": "building_no"}],
               "columns": BUILDING_OWNERSHIP},
+             {"title": "建物測量成果圖", "source": "LAND-DB", "target": "v_building_floor", "display": "plan",
+              "order_by": "seq", "options": {**BUILDING_RULE, **BUILDING_PLAN},
+              "filters": [SECTION_FILTER, {"column": "building_no", "op": "eq", "input": "building_no"}],
+              "columns": PLAN_COLUMNS},
+         ]},
+        {"code": "land.map", "title": "地籍圖", "agency": "LAND", "order": 23, "grant": tax + land,
+         "items": ["TAX-LAND", "LAND-REG"],
+         "inputs": [{"name": "section_name", "label": "地段（段、小段或段代碼）", "type": "land_section", "max_length": 20,
+                     "choices": SECTION_LIST},
+                    {"name": "parcel_no", "label": "地號（例：18-1）", "type": "land_parcel", "max_length": 9}],
+         "sections": [
+             {"title": "地籍圖", "source": "LAND-DB", "target": "land_parcel", "display": "map",
+              "options": {**PARCEL_RULE, **PARCEL_MAP},
+              "filters": [SECTION_FILTER, {"column": "parcel_no", "op": "eq", "input": "parcel_no"}], "columns": MAP_COLUMNS},
+         ]},
+        {"code": "building.plan", "title": "建物測量成果圖", "agency": "LAND", "order": 24, "grant": tax + land,
+         "items": ["TAX-HOUSE", "LAND-REG"],
+         "inputs": [{"name": "section_name", "label": "地段（可空白）", "type": "land_section", "max_length": 20,
+                     "choices": SECTION_LIST, "required": False},
+                    {"name": "building_no", "label": "建號（例：00173-000）", "type": "building_no", "max_length": 9}],
+         "sections": [
+             {"title": "建物標示", "source": "LAND-DB", "target": "v_building", "display": "fields",
+              "options": BUILDING_RULE,
+              "filters": [SECTION_FILTER, {"column": "building_no", "op": "eq", "input": "building_no"}],
+              "columns": [c for c in BUILDING_MARKING if c["column"] in (
+                  "section_name", "subsection_name", "district", "building_no", "located_parcels", "floors_total",
+                  "total_area_m2", "annex")]},
+             {"title": "建物測量成果圖", "source": "LAND-DB", "target": "v_building_floor", "display": "plan",
+              "order_by": "seq", "options": {**BUILDING_RULE, **BUILDING_PLAN},
+              "filters": [SECTION_FILTER, {"column": "building_no", "op": "eq", "input": "building_no"}],
+              "columns": PLAN_COLUMNS},
          ]},
         {"code": "land.owner", "title": "土地＋建物（依所有權人）", "agency": "LAND", "order": 22, "grant": tax + social + land,
          "items": ["TAX-LAND", "TAX-HOUSE", "SOC-AID"], "inputs": [ID_INPUT],
