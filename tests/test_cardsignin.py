@@ -169,7 +169,8 @@ def test_citizen_and_business_roles_reach_nothing_of_the_back_office(app):
     for role in ("Citizen", "Business"):
         views = {view for view, _perm in ROLE_PERMISSIONS[role]}
         assert views <= {r"^PlatformUserView$", r"^MenuApi$", r"^HomeView$", r"^PortalView$", r"^MeApi$",
-                         r"^PaymentPortalView$", r"^MyPaymentApi$", r"^Platform$"}, role  # fmt: skip
+                         r"^PortalApplyView$", r"^MeApplicationsApi$", r"^PaymentPortalView$", r"^MyPaymentApi$",
+                         r"^Platform$"}, role  # fmt: skip
 
 
 def test_a_password_alone_never_opens_an_account_that_requires_its_card(app):
