@@ -199,7 +199,7 @@ def test_my_case_shows_each_agency_without_staff_and_withdraws_only_before_accep
     assert "示範縣地政事務所" in html and "handler.land" not in html and 'id="withdraw"' not in html
     refused = page.post(f"/portal/cases/{first['case_no']}/withdraw", data={"csrf_token": csrf_token(html)})
     assert refused.status_code == 302
-    assert "已受理" in page.get(f"/portal/cases/{first['case_no']}").text or True
+    assert "已有機關受理此申請案，無法撤回" in page.get(f"/portal/cases/{first['case_no']}").text
     # the second: nobody accepted it; withdrawn once, the second time refused
     html = page.get(f"/portal/cases/{second['case_no']}").text
     assert 'id="withdraw"' in html
@@ -212,9 +212,16 @@ def test_my_case_shows_each_agency_without_staff_and_withdraws_only_before_accep
             NotificationCase.case_no.in_((first["case_no"], second["case_no"])))).all())  # fmt: skip
         db.session.remove()
     assert statuses == {first["case_no"]: "open", second["case_no"]: "withdrawn"}
+    # it leaves the receiving agencies' boxes of work to do, and stays listed under "all"
+    sup_tax = api_token(client, "supervisor.tax")
+    boxes = {  # newest first: both cases are on the first page
+        box: {d["case_no"] for d in client.get(f"/api/v1/worklist/{box}", headers=bearer(sup_tax)).json["result"]}
+        for box in ("incoming", "all")
+    }
+    assert first["case_no"] in boxes["incoming"] and second["case_no"] not in boxes["incoming"]
+    assert second["case_no"] in boxes["all"]
     # the receiving agencies can no longer act on it
     tax = next(d for d in second["result"]["dispatches"] if d["agency"]["code"] == "TAX")
-    sup_tax = api_token(client, "supervisor.tax")
     r = act(client, sup_tax, tax["id"], "assign", handler="handler.tax")
     assert r.status_code == 409 and "撤回" in r.json["message"]
     r = client.get(f"/api/v1/me/cases/{second['case_no']}", headers=me).json

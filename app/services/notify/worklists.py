@@ -85,10 +85,15 @@ def _dispatches(session, actor: Actor, box: str, limit: int, offset: int, now) -
         )
         .order_by(Dispatch.sent_at.desc())
     )
+    # A case the applicant withdrew (portal) waits on nobody: it leaves the boxes of work to do
+    # (its dispatches stay in "all", where the case says it was withdrawn).
+    not_withdrawn = Dispatch.case.has(NotificationCase.status != "withdrawn")
     if box == "incoming":
-        stmt = stmt.where(Dispatch.state.in_(("sent", "received", "processed")))
+        stmt = stmt.where(Dispatch.state.in_(("sent", "received", "processed")), not_withdrawn)
     elif box == "work":
-        stmt = stmt.where(Dispatch.handler_id == actor.user_id, Dispatch.state.in_(("assigned", "accepted")))
+        stmt = stmt.where(
+            Dispatch.handler_id == actor.user_id, Dispatch.state.in_(("assigned", "accepted")), not_withdrawn
+        )
     rows = session.scalars(stmt.limit(limit).offset(offset)).unique()
     return [results.dispatch_view(d, actor, now) for d in rows]
 
