@@ -232,10 +232,20 @@ def test_restricted_forms_show_their_entries_only_after_the_delay(app, pki, sim,
     client = app.test_client()
     me = bearer(citizen_token(client, sim, pki))
     with app.app_context():
-        form = db.session.scalar(select(QueryForm).where(QueryForm.code == people_form))
-        form.restricted, form.restricted_days = True, 30
-        db.session.commit()
+        form_id = db.session.scalar(select(QueryForm.id).where(QueryForm.code == people_form))
         db.session.remove()
+    # Only the Admin marks a form restricted: the form designer who built it may not, nor set a bad delay.
+    designer, admin = bearer(api_token(client, "designer")), bearer(api_token(client, "admin"))
+    url = f"/api/v1/query-forms/{form_id}"
+    refused = client.put(url, json={"restricted": True, "restricted_days": 30}, headers=designer)
+    assert refused.status_code == 403 and "系統管理者" in refused.json["message"], refused.json
+    assert client.put(url, json={"restricted": True, "restricted_days": 0}, headers=admin).status_code == 400
+    assert client.put(url, json={"restricted": True, "restricted_days": 99999}, headers=admin).status_code == 400
+    assert client.put(url, json={"restricted": True, "restricted_days": 30}, headers=admin).status_code == 200
+    shown = client.get(url, headers=designer).json["result"]
+    assert (shown["restricted"], shown["restricted_days"]) == (True, 30)
+    # the designer still edits the rest of the form, leaving the restriction as it is
+    assert client.put(url, json={"description": "戶籍人口（測試）"}, headers=designer).status_code == 200
     try:
         query_id = clerk_query(client, people_form, card_info(pki, "citizen-wang")["id_number"])
         assert query_id not in {e["id"] for e in client.get("/api/v1/me/accesses", headers=me).json["result"]}

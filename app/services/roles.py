@@ -109,9 +109,12 @@ PORTAL = "portal"
 REVIEW_FLAGS = "review_access_flags"
 # Finance staff (the Manager role): payments, daily collections, settlement mismatches.
 READ_PAYMENTS = "read_payments"
+# Marking a query form restricted (its entries reach the people's "who read my data" only after a delay):
+# the Admin's, not the form designer's.
+RESTRICT_FORMS = "restrict_forms"
 CAPABILITIES = (
     *actors.CAPABILITIES, TRANSFER_FILES, NOTIFY_CASES, DISPATCH_SUPERVISE, DISPATCH_HANDLE, REQUIRE_CARD, PORTAL,
-    REVIEW_FLAGS, READ_PAYMENTS,
+    REVIEW_FLAGS, READ_PAYMENTS, RESTRICT_FORMS,
 )  # fmt: skip
 # Citizens and businesses signed in with their cards: their own profile page, nothing of the back office.
 _CARD_HOLDER = [
@@ -146,7 +149,7 @@ ROLE_PERMISSIONS: dict[str, list[tuple[str, str]]] = {
         (
             f"^{_PLATFORM}$",
             f"^({actors.ALL_AGENCIES}|{actors.ALL_FORMS}|{actors.WEEKLY_ALL_AGENCIES}|{actors.MANAGE_ACCOUNTS}"
-            f"|{READ_PAYMENTS})$",
+            f"|{READ_PAYMENTS}|{RESTRICT_FORMS})$",
         ),
     ],
     "FormDesigner": _SELF_SERVICE + _READ_AGENCIES + _FORM_DESIGN,

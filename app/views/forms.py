@@ -18,6 +18,7 @@ from app.models.queries import (
 )
 from app.services.query import design as forms
 from app.views.base import CommandInterface, PlatformModelApi, PlatformModelView, yes_no
+from app.web import current_actor
 
 LABELS = {
     "code": _l("Code"),
@@ -30,6 +31,8 @@ LABELS = {
     "granted_agencies": _l("Granted agencies"),
     "granted_roles": _l("Granted roles"),
     "business_items": _l("Business items"),
+    "restricted": _l("Restricted (shown to the person only after a delay)"),
+    "restricted_days": _l("Delay before the person sees it (days)"),
     "inputs": _l("Inputs"),
     "sections": _l("Sections"),
     "form": _l("Form"),
@@ -156,9 +159,15 @@ class FormInputView(PlatformModelView):
     add_form_extra_fields = edit_form_extra_fields = {"type": _select(_l("Type"), INPUT_TYPES)}
 
 
+def _validate_form(session, form) -> None:
+    """The form's rules, and who may mark it restricted (the Admin)."""
+    forms.validate_form(session, form)
+    forms.check_restriction(session, current_actor(), form)
+
+
 class QueryFormView(PlatformModelView):
     datamodel = DesignInterface(QueryForm)
-    validator = forms.validate_form
+    validator = _validate_form
     list_title = _l("Query forms")
     show_title = _l("Query form")
     add_title = _l("Add query form")
@@ -175,11 +184,13 @@ class QueryFormView(PlatformModelView):
         "granted_agencies",
         "granted_roles",
         "business_items",
+        "restricted",
+        "restricted_days",
     ]
     show_columns = add_columns
     search_columns = ["code", "title", "agency", "active"]
     related_views = [FormInputView, FormSectionView]
-    formatters_columns = {"active": yes_no}
+    formatters_columns = {"active": yes_no, "restricted": yes_no}
 
 
 def _api(model, name, validator, columns, search):
@@ -210,7 +221,7 @@ APIS = [
     _api(
         QueryForm,
         "query-forms",
-        forms.validate_form,
+        _validate_form,
         [
             "code",
             "title",
@@ -221,6 +232,8 @@ APIS = [
             "granted_agencies",
             "granted_roles",
             "business_items",
+            "restricted",
+            "restricted_days",
         ],
         ["code", "title"],
     ),

@@ -7,6 +7,7 @@ import json
 import re
 
 from flask_babel import lazy_gettext as _l
+from sqlalchemy import select
 
 from app.connectors.base import OPERATORS
 from app.models.queries import (
@@ -23,7 +24,7 @@ from app.models.queries import (
 )
 from app.models.sources import DataSource
 from app.services.command import refuse, transaction
-from app.services.errors import InvalidInput
+from app.services.errors import Forbidden, InvalidInput
 from app.services.query.lookup import check_rule_options, section_list_setting
 from app.services.query.maps import check_options as check_drawing_options
 from app.services.sources import TargetOutside, check_section_target
@@ -39,12 +40,39 @@ def validate_business_item(session, item) -> None:
         raise InvalidInput(_l("A business item needs a code (letters, digits, '.', '-', '_') and a name."))
 
 
+RESTRICTED_DAYS_MAX = 3650
+
+
 def validate_form(session, form) -> None:
     form.code = (form.code or "").strip()
     if not _CODE.match(form.code):
         raise InvalidInput(_l("Form codes are lower-case letters, digits, '.', '-' or '_' (for example land.parcel)."))
     if not (form.title or "").strip():
         raise InvalidInput(_l("A form needs a title."))
+
+
+def check_restriction(session, actor, form) -> None:
+    """Only an Admin (RESTRICT_FORMS) marks a form restricted or changes its delay; a restricted
+    form delays its entries in "who read my data" by 1 to 3650 days. Compared with the form as
+    committed (read on a connection of its own: the edit may have been flushed already). Raises
+    Forbidden, InvalidInput."""
+    from app.services.roles import RESTRICT_FORMS
+
+    restricted, days = bool(form.restricted), form.restricted_days or 0
+    if not isinstance(days, int) or not 0 <= days <= RESTRICTED_DAYS_MAX:
+        raise InvalidInput(_l("The delay of a restricted form is between 0 and 3650 days."))
+    if restricted and days < 1:
+        raise InvalidInput(_l("A restricted form needs a delay of at least one day."))
+    stored = (False, 0)
+    if form.id is not None:
+        with session.get_bind().connect() as conn:
+            row = conn.execute(
+                select(QueryForm.restricted, QueryForm.restricted_days).where(QueryForm.id == form.id)
+            ).first()
+        stored = (bool(row[0]), row[1] or 0) if row is not None else stored
+    if (restricted, days) != stored and not actor.can(RESTRICT_FORMS):
+        raise Forbidden(_l("Only a system administrator may mark a form restricted or change its delay."))
+    form.restricted, form.restricted_days = restricted, days
 
 
 def validate_input(session, inp) -> None:
