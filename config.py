@@ -276,6 +276,9 @@ class Config:
     DEMO_SOURCES_DIR = os.environ.get("DEMO_SOURCES_DIR", str(INSTANCE_DIR / "sources"))
     SIMULATOR_URL = os.environ.get("SIMULATOR_URL", "http://127.0.0.1:8031")
     PUBLIC_BASE_URL = os.environ.get("PUBLIC_BASE_URL", "https://127.0.0.1:8443")
+    # The county's own GIS: a map section links its parcels there, {lon} and {lat} in WGS84
+    # degrees (for example https://gis.county.gov.tw/map?x={lon}&y={lat}&z=19); unset: no link.
+    GIS_LINK_URL = os.environ.get("GIS_LINK_URL") or None
 
     # Payments (app.services.payments, docs/payments.md). Where the gateways post their
     # notifications (default PUBLIC_BASE_URL); a payment pending this long is asked of the

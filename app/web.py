@@ -573,6 +573,7 @@ def register(app) -> None:
     app.add_template_filter(format_roc_datetime, "roc_datetime")
     app.jinja_env.globals["section_svg"] = figures.section_svg  # maps and plans (query/_sections.html)
     app.jinja_env.globals["drawing_notes"] = figures.drawing_notes
+    app.jinja_env.globals["gis_link"] = figures.gis_link
 
     # Browsers ask for it on every site; a 404 page each time otherwise.
     app.add_url_rule("/favicon.ico", "favicon", lambda: current_app.send_static_file("favicon.ico"))

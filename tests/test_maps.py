@@ -470,3 +470,27 @@ def test_a_designer_makes_a_map_form_through_the_api_and_bad_geometry_is_said_in
     assert "繪至 500 筆即截斷" in text and "比例尺" in text
     subprocess.run(["pdftoppm", "-f", "1", "-l", "1", "-r", "70", "-png", "-singlefile",
                     str(ARTIFACTS / "map-500-parcels.pdf"), str(ARTIFACTS / "map-500-parcels-pdf")], check=True)  # fmt: skip
+
+
+def test_a_map_links_its_parcels_to_the_county_gis_in_wgs84_when_the_operators_set_one(app, client, monkeypatch):
+    from pyproj import Transformer
+
+    token = api_token(client, "clerk")
+    result = run(client, token, "land.parcel", {"section_name": "中正段", "parcel_no": "18-1"}, "TAX-LAND")
+    drawn = section(result, "地籍圖")["map"]
+    lon, lat = drawn["centre_wgs84"]
+    assert 119.0 < lon < 122.5 and 21.8 < lat < 25.4  # on Taiwan
+    # Back to TWD97 it is the middle of the queried parcel's box (not a neighbour's).
+    [hit] = [p for p in drawn["parcels"] if p["hit"]]
+    xs = [x for ring in hit["rings"] for x, _y in ring]
+    ys = [y for ring in hit["rings"] for _x, y in ring]
+    x, y = Transformer.from_crs("EPSG:4326", "EPSG:3826", always_xy=True).transform(lon, lat)
+    assert abs(x - (min(xs) + max(xs)) / 2) < 0.05 and abs(y - (min(ys) + max(ys)) / 2) < 0.05
+    page = app.test_client()
+    login(page, "clerk")
+    stored = page.get(f"/query/result/{result['query_id']}")
+    assert "query-gis-link" not in stored.text  # no GIS configured: no link
+    monkeypatch.setitem(app.config, "GIS_LINK_URL", "https://gis.county.example/map?x={lon}&y={lat}&z=19")
+    stored = page.get(f"/query/result/{result['query_id']}")
+    assert f'href="https://gis.county.example/map?x={lon:.7f}&amp;y={lat:.7f}&amp;z=19"' in stored.text
+    assert "在縣府地理資訊系統開啟此位置" in stored.text

@@ -343,6 +343,23 @@ def section_svg(section: dict) -> Markup:
     return svg(fig) if fig is not None else Markup("")
 
 
+def gis_link(section: dict) -> str | None:
+    """For templates: the county GIS's address for a map section's parcels (``GIS_LINK_URL`` with
+    ``{lon}`` and ``{lat}`` in WGS84 degrees, set by the operators), or None."""
+    from flask import current_app
+
+    template = current_app.config.get("GIS_LINK_URL")
+    data = section.get("map") if isinstance(section, dict) and section.get("display") == "map" else None
+    centre = data.get("centre_wgs84") if isinstance(data, dict) else None
+    if not template or not isinstance(centre, list) or len(centre) != 2:
+        return None
+    try:
+        lon, lat = float(centre[0]), float(centre[1])
+        return template.format(lon=f"{lon:.7f}", lat=f"{lat:.7f}")
+    except (TypeError, ValueError, KeyError, IndexError):
+        return None
+
+
 def drawing_notes(section: dict) -> list[str]:
     """What the section's drawing says about itself (rows not drawn, cut, areas off)."""
     data = section.get(section.get("display") or "") if isinstance(section, dict) else None
@@ -357,5 +374,5 @@ def scale_text(metres_per_point: float) -> str:
     return f"比例尺 1:{round(n / digits) * digits:,.0f}"
 
 
-__all__ = ["Figure", "Line", "Shape", "Text", "drawing_notes", "figure_of", "map_figure",
+__all__ = ["Figure", "Line", "Shape", "Text", "drawing_notes", "figure_of", "gis_link", "map_figure",
            "plan_figure", "scale_text", "section_svg", "svg"]  # fmt: skip

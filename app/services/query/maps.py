@@ -34,7 +34,7 @@ import re
 
 from flask_babel import lazy_gettext as _l
 
-from app.lib import geometry
+from app.lib import geometry, wgs84
 from app.lib.geometry import GeometryError
 from app.models.queries import FORMATS
 from app.services.errors import InvalidInput
@@ -276,7 +276,12 @@ def map_data(section, rows: list[dict], neighbours: list[dict] | None, truncated
         notes.append(
             str(_l("The map was cut at %(most)s parcels; narrow the query to see all.") % {"most": len(parcels)})
         )
-    return {"epsg": epsg, "crs": geometry.PROJECTIONS[epsg][0], "parcels": parcels, "notes": notes, "cut": cut}
+    drawn = {"epsg": epsg, "crs": geometry.PROJECTIONS[epsg][0], "parcels": parcels, "notes": notes, "cut": cut}
+    if boxes:  # the queried parcels' centre in WGS84, for a link to the county's GIS (GIS_LINK_URL)
+        x = (min(b[0] for b in boxes) + max(b[2] for b in boxes)) / 2
+        y = (min(b[1] for b in boxes) + max(b[3] for b in boxes)) / 2
+        drawn["centre_wgs84"] = list(wgs84.to_wgs84(epsg, x, y))
+    return drawn
 
 
 def _number(value) -> float | None:
