@@ -4,9 +4,25 @@ from flask import g, redirect, url_for
 from flask_appbuilder import IndexView, expose
 
 from app.extensions import db
-from app.services import portal
+from app.services import home
 from app.services.roles import PORTAL
 from app.web import current_actor
+
+# Where each thing that waits is listed (endpoint, arguments).
+LINKS = {
+    "assign": ("NotifyView.index", {"tab": "incoming"}),
+    "review": ("NotifyView.index", {"tab": "incoming"}),
+    "overdue": ("NotifyView.index", {"tab": "incoming"}),
+    "accept": ("NotifyView.index", {"tab": "work"}),
+    "record": ("NotifyView.index", {"tab": "work"}),
+    "cases": ("NotifyView.index", {"tab": "cases"}),
+    "cases_overdue": ("NotifyView.index", {"tab": "cases"}),
+    "transfers": ("TransferView.index", {"tab": "incoming"}),
+    "transfer_results": ("TransferView.index", {"tab": "completed"}),
+    "certificates": ("TransferView.certificates", {}),
+    "flags": ("AccessFlagView.index", {}),
+    "sources": ("DataSourceView.list", {}),
+}
 
 
 class HomeView(IndexView):
@@ -18,6 +34,9 @@ class HomeView(IndexView):
         if actor.can(PORTAL):  # citizens and businesses: their own portal
             return redirect(url_for("PortalView.index"))
         user = g.user if getattr(g, "user", None) is not None and g.user.is_authenticated else None
-        # an Auditor's work list: the people's flags on the agency's queries waiting for an answer
-        open_flags = portal.open_flag_count(db.session, actor) if user is not None else None
-        return self.render_template(self.index_template, appbuilder=self.appbuilder, user=user, open_flags=open_flags)
+        waiting = []
+        if user is not None:  # what waits for me, each linked to its list
+            for item in home.todo(db.session, actor):
+                endpoint, args = LINKS[item.key]
+                waiting.append({"item": item, "url": url_for(endpoint, **args)})
+        return self.render_template(self.index_template, appbuilder=self.appbuilder, user=user, waiting=waiting)
