@@ -34,9 +34,9 @@ def shot(page, name: str) -> None:
     page.screenshot(path=str(ARTIFACTS / f"citizen-story-{name}.png"), full_page=True)
 
 
-def staff_page(browser, world, username: str):
+def staff_page(browser, url: str, username: str):
     page = browser.new_page(viewport={"width": 1200, "height": 900}, locale="zh-TW")
-    page.goto(f"{world.url}/login/")
+    page.goto(f"{url}/login/")
     page.fill("input[name=username]", username)
     page.fill("input[name=password]", DEMO_PASSWORD)
     page.click("input[type=submit]")
@@ -126,7 +126,7 @@ def test_a_citizen_applies_with_her_card_follows_three_agencies_and_questions_a_
 
     # three agencies act on it, each with its own back-office roles
     land = dispatch_of(client, "land", case_no)
-    handler = staff_page(browser, world, "handler.land")
+    handler = staff_page(browser, world.url, "handler.land")
     handler.goto(f"{world.url}/notify/dispatch/{land}")
     handler.click("#do-accept")
     handler.wait_for_selector("#do-process")
@@ -140,7 +140,18 @@ def test_a_citizen_applies_with_her_card_follows_three_agencies_and_questions_a_
     handler.close()
     assert act(client, api_token(client, "supervisor.land"), land, "close").status_code == 200
 
+    # meanwhile, on her case's page: the land office is done, its result shown; the tax bureau has only assigned it
     tax = dispatch_of(client, "tax", case_no)
+    page.reload()
+    states = dispatch_states(page)
+    assert (states["示範縣地政事務所"], states["示範縣地方稅務局"]) == ("已結", "已分案"), states
+    assert page.locator("#results").count() == 1, "no published result on the page"
+    assert LAND_RESULT in page.inner_text("#results") and page.locator("#withdraw").count() == 0
+    assert "辦理中" in page.inner_text("#case-status")
+    no_staff(page)
+    accessible(page, axe_source)
+    shot(page, "5-land-office-done")
+
     han = api_token(client, "handler.tax")
     assert act(client, han, tax, "accept").status_code == 200
     r = act(client, han, tax, "process", result=TAX_RESULT, control_type="closed", publish_result=True)
@@ -157,7 +168,7 @@ def test_a_citizen_applies_with_her_card_follows_three_agencies_and_questions_a_
     page.wait_for_url("**/portal/cases/")
     assert case_no in page.inner_text("#cases")
     accessible(page, axe_source)
-    shot(page, "5-my-cases")
+    shot(page, "6-my-cases")
     page.click(f"text={case_no}")
     page.wait_for_url(f"**/portal/cases/{case_no}")
     assert dispatch_states(page) == {"示範縣地政事務所": "已結", "示範縣地方稅務局": "已處理",
@@ -168,7 +179,7 @@ def test_a_citizen_applies_with_her_card_follows_three_agencies_and_questions_a_
     assert page.locator("#withdraw").count() == 0  # accepted: no withdrawal any more
     no_staff(page)
     accessible(page, axe_source)
-    shot(page, "6-case-followed")
+    shot(page, "7-case-followed")
 
     # a tax clerk looks her up (the back office's query API, in the same test)
     query_id = clerk_query(client, world.form, lin["id_number"])
@@ -178,17 +189,17 @@ def test_a_citizen_applies_with_her_card_follows_three_agencies_and_questions_a_
     assert "示範縣地方稅務局" in entry and "TAX-CHECK" in entry and "1151203-0042" not in entry
     no_staff(page)
     accessible(page, axe_source)
-    shot(page, "7-who-read-my-data")
+    shot(page, "8-who-read-my-data")
     page.fill(f"#note-{query_id}", "我沒有在稅務局辦過任何案件。")
     page.click(f"#flag-{query_id}")
     page.wait_for_load_state("networkidle")
     assert "稽核人員" in page.inner_text(f"#access-{query_id}")
     assert page.locator(f"#flag-{query_id}").count() == 0
     accessible(page, axe_source)
-    shot(page, "8-flagged")
+    shot(page, "9-flagged")
 
     # the tax bureau's Auditor sees the full record and answers
-    auditor = staff_page(browser, world, "auditor.tax")
+    auditor = staff_page(browser, world.url, "auditor.tax")
     auditor.goto(f"{world.url}/accessflags/")
     flag = auditor.locator(".panel", has_text="我沒有在稅務局辦過任何案件")
     assert "clerk" in flag.inner_text() and "1151203-0042" in flag.inner_text()
@@ -196,7 +207,7 @@ def test_a_citizen_applies_with_her_card_follows_three_agencies_and_questions_a_
     flag.locator("textarea").fill(answer)
     flag.locator("button[type=submit]").click()
     auditor.wait_for_load_state("networkidle")
-    shot(auditor, "9-auditor-answers")
+    shot(auditor, "10-auditor-answers")
     auditor.close()
 
     # and she reads the answer
@@ -204,5 +215,5 @@ def test_a_citizen_applies_with_her_card_follows_three_agencies_and_questions_a_
     assert answer in page.inner_text(f"#access-{query_id}")
     no_staff(page)
     accessible(page, axe_source)
-    shot(page, "10-answer")
+    shot(page, "11-answer")
     page.close()
