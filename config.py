@@ -245,6 +245,9 @@ class Config:
     # The worker (`flask worker outbox`) takes at most this many messages a round: a citizen's
     # mail committed meanwhile waits at most one short round before it goes first.
     OUTBOX_ROUND_LIMIT = int(os.environ.get("OUTBOX_ROUND_LIMIT", "10"))
+    # A citizen's progress mails (an agency accepted, an agency finished) wait this long, and the
+    # changes of the case queued meanwhile (by any agency) go out with them as one mail.
+    CITIZEN_MAIL_WINDOW_MINUTES = float(os.environ.get("CITIZEN_MAIL_WINDOW_MINUTES", "10"))
     # The worker keeps its SMTP connection open between rounds, at most this long without mail.
     OUTBOX_SMTP_IDLE_SECONDS = float(os.environ.get("OUTBOX_SMTP_IDLE_SECONDS", "30"))
     # Audit events are linked into the hash chain "inline" (in the request's

@@ -29,6 +29,11 @@ STAGES = ("registered", "dispatched", "accepted", "dispatch_closed", "completed"
 DISPATCH_STATES = ("sent", "received", "assigned", "accepted", "processed", "closed")
 CONTROL_TYPES = ("closed", "continuing")  # 結案 / 續辦
 CITIZEN_CHOICE_STAGES = ("accepted", "dispatch_closed", "completed")  # the e-mails a citizen may turn off
+# The stages that may e-mail the citizen; each category picks its own (citizen_mail_stages).
+# The progress stages are combined: changes queued within CITIZEN_MAIL_WINDOW_MINUTES go as one mail.
+CITIZEN_MAIL_STAGES = ("registered", "dispatched", "accepted", "dispatch_closed", "completed")
+PROGRESS_STAGES = ("dispatched", "accepted", "dispatch_closed")
+DEFAULT_CITIZEN_MAIL_STAGES = "registered,accepted,dispatch_closed,completed"
 
 category_notifier = Table(
     "category_notifying_agency",
@@ -74,6 +79,13 @@ class NotificationCategory(Model):
                           order_by="CategoryField.position")  # fmt: skip
     web_attachments = relationship("CategoryAttachment", back_populates="category", cascade="all, delete-orphan",
                                     order_by="CategoryAttachment.position")  # fmt: skip
+    # Which stages e-mail the citizen (of CITIZEN_MAIL_STAGES, comma-separated); the citizen's own
+    # choice on the portal (NotificationCase.mail_off) narrows it further.
+    citizen_mail_stages = Column(String(100), nullable=False, default=DEFAULT_CITIZEN_MAIL_STAGES,
+                                 server_default=DEFAULT_CITIZEN_MAIL_STAGES)  # fmt: skip
+
+    def mails_citizen(self, stage: str) -> bool:
+        return stage in (self.citizen_mail_stages or "").split(",")
 
     def __repr__(self) -> str:
         return f"{self.main_item}－{self.sub_item}"

@@ -46,6 +46,9 @@ class MyCaseSchema(Schema):
     mail_stages = fields.List(
         fields.String(), metadata={"description": "The stages that e-mail me, of accepted, dispatch_closed, completed"}
     )
+    mail_choices = fields.List(
+        fields.String(), metadata={"description": "The stages I may turn on or off: those the category mails at all"}
+    )
     dispatches = fields.List(fields.Nested(MyDispatchSchema))
     events = fields.List(fields.Nested(MyEventSchema), metadata={"description": "The timeline (one case only)"})
 

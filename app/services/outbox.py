@@ -9,6 +9,17 @@ is marked failed and waits for an administrator to requeue it. A message left
 "sending" by a worker that died is requeued after a lease; it keeps its
 Message-ID so a receiving server can discard a duplicate.
 
+Coalescing: a message may carry a coalescing key, its own line (``part``)
+and the text of a combined mail (``digest_subject``/``digest_body``, the
+lines at CHANGES). When the worker claims one, it takes every message of the
+same key and recipient still queued (due or not; locked with SKIP LOCKED
+on PostgreSQL, so two workers never take the same one) as "merged" into it
+(``merged_into``) and sends one mail listing every line, in the claim's
+transaction: each merged message's line goes out in exactly one mail, and
+the combined text is written on the carrying message, so a retry or a
+requeue sends the same mail again. The citizen's progress mails wait
+CITIZEN_MAIL_WINDOW_MINUTES (``not_before``) so that what follows joins them.
+
 Waking: on PostgreSQL a transaction that enqueued mail sends ``NOTIFY
 platform_outbox`` as it commits (a rolled-back one sends nothing) and the
 worker, LISTENing, starts a round at once; elsewhere, and as the fallback,
@@ -30,6 +41,7 @@ from email.headerregistry import Address
 from email.message import EmailMessage
 from email.policy import SMTP
 from email.utils import formatdate, parseaddr
+from types import SimpleNamespace
 
 from flask import current_app
 from sqlalchemy import Connection, and_, create_engine, event, func, or_, select, text, update
@@ -37,7 +49,7 @@ from sqlalchemy.orm import Session
 from sqlalchemy.pool import NullPool
 
 from app.lib.logging import scrub
-from app.models.outbox import FAILED, NORMAL, QUEUED, SENDING, SENT, OutboxMessage
+from app.models.outbox import FAILED, MERGED, NORMAL, QUEUED, SENDING, SENT, OutboxMessage
 from app.services import audit
 from app.services.actors import Actor
 from app.services.command import transaction
@@ -45,6 +57,7 @@ from app.services.command import transaction
 log = logging.getLogger(__name__)
 LEASE = datetime.timedelta(minutes=5)
 CHANNEL = "platform_outbox"
+CHANGES = "\x1echanges\x1e"  # where a combined mail lists its lines
 
 
 def _before_commit(session) -> None:
@@ -65,11 +78,26 @@ def install_wakeup(session) -> None:
 
 
 def enqueue(
-    session: Session, recipient: str, subject: str, body: str, topic: str | None = None, priority: int = NORMAL
+    session: Session,
+    recipient: str,
+    subject: str,
+    body: str,
+    topic: str | None = None,
+    priority: int = NORMAL,
+    *,
+    coalesce_key: str | None = None,
+    part: str | None = None,
+    digest_subject: str | None = None,
+    digest_body: str | None = None,
+    not_before: datetime.datetime | None = None,
 ) -> OutboxMessage:
     """Add a message to the caller's transaction: no commit, so a rollback sends nothing.
 
-    Due messages go out by ``priority`` (lower first), then in order.
+    Due messages go out by ``priority`` (lower first), then in order, not before
+    ``not_before`` (UTC). With a ``coalesce_key``, the messages of that key and
+    recipient still queued when one goes are sent with it as one mail: the
+    last one's ``digest_subject``/``digest_body`` (the last without a ``part``
+    if any: a closing mail) with every ``part`` listed at CHANGES (or at its end).
     """
     domain = _sender()[1].split("@")[-1] or "localhost"
     msg = OutboxMessage(
@@ -79,9 +107,13 @@ def enqueue(
         topic=topic,
         status=QUEUED,
         attempts=0,
-        next_attempt_at=datetime.datetime.utcnow(),
+        next_attempt_at=not_before or datetime.datetime.utcnow(),
         message_id=f"<{uuid.uuid4().hex}@{domain}>",
         priority=priority,
+        coalesce_key=coalesce_key,
+        part=part,
+        digest_subject=digest_subject,
+        digest_body=digest_body,
     )
     session.info["outbox_pending"] = True
     session.add(msg)
@@ -116,7 +148,7 @@ def _claim_batch(session: Session, limit: int) -> list[int]:
         .limit(limit)
         .with_for_update(skip_locked=True)
     )
-    columns = (t.c.id, t.c.recipient, t.c.subject, t.c.body, t.c.message_id, t.c.attempts)
+    columns = (t.c.id, t.c.recipient, t.c.subject, t.c.body, t.c.message_id, t.c.attempts, t.c.coalesce_key)
     if session.get_bind().dialect.update_returning:
         # The pick as a CTE, which PostgreSQL runs once: as an IN (subquery) it
         # was planned so that the LIMIT did not bound the UPDATE.
@@ -131,8 +163,70 @@ def _claim_batch(session: Session, limit: int) -> list[int]:
             if res.rowcount == 1:
                 mine.append(msg_id)
         claimed = session.execute(select(*columns).where(t.c.id.in_(mine))).all() if mine else []
+    claimed = _coalesce(session, sorted(claimed, key=lambda m: m.id), now)
     session.commit()
-    return sorted(claimed, key=lambda m: m.id)
+    return claimed
+
+
+def _coalesce(session: Session, claimed: list, now: datetime.datetime) -> list:
+    """In the claim's transaction: each claimed message with a coalescing key takes the
+    queued messages of its key and recipient (and the others of this batch) as merged
+    into it, and gets the combined text. Returns the messages to send."""
+    t = OutboxMessage.__table__
+    out, leaders = [], {}
+    for msg in claimed:
+        if msg.coalesce_key is None:
+            out.append(msg)
+            continue
+        leader = leaders.get((msg.coalesce_key, msg.recipient))
+        if leader is None:
+            leaders[(msg.coalesce_key, msg.recipient)] = msg
+        else:  # two of one key claimed together: the first carries the second
+            _merge(session, [msg.id], leader.id, now)
+    for (key, recipient), leader in leaders.items():
+        waiting = (
+            select(t.c.id)
+            .where(t.c.coalesce_key == key, t.c.recipient == recipient, t.c.status == QUEUED, t.c.id != leader.id)
+            .order_by(t.c.id)
+            .with_for_update(skip_locked=True)
+        )
+        _merge(session, session.execute(waiting).scalars().all(), leader.id, now)
+        rows = session.execute(
+            select(t.c.id, t.c.subject, t.c.body, t.c.part, t.c.digest_subject, t.c.digest_body)
+            .where(or_(t.c.id == leader.id, t.c.merged_into == leader.id))
+            .order_by(t.c.id)
+        ).all()
+        values = dict(leader._mapping)
+        if len(rows) > 1:
+            values["subject"], values["body"] = _combined(rows)
+            session.execute(update(t).where(t.c.id == leader.id).values(subject=values["subject"], body=values["body"]))
+        out.append(SimpleNamespace(**values))
+    return sorted(out, key=lambda m: m.id)
+
+
+def _merge(session: Session, ids: list[int], leader_id: int, now: datetime.datetime) -> None:
+    """``ids`` (queued or claimed in this batch) go out with ``leader_id``; what any of them
+    carried (a message that had failed and was waiting) now goes with it too."""
+    if not ids:
+        return
+    t = OutboxMessage.__table__
+    session.execute(
+        update(t)
+        .where(t.c.id.in_(ids), t.c.status.in_((QUEUED, SENDING)))
+        .values(status=MERGED, merged_into=leader_id, claimed_at=now)
+    )
+    session.execute(update(t).where(t.c.merged_into.in_(ids)).values(merged_into=leader_id))
+
+
+def _combined(rows) -> tuple[str, str]:
+    """One mail of several: the closing one's text (the last without a line) or else the
+    last one's, with every line listed at CHANGES (appended when the text has no place)."""
+    frame = next((r for r in reversed(rows) if not r.part), rows[-1])
+    lines = "\n".join(f"・{r.part}" for r in rows if r.part)
+    subject = frame.digest_subject or frame.subject
+    body = frame.digest_body or frame.body
+    body = body.replace(CHANGES, lines) if CHANGES in body else (f"{body.rstrip()}\n\n{lines}" if lines else body)
+    return subject[:255], body
 
 
 def backoff(attempts: int) -> datetime.timedelta:

@@ -2,11 +2,14 @@
 
 from flask_appbuilder.models.sqla.filters import FilterEqual
 from flask_babel import lazy_gettext as _l
-from wtforms import SelectField
+from wtforms import SelectField, SelectMultipleField
 from wtforms.fields.choices import SelectChoice
+from wtforms.widgets import CheckboxInput, ListWidget
 
 from app.models.notify import (
     ATTACHMENT_TYPES,
+    CITIZEN_MAIL_STAGES,
+    DEFAULT_CITIZEN_MAIL_STAGES,
     FIELD_TYPES,
     STAGES,
     WEB_APPLICANTS,
@@ -56,7 +59,35 @@ LABELS = {
     "max_length": _l("Maximum length"),
     "help": _l("Help text"),
     "types": _l("Accepted file types"),
+    "citizen_mail_stages": _l("Stages that e-mail the citizen"),
 }
+CITIZEN_STAGE_LABELS = {
+    "registered": _l("Case registered"),
+    "dispatched": _l("Sent to the receiving agencies"),
+    "accepted": _l("An agency accepted the case"),
+    "dispatch_closed": _l("An agency finished its part"),
+    "completed": _l("Every agency finished (with the questionnaire link)"),
+}
+assert set(CITIZEN_STAGE_LABELS) == set(CITIZEN_MAIL_STAGES)
+
+
+class StagesField(SelectMultipleField):
+    """The stages as labelled checkboxes, kept as the comma-separated column."""
+
+    widget = ListWidget(prefix_label=False)
+    option_widget = CheckboxInput()
+
+    def process_data(self, value):
+        self.data = [s for s in value.split(",") if s] if isinstance(value, str) else list(value or [])
+
+    def populate_obj(self, obj, name):
+        setattr(obj, name, ",".join(s for s in CITIZEN_MAIL_STAGES if s in (self.data or [])))
+
+
+def _stage_names(value) -> str:
+    return "、".join(str(CITIZEN_STAGE_LABELS.get(s, s)) for s in (value or "").split(",") if s)
+
+
 WEB_COLUMNS = ["web_open", "web_agency", "web_applicant"]
 COLUMNS = [
     "main_item",
@@ -67,6 +98,7 @@ COLUMNS = [
     "consent_required",
     "due_days",
     "questionnaire",
+    "citizen_mail_stages",
     "description",
     "active",
     *WEB_COLUMNS,
@@ -152,6 +184,10 @@ class NotificationCategoryView(PlatformModelView):
     description_columns = {
         "web_open": _l("Citizens or businesses may apply for it on the portal, signing with their card."),
         "web_agency": _l("The agency recorded as the notifier of the applications made on the web."),
+        "citizen_mail_stages": _l(
+            "The agencies' progress (sent, accepted, finished) queued within CITIZEN_MAIL_WINDOW_MINUTES "
+            "(10 by default) goes to the citizen as one e-mail; the citizen may turn some off on the portal."
+        ),
     }
     formatters_columns = {
         "kind": lambda k: str(KIND_LABELS.get(k, k)),
@@ -159,9 +195,15 @@ class NotificationCategoryView(PlatformModelView):
         "active": yes_no,
         "web_open": yes_no,
         "web_applicant": lambda k: str(APPLICANT_LABELS.get(k, k)),
+        "citizen_mail_stages": _stage_names,
     }
     add_form_extra_fields = edit_form_extra_fields = {
         "kind": SelectField(_l("Kind"), choices=[SelectChoice(k, v) for k, v in KIND_LABELS.items()]),
+        "citizen_mail_stages": StagesField(
+            _l("Stages that e-mail the citizen"),
+            choices=[SelectChoice(k, v) for k, v in CITIZEN_STAGE_LABELS.items()],
+            default=DEFAULT_CITIZEN_MAIL_STAGES.split(","),
+        ),
         "web_applicant": SelectField(
             _l("Who applies on the web"), choices=[SelectChoice(k, v) for k, v in APPLICANT_LABELS.items()]
         ),

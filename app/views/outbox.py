@@ -17,6 +17,7 @@ STATUS_LABELS = {
     "sending": _l("Sending"),
     "sent": _l("Sent"),
     "failed": _l("Failed"),
+    "merged": _l("Sent with another message"),
 }
 
 
@@ -43,6 +44,7 @@ class OutboxView(ReadableMixin, ModelView):
         "next_attempt_at": _l("Next attempt"),
         "sent_at": _l("Sent at"),
         "last_error": _l("Last error"),
+        "merged_into": _l("Sent in message No."),
     }
     # The body may name a citizen: administrators see the envelope, not the letter.
     list_columns = ["id", "created_at", "recipient", "subject", "status", "attempts", "next_attempt_at", "last_error"]
@@ -57,6 +59,7 @@ class OutboxView(ReadableMixin, ModelView):
         "next_attempt_at",
         "sent_at",
         "last_error",
+        "merged_into",
     ]
     search_columns = ["status", "topic", "created_at", "sent_at"]
     base_order = ("id", "desc")

@@ -11,6 +11,7 @@ from sqlalchemy.orm import selectinload
 
 from app.models.notify import (
     ATTACHMENT_TYPES,
+    CITIZEN_MAIL_STAGES,
     FIELD_TYPES,
     WEB_APPLICANTS,
     CategoryAttachment,
@@ -91,6 +92,13 @@ def validate_category(session, cat: NotificationCategory) -> None:
             raise InvalidInput(_l("The web-notifying agency cannot also be a receiving agency."))
     if (cat.web_applicant or "citizen") not in WEB_APPLICANTS:
         raise InvalidInput(_l("Choose who applies on the web: citizens or businesses."))
+    stages = cat.citizen_mail_stages
+    if stages is not None and (
+        not isinstance(stages, str) or any(s not in CITIZEN_MAIL_STAGES for s in stages.split(",") if s)
+    ):
+        raise InvalidInput(
+            _l("The stages that e-mail the citizen are of: %(stages)s.", stages=", ".join(CITIZEN_MAIL_STAGES))
+        )
 
 
 _KEY = re.compile(r"^[a-z][a-z0-9_]{0,39}$")

@@ -5,10 +5,11 @@ from __future__ import annotations
 
 import datetime
 
+from flask import current_app
 from flask_babel import lazy_gettext as _l
 
-from app.lib.rocdate import TAIPEI, format_roc
-from app.models.notify import STAGES, MailTemplate, NotificationCase
+from app.lib.rocdate import TAIPEI, format_roc, format_roc_datetime
+from app.models.notify import PROGRESS_STAGES, STAGES, MailTemplate, NotificationCase
 from app.models.outbox import CITIZEN, NORMAL
 from app.services import outbox
 from app.services.errors import InvalidInput
@@ -35,7 +36,7 @@ DEFAULT_TEMPLATES = {
     ),
     "completed": (
         "【跨機關通報】案件 {case_no} 已全部辦結",
-        "{citizen_name} 您好：\n\n案號 {case_no}「{category}」的所有通報機關（{receivers}）均已辦結。\n"
+        "{citizen_name} 您好：\n\n案號 {case_no}「{category}」的所有通報機關（{receivers}）均已辦結。\n{changes}"
         "感謝您的耐心。{survey}\n\n{notifier} 敬上",
     ),
     "receiver_dispatched": (
@@ -48,6 +49,18 @@ DEFAULT_TEMPLATES = {
     ),
 }
 CONTROL_LABELS = {"closed": "結案", "continuing": "續辦"}
+# The citizen's progress mails queued within the window go as one: this text, a line for each change.
+PROGRESS_DIGEST = (
+    "【跨機關通報】案件 {case_no} 辦理進度",
+    "{citizen_name} 您好：\n\n案號 {case_no}「{category}」的辦理進度如下：\n{changes}\n\n{notifier} 敬上",
+)
+PROGRESS_LINES = {
+    "dispatched": "{at} 已通報：{receivers}",
+    "accepted": "{at} {agency}已受理",
+    "dispatch_closed": "{at} {agency}已辦結，處理結果：{result}",
+}
+# The completion mail lists the changes not yet mailed at {changes} (at its end if it has no {changes}).
+CHANGES_HEADING = "\n尚未通知您的辦理情形：\n"
 
 
 class SafeDict(dict):
@@ -82,6 +95,7 @@ def context(case: NotificationCase) -> SafeDict:
         agency="",
         result="",
         control="",
+        changes="",
     )
 
 
@@ -89,17 +103,55 @@ def queue(
     session, case: NotificationCase, stage: str, recipient: str | None, ctx: dict, extra: str | None = None
 ) -> None:
     """Queue the stage's mail in the caller's transaction; ``extra`` is appended
-    when the (possibly customised) template does not place it."""
+    when the (possibly customised) template does not place it.
+
+    The citizen gets the stages the category mails (citizen_mail_stages) that the
+    citizen did not turn off on the portal. The citizen's progress mails wait
+    CITIZEN_MAIL_WINDOW_MINUTES and go out with the others of the case queued
+    meanwhile as one mail; the completion mail carries those still waiting."""
     if not recipient:
         return
-    if recipient == case.citizen_email and stage in (case.mail_off or "").split(","):
+    citizen = recipient == case.citizen_email
+    if citizen and not case.category.mails_citizen(stage):
+        return  # the category does not mail the citizen at this stage
+    if citizen and stage in (case.mail_off or "").split(","):
         return  # the citizen turned this stage's e-mail off on the portal
     tpl = next((t for t in case.category.templates if t.stage == stage), None)
     subject, body = (tpl.subject, tpl.body) if tpl else DEFAULT_TEMPLATES[stage]
-    text = render(body, SafeDict({"survey": "", **ctx}))
+    text = _text(body, {"survey": "", **ctx, "changes": ""}, extra)
+    subject = render(subject, SafeDict(ctx))[:255]
+    topic = f"case:{case.case_no}:{stage}"
+    if not citizen or stage not in (*PROGRESS_STAGES, "completed"):
+        outbox.enqueue(session, recipient, subject, text, topic=topic, priority=CITIZEN if citizen else NORMAL)
+        return
+    key = f"citizen:{case.case_no}"
+    if stage == "completed":
+        digest = _text(body, {"survey": "", **ctx, "changes": f"{CHANGES_HEADING}{outbox.CHANGES}\n"}, extra)
+        if outbox.CHANGES not in digest:
+            digest = f"{digest.rstrip()}\n{CHANGES_HEADING}{outbox.CHANGES}"
+        outbox.enqueue(session, recipient, subject, text, topic=topic, priority=CITIZEN, coalesce_key=key,
+                       digest_subject=subject, digest_body=digest)  # fmt: skip
+        return
+    now = datetime.datetime.utcnow()
+    window = datetime.timedelta(minutes=float(current_app.config.get("CITIZEN_MAIL_WINDOW_MINUTES", 10)))
+    line = render(PROGRESS_LINES[stage], SafeDict({**ctx, "at": format_roc_datetime(now, seconds=False)}))
+    outbox.enqueue(
+        session,
+        recipient,
+        subject,
+        text,
+        topic=topic,
+        priority=CITIZEN,
+        coalesce_key=key,
+        part=line,
+        digest_subject=render(PROGRESS_DIGEST[0], SafeDict(ctx))[:255],
+        digest_body=render(PROGRESS_DIGEST[1], SafeDict({**ctx, "changes": outbox.CHANGES})),
+        not_before=now + window,
+    )
+
+
+def _text(body: str, ctx: dict, extra: str | None) -> str:
+    text = render(body, SafeDict(ctx))
     if extra and extra not in text:
         text = f"{text.rstrip()}\n\n{extra}"
-    priority = CITIZEN if recipient == case.citizen_email else NORMAL
-    outbox.enqueue(
-        session, recipient, render(subject, ctx)[:255], text, topic=f"case:{case.case_no}:{stage}", priority=priority
-    )
+    return text

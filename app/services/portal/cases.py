@@ -59,12 +59,18 @@ class MyCase:
     completed_at: datetime.datetime | None
     withdrawable: bool
     mail_stages: list[str] = field(default_factory=list)  # the stages that e-mail me
+    mail_choices: list[str] = field(default_factory=list)  # the stages I may turn on or off
     dispatches: list[MyDispatch] = field(default_factory=list)
     events: list[MyEvent] = field(default_factory=list)
 
 
 def _withdrawable(case: NotificationCase) -> bool:
     return case.status == "open" and not any(d.state in _ACCEPTED or d.accepted_at is not None for d in case.dispatches)
+
+
+def _choices(case: NotificationCase) -> list[str]:
+    """The stages the citizen may turn off: those the case's category mails the citizen at all."""
+    return [s for s in CITIZEN_CHOICE_STAGES if case.category.mails_citizen(s)]
 
 
 def _shape(case: NotificationCase, full: bool) -> MyCase:
@@ -80,7 +86,8 @@ def _shape(case: NotificationCase, full: bool) -> MyCase:
         due_at=case.due_at,
         completed_at=case.completed_at,
         withdrawable=_withdrawable(case),
-        mail_stages=[s for s in CITIZEN_CHOICE_STAGES if s not in (case.mail_off or "").split(",")],
+        mail_stages=[s for s in _choices(case) if s not in (case.mail_off or "").split(",")],
+        mail_choices=_choices(case),
         dispatches=[
             MyDispatch(
                 d.agency.name,
