@@ -355,9 +355,9 @@ def test_my_case_shows_the_results_agencies_publish_and_emails_me_only_the_stage
     client = app.test_client()
     me = bearer(citizen_token(client, sim, pki))
     case_no = apply_address_change(client, sim, pki, me)
-    assert citizen_mails(app, case_no) == ["registered", "dispatched"]
-    assert client.get(f"/api/v1/me/cases/{case_no}", headers=me).json["mail_stages"] == [
-        "accepted", "dispatch_closed", "completed"]  # fmt: skip
+    assert citizen_mails(app, case_no) == ["registered"]  # the category does not mail "dispatched"
+    mine = client.get(f"/api/v1/me/cases/{case_no}", headers=me).json
+    assert mine["mail_stages"] == mine["mail_choices"] == ["accepted", "dispatch_closed", "completed"]
     # the citizen wants only the final e-mail
     r = client.put(f"/api/v1/me/cases/{case_no}/mails", json={"stages": ["completed"]}, headers=me)
     assert r.status_code == 200 and r.json["mail_stages"] == ["completed"], r.json
@@ -377,7 +377,7 @@ def test_my_case_shows_the_results_agencies_publish_and_emails_me_only_the_stage
     results = {d["agency_name"]: d["result"] for d in mine["dispatches"]}
     assert results["示範縣地政事務所"] == "land 已完成地址更新。" and results["示範縣地方稅務局"] is None
     # no "accepted" nor "agency finished" e-mail went to the citizen
-    assert citizen_mails(app, case_no) == ["registered", "dispatched"]
+    assert citizen_mails(app, case_no) == ["registered"]
     # the page shows the published result and the choice
     page = app.test_client()
     card_page_sign_in(page, sim, "citizen-wang")
@@ -389,3 +389,15 @@ def test_my_case_shows_the_results_agencies_publish_and_emails_me_only_the_stage
     )
     assert r.status_code == 302
     assert client.get(f"/api/v1/me/cases/{case_no}", headers=me).json["mail_stages"] == ["accepted", "completed"]
+    # the category's policy narrows the choice: a stage it never mails is not offered
+    admin = bearer(api_token(client, "admin"))
+    cats = client.get("/api/v1/notification-categories/?q=(page_size:100)", headers=admin).json["result"]
+    address = next(c for c in cats if c["sub_item"] == "地址變更")
+    stages = {"citizen_mail_stages": "registered,dispatch_closed,completed"}
+    assert client.put(f"/api/v1/notification-categories/{address['id']}", json=stages, headers=admin).status_code == 200
+    mine = client.get(f"/api/v1/me/cases/{case_no}", headers=me).json
+    assert mine["mail_choices"] == ["dispatch_closed", "completed"] and mine["mail_stages"] == ["completed"]
+    html = page.get(f"/portal/cases/{case_no}").text
+    assert 'id="mail-dispatch_closed"' in html and 'id="mail-accepted"' not in html
+    stages = {"citizen_mail_stages": "registered,accepted,dispatch_closed,completed"}
+    assert client.put(f"/api/v1/notification-categories/{address['id']}", json=stages, headers=admin).status_code == 200
