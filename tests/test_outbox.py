@@ -334,6 +334,46 @@ def test_two_workers_running_side_by_side_send_each_message_once(app, smtp):
     _clear(app)
 
 
+def test_two_workers_send_each_coalesced_change_in_exactly_one_mail(app, smtp):
+    """Several hosts' workers on one queue: the messages of one coalescing key go out
+    combined, and every message's line is in exactly one mail, never two, never none."""
+    from email import message_from_bytes
+
+    _clear(app)
+    with app.app_context():
+        for k in range(20):
+            for j in range(4):
+                outbox.enqueue(db.session, f"case{k}@example.tw", f"案件 {k} 第 {j} 項", f"單封 {k}-{j}",
+                               coalesce_key=f"citizen:{k}", part=f"變更 {k}-{j}。", digest_subject=f"案件 {k} 辦理進度",
+                               digest_body=f"案件 {k}：\n{outbox.CHANGES}\n")  # fmt: skip
+        db.session.commit()
+    with _Worker(app, poll=0.05) as one, _Worker(app, poll=0.05) as two:
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            with app.app_context():
+                left = db.session.scalar(
+                    select(func.count()).select_from(OutboxMessage).where(OutboxMessage.status.in_((QUEUED, "sending")))
+                )
+                db.session.remove()
+            if not left:
+                break
+            time.sleep(0.05)
+        one.wait_rounds(one.rounds + 1)
+        two.wait_rounds(two.rounds + 1)
+    bodies = []
+    for env in list(smtp.sink.messages):
+        msg = message_from_bytes(env.original_content)
+        bodies.append(msg.get_payload(decode=True).decode("utf-8"))
+    lines = [line for b in bodies for line in b.splitlines() if line.startswith("・變更")]
+    assert sorted(lines) == sorted(f"・變更 {k}-{j}。" for k in range(20) for j in range(4)), bodies
+    assert 20 <= len(bodies) < 80 and not any(outbox.CHANGES in b for b in bodies)
+    with app.app_context():
+        rows = db.session.scalars(select(OutboxMessage)).all()
+        assert {m.status for m in rows} == {SENT, "merged"}
+        assert sum(m.status == SENT for m in rows) == len(bodies)
+    _clear(app)
+
+
 def test_flask_worker_outbox_sends_and_stops_gracefully_on_sigterm_without_logging_addresses(app, smtp):
     _clear(app)
     with app.app_context():

@@ -85,7 +85,8 @@ class NotificationCategory(Model):
                                  server_default=DEFAULT_CITIZEN_MAIL_STAGES)  # fmt: skip
 
     def mails_citizen(self, stage: str) -> bool:
-        return stage in (self.citizen_mail_stages or "").split(",")
+        stages = DEFAULT_CITIZEN_MAIL_STAGES if self.citizen_mail_stages is None else self.citizen_mail_stages
+        return stage in stages.split(",")
 
     def __repr__(self) -> str:
         return f"{self.main_item}－{self.sub_item}"

@@ -182,7 +182,7 @@ def _coalesce(session: Session, claimed: list, now: datetime.datetime) -> list:
         if leader is None:
             leaders[(msg.coalesce_key, msg.recipient)] = msg
         else:  # two of one key claimed together: the first carries the second
-            _merge(session, [msg.id], leader.id, now)
+            _merge(session, msg.coalesce_key, [msg.id], leader.id, now)
     for (key, recipient), leader in leaders.items():
         waiting = (
             select(t.c.id)
@@ -190,10 +190,10 @@ def _coalesce(session: Session, claimed: list, now: datetime.datetime) -> list:
             .order_by(t.c.id)
             .with_for_update(skip_locked=True)
         )
-        _merge(session, session.execute(waiting).scalars().all(), leader.id, now)
+        _merge(session, key, session.execute(waiting).scalars().all(), leader.id, now)
         rows = session.execute(
             select(t.c.id, t.c.subject, t.c.body, t.c.part, t.c.digest_subject, t.c.digest_body)
-            .where(or_(t.c.id == leader.id, t.c.merged_into == leader.id))
+            .where(t.c.coalesce_key == key, or_(t.c.id == leader.id, t.c.merged_into == leader.id))
             .order_by(t.c.id)
         ).all()
         values = dict(leader._mapping)
@@ -204,7 +204,7 @@ def _coalesce(session: Session, claimed: list, now: datetime.datetime) -> list:
     return sorted(out, key=lambda m: m.id)
 
 
-def _merge(session: Session, ids: list[int], leader_id: int, now: datetime.datetime) -> None:
+def _merge(session: Session, key: str, ids: list[int], leader_id: int, now: datetime.datetime) -> None:
     """``ids`` (queued or claimed in this batch) go out with ``leader_id``; what any of them
     carried (a message that had failed and was waiting) now goes with it too."""
     if not ids:
@@ -215,7 +215,7 @@ def _merge(session: Session, ids: list[int], leader_id: int, now: datetime.datet
         .where(t.c.id.in_(ids), t.c.status.in_((QUEUED, SENDING)))
         .values(status=MERGED, merged_into=leader_id, claimed_at=now)
     )
-    session.execute(update(t).where(t.c.merged_into.in_(ids)).values(merged_into=leader_id))
+    session.execute(update(t).where(t.c.coalesce_key == key, t.c.merged_into.in_(ids)).values(merged_into=leader_id))
 
 
 def _combined(rows) -> tuple[str, str]:
