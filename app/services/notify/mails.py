@@ -126,7 +126,7 @@ def queue(
         return
     key = f"citizen:{case.case_no}"
     if stage == "completed":
-        digest = _text(body, {"survey": "", **ctx, "changes": f"{CHANGES_HEADING}{outbox.CHANGES}\n"}, extra)
+        digest = _text(body, {"survey": "", **ctx, "changes": f"{CHANGES_HEADING}{outbox.CHANGES}\n\n"}, extra)
         if outbox.CHANGES not in digest:
             digest = f"{digest.rstrip()}\n{CHANGES_HEADING}{outbox.CHANGES}"
         outbox.enqueue(session, recipient, subject, text, topic=topic, priority=CITIZEN, coalesce_key=key,
