@@ -148,7 +148,7 @@ def _claim_batch(session: Session, limit: int) -> list[int]:
         .limit(limit)
         .with_for_update(skip_locked=True)
     )
-    columns = (t.c.id, t.c.recipient, t.c.subject, t.c.body, t.c.message_id, t.c.attempts, t.c.coalesce_key)
+    columns = tuple(t.c[name] for name in CLAIMED_COLUMNS)
     if session.get_bind().dialect.update_returning:
         # The pick as a CTE, which PostgreSQL runs once: as an IN (subquery) it
         # was planned so that the LIMIT did not bound the UPDATE.
@@ -166,6 +166,10 @@ def _claim_batch(session: Session, limit: int) -> list[int]:
     claimed = _coalesce(session, sorted(claimed, key=lambda m: m.id), now)
     session.commit()
     return claimed
+
+
+# What a claim reads of each message (the sender needs nothing else).
+CLAIMED_COLUMNS = ("id", "recipient", "subject", "body", "message_id", "attempts", "coalesce_key")
 
 
 def _coalesce(session: Session, claimed: list, now: datetime.datetime) -> list:
@@ -196,7 +200,7 @@ def _coalesce(session: Session, claimed: list, now: datetime.datetime) -> list:
             .where(t.c.coalesce_key == key, or_(t.c.id == leader.id, t.c.merged_into == leader.id))
             .order_by(t.c.id)
         ).all()
-        values = dict(leader._mapping)
+        values = {name: getattr(leader, name) for name in CLAIMED_COLUMNS}
         if len(rows) > 1:
             values["subject"], values["body"] = _combined(rows)
             session.execute(update(t).where(t.c.id == leader.id).values(subject=values["subject"], body=values["body"]))
