@@ -495,3 +495,63 @@ def test_finance_staff_read_the_daily_collections_with_refunds_and_export_them_t
     login(clerk, "notifier")
     assert clerk.get(f"/payments/collections/?first={today}&last={today}").status_code in (302, 403)
     assert audit_count(app, "payment.collections") >= 2
+
+
+def test_a_refused_application_refunds_each_agencys_fee_when_that_agency_refuses_and_the_application_fee_when_all_do(
+    app, pki, sim, served
+):
+    """駁回: the land office's own fee goes back as soon as the land office refuses its part; the
+    household office's fee for the application goes back only once every agency has refused."""
+    from tests.test_notify import act
+
+    with app.app_context():
+        land = db.session.scalar(select(Agency).where(Agency.code == "LAND"))
+        category = db.session.get(NotificationCategory, served["category"])
+        fee = FeeItem(code="LAND-FEE", name="地政登記規費", amount=150, agency=land, categories=[category],
+                      due="before_dispatch", refundable=True)  # fmt: skip
+        db.session.add(fee)
+        db.session.commit()
+        land_fee = fee.id
+        db.session.remove()
+    try:
+        client = app.test_client()
+        me = citizen_token(client, sim, pki)
+        case_no = new_case(client, pki, served)
+        ids = {}
+        for name, fee_id in (("application", served["fee"]), ("land", land_fee)):
+            started = start(client, me, case_no, fee_id).json
+            pay_on_gateway(started["redirect_url"])
+            wait_state(app, started["id"], "paid")
+            ids[name] = started["id"]
+        notifier = api_token(client, "notifier")
+        dispatches = {d["agency"]["code"]: d["id"] for d in client.get(f"/api/v1/cases/{case_no}",
+                                                              headers=bearer(notifier)).json["result"]["dispatches"]}  # fmt: skip
+        assert set(dispatches) == {"LAND", "TAX", "MOTOR"}
+
+        def refuse(agency: str) -> dict:
+            sup, han = api_token(client, f"supervisor.{agency.lower()}"), api_token(client, f"handler.{agency.lower()}")
+            d = dispatches[agency]
+            opened = client.get(f"/api/v1/dispatches/{d}", headers=bearer(sup)).json["result"]
+            act(client, sup, d, "assign", handler=f"handler.{agency.lower()}", version=opened["version"])
+            assert act(client, han, d, "accept").status_code == 200
+            r = act(client, han, d, "process", result="不符申請資格，依法駁回。", control_type="refused")
+            assert r.status_code == 200, r.json
+            r = act(client, sup, d, "close")
+            assert r.status_code == 200, r.json
+            return r.json["result"]
+
+        assert refuse("LAND")["control_type"] == "refused"
+        assert wait_state(app, ids["land"], "refunded")[0] == "refunded"
+        assert wait_state(app, ids["application"], "paid")[0] == "paid"  # two agencies still to decide
+        refuse("TAX")
+        assert wait_state(app, ids["application"], "paid")[0] == "paid"
+        refuse("MOTOR")
+        order_no = wait_state(app, ids["application"], "refunded")[2]
+        assert httpx.get(f"{served['gateway']}/control/orders/{order_no}").json()["state"] == "refunded"
+        assert audit_count(app, "payment.refund_requested", ids["land"]) == 1
+        assert audit_count(app, "payment.refunded", ids["application"]) == 1
+    finally:
+        with app.app_context():
+            db.session.get(FeeItem, land_fee).categories = []  # the other tests' cases pay one fee
+            db.session.commit()
+            db.session.remove()

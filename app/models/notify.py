@@ -27,7 +27,7 @@ CATEGORY_KINDS = ("citizen", "agency")  # 民眾申辦 / 機關通報
 STAGES = ("registered", "dispatched", "accepted", "dispatch_closed", "completed", "notifier_dispatch_closed",
           "receiver_dispatched")  # fmt: skip
 DISPATCH_STATES = ("sent", "received", "assigned", "accepted", "processed", "closed")
-CONTROL_TYPES = ("closed", "continuing")  # 結案 / 續辦
+CONTROL_TYPES = ("closed", "continuing", "refused")  # 結案 / 續辦 / 駁回
 CITIZEN_CHOICE_STAGES = ("accepted", "dispatch_closed", "completed")  # the e-mails a citizen may turn off
 # The stages that may e-mail the citizen; each category picks its own (citizen_mail_stages).
 # The progress stages are combined: changes queued within CITIZEN_MAIL_WINDOW_MINUTES go as one mail.

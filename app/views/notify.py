@@ -30,7 +30,7 @@ TAB_LABELS = {
     "work": _l("My work"),
 }
 CASE_STATUS = {"open": _l("in progress"), "completed": _l("all dispatches closed")}
-CONTROL_LABELS = {"closed": _l("Concluded"), "continuing": _l("Continuing")}
+CONTROL_LABELS = {"closed": _l("Concluded"), "continuing": _l("Continuing"), "refused": _l("Refused (control type)")}
 ATTACHMENT_KINDS = {"consent": _l("Consent scan"), "other": _l("Other attachment")}
 EVENT_LABELS = {
     **workflow.ACTION_LABELS,

@@ -12,7 +12,7 @@ from sqlalchemy.orm.exc import StaleDataError
 
 from app.models.notify import CaseEvent, Dispatch, NotificationCase
 from app.models.org import PlatformUser
-from app.services import actors, survey
+from app.services import actors, payments, survey
 from app.services.actors import Actor
 from app.services.command import transaction
 from app.services.errors import Conflict, NotFound
@@ -103,8 +103,9 @@ def _complete(session, actor: Actor, case: NotificationCase, ctx: dict, citizen_
         mails.queue(session, case, "completed", target, survey_ctx, extra=invitation)
 
 
-def _consequences(session, actor: Actor, d: Dispatch, action: str) -> None:
-    """The e-mails of the step, and the case's completion when its last dispatch closes."""
+def _consequences(session, actor: Actor, d: Dispatch, action: str) -> list[int]:
+    """The e-mails of the step, and the case's completion when its last dispatch closes; the
+    payments a refusal marked for refund (refunded through the provider after the commit)."""
     case = d.case
     ctx = {
         **mails.context(case),
@@ -116,13 +117,15 @@ def _consequences(session, actor: Actor, d: Dispatch, action: str) -> None:
     if action == "accept" and citizen_mail:
         mails.queue(session, case, "accepted", citizen_mail, ctx)
     if action != "close":
-        return
+        return []
+    refunds = payments.refunds_on_refusal(session, actor, case, d.agency_id) if d.control_type == "refused" else []
     if citizen_mail:
         mails.queue(session, case, "dispatch_closed", citizen_mail, ctx)
     if case.agency and case.agency.email:
         mails.queue(session, case, "notifier_dispatch_closed", case.agency.email, ctx)
     if all(x.state == "closed" for x in case.dispatches):
         _complete(session, actor, case, ctx, citizen_mail)
+    return refunds
 
 
 def act(session, actor: Actor, dispatch_id, action: str, step: Action) -> results.DispatchView:
@@ -158,8 +161,11 @@ def act(session, actor: Actor, dispatch_id, action: str, step: Action) -> result
                 d.result_public = bool(step.publish_result)
             session.flush()  # the version check: a concurrent change matches no row
             audit_case(session, actor, f"dispatch_{action}", d.case, dispatch=d)
-            _consequences(session, actor, d, action)
+            refunds = _consequences(session, actor, d, action)
             session.flush()
-            return results.dispatch_view(d, actor)
+            shaped = results.dispatch_view(d, actor)
     except StaleDataError as exc:
         raise Conflict(workflow.STALE) from exc
+    if refunds:  # through the provider, after the commit; the payments worker retries what fails
+        payments.refund_payments(session, refunds)
+    return shaped

@@ -48,7 +48,7 @@ DEFAULT_TEMPLATES = {
         "{notifier} 您好：\n\n{agency}已於 {date} 辦結案號 {case_no}「{category}」（{control}）。\n處理結果：{result}\n",
     ),
 }
-CONTROL_LABELS = {"closed": "結案", "continuing": "續辦"}
+CONTROL_LABELS = {"closed": "結案", "continuing": "續辦", "refused": "駁回"}
 # The citizen's progress mails queued within the window go as one: this text, a line for each change.
 PROGRESS_DIGEST = (
     "【跨機關通報】案件 {case_no} 辦理進度",

@@ -135,7 +135,7 @@ def _process(dispatch: Dispatch, result, control_type, notes) -> str:
     if not result:
         raise InvalidInput(_l("Record the result before submitting it."))
     if control_type not in CONTROL_TYPES:
-        raise InvalidInput(_l("Choose the control type: closed or continuing."))
+        raise InvalidInput(_l("Choose the control type: concluded, continuing or refused."))
     if len(result) > 4000 or len(notes or "") > 4000:
         raise InvalidInput(_l("The result or notes are too long."))
     dispatch.result, dispatch.control_type = result, control_type
