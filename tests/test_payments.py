@@ -555,3 +555,66 @@ def test_a_refused_application_refunds_each_agencys_fee_when_that_agency_refuses
             db.session.get(FeeItem, land_fee).categories = []  # the other tests' cases pay one fee
             db.session.commit()
             db.session.remove()
+
+
+def test_finance_staff_reconcile_a_day_on_the_collections_page_and_the_worker_does_yesterday_once(
+    app, pki, sim, served
+):
+    from app.models.payments import Reconciliation
+    from app.services import payments
+    from app.services.actors import Actor
+
+    with app.app_context():
+        provider = db.session.scalar(select(PaymentProvider).where(PaymentProvider.code == "demo-card_gateway"))
+        provider_id = provider.id
+        db.session.remove()
+    manager = app.test_client()
+    login(manager, "manager")
+    page = manager.get("/payments/collections/")
+    assert 'id="reconcile-panel"' in page.text
+    token = csrf_token(page.text)
+    yesterday = (datetime.datetime.now(TAIPEI).date() - datetime.timedelta(days=1)).isoformat()
+
+    def reconciliations() -> int:
+        with app.app_context():
+            n = db.session.scalar(select(func.count()).select_from(Reconciliation))
+            db.session.remove()
+            return n
+
+    before = reconciliations()
+    # a day that has not ended, and a day that is no date: a message in Chinese, nothing kept
+    today = datetime.datetime.now(TAIPEI).date().isoformat()
+    r = manager.post("/payments/collections/reconcile", data={"csrf_token": token, "provider": provider_id,
+                                                              "day": today}, follow_redirects=True)  # fmt: skip
+    assert "結束" in r.text and reconciliations() == before
+    r = manager.post("/payments/collections/reconcile", data={"csrf_token": token, "provider": provider_id,
+                                                              "day": "2026-13-40"}, follow_redirects=True)  # fmt: skip
+    assert "YYYY-MM-DD" in r.text and reconciliations() == before
+    # notifiers are not finance staff
+    clerk = app.test_client()
+    login(clerk, "notifier")
+    r = clerk.post("/payments/collections/reconcile", data={"csrf_token": token, "provider": provider_id,
+                                                            "day": yesterday})  # fmt: skip
+    assert r.status_code in (302, 403) and reconciliations() == before
+    r = manager.post("/payments/collections/reconcile", data={"csrf_token": token, "provider": provider_id,
+                                                              "day": yesterday})  # fmt: skip
+    assert r.status_code == 302 and "/reconciliationview/show/" in r.headers["Location"]
+    assert reconciliations() == before + 1
+    with app.app_context():
+        rec = db.session.scalar(select(Reconciliation).order_by(Reconciliation.id.desc()).limit(1))
+        assert rec.run_by == "manager" and rec.day.isoformat() == yesterday
+        # the worker's morning round: every enabled provider's yesterday not yet done, once
+        worker = Actor(user_id=None, username="worker:payments")
+        morning = datetime.datetime.combine(
+            datetime.datetime.now(TAIPEI).date(), datetime.time(7)
+        ) - datetime.timedelta(hours=8)
+        enabled = db.session.scalar(
+            select(func.count()).select_from(PaymentProvider).where(PaymentProvider.enabled.is_(True))
+        )
+        first = payments.reconcile_due(db.session, worker, morning)
+        assert len(first) == enabled - 1 and all(r.provider_id != provider_id for r in first)
+        assert payments.reconcile_due(db.session, worker, morning) == []  # the second round finds it done
+        assert payments.reconcile_due(db.session, worker, morning - datetime.timedelta(hours=2)) == []  # before 6
+        db.session.remove()
+    assert reconciliations() == before + enabled
+    assert audit_count(app, "payment.reconcile") >= enabled

@@ -136,7 +136,7 @@ _CARD_HOLDER = [
 # Finance staff read the payments and the settlement mismatches (Admin configures providers and fees).
 _PAYMENTS_READ = [
     (r"^(PaymentListView|ReconciliationView|MismatchView)$", r"^(can_list|can_show)$"),
-    (r"^CollectionsView$", r"^can_(index|xlsx)$"),
+    (r"^CollectionsView$", r"^can_(index|xlsx|reconcile)$"),
     (r"^(Payments|Settlement reconciliations|Daily collections)$", r"^menu_access$"),
     (f"^{_PLATFORM}$", f"^{READ_PAYMENTS}$"),
 ]

@@ -6,6 +6,8 @@ command of ``app.services.payments`` and renders."""
 
 from __future__ import annotations
 
+import datetime
+
 from flask import Response, current_app, flash, redirect, render_template, request, url_for
 from flask_appbuilder import BaseView, action, expose, has_access
 from flask_appbuilder.api import BaseApi
@@ -377,8 +379,6 @@ class CollectionsView(BaseView):
     default_view = "index"
 
     def _range(self):
-        import datetime
-
         today = datetime.date.today()
         try:
             first = datetime.date.fromisoformat(
@@ -395,7 +395,28 @@ class CollectionsView(BaseView):
         first, last = self._range()
         rows = payments.collections(db.session, current_actor(), first, last)
         return self.render_template("payments/collections.html", rows=rows, first=first, last=last,
-                                    methods=payments.METHOD_LABELS)  # fmt: skip
+                                    methods=payments.METHOD_LABELS, providers=payments.settling_providers(db.session),
+                                    yesterday=datetime.date.today() - datetime.timedelta(days=1))  # fmt: skip
+
+    @expose("/reconcile", methods=["POST"])
+    @has_access
+    def reconcile(self):
+        """Reconcile one provider's settlement file of one day (the worker does yesterday's by itself)."""
+        try:
+            day = datetime.date.fromisoformat(request.form.get("day", ""))
+            provider = int(request.form.get("provider", ""))
+        except ValueError:
+            flash(str(_l("Choose a payment provider and give the day as YYYY-MM-DD.")), "danger")
+            return redirect(url_for("CollectionsView.index"))
+        try:
+            rec = payments.reconcile_day(db.session, current_actor(), provider, day)
+        except DomainError as exc:
+            flash(str(exc), "danger")
+            return redirect(url_for("CollectionsView.index"))
+        flash(str(_l("%(rows)d rows reconciled: %(matched)d matched, %(mismatched)d mismatches.",
+                     rows=rec.rows, matched=rec.matched, mismatched=rec.mismatched)),
+              "success" if not rec.mismatched else "warning")  # fmt: skip
+        return redirect(url_for("ReconciliationView.show", pk=rec.id))
 
     @expose("/xlsx")
     @has_access

@@ -28,6 +28,12 @@ from app.services.payments.checkout import (  # noqa: F401
 )
 from app.services.payments.collections import CollectionRow, collections, collections_xlsx  # noqa: F401
 from app.services.payments.notices import ACK, Answer, handle_notification  # noqa: F401
-from app.services.payments.reconcile import fetch_and_reconcile, reconcile  # noqa: F401
+from app.services.payments.reconcile import (  # noqa: F401
+    fetch_and_reconcile,
+    reconcile,
+    reconcile_day,
+    reconcile_due,
+    settling_providers,
+)
 from app.services.payments.refunds import refund_payments, refunds_on_refusal, request_refunds  # noqa: F401
 from app.services.payments.settle import run, settle_pending  # noqa: F401

@@ -1,6 +1,7 @@
 """What the notifications did not settle: payments left pending are asked of the
 provider's query API (paid, failed, or expired past PAYMENT_EXPIRE_MINUTES). ``run``
-is the `flask worker payments` loop (which also retries refunds)."""
+is the `flask worker payments` loop (which also retries refunds and reconciles the previous
+day's settlement files)."""
 
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ from app.services.command import transaction
 from app.services.payments import providers
 from app.services.payments.admin import config_of
 from app.services.payments.notices import after_paid, mark_paid
+from app.services.payments.reconcile import reconcile_due
 from app.services.payments.refunds import refund_payments
 from app.services.payments.states import advance
 
@@ -85,8 +87,10 @@ def run(app, stop) -> None:
             try:
                 settled = settle_pending(db.session)
                 refunded = refund_payments(db.session)
-                if settled["asked"] or refunded["refunded"] or refunded["failed"]:
-                    log.info("payments: %s; refunds: %s", settled, refunded)
+                reconciled = reconcile_due(db.session, Actor(user_id=None, username="worker:payments"))
+                if settled["asked"] or refunded["refunded"] or refunded["failed"] or reconciled:
+                    log.info("payments: %s; refunds: %s; settlement files reconciled: %d", settled, refunded,
+                             len(reconciled))  # fmt: skip
             except Exception:
                 log.exception("payments round failed")
             finally:
