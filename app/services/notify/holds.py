@@ -12,7 +12,8 @@ from sqlalchemy import select
 from app.models.notify import CaseEvent, Dispatch, NotificationCase
 from app.models.org import Agency
 from app.models.payments import DispatchHold, FeeItem, Payment, fee_item_category
-from app.services.notify import mails
+from app.services.notify.mails import context as mail_context
+from app.services.notify.mails import queue as queue_mail
 
 
 def _before_dispatch(category_id: int):
@@ -62,8 +63,8 @@ def release(session, case_id: int, now: datetime.datetime) -> int:
     session.add(CaseEvent(case=case, at=now, username=None, agency_code=None, action="dispatch",
                           note="、".join(a.name for a in agencies)))  # fmt: skip
     session.flush()
-    ctx = mails.context(case)
+    ctx = mail_context(case)
     for agency in agencies:
         if agency.email:
-            mails.queue(session, case, "receiver_dispatched", agency.email, {**ctx, "agency": agency.name})
+            queue_mail(session, case, "receiver_dispatched", agency.email, {**ctx, "agency": agency.name})
     return len(agencies)
