@@ -414,7 +414,10 @@ def _unexpected(exc: Exception):
         from app import errorpages
 
         current_app.logger.error("unhandled error on %s %s: %s", request.method, request.path, type(exc).__name__)
-        if current_app.propagate_exceptions:  # tests and debug see the fault itself
+        propagate = current_app.config.get("PROPAGATE_EXCEPTIONS")
+        if propagate is None:  # Flask's own rule: tests and debug see the fault itself
+            propagate = current_app.testing or current_app.debug
+        if propagate:
             raise exc
         return errorpages.page(500)
     current_app.logger.error("unhandled error on %s %s: %s", request.method, request.path, type(exc).__name__)
