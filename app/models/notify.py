@@ -169,7 +169,18 @@ class CaseSequence(Model):
 
 class NotificationCase(Model):
     __tablename__ = "notification_case"
-    __table_args__ = (Index("ix_notification_case_agency_created", "agency_id", "created_at"),)
+    __table_args__ = (
+        Index("ix_notification_case_agency_created", "agency_id", "created_at"),
+        # case search (app.services.notify.search): a category over a date range, newest first,
+        # and the overdue cases (only open ones can be: a partial index stays small)
+        Index("ix_notification_case_category_created", "category_id", "created_at"),
+        Index(
+            "ix_notification_case_open_due",
+            "due_at",
+            postgresql_where=text("status = 'open'"),
+            sqlite_where=text("status = 'open'"),
+        ),
+    )
 
     id = Column(Integer, primary_key=True)
     case_no = Column(String(20), unique=True, nullable=False)
@@ -183,6 +194,8 @@ class NotificationCase(Model):
     citizen_name = Column(EncryptedText)
     citizen_id_no = Column(EncryptedText)
     citizen_id_hash = Column(String(64), index=True)
+    # The name found by exact match of its normalised form's keyed hash (case search): never decrypted to search.
+    citizen_name_hash = Column(String(64), index=True)
     citizen_email = Column(EncryptedText)
     citizen_phone = Column(EncryptedText)
     citizen_address = Column(EncryptedText)

@@ -10,10 +10,14 @@ from __future__ import annotations
 
 import base64
 import binascii
+import datetime
 
 from flask_babel import lazy_gettext as _l
 from marshmallow import Schema, ValidationError, fields, post_load, validate
 
+from app.lib import identifiers
+from app.lib.rocdate import format_roc, parse_roc
+from app.models.notify import DISPATCH_STATES
 from app.services import notify
 
 MAX_ID = 2**63 - 1
@@ -131,6 +135,102 @@ class DispatchActionSchema(Schema):
     @post_load
     def make(self, data, **kwargs) -> notify.Action:
         return notify.Action(**data)
+
+
+def _choice(value, choices, message) -> str | None:
+    """One of ``choices``; None for blank."""
+    if value is None or value == "":
+        return None
+    if value not in choices:
+        raise ValidationError(str(message))
+    return value
+
+
+def _whole(value, maximum: int, message) -> int | None:
+    """A whole number from JSON (an integer) or a form (digits); None for blank."""
+    if value is None or value == "":
+        return None
+    if isinstance(value, str) and value.strip().isdigit() and len(value.strip()) < 19:
+        value = int(value.strip())
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 < value <= maximum:
+        raise ValidationError(str(message))
+    return value
+
+
+def _day(value, which):
+    """An ROC date (115/11/01) or an ISO one (2026-11-01); None for blank."""
+    text = value.strip() if isinstance(value, str) else None
+    if text is None:
+        raise ValidationError(str(_l("The %(which)s date is not a date like 115/11/01.", which=which)))
+    if not text:
+        return None
+    try:
+        return parse_roc(text)
+    except ValueError:
+        try:
+            return datetime.date.fromisoformat(text)
+        except ValueError:
+            raise ValidationError(str(_l("The %(which)s date is not a date like 115/11/01.", which=which))) from None
+
+
+def _flag(value) -> bool:
+    """A tick: true/false from JSON, or a form's checkbox ("on", "1", "true", or absent/blank)."""
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, str) and value.strip().lower() in ("", "0", "false", "off", "1", "true", "on", "yes"):
+        return value.strip().lower() in ("1", "true", "on", "yes")
+    raise ValidationError(str(_l("Tick it or leave it unticked.")))
+
+
+_DATE = {"type": "string", "description": "an ROC date (115/11/01) or an ISO one (2026-11-01)", "maxLength": 10}
+
+
+class CaseSearchSchema(Schema):
+    """POST /api/v1/cases/search and the case search page: every criterion optional
+    (none: the newest cases the caller may see); closed cases are included."""
+
+    case_no = text(20, load_default="", metadata={"description": "the exact case number"})
+    id_no = text(20, load_default="", metadata={"description": "the citizen's ID number (found by its keyed hash)"})
+    name = text(60, load_default="", metadata={"description": "the citizen's full name, exact (spaces ignored)"})
+    category = fields.Raw(load_default=None, allow_none=True, metadata={"type": "integer", "minimum": 1})
+    status = fields.Raw(
+        load_default=None, allow_none=True,
+        metadata={"type": "string", "enum": list(notify.CASE_STATUSES), "description": "the case's"},
+    )  # fmt: skip
+    state = fields.Raw(
+        load_default=None, allow_none=True,
+        metadata={"type": "string", "enum": list(DISPATCH_STATES), "description": "that of a dispatch the caller sees"},
+    )  # fmt: skip
+    date_from = fields.Raw(load_default="", metadata={**_DATE, "description": "registered on or after"})
+    date_to = fields.Raw(load_default="", metadata={**_DATE, "description": "registered on or before"})
+    overdue = fields.Raw(load_default=False, metadata={"type": "boolean", "description": "open and past due"})
+    page = fields.Raw(load_default=1, metadata={"type": "integer", "minimum": 1, "maximum": 10000})
+
+    @post_load
+    def make(self, data, **kwargs) -> notify.Criteria:
+        errors, values = {}, {}
+        checks = {
+            "category": lambda v: _whole(v, MAX_ID, _l("Choose a category from the list.")),
+            "status": lambda v: _choice(v, notify.CASE_STATUSES, _l("Choose a case status from the list.")),
+            "state": lambda v: _choice(v, DISPATCH_STATES, _l("Choose a dispatch state from the list.")),
+            "date_from": lambda v: _day(v, _l("start")),
+            "date_to": lambda v: _day(v, _l("end")),
+            "overdue": _flag,
+            "page": lambda v: _whole(v, 10_000, _l("The page is not a page number.")) or 1,
+        }
+        for key, check in checks.items():
+            try:
+                values[key] = check(data[key])
+            except ValidationError as exc:
+                errors[key] = exc.messages
+        id_no = data["id_no"].strip().upper()
+        if id_no and not identifiers.is_person_id(id_no):
+            errors["id_no"] = [str(_l("The ID number is not valid (check the format and the check digit)."))]
+        if values.get("date_from") and values.get("date_to") and values["date_to"] < values["date_from"]:
+            errors["date_to"] = [str(_l("The date range ends before it begins."))]
+        if errors:
+            raise ValidationError(errors)
+        return notify.Criteria(case_no=data["case_no"].strip(), id_no=id_no, name=data["name"].strip(), **values)
 
 
 # --- answers -----------------------------------------------------------------------------
@@ -260,6 +360,25 @@ class AttachmentCheckSchema(Schema):
     intact = fields.Boolean()
 
 
+class AgencyStateSchema(Schema):
+    agency = fields.Nested(AgencyRefSchema)
+    state = fields.String()
+
+
+class SearchRowSchema(Schema):
+    case_no = fields.String()
+    category = fields.Pluck(CategoryLabelSchema, "label", metadata={"description": "main item－sub item"})
+    notifying_agency = fields.Nested(AgencyRefSchema, allow_none=True)
+    status = fields.String()
+    overdue = fields.Boolean()
+    created_at = timestamp("created_at")
+    created_roc = fields.Function(lambda row: format_roc(row.created_at), metadata={"type": "string"})
+    due_at = timestamp("due_at", allow_none=True)
+    completed_at = timestamp("completed_at", allow_none=True)
+    dispatches = fields.List(fields.Nested(AgencyStateSchema), metadata={"description": "those the caller may see"})
+    linked = fields.Boolean(metadata={"description": "the caller may open the case (GET /api/v1/cases/{case_no})"})
+
+
 # --- envelopes (what the API answers) --------------------------------------------------------------
 
 
@@ -299,7 +418,16 @@ class DispatchWorklistSchema(_WorklistSchema):
     result = fields.List(fields.Nested(DispatchSchema), attribute="items")
 
 
+class CaseSearchAnswerSchema(Schema):
+    count = fields.Integer()
+    page = fields.Integer()
+    more = fields.Boolean()
+    result = fields.List(fields.Nested(SearchRowSchema), attribute="items")
+
+
 COMPONENTS = (
+    CaseSearchSchema,
+    CaseSearchAnswerSchema,
     CaseRegistrationSchema,
     DispatchActionSchema,
     CategoryListSchema,

@@ -53,6 +53,12 @@ _NOTIFY_READ = [
     (r"^NotifyView$", r"^can_(index|case|dispatch|attachment|check|signature)$"),
     (r"^(Notification|Notification work)$", r"^menu_access$"),
 ]
+# Case search (app.services.notify.search): what each may find is the command's to decide.
+_CASE_SEARCH = [
+    (r"^CaseSearchView$", r"^can_index$"),
+    (r"^CaseApi$", r"^can_search$"),
+    (r"^(Notification|Case search)$", r"^menu_access$"),
+]
 _NOTIFY_REGISTER = [(r"^CaseApi$", r"^can_register$"), (r"^NotifyView$", r"^can_new$")]
 _NOTIFY_ACT = [(r"^DispatchApi$", r"^can_act$"), (r"^NotifyView$", r"^can_act$")]
 _TRANSFER = [
@@ -101,6 +107,9 @@ TRANSFER_FILES = "transfer_files"  # send and receive confidential files for one
 NOTIFY_CASES = "notify_cases"  # register cases and follow one's own agency's cases
 DISPATCH_SUPERVISE = "dispatch_supervise"  # receive, assign, review (close or return) one's agency's dispatches
 DISPATCH_HANDLE = "dispatch_handle"  # receive, accept and record the result of dispatches assigned to oneself
+# What the reports count, case by case: every agency's cases found by their number, category, state,
+# dates, never by or with personal data (the Manager role's case search).
+LIST_ALL_CASES = "list_all_cases"
 # Not a power but a requirement: the roles holding it sign in with certificate card plus password
 # (app.services.cards); no role holds it by default, an Admin gives it on the role screens.
 REQUIRE_CARD = "card_and_password"
@@ -113,8 +122,8 @@ READ_PAYMENTS = "read_payments"
 # the Admin's, not the form designer's.
 RESTRICT_FORMS = "restrict_forms"
 CAPABILITIES = (
-    *actors.CAPABILITIES, TRANSFER_FILES, NOTIFY_CASES, DISPATCH_SUPERVISE, DISPATCH_HANDLE, REQUIRE_CARD, PORTAL,
-    REVIEW_FLAGS, READ_PAYMENTS, RESTRICT_FORMS,
+    *actors.CAPABILITIES, TRANSFER_FILES, NOTIFY_CASES, DISPATCH_SUPERVISE, DISPATCH_HANDLE, LIST_ALL_CASES,
+    REQUIRE_CARD, PORTAL, REVIEW_FLAGS, READ_PAYMENTS, RESTRICT_FORMS,
 )  # fmt: skip
 # Citizens and businesses signed in with their cards: their own profile page, nothing of the back office.
 _CARD_HOLDER = [
@@ -157,14 +166,16 @@ ROLE_PERMISSIONS: dict[str, list[tuple[str, str]]] = {
     "Notifier": _SELF_SERVICE
     + _READ_AGENCIES
     + _NOTIFY_READ
+    + _CASE_SEARCH
     + _NOTIFY_REGISTER
     + [(f"^{_PLATFORM}$", f"^{NOTIFY_CASES}$")],
     "Supervisor": _SELF_SERVICE
     + _NOTIFY_READ
+    + _CASE_SEARCH
     + _NOTIFY_ACT
     + _WEEKLY_QUERIES
     + [(f"^{_PLATFORM}$", f"^{DISPATCH_SUPERVISE}$")],
-    "Handler": _SELF_SERVICE + _NOTIFY_READ + _NOTIFY_ACT + [(f"^{_PLATFORM}$", f"^{DISPATCH_HANDLE}$")],
+    "Handler": _SELF_SERVICE + _NOTIFY_READ + _CASE_SEARCH + _NOTIFY_ACT + [(f"^{_PLATFORM}$", f"^{DISPATCH_HANDLE}$")],
     "Transferor": _SELF_SERVICE + _READ_AGENCIES + _TRANSFER + [(f"^{_PLATFORM}$", f"^{TRANSFER_FILES}$")],
     "Manager": _SELF_SERVICE
     + _READ_AGENCIES
@@ -172,7 +183,8 @@ ROLE_PERMISSIONS: dict[str, list[tuple[str, str]]] = {
     + _REPORTS
     + _WEEKLY_QUERIES
     + _SURVEY
-    + [(f"^{_PLATFORM}$", f"^{actors.WEEKLY_ALL_AGENCIES}$")],
+    + _CASE_SEARCH
+    + [(f"^{_PLATFORM}$", f"^({actors.WEEKLY_ALL_AGENCIES}|{LIST_ALL_CASES})$")],
     "Auditor": _SELF_SERVICE
     + _READ_AGENCIES
     + _WEEKLY_QUERIES

@@ -16,7 +16,7 @@ from flask_babel import lazy_gettext as _l
 from marshmallow import ValidationError
 
 from app.extensions import db
-from app.schemas.notify import CaseRegistrationSchema, DispatchActionSchema
+from app.schemas.notify import CaseRegistrationSchema, CaseSearchSchema, DispatchActionSchema
 from app.services import notify
 from app.services.errors import Conflict, DomainError, NotFound
 from app.services.notify import workflow
@@ -29,7 +29,11 @@ TAB_LABELS = {
     "incoming": _l("Incoming / to assign / to review"),
     "work": _l("My work"),
 }
-CASE_STATUS = {"open": _l("in progress"), "completed": _l("all dispatches closed")}
+CASE_STATUS = {
+    "open": _l("in progress"),
+    "completed": _l("all dispatches closed"),
+    "withdrawn": _l("withdrawn by the applicant"),
+}
 CONTROL_LABELS = {"closed": _l("Concluded"), "continuing": _l("Continuing"), "refused": _l("Refused (control type)")}
 ATTACHMENT_KINDS = {"consent": _l("Consent scan"), "other": _l("Other attachment")}
 EVENT_LABELS = {
@@ -51,6 +55,8 @@ CITIZEN_FIELDS = ("name", "id_no", "email", "phone", "address")
 ACTION_FIELDS = ("handler", "result", "control_type", "notes", "reason")
 REGISTRATION = CaseRegistrationSchema()
 DISPATCH_ACTION = DispatchActionSchema()
+CASE_SEARCH = CaseSearchSchema()
+SEARCH_FIELDS = tuple(CASE_SEARCH.fields)
 
 
 def _labels() -> dict:
@@ -275,6 +281,40 @@ class NotifyView(BaseView):
         return self.render_template("notify/signature.html", sig=checked, statuses=SIGNATURE_STATUS)
 
 
+class CaseSearchView(BaseView):
+    """案件查詢: search every case one may see. The form is posted (an ID number or a
+    name never travels in a URL, so never in an access log or the browser's history)."""
+
+    route_base = "/notify/search"
+    default_view = "index"
+
+    @expose("/", methods=["GET", "POST"])
+    @has_access
+    def index(self):
+        values = {k: request.form.get(k, "") for k in SEARCH_FIELDS} if request.method == "POST" else {}
+        found, error, errors, status = None, None, {}, 200
+        if request.method == "POST":
+            try:
+                found = notify.search_cases(db.session, actor(), CASE_SEARCH.load(values))
+            except ValidationError as exc:
+                errors = {k: "；".join(v) if isinstance(v, list) else str(v) for k, v in exc.messages.items()}
+                error, status = gettext("Correct the search and try again."), 400
+            except DomainError as exc:
+                error, status = str(exc), exc.status
+        page = self.render_template(
+            "notify/search.html",
+            values=values,
+            found=found,
+            error=error,
+            errors=errors,
+            categories=notify.search_categories(db.session),
+            case_statuses=notify.CASE_STATUSES,
+            dispatch_states=workflow.STATE_LABELS,
+            **_labels(),
+        )
+        return page, status
+
+
 def register(appbuilder) -> None:
     appbuilder.add_view(
         NotifyView,
@@ -285,4 +325,13 @@ def register(appbuilder) -> None:
         category_label=_l("Notification"),
         category_icon="fa-paper-plane",
         href="/notify/",
+    )
+    appbuilder.add_view(
+        CaseSearchView,
+        "Case search",
+        label=_l("Case search"),
+        icon="fa-search",
+        category="Notification",
+        category_label=_l("Notification"),
+        href="/notify/search/",
     )

@@ -26,6 +26,8 @@ DISPATCH_ANSWER = schemas.DispatchAnswerSchema()
 CASE_WORKLIST = schemas.CaseWorklistSchema()
 DISPATCH_WORKLIST = schemas.DispatchWorklistSchema()
 ATTACHMENT_CHECK = schemas.AttachmentCheckSchema()
+CASE_SEARCH = schemas.CaseSearchSchema()
+CASE_SEARCH_ANSWER = schemas.CaseSearchAnswerSchema()
 
 
 def _body() -> dict | None:
@@ -113,6 +115,44 @@ class CaseApi(NotifyApi):
         draft = CASE_REGISTRATION.load(_body())
         case = notify.register_case(db.session, current_actor(), draft)
         return _json(CASE_REGISTERED, {"case_no": case.case_no, "result": case}, 201)
+
+    @expose("/search", methods=["POST"])
+    @protect()
+    def search(self):
+        """Search the cases the caller may see (a search by citizen is audited).
+        ---
+        post:
+          summary: Search the cases the caller may see, a page at a time, newest first
+          description: >-
+            Every criterion is optional and closed cases are included. A notifier, supervisor
+            or handler finds the cases their agency notified or has a dispatch of; a manager
+            finds every agency's cases but never by ID number or name (403). The citizen's ID
+            number and name are matched by keyed hash, exactly (the name's spaces and middle
+            dots ignored); such a search is recorded in the audit trail. A POST so that
+            personal data never travels in a URL. The rows hold no personal data.
+          requestBody:
+            required: false
+            content:
+              application/json:
+                schema:
+                  $ref: '#/components/schemas/CaseSearchSchema'
+          responses:
+            200:
+              description: One page of the cases found
+              content:
+                application/json:
+                  schema:
+                    $ref: '#/components/schemas/CaseSearchAnswerSchema'
+            400:
+              $ref: '#/components/responses/400'
+            401:
+              $ref: '#/components/responses/401'
+            403:
+              $ref: '#/components/responses/403'
+        """
+        body = _body() if request.get_data(cache=True) else {}
+        found = notify.search_cases(db.session, current_actor(), CASE_SEARCH.load(body))
+        return _json(CASE_SEARCH_ANSWER, found)
 
     @expose("/<case_no>", methods=["GET"])
     @protect()

@@ -5,6 +5,7 @@
     workflow      the dispatch workflow as a table, and ``apply``
     cases         view_case, cases_about_citizen
     worklists     worklist, handlers_of
+    search        search_cases, search_categories (case search within what each may see)
     downloads     check_attachment, download_attachment
     signatures    check_signature (an online application's card signature, checked now)
     categories    list_categories, usable_categories, validate_category
@@ -31,11 +32,15 @@ from app.services.notify.dispatches import Action, act, open_dispatch
 from app.services.notify.downloads import COPIES, check_attachment, download_attachment
 from app.services.notify.mails import CONTROL_LABELS, DEFAULT_TEMPLATES, validate_template
 from app.services.notify.registration import CaseDraft, Citizen, Upload, next_case_no, register_case
+from app.services.notify.search import CASE_STATUSES, Criteria, SearchPage, search_cases, search_categories
 from app.services.notify.signatures import SignatureCheck, check_signature
 from app.services.notify.worklists import BOXES, boxes_of, handlers_of, page_number, worklist
 
 __all__ = [
     "BOXES",
+    "CASE_STATUSES",
+    "Criteria",
+    "SearchPage",
     "CONTROL_LABELS",
     "COPIES",
     "DEFAULT_TEMPLATES",
@@ -56,6 +61,8 @@ __all__ = [
     "open_dispatch",
     "page_number",
     "register_case",
+    "search_cases",
+    "search_categories",
     "registration_form",
     "usable_categories",
     "validate_category",

@@ -4,10 +4,10 @@ cases about a citizen (found by keyed hash)."""
 from __future__ import annotations
 
 from flask_babel import lazy_gettext as _l
-from sqlalchemy import or_, select
+from sqlalchemy import select
 
 from app.lib import identifiers
-from app.models.notify import Dispatch, NotificationCase
+from app.models.notify import NotificationCase
 from app.services.actors import Actor
 from app.services.errors import InvalidInput, NotFound
 from app.services.notify import results
@@ -37,11 +37,9 @@ def cases_about_citizen(session, actor: Actor, id_no: str) -> list[results.CaseV
     id_no = (id_no or "").strip().upper()
     if not identifiers.is_person_id(id_no):
         raise InvalidInput(_l("The ID number is not valid (check the format and the check digit)."))
-    received = select(Dispatch.case_id).where(Dispatch.agency_id == actor.agency_id)
     cases = session.scalars(
         select(NotificationCase).where(
-            NotificationCase.citizen_id_hash == id_hash(id_no),
-            or_(NotificationCase.agency_id == actor.agency_id, NotificationCase.id.in_(received)),
+            NotificationCase.citizen_id_hash == id_hash(id_no), results.agency_cases(actor.agency_id)
         )
     )
     out = []

@@ -20,6 +20,8 @@ from __future__ import annotations
 import datetime
 from dataclasses import dataclass, field
 
+from sqlalchemy import exists, false, or_, true
+
 from app.lib.identifiers import mask_id
 from app.lib.rocdate import format_roc_datetime
 from app.models.notify import Attachment, CaseEvent, Dispatch, NotificationCase, NotificationCategory
@@ -230,6 +232,28 @@ def visible_dispatches(case: NotificationCase, viewer: Actor) -> list[Dispatch] 
         return list(case.dispatches)
     mine = [d for d in case.dispatches if d.agency_id == viewer.agency_id]
     return mine or None
+
+
+def agency_cases(agency_id: int | None):
+    """The same rule as SQL over cases: the cases an agency notified or has a dispatch of."""
+    if agency_id is None:
+        return false()
+    received = exists().where(Dispatch.case_id == NotificationCase.id, Dispatch.agency_id == agency_id)
+    return or_(NotificationCase.agency_id == agency_id, received)
+
+
+def visible_cases(viewer: Actor):
+    """``visible_dispatches`` as a WHERE clause over cases: those it does not answer None for."""
+    return true() if viewer.can(actors.ALL_AGENCIES) else agency_cases(viewer.agency_id)
+
+
+def visible_dispatch_of_case(viewer: Actor):
+    """``visible_dispatches`` as a WHERE clause over a case's dispatches (joined to the case)."""
+    if viewer.can(actors.ALL_AGENCIES):
+        return true()
+    if viewer.agency_id is None:
+        return false()
+    return or_(NotificationCase.agency_id == viewer.agency_id, Dispatch.agency_id == viewer.agency_id)
 
 
 def citizen_of(case: NotificationCase, viewer: Actor) -> CitizenView:

@@ -25,7 +25,7 @@ MAX_PAGE = 10_000
 _PERSONAL = ("citizen_name", "citizen_id_no", "citizen_email", "citizen_phone", "citizen_address", "content")
 
 
-def _list_columns():
+def list_columns():
     """A work list shows no personal data: leave those (encrypted) columns unread."""
     return [defer(getattr(NotificationCase, c)) for c in _PERSONAL]
 
@@ -46,7 +46,7 @@ def _cases(session, actor: Actor, limit: int, offset: int, now) -> list[results.
         select(NotificationCase)
         .where(NotificationCase.agency_id == actor.agency_id)
         .options(
-            *_list_columns(),
+            *list_columns(),
             joinedload(NotificationCase.category),
             joinedload(NotificationCase.agency),
             selectinload(NotificationCase.dispatches).options(
@@ -77,7 +77,7 @@ def _dispatches(session, actor: Actor, box: str, limit: int, offset: int, now) -
         .where(Dispatch.agency_id == actor.agency_id)
         .options(
             joinedload(Dispatch.case).options(
-                *_list_columns(), joinedload(NotificationCase.category), joinedload(NotificationCase.agency)
+                *list_columns(), joinedload(NotificationCase.category), joinedload(NotificationCase.agency)
             ),
             joinedload(Dispatch.agency),
             joinedload(Dispatch.handler),
