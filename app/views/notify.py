@@ -291,11 +291,12 @@ class CaseSearchView(BaseView):
     @expose("/", methods=["GET", "POST"])
     @has_access
     def index(self):
+        who = actor()
         values = {k: request.form.get(k, "") for k in SEARCH_FIELDS} if request.method == "POST" else {}
         found, error, errors, status = None, None, {}, 200
         if request.method == "POST":
             try:
-                found = notify.search_cases(db.session, actor(), CASE_SEARCH.load(values))
+                found = notify.search_cases(db.session, who, CASE_SEARCH.load(values))
             except ValidationError as exc:
                 errors = {k: "；".join(v) if isinstance(v, list) else str(v) for k, v in exc.messages.items()}
                 error, status = gettext("Correct the search and try again."), 400
@@ -308,6 +309,7 @@ class CaseSearchView(BaseView):
             error=error,
             errors=errors,
             categories=notify.search_categories(db.session),
+            by_citizen=notify.searches_by_citizen(who),
             case_statuses=notify.CASE_STATUSES,
             dispatch_states=workflow.STATE_LABELS,
             **_labels(),

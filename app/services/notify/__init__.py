@@ -32,7 +32,14 @@ from app.services.notify.dispatches import Action, act, open_dispatch
 from app.services.notify.downloads import COPIES, check_attachment, download_attachment
 from app.services.notify.mails import CONTROL_LABELS, DEFAULT_TEMPLATES, validate_template
 from app.services.notify.registration import CaseDraft, Citizen, Upload, next_case_no, register_case
-from app.services.notify.search import CASE_STATUSES, Criteria, SearchPage, search_cases, search_categories
+from app.services.notify.search import (
+    CASE_STATUSES,
+    Criteria,
+    SearchPage,
+    search_cases,
+    search_categories,
+    searches_by_citizen,
+)
 from app.services.notify.signatures import SignatureCheck, check_signature
 from app.services.notify.worklists import BOXES, boxes_of, handlers_of, page_number, worklist
 
@@ -63,6 +70,7 @@ __all__ = [
     "register_case",
     "search_cases",
     "search_categories",
+    "searches_by_citizen",
     "registration_form",
     "usable_categories",
     "validate_category",

@@ -100,9 +100,18 @@ def search_categories(session) -> list[results.CategoryRef]:
     return [results.category_ref(c) for c in cats]
 
 
+def _casework(actor: Actor) -> bool:
+    return actor.can(actors.ALL_AGENCIES) or (actor.agency_id is not None and any(actor.can(c) for c in _CASEWORK))
+
+
+def searches_by_citizen(actor: Actor) -> bool:
+    """Whether the actor may search by ID number or name (the form offers those fields)."""
+    return _casework(actor)
+
+
 def _reach(actor: Actor, criteria: Criteria) -> tuple[object, bool]:
     """The WHERE clause of the cases the actor may find, and whether it may open them."""
-    if actor.can(actors.ALL_AGENCIES) or (actor.agency_id is not None and any(actor.can(c) for c in _CASEWORK)):
+    if _casework(actor):
         return results.visible_cases(actor), True
     if actor.can(LIST_ALL_CASES):
         if criteria.personal:
