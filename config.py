@@ -312,6 +312,8 @@ class Config:
 
     # Work lists show this many rows a page.
     WORKLIST_PAGE_SIZE = int(os.environ.get("WORKLIST_PAGE_SIZE", "50"))
+    # The case search shows this many cases a page.
+    CASE_SEARCH_PAGE_SIZE = int(os.environ.get("CASE_SEARCH_PAGE_SIZE", "20"))
     # Satisfaction survey links stay valid this many days; report queries may
     # sort this much in memory (PostgreSQL work_mem, per report transaction).
     SURVEY_INVITATION_DAYS = int(os.environ.get("SURVEY_INVITATION_DAYS", "30"))
