@@ -260,3 +260,21 @@ def test_cases_registered_keep_their_name_only_as_ciphertext_and_keyed_hash(app,
         assert "林" not in row.citizen_name and len(row.citizen_name_hash) == 64
         total = db.session.scalar(select(func.count()).select_from(NotificationCase))
         assert total >= 3
+
+
+def test_migration_0022_hashes_the_names_of_cases_registered_before_it(app, cases):
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parent.parent / "migrations" / "versions" / "0022_case_search.py"
+    spec = importlib.util.spec_from_file_location("migration_0022", path)
+    migration = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(migration)
+    with app.app_context():
+        table = NotificationCase.__table__
+        db.session.execute(update(table).where(table.c.case_no == cases["fire"]).values(citizen_name_hash=None))
+        db.session.commit()
+        assert found(who("supervisor.tax"), name=CITIZEN_B["name"]) == []
+        migration._backfill(db.session.connection())
+        db.session.commit()
+        assert found(who("supervisor.tax"), name=CITIZEN_B["name"]) == [cases["fire"]]
