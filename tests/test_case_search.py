@@ -117,6 +117,8 @@ def test_a_manager_finds_every_agency_s_cases_but_never_by_citizen_and_opens_non
         assert cases["fire"] in [r.case_no for r in page.items] and page.everywhere
         row = next(r for r in page.items if r.case_no == cases["fire"])
         assert not row.linked and {d.agency.code for d in row.dispatches} == {"SOCIAL", "TAX", "LABOUR"}
+        assert cases["fire"] in found(manager, state="sent", category=category("火災建物毀損"))
+        assert cases["fire"] not in found(manager, state="closed", category=category("火災建物毀損"))
         for personal in ({"id_no": CITIZEN_B["id_no"]}, {"name": CITIZEN_B["name"]}):
             with pytest.raises(Forbidden):
                 notify.search_cases(db.session, manager, notify.Criteria(**personal))

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 
 from flask import current_app
 from flask_babel import lazy_gettext as _l
-from sqlalchemy import exists, select
+from sqlalchemy import exists, select, true
 from sqlalchemy.orm import joinedload, selectinload
 
 from app.lib import identifiers
@@ -140,7 +140,7 @@ def _where(actor: Actor, c: Criteria, now: datetime.datetime, reach) -> list:
     if c.overdue:  # as the home page counts them: open and past due
         where += [case.status == "open", case.due_at < now]
     if c.state:
-        seen = results.visible_dispatch_of_case(actor) if reach is not None else True
+        seen = results.visible_dispatch_of_case(actor) if reach is not None else true()
         where.append(exists().where(Dispatch.case_id == case.id, Dispatch.state == c.state, seen))
     return where
 
@@ -164,7 +164,7 @@ def _row(case: NotificationCase, actor: Actor, linked: bool, now) -> SearchRow:
 def search_cases(session, actor: Actor, criteria: Criteria, size: int | None = None) -> SearchPage:
     """The cases matching ``criteria`` that the actor may find, newest first, one page
     (CASE_SEARCH_PAGE_SIZE). A search by ID number or name is audited (which kinds of
-    personal data, how many cases; never the values).
+    personal data, the case numbers found; never the values).
 
     Raises Forbidden (no reach, or personal criteria beyond the actor's reach), InvalidInput.
     """
