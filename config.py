@@ -191,6 +191,12 @@ class Config:
     CERT_RECHECK_MINUTES = float(os.environ.get("CERT_RECHECK_MINUTES", "15"))
     # The portal: the days a querying agency's Auditor has to answer an "I don't recognise this" flag.
     ACCESS_FLAG_ANSWER_DAYS = int(os.environ.get("ACCESS_FLAG_ANSWER_DAYS", "10"))
+    # Anomaly rules (`flask worker anomalies`): a round every ANOMALY_POLL_SECONDS over the queries
+    # logged at least ANOMALY_SETTLE_SECONDS ago (a flag within a minute of its query).
+    ANOMALY_POLL_SECONDS = float(os.environ.get("ANOMALY_POLL_SECONDS", "15"))
+    ANOMALY_SETTLE_SECONDS = float(os.environ.get("ANOMALY_SETTLE_SECONDS", "5"))
+    # A week's query log is due for its supervisor's signed review this many days after the week ends.
+    WEEKLY_REVIEW_DAYS = int(os.environ.get("WEEKLY_REVIEW_DAYS", "7"))
     # The citizen's local signing component (HiPKI-like; the demo's simulator: app.simulators.signer).
     CERT_SIGNER_URL = os.environ.get("CERT_SIGNER_URL", "http://127.0.0.1:61161")
     # HTTPS. The platform is served over HTTPS (./run.sh: gunicorn with TLS, or

@@ -1,4 +1,4 @@
-"""Command-line operations: flask audit|outbox|roles|seed|worker ..."""
+"""Command-line operations: flask audit|outbox|roles|seed|worker|anomaly ..."""
 
 import logging
 import signal
@@ -22,6 +22,7 @@ keys_cli = AppGroup("keys", help="Field-encryption keys.")
 cards_cli = AppGroup("cards", help="Certificate cards: the trust settings, checking a certificate.")
 ops_cli = AppGroup("ops", help="Operations: backup and restore (docs/backup.md).")
 payments_cli = AppGroup("payments", help="Payments of fees: pending payments, refunds, settlement files.")
+anomaly_cli = AppGroup("anomaly", help="Anomaly rules over the query log.")
 worker_cli = AppGroup("worker", help="Background work, each kind in a process of its own (./run.sh starts them).")
 
 
@@ -108,6 +109,12 @@ def audit_verify(checkpoint_file, public_key_file, grace):
             if conn.dialect.name == "sqlite":
                 conn.exec_driver_sql("PRAGMA query_only = OFF")
     problems = [*problems, *result.problems]
+    from app.services.anomaly import record_check
+
+    try:  # the auditor's desk shows when the chain was last verified and how it stood
+        record_check(db.engine, not problems, result.checked, len(problems))
+    except Exception as exc:  # a database that refuses the write must not hide the verdict
+        click.echo(f"note: the check could not be recorded for the auditor's desk ({type(exc).__name__})", err=True)
     if not signed:
         click.echo(f"note: no signed checkpoint in {path}: a cut-off tail cannot be told from a short chain", err=True)
     if not problems:
@@ -255,6 +262,23 @@ def worker_sealer():
     from app.services.audit import sealer
 
     _run_worker("sealer", functools.partial(sealer.run, mailer=checkpoint_mail.mail))
+
+
+@worker_cli.command("anomalies")
+def worker_anomalies():
+    """Apply the anomaly rules to the queries logged since the last round, every ANOMALY_POLL_SECONDS."""
+    from app.services import anomaly
+
+    _run_worker("anomalies", anomaly.run)
+
+
+@anomaly_cli.command("evaluate")
+def anomaly_evaluate():
+    """One round of the anomalies worker: the rules applied to the queries logged since the last round."""
+    from app.services import anomaly
+
+    counts = anomaly.evaluate_round(db.session)
+    click.echo("queries read {read}, flags raised {flags}".format(**counts))
 
 
 @worker_cli.command("payments")
@@ -602,5 +626,6 @@ def register(app) -> None:
         cards_cli,
         ops_cli,
         payments_cli,
+        anomaly_cli,
     ):
         app.cli.add_command(group)

@@ -1,5 +1,14 @@
 """Platform tables, one module per domain. Importing this registers them all."""
 
+from app.models.anomaly import (  # noqa: F401
+    AnomalyCursor,
+    AnomalyFlag,
+    AnomalyRule,
+    ChainCheck,
+    OfficeDay,
+    ProtectedSubject,
+    WeeklyReview,
+)
 from app.models.audit import AuditEvent, AuditHead  # noqa: F401
 from app.models.cards import CardBinding, CardChallenge  # noqa: F401
 from app.models.notify import (  # noqa: F401

@@ -12,7 +12,7 @@ from sqlalchemy import func, select
 from app.models.notify import Dispatch, NotificationCase
 from app.models.sources import DataSource
 from app.models.transfer import StaffCertificate, TransferCase
-from app.services import actors, portal
+from app.services import actors, anomaly, portal
 from app.services.actors import Actor
 from app.services.roles import DISPATCH_HANDLE, DISPATCH_SUPERVISE, NOTIFY_CASES, TRANSFER_FILES
 
@@ -95,6 +95,9 @@ def todo(session, actor: Actor, now: datetime.datetime | None = None) -> list[To
     flags = portal.open_flag_count(session, actor)
     if flags is not None:
         items.append(Todo("flags", str(_l("Flags to answer (who read my data)")), flags, urgent=flags > 0))
+    anomalies = anomaly.open_count(session, actor)
+    if anomalies is not None:
+        items.append(Todo("anomalies", str(_l("Anomaly flags to review")), anomalies, urgent=anomalies > 0))
     if actor.can(actors.ALL_AGENCIES):
         failing = select(DataSource.id).where(DataSource.enabled.is_(True), DataSource.last_ok.is_(False))
         n = _count(session, failing)

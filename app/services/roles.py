@@ -121,10 +121,16 @@ READ_PAYMENTS = "read_payments"
 # Marking a query form restricted (its entries reach the people's "who read my data" only after a delay):
 # the Admin's, not the form designer's.
 RESTRICT_FORMS = "restrict_forms"
+# Accountability (app.services.anomaly): supervisors and auditors resolve the anomaly rules' flags
+# (supervisors their agency's); auditors read the auditor's desk.
+RESOLVE_ANOMALIES = "resolve_anomaly_flags"
+AUDIT_DESK = "audit_desk"
 CAPABILITIES = (
     *actors.CAPABILITIES, TRANSFER_FILES, NOTIFY_CASES, DISPATCH_SUPERVISE, DISPATCH_HANDLE, LIST_ALL_CASES,
-    REQUIRE_CARD, PORTAL, REVIEW_FLAGS, READ_PAYMENTS, RESTRICT_FORMS,
+    REQUIRE_CARD, PORTAL, REVIEW_FLAGS, READ_PAYMENTS, RESTRICT_FORMS, RESOLVE_ANOMALIES, AUDIT_DESK,
 )  # fmt: skip
+# The anomaly flags' screen, for the roles that resolve them.
+_ANOMALY_FLAGS = [(r"^(AnomalyFlagView|Anomaly flags)$", r"^(can_index|can_resolve|menu_access)$")]
 # Citizens and businesses signed in with their cards: their own profile page, nothing of the back office.
 _CARD_HOLDER = [
     (r"^PlatformUserView$", r"^can_userinfo$"),
@@ -174,7 +180,8 @@ ROLE_PERMISSIONS: dict[str, list[tuple[str, str]]] = {
     + _CASE_SEARCH
     + _NOTIFY_ACT
     + _WEEKLY_QUERIES
-    + [(f"^{_PLATFORM}$", f"^{DISPATCH_SUPERVISE}$")],
+    + _ANOMALY_FLAGS
+    + [(f"^{_PLATFORM}$", f"^({DISPATCH_SUPERVISE}|{RESOLVE_ANOMALIES})$")],
     "Handler": _SELF_SERVICE + _NOTIFY_READ + _CASE_SEARCH + _NOTIFY_ACT + [(f"^{_PLATFORM}$", f"^{DISPATCH_HANDLE}$")],
     "Transferor": _SELF_SERVICE + _READ_AGENCIES + _TRANSFER + [(f"^{_PLATFORM}$", f"^{TRANSFER_FILES}$")],
     "Manager": _SELF_SERVICE
@@ -196,7 +203,14 @@ ROLE_PERMISSIONS: dict[str, list[tuple[str, str]]] = {
         (r"^QueryView$", r"^can_(history|result|print_page|pdf)$"),
         (r"^QueryApi$", r"^can_(history|stored)$"),
         (r"^(Query|Query history)$", r"^menu_access$"),
-        (f"^{_PLATFORM}$", f"^({actors.READ_ALL_QUERIES}|{actors.WEEKLY_ALL_AGENCIES}|{REVIEW_FLAGS})$"),
+        (
+            f"^{_PLATFORM}$",
+            f"^({actors.READ_ALL_QUERIES}|{actors.WEEKLY_ALL_AGENCIES}|{REVIEW_FLAGS}|{RESOLVE_ANOMALIES}"
+            f"|{AUDIT_DESK})$",
+        ),
+        # the anomaly rules' flags, and the auditor's desk
+        *_ANOMALY_FLAGS,
+        (r"^(AuditDeskView|Auditor's desk)$", r"^(can_index|menu_access)$"),
         # the "I don't recognise this" flags on their agency's queries
         (r"^(AccessFlagView|Access flags)$", r"^(can_index|can_answer|menu_access)$"),
     ],

@@ -3,6 +3,7 @@
 
 def register_views(appbuilder) -> None:
     from app.views import (
+        anomaly,
         audit,
         cards,
         forms,
@@ -41,6 +42,7 @@ def register_views(appbuilder) -> None:
     reports.register(appbuilder)
     cards.register(appbuilder)
     portal.register(appbuilder)
+    anomaly.register(appbuilder)
     payments.register(appbuilder)
     portal_apply.register(appbuilder)
     openapi.register(appbuilder)

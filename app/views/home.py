@@ -21,6 +21,7 @@ LINKS = {
     "transfer_results": ("TransferView.index", {"tab": "completed"}),
     "certificates": ("TransferView.certificates", {}),
     "flags": ("AccessFlagView.index", {}),
+    "anomalies": ("AnomalyFlagView.index", {}),
     "sources": ("DataSourceView.list", {}),
 }
 

@@ -6,6 +6,7 @@ from sqlalchemy import select
 
 from app.models.org import Agency
 from app.services import org
+from app.services.seed.anomaly import seed_anomaly
 
 COUNTY = "示範縣"
 
@@ -98,8 +99,9 @@ def seed_demo(sm, session, password: str) -> dict:
     categories = seed_categories(session, agencies)
     seed_web_applications(session, agencies)
     questionnaire = seed_questionnaire(session)
+    rules = seed_anomaly(session)
     return {"agencies": len(agencies), "accounts_created": created, "categories_created": categories,
-            "questionnaire_created": questionnaire}  # fmt: skip
+            "questionnaire_created": questionnaire, "anomaly_rules_created": rules}  # fmt: skip
 
 
 # Demo notification categories: (main, sub, kind, notifying agencies, default receivers, consent, due days)

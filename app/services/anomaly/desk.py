@@ -1,0 +1,152 @@
+"""The auditor's desk: open anomaly flags, overdue weekly reviews, the audit chain's state
+(last verification, last signed checkpoint, last archive) and recent administrative changes,
+on one page. Counts and names of records only; no personal data."""
+
+from __future__ import annotations
+
+import datetime
+from dataclasses import dataclass, field
+
+from flask import current_app
+from flask_babel import lazy_gettext as _l
+from sqlalchemy import func, select
+
+from app.lib.rocdate import utc_midnight
+from app.models.anomaly import AnomalyCursor, AnomalyFlag, ChainCheck, WeeklyReview
+from app.models.audit import AuditEvent
+from app.models.org import Agency
+from app.models.queries import QueryLog
+from app.services import audit
+from app.services.actors import Actor
+from app.services.command import transaction
+from app.services.errors import Forbidden
+from app.services.reports.filters import taipei_today
+from app.services.reports.weekly import week_of
+from app.services.roles import AUDIT_DESK
+
+WEEKS_BACK = 8  # overdue reviews are looked for over the last eight weeks
+RECENT_CHANGES = 15
+ADMIN_ACTIONS = ("create", "update", "delete")
+
+# Hook for the monthly signed archives (issue 19 item 3, another module): a function
+# ``(session) -> {"at": datetime, "name": str} | None`` giving the last one.
+last_archive_provider = None
+
+
+@dataclass
+class OverdueReview:
+    agency_code: str
+    agency_name: str
+    week_start: datetime.date
+    due: datetime.date
+    queries: int
+
+
+@dataclass
+class Desk:
+    open_flags: int
+    open_by_severity: dict[str, int]
+    open_by_agency: list[tuple[str, str, int]]  # code, name, count
+    overdue_reviews: list[OverdueReview]
+    last_verify: ChainCheck | None
+    last_checkpoint: object | None  # app.services.audit.Checkpoint
+    last_archive: dict | None
+    last_evaluation: datetime.datetime | None
+    changes: list[dict] = field(default_factory=list)
+
+
+def overdue_reviews(session, today: datetime.date | None = None) -> list[OverdueReview]:
+    """The weeks (of the last WEEKS_BACK) whose query log an agency has not had reviewed and
+    signed WEEKLY_REVIEW_DAYS after the week ended (only weeks the agency queried in)."""
+    today = today or taipei_today()
+    grace = datetime.timedelta(days=current_app.config.get("WEEKLY_REVIEW_DAYS", 7))
+    this_monday = week_of(today)[0]
+    log = QueryLog.__table__
+    names = dict(session.execute(select(Agency.code, Agency.name)).all())
+    signed = {
+        (r.agency_code, r.week_start)
+        for r in session.execute(
+            select(WeeklyReview.agency_code, WeeklyReview.week_start).where(
+                WeeklyReview.week_start >= this_monday - datetime.timedelta(weeks=WEEKS_BACK)
+            )
+        )
+    }
+    found = []
+    for back in range(1, WEEKS_BACK + 1):
+        monday = this_monday - datetime.timedelta(weeks=back)
+        due = monday + datetime.timedelta(days=7) + grace
+        if due >= today:
+            continue
+        start, end = utc_midnight(monday), utc_midnight(monday + datetime.timedelta(days=7))
+        per_agency = session.execute(
+            select(log.c.agency_code, func.count())
+            .where(log.c.at >= start, log.c.at < end, log.c.agency_code.is_not(None))
+            .group_by(log.c.agency_code)
+        ).all()
+        for code, count in per_agency:
+            if (code, monday) not in signed:
+                found.append(OverdueReview(code, names.get(code, code), monday, due, int(count)))
+    return sorted(found, key=lambda r: (r.week_start, r.agency_code))
+
+
+def _last_checkpoint():
+    from app.services.audit import checkpoints
+
+    try:
+        return checkpoints.latest(current_app.config["AUDIT_CHECKPOINT_FILE"], checkpoints.signing_key().public_key())
+    except (OSError, ValueError):
+        return None
+
+
+def desk(session, actor: Actor) -> Desk:
+    """Command: the auditor's desk (audited). Raises Forbidden for anyone but an auditor."""
+    if not actor.signed_in or not actor.can(AUDIT_DESK):
+        raise Forbidden(_l("The auditor's desk is for auditors."))
+    open_ = AnomalyFlag.resolved_at.is_(None)
+    by_severity = dict(
+        session.execute(select(AnomalyFlag.severity, func.count()).where(open_).group_by(AnomalyFlag.severity)).all()
+    )
+    names = dict(session.execute(select(Agency.code, Agency.name)).all())
+    by_agency = [
+        (code or "", names.get(code, code or ""), int(n))
+        for code, n in session.execute(
+            select(AnomalyFlag.agency_code, func.count()).where(open_).group_by(AnomalyFlag.agency_code)
+        ).all()
+    ]
+    events = AuditEvent.__table__
+    changes = [
+        dict(row)
+        for row in session.execute(
+            select(events.c.at, events.c.actor, events.c.action, events.c.object_type, events.c.object_id,
+                   events.c.fields)
+            .where(events.c.action.in_(ADMIN_ACTIONS))
+            .order_by(events.c.id.desc())
+            .limit(RECENT_CHANGES)
+        ).mappings()
+    ]  # fmt: skip
+    result = Desk(
+        open_flags=sum(by_severity.values()),
+        open_by_severity={k: int(v) for k, v in by_severity.items()},
+        open_by_agency=sorted(by_agency, key=lambda a: -a[2]),
+        overdue_reviews=overdue_reviews(session),
+        last_verify=session.scalar(select(ChainCheck).order_by(ChainCheck.id.desc()).limit(1)),
+        last_checkpoint=_last_checkpoint(),
+        last_archive=last_archive_provider(session) if last_archive_provider else None,
+        last_evaluation=session.scalar(select(AnomalyCursor.last_run_at).where(AnomalyCursor.id == 1)),
+        changes=changes,
+    )
+    with transaction(session):
+        audit.record(session, "audit.desk_viewed", detail={"open_flags": result.open_flags,
+                     "overdue_reviews": len(result.overdue_reviews)}, actor=actor)  # fmt: skip
+    return result
+
+
+def record_check(engine, ok: bool, checked: int, problems: int) -> None:
+    """Keep one run of ``flask audit verify`` for the desk (its own short transaction, after
+    the verification's read-only one)."""
+    with engine.begin() as conn:
+        conn.execute(
+            ChainCheck.__table__.insert().values(
+                at=datetime.datetime.utcnow(), ok=ok, checked=checked, problems=problems
+            )
+        )

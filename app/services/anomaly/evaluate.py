@@ -1,0 +1,308 @@
+"""The anomaly worker (``flask worker anomalies``): every ANOMALY_POLL_SECONDS it reads the
+query log past its cursor and applies the active rules, raising or growing flags.
+
+Why a worker and not the query's own transaction: a query on PostgreSQL writes its log
+row, its subjects and its audit event in ONE autocommitted statement
+(``app.services.query.record.write_run``); counting a user's distinct subjects of the
+hour or day there would add reads and a transaction to every query. Here the query pays
+nothing, and a batch of queries costs one grouped count per user and period. A flag is
+raised within ANOMALY_POLL_SECONDS + ANOMALY_SETTLE_SECONDS (well within a minute).
+
+Rows are read in id order once they are ANOMALY_SETTLE_SECONDS old: a query's
+transaction commits right after its time is set, so an id still uncommitted when the
+worker passes would have to stay open that long. Flags are keyed (rule, user, period or
+query): evaluating a row twice never raises a second flag. The cursor row is locked for
+the round, so two workers take turns.
+"""
+
+from __future__ import annotations
+
+import datetime
+import hashlib
+import logging
+from collections import defaultdict
+from dataclasses import dataclass, field
+
+from flask import current_app
+from sqlalchemy import distinct, func, select
+
+from app.models.anomaly import AnomalyCursor, AnomalyFlag, AnomalyRule, OfficeDay, ProtectedSubject
+from app.models.cards import CardBinding
+from app.models.queries import QueryLog, QuerySubject
+from app.services import audit, outbox
+from app.services.actors import SYSTEM
+from app.services.anomaly.rules import is_office_time, to_local, to_utc
+from app.services.command import transaction
+from app.services.query.record import READ_OUTCOMES
+
+log = logging.getLogger(__name__)
+BATCH = 2000
+_log, _subject = QueryLog.__table__, QuerySubject.__table__
+
+
+@dataclass
+class Found:
+    """A flag a rule wants (new, or grown if its key exists)."""
+
+    key: str
+    rule: AnomalyRule
+    row: object  # the query log row that raised it (the last one of its period)
+    first_at: datetime.datetime
+    last_at: datetime.datetime
+    query_count: int
+    subject_count: int
+    additive: bool = False  # counts add to an existing flag's (off hours), else replace them
+    query_ids: set = field(default_factory=set)
+
+
+def _bucket(local: datetime.datetime, minutes: int) -> tuple[datetime.datetime, datetime.datetime]:
+    """The local period of ``minutes`` holding ``local``: a part of the day, or whole days."""
+    midnight = local.replace(hour=0, minute=0, second=0, microsecond=0)
+    if minutes % 1440 == 0:
+        days = minutes // 1440
+        start = midnight - datetime.timedelta(days=local.date().toordinal() % days)
+    else:
+        into = (local.hour * 60 + local.minute) // minutes * minutes
+        start = midnight + datetime.timedelta(minutes=into)
+    return start, start + datetime.timedelta(minutes=minutes)
+
+
+def _by_period(rows, minutes: int) -> dict[tuple[int, datetime.datetime], list]:
+    groups: dict[tuple[int, datetime.datetime], list] = defaultdict(list)
+    for row in rows:
+        groups[(row.user_id, _bucket(to_local(row.at), minutes)[0])].append(row)
+    return groups
+
+
+def _period_where(user_id: int, start_local: datetime.datetime, minutes: int, upto: datetime.datetime):
+    start = to_utc(start_local)
+    end = min(to_utc(start_local + datetime.timedelta(minutes=minutes)), upto + datetime.timedelta(microseconds=1))
+    return (_log.c.user_id == user_id, _subject.c.at >= start, _subject.c.at < end)
+
+
+def _many_subjects(session, rule: AnomalyRule, rows, _context) -> list[Found]:
+    found = []
+    for (user_id, start), group in _by_period(rows, rule.window_minutes).items():
+        last = max(r.at for r in group)
+        subjects, queries, first = session.execute(
+            select(func.count(distinct(_subject.c.subject_hash)), func.count(distinct(_subject.c.query_log_id)),
+                   func.min(_subject.c.at))
+            .select_from(_subject.join(_log, _log.c.id == _subject.c.query_log_id))
+            .where(*_period_where(user_id, start, rule.window_minutes, last))
+        ).one()  # fmt: skip
+        if subjects >= rule.threshold:
+            row = max(group, key=lambda r: r.id)
+            found.append(Found(f"{rule.id}:{user_id}:{start:%Y%m%d%H%M}", rule, row, first or last, last, queries,
+                               subjects))  # fmt: skip
+    return found
+
+
+def _repeat_subject(session, rule: AnomalyRule, rows, _context) -> list[Found]:
+    found = []
+    for (user_id, start), group in _by_period(rows, rule.window_minutes).items():
+        last = max(r.at for r in group)
+        repeated = session.execute(
+            select(_subject.c.subject_hash, _log.c.case_no, func.count(), func.min(_subject.c.at))
+            .select_from(_subject.join(_log, _log.c.id == _subject.c.query_log_id))
+            .where(*_period_where(user_id, start, rule.window_minutes, last))
+            .group_by(_subject.c.subject_hash, _log.c.case_no)
+            .having(func.count() >= rule.threshold)
+        ).all()
+        row = max(group, key=lambda r: r.id)
+        for subject, case_no, count, first in repeated:
+            case = hashlib.sha256((case_no or "").encode()).hexdigest()[:12]
+            key = f"{rule.id}:{user_id}:{start:%Y%m%d%H%M}:{subject[:16]}:{case}"
+            found.append(Found(key, rule, row, first, last, count, 1))
+    return found
+
+
+def _off_hours(session, rule: AnomalyRule, rows, context) -> list[Found]:
+    days = context["days"]
+    groups: dict[tuple[int, datetime.date], list] = defaultdict(list)
+    for row in rows:
+        local = to_local(row.at)
+        if not is_office_time(local, rule.office_start, rule.office_end, days):
+            groups[(row.user_id, local.date())].append(row)
+    found = []
+    for (user_id, day), group in groups.items():
+        subjects = {h for r in group for h in (r.subjects or "").split()}
+        row = max(group, key=lambda r: r.id)
+        found.append(Found(f"{rule.id}:{user_id}:{day:%Y%m%d}", rule, row, min(r.at for r in group),
+                           max(r.at for r in group), len(group), len(subjects), additive=True,
+                           query_ids={r.id for r in group}))  # fmt: skip
+    return found
+
+
+def _protected_subject(session, rule: AnomalyRule, rows, context) -> list[Found]:
+    protected = context["protected"]
+    found = []
+    for row in rows:
+        hits = protected.intersection((row.subjects or "").split())
+        if hits:
+            found.append(Found(f"{rule.id}:q{row.id}", rule, row, row.at, row.at, 1, len(hits)))
+    return found
+
+
+def _own_household(session, rule: AnomalyRule, rows, context) -> list[Found]:
+    """The user's own keyed ID (from the citizen card bound to the account) among the
+    query's subjects: themselves, or a household the e-gate answered with them in it."""
+    own = context["own"]
+    found = []
+    for row in rows:
+        mine = own.get(row.user_id)
+        if mine and mine in (row.subjects or "").split():
+            found.append(Found(f"{rule.id}:q{row.id}", rule, row, row.at, row.at, 1, 1))
+    return found
+
+
+EVALUATORS = {
+    "many_subjects": _many_subjects,
+    "repeat_subject": _repeat_subject,
+    "off_hours": _off_hours,
+    "protected_subject": _protected_subject,
+    "own_household": _own_household,
+}
+
+
+def _context(session, rules, rows) -> dict:
+    """What the rules read besides the log, once a round (only what the active kinds need)."""
+    kinds = {r.kind for r in rules}
+    context: dict = {"days": {}, "protected": set(), "own": {}}
+    if "off_hours" in kinds:
+        local_days = {to_local(r.at).date() for r in rows}
+        context["days"] = dict(
+            session.execute(select(OfficeDay.day, OfficeDay.kind).where(OfficeDay.day.in_(sorted(local_days)))).all()
+        )
+    if "protected_subject" in kinds:
+        context["protected"] = set(session.scalars(select(ProtectedSubject.subject_hash)))
+    if "own_household" in kinds:
+        users = sorted({r.user_id for r in rows})
+        context["own"] = dict(
+            session.execute(
+                select(CardBinding.user_id, CardBinding.subject_hash).where(
+                    CardBinding.user_id.in_(users), CardBinding.kind == "citizen",
+                    CardBinding.subject_hash.is_not(None),
+                )
+            ).all()
+        )  # fmt: skip
+    return context
+
+
+def _apply(session, found: list[Found], now: datetime.datetime) -> list[AnomalyFlag]:
+    """Raise the new flags, grow the open ones; returns the new ones (flushed)."""
+    if not found:
+        return []
+    existing = {
+        f.key: f
+        for f in session.scalars(select(AnomalyFlag).where(AnomalyFlag.key.in_(sorted({x.key for x in found}))))
+    }
+    new: list[AnomalyFlag] = []
+    for item in found:
+        flag = existing.get(item.key)
+        if flag is not None:
+            if flag.resolved_at is None and item.last_at >= flag.last_at:
+                if item.additive:
+                    flag.query_count += item.query_count
+                    flag.subject_count += item.subject_count
+                else:
+                    flag.query_count, flag.subject_count = item.query_count, item.subject_count
+                flag.last_at, flag.query_log_id = item.last_at, item.row.id
+            continue
+        row = item.row
+        flag = AnomalyFlag(
+            key=item.key, rule_id=item.rule.id, rule_name=item.rule.name, kind=item.rule.kind,
+            severity=item.rule.severity, query_log_id=row.id, user_id=row.user_id, username=row.username,
+            agency_code=row.agency_code, raised_at=now, first_at=item.first_at, last_at=item.last_at,
+            query_count=item.query_count, subject_count=item.subject_count,
+        )  # fmt: skip
+        session.add(flag)
+        existing[item.key] = flag
+        new.append(flag)
+    session.flush()
+    return new
+
+
+def evaluate_round(session, now: datetime.datetime | None = None, batch: int = BATCH) -> dict:
+    """Command (the worker's round): apply the active rules to the queries logged since the
+    last round (settled ones), raise and audit flags, mail the agencies' reviewers.
+    Returns counts: queries read, flags raised."""
+    now = now or datetime.datetime.utcnow()
+    settle = datetime.timedelta(seconds=current_app.config.get("ANOMALY_SETTLE_SECONDS", 5))
+    with transaction(session):
+        cursor = session.scalar(select(AnomalyCursor).where(AnomalyCursor.id == 1).with_for_update())
+        if cursor is None:
+            cursor = AnomalyCursor(id=1, last_query_id=0)
+            session.add(cursor)
+            session.flush()
+        read = session.execute(
+            select(_log.c.id, _log.c.at, _log.c.user_id, _log.c.username, _log.c.agency_code, _log.c.case_no,
+                   _log.c.subjects, _log.c.outcome)
+            .where(_log.c.id > cursor.last_query_id)
+            .order_by(_log.c.id)
+            .limit(batch)
+        ).all()  # fmt: skip
+        settled = []
+        for row in read:
+            if row.at > now - settle:
+                break  # this one and the later ones wait for the next round
+            settled.append(row)
+        rows = [r for r in settled if r.outcome in READ_OUTCOMES and r.user_id is not None]
+        new: list[AnomalyFlag] = []
+        if rows:
+            rules = list(session.scalars(select(AnomalyRule).where(AnomalyRule.active.is_(True))
+                                         .order_by(AnomalyRule.id)))  # fmt: skip
+            if rules:
+                context = _context(session, rules, rows)
+                found = [f for rule in rules for f in EVALUATORS[rule.kind](session, rule, rows, context)]
+                new = _apply(session, found, now)
+        if settled:
+            cursor.last_query_id = settled[-1].id
+        cursor.last_run_at = now
+        for flag in new:
+            audit.record(session, "anomaly.flag_raised", object_type="AnomalyFlag", object_id=flag.id,
+                         detail={"rule": flag.rule_name, "kind": flag.kind, "severity": flag.severity,
+                                 "agency": flag.agency_code, "query": flag.query_log_id,
+                                 "queries": flag.query_count, "subjects": flag.subject_count},
+                         actor=SYSTEM)  # fmt: skip
+        if new:
+            _tell_reviewers(session, new)
+    return {"read": len(settled), "flags": len(new)}
+
+
+def _tell_reviewers(session, flags: list[AnomalyFlag]) -> None:
+    """One mail per agency with new flags to its reviewers (counts and a link, nothing personal)."""
+    from app.services.anomaly.flags import reviewers_of
+
+    link = f"{current_app.config['PUBLIC_BASE_URL'].rstrip('/')}/anomalyflags/"
+    by_agency: dict[str, int] = defaultdict(int)
+    for flag in flags:
+        by_agency[flag.agency_code or ""] += 1
+    for agency, count in sorted(by_agency.items()):
+        subject = f"【查詢異常】本機關有 {count} 筆新的異常查詢警示 / {count} new query anomaly flags"
+        body = (
+            f"您好：\n\n異常查詢規則對本機關的查詢提出了 {count} 筆新的警示。請登入平台檢視，並為每一筆填寫結果"
+            f"（正當、不當使用、誤報）與說明：\n{link}\n\n"
+            f"The anomaly rules raised {count} new flags on your agency's queries. Please review each on the "
+            f"platform and record its outcome and a comment:\n{link}\n"
+        )
+        for person in reviewers_of(session, agency):
+            if person.email:
+                outbox.enqueue(session, person.email, subject, body, topic="anomaly_flags")
+
+
+def run(app, stop) -> None:
+    """The `flask worker anomalies` loop: a round every ANOMALY_POLL_SECONDS until ``stop`` is set."""
+    from app.extensions import db
+
+    every = float(app.config.get("ANOMALY_POLL_SECONDS", 15))
+    while not stop.is_set():
+        with app.app_context():
+            try:
+                counts = evaluate_round(db.session)
+                if counts["flags"]:
+                    log.info("anomalies: %s", counts)
+            except Exception:
+                log.exception("anomaly round failed")
+            finally:
+                db.session.remove()
+        stop.wait(every)
