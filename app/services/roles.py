@@ -130,7 +130,7 @@ CAPABILITIES = (
     REQUIRE_CARD, PORTAL, REVIEW_FLAGS, READ_PAYMENTS, RESTRICT_FORMS, RESOLVE_ANOMALIES, AUDIT_DESK,
 )  # fmt: skip
 # The anomaly flags' screen, for the roles that resolve them.
-_ANOMALY_FLAGS = [(r"^(AnomalyFlagView|Anomaly flags)$", r"^(can_index|can_resolve|menu_access)$")]
+_ANOMALY_FLAGS = [(r"^(AnomalyFlagView|Anomaly flags|Audit)$", r"^(can_index|can_resolve|menu_access)$")]
 # Citizens and businesses signed in with their cards: their own profile page, nothing of the back office.
 _CARD_HOLDER = [
     (r"^PlatformUserView$", r"^can_userinfo$"),
