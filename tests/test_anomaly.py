@@ -92,7 +92,9 @@ def test_a_rule_with_nonsense_thresholds_is_refused_when_saved(app):
         if message:
             assert message in page, change
     with app.app_context():
-        assert db.session.scalar(select(func.count()).select_from(AnomalyRule).where(AnomalyRule.code == "TEST-MANY")) == 0
+        assert (
+            db.session.scalar(select(func.count()).select_from(AnomalyRule).where(AnomalyRule.code == "TEST-MANY")) == 0
+        )
     page = admin_post(admin, "/anomalyruleview/add", {**base, "threshold": "5", "office_start": "08:00"}).text
     with app.app_context():
         rule = db.session.scalar(select(AnomalyRule).where(AnomalyRule.code == "TEST-MANY"))
@@ -185,7 +187,11 @@ def test_a_clerks_burst_on_a_holiday_raises_flags_that_the_supervisor_resolves(a
     assert "已記錄結果" in r.text
     with app.app_context():
         flag = db.session.get(AnomalyFlag, burst_id)
-        assert (flag.outcome, flag.comment, flag.resolved_by_name) == ("justified", "年度查核，已核對公文", "supervisor.tax")
+        assert (flag.outcome, flag.comment, flag.resolved_by_name) == (
+            "justified",
+            "年度查核，已核對公文",
+            "supervisor.tax",
+        )
         event = db.session.scalar(
             select(AuditEvent).where(AuditEvent.action == "anomaly.flag_resolved", AuditEvent.outcome == "ok",
                                      AuditEvent.object_id == str(burst_id))

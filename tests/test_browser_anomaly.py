@@ -29,10 +29,10 @@ def shot(page, name: str) -> None:
     page.screenshot(path=str(ARTIFACTS / f"anomaly-{name}.png"), full_page=True)
 
 
-def accessible(page, axe_source: str, region: str) -> None:
+def accessible(page, axe: str, region: str) -> None:
     """axe-core (WCAG 2.0/2.1 A and AA) over this page's own region (the back office's FAB frame
     around it is not this story's): no serious or critical violation."""
-    page.evaluate(axe_source)
+    page.evaluate(axe)
     found = page.evaluate(
         "(region) => axe.run(document.querySelector(region), {runOnly: {type: 'tag', values: ['wcag2a', 'wcag2aa',"
         " 'wcag21a', 'wcag21aa']}}).then(r => r.violations.map(v => ({id: v.id, impact: v.impact,"
@@ -119,7 +119,10 @@ def test_a_clerks_burst_on_a_holiday_is_flagged_and_the_supervisor_resolves_it(l
     assert "一小時查詢五人以上" in text and "非上班時間或假日查詢" in text and "clerk" in text
     accessible(sup, axe_source, "#anomaly-flags")
     shot(sup, "flags")
-    outcomes = {"many_subjects": ("justified", "年度清查，公文 1151203-0001"), "off_hours": ("false_alarm", "防颱假加班")}
+    outcomes = {
+        "many_subjects": ("justified", "年度清查，公文 1151203-0001"),
+        "off_hours": ("false_alarm", "防颱假加班"),
+    }
     for flag in raised:
         outcome, comment = outcomes[flag.kind]
         sup.check(f"#outcome-{flag.id}-{outcome}")
