@@ -164,19 +164,18 @@ def anomaly_overhead(label, url, n, tmp):
         queries(50)
         evaluate()
         figures = {}
-        for rules_on in (False, True):  # alternate twice: a load that comes and goes weighs on both
-            for _ in range(2):
-                active(rules_on)
-                q = e = 0.0
-                for _ in range(n // 10):  # a round every 10 queries
-                    q += queries(10)
-                    e += evaluate()
-                q_burst = queries(n)
-                e_burst = evaluate()
-                key = "on" if rules_on else "off"
-                prev = figures.get(key)
-                cur = (q, e, q_burst, e_burst)
-                figures[key] = cur if prev is None else tuple(a + b for a, b in zip(prev, cur))
+        for rules_on in (False, True, False, True):  # alternating: a load that comes and goes weighs on both
+            active(rules_on)
+            q = e = 0.0
+            for _ in range(n // 10):  # a round every 10 queries
+                q += queries(10)
+                e += evaluate()
+            q_burst = queries(n)
+            e_burst = evaluate()
+            key = "on" if rules_on else "off"
+            prev = figures.get(key)
+            cur = (q, e, q_burst, e_burst)
+            figures[key] = cur if prev is None else tuple(a + b for a, b in zip(prev, cur))
         q_off, e_off, qb_off, eb_off = figures["off"]
         q_on, e_on, qb_on, eb_on = figures["on"]
         base = q_off / (2 * (n // 10) * 10) * 1000

@@ -7,10 +7,14 @@ resolve them with an outcome and a comment, audited; the auditor's desk sums it 
 from __future__ import annotations
 
 import datetime
+import hashlib
 import json
 import re
+from pathlib import Path
 
 import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
 from sqlalchemy import delete, func, select
 
 from app.extensions import db
@@ -19,6 +23,7 @@ from app.models.audit import AuditEvent
 from app.models.cards import CardBinding
 from app.models.org import PlatformUser
 from app.models.outbox import OutboxMessage
+from app.models.queries import QueryLog
 from app.services import anomaly
 from app.services.actors import for_user
 from app.services.errors import Conflict, Forbidden, InvalidInput, NotFound
@@ -251,6 +256,9 @@ def test_the_auditors_desk(app, runner):
         # the tax bureau's log of three weeks ago was reviewed; another agency's queries that week were not
         db.session.add(WeeklyReview(agency_code="TAX", week_start=monday, pdf_sha256="0" * 64, method="password",
                                     signed_by_name="supervisor.tax", signed_at=datetime.datetime.utcnow()))  # fmt: skip
+        that_day = datetime.datetime.combine(monday + datetime.timedelta(days=2), datetime.time(3))
+        for agency in ("TAX", "LAND"):
+            db.session.add(QueryLog(at=that_day, agency_code=agency, username="old", form_code="x", outcome="ok"))
         db.session.commit()
     assert runner.invoke(args=["audit", "verify"]).exit_code in (0, 1)
     with app.app_context():
@@ -264,10 +272,89 @@ def test_the_auditors_desk(app, runner):
     with app.app_context():
         desk = anomaly.desk(db.session, actor("auditor"))
         assert desk.open_flags == anomaly.open_count(db.session, actor("auditor"))
-        assert all(r.agency_code != "TAX" or r.week_start != monday for r in desk.overdue_reviews)
+        overdue = {(r.agency_code, r.week_start) for r in desk.overdue_reviews}
+        assert ("LAND", monday) in overdue and ("TAX", monday) not in overdue
         assert desk.changes and desk.last_verify is not None
         with pytest.raises(Forbidden):
             anomaly.desk(db.session, actor("supervisor.tax"))
     clerk = app.test_client()
     login(clerk, "supervisor.tax")
     assert clerk.get("/auditdesk/").status_code in (302, 403)
+
+
+def test_the_weekly_review_signed_with_the_password_and_with_the_card_and_verified_later(app):
+    import base64
+
+    from app.services.anomaly import reviews
+    from tests.cards import card, responders, sign_pkcs7
+    from tests.conftest import DEMO_PASSWORD
+
+    responders()
+    with app.app_context():
+        sup, auditor = actor("supervisor.tax"), actor("auditor")
+        weeks = reviews.weeks(db.session, sup)
+        assert len(weeks) == reviews.WEEKS and not weeks[0].signed and not weeks[1].signed
+        with pytest.raises(Forbidden):
+            reviews.weeks(db.session, actor("clerk"))
+        with pytest.raises(InvalidInput):
+            reviews.prepare(db.session, sup, taipei_today())  # this week is not finished
+        review = reviews.prepare(db.session, sup, weeks[0].monday)
+        assert review.pdf.startswith(b"%PDF") and review.pdf_sha256 == hashlib.sha256(review.pdf).hexdigest()
+        with pytest.raises(Forbidden):
+            reviews.sign(db.session, sup, review.id, password="not-the-password")
+        refused = db.session.scalar(select(AuditEvent).where(AuditEvent.action == "weekly_review.signed",
+                                                             AuditEvent.outcome == "refused"))  # fmt: skip
+        assert refused is not None and "not-the-password" not in (refused.detail or "")
+        with pytest.raises(NotFound):
+            reviews.sign(db.session, actor("supervisor.land"), review.id, password=DEMO_PASSWORD)
+        signed = reviews.sign(db.session, sup, review.id, password=DEMO_PASSWORD, comment="已逐筆核對")
+        assert (signed.method, signed.signed_by_name) == ("password", "supervisor.tax")
+        with pytest.raises(Conflict):
+            reviews.sign(db.session, sup, review.id, password=DEMO_PASSWORD)
+        assert reviews.verify(db.session, auditor, review.id).ok
+        # The card: the supervisor's own, bound to the account, signs the statement of the PDF's digest.
+        gov = card("gov-clerk-social")
+        cert = x509.load_pem_x509_certificate(Path(gov["sign_cert"]).read_bytes())
+        der = cert.public_bytes(serialization.Encoding.DER)
+        db.session.add(CardBinding(user_id=sup.user_id, kind="government", fingerprint=hashlib.sha256(der).hexdigest(),
+                                   issuer=cert.issuer.rfc4514_string(), serial=format(cert.serial_number, "X"),
+                                   not_after=cert.not_valid_after_utc.replace(tzinfo=None), certificate=der,
+                                   created_at=datetime.datetime.utcnow()))  # fmt: skip
+        db.session.commit()
+        second = reviews.prepare(db.session, sup, weeks[1].monday)
+        text = reviews.statement("TAX", weeks[1].monday, second.pdf_sha256)
+        other = base64.b64encode(sign_pkcs7("gov-clerk-card", text)).decode()  # clerk.card's card, not hers
+        with pytest.raises(Forbidden):
+            reviews.sign(db.session, sup, second.id, signature=other)
+        wrong = base64.b64encode(sign_pkcs7("gov-clerk-social", text.replace(b"TAX", b"LAND"))).decode()
+        with pytest.raises(Forbidden):
+            reviews.sign(db.session, sup, second.id, signature=wrong)
+        good = base64.b64encode(sign_pkcs7("gov-clerk-social", text)).decode()
+        by_card = reviews.sign(db.session, sup, second.id, signature=good)
+        assert by_card.method == "card" and by_card.signer_fingerprint == hashlib.sha256(der).hexdigest()
+        check = reviews.verify(db.session, auditor, second.id)
+        assert check.ok and check.method == "card", check.problems
+        # Later, the kept PDF altered: the check says so.
+        by_card.pdf = by_card.pdf + b"%tampered"
+        db.session.commit()
+        broken = reviews.verify(db.session, auditor, second.id)
+        assert not broken.ok and broken.problems
+        by_card.pdf = by_card.pdf[: -len(b"%tampered")]
+        db.session.commit()
+        # Signed weeks are no longer overdue on the desk.
+        overdue = {(r.agency_code, r.week_start) for r in anomaly.overdue_reviews(db.session)}
+        assert ("TAX", weeks[0].monday) not in overdue and ("TAX", weeks[1].monday) not in overdue
+    # the page: open a week, sign it with the password, verify it
+    browser = app.test_client()
+    login(browser, "supervisor.tax")
+    page = browser.get("/weeklyreview/").text
+    third = next(w for w in weeks[2:] if w.review is None).monday.isoformat()
+    assert f'id="open-{third}"' in page
+    page = browser.post(f"/weeklyreview/week/{third}", data={"csrf_token": csrf_token(page)},
+                        follow_redirects=True).text  # fmt: skip
+    review_id = int(re.search(r'id="sign-(\d+)"', page).group(1))
+    page = browser.post(f"/weeklyreview/{review_id}/sign", data={"csrf_token": csrf_token(page), "password": DEMO_PASSWORD,
+                        "signature": "", "comment": "本週無異常"}, follow_redirects=True).text  # fmt: skip
+    assert "週查詢紀錄審查已簽章" in page
+    page = browser.get(f"/weeklyreview/{review_id}/verify").text
+    assert 'id="review-ok"' in page

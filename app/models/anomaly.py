@@ -120,8 +120,10 @@ class AnomalyCursor(Model):
 
 
 class WeeklyReview(Model):
-    """A supervisor's signed review of the agency's weekly query log: the PDF's SHA-256,
-    and either the card's PKCS#7 signature over it or the password re-entry recorded."""
+    """A supervisor's signed review of the agency's weekly query log: the PDF as reviewed, its
+    SHA-256, and either the card's PKCS#7 signature over the digest's statement
+    (``app.services.anomaly.reviews.statement``) or the password re-entry recorded. Prepared
+    (the PDF kept) when the supervisor opens the week; signed once."""
 
     __tablename__ = "weekly_review"
     __table_args__ = (UniqueConstraint("agency_code", "week_start", name="uq_weekly_review_agency_week"),)
@@ -129,14 +131,16 @@ class WeeklyReview(Model):
     id = Column(Integer, primary_key=True)
     agency_code = Column(String(20), nullable=False)
     week_start = Column(Date, nullable=False)  # the Monday
+    pdf = Column(LargeBinary)  # the weekly query log as reviewed (no ID numbers in it)
     pdf_sha256 = Column(String(64), nullable=False)
-    method = Column(String(10), nullable=False)  # card | password
-    signature = Column(LargeBinary)  # DER PKCS#7 over the digest (card)
+    prepared_at = Column(DateTime)
+    method = Column(String(10))  # card | password, once signed
+    signature = Column(LargeBinary)  # DER PKCS#7 over the statement (card)
     signer_fingerprint = Column(String(64))
     comment = Column(Text)
     signed_by = Column(Integer, ForeignKey("ab_user.id", ondelete="SET NULL"))
-    signed_by_name = Column(String(128), nullable=False)
-    signed_at = Column(DateTime, nullable=False)
+    signed_by_name = Column(String(128))
+    signed_at = Column(DateTime)
 
 
 class ChainCheck(Model):

@@ -174,6 +174,8 @@ class QueryLog(Model):
     """Every query, refused ones included: who, why, what, and the result as shown."""
 
     __tablename__ = "query_log"
+    # the anomaly rules count one user's queries of an hour or a day (app.services.anomaly)
+    __table_args__ = (Index("ix_query_log_user_at", "user_id", "at"),)
 
     id = Column(Integer, primary_key=True)
     at = Column(DateTime, nullable=False, default=datetime.datetime.utcnow, index=True)

@@ -14,4 +14,13 @@ class FlagResolutionSchema(StrictSchema):
     comment = text(2000, _l("Say it in at most 2000 characters."), required=True)
 
 
+class ReviewSigningSchema(StrictSchema):
+    """The supervisor's signature on a weekly review: the password again, or the card's base64 PKCS#7."""
+
+    password = text(200, required=True)
+    signature = text(20000, _l("The signature is too long."), required=True)
+    comment = text(2000, _l("Say it in at most 2000 characters."), required=True)
+
+
 flag_resolution_schema = FlagResolutionSchema()
+review_signing_schema = ReviewSigningSchema()

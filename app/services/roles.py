@@ -125,12 +125,18 @@ RESTRICT_FORMS = "restrict_forms"
 # (supervisors their agency's); auditors read the auditor's desk.
 RESOLVE_ANOMALIES = "resolve_anomaly_flags"
 AUDIT_DESK = "audit_desk"
+# Supervisors review and sign their agency's weekly query log (app.services.anomaly.reviews).
+SIGN_WEEKLY_REVIEW = "sign_weekly_review"
 CAPABILITIES = (
     *actors.CAPABILITIES, TRANSFER_FILES, NOTIFY_CASES, DISPATCH_SUPERVISE, DISPATCH_HANDLE, LIST_ALL_CASES,
-    REQUIRE_CARD, PORTAL, REVIEW_FLAGS, READ_PAYMENTS, RESTRICT_FORMS, RESOLVE_ANOMALIES, AUDIT_DESK,
+    REQUIRE_CARD, PORTAL, REVIEW_FLAGS, READ_PAYMENTS, RESTRICT_FORMS, RESOLVE_ANOMALIES, AUDIT_DESK, SIGN_WEEKLY_REVIEW,
 )  # fmt: skip
 # The anomaly flags' screen, for the roles that resolve them.
 _ANOMALY_FLAGS = [(r"^(AnomalyFlagView|Anomaly flags|Audit)$", r"^(can_index|can_resolve|menu_access)$")]
+# The weekly review's page: supervisors sign; auditors (and the supervisors) verify.
+_WEEKLY_REVIEW = [
+    (r"^(WeeklyReviewView|Weekly reviews)$", r"^(can_index|can_week|can_pdf|can_sign|can_verify|menu_access)$")
+]
 # Citizens and businesses signed in with their cards: their own profile page, nothing of the back office.
 _CARD_HOLDER = [
     (r"^PlatformUserView$", r"^can_userinfo$"),
@@ -181,7 +187,8 @@ ROLE_PERMISSIONS: dict[str, list[tuple[str, str]]] = {
     + _NOTIFY_ACT
     + _WEEKLY_QUERIES
     + _ANOMALY_FLAGS
-    + [(f"^{_PLATFORM}$", f"^({DISPATCH_SUPERVISE}|{RESOLVE_ANOMALIES})$")],
+    + _WEEKLY_REVIEW
+    + [(f"^{_PLATFORM}$", f"^({DISPATCH_SUPERVISE}|{RESOLVE_ANOMALIES}|{SIGN_WEEKLY_REVIEW})$")],
     "Handler": _SELF_SERVICE + _NOTIFY_READ + _CASE_SEARCH + _NOTIFY_ACT + [(f"^{_PLATFORM}$", f"^{DISPATCH_HANDLE}$")],
     "Transferor": _SELF_SERVICE + _READ_AGENCIES + _TRANSFER + [(f"^{_PLATFORM}$", f"^{TRANSFER_FILES}$")],
     "Manager": _SELF_SERVICE
@@ -210,6 +217,7 @@ ROLE_PERMISSIONS: dict[str, list[tuple[str, str]]] = {
         ),
         # the anomaly rules' flags, and the auditor's desk
         *_ANOMALY_FLAGS,
+        *_WEEKLY_REVIEW,
         (r"^(AuditDeskView|Auditor's desk)$", r"^(can_index|menu_access)$"),
         # the "I don't recognise this" flags on their agency's queries
         (r"^(AccessFlagView|Access flags)$", r"^(can_index|can_answer|menu_access)$"),

@@ -4,7 +4,9 @@ the auditor's desk. Thin: parse, call one command, render."""
 
 from __future__ import annotations
 
-from flask import flash, redirect, request, url_for
+import datetime
+
+from flask import Response, flash, redirect, request, url_for
 from flask_appbuilder import BaseView, expose, has_access
 from flask_babel import lazy_gettext as _l
 from wtforms import PasswordField, SelectField
@@ -15,6 +17,8 @@ from app.lib.rocdate import format_roc
 from app.models.anomaly import AnomalyRule, OfficeDay, ProtectedSubject
 from app.schemas import anomaly as schemas
 from app.services import anomaly
+from app.services.anomaly import reviews
+from app.services.errors import InvalidInput
 from app.views.base import CommandInterface, PlatformModelView, yes_no
 from app.web import current_actor
 
@@ -168,6 +172,58 @@ class AuditDeskView(BaseView):
         )
 
 
+SIGNED = _l("The weekly review is signed.")
+
+
+class WeeklyReviewView(BaseView):
+    """The supervisor's weekly review: open a finished week (its PDF kept), read it, sign it
+    (card or password); anyone who may read the review checks a signed one again."""
+
+    route_base = "/weeklyreview"
+    default_view = "index"
+
+    @expose("/")
+    @has_access
+    def index(self):
+        found = reviews.weeks(db.session, current_actor())
+        return self.render_template("anomaly/reviews.html", weeks=found)
+
+    @expose("/week/<day>", methods=["POST"])
+    @has_access
+    def week(self, day):
+        try:
+            parsed = datetime.date.fromisoformat(day)
+        except ValueError:
+            raise InvalidInput(reviews.NOT_A_WEEK, n=reviews.WEEKS) from None
+        review = reviews.prepare(db.session, current_actor(), parsed)
+        return redirect(url_for("WeeklyReviewView.index", _anchor=f"week-{review.week_start.isoformat()}"))
+
+    @expose("/<int:review_id>/pdf")
+    @has_access
+    def pdf(self, review_id):
+        review = reviews.pdf_of(db.session, current_actor(), review_id)
+        name = f"query-log-review-{review.agency_code}-{review.week_start:%Y%m%d}.pdf"
+        return Response(review.pdf or b"", mimetype="application/pdf",
+                        headers={"Content-Disposition": f'attachment; filename="{name}"'})  # fmt: skip
+
+    @expose("/<int:review_id>/sign", methods=["POST"])
+    @has_access
+    def sign(self, review_id):
+        body = schemas.review_signing_schema.load(
+            {k: request.form.get(k, "") for k in ("password", "signature", "comment")}
+        )
+        reviews.sign(db.session, current_actor(), review_id, password=body["password"] or None,
+                     signature=body["signature"] or None, comment=body["comment"])  # fmt: skip
+        flash(str(SIGNED), "success")
+        return redirect(url_for("WeeklyReviewView.index"))
+
+    @expose("/<int:review_id>/verify")
+    @has_access
+    def verify(self, review_id):
+        check = reviews.verify(db.session, current_actor(), review_id)
+        return self.render_template("anomaly/review_check.html", check=check)
+
+
 def register(appbuilder) -> None:
     for view, name, label, icon in (
         (AnomalyRuleView, "Anomaly rules", _l("Anomaly rules"), "fa-exclamation-triangle"),
@@ -181,6 +237,10 @@ def register(appbuilder) -> None:
     appbuilder.add_view(
         AnomalyFlagView, "Anomaly flags", label=_l("Anomaly flags"), icon="fa-bell", category="Audit",
         category_label=_l("Audit"),
+    )  # fmt: skip
+    appbuilder.add_view(
+        WeeklyReviewView, "Weekly reviews", label=_l("Weekly review of the query log"), icon="fa-check-square-o",
+        category="Audit", category_label=_l("Audit"),
     )  # fmt: skip
     appbuilder.add_view(
         AuditDeskView, "Auditor's desk", label=_l("Auditor's desk"), icon="fa-desktop", category="Audit",

@@ -17,6 +17,8 @@ depends_on = None
 
 
 def upgrade():
+    # the anomaly rules count one user's queries of an hour or a day
+    op.create_index("ix_query_log_user_at", "query_log", ["user_id", "at"])
     op.create_table(
         "anomaly_rule",
         sa.Column("id", sa.Integer(), primary_key=True),
@@ -80,14 +82,16 @@ def upgrade():
         sa.Column("id", sa.Integer(), primary_key=True),
         sa.Column("agency_code", sa.String(20), nullable=False),
         sa.Column("week_start", sa.Date(), nullable=False),
+        sa.Column("pdf", sa.LargeBinary()),
         sa.Column("pdf_sha256", sa.String(64), nullable=False),
-        sa.Column("method", sa.String(10), nullable=False),
+        sa.Column("prepared_at", sa.DateTime()),
+        sa.Column("method", sa.String(10)),
         sa.Column("signature", sa.LargeBinary()),
         sa.Column("signer_fingerprint", sa.String(64)),
         sa.Column("comment", sa.Text()),
         sa.Column("signed_by", sa.Integer(), sa.ForeignKey("ab_user.id", ondelete="SET NULL")),
-        sa.Column("signed_by_name", sa.String(128), nullable=False),
-        sa.Column("signed_at", sa.DateTime(), nullable=False),
+        sa.Column("signed_by_name", sa.String(128)),
+        sa.Column("signed_at", sa.DateTime()),
         sa.UniqueConstraint("agency_code", "week_start", name="uq_weekly_review_agency_week"),
     )
     op.create_table(
@@ -109,3 +113,4 @@ def downgrade():
     op.drop_table("protected_subject")
     op.drop_table("office_day")
     op.drop_table("anomaly_rule")
+    op.drop_index("ix_query_log_user_at", table_name="query_log")

@@ -67,7 +67,8 @@ def overdue_reviews(session, today: datetime.date | None = None) -> list[Overdue
         (r.agency_code, r.week_start)
         for r in session.execute(
             select(WeeklyReview.agency_code, WeeklyReview.week_start).where(
-                WeeklyReview.week_start >= this_monday - datetime.timedelta(weeks=WEEKS_BACK)
+                WeeklyReview.week_start >= this_monday - datetime.timedelta(weeks=WEEKS_BACK),
+                WeeklyReview.signed_at.is_not(None),
             )
         )
     }

@@ -67,52 +67,61 @@ def _bucket(local: datetime.datetime, minutes: int) -> tuple[datetime.datetime, 
     return start, start + datetime.timedelta(minutes=minutes)
 
 
-def _by_period(rows, minutes: int) -> dict[tuple[int, datetime.datetime], list]:
-    groups: dict[tuple[int, datetime.datetime], list] = defaultdict(list)
+def _by_period(rows, minutes: int) -> dict[datetime.datetime, dict[int, list]]:
+    """The rows by local period start, then by user."""
+    groups: dict[datetime.datetime, dict[int, list]] = defaultdict(lambda: defaultdict(list))
     for row in rows:
-        groups[(row.user_id, _bucket(to_local(row.at), minutes)[0])].append(row)
+        groups[_bucket(to_local(row.at), minutes)[0]][row.user_id].append(row)
     return groups
 
 
-def _period_where(user_id: int, start_local: datetime.datetime, minutes: int, upto: datetime.datetime):
+def _period_where(users, start_local: datetime.datetime, minutes: int, upto: datetime.datetime):
+    """The period's queries of these users (through the log's (user_id, at) index), up to the
+    last one read this round."""
     start = to_utc(start_local)
     end = min(to_utc(start_local + datetime.timedelta(minutes=minutes)), upto + datetime.timedelta(microseconds=1))
-    return (_log.c.user_id == user_id, _subject.c.at >= start, _subject.c.at < end)
+    return (_log.c.user_id.in_(sorted(users)), _log.c.at >= start, _log.c.at < end)
+
+
+_JOINED = _log.join(_subject, _subject.c.query_log_id == _log.c.id)
 
 
 def _many_subjects(session, rule: AnomalyRule, rows, _context) -> list[Found]:
+    """One grouped count per period read this round (every user of it at once)."""
     found = []
-    for (user_id, start), group in _by_period(rows, rule.window_minutes).items():
-        last = max(r.at for r in group)
-        subjects, queries, first = session.execute(
-            select(func.count(distinct(_subject.c.subject_hash)), func.count(distinct(_subject.c.query_log_id)),
-                   func.min(_subject.c.at))
-            .select_from(_subject.join(_log, _log.c.id == _subject.c.query_log_id))
-            .where(*_period_where(user_id, start, rule.window_minutes, last))
-        ).one()  # fmt: skip
-        if subjects >= rule.threshold:
-            row = max(group, key=lambda r: r.id)
-            found.append(Found(f"{rule.id}:{user_id}:{start:%Y%m%d%H%M}", rule, row, first or last, last, queries,
-                               subjects))  # fmt: skip
+    for start, by_user in _by_period(rows, rule.window_minutes).items():
+        last = max(r.at for group in by_user.values() for r in group)
+        counts = session.execute(
+            select(_log.c.user_id, func.count(distinct(_subject.c.subject_hash)),
+                   func.count(distinct(_subject.c.query_log_id)), func.min(_log.c.at))
+            .select_from(_JOINED)
+            .where(*_period_where(by_user, start, rule.window_minutes, last))
+            .group_by(_log.c.user_id)
+            .having(func.count(distinct(_subject.c.subject_hash)) >= rule.threshold)
+        ).all()  # fmt: skip
+        for user_id, subjects, queries, first in counts:
+            row = max(by_user[user_id], key=lambda r: r.id)
+            found.append(Found(f"{rule.id}:{user_id}:{start:%Y%m%d%H%M}", rule, row, first or row.at, row.at,
+                               queries, subjects))  # fmt: skip
     return found
 
 
 def _repeat_subject(session, rule: AnomalyRule, rows, _context) -> list[Found]:
     found = []
-    for (user_id, start), group in _by_period(rows, rule.window_minutes).items():
-        last = max(r.at for r in group)
+    for start, by_user in _by_period(rows, rule.window_minutes).items():
+        last = max(r.at for group in by_user.values() for r in group)
         repeated = session.execute(
-            select(_subject.c.subject_hash, _log.c.case_no, func.count(), func.min(_subject.c.at))
-            .select_from(_subject.join(_log, _log.c.id == _subject.c.query_log_id))
-            .where(*_period_where(user_id, start, rule.window_minutes, last))
-            .group_by(_subject.c.subject_hash, _log.c.case_no)
+            select(_log.c.user_id, _subject.c.subject_hash, _log.c.case_no, func.count(), func.min(_log.c.at))
+            .select_from(_JOINED)
+            .where(*_period_where(by_user, start, rule.window_minutes, last))
+            .group_by(_log.c.user_id, _subject.c.subject_hash, _log.c.case_no)
             .having(func.count() >= rule.threshold)
         ).all()
-        row = max(group, key=lambda r: r.id)
-        for subject, case_no, count, first in repeated:
+        for user_id, subject, case_no, count, first in repeated:
+            row = max(by_user[user_id], key=lambda r: r.id)
             case = hashlib.sha256((case_no or "").encode()).hexdigest()[:12]
             key = f"{rule.id}:{user_id}:{start:%Y%m%d%H%M}:{subject[:16]}:{case}"
-            found.append(Found(key, rule, row, first, last, count, 1))
+            found.append(Found(key, rule, row, first, row.at, count, 1))
     return found
 
 
