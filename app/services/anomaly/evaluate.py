@@ -24,7 +24,7 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 
 from flask import current_app
-from sqlalchemy import distinct, func, select
+from sqlalchemy import bindparam, distinct, func, select, update
 
 from app.models.anomaly import AnomalyCursor, AnomalyFlag, AnomalyRule, OfficeDay, ProtectedSubject
 from app.models.cards import CardBinding
@@ -67,11 +67,11 @@ def _bucket(local: datetime.datetime, minutes: int) -> tuple[datetime.datetime, 
     return start, start + datetime.timedelta(minutes=minutes)
 
 
-def _by_period(rows, minutes: int) -> dict[datetime.datetime, dict[int, list]]:
-    """The rows by local period start, then by user."""
+def _by_period(rows, minutes: int, local: dict) -> dict[datetime.datetime, dict[int, list]]:
+    """The rows by local period start, then by user (``local``: each row's local time by id)."""
     groups: dict[datetime.datetime, dict[int, list]] = defaultdict(lambda: defaultdict(list))
     for row in rows:
-        groups[_bucket(to_local(row.at), minutes)[0]][row.user_id].append(row)
+        groups[_bucket(local[row.id], minutes)[0]][row.user_id].append(row)
     return groups
 
 
@@ -86,10 +86,10 @@ def _period_where(users, start_local: datetime.datetime, minutes: int, upto: dat
 _JOINED = _log.join(_subject, _subject.c.query_log_id == _log.c.id)
 
 
-def _many_subjects(session, rule: AnomalyRule, rows, _context) -> list[Found]:
+def _many_subjects(session, rule: AnomalyRule, rows, context) -> list[Found]:
     """One grouped count per period read this round (every user of it at once)."""
     found = []
-    for start, by_user in _by_period(rows, rule.window_minutes).items():
+    for start, by_user in _by_period(rows, rule.window_minutes, context["local"]).items():
         last = max(r.at for group in by_user.values() for r in group)
         counts = session.execute(
             select(_log.c.user_id, func.count(distinct(_subject.c.subject_hash)),
@@ -106,9 +106,9 @@ def _many_subjects(session, rule: AnomalyRule, rows, _context) -> list[Found]:
     return found
 
 
-def _repeat_subject(session, rule: AnomalyRule, rows, _context) -> list[Found]:
+def _repeat_subject(session, rule: AnomalyRule, rows, context) -> list[Found]:
     found = []
-    for start, by_user in _by_period(rows, rule.window_minutes).items():
+    for start, by_user in _by_period(rows, rule.window_minutes, context["local"]).items():
         last = max(r.at for group in by_user.values() for r in group)
         repeated = session.execute(
             select(_log.c.user_id, _subject.c.subject_hash, _log.c.case_no, func.count(), func.min(_log.c.at))
@@ -129,7 +129,7 @@ def _off_hours(session, rule: AnomalyRule, rows, context) -> list[Found]:
     days = context["days"]
     groups: dict[tuple[int, datetime.date], list] = defaultdict(list)
     for row in rows:
-        local = to_local(row.at)
+        local = context["local"][row.id]
         if not is_office_time(local, rule.office_start, rule.office_end, days):
             groups[(row.user_id, local.date())].append(row)
     found = []
@@ -176,9 +176,10 @@ EVALUATORS = {
 def _context(session, rules, rows) -> dict:
     """What the rules read besides the log, once a round (only what the active kinds need)."""
     kinds = {r.kind for r in rules}
-    context: dict = {"days": {}, "protected": set(), "own": {}}
+    local = {r.id: to_local(r.at) for r in rows}  # the county's wall clock, once a row
+    context: dict = {"days": {}, "protected": set(), "own": {}, "local": local}
     if "off_hours" in kinds:
-        local_days = {to_local(r.at).date() for r in rows}
+        local_days = {moment.date() for moment in local.values()}
         context["days"] = dict(
             session.execute(select(OfficeDay.day, OfficeDay.kind).where(OfficeDay.day.in_(sorted(local_days)))).all()
         )
@@ -198,24 +199,30 @@ def _context(session, rules, rows) -> dict:
 
 
 def _apply(session, found: list[Found], now: datetime.datetime) -> list[AnomalyFlag]:
-    """Raise the new flags, grow the open ones; returns the new ones (flushed)."""
+    """Raise the new flags, grow the open ones (one UPDATE statement for all of them);
+    returns the new ones (flushed)."""
     if not found:
         return []
+    flags = AnomalyFlag.__table__
     existing = {
-        f.key: f
-        for f in session.scalars(select(AnomalyFlag).where(AnomalyFlag.key.in_(sorted({x.key for x in found}))))
-    }
+        row.key: row
+        for row in session.execute(
+            select(flags.c.id, flags.c.key, flags.c.resolved_at, flags.c.last_at, flags.c.query_count,
+                   flags.c.subject_count).where(flags.c.key.in_(sorted({x.key for x in found})))
+        )
+    }  # fmt: skip
     new: list[AnomalyFlag] = []
+    grown: list[dict] = []
     for item in found:
-        flag = existing.get(item.key)
-        if flag is not None:
+        if item.key in existing:
+            flag = existing[item.key]
             if flag.resolved_at is None and item.last_at >= flag.last_at:
-                if item.additive:
-                    flag.query_count += item.query_count
-                    flag.subject_count += item.subject_count
-                else:
-                    flag.query_count, flag.subject_count = item.query_count, item.subject_count
-                flag.last_at, flag.query_log_id = item.last_at, item.row.id
+                added = item.additive
+                grown.append({
+                    "flag_id": flag.id, "last": item.last_at, "query": item.row.id,
+                    "queries": flag.query_count + item.query_count if added else item.query_count,
+                    "subjects": flag.subject_count + item.subject_count if added else item.subject_count,
+                })  # fmt: skip
             continue
         row = item.row
         flag = AnomalyFlag(
@@ -225,18 +232,36 @@ def _apply(session, found: list[Found], now: datetime.datetime) -> list[AnomalyF
             query_count=item.query_count, subject_count=item.subject_count,
         )  # fmt: skip
         session.add(flag)
-        existing[item.key] = flag
+        existing[item.key] = None
         new.append(flag)
+    if grown:
+        session.execute(
+            update(flags).where(flags.c.id == bindparam("flag_id")).values(
+                last_at=bindparam("last"), query_log_id=bindparam("query"), query_count=bindparam("queries"),
+                subject_count=bindparam("subjects"),
+            ),
+            grown,
+        )  # fmt: skip
     session.flush()
     return new
+
+
+def _cursor_at(session) -> int:
+    """Where the last round stopped (0 before the first)."""
+    return session.scalar(select(AnomalyCursor.last_query_id).where(AnomalyCursor.id == 1)) or 0
 
 
 def evaluate_round(session, now: datetime.datetime | None = None, batch: int = BATCH) -> dict:
     """Command (the worker's round): apply the active rules to the queries logged since the
     last round (settled ones), raise and audit flags, mail the agencies' reviewers.
-    Returns counts: queries read, flags raised."""
+    Returns counts: queries read, flags raised. A round with nothing new to read writes
+    nothing (one read)."""
     now = now or datetime.datetime.utcnow()
     settle = datetime.timedelta(seconds=current_app.config.get("ANOMALY_SETTLE_SECONDS", 5))
+    with transaction(session):
+        if not session.scalar(select(_log.c.id).where(_log.c.id > _cursor_at(session), _log.c.at <= now - settle)
+                              .limit(1)):  # fmt: skip
+            return {"read": 0, "flags": 0}
     with transaction(session):
         cursor = session.scalar(select(AnomalyCursor).where(AnomalyCursor.id == 1).with_for_update())
         if cursor is None:
@@ -267,13 +292,14 @@ def evaluate_round(session, now: datetime.datetime | None = None, batch: int = B
         if settled:
             cursor.last_query_id = settled[-1].id
         cursor.last_run_at = now
-        for flag in new:
-            audit.record(session, "anomaly.flag_raised", object_type="AnomalyFlag", object_id=flag.id,
-                         detail={"rule": flag.rule_name, "kind": flag.kind, "severity": flag.severity,
-                                 "agency": flag.agency_code, "query": flag.query_log_id,
-                                 "queries": flag.query_count, "subjects": flag.subject_count},
-                         actor=SYSTEM)  # fmt: skip
-        if new:
+        if new:  # the flags' events in one statement
+            audit.recording.append(session.connection(), [
+                audit.event_values("anomaly.flag_raised", "AnomalyFlag", flag.id, None, "ok",
+                                   {"rule": flag.rule_name, "kind": flag.kind, "severity": flag.severity,
+                                    "agency": flag.agency_code, "query": flag.query_log_id,
+                                    "queries": flag.query_count, "subjects": flag.subject_count}, SYSTEM)
+                for flag in new
+            ])  # fmt: skip
             _tell_reviewers(session, new)
     return {"read": len(settled), "flags": len(new)}
 
