@@ -80,8 +80,9 @@ BACKGROUND+=($!)
 # Background work, each kind in a process of its own (see docs/operations.md):
 # the mail outbox, the audit sealer, the FTPS channel for transfers (port
 # ${TRANSFER_FTP_PORT:-2121}), the poller that registers its uploads, and the
-# payments worker (pending payments asked of the gateway, refunds retried).
-for kind in outbox sealer ftp-server ftp-poller payments; do
+# payments worker (pending payments asked of the gateway, refunds retried), and the
+# anomalies worker (the anomaly rules over the query log, flags within a minute).
+for kind in outbox sealer ftp-server ftp-poller payments anomalies; do
   flask worker "$kind" > "instance/worker-$kind.log" 2>&1 &
   BACKGROUND+=($!)
 done
@@ -113,7 +114,7 @@ cat <<TXT
     127.0.0.1:$((CARD_PKI_PORT + 1))-$((CARD_PKI_PORT + 4)), CRLs on http://127.0.0.1:${CARD_PKI_PORT}/crl/ (instance/ocsp.log)
   FTPS: 127.0.0.1:${TRANSFER_FTP_PORT:-2121} (platform accounts of transfer officers)
   Payment gateway simulator: ${PAYGATE_URL} (instance/paygate.log); fees under 繳費 (docs/payments.md)
-  Logs: instance/worker-*.log (outbox, sealer, ftp-server, ftp-poller, payments), instance/simulators.log
+  Logs: instance/worker-*.log (outbox, sealer, ftp-server, ftp-poller, payments, anomalies), instance/simulators.log
   E-mails: ${MAIL_SERVER}:${MAIL_PORT:-25}$( [ -n "${CATCHER:-}" ] && echo " (saved in instance/mail/)" )
 
 TXT

@@ -2,7 +2,8 @@
 a rule (its nonsense threshold refused first); a tax clerk queries eight people in a burst; the
 anomalies worker (its real loop, in a thread) raises the flags within a minute; the tax bureau's
 supervisor finds them on the home page, resolves each with an outcome and a comment; the auditor
-reads the auditor's desk. axe-core on the flags' page and the desk. Screenshots in
+reads the auditor's desk. The supervisor also signs last week's query log (password re-entered)
+and verifies it. axe-core on the flags' page and the desk. Screenshots in
 tests/artifacts/anomaly-*.png."""
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from app.extensions import db
 from app.models.anomaly import AnomalyFlag
 from app.services import anomaly
 from app.services.reports.filters import taipei_today
-from tests.conftest import ARTIFACTS, api_token
+from tests.conftest import ARTIFACTS, DEMO_PASSWORD, api_token
 from tests.test_anomaly import run_query, valid_id
 from tests.test_browser_citizen_story import staff_page
 from tests.test_browser_portal import axe_source  # noqa: F401 (fixture)
@@ -136,6 +137,22 @@ def test_a_clerks_burst_on_a_holiday_is_flagged_and_the_supervisor_resolves_it(l
     text = sup.inner_text("body")
     assert "正當" in text and "誤報" in text and "防颱假加班" in text
     shot(sup, "resolved")
+    # The weekly review: last week's log opened, read, signed by entering the password again, verified.
+    sup.goto(f"{url}/weeklyreview/")
+    sup.click("#open-" + (taipei_today() - datetime.timedelta(days=taipei_today().weekday() + 7)).isoformat())
+    sup.wait_for_load_state("networkidle")
+    form = sup.locator("form[action$='/sign']").first
+    form.locator("input[name=comment]").fill("本週查詢皆有公文")
+    form.locator("input[name=password]").fill(DEMO_PASSWORD)
+    form.locator("button[type=submit]").click()
+    sup.wait_for_load_state("networkidle")
+    assert "每週查詢紀錄審查已簽章" in sup.content()
+    accessible(sup, axe_source, "#weekly-reviews")
+    shot(sup, "weekly-review")
+    sup.locator("a[id^=verify-]").first.click()
+    sup.wait_for_load_state("networkidle")
+    assert sup.locator("#review-ok").is_visible()
+    shot(sup, "weekly-review-verified")
     sup.close()
 
     # The auditor's desk: nothing open, the chain's state, the Admin's changes of today.
