@@ -112,7 +112,7 @@ def audit_verify(checkpoint_file, public_key_file, grace):
     from app.services.anomaly import record_check
 
     try:  # the auditor's desk shows when the chain was last verified and how it stood
-        record_check(db.engine, not problems, result.checked, len(problems))
+        record_check(not problems, result.checked, len(problems))
     except Exception as exc:  # a database that refuses the write must not hide the verdict
         click.echo(f"note: the check could not be recorded for the auditor's desk ({type(exc).__name__})", err=True)
     if not signed:

@@ -4,7 +4,6 @@ from app.models.anomaly import (  # noqa: F401
     AnomalyCursor,
     AnomalyFlag,
     AnomalyRule,
-    ChainCheck,
     OfficeDay,
     ProtectedSubject,
     WeeklyReview,

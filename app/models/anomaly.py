@@ -1,6 +1,6 @@
 """Accountability of the query log: anomaly rules an Admin configures, the county's
 office calendar, the protected list (keyed hashes), the flags the rules raise and
-their outcomes, the supervisors' signed weekly reviews, and the audit chain's checks."""
+their outcomes, and the supervisors' signed weekly reviews."""
 
 import datetime
 
@@ -141,15 +141,3 @@ class WeeklyReview(Model):
     signed_by = Column(Integer, ForeignKey("ab_user.id", ondelete="SET NULL"))
     signed_by_name = Column(String(128))
     signed_at = Column(DateTime)
-
-
-class ChainCheck(Model):
-    """One run of ``flask audit verify``: when, and whether the chain held."""
-
-    __tablename__ = "audit_chain_check"
-
-    id = Column(Integer, primary_key=True)
-    at = Column(DateTime, nullable=False, index=True)
-    ok = Column(Boolean, nullable=False)
-    checked = Column(Integer, nullable=False, default=0)
-    problems = Column(Integer, nullable=False, default=0)

@@ -1,5 +1,5 @@
 """accountability of the query log: anomaly rules, the office calendar, the protected list,
-flags and the worker's cursor, signed weekly reviews, the audit chain's checks
+flags and the worker's cursor, signed weekly reviews
 
 Revision ID: 0023
 Revises: 0022
@@ -94,18 +94,9 @@ def upgrade():
         sa.Column("signed_at", sa.DateTime()),
         sa.UniqueConstraint("agency_code", "week_start", name="uq_weekly_review_agency_week"),
     )
-    op.create_table(
-        "audit_chain_check",
-        sa.Column("id", sa.Integer(), primary_key=True),
-        sa.Column("at", sa.DateTime(), nullable=False, index=True),
-        sa.Column("ok", sa.Boolean(), nullable=False),
-        sa.Column("checked", sa.Integer(), nullable=False),
-        sa.Column("problems", sa.Integer(), nullable=False),
-    )
 
 
 def downgrade():
-    op.drop_table("audit_chain_check")
     op.drop_table("weekly_review")
     op.drop_table("anomaly_cursor")
     op.drop_index("ix_anomaly_flag_open", table_name="anomaly_flag")

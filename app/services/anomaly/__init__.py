@@ -6,7 +6,7 @@ Modules: ``rules`` (validation of rules, calendar and protected list; local time
 ``desk`` (the auditor's desk), ``reviews`` (the signed weekly review).
 """
 
-from app.services.anomaly.desk import Desk, OverdueReview, desk, overdue_reviews, record_check
+from app.services.anomaly.desk import Desk, OverdueReview, desk, last_check, overdue_reviews, record_check
 from app.services.anomaly.evaluate import evaluate_round, run
 from app.services.anomaly.flags import OUTCOME_LABELS, FlagView, list_flags, open_count, resolve_flag
 from app.services.anomaly.rules import (
@@ -28,6 +28,7 @@ __all__ = [
     "OverdueReview",
     "desk",
     "evaluate_round",
+    "last_check",
     "list_flags",
     "open_count",
     "overdue_reviews",

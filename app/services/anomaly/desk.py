@@ -5,14 +5,17 @@ on one page. Counts and names of records only; no personal data."""
 from __future__ import annotations
 
 import datetime
+import json
+import os
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from flask import current_app
 from flask_babel import lazy_gettext as _l
 from sqlalchemy import func, select
 
 from app.lib.rocdate import utc_midnight
-from app.models.anomaly import AnomalyCursor, AnomalyFlag, ChainCheck, WeeklyReview
+from app.models.anomaly import AnomalyCursor, AnomalyFlag, WeeklyReview
 from app.models.audit import AuditEvent
 from app.models.org import Agency
 from app.models.queries import QueryLog
@@ -48,7 +51,7 @@ class Desk:
     open_by_severity: dict[str, int]
     open_by_agency: list[tuple[str, str, int]]  # code, name, count
     overdue_reviews: list[OverdueReview]
-    last_verify: ChainCheck | None
+    last_verify: dict | None  # at, ok, checked, problems
     last_checkpoint: object | None  # app.services.audit.Checkpoint
     last_archive: dict | None
     last_evaluation: datetime.datetime | None
@@ -130,7 +133,7 @@ def desk(session, actor: Actor) -> Desk:
         open_by_severity={k: int(v) for k, v in by_severity.items()},
         open_by_agency=sorted(by_agency, key=lambda a: -a[2]),
         overdue_reviews=overdue_reviews(session),
-        last_verify=session.scalar(select(ChainCheck).order_by(ChainCheck.id.desc()).limit(1)),
+        last_verify=last_check(),
         last_checkpoint=_last_checkpoint(),
         last_archive=last_archive_provider(session) if last_archive_provider else None,
         last_evaluation=session.scalar(select(AnomalyCursor.last_run_at).where(AnomalyCursor.id == 1)),
@@ -142,12 +145,27 @@ def desk(session, actor: Actor) -> Desk:
     return result
 
 
-def record_check(engine, ok: bool, checked: int, problems: int) -> None:
-    """Keep one run of ``flask audit verify`` for the desk (its own short transaction, after
-    the verification's read-only one)."""
-    with engine.begin() as conn:
-        conn.execute(
-            ChainCheck.__table__.insert().values(
-                at=datetime.datetime.utcnow(), ok=ok, checked=checked, problems=problems
-            )
-        )
+def _check_file() -> Path:
+    """Beside the signed checkpoints: the last ``flask audit verify``'s verdict (verify writes
+    no row: its transaction is read-only, and the database must stay as it found it)."""
+    return Path(current_app.config["AUDIT_CHECKPOINT_FILE"]).with_suffix(".verified.json")
+
+
+def record_check(ok: bool, checked: int, problems: int) -> None:
+    """Keep the verdict of one run of ``flask audit verify`` for the desk (replaced atomically)."""
+    path = _check_file()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    stamp = datetime.datetime.utcnow().isoformat(timespec="seconds")
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps({"at": stamp, "ok": ok, "checked": checked, "problems": problems}), encoding="utf-8")
+    os.replace(tmp, path)
+
+
+def last_check() -> dict | None:
+    """The last verdict kept by ``record_check`` (``at`` as naive UTC), or None."""
+    try:
+        found = json.loads(_check_file().read_text(encoding="utf-8"))
+        found["at"] = datetime.datetime.fromisoformat(found["at"])
+        return found
+    except (OSError, ValueError, KeyError, TypeError):
+        return None

@@ -20,7 +20,7 @@ from flask import current_app
 from sqlalchemy import ARRAY, String, Table, bindparam, cast, event, func, insert, inspect, select
 from sqlalchemy.orm import Session
 
-from app.models.anomaly import AnomalyCursor, AnomalyFlag, ChainCheck
+from app.models.anomaly import AnomalyCursor, AnomalyFlag
 from app.models.audit import AuditEvent, AuditHead
 from app.models.cards import CardBinding, CardChallenge
 from app.models.notify import Attachment, CaseEvent, CaseSequence, Dispatch, NotificationCase
@@ -68,11 +68,9 @@ NOT_AUDITED = (
     # certificate cards: challenges are bookkeeping; binding, unbinding and card sign-ins are explicit events
     CardChallenge,
     CardBinding,
-    # anomaly flags are raised and resolved as explicit events; the worker's cursor and the
-    # chain checks are bookkeeping
+    # anomaly flags are raised and resolved as explicit events; the worker's cursor is bookkeeping
     AnomalyFlag,
     AnomalyCursor,
-    ChainCheck,
 )
 # FAB's own names for security tables, as auditors read them.
 OBJECT_TYPES = {
