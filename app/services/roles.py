@@ -79,6 +79,10 @@ _FORM_DESIGN = [
         r"^(QueryFormApi|FormInputApi|FormSectionApi|SectionFilterApi|SectionColumnApi|BusinessItemApi)$",
         r"^can_(get|post|put|delete|info)$",
     ),
+    # the form designer: a whole form on one page (app.views.forms)
+    (r"^FormDesignerView$", r"^can_design$"),
+    (r"^FormDesignerApi$", r"^can_(get|post|put|try)$"),
+    (r"^(Form designer)$", r"^menu_access$"),
     (r"^(DataSourceView)$", r"^(can_list|can_show|test_connection)$"),
     (r"^(DataSourceApi)$", r"^can_(get|info|test)$"),
     (r"^(Query setup|Query forms|Business items|Data sources)$", r"^menu_access$"),
