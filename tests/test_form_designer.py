@@ -6,6 +6,7 @@ with sample input, audited as a designer test and never stored as a query."""
 
 from __future__ import annotations
 
+import re
 import uuid
 
 import pytest
@@ -166,7 +167,9 @@ def test_a_whole_form_is_saved_in_one_go_and_a_clerk_of_the_granted_agency_runs_
     code = f"fire.damage.{uuid.uuid4().hex[:6]}"
     with app.app_context():
         source = _sql_source("postgresql", fire_postgres)
-        saved = designer.save_form(db.session, _designer(), fire_draft(source, code))
+        draft = fire_draft(source, code)
+        assert designer.try_form(db.session, _designer(), draft, {"id_no": "A123456789"}).outcome == "ok"
+        saved = designer.save_form(db.session, _designer(), draft)
         form = db.session.get(QueryForm, saved.id)
         assert (len(form.inputs), len(form.sections), len(form.sections[0].columns)) == (1, 1, 4)
         event = db.session.scalars(select(AuditEvent).where(AuditEvent.action == "form_designed",
@@ -203,6 +206,7 @@ def test_an_edit_with_a_typo_leaves_the_stored_form_as_it_was(app, fire_postgres
     code = f"fire.edit.{uuid.uuid4().hex[:6]}"
     with app.app_context(), app.test_request_context(headers={"Accept-Language": "zh-TW"}):
         source = _sql_source("postgresql", fire_postgres)
+        designer.try_form(db.session, _designer(), fire_draft(source, code), {"id_no": "A123456789"})
         saved = designer.save_form(db.session, _designer(), fire_draft(source, code))
         stored = designer.definition(db.session, saved.id)
         draft = fire_draft(source, code, extra_column="owner_phone")
@@ -267,6 +271,26 @@ def test_try_it_shows_the_drafts_result_audited_as_a_designer_test_and_stores_no
             designer.try_form(db.session, _designer(), fire_draft(source, code), {"id_no": "A123456788"})
 
 
+def test_a_form_is_granted_only_after_a_designer_test_of_what_it_reads(app, fire_postgres):
+    code = f"fire.grant.{uuid.uuid4().hex[:6]}"
+    with app.app_context(), app.test_request_context(headers={"Accept-Language": "zh-TW"}):
+        source = _sql_source("postgresql", fire_postgres)
+        granted = fire_draft(source, code)
+        with pytest.raises(InvalidInput, match="授權前請先"):
+            designer.save_form(db.session, _designer(), granted)
+        assert db.session.scalar(select(QueryForm).where(QueryForm.code == code)) is None
+        ungranted = {**granted, "granted_agencies": [], "granted_roles": []}
+        saved = designer.save_form(db.session, _designer(), ungranted)  # a draft may be kept untried
+        other = fire_draft(source, code)
+        other["sections"][0]["columns"] = other["sections"][0]["columns"][:2]
+        designer.try_form(db.session, _designer(), other, {"id_no": "A123456789"})  # tried, then changed
+        with pytest.raises(InvalidInput, match="授權前請先"):
+            designer.save_form(db.session, _designer(), granted, saved.id)
+        designer.try_form(db.session, _designer(), granted, {"id_no": "A123456789"})
+        designer.save_form(db.session, _designer(), granted, saved.id)
+        assert db.session.get(QueryForm, saved.id).granted_roles
+
+
 # --- the REST counterpart and the page ----------------------------------------------
 
 
@@ -295,6 +319,14 @@ def test_the_api_saves_a_whole_form_refuses_a_typo_with_400_and_tries_a_draft(ap
     assert client.put(f"/api/v1/form-designer/{form_id}", json=shown, headers=bearer(token)).status_code == 200
     clerk = api_token(client, "clerk")
     assert client.post("/api/v1/form-designer/", json=draft, headers=bearer(clerk)).status_code in (401, 403)
+    # Malformed documents are a 400 with a message, never a 500, and save nothing.
+    for body in ([1], {**draft, "bogus": 1}, {**draft, "sections": [{**draft["sections"][0], "source": "x"}]},
+                 {**draft, "code": "fire.gone", "sections": [{**draft["sections"][0], "source": 9_999_999}]},
+                 {**draft, "code": "fire.gone", "granted_agencies": [9_999_999]}):  # fmt: skip
+        answer = client.post("/api/v1/form-designer/", json=body, headers=bearer(token))
+        assert answer.status_code == 400 and answer.json["message"], (body, answer.json)
+    assert client.get("/api/v1/form-designer/9999999", headers=bearer(token)).status_code == 404
+    assert client.get("/api/v1/form-designer/sources/9999999", headers=bearer(token)).status_code == 404
 
 
 def test_the_designer_page_is_reached_from_the_form_list_and_offers_the_sources_columns(app, client):
@@ -308,6 +340,14 @@ def test_the_designer_page_is_reached_from_the_form_list_and_offers_the_sources_
     page = client.get(f"/formdesigner/{form_id}")
     assert page.status_code == 200 and "v_land_marking_ownership" in page.text
     assert "owner_name" in page.text or "section_name" in page.text  # the view's columns, offered
+    token = re.search(r'name="csrf_token" value="([^"]+)"', page.text).group(1)
+    tampered = client.post("/formdesigner/", data={"csrf_token": token, "action": "save", "code": "x.tampered",
+                                                   "title": "t", "sort_order": "many", "sections-0-title": "s",
+                                                   "sections-0-source": "abc"})  # fmt: skip
+    assert tampered.status_code == 200 and 'id="designer-problems"' in tampered.text
+    refreshed = client.post("/formdesigner/", data={"csrf_token": token, "action": "add_section", "code": "x.more",
+                                                    "sections-0-title": "一", "inputs-0-name": "id_no"})  # fmt: skip
+    assert refreshed.status_code == 200 and 'id="section-1"' in refreshed.text and 'value="id_no"' in refreshed.text
     clerk = app.test_client()
     login(clerk, "clerk")
     assert clerk.get("/formdesigner/").status_code in (302, 403)

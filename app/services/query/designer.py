@@ -9,19 +9,23 @@ Commands and reads:
 - ``definition``: a stored form as a draft (the dict ``app.schemas.designer.FormDesignSchema`` loads);
 - ``save_form``: the draft saved whole in one transaction, or nothing at all: every record's
   rule (``design``), a filter's input among the form's own, and every table, view, file and
-  column the sections name checked against the source's description;
+  column the sections name checked against the source's description; a form is granted
+  (from no grant to some) only once a designer test of what it reads ran without error;
 - ``try_form``: the draft (saved or not) run with sample input, audited as a designer test
   (``designer_test``); the result is shown, never stored as a citizen query.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 from dataclasses import dataclass, field
 
 from flask_appbuilder.security.sqla.models import Role
 from flask_babel import lazy_gettext as _l
 from sqlalchemy import select
 
+from app.models.audit import AuditEvent
 from app.models.org import Agency
 from app.models.queries import BusinessItem, FormInput, FormSection, QueryForm, SectionColumn, SectionFilter
 from app.models.sources import DataSource
@@ -300,12 +304,40 @@ def _check(session, actor: Actor | None, form: QueryForm, restriction: bool = Tr
     return tuple(notes)
 
 
+# --- tried before granted ------------------------------------------------------------
+
+UNTRIED = _l("Try the form as it stands before granting it: the designer test shows what the clerks will get.")
+
+
+def draft_digest(draft: dict) -> str:
+    """What a designer test vouches for: the code, inputs and sections (not the grants, title or order)."""
+    tried = {"code": (draft.get("code") or "").strip(), "inputs": draft.get("inputs") or [],
+             "sections": draft.get("sections") or []}  # fmt: skip
+    return hashlib.sha256(json.dumps(tried, sort_keys=True, ensure_ascii=False, default=str).encode()).hexdigest()
+
+
+def _check_tried(session, form: QueryForm, was_granted: bool, digest: str) -> None:
+    """A form is granted (no grant before, some now) only after a designer test of the same
+    inputs and sections read every section without error. Raises InvalidInput."""
+    if was_granted or not (form.granted_agencies or form.granted_roles):
+        return
+    tried = session.scalar(
+        select(AuditEvent.id)
+        .where(AuditEvent.action == "designer_test", AuditEvent.object_id == form.code, AuditEvent.outcome == "ok")
+        .where(AuditEvent.detail.contains(digest))
+        .limit(1)
+    )
+    if tried is None:
+        raise InvalidInput(UNTRIED)
+
+
 # --- commands --------------------------------------------------------------------
 
 
 def save_form(session, actor: Actor, draft: dict, form_id: int | None = None) -> SavedForm:
     """Save the whole form (a new one, or ``form_id``'s inputs and sections replaced) in one
-    transaction, audited (``form_designed``); nothing is saved when any check fails.
+    transaction, audited (``form_designed``); nothing is saved when any check fails. Granting
+    a form needs a designer test of its inputs and sections first (``try_form``).
     Raises InvalidInput, NotFound, Conflict (the code is another form's), Forbidden."""
     with transaction(session):
         with session.no_autoflush:
@@ -316,8 +348,10 @@ def save_form(session, actor: Actor, draft: dict, form_id: int | None = None) ->
             other = session.scalar(select(QueryForm.id).where(QueryForm.code == code))
             if other is not None and other != form_id:
                 raise Conflict(_l("Another query form has the code %(code)s."), code=code)
+            was_granted = bool(form.granted_agencies or form.granted_roles)
             _apply(session, draft, form)
             notes = _check(session, actor, form)
+            _check_tried(session, form, was_granted, draft_digest(draft))
             session.add(form)
         session.flush()
         audit.record(
@@ -365,6 +399,7 @@ def try_form(session, actor: Actor, draft: dict, params: dict) -> TryRun:
             outcome=outcome,
             detail={
                 "form": form.code,
+                "draft": draft_digest(draft),
                 "sections": len(sections),
                 "rows": sum(len(s["rows"]) for s in sections),
                 "subjects": sorted(subject_hash(v) for v in named),
