@@ -12,6 +12,7 @@ tests/artifacts/a11y-*.png."""
 from __future__ import annotations
 
 import base64
+import time
 from pathlib import Path
 
 import pytest
@@ -32,6 +33,7 @@ RUN_AXE = (
 # pages whose screenshots (desktop and phone) a person looks at
 SHOTS = {"/login/", "/notify/", "/query/history/"}
 SUMMARY: dict[str, bool] = {}
+SECONDS: dict[str, float] = {}
 
 
 @pytest.fixture(scope="module")
@@ -85,11 +87,13 @@ def check(page, axe_source: str, path: str, findings: list[str]) -> None:
 
 
 def visit(page, base: str, path: str, axe_source: str, findings: list[str], status: int | None = 200) -> None:
+    started = time.monotonic()
     answer = page.goto(base + path)
     page.wait_for_load_state("load")
     if status is not None:
         assert answer.status == status, f"{path}: HTTP {answer.status}"
     check(page, axe_source, path, findings)
+    SECONDS[path] = SECONDS.get(path, 0.0) + time.monotonic() - started
 
 
 def sign_in(page, base: str, username: str) -> None:
@@ -178,6 +182,36 @@ def test_a_citizens_portal_pages_pass_axe_core_at_desktop_and_phone_sizes(live_a
     report(findings, "citizen portal")
 
 
+@pytest.mark.browser
+def test_the_phone_menu_button_the_skip_link_and_the_page_language_work(live_app, browser):
+    """What axe-core cannot see: the named phone menu button opens the menu and says so, the
+    skip link takes the keyboard to the content, a show page holds FAB's dialogs once, and the
+    page's language follows the language menu."""
+    context = browser.new_context(viewport=PHONE, locale="zh-TW")
+    page = context.new_page()
+    sign_in(page, live_app.url, "admin")
+    assert page.get_attribute("html", "lang") == "zh-Hant-TW"
+    toggle = page.get_by_role("button", name="選單")
+    assert toggle.get_attribute("aria-expanded") == "false" and not page.is_visible("#platform-navbar")
+    toggle.click()
+    page.wait_for_function("() => document.querySelector('.navbar-toggle').getAttribute('aria-expanded') === 'true'")
+    assert page.is_visible("#platform-navbar") and "組織管理" in page.inner_text("#platform-navbar")
+    page.goto(f"{live_app.url}/agencyview/show/1")
+    page.keyboard.press("Tab")
+    assert page.evaluate("() => document.activeElement.className") == "skip-link"
+    page.keyboard.press("Enter")
+    assert page.evaluate("() => document.activeElement.id") == "main"
+    ids = page.evaluate("() => Array.from(document.querySelectorAll('[id]'), e => e.id)")
+    assert ids.count("modal-confirm") == 1 and ids.count("modal-alert") == 1, "FAB's dialogs twice on a show page"
+    page.goto(f"{live_app.url}/lang/en")
+    page.goto(f"{live_app.url}/roles/list/")
+    assert page.get_attribute("html", "lang") == "en"
+    assert page.get_attribute(".action_check_all", "aria-label") == "Select all rows"
+    page.set_viewport_size(DESKTOP)
+    page.screenshot(path=str(ARTIFACTS / "a11y-roles-en-desktop.png"))
+    context.close()
+
+
 def test_zz_write_the_summary():
     """The figures of this run: pages checked and passing (read by a person, not asserted)."""
     if not SUMMARY:
@@ -187,5 +221,6 @@ def test_zz_write_the_summary():
     ARTIFACTS.mkdir(exist_ok=True)
     text = [f"{len(passing)} of {len(SUMMARY)} pages pass axe-core (serious/critical, WCAG 2.0/2.1 A+AA)"]
     text += [f"FAIL {p}" for p in failing] + [f"pass {p}" for p in passing]
+    text += [f"{s:6.1f} s {p}" for p, s in sorted(SECONDS.items(), key=lambda i: -i[1])]
     (ARTIFACTS / "a11y-summary.txt").write_text("\n".join(text) + "\n")
     print(text[0])

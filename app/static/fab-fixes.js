@@ -45,7 +45,7 @@
     return;
   }
   function fix(root) {
-    $(root).find(".select2-selection__rendered > .select2-selection__clear").each(function () {
+    $(root).find("ul.select2-selection__rendered > .select2-selection__clear").each(function () {
       $(this).wrap("<li class=\"select2-clear-item\"></li>");
     });
     $(root).find(".select2-search__field:not([aria-label])").each(function () {
