@@ -212,6 +212,19 @@ def test_the_phone_menu_button_the_skip_link_and_the_page_language_work(live_app
     context.close()
 
 
+@pytest.mark.browser
+def test_a_link_inside_a_sentence_on_the_dispatch_page_is_underlined(live_app, world, browser):
+    """The dispatch page's "see the case" link sat in its line by colour alone (WCAG 1.4.1), which
+    axe-core flags only in longer text: its underline is checked here."""
+    context = browser.new_context(viewport=DESKTOP, locale="zh-TW")
+    page = context.new_page()
+    sign_in(page, live_app.url, "supervisor.land")
+    page.goto(f"{live_app.url}/notify/dispatch/{world['dispatch']}")
+    link = page.locator("a[href$='#case-attachments']")
+    assert "underline" in link.evaluate("a => getComputedStyle(a).textDecorationLine")
+    context.close()
+
+
 def test_zz_write_the_summary():
     """The figures of this run: pages checked and passing (read by a person, not asserted)."""
     if not SUMMARY:
