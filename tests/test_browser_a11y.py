@@ -1,8 +1,8 @@
 """Accessible to every clerk (issue 18, item 10): axe-core (npm, tests/package.json) over every
 page of every demo role's menu, the main pages behind them (a show and an edit page, a case,
 a dispatch, a query form and its result, a new transfer) and the public pages (password and
-card sign-in, the verify page, error pages, the citizens' portal), at desktop (1280x800) and
-phone (390x844) sizes, WCAG 2.0/2.1 A and AA: no serious or critical violation.
+card sign-in, the verify page, error pages, a survey link, the citizens' portal), at desktop
+(1280x800) and phone (390x844) sizes, WCAG 2.0/2.1 A and AA: no serious or critical violation.
 
 One chromium, one context per role; each page is loaded once and checked at both sizes.
 Every finding names the page, the size, the rule and the elements. A summary of the pages
@@ -154,7 +154,8 @@ def test_the_public_pages_pass_axe_core_at_desktop_and_phone_sizes(live_app, wor
     code = world["query"].get("verification_code")
     for path, status in (("/login/", 200), ("/signin/card/", 200), ("/verify/", 200),
                          (f"/verify/{code}" if code else "/verify/?code=0000", None),
-                         ("/verify/?code=XXXX-XXXX", None), ("/no-such-page", 404)):  # fmt: skip
+                         ("/verify/?code=XXXX-XXXX", None), ("/no-such-page", 404),
+                         ("/survey/no-such-invitation", None)):  # fmt: skip
         visit(page, base, path, axe_source, findings, status)
     context.close()
     report(findings, "public pages")
