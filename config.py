@@ -271,6 +271,17 @@ class Config:
     AUDIT_CHECKPOINT_MAIL_SECONDS = float(os.environ.get("AUDIT_CHECKPOINT_MAIL_SECONDS", "86400"))
     AUDIT_CHECKPOINT_MAIL_TO = os.environ.get("AUDIT_CHECKPOINT_MAIL_TO", "")
     AUDIT_CHECKPOINT_ROLE = os.environ.get("AUDIT_CHECKPOINT_ROLE", "Auditor")
+    # Retention (docs/operations.md): query-log rows and audit events older than
+    # this many months are archived, one signed compressed file a month into
+    # AUDIT_ARCHIVE_DIR (`flask audit archive`), then removed; the stored result
+    # snapshots of queries may be kept shorter (then blanked, their digest kept).
+    AUDIT_RETENTION_MONTHS = int(os.environ.get("AUDIT_RETENTION_MONTHS", "60"))
+    QUERY_SNAPSHOT_RETENTION_MONTHS = int(os.environ.get("QUERY_SNAPSHOT_RETENTION_MONTHS", "60"))
+    AUDIT_ARCHIVE_DIR = os.environ.get("AUDIT_ARCHIVE_DIR", str(INSTANCE_DIR / "audit-archive"))
+    # Accounts unused this many days are warned by e-mail, and disabled when
+    # still unused ACCOUNT_DORMANT_GRACE_DAYS after the warning.
+    ACCOUNT_DORMANT_DAYS = int(os.environ.get("ACCOUNT_DORMANT_DAYS", "90"))
+    ACCOUNT_DORMANT_GRACE_DAYS = int(os.environ.get("ACCOUNT_DORMANT_GRACE_DAYS", "7"))
 
     DEMO_PASSWORD = os.environ.get("DEMO_PASSWORD", "Demo-2026")
     MAX_CONTENT_LENGTH = int(os.environ.get("MAX_CONTENT_LENGTH", str(40 * 1024 * 1024)))

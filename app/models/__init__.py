@@ -1,6 +1,7 @@
 """Platform tables, one module per domain. Importing this registers them all."""
 
-from app.models.audit import AuditEvent, AuditHead  # noqa: F401
+from app.models.account_review import AccountReview, AccountReviewItem  # noqa: F401
+from app.models.audit import AuditArchive, AuditEvent, AuditHead  # noqa: F401
 from app.models.cards import CardBinding, CardChallenge  # noqa: F401
 from app.models.notify import (  # noqa: F401
     Attachment,

@@ -20,7 +20,8 @@ from flask import current_app
 from sqlalchemy import ARRAY, String, Table, bindparam, cast, event, func, insert, inspect, select
 from sqlalchemy.orm import Session
 
-from app.models.audit import AuditEvent, AuditHead
+from app.models.account_review import AccountReview, AccountReviewItem
+from app.models.audit import AuditArchive, AuditEvent, AuditHead
 from app.models.cards import CardBinding, CardChallenge
 from app.models.notify import Attachment, CaseEvent, CaseSequence, Dispatch, NotificationCase
 from app.models.org import LoginThrottle, SpentToken, UserSession
@@ -67,6 +68,10 @@ NOT_AUDITED = (
     # certificate cards: challenges are bookkeeping; binding, unbinding and card sign-ins are explicit events
     CardChallenge,
     CardBinding,
+    # archives and account reviews: each step is an explicit event
+    AuditArchive,
+    AccountReview,
+    AccountReviewItem,
 )
 # FAB's own names for security tables, as auditors read them.
 OBJECT_TYPES = {
