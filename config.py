@@ -282,6 +282,8 @@ class Config:
     # still unused ACCOUNT_DORMANT_GRACE_DAYS after the warning.
     ACCOUNT_DORMANT_DAYS = int(os.environ.get("ACCOUNT_DORMANT_DAYS", "90"))
     ACCOUNT_DORMANT_GRACE_DAYS = int(os.environ.get("ACCOUNT_DORMANT_GRACE_DAYS", "7"))
+    # `flask worker retention` runs its round (archives, dormant accounts, overdue reviews) this often.
+    RETENTION_ROUND_SECONDS = float(os.environ.get("RETENTION_ROUND_SECONDS", "86400"))
 
     DEMO_PASSWORD = os.environ.get("DEMO_PASSWORD", "Demo-2026")
     MAX_CONTENT_LENGTH = int(os.environ.get("MAX_CONTENT_LENGTH", str(40 * 1024 * 1024)))

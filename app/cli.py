@@ -22,6 +22,7 @@ keys_cli = AppGroup("keys", help="Field-encryption keys.")
 cards_cli = AppGroup("cards", help="Certificate cards: the trust settings, checking a certificate.")
 ops_cli = AppGroup("ops", help="Operations: backup and restore (docs/backup.md).")
 payments_cli = AppGroup("payments", help="Payments of fees: pending payments, refunds, settlement files.")
+accounts_cli = AppGroup("accounts", help="Staff accounts: dormant accounts, the quarterly review.")
 worker_cli = AppGroup("worker", help="Background work, each kind in a process of its own (./run.sh starts them).")
 
 
@@ -329,6 +330,36 @@ def worker_sealer():
     from app.services.audit import sealer
 
     _run_worker("sealer", functools.partial(sealer.run, mailer=checkpoint_mail.mail))
+
+
+@worker_cli.command("retention")
+def worker_retention():
+    """Once a RETENTION_ROUND_SECONDS: archive the months past the retention, warn and disable dormant
+    accounts, report overdue account reviews to the auditors."""
+    from app.services import retention
+
+    _run_worker("retention", retention.run)
+
+
+@accounts_cli.command("dormant")
+def accounts_dormant():
+    """Warn the staff accounts unused for ACCOUNT_DORMANT_DAYS by e-mail; disable those still unused
+    ACCOUNT_DORMANT_GRACE_DAYS after the warning (never the last active Admin)."""
+    from app.services import account_review
+    from app.services.actors import OPERATOR
+
+    counts = account_review.dormant_round(db.session, OPERATOR)
+    click.echo("warned {warned}, disabled {disabled}, kept (the last Admin) {kept}".format(**counts))
+
+
+@accounts_cli.command("review-overdue")
+def accounts_review_overdue():
+    """Tell the auditors of each agency whose account review of the last quarter is not completed."""
+    from app.services import account_review
+    from app.services.actors import OPERATOR
+
+    codes = account_review.report_overdue(db.session, OPERATOR)
+    click.echo(f"overdue reviews reported: {', '.join(codes) or 'none'}")
 
 
 @worker_cli.command("payments")
@@ -676,5 +707,6 @@ def register(app) -> None:
         cards_cli,
         ops_cli,
         payments_cli,
+        accounts_cli,
     ):
         app.cli.add_command(group)

@@ -61,6 +61,8 @@ def old_app(backend, tmp_path):
 
 def _cli(app, *args):
     result = app.test_cli_runner().invoke(args=list(args))
+    if result.exception is not None and not isinstance(result.exception, SystemExit):
+        raise result.exception
     return result.exit_code, result.output
 
 

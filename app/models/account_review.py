@@ -4,7 +4,7 @@ disables each staff account and its roles; the review is exported and signed."""
 import datetime
 
 from flask_appbuilder import Model
-from sqlalchemy import Column, DateTime, ForeignKey, Integer, String, Text, UniqueConstraint
+from sqlalchemy import Column, DateTime, ForeignKey, Integer, LargeBinary, String, Text, UniqueConstraint
 from sqlalchemy.orm import relationship
 
 from app.models.org import Agency
@@ -25,6 +25,7 @@ class AccountReview(Model):
     completed_at = Column(DateTime)
     completed_by = Column(Integer)  # the supervisor's user id
     export_sha256 = Column(String(64))  # SHA-256 of the exported workbook
+    export_data = Column(LargeBinary)  # the workbook as signed, handed out as it is
     signature = Column(Text)  # the signed line (JSON) over the export's digest
     overdue_reported_at = Column(DateTime)  # when the auditors were told it is overdue
     items = relationship("AccountReviewItem", back_populates="review", cascade="all, delete-orphan",

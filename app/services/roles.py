@@ -125,10 +125,16 @@ READ_PAYMENTS = "read_payments"
 # Marking a query form restricted (its entries reach the people's "who read my data" only after a delay):
 # the Admin's, not the form designer's.
 RESTRICT_FORMS = "restrict_forms"
+# The quarterly account review of one's own agency's staff accounts (app.services.account_review): supervisors.
+REVIEW_ACCOUNTS = "review_accounts"
 CAPABILITIES = (
     *actors.CAPABILITIES, TRANSFER_FILES, NOTIFY_CASES, DISPATCH_SUPERVISE, DISPATCH_HANDLE, LIST_ALL_CASES,
-    REQUIRE_CARD, PORTAL, REVIEW_FLAGS, READ_PAYMENTS, RESTRICT_FORMS,
+    REQUIRE_CARD, PORTAL, REVIEW_FLAGS, READ_PAYMENTS, RESTRICT_FORMS, REVIEW_ACCOUNTS,
 )  # fmt: skip
+_ACCOUNT_REVIEW = [
+    (r"^AccountReviewView$", r"^can_(index|open|decide|complete|export|signature)$"),
+    (r"^(Account review|Security)$", r"^menu_access$"),
+]
 # Citizens and businesses signed in with their cards: their own profile page, nothing of the back office.
 _CARD_HOLDER = [
     (r"^PlatformUserView$", r"^can_userinfo$"),
@@ -178,7 +184,8 @@ ROLE_PERMISSIONS: dict[str, list[tuple[str, str]]] = {
     + _CASE_SEARCH
     + _NOTIFY_ACT
     + _WEEKLY_QUERIES
-    + [(f"^{_PLATFORM}$", f"^{DISPATCH_SUPERVISE}$")],
+    + _ACCOUNT_REVIEW
+    + [(f"^{_PLATFORM}$", f"^({DISPATCH_SUPERVISE}|{REVIEW_ACCOUNTS})$")],
     "Handler": _SELF_SERVICE + _NOTIFY_READ + _CASE_SEARCH + _NOTIFY_ACT + [(f"^{_PLATFORM}$", f"^{DISPATCH_HANDLE}$")],
     "Transferor": _SELF_SERVICE + _READ_AGENCIES + _TRANSFER + [(f"^{_PLATFORM}$", f"^{TRANSFER_FILES}$")],
     "Manager": _SELF_SERVICE

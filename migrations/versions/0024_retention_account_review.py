@@ -42,6 +42,7 @@ def upgrade():
         sa.Column("completed_at", sa.DateTime()),
         sa.Column("completed_by", sa.Integer()),
         sa.Column("export_sha256", sa.String(64)),
+        sa.Column("export_data", sa.LargeBinary()),
         sa.Column("signature", sa.Text()),
         sa.Column("overdue_reported_at", sa.DateTime()),
         sa.UniqueConstraint("agency_id", "period", name="ux_account_review_agency_period"),

@@ -153,7 +153,7 @@ def _iso(value):
 
 
 def _rows(conn, statement, kind: str):
-    with conn.execution_options(yield_per=2000).execute(statement) as result:
+    with conn.execute(statement.execution_options(yield_per=2000)) as result:
         for row in result.mappings():
             yield {"t": kind, **{k: _iso(v) for k, v in row.items()}}
 

@@ -334,7 +334,8 @@ def walk(connection, key: bytes, start_seq: int = 0, start_hash: str = GENESIS, 
     statement = statement.order_by(t.c.seq)
     expect = expect or {}
     # The server-side cursor is closed on every way out, an early "broken" answer included.
-    with connection.execution_options(yield_per=2000).execute(statement) as result:
+    # Per statement: execution_options on a Connection would change it for its later statements.
+    with connection.execute(statement.execution_options(yield_per=2000)) as result:
         for row in result.mappings():
             values = dict(row)
             seq = values["seq"]
