@@ -3,6 +3,7 @@
 
 def register_views(appbuilder) -> None:
     from app.views import (
+        account_review,
         audit,
         cards,
         forms,
@@ -36,6 +37,7 @@ def register_views(appbuilder) -> None:
     transfer_admin.register(appbuilder)
     org.register(appbuilder)
     audit.register(appbuilder)
+    account_review.register(appbuilder)
     outbox.register(appbuilder)
     survey.register(appbuilder)
     reports.register(appbuilder)
