@@ -166,7 +166,10 @@ def _view(session, review: AccountReview, now: datetime.datetime | None = None) 
                 last_login=format_roc_datetime(item.last_login, seconds=False) if item.last_login else "",
                 roles_before=(item.roles_before or "").split(",") if item.roles_before else [],
                 roles_after=(item.roles_after or "").split(",") if item.roles_after else [],
-                role_changes=json.loads(item.role_changes or "[]"),
+                role_changes=[
+                    {**c, "at": format_roc_datetime(datetime.datetime.fromisoformat(c["at"]), seconds=False)}
+                    for c in json.loads(item.role_changes or "[]")
+                ],
                 decision=item.decision,
                 decision_label=str(DECISION_LABELS.get(item.decision, "")) if item.decision else "",
                 is_admin=item.user_id in admins,

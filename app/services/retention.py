@@ -19,7 +19,14 @@ def round_once(session) -> dict:
     from app.services.audit import archive
 
     done: dict = {}
+    def ensure_partitions():
+        from app.services.audit import partitions
+
+        with session.get_bind().begin() as conn:
+            return partitions.ensure(conn)
+
     steps = (
+        ("partitions", ensure_partitions),
         ("archived", lambda: [m.month for m in archive.archive_due(session, OPERATOR)]),
         ("dormant", lambda: account_review.dormant_round(session, OPERATOR)),
         ("overdue_reviews", lambda: account_review.report_overdue(session, OPERATOR)),

@@ -1,5 +1,6 @@
 """retention and account review: the monthly audit archives, the quarterly account
-reviews and their items, and the dormant-account warning
+reviews and their items, and the dormant-account warning; on PostgreSQL the query
+log, its subjects and the audit trail partitioned by month
 
 Revision ID: 0024
 Revises: 0021
@@ -66,9 +67,18 @@ def upgrade():
     )
     with op.batch_alter_table("ab_user") as batch:
         batch.add_column(sa.Column("dormant_warned_at", sa.DateTime()))
+    bind = op.get_bind()
+    if bind.dialect.name == "postgresql":
+        # Monthly partitions, so that removing an archived month drops them
+        # (app.services.audit.partitions says what it costs).
+        from app.services.audit import partitions
+
+        for table in ("query_subject", "query_log", "audit_event"):
+            partitions.convert(bind, table)
 
 
 def downgrade():
+    # The partitioned tables stay partitioned (their rows and keys work as before).
     with op.batch_alter_table("ab_user") as batch:
         batch.drop_column("dormant_warned_at")
     op.drop_table("account_review_item")

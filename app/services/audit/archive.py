@@ -52,7 +52,7 @@ from sqlalchemy import Text, delete, func, select, type_coerce, update
 
 from app.models.audit import AuditArchive, AuditEvent
 from app.models.queries import QueryLog, QuerySubject
-from app.services.audit import checkpoints
+from app.services.audit import checkpoints, partitions
 from app.services.audit.chain import GENESIS, chain_key, digest, walk
 
 MAGIC = b"AUDIT-ARCHIVE 1\n"
@@ -308,17 +308,7 @@ def remove_month(session, actor, month: str) -> dict:
             raise ArchiveRefused(f"{month} has no archive: nothing is removed before it is archived")
         if made.removed_at is not None:
             return {"events": 0, "query_logs": 0, "query_subjects": 0}
-        start, end = bounds(month)
-        t, q, s = AuditEvent.__table__, QueryLog.__table__, QuerySubject.__table__
-        in_month = (q.c.at >= start) & (q.c.at < end)
-        logs = select(q.c.id).where(in_month)
-        removed = {
-            "query_subjects": session.execute(delete(s).where(s.c.query_log_id.in_(logs))).rowcount,
-            "query_logs": session.execute(delete(q).where(in_month)).rowcount,
-            "events": session.execute(
-                delete(t).where(t.c.seq >= made.first_seq, t.c.seq <= made.last_seq)
-            ).rowcount,
-        }
+        removed = _remove_rows(session.connection(), made)
         expected = {"events": made.events, "query_logs": made.query_logs, "query_subjects": made.query_subjects}
         if removed != expected:
             raise ArchiveRefused(
@@ -331,6 +321,38 @@ def remove_month(session, actor, month: str) -> dict:
         audit.record(session, "audit_archive_removed", object_type="AuditArchive", object_id=month,
                      detail=removed, actor=actor)  # fmt: skip
     return removed
+
+
+def _remove_rows(conn, made: AuditArchive) -> dict:
+    """Remove the archived rows: on PostgreSQL by dropping the month's partitions
+    (``partitions``), else (or for a month without partitions) by deleting them."""
+    from app.models.portal import AccessFlag
+
+    start, end = bounds(made.month)
+    t, q, s = AuditEvent.__table__, QueryLog.__table__, QuerySubject.__table__
+    in_month = (q.c.at >= start) & (q.c.at < end)
+    logs = select(q.c.id).where(in_month)
+    # "I don't recognise this" flags on the month's queries (no database cascade on a partitioned log)
+    flags = AccessFlag.__table__
+    conn.execute(delete(flags).where(flags.c.query_log_id.in_(logs)))
+    subjects = partitions.drop_month(conn, "query_subject", made.month)
+    if subjects is None:
+        subjects = conn.execute(delete(s).where(s.c.query_log_id.in_(logs))).rowcount
+    query_logs = partitions.drop_month(conn, "query_log", made.month)
+    if query_logs is None:
+        query_logs = conn.execute(delete(q).where(in_month)).rowcount
+    in_range = (t.c.seq >= made.first_seq) & (t.c.seq <= made.last_seq)
+    events = None
+    if partitions.is_partitioned(conn, "audit_event") and partitions.has_partition(conn, "audit_event", made.month):
+        # The events of the next month sealed among this month's go one by one; the month's partition
+        # then holds only archived events (else nothing is dropped).
+        stray = conn.execute(delete(t).where(in_range, (t.c.at < start) | (t.c.at >= end))).rowcount
+        outside = conn.scalar(select(func.count()).select_from(t).where(t.c.at >= start, t.c.at < end, ~in_range))
+        if not outside:
+            events = stray + partitions.drop_month(conn, "audit_event", made.month)
+    if events is None:
+        events = conn.execute(delete(t).where(in_range)).rowcount
+    return {"query_subjects": subjects, "query_logs": query_logs, "events": events}
 
 
 def blank_old_snapshots(session, actor, now: datetime.datetime | None = None, config=None) -> int:
