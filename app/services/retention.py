@@ -19,6 +19,7 @@ def round_once(session) -> dict:
     from app.services.audit import archive
 
     done: dict = {}
+
     def ensure_partitions():
         from app.services.audit import partitions
 

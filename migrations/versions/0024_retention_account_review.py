@@ -51,9 +51,7 @@ def upgrade():
     op.create_table(
         "account_review_item",
         sa.Column("id", sa.Integer(), primary_key=True),
-        sa.Column(
-            "review_id", sa.Integer(), sa.ForeignKey("account_review.id", ondelete="CASCADE"), nullable=False
-        ),
+        sa.Column("review_id", sa.Integer(), sa.ForeignKey("account_review.id", ondelete="CASCADE"), nullable=False),
         sa.Column("user_id", sa.Integer(), nullable=False, index=True),
         sa.Column("username", sa.String(128), nullable=False),
         sa.Column("roles_before", sa.String(400)),

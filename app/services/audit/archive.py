@@ -509,8 +509,7 @@ def verify_files(paths: Iterable[str | Path], public: Ed25519PublicKey, key: byt
             check.problems.append(f"{name}: {m['month']} is out of order (it comes after {b['month']})")
         elif m["month"] != next_month(b["month"]):
             check.problems.append(
-                f"{name}: {m['month']} does not follow {b['month']}: the archive of {next_month(b['month'])}"
-                " is missing"
+                f"{name}: {m['month']} does not follow {b['month']}: the archive of {next_month(b['month'])} is missing"
             )
         elif m.get("prev_month") != b["month"] or m.get("prev_file_sha256") != before.sha256:
             check.problems.append(f"{name}: it does not continue {before.path.name} (another file of {b['month']})")

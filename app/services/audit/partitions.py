@@ -87,7 +87,9 @@ def create_month(conn, table: str, month: str) -> bool:
         conn.execute(text(f"WITH moved AS (DELETE FROM {default} WHERE at >= :start AND at < :end RETURNING *)"
                           f" INSERT INTO {name} SELECT * FROM moved"), params)  # fmt: skip
         conn.execute(
-            text(f"ALTER TABLE {table} ATTACH PARTITION {name} FOR VALUES FROM ('{start:%Y-%m-%d}') TO ('{end:%Y-%m-%d}')")
+            text(
+                f"ALTER TABLE {table} ATTACH PARTITION {name} FOR VALUES FROM ('{start:%Y-%m-%d}') TO ('{end:%Y-%m-%d}')"
+            )
         )
     else:
         conn.execute(
