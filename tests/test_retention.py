@@ -4,6 +4,7 @@ signed files, checked offline, removed; the chain continues across the removal."
 from __future__ import annotations
 
 import datetime
+import json
 import shutil
 from pathlib import Path
 
@@ -12,6 +13,7 @@ from sqlalchemy import func, insert, select
 
 from app.extensions import db
 from app.models.audit import AuditArchive, AuditEvent
+from app.models.portal import AccessFlag
 from app.models.queries import QueryLog, QuerySubject
 from app.services import audit
 from app.services.actors import OPERATOR
@@ -51,6 +53,9 @@ def old_app(backend, tmp_path):
                 ).scalar_one()  # fmt: skip
                 conn.execute(insert(QuerySubject.__table__),
                              {"query_log_id": new_id, "subject_hash": "ab" * 32, "at": start})  # fmt: skip
+                conn.execute(insert(AccessFlag.__table__),
+                             {"query_log_id": new_id, "user_id": 1, "agency_code": "TAX", "note": "不認得",
+                              "created_at": start, "due_at": start})  # fmt: skip
         audit.seal_all(db.engine)
         if db.engine.dialect.name == "postgresql":
             # Partitions for the months, made after their rows arrived (they move out of the default partition).
@@ -98,6 +103,7 @@ def test_old_months_are_archived_verified_offline_removed_and_the_chain_continue
         _, end = archive.bounds(MONTHS[-1])
         assert _count(QueryLog, QueryLog.at < end) == 0
         assert _count(QuerySubject, QuerySubject.at < end) == 0
+        assert _count(AccessFlag, AccessFlag.created_at < end) == 0
         assert _count(AuditEvent, AuditEvent.at < end, AuditEvent.at >= start) == 0
         with db.engine.connect() as conn:  # on PostgreSQL the months' partitions were dropped
             assert not any(partitions.has_partition(conn, t, m) for t in partitions.TABLES for m in MONTHS
@@ -122,6 +128,8 @@ def test_old_months_are_archived_verified_offline_removed_and_the_chain_continue
     code, output = _cli(old_app, "audit", "verify", "--archive", *files)
     assert code == 0, output
     assert "3 files" in output
+    manifest = json.loads(Path(files[0]).read_bytes().split(b"\n")[1])
+    assert (manifest["query_logs"], manifest["query_subjects"], manifest["access_flags"]) == (1, 1, 1)
 
     # One byte changed in the body, in the manifest; a missing month; months out of order.
     body_changed = tmp_path / "body.arc"

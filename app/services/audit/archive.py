@@ -8,7 +8,7 @@ A file (``audit-archive-YYYY-MM.arc``)::
     AUDIT-ARCHIVE 1\\n
     <manifest: one line of compact JSON with sorted keys, signed>\\n
     <gzip body: JSON lines, the month's audit events by seq, then its
-     query-log rows, then their query_subject rows>
+     query-log rows, their query_subject rows and their access flags>
 
 The manifest names the month, the previous archive's month and the SHA-256 of
 its file (so a missing month or months out of order show), the events'
@@ -51,6 +51,7 @@ from flask import current_app
 from sqlalchemy import Text, delete, func, select, type_coerce, update
 
 from app.models.audit import AuditArchive, AuditEvent
+from app.models.portal import AccessFlag
 from app.models.queries import QueryLog, QuerySubject
 from app.services.audit import checkpoints, partitions
 from app.services.audit.chain import GENESIS, chain_key, digest, walk
@@ -225,7 +226,8 @@ def archive_month(session, actor, month: str, now: datetime.datetime | None = No
             raise ArchiveRefused(f"the chain does not verify: seq {w.bad_seq}: {w.reason or 'rows missing'}")
         q, s = QueryLog.__table__, QuerySubject.__table__
         in_month = (q.c.at >= start) & (q.c.at < end)
-        counts = {"events": 0, "query_logs": 0, "query_subjects": 0}
+        counts = {"events": 0, "query_logs": 0, "query_subjects": 0, "access_flags": 0}
+        flags = AccessFlag.__table__
         body = tempfile.NamedTemporaryFile(dir=folder, prefix=".body-", delete=False)  # noqa: SIM115
         try:
             with gzip.GzipFile(fileobj=body, mode="wb", mtime=0) as gz:
@@ -235,6 +237,10 @@ def archive_month(session, actor, month: str, now: datetime.datetime | None = No
                     ("query_logs", select(*_columns(q)).where(in_month).order_by(q.c.id), "query_log"),
                     ("query_subjects", select(s).where(s.c.query_log_id.in_(select(q.c.id).where(in_month)))
                      .order_by(s.c.query_log_id, s.c.subject_hash), "query_subject"),
+                    # "I don't recognise this" flags on the month's queries, removed with them
+                    ("access_flags", select(*_columns(flags)).where(
+                        flags.c.query_log_id.in_(select(q.c.id).where(in_month))).order_by(flags.c.id),
+                     "access_flag"),
                 )  # fmt: skip
                 for name, statement, kind in parts:
                     for row in _rows(conn, statement, kind):
@@ -282,7 +288,8 @@ def archive_month(session, actor, month: str, now: datetime.datetime | None = No
         checkpoints.append_line(Path(config["AUDIT_CHECKPOINT_FILE"]), line)
         session.add(
             AuditArchive(month=month, file_name=path.name, file_sha256=file_sha, first_seq=prev_seq + 1,
-                         last_seq=last_seq, last_hash=w.last_hash, created_at=now, **counts)
+                         last_seq=last_seq, last_hash=w.last_hash, created_at=now, events=counts["events"],
+                         query_logs=counts["query_logs"], query_subjects=counts["query_subjects"])
         )  # fmt: skip
         audit.record(session, ACTION, object_type="AuditArchive", object_id=month,
                      detail={**counts, "file": path.name, "sha256": file_sha}, actor=actor)  # fmt: skip
@@ -326,8 +333,6 @@ def remove_month(session, actor, month: str) -> dict:
 def _remove_rows(conn, made: AuditArchive) -> dict:
     """Remove the archived rows: on PostgreSQL by dropping the month's partitions
     (``partitions``), else (or for a month without partitions) by deleting them."""
-    from app.models.portal import AccessFlag
-
     start, end = bounds(made.month)
     t, q, s = AuditEvent.__table__, QueryLog.__table__, QuerySubject.__table__
     in_month = (q.c.at >= start) & (q.c.at < end)
@@ -448,8 +453,9 @@ def _check_body(check: FileCheck, body: bytes, key: bytes | None) -> None:
     except (OSError, EOFError, ValueError) as exc:
         check.problems.append(f"{name}: its content cannot be read ({type(exc).__name__})")
         return
-    counts = {"events": 0, "query_logs": 0, "query_subjects": 0}
-    kinds = {"audit_event": "events", "query_log": "query_logs", "query_subject": "query_subjects"}
+    counts = {"events": 0, "query_logs": 0, "query_subjects": 0, "access_flags": 0}
+    kinds = {"audit_event": "events", "query_log": "query_logs", "query_subject": "query_subjects",
+             "access_flag": "access_flags"}  # fmt: skip
     expected_seq, prev = m["first_seq"], m["prev_hash"]
     start, end = bounds(m["month"])
     start_s, end_s = start.isoformat(timespec="microseconds"), end.isoformat(timespec="microseconds")
