@@ -414,10 +414,12 @@ def report_overdue(session, actor, now: datetime.datetime | None = None) -> list
 
     now = now or datetime.datetime.utcnow()
     period = previous_period(period_of(now))
+    due = period_bounds(period)[1]
     reported = []
     with transaction(session):
         for agency in session.scalars(select(Agency).where(Agency.active.is_(True)).order_by(Agency.code)):
-            if not _staff(session, agency.id):
+            # Accounts made after the quarter ended were not the quarter's to review.
+            if not [u for u in _staff(session, agency.id) if u.created_on is None or u.created_on < due]:
                 continue
             review = session.scalar(select(AccountReview).where(
                 AccountReview.agency_id == agency.id, AccountReview.period == period))  # fmt: skip
