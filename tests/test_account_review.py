@@ -142,6 +142,10 @@ def test_the_quarterly_review_is_decided_exported_signed_and_overdue_ones_go_to_
     with pytest.raises(Forbidden):
         account_review.export(db.session, _actor("supervisor.tax"), review.id)
     assert account_review.export(db.session, _actor("auditor"), review.id).data == made.data
+    states = {(r.agency, r.state) for r in account_review.overview(db.session, _actor("admin"))}
+    assert (land.name, "completed") in states
+    with pytest.raises(Forbidden):
+        account_review.overview(db.session, _actor("clerk"))
     assert {"account_review_open", "account_review_complete", "account_review_export"} <= {
         e.action for e in db.session.scalars(select(AuditEvent).where(AuditEvent.object_type == "AccountReview"))
     }

@@ -219,6 +219,42 @@ def current_review(session, actor, now: datetime.datetime | None = None) -> Revi
     return _view(session, review, now)
 
 
+@dataclass(frozen=True)
+class AgencyState:
+    review_id: int | None
+    agency: str
+    period: str
+    state: str  # completed | open | overdue | not_started
+    completed_at: str
+
+
+def overview(session, actor, now: datetime.datetime | None = None) -> list[AgencyState]:
+    """Administrators and auditors: each agency's review of this quarter and any older
+    unfinished one (what state, the signed export when completed). Raises Forbidden."""
+    from app.services.actors import MANAGE_ACCOUNTS
+    from app.services.roles import REVIEW_FLAGS
+
+    if not (actor.can(MANAGE_ACCOUNTS) or actor.can(REVIEW_FLAGS)):
+        raise Forbidden(NOT_ALLOWED)
+    now = now or datetime.datetime.utcnow()
+    period = period_of(now)
+    rows = []
+    for agency in session.scalars(select(Agency).where(Agency.active.is_(True)).order_by(Agency.code)):
+        reviews = session.scalars(
+            select(AccountReview)
+            .where(AccountReview.agency_id == agency.id)
+            .where(or_(AccountReview.period == period, AccountReview.completed_at.is_(None)))
+            .order_by(AccountReview.period)
+        ).all()
+        if not any(r.period == period for r in reviews):
+            rows.append(AgencyState(None, agency.name, period, "not_started", ""))
+        for r in reviews:
+            state = "completed" if r.completed_at else ("overdue" if now >= r.due_on else "open")
+            done = format_roc_datetime(r.completed_at, seconds=False) if r.completed_at else ""
+            rows.append(AgencyState(r.id, agency.name, r.period, state, done))
+    return rows
+
+
 def open_review(session, actor, now: datetime.datetime | None = None) -> ReviewView:
     """Open the review of the supervisor's agency (the oldest unfinished one, else this
     quarter's): one item per staff account with its roles and role changes since the
@@ -372,9 +408,10 @@ def export(session, actor, review_id, part: str = "xlsx") -> Export:
     if review is None:
         raise NotFound(NO_SUCH_REVIEW)
     if not (actor.can(REVIEW_ACCOUNTS) and actor.same_agency(review.agency_id)):
+        from app.services.actors import MANAGE_ACCOUNTS
         from app.services.roles import REVIEW_FLAGS
 
-        if not actor.can(REVIEW_FLAGS):  # the auditors read every agency's
+        if not (actor.can(REVIEW_FLAGS) or actor.can(MANAGE_ACCOUNTS)):  # auditors and administrators: every agency's
             raise Forbidden(NOT_ALLOWED)
     if review.export_data is None:
         raise Conflict(NOT_DONE)

@@ -13,7 +13,7 @@ from flask_babel import lazy_gettext as _l
 from app.extensions import db
 from app.services import account_review
 from app.services.errors import DomainError
-from app.services.roles import ROLE_LABELS
+from app.services.roles import REVIEW_ACCOUNTS, ROLE_LABELS
 from app.web import current_actor as actor
 
 
@@ -26,8 +26,15 @@ class AccountReviewView(BaseView):
     @expose("/")
     @has_access
     def index(self):
+        who = actor()
+        if not who.can(REVIEW_ACCOUNTS):
+            try:
+                rows = account_review.overview(db.session, who)
+            except DomainError as exc:
+                return self.render_template("accounts/review.html", review=None, error=str(exc), labels={}), 403
+            return self.render_template("accounts/overview.html", rows=rows)
         try:
-            review = account_review.current_review(db.session, actor())
+            review = account_review.current_review(db.session, who)
         except DomainError as exc:
             return self.render_template("accounts/review.html", review=None, error=str(exc), labels={}), 403
         labels = {name: str(label) for name, label in ROLE_LABELS.items()}

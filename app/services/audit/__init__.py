@@ -4,13 +4,13 @@ key kept outside the database), sealed, checkpointed, verified.
 Modules: ``chain`` (canonical form, entry seal, link, sealing, verification),
 ``checkpoints`` (signed checkpoints in a file and the auditors' mail),
 ``archive`` (retention: a month archived to a signed file, checked offline,
-then removed), ``recording`` (explicit events, session hooks, a row written with its event in
+then removed; import it as ``app.services.audit.archive``), ``recording`` (explicit events, session hooks, a row written with its event in
 one statement), ``sealer`` (the loop that seals in its own process:
 ``sealer.run(app, stop_event)``). The names below keep
 ``from app.services import audit; audit.record(...)`` working.
 """
 
-from app.services.audit import archive, chain, checkpoints, recording, sealer
+from app.services.audit import chain, checkpoints, recording, sealer
 from app.services.audit.chain import (
     CHAIN_FIELDS,
     GENESIS,
@@ -52,7 +52,6 @@ __all__ = [
     "OBJECT_TYPES",
     "VerifyResult",
     "any_pending",
-    "archive",
     "can_write_with_event",
     "canonical",
     "chain",
