@@ -1,5 +1,5 @@
 """How long does removing an archived month take? On PostgreSQL, with the query
-log partitioned by month (migration 0024), a month of query-log rows (and their
+log partitioned by month (migration 0023), a month of query-log rows (and their
 query_subject rows) is removed by dropping its partitions
 (``app.services.audit.partitions.drop_month``, what ``archive.remove_month``
 does); the baseline, in the same run, is a DELETE of the same number of rows of

@@ -48,7 +48,7 @@ _PARTITION = re.compile(r"^(query_log|query_subject|audit_event)_p(\d{6}|default
 
 
 def partitioned_differences(obj, name, type_, reflected, compare_to):
-    """What PostgreSQL's monthly partitions (migration 0024, app.services.audit.partitions)
+    """What PostgreSQL's monthly partitions (migration 0023, app.services.audit.partitions)
     change on purpose, left out of `flask db check`: the partitions themselves, unique keys
     holding the partition column too, and no database foreign key to the query log."""
     if type_ == "table":

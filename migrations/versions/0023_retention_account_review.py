@@ -2,8 +2,8 @@
 reviews and their items, and the dormant-account warning; on PostgreSQL the query
 log, its subjects and the audit trail partitioned by month
 
-Revision ID: 0024
-Revises: 0021
+Revision ID: 0023
+Revises: 0022
 Create Date: 2026-12-03 17:00:00
 
 """
@@ -11,8 +11,8 @@ Create Date: 2026-12-03 17:00:00
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0024"
-down_revision = "0021"
+revision = "0023"
+down_revision = "0022"
 branch_labels = None
 depends_on = None
 
