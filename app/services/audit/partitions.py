@@ -1,6 +1,6 @@
 """Monthly partitions of the query log and the audit trail on PostgreSQL.
 
-migration 0023 turns ``query_log``, ``query_subject`` and ``audit_event`` into
+Migration 0023 turns ``query_log``, ``query_subject`` and ``audit_event`` into
 tables partitioned by month on their time (``at``), one partition a month
 (``query_log_p202012``) and a default partition for what falls outside them;
 ``ensure`` (the retention worker, each round) creates the months ahead. Once
