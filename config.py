@@ -94,6 +94,17 @@ class Config:
 
     SQLALCHEMY_DATABASE_URI = os.environ.get("DATABASE_URL", f"sqlite:///{INSTANCE_DIR / 'platform.db'}")
     SQLALCHEMY_TRACK_MODIFICATIONS = False
+    # A PostgreSQL streaming replica for the reports, the survey statistics and the
+    # weekly query log (app.services.reports.replica; blank: they read the primary).
+    # Used while it answers and is at most REPLICA_MAX_LAG_SECONDS behind, checked at
+    # most every REPLICA_CHECK_SECONDS; one that did not answer within
+    # REPLICA_CONNECT_TIMEOUT is left alone for REPLICA_RETRY_SECONDS. Pages say which
+    # database answered and how fresh the figures are.
+    DATABASE_REPLICA_URL = os.environ.get("DATABASE_REPLICA_URL", "")
+    REPLICA_MAX_LAG_SECONDS = float(os.environ.get("REPLICA_MAX_LAG_SECONDS", "300"))
+    REPLICA_CHECK_SECONDS = float(os.environ.get("REPLICA_CHECK_SECONDS", "2"))
+    REPLICA_CONNECT_TIMEOUT = float(os.environ.get("REPLICA_CONNECT_TIMEOUT", "2"))
+    REPLICA_RETRY_SECONDS = float(os.environ.get("REPLICA_RETRY_SECONDS", "10"))
     # Bound parameters (ID numbers, names) must never reach logs or error pages.
     SQLALCHEMY_ENGINE_OPTIONS = {"hide_parameters": True, "pool_pre_ping": True}
 
@@ -114,6 +125,11 @@ class Config:
     AUTH_RATE_LIMIT = os.environ.get("AUTH_RATE_LIMIT", "10 per 20 second")
     RATELIMIT_ENABLED = _bool("RATELIMIT_ENABLED", True)
     RATELIMIT_STORAGE_URI = os.environ.get("RATELIMIT_STORAGE_URI", "memory://")
+    # Several web hosts share their limits through Redis (redis://host:6379/1). Should it stop
+    # answering, a rate-limited request is refused (503), never let through unlimited.
+    RATELIMIT_STORAGE_OPTIONS = {"socket_connect_timeout": 2, "socket_timeout": 2}
+    RATELIMIT_SWALLOW_ERRORS = False
+    RATELIMIT_IN_MEMORY_FALLBACK_ENABLED = False
     FAB_PASSWORD_COMPLEXITY_ENABLED = False
     # Role/permission answers are cached this long per process (an edit of a
     # role's permissions takes effect within it).
