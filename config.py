@@ -105,6 +105,8 @@ class Config:
     REPLICA_CHECK_SECONDS = float(os.environ.get("REPLICA_CHECK_SECONDS", "2"))
     REPLICA_CONNECT_TIMEOUT = float(os.environ.get("REPLICA_CONNECT_TIMEOUT", "2"))
     REPLICA_RETRY_SECONDS = float(os.environ.get("REPLICA_RETRY_SECONDS", "10"))
+    # How long a check waits for the replica to replay up to the primary's position just read.
+    REPLICA_CATCHUP_SECONDS = float(os.environ.get("REPLICA_CATCHUP_SECONDS", "0.2"))
     # Bound parameters (ID numbers, names) must never reach logs or error pages.
     SQLALCHEMY_ENGINE_OPTIONS = {"hide_parameters": True, "pool_pre_ping": True}
 

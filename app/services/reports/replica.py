@@ -30,7 +30,7 @@ from typing import TypeVar
 from flask import current_app
 from sqlalchemy import create_engine, select, text
 from sqlalchemy.exc import DBAPIError
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, scoped_session, sessionmaker
 
 from app.extensions import platform_bind
 
@@ -86,28 +86,56 @@ def _engine(app, url: str):
     return engine
 
 
+def _session(app, url: str) -> Session:
+    """The replica's session of this thread, kept until the app context ends (a page renders
+    what it read, lazy loads included, then ``init_app``'s teardown closes it)."""
+    sessions = app.extensions.setdefault("platform_replica_sessions", {})
+    factory = sessions.get(url)
+    if factory is None:
+        factory = sessions[url] = scoped_session(sessionmaker(bind=_engine(app, url)))
+    return factory()
+
+
+def init_app(app) -> None:
+    """Close the replica's sessions as each app context ends."""
+
+    @app.teardown_appcontext
+    def _close_replica_sessions(exc=None):
+        for factory in app.extensions.get("platform_replica_sessions", {}).values():
+            factory.remove()
+
+
 def _utcnow() -> datetime.datetime:
     return datetime.datetime.now(datetime.UTC).replace(tzinfo=None)
 
 
 def _measure(primary_engine, engine) -> float | None:
-    """Seconds the replica is behind the primary (0: current), None when it is no replica."""
+    """Seconds the replica is behind the primary (0: current), None when it is no replica.
+
+    The primary's WAL position is read first; a replica that replays up to it within
+    REPLICA_CATCHUP_SECONDS is as fresh as that moment. One that does not is as old as
+    the last transaction it replayed (infinitely old when it replayed none since it started)."""
     with primary_engine.connect() as conn:
         position = conn.execute(select(text("pg_current_wal_lsn()::text"))).scalar_one()
+    read_at = time.monotonic()
+    wait = float(current_app.config.get("REPLICA_CATCHUP_SECONDS", 0.2))
     with engine.connect() as conn:
-        row = conn.execute(
-            text(
-                "SELECT pg_is_in_recovery(), pg_wal_lsn_diff(CAST(:position AS pg_lsn), pg_last_wal_replay_lsn()),"
-                " EXTRACT(EPOCH FROM clock_timestamp() - pg_last_xact_replay_timestamp())"
-            ),
-            {"position": position},
-        ).one()
-    in_recovery, behind_bytes, since_replay = row
-    if not in_recovery:
-        return None
-    if behind_bytes is not None and behind_bytes <= 0:
-        return 0.0
-    return max(0.0, float(since_replay)) if since_replay is not None else float("inf")
+        while True:
+            in_recovery, behind_bytes, since_replay = conn.execute(
+                text(
+                    "SELECT pg_is_in_recovery(), pg_wal_lsn_diff(CAST(:position AS pg_lsn), pg_last_wal_replay_lsn()),"
+                    " EXTRACT(EPOCH FROM clock_timestamp() - pg_last_xact_replay_timestamp())"
+                ),
+                {"position": position},
+            ).one()
+            if not in_recovery:
+                return None
+            elapsed = time.monotonic() - read_at
+            if behind_bytes is not None and behind_bytes <= 0:
+                return elapsed
+            if elapsed >= wait:
+                return max(elapsed, float(since_replay)) if since_replay is not None else float("inf")
+            time.sleep(0.01)
 
 
 def _state(primary_session, url: str) -> _State:
@@ -177,12 +205,11 @@ def read(primary_session, work: Callable[[Session], T]) -> tuple[T, Freshness]:
         state = _state(primary_session, url)
         if state.usable:
             as_of = _utcnow() - datetime.timedelta(seconds=state.lag_seconds)
+            session = _session(current_app, url)
             try:
-                with Session(bind=_engine(current_app, url)) as session:
-                    result = work(session)
-                    session.rollback()
-                return result, Freshness(REPLICA, as_of, state.lag_seconds)
+                return work(session), Freshness(REPLICA, as_of, state.lag_seconds)
             except DBAPIError as exc:
+                session.rollback()
                 _mark_down(url, exc)
         fallback = _states[url].fallback or UNAVAILABLE
     return work(primary_session), Freshness(PRIMARY, _utcnow(), 0.0, fallback)
