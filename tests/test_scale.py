@@ -30,10 +30,11 @@ from pathlib import Path
 
 import httpx
 import pytest
-from sqlalchemy import create_engine, select, text
+from sqlalchemy import create_engine, func, select, text
 
 from app.extensions import db
 from app.models.notify import NotificationCase
+from app.services import worker_lock
 from app.services.reports import replica
 from tests.cards import card_pki
 from tests.conftest import DEMO_PASSWORD, PG_ADMIN_URL, build_app, free_port
@@ -266,6 +267,25 @@ def test_a_stopped_replica_leaves_the_reports_on_the_primary_until_it_is_back(pl
     time.sleep(platform.config["REPLICA_RETRY_SECONDS"] + 0.2)
     assert _freshness(manager.get("/reports/").text)["source"] == "replica"
     assert manager.get("/health/ready").json["checks"]["replica"] == "ok"
+
+
+def test_two_payments_workers_never_take_a_round_at_once_and_a_dead_ones_lock_is_freed(platform):
+    with platform.app_context():
+        with worker_lock.exclusive(db.engine, "payments") as first:
+            with worker_lock.exclusive(db.engine, "payments") as second:
+                assert first and not second  # the second skips its round, never waits
+            with worker_lock.exclusive(db.engine, "outbox-other-kind") as other:
+                assert other  # one lock per kind
+        with worker_lock.exclusive(db.engine, "payments") as again:
+            assert again
+        holder = db.engine.connect()  # a worker that dies holding the lock: its connection goes with it
+        holder.execute(select(func.pg_advisory_lock(worker_lock.lock_key("payments"))))
+        with worker_lock.exclusive(db.engine, "payments") as meanwhile:
+            assert not meanwhile
+        holder.invalidate()
+        holder.close()
+        with worker_lock.exclusive(db.engine, "payments") as after:
+            assert after
 
 
 # --- two instances behind nginx ----------------------------------------------------------
