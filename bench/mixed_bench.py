@@ -160,12 +160,28 @@ def _print_run(title, results, seconds):
     return len(ok) / seconds
 
 
-def _cpu(instances, sealer):
-    web = db = 0.0
-    for instance in instances:
-        w, d = server_and_database_cpu(instance.proc.pid, ["platform"])
-        web, db = web + w, d  # the database part is the same reading each time
-    return web + proc_cpu(sealer.pid), db
+def _cluster_cpu(data_dirs) -> float:
+    """CPU seconds of PostgreSQL clusters: each postmaster, its live children (backends, WAL
+    sender and receiver, startup/replay, checkpointer...) and the children it has reaped."""
+    total = 0.0
+    for data in data_dirs:
+        postmaster = int((Path(data) / "postmaster.pid").read_text().split()[0])
+        fields = Path(f"/proc/{postmaster}/stat").read_text().rsplit(")", 1)[1].split()
+        total += sum(int(f) for f in fields[11:15]) / os.sysconf("SC_CLK_TCK")
+        for entry in Path("/proc").iterdir():
+            if entry.name.isdigit():
+                try:
+                    ppid = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+                except OSError:
+                    continue
+                if ppid == postmaster:
+                    total += proc_cpu(int(entry.name))
+    return total
+
+
+def _cpu(instances, sealer, clusters):
+    web = sum(server_and_database_cpu(instance.proc.pid, [])[0] for instance in instances)
+    return web + proc_cpu(sealer.pid), _cluster_cpu([clusters.primary_data, clusters.replica_data])
 
 
 def _sealer(env) -> subprocess.Popen:
@@ -203,6 +219,8 @@ def main() -> None:
         started = plain + with_replica
         sealer = _sealer(plain[0].env)
         prefix = Path(tempfile.mkdtemp(prefix="nginx-"))
+        for name in ("one", "two", "replica"):
+            (prefix / name).mkdir()
         proxies = {
             "one": Nginx(prefix / "one", card_pki(), [plain[0].port, plain[0].port]),
             "two": Nginx(prefix / "two", card_pki(), [plain[0].port, plain[1].port]),
@@ -224,13 +242,13 @@ def main() -> None:
         ):
             county = County(proxies[key], category)
             county.run(4, args.clients)  # warm up: connections, caches, some work to act on
-            cpu0 = _cpu(instances, sealer)
+            cpu0 = _cpu(instances, sealer, clusters)
             results = county.run(args.seconds, args.clients)
-            cpu1 = _cpu(instances, sealer)
+            cpu1 = _cpu(instances, sealer, clusters)
             rates[key] = _print_run(title, results, args.seconds)
             done = sum(1 for r in results if r[2])
             print(f"  CPU per request: web+sealer {(cpu1[0] - cpu0[0]) / done * 1000:.1f} ms, "
-                  f"PostgreSQL {(cpu1[1] - cpu0[1]) / done * 1000:.1f} ms")  # fmt: skip
+                  f"PostgreSQL (primary and replica) {(cpu1[1] - cpu0[1]) / done * 1000:.1f} ms")  # fmt: skip
         print(f"\ntwo instances / one: {rates['two'] / rates['one']:.2f}x; "
               f"with the replica / without: {rates['replica'] / rates['two']:.2f}x")  # fmt: skip
 
@@ -241,12 +259,15 @@ def main() -> None:
         print(f"  {'kind':<9} {'web ms':>7} {'db ms':>7} {'wall p50':>9}")
         for kind in MIX:
             if kind == "action":
-                with county.client() as c:
+                c = county.client()
+                try:
                     for _ in range(args.cpu_requests // 5 + 2):
                         county.register(c)
-            cpu0 = _cpu(plain[:1], sealer)
+                finally:
+                    c.close()
+            cpu0 = _cpu(plain[:1], sealer, clusters)
             results = county.run(600, 4, kinds={kind: 1}, count=args.cpu_requests)
-            cpu1 = _cpu(plain[:1], sealer)
+            cpu1 = _cpu(plain[:1], sealer, clusters)
             done = max(1, sum(1 for r in results if r[2]))
             web, dbase = (cpu1[0] - cpu0[0]) / done, (cpu1[1] - cpu0[1]) / done
             costs[kind] = web + dbase
