@@ -13,6 +13,25 @@ Everything as tests/test_scale.py sets it up: a fresh PostgreSQL primary and its
 streaming replica (their own clusters), Redis for the limits and sign-in counters,
 gunicorn instances (1 worker x 8 threads each) behind nginx (deploy/nginx), and one
 audit sealer (`flask worker sealer`) beside them; all on this machine's cores.
+
+Measured 2026-12-03 on the 2-core development machine, shared with other jobs (load
+average 10-13 throughout, so the wall-clock figures are noisy; the CPU figures are not):
+
+    run                                   req/s  query p50/p95  report p50/p95 (ms)
+    one instance                           11.6     222 / 682     4442 / 7320
+    two instances                          14.6     174 / 912     2936 / 7162
+    two instances, reports on the replica  19.5     122 / 528     1977 / 5709
+
+    CPU per request (web ms + PostgreSQL ms): query 15.3 + 2.5, work list 33.3 + 12.2,
+    action 20.3 + 3.7, registration 96.0 + 11.3, report 151.3 + 9.0; the mix 35.6 ms.
+
+Here the web processes used about half a core (14.6 req/s x 34 ms): the other jobs held
+the rest, so a second instance on the same two cores buys only what one gunicorn worker
+(one GIL) could not overlap, and the replica takes the reports' reads off the primary.
+By CPU, the mix needs 35.6 ms a request: about 56 requests/s on 2 cores, 225 on 8. The
+web part (85% of it, the reports and registrations above all) grows with each host's own
+cores; PostgreSQL's ~5 ms stays on the database host, which at 8 such web hosts of 2
+cores would need about 2 cores of its own.
 """
 
 from __future__ import annotations
