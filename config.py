@@ -66,6 +66,10 @@ class Config:
         "subject_hash_key", lambda: secrets.token_hex(32)
     )
     VERIFY_VALID_DAYS = int(os.environ.get("VERIFY_VALID_DAYS", "90"))
+    # The query form the notifier's register lookup runs (app/services/notify/lookup.py), and the
+    # business item its query log names.
+    NOTIFY_LOOKUP_FORM = os.environ.get("NOTIFY_LOOKUP_FORM", "notify.citizen")
+    NOTIFY_LOOKUP_ITEM = os.environ.get("NOTIFY_LOOKUP_ITEM", "HH-NOTIFY")
     # The audit chain is keyed: each link is an HMAC-SHA256 under this secret,
     # kept outside the database, so whoever can write the database cannot
     # recompute the chain. Web processes (inline sealing) and the sealer need it;

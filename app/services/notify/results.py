@@ -198,12 +198,27 @@ class CategoryView:
 
 
 @dataclass(frozen=True)
+class FieldView:
+    """A structured field the category declares (an ``old_new`` one is a pair)."""
+
+    name: str
+    label: str
+    type: str
+    old_new: bool
+    required: bool
+    max_length: int
+    help: str | None
+
+
+@dataclass(frozen=True)
 class RegistrationForm:
-    """What the new-case page offers: the category and the agencies it may be sent to."""
+    """What the new-case page offers: the category, the agencies it may be sent to
+    and the structured fields it declares."""
 
     category: CategoryView
     agencies: list[AgencyRef]  # the category's defaults first, then every other active agency
     default_ids: set[int]
+    fields: list[FieldView] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
