@@ -95,7 +95,7 @@ def test_the_register_fills_name_and_address_and_the_lookup_is_a_query_for_the_c
 def test_a_register_lookup_needs_a_valid_id_number_and_the_notifier_role(app, client):
     token = api_token(client, "notifier")
     r = lookup(client, token, "A123456788")
-    assert r.status_code == 400 and "check digit" in r.json["message"]
+    assert r.status_code == 400 and "檢查碼" in r.json["message"]
     r = lookup(client, token, rare_people()["陳𠀋華"], case_no="1150101-9999")
     assert r.status_code == 400  # not a number this notifier's lookup took
     assert lookup(client, api_token(client, "clerk"), rare_people()["陳𠀋華"]).status_code == 403
@@ -109,9 +109,9 @@ def test_e_mail_is_optional_and_a_way_to_tell_the_citizen_is_needed(app, client)
     name_change = {"name": {"old": "陳𠀋華", "new": "陳大華"}}
     bare = {"name": "陳𠀋華", "id_no": rare_people()["陳𠀋華"]}
     r = register(client, token, bare, fields=name_change, attachments=[consent()])
-    assert r.status_code == 400 and "phone number" in r.json["message"] and "postal address" in r.json["message"]
+    assert r.status_code == 400 and "電話" in r.json["message"] and "通訊地址" in r.json["message"]
     r = register(client, token, {**bare, "contact_by": "email"}, fields=name_change, attachments=[consent()])
-    assert r.status_code == 400 and "e-mail address is needed" in r.json["message"]
+    assert r.status_code == 400 and "須填寫電子郵件地址" in r.json["message"]
     r = register(client, token, {**bare, "phone": "03-8221234"}, fields=name_change, attachments=[consent()])
     assert r.status_code == 201, r.json
     with app.app_context():
@@ -129,7 +129,7 @@ def test_declared_fields_are_checked_when_given(app, client):
     token = api_token(client, "notifier")
     citizen = {"name": "王𠂤婷", "id_no": rare_people()["王𠂤婷"], "phone": "03-8221234"}
     r = register(client, token, citizen, fields={"name": {"old": "王𠂤婷"}}, attachments=[consent()])
-    assert r.status_code == 400 and "姓名" in r.json["message"] and "old and the new" in r.json["message"]
+    assert r.status_code == 400 and "請填寫原「姓名」及新「姓名」" in r.json["message"]
     r = register(client, token, citizen, fields={"nickname": "x"}, attachments=[consent()])
     assert r.status_code == 400
     # a household system posting the free text alone, as before, still registers

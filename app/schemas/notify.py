@@ -343,6 +343,7 @@ class CitizenViewSchema(Schema):
     email = fields.String(allow_none=True, metadata={"description": "null unless the viewer's agency notified"})
     phone = fields.String()
     address = fields.String()
+    contact_by = fields.String(metadata={"description": "how the citizen is told of progress: email, phone, postal"})
 
 
 class AttachmentSchema(Schema):

@@ -71,6 +71,7 @@ def _labels() -> dict:
         "case_status": CASE_STATUS,
         "kinds": KIND_LABELS,
         "attachment_kinds": ATTACHMENT_KINDS,
+        "contact_labels": CONTACT_LABELS,
     }
 
 

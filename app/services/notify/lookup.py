@@ -17,21 +17,17 @@ from dataclasses import dataclass
 
 from flask import current_app
 from flask_babel import lazy_gettext as _l
-from sqlalchemy import select
 
 from app.lib import identifiers
-from app.models.notify import NotificationCase
-from app.models.queries import QueryLog
 from app.services import actors
 from app.services.actors import Actor
 from app.services.command import transaction
 from app.services.errors import Forbidden, InvalidInput
-from app.services.notify.registration import category_for, next_case_no
+from app.services.notify.registration import category_for, lookup_form, next_case_no, reserved_case_no
 from app.services.query.run import run_query
 from app.services.roles import NOTIFY_CASES
 
 REASON = "通報案件登記：{category}"
-NOT_YOURS = _l("This case number was not taken by your lookup in the household register, or a case already has it.")
 
 
 @dataclass(frozen=True)
@@ -45,24 +41,6 @@ class CitizenFound:
     address: str = ""
     household_no: str = ""
     error: str = ""
-
-
-def lookup_form() -> str:
-    return current_app.config.get("NOTIFY_LOOKUP_FORM", "notify.citizen")
-
-
-def reserved_case_no(session, actor: Actor, case_no: str) -> str:
-    """``case_no`` if this actor's register lookup took it and no case has it yet. Raises InvalidInput."""
-    case_no = (case_no or "").strip()
-    taken = session.scalar(
-        select(QueryLog.id).where(
-            QueryLog.case_no == case_no, QueryLog.user_id == actor.user_id, QueryLog.form_code == lookup_form()
-        )
-    )
-    used = session.scalar(select(NotificationCase.id).where(NotificationCase.case_no == case_no))
-    if not case_no or taken is None or used is not None:
-        raise InvalidInput(NOT_YOURS)
-    return case_no
 
 
 def look_up_citizen(session, actor: Actor, category, id_no: str, case_no: str | None = None) -> CitizenFound:

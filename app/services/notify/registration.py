@@ -29,6 +29,7 @@ from app.models.notify import (
     NotificationCategory,
 )
 from app.models.org import Agency, PlatformUser
+from app.models.queries import QueryLog
 from app.services import actors
 from app.services.actors import Actor
 from app.services.command import refuse, transaction
@@ -152,6 +153,29 @@ def _take_number(conn, day, nested: bool) -> str:
         except IntegrityError:
             continue  # another registration created the day's row first
     raise Conflict(_l("Too many registrations at once; please try again."))
+
+
+# --- the number a register lookup took (app.services.notify.lookup) ---------------------
+
+NOT_YOURS = _l("This case number was not taken by your lookup in the household register, or a case already has it.")
+
+
+def lookup_form() -> str:
+    return current_app.config.get("NOTIFY_LOOKUP_FORM", "notify.citizen")
+
+
+def reserved_case_no(session, actor: Actor, case_no: str) -> str:
+    """``case_no`` if this actor's register lookup took it and no case has it yet. Raises InvalidInput."""
+    case_no = (case_no or "").strip()
+    taken = session.scalar(
+        select(QueryLog.id).where(
+            QueryLog.case_no == case_no, QueryLog.user_id == actor.user_id, QueryLog.form_code == lookup_form()
+        )
+    )
+    used = session.scalar(select(NotificationCase.id).where(NotificationCase.case_no == case_no))
+    if not case_no or taken is None or used is not None:
+        raise InvalidInput(NOT_YOURS)
+    return case_no
 
 
 # --- the checks --------------------------------------------------------------------------
@@ -424,8 +448,6 @@ def _register(session, actor: Actor, draft: CaseDraft, web: WebFiling | None = N
         content = _content(draft.content, field_lines(cat.web_fields, values) if values else None)
         case_no = None
         if draft.case_no and web is None:
-            from app.services.notify.lookup import reserved_case_no
-
             case_no = reserved_case_no(session, actor, draft.case_no)
         notifier_id = web.agency.id if web is not None else actor.agency_id
         receivers = _receivers(session, notifier_id, cat, draft.receivers)

@@ -61,6 +61,7 @@ class CitizenView:
     email: str | None
     phone: str
     address: str
+    contact_by: str = "email"  # email | phone | postal
 
 
 @dataclass(frozen=True)
@@ -279,6 +280,7 @@ def citizen_of(case: NotificationCase, viewer: Actor) -> CitizenView:
         email=case.citizen_email if full else None,
         phone=case.citizen_phone or "",
         address=case.citizen_address or "",
+        contact_by=case.contact_by or "email",
     )
 
 
