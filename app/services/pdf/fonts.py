@@ -254,7 +254,14 @@ class FontChain:
                 out.append(ch)
         return "".join(out)
 
+    def all_primary(self, text: str) -> bool:
+        """Whether the first font draws every character of ``text`` (each distinct one looked up once)."""
+        first = self.cmaps[0]
+        return first is None or all(ord(ch) in first or _needs_no_glyph(ch) for ch in set(text))
+
     def runs(self, text: str) -> list[tuple[str, str]]:
+        if self.all_primary(text):
+            return [(self.primary, text)] if text else []
         out: list[tuple[str, str]] = []
         for ch in text:
             name = self.font_for(ch)
@@ -267,7 +274,7 @@ class FontChain:
     def markup(self, markup: str) -> str:
         """Paragraph markup with the characters the first font lacks wrapped in
         ``<font face="...">``; tags and entities (ASCII) are left as they are."""
-        if all(ord(ch) < 0x80 for ch in markup):
+        if markup.isascii() or self.all_primary(markup):
             return markup
         out, run_font, run = [], None, []
 
