@@ -2,7 +2,7 @@
 values of the category's structured fields (old/new address, old/new name) a case holds
 
 Revision ID: 0026
-Revises: 0021
+Revises: 0022
 Create Date: 2026-12-03 17:00:00
 
 """
@@ -11,7 +11,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0026"
-down_revision = "0021"
+down_revision = "0022"
 branch_labels = None
 depends_on = None
 
