@@ -1,8 +1,8 @@
 """notifier: how the citizen is told of progress (e-mail, phone or postal notice) and the
 values of the category's structured fields (old/new address, old/new name) a case holds
 
-Revision ID: 0026
-Revises: 0022
+Revision ID: 0024
+Revises: 0023
 Create Date: 2026-12-03 17:00:00
 
 """
@@ -10,8 +10,8 @@ Create Date: 2026-12-03 17:00:00
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0026"
-down_revision = "0022"
+revision = "0024"
+down_revision = "0023"
 branch_labels = None
 depends_on = None
 
