@@ -66,6 +66,10 @@ class Config:
         "subject_hash_key", lambda: secrets.token_hex(32)
     )
     VERIFY_VALID_DAYS = int(os.environ.get("VERIFY_VALID_DAYS", "90"))
+    # The query form the notifier's register lookup runs (app/services/notify/lookup.py), and the
+    # business item its query log names.
+    NOTIFY_LOOKUP_FORM = os.environ.get("NOTIFY_LOOKUP_FORM", "notify.citizen")
+    NOTIFY_LOOKUP_ITEM = os.environ.get("NOTIFY_LOOKUP_ITEM", "HH-NOTIFY")
     # The audit chain is keyed: each link is an HMAC-SHA256 under this secret,
     # kept outside the database, so whoever can write the database cannot
     # recompute the chain. Web processes (inline sealing) and the sealer need it;
@@ -94,6 +98,19 @@ class Config:
 
     SQLALCHEMY_DATABASE_URI = os.environ.get("DATABASE_URL", f"sqlite:///{INSTANCE_DIR / 'platform.db'}")
     SQLALCHEMY_TRACK_MODIFICATIONS = False
+    # A PostgreSQL streaming replica for the reports, the survey statistics and the
+    # weekly query log (app.services.reports.replica; blank: they read the primary).
+    # Used while it answers and is at most REPLICA_MAX_LAG_SECONDS behind, checked at
+    # most every REPLICA_CHECK_SECONDS; one that did not answer within
+    # REPLICA_CONNECT_TIMEOUT is left alone for REPLICA_RETRY_SECONDS. Pages say which
+    # database answered and how fresh the figures are.
+    DATABASE_REPLICA_URL = os.environ.get("DATABASE_REPLICA_URL", "")
+    REPLICA_MAX_LAG_SECONDS = float(os.environ.get("REPLICA_MAX_LAG_SECONDS", "300"))
+    REPLICA_CHECK_SECONDS = float(os.environ.get("REPLICA_CHECK_SECONDS", "2"))
+    REPLICA_CONNECT_TIMEOUT = float(os.environ.get("REPLICA_CONNECT_TIMEOUT", "2"))
+    REPLICA_RETRY_SECONDS = float(os.environ.get("REPLICA_RETRY_SECONDS", "10"))
+    # How long a check waits for the replica to replay up to the primary's position just read.
+    REPLICA_CATCHUP_SECONDS = float(os.environ.get("REPLICA_CATCHUP_SECONDS", "0.2"))
     # Bound parameters (ID numbers, names) must never reach logs or error pages.
     SQLALCHEMY_ENGINE_OPTIONS = {"hide_parameters": True, "pool_pre_ping": True}
 
@@ -114,6 +131,11 @@ class Config:
     AUTH_RATE_LIMIT = os.environ.get("AUTH_RATE_LIMIT", "10 per 20 second")
     RATELIMIT_ENABLED = _bool("RATELIMIT_ENABLED", True)
     RATELIMIT_STORAGE_URI = os.environ.get("RATELIMIT_STORAGE_URI", "memory://")
+    # Several web hosts share their limits through Redis (redis://host:6379/1). Should it stop
+    # answering, a rate-limited request is refused (503), never let through unlimited.
+    RATELIMIT_STORAGE_OPTIONS = {"socket_connect_timeout": 2, "socket_timeout": 2}
+    RATELIMIT_SWALLOW_ERRORS = False
+    RATELIMIT_IN_MEMORY_FALLBACK_ENABLED = False
     FAB_PASSWORD_COMPLEXITY_ENABLED = False
     # Role/permission answers are cached this long per process (an edit of a
     # role's permissions takes effect within it).
@@ -277,6 +299,19 @@ class Config:
     AUDIT_CHECKPOINT_MAIL_SECONDS = float(os.environ.get("AUDIT_CHECKPOINT_MAIL_SECONDS", "86400"))
     AUDIT_CHECKPOINT_MAIL_TO = os.environ.get("AUDIT_CHECKPOINT_MAIL_TO", "")
     AUDIT_CHECKPOINT_ROLE = os.environ.get("AUDIT_CHECKPOINT_ROLE", "Auditor")
+    # Retention (docs/operations.md): query-log rows and audit events older than
+    # this many months are archived, one signed compressed file a month into
+    # AUDIT_ARCHIVE_DIR (`flask audit archive`), then removed; the stored result
+    # snapshots of queries may be kept shorter (then blanked, their digest kept).
+    AUDIT_RETENTION_MONTHS = int(os.environ.get("AUDIT_RETENTION_MONTHS", "60"))
+    QUERY_SNAPSHOT_RETENTION_MONTHS = int(os.environ.get("QUERY_SNAPSHOT_RETENTION_MONTHS", "60"))
+    AUDIT_ARCHIVE_DIR = os.environ.get("AUDIT_ARCHIVE_DIR", str(INSTANCE_DIR / "audit-archive"))
+    # Accounts unused this many days are warned by e-mail, and disabled when
+    # still unused ACCOUNT_DORMANT_GRACE_DAYS after the warning.
+    ACCOUNT_DORMANT_DAYS = int(os.environ.get("ACCOUNT_DORMANT_DAYS", "90"))
+    ACCOUNT_DORMANT_GRACE_DAYS = int(os.environ.get("ACCOUNT_DORMANT_GRACE_DAYS", "7"))
+    # `flask worker retention` runs its round (archives, dormant accounts, overdue reviews) this often.
+    RETENTION_ROUND_SECONDS = float(os.environ.get("RETENTION_ROUND_SECONDS", "86400"))
 
     DEMO_PASSWORD = os.environ.get("DEMO_PASSWORD", "Demo-2026")
     MAX_CONTENT_LENGTH = int(os.environ.get("MAX_CONTENT_LENGTH", str(40 * 1024 * 1024)))

@@ -8,7 +8,9 @@ import os
 from pathlib import Path
 
 port = os.environ.get("PORT", "8443")
-bind = f"127.0.0.1:{port}"
+# Loopback for nginx on the same host; GUNICORN_BIND (say 10.0.0.11:8000) for nginx on another
+# (docs/operations.md, "Several hosts").
+bind = os.environ.get("GUNICORN_BIND") or f"127.0.0.1:{port}"
 
 # HTTPS: with TLS_CERT_FILE (the server certificate followed by its issuing CA's,
 # so clients can build the path) and TLS_KEY_FILE, gunicorn serves TLS itself

@@ -2,7 +2,7 @@
 # Serve the demo: installs what is missing, migrates, seeds, and serves on
 # https://127.0.0.1:${PORT:-8443} with gunicorn (plain http://127.0.0.1:${HTTP_PORT:-8080}
 # only redirects there), the background workers
-# (`flask worker outbox|sealer|ftp-server|ftp-poller|payments`) beside it.
+# (`flask worker outbox|sealer|ftp-server|ftp-poller|payments|retention`) beside it.
 set -euo pipefail
 cd "$(dirname "$0")"
 . scripts/setup.sh
@@ -80,9 +80,10 @@ BACKGROUND+=($!)
 # Background work, each kind in a process of its own (see docs/operations.md):
 # the mail outbox, the audit sealer, the FTPS channel for transfers (port
 # ${TRANSFER_FTP_PORT:-2121}), the poller that registers its uploads, and the
-# payments worker (pending payments asked of the gateway, refunds retried), and the
-# anomalies worker (the anomaly rules over the query log, flags within a minute).
-for kind in outbox sealer ftp-server ftp-poller payments anomalies; do
+# payments worker (pending payments asked of the gateway, refunds retried), the
+# retention worker (monthly archives, dormant accounts, overdue account reviews) and
+# the anomalies worker (the anomaly rules over the query log, flags within a minute).
+for kind in outbox sealer ftp-server ftp-poller payments retention anomalies; do
   flask worker "$kind" > "instance/worker-$kind.log" 2>&1 &
   BACKGROUND+=($!)
 done
@@ -114,7 +115,7 @@ cat <<TXT
     127.0.0.1:$((CARD_PKI_PORT + 1))-$((CARD_PKI_PORT + 4)), CRLs on http://127.0.0.1:${CARD_PKI_PORT}/crl/ (instance/ocsp.log)
   FTPS: 127.0.0.1:${TRANSFER_FTP_PORT:-2121} (platform accounts of transfer officers)
   Payment gateway simulator: ${PAYGATE_URL} (instance/paygate.log); fees under 繳費 (docs/payments.md)
-  Logs: instance/worker-*.log (outbox, sealer, ftp-server, ftp-poller, payments, anomalies), instance/simulators.log
+  Logs: instance/worker-*.log (outbox, sealer, ftp-server, ftp-poller, payments, retention, anomalies), instance/simulators.log
   E-mails: ${MAIL_SERVER}:${MAIL_PORT:-25}$( [ -n "${CATCHER:-}" ] && echo " (saved in instance/mail/)" )
 
 TXT

@@ -15,6 +15,8 @@ command -v redis-server >/dev/null || missing+=(redis-server)  # the sign-in lim
 command -v nginx >/dev/null || [ -x /usr/sbin/nginx ] || missing+=(nginx)  # in front of the platform (test_https.py)
 fc-list :lang=zh 2>/dev/null | grep -q . || missing+=(fonts-noto-cjk)
 [ -e /usr/share/fonts/truetype/arphic/uming.ttc ] || missing+=(fonts-arphic-uming)  # PDF printouts embed it
+# the CNS 11643 全字庫 fonts: the PDFs' fallback for rare characters (CJK Extension A/B) UMing lacks
+[ -e /usr/share/fonts/truetype/cns11643/TW-Sung-Ext-B-98_1.ttf ] || missing+=(fonts-cns11643-sung fonts-cns11643-kai)
 if [ ${#missing[@]} -gt 0 ]; then
   echo "==> installing ${missing[*]}"
   apt-get update -qq

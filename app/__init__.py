@@ -83,6 +83,9 @@ def create_app(config: object | str = "config.Config") -> Flask:
 
     cli.register(app)
     web.register(app)
+    from app.services.reports import replica
+
+    replica.init_app(app)
     return app
 
 

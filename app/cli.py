@@ -23,6 +23,8 @@ cards_cli = AppGroup("cards", help="Certificate cards: the trust settings, check
 ops_cli = AppGroup("ops", help="Operations: backup and restore (docs/backup.md).")
 payments_cli = AppGroup("payments", help="Payments of fees: pending payments, refunds, settlement files.")
 anomaly_cli = AppGroup("anomaly", help="Anomaly rules over the query log.")
+
+accounts_cli = AppGroup("accounts", help="Staff accounts: dormant accounts, the quarterly review.")
 worker_cli = AppGroup("worker", help="Background work, each kind in a process of its own (./run.sh starts them).")
 
 
@@ -63,6 +65,14 @@ def audit_seal():
 
 @audit_cli.command("verify")
 @click.option(
+    "--archive",
+    "archive_mode",
+    is_flag=True,
+    help="Check the archive FILES offline instead of the database (signature, digests, links, and that "
+    "each file continues the one before: give them oldest first).",
+)
+@click.argument("files", nargs=-1, type=click.Path(dir_okay=False))
+@click.option(
     "--checkpoints",
     "checkpoint_file",
     type=click.Path(dir_okay=False),
@@ -78,10 +88,11 @@ def audit_seal():
 @click.option(
     "--grace", type=float, help="Seconds an event may wait for the sealer (default: AUDIT_SEAL_GRACE_SECONDS)."
 )
-def audit_verify(checkpoint_file, public_key_file, grace):
+def audit_verify(archive_mode, files, checkpoint_file, public_key_file, grace):
     """Recompute the keyed chain and compare it with its head and the signed
     checkpoints; report forged or overdue unsealed events. Reads only (seals
-    nothing); exit 1 naming what is wrong."""
+    nothing); exit 1 naming what is wrong. With --archive FILE...: check
+    archive files offline (no database), exit 1 naming each bad file."""
     from pathlib import Path
 
     from app.services.audit import checkpoints, verify
@@ -96,6 +107,9 @@ def audit_verify(checkpoint_file, public_key_file, grace):
             sys.exit(2)
     else:
         public = checkpoints.signing_key().public_key()
+    if archive_mode or files:
+        _verify_archives(archive_mode, files, public)
+        return
     if checkpoint_file and not path.exists():
         click.echo(f"{checkpoint_file}: no such file", err=True)
         sys.exit(2)
@@ -126,6 +140,68 @@ def audit_verify(checkpoint_file, public_key_file, grace):
     for problem in problems:
         click.echo(f"audit chain BROKEN: {problem}", err=True)
     sys.exit(1)
+
+
+def _verify_archives(archive_mode, files, public) -> None:
+    from app.services.audit import archive
+    from app.services.audit.chain import chain_key
+
+    if not (archive_mode and files):
+        click.echo("give the archive files after --archive (oldest first)", err=True)
+        sys.exit(2)
+    try:
+        key = chain_key()
+    except RuntimeError:
+        key = None
+    checked = archive.verify_files(files, public, key)
+    for problem in checked.problems:
+        click.echo(f"archive BROKEN: {problem}", err=True)
+    if not checked.ok:
+        sys.exit(1)
+    for check in checked.files:
+        m = check.manifest
+        click.echo(
+            f"{check.path.name}: {m['month']} OK: events seq {m['first_seq']}..{m['last_seq']} ({m['events']}),"
+            f" {m['query_logs']} query-log rows, signed by key {m['key']}"
+        )
+    click.echo(f"audit archives OK: {len(checked.files)} files, each continuing the one before")
+
+
+@audit_cli.command("archive")
+@click.option("--month", help="The month to archive, YYYY-MM (default: every month past AUDIT_RETENTION_MONTHS).")
+@click.option("--keep", is_flag=True, help="Write the archive but leave the rows in the database.")
+def audit_archive(month, keep):
+    """Archive a month of audit events and query-log rows past the retention to a signed,
+    compressed file in AUDIT_ARCHIVE_DIR, then remove them (the chain continues through a
+    signed archive line in the checkpoint file). Without --month: the retention worker's
+    round (stored snapshots past QUERY_SNAPSHOT_RETENTION_MONTHS blanked, every due month)."""
+    from app.services.actors import OPERATOR
+    from app.services.audit import archive
+
+    try:
+        if month is None:
+            if keep:
+                raise click.UsageError("--keep needs --month")
+            done = archive.archive_due(db.session, OPERATOR)
+        else:
+            done = [archive.archive_month(db.session, OPERATOR, month)]
+            if not keep:
+                archive.remove_month(db.session, OPERATOR, month)
+                done[0].removed = True
+    except ValueError as exc:
+        click.echo(str(exc), err=True)
+        sys.exit(2)
+    except archive.ArchiveRefused as exc:
+        click.echo(f"archive refused: {exc}", err=True)
+        sys.exit(1)
+    for made in done:
+        m = made.manifest
+        click.echo(
+            f"{made.month}: {m['events']} events, {m['query_logs']} query-log rows -> {made.path}"
+            + ("; removed from the database" if made.removed else "; kept in the database")
+        )
+    if not done:
+        click.echo("no month is past the retention")
 
 
 def _read_only(conn) -> None:
@@ -279,6 +355,36 @@ def anomaly_evaluate():
 
     counts = anomaly.evaluate_round(db.session)
     click.echo("queries read {read}, flags raised {flags}".format(**counts))
+
+
+@worker_cli.command("retention")
+def worker_retention():
+    """Once a RETENTION_ROUND_SECONDS: archive the months past the retention, warn and disable dormant
+    accounts, report overdue account reviews to the auditors."""
+    from app.services import retention
+
+    _run_worker("retention", retention.run)
+
+
+@accounts_cli.command("dormant")
+def accounts_dormant():
+    """Warn the staff accounts unused for ACCOUNT_DORMANT_DAYS by e-mail; disable those still unused
+    ACCOUNT_DORMANT_GRACE_DAYS after the warning (never the last active Admin)."""
+    from app.services import account_review
+    from app.services.actors import OPERATOR
+
+    counts = account_review.dormant_round(db.session, OPERATOR)
+    click.echo("warned {warned}, disabled {disabled}, kept (the last Admin) {kept}".format(**counts))
+
+
+@accounts_cli.command("review-overdue")
+def accounts_review_overdue():
+    """Tell the auditors of each agency whose account review of the last quarter is not completed."""
+    from app.services import account_review
+    from app.services.actors import OPERATOR
+
+    codes = account_review.report_overdue(db.session, OPERATOR)
+    click.echo(f"overdue reviews reported: {', '.join(codes) or 'none'}")
 
 
 @worker_cli.command("payments")
@@ -627,5 +733,6 @@ def register(app) -> None:
         ops_cli,
         payments_cli,
         anomaly_cli,
+        accounts_cli,
     ):
         app.cli.add_command(group)

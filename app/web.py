@@ -466,6 +466,28 @@ def _database_down(exc):
     return render_template("errors/plain.html", **context), 503
 
 
+SHARED_STORE_DOWN = _l(
+    "A service the platform's hosts share (the sign-in and rate-limit store) cannot be reached, so this "
+    "request was refused. Please try again in a minute; nothing was changed."
+)
+
+
+def _shared_store_down(exc):
+    """Redis (the rate limits', the sign-in counters') is down: refuse with 503, never let the
+    request through unlimited (docs/operations.md, "Several hosts")."""
+    current_app.logger.error("shared store unavailable: %s", type(exc).__name__)
+    if request.path.startswith("/api/"):
+        response = jsonify(message=str(SHARED_STORE_DOWN))
+        response.status_code = 503
+    else:
+        from app import errorpages
+
+        body, code = errorpages.page(503, SHARED_STORE_DOWN)
+        response = current_app.make_response((body, code))
+    response.headers["Retry-After"] = "30"
+    return response
+
+
 def _note_platform_db_error(context) -> None:
     """FAB's APIs turn every exception into a bare 500; remember that the
     platform database was the cause, so the response can say so (503)."""
@@ -568,6 +590,11 @@ def register(app) -> None:
     app.register_error_handler(DomainError, _domain_error)
     app.register_error_handler(ValidationError, _invalid_input)
     app.register_error_handler(OperationalError, _database_down)
+    from limits.errors import StorageError
+    from redis.exceptions import RedisError
+
+    app.register_error_handler(RedisError, _shared_store_down)
+    app.register_error_handler(StorageError, _shared_store_down)
     app.register_error_handler(BadRequest, _bad_request)
     app.register_error_handler(RequestEntityTooLarge, _too_large)
     app.register_error_handler(Exception, _unexpected)

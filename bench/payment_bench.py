@@ -8,7 +8,8 @@ notifications at once for one order: exactly one payment, 100 acknowledgements.
 
 Both servers run under gunicorn (gunicorn.conf.py) on PostgreSQL, with the audit sealer
 beside the platform. The notify endpoint's rate limit is lifted for the run
-(PAYMENT_NOTIFY_RATE_LIMIT): a gateway's real rate is far below it.
+(PAYMENT_NOTIFY_RATE_LIMIT): a gateway's real rate is far below it, but each request still
+counts against it in Redis, as on several hosts.
 """
 
 from __future__ import annotations
@@ -172,6 +173,11 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, default=8)
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--threads", type=int, default=4)
+    parser.add_argument(
+        "--ratelimit-storage",
+        default="redis://127.0.0.1:6379/14",
+        help="the rate limits' store, as several hosts share it (memory:// for one host)",
+    )
     args = parser.parse_args()
     name = f"bench_payments_{uuid.uuid4().hex[:8]}"
     url = _pg_db(name).render_as_string(hide_password=False)
@@ -180,6 +186,7 @@ def main() -> None:
         orders = _prepare(url, args.orders + args.warmup + 1)
         storm_order, warm, orders = orders[-1], orders[: args.warmup], orders[args.warmup : -1]
         env = {"DATABASE_URL": url, "PAYMENT_NOTIFY_RATE_LIMIT": "10000000 per minute",
+               "RATELIMIT_STORAGE_URI": args.ratelimit_storage,
                "WEB_CONCURRENCY": str(args.workers), "WEB_THREADS": str(args.threads), "TMPDIR": tempfile.gettempdir()}  # fmt: skip
         platform_port = bare_port = _free_port()
         while bare_port == platform_port:

@@ -48,6 +48,11 @@ AGENCIES = {
 
 WANG_ID = "A123456789"
 WANG_NAME = "王小明"
+# 難字: names and an address with characters outside Big5 and outside AR PL UMing
+# (䶵 U+4DB5 and 䅈 U+4148 in CJK Extension A; 𠀋 U+2000B, 𠂤 U+200A4 and 𤧛 U+249DB in Extension B)
+RARE_NAMES = ("王䶵明", "陳𠀋華", "王𠂤婷")
+RARE_VILLAGE = "䅈山村"
+RARE_ROAD = "𤧛興路"
 
 WELFARE_LABELS = {"A": "低收入戶", "B": "中低收入戶", "C": "領有身心障礙生活補助", "D": "一般戶", "Z": "其他"}
 DISABILITY_CATEGORIES = {
@@ -632,6 +637,9 @@ class _Builder:
         self._businesses()
         self._land()
         welfare, disabilities, allowances = self._social()
+        tax = self._tax()
+        vehicles = self._vehicles()
+        self._rare_household()  # last, with its own random numbers: the rest of the world is as before
         return World(
             seed=self.seed,
             as_of=AS_OF,
@@ -651,8 +659,8 @@ class _Builder:
             welfare_status=welfare,
             disabilities=disabilities,
             senior_allowances=allowances,
-            tax_incomes=self._tax(),
-            vehicles=self._vehicles(),
+            tax_incomes=tax,
+            vehicles=vehicles,
         )
 
     # --- primitives -----------------------------------------------------------------
@@ -1099,9 +1107,50 @@ class _Builder:
             self.address_changes.append(AddressChange(h.household_no, old_address, h.address, on, "門牌整編"))
         self.address_changes.sort(key=lambda x: (x.date, x.household_no))
 
+    def _rare_household(self) -> None:
+        """A household whose names and address hold characters outside Big5 and
+        outside the AR PL UMing font (CJK Extension A and B): 王䶵明, 陳𠀋華 and
+        their daughter 王𠂤婷 at 西林鄉䅈山村𤧛興路18號. They hold no tax, land or
+        vehicle record (the tax file is Big5, which cannot hold their names)."""
+        main, self.r = self.r, random.Random(self.seed + 1)
+        try:
+            parts = {
+                "county": COUNTY,
+                "district": "西林鄉",
+                "village": RARE_VILLAGE,
+                "neighbourhood": "3鄰",
+                "road": RARE_ROAD,
+                "section": "",
+                "lane": "",
+                "alley": "",
+                "number": "18號",
+                "floor": "",
+            }
+            self._claim_address(parts)
+            head_name, wife_name, child_name = RARE_NAMES
+            head = self._person("男", date(1975, 3, 9), name=head_name, birthplace=COUNTY, birth_order="長男")
+            wife = self._person("女", date(1977, 8, 21), name=wife_name, birthplace="臺中市", birth_order="次女")
+            child = self._person("女", date(2006, 1, 14), name=child_name, birthplace=COUNTY, birth_order="長女")
+            child.father_ref, child.mother_ref = head, wife
+            self._marry(head, wife, date(2003, 5, 4))
+            setup = date(2004, 2, 10)
+            first = len(self.persons)
+            h = self._household("西林鄉", "共同生活戶", "rare", parts, head, setup)
+            self._join(h, head, "戶長", setup)
+            self._join(h, wife, "妻", setup)
+            self._join(h, child, "長女", None)
+            self._finalise_people(self.persons[first:], [h])
+        finally:
+            self.r = main
+
     def _finalise_register(self) -> None:
         """Resolve references to current names; write notes (記事) and events (全戶動態記事)."""
-        for p in self.persons:
+        self._finalise_people(self.persons, self.households)
+        order = {h.household_no: i for i, h in enumerate(self.households)}
+        self.persons.sort(key=lambda p: (order[p.household_no], RELATION_ORDER[p.relation], p.birth_date, p.id_no))
+
+    def _finalise_people(self, persons: list[Person], households: list[Household]) -> None:
+        for p in persons:
             if p.father_ref:
                 p.father = p.father_ref.name
             if p.mother_ref:
@@ -1109,9 +1158,7 @@ class _Builder:
             if p.spouse_ref:
                 p.spouse = p.spouse_ref.name
             p.notes = [self._person_note(p, kind, data, on) for on, _t, kind, data in sorted(p.facts, key=_fact_key)]
-        order = {h.household_no: i for i, h in enumerate(self.households)}
-        self.persons.sort(key=lambda p: (order[p.household_no], RELATION_ORDER[p.relation], p.birth_date, p.id_no))
-        for h in self.households:
+        for h in households:
             h.events = [self._household_event(kind, data, on) for on, _t, kind, data in sorted(h.facts, key=_fact_key)]
 
     @staticmethod

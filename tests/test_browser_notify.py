@@ -50,6 +50,9 @@ def test_an_address_change_goes_from_household_office_to_land_office_and_is_clos
     page.fill("#email", CITIZEN["email"])
     page.fill("#phone", CITIZEN["phone"])
     page.fill("#address", CITIZEN["address"])
+    page.fill("#field-address-old", "示範縣東區光明里3鄰光明路20號")
+    page.fill("#field-address-new", CITIZEN["address"])
+    page.fill("#field-moved_on", "2026-11-20")
     page.fill("#content", "民眾遷入新址，請更新土地、房屋稅籍及車籍住址。")
     page.click("#register-case")  # without the consent scan: refused, nothing typed is lost
     page.wait_for_load_state()
@@ -112,3 +115,54 @@ def test_an_address_change_goes_from_household_office_to_land_office_and_is_clos
     shot(page, "11-notifier-worklist")
     for context in (notifier, supervisor, handler):
         context.close()
+
+
+@pytest.mark.browser
+def test_a_name_change_is_registered_from_the_household_register_with_its_rare_characters(live_server, browser):
+    """The notifier types the ID number and looks the citizen up: the register's
+    name and address (王䶵明, 䅈山村𤧛興路) fill the form and show with every glyph;
+    the name change is two structured fields; no e-mail, a postal notice instead."""
+    from seed_data.world import build_world
+
+    head = next(p for p in build_world().persons if p.name == "王䶵明")
+    ARTIFACTS.mkdir(exist_ok=True)
+    base = live_server
+    _context, page = sign_in(browser, base, "notifier")
+    page.goto(f"{base}/notify/new")
+    page.click("a.list-group-item:has-text('更名')")
+    page.fill("#id_no", head.id_no)
+    page.click("#lookup-citizen")
+    page.wait_for_load_state()
+    assert "已由戶籍資料帶入姓名及地址" in page.inner_text("#lookup-result")
+    assert page.input_value("#name") == "王䶵明"
+    assert page.input_value("#address") == "示範縣西林鄉䅈山村3鄰𤧛興路18號"
+    reserved = page.input_value("#case_no")
+    assert re.fullmatch(r"\d{7}-\d{4}", reserved)
+    # every character of the name and address has a glyph in the page's fonts: a character
+    # drawn without one comes out as the same empty box as a code point no font has
+    boxes = page.evaluate(
+        """(texts) => {
+          const canvas = document.createElement('canvas'); canvas.width = 64; canvas.height = 64;
+          const g = canvas.getContext('2d');
+          const font = getComputedStyle(document.querySelector('#name')).fontFamily;
+          const draw = (ch) => { g.clearRect(0, 0, 64, 64); g.font = '40px ' + font; g.fillText(ch, 4, 48);
+                                  return Array.from(g.getImageData(0, 0, 64, 64).data).join(','); };
+          const tofu = draw(String.fromCodePoint(0x30000));
+          return texts.filter((ch) => draw(ch) === tofu);
+        }""",
+        list("王䶵明陳𠀋華䅈𤧛"),
+    )
+    assert boxes == []
+    page.fill("#field-name-old", "王䶵明")
+    page.fill("#field-name-new", "王大明")
+    page.check("#contact-postal")
+    page.set_input_files(
+        "#consent", files=[{"name": "同意書.pdf", "mimeType": "application/pdf", "buffer": consent_pdf()}]
+    )
+    shot(page, "rare-1-looked-up")
+    page.click("#register-case")
+    page.wait_for_load_state()
+    assert page.inner_text("#case-no").strip() == reserved
+    body = page.inner_text("body")
+    assert "姓名：原 王䶵明 → 新 王大明" in body and "待郵寄通知民眾" in body
+    shot(page, "rare-2-registered")

@@ -626,6 +626,40 @@ def test_textfile_test_checks_the_header_and_key_columns(tmp_path):
     assert err.value.reason == "bad_response"
 
 
+def test_a_big5_file_with_a_rare_character_it_cannot_hold_names_the_line_and_column_not_the_value(tmp_path):
+    """Big5 systems write the characters Big5 lacks (王䶵明) as user-defined codes
+    (0xFA40...), which cp950 cannot read: the message says where, never what."""
+    path = tmp_path / "tax.csv"
+    lines = [b",".join(cell.encode("cp950") for cell in row) for row in TAX_ROWS[:3]]
+    lines.append("E120000004,王".encode("cp950") + b"\xfa\x40" + "明,113,500".encode("cp950"))
+    path.write_bytes(b"\r\n".join(lines) + b"\r\n")
+    source = SourceConfig.of(
+        kind="textfile", name="eudc", path=str(path), options={"encoding": "big5", "key_columns": ["身分證號"]}
+    )
+    with pytest.raises(SourceError) as err:
+        connector_for(source).fetch(SectionSpec(target="", columns=("姓名",)), {})
+    message = str(err.value.message)
+    assert err.value.reason == "bad_response"
+    assert "line 4" in message and "column 姓名" in message and "cp950" in message
+    assert "王" not in message.replace("column 姓名", "") and "E120000004" not in message
+    # the same file as a fixed-width, byte-counted layout names the layout's column
+    path.write_bytes("E120000004".encode("cp950") + "王".encode("cp950") + b"\xfa\x40" + b"\r\n")
+    fixed = SourceConfig.of(
+        kind="textfile",
+        name="eudc-fixed",
+        path=str(path),
+        options={
+            "format": "fixed",
+            "encoding": "cp950",
+            "width_unit": "byte",
+            "layout": [{"name": "id_no", "start": 0, "width": 10}, {"name": "name", "start": 10, "width": 6}],
+        },
+    )
+    with pytest.raises(SourceError) as err:
+        connector_for(fixed).fetch(SectionSpec(target=""), {})
+    assert "line 1" in str(err.value.message) and "column name" in str(err.value.message)
+
+
 # --- web service: the business registry simulator ---------------------------------------------
 
 

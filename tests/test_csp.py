@@ -62,6 +62,7 @@ ADMIN_SCREENS = [
     "/datasourceview/list/",
     "/datasourceview/add",
     "/queryformview/list/",
+    "/formdesigner/",
     "/questionnaireview/list/",
     "/questionnaireview/add",
     "/notificationcategoryview/list/",

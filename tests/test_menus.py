@@ -11,7 +11,7 @@ ROLES = ["admin", "designer", "clerk", "notifier", "supervisor.land", "handler.l
          "auditor"]  # fmt: skip
 
 
-def _menu_links(html: str) -> list[str]:
+def menu_links(html: str) -> list[str]:
     """The links of the navigation bar's menus (not the language or user menus)."""
     nav = re.search(r'<ul class="nav navbar-nav">(.*?)</ul>\s*<ul class="nav navbar-nav navbar-right">', html, re.S)
     assert nav, "no navigation bar"
@@ -22,7 +22,7 @@ def _menu_links(html: str) -> list[str]:
 def test_every_menu_entry_opens_for_the_role_that_sees_it(app, username):
     client = app.test_client()
     home = login(client, username)
-    links = _menu_links(home.text)
+    links = menu_links(home.text)
     assert links, f"{username} sees no menu"
     broken = []
     for link in links:

@@ -354,3 +354,61 @@ def test_printouts_made_at_once_in_threads_take_turns_only_to_subset_the_font(fl
     finally:
         monkeypatch.undo()
         fonts.register_cjk_font.cache_clear()
+
+
+# --- rare characters (難字) ---------------------------------------------------------------
+
+RARE = ("王䶵明", "陳𠀋華", "王𠂤婷", "示範縣西林鄉䅈山村3鄰𤧛興路18號")
+
+
+def test_rare_characters_of_the_household_register_print_with_a_glyph_each(flask_app, tmp_path):
+    """王䶵明 and 陳𠀋華 used to print as empty boxes (AR PL UMing lacks CJK
+    Extension A and B): each character is drawn in a font of the chain that has
+    it, and copying the text out of the PDF gives the characters back."""
+    from glyphs import font_of, missing_glyphs
+
+    from seed_data.world import RARE_NAMES, RARE_ROAD, RARE_VILLAGE
+
+    assert set(RARE[:3]) == set(RARE_NAMES) and RARE_VILLAGE in RARE[3] and RARE_ROAD in RARE[3]
+    snapshot = make_snapshot(rows=2, title="戶籍資料 王䶵明")
+    snapshot["sections"][1]["rows"] = [[name, "U1＊＊＊＊＊＊＊8", "1/3", RARE[3]] for name in RARE[:3]]
+    snapshot["sections"].append(
+        {"title": "地籍圖", "display": "table", "columns": ["所有權人"], "rows": [[n] for n in RARE[:3]]}
+    )
+    pdf = printout.render_pdf(ENTRY, snapshot)
+    path = tmp_path / "rare.pdf"
+    path.write_bytes(pdf)
+    assert missing_glyphs(pdf, "".join(RARE) + WATERMARK) == {}
+    # the characters UMing lacks came from the 全字庫 fonts (fonts-cns11643-sung), the rest from UMing
+    assert font_of(pdf, "䶵") == ["TW-Sung-98_1"] and font_of(pdf, "䅈") == ["TW-Sung-98_1"]
+    assert {font_of(pdf, ch)[0] for ch in "𠀋𠂤𤧛"} == {"TW-Sung-Ext-B-98_1"}
+    assert font_of(pdf, "王")[0].startswith("UMing")
+    text = squeezed(text_of(path))
+    assert all(squeezed(item) in text for item in RARE)  # Extension B survives copying (ToUnicode)
+    ARTIFACTS.mkdir(exist_ok=True)
+    run("pdftoppm", "-png", "-r", "110", "-f", "1", "-l", "1", str(path), str(ARTIFACTS / "printout-rare"))
+
+
+def test_without_the_font_chain_the_rare_characters_are_empty_boxes(flask_app, monkeypatch):
+    """The check above can fail: with UMing alone, 䶵 and 𠀋 have no glyph."""
+    from glyphs import missing_glyphs
+
+    monkeypatch.setattr(fonts, "FALLBACK_CANDIDATES", ())
+    fonts.CHAINS.clear()
+    try:
+        pdf = printout.render_pdf(ENTRY, make_snapshot(rows=1, title="王䶵明 陳𠀋華"))
+        assert set(missing_glyphs(pdf, "王䶵明陳𠀋華")) == {"䶵", "𠀋"}
+    finally:
+        monkeypatch.undo()
+        fonts.CHAINS.clear()
+
+
+def test_the_font_chain_cuts_text_into_runs_and_markup_keeps_its_tags(flask_app):
+    chain = fonts.chain_of(printout.cjk_font())
+    runs = chain.runs("王䶵明 陳𠀋華")
+    assert [piece for _font, piece in runs] == ["王", "䶵", "明 陳", "𠀋", "華"]
+    assert runs[0][0] == runs[2][0] == chain.primary != runs[1][0] != runs[3][0]
+    marked = chain.markup("<b>王䶵明</b>&amp;<br/>陳𠀋華")
+    assert marked.startswith("<b>王<font face=") and "&amp;<br/>陳" in marked and marked.endswith("華")
+    assert chain.missing("王䶵明陳𠀋華") == ""
+    assert chain.missing("\U00030000") == "\U00030000"  # Extension G (2020): no font here has it

@@ -33,6 +33,7 @@ from seed_data.world import (
     DISABILITY_LEVELS,
     FEMALE_CHARS,
     MALE_CHARS,
+    RARE_NAMES,
     RELATION_ORDER,
     SENIOR_AGE,
     SURNAMES,
@@ -164,7 +165,25 @@ def test_names_are_made_up_from_common_surnames_and_given_name_characters(world)
     names += [n for p in world.persons for n in (p.father, p.mother, p.spouse) if n]
     for name in names:
         assert len(name) == 3 and name[0] in SURNAMES, name
-        assert set(name[1:]) <= set(MALE_CHARS) or set(name[1:]) <= set(FEMALE_CHARS) or name == "王小明", name
+        common = set(name[1:]) <= set(MALE_CHARS) or set(name[1:]) <= set(FEMALE_CHARS)
+        assert common or name == "王小明" or name in RARE_NAMES, name
+
+
+def test_a_household_has_names_and_an_address_beyond_big5_and_the_uming_font(world):
+    """難字: household registers hold characters Big5 and the usual fonts lack."""
+    rare = [p for p in world.persons if p.name in RARE_NAMES]
+    assert [p.name for p in rare] == list(RARE_NAMES)
+    household = world.household(rare[0].household_no)
+    assert {p.household_no for p in rare} == {household.household_no}
+    assert household.address == "示範縣西林鄉䅈山村3鄰𤧛興路18號"
+    text = "".join(RARE_NAMES) + household.address
+    assert any(0x3400 <= ord(ch) <= 0x4DBF for ch in text)  # CJK Extension A
+    assert any(0x20000 <= ord(ch) <= 0x2A6DF for ch in text)  # CJK Extension B
+    for name in RARE_NAMES:
+        with pytest.raises(UnicodeEncodeError):
+            name.encode("cp950")
+    # the Big5 tax file cannot hold them: they have no income rows
+    assert not {t.taxpayer_id for t in world.tax_incomes} & {p.id_no for p in rare}
 
 
 def test_addresses_are_fictional_and_written_in_the_domain_order(world):

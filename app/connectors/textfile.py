@@ -225,8 +225,7 @@ class TextFileConnector(Connector):
         except SourceError:
             raise
         except UnicodeDecodeError:
-            message = _l("%(path)s is not valid %(encoding)s text", path=self.path, encoding=self.encoding)
-            raise SourceError(message, "bad_response") from None
+            raise self._undecodable() from None
         except FileNotFoundError:
             raise SourceError(_l("file not found: %(path)s", path=self.path), "not_found") from None
         except PermissionError:
@@ -241,6 +240,57 @@ class TextFileConnector(Connector):
                 problem=type(exc).__name__,
             )
             raise SourceError(message, "bad_response") from None
+
+    def _undecodable(self) -> SourceError:
+        """Where the file stops being text in its character set: the line and the
+        column (never the bytes or the value). A Big5 file carries the characters
+        Big5 lacks (the rare characters of household registers, 難字) as
+        user-defined codes, which no standard cp950 decoder reads."""
+        where = self._first_bad_cell()
+        if where is None:
+            return SourceError(
+                _l("%(path)s is not valid %(encoding)s text", path=self.path, encoding=self.encoding), "bad_response"
+            )
+        line, column = where
+        return SourceError(
+            _l(
+                "%(path)s line %(line)s, column %(column)s holds a character that is not valid %(encoding)s text "
+                "(a user-defined or rare character?); correct the file or set the source's character set",
+                path=self.path,
+                line=line,
+                column=column,
+                encoding=self.encoding,
+            ),
+            "bad_response",
+        )
+
+    def _first_bad_cell(self) -> tuple[int, str] | None:
+        """(1-based line number, column name or number) of the first cell that does not decode."""
+        header: list[str] = []
+        with open(self.file(), "rb") as fh:
+            for number, raw in enumerate(fh, start=1):
+                raw = raw.rstrip(b"\r\n")
+                try:
+                    decoded = raw.decode(self.encoding)
+                except UnicodeDecodeError as exc:
+                    return number, self._bad_column(raw, exc.start, header)
+                if number == 1 and self.format != "fixed" and self.header:
+                    header = [c.strip() for c in decoded.split(self.delimiter)]
+        return None
+
+    def _bad_column(self, raw: bytes, offset: int, header: list[str]) -> str:
+        if self.format == "fixed":
+            # the offset in bytes; with width_unit "char" the columns before it are counted in characters
+            chars = len(raw[:offset].decode(self.encoding, errors="replace"))
+            at = offset if self.width_unit == "byte" else chars
+            for item in self.layout:
+                if int(item["start"]) <= at < int(item["start"]) + int(item["width"]):
+                    return str(item["name"])
+            return str(at + 1)
+        # Big5 and UTF-8 trail bytes are never the delimiter's ASCII byte
+        index = raw[:offset].count(self.delimiter.encode("ascii", errors="ignore") or b",")
+        names = header if self.header else [str(n) for n in self.names]
+        return names[index] if index < len(names) and names[index] else str(index + 1)
 
     def _read_fixed_bytes(self, names: list[str], nrows: int | None):
         pd = _pandas()

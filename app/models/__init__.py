@@ -9,6 +9,9 @@ from app.models.anomaly import (  # noqa: F401
     WeeklyReview,
 )
 from app.models.audit import AuditEvent, AuditHead  # noqa: F401
+
+from app.models.account_review import AccountReview, AccountReviewItem  # noqa: F401
+from app.models.audit import AuditArchive, AuditEvent, AuditHead  # noqa: F401
 from app.models.cards import CardBinding, CardChallenge  # noqa: F401
 from app.models.notify import (  # noqa: F401
     Attachment,

@@ -63,3 +63,27 @@ class AuditHead(Model):
     id = Column(Integer, primary_key=True)
     seq = Column(Integer, nullable=False, default=0)
     hash = Column(String(64), nullable=False)
+
+
+class AuditArchive(Model):
+    """One month of the audit trail and the query log, archived to a signed,
+    compressed file (``app.services.audit.archive``) and then removed.
+
+    The file and its signed line in the checkpoint file are the evidence; this
+    row is the platform's index of them (what was archived, where, and when
+    the rows left the database)."""
+
+    __tablename__ = "audit_archive"
+
+    id = Column(Integer, primary_key=True)
+    month = Column(String(7), nullable=False, unique=True)  # YYYY-MM
+    file_name = Column(String(200), nullable=False)
+    file_sha256 = Column(String(64), nullable=False)
+    first_seq = Column(Integer, nullable=False)  # the chain's events in the file: first_seq..last_seq
+    last_seq = Column(Integer, nullable=False)  # first_seq - 1 when the month holds no event
+    last_hash = Column(String(64), nullable=False)  # the link the chain continues from
+    events = Column(Integer, nullable=False, default=0)
+    query_logs = Column(Integer, nullable=False, default=0)
+    query_subjects = Column(Integer, nullable=False, default=0)
+    created_at = Column(DateTime, nullable=False, default=datetime.datetime.utcnow)
+    removed_at = Column(DateTime)  # when the archived rows were removed from the database

@@ -206,6 +206,11 @@ class NotificationCase(Model):
     completed_at = Column(DateTime, index=True)  # reports: the cases finished since the summary
     # The stages whose e-mail the citizen turned off on the portal (comma-separated; empty: all).
     mail_off = Column(String(200))
+    # How the citizen is told of progress: email, or (without an e-mail address) phone or postal
+    # notice, which the timeline records at each stage for the office to make. None: e-mail.
+    contact_by = Column(String(10))
+    # The category's structured fields as filled in (JSON: name -> value or {"old", "new"}).
+    fields = Column(EncryptedText)
     dispatches = relationship("Dispatch", back_populates="case", order_by="Dispatch.id")
     attachments = relationship("Attachment", back_populates="case", order_by="Attachment.id")
     events = relationship("CaseEvent", back_populates="case", order_by="CaseEvent.id")

@@ -53,6 +53,9 @@ class PlatformUser(User):
     # This account signs in with its bound certificate card plus its password
     # (its roles may require it too: app.services.cardsignin).
     card_required = Column(Boolean, nullable=False, default=False, server_default=false())
+    # When the account was warned that it will be disabled for lack of use
+    # (app.services.account_review); a sign-in after it cancels the warning.
+    dormant_warned_at = Column(DateTime)
 
     def get_full_name(self) -> str:
         """Chinese names read family name first, with no space: 林資訊."""

@@ -73,6 +73,12 @@ class CitizenSchema(Schema):
     email = text(254, load_default="")
     phone = text(40, load_default="")
     address = text(400, load_default="")
+    contact_by = fields.String(
+        load_default="",
+        validate=validate.OneOf(("", *notify.CONTACT_WAYS)),
+        metadata={"description": "how the citizen is told of progress: email (default with an e-mail), "
+                  "else phone or postal notice, recorded on the case's timeline"},
+    )  # fmt: skip
 
     @post_load
     def make(self, data, **kwargs) -> notify.Citizen:
@@ -107,6 +113,22 @@ class CaseRegistrationSchema(Schema):
         metadata={"description": "agency ids or codes; the category's defaults when absent"},
     )
     attachments = fields.List(fields.Nested(AttachmentInSchema), load_default=list, validate=validate.Length(max=20))
+    field_values = fields.Dict(
+        data_key="fields",
+        keys=text(40),
+        values=fields.Raw(),
+        load_default=None,
+        allow_none=True,
+        validate=validate.Length(max=50),
+        metadata={"description": "the category's structured fields: name -> text, or {old, new} for a pair; "
+                  "checked against the category's declaration when given"},
+    )  # fmt: skip
+    case_no = text(
+        20,
+        load_default=None,
+        allow_none=True,
+        metadata={"description": "the case number a lookup in the household register took for this case"},
+    )
 
     @post_load
     def make(self, data, **kwargs) -> notify.CaseDraft:
@@ -116,7 +138,28 @@ class CaseRegistrationSchema(Schema):
             content=data["content"],
             receivers=data["receivers"],
             uploads=data["attachments"],
+            fields=data["field_values"],
+            case_no=data["case_no"],
         )
+
+
+class CitizenLookupSchema(Schema):
+    """POST /api/v1/cases/lookup and the new-case page's lookup button."""
+
+    category = id_or_text("its id or 'main item/sub item'", required=True)
+    id_no = text(20, required=True)
+    case_no = text(20, load_default=None, allow_none=True, metadata={"description": "the number an earlier lookup "
+                   "of the same registration took"})  # fmt: skip
+
+
+class CitizenFoundSchema(Schema):
+    case_no = fields.String(metadata={"description": "the number the case is to be registered with"})
+    query_id = fields.Integer(allow_none=True)
+    found = fields.Boolean()
+    name = fields.String()
+    address = fields.String()
+    household_no = fields.String()
+    error = fields.String()
 
 
 class DispatchActionSchema(Schema):
@@ -300,6 +343,7 @@ class CitizenViewSchema(Schema):
     email = fields.String(allow_none=True, metadata={"description": "null unless the viewer's agency notified"})
     phone = fields.String()
     address = fields.String()
+    contact_by = fields.String(metadata={"description": "how the citizen is told of progress: email, phone, postal"})
 
 
 class AttachmentSchema(Schema):
@@ -429,6 +473,8 @@ COMPONENTS = (
     CaseSearchSchema,
     CaseSearchAnswerSchema,
     CaseRegistrationSchema,
+    CitizenLookupSchema,
+    CitizenFoundSchema,
     DispatchActionSchema,
     CategoryListSchema,
     CaseAnswerSchema,

@@ -26,6 +26,7 @@ from sqlalchemy import func, select
 from app.models.audit import AuditEvent
 from app.models.outbox import FAILED, QUEUED, SENDING, OutboxMessage
 from app.models.sources import DataSource
+from app.services.reports import replica
 
 log = logging.getLogger(__name__)
 
@@ -42,6 +43,10 @@ class Readiness:
     smtp: str
     sources: dict[str, str] = field(default_factory=dict)  # code -> ok/failing/unchecked/disabled
     required: tuple[str, ...] = ("database", "redis")
+    # The reports' replica (DATABASE_REPLICA_URL): ok, lagging, down or not configured. Never makes the
+    # host unready: the reports then read the primary (app.services.reports.replica).
+    replica: str = NOT_CONFIGURED
+    replica_lag_seconds: float | None = None
 
     def failed(self) -> list[str]:
         failed = []
@@ -61,7 +66,17 @@ class Readiness:
         return {
             "status": "ready" if self.ready else "unready",
             "failed": self.failed(),
-            "checks": {"database": self.database, "redis": self.redis or NOT_CONFIGURED, "smtp": self.smtp},
+            "checks": {
+                "database": self.database,
+                "redis": self.redis or NOT_CONFIGURED,
+                "smtp": self.smtp,
+                "replica": self.replica,
+            },
+            **(
+                {"replica_lag_seconds": round(self.replica_lag_seconds, 1)}
+                if self.replica_lag_seconds is not None
+                else {}
+            ),
             "sources": self.sources,
         }
 
@@ -167,7 +182,10 @@ def readiness(engine, config) -> Readiness:
         timeout,
         float(config.get("HEALTH_SMTP_CACHE_SECONDS", 0.0)),
     )
+    replica_state, replica_lag = replica.check(engine) if database else ("unchecked", None)
     return Readiness(
+        replica=replica_state,
+        replica_lag_seconds=replica_lag,
         database=OK if database else DOWN,
         redis={name: OK if verdicts[url] else DOWN for name, url in urls.items()},
         smtp=OK if smtp else DOWN,

@@ -25,7 +25,7 @@ from reportlab.lib.styles import ParagraphStyle
 from reportlab.lib.units import mm
 from reportlab.pdfbase import pdfmetrics
 from reportlab.pdfgen.canvas import Canvas
-from reportlab.platypus import CondPageBreak, KeepTogether, Paragraph, SimpleDocTemplate, Spacer, Table, TableStyle
+from reportlab.platypus import CondPageBreak, KeepTogether, SimpleDocTemplate, Spacer, Table, TableStyle
 
 from app.lib.rocdate import format_roc_datetime
 from app.services.pdf.figures import FigureFlowable
@@ -33,6 +33,7 @@ from app.services.pdf.fonts import CID_FALLBACK, FONT_NAME, cjk_font, find_font_
 from app.services.pdf.pages import PageNumbers, build_numbered, page_of
 from app.services.pdf.qr import QrFlowable
 from app.services.pdf.tables import column_widths, fit
+from app.services.pdf.text import Paragraph, draw_text
 from app.services.pdf.watermark import draw_watermark
 from app.services.query.figures import drawing_notes, figure_of, scale_text
 
@@ -390,7 +391,7 @@ class _Page:
         top = PAGE_H - 12 * mm
         canvas.setFont(self.font, 8)
         canvas.setFillColor(MUTED)
-        canvas.drawString(MARGIN_X, top, f"{self.agency}　{self.title}"[:80])
+        draw_text(canvas, MARGIN_X, top, f"{self.agency}　{self.title}"[:80], self.font, 8)
         canvas.setFillColor(RED)
         canvas.drawRightString(PAGE_W - MARGIN_X, top, f"本文件{OFFICIAL_USE}")
         canvas.setStrokeColor(RULE)

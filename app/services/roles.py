@@ -79,6 +79,10 @@ _FORM_DESIGN = [
         r"^(QueryFormApi|FormInputApi|FormSectionApi|SectionFilterApi|SectionColumnApi|BusinessItemApi)$",
         r"^can_(get|post|put|delete|info)$",
     ),
+    # the form designer: a whole form on one page (app.views.forms)
+    (r"^FormDesignerView$", r"^can_design$"),
+    (r"^FormDesignerApi$", r"^can_(get|post|put|try)$"),
+    (r"^(Form designer)$", r"^menu_access$"),
     (r"^(DataSourceView)$", r"^(can_list|can_show|test_connection)$"),
     (r"^(DataSourceApi)$", r"^can_(get|info|test)$"),
     (r"^(Query setup|Query forms|Business items|Data sources)$", r"^menu_access$"),
@@ -121,6 +125,8 @@ READ_PAYMENTS = "read_payments"
 # Marking a query form restricted (its entries reach the people's "who read my data" only after a delay):
 # the Admin's, not the form designer's.
 RESTRICT_FORMS = "restrict_forms"
+# The quarterly account review of one's own agency's staff accounts (app.services.account_review): supervisors.
+REVIEW_ACCOUNTS = "review_accounts"
 # Accountability (app.services.anomaly): supervisors and auditors resolve the anomaly rules' flags
 # (supervisors their agency's); auditors read the auditor's desk.
 RESOLVE_ANOMALIES = "resolve_anomaly_flags"
@@ -129,13 +135,18 @@ AUDIT_DESK = "audit_desk"
 SIGN_WEEKLY_REVIEW = "sign_weekly_review"
 CAPABILITIES = (
     *actors.CAPABILITIES, TRANSFER_FILES, NOTIFY_CASES, DISPATCH_SUPERVISE, DISPATCH_HANDLE, LIST_ALL_CASES,
-    REQUIRE_CARD, PORTAL, REVIEW_FLAGS, READ_PAYMENTS, RESTRICT_FORMS, RESOLVE_ANOMALIES, AUDIT_DESK, SIGN_WEEKLY_REVIEW,
+    REQUIRE_CARD, PORTAL, REVIEW_FLAGS, READ_PAYMENTS, RESTRICT_FORMS, REVIEW_ACCOUNTS, RESOLVE_ANOMALIES, AUDIT_DESK,
+    SIGN_WEEKLY_REVIEW,
 )  # fmt: skip
 # The anomaly flags' screen, for the roles that resolve them.
 _ANOMALY_FLAGS = [(r"^(AnomalyFlagView|Anomaly flags|Audit)$", r"^(can_index|can_resolve|menu_access)$")]
 # The weekly review's page: supervisors sign; auditors (and the supervisors) verify.
 _WEEKLY_REVIEW = [
     (r"^(WeeklyReviewView|Weekly reviews)$", r"^(can_index|can_week|can_pdf|can_sign|can_verify|menu_access)$")
+]
+_ACCOUNT_REVIEW = [
+    (r"^AccountReviewView$", r"^can_(index|open|decide|complete|export|signature)$"),
+    (r"^(Account review|Security)$", r"^menu_access$"),
 ]
 # Citizens and businesses signed in with their cards: their own profile page, nothing of the back office.
 _CARD_HOLDER = [
@@ -188,7 +199,8 @@ ROLE_PERMISSIONS: dict[str, list[tuple[str, str]]] = {
     + _WEEKLY_QUERIES
     + _ANOMALY_FLAGS
     + _WEEKLY_REVIEW
-    + [(f"^{_PLATFORM}$", f"^({DISPATCH_SUPERVISE}|{RESOLVE_ANOMALIES}|{SIGN_WEEKLY_REVIEW})$")],
+    + _ACCOUNT_REVIEW
+    + [(f"^{_PLATFORM}$", f"^({DISPATCH_SUPERVISE}|{REVIEW_ACCOUNTS}|{RESOLVE_ANOMALIES}|{SIGN_WEEKLY_REVIEW})$")],
     "Handler": _SELF_SERVICE + _NOTIFY_READ + _CASE_SEARCH + _NOTIFY_ACT + [(f"^{_PLATFORM}$", f"^{DISPATCH_HANDLE}$")],
     "Transferor": _SELF_SERVICE + _READ_AGENCIES + _TRANSFER + [(f"^{_PLATFORM}$", f"^{TRANSFER_FILES}$")],
     "Manager": _SELF_SERVICE

@@ -122,7 +122,8 @@ class _Redis:
         if client is None:
             import redis
 
-            client = self._clients[uri] = redis.Redis.from_url(uri)
+            # A Redis that stopped answering fails the sign-in in 2 s (refused, 503), never waits on.
+            client = self._clients[uri] = redis.Redis.from_url(uri, socket_connect_timeout=2, socket_timeout=2)
         self.client = client
 
     @staticmethod

@@ -4,6 +4,7 @@
 def register_views(appbuilder) -> None:
     from app.views import (
         anomaly,
+        account_review,
         audit,
         cards,
         forms,
@@ -37,6 +38,7 @@ def register_views(appbuilder) -> None:
     transfer_admin.register(appbuilder)
     org.register(appbuilder)
     audit.register(appbuilder)
+    account_review.register(appbuilder)
     outbox.register(appbuilder)
     survey.register(appbuilder)
     reports.register(appbuilder)

@@ -1,9 +1,18 @@
-"""Screens and APIs with which form designers build query forms without code."""
+"""Screens and APIs with which form designers build query forms without code:
+the record screens (one per kind of record) and the form designer (a whole
+form on one page, ``app.services.query.designer``)."""
 
+from flask import abort, flash, redirect, request, url_for
+from flask_appbuilder import BaseView, expose, has_access
+from flask_appbuilder.api import BaseApi
+from flask_appbuilder.api import expose as api_expose
+from flask_appbuilder.security.decorators import protect
 from flask_babel import lazy_gettext as _l
+from marshmallow import ValidationError
 from wtforms import SelectField
 
 from app.connectors.base import OPERATORS
+from app.extensions import db
 from app.models.queries import (
     DISPLAYS,
     FORMATS,
@@ -16,7 +25,11 @@ from app.models.queries import (
     SectionColumn,
     SectionFilter,
 )
+from app.schemas import designer as schemas
+from app.schemas.sources import SourceDescriptionSchema
+from app.services.errors import Conflict, DomainError, InvalidInput
 from app.services.query import design as forms
+from app.services.query import designer
 from app.views.base import CommandInterface, PlatformModelApi, PlatformModelView, yes_no
 from app.web import current_actor
 
@@ -169,6 +182,8 @@ class QueryFormView(PlatformModelView):
     datamodel = DesignInterface(QueryForm)
     validator = _validate_form
     list_title = _l("Query forms")
+    list_template = "query/form_list.html"  # FAB's, with the way to the form designer
+    show_template = "query/form_show.html"
     show_title = _l("Query form")
     add_title = _l("Add query form")
     edit_title = _l("Edit query form")
@@ -268,9 +283,277 @@ APIS = [
 ]
 
 
+# --- the form designer: a whole form on one page --------------------------------
+
+BLANK_SECTION = {"title": "", "source": None, "target": "", "order_by": "", "display": "table", "options": "",
+                 "filters": [], "columns": []}  # fmt: skip
+BLANK_FORM = {"code": "", "title": "", "description": "", "agency": None, "active": True, "sort_order": 0,
+              "granted_agencies": [], "granted_roles": [], "business_items": [], "inputs": [],
+              "sections": [dict(BLANK_SECTION)]}  # fmt: skip
+
+
+def _problems(messages, path: str = "") -> list[str]:
+    """marshmallow's messages as lines "where: what" (the page shows them above the form)."""
+    if isinstance(messages, dict):
+        return [line for key, value in messages.items() for line in _problems(value, f"{path}{key}.")]
+    if isinstance(messages, (list, tuple)) and messages and all(isinstance(m, str) for m in messages):
+        return [f"{path.rstrip('.')}: {'; '.join(messages)}"]
+    if isinstance(messages, (list, tuple)):
+        return [line for value in messages for line in _problems(value, path)]
+    return [f"{path.rstrip('.')}: {messages}"]
+
+
+def _offers(draft: dict, described: dict) -> list[dict]:
+    """Per section of the draft: what its source offers, and the entity its target names."""
+    offers = []
+    for section in draft["sections"]:
+        found = described.get(section.get("source"))
+        entities = list(found.entities) if found is not None and found.ok else []
+        entity = next((e for e in entities if e.target == (section.get("target") or "")), None)
+        offers.append({"described": found, "entities": entities, "entity": entity})
+    return offers
+
+
+class FormDesignerView(BaseView):
+    """設計表單: a whole query form on one page, its sources described beside it, tried before it is granted."""
+
+    route_base = "/formdesigner"
+    default_view = "new"
+    method_permission_name = {"new": "design", "edit": "design"}
+
+    @expose("/", methods=["GET", "POST"])
+    @has_access
+    def new(self):
+        return self._page(None)
+
+    @expose("/<int:form_id>", methods=["GET", "POST"])
+    @has_access
+    def edit(self, form_id):
+        return self._page(form_id)
+
+    def _page(self, form_id):
+        who, session = current_actor(), db.session
+        params, adding, action, problems, run, notes = {}, {}, "", [], None, ()
+        if request.method == "GET":
+            try:
+                draft = designer.definition(session, form_id) if form_id else dict(BLANK_FORM)
+            except DomainError as exc:
+                abort(exc.status)
+        else:
+            draft, params, adding = schemas.split_page_form(request.form)
+            action = request.form.get("action", "refresh")
+        for index, columns in adding.items():  # columns picked from the source's description
+            draft["sections"][index]["columns"] += [{"column": c, "label": c} for c in columns]
+        if action == "add_section" or not draft["sections"]:
+            draft["sections"].append(dict(BLANK_SECTION))
+        if action in ("save", "try"):
+            try:
+                data = schemas.FormDesignSchema().load(draft)
+                if action == "save":
+                    saved = designer.save_form(session, who, data, form_id)
+                    flash(str(_l("The form %(code)s was saved.")) % {"code": saved.code}, "success")
+                    for note in saved.notes:
+                        flash(note, "warning")
+                    return redirect(url_for("FormDesignerView.edit", form_id=saved.id))
+                run = designer.try_form(session, who, data, params)
+                notes = run.notes
+            except ValidationError as exc:
+                problems = _problems(exc.messages)
+            except (InvalidInput, Conflict) as exc:  # shown above the form, which keeps what was typed
+                problems = [str(exc)]
+            except DomainError as exc:
+                abort(exc.status)
+        described = designer.catalogue(session, draft)
+        return self.render_template(
+            "query/designer.html",
+            draft=draft,
+            form_id=form_id,
+            offers=_offers(draft, described),
+            choices=designer.choices(session),
+            params=params,
+            problems=problems,
+            notes=notes,
+            run=run,
+            kinds={"types": INPUT_TYPES, "ops": OPERATORS, "displays": DISPLAYS, "masks": MASKS, "formats": FORMATS},
+        )
+
+
+class FormDesignerApi(BaseApi):
+    """The form designer's REST counterpart: a whole form as one document."""
+
+    resource_name = "form-designer"
+    openapi_spec_tag = "Form designer"
+    openapi_spec_component_schemas = (
+        schemas.FormDesignSchema,
+        schemas.DesignDefinitionSchema,
+        schemas.DesignSavedSchema,
+        schemas.DesignTrySchema,
+        schemas.DesignTryAnswerSchema,
+        SourceDescriptionSchema,
+    )
+    method_permission_name = {"describe": "get", "definition": "get", "create": "post", "replace": "put",
+                              "try_it": "try"}  # fmt: skip
+
+    @api_expose("/sources/<int:pk>", methods=["GET"])
+    @protect()
+    def describe(self, pk):
+        """What a source offers a form's sections: its tables, views, file, resources or transactions and columns.
+        ---
+        get:
+          summary: Describe a data source for the form designer
+          parameters:
+          - in: path
+            name: pk
+            required: true
+            schema: {type: integer, minimum: 1, maximum: 9223372036854775807}
+          responses:
+            200:
+              description: The source's entities, or why it could not say (an unreachable source is a result)
+              content:
+                application/json:
+                  schema:
+                    $ref: '#/components/schemas/SourceDescriptionSchema'
+            401:
+              $ref: '#/components/responses/401'
+            404:
+              $ref: '#/components/responses/404'
+        """
+        return self.response(200, **SourceDescriptionSchema().dump(designer.describe(db.session, pk)))
+
+    @api_expose("/<int:pk>", methods=["GET"])
+    @protect()
+    def definition(self, pk):
+        """A stored query form as one document.
+        ---
+        get:
+          summary: A query form as the designer edits it
+          parameters:
+          - in: path
+            name: pk
+            required: true
+            schema: {type: integer, minimum: 1, maximum: 9223372036854775807}
+          responses:
+            200:
+              description: The whole form
+              content:
+                application/json:
+                  schema:
+                    $ref: '#/components/schemas/DesignDefinitionSchema'
+            401:
+              $ref: '#/components/responses/401'
+            404:
+              $ref: '#/components/responses/404'
+        """
+        draft = designer.definition(db.session, pk)
+        return self.response(200, **schemas.DesignDefinitionSchema().dump({"id": pk, "result": draft}))
+
+    @api_expose("/", methods=["POST"])
+    @protect()
+    def create(self):
+        """Save a new query form whole (inputs, sections, filters, columns, grants), checked against its sources.
+        ---
+        post:
+          summary: Save a new query form in one go
+          requestBody:
+            required: true
+            content:
+              application/json:
+                schema:
+                  $ref: '#/components/schemas/FormDesignSchema'
+          responses:
+            201:
+              description: Saved; notes name the sections whose columns the source could not let be checked
+              content:
+                application/json:
+                  schema:
+                    $ref: '#/components/schemas/DesignSavedSchema'
+            400:
+              $ref: '#/components/responses/400'
+            401:
+              $ref: '#/components/responses/401'
+            409:
+              description: Another form has the code
+        """
+        data = schemas.FormDesignSchema().load(request.get_json(silent=True))
+        saved = designer.save_form(db.session, current_actor(), data)
+        return self.response(201, **schemas.DesignSavedSchema().dump(saved))
+
+    @api_expose("/<int:pk>", methods=["PUT"])
+    @protect()
+    def replace(self, pk):
+        """Replace a query form whole; nothing changes when any check fails.
+        ---
+        put:
+          summary: Replace a query form in one go
+          parameters:
+          - in: path
+            name: pk
+            required: true
+            schema: {type: integer, minimum: 1, maximum: 9223372036854775807}
+          requestBody:
+            required: true
+            content:
+              application/json:
+                schema:
+                  $ref: '#/components/schemas/FormDesignSchema'
+          responses:
+            200:
+              description: Saved
+              content:
+                application/json:
+                  schema:
+                    $ref: '#/components/schemas/DesignSavedSchema'
+            400:
+              $ref: '#/components/responses/400'
+            401:
+              $ref: '#/components/responses/401'
+            403:
+              $ref: '#/components/responses/403'
+            404:
+              $ref: '#/components/responses/404'
+            409:
+              description: Another form has the code
+        """
+        data = schemas.FormDesignSchema().load(request.get_json(silent=True))
+        saved = designer.save_form(db.session, current_actor(), data, pk)
+        return self.response(200, **schemas.DesignSavedSchema().dump(saved))
+
+    @api_expose("/try", methods=["POST"])
+    @protect()
+    def try_it(self):
+        """Try a draft with sample input: the result is shown, audited as a designer test, never stored.
+        ---
+        post:
+          summary: Try a query form before granting it
+          requestBody:
+            required: true
+            content:
+              application/json:
+                schema:
+                  $ref: '#/components/schemas/DesignTrySchema'
+          responses:
+            200:
+              description: Each section as the designer sees it
+              content:
+                application/json:
+                  schema:
+                    $ref: '#/components/schemas/DesignTryAnswerSchema'
+            400:
+              $ref: '#/components/responses/400'
+            401:
+              $ref: '#/components/responses/401'
+        """
+        data = schemas.DesignTrySchema().load(request.get_json(silent=True))
+        run = designer.try_form(db.session, current_actor(), data["form"], data["params"])
+        return self.response(200, **schemas.try_answer(run))
+
+
 def register(appbuilder) -> None:
     category = {"category": "Query setup", "category_label": _l("Query setup"), "category_icon": "fa-wrench"}
     appbuilder.add_view(QueryFormView, "Query forms", label=_l("Query forms"), icon="fa-list-alt", **category)
+    appbuilder.add_view(FormDesignerView, "Form designer", label=_l("Form designer"), icon="fa-magic",
+                        href="/formdesigner/", **category)  # fmt: skip
+    appbuilder.add_api(FormDesignerApi)
     appbuilder.add_view(BusinessItemView, "Business items", label=_l("Business items"), icon="fa-tags", **category)
     for view in (FormInputView, FormSectionView, SectionFilterView, SectionColumnView):
         appbuilder.add_view_no_menu(view)

@@ -42,6 +42,8 @@ EVENT_LABELS = {
     "dispatch": _l("dispatch"),
     "complete": _l("all dispatches closed"),
     "await_payment": _l("Waiting for the fee to be paid"),
+    "notice_phone": _l("Citizen to be told by phone"),
+    "notice_postal": _l("Citizen to be sent a postal notice"),
 }
 SIGNATURE_STATUS = {
     "good": _l("Valid: not revoked"),
@@ -51,7 +53,8 @@ SIGNATURE_STATUS = {
     "unknown": _l("Unknown: the OCSP responder and the CRL could not be reached"),
     "invalid": _l("The signature does not verify"),
 }
-CITIZEN_FIELDS = ("name", "id_no", "email", "phone", "address")
+CITIZEN_FIELDS = ("name", "id_no", "email", "phone", "address", "contact_by")
+CONTACT_LABELS = {"email": _l("E-mail"), "phone": _l("Phone call"), "postal": _l("Postal notice")}
 ACTION_FIELDS = ("handler", "result", "control_type", "notes", "reason")
 REGISTRATION = CaseRegistrationSchema()
 DISPATCH_ACTION = DispatchActionSchema()
@@ -68,6 +71,7 @@ def _labels() -> dict:
         "case_status": CASE_STATUS,
         "kinds": KIND_LABELS,
         "attachment_kinds": ATTACHMENT_KINDS,
+        "contact_labels": CONTACT_LABELS,
     }
 
 
@@ -82,6 +86,21 @@ def _invalid(exc: ValidationError) -> str:
     messages = exc.normalized_messages()
     details = "; ".join(f"{k}: {v}" for k, v in messages.items()) if isinstance(messages, dict) else str(messages)
     return f"{INVALID} ({details})"
+
+
+def _field_values(specs) -> dict | None:
+    """The category's structured fields as the form posted them (``field.<name>``, a pair's
+    ``field.<name>.old`` / ``.new``); None when the form posted none of them."""
+    form, out, posted = request.form, {}, False
+    for spec in specs:
+        if spec.old_new:
+            keys = (f"field.{spec.name}.old", f"field.{spec.name}.new")
+            posted = posted or any(k in form for k in keys)
+            out[spec.name] = {"old": form.get(keys[0], ""), "new": form.get(keys[1], "")}
+        else:
+            posted = posted or f"field.{spec.name}" in form
+            out[spec.name] = form.get(f"field.{spec.name}", "")
+    return out if posted else None
 
 
 def _upload_list() -> list[notify.Upload]:
@@ -139,17 +158,30 @@ class NotifyView(BaseView):
             groups = [(main, list(cats)) for main, cats in itertools.groupby(categories, key=lambda c: c.main_item)]
             error = gettext("Choose one of the categories listed.") if ref else None
             return self.render_template("notify/categories.html", groups=groups, error=error), 404 if ref else 200
-        values = {k: "" for k in (*CITIZEN_FIELDS, "content")}
+        values = {k: "" for k in (*CITIZEN_FIELDS, "content", "case_no")}
         ticked = sorted(form.default_ids)
-        error, files_lost = None, False
+        error, files_lost, found, field_values = None, False, None, None
         if request.method == "POST":
             values = {k: request.form.get(k, "") for k in values}
             ticked = [n for n in (_number(x, 9) for x in request.form.getlist("receivers")) if n is not None]
+            field_values = _field_values(form.fields)
+        if request.method == "POST" and "lookup" in request.form:
+            try:
+                found = notify.look_up_citizen(db.session, who, form.category.id, values["id_no"], values["case_no"])
+            except DomainError as exc:
+                error = str(exc)
+            else:
+                values["case_no"] = found.case_no
+                if found.found:
+                    values["name"], values["address"] = found.name, found.address
+        elif request.method == "POST":
             body = {
                 "category": form.category.id,
                 "citizen": {k: values[k] for k in CITIZEN_FIELDS},
                 "content": values["content"],
                 "receivers": ticked,
+                "fields": field_values,
+                "case_no": values["case_no"] or None,
             }
             uploads = _upload_list()
             try:
@@ -177,6 +209,10 @@ class NotifyView(BaseView):
             default_ids=form.default_ids,
             ticked=set(ticked),
             values=values,
+            fields=form.fields,
+            field_values=field_values or {},
+            found=found,
+            contact_labels=CONTACT_LABELS,
             error=error,
             files_lost=files_lost,
             kinds=KIND_LABELS,

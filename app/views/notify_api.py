@@ -18,6 +18,8 @@ from app.services import notify
 from app.web import current_actor
 
 CASE_REGISTRATION = schemas.CaseRegistrationSchema()
+CITIZEN_LOOKUP = schemas.CitizenLookupSchema()
+CITIZEN_FOUND = schemas.CitizenFoundSchema()
 DISPATCH_ACTION = schemas.DispatchActionSchema()
 CATEGORY_LIST = schemas.CategoryListSchema()
 CASE_ANSWER = schemas.CaseAnswerSchema()
@@ -80,6 +82,8 @@ class CategoryApi(NotifyApi):
 
 class CaseApi(NotifyApi):
     resource_name = "cases"
+    # The register lookup is part of registering: whoever may register a case may make it.
+    method_permission_name = {"lookup": "register"}
 
     @expose("/", methods=["POST"])
     @protect()
@@ -153,6 +157,43 @@ class CaseApi(NotifyApi):
         body = _body() if request.get_data(cache=True) else {}
         found = notify.search_cases(db.session, current_actor(), CASE_SEARCH.load(body))
         return _json(CASE_SEARCH_ANSWER, found)
+
+    @expose("/lookup", methods=["POST"])
+    @protect()
+    def lookup(self):
+        """Read the citizen's name and address from the household register for a case being registered.
+        ---
+        post:
+          summary: The citizen's name and address from the household register, for a case being registered
+          description: >-
+            Runs the register lookup form as a query whose purpose is the case:
+            the case number is taken now, the query log and audit trail carry
+            it, and the case registered with that `case_no` keeps it.
+          requestBody:
+            required: true
+            content:
+              application/json:
+                schema:
+                  $ref: '#/components/schemas/CitizenLookupSchema'
+          responses:
+            200:
+              description: What the register holds, and the case number
+              content:
+                application/json:
+                  schema:
+                    $ref: '#/components/schemas/CitizenFoundSchema'
+            400:
+              $ref: '#/components/responses/400'
+            401:
+              $ref: '#/components/responses/401'
+            403:
+              $ref: '#/components/responses/403'
+            404:
+              $ref: '#/components/responses/404'
+        """
+        body = CITIZEN_LOOKUP.load(_body())
+        found = notify.look_up_citizen(db.session, current_actor(), body["category"], body["id_no"], body["case_no"])
+        return _json(CITIZEN_FOUND, found)
 
     @expose("/<case_no>", methods=["GET"])
     @protect()

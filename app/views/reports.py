@@ -17,7 +17,7 @@ from app.lib.rocdate import format_roc
 from app.schemas.reports import INVALID_QUERY, ReportQuerySchema, WeeklyQuerySchema
 from app.services import reports
 from app.services.errors import DomainError
-from app.services.reports import charts
+from app.services.reports import charts, replica
 from app.services.reports.pdf import display
 from app.web import current_actor as actor
 
@@ -32,10 +32,10 @@ class ReportView(BaseView):
     @has_access
     def index(self):
         key = reports.report_key(request.args.get("report"))
-        report, error, chart = None, None, None
+        report, error, chart, freshness = None, None, None, None
         try:
             query = ReportQuerySchema().load(request.args)
-            report = reports.read_report(db.session, actor(), key, query)
+            report, freshness = replica.read(db.session, lambda s: reports.read_report(s, actor(), key, query))
             svg = charts.report_chart(report) if not report.empty else None
             chart = "data:image/svg+xml;base64," + base64.b64encode(svg).decode() if svg else None
         except ValidationError:
@@ -48,6 +48,7 @@ class ReportView(BaseView):
             titles=reports.REPORT_TITLES,
             report=report,
             chart=chart,
+            freshness=freshness,
             error=error,
             args={name: value for name, value in request.args.items() if name != "report"},
             display=display,
@@ -64,7 +65,9 @@ class ReportView(BaseView):
             return redirect(back)
         try:
             query = ReportQuerySchema().load(request.args)
-            export = reports.export_report(db.session, actor(), query["report"], fmt, query)
+            export, _ = replica.read(
+                db.session, lambda s: reports.export_report(db.session, actor(), query["report"], fmt, query, reader=s)
+            )
         except ValidationError:
             flash(str(INVALID_QUERY), "danger")
             return redirect(url_for("ReportView.index"))
@@ -89,11 +92,11 @@ class QueryLogReportView(BaseView):
     @has_access
     def index(self):
         who = actor()
-        error, sections, reach = None, [], None
+        error, sections, reach, freshness = None, [], None, None
         try:
             query = WeeklyQuerySchema().load(request.args)
             reach = reports.weekly_reach(who, query["week"], query["agency"])
-            sections = reports.read_weekly_log(db.session, who, reach)
+            sections, freshness = replica.read(db.session, lambda s: reports.read_weekly_log(s, who, reach))
         except ValidationError:
             error = str(INVALID_QUERY)
         except DomainError as exc:
@@ -101,6 +104,7 @@ class QueryLogReportView(BaseView):
         page = self.render_template(
             "reports/weekly.html",
             sections=sections,
+            freshness=freshness,
             monday=reach.monday if reach else None,
             sunday=reach.sunday if reach else None,
             code=reach.agency_code if reach else None,
@@ -118,7 +122,7 @@ class QueryLogReportView(BaseView):
         try:
             query = WeeklyQuerySchema().load(request.args)
             reach = reports.weekly_reach(who, query["week"], query["agency"])
-            export = reports.export_weekly_log(db.session, who, reach)
+            export, _ = replica.read(db.session, lambda s: reports.export_weekly_log(db.session, who, reach, reader=s))
         except ValidationError:
             flash(str(INVALID_QUERY), "danger")
             return redirect(url_for("QueryLogReportView.index"))

@@ -104,6 +104,13 @@ class DataSourceView(PlatformModelView):
         "last_error",
     ]
     add_columns = edit_columns = EDIT_COLUMNS
+    description_columns = {
+        "options": _l(
+            'Text files: the character set is part of the configuration, "encoding": "utf-8", "big5" or '
+            '"cp950" (a Big5 file cannot hold rare characters beyond Big5; a line that has one is named '
+            "with its column when the file is read)."
+        ),
+    }
     search_columns = ["code", "name", "kind", "agency", "enabled"]
     formatters_columns = {
         "kind": lambda k: str(connectors.label_of(k)),

@@ -25,7 +25,7 @@ from app.models.survey import QUESTION_TYPES, Choice, Question, Questionnaire
 from app.schemas.reports import INVALID_QUERY, SurveyStatsQuerySchema
 from app.services import reports, survey
 from app.services.errors import DomainError
-from app.services.reports import charts
+from app.services.reports import charts, replica
 from app.views.base import CommandInterface, PlatformModelView, yes_no
 from app.web import current_actor as actor
 
@@ -242,7 +242,7 @@ class SurveyStatsView(BaseView):
     @expose("/")
     @has_access
     def index(self):
-        error, filters, stats = None, None, None
+        error, filters, stats, freshness = None, None, None, None
         versions = reports.questionnaires_for_statistics(db.session)
         questionnaire = None
         try:
@@ -250,7 +250,9 @@ class SurveyStatsView(BaseView):
             questionnaire = self._chosen(versions, query["questionnaire"])
             filters = reports.parse_filters(query)
             if questionnaire is not None:
-                stats = reports.survey_statistics(db.session, questionnaire.id, filters)
+                stats, freshness = replica.read(
+                    db.session, lambda s: reports.survey_statistics(s, questionnaire.id, filters)
+                )
         except ValidationError:
             error = str(INVALID_QUERY)
         except DomainError as exc:
@@ -263,6 +265,7 @@ class SurveyStatsView(BaseView):
             versions=versions,
             q=questionnaire,
             stats=stats,
+            freshness=freshness,
             filters=filters,
             error=error,
             charts=charts_,
@@ -286,7 +289,10 @@ class SurveyStatsView(BaseView):
                     _l("Nothing to export: no invitations were sent in %(period)s with these filters."),
                     period=filters.period,
                 )
-            export = reports.export_survey_statistics(db.session, actor(), questionnaire.id, filters)
+            export, _ = replica.read(
+                db.session,
+                lambda s: reports.export_survey_statistics(db.session, actor(), questionnaire.id, filters, reader=s),
+            )
         except ValidationError:
             flash(str(INVALID_QUERY), "danger")
             return redirect(url_for("SurveyStatsView.index"))

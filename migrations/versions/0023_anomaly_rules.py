@@ -1,8 +1,8 @@
 """accountability of the query log: anomaly rules, the office calendar, the protected list,
 flags and the worker's cursor, signed weekly reviews
 
-Revision ID: 0023
-Revises: 0022
+Revision ID: 0023_anomaly
+Revises: 0024
 Create Date: 2026-12-03 17:00:00
 
 """
@@ -10,8 +10,8 @@ Create Date: 2026-12-03 17:00:00
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0023"
-down_revision = "0022"
+revision = "0023_anomaly"
+down_revision = "0024"
 branch_labels = None
 depends_on = None
 

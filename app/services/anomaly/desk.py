@@ -16,7 +16,7 @@ from sqlalchemy import func, select
 
 from app.lib.rocdate import utc_midnight
 from app.models.anomaly import AnomalyCursor, AnomalyFlag, WeeklyReview
-from app.models.audit import AuditEvent
+from app.models.audit import AuditArchive, AuditEvent
 from app.models.org import Agency
 from app.models.queries import QueryLog
 from app.services import audit
@@ -31,9 +31,15 @@ WEEKS_BACK = 8  # overdue reviews are looked for over the last eight weeks
 RECENT_CHANGES = 15
 ADMIN_ACTIONS = ("create", "update", "delete")
 
-# Hook for the monthly signed archives (issue 19 item 3, another module): a function
-# ``(session) -> {"at": datetime, "name": str} | None`` giving the last one.
-last_archive_provider = None
+
+def _last_archive(session) -> dict | None:
+    """The last monthly archive of the audit trail (app.services.retention), if any."""
+    row = session.execute(
+        select(AuditArchive.created_at, AuditArchive.month, AuditArchive.file_name)
+        .order_by(AuditArchive.id.desc())
+        .limit(1)
+    ).first()
+    return {"at": row.created_at, "name": f"{row.month} {row.file_name}"} if row else None
 
 
 @dataclass
@@ -135,7 +141,7 @@ def desk(session, actor: Actor) -> Desk:
         overdue_reviews=overdue_reviews(session),
         last_verify=last_check(),
         last_checkpoint=_last_checkpoint(),
-        last_archive=last_archive_provider(session) if last_archive_provider else None,
+        last_archive=_last_archive(session),
         last_evaluation=session.scalar(select(AnomalyCursor.last_run_at).where(AnomalyCursor.id == 1)),
         changes=changes,
     )

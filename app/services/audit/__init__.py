@@ -3,7 +3,8 @@ key kept outside the database), sealed, checkpointed, verified.
 
 Modules: ``chain`` (canonical form, entry seal, link, sealing, verification),
 ``checkpoints`` (signed checkpoints in a file and the auditors' mail),
-``recording`` (explicit events, session hooks, a row written with its event in
+``archive`` (retention: a month archived to a signed file, checked offline,
+then removed; import it as ``app.services.audit.archive``), ``recording`` (explicit events, session hooks, a row written with its event in
 one statement), ``sealer`` (the loop that seals in its own process:
 ``sealer.run(app, stop_event)``). The names below keep
 ``from app.services import audit; audit.record(...)`` working.
@@ -31,6 +32,8 @@ from app.services.audit.recording import (
     Fanout,
     can_write_with_event,
     current_actor,
+    event_insert_from,
+    event_params,
     event_values,
     execute_autocommitted,
     insert_with_event,
@@ -58,6 +61,8 @@ __all__ = [
     "current_actor",
     "digest",
     "entry_mac",
+    "event_insert_from",
+    "event_params",
     "event_values",
     "execute_autocommitted",
     "insert_with_event",

@@ -295,6 +295,7 @@ class Checkpoint:
     count: int
     at: str
     line: int = 0
+    kind: str = "checkpoint"  # or "archive": the chain's rows up to ``seq`` were archived and may be gone
 
 
 @dataclass
@@ -333,7 +334,8 @@ def walk(connection, key: bytes, start_seq: int = 0, start_hash: str = GENESIS, 
     statement = statement.order_by(t.c.seq)
     expect = expect or {}
     # The server-side cursor is closed on every way out, an early "broken" answer included.
-    with connection.execution_options(yield_per=2000).execute(statement) as result:
+    # Per statement: execution_options on a Connection would change it for its later statements.
+    with connection.execute(statement.execution_options(yield_per=2000)) as result:
         for row in result.mappings():
             values = dict(row)
             seq = values["seq"]
@@ -376,7 +378,8 @@ def verify(
         grace = float(current_app.config.get("AUDIT_SEAL_GRACE_SECONDS", 300))
     expect = {cp.seq: cp for cp in checkpoints}
     problems: list[str] = []
-    w = walk(connection, key, expect=expect)
+    start_seq, start_hash = archived_start(connection, checkpoints, problems)
+    w = walk(connection, key, start_seq, start_hash, expect=expect)
     result = VerifyResult(False, w.checked, checkpoints=len(checkpoints))
     if w.reason is not None:
         result.bad_seq, result.bad_id, result.reason = w.bad_seq, w.bad_id, w.reason
@@ -408,6 +411,28 @@ def verify(
     if result.reason is None and problems:
         result.reason = problems[0]
     return result
+
+
+def archived_start(connection, checkpoints: Iterable[Checkpoint], problems: list[str]) -> tuple[int, str]:
+    """Where the chain in the database begins: at seq 1 from the genesis link,
+    or after the rows archived and removed (``app.services.audit.archive``),
+    from the link their signed ``archive`` line holds. Rows missing from the
+    start without such a line are a problem."""
+    t = AuditEvent.__table__
+    first = connection.scalar(select(func.min(t.c.seq)))
+    archives = sorted((cp for cp in checkpoints if cp.kind == "archive"), key=lambda cp: cp.seq)
+    if first is None:
+        return (archives[-1].seq, archives[-1].hash) if archives else (0, GENESIS)
+    if first == 1:
+        return 0, GENESIS
+    for cp in archives:
+        if cp.seq == first - 1:
+            return cp.seq, cp.hash
+    problems.append(
+        f"rows before seq {first} are missing and no signed archive line says they were archived"
+        " (see `flask audit verify --archive`)"
+    )
+    return first - 1, connection.scalar(select(t.c.prev_hash).where(t.c.seq == first)) or GENESIS
 
 
 def _repeats(connection, problems: list[str]) -> dict[int, str]:

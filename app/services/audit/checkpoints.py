@@ -103,7 +103,7 @@ def _parse(line: str, number: int, public: Ed25519PublicKey) -> Checkpoint:
         public.verify(sig, signed_bytes(fields))
         return Checkpoint(
             seq=int(fields["seq"]), hash=str(fields["hash"]), count=int(fields["count"]), at=str(fields["at"]),
-            line=number,
+            line=number, kind=str(fields.get("kind") or "checkpoint"),
         )  # fmt: skip
     except (ValueError, KeyError, TypeError, AttributeError, binascii.Error, InvalidSignature):
         raise ValueError(f"checkpoint line {number}") from None
@@ -151,7 +151,7 @@ def latest(path: str | Path, public: Ed25519PublicKey, tail: int = 65536) -> Che
     return None
 
 
-def _append_line(path: Path, fields: dict) -> None:
+def append_line(path: Path, fields: dict) -> None:
     """One line, appended with O_APPEND in one write (two sealers never interleave)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     data = (json.dumps(fields, sort_keys=True, separators=(",", ":")) + "\n").encode()
@@ -168,6 +168,11 @@ def _append_line(path: Path, fields: dict) -> None:
 
 def _now() -> datetime.datetime:
     return datetime.datetime.now(datetime.UTC)
+
+
+def stamp_now() -> str:
+    """The time of a signed line: now, UTC, to the second."""
+    return _stamp(_now())
 
 
 def _stamp(moment: datetime.datetime) -> str:
@@ -198,7 +203,11 @@ def write(engine, config=None) -> dict | None:
                     f"the chain's head is at seq {seq}, behind the checkpoint of {last.at} (seq {last.seq})"
                 )
             held = conn.scalar(select(AuditEvent.hash).where(AuditEvent.seq == last.seq)) if last.seq else GENESIS
-            if held != last.hash:
+            if held is None:
+                # The row was archived and removed: the chain continues from the
+                # signed archive line of its month.
+                last = _archived_base(conn, path, key.public_key(), last)
+            elif held != last.hash:
                 raise CheckpointRefused(f"row seq {last.seq} no longer holds the link signed on {last.at}")
             start_seq, start_hash = last.seq, last.hash
         # Only a chain that verifies up to the head is signed.
@@ -211,8 +220,21 @@ def write(engine, config=None) -> dict | None:
     fields = sign(
         {"v": FORMAT, "kind": "checkpoint", "seq": seq, "hash": tip, "count": count, "at": _stamp(_now())}, key
     )
-    _append_line(path, fields)
+    append_line(path, fields)
     return fields
+
+
+def _archived_base(conn, path: Path, public: Ed25519PublicKey, last: Checkpoint) -> Checkpoint:
+    """The signed archive line the chain in the database continues from, when
+    ``last``'s row is gone: the newest archive line at or after ``last``, whose
+    seq is just before the first row left. Raises CheckpointRefused otherwise."""
+    signed, _ = read(path, public)
+    archives = [cp for cp in signed if cp.kind == "archive" and cp.seq >= last.seq]
+    first = conn.scalar(select(func.min(AuditEvent.seq)))
+    for cp in sorted(archives, key=lambda cp: cp.seq, reverse=True):
+        if first is None or cp.seq == first - 1:
+            return cp
+    raise CheckpointRefused(f"row seq {last.seq}, signed on {last.at}, is gone and no signed archive line covers it")
 
 
 # --- the sealer's schedule ---------------------------------------------

@@ -22,6 +22,9 @@ from sqlalchemy.orm import Session
 
 from app.models.anomaly import AnomalyCursor, AnomalyFlag
 from app.models.audit import AuditEvent, AuditHead
+
+from app.models.account_review import AccountReview, AccountReviewItem
+from app.models.audit import AuditArchive, AuditEvent, AuditHead
 from app.models.cards import CardBinding, CardChallenge
 from app.models.notify import Attachment, CaseEvent, CaseSequence, Dispatch, NotificationCase
 from app.models.org import LoginThrottle, SpentToken, UserSession
@@ -71,6 +74,10 @@ NOT_AUDITED = (
     # anomaly flags are raised and resolved as explicit events; the worker's cursor is bookkeeping
     AnomalyFlag,
     AnomalyCursor,
+    # archives and account reviews: each step is an explicit event
+    AuditArchive,
+    AccountReview,
+    AccountReviewItem,
 )
 # FAB's own names for security tables, as auditors read them.
 OBJECT_TYPES = {
@@ -207,12 +214,7 @@ def _with_event_statement(table, fanout: Fanout | None = None):
         .returning(table.c.id, *(table.c[name] for name in copied))
         .cte("new_row")
     )
-    names = [*(name for name in CHAIN_FIELDS if name != "seq"), "nonce", "entry_mac"]
-    columns = [
-        cast(row.c.id, String) if name == "object_id" else bindparam(f"ev_{name}", type_=ev.c[name].type)
-        for name in names
-    ]
-    stmt = insert(ev).from_select(names, select(*columns).select_from(row)).returning(ev.c.object_id)
+    stmt = event_insert_from(row, row.c.id).returning(ev.c.object_id)
     if fanout is not None:
         child = fanout.table
         items = func.unnest(bindparam("fan_items", type_=ARRAY(child.c[fanout.item_column].type)))
@@ -261,6 +263,31 @@ def execute_autocommitted(bind, sql: str, params: dict) -> int:
         return int(conn.exec_driver_sql(sql, params).scalar_one())
 
 
+def event_insert_from(source, object_id):
+    """``INSERT INTO audit_event (...) SELECT ... FROM source``: one event per row of ``source``
+    (a data-modifying CTE), its object id the column ``object_id`` of that row, every other
+    value a bound parameter ``ev_<name>`` (``event_params`` gives them). For statements that
+    write a row and its event at once (PostgreSQL with background sealing)."""
+    ev = AuditEvent.__table__
+    names = [*(name for name in CHAIN_FIELDS if name != "seq"), "nonce", "entry_mac"]
+    columns = [
+        cast(object_id, String) if name == "object_id" else bindparam(f"ev_{name}", type_=ev.c[name].type)
+        for name in names
+    ]
+    return insert(ev).from_select(names, select(*columns).select_from(source))
+
+
+def event_params(action, *, at=None, object_type=None, outcome="ok", detail=None, actor: Actor | None = None) -> dict:
+    """The ``ev_<name>`` parameters of ``event_insert_from``: the event's values and its entry seal,
+    made without the object id (the database assigns it in the statement; the sealer's link binds it)."""
+    ev = event_values(action, object_type, None, None, outcome, detail, actor)
+    ev["at"] = _naive_utc(at)
+    ev["nonce"] = new_nonce()
+    params = {f"ev_{k}": v for k, v in ev.items() if k != "object_id"}
+    params["ev_entry_mac"] = entry_mac(ev, object_id_later=True)
+    return params
+
+
 def insert_with_event(
     bind,
     table,
@@ -284,15 +311,11 @@ def insert_with_event(
     ``fanout``: rows of another table pointing at the new row, one per
     item of ``items``, written by the same statement.
     """
-    ev = event_values(action, object_type, None, None, outcome, detail, actor)
     params = {f"row_{k}": v for k, v in values.items()}
-    params.update({f"ev_{k}": v for k, v in ev.items() if k != "object_id"})
-    params["ev_at"] = _naive_utc(values.get("at"))
     # The row's id is the event's object id, assigned by the database in this
     # statement: the entry seal leaves it out (the sealer's link binds it).
-    ev["at"] = params["ev_at"]
-    ev["nonce"] = params["ev_nonce"] = new_nonce()
-    params["ev_entry_mac"] = entry_mac(ev, object_id_later=True)
+    params.update(event_params(action, at=values.get("at"), object_type=object_type, outcome=outcome,
+                               detail=detail, actor=actor))  # fmt: skip
     if fanout is not None:
         params["fan_items"] = list(items or ())
     sql, processors = _with_event_sql(table, bind.dialect, fanout)

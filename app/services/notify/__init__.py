@@ -1,6 +1,9 @@
 """Cross-agency notification cases, one command per business operation.
 
     registration  register_case (with the case number and the input checks)
+    lookup        look_up_citizen (name and address from the household register, audited
+                  as a query for the case being registered)
+    fields        the categories' structured fields, checked
     dispatches    open_dispatch (records the receiving agency's receipt), act
     workflow      the dispatch workflow as a table, and ``apply``
     cases         view_case, cases_about_citizen
@@ -30,8 +33,9 @@ from app.services.notify.categories import (
 )
 from app.services.notify.dispatches import Action, act, open_dispatch
 from app.services.notify.downloads import COPIES, check_attachment, download_attachment
+from app.services.notify.lookup import CitizenFound, look_up_citizen
 from app.services.notify.mails import CONTROL_LABELS, DEFAULT_TEMPLATES, validate_template
-from app.services.notify.registration import CaseDraft, Citizen, Upload, next_case_no, register_case
+from app.services.notify.registration import CONTACT_WAYS, CaseDraft, Citizen, Upload, next_case_no, register_case
 from app.services.notify.search import (
     CASE_STATUSES,
     Criteria,
@@ -48,6 +52,9 @@ __all__ = [
     "CASE_STATUSES",
     "Criteria",
     "SearchPage",
+    "CONTACT_WAYS",
+    "CitizenFound",
+    "look_up_citizen",
     "CONTROL_LABELS",
     "COPIES",
     "DEFAULT_TEMPLATES",

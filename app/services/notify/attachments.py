@@ -43,11 +43,11 @@ from reportlab.lib import colors
 from reportlab.lib.pagesizes import A4, landscape
 from reportlab.lib.units import mm
 from reportlab.lib.utils import ImageReader
-from reportlab.pdfbase import pdfmetrics
 from reportlab.pdfgen.canvas import Canvas
 
 from app.services.errors import InvalidInput
 from app.services.pdf.disarm import disarm
+from app.services.pdf.text import draw_text, text_width
 from app.services.printout import cjk_font
 
 log = logging.getLogger(__name__)
@@ -484,7 +484,7 @@ def _exif_orientation(data: bytes) -> int | None:
 
 @functools.lru_cache(maxsize=64)
 def _width(text: str, font: str, size: float) -> float:
-    return pdfmetrics.stringWidth(text, font, size)
+    return text_width(text, font, size)
 
 
 def _draw_stamp(canvas: Canvas, w: float, h: float, lines: list[str], font: str) -> None:
@@ -531,7 +531,7 @@ def _draw_box(canvas: Canvas, box: dict, lines: list[str], font: str) -> None:
     canvas.drawString(left + pad, bottom + pad, " ")
     y = bottom + box_h - pad - size * 0.88
     for line in lines:
-        canvas.drawString(left + pad, y, line)
+        draw_text(canvas, left + pad, y, line, font, size)
         y -= box["leading"]
     canvas.restoreState()
 

@@ -69,8 +69,15 @@ def registration_form(session, actor: Actor, category_id: int) -> results.Regist
     default_ids = {a.id for a in defaults}
     others = session.scalars(select(Agency).where(Agency.active.is_(True)).order_by(Agency.kind, Agency.code))
     agencies = defaults + [a for a in others if a.id not in default_ids and a.id != actor.agency_id]
+    fields = [
+        results.FieldView(f.name, f.label, f.type, bool(f.old_new), bool(f.required), f.max_length or 200, f.help)
+        for f in cat.web_fields
+    ]
     return results.RegistrationForm(
-        category=_category_view(cat), agencies=[results.agency_ref(a) for a in agencies], default_ids=default_ids
+        category=_category_view(cat),
+        agencies=[results.agency_ref(a) for a in agencies],
+        default_ids=default_ids,
+        fields=fields,
     )
 
 

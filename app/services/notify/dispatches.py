@@ -101,6 +101,8 @@ def _complete(session, actor: Actor, case: NotificationCase, ctx: dict, citizen_
     if target:
         survey_ctx = {**ctx, "survey": f"\n{invitation}" if invitation else ""}
         mails.queue(session, case, "completed", target, survey_ctx, extra=invitation)
+    if not citizen_mail:
+        mails.notice(session, case, "completed", ctx)
 
 
 def _consequences(session, actor: Actor, d: Dispatch, action: str) -> list[int]:
@@ -114,13 +116,12 @@ def _consequences(session, actor: Actor, d: Dispatch, action: str) -> list[int]:
         "control": mails.CONTROL_LABELS.get(d.control_type or "", ""),
     }
     citizen_mail = case.citizen_email if case.category.kind == "citizen" else None
-    if action == "accept" and citizen_mail:
-        mails.queue(session, case, "accepted", citizen_mail, ctx)
+    if action == "accept":
+        mails.to_citizen(session, case, "accepted", ctx)
     if action != "close":
         return []
     refunds = payments.refunds_on_refusal(session, actor, case, d.agency_id) if d.control_type == "refused" else []
-    if citizen_mail:
-        mails.queue(session, case, "dispatch_closed", citizen_mail, ctx)
+    mails.to_citizen(session, case, "dispatch_closed", ctx)
     if case.agency and case.agency.email:
         mails.queue(session, case, "notifier_dispatch_closed", case.agency.email, ctx)
     if all(x.state == "closed" for x in case.dispatches):

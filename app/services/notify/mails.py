@@ -9,7 +9,7 @@ from flask import current_app
 from flask_babel import lazy_gettext as _l
 
 from app.lib.rocdate import TAIPEI, format_roc, format_roc_datetime
-from app.models.notify import PROGRESS_STAGES, STAGES, MailTemplate, NotificationCase
+from app.models.notify import PROGRESS_STAGES, STAGES, CaseEvent, MailTemplate, NotificationCase
 from app.models.outbox import CITIZEN, NORMAL
 from app.services import outbox
 from app.services.errors import InvalidInput
@@ -97,6 +97,42 @@ def context(case: NotificationCase) -> SafeDict:
         control="",
         changes="",
     )
+
+
+NOTICE_WAYS = ("phone", "postal")
+
+
+def notice(session, case: NotificationCase, stage: str, ctx: dict) -> None:
+    """A citizen without an e-mail address is told by phone or by a postal notice: the
+    stage's notice, with what the e-mail would have said as its subject, goes on the
+    case's timeline (``notice_phone`` / ``notice_postal``) for the notifying office to
+    make. Only for the stages the category tells the citizen of."""
+    way = case.contact_by
+    if case.category.kind != "citizen" or case.citizen_email or way not in NOTICE_WAYS:
+        return
+    if not case.category.mails_citizen(stage) or stage in (case.mail_off or "").split(","):
+        return
+    tpl = next((t for t in case.category.templates if t.stage == stage), None)
+    subject = render((tpl.subject if tpl else DEFAULT_TEMPLATES[stage][0]), SafeDict(ctx))
+    session.add(
+        CaseEvent(
+            case=case,
+            at=datetime.datetime.utcnow(),
+            agency_code=case.agency.code if case.agency else None,
+            action=f"notice_{way}",
+            note=subject[:500],
+        )
+    )
+
+
+def to_citizen(session, case: NotificationCase, stage: str, ctx: dict, extra: str | None = None) -> None:
+    """The stage's e-mail to the citizen, or the phone or postal notice recorded in its place."""
+    if case.category.kind != "citizen":
+        return
+    if case.citizen_email:
+        queue(session, case, stage, case.citizen_email, ctx, extra)
+    else:
+        notice(session, case, stage, ctx)
 
 
 def queue(

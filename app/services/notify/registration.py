@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import datetime
 import hmac
+import json
 import re
 import unicodedata
 from dataclasses import dataclass, field
@@ -28,11 +29,13 @@ from app.models.notify import (
     NotificationCategory,
 )
 from app.models.org import Agency, PlatformUser
+from app.models.queries import QueryLog
 from app.services import actors
 from app.services.actors import Actor
 from app.services.command import refuse, transaction
 from app.services.errors import Conflict, Forbidden, InvalidInput, NotFound
 from app.services.notify import attachments, mails, results
+from app.services.notify.fields import check_fields, field_lines
 from app.services.notify.holds import dispatch_waits_for_fee, hold
 from app.services.notify.records import MAX_ID, audit_case
 from app.services.roles import NOTIFY_CASES
@@ -51,6 +54,12 @@ class Citizen:
     # An online application's applicant is known by the keyed hash of the ID number bound to the
     # card (a business by its number's): given instead of, or beside, the number.
     id_hash: str = ""
+    # How the citizen is told of progress: "email" (the default when an e-mail address is
+    # given), or without one "phone" or "postal" (a notice the office makes, recorded).
+    contact_by: str = ""
+
+
+CONTACT_WAYS = ("email", "phone", "postal")
 
 
 @dataclass
@@ -77,6 +86,11 @@ class CaseDraft:
     content: str
     receivers: list[int | str] | None = None  # agency ids or codes; None = the category's defaults
     uploads: list[Upload] = field(default_factory=list)
+    # The category's structured fields (name -> value or {"old", "new"}); None: not given (the
+    # free-text content alone, as household systems post it), checked in full when given.
+    fields: dict | None = None
+    # The number a lookup in the household register took for this registration (app.services.notify.lookup).
+    case_no: str | None = None
 
 
 def id_hash(id_no: str) -> str:
@@ -141,17 +155,61 @@ def _take_number(conn, day, nested: bool) -> str:
     raise Conflict(_l("Too many registrations at once; please try again."))
 
 
+# --- the number a register lookup took (app.services.notify.lookup) ---------------------
+
+NOT_YOURS = _l("This case number was not taken by your lookup in the household register, or a case already has it.")
+
+
+def lookup_form() -> str:
+    return current_app.config.get("NOTIFY_LOOKUP_FORM", "notify.citizen")
+
+
+def reserved_case_no(session, actor: Actor, case_no: str) -> str:
+    """``case_no`` if this actor's register lookup took it and no case has it yet. Raises InvalidInput."""
+    case_no = (case_no or "").strip()
+    taken = session.scalar(
+        select(QueryLog.id).where(
+            QueryLog.case_no == case_no, QueryLog.user_id == actor.user_id, QueryLog.form_code == lookup_form()
+        )
+    )
+    used = session.scalar(select(NotificationCase.id).where(NotificationCase.case_no == case_no))
+    if not case_no or taken is None or used is not None:
+        raise InvalidInput(NOT_YOURS)
+    return case_no
+
+
 # --- the checks --------------------------------------------------------------------------
 
 
+def _contact_way(c: Citizen) -> str:
+    """How the citizen hears of progress: as chosen, else e-mail when there is an
+    address for it, else a postal notice, else a phone call. Raises InvalidInput."""
+    way = c.contact_by.lower() or ("email" if c.email else "postal" if c.address else "phone" if c.phone else "")
+    if way not in CONTACT_WAYS:
+        if not c.contact_by:
+            raise InvalidInput(
+                _l("Give an e-mail address, a phone number or a postal address to tell the citizen of progress.")
+            )
+        raise InvalidInput(_l("Choose how the citizen is told of progress: e-mail, phone or postal notice."))
+    needs = {"email": (c.email, _l("An e-mail address is needed to tell the citizen by e-mail.")),
+             "phone": (c.phone, _l("A phone number is needed to tell the citizen by phone.")),
+             "postal": (c.address, _l("An address is needed to send the citizen postal notices."))}  # fmt: skip
+    given, message = needs[way]
+    if not given:
+        raise InvalidInput(message)
+    return way
+
+
 def check_citizen(c: Citizen, kind: str) -> Citizen:
-    c = Citizen(**{k: (getattr(c, k) or "").strip() for k in ("name", "id_no", "email", "phone", "address", "id_hash")})
+    keys = ("name", "id_no", "email", "phone", "address", "id_hash", "contact_by")
+    c = Citizen(**{k: (getattr(c, k) or "").strip() for k in keys})
     c.id_no = c.id_no.upper()
     if kind == "citizen":
         if not c.name:
             raise InvalidInput(_l("The citizen's name is required."))
-        if not c.email:
-            raise InvalidInput(_l("The citizen's e-mail address is required to report progress."))
+        c.contact_by = _contact_way(c)
+    elif c.contact_by and c.contact_by not in CONTACT_WAYS:
+        raise InvalidInput(_l("Choose how the citizen is told of progress: e-mail, phone or postal notice."))
     if c.id_no and not identifiers.is_person_id(c.id_no):
         raise InvalidInput(_l("The ID number is not valid (check the format and the check digit)."))
     if kind == "citizen" and not c.id_no and not c.id_hash:
@@ -163,6 +221,12 @@ def check_citizen(c: Citizen, kind: str) -> Citizen:
     if len(c.name) > 60 or len(c.address) > 200:
         raise InvalidInput(_l("The name or address is too long."))
     return c
+
+
+def category_for(session, actor: Actor, ref) -> NotificationCategory:
+    """The category ``ref`` (id or "main item/sub item") if the actor's agency may notify
+    under it. Raises NotFound, Forbidden, InvalidInput."""
+    return _category(session, actor, ref)
 
 
 def _category(session, actor: Actor, ref, web: WebFiling | None = None) -> NotificationCategory:
@@ -214,8 +278,12 @@ def _receivers(session, notifier_id: int | None, cat: NotificationCategory, refs
     return receivers
 
 
-def _content(text: str) -> str:
+def _content(text: str, lines: list[str] | None = None) -> str:
+    """The notification content: the structured fields' lines, then the free text
+    (which may be left empty when the fields say what changed)."""
     content = (text or "").strip()
+    if lines:
+        content = "\n".join([*lines, *([content] if content else [])])
     if not content:
         raise InvalidInput(_l("Describe what changed (the notification content)."))
     if len(content) > 8000:
@@ -242,10 +310,14 @@ def _checked_uploads(
 # --- the command ------------------------------------------------------------------------------
 
 
-def _new_case(session, actor: Actor, cat, citizen: Citizen, content: str, now, web=None) -> NotificationCase:
+def _new_case(
+    session, actor: Actor, cat, citizen: Citizen, content: str, now, web=None, case_no=None, values=None
+) -> NotificationCase:
     agency_id = web.agency.id if web is not None else actor.agency_id
     case = NotificationCase(
-        case_no=next_case_no(session),
+        case_no=case_no or next_case_no(session),
+        contact_by=citizen.contact_by or None,
+        fields=json.dumps(values, ensure_ascii=False) if values else None,
         category=cat,
         agency_id=agency_id,
         operator_id=None if web is not None else actor.user_id,
@@ -321,9 +393,9 @@ def _hold(session, actor: Actor, case: NotificationCase, receivers: list[Agency]
 def _queue_mails(session, case: NotificationCase) -> None:
     ctx = mails.context(case)
     if case.category.kind == "citizen":
-        mails.queue(session, case, "registered", case.citizen_email, ctx)
+        mails.to_citizen(session, case, "registered", ctx)
         if case.dispatches:  # none while a fee due before dispatch is unpaid
-            mails.queue(session, case, "dispatched", case.citizen_email, ctx)
+            mails.to_citizen(session, case, "dispatched", ctx)
     for d in case.dispatches:
         if d.agency.email:
             mails.queue(session, case, "receiver_dispatched", d.agency.email, {**ctx, "agency": d.agency.name})
@@ -372,12 +444,16 @@ def _register(session, actor: Actor, draft: CaseDraft, web: WebFiling | None = N
     with transaction(session):
         cat = _category(session, actor, draft.category, web)
         citizen = check_citizen(draft.citizen, cat.kind)
-        content = _content(draft.content)
+        values = None if draft.fields is None or web is not None else check_fields(cat.web_fields, draft.fields)
+        content = _content(draft.content, field_lines(cat.web_fields, values) if values else None)
+        case_no = None
+        if draft.case_no and web is None:
+            case_no = reserved_case_no(session, actor, draft.case_no)
         notifier_id = web.agency.id if web is not None else actor.agency_id
         receivers = _receivers(session, notifier_id, cat, draft.receivers)
         checked = _checked_uploads(cat, draft.uploads, signed=web is not None)
         now = datetime.datetime.utcnow()
-        case = _new_case(session, actor, cat, citizen, content, now, web)
+        case = _new_case(session, actor, cat, citizen, content, now, web, case_no, values)
         _add_attachments(session, actor, case, checked, now)
         if web is not None:
             web.signature.case = case

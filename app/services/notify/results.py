@@ -61,6 +61,7 @@ class CitizenView:
     email: str | None
     phone: str
     address: str
+    contact_by: str = "email"  # email | phone | postal
 
 
 @dataclass(frozen=True)
@@ -198,12 +199,27 @@ class CategoryView:
 
 
 @dataclass(frozen=True)
+class FieldView:
+    """A structured field the category declares (an ``old_new`` one is a pair)."""
+
+    name: str
+    label: str
+    type: str
+    old_new: bool
+    required: bool
+    max_length: int
+    help: str | None
+
+
+@dataclass(frozen=True)
 class RegistrationForm:
-    """What the new-case page offers: the category and the agencies it may be sent to."""
+    """What the new-case page offers: the category, the agencies it may be sent to
+    and the structured fields it declares."""
 
     category: CategoryView
     agencies: list[AgencyRef]  # the category's defaults first, then every other active agency
     default_ids: set[int]
+    fields: list[FieldView] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -264,6 +280,7 @@ def citizen_of(case: NotificationCase, viewer: Actor) -> CitizenView:
         email=case.citizen_email if full else None,
         phone=case.citizen_phone or "",
         address=case.citizen_address or "",
+        contact_by=case.contact_by or "email",
     )
 
 

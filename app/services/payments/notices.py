@@ -6,6 +6,12 @@ by one conditional UPDATE (``state IN (...)``), so the same notification twice,
 a hundred at once, or one racing the query worker makes the payment paid once;
 each is acknowledged with the fixed "1|OK". Every notification is kept with
 what was decided; a refused one is audited and answered "0|<reason>".
+
+On PostgreSQL (with the audit sealer) the usual case, a payment notified paid,
+is one statement inside its transaction: the conditional UPDATE, the kept
+notification and the ``payment.paid`` event are data-modifying CTEs, and the
+same statement reads whether the case holds dispatches for the fee or was
+withdrawn (BEGIN, the statement, COMMIT: three round trips instead of seven).
 """
 
 from __future__ import annotations
@@ -14,7 +20,7 @@ import datetime
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from sqlalchemy import or_, select, update
+from sqlalchemy import DateTime, Integer, String, bindparam, exists, insert, or_, select, update
 from sqlalchemy.exc import IntegrityError
 
 from app.lib import verifycode
@@ -81,10 +87,87 @@ def after_paid(session, actor: Actor, row, order_no: str, by: str, now) -> None:
     status, holds = session.execute(
         select(NotificationCase.status, held).where(NotificationCase.id == row.case_id)
     ).one()
+    _follow_up(session, actor, row.case_id, status, holds, now)
+
+
+def _follow_up(session, actor: Actor, case_id: int, status: str, holds: bool, now) -> None:
     if holds:
-        release(session, row.case_id, now)
+        release(session, case_id, now)
     elif status == "withdrawn":  # paid after the citizen withdrew: the money goes back
-        request_refunds(session, actor, session.get(NotificationCase, row.case_id), "paid_after_withdrawal")
+        request_refunds(session, actor, session.get(NotificationCase, case_id), "paid_after_withdrawal")
+
+
+_KEPT_COLUMNS = ("provider_id", "order_no", "trade_no", "amount", "rtn_code", "received_at", "client_ip")
+_paid_in_one = None
+
+
+def _paid_in_one_statement():
+    """``mark_paid``, the kept notification, the ``payment.paid`` event and the follow-up read as one
+    statement (built once; every value a bound parameter, so SQLAlchemy compiles it once)."""
+    global _paid_in_one
+    if _paid_in_one is None:
+        t, n, c, h = (Payment.__table__, PaymentNotification.__table__, NotificationCase.__table__,
+                      DispatchHold.__table__)  # fmt: skip
+        paid = (
+            update(t)
+            .where(
+                t.c.order_no == bindparam("p_order_no", type_=String),
+                t.c.provider_id == bindparam("p_provider_id", type_=Integer),
+                t.c.amount == bindparam("p_amount", type_=Integer),
+                t.c.currency == bindparam("p_currency", type_=String),
+                t.c.state.in_(bindparam("p_settleable", expanding=True)),
+                or_(t.c.provider_trade_no.is_(None), t.c.provider_trade_no == bindparam("p_trade_no", type_=String)),
+            )
+            .values(
+                state=bindparam("p_paid", type_=String),
+                paid_at=bindparam("p_now", type_=DateTime),
+                provider_trade_no=bindparam("p_trade_no"),
+                settled_by=bindparam("p_by", type_=String),
+                receipt_no=bindparam("p_receipt_no", type_=String),
+                verification_code=bindparam("p_verification_code", type_=String),
+            )  # fmt: skip
+            .returning(t.c.id, t.c.case_id)
+            .cte("paid")
+        )
+        kept = insert(n).from_select(
+            ["payment_id", "outcome", *_KEPT_COLUMNS],
+            select(
+                paid.c.id,
+                bindparam("p_accepted", type_=String),
+                *(bindparam(f"n_{name}", type_=n.c[name].type) for name in _KEPT_COLUMNS),
+            ).select_from(paid),  # fmt: skip
+        )
+        held = exists(select(h.c.case_id).where(h.c.case_id == paid.c.case_id))
+        _paid_in_one = (
+            select(paid.c.id, paid.c.case_id, c.c.status, held.label("holds"))
+            .select_from(paid.join(c, c.c.id == paid.c.case_id))
+            .add_cte(kept.cte("kept"))
+            .add_cte(audit.event_insert_from(paid, paid.c.id).cte("paid_event"))
+        )
+    return _paid_in_one
+
+
+def _settle_in_one(session, actor: Actor, provider_id: int, notice, form, client_ip, now) -> bool:
+    """The paid notification in one statement (PostgreSQL with background sealing), in the caller's
+    transaction; whether it settled the payment (False: not waiting, or something does not match)."""
+    kept = _kept(provider_id, None, form, "accepted", None, client_ip)
+    # every value a named parameter, none named like a column (a key that names a column of the
+    # UPDATE's table would be taken as one more SET)
+    params = {
+        "p_settleable": list(_SETTLEABLE),
+        "p_paid": "paid",
+        "p_by": "notify",
+        "p_accepted": "accepted","p_order_no": notice.order_no, "p_provider_id": provider_id, "p_amount": notice.amount,
+              "p_currency": notice.currency, "p_trade_no": notice.trade_no, "p_now": now,
+              "p_receipt_no": "R" + notice.order_no[1:20], "p_verification_code": verifycode.new_code(),
+              **{f"n_{name}": getattr(kept, name) for name in _KEPT_COLUMNS},
+              **audit.event_params("payment.paid", at=now, object_type="Payment", actor=actor,
+                                   detail={"order_no": notice.order_no, "amount": notice.amount, "by": "notify"})}  # fmt: skip
+    row = session.connection().execute(_paid_in_one_statement(), params).first()
+    if row is None:
+        return False
+    _follow_up(session, actor, row.case_id, row.status, row.holds, now)
+    return True
 
 
 def why_not(payment: Payment | None, provider: PaymentProvider, notice: providers.Notice) -> str | None:
@@ -172,7 +255,10 @@ def handle_notification(session, provider_code: str, form: Mapping[str, str], cl
     now = datetime.datetime.utcnow()
     try:
         with transaction(session):
-            if notice.paid:
+            if notice.paid and audit.can_write_with_event(session.get_bind()):
+                if _settle_in_one(session, actor, provider.id, notice, form, client_ip, now):
+                    return Answer(200, ACK)
+            elif notice.paid:
                 row = mark_paid(session, provider.id, notice.order_no, notice.trade_no, notice.amount,
                                 notice.currency, "notify", now)  # fmt: skip
                 if row is not None:

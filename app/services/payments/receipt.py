@@ -11,7 +11,7 @@ from flask_babel import lazy_gettext as _l
 from reportlab.lib.pagesizes import A4
 from reportlab.lib.styles import ParagraphStyle
 from reportlab.lib.units import mm
-from reportlab.platypus import Paragraph, SimpleDocTemplate, Spacer, Table, TableStyle
+from reportlab.platypus import SimpleDocTemplate, Spacer, Table, TableStyle
 from sqlalchemy import select
 
 from app.lib.rocdate import format_roc_datetime
@@ -25,6 +25,7 @@ from app.services.errors import Conflict, NotFound
 from app.services.payments.checkout import METHOD_LABELS, NO_PAYMENT
 from app.services.pdf.fonts import cjk_font
 from app.services.pdf.qr import QrFlowable
+from app.services.pdf.text import Paragraph
 from app.services.portal.person import person_of
 from app.services.printout import verify_url
 from app.services.receipts import digest

@@ -12,7 +12,7 @@ from flask import current_app
 from sqlalchemy import select
 
 from app.models.payments import Payment
-from app.services import audit
+from app.services import audit, worker_lock
 from app.services.actors import Actor
 from app.services.command import transaction
 from app.services.payments import providers
@@ -85,12 +85,16 @@ def run(app, stop) -> None:
     while not stop.is_set():
         with app.app_context():
             try:
-                settled = settle_pending(db.session)
-                refunded = refund_payments(db.session)
-                reconciled = reconcile_due(db.session, Actor(user_id=None, username="worker:payments"))
-                if settled["asked"] or refunded["refunded"] or refunded["failed"] or reconciled:
-                    log.info("payments: %s; refunds: %s; settlement files reconciled: %d", settled, refunded,
-                             len(reconciled))  # fmt: skip
+                # Two payments workers (any hosts) never ask and refund the same payments at
+                # once: a round runs only while it holds the kind's advisory lock.
+                with worker_lock.exclusive(db.engine, "payments") as mine:
+                    if mine:
+                        settled = settle_pending(db.session)
+                        refunded = refund_payments(db.session)
+                        reconciled = reconcile_due(db.session, Actor(user_id=None, username="worker:payments"))
+                        if settled["asked"] or refunded["refunded"] or refunded["failed"] or reconciled:
+                            log.info("payments: %s; refunds: %s; settlement files reconciled: %d", settled, refunded,
+                                     len(reconciled))  # fmt: skip
             except Exception:
                 log.exception("payments round failed")
             finally:

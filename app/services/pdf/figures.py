@@ -4,9 +4,11 @@ vector graphics in a PDF, scaled to the frame's width."""
 from __future__ import annotations
 
 from reportlab.lib import colors
-from reportlab.pdfbase import pdfmetrics
 from reportlab.pdfgen.canvas import FILL_EVEN_ODD
 from reportlab.platypus import Flowable
+
+from app.services.pdf.fonts import chain_of
+from app.services.pdf.text import text_width
 
 
 def _colour(value: str | None, alpha: float = 1.0):
@@ -69,9 +71,7 @@ class FigureFlowable(Flowable):
             elif isinstance(item, Text):
                 size = item.size * self.k
                 x, y = self._xy(item.x, item.y)
-                x -= {"middle": 0.5, "end": 1.0}.get(item.anchor, 0.0) * pdfmetrics.stringWidth(
-                    item.text, self.font, size
-                )
+                x -= {"middle": 0.5, "end": 1.0}.get(item.anchor, 0.0) * text_width(item.text, self.font, size)
                 colour = _colour(item.colour)
                 canvas.setLineWidth(size * 0.045)  # the outline of bold glyphs
                 text = canvas.beginText(x, y)
@@ -81,6 +81,8 @@ class FigureFlowable(Flowable):
                 # one weight in the embedded font: bold is fill and outline; the mode is part of
                 # the graphics state, not of the text block, so it is set every time
                 text.setTextRenderMode(2 if item.bold else 0)
-                text.textOut(item.text)
+                for name, piece in chain_of(self.font).runs(item.text):  # rare characters in their font
+                    text.setFont(name, size)
+                    text.textOut(piece)
                 canvas.drawText(text)
         canvas.restoreState()

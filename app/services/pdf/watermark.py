@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from reportlab.lib import colors
-from reportlab.pdfbase import pdfmetrics
 from reportlab.pdfgen.canvas import Canvas
+
+from app.services.pdf.text import draw_text, text_width
 
 WATERMARK_INK = colors.Color(0.45, 0.45, 0.45)
 
@@ -17,7 +18,7 @@ def draw_watermark(canvas: Canvas, text: str, font: str, page_size: tuple[float,
     canvas.setFont(font, size)
     canvas.setFillColor(WATERMARK_INK)
     canvas.setFillAlpha(0.16)
-    step_x = pdfmetrics.stringWidth(text, font, size) + 50
+    step_x = text_width(text, font, size) + 50
     canvas.translate(width / 2, height / 2)
     canvas.rotate(32)
     reach = (width**2 + height**2) ** 0.5 / 2 + step_x
@@ -25,7 +26,7 @@ def draw_watermark(canvas: Canvas, text: str, font: str, page_size: tuple[float,
     while y < reach:
         x = -reach + (line % 2) * step_x / 2
         while x < reach:
-            canvas.drawString(x, y, text)
+            draw_text(canvas, x, y, text, font, size)
             x += step_x
         y += 64
         line += 1

@@ -42,6 +42,7 @@ from app.services.command import refuse, transaction
 from app.services.errors import Conflict, DomainError, Forbidden, InvalidInput, NotFound
 from app.services.notify import attachments as files_check
 from app.services.notify.categories import attachment_types
+from app.services.notify.fields import FieldMessages, check_fields, field_lines
 from app.services.notify.registration import CaseDraft, Citizen, Upload, WebFiling, register_web_case
 from app.services.portal.person import Person, person_of
 from app.services.query.record import subject_hash
@@ -240,52 +241,20 @@ def category_form(session, actor: Actor, category_id) -> OpenCategory:
 # --- checking and the canonical content -----------------------------------------------------------
 
 
-def _value(spec, raw, label: str) -> str:
-    if raw is None:
-        return ""
-    if not isinstance(raw, str | int | float) or isinstance(raw, bool):
-        raise InvalidInput(UNKNOWN_FIELD)
-    text = " ".join(str(raw).split()) if spec.type != "textarea" else str(raw).strip()
-    if len(text) > min(spec.max_length or 200, MAX_VALUE):
-        raise InvalidInput(TOO_LONG, field=label, limit=spec.max_length)
-    if text and spec.type == "date":
-        try:
-            text = datetime.date.fromisoformat(text).isoformat()
-        except ValueError:
-            raise InvalidInput(BAD_DATE, field=label) from None
-    if text and spec.type == "number":
-        try:
-            float(text)
-        except ValueError:
-            raise InvalidInput(BAD_NUMBER, field=label) from None
-    return text
+PORTAL_FIELDS = FieldMessages(
+    missing=MISSING_FIELD,
+    missing_old_new=MISSING_OLD_NEW,
+    unknown=UNKNOWN_FIELD,
+    too_long=TOO_LONG,
+    bad_date=BAD_DATE,
+    bad_number=BAD_NUMBER,
+)
 
 
 def _fields(cat: NotificationCategory, given) -> dict:
     if not isinstance(given, dict):
         raise InvalidInput(UNKNOWN_FIELD)
-    specs = {f.name: f for f in cat.web_fields}
-    if any(k not in specs for k in given):
-        raise InvalidInput(UNKNOWN_FIELD)
-    out = {}
-    for spec in cat.web_fields:
-        raw = given.get(spec.name)
-        if spec.old_new:
-            pair = raw if isinstance(raw, dict) else {}
-            if raw is not None and not isinstance(raw, dict) or set(pair) - {"old", "new"}:
-                raise InvalidInput(UNKNOWN_FIELD)
-            old, new = _value(spec, pair.get("old"), spec.label), _value(spec, pair.get("new"), spec.label)
-            if spec.required and not (old and new):
-                raise InvalidInput(MISSING_OLD_NEW, field=spec.label)
-            if old or new:
-                out[spec.name] = {"old": old, "new": new}
-        else:
-            value = _value(spec, raw, spec.label)
-            if spec.required and not value:
-                raise InvalidInput(MISSING_FIELD, field=spec.label)
-            if value:
-                out[spec.name] = value
-    return out
+    return check_fields(cat.web_fields, given, PORTAL_FIELDS)
 
 
 def _files(cat: NotificationCategory, given: list[ApplicationFile]) -> list[tuple[ApplicationFile, str]]:
@@ -505,12 +474,7 @@ def _decode(signature) -> bytes:
 def _content_text(checked: _Checked) -> str:
     """The case's notification content as the receiving agencies read it (Chinese labels, as the county's)."""
     lines = [f"網路申辦（{checked.cat.main_item}－{checked.cat.sub_item}），申請人以憑證卡簽章。"]
-    for spec in checked.cat.web_fields:
-        value = checked.fields.get(spec.name)
-        if isinstance(value, dict):
-            lines.append(f"{spec.label}：原 {value['old']} → 新 {value['new']}")
-        elif value:
-            lines.append(f"{spec.label}：{value}")
+    lines += field_lines(checked.cat.web_fields, checked.fields)
     labels = {a.name: a.label for a in checked.cat.web_attachments}
     for f, _sha in checked.files:
         lines.append(f"附件（{labels.get(f.slot, f.slot)}）：{f.filename}")

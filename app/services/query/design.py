@@ -93,8 +93,11 @@ def validate_input(session, inp) -> None:
         raise InvalidInput(_l("The maximum length must be between 1 and 200."))
 
 
-def validate_section(session, section) -> None:
-    if not (section.title or "").strip() or not (section.target or "").strip():
+def validate_section(session, section, *, whole_source: bool = False, known=frozenset()) -> None:
+    """``whole_source``: the source offers one thing under the target "" (a text file), so none is named.
+    ``known``: the columns the source describes (the form designer's), accepted as named (a Big5 file's
+    "年度") where a column typed blind must be a plain name."""
+    if not (section.title or "").strip() or not ((section.target or "").strip() or whole_source):
         raise InvalidInput(_l("A section needs a title and a target (view, file, endpoint or transaction)."))
     if section.display not in DISPLAYS:
         raise InvalidInput(_l("Unknown display."))
@@ -109,7 +112,7 @@ def validate_section(session, section) -> None:
     if section.display in ("map", "plan"):
         check_drawing_options(json.loads(section.options) if section.options else {}, section.display)
     for col in (section.order_by or "").split(","):
-        if col.strip() and not _COLUMN.match(col.strip()):
+        if col.strip() and not _COLUMN.match(col.strip()) and col.strip() not in known:
             raise InvalidInput(_l("Sort columns must be plain column names."))
     _confined_target(session, section)
 
@@ -132,8 +135,8 @@ def _confined_target(session, section) -> None:
                      detail=detail) from None  # fmt: skip
 
 
-def validate_filter(session, flt) -> None:
-    if not _COLUMN.match(flt.column or ""):
+def validate_filter(session, flt, known=frozenset()) -> None:
+    if not _COLUMN.match(flt.column or "") and flt.column not in known:
         raise InvalidInput(_l("Filter columns must be plain column names."))
     if flt.op not in OPERATORS:
         raise InvalidInput(_l("Unknown filter operator."))
@@ -146,8 +149,8 @@ def validate_filter(session, flt) -> None:
         raise InvalidInput(_l("The form has no input named %(name)s."), name=flt.input_name)
 
 
-def validate_column(session, col) -> None:
-    if not _COLUMN.match(col.column or "") or not (col.label or "").strip():
+def validate_column(session, col, known=frozenset()) -> None:
+    if not (_COLUMN.match(col.column or "") or col.column in known) or not (col.label or "").strip():
         raise InvalidInput(_l("An output column needs a plain column name and a label."))
     if (col.mask or "") not in MASKS:
         raise InvalidInput(_l("Unknown mask."))

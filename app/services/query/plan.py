@@ -82,8 +82,6 @@ def _ns(**kw) -> SimpleNamespace:
 
 
 def _build(session, code: str) -> SimpleNamespace | None:
-    from app.services.sources import source_config
-
     form = session.scalar(
         select(QueryForm)
         .where(QueryForm.code == code)
@@ -99,6 +97,13 @@ def _build(session, code: str) -> SimpleNamespace | None:
     )
     if form is None:
         return None
+    return form_plan(session, form)
+
+
+def form_plan(session, form) -> SimpleNamespace:
+    """The read-only plan of a form record, stored or not (the designer's "try it" runs a draft)."""
+    from app.services.sources import source_config
+
     sections = []
     lists = _section_lists(session, form)
     for s in form.sections:

@@ -49,14 +49,15 @@ def read_report(session, actor: actors.Actor, key: str, args: Mapping) -> Report
     return run(session, report_key(key), parse_filters(args))
 
 
-def export_report(session, actor: actors.Actor, key: str, fmt: str, args: Mapping) -> Export:
-    """A report as Excel or PDF, audited. Raises InvalidInput, NothingToExport."""
+def export_report(session, actor: actors.Actor, key: str, fmt: str, args: Mapping, reader=None) -> Export:
+    """A report as Excel or PDF, audited (in ``session``; the figures are read with
+    ``reader``, a replica's session, when given). Raises InvalidInput, NothingToExport."""
     if fmt not in FORMATS:
         raise InvalidInput(_l("Choose Excel or PDF."))
     key = report_key(key)
     filters = parse_filters(args)
     with transaction(session):
-        report = run(session, key, filters)
+        report = run(reader or session, key, filters)
         if report.empty:
             raise NothingToExport(
                 _l("Nothing to export: %(report)s has no figures for %(period)s with these filters."),
@@ -73,10 +74,13 @@ def export_report(session, actor: actors.Actor, key: str, fmt: str, args: Mappin
     return Export(data, FORMATS[fmt], name)
 
 
-def export_survey_statistics(session, actor: actors.Actor, questionnaire_id: int, filters: Filters) -> Export:
-    """The statistics of one questionnaire version as Excel, audited. Raises NotFound, NothingToExport."""
+def export_survey_statistics(
+    session, actor: actors.Actor, questionnaire_id: int, filters: Filters, reader=None
+) -> Export:
+    """The statistics of one questionnaire version as Excel, audited (read with ``reader``
+    when given). Raises NotFound, NothingToExport."""
     with transaction(session):
-        stats: SurveyStats = survey_statistics(session, questionnaire_id, filters)
+        stats: SurveyStats = survey_statistics(reader or session, questionnaire_id, filters)
         if stats.empty:
             raise NothingToExport(
                 _l("Nothing to export: no invitations were sent in %(period)s with these filters."),
@@ -132,10 +136,11 @@ class WeeklyExport(Export):
     sections: list[WeeklySection]
 
 
-def export_weekly_log(session, actor: actors.Actor, reach: WeeklyReach, via: str | None = None) -> Export:
-    """The weekly log as PDF, audited. Raises InvalidInput for an unknown agency."""
+def export_weekly_log(session, actor: actors.Actor, reach: WeeklyReach, via: str | None = None, reader=None) -> Export:
+    """The weekly log as PDF, audited (read with ``reader`` when given). Raises InvalidInput
+    for an unknown agency."""
     with transaction(session):
-        sections = weekly_query_log(session, reach.monday, reach.agency_code)
+        sections = weekly_query_log(reader or session, reach.monday, reach.agency_code)
         data = weekly_pdf(sections, reach.monday, reach.sunday)
         detail = {
             "format": "pdf",

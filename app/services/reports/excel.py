@@ -54,6 +54,11 @@ def _write(writer, sheet: str, heading: list[str], frame: pd.DataFrame, total_ro
     ws.freeze_panes = ws.cell(row=header_row + 1, column=1)
 
 
+def write_sheet(writer, sheet: str, heading: list[str], frame: pd.DataFrame) -> None:
+    """One sheet: ``heading`` lines, a blank line, the frame (for exports outside the reports)."""
+    _write(writer, _sheet(sheet), heading, frame)
+
+
 def _generated() -> str:
     return gettext("Produced %(at)s", at=format_roc_datetime(datetime.datetime.utcnow(), seconds=False))
 

@@ -14,12 +14,13 @@ from reportlab.lib.enums import TA_RIGHT
 from reportlab.lib.pagesizes import A4, landscape
 from reportlab.lib.styles import ParagraphStyle
 from reportlab.lib.units import mm
-from reportlab.platypus import Image, KeepTogether, PageBreak, Paragraph, SimpleDocTemplate, Spacer, Table, TableStyle
+from reportlab.platypus import Image, KeepTogether, PageBreak, SimpleDocTemplate, Spacer, Table, TableStyle
 
 from app.lib.rocdate import format_roc, format_roc_datetime
 from app.services.pdf.fonts import cjk_font
 from app.services.pdf.pages import PageNumbers, build_numbered
 from app.services.pdf.tables import column_widths
+from app.services.pdf.text import Paragraph, draw_text
 
 PAGE = landscape(A4)
 MARGIN = 14 * mm
@@ -91,7 +92,7 @@ def _build(make_doc, story: list, font: str, running: str) -> bytes:
         canvas.saveState()
         canvas.setFont(font, 8)
         canvas.setFillColor(MUTED)
-        canvas.drawString(MARGIN, PAGE[1] - 10 * mm, f"{PLATFORM}　{running}"[:120])
+        draw_text(canvas, MARGIN, PAGE[1] - 10 * mm, f"{PLATFORM}　{running}"[:120], font, 8)
         canvas.drawRightString(PAGE[0] - MARGIN, PAGE[1] - 10 * mm, produced)
         canvas.setStrokeColor(RULE)
         canvas.setLineWidth(0.5)

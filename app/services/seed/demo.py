@@ -98,6 +98,7 @@ def seed_demo(sm, session, password: str) -> dict:
     created = seed_accounts(sm, session, agencies, password)
     categories = seed_categories(session, agencies)
     seed_web_applications(session, agencies)
+    seed_counter_fields(session)
     questionnaire = seed_questionnaire(session)
     rules = seed_anomaly(session)
     return {"agencies": len(agencies), "accounts_created": created, "categories_created": categories,
@@ -162,6 +163,34 @@ def seed_categories(session, agencies: dict[str, Agency]) -> list[str]:
         created.append(f"{main}/{sub}")
     session.commit()
     return created
+
+
+# Structured fields of categories the counter registers (not open on the web): what changed,
+# as the receiving agencies read it. (key, label, English label, type, old/new pair, required)
+COUNTER_FIELDS = {
+    ("戶籍異動", "更名"): [
+        ("name", "姓名", "Name", "text", True, True),
+        ("reason", "更名原因", "Reason", "text", False, False),
+    ],
+}
+
+
+def seed_counter_fields(session) -> None:
+    """The counter categories' structured fields (once: a category that has fields is left as it is)."""
+    from app.models.notify import CategoryField, NotificationCategory
+
+    for (main, sub), fields in COUNTER_FIELDS.items():
+        cat = session.scalar(
+            select(NotificationCategory).where(
+                NotificationCategory.main_item == main, NotificationCategory.sub_item == sub
+            )
+        )
+        if cat is None or cat.web_fields:
+            continue
+        for n, (name, label, label_en, kind, old_new, required) in enumerate(fields, start=1):
+            cat.web_fields.append(CategoryField(position=n, name=name, label=label, label_en=label_en, type=kind,
+                                                old_new=old_new, required=required, max_length=60))  # fmt: skip
+    session.commit()
 
 
 def seed_web_applications(session, agencies: dict[str, Agency]) -> None:

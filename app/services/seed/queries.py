@@ -149,6 +149,14 @@ def _forms() -> list[dict]:
          "inputs": [ID_INPUT],
          "sections": [{"title": "個人戶籍", "source": "HH-EGATE", "target": "RQ02", "display": "fields",
                        "filters": _id_filter(), "columns": PERSON_COLUMNS}]},
+        # The notifier's lookup of the citizen while registering a case (app.services.notify.lookup):
+        # the name and address from the register, for the Notifier role of the notifying agencies.
+        {"code": "notify.citizen", "title": "通報登記：當事人戶籍（RQ02）", "agency": "HH-EAST", "order": 90,
+         "grant": ("HH-EAST", "HH-WEST", "FIRE", "COUNTY"), "roles": ("Notifier",), "items": ["HH-NOTIFY"],
+         "inputs": [ID_INPUT],
+         "sections": [{"title": "當事人戶籍", "source": "HH-EGATE", "target": "RQ02", "display": "fields",
+                       "filters": _id_filter(),
+                       "columns": _cols(("name", "姓名"), ("household_no", "戶號"), ("address", "戶籍地址"))}]},
         {"code": "household.whole", "title": "全戶戶籍資料（RQ01）", "agency": "HH-EAST", "order": 11,
          "grant": social + tax, "items": ["SOC-AID", "SOC-SENIOR", "TAX-EXEMPT"], "inputs": [ID_INPUT],
          "sections": [{"title": "全戶戶籍", "source": "HH-EGATE", "target": "RQ01", "display": "table",
@@ -308,7 +316,7 @@ def seed_query_world(session, files: Path, sim_url: str) -> dict:
         if code not in items:
             items[code] = BusinessItem(code=code, name=name, active=True)
             session.add(items[code])
-    clerk = current_app.appbuilder.sm.find_role("Clerk")
+    sm = current_app.appbuilder.sm
     existing = set(session.scalars(select(QueryForm.code)))
     created = []
     for spec in _forms():
@@ -316,7 +324,8 @@ def seed_query_world(session, files: Path, sim_url: str) -> dict:
             continue
         form = QueryForm(code=spec["code"], title=spec["title"], agency=agencies[spec["agency"]], active=True,
                          sort_order=spec["order"], granted_agencies=[agencies[a] for a in spec["grant"]],
-                         granted_roles=[clerk], business_items=[items[i] for i in spec["items"]])  # fmt: skip
+                         granted_roles=[sm.find_role(r) for r in spec.get("roles", ("Clerk",))],
+                         business_items=[items[i] for i in spec["items"]])  # fmt: skip
         form.inputs = [
             FormInput(
                 name=i["name"],
