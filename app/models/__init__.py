@@ -1,5 +1,6 @@
 """Platform tables, one module per domain. Importing this registers them all."""
 
+from app.models.account_review import AccountReview, AccountReviewItem  # noqa: F401
 from app.models.anomaly import (  # noqa: F401
     AnomalyCursor,
     AnomalyFlag,
@@ -8,10 +9,11 @@ from app.models.anomaly import (  # noqa: F401
     ProtectedSubject,
     WeeklyReview,
 )
-from app.models.audit import AuditEvent, AuditHead  # noqa: F401
-
-from app.models.account_review import AccountReview, AccountReviewItem  # noqa: F401
-from app.models.audit import AuditArchive, AuditEvent, AuditHead  # noqa: F401
+from app.models.audit import (  # noqa: F401
+    AuditArchive,  # noqa: F401
+    AuditEvent,
+    AuditHead,
+)
 from app.models.cards import CardBinding, CardChallenge  # noqa: F401
 from app.models.notify import (  # noqa: F401
     Attachment,

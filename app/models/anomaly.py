@@ -93,7 +93,7 @@ class AnomalyFlag(Model):
     rule_name = Column(String(100), nullable=False)
     kind = Column(String(20), nullable=False)
     severity = Column(String(10), nullable=False)
-    query_log_id = Column(Integer, ForeignKey("query_log.id", ondelete="SET NULL"))  # the query that raised it
+    query_log_id = Column(Integer)  # the query that raised it (no foreign key: retention archives old log rows)
     user_id = Column(Integer, index=True)
     username = Column(String(128))
     agency_code = Column(String(20))

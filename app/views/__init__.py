@@ -3,8 +3,8 @@
 
 def register_views(appbuilder) -> None:
     from app.views import (
-        anomaly,
         account_review,
+        anomaly,
         audit,
         cards,
         forms,

@@ -55,7 +55,7 @@ def upgrade():
         sa.Column("rule_name", sa.String(100), nullable=False),
         sa.Column("kind", sa.String(20), nullable=False),
         sa.Column("severity", sa.String(10), nullable=False),
-        sa.Column("query_log_id", sa.Integer(), sa.ForeignKey("query_log.id", ondelete="SET NULL")),
+        sa.Column("query_log_id", sa.Integer()),
         sa.Column("user_id", sa.Integer(), index=True),
         sa.Column("username", sa.String(128)),
         sa.Column("agency_code", sa.String(20)),

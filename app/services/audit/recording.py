@@ -20,10 +20,8 @@ from flask import current_app
 from sqlalchemy import ARRAY, String, Table, bindparam, cast, event, func, insert, inspect, select
 from sqlalchemy.orm import Session
 
-from app.models.anomaly import AnomalyCursor, AnomalyFlag
-from app.models.audit import AuditEvent, AuditHead
-
 from app.models.account_review import AccountReview, AccountReviewItem
+from app.models.anomaly import AnomalyCursor, AnomalyFlag
 from app.models.audit import AuditArchive, AuditEvent, AuditHead
 from app.models.cards import CardBinding, CardChallenge
 from app.models.notify import Attachment, CaseEvent, CaseSequence, Dispatch, NotificationCase
