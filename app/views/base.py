@@ -19,6 +19,21 @@ def yes_no(value) -> str:
     return gettext("Yes") if value else gettext("No")
 
 
+def agency_name(code) -> str:
+    """An agency code as its name (read once per request); an unknown code as itself."""
+    from flask import g
+
+    from app.extensions import db
+    from app.services.org import agency_names
+
+    if not code:
+        return ""
+    names = getattr(g, "agency_names", None)
+    if names is None:
+        names = g.agency_names = agency_names(db.session)
+    return names.get(code, code)
+
+
 CONFLICT = _l("This record conflicts with an existing one (a duplicate code, name or e-mail).")
 
 

@@ -278,7 +278,7 @@ class FeeItemView(PlatformModelView):
     search_columns = ["code", "name", "agency", "due", "active"]
     formatters_columns = {"due": lambda v: str(DUE.get(v, v)), "refundable": yes_no, "active": yes_no}
     add_form_extra_fields = edit_form_extra_fields = {
-        "due": SelectField(_l("Due"), choices=[(k, v) for k, v in DUE.items()]),
+        "due": SelectField(_l("Due"), choices=[SelectChoice(k, v) for k, v in DUE.items()]),
     }
 
 
