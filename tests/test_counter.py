@@ -58,7 +58,6 @@ def test_a_refused_query_carries_nothing(app):
     assert _value(clerk.get("/query/form/tax.income").text, "case_no") == ""
 
 
-
 def _offered(html: str) -> list[str]:
     select = re.search(r'<select[^>]*id="business_item".*?</select>', html, re.S).group(0)
     return sorted(v for v in re.findall(r'<option value="([^"]*)"', select) if v)

@@ -5,6 +5,7 @@ import ast
 import re
 from pathlib import Path
 
+import pytest
 from babel.messages.pofile import read_po
 
 from app.services.audit import labels
@@ -140,6 +141,7 @@ def emitted() -> tuple[dict, dict, list]:
 
 def _calls(tree):
     """Every call with the function it is written in (innermost; the module outside any)."""
+
     def visit(node, fn):
         for child in ast.iter_child_nodes(node):
             if isinstance(child, ast.Call):
@@ -229,3 +231,57 @@ def test_every_screen_title_reads_in_chinese(app):
                 if not CJK.search(str(getattr(view, attr))):
                     untitled.append((type(view).__name__, attr, str(getattr(view, attr))))
     assert not untitled, "\n".join(map(str, untitled))
+
+
+def test_every_rest_column_label_reads_in_chinese(app):
+    """The REST APIs' ``label_columns`` (FAB's default would be 'Ftp Allowed', 'Receiving Agency')."""
+    from flask_appbuilder import ModelRestApi
+
+    unlabelled = []
+    with app.test_request_context("/"):
+        for api in app.appbuilder.baseviews:
+            if not isinstance(api, ModelRestApi):
+                continue
+            allowed = set(api.base_permissions or ("can_post", "can_put"))
+            columns = {
+                *api.list_columns,
+                *api.show_columns,
+                *(api.add_columns if "can_post" in allowed else ()),
+                *(api.edit_columns if "can_put" in allowed else ()),
+            }
+            for column in sorted(columns):
+                label = str(api.label_columns.get(column, column))
+                if not CJK.search(label) and column != "id":
+                    unlabelled.append((type(api).__name__, column, label))
+    assert not unlabelled, "\n".join(map(str, unlabelled))
+
+
+@pytest.mark.browser
+def test_the_auditor_reads_the_trail_and_the_query_history_in_words(live_server, browser):
+    from tests.conftest import ARTIFACTS, DEMO_PASSWORD
+
+    page = browser.new_page(viewport={"width": 1400, "height": 900}, locale="zh-TW")
+    for user in ("clerk", "auditor"):  # the clerk leaves a query (and a refusal) in the trail
+        page.goto(f"{live_server}/login/")
+        page.fill("input[name=username]", user)
+        page.fill("input[name=password]", DEMO_PASSWORD)
+        page.click("input[type=submit], button[type=submit]")
+        if user == "clerk":
+            page.goto(f"{live_server}/query/form/tax.income")
+            page.fill("#case_no", "1151203-0500")
+            page.select_option("#business_item", "TAX-EXEMPT")
+            page.fill("#in-id_no", "A123456789")
+            page.press("#in-id_no", "Enter")
+            page.wait_for_load_state("networkidle")
+            page.goto(f"{live_server}/logout/")
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.goto(f"{live_server}/auditeventview/list/")
+    trail = page.inner_text("table")
+    assert "查詢" in trail and "登入" in trail and "示範縣地方稅務局" in trail
+    for code in ("query_reopen", "source_test", "QueryLog", "refused"):
+        assert code not in trail
+    page.screenshot(path=str(ARTIFACTS / "words-audit-trail.png"), full_page=True)
+    page.goto(f"{live_server}/query/history/?everyone=1")
+    history = page.inner_text("#history-table")
+    assert "成功" in history and "示範縣地方稅務局" in history and "\tok\t" not in history
+    page.screenshot(path=str(ARTIFACTS / "words-query-history.png"), full_page=True)

@@ -59,6 +59,7 @@ class AuditEventApi(ModelRestApi):
     resource_name = "audit/events"
     datamodel = SQLAInterface(AuditEvent)
     base_permissions = ["can_get", "can_info"]
+    label_columns = {**LABELS, "actor_id": _l("Account ID")}
     list_columns = show_columns = [
         "seq",
         "at",

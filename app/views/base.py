@@ -133,7 +133,22 @@ class UncheckableMixin:
                     field.kwargs["validators"] = [v for v in validators if not isinstance(v, required)]
 
 
-class PlatformModelView(ReadableMixin, UncheckableMixin, ValidatedMixin, ModelView):
+class RelatedLabelsMixin:
+    """Related records offered in a form's select list read through a function
+    (``related_labels``: field -> function of the record), e.g. roles in words."""
+
+    related_labels: dict = {}
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)  # builds add_form and edit_form (FAB's public attributes)
+        for form in (self.add_form, self.edit_form):
+            for name, label in self.related_labels.items():
+                field = getattr(form, name, None)
+                if field is not None and hasattr(field, "kwargs"):
+                    field.kwargs["get_label"] = label
+
+
+class PlatformModelView(RelatedLabelsMixin, ReadableMixin, UncheckableMixin, ValidatedMixin, ModelView):
     page_size = 25
 
 

@@ -26,6 +26,7 @@ from app.services.errors import Conflict, DomainError, InvalidInput
 from app.services.query import design as forms
 from app.services.query import designer
 from app.services.query.labels import DISPLAY_LABELS, FORMAT_LABELS, INPUT_TYPE_LABELS, MASK_LABELS, OPERATOR_LABELS
+from app.services.roles import role_label, roles_label
 from app.views.base import CommandInterface, PlatformModelApi, PlatformModelView, yes_no
 from app.web import current_actor
 
@@ -112,7 +113,9 @@ class BusinessItemView(PlatformModelView):
     edit_title = _l("Edit business item")
     label_columns = {**LABELS, "agency": _l("Agency")}
     description_columns = {
-        "agency": _l("Only this agency's clerks are offered the item at the counter; blank: every agency's (county-wide).")
+        "agency": _l(
+            "Only this agency's clerks are offered the item at the counter; blank: every agency's (county-wide)."
+        )
     }
     list_columns = ["code", "name", "agency", "active"]
     add_columns = edit_columns = show_columns = ["code", "name", "description", "agency", "active"]
@@ -237,7 +240,8 @@ class QueryFormView(PlatformModelView):
     show_columns = add_columns
     search_columns = ["code", "title", "agency", "active"]
     related_views = [FormInputView, FormSectionView]
-    formatters_columns = {"active": yes_no, "restricted": yes_no}
+    formatters_columns = {"active": yes_no, "restricted": yes_no, "granted_roles": roles_label}
+    related_labels = {"granted_roles": role_label}
 
 
 def _api(model, name, validator, columns, search):
@@ -247,6 +251,7 @@ def _api(model, name, validator, columns, search):
         {
             "resource_name": name,
             "datamodel": DesignInterface(model),
+            "label_columns": {**LABELS, "agency": _l("Agency")} if model is BusinessItem else LABELS,
             "validator": validator,
             "list_columns": ["id", *columns],
             "show_columns": ["id", *columns],

@@ -233,6 +233,7 @@ class NotificationCategoryApi(PlatformModelApi):
     resource_name = "notification-categories"
     datamodel = CommandInterface(NotificationCategory)
     validator = notify.validate_category
+    label_columns = LABELS
     list_columns = show_columns = ["id", *COLUMNS]
     add_columns = edit_columns = COLUMNS
     search_columns = ["main_item", "sub_item", "kind", "active"]
@@ -242,6 +243,7 @@ class CategoryFieldApi(PlatformModelApi):
     resource_name = "category-fields"
     datamodel = CommandInterface(CategoryField)
     validator = notify.validate_category_field
+    label_columns = LABELS
     list_columns = show_columns = ["id", *CategoryFieldView.add_columns]
     add_columns = edit_columns = CategoryFieldView.add_columns
     search_columns = ["category", "name"]
@@ -251,6 +253,7 @@ class CategoryAttachmentApi(PlatformModelApi):
     resource_name = "category-attachments"
     datamodel = CommandInterface(CategoryAttachment)
     validator = notify.validate_category_attachment
+    label_columns = LABELS
     list_columns = show_columns = ["id", *CategoryAttachmentView.add_columns]
     add_columns = edit_columns = CategoryAttachmentView.add_columns
     search_columns = ["category", "name"]
@@ -260,6 +263,7 @@ class MailTemplateApi(PlatformModelApi):
     resource_name = "mail-templates"
     datamodel = CommandInterface(MailTemplate)
     validator = notify.validate_template
+    label_columns = LABELS
     list_columns = show_columns = ["id", "category", "stage", "subject", "body"]
     add_columns = edit_columns = ["category", "stage", "subject", "body"]
     search_columns = ["category", "stage"]
