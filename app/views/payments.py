@@ -346,7 +346,11 @@ class MismatchView(PlatformModelView):
     show_columns = list_columns
     search_columns = ["kind", "order_no"]
     base_order = ("id", "desc")
-    formatters_columns = {"kind": lambda v: str(MISMATCHES.get(v, v))}
+    formatters_columns = {
+        "kind": lambda v: str(MISMATCHES.get(v, v)),
+        "platform_state": lambda v: str(STATES.get(v, v or "")),
+        "file_state": lambda v: str(STATES.get(v, v or "")),
+    }
 
 
 class ReconciliationView(PlatformModelView):
