@@ -41,6 +41,7 @@ ACTIONS = {
     "audit_replayed_rows": _l("Replayed audit rows found"),
     "case_register": _l("Notification case registered"),
     "case_complete": _l("Case completed"),
+    "case_search": _l("Cases searched by a person's ID number or name"),
     "attachment_check": _l("Attachment checked"),
     "attachment_download": _l("Attachment downloaded"),
     "attachment_refused": _l("Attachment refused"),
