@@ -5,7 +5,7 @@ import re
 
 import pytest
 
-from tests.conftest import csrf_token, login
+from tests.conftest import api_token, bearer, csrf_token, login
 
 
 def _autofocused(html: str) -> list[str]:
@@ -56,6 +56,38 @@ def test_a_refused_query_carries_nothing(app):
               "business_item": "NO-SUCH-ITEM", "id_no": "A123456789"},
     )  # fmt: skip
     assert _value(clerk.get("/query/form/tax.income").text, "case_no") == ""
+
+
+def _offered(html: str) -> list[str]:
+    select = re.search(r'<select[^>]*id="business_item".*?</select>', html, re.S).group(0)
+    return sorted(v for v in re.findall(r'<option value="([^"]*)"', select) if v)
+
+
+def test_the_counter_offers_the_clerks_own_agencys_business_items_and_the_county_wide_ones(app):
+    """household.changes allows HH-NOTIFY (county-wide), LAND-REG (land office) and TAX-EXEMPT
+    (tax bureau); social.welfare allows three social items and TAX-EXEMPT."""
+    tax = app.test_client()
+    login(tax, "clerk")
+    assert _offered(tax.get("/query/form/household.changes").text) == ["HH-NOTIFY", "TAX-EXEMPT"]
+    assert _offered(tax.get("/query/form/social.welfare").text) == ["TAX-EXEMPT"]
+    social = app.test_client()
+    login(social, "clerk.social")
+    assert _offered(social.get("/query/form/social.welfare").text) == ["SOC-AID", "SOC-DISABLED", "SOC-SENIOR"]
+    # The API offers the same, and the command refuses another agency's item whatever is sent.
+    token = api_token(tax, "clerk")
+    forms = {f["code"]: f for f in tax.get("/api/v1/query/forms", headers=bearer(token)).json["result"]}
+    assert sorted(b["code"] for b in forms["household.changes"]["business_items"]) == ["HH-NOTIFY", "TAX-EXEMPT"]
+    r = tax.post("/api/v1/query/run", headers=bearer(token), json={
+        "form": "social.welfare", "case_no": "1151203-0100", "reason": "", "business_item": "SOC-AID",
+        "params": {"id_no": "A123456789"}})  # fmt: skip
+    assert r.status_code == 400 and "業務項目" in r.json["message"]
+
+
+def test_the_admin_sees_and_sets_each_business_items_agency(app):
+    admin = app.test_client()
+    login(admin, "admin")
+    page = admin.get("/businessitemview/list/")
+    assert "地方稅務局" in page.text and "全縣共用" in page.text
 
 
 @pytest.mark.browser

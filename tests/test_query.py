@@ -472,12 +472,12 @@ def test_parcel_numbers_dates_numbers_and_purpose_lengths_are_checked_before_any
             with pytest.raises(InvalidInput) as refused:
                 ok(form, params)
             assert words in str(refused.value), params
-        item = SimpleNamespace(code="TAX-CHECK", active=True, name="稅籍查核")
+        item = SimpleNamespace(code="TAX-CHECK", active=True, name="稅籍查核", agency=None)
         purpose_form = SimpleNamespace(business_items=[item])
-        assert query_service.check_purpose(purpose_form, "1151126-0001", "", "TAX-CHECK") is item
+        assert query_service.check_purpose(purpose_form, "1151126-0001", "", "TAX-CHECK", agency_code="TAX") is item
         for case_no, reason in (("C" * 61, ""), ("", "因" * 201)):
             with pytest.raises(InvalidInput) as refused:
-                query_service.check_purpose(purpose_form, case_no, reason, "TAX-CHECK")
+                query_service.check_purpose(purpose_form, case_no, reason, "TAX-CHECK", agency_code="TAX")
             assert "過長" in str(refused.value)
 
 

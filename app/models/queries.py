@@ -54,6 +54,9 @@ class BusinessItem(Model):
     name = Column(String(100), nullable=False)
     description = Column(Text)
     active = Column(Boolean, nullable=False, default=True)
+    # The agency whose duty it is: only its clerks are offered it. None: county-wide, offered to all.
+    agency_id = Column(Integer, ForeignKey("agency.id", ondelete="SET NULL"), index=True)
+    agency = relationship(Agency)
 
     def __repr__(self) -> str:
         return self.name

@@ -228,8 +228,9 @@ class QueryFormListSchema(Schema):
     result = fields.List(fields.Nested(QueryFormAnswerSchema))
 
 
-def forms_answer(plans, section_lists: dict | None = None) -> dict:
-    """``section_lists``: per form code, per land_section input, the sections offered (value, label)."""
+def forms_answer(plans, items: dict, section_lists: dict | None = None) -> dict:
+    """``items``: per form code, the business items offered to the caller's agency;
+    ``section_lists``: per form code, per land_section input, the sections offered (value, label)."""
     section_lists = section_lists or {}
 
     def inputs(p):
@@ -245,7 +246,7 @@ def forms_answer(plans, section_lists: dict | None = None) -> dict:
             "code": p.code,
             "title": p.title,
             "inputs": inputs(p),
-            "business_items": [b for b in p.business_items if b.active],
+            "business_items": items[p.code],
         }
         for p in plans
     ]

@@ -102,3 +102,8 @@ def install_role_guard(session) -> None:
 
     if not event.contains(session, "before_flush", _guard_roles):
         event.listen(session, "before_flush", _guard_roles)
+
+
+def agency_names(session) -> dict[str, str]:
+    """Every agency's name by its code (a handful of rows): what screens show instead of codes."""
+    return dict(session.execute(select(Agency.code, Agency.name)).all())

@@ -31,6 +31,19 @@ ROLE_LABELS = {
     "Business": _l("Business or organisation"),
 }
 
+
+def role_label(role) -> str:
+    """A role (or its name) in words; the stored name stays what programs rely on.
+    A role an administrator added reads as its own name."""
+    name = getattr(role, "name", role)
+    label = ROLE_LABELS.get(name)
+    return str(label) if label is not None else str(name or "")
+
+
+def roles_label(roles) -> str:
+    return "、".join(role_label(r) for r in roles or [])
+
+
 # Every signed-in role may see its own profile and change its password.
 _SELF_SERVICE = [
     (r"^PlatformUserView$", r"^(can_userinfo|userinfoedit|resetmypassword)$"),

@@ -6,7 +6,8 @@ from flask_babel import lazy_gettext as _l
 
 from app.lib.rocdate import format_roc_datetime
 from app.models.audit import AuditEvent
-from app.views.base import ReadableMixin
+from app.services.audit.labels import action_label, object_type_label, outcome_label
+from app.views.base import ReadableMixin, agency_name
 
 LABELS = {
     "seq": _l("No."),
@@ -23,26 +24,6 @@ LABELS = {
     "prev_hash": _l("Previous hash"),
     "hash": _l("Hash"),
 }
-
-
-ACTION_LABELS = {
-    "login": _l("Sign-in"),
-    "logout": _l("Sign-out"),
-    "login_failed": _l("Failed sign-in"),
-    "create": _l("Create"),
-    "update": _l("Update"),
-    "delete": _l("Delete"),
-}
-OUTCOME_LABELS = {"ok": _l("Succeeded"), "refused": _l("Refused"), "error": _l("Error")}
-
-
-def _label(labels):
-    def fmt(value):
-        if value is None:
-            return ""
-        return f"{labels[value]} ({value})" if value in labels else value
-
-    return fmt
 
 
 def _blank(value):
@@ -63,12 +44,12 @@ class AuditEventView(ReadableMixin, ModelView):
     page_size = 50
     formatters_columns = {
         "at": format_roc_datetime,
-        "action": _label(ACTION_LABELS),
-        "outcome": _label(OUTCOME_LABELS),
-        "agency_code": _blank,
+        "action": action_label,
+        "outcome": outcome_label,
+        "agency_code": agency_name,
         "client_ip": _blank,
         "object_id": _blank,
-        "object_type": _blank,
+        "object_type": object_type_label,
         "fields": _blank,
         "detail": _blank,
     }
@@ -78,6 +59,7 @@ class AuditEventApi(ModelRestApi):
     resource_name = "audit/events"
     datamodel = SQLAInterface(AuditEvent)
     base_permissions = ["can_get", "can_info"]
+    label_columns = {**LABELS, "actor_id": _l("Account ID")}
     list_columns = show_columns = [
         "seq",
         "at",

@@ -19,6 +19,21 @@ def yes_no(value) -> str:
     return gettext("Yes") if value else gettext("No")
 
 
+def agency_name(code) -> str:
+    """An agency code as its name (read once per request); an unknown code as itself."""
+    from flask import g
+
+    from app.extensions import db
+    from app.services.org import agency_names
+
+    if not code:
+        return ""
+    names = getattr(g, "agency_names", None)
+    if names is None:
+        names = g.agency_names = agency_names(db.session)
+    return names.get(code, code)
+
+
 CONFLICT = _l("This record conflicts with an existing one (a duplicate code, name or e-mail).")
 
 
@@ -118,7 +133,22 @@ class UncheckableMixin:
                     field.kwargs["validators"] = [v for v in validators if not isinstance(v, required)]
 
 
-class PlatformModelView(ReadableMixin, UncheckableMixin, ValidatedMixin, ModelView):
+class RelatedLabelsMixin:
+    """Related records offered in a form's select list read through a function
+    (``related_labels``: field -> function of the record), e.g. roles in words."""
+
+    related_labels: dict = {}
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)  # builds add_form and edit_form (FAB's public attributes)
+        for form in (self.add_form, self.edit_form):
+            for name, label in self.related_labels.items():
+                field = getattr(form, name, None)
+                if field is not None and hasattr(field, "kwargs"):
+                    field.kwargs["get_label"] = label
+
+
+class PlatformModelView(RelatedLabelsMixin, ReadableMixin, UncheckableMixin, ValidatedMixin, ModelView):
     page_size = 25
 
 

@@ -9,15 +9,10 @@ from flask_appbuilder.api import expose as api_expose
 from flask_appbuilder.security.decorators import protect
 from flask_babel import lazy_gettext as _l
 from marshmallow import ValidationError
-from wtforms import SelectField
+from wtforms import SelectChoice, SelectField
 
-from app.connectors.base import OPERATORS
 from app.extensions import db
 from app.models.queries import (
-    DISPLAYS,
-    FORMATS,
-    INPUT_TYPES,
-    MASKS,
     BusinessItem,
     FormInput,
     FormSection,
@@ -30,6 +25,8 @@ from app.schemas.sources import SourceDescriptionSchema
 from app.services.errors import Conflict, DomainError, InvalidInput
 from app.services.query import design as forms
 from app.services.query import designer
+from app.services.query.labels import DISPLAY_LABELS, FORMAT_LABELS, INPUT_TYPE_LABELS, MASK_LABELS, OPERATOR_LABELS
+from app.services.roles import role_label, roles_label
 from app.views.base import CommandInterface, PlatformModelApi, PlatformModelView, yes_no
 from app.web import current_actor
 
@@ -88,36 +85,66 @@ class DesignInterface(CommandInterface):
         forms.remove(self.session, items)
 
 
-def _select(label, values):
-    return SelectField(label, choices=[(v, v or "-") for v in values])
+def county_wide(agency) -> str:
+    """A business item's agency, or that it is every agency's."""
+    from flask_babel import gettext
+
+    return str(agency) if agency is not None else gettext("County-wide (every agency)")
+
+
+def _select(label, labels: dict):
+    """A list of codes shown in words (the stored value stays the code)."""
+    return SelectField(label, choices=[SelectChoice(code, text) for code, text in labels.items()])
+
+
+def _words(labels: dict):
+    def fmt(code) -> str:
+        return "" if code is None else str(labels.get(code, code))
+
+    return fmt
 
 
 class BusinessItemView(PlatformModelView):
     datamodel = DesignInterface(BusinessItem)
     validator = forms.validate_business_item
     list_title = _l("Business items")
-    label_columns = LABELS
-    list_columns = ["code", "name", "active"]
-    add_columns = edit_columns = show_columns = ["code", "name", "description", "active"]
-    search_columns = ["code", "name", "active"]
-    formatters_columns = {"active": yes_no}
+    show_title = _l("Business item")
+    add_title = _l("Add business item")
+    edit_title = _l("Edit business item")
+    label_columns = {**LABELS, "agency": _l("Agency")}
+    description_columns = {
+        "agency": _l(
+            "Only this agency's clerks are offered the item at the counter; blank: every agency's (county-wide)."
+        )
+    }
+    list_columns = ["code", "name", "agency", "active"]
+    add_columns = edit_columns = show_columns = ["code", "name", "description", "agency", "active"]
+    search_columns = ["code", "name", "agency", "active"]
+    formatters_columns = {"active": yes_no, "agency": county_wide}
 
 
 class SectionFilterView(PlatformModelView):
     datamodel = DesignInterface(SectionFilter)
     validator = forms.validate_filter
     list_title = _l("Filters")
+    show_title = _l("Section filter")
+    add_title = _l("Add filter")
+    edit_title = _l("Edit filter")
     label_columns = LABELS
     list_columns = ["section", "column", "op", "input_name", "constant"]
     add_columns = edit_columns = show_columns = ["section", "column", "op", "input_name", "constant"]
     search_columns = ["section", "column"]
-    add_form_extra_fields = edit_form_extra_fields = {"op": _select(_l("Operator"), OPERATORS)}
+    add_form_extra_fields = edit_form_extra_fields = {"op": _select(_l("Operator"), OPERATOR_LABELS)}
+    formatters_columns = {"op": _words(OPERATOR_LABELS)}
 
 
 class SectionColumnView(PlatformModelView):
     datamodel = DesignInterface(SectionColumn)
     validator = forms.validate_column
     list_title = _l("Output columns")
+    show_title = _l("Output column")
+    add_title = _l("Add output column")
+    edit_title = _l("Edit output column")
     label_columns = LABELS
     list_columns = ["section", "sort_order", "column", "label", "mask", "format", "agencies"]
     add_columns = edit_columns = show_columns = [
@@ -131,28 +158,36 @@ class SectionColumnView(PlatformModelView):
     ]
     search_columns = ["section", "column", "label"]
     add_form_extra_fields = edit_form_extra_fields = {
-        "mask": _select(_l("Mask"), MASKS),
-        "format": _select(_l("Format"), FORMATS),
+        "mask": _select(_l("Mask"), MASK_LABELS),
+        "format": _select(_l("Format"), FORMAT_LABELS),
     }
+    formatters_columns = {"mask": _words(MASK_LABELS), "format": _words(FORMAT_LABELS)}
 
 
 class FormSectionView(PlatformModelView):
     datamodel = DesignInterface(FormSection)
     validator = forms.validate_section
     list_title = _l("Sections")
+    show_title = _l("Form section")
+    add_title = _l("Add form section")
+    edit_title = _l("Edit form section")
     label_columns = LABELS
     list_columns = ["form", "sort_order", "title", "source", "target", "display"]
     add_columns = edit_columns = ["form", "sort_order", "title", "source", "target", "order_by", "display", "options"]
     show_columns = add_columns
     search_columns = ["form", "title", "source", "target"]
     related_views = [SectionFilterView, SectionColumnView]
-    add_form_extra_fields = edit_form_extra_fields = {"display": _select(_l("Display"), DISPLAYS)}
+    add_form_extra_fields = edit_form_extra_fields = {"display": _select(_l("Display"), DISPLAY_LABELS)}
+    formatters_columns = {"display": _words(DISPLAY_LABELS)}
 
 
 class FormInputView(PlatformModelView):
     datamodel = DesignInterface(FormInput)
     validator = forms.validate_input
     list_title = _l("Inputs")
+    show_title = _l("Form input")
+    add_title = _l("Add form input")
+    edit_title = _l("Edit form input")
     label_columns = LABELS
     list_columns = ["form", "sort_order", "name", "label", "type", "required"]
     add_columns = edit_columns = show_columns = [
@@ -168,8 +203,8 @@ class FormInputView(PlatformModelView):
         "help_text",
     ]
     search_columns = ["form", "name", "label", "type"]
-    formatters_columns = {"required": yes_no}
-    add_form_extra_fields = edit_form_extra_fields = {"type": _select(_l("Type"), INPUT_TYPES)}
+    formatters_columns = {"required": yes_no, "type": _words(INPUT_TYPE_LABELS)}
+    add_form_extra_fields = edit_form_extra_fields = {"type": _select(_l("Type"), INPUT_TYPE_LABELS)}
 
 
 def _validate_form(session, form) -> None:
@@ -205,7 +240,8 @@ class QueryFormView(PlatformModelView):
     show_columns = add_columns
     search_columns = ["code", "title", "agency", "active"]
     related_views = [FormInputView, FormSectionView]
-    formatters_columns = {"active": yes_no, "restricted": yes_no}
+    formatters_columns = {"active": yes_no, "restricted": yes_no, "granted_roles": roles_label}
+    related_labels = {"granted_roles": role_label}
 
 
 def _api(model, name, validator, columns, search):
@@ -215,6 +251,7 @@ def _api(model, name, validator, columns, search):
         {
             "resource_name": name,
             "datamodel": DesignInterface(model),
+            "label_columns": {**LABELS, "agency": _l("Agency")} if model is BusinessItem else LABELS,
             "validator": validator,
             "list_columns": ["id", *columns],
             "show_columns": ["id", *columns],
@@ -230,8 +267,8 @@ APIS = [
         BusinessItem,
         "business-items",
         forms.validate_business_item,
-        ["code", "name", "description", "active"],
-        ["code", "name"],
+        ["code", "name", "description", "agency", "active"],
+        ["code", "name", "agency"],
     ),
     _api(
         QueryForm,
@@ -374,7 +411,13 @@ class FormDesignerView(BaseView):
             problems=problems,
             notes=notes,
             run=run,
-            kinds={"types": INPUT_TYPES, "ops": OPERATORS, "displays": DISPLAYS, "masks": MASKS, "formats": FORMATS},
+            kinds={
+                "types": INPUT_TYPE_LABELS,
+                "ops": OPERATOR_LABELS,
+                "displays": DISPLAY_LABELS,
+                "masks": MASK_LABELS,
+                "formats": FORMAT_LABELS,
+            },
         )
 
 

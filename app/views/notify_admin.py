@@ -69,6 +69,13 @@ CITIZEN_STAGE_LABELS = {
     "completed": _l("Every agency finished (with the questionnaire link)"),
 }
 assert set(CITIZEN_STAGE_LABELS) == set(CITIZEN_MAIL_STAGES)
+# Every mail template's stage: the citizen's, and the agencies' own mails.
+MAIL_STAGE_LABELS = {
+    **CITIZEN_STAGE_LABELS,
+    "notifier_dispatch_closed": _l("To the notifying agency: an agency finished its part"),
+    "receiver_dispatched": _l("To a receiving agency: a case was sent to it"),
+}
+assert set(MAIL_STAGE_LABELS) == set(STAGES)
 
 
 class StagesField(SelectMultipleField):
@@ -109,6 +116,9 @@ class MailTemplateView(PlatformModelView):
     datamodel = CommandInterface(MailTemplate)
     validator = notify.validate_template
     list_title = _l("E-mail templates")
+    show_title = _l("E-mail template")
+    add_title = _l("Add e-mail template")
+    edit_title = _l("Edit e-mail template")
     label_columns = LABELS
     description_columns = {
         "body": _l(
@@ -121,14 +131,18 @@ class MailTemplateView(PlatformModelView):
     add_columns = edit_columns = show_columns = ["category", "stage", "subject", "body"]
     search_columns = ["category", "stage"]
     add_form_extra_fields = edit_form_extra_fields = {
-        "stage": SelectField(_l("Stage"), choices=[SelectChoice(s, s) for s in STAGES])
+        "stage": SelectField(_l("Stage"), choices=[SelectChoice(s, MAIL_STAGE_LABELS[s]) for s in STAGES])
     }
+    formatters_columns = {"stage": lambda s: str(MAIL_STAGE_LABELS.get(s, s or ""))}
 
 
 class CategoryFieldView(PlatformModelView):
     datamodel = CommandInterface(CategoryField)
     validator = notify.validate_category_field
     list_title = _l("Application fields")
+    show_title = _l("Application field")
+    add_title = _l("Add application field")
+    edit_title = _l("Edit application field")
     label_columns = LABELS
     description_columns = {
         "name": _l("Lower-case letters, digits and _ (the key in the signed application), e.g. address."),
@@ -149,6 +163,9 @@ class CategoryAttachmentView(PlatformModelView):
     datamodel = CommandInterface(CategoryAttachment)
     validator = notify.validate_category_attachment
     list_title = _l("Application attachments")
+    show_title = _l("Application attachment")
+    add_title = _l("Add application attachment")
+    edit_title = _l("Edit application attachment")
     label_columns = LABELS
     description_columns = {
         "types": _l("Comma-separated, of: %(types)s", types=", ".join(ATTACHMENT_TYPES)),
@@ -216,6 +233,7 @@ class NotificationCategoryApi(PlatformModelApi):
     resource_name = "notification-categories"
     datamodel = CommandInterface(NotificationCategory)
     validator = notify.validate_category
+    label_columns = LABELS
     list_columns = show_columns = ["id", *COLUMNS]
     add_columns = edit_columns = COLUMNS
     search_columns = ["main_item", "sub_item", "kind", "active"]
@@ -225,6 +243,7 @@ class CategoryFieldApi(PlatformModelApi):
     resource_name = "category-fields"
     datamodel = CommandInterface(CategoryField)
     validator = notify.validate_category_field
+    label_columns = LABELS
     list_columns = show_columns = ["id", *CategoryFieldView.add_columns]
     add_columns = edit_columns = CategoryFieldView.add_columns
     search_columns = ["category", "name"]
@@ -234,6 +253,7 @@ class CategoryAttachmentApi(PlatformModelApi):
     resource_name = "category-attachments"
     datamodel = CommandInterface(CategoryAttachment)
     validator = notify.validate_category_attachment
+    label_columns = LABELS
     list_columns = show_columns = ["id", *CategoryAttachmentView.add_columns]
     add_columns = edit_columns = CategoryAttachmentView.add_columns
     search_columns = ["category", "name"]
@@ -243,6 +263,7 @@ class MailTemplateApi(PlatformModelApi):
     resource_name = "mail-templates"
     datamodel = CommandInterface(MailTemplate)
     validator = notify.validate_template
+    label_columns = LABELS
     list_columns = show_columns = ["id", "category", "stage", "subject", "body"]
     add_columns = edit_columns = ["category", "stage", "subject", "body"]
     search_columns = ["category", "stage"]

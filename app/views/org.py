@@ -16,8 +16,15 @@ from app.lib.rocdate import format_roc_datetime
 from app.models.org import AGENCY_KINDS, Agency, PlatformUser
 from app.services import accounts, cards, org, passwords, sessions, signin
 from app.services.errors import DomainError, TooManyAttempts
-from app.services.roles import ROLE_LABELS
-from app.views.base import PlatformModelApi, PlatformModelView, ReadableMixin, ValidatedMixin, yes_no
+from app.services.roles import role_label, roles_label
+from app.views.base import (
+    PlatformModelApi,
+    PlatformModelView,
+    ReadableMixin,
+    RelatedLabelsMixin,
+    ValidatedMixin,
+    yes_no,
+)
 from app.web import current_actor
 
 AGENCY_LABELS = {
@@ -57,6 +64,7 @@ class AgencyApi(PlatformModelApi):
     resource_name = "agencies"
     datamodel = SQLAInterface(Agency)
     validator = org.validate_agency
+    label_columns = AGENCY_LABELS
     list_columns = show_columns = ["id", "code", "name", "kind", "email", "active"]
     add_columns = edit_columns = ["code", "name", "kind", "email", "active"]
     search_columns = ["code", "name", "kind", "active"]
@@ -87,7 +95,7 @@ def _check_user_edit(session, user) -> None:
         accounts.check_edit(session, actor, user)
 
 
-class PlatformUserView(ReadableMixin, ValidatedMixin, UserDBModelView):
+class PlatformUserView(RelatedLabelsMixin, ReadableMixin, ValidatedMixin, UserDBModelView):
     """FAB's user screens with agency, title and phone, and our role rules."""
 
     datamodel = SQLAInterface(PlatformUser)
@@ -99,8 +107,9 @@ class PlatformUserView(ReadableMixin, ValidatedMixin, UserDBModelView):
         "last_login": format_roc_datetime,
         "created_on": format_roc_datetime,
         "changed_on": format_roc_datetime,
-        "roles": lambda roles: "、".join(str(ROLE_LABELS.get(r.name, r.name)) for r in roles or []),
+        "roles": roles_label,
     }
+    related_labels = {"roles": role_label}
     label_columns = {**UserDBModelView.label_columns, **USER_EXTRA_LABELS}
     list_columns = ["username", "last_name", "first_name", "agency", "title", "active", "roles"]
     search_columns = ["username", "first_name", "last_name", "email", "agency", "active", "roles"]
@@ -172,9 +181,11 @@ def _check_group_edit(session, group) -> None:
         accounts.check_group_edit(session, actor, group)
 
 
-class PlatformGroupView(ValidatedMixin, UserGroupModelView):
+class PlatformGroupView(RelatedLabelsMixin, ValidatedMixin, UserGroupModelView):
     """FAB's user groups, checked for separation of duties like users, and for the last active Admin."""
 
+    related_labels = {"roles": role_label}
+    formatters_columns = {"roles": roles_label}
     validator = _check_group_edit
     page_size = 25
 
@@ -191,6 +202,8 @@ class PlatformRoleView(ValidatedMixin, RoleModelView):
     # the permissions stay those of FAB's role screen
     class_permission_name = "RoleModelView"
     validator = _check_role_edit
+    # the stored name beside its words: other programs and the API name roles by it
+    formatters_columns = {"name": lambda name: name if role_label(name) == name else f"{role_label(name)}（{name}）"}
 
     @expose("/edit/<pk>", methods=["GET", "POST"])
     @has_access
@@ -211,6 +224,14 @@ class UserApi(PlatformModelApi):
     resource_name = "users"
     datamodel = SQLAInterface(PlatformUser)
     validator = _check_user_edit
+    label_columns = {
+        **UserDBModelView.label_columns,
+        **USER_EXTRA_LABELS,
+        "agency.code": _l("Agency code"),
+        "agency.name": _l("Agency name"),
+        "roles.name": _l("Roles"),
+        "card_required": _l("Certificate card required"),
+    }
     list_columns = show_columns = [
         "id",
         "username",

@@ -278,7 +278,7 @@ class FeeItemView(PlatformModelView):
     search_columns = ["code", "name", "agency", "due", "active"]
     formatters_columns = {"due": lambda v: str(DUE.get(v, v)), "refundable": yes_no, "active": yes_no}
     add_form_extra_fields = edit_form_extra_fields = {
-        "due": SelectField(_l("Due"), choices=[(k, v) for k, v in DUE.items()]),
+        "due": SelectField(_l("Due"), choices=[SelectChoice(k, v) for k, v in DUE.items()]),
     }
 
 
@@ -346,7 +346,11 @@ class MismatchView(PlatformModelView):
     show_columns = list_columns
     search_columns = ["kind", "order_no"]
     base_order = ("id", "desc")
-    formatters_columns = {"kind": lambda v: str(MISMATCHES.get(v, v))}
+    formatters_columns = {
+        "kind": lambda v: str(MISMATCHES.get(v, v)),
+        "platform_state": lambda v: str(STATES.get(v, v or "")),
+        "file_state": lambda v: str(STATES.get(v, v or "")),
+    }
 
 
 class ReconciliationView(PlatformModelView):

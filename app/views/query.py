@@ -19,7 +19,9 @@ from flask_babel import lazy_gettext as _l
 from app.extensions import db
 from app.schemas import query as schemas
 from app.services import printout, query
+from app.services.audit.labels import outcome_label
 from app.services.errors import DomainError, InvalidInput
+from app.views.base import agency_name
 from app.web import current_actor
 
 
@@ -96,6 +98,7 @@ class QueryView(BaseView):
             run=run,
             snapshot=run.snapshot if run else None,
             section_choices=query.section_choices(form),
+            items=query.offered_items(form, who.agency_code),
             typed=typed,
         )
 
@@ -113,6 +116,8 @@ class QueryView(BaseView):
             everyone=filters["everyone"],
             forms=query.granted_forms(db.session, who),
             is_auditor=query.may_read_everyones(who),
+            outcome_label=outcome_label,
+            agency_name=agency_name,
         )
 
     @expose("/result/<int:query_id>")
@@ -191,9 +196,11 @@ class QueryApi(BaseApi):
             401:
               $ref: '#/components/responses/401'
         """
-        plans = query.granted_forms(db.session, current_actor())
+        who = current_actor()
+        plans = query.granted_forms(db.session, who)
         lists = {p.code: query.section_choices(p) for p in plans}
-        return self.response(200, **schemas.forms_answer(plans, lists))
+        items = {p.code: query.offered_items(p, who.agency_code) for p in plans}
+        return self.response(200, **schemas.forms_answer(plans, items, lists))
 
     @api_expose("/run", methods=["POST"])
     @protect()

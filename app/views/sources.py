@@ -140,6 +140,7 @@ class DataSourceView(PlatformModelView):
 class DataSourceApi(PlatformModelApi):
     resource_name = "sources"
     datamodel = SourceInterface(DataSource)
+    label_columns = {**LABELS, "agency.code": _l("Agency code")}
     list_columns = [
         "id",
         "code",

@@ -55,6 +55,7 @@ class TransferItemApi(PlatformModelApi):
     resource_name = "transfer-items"
     datamodel = CommandInterface(TransferItem)
     validator = validate_item
+    label_columns = LABELS
     list_columns = show_columns = ["id", *ITEM_COLUMNS]
     add_columns = edit_columns = ITEM_COLUMNS
     search_columns = ["sending_agency", "receiving_agency", "description", "active"]

@@ -27,7 +27,14 @@ from app.services.query.history import (
     stored_result,
     verify_code,
 )
-from app.services.query.inputs import INPUT_TYPES, MAX_INPUT, check_purpose, normalise_input, validate_inputs
+from app.services.query.inputs import (
+    INPUT_TYPES,
+    MAX_INPUT,
+    check_purpose,
+    normalise_input,
+    offered_items,
+    validate_inputs,
+)
 from app.services.query.lookup import section_choices as _section_choices
 from app.services.query.output import format_value, mask_value
 from app.services.query.record import snapshot_digest, subject_hash
@@ -48,6 +55,7 @@ __all__ = [
     "QueryRun",
     "check_code",
     "check_purpose",
+    "offered_items",
     "find_form",
     "format_value",
     "granted",

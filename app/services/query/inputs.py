@@ -143,9 +143,16 @@ def validate_inputs(form, params: dict) -> dict:
     return clean
 
 
-def check_purpose(form, case_no, reason, business_item):
-    """The business item under which the query is made (one allowed for the
-    form), given a case number or a reason. Raises InvalidInput."""
+def offered_items(form, agency_code: str | None) -> list:
+    """The form's active business items a clerk of ``agency_code`` may query under: those
+    of their agency and the county-wide ones (no agency), never another agency's duty."""
+    return [b for b in form.business_items if b.active and (b.agency is None or b.agency == agency_code)]
+
+
+def check_purpose(form, case_no, reason, business_item, *, agency_code: str | None):
+    """The business item under which the query is made (one the form allows and the
+    clerk's agency is offered, ``offered_items``), given a case number or a reason.
+    Raises InvalidInput."""
     if not all(isinstance(v, str) for v in (case_no or "", reason or "", business_item or "")):
         raise InvalidInput(_l("The case number, reason and business item must be text."))
     case_no, reason = (case_no or "").strip(), (reason or "").strip()
@@ -155,7 +162,7 @@ def check_purpose(form, case_no, reason, business_item):
         raise InvalidInput(_l("The case number or reason is too long."))
     if not business_item:
         raise InvalidInput(_l("Every query needs a business item."))
-    item = next((b for b in form.business_items if b.code == business_item and b.active), None)
+    item = next((b for b in offered_items(form, agency_code) if b.code == business_item), None)
     if item is None:
         raise InvalidInput(_l("This business item is not allowed for this form."))
     return item

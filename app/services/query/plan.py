@@ -88,7 +88,7 @@ def _build(session, code: str) -> SimpleNamespace | None:
         .options(
             selectinload(QueryForm.granted_agencies),
             selectinload(QueryForm.granted_roles),
-            selectinload(QueryForm.business_items),
+            selectinload(QueryForm.business_items).selectinload(BusinessItem.agency),
             selectinload(QueryForm.inputs),
             selectinload(QueryForm.sections).selectinload(FormSection.source),
             selectinload(QueryForm.sections).selectinload(FormSection.filters),
@@ -141,7 +141,10 @@ def form_plan(session, form) -> SimpleNamespace:
         active=bool(form.active),
         granted_agencies=[_ns(id=a.id) for a in form.granted_agencies],
         granted_roles=[_ns(name=r.name) for r in form.granted_roles],
-        business_items=[_ns(code=b.code, name=b.name, active=bool(b.active)) for b in form.business_items],
+        business_items=[
+            _ns(code=b.code, name=b.name, active=bool(b.active), agency=b.agency.code if b.agency else None)
+            for b in form.business_items
+        ],
         inputs=[
             _ns(
                 name=i.name,

@@ -82,7 +82,7 @@ def run_query(
     form = None
     try:
         form = find_form(session, who, form_code)
-        item = check_purpose(form, case_no, reason, business_item)
+        item = check_purpose(form, case_no, reason, business_item, agency_code=who.agency_code)
         clean = validate_inputs(form, params)
         pick = check_pick(form, pick)
     except DomainError as exc:

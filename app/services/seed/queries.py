@@ -14,16 +14,18 @@ from app.models.org import Agency
 from app.models.queries import BusinessItem, FormInput, FormSection, QueryForm, SectionColumn, SectionFilter
 from app.models.sources import DataSource
 
+# code, name, agency whose duty it is (None: county-wide, every agency's clerks are offered it;
+# handling a household change is every receiving agency's duty)
 BUSINESS_ITEMS = [
-    ("TAX-LAND", "地價稅查核"),
-    ("TAX-HOUSE", "房屋稅查核"),
-    ("TAX-VEHICLE", "使用牌照稅查核"),
-    ("TAX-EXEMPT", "稅捐減免審核"),
-    ("SOC-AID", "社會救助資格審核"),
-    ("SOC-DISABLED", "身心障礙補助審核"),
-    ("SOC-SENIOR", "敬老津貼審核"),
-    ("HH-NOTIFY", "戶籍異動通報處理"),
-    ("LAND-REG", "地籍登記審查"),
+    ("TAX-LAND", "地價稅查核", "TAX"),
+    ("TAX-HOUSE", "房屋稅查核", "TAX"),
+    ("TAX-VEHICLE", "使用牌照稅查核", "TAX"),
+    ("TAX-EXEMPT", "稅捐減免審核", "TAX"),
+    ("SOC-AID", "社會救助資格審核", "SOCIAL"),
+    ("SOC-DISABLED", "身心障礙補助審核", "SOCIAL"),
+    ("SOC-SENIOR", "敬老津貼審核", "SOCIAL"),
+    ("HH-NOTIFY", "戶籍異動通報處理", None),
+    ("LAND-REG", "地籍登記審查", "LAND"),
 ]
 
 
@@ -236,7 +238,7 @@ def _forms() -> list[dict]:
               "columns": PLAN_COLUMNS},
          ]},
         {"code": "land.owner", "title": "土地＋建物（依所有權人）", "agency": "LAND", "order": 22, "grant": tax + social + land,
-         "items": ["TAX-LAND", "TAX-HOUSE", "SOC-AID"], "inputs": [ID_INPUT],
+         "items": ["TAX-LAND", "TAX-HOUSE", "SOC-AID", "LAND-REG"], "inputs": [ID_INPUT],
          "sections": [
              {"title": "土地", "source": "LAND-DB", "target": "v_land_marking_ownership", "order_by": "section_name,parcel_no",
               "filters": _id_filter("owner_id_no"),
@@ -312,9 +314,9 @@ def seed_query_world(session, files: Path, sim_url: str) -> dict:
         session.add(src)
         sources[src.code] = src
     items = {b.code: b for b in session.scalars(select(BusinessItem))}
-    for code, name in BUSINESS_ITEMS:
+    for code, name, agency in BUSINESS_ITEMS:
         if code not in items:
-            items[code] = BusinessItem(code=code, name=name, active=True)
+            items[code] = BusinessItem(code=code, name=name, active=True, agency=agencies.get(agency))
             session.add(items[code])
     sm = current_app.appbuilder.sm
     existing = set(session.scalars(select(QueryForm.code)))
