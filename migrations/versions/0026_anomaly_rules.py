@@ -1,8 +1,8 @@
 """accountability of the query log: anomaly rules, the office calendar, the protected list,
 flags and the worker's cursor, signed weekly reviews
 
-Revision ID: 0023_anomaly
-Revises: 0024
+Revision ID: 0026
+Revises: 0025
 Create Date: 2026-12-03 17:00:00
 
 """
@@ -10,8 +10,8 @@ Create Date: 2026-12-03 17:00:00
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0023_anomaly"
-down_revision = "0024"
+revision = "0026"
+down_revision = "0025"
 branch_labels = None
 depends_on = None
 
