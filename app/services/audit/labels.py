@@ -113,6 +113,14 @@ ACTIONS = {
     "portal.access_flag": _l("Data access questioned"),
     "portal.flags_viewed": _l("Questioned accesses listed"),
     "portal.flag_answer": _l("Questioned access answered"),
+    "anomaly.flag_raised": _l("Anomaly flag raised"),
+    "anomaly.flags_viewed": _l("Anomaly flags listed"),
+    "anomaly.flag_resolved": _l("Anomaly flag resolved"),
+    "audit.desk_viewed": _l("Auditor's desk opened"),
+    "weekly_review.prepared": _l("Weekly review prepared"),
+    "weekly_review.pdf": _l("Weekly review PDF downloaded"),
+    "weekly_review.signed": _l("Weekly review signed"),
+    "weekly_review.verified": _l("Weekly review verified"),
 }
 
 # object type (a model's name, as recorded) -> label
@@ -174,6 +182,11 @@ OBJECT_TYPES = {
     "AuditArchive": _l("Audit archive"),
     "AuditChain": _l("Audit chain"),
     "FieldEncryption": _l("Field encryption"),
+    "AnomalyRule": _l("Anomaly rule"),
+    "AnomalyFlag": _l("Anomaly flag"),
+    "OfficeDay": _l("Office calendar day"),
+    "ProtectedSubject": _l("Protected person"),
+    "WeeklyReview": _l("Weekly query log review"),
 }
 
 # outcome of an event or a query -> label
