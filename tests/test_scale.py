@@ -224,6 +224,10 @@ def test_reports_read_the_replica_and_say_how_fresh_and_a_lagging_one_falls_back
     assert page.status_code == 200 and _freshness(page.text) == {"source": "replica", "fallback": None}
     assert "取自報表副本資料庫" in page.text
     assert _freshness(manager.get("/reports/weekly-queries/").text)["source"] == "replica"
+    # case searches read the replica too (the page says so when it did)
+    found = manager.post("/notify/search/", data={"status": "open"})
+    assert found.status_code == 200 and 'id="search-results"' in found.text
+    assert _freshness(found.text)["source"] == "replica"
 
     # The replica stops replaying while the primary commits: it falls behind.
     clusters.replica_sql("SELECT pg_wal_replay_pause()")

@@ -20,6 +20,7 @@ from app.schemas.notify import CaseRegistrationSchema, CaseSearchSchema, Dispatc
 from app.services import notify
 from app.services.errors import Conflict, DomainError, NotFound
 from app.services.notify import workflow
+from app.services.reports import replica
 from app.views.notify_admin import KIND_LABELS
 from app.web import INVALID
 from app.web import current_actor as actor
@@ -329,10 +330,13 @@ class CaseSearchView(BaseView):
     def index(self):
         who = actor()
         values = {k: request.form.get(k, "") for k in SEARCH_FIELDS} if request.method == "POST" else {}
-        found, error, errors, status = None, None, {}, 200
+        found, error, errors, status, freshness = None, None, {}, 200, None
         if request.method == "POST":
             try:
-                found = notify.search_cases(db.session, who, CASE_SEARCH.load(values))
+                criteria = CASE_SEARCH.load(values)
+                found, freshness = replica.read(
+                    db.session, lambda s: notify.search_cases(db.session, who, criteria, reader=s)
+                )
             except ValidationError as exc:
                 errors = {k: "；".join(v) if isinstance(v, list) else str(v) for k, v in exc.messages.items()}
                 error, status = gettext("Correct the search and try again."), 400
@@ -342,6 +346,7 @@ class CaseSearchView(BaseView):
             "notify/search.html",
             values=values,
             found=found,
+            freshness=freshness,
             error=error,
             errors=errors,
             categories=notify.search_categories(db.session),

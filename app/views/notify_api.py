@@ -15,6 +15,7 @@ from flask_appbuilder.security.decorators import protect
 from app.extensions import db
 from app.schemas import notify as schemas
 from app.services import notify
+from app.services.reports import replica
 from app.web import current_actor
 
 CASE_REGISTRATION = schemas.CaseRegistrationSchema()
@@ -155,7 +156,8 @@ class CaseApi(NotifyApi):
               $ref: '#/components/responses/403'
         """
         body = _body() if request.get_data(cache=True) else {}
-        found = notify.search_cases(db.session, current_actor(), CASE_SEARCH.load(body))
+        criteria, who = CASE_SEARCH.load(body), current_actor()
+        found, _freshness = replica.read(db.session, lambda s: notify.search_cases(db.session, who, criteria, reader=s))
         return _json(CASE_SEARCH_ANSWER, found)
 
     @expose("/lookup", methods=["POST"])

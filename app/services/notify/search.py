@@ -161,10 +161,11 @@ def _row(case: NotificationCase, actor: Actor, linked: bool, now) -> SearchRow:
     )
 
 
-def search_cases(session, actor: Actor, criteria: Criteria, size: int | None = None) -> SearchPage:
+def search_cases(session, actor: Actor, criteria: Criteria, size: int | None = None, *, reader=None) -> SearchPage:
     """The cases matching ``criteria`` that the actor may find, newest first, one page
     (CASE_SEARCH_PAGE_SIZE). A search by ID number or name is audited (which kinds of
-    personal data, the case numbers found; never the values).
+    personal data, the case numbers found; never the values) through ``session``; the
+    cases are read through ``reader`` when given (the reports' replica), else ``session``.
 
     Raises Forbidden (no reach, or personal criteria beyond the actor's reach), InvalidInput.
     """
@@ -190,7 +191,7 @@ def search_cases(session, actor: Actor, criteria: Criteria, size: int | None = N
             .limit(size + 1)
             .offset((page - 1) * size)
         )
-        found = list(session.scalars(stmt).unique())
+        found = list((reader or session).scalars(stmt).unique())
         items = [_row(case, actor, linked, now) for case in found[:size]]
         if criteria.personal:
             audit.record(
