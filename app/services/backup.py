@@ -252,6 +252,27 @@ def _run(argv: list[str], env: dict, what: str) -> None:
         raise BackupError(f"{what} failed (exit {done.returncode}): {scrub(gist)[:400]}")
 
 
+def _replace_postgresql(url, dump: Path) -> None:
+    """Replace a database's contents with the dump (``restore --force``) in ONE transaction: psql runs
+    a dropped and recreated public schema, then the dump's SQL (``pg_restore --file=-``), so a failure
+    leaves the database as it was. (``pg_restore --clean`` drops object by object, and PostgreSQL
+    refuses to drop a partition's inherited constraints that way: the monthly partitions.)"""
+    args, env = _libpq(url)
+    script = subprocess.run(["pg_restore", "--no-owner", "--no-privileges", "--file=-", str(dump)], env=env,
+                            capture_output=True)  # fmt: skip
+    if script.returncode != 0:
+        raise BackupError(f"pg_restore failed (exit {script.returncode}): the dump could not be read")
+    sql = b"DROP SCHEMA public CASCADE;\nCREATE SCHEMA public;\n" + script.stdout
+    done = subprocess.run(["psql", "-X", "-q", "-v", "ON_ERROR_STOP=1", "--single-transaction", *args,
+                           "--dbname", url.database, "-f", "-"], input=sql, env=env, capture_output=True)  # fmt: skip
+    if done.returncode != 0:
+        from app.lib.logging import scrub
+
+        errors = [line for line in done.stderr.decode(errors="replace").splitlines() if "ERROR" in line]
+        gist = " / ".join(line.split("DETAIL:")[0].strip() for line in errors[-2:]) or "see the server's log"
+        raise BackupError(f"psql failed (exit {done.returncode}): {scrub(gist)[:400]}")
+
+
 def _dump_postgresql(url, target: Path) -> dict:
     """pg_dump of one snapshot, exported by a transaction that also reads the heads."""
     engine = create_engine(url.render_as_string(hide_password=False), isolation_level="REPEATABLE READ")
@@ -627,10 +648,11 @@ def restore(folder: Path, keys_file: Path | None, passphrase: str, instance: Pat
     # 3. The database.
     if backend == "postgresql":
         args, env = _libpq(url)
-        argv = ["pg_restore", "--no-owner", "--no-privileges", "--exit-on-error", "--single-transaction", *args]
-        if not empty:
-            argv += ["--clean", "--if-exists"]
-        _run([*argv, "--dbname", url.database, str(folder / "database.dump")], env, "pg_restore")
+        if empty:
+            argv = ["pg_restore", "--no-owner", "--no-privileges", "--exit-on-error", "--single-transaction", *args]
+            _run([*argv, "--dbname", url.database, str(folder / "database.dump")], env, "pg_restore")
+        else:
+            _replace_postgresql(url, folder / "database.dump")
     else:
         target = _sqlite_path(url)
         target.parent.mkdir(parents=True, exist_ok=True)
