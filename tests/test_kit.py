@@ -7,6 +7,7 @@ leaves no file behind."""
 
 from __future__ import annotations
 
+import base64
 import errno
 import hashlib
 import json
@@ -284,6 +285,60 @@ def _config(pki, sender: str, recipients: list[str]) -> dict:
         ],
         "upload_url": "http://127.0.0.1:8080/api/v1/transfers/12/payload",
     }
+
+
+def _with_trust(pki, config: dict) -> dict:
+    """The configuration file as the platform now serves it: its roots and CRLs in it."""
+    crls = "".join(
+        "-----BEGIN X509 CRL-----\n" + base64.encodebytes(Path(der).read_bytes()).decode() + "-----END X509 CRL-----\n"
+        for der in (pki.root_crl_der, pki.intermediate_crl_der)
+    )
+    return {**config, "trust_pem": Path(pki.ca_bundle).read_text(), "crls_pem": crls, "crl_urls": [], "ocsp_urls": []}
+
+
+def test_decrypt_with_the_configuration_file_and_the_key_needs_nothing_else(pki, plain, out_dir, capsys):
+    config = out_dir.parent / "transfer.json"
+    config.write_text(json.dumps(_with_trust(pki, _config(pki, "social.sender", ["tax.reader"])), ensure_ascii=False))
+    sealed = out_dir.parent / "payload.p7m"
+    code, _, err = run(
+        capsys, "encrypt", "--config", config, "--sign-key", pki.staff["social.sender"].p12, "--pin", PIN, plain, sealed
+    )
+    assert code == 0, err
+    r = pki.staff["tax.reader"]
+    done = kit("decrypt", "--config", config, "--key", r.p12, "--pin", PIN, sealed, out_dir / "got.csv")
+    assert done.returncode == 0, done.stderr
+    assert (out_dir / "got.csv").read_bytes() == PLAINTEXT
+    assert "TR1150101000012" in done.stdout and "revocation was not checked" not in done.stdout
+    # openssl agrees the file is what the kit says it is
+    assert openssl("cms", "-decrypt", "-inform", "DER", "-in", sealed, "-recip", r.cert, "-inkey", r.key).startswith(
+        b"0"
+    )
+
+
+def test_an_old_configuration_file_without_roots_still_needs_trust(pki, plain, out_dir, capsys):
+    config = out_dir.parent / "transfer.json"
+    config.write_text(json.dumps(_config(pki, "social.sender", ["tax.reader"]), ensure_ascii=False))
+    sealed = _sealed_for_tax_reader(pki, plain, out_dir.parent, capsys)
+    r = pki.staff["tax.reader"]
+    code, _, err = run(capsys, "decrypt", "--config", config, "--key", r.p12, "--pin", PIN, sealed, out_dir / "got.csv")
+    assert code == 2 and "--trust" in err
+    code, _, err = run(capsys, "decrypt", "--key", r.p12, "--pin", PIN, sealed, out_dir / "got.csv")
+    assert code == 2 and "--config" in err
+    code, _, err = run(capsys, *decrypt_args(pki, "tax.reader"), "--config", config, sealed, out_dir / "got.csv")
+    assert code == 0, err
+    assert leftovers(out_dir) == ["got.csv"]
+
+
+def test_a_configuration_file_with_a_damaged_trust_bundle_is_refused(pki, plain, out_dir, capsys):
+    config = out_dir.parent / "transfer.json"
+    broken = _with_trust(pki, _config(pki, "social.sender", ["tax.reader"]))
+    broken["trust_pem"] = "-----BEGIN CERTIFICATE-----\nnot base64!\n-----END CERTIFICATE-----\n"
+    config.write_text(json.dumps(broken))
+    sealed = _sealed_for_tax_reader(pki, plain, out_dir.parent, capsys)
+    r = pki.staff["tax.reader"]
+    code, _, err = run(capsys, "decrypt", "--config", config, "--key", r.p12, "--pin", PIN, sealed, out_dir / "got.csv")
+    assert code == 2 and "trust_pem" in err
+    assert leftovers(out_dir) == []
 
 
 # --- refusals: a clear line, a non-zero exit, and no file -------------------------------

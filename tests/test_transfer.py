@@ -125,7 +125,7 @@ def test_social_affairs_sends_encrypted_data_and_the_tax_bureau_returns_an_encry
     sealed = _sealed_on_the_senders_pc_and_uploaded(app, client, social, case, config, tmp_path)
     _the_receiver_is_told_by_email(app, smtp, case)
     _another_agency_never_sees_it(app, client, case)
-    _the_tax_bureau_receives_and_decrypts(client, tax, case, sealed, tmp_path)
+    _the_tax_bureau_receives_and_decrypts(client, tax, case, sealed, tmp_path, config)
     result = _notes_then_a_result_for_the_sender(client, social, tax, case, tmp_path)
     _the_sender_downloads_and_decrypts_the_result(client, social, case, result, tmp_path)
     _every_step_is_audited_without_the_data(app, case)
@@ -142,7 +142,9 @@ def _registered_with_its_configuration(client, social, tax) -> tuple[dict, dict]
     # The same file again later, for the sending officers only.
     again = client.get(f"/api/v1/transfers/{case['id']}/config", headers=bearer(social))
     assert again.status_code == 200 and again.json == config
-    assert client.get(f"/api/v1/transfers/{case['id']}/config", headers=bearer(tax)).status_code == 403
+    # The receiving agency decrypts with the same file: it carries the trusted roots and the CRLs.
+    assert client.get(f"/api/v1/transfers/{case['id']}/config", headers=bearer(tax)).json == config
+    assert "BEGIN CERTIFICATE" in config["trust_pem"] and "BEGIN X509 CRL" in config["crls_pem"]
     return case, config
 
 
@@ -182,14 +184,27 @@ def _another_agency_never_sees_it(app, client, case) -> None:
     assert client.get(f"/api/v1/transfers/{case['id']}/payload", headers=other).status_code == 404
 
 
-def _the_tax_bureau_receives_and_decrypts(client, tax, case, sealed, tmp_path) -> None:
+def _the_tax_bureau_receives_and_decrypts(client, tax, case, sealed, tmp_path, config) -> None:
     incoming = client.get("/api/v1/transfers/?box=incoming", headers=bearer(tax)).json["result"]
     assert case["id"] in [c["id"] for c in incoming]
     r = _download(client, f"/api/v1/transfers/{case['id']}/payload", bearer(tax))
     assert r.status_code == 200 and r.data == sealed
     assert client.get(f"/api/v1/transfers/{case['id']}", headers=bearer(tax)).json["result"]["state"] == "received"
     (tmp_path / "got.p7m").write_bytes(r.data)
-    out = kit_decrypt(staff("transfer.tax"), tmp_path / "got.p7m", tmp_path / "got.csv")
+    # `decrypt --config FILE --key KEY`: nothing else (no CA bundle, no CRLs found by hand)
+    (tmp_path / "tax-config.json").write_text(json.dumps(config, ensure_ascii=False))
+    holder = staff("transfer.tax")
+    out = kit(
+        "decrypt",
+        "--config",
+        tmp_path / "tax-config.json",
+        "--key",
+        holder.p12,
+        "--pin",
+        PIN,
+        tmp_path / "got.p7m",
+        tmp_path / "got.csv",
+    )
     assert (tmp_path / "got.csv").read_bytes() == PLAINTEXT
     assert "transfer.social" in out.stdout or "社會" in out.stdout
 
@@ -233,6 +248,7 @@ def _every_step_is_audited_without_the_data(app, case) -> None:
         details = " ".join(e.detail or "" for e in db.session.scalars(select(AuditEvent)))
     assert actions == [
         "transfer.registered",
+        "transfer.config_downloaded",
         "transfer.config_downloaded",
         "transfer.uploaded",
         "transfer.payload_downloaded",

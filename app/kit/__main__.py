@@ -45,7 +45,12 @@ def _parser() -> argparse.ArgumentParser:
     d = sub.add_parser("decrypt", help="decrypt IN, verify its signature and signer, write OUT", epilog=EPILOG)
     d.add_argument("--key", required=True, metavar="KEY", help="your key: PEM or PKCS#12 (.p12/.pfx)")
     d.add_argument("--cert", metavar="CERT", help="your certificate (optional with a PKCS#12 key)")
-    d.add_argument("--trust", action="append", required=True, metavar="CA", help="trusted root(s), PEM or DER")
+    d.add_argument(
+        "--config", metavar="FILE", help="the case's configuration file: its trusted roots and CRLs are used"
+    )
+    d.add_argument(
+        "--trust", action="append", default=[], metavar="CA", help="trusted root(s), PEM or DER (or --config)"
+    )
     d.add_argument("--crl", action="append", default=[], metavar="CRL", help="CRL(s) to check the signer with")
     d.add_argument(
         "--no-revocation-check",
@@ -91,14 +96,25 @@ def _encrypt(args: argparse.Namespace) -> None:
 
 def _decrypt(args: argparse.Namespace) -> None:
     from app.kit.commands import decrypt
+    from app.kit.config import load_config
+    from app.kit.errors import InputError
     from app.kit.keys import load_identity, read_crls
 
+    config = load_config(args.config) if args.config else None
+    if config is None and not args.trust:
+        raise InputError("請以 --config 或 --trust 提供受信任根憑證 / give the trusted roots with --config or --trust")
     identity = load_identity(args.key, args.cert, args.pin, (), _prompt)
-    roots = _roots(args.trust)
-    crls = [der for path in args.crl for der in read_crls(path)]
+    roots = (config.trust_roots if config else []) + _roots(args.trust)
+    crls = (config.crls if config else []) + [der for path in args.crl for der in read_crls(path)]
+    if not roots:
+        raise InputError(
+            "設定檔沒有受信任根憑證，請加 --trust / the configuration file has no trusted roots; add --trust"
+        )
     signers = decrypt(
         args.input, args.output, identity, roots, crls or None, check_revocation=not args.no_revocation_check
     )
+    if config is not None:
+        print(f"案件 / case: {config.upload_no} ({config.item}) {config.sending_agency} -> {config.receiving_agency}")
     print(f"簽章有效，已解密 / signature valid, decrypted: {args.output}")
     for signer in signers:
         print("\n".join(signer.lines()))

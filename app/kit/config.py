@@ -5,14 +5,21 @@
  "sender_cert_sha256": "<hex SHA-256 of the sender's certificate DER>",
  "recipients": [{"name": "...", "agency": "...", "cert_pem": "-----BEGIN CERTIFICATE-----...",
                  "cert_sha256": "<hex>"}],
- "upload_url": "https://.../api/v1/transfers/12/payload"}
+ "upload_url": "https://.../api/v1/transfers/12/payload",
+ "trust_pem": "-----BEGIN CERTIFICATE-----... (the roots a signer must chain to)",
+ "crls_pem": "-----BEGIN X509 CRL-----... (the CRLs, as the platform had them)",
+ "crl_urls": ["http://..."], "ocsp_urls": ["http://..."]}
+
+The last four are optional (older files lack them); with them `decrypt --config
+FILE --key KEY` needs nothing else.
 """
 
 from __future__ import annotations
 
+import base64
 import json
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from cryptography import x509
 
@@ -40,6 +47,10 @@ class TransferConfig:
     sender_cert_sha256: str
     recipients: list[ConfigRecipient]
     upload_url: str
+    trust_roots: list[bytes] = field(default_factory=list)  # DER
+    crls: list[bytes] = field(default_factory=list)  # DER
+    crl_urls: list[str] = field(default_factory=list)
+    ocsp_urls: list[str] = field(default_factory=list)
 
     def check_sender(self, cert: x509.Certificate) -> None:
         """WrongSender unless `cert` is the certificate the case was registered with."""
@@ -58,6 +69,33 @@ def _fingerprint(data: dict, name: str) -> str:
     value = normalize_fingerprint(_field(data, name, str))
     if len(value) != 64 or any(c not in "0123456789abcdef" for c in value):
         raise ConfigError(f"'{name}' is not a SHA-256 fingerprint")
+    return value
+
+
+def _pem_list(raw: dict, name: str, label: str) -> list[bytes]:
+    """The DER blocks of the optional PEM text `name` whose blocks are `label`."""
+    text = raw.get(name)
+    if text is None:
+        return []
+    if not isinstance(text, str):
+        raise ConfigError(f"'{name}'")
+    begin, end = f"-----BEGIN {label}-----", f"-----END {label}-----"
+    blocks = []
+    for part in text.split(begin)[1:]:
+        body, sep, _ = part.partition(end)
+        try:
+            if not sep:
+                raise ValueError
+            blocks.append(base64.b64decode("".join(body.split()), validate=True))
+        except ValueError:
+            raise ConfigError(f"'{name}' 不是 PEM / is not PEM") from None
+    return blocks
+
+
+def _urls(raw: dict, name: str) -> list[str]:
+    value = raw.get(name, [])
+    if not isinstance(value, list) or not all(isinstance(u, str) for u in value):
+        raise ConfigError(f"'{name}'")
     return value
 
 
@@ -93,7 +131,20 @@ def parse_config(data: bytes) -> TransferConfig:
         sender_cert_sha256=_fingerprint(raw, "sender_cert_sha256"),
         recipients=recipients,
         upload_url=_field(raw, "upload_url", str),
+        trust_roots=_check_roots(_pem_list(raw, "trust_pem", "CERTIFICATE")),
+        crls=_pem_list(raw, "crls_pem", "X509 CRL"),
+        crl_urls=_urls(raw, "crl_urls"),
+        ocsp_urls=_urls(raw, "ocsp_urls"),
     )
+
+
+def _check_roots(blocks: list[bytes]) -> list[bytes]:
+    for i, der in enumerate(blocks):
+        try:
+            x509.load_der_x509_certificate(der)
+        except ValueError:
+            raise ConfigError(f"trust_pem[{i}]: 不是憑證 / not a certificate") from None
+    return blocks
 
 
 def load_config(path: str | os.PathLike) -> TransferConfig:

@@ -7,6 +7,7 @@ import json
 import uuid
 from dataclasses import dataclass
 
+from asn1crypto import pem as asn1_pem
 from flask import current_app
 from flask_appbuilder.security.sqla.models import Role
 from flask_babel import lazy_gettext as _l
@@ -220,6 +221,22 @@ def config_file(case: TransferCase) -> dict:
             for r in case.recipients
         ],
         "upload_url": f"{base}/api/v1/transfers/{case.id}/payload",
+        **trust_fields(),
+    }
+
+
+def _config_list(name: str) -> list[str]:
+    return [u.strip() for u in str(current_app.config.get(name) or "").split(",") if u.strip()]
+
+
+def trust_fields() -> dict:
+    """The trusted roots, the CRLs and where to fetch fresh ones: `decrypt --config FILE` needs nothing else."""
+    roots, crls = pki.trust_store()
+    return {
+        "trust_pem": "".join(asn1_pem.armor("CERTIFICATE", c.dump()).decode() for c in roots),
+        "crls_pem": "".join(asn1_pem.armor("X509 CRL", c.dump()).decode() for c in crls),
+        "crl_urls": _config_list("TRANSFER_CRL_URLS"),
+        "ocsp_urls": _config_list("TRANSFER_OCSP_URLS"),
     }
 
 
@@ -228,9 +245,10 @@ def config_bytes(config: dict) -> bytes:
 
 
 def download_config(session, actor: Actor, case_id) -> ConfigFile:
-    """Command: the configuration file again, for the sending agency's officers (audited)."""
-    refusal = _l("Only the sending agency's transfer officers use this file.")
+    """Command: the configuration file again, for the officers of either agency (audited):
+    the sender encrypts with it, the receiver decrypts with it."""
+    rules.require_officer(actor)
     with transaction(session):
-        case = rules.sending_case(session, actor, case_id, refusal)
+        case = rules.get_case(session, actor, case_id)
         audit_step(session, actor, "config_downloaded", case)
         return ConfigFile(filename=f"transfer-{case.upload_no}.json", config=config_file(case))

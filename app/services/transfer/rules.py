@@ -105,6 +105,7 @@ def allowed_actions(case: TransferCase, actor: Actor) -> list[str]:
         if case.state in ("processed", "result_received"):
             out.append("download_result")
     if actor.agency_id == case.receiving_agency_id:
+        out.append("config")
         if case.state in ("uploaded", "received", "processed", "result_received"):
             out.append("download_payload")
         if case.state == "received":
