@@ -100,8 +100,8 @@ def page_command(page: str, element_id: str) -> list[str]:
 @pytest.mark.parametrize("language", ["zh_TW", "en"])
 def test_the_case_page_commands_run_once_the_placeholders_are_filled_in(app, tmp_path, language):
     """The page's commands name what the reader fills in (their key and
-    certificate, the CA files from their IT desk); filled in, they run, and
-    the receiver's checks the whole chain's revocation (root and intermediate CRLs)."""
+    certificate); filled in, they run, and the receiver's, with only the case's
+    configuration file, checks the whole chain's revocation (its embedded CRLs)."""
     api, web_social, web_tax = app.test_client(), app.test_client(), app.test_client()
     social, case, _ = registered_case(api)
     from app.kit.demo_pki import load_pki
@@ -133,10 +133,11 @@ def test_the_case_page_commands_run_once_the_placeholders_are_filled_in(app, tmp
     shutil.copy(sealed, receiver / sealed.name)
     decrypt = page_command(web_tax.get(f"/transfer/case/{case['id']}").get_data(as_text=True), "kit-decrypt")
     assert "--pin" not in decrypt
-    crls = [decrypt[i + 1] for i, a in enumerate(decrypt) if a == "--crl"]
-    assert sorted(crls) == ["intermediate.crl", "root.crl"]
-    for name in ("ca-bundle.pem", "intermediate.crl", "root.crl"):  # from the IT desk
-        shutil.copy(pki_dir() / name, receiver / name)
+    # Nothing from the IT desk: the case's configuration file carries the CAs and the CRLs.
+    assert "--trust" not in decrypt and "--crl" not in decrypt
+    (receiver / f"transfer-{case['upload_no']}.json").write_bytes(
+        web_tax.get(f"/transfer/case/{case['id']}/config").data
+    )
     done = run_as_typed(filled_in(app, decrypt, language, pki.staff["transfer.tax"]) + ["--pin", PIN], receiver)
     assert done.returncode == 0, done.stderr
     assert (receiver / word(app, language, "data.csv")).read_bytes() == PLAINTEXT
