@@ -114,6 +114,29 @@ def _register(client, token, **body):
     return client.post("/api/v1/transfers/", json=payload, headers=bearer(token))
 
 
+def test_a_transfer_officers_own_system_lists_the_items_it_may_use_but_cannot_change_them(app, client):
+    social, tax = api_token(client, "transfer.social"), api_token(client, "transfer.tax")
+    r = client.get("/api/v1/transfers/items", headers=bearer(social))
+    assert r.status_code == 200, r.json
+    mine = {i["description"]: i for i in r.json["result"]}
+    item = mine["低收入戶財稅資料比對"]
+    assert item["receiving_agency"]["name"] and item["sending_agency"]["name"]
+    tax_cert = [x for x in item["recipients"] if x["username"] == "transfer.tax"]
+    assert tax_cert and tax_cert[0]["cert_sha256"] == staff("transfer.tax").fingerprint
+    # what the list gives is what registering needs
+    done = _register(client, social, recipients=[tax_cert[0]["cert_id"]])
+    assert done.status_code == 201, done.json
+    # only the items the caller's agency sends: the tax bureau does not send this one
+    theirs = client.get("/api/v1/transfers/items", headers=bearer(tax)).json["result"]
+    assert item["id"] not in [i["id"] for i in theirs]
+    # read-only: the administrators' item API stays theirs
+    assert client.get("/api/v1/transfer-items/", headers=bearer(social)).status_code in (401, 403)
+    changed = client.put(f"/api/v1/transfer-items/{item['id']}", json={"active": False}, headers=bearer(social))
+    assert changed.status_code in (401, 403)
+    assert client.get("/api/v1/transfers/items").status_code == 401
+    assert client.get("/api/v1/transfers/items", headers=bearer(api_token(client, "clerk"))).status_code == 403
+
+
 # --- the whole story, through the REST API ---------------------------------------------------------
 
 

@@ -164,6 +164,24 @@ class TransferRecipientSchema(Schema):
     cert_sha256 = fields.String()
 
 
+class TransferItemRecipientSchema(Schema):
+    cert_id = fields.Integer(metadata={"description": "goes in the draft's recipients when registering"})
+    username = fields.String()
+    name = fields.String()
+    cert_sha256 = fields.String()
+
+
+class TransferUsableItemSchema(Schema):
+    """A transfer item the caller's agency may send, and the receiving staff it may be encrypted for."""
+
+    id = fields.Integer()
+    description = fields.String()
+    ftp_allowed = fields.Boolean()
+    sending_agency = fields.Nested(TransferPartySchema)
+    receiving_agency = fields.Nested(TransferPartySchema)
+    recipients = fields.List(fields.Nested(TransferItemRecipientSchema))
+
+
 class TransferFileSchema(Schema):
     channel = fields.String(allow_none=True)
     sha256 = fields.String(allow_none=True)
@@ -226,3 +244,4 @@ certificate_upload_schema = StaffCertificateUploadSchema()
 box_schema = TransferBoxQuerySchema()
 case_schema = TransferCaseSchema()
 cert_schema = StaffCertificateSchema()
+usable_item_schema = TransferUsableItemSchema()

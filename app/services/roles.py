@@ -78,7 +78,7 @@ _TRANSFER = [
     (r"^TransferView$", r"^can_(index|new|case|config|upload|download|notes|certificates|withdraw)$"),
     (
         r"^(TransferApi|CertificateApi)$",
-        r"^can_(list|register|get|config|put_payload|get_payload|put_result|"
+        r"^can_(list|items|register|get|config|put_payload|get_payload|put_result|"
         r"get_result|notes|withdraw)$",
     ),
     (r"^(Transfer|Transfers|My certificates)$", r"^menu_access$"),

@@ -25,6 +25,7 @@ COMPONENTS = (
     schemas.TransferCaseSchema,
     schemas.StaffCertificateUploadSchema,
     schemas.StaffCertificateSchema,
+    schemas.TransferUsableItemSchema,
 )
 
 
@@ -94,6 +95,29 @@ class TransferApi(TransferBaseApi):
         cases = transfer.list_cases(db.session, current_actor(), box)
         return self.response(200, result=schemas.case_schema.dump(cases, many=True))
 
+    @expose("/items", methods=["GET"])
+    @protect()
+    def items(self):
+        """The transfer items the caller's agency may use.
+        ---
+        get:
+          summary: The active transfer items the caller's agency sends, with the receiving staff's certificates
+          description: Read-only, for a transfer officer's own system; managing items stays with administrators.
+          responses:
+            200:
+              description: The items
+              content:
+                application/json:
+                  schema:
+                    type: object
+                    properties:
+                      result: {type: array, items: {$ref: '#/components/schemas/TransferUsableItemSchema'}}
+            401: {$ref: '#/components/responses/401'}
+            403: {$ref: '#/components/responses/403'}
+        """
+        items = transfer.usable_items(db.session, current_actor())
+        return self.response(200, result=schemas.usable_item_schema.dump(items, many=True))
+
     @expose("/", methods=["POST"])
     @protect()
     def register(self):
@@ -148,7 +172,7 @@ class TransferApi(TransferBaseApi):
         """The configuration file for the kit.
         ---
         get:
-          summary: The configuration file for the kit (`--config`), for the sending agency (audited)
+          summary: The configuration file for the kit (`--config`), for either agency's officers (audited)
           parameters:
           - pk
           responses:

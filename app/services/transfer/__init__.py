@@ -44,6 +44,7 @@ from app.services.transfer.registration import (
     register,
     sender_certificate,
     signing_certificate,
+    usable_items,
 )
 from app.services.transfer.rules import (
     ACTION_LABELS,
@@ -95,6 +96,7 @@ __all__ = [
     "upload_certificate",
     "upload_payload",
     "upload_result",
+    "usable_items",
     "validate_item",
     "view_case",
     "withdraw_certificate",

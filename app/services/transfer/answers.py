@@ -38,6 +38,28 @@ class Recipient:
 
 
 @dataclass(frozen=True)
+class ItemRecipient:
+    """A certificate a transfer may be encrypted for (its id goes in the draft's recipient_cert_ids)."""
+
+    cert_id: int
+    username: str
+    name: str
+    cert_sha256: str
+
+
+@dataclass(frozen=True)
+class UsableItem:
+    """A transfer item the actor's agency may send, with whom it goes to."""
+
+    id: int
+    description: str
+    ftp_allowed: bool
+    sending_agency: Party
+    receiving_agency: Party
+    recipients: tuple[ItemRecipient, ...]
+
+
+@dataclass(frozen=True)
 class StoredFile:
     channel: str | None
     sha256: str | None
@@ -100,7 +122,7 @@ class Download:
     mimetype: str = "application/pkcs7-mime"
 
 
-def _party(agency) -> Party:
+def party(agency) -> Party:
     return Party(code=agency.code, name=agency.name)
 
 
@@ -120,8 +142,8 @@ def case_answer(case: TransferCase, actor: Actor, with_events: bool = True) -> C
         id=case.id,
         upload_no=case.upload_no,
         item=Item(id=case.item_id, description=case.item.description, ftp_allowed=case.item.ftp_allowed),
-        sending_agency=_party(case.sending_agency),
-        receiving_agency=_party(case.receiving_agency),
+        sending_agency=party(case.sending_agency),
+        receiving_agency=party(case.receiving_agency),
         source=case.source,
         record_count=case.record_count,
         remarks=case.remarks,

@@ -22,7 +22,7 @@ from app.services.command import transaction
 from app.services.errors import Conflict, Forbidden, InvalidInput
 from app.services.roles import TRANSFER_FILES
 from app.services.transfer import pki, rules
-from app.services.transfer.answers import ConfigFile, Registered, case_answer
+from app.services.transfer.answers import ConfigFile, ItemRecipient, Registered, UsableItem, case_answer, party
 
 CONFIG_FORMAT = "transfer-config/1"
 MAX_RECORDS = 10**9
@@ -78,6 +78,27 @@ def items_for(session, actor: Actor) -> list[TransferItem]:
     """Active transfer items the actor's agency sends."""
     stmt = select(TransferItem).where(TransferItem.active.is_(True), TransferItem.sending_agency_id == actor.agency_id)
     return session.scalars(stmt.order_by(TransferItem.id)).all()
+
+
+def usable_items(session, actor: Actor) -> list[UsableItem]:
+    """Command (read-only): the active transfer items a transfer officer's agency may send,
+    each with the receiving staff's valid encryption certificates (what registering needs)."""
+    rules.require_officer(actor)
+    with transaction(session):
+        return [
+            UsableItem(
+                id=item.id,
+                description=item.description,
+                ftp_allowed=bool(item.ftp_allowed),
+                sending_agency=party(item.sending_agency),
+                receiving_agency=party(item.receiving_agency),
+                recipients=tuple(
+                    ItemRecipient(c.id, c.user.username, c.user.get_full_name(), c.fingerprint)
+                    for c in proposed_recipients(session, item)
+                ),
+            )
+            for item in items_for(session, actor)
+        ]
 
 
 def staff_of(session, agency_id: int) -> list[int]:
