@@ -30,6 +30,9 @@ AUTOMATIC = {
     "_compiler_dispatch",
     "_declared_fields",  # marshmallow's SchemaMeta sets these two on every Schema
     "_hooks",
+    "_field_map",  # asn1crypto's Sequence._setup() sets these three on a class at its first use
+    "_field_ids",
+    "_precomputed_specs",
 }
 
 
