@@ -380,6 +380,10 @@ class Config:
     TRANSFER_CRL_FILES = os.environ.get(
         "TRANSFER_CRL_FILES", f"{Path(DEMO_PKI_DIR) / 'root.crl'},{Path(DEMO_PKI_DIR) / 'intermediate.crl'}"
     )
+    # Where a kit may fetch fresh CRLs and ask OCSP (comma-separated; written into each case's
+    # configuration file for information: the kit checks the CRLs the file embeds).
+    TRANSFER_CRL_URLS = os.environ.get("TRANSFER_CRL_URLS", "")
+    TRANSFER_OCSP_URLS = os.environ.get("TRANSFER_OCSP_URLS", "")
     # The FTPS channel (`flask transfer ftp-serve`): one folder per agency.
     TRANSFER_FTP_HOST = os.environ.get("TRANSFER_FTP_HOST", "127.0.0.1")
     TRANSFER_FTP_PORT = int(os.environ.get("TRANSFER_FTP_PORT", "2121"))
