@@ -6,8 +6,9 @@ import math
 import re
 import secrets
 import time
+from pathlib import Path
 
-from flask import Request, current_app, flash, g, jsonify, redirect, request
+from flask import Request, Response, current_app, flash, g, jsonify, redirect, request
 from flask.json.provider import DefaultJSONProvider
 from flask.sessions import SecureCookieSessionInterface
 from flask_babel import lazy_gettext as _l
@@ -605,8 +606,17 @@ def register(app) -> None:
     app.jinja_env.globals["drawing_notes"] = figures.drawing_notes
     app.jinja_env.globals["gis_link"] = figures.gis_link
 
-    # Browsers ask for it on every site; a 404 page each time otherwise.
-    app.add_url_rule("/favicon.ico", "favicon", lambda: current_app.send_static_file("favicon.ico"))
+    # Browsers ask for it on every site; a 404 page each time otherwise. Served from memory: a
+    # browser drops its favicon request when it navigates away, and an open file handed to the
+    # server for that request may then never be closed.
+    favicon = (Path(app.static_folder) / "favicon.ico").read_bytes()
+
+    def _favicon():
+        answer = Response(favicon, mimetype="image/vnd.microsoft.icon")
+        answer.cache_control.public, answer.cache_control.max_age = True, 86400
+        return answer
+
+    app.add_url_rule("/favicon.ico", "favicon", _favicon)
 
     @app.context_processor
     def _context():
