@@ -315,6 +315,53 @@ def test_decrypt_with_the_configuration_file_and_the_key_needs_nothing_else(pki,
     )
 
 
+def test_a_file_signed_by_another_agencys_officer_is_refused_with_the_cases_configuration_file(
+    pki, plain, out_dir, capsys
+):
+    """The land office's officer holds a valid certificate of the same CA and seals a file for the
+    tax bureau's reader: with the case's configuration file (social affairs registered as the
+    sender) the reader's kit refuses it and leaves nothing; the sender's own file passes."""
+    config = out_dir.parent / "transfer.json"
+    config.write_text(json.dumps(_with_trust(pki, _config(pki, "social.sender", ["tax.reader"])), ensure_ascii=False))
+    forged = out_dir.parent / "forged.p7m"
+    code, _, err = run(capsys, *encrypt_args(pki, "land.third", "tax.reader"), plain, forged)
+    assert code == 0, err
+    r = pki.staff["tax.reader"]
+    code, out, err = run(capsys, "decrypt", "--config", config, "--key", r.p12, "--pin", PIN, forged, out_dir / "x.csv")
+    assert code == 1, (out, err)
+    assert err.startswith("簽章者不是本案登記的寄件人 / the signer is not the sender registered for this case")
+    assert pki.staff["land.third"].fingerprint[:16] in err and pki.staff["social.sender"].fingerprint[:16] in err
+    assert leftovers(out_dir) == []
+    # the same file is well signed: only the case's configuration file knows it is not the sender's
+    code, _, err = run(capsys, *decrypt_args(pki, "tax.reader"), forged, out_dir / "x.csv")
+    assert code == 0, err
+    (out_dir / "x.csv").unlink()
+    genuine = _sealed_for_tax_reader(pki, plain, out_dir.parent, capsys)
+    code, out, err = run(
+        capsys, "decrypt", "--config", config, "--key", r.p12, "--pin", PIN, genuine, out_dir / "x.csv"
+    )
+    assert code == 0, err
+    assert "the signer is the sender registered for this case" in out
+    assert (out_dir / "x.csv").read_bytes() == PLAINTEXT
+
+
+def test_the_sender_decrypts_the_result_signed_by_the_receiving_agency_with_the_same_configuration_file(
+    pki, plain, out_dir, capsys
+):
+    """The result comes back signed by a receiving officer (any of that agency may upload it): the
+    sender's kit checks its signer's path, not that it is the sender."""
+    config = out_dir.parent / "transfer.json"
+    config.write_text(json.dumps(_with_trust(pki, _config(pki, "social.sender", ["tax.reader"])), ensure_ascii=False))
+    result = out_dir.parent / "result.p7m"
+    code, _, err = run(capsys, *encrypt_args(pki, "tax.second", "social.sender"), plain, result)
+    assert code == 0, err
+    s = pki.staff["social.sender"]
+    code, out, err = run(capsys, "decrypt", "--config", config, "--key", s.p12, "--pin", PIN, result, out_dir / "r.csv")
+    assert code == 0, err
+    assert "registered for this case" not in out
+    assert (out_dir / "r.csv").read_bytes() == PLAINTEXT
+
+
 def test_an_old_configuration_file_without_roots_still_needs_trust(pki, plain, out_dir, capsys):
     config = out_dir.parent / "transfer.json"
     config.write_text(json.dumps(_config(pki, "social.sender", ["tax.reader"]), ensure_ascii=False))

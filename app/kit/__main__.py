@@ -1,4 +1,4 @@
-"""`python -m app.kit encrypt|decrypt ...`: the command line of the kit."""
+"""`python -m app.kit encrypt|decrypt ...` (installed: `transfer-kit ...`): the command line of the kit."""
 
 from __future__ import annotations
 
@@ -8,20 +8,29 @@ import os
 import signal
 import sys
 
-from app.kit import __version__
-from app.kit.errors import KitError
+from . import __version__
+from .errors import KitError
 
 EPILOG = """\
 exit status: 0 success; 1 the file was refused (damaged, tampered, not for you,
-bad signature, untrusted/revoked/expired signer); 2 a problem with the key, PIN,
-certificate or configuration given; 3 the output could not be written.
+bad signature, untrusted/revoked/expired signer, or with --config not signed by
+the case's registered sender); 2 a problem with the key, PIN, certificate or
+configuration given; 3 the output could not be written.
 The PIN may also come from the KIT_PIN environment variable, or is asked for.
 """
 
 
+def _prog() -> str:
+    """How the user started us: `python -m app.kit`, `python -m county_transfer_kit` or `transfer-kit`."""
+    name = os.path.basename(sys.argv[0]) if sys.argv and sys.argv[0] else ""
+    if not name or name == "__main__.py" or name.startswith("-"):
+        return f"python -m {__package__ or 'app.kit'}"
+    return os.path.splitext(name)[0]
+
+
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
-        prog="python -m app.kit",
+        prog=_prog(),
         description="簽章加密工具 / sign-and-encrypt kit (CMS, readable by openssl cms)",
         epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -46,7 +55,10 @@ def _parser() -> argparse.ArgumentParser:
     d.add_argument("--key", required=True, metavar="KEY", help="your key: PEM or PKCS#12 (.p12/.pfx)")
     d.add_argument("--cert", metavar="CERT", help="your certificate (optional with a PKCS#12 key)")
     d.add_argument(
-        "--config", metavar="FILE", help="the case's configuration file: its trusted roots and CRLs are used"
+        "--config",
+        metavar="FILE",
+        help="the case's configuration file: its trusted roots and CRLs are used, and a payload's signer "
+        "must be the case's registered sender",
     )
     d.add_argument(
         "--trust", action="append", default=[], metavar="CA", help="trusted root(s), PEM or DER (or --config)"
@@ -70,9 +82,9 @@ def _prompt() -> str | None:
 
 
 def _encrypt(args: argparse.Namespace) -> None:
-    from app.kit.commands import encrypt
-    from app.kit.config import load_config
-    from app.kit.keys import describe, load_identity, read_certificate, read_crls
+    from .commands import encrypt
+    from .config import load_config
+    from .keys import describe, load_identity, read_certificate, read_crls
 
     config = load_config(args.config) if args.config else None
     identity = load_identity(args.sign_key, args.sign_cert, args.pin, args.chain, _prompt)
@@ -95,15 +107,16 @@ def _encrypt(args: argparse.Namespace) -> None:
 
 
 def _decrypt(args: argparse.Namespace) -> None:
-    from app.kit.commands import decrypt
-    from app.kit.config import load_config
-    from app.kit.errors import InputError
-    from app.kit.keys import load_identity, read_crls
+    from .commands import decrypt
+    from .config import load_config
+    from .errors import InputError
+    from .keys import load_identity, read_crls
 
     config = load_config(args.config) if args.config else None
     if config is None and not args.trust:
         raise InputError("請以 --config 或 --trust 提供受信任根憑證 / give the trusted roots with --config or --trust")
     identity = load_identity(args.key, args.cert, args.pin, (), _prompt)
+    sender = config.required_signer(identity.certificate) if config is not None else None
     roots = (config.trust_roots if config else []) + _roots(args.trust)
     crls = (config.crls if config else []) + [der for path in args.crl for der in read_crls(path)]
     if not roots:
@@ -111,13 +124,21 @@ def _decrypt(args: argparse.Namespace) -> None:
             "設定檔沒有受信任根憑證，請加 --trust / the configuration file has no trusted roots; add --trust"
         )
     signers = decrypt(
-        args.input, args.output, identity, roots, crls or None, check_revocation=not args.no_revocation_check
+        args.input,
+        args.output,
+        identity,
+        roots,
+        crls or None,
+        check_revocation=not args.no_revocation_check,
+        required_signer=sender,
     )
     if config is not None:
         print(f"案件 / case: {config.upload_no} ({config.item}) {config.sending_agency} -> {config.receiving_agency}")
     print(f"簽章有效，已解密 / signature valid, decrypted: {args.output}")
     for signer in signers:
         print("\n".join(signer.lines()))
+    if sender is not None:
+        print("簽章者即本案登記的寄件人 / the signer is the sender registered for this case")
     if not crls:
         print("注意 / note: --no-revocation-check，未確認撤銷狀態 / revocation was not checked, as asked")
 
@@ -125,7 +146,7 @@ def _decrypt(args: argparse.Namespace) -> None:
 def _roots(paths: list[str]) -> list[bytes]:
     from cryptography.hazmat.primitives import serialization
 
-    from app.kit.keys import read_certificates
+    from .keys import read_certificates
 
     return [c.public_bytes(serialization.Encoding.DER) for path in paths for c in read_certificates(path)]
 
@@ -162,6 +183,11 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-if __name__ == "__main__":
+def cli() -> int:
+    """The installed `transfer-kit` command (and `python -m`): main() with SIGTERM unwinding too."""
     signal.signal(signal.SIGTERM, _terminate)
-    sys.exit(main())
+    return main()
+
+
+if __name__ == "__main__":
+    sys.exit(cli())

@@ -12,7 +12,7 @@ import re
 import tempfile
 from typing import BinaryIO
 
-from app.kit.errors import Damaged, NotEnvelope
+from .errors import Damaged, NotEnvelope
 
 _HEADER = re.compile(rb"^[A-Za-z][A-Za-z0-9-]*:")
 _PEM_LABELS = (b"CMS", b"PKCS7", b"PKCS #7 SIGNED DATA")

@@ -15,7 +15,7 @@ from typing import BinaryIO, Protocol
 
 from asn1crypto import core
 
-from app.kit.errors import Damaged, FileUnreadable
+from .errors import Damaged, FileUnreadable
 
 CHUNK = 1 << 20
 UNIVERSAL, APPLICATION, CONTEXT, PRIVATE = 0, 1, 2, 3

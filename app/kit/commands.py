@@ -16,9 +16,9 @@ from dataclasses import dataclass
 from cryptography import x509
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 
-from app.kit import ber
-from app.kit.armor import open_der
-from app.kit.envelope import (
+from . import ber
+from .armor import open_der
+from .envelope import (
     BLOCK,
     DecryptingSource,
     GcmDecryptingSource,
@@ -29,12 +29,12 @@ from app.kit.envelope import (
     read_envelope_start,
     unwrap_key,
 )
-from app.kit.errors import Damaged, FileUnreadable, InputError, KitError, RevocationNotChecked
-from app.kit.files import atomic_output
-from app.kit.hashing import Digests
-from app.kit.keys import Identity, check_recipient_certificate, check_signing_certificate
-from app.kit.signed import DATA, SignedDataWriter, SignedParts, read_signed
-from app.kit.verify import Signer, check_recipient, verify
+from .errors import Damaged, FileUnreadable, InputError, KitError, RevocationNotChecked, UnexpectedSigner
+from .files import atomic_output
+from .hashing import Digests
+from .keys import Identity, check_recipient_certificate, check_signing_certificate
+from .signed import DATA, SignedDataWriter, SignedParts, read_signed
+from .verify import Signer, check_recipient, verify
 
 
 @dataclass(frozen=True)
@@ -133,13 +133,15 @@ def decrypt(
     crls: list[bytes] | None = None,
     now: datetime.datetime | None = None,
     check_revocation: bool = True,
+    required_signer: str | None = None,
 ) -> list[Signer]:
     """Decrypt `in_path` for `identity`, check signature and signer, write the content to `out_path`.
 
     Without `crls` it refuses (RevocationNotChecked) unless `check_revocation` is False.
-    Reads DER, BER, PEM and S/MIME. Raises NotEnvelope, Damaged, NotForRecipient,
-    DecryptionFailed, DigestMismatch, SignatureInvalid, Signer* errors,
-    StorageError/DiskFull; no output is left then.
+    With `required_signer` (a certificate's SHA-256, hex) every signature must be that
+    certificate's (else UnexpectedSigner). Reads DER, BER, PEM and S/MIME. Raises
+    NotEnvelope, Damaged, NotForRecipient, DecryptionFailed, DigestMismatch,
+    SignatureInvalid, Signer* errors, StorageError/DiskFull; no output is left then.
     """
     if check_revocation and not crls:
         raise RevocationNotChecked(
@@ -155,7 +157,14 @@ def decrypt(
         finally:
             if fin is not raw:
                 fin.close()
-        return verify(parts, trust_roots, crls, now)
+        signers = verify(parts, trust_roots, crls, now)
+        for signer in signers:
+            if required_signer is not None and signer.cert_sha256 != required_signer:
+                raise UnexpectedSigner(
+                    f"簽章者憑證 / signer's certificate SHA-256 {signer.cert_sha256[:16]}…, "
+                    f"登記的寄件人憑證 / registered sender's SHA-256 {required_signer[:16]}…"
+                )
+        return signers
 
 
 def _decrypt_stream(fin, identity: Identity, sink) -> SignedParts:

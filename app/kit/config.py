@@ -23,8 +23,8 @@ from dataclasses import dataclass, field
 
 from cryptography import x509
 
-from app.kit.errors import ConfigError, NotACertificate, WrongSender
-from app.kit.keys import certificate_sha256, load_certificate, normalize_fingerprint, read_file
+from .errors import ConfigError, NotACertificate, WrongSender
+from .keys import certificate_sha256, load_certificate, normalize_fingerprint, read_file
 
 FORMAT = "transfer-config/1"
 
@@ -56,6 +56,17 @@ class TransferConfig:
         """WrongSender unless `cert` is the certificate the case was registered with."""
         if certificate_sha256(cert) != self.sender_cert_sha256:
             raise WrongSender(f"case {self.case_id} / {self.upload_no}")
+
+    def required_signer(self, reader: x509.Certificate) -> str | None:
+        """The SHA-256 of the certificate a file `reader` decrypts with this file must be signed with.
+
+        A receiving officer reads the case's payload: the registered sender signed it. Anyone
+        else (the sender reading the result, which any officer of the receiving agency may
+        sign) gets None: the signer's path is checked, not who it is.
+        """
+        if certificate_sha256(reader) in {r.cert_sha256 for r in self.recipients}:
+            return self.sender_cert_sha256
+        return None
 
 
 def _field(data: dict, name: str, kind: type | tuple[type, ...]):

@@ -33,7 +33,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.hazmat.primitives.serialization import pkcs12
 from cryptography.x509.oid import NameOID
 
-from app.kit.keys import certificate_sha256
+from .keys import certificate_sha256
 
 MANIFEST = "pki.json"
 UTC = datetime.UTC

@@ -20,8 +20,8 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 
-from app.kit import ber
-from app.kit.errors import (
+from . import ber
+from .errors import (
     Damaged,
     DecryptionFailed,
     NotEnvelope,
@@ -29,7 +29,7 @@ from app.kit.errors import (
     UnsupportedAlgorithm,
     UnsupportedRecipient,
 )
-from app.kit.signed import DATA, RSA_ENCRYPTION, SIGNED_DATA
+from .signed import DATA, RSA_ENCRYPTION, SIGNED_DATA
 
 ENVELOPED_DATA = "1.2.840.113549.1.7.3"
 AUTH_ENVELOPED_DATA = "1.2.840.113549.1.9.16.1.23"

@@ -123,6 +123,10 @@ class SignerExpired(KitError):
     zh, en = "簽章者憑證已過期或尚未生效", "the signer's certificate has expired or is not yet valid"
 
 
+class UnexpectedSigner(KitError):
+    zh, en = "簽章者不是本案登記的寄件人", "the signer is not the sender registered for this case"
+
+
 class SignerKeyUsage(KitError):
     zh, en = "簽章者憑證用途不含簽章", "the signer's certificate is not for signing"
 

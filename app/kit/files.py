@@ -10,7 +10,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from app.kit.errors import DiskFull, StorageError
+from .errors import DiskFull, StorageError
 
 _write = os.write  # the one place bytes leave the process (tests replace it to fill the disk)
 FULL = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG}

@@ -16,10 +16,10 @@ from __future__ import annotations
 
 from typing import BinaryIO
 
-from app.kit import ber
-from app.kit.envelope import Recipient, finish_envelope, read_envelope_start, recipients
-from app.kit.errors import Damaged
-from app.kit.keys import certificate_sha256, load_certificate, load_certificates
+from . import ber
+from .envelope import Recipient, finish_envelope, read_envelope_start, recipients
+from .errors import Damaged
+from .keys import certificate_sha256, load_certificate, load_certificates
 
 __all__ = [
     "Recipient",

@@ -18,7 +18,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.hazmat.primitives.serialization import pkcs12
 
-from app.kit.errors import (
+from .errors import (
     CertificateUnusable,
     FileUnreadable,
     KeyMismatch,

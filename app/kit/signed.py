@@ -18,10 +18,10 @@ from asn1crypto import x509 as asn1_x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import padding
 
-from app.kit import ber
-from app.kit.errors import Damaged, NotEnvelope, UnsupportedAlgorithm
-from app.kit.hashing import Digests
-from app.kit.keys import Identity
+from . import ber
+from .errors import Damaged, NotEnvelope, UnsupportedAlgorithm
+from .hashing import Digests
+from .keys import Identity
 
 DATA = "1.2.840.113549.1.7.1"
 SIGNED_DATA = "1.2.840.113549.1.7.2"

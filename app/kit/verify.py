@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime
+import hashlib
 import logging
 from dataclasses import dataclass
 
@@ -18,8 +19,8 @@ from asn1crypto import cms
 from asn1crypto import x509 as asn1_x509
 from cryptography import x509
 
-from app.kit import ber
-from app.kit.errors import (
+from . import ber
+from .errors import (
     Damaged,
     DigestMismatch,
     RecipientUnacceptable,
@@ -31,7 +32,7 @@ from app.kit.errors import (
     SignerUntrusted,
     UnsupportedAlgorithm,
 )
-from app.kit.signed import SignedParts
+from .signed import SignedParts
 
 SIGNING_USAGES = frozenset({"digital_signature", "non_repudiation"})
 
@@ -45,6 +46,7 @@ class Signer:
     issuer: str
     serial: int
     signing_time: datetime.datetime | None
+    cert_sha256: str = ""  # lower-case hex SHA-256 of the certificate's DER, as the platform names it
 
     def lines(self) -> list[str]:
         when = f"{self.signing_time:%Y-%m-%d %H:%M:%S} UTC" if self.signing_time else "-"
@@ -131,6 +133,7 @@ def _describe(cert: asn1_x509.Certificate, info: cms.SignerInfo) -> Signer:
         issuer=cert.issuer.human_friendly,
         serial=cert.serial_number,
         signing_time=_signing_time(info),
+        cert_sha256=hashlib.sha256(cert.dump()).hexdigest(),
     )
 
 
@@ -237,7 +240,7 @@ def check_recipient(
     """RecipientUnacceptable unless `cert` chains to `trust_roots` (and, with CRLs, is not revoked)."""
     from cryptography.hazmat.primitives import serialization
 
-    from app.kit.keys import describe
+    from .keys import describe
 
     _quiet()
     a = asn1_x509.Certificate.load(cert.public_bytes(serialization.Encoding.DER))
