@@ -4,6 +4,7 @@ the kit and uploads it with the progress bar; the tax bureau's officer downloads
 it, records notes and returns an encrypted result; the sender downloads it.
 Screenshots in tests/artifacts/transfer-*.png."""
 
+import hashlib
 import json
 
 import pytest
@@ -127,3 +128,26 @@ def _the_sender_downloads_the_result_and_reads_the_notes(page, base, upload_no, 
     page.reload()
     assert "比對完成" in page.inner_text("#transfer-notes")
     shot(page, "7-result-received")
+
+
+@pytest.mark.browser
+def test_an_officer_gets_the_kit_from_the_transfer_list_and_its_checksum_holds(live_server, browser, tmp_path):
+    """One file to download; the SHA-256 the page shows is the file's; the install commands name it."""
+    ARTIFACTS.mkdir(exist_ok=True)
+    ctx, page = sign_in(browser, live_server, "transfer.tax")
+    page.goto(f"{live_server}/transfer/")
+    page.click("#get-kit")
+    page.wait_for_load_state()
+    shown = page.inner_text("#kit-sha256").strip()
+    name = page.inner_text("#kit-filename").strip()
+    assert f"kit/bin/pip install {name}" in page.inner_text("#kit-install-linux")
+    assert f"kit\\Scripts\\pip install {name}" in page.inner_text("#kit-install-windows")
+    with page.expect_download() as dl:
+        page.click("#kit-download")
+    assert dl.value.suggested_filename == name
+    dl.value.save_as(tmp_path / name)
+    assert hashlib.sha256((tmp_path / name).read_bytes()).hexdigest() == shown
+    shot(page, "8-kit")
+    page.set_viewport_size({"width": 390, "height": 844})
+    shot(page, "8-kit-phone")
+    ctx.close()

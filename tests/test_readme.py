@@ -37,10 +37,12 @@ def readme_kit_commands() -> list[list[str]]:
 
 
 def run_as_typed(argv: list[str], cwd: Path) -> subprocess.CompletedProcess:
-    """``python`` is the interpreter the reader set up; the rest is as written."""
-    assert argv[0] == "python"
+    """``python`` is the interpreter the reader set up, ``transfer-kit`` the command the kit's wheel
+    installs (the same modules: tests/test_kit_download.py runs the installed one); the rest is as written."""
+    assert argv[0] in ("python", "transfer-kit")
+    program = [sys.executable] if argv[0] == "python" else [sys.executable, "-m", "app.kit"]
     return subprocess.run(
-        [sys.executable, *argv[1:]],
+        [*program, *argv[1:]],
         cwd=cwd,
         capture_output=True,
         text=True,

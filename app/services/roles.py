@@ -75,13 +75,16 @@ _CASE_SEARCH = [
 _NOTIFY_REGISTER = [(r"^CaseApi$", r"^can_register$"), (r"^NotifyView$", r"^can_new$")]
 _NOTIFY_ACT = [(r"^DispatchApi$", r"^can_act$"), (r"^NotifyView$", r"^can_act$")]
 _TRANSFER = [
-    (r"^TransferView$", r"^can_(index|new|case|config|upload|download|notes|certificates|withdraw)$"),
+    (
+        r"^TransferView$",
+        r"^can_(index|new|case|config|upload|download|notes|certificates|withdraw|kit|kit_file|kit_checksum)$",
+    ),
     (
         r"^(TransferApi|CertificateApi)$",
         r"^can_(list|items|register|get|config|put_payload|get_payload|put_result|"
         r"get_result|notes|withdraw)$",
     ),
-    (r"^(Transfer|Transfers|My certificates)$", r"^menu_access$"),
+    (r"^(Transfer|Transfers|My certificates|Transfer kit)$", r"^menu_access$"),
 ]
 _FORM_DESIGN = [
     (

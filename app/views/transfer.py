@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import io
 
-from flask import abort, flash, jsonify, redirect, request, send_file, url_for
+from flask import Response, abort, flash, jsonify, redirect, request, send_file, url_for
 from flask_appbuilder import BaseView, expose, has_access
 from flask_babel import gettext
 from flask_babel import lazy_gettext as _l
@@ -18,6 +18,8 @@ from app.schemas import transfer as schemas
 from app.services import transfer
 from app.services.errors import DomainError, InvalidInput
 from app.services.transfer import pki
+from app.services.transfer.kit import COMMAND as KIT_COMMAND
+from app.services.transfer.kit import kit_download
 from app.web import current_actor as actor
 
 TABS = (
@@ -133,7 +135,9 @@ class TransferView(BaseView):
     @has_access
     def case(self, case_id):
         answer = transfer.view_case(db.session, actor(), case_id)
-        return self.render_template("transfer/case.html", case=answer, actions=answer.allowed_actions, **_labels())
+        return self.render_template(
+            "transfer/case.html", case=answer, actions=answer.allowed_actions, kit_command=KIT_COMMAND, **_labels()
+        )
 
     @expose("/case/<int:case_id>/config")
     @has_access
@@ -181,6 +185,27 @@ class TransferView(BaseView):
         flash(gettext("The processing notes are saved."), "success")
         return redirect(url_for("TransferView.case", case_id=case_id))
 
+    @expose("/kit")
+    @has_access
+    def kit(self):
+        return self.render_template("transfer/kit.html", kit=kit_download())
+
+    @expose("/kit/<filename>")
+    @has_access
+    def kit_file(self, filename):
+        kit = kit_download()
+        if filename != kit.filename:
+            abort(404)  # an older version's name: the page links the current one
+        data = io.BytesIO(kit.data)
+        return send_file(
+            data, mimetype="application/zip", as_attachment=True, download_name=kit.filename, etag=kit.sha256
+        )
+
+    @expose("/kit.sha256")
+    @has_access
+    def kit_checksum(self):
+        return Response(kit_download().checksum_line(), mimetype="text/plain")
+
     @expose("/certificates", methods=["GET", "POST"])
     @has_access
     def certificates(self):
@@ -224,5 +249,12 @@ def register(appbuilder) -> None:
         label=_l("My certificates"),
         href="/transfer/certificates",
         icon="fa-id-card",
+        category="Transfer",
+    )
+    appbuilder.add_link(
+        "Transfer kit",
+        label=_l("Transfer kit"),
+        href="/transfer/kit",
+        icon="fa-download",
         category="Transfer",
     )
