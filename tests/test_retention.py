@@ -4,6 +4,8 @@ signed files, checked offline, removed; the chain continues across the removal."
 from __future__ import annotations
 
 import datetime
+import gzip
+import hashlib
 import json
 import shutil
 from pathlib import Path
@@ -151,6 +153,32 @@ def test_old_months_are_archived_verified_offline_removed_and_the_chain_continue
 
     code, output = _cli(old_app, "audit", "verify", "--archive", files[1], files[0])
     assert code == 1 and "audit-archive-2020-01.arc" in output and "out of order" in output, output
+
+    # A body cut short (or rows altered) under a manifest signed again with the platform's key: the
+    # digest holds, and the rows, read as they are decompressed, say what is wrong.
+    with old_app.app_context():
+        from app.services.audit import checkpoints
+
+        key = checkpoints.signing_key(old_app.config["AUDIT_SIGNING_KEY"])
+        public = key.public_key()
+        data = Path(files[1]).read_bytes()
+        head_end = data.index(b"\n", len(archive.MAGIC)) + 1
+        original = json.loads(data[len(archive.MAGIC) : head_end])
+        body = data[head_end:]
+        unsigned = {k: v for k, v in original.items() if k not in ("sig", "key")}
+        for name, changed, says in (
+            ("cut.arc", body[: len(body) // 2], "cannot be read"),
+            ("rows.arc", gzip.compress(gzip.decompress(body).replace(b'"t":"query_log"', b'"t":"nonsense"')),
+             "unknown kind 'nonsense'"),
+        ):  # fmt: skip
+            manifest = checkpoints.sign(
+                {**unsigned, "body_size": len(changed), "body_sha256": hashlib.sha256(changed).hexdigest()}, key
+            )
+            target = tmp_path / name
+            target.write_bytes(archive.MAGIC + archive._manifest_line(manifest) + changed)
+            checked = archive.verify_files([target], public)
+            assert not checked.ok and any(name in p and says in p for p in checked.problems), checked.problems
+        assert archive.verify_files(files, public).ok
 
     # An archive swapped for another's copy under the same name does not continue the chain either.
     renamed = tmp_path / "copy.arc"

@@ -19,6 +19,11 @@ checkpoints) of its other fields. One byte changed anywhere fails: in the
 manifest its signature (or its canonical form), in the body its digest.
 ``tail -n +3 FILE | gunzip`` reads the body.
 
+No month is ever held in memory: the rows stream from the database into the
+compressed body (a file beside the archive, hashed as it is written), which is
+then copied in pieces behind the signed manifest; ``verify_files`` reads a file
+in pieces too (``bench/retention_bench.py --archive`` measures both).
+
 Which events a month holds: those of the chain after the previous archive up
 to the last event written before the month ended (``seq`` is given when an
 event is sealed, so an event of the next month committed a moment earlier can
@@ -40,7 +45,9 @@ import hashlib
 import hmac
 import json
 import os
+import shutil
 import tempfile
+import zlib
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -59,6 +66,8 @@ from app.services.audit.chain import GENESIS, chain_key, digest, walk
 MAGIC = b"AUDIT-ARCHIVE 1\n"
 FORMAT = 1
 ACTION = "audit_archive"
+CHUNK = 1 << 20  # files are written, hashed and read back in pieces of this size, never whole
+MAX_MANIFEST = 1 << 16  # a manifest line is a few hundred bytes
 
 
 class ArchiveRefused(Exception):
@@ -228,56 +237,55 @@ def archive_month(session, actor, month: str, now: datetime.datetime | None = No
         in_month = (q.c.at >= start) & (q.c.at < end)
         counts = {"events": 0, "query_logs": 0, "query_subjects": 0, "access_flags": 0}
         flags = AccessFlag.__table__
-        body = tempfile.NamedTemporaryFile(dir=folder, prefix=".body-", delete=False)  # noqa: SIM115
-        try:
-            with gzip.GzipFile(fileobj=body, mode="wb", mtime=0) as gz:
-                parts = (
-                    ("events", select(*_columns(t)).where(t.c.seq > prev_seq, t.c.seq <= last_seq).order_by(t.c.seq),
-                     "audit_event"),
-                    ("query_logs", select(*_columns(q)).where(in_month).order_by(q.c.id), "query_log"),
-                    ("query_subjects", select(s).where(s.c.query_log_id.in_(select(q.c.id).where(in_month)))
-                     .order_by(s.c.query_log_id, s.c.subject_hash), "query_subject"),
-                    # "I don't recognise this" flags on the month's queries, removed with them
-                    ("access_flags", select(*_columns(flags)).where(
-                        flags.c.query_log_id.in_(select(q.c.id).where(in_month))).order_by(flags.c.id),
-                     "access_flag"),
-                )  # fmt: skip
+        parts = (
+            ("events", select(*_columns(t)).where(t.c.seq > prev_seq, t.c.seq <= last_seq).order_by(t.c.seq),
+             "audit_event"),
+            ("query_logs", select(*_columns(q)).where(in_month).order_by(q.c.id), "query_log"),
+            ("query_subjects", select(s).where(s.c.query_log_id.in_(select(q.c.id).where(in_month)))
+             .order_by(s.c.query_log_id, s.c.subject_hash), "query_subject"),
+            # "I don't recognise this" flags on the month's queries, removed with them
+            ("access_flags", select(*_columns(flags)).where(
+                flags.c.query_log_id.in_(select(q.c.id).where(in_month))).order_by(flags.c.id),
+             "access_flag"),
+        )  # fmt: skip
+        # The body streams to a file beside the archive (hashed as it is written); the
+        # manifest, which names its size and digest, then goes before it in the archive.
+        with tempfile.TemporaryFile(dir=folder, prefix=".body-") as spool:
+            body = _Hashing(spool)
+            with gzip.GzipFile(filename="", fileobj=body, mode="wb", mtime=0) as gz:
                 for name, statement, kind in parts:
                     for row in _rows(conn, statement, kind):
                         gz.write(json.dumps(row, ensure_ascii=False, sort_keys=True, separators=(",", ":")).encode())
                         gz.write(b"\n")
                         counts[name] += 1
-            body.close()
-            body_bytes = Path(body.name).read_bytes()
-        finally:
-            body.close()
-            os.unlink(body.name)
-        manifest = checkpoints.sign(
-            {
-                "v": FORMAT,
-                "kind": "archive",
-                "month": month,
-                "prev_month": previous.month if previous else None,
-                "prev_file_sha256": previous.file_sha256 if previous else None,
-                "first_seq": prev_seq + 1,
-                "last_seq": last_seq,
-                "prev_hash": prev_hash,
-                "last_hash": w.last_hash,
-                **counts,
-                "body_size": len(body_bytes),
-                "body_sha256": hashlib.sha256(body_bytes).hexdigest(),
-                "created": checkpoints.stamp_now(),
-            },
-            key,
-        )
-        data = MAGIC + _manifest_line(manifest) + body_bytes
-        partial = path.with_name(path.name + ".part")
-        with open(partial, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
+            manifest = checkpoints.sign(
+                {
+                    "v": FORMAT,
+                    "kind": "archive",
+                    "month": month,
+                    "prev_month": previous.month if previous else None,
+                    "prev_file_sha256": previous.file_sha256 if previous else None,
+                    "first_seq": prev_seq + 1,
+                    "last_seq": last_seq,
+                    "prev_hash": prev_hash,
+                    "last_hash": w.last_hash,
+                    **counts,
+                    "body_size": body.size,
+                    "body_sha256": body.sha256.hexdigest(),
+                    "created": checkpoints.stamp_now(),
+                },
+                key,
+            )
+            spool.seek(0)
+            partial = path.with_name(path.name + ".part")
+            with open(partial, "wb") as fh:
+                out = _Hashing(fh)
+                out.write(MAGIC + _manifest_line(manifest))
+                shutil.copyfileobj(spool, out, CHUNK)
+                fh.flush()
+                os.fsync(fh.fileno())
         os.replace(partial, path)
-        file_sha = hashlib.sha256(data).hexdigest()
+        file_sha = out.sha256.hexdigest()
         # The chain continues from this line once the rows are gone.
         line = checkpoints.sign(
             {"v": checkpoints.FORMAT, "kind": "archive", "seq": last_seq, "hash": w.last_hash,
@@ -294,6 +302,21 @@ def archive_month(session, actor, month: str, now: datetime.datetime | None = No
         audit.record(session, ACTION, object_type="AuditArchive", object_id=month,
                      detail={**counts, "file": path.name, "sha256": file_sha}, actor=actor)  # fmt: skip
     return Made(month, path, manifest)
+
+
+class _Hashing:
+    """A file written through: what goes in is hashed (SHA-256) and counted on its way."""
+
+    def __init__(self, fh):
+        self.fh, self.sha256, self.size = fh, hashlib.sha256(), 0
+
+    def write(self, data) -> int:
+        self.sha256.update(data)
+        self.size += len(data)
+        return self.fh.write(data)
+
+    def flush(self) -> None:
+        self.fh.flush()
 
 
 def _manifest_line(manifest: dict) -> bytes:
@@ -417,14 +440,23 @@ class ArchiveCheck:
         return not self.problems
 
 
-def _check_manifest(check: FileCheck, data: bytes, public: Ed25519PublicKey) -> bytes | None:
-    """The body of a file whose manifest is signed and matches it; None (a problem noted) otherwise."""
-    name = check.path.name
-    if not data.startswith(MAGIC):
+def _read(check: FileCheck, public: Ed25519PublicKey) -> int | None:
+    """Read the file once, in pieces: its SHA-256, and its manifest checked (signature, then the
+    body's size and digest). The body's offset when both hold; None (a problem noted) otherwise."""
+    name, whole, body = check.path.name, hashlib.sha256(), hashlib.sha256()
+    with open(check.path, "rb") as fh:
+        magic = fh.read(len(MAGIC))
+        line = fh.readline(MAX_MANIFEST) if magic == MAGIC else b""
+        whole.update(magic + line)
+        size = 0
+        while chunk := fh.read(CHUNK):
+            whole.update(chunk)
+            body.update(chunk)
+            size += len(chunk)
+    check.sha256 = whole.hexdigest()
+    if magic != MAGIC:
         check.problems.append(f"{name}: not an audit archive (its first line is not {MAGIC.decode().strip()!r})")
         return None
-    end = data.find(b"\n", len(MAGIC))
-    line = data[len(MAGIC) : end + 1] if end >= 0 else b""
     try:
         manifest = json.loads(line)
         if not isinstance(manifest, dict) or _manifest_line(manifest) != line:
@@ -438,49 +470,58 @@ def _check_manifest(check: FileCheck, data: bytes, public: Ed25519PublicKey) -> 
         return None
     check.manifest = manifest
     check.month = manifest.get("month")
-    body = data[end + 1 :]
-    if len(body) != manifest.get("body_size") or hashlib.sha256(body).hexdigest() != manifest.get("body_sha256"):
+    if size != manifest.get("body_size") or body.hexdigest() != manifest.get("body_sha256"):
         check.problems.append(f"{name}: its content does not match the signed digest (the file was altered)")
         return None
-    return body
+    return len(MAGIC) + len(line)
 
 
-def _check_body(check: FileCheck, body: bytes, key: bytes | None) -> None:
+def _body_rows(path: Path, offset: int):
+    """The body's rows, one at a time (decompressed as they are read)."""
+    with open(path, "rb") as fh:
+        fh.seek(offset)
+        with gzip.GzipFile(fileobj=fh, mode="rb") as gz:
+            for line in gz:
+                yield json.loads(line)
+
+
+def _check_body(check: FileCheck, offset: int, key: bytes | None) -> None:
     name, m = check.path.name, check.manifest
-    try:
-        lines = gzip.decompress(body).splitlines()
-        rows = [json.loads(line) for line in lines]
-    except (OSError, EOFError, ValueError) as exc:
-        check.problems.append(f"{name}: its content cannot be read ({type(exc).__name__})")
-        return
     counts = {"events": 0, "query_logs": 0, "query_subjects": 0, "access_flags": 0}
     kinds = {"audit_event": "events", "query_log": "query_logs", "query_subject": "query_subjects",
              "access_flag": "access_flags"}  # fmt: skip
     expected_seq, prev = m["first_seq"], m["prev_hash"]
     start, end = bounds(m["month"])
     start_s, end_s = start.isoformat(timespec="microseconds"), end.isoformat(timespec="microseconds")
-    for row in rows:
-        kind = kinds.get(row.get("t"))
-        if kind is None:
-            check.problems.append(f"{name}: a row of unknown kind {row.get('t')!r}")
-            return
-        counts[kind] += 1
-        if kind == "events":
-            seq = row.get("seq")
-            if seq != expected_seq:
-                check.problems.append(f"{name}: event seq {expected_seq} is missing (next is seq {seq})")
+    try:
+        for row in _body_rows(check.path, offset):
+            found = row.get("t") if isinstance(row, dict) else row
+            kind = kinds.get(found) if isinstance(found, str) else None
+            if kind is None:
+                check.problems.append(f"{name}: a row of unknown kind {found!r}")
                 return
-            if row.get("prev_hash") != prev:
-                check.problems.append(f"{name}: event seq {seq}: its previous-hash link does not match the row before")
+            counts[kind] += 1
+            if kind == "events":
+                seq = row.get("seq")
+                if seq != expected_seq:
+                    check.problems.append(f"{name}: event seq {expected_seq} is missing (next is seq {seq})")
+                    return
+                if row.get("prev_hash") != prev:
+                    check.problems.append(
+                        f"{name}: event seq {seq}: its previous-hash link does not match the row before"
+                    )
+                    return
+                if key is not None and not hmac.compare_digest(digest(prev, row, key), row.get("hash") or ""):
+                    check.problems.append(f"{name}: event seq {seq}: its content does not match its keyed hash")
+                    return
+                prev = row.get("hash")
+                expected_seq += 1
+            elif kind == "query_logs" and not (start_s <= (row.get("at") or "") < end_s):
+                check.problems.append(f"{name}: query-log row {row.get('id')} is not of {m['month']}")
                 return
-            if key is not None and not hmac.compare_digest(digest(prev, row, key), row.get("hash") or ""):
-                check.problems.append(f"{name}: event seq {seq}: its content does not match its keyed hash")
-                return
-            prev = row.get("hash")
-            expected_seq += 1
-        elif kind == "query_logs" and not (start_s <= (row.get("at") or "") < end_s):
-            check.problems.append(f"{name}: query-log row {row.get('id')} is not of {m['month']}")
-            return
+    except (OSError, EOFError, ValueError, zlib.error) as exc:
+        check.problems.append(f"{name}: its content cannot be read ({type(exc).__name__})")
+        return
     if expected_seq - 1 != m["last_seq"] or prev != m["last_hash"]:
         check.problems.append(f"{name}: its events end at seq {expected_seq - 1}, the manifest says {m['last_seq']}")
     wanted = {k: m.get(k) for k in counts}
@@ -493,20 +534,18 @@ def verify_files(paths: Iterable[str | Path], public: Ed25519PublicKey, key: byt
     rows and links (their keyed hashes too when ``key``, AUDIT_CHAIN_KEY, is
     given); and, in the order given, that each continues the one before
     (the next month, the previous file's SHA-256, the chain's link). Every
-    problem names its file."""
+    problem names its file. A file is read in pieces, twice (its digest, then
+    its rows), never held whole in memory."""
     checks = []
     for raw in paths:
         check = FileCheck(Path(raw))
         checks.append(check)
         try:
-            data = check.path.read_bytes()
+            offset = _read(check, public)
+            if offset is not None:
+                _check_body(check, offset, key)
         except OSError as exc:
             check.problems.append(f"{check.path.name}: cannot be read ({exc.strerror or type(exc).__name__})")
-            continue
-        check.sha256 = hashlib.sha256(data).hexdigest()
-        body = _check_manifest(check, data, public)
-        if body is not None:
-            _check_body(check, body, key)
     for before, check in zip(checks, checks[1:], strict=False):
         if before.manifest is None or check.manifest is None:
             continue
