@@ -158,7 +158,10 @@ CAPABILITIES = (
 _ANOMALY_FLAGS = [(r"^(AnomalyFlagView|Anomaly flags|Audit)$", r"^(can_index|can_resolve|menu_access)$")]
 # The weekly review's page: supervisors sign; auditors (and the supervisors) verify.
 _WEEKLY_REVIEW = [
-    (r"^(WeeklyReviewView|Weekly reviews)$", r"^(can_index|can_week|can_pdf|can_sign|can_verify|menu_access)$")
+    (
+        r"^(WeeklyReviewView|Weekly reviews)$",
+        r"^(can_index|can_week|can_pdf|can_statement|can_sign|can_verify|menu_access)$",
+    )
 ]
 _ACCOUNT_REVIEW = [
     (r"^AccountReviewView$", r"^can_(index|open|decide|complete|export|signature)$"),

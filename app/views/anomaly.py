@@ -4,9 +4,11 @@ the auditor's desk. Thin: parse, call one command, render."""
 
 from __future__ import annotations
 
+import base64
 import datetime
+import secrets
 
-from flask import Response, flash, redirect, request, url_for
+from flask import Response, current_app, flash, jsonify, redirect, request, url_for
 from flask_appbuilder import BaseView, expose, has_access
 from flask_babel import lazy_gettext as _l
 from wtforms import PasswordField, SelectField
@@ -185,8 +187,9 @@ class WeeklyReviewView(BaseView):
     @expose("/")
     @has_access
     def index(self):
-        found = reviews.weeks(db.session, current_actor())
-        return self.render_template("anomaly/reviews.html", weeks=found)
+        found = reviews.overview(db.session, current_actor())
+        return self.render_template("anomaly/reviews.html", weeks=found.weeks, card=found.card,
+                                    signer=current_app.config["CERT_SIGNER_URL"])  # fmt: skip
 
     @expose("/week/<day>", methods=["POST"])
     @has_access
@@ -205,6 +208,13 @@ class WeeklyReviewView(BaseView):
         name = f"query-log-review-{review.agency_code}-{review.week_start:%Y%m%d}.pdf"
         return Response(review.pdf or b"", mimetype="application/pdf",
                         headers={"Content-Disposition": f'attachment; filename="{name}"'})  # fmt: skip
+
+    @expose("/<int:review_id>/statement", methods=["POST"])
+    @has_access
+    def statement(self, review_id):
+        """What the card signs (static/card-sign.js hands it to the local signing component)."""
+        text = reviews.to_sign(db.session, current_actor(), review_id)
+        return jsonify(nonce=secrets.token_urlsafe(16), tbs=base64.b64encode(text).decode(), tbs_encoding="base64")
 
     @expose("/<int:review_id>/sign", methods=["POST"])
     @has_access

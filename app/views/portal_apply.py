@@ -1,7 +1,7 @@
 """Applying online on the portal (/portal/apply/) and over REST (/api/v1/me/categories,
 /api/v1/me/applications): pick an open category, fill in its fields, attach its files,
 review, sign with the card through the local signing component (the card sign-in's
-popup mechanism, static/card-signin.js), and the case is registered. Thin: each parses
+popup mechanism, static/card-sign.js), and the case is registered. Thin: each parses
 through ``app.schemas.applications``, calls ``app.services.portal.applications``, renders."""
 
 from __future__ import annotations

@@ -33,6 +33,7 @@ from app.services.roles import AUDIT_DESK, SIGN_WEEKLY_REVIEW
 WEEKS = 8
 NOT_A_WEEK = _l("Choose one of the last %(n)s finished weeks.")
 NO_REVIEW = _l("No such weekly review for you.")
+SIGNED_ALREADY = _l("This week's review has been signed already.")
 
 
 @dataclass
@@ -45,6 +46,15 @@ class WeekStatus:
     @property
     def signed(self) -> bool:
         return self.review is not None and self.review.signed_at is not None
+
+
+@dataclass
+class ReviewPage:
+    """The supervisor's review page: the weeks, and whether a certificate card is bound to the
+    account (then the page signs with the card; without one, with the password again)."""
+
+    weeks: list[WeekStatus]
+    card: bool
 
 
 @dataclass
@@ -107,6 +117,15 @@ def weeks(session, actor: Actor) -> list[WeekStatus]:
     return out
 
 
+def overview(session, actor: Actor) -> ReviewPage:
+    """The review page (a read): ``weeks``, and whether the supervisor has a card bound (and
+    still valid) to sign with. Raises Forbidden."""
+    found = weeks(session, actor)
+    now = datetime.datetime.utcnow()
+    card = any(b.not_after > now for b in bindings.of_user(session, actor.user_id))
+    return ReviewPage(found, card)
+
+
 def prepare(session, actor: Actor, day) -> WeeklyReview:
     """Command: the week's query log as PDF, kept for the review with its digest (prepared once;
     a week not yet signed is prepared again, with what the log now holds). Audited like the
@@ -154,6 +173,20 @@ def pdf_of(session, actor: Actor, review_id) -> WeeklyReview:
     return review
 
 
+def to_sign(session, actor: Actor, review_id) -> bytes:
+    """What the supervisor's card signs for the prepared review (a read): its ``statement``.
+    Raises Forbidden, NotFound (not a review of the supervisor's agency), Conflict (signed)."""
+    _supervisor(actor)
+    review = None
+    if isinstance(review_id, int) and 0 < review_id < 2**31:
+        review = session.get(WeeklyReview, review_id)
+    if review is None or review.agency_code != actor.agency_code:
+        raise NotFound(NO_REVIEW)
+    if review.signed_at is not None:
+        raise Conflict(SIGNED_ALREADY)
+    return statement(review.agency_code, review.week_start, review.pdf_sha256)
+
+
 def sign(session, actor: Actor, review_id, *, password: str | None = None, signature=None,
          comment: str | None = None) -> WeeklyReview:  # fmt: skip
     """Command: the supervisor signs the prepared review: ``signature`` (base64 PKCS#7 over
@@ -171,7 +204,7 @@ def sign(session, actor: Actor, review_id, *, password: str | None = None, signa
         raise refuse(session, NotFound(NO_REVIEW), actor, "weekly_review.signed", object_type="WeeklyReview",
                      object_id=review_id if isinstance(review_id, int) and 0 < review_id < 2**31 else None)  # fmt: skip
     if review.signed_at is not None:
-        raise Conflict(_l("This week's review has been signed already."))
+        raise Conflict(SIGNED_ALREADY)
     fingerprint, der = None, None
     if signature:
         try:
