@@ -357,10 +357,22 @@ def anomaly_evaluate():
     click.echo("queries read {read}, flags raised {flags}".format(**counts))
 
 
+@anomaly_cli.command("review-overdue")
+def anomaly_review_overdue():
+    """Tell the auditors by e-mail, once, of each agency's weekly review of the query log that is
+    overdue (what the retention worker does each round)."""
+    from app.services import anomaly
+    from app.services.actors import OPERATOR
+
+    told = anomaly.report_overdue(db.session, OPERATOR)
+    weeks = ", ".join(f"{r.agency_code} {r.week_start.isoformat()}" for r in told)
+    click.echo(f"overdue weekly reviews reported: {weeks or 'none'}")
+
+
 @worker_cli.command("retention")
 def worker_retention():
     """Once a RETENTION_ROUND_SECONDS: archive the months past the retention, warn and disable dormant
-    accounts, report overdue account reviews to the auditors."""
+    accounts, report overdue account reviews and overdue weekly reviews to the auditors."""
     from app.services import retention
 
     _run_worker("retention", retention.run)

@@ -141,3 +141,17 @@ class WeeklyReview(Model):
     signed_by = Column(Integer, ForeignKey("ab_user.id", ondelete="SET NULL"))
     signed_by_name = Column(String(128))
     signed_at = Column(DateTime)
+
+
+class WeeklyReviewOverdue(Model):
+    """The auditors were told by e-mail that an agency's weekly review is overdue: one row per
+    agency and week, so each is told once (the unique pair stops a second worker too)."""
+
+    __tablename__ = "weekly_review_overdue"
+    __table_args__ = (UniqueConstraint("agency_code", "week_start", name="uq_weekly_review_overdue_agency_week"),)
+
+    id = Column(Integer, primary_key=True)
+    agency_code = Column(String(20), nullable=False)
+    week_start = Column(Date, nullable=False)  # the Monday
+    reported_at = Column(DateTime, nullable=False)
+    recipients = Column(Integer, nullable=False, default=0)

@@ -1,8 +1,9 @@
 """The retention worker (`flask worker retention`): once a RETENTION_ROUND_SECONDS
 (a day by default), archive and remove the months past the retention, warn and
-disable dormant accounts, and tell the auditors of overdue account reviews.
-Each step is a command of its own (``audit.archive``, ``account_review``); a
-failed step is logged and retried next round."""
+disable dormant accounts, and tell the auditors of overdue account reviews and
+of overdue weekly reviews of the query log. Each step is a command of its own
+(``audit.archive``, ``account_review``, ``anomaly.report_overdue``); a failed
+step is logged and retried next round."""
 
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ log = logging.getLogger(__name__)
 
 
 def round_once(session) -> dict:
-    from app.services import account_review
+    from app.services import account_review, anomaly
     from app.services.audit import archive
 
     done: dict = {}
@@ -31,6 +32,10 @@ def round_once(session) -> dict:
         ("archived", lambda: [m.month for m in archive.archive_due(session, OPERATOR)]),
         ("dormant", lambda: account_review.dormant_round(session, OPERATOR)),
         ("overdue_reviews", lambda: account_review.report_overdue(session, OPERATOR)),
+        (
+            "overdue_weekly_reviews",
+            lambda: [f"{r.agency_code} {r.week_start.isoformat()}" for r in anomaly.report_overdue(session, OPERATOR)],
+        ),
     )
     for name, step in steps:
         try:

@@ -6,7 +6,15 @@ Modules: ``rules`` (validation of rules, calendar and protected list; local time
 ``desk`` (the auditor's desk), ``reviews`` (the signed weekly review).
 """
 
-from app.services.anomaly.desk import Desk, OverdueReview, desk, last_check, overdue_reviews, record_check
+from app.services.anomaly.desk import (
+    Desk,
+    OverdueReview,
+    desk,
+    last_check,
+    overdue_reviews,
+    record_check,
+    report_overdue,
+)
 from app.services.anomaly.evaluate import evaluate_round, run
 from app.services.anomaly.flags import OUTCOME_LABELS, FlagView, list_flags, open_count, resolve_flag
 from app.services.anomaly.rules import (
@@ -33,6 +41,7 @@ __all__ = [
     "open_count",
     "overdue_reviews",
     "record_check",
+    "report_overdue",
     "resolve_flag",
     "run",
     "validate_day",

@@ -1,6 +1,7 @@
 """The auditor's desk: open anomaly flags, overdue weekly reviews, the audit chain's state
 (last verification, last signed checkpoint, last archive) and recent administrative changes,
-on one page. Counts and names of records only; no personal data."""
+on one page. Counts and names of records only; no personal data. The auditors are also told
+of each overdue weekly review by e-mail, once (``report_overdue``, the retention worker's round)."""
 
 from __future__ import annotations
 
@@ -13,14 +14,15 @@ from pathlib import Path
 from flask import current_app
 from flask_babel import lazy_gettext as _l
 from sqlalchemy import func, select
+from sqlalchemy.exc import IntegrityError
 
-from app.lib.rocdate import utc_midnight
-from app.models.anomaly import AnomalyCursor, AnomalyFlag, WeeklyReview
+from app.lib.rocdate import format_roc, utc_midnight
+from app.models.anomaly import AnomalyCursor, AnomalyFlag, WeeklyReview, WeeklyReviewOverdue
 from app.models.audit import AuditArchive, AuditEvent
-from app.models.org import Agency
+from app.models.org import Agency, PlatformUser
 from app.models.queries import QueryLog
-from app.services import audit
-from app.services.actors import Actor
+from app.services import audit, outbox
+from app.services.actors import Actor, holders_of
 from app.services.command import transaction
 from app.services.errors import Forbidden
 from app.services.reports.filters import taipei_today
@@ -97,6 +99,77 @@ def overdue_reviews(session, today: datetime.date | None = None) -> list[Overdue
             if (code, monday) not in signed:
                 found.append(OverdueReview(code, names.get(code, code), monday, due, int(count)))
     return sorted(found, key=lambda r: (r.week_start, r.agency_code))
+
+
+MAIL_TOPIC_OVERDUE = "anomaly:weekly-review-overdue"
+
+
+def auditors(session) -> list[str]:
+    """The e-mail addresses of the active accounts whose roles hold the auditor's desk."""
+    roles = holders_of(session, AUDIT_DESK)
+    users = session.scalars(select(PlatformUser).where(PlatformUser.active.is_(True)).order_by(PlatformUser.id))
+    return sorted({u.email for u in users if u.email and any(r.id in roles for r in u.roles)})
+
+
+def _overdue_mail(item: OverdueReview) -> tuple[str, str]:
+    sunday = item.week_start + datetime.timedelta(days=6)
+    subject = (
+        f"【週查詢紀錄審查逾期】{item.agency_name} {format_roc(item.week_start)} / Weekly query-log review overdue"
+    )
+    body = (
+        f"稽核人員您好：\n\n{item.agency_name}（{item.agency_code}）{format_roc(item.week_start)}–{format_roc(sunday)}"
+        f" 一週之查詢紀錄（{item.queries} 筆查詢）應於 {format_roc(item.due)} 前由主管審查簽章，至今尚未簽章。"
+        "請至平台「稽核工作台」查看。\n\n"
+        f"The weekly query-log review of {item.agency_code} for the week of {item.week_start.isoformat()}"
+        f" ({item.queries} queries) was due by {item.due.isoformat()} and is not signed. See the auditor's desk.\n"
+    )
+    return subject, body
+
+
+def report_overdue(session, actor: Actor, today: datetime.date | None = None) -> list[OverdueReview]:
+    """Command (the retention worker's round): tell the auditors by e-mail, once, of each
+    overdue weekly review (``overdue_reviews``); each told in a transaction of its own with
+    its marker row and audit event. The marker's unique (agency, week) keeps a second worker
+    from telling them again. Returns the reviews told this time."""
+    with transaction(session):  # the reads end here: each review is told in a transaction of its own
+        found = overdue_reviews(session, today)
+        if not found:
+            return []
+        told = set(
+            session.execute(
+                select(WeeklyReviewOverdue.agency_code, WeeklyReviewOverdue.week_start).where(
+                    WeeklyReviewOverdue.week_start >= min(item.week_start for item in found)
+                )
+            ).all()
+        )
+    reported = []
+    for item in found:
+        if (item.agency_code, item.week_start) not in told and tell_overdue(session, actor, item):
+            reported.append(item)
+    return reported
+
+
+def tell_overdue(session, actor: Actor, item: OverdueReview) -> bool:
+    """Tell the auditors of one overdue review, unless it was told already (by this worker or
+    another); False then, and nothing is sent."""
+    try:
+        with transaction(session):
+            marker = WeeklyReviewOverdue(agency_code=item.agency_code, week_start=item.week_start,
+                                         reported_at=datetime.datetime.utcnow())  # fmt: skip
+            session.add(marker)
+            session.flush()  # another worker's marker for the same week stops this one here
+            to = auditors(session)
+            subject, body = _overdue_mail(item)
+            for address in to:
+                outbox.enqueue(session, address, subject, body, topic=MAIL_TOPIC_OVERDUE)
+            marker.recipients = len(to)
+            audit.record(session, "weekly_review.overdue_reported", object_type="WeeklyReviewOverdue",
+                         object_id=marker.id, detail={"agency": item.agency_code, "week": item.week_start.isoformat(),
+                                                      "queries": item.queries, "recipients": len(to)},
+                         actor=actor)  # fmt: skip
+    except IntegrityError:
+        return False
+    return True
 
 
 def _last_checkpoint():

@@ -121,6 +121,7 @@ ACTIONS = {
     "weekly_review.pdf": _l("Weekly review PDF downloaded"),
     "weekly_review.signed": _l("Weekly review signed"),
     "weekly_review.verified": _l("Weekly review verified"),
+    "weekly_review.overdue_reported": _l("Overdue weekly review told to the auditors"),
 }
 
 # object type (a model's name, as recorded) -> label
@@ -187,6 +188,7 @@ OBJECT_TYPES = {
     "OfficeDay": _l("Office calendar day"),
     "ProtectedSubject": _l("Protected person"),
     "WeeklyReview": _l("Weekly query log review"),
+    "WeeklyReviewOverdue": _l("Overdue weekly review notice"),
 }
 
 # outcome of an event or a query -> label
