@@ -4,6 +4,7 @@ from sqlalchemy import func, select
 
 from app.extensions import db
 from app.models.org import Agency, PlatformUser
+from app.services.roles import RESOLVE_ANOMALIES, TRANSFER_FILES, holders_of
 from tests.conftest import api_token, bearer, login
 
 
@@ -23,6 +24,26 @@ def test_demo_world_has_the_agencies_and_accounts_the_design_names(app):
         assert clerk.agency.kind == "tax" and [r.name for r in clerk.roles] == ["Clerk"]
         social = db.session.scalar(select(PlatformUser).where(PlatformUser.username == "clerk.social"))
         assert social.agency.kind == "social"
+
+
+def test_holders_of_a_capability_are_the_agencys_active_users_whose_roles_hold_it(app):
+    with app.app_context():
+        tax = db.session.scalar(select(Agency).where(Agency.code == "TAX"))
+        names = [u.username for u in holders_of(db.session, RESOLVE_ANOMALIES, "TAX")]
+        assert names == sorted(names) and {"supervisor.tax", "auditor.tax"} <= set(names)
+        assert not {"clerk", "handler.tax", "supervisor.land", "auditor"} & set(names)
+        assert [u.username for u in holders_of(db.session, RESOLVE_ANOMALIES, agency_id=tax.id)] == names
+        everywhere = [u.username for u in holders_of(db.session, RESOLVE_ANOMALIES)]
+        assert {"supervisor.tax", "supervisor.land", "auditor"} <= set(everywhere) and "clerk" not in everywhere
+        assert [u.username for u in holders_of(db.session, TRANSFER_FILES, "TAX")] == ["transfer.tax"]
+        sup = db.session.scalar(select(PlatformUser).where(PlatformUser.username == "supervisor.tax"))
+        sup.active = False
+        db.session.commit()
+        try:
+            assert "supervisor.tax" not in {u.username for u in holders_of(db.session, RESOLVE_ANOMALIES, "TAX")}
+        finally:
+            sup.active = True
+            db.session.commit()
 
 
 def test_seeding_twice_creates_nothing_new(app, runner):

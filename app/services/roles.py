@@ -12,8 +12,17 @@ from __future__ import annotations
 
 import re
 
+from flask_appbuilder.security.sqla.models import (
+    Permission,
+    PermissionView,
+    ViewMenu,
+    assoc_permissionview_role,
+    assoc_user_role,
+)
 from flask_babel import lazy_gettext as _l
+from sqlalchemy import select
 
+from app.models.org import Agency, PlatformUser
 from app.services import actors
 from app.services.errors import InvalidInput
 
@@ -272,6 +281,28 @@ def check_separation_of_duties(role_names) -> None:
                 a=ROLE_LABELS[a],
                 b=ROLE_LABELS[b],
             )
+
+
+def holders_of(
+    session, capability: str, agency_code: str | None = None, *, agency_id: int | None = None
+) -> list[PlatformUser]:
+    """The active users whose roles hold the Platform ``capability``, by username; only the
+    agency's (given by code or id) when one is given."""
+    grants = assoc_permissionview_role.c
+    holding = (
+        select(assoc_user_role.c.user_id)
+        .join(assoc_permissionview_role, grants.role_id == assoc_user_role.c.role_id)
+        .join(PermissionView, PermissionView.id == grants.permission_view_id)
+        .join(Permission, Permission.id == PermissionView.permission_id)
+        .join(ViewMenu, ViewMenu.id == PermissionView.view_menu_id)
+        .where(ViewMenu.name == actors.PLATFORM, Permission.name == capability)
+    )
+    stmt = select(PlatformUser).where(PlatformUser.active.is_(True), PlatformUser.id.in_(holding))
+    if agency_code is not None:
+        stmt = stmt.join(Agency, Agency.id == PlatformUser.agency_id).where(Agency.code == agency_code)
+    if agency_id is not None:
+        stmt = stmt.where(PlatformUser.agency_id == agency_id)
+    return list(session.scalars(stmt.order_by(PlatformUser.username)))
 
 
 def sync_roles(sm, reset: bool = False) -> dict[str, int]:

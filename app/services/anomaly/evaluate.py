@@ -34,6 +34,7 @@ from app.services.actors import SYSTEM
 from app.services.anomaly.rules import is_office_time, to_local, to_utc
 from app.services.command import transaction
 from app.services.query.record import READ_OUTCOMES
+from app.services.roles import RESOLVE_ANOMALIES, holders_of
 
 log = logging.getLogger(__name__)
 BATCH = 2000
@@ -306,8 +307,6 @@ def evaluate_round(session, now: datetime.datetime | None = None, batch: int = B
 
 def _tell_reviewers(session, flags: list[AnomalyFlag]) -> None:
     """One mail per agency with new flags to its reviewers (counts and a link, nothing personal)."""
-    from app.services.anomaly.flags import reviewers_of
-
     link = f"{current_app.config['PUBLIC_BASE_URL'].rstrip('/')}/anomalyflags/"
     by_agency: dict[str, int] = defaultdict(int)
     for flag in flags:
@@ -320,7 +319,7 @@ def _tell_reviewers(session, flags: list[AnomalyFlag]) -> None:
             f"The anomaly rules raised {count} new flags on your agency's queries. Please review each on the "
             f"platform and record its outcome and a comment:\n{link}\n"
         )
-        for person in reviewers_of(session, agency):
+        for person in holders_of(session, RESOLVE_ANOMALIES, agency):
             if person.email:
                 outbox.enqueue(session, person.email, subject, body, topic="anomaly_flags")
 

@@ -7,12 +7,10 @@ from __future__ import annotations
 import datetime
 from dataclasses import dataclass
 
-from flask_appbuilder.security.sqla.models import Permission, PermissionView, ViewMenu, assoc_permissionview_role
 from flask_babel import lazy_gettext as _l
 from sqlalchemy import case, func, select
 
 from app.models.anomaly import OUTCOMES, AnomalyFlag
-from app.models.org import Agency, PlatformUser
 from app.models.queries import QueryLog
 from app.services import actors, audit
 from app.services.actors import Actor
@@ -154,23 +152,3 @@ def resolve_flag(session, actor: Actor, flag_id, outcome: str | None, comment: s
                      detail={"outcome": outcome, "rule": flag.rule_name, "agency": flag.agency_code},
                      actor=actor)  # fmt: skip
     return _view(flag, log, actor)
-
-
-def reviewers_of(session, agency_code: str) -> list[PlatformUser]:
-    """The agency's active users whose roles hold the ``resolve_anomaly_flags`` capability."""
-    holders = set(
-        session.scalars(
-            select(assoc_permissionview_role.c.role_id)
-            .join(PermissionView, PermissionView.id == assoc_permissionview_role.c.permission_view_id)
-            .join(Permission, Permission.id == PermissionView.permission_id)
-            .join(ViewMenu, ViewMenu.id == PermissionView.view_menu_id)
-            .where(ViewMenu.name == actors.PLATFORM, Permission.name == RESOLVE_ANOMALIES)
-        )
-    )
-    users = session.scalars(
-        select(PlatformUser)
-        .join(Agency, Agency.id == PlatformUser.agency_id)
-        .where(Agency.code == agency_code, PlatformUser.active.is_(True))
-        .order_by(PlatformUser.username)
-    )
-    return [u for u in users if any(r.id in holders for r in u.roles)]

@@ -6,7 +6,6 @@ from __future__ import annotations
 import datetime
 
 from flask import current_app
-from flask_appbuilder.security.sqla.models import Permission, PermissionView, ViewMenu, assoc_permissionview_role
 from flask_babel import lazy_gettext as _l
 from sqlalchemy import select
 from sqlalchemy.orm import defer, joinedload, selectinload
@@ -17,7 +16,7 @@ from app.services import actors
 from app.services.actors import Actor
 from app.services.errors import Forbidden, NotFound
 from app.services.notify import results
-from app.services.roles import DISPATCH_HANDLE, DISPATCH_SUPERVISE, NOTIFY_CASES
+from app.services.roles import DISPATCH_HANDLE, DISPATCH_SUPERVISE, NOTIFY_CASES, holders_of
 
 # work list -> the capability that gives it
 BOXES = {"cases": NOTIFY_CASES, "incoming": DISPATCH_SUPERVISE, "work": DISPATCH_HANDLE, "all": None}
@@ -122,17 +121,4 @@ def worklist(session, actor: Actor, box: str, page: int = 1, size: int | None = 
 
 def handlers_of(session, agency_id: int) -> list[PlatformUser]:
     """The agency's active users whose roles hold the ``dispatch_handle`` capability."""
-    holders = (
-        select(assoc_permissionview_role.c.role_id)
-        .join(PermissionView, PermissionView.id == assoc_permissionview_role.c.permission_view_id)
-        .join(Permission, Permission.id == PermissionView.permission_id)
-        .join(ViewMenu, ViewMenu.id == PermissionView.view_menu_id)
-        .where(ViewMenu.name == actors.PLATFORM, Permission.name == DISPATCH_HANDLE)
-    )
-    role_ids = set(session.scalars(holders))
-    users = session.scalars(
-        select(PlatformUser)
-        .where(PlatformUser.agency_id == agency_id, PlatformUser.active.is_(True))
-        .order_by(PlatformUser.username)
-    )
-    return [u for u in users if any(r.id in role_ids for r in u.roles)]
+    return holders_of(session, DISPATCH_HANDLE, agency_id=agency_id)

@@ -9,7 +9,6 @@ import datetime
 from dataclasses import dataclass
 
 from flask import current_app
-from flask_appbuilder.security.sqla.models import Permission, PermissionView, ViewMenu, assoc_permissionview_role
 from flask_babel import lazy_gettext as _l
 from sqlalchemy import DateTime, Integer, String, bindparam, func, or_, select, true
 from sqlalchemy.ext.compiler import compiles
@@ -17,15 +16,16 @@ from sqlalchemy.sql.expression import FunctionElement
 
 from app.lib.rocdate import format_roc
 from app.lib.ttlcache import TTLCache
-from app.models.org import Agency, PlatformUser
+from app.models.org import Agency
 from app.models.portal import AccessFlag
 from app.models.queries import QueryForm, QueryLog, QuerySubject
-from app.services import actors, audit, outbox
+from app.services import audit, outbox
 from app.services.actors import Actor
 from app.services.command import refuse, transaction
 from app.services.errors import Conflict, Forbidden, InvalidInput, NotFound
 from app.services.portal.person import REVIEW_FLAGS, person_of
 from app.services.query.record import READ_OUTCOMES
+from app.services.roles import holders_of
 
 NO_ENTRY = _l("No such entry in the record of who read your data.")
 NO_FLAG = _l("No such flag for your agency.")
@@ -315,26 +315,6 @@ def flag_access(session, actor: Actor, log_id: int, note: str | None) -> AccessE
     return entry
 
 
-def auditors_of(session, agency_code: str) -> list[PlatformUser]:
-    """The agency's active users whose roles hold the ``review_access_flags`` capability."""
-    holders = set(
-        session.scalars(
-            select(assoc_permissionview_role.c.role_id)
-            .join(PermissionView, PermissionView.id == assoc_permissionview_role.c.permission_view_id)
-            .join(Permission, Permission.id == PermissionView.permission_id)
-            .join(ViewMenu, ViewMenu.id == PermissionView.view_menu_id)
-            .where(ViewMenu.name == actors.PLATFORM, Permission.name == REVIEW_FLAGS)
-        )
-    )
-    users = session.scalars(
-        select(PlatformUser)
-        .join(Agency, Agency.id == PlatformUser.agency_id)
-        .where(Agency.code == agency_code, PlatformUser.active.is_(True))
-        .order_by(PlatformUser.username)
-    )
-    return [u for u in users if any(r.id in holders for r in u.roles)]
-
-
 def _tell_auditors(session, flag: AccessFlag) -> int:
     """Queue the notice to the querying agency's Auditors in the flag's transaction (no
     personal data in it: they read the record on the platform); returns how many."""
@@ -350,7 +330,7 @@ def _tell_auditors(session, flag: AccessFlag) -> int:
         f"{flag.due_at:%Y-%m-%d}; the person reads your answer:\n{link}\n"
     )
     told = 0
-    for person in auditors_of(session, flag.agency_code):
+    for person in holders_of(session, REVIEW_FLAGS, flag.agency_code):
         if person.email:
             outbox.enqueue(session, person.email, subject, body, topic=f"access_flag:{flag.id}")
             told += 1

@@ -9,18 +9,16 @@ from dataclasses import dataclass
 
 from asn1crypto import pem as asn1_pem
 from flask import current_app
-from flask_appbuilder.security.sqla.models import Role
 from flask_babel import lazy_gettext as _l
 from sqlalchemy import select
 
 from app.lib.rocdate import format_roc
-from app.models.org import PlatformUser
 from app.models.transfer import StaffCertificate, TransferCase, TransferEvent, TransferItem, TransferRecipient
 from app.services import audit
-from app.services.actors import PLATFORM, Actor
+from app.services.actors import Actor
 from app.services.command import transaction
 from app.services.errors import Conflict, Forbidden, InvalidInput
-from app.services.roles import TRANSFER_FILES
+from app.services.roles import TRANSFER_FILES, holders_of
 from app.services.transfer import pki, rules
 from app.services.transfer.answers import ConfigFile, ItemRecipient, Registered, UsableItem, case_answer, party
 
@@ -101,32 +99,10 @@ def usable_items(session, actor: Actor) -> list[UsableItem]:
         ]
 
 
-def staff_of(session, agency_id: int) -> list[int]:
-    """Active transfer officers of an agency: users whose roles hold the TRANSFER_FILES capability."""
-    from flask_appbuilder.security.sqla.models import Permission, PermissionView, ViewMenu, assoc_permissionview_role
-
-    grants = assoc_permissionview_role.c
-    stmt = (
-        select(PlatformUser.id)
-        .join(PlatformUser.roles)
-        .join(assoc_permissionview_role, grants.role_id == Role.id)
-        .join(PermissionView, PermissionView.id == grants.permission_view_id)
-        .join(Permission, Permission.id == PermissionView.permission_id)
-        .join(ViewMenu, ViewMenu.id == PermissionView.view_menu_id)
-        .where(
-            PlatformUser.agency_id == agency_id,
-            PlatformUser.active.is_(True),
-            Permission.name == TRANSFER_FILES,
-            ViewMenu.name == PLATFORM,
-        )
-        .distinct()
-    )
-    return list(session.scalars(stmt))
-
-
 def proposed_recipients(session, item: TransferItem) -> list[StaffCertificate]:
     """Every transfer officer of the receiving agency with a valid encryption certificate."""
-    return pki.usable(session, staff_of(session, item.receiving_agency_id), "encrypt")
+    staff = holders_of(session, TRANSFER_FILES, agency_id=item.receiving_agency_id)
+    return pki.usable(session, [u.id for u in staff], "encrypt")
 
 
 def sender_certificate(session, actor: Actor) -> StaffCertificate | None:
