@@ -21,7 +21,7 @@ from app.schemas import anomaly as schemas
 from app.services import anomaly
 from app.services.anomaly import reviews
 from app.services.errors import InvalidInput
-from app.views.base import CommandInterface, PlatformModelView, yes_no
+from app.views.base import CommandInterface, PlatformModelView, form_body, yes_no
 from app.web import current_actor
 
 LABELS = {
@@ -151,9 +151,7 @@ class AnomalyFlagView(BaseView):
     @expose("/<int:flag_id>/resolve", methods=["POST"])
     @has_access
     def resolve(self, flag_id):
-        body = schemas.flag_resolution_schema.load(
-            {"outcome": request.form.get("outcome", ""), "comment": request.form.get("comment", "")}
-        )
+        body = form_body(schemas.flag_resolution_schema, ("outcome", "comment"))
         anomaly.resolve_flag(db.session, current_actor(), flag_id, body["outcome"], body["comment"])
         flash(str(RESOLVED), "success")
         return redirect(url_for("AnomalyFlagView.index"))
@@ -219,9 +217,7 @@ class WeeklyReviewView(BaseView):
     @expose("/<int:review_id>/sign", methods=["POST"])
     @has_access
     def sign(self, review_id):
-        body = schemas.review_signing_schema.load(
-            {k: request.form.get(k, "") for k in ("password", "signature", "comment")}
-        )
+        body = form_body(schemas.review_signing_schema, ("password", "signature", "comment"))
         reviews.sign(db.session, current_actor(), review_id, password=body["password"] or None,
                      signature=body["signature"] or None, comment=body["comment"])  # fmt: skip
         flash(str(SIGNED), "success")

@@ -1,6 +1,7 @@
-"""Shared behaviour of our FAB screens and APIs: validate through a service,
-and turn domain errors into clear messages."""
+"""Shared behaviour of our FAB screens and APIs: parse a request through its schema,
+validate through a service, and turn domain errors into clear messages."""
 
+from flask import jsonify, request
 from flask_appbuilder import ModelRestApi, ModelView
 from flask_appbuilder.exceptions import DatabaseException
 from flask_appbuilder.models.sqla.interface import SQLAInterface
@@ -32,6 +33,27 @@ def agency_name(code) -> str:
     if names is None:
         names = g.agency_names = agency_names(db.session)
     return names.get(code, code)
+
+
+def json_body(schema, optional: bool = False):
+    """The request's JSON body loaded through ``schema`` (a ValidationError is answered 400 by
+    app.web). A body that is absent or not JSON loads as None, which the schema refuses;
+    ``optional``: an absent body loads as an empty object."""
+    if optional and not request.get_data(cache=True):
+        return schema.load({})
+    return schema.load(request.get_json(silent=True))
+
+
+def form_body(schema, names):
+    """The posted form's fields ``names`` (an absent one as "") loaded through ``schema``."""
+    return schema.load({name: request.form.get(name, "") for name in names})
+
+
+def json_answer(schema, value, status: int = 200):
+    """``value`` dumped through ``schema``, as a JSON answer with ``status``."""
+    answer = jsonify(schema.dump(value))
+    answer.status_code = status
+    return answer
 
 
 CONFLICT = _l("This record conflicts with an existing one (a duplicate code, name or e-mail).")

@@ -28,6 +28,7 @@ from app.models.cards import CardBinding
 from app.models.org import PlatformUser
 from app.schemas import cards as schemas
 from app.services import cards
+from app.views.base import json_body
 from app.web import current_actor, forwarded_client_certificate
 
 CHALLENGE_KEY = "card_challenge"  # the cookie session holds the page's challenge id
@@ -267,7 +268,7 @@ class CertSignInApi(BaseApi):
                       ticket: {type: string}
             429: {description: Too many failed sign-ins; try again later}
         """
-        body = schemas.login_schema.load(request.get_json(silent=True))
+        body = json_body(schemas.login_schema)
         who = current_actor()
         if body.get("ticket"):
             done = cards.register(db.session, who, body["ticket"], body.get("id_number"), body.get("name"))
@@ -323,7 +324,7 @@ class CertSignInApi(BaseApi):
             409: {description: 'The card is already bound, to another account or to this one'}
         """
         who = current_actor()
-        body = schemas.login_schema.load(request.get_json(silent=True))
+        body = json_body(schemas.login_schema)
         card = cards.verify(db.session, who, body["challenge_id"], body["signature"], "bind", who.user_id)
         binding = cards.bindings.bind(db.session, who, who.user_id, card, "self")
         return self.response(201, result=schemas.binding_schema.dump(binding))

@@ -27,7 +27,7 @@ from app.services.query import design as forms
 from app.services.query import designer
 from app.services.query.labels import DISPLAY_LABELS, FORMAT_LABELS, INPUT_TYPE_LABELS, MASK_LABELS, OPERATOR_LABELS
 from app.services.roles import role_label, roles_label
-from app.views.base import CommandInterface, PlatformModelApi, PlatformModelView, yes_no
+from app.views.base import CommandInterface, PlatformModelApi, PlatformModelView, json_body, yes_no
 from app.web import current_actor
 
 LABELS = {
@@ -517,7 +517,7 @@ class FormDesignerApi(BaseApi):
             409:
               description: Another form has the code
         """
-        data = schemas.FormDesignSchema().load(request.get_json(silent=True))
+        data = json_body(schemas.FormDesignSchema())
         saved = designer.save_form(db.session, current_actor(), data)
         return self.response(201, **schemas.DesignSavedSchema().dump(saved))
 
@@ -557,7 +557,7 @@ class FormDesignerApi(BaseApi):
             409:
               description: Another form has the code
         """
-        data = schemas.FormDesignSchema().load(request.get_json(silent=True))
+        data = json_body(schemas.FormDesignSchema())
         saved = designer.save_form(db.session, current_actor(), data, pk)
         return self.response(200, **schemas.DesignSavedSchema().dump(saved))
 
@@ -586,7 +586,7 @@ class FormDesignerApi(BaseApi):
             401:
               $ref: '#/components/responses/401'
         """
-        data = schemas.DesignTrySchema().load(request.get_json(silent=True))
+        data = json_body(schemas.DesignTrySchema())
         run = designer.try_form(db.session, current_actor(), data["form"], data["params"])
         return self.response(200, **schemas.try_answer(run))
 

@@ -8,7 +8,7 @@ schemas; domain errors and invalid input become their status in app.web.
 
 from __future__ import annotations
 
-from flask import jsonify, request
+from flask import request
 from flask_appbuilder.api import BaseApi, expose
 from flask_appbuilder.security.decorators import protect
 
@@ -16,6 +16,7 @@ from app.extensions import db
 from app.schemas import notify as schemas
 from app.services import notify
 from app.services.reports import replica
+from app.views.base import json_answer, json_body
 from app.web import current_actor
 
 CASE_REGISTRATION = schemas.CaseRegistrationSchema()
@@ -31,17 +32,6 @@ DISPATCH_WORKLIST = schemas.DispatchWorklistSchema()
 ATTACHMENT_CHECK = schemas.AttachmentCheckSchema()
 CASE_SEARCH = schemas.CaseSearchSchema()
 CASE_SEARCH_ANSWER = schemas.CaseSearchAnswerSchema()
-
-
-def _body() -> dict | None:
-    """The JSON body (None when absent or not JSON: the schema then says what is wrong)."""
-    return request.get_json(silent=True)
-
-
-def _json(schema, value, status: int = 200):
-    answer = jsonify(schema.dump(value))
-    answer.status_code = status
-    return answer
 
 
 class NotifyApi(BaseApi):
@@ -78,7 +68,7 @@ class CategoryApi(NotifyApi):
             401:
               $ref: '#/components/responses/401'
         """
-        return _json(CATEGORY_LIST, {"result": notify.list_categories(db.session, current_actor())})
+        return json_answer(CATEGORY_LIST, {"result": notify.list_categories(db.session, current_actor())})
 
 
 class CaseApi(NotifyApi):
@@ -117,9 +107,9 @@ class CaseApi(NotifyApi):
             409:
               $ref: '#/components/responses/409'
         """
-        draft = CASE_REGISTRATION.load(_body())
+        draft = json_body(CASE_REGISTRATION)
         case = notify.register_case(db.session, current_actor(), draft)
-        return _json(CASE_REGISTERED, {"case_no": case.case_no, "result": case}, 201)
+        return json_answer(CASE_REGISTERED, {"case_no": case.case_no, "result": case}, 201)
 
     @expose("/search", methods=["POST"])
     @protect()
@@ -155,10 +145,9 @@ class CaseApi(NotifyApi):
             403:
               $ref: '#/components/responses/403'
         """
-        body = _body() if request.get_data(cache=True) else {}
-        criteria, who = CASE_SEARCH.load(body), current_actor()
+        criteria, who = json_body(CASE_SEARCH, optional=True), current_actor()
         found, _freshness = replica.read(db.session, lambda s: notify.search_cases(db.session, who, criteria, reader=s))
-        return _json(CASE_SEARCH_ANSWER, found)
+        return json_answer(CASE_SEARCH_ANSWER, found)
 
     @expose("/lookup", methods=["POST"])
     @protect()
@@ -193,9 +182,9 @@ class CaseApi(NotifyApi):
             404:
               $ref: '#/components/responses/404'
         """
-        body = CITIZEN_LOOKUP.load(_body())
+        body = json_body(CITIZEN_LOOKUP)
         found = notify.look_up_citizen(db.session, current_actor(), body["category"], body["id_no"], body["case_no"])
-        return _json(CITIZEN_FOUND, found)
+        return json_answer(CITIZEN_FOUND, found)
 
     @expose("/<case_no>", methods=["GET"])
     @protect()
@@ -226,7 +215,7 @@ class CaseApi(NotifyApi):
             404:
               $ref: '#/components/responses/404'
         """
-        return _json(CASE_ANSWER, {"result": notify.view_case(db.session, current_actor(), case_no)})
+        return json_answer(CASE_ANSWER, {"result": notify.view_case(db.session, current_actor(), case_no)})
 
 
 class DispatchApi(NotifyApi):
@@ -258,7 +247,7 @@ class DispatchApi(NotifyApi):
               $ref: '#/components/responses/404'
         """
         detail = notify.open_dispatch(db.session, current_actor(), pk)
-        return _json(DISPATCH_ANSWER, {"result": detail.dispatch})
+        return json_answer(DISPATCH_ANSWER, {"result": detail.dispatch})
 
     @expose("/<int:pk>/<action>", methods=["POST"])
     @protect()
@@ -303,10 +292,9 @@ class DispatchApi(NotifyApi):
             409:
               $ref: '#/components/responses/409'
         """
-        body = _body() if request.get_data(cache=True) else {}
-        step = DISPATCH_ACTION.load(body)
+        step = json_body(DISPATCH_ACTION, optional=True)
         dispatch = notify.act(db.session, current_actor(), pk, action, step)
-        return _json(DISPATCH_ANSWER, {"result": dispatch})
+        return json_answer(DISPATCH_ANSWER, {"result": dispatch})
 
 
 class WorklistApi(NotifyApi):
@@ -352,7 +340,7 @@ class WorklistApi(NotifyApi):
         """
         page = notify.page_number(request.args.get("page"))
         work = notify.worklist(db.session, current_actor(), box, page=page)
-        return _json(CASE_WORKLIST if box == "cases" else DISPATCH_WORKLIST, work)
+        return json_answer(CASE_WORKLIST if box == "cases" else DISPATCH_WORKLIST, work)
 
 
 class AttachmentApi(NotifyApi):
@@ -379,7 +367,7 @@ class AttachmentApi(NotifyApi):
             404:
               $ref: '#/components/responses/404'
         """
-        return _json(ATTACHMENT_CHECK, notify.check_attachment(db.session, current_actor(), pk))
+        return json_answer(ATTACHMENT_CHECK, notify.check_attachment(db.session, current_actor(), pk))
 
 
 def register(appbuilder) -> None:

@@ -23,7 +23,7 @@ from app.schemas import payments as schemas
 from app.services import payments
 from app.services.errors import DomainError, NotFound
 from app.services.payments import providers
-from app.views.base import CommandInterface, PlatformModelView, yes_no
+from app.views.base import CommandInterface, PlatformModelView, json_body, yes_no
 from app.views.portal import card_holder
 from app.web import current_actor
 
@@ -137,7 +137,7 @@ class MyPaymentApi(BaseApi):
             409: {description: "Paid already, or the case is no longer open"}
             503: {description: The payment gateway cannot be reached; nothing was charged}
         """
-        body = schemas.payment_start_schema.load(request.get_json(silent=True))
+        body = json_body(schemas.payment_start_schema)
         started = payments.start_payment(db.session, current_actor(), body["case_no"], body["fee_item"],
                                          body["method"])  # fmt: skip
         return self.response(201, **schemas.payment_schema.dump(started))

@@ -23,6 +23,7 @@ from app.services import portal
 from app.services.errors import DomainError
 from app.services.portal import applications
 from app.services.portal.applications import ApplicationFile
+from app.views.base import json_body
 from app.views.portal import _page, card_holder
 from app.web import INVALID, current_actor
 
@@ -184,7 +185,7 @@ class MeApplicationsApi(BaseApi):
             403: {$ref: '#/components/responses/403'}
             404: {$ref: '#/components/responses/404'}
         """
-        application = schemas.content_schema.load(request.get_json(silent=True))
+        application = json_body(schemas.content_schema)
         prepared = applications.prepare(db.session, current_actor(), application)
         return self.response(200, **schemas.canonical_schema.dump(prepared))
 
@@ -219,7 +220,7 @@ class MeApplicationsApi(BaseApi):
             409: {description: This signed application was registered already}
             503: {description: The card's revocation status could not be checked}
         """
-        application, signature = schemas.signed_schema.load(request.get_json(silent=True))
+        application, signature = json_body(schemas.signed_schema)
         case_no = applications.submit(db.session, current_actor(), application, signature)
         return self.response(201, **schemas.applied_schema.dump({"case_no": case_no}))
 
@@ -251,7 +252,7 @@ class MeApplicationsApi(BaseApi):
             403: {$ref: '#/components/responses/403'}
             404: {$ref: '#/components/responses/404'}
         """
-        body = portal_schemas.mail_stages_schema.load(request.get_json(silent=True))
+        body = json_body(portal_schemas.mail_stages_schema)
         found = portal.set_mail_stages(db.session, current_actor(), case_no, body["stages"])
         return self.response(200, **portal_schemas.my_case_schema.dump(found))
 

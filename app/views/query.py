@@ -21,7 +21,7 @@ from app.schemas import query as schemas
 from app.services import printout, query
 from app.services.audit.labels import outcome_label
 from app.services.errors import DomainError, InvalidInput
-from app.views.base import agency_name
+from app.views.base import agency_name, json_body
 from app.web import current_actor
 
 
@@ -231,7 +231,7 @@ class QueryApi(BaseApi):
             404:
               $ref: '#/components/responses/404'
         """
-        data = _RUN_SCHEMA.load(request.get_json(silent=True))
+        data = json_body(_RUN_SCHEMA)
         run = query.run_query(
             db.session,
             current_actor(),
