@@ -179,14 +179,30 @@ GENERATE = [
 ]
 
 
-def generate(app, cases: int) -> None:
+def prepare(app, seed: bool = True) -> None:
+    """Migrate the scratch database to head and (``seed``: a new one) sync the roles and seed the demo world."""
+    with app.app_context():
+        from flask_migrate import upgrade
+
+        upgrade()
+        if not seed:
+            return
+        runner = app.test_cli_runner()
+        for cmd in (["roles", "sync"], ["seed", "demo"]):
+            result = runner.invoke(args=cmd)
+            if result.exit_code:
+                raise SystemExit(f"{' '.join(cmd)} failed: {result.output}")
+
+
+def fill(app, statements, params: dict) -> None:
+    """Run the (name, SQL) statements, each in its own transaction with the ``params`` it binds,
+    printing the rows each wrote; then VACUUM ANALYZE."""
     from sqlalchemy import text
 
     from app.extensions import db
 
-    params = {"start": START, "span": SPAN_DAYS * 86400, "n": cases, "q": cases, "t": max(1000, cases // 100)}
     with app.app_context():
-        for name, sql in GENERATE:
+        for name, sql in statements:
             t0 = time.perf_counter()
             with db.engine.begin() as conn:
                 conn.execute(text("SET LOCAL synchronous_commit = off"))
@@ -197,6 +213,11 @@ def generate(app, cases: int) -> None:
             t0 = time.perf_counter()
             conn.execute(text("VACUUM ANALYZE"))
             print(f"  vacuum analyze           in {time.perf_counter() - t0:6.1f} s", flush=True)
+
+
+def generate(app, cases: int) -> None:
+    params = {"start": START, "span": SPAN_DAYS * 86400, "n": cases, "q": cases, "t": max(1000, cases // 100)}
+    fill(app, GENERATE, params)
 
 
 def summarise(app) -> None:
@@ -293,10 +314,7 @@ def main() -> None:
         from bench.query_bench import PG_ADMIN
 
         app = _app(make_url(PG_ADMIN).set(database=args.reuse).render_as_string(hide_password=False))
-        with app.app_context():
-            from flask_migrate import upgrade
-
-            upgrade()
+        prepare(app, seed=False)
         if args.summarise:
             summarise(app)
         time_reports(app, args.runs)
@@ -306,15 +324,7 @@ def main() -> None:
     url = _pg_db(name).render_as_string(hide_password=False)
     try:
         app = _app(url)
-        with app.app_context():
-            from flask_migrate import upgrade
-
-            upgrade()
-            runner = app.test_cli_runner()
-            for cmd in (["roles", "sync"], ["seed", "demo"]):
-                result = runner.invoke(args=cmd)
-                if result.exit_code:
-                    raise SystemExit(f"{' '.join(cmd)} failed: {result.output}")
+        prepare(app)
         print(f"PostgreSQL scratch database {name}: generating {args.cases:,} cases", flush=True)
         t0 = time.perf_counter()
         generate(app, args.cases)

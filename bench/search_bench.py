@@ -35,7 +35,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from bench.query_bench import PG_ADMIN, _drop, _pg_db  # noqa: E402
-from bench.report_bench import GENERATE, SPAN_DAYS, START, _app  # noqa: E402
+from bench.report_bench import GENERATE, SPAN_DAYS, START, _app, fill, prepare  # noqa: E402
 
 DEMO_ID, DEMO_NAME = "A123456789", "王小明"
 # (name, statement): the citizens' keyed hashes. Made-up hex for the many (the search only
@@ -59,26 +59,13 @@ CITIZENS = [
 
 
 def generate(app, cases: int) -> None:
-    from sqlalchemy import text
-
-    from app.extensions import db
     from app.services.notify.registration import id_hash, name_hash
 
     wanted = {"clerks", "cases", "dispatches"}
     params = {"start": START, "span": SPAN_DAYS * 86400, "n": cases}
     with app.app_context():
         params.update(id_hash=id_hash(DEMO_ID), name_hash=name_hash(DEMO_NAME))
-        for name, sql in [(n, s) for n, s in GENERATE if n in wanted] + CITIZENS:
-            t0 = time.perf_counter()
-            with db.engine.begin() as conn:
-                conn.execute(text("SET LOCAL synchronous_commit = off"))
-                stmt = text(sql)
-                rows = conn.execute(stmt, {k: v for k, v in params.items() if k in stmt._bindparams}).rowcount
-            print(f"  {name:12s} {rows:>10,} rows in {time.perf_counter() - t0:6.1f} s", flush=True)
-        with db.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
-            t0 = time.perf_counter()
-            conn.execute(text("VACUUM ANALYZE"))
-            print(f"  vacuum analyze           in {time.perf_counter() - t0:6.1f} s", flush=True)
+    fill(app, [(n, s) for n, s in GENERATE if n in wanted] + CITIZENS, params)
 
 
 def _time(fn, runs: int) -> tuple[float, float]:
@@ -166,16 +153,7 @@ def main() -> None:
     url = make_url(PG_ADMIN).set(database=name) if args.reuse else _pg_db(name)
     try:
         app = _app(url.render_as_string(hide_password=False))
-        with app.app_context():
-            from flask_migrate import upgrade
-
-            upgrade()
-            if not args.reuse:
-                runner = app.test_cli_runner()
-                for cmd in (["roles", "sync"], ["seed", "demo"]):
-                    result = runner.invoke(args=cmd)
-                    if result.exit_code:
-                        raise SystemExit(f"{' '.join(cmd)} failed: {result.output}")
+        prepare(app, seed=not args.reuse)
         if not args.reuse:
             print(f"PostgreSQL scratch database {name}: generating {args.cases:,} cases", flush=True)
             t0 = time.perf_counter()
