@@ -58,6 +58,8 @@ log = logging.getLogger(__name__)
 LEASE = datetime.timedelta(minutes=5)
 CHANNEL = "platform_outbox"
 CHANGES = "\x1echanges\x1e"  # where a combined mail lists its lines
+# What a claim reads of each message (the sender needs nothing else).
+CLAIMED_COLUMNS = ("id", "recipient", "subject", "body", "message_id", "attempts", "coalesce_key")
 
 
 def _before_commit(session) -> None:
@@ -166,10 +168,6 @@ def _claim_batch(session: Session, limit: int) -> list[int]:
     claimed = _coalesce(session, sorted(claimed, key=lambda m: m.id), now)
     session.commit()
     return claimed
-
-
-# What a claim reads of each message (the sender needs nothing else).
-CLAIMED_COLUMNS = ("id", "recipient", "subject", "body", "message_id", "attempts", "coalesce_key")
 
 
 def _coalesce(session: Session, claimed: list, now: datetime.datetime) -> list:
