@@ -17,12 +17,12 @@ import uuid
 
 import httpx
 import pytest
-from sqlalchemy import func, select, text, update
+from sqlalchemy import delete, func, select, text, update
 
 from app.extensions import db
 from app.lib import checkmac
 from app.models.audit import AuditEvent
-from app.models.notify import NotificationCategory
+from app.models.notify import NotificationCase, NotificationCategory
 from app.models.org import Agency
 from app.models.payments import FeeItem, Payment, PaymentNotification, PaymentProvider
 from tests.conftest import api_token, bearer, csrf_token, free_port, login
@@ -618,3 +618,57 @@ def test_finance_staff_reconcile_a_day_on_the_collections_page_and_the_worker_do
         db.session.remove()
     assert reconciliations() == before + enabled
     assert audit_count(app, "payment.reconcile") >= enabled
+
+
+def test_the_admin_adds_changes_and_deletes_fee_items_and_providers_through_their_commands(app):
+    """The two admin screens write through the payments commands: neither record goes while a
+    payment names it (the commands refuse it), and both go once none does."""
+    admin = app.test_client()
+    login(admin, "admin")
+    with app.app_context():
+        land = db.session.scalar(select(Agency.id).where(Agency.code == "LAND"))
+    fee_form = {"code": "TIDY-FEE", "name": "測試規費", "amount": "120", "agency": str(land), "due": "after_approval",
+                "refundable": "y", "active": "y"}  # fmt: skip
+    assert admin.post("/feeitemview/add", data=fee_form).status_code == 302
+    provider_form = {"code": "tidy-gw", "name": "測試金流", "kind": "card_gateway", "url": "https://pay.example.test/",
+                     "merchant_id": "3002607", "merchant_key": KEY, "merchant_iv": IV, "timeout": "5"}  # fmt: skip
+    assert admin.post("/paymentproviderview/add", data=provider_form).status_code == 302
+    with app.app_context():
+        fee = db.session.scalar(select(FeeItem).where(FeeItem.code == "TIDY-FEE"))
+        provider = db.session.scalar(select(PaymentProvider).where(PaymentProvider.code == "tidy-gw"))
+        assert fee.amount == 120 and provider.merchant_key == KEY
+        fee_id, provider_id = fee.id, provider.id
+        db.session.remove()
+    assert admin.post(f"/feeitemview/edit/{fee_id}", data={**fee_form, "amount": "130"}).status_code == 302
+    changed = {**provider_form, "name": "測試金流二"}
+    assert admin.post(f"/paymentproviderview/edit/{provider_id}", data=changed).status_code == 302
+    token = api_token(admin, "notifier")
+    with app.app_context():
+        category = db.session.scalar(select(NotificationCategory.id).where(NotificationCategory.sub_item == "地址變更"))
+    case = register(admin, token, category)
+    assert case.status_code == 201, case.json
+    with app.app_context():
+        fee, provider = db.session.get(FeeItem, fee_id), db.session.get(PaymentProvider, provider_id)
+        assert fee.amount == 130 and provider.name == "測試金流二" and provider.merchant_key == KEY
+        case_id = db.session.scalar(select(NotificationCase.id).where(NotificationCase.case_no == case.json["case_no"]))
+        payment = Payment(order_no=f"T{uuid.uuid4().hex[:12]}", case_id=case_id, fee_item_id=fee_id,
+                          provider_id=provider_id, amount=130, method="card")  # fmt: skip
+        db.session.add(payment)
+        db.session.commit()
+        payment_id = payment.id
+        db.session.remove()
+    try:
+        refused = admin.post(f"/feeitemview/delete/{fee_id}", follow_redirects=True)
+        assert "此規費項目已有繳款紀錄" in refused.text
+        admin.post(f"/paymentproviderview/delete/{provider_id}")
+        with app.app_context():
+            assert db.session.get(FeeItem, fee_id) is not None
+            assert db.session.get(PaymentProvider, provider_id) is not None
+    finally:
+        with app.app_context():
+            db.session.execute(delete(Payment).where(Payment.id == payment_id))
+            db.session.commit()
+    admin.post(f"/feeitemview/delete/{fee_id}")
+    admin.post(f"/paymentproviderview/delete/{provider_id}")
+    with app.app_context():
+        assert db.session.get(FeeItem, fee_id) is None and db.session.get(PaymentProvider, provider_id) is None

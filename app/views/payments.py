@@ -171,28 +171,30 @@ def _kind_choices() -> list[SelectChoice]:
     return [SelectChoice(value=kind, label=label) for kind, label in providers.choices()]
 
 
-class ProviderInterface(CommandInterface):
+class AdminRecordInterface(CommandInterface):
+    """A payment record kind whose writes are its administration commands, each given the
+    signed-in actor: ``save`` creates and changes one, ``delete_one`` removes one (the screen
+    and the API delete one at a time)."""
+
+    save = delete_one = None
+
     def create(self, item) -> None:
-        payments.save_provider(self.session, current_actor(), item)
+        self.save(self.session, current_actor(), item)
 
     def update(self, item) -> None:
-        payments.save_provider(self.session, current_actor(), item)
+        self.save(self.session, current_actor(), item)
 
     def remove(self, items) -> None:
         for item in items:
-            payments.delete_provider(self.session, current_actor(), item)
+            self.delete_one(self.session, current_actor(), item)
 
 
-class FeeItemInterface(CommandInterface):
-    def create(self, item) -> None:
-        payments.save_fee_item(self.session, current_actor(), item)
+class ProviderInterface(AdminRecordInterface):
+    save, delete_one = staticmethod(payments.save_provider), staticmethod(payments.delete_provider)
 
-    def update(self, item) -> None:
-        payments.save_fee_item(self.session, current_actor(), item)
 
-    def remove(self, items) -> None:
-        for item in items:
-            payments.delete_fee_item(self.session, current_actor(), item)
+class FeeItemInterface(AdminRecordInterface):
+    save, delete_one = staticmethod(payments.save_fee_item), staticmethod(payments.delete_fee_item)
 
 
 def _screen_check(check):
