@@ -11,7 +11,8 @@ import shutil
 from pathlib import Path
 
 import pytest
-from sqlalchemy import func, insert, select
+from sqlalchemy import func, insert, select, text
+from sqlalchemy.exc import IntegrityError
 
 from app.extensions import db
 from app.models.audit import AuditArchive, AuditEvent
@@ -203,3 +204,82 @@ def test_stored_snapshots_past_their_shorter_retention_are_blanked_but_their_dig
         assert archive.blank_old_snapshots(db.session, OPERATOR) == 3
         assert _count(QueryLog, QueryLog.snapshot.is_not(None)) == _count(QueryLog) - 3
         assert _count(QueryLog, QueryLog.snapshot_sha256.is_(None)) == 0
+
+
+def _shape(conn) -> dict:
+    """What partitioning changes of the three tables: their kind, keys, indexes, the foreign keys to them."""
+    shape = {}
+    for table in partitions.TABLES:
+        shape[table] = (
+            conn.scalar(text("SELECT relkind FROM pg_class WHERE oid = to_regclass(:t)"), {"t": table}),
+            sorted(conn.execute(text("SELECT conname, pg_get_constraintdef(oid) FROM pg_constraint"
+                                     " WHERE conrelid = to_regclass(:t)"), {"t": table}).all()),
+            sorted(conn.execute(text("SELECT indexname, indexdef FROM pg_indexes"
+                                     " WHERE tablename = :t AND schemaname = current_schema()"), {"t": table}).all()),
+            sorted(conn.execute(text("SELECT conname, conrelid::regclass::text FROM pg_constraint"
+                                     " WHERE contype = 'f' AND confrelid = to_regclass(:t)"), {"t": table}).all()),
+        )  # fmt: skip
+    return shape
+
+
+def _rows(conn) -> dict:
+    return {
+        table: sorted(tuple(r) for r in conn.execute(text(f"SELECT * FROM {table}")).all())
+        for table in partitions.TABLES
+    }
+
+
+def test_the_downgrade_below_0023_leaves_the_tables_plain_as_they_were_on_postgresql(tmp_path):
+    """Migration 0023 partitions the query log, its subjects and the audit trail on PostgreSQL; its
+    downgrade makes them plain tables again, with their rows, keys, indexes and foreign keys as
+    0022 had them; and the upgrade partitions them again."""
+    from flask_migrate import downgrade, upgrade
+
+    from app import create_app
+    from config import TestConfig
+    from tests.conftest import Database
+
+    database = Database("postgresql", tmp_path)
+
+    class Cfg(TestConfig):
+        SQLALCHEMY_DATABASE_URI = database.url
+        AUDIT_CHECKPOINT_FILE = str(tmp_path / "checkpoints.jsonl")
+
+    app = create_app(Cfg)
+    at = datetime.datetime(2026, 10, 5, 9, 30)
+    try:
+        with app.app_context():
+            upgrade(revision="0022")
+            with db.engine.begin() as conn:
+                for n in (1, 2):
+                    log_id = conn.execute(text("INSERT INTO query_log (at, outcome, row_count, username) VALUES"
+                                               " (:at, 'ok', 1, 'clerk') RETURNING id"), {"at": at}).scalar_one()  # fmt: skip
+                    conn.execute(text("INSERT INTO query_subject (query_log_id, subject_hash, at) VALUES (:n, :h, :at)"),
+                                 {"n": log_id, "h": f"{n:02d}" * 32, "at": at})  # fmt: skip
+                    conn.execute(text("INSERT INTO audit_event (at, actor, action, outcome) VALUES"
+                                      " (:at, 'clerk', 'query', 'ok')"), {"at": at})  # fmt: skip
+                plain, rows = _shape(conn), _rows(conn)
+            assert {kind for kind, *_ in plain.values()} == {"r"}
+            upgrade()
+            with db.engine.connect() as conn:
+                assert {kind for kind, *_ in _shape(conn).values()} == {"p"}
+            downgrade(revision="0022")
+            with db.engine.connect() as conn:
+                assert _shape(conn) == plain and _rows(conn) == rows
+                assert not conn.scalar(text("SELECT count(*) FROM pg_class WHERE relname ~ '_p(default|[0-9]{6})$'"))
+            with pytest.raises(IntegrityError), db.engine.begin() as conn:  # the subjects' key to their query again
+                conn.execute(text("INSERT INTO query_subject (query_log_id, subject_hash, at) VALUES (:n, :h, :at)"),
+                             {"n": log_id + 100, "h": "ff" * 32, "at": at})  # fmt: skip
+            with db.engine.begin() as conn:  # new rows take the next ids of the same sequences
+                new = conn.execute(text("INSERT INTO query_log (at, outcome, row_count) VALUES (:at, 'ok', 0)"
+                                        " RETURNING id"), {"at": at}).scalar_one()  # fmt: skip
+                assert new == log_id + 1
+                conn.execute(text("DELETE FROM query_log WHERE id = :n"), {"n": new})
+            upgrade()
+            with db.engine.connect() as conn:
+                assert {kind for kind, *_ in _shape(conn).values()} == {"p"} and _rows(conn) == rows
+    finally:
+        with app.app_context():
+            db.session.remove()
+            db.engine.dispose()
+        database.drop()

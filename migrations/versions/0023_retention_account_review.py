@@ -75,8 +75,23 @@ def upgrade():
             partitions.convert(bind, table)
 
 
+# The foreign keys to the query log that partitioning dropped (app.services.audit.partitions).
+QUERY_LOG_REFERRERS = (
+    ("query_subject", "query_subject_query_log_id_fkey"),
+    ("access_flag", "access_flag_query_log_id_fkey"),
+)
+
+
 def downgrade():
-    # The partitioned tables stay partitioned (their rows and keys work as before).
+    bind = op.get_bind()
+    if bind.dialect.name == "postgresql":
+        # Plain tables again, with their keys and the foreign keys to the query log as before.
+        from app.services.audit import partitions
+
+        for table in ("query_log", "query_subject", "audit_event"):
+            partitions.restore(bind, table)
+        for table, name in QUERY_LOG_REFERRERS:
+            op.create_foreign_key(name, table, "query_log", ["query_log_id"], ["id"], ondelete="CASCADE")
     with op.batch_alter_table("ab_user") as batch:
         batch.drop_column("dormant_warned_at")
     op.drop_table("account_review_item")

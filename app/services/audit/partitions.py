@@ -20,6 +20,7 @@ What partitioning costs, and why it is accepted:
 - A row whose month has no partition yet goes to the default partition; a month
   created later first moves such rows out of it (``ensure``).
 SQLite and MySQL keep plain tables (the removal deletes the rows).
+``restore`` undoes ``convert`` (the migration's downgrade).
 """
 
 from __future__ import annotations
@@ -130,13 +131,14 @@ def _add_at(columns: str) -> str:
     return columns if "at" in names else columns + ", at"
 
 
-def convert(conn, table: str, now: datetime.datetime | None = None) -> None:
-    """Turn a plain ``table`` into one partitioned by month on ``at`` (PostgreSQL), keeping
-    its rows, defaults, sequence, indexes (unique ones with ``at`` added) and keys."""
-    if is_partitioned(conn, table):
-        return
-    table = _ident(table)
-    old = f"{table}_unpartitioned"
+def _drop_at(columns: str) -> str:
+    names = [c.strip() for c in columns.split(",")]
+    return ", ".join(names[:-1]) if len(names) > 1 and names[-1] == "at" else columns
+
+
+def _catalogue(conn, table: str) -> tuple[list, list, list]:
+    """``table``'s indexes (with the kind of key each makes, if any), its primary and unique
+    keys, and the sequences its columns own."""
     indexes = conn.execute(
         text(
             "SELECT i.indexname, i.indexdef, c.contype FROM pg_indexes i"
@@ -160,14 +162,48 @@ def convert(conn, table: str, now: datetime.datetime | None = None) -> None:
         ),
         {"t": table},
     ).all()
+    return indexes, keys, sequences
+
+
+def _own(conn, sequences, table: str | None) -> None:
+    """The sequences owned by ``table``'s columns again, or (None) by nothing while it is rebuilt."""
+    for seq, column in sequences:
+        owner = f"{table}.{column}" if table else "NONE"
+        conn.execute(text(f'ALTER SEQUENCE "{seq}" OWNED BY {owner}'))
+
+
+def _remake_keys(conn, table: str, keys, indexes, columns) -> None:
+    """Make the ``_catalogue``'s keys and indexes on the rebuilt ``table``, the columns of each
+    key and unique index through ``columns``."""
+    for name, contype, definition in keys:
+        key = re.search(r"\((.*)\)", definition).group(1)
+        kind = "PRIMARY KEY" if contype == "p" else "UNIQUE"
+        conn.execute(text(f'ALTER TABLE {table} ADD CONSTRAINT "{name}" {kind} ({columns(key)})'))
+    for _name, definition, contype in indexes:
+        if contype is not None:
+            continue  # made with its key above
+        definition = definition.replace(" ON ONLY ", " ON ", 1)  # a partitioned table's index, as a plain one's
+        if definition.startswith("CREATE UNIQUE INDEX"):
+            definition = re.sub(r"USING (\w+) \(([^)]*)\)", lambda m: f"USING {m.group(1)} ({columns(m.group(2))})",
+                                definition, count=1)  # fmt: skip
+        conn.execute(text(definition))
+
+
+def convert(conn, table: str, now: datetime.datetime | None = None) -> None:
+    """Turn a plain ``table`` into one partitioned by month on ``at`` (PostgreSQL), keeping
+    its rows, defaults, sequence, indexes (unique ones with ``at`` added) and keys."""
+    if is_partitioned(conn, table):
+        return
+    table = _ident(table)
+    old = f"{table}_unpartitioned"
+    indexes, keys, sequences = _catalogue(conn, table)
     # Foreign keys pointing at the table cannot point at a partitioned one by its id alone.
     for name, referrer in conn.execute(
         text("SELECT conname, conrelid::regclass::text FROM pg_constraint WHERE contype = 'f' AND confrelid = to_regclass(:t)"),
         {"t": table},
     ).all():  # fmt: skip
         conn.execute(text(f'ALTER TABLE {_ident(referrer)} DROP CONSTRAINT "{name}"'))
-    for seq, _column in sequences:
-        conn.execute(text(f'ALTER SEQUENCE "{seq}" OWNED BY NONE'))
+    _own(conn, sequences, None)
     conn.execute(text(f"ALTER TABLE {table} RENAME TO {old}"))
     conn.execute(text(f"CREATE TABLE {table} (LIKE {old} INCLUDING DEFAULTS) PARTITION BY RANGE (at)"))
     conn.execute(text(f"CREATE TABLE {table}_pdefault PARTITION OF {table} DEFAULT"))
@@ -180,21 +216,27 @@ def convert(conn, table: str, now: datetime.datetime | None = None) -> None:
     ensure_one(conn, table, now)
     conn.execute(text(f"INSERT INTO {table} SELECT * FROM {old}"))
     conn.execute(text(f"DROP TABLE {old}"))
-    for seq, column in sequences:
-        conn.execute(text(f'ALTER SEQUENCE "{seq}" OWNED BY {table}.{column}'))
-    for name, contype, definition in keys:
-        columns = re.search(r"\((.*)\)", definition).group(1)
-        kind = "PRIMARY KEY" if contype == "p" else "UNIQUE"
-        conn.execute(text(f'ALTER TABLE {table} ADD CONSTRAINT "{name}" {kind} ({_add_at(columns)})'))
-    for _name, definition, contype in indexes:
-        if contype is not None:
-            continue  # made with its key above
-        definition = definition.replace(f" ON {old} ", f" ON {table} ")
-        definition = re.sub(r" ON (\w+\.)?" + re.escape(old) + " ", f" ON {table} ", definition)
-        if definition.startswith("CREATE UNIQUE INDEX"):
-            definition = re.sub(r"USING (\w+) \(([^)]*)\)", lambda m: f"USING {m.group(1)} ({_add_at(m.group(2))})",
-                                definition, count=1)  # fmt: skip
-        conn.execute(text(definition))
+    _own(conn, sequences, table)
+    _remake_keys(conn, table, keys, indexes, _add_at)
+
+
+def restore(conn, table: str) -> None:
+    """Turn a ``table`` that ``convert`` partitioned back into a plain one (PostgreSQL), keeping
+    its rows, defaults, sequence and indexes, its keys and unique indexes without the ``at``
+    that ``convert`` added (none of them held ``at`` before). The foreign keys ``convert`` dropped
+    are the caller's to add again."""
+    if not is_partitioned(conn, table):
+        return
+    table = _ident(table)
+    plain = f"{table}_unpartitioned"
+    indexes, keys, sequences = _catalogue(conn, table)
+    _own(conn, sequences, None)
+    conn.execute(text(f"CREATE TABLE {plain} (LIKE {table} INCLUDING DEFAULTS)"))
+    conn.execute(text(f"INSERT INTO {plain} SELECT * FROM {table}"))
+    conn.execute(text(f"DROP TABLE {table}"))  # and its partitions
+    conn.execute(text(f"ALTER TABLE {plain} RENAME TO {table}"))
+    _own(conn, sequences, table)
+    _remake_keys(conn, table, keys, indexes, _drop_at)
 
 
 def ensure_one(conn, table: str, now: datetime.datetime, ahead: int = MONTHS_AHEAD) -> None:
