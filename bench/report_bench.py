@@ -230,14 +230,20 @@ def summarise(app) -> None:
         print(f"  {result.output.strip()} (whole command {time.perf_counter() - t0:.1f} s)", flush=True)
 
 
-def _time(fn, runs: int) -> tuple[float, float]:
-    fn()  # warm the caches once
-    samples = []
+def samples(fn, runs: int) -> list[float]:
+    """``fn`` timed ``runs`` times after one call that warms the caches: milliseconds, fastest first."""
+    fn()
+    taken = []
     for _ in range(runs):
         t0 = time.perf_counter()
         fn()
-        samples.append((time.perf_counter() - t0) * 1000)
-    return statistics.median(samples), max(samples)
+        taken.append((time.perf_counter() - t0) * 1000)
+    return sorted(taken)
+
+
+def _time(fn, runs: int) -> tuple[float, float]:
+    taken = samples(fn, runs)
+    return statistics.median(taken), taken[-1]
 
 
 def time_reports(app, runs: int) -> None:

@@ -35,7 +35,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from bench.query_bench import PG_ADMIN, _drop, _pg_db  # noqa: E402
-from bench.report_bench import GENERATE, SPAN_DAYS, START, _app, fill, prepare  # noqa: E402
+from bench.report_bench import GENERATE, SPAN_DAYS, START, _app, fill, prepare, samples  # noqa: E402
 
 DEMO_ID, DEMO_NAME = "A123456789", "王小明"
 # (name, statement): the citizens' keyed hashes. Made-up hex for the many (the search only
@@ -69,14 +69,8 @@ def generate(app, cases: int) -> None:
 
 
 def _time(fn, runs: int) -> tuple[float, float]:
-    fn()  # warm the caches once
-    samples = []
-    for _ in range(runs):
-        t0 = time.perf_counter()
-        fn()
-        samples.append((time.perf_counter() - t0) * 1000)
-    samples.sort()
-    return statistics.median(samples), samples[min(len(samples) - 1, round(0.95 * (len(samples) - 1)))]
+    taken = samples(fn, runs)
+    return statistics.median(taken), taken[min(len(taken) - 1, round(0.95 * (len(taken) - 1)))]
 
 
 def time_searches(app, runs: int) -> None:
