@@ -640,7 +640,8 @@ def test_the_admin_adds_changes_and_deletes_fee_items_and_providers_through_thei
         fee_id, provider_id = fee.id, provider.id
         db.session.remove()
     assert admin.post(f"/feeitemview/edit/{fee_id}", data={**fee_form, "amount": "130"}).status_code == 302
-    changed = {**provider_form, "name": "測試金流二"}
+    # the key and IV left empty, as the form says, keep the stored ones
+    changed = {**provider_form, "name": "測試金流二", "merchant_key": "", "merchant_iv": ""}
     assert admin.post(f"/paymentproviderview/edit/{provider_id}", data=changed).status_code == 302
     token = api_token(admin, "notifier")
     with app.app_context():

@@ -78,25 +78,6 @@ def capabilities_of(session, role_ids) -> frozenset[str]:
     return frozenset(session.execute(stmt).scalars())
 
 
-def holders_of(session, capability: str) -> frozenset[int]:
-    """The ids of the roles that hold a Platform capability (one query)."""
-    from flask_appbuilder.security.sqla.models import (
-        Permission,
-        PermissionView,
-        ViewMenu,
-        assoc_permissionview_role,
-    )
-
-    stmt = (
-        select(assoc_permissionview_role.c.role_id)
-        .join(PermissionView, PermissionView.id == assoc_permissionview_role.c.permission_view_id)
-        .join(Permission, Permission.id == PermissionView.permission_id)
-        .join(ViewMenu, ViewMenu.id == PermissionView.view_menu_id)
-        .where(ViewMenu.name == PLATFORM, Permission.name == capability)
-    )
-    return frozenset(session.scalars(stmt))
-
-
 def for_user(user, client_ip: str | None = None, permissions: frozenset[str] | None = None, session=None) -> Actor:
     """The actor for a user; capabilities are read with ``session`` unless given."""
     agency = getattr(user, "agency", None)

@@ -19,15 +19,15 @@ from sqlalchemy.exc import IntegrityError
 from app.lib.rocdate import format_roc, utc_midnight
 from app.models.anomaly import AnomalyCursor, AnomalyFlag, WeeklyReview, WeeklyReviewOverdue
 from app.models.audit import AuditArchive, AuditEvent
-from app.models.org import Agency, PlatformUser
+from app.models.org import Agency
 from app.models.queries import QueryLog
 from app.services import audit, outbox
-from app.services.actors import Actor, holders_of
+from app.services.actors import Actor
 from app.services.command import transaction
 from app.services.errors import Forbidden
 from app.services.reports.filters import taipei_today
 from app.services.reports.weekly import week_of
-from app.services.roles import AUDIT_DESK
+from app.services.roles import AUDIT_DESK, holders_of
 
 WEEKS_BACK = 8  # overdue reviews are looked for over the last eight weeks
 RECENT_CHANGES = 15
@@ -106,9 +106,7 @@ MAIL_TOPIC_OVERDUE = "anomaly:weekly-review-overdue"
 
 def auditors(session) -> list[str]:
     """The e-mail addresses of the active accounts whose roles hold the auditor's desk."""
-    roles = holders_of(session, AUDIT_DESK)
-    users = session.scalars(select(PlatformUser).where(PlatformUser.active.is_(True)).order_by(PlatformUser.id))
-    return sorted({u.email for u in users if u.email and any(r.id in roles for r in u.roles)})
+    return sorted({u.email for u in holders_of(session, AUDIT_DESK) if u.email})
 
 
 def _overdue_mail(item: OverdueReview) -> tuple[str, str]:

@@ -44,6 +44,9 @@ def _keep_stored_secrets(provider: PaymentProvider) -> None:
 
 
 def check_provider(provider: PaymentProvider) -> None:
+    """Refuse a provider that cannot work (InvalidInput). On a change, a merchant key or IV left
+    empty keeps the stored one first (the screen leaves them empty unless they change)."""
+    _keep_stored_secrets(provider)
     if provider.kind not in providers.kinds():
         raise InvalidInput(_l("Unknown payment provider kind."))
     url = urlparse(provider.url or "")
@@ -59,7 +62,6 @@ def check_provider(provider: PaymentProvider) -> None:
 def save_provider(session, actor: Actor, provider: PaymentProvider) -> PaymentProvider:
     """Create or change a provider (the automatic CRUD audit event commits with it). Raises InvalidInput."""
     with transaction(session):
-        _keep_stored_secrets(provider)
         check_provider(provider)
         session.add(provider)
         session.flush()
