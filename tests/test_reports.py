@@ -686,6 +686,49 @@ def test_the_survey_charts_draw_chinese_without_a_missing_glyph():
     assert charts.question_chart(SimpleNamespace(rows=rows, respondents=5), fmt="png").startswith(b"\x89PNG")
 
 
+RARE_FONT_FILES = ("uming.ttc", "TW-Sung-98_1.ttf", "TW-Sung-Ext-B-98_1.ttf")
+
+
+@pytest.fixture
+def only_uming_and_the_cns_fonts(tmp_path, monkeypatch, font_cache_from_before_the_cjk_fonts):
+    """A machine with AR PL UMing and the CNS 11643 全字庫 fonts but no Noto Sans CJK (the PDFs'
+    fonts): UMing, the charts' first font then, lacks Extension A and B."""
+    from matplotlib import font_manager
+
+    from app.services.pdf.fonts import FONT_DIRS, find_font_files
+    from app.services.reports import charts
+
+    found = find_font_files(FONT_DIRS, wanted_names=RARE_FONT_FILES)
+    if len(found) < len(RARE_FONT_FILES):
+        pytest.skip("needs fonts-arphic-uming and fonts-cns11643-sung")
+    for path in found.values():
+        (tmp_path / path.rsplit("/", 1)[-1]).symlink_to(path)
+    manager = font_manager.fontManager
+    manager.ttflist[:] = [font for font in manager.ttflist if not font.name.startswith("TW-")]
+    monkeypatch.setattr(charts, "FONT_DIRS", (str(tmp_path),))
+    yield
+
+
+@pytest.mark.filterwarnings("error")
+@pytest.mark.parametrize("fonts", ["as installed", "UMing and 全字庫 only"])
+def test_charts_draw_the_rare_characters_of_names_and_addresses(request, fonts):
+    """王䶵明 (Extension A), 陳𠀋華 and 𤧛興路 (Extension B): a missing glyph warns, and warnings are errors."""
+    from seed_data.world import RARE_NAMES, RARE_ROAD, RARE_VILLAGE
+
+    if fonts != "as installed":
+        request.getfixturevalue("only_uming_and_the_cns_fonts")
+    from app.services.reports import charts
+
+    labels = [*RARE_NAMES, RARE_VILLAGE, RARE_ROAD]
+    png = charts.bars(labels, [("案件數", [3, 2, 1, 1, 1])], title="難字：" + "、".join(labels), fmt="png")
+    svg = charts.bars(labels, [("案件數", [3, 2, 1, 1, 1])])
+    assert png.startswith(b"\x89PNG") and svg.startswith(b"<?xml")
+    if fonts != "as installed":
+        assert charts.font_families()[0] == "AR PL UMing TW" and "TW-Sung-Ext-B" in charts.font_families()
+    ARTIFACTS.mkdir(exist_ok=True)
+    (ARTIFACTS / f"chart-rare-{'installed' if fonts == 'as installed' else 'uming'}.png").write_bytes(png)
+
+
 @pytest.mark.filterwarnings("error")
 def test_the_manager_reads_the_chart_drawn_without_a_missing_glyph(manager, world):
     r = manager.get("/reports/", query_string={"report": "categories", **MARCH})

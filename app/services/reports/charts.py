@@ -3,6 +3,12 @@ paths, so the browser needs no font and nothing comes from the internet), PNG
 for the PDFs. Chinese needs a CJK font: Noto Sans CJK TC (Debian's
 fonts-noto-cjk), else AR PL UMing TW (fonts-arphic-uming).
 
+Names and addresses hold rare characters (CJK Extension A and B: 王䶵明,
+陳𠀋華) that the first font may lack (UMing has neither). Behind the CJK
+fonts come the PDFs' fallback fonts (``app.services.pdf.fonts``: the CNS 11643
+全字庫 fonts, Hanazono), so one list says which fonts draw rare characters;
+matplotlib (3.6 and later) looks each glyph up along ``font.family`` in turn.
+
 The font files are registered with matplotlib explicitly (``addfont``) rather
 than looked up in its font cache: a cache built before the CJK fonts were
 installed does not know them, and every Chinese label would be drawn as an
@@ -24,7 +30,7 @@ from matplotlib import font_manager
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
-from app.services.pdf.fonts import FONT_DIRS, find_font_files
+from app.services.pdf.fonts import FALLBACK_CANDIDATES, FONT_DIRS, find_font_files
 
 log = logging.getLogger(__name__)
 
@@ -52,25 +58,42 @@ MAX_BARS = 25
 _REGISTER_LOCK = threading.Lock()
 
 
-def register_font_files(dirs=FONT_DIRS) -> list[str]:
-    """Add the CJK font files found under ``dirs`` to matplotlib's font manager; their paths."""
-    found = find_font_files(dirs, wanted_names=FONT_FILES)
-    paths = [found[name.lower()] for name in FONT_FILES if name.lower() in found]
+# The fonts for rare characters: the PDFs' chain behind its first font.
+RARE_FONT_FILES = tuple(dict.fromkeys(name for name, _subfont in FALLBACK_CANDIDATES))
+
+
+def register_font_files(dirs=None, names=FONT_FILES) -> list[str]:
+    """Add the font files ``names`` found under ``dirs`` (the standard font directories) to
+    matplotlib's font manager; their paths, in the order of ``names``."""
+    found = find_font_files(dirs or FONT_DIRS, wanted_names=names)
+    paths = [found[name.lower()] for name in names if name.lower() in found]
     for path in paths:
         font_manager.fontManager.addfont(path)
     return paths
 
 
+def _families_of(paths: list[str]) -> list[str]:
+    """The family names matplotlib gave the fonts of ``paths`` (a .ttc: each face's), in that order."""
+    by_path: dict[str, list[str]] = {}
+    for font in font_manager.fontManager.ttflist:
+        by_path.setdefault(font.fname, []).append(font.name)
+    return [name for path in paths for name in by_path.get(path, ())]
+
+
 @functools.cache
 def _families() -> tuple[str, ...]:
-    paths = register_font_files()
+    paths = register_font_files(FONT_DIRS)
     present = {font.name for font in font_manager.fontManager.ttflist}
     chosen = tuple(name for name in FONT_CANDIDATES if name in present)
     if chosen:
         log.info("chart fonts: %s from %s", ", ".join(chosen), ", ".join(paths))
     else:
         log.warning("no CJK font for charts (install fonts-noto-cjk); Chinese labels will show as boxes")
-    return (*chosen, "DejaVu Sans")
+    rare = [path for path in register_font_files(FONT_DIRS, RARE_FONT_FILES) if path not in paths]
+    behind = tuple(name for name in dict.fromkeys(_families_of(rare)) if name not in chosen)
+    if behind:
+        log.info("chart fonts for rare characters: %s", ", ".join(behind))
+    return (*chosen, *behind, "DejaVu Sans")
 
 
 def font_families() -> tuple[str, ...]:
