@@ -8,8 +8,10 @@ an empty box on paper."""
 
 from __future__ import annotations
 
+import functools
 import io
 import re
+from pathlib import Path
 
 from fontTools.ttLib import TTFont
 from pypdf import PdfReader
@@ -78,3 +80,51 @@ def missing_glyphs(pdf: bytes, text: str) -> dict[str, str]:
 
 def font_of(pdf: bytes, ch: str) -> list[str]:
     return [font for font, _real in drawn_glyphs(pdf).get(ch, [])]
+
+
+# --- fonts named by family (a spreadsheet cell's font) ---------------------------------
+
+FONT_DIRS = ("/usr/share/fonts", "/usr/local/share/fonts")
+
+
+def _families_in(path: Path) -> list[tuple[str, int]]:
+    """(family name, face index) of each face of the font file (every language's name)."""
+    from fontTools.ttLib import TTCollection
+
+    names = []
+    try:
+        if path.suffix.lower() == ".ttc":
+            with TTCollection(str(path), lazy=True) as collection:
+                faces = [(index, face["name"].names) for index, face in enumerate(collection.fonts)]
+        else:
+            with TTFont(str(path), lazy=True) as face:
+                faces = [(0, face["name"].names)]
+    except Exception:  # not a font fontTools reads
+        return []
+    for index, records in faces:
+        names += [(record.toUnicode(), index) for record in records if record.nameID in (1, 16)]
+    return names
+
+
+@functools.cache
+def _installed_families() -> dict[str, list[tuple[str, int]]]:
+    """Family name (as the name table gives it, in every language) -> [(file, face index)]."""
+    found: dict[str, list[tuple[str, int]]] = {}
+    for base in FONT_DIRS:
+        for path in sorted(Path(base).rglob("*")):
+            if path.suffix.lower() in (".ttf", ".otf", ".ttc"):
+                for family, index in _families_in(path):
+                    found.setdefault(family, []).append((str(path), index))
+    return found
+
+
+@functools.cache
+def _cmap(path: str, index: int) -> frozenset[int]:
+    with TTFont(path, fontNumber=index, lazy=True) as face:
+        return frozenset(face.getBestCmap() or ())
+
+
+def family_covers(family: str | None, text: str) -> bool:
+    """Whether an installed font of ``family`` has a glyph for every character of ``text``."""
+    needed = {ord(ch) for ch in text if not ch.isspace()}
+    return any(needed <= _cmap(path, index) for path, index in _installed_families().get(family or "", ()))

@@ -199,3 +199,53 @@ def test_an_excel_export_keeps_rare_characters():
     sheet = load_workbook(io.BytesIO(data)).active
     cells = [c for row in sheet.iter_rows(values_only=True) for c in row if c]
     assert all(name in cells for name in RARE_NAMES) and RARE_ADDRESS in cells
+
+
+def test_an_excel_export_names_a_font_that_has_the_rare_characters():
+    """A spreadsheet draws a cell in the font it names; Calibri (and the common Ming fonts) lack
+    Extension A and B. Each rare character sits in a cell or run naming a font that has it."""
+    from types import SimpleNamespace
+
+    from flask import Flask
+    from flask_babel import Babel
+    from openpyxl.cell.rich_text import CellRichText, TextBlock
+
+    from app.services.reports.excel import report_xlsx
+    from tests.glyphs import family_covers
+
+    report = SimpleNamespace(
+        title=f"難字戶 {RARE_NAMES[0]} 等",
+        columns=[SimpleNamespace(key="name", label="姓名"), SimpleNamespace(key="address", label="地址")],
+        rows=[{"name": n, "address": RARE_ADDRESS} for n in RARE_NAMES] + [{"name": "王小明", "address": "示範縣"}],
+        total={"name": "合計", "address": ""},
+        scope=[],
+        note=None,
+    )
+    flask_app = Flask(__name__)
+    Babel(flask_app)
+    with flask_app.app_context():
+        data = report_xlsx(report)
+    sheet = load_workbook(io.BytesIO(data), rich_text=True).active
+    rare = {ch for ch in "".join(RARE_NAMES) + RARE_ADDRESS if 0x3400 <= ord(ch) < 0x4E00 or ord(ch) >= 0x20000}
+    seen = {}
+    for row in sheet.iter_rows():
+        for cell in row:
+            value = cell.value
+            if isinstance(value, CellRichText):
+                for block in value:
+                    if isinstance(block, TextBlock):
+                        assert family_covers(block.font.rFont, block.text), (cell.coordinate, block.font.rFont)
+                        seen.update((ch, block.font.rFont) for ch in block.text)
+                    else:
+                        assert not rare & set(block), (cell.coordinate, block)  # left to the cell's font
+                text = str(value)
+            elif isinstance(value, str) and rare & set(value):
+                assert family_covers(cell.font.name, value), (cell.coordinate, cell.font.name)
+                assert cell.font.scheme is None  # a theme font scheme would override the name
+                seen.update((ch, cell.font.name) for ch in value)
+                text = value
+            else:
+                continue
+            assert text in (report.title, *RARE_NAMES, RARE_ADDRESS)
+    assert rare <= seen.keys()
+    assert sheet["A8"].value == "王小明" and sheet["A8"].font.name == "Calibri"  # common text keeps the sheet's font

@@ -21,6 +21,7 @@ from app.services.actors import Actor
 from app.services.command import transaction
 from app.services.errors import Forbidden, InvalidInput
 from app.services.payments.checkout import METHOD_LABELS
+from app.services.reports.excel import fit_fonts
 from app.services.roles import READ_PAYMENTS
 
 TAIPEI = datetime.timedelta(hours=8)
@@ -104,4 +105,5 @@ def collections_xlsx(rows: list[CollectionRow], first: datetime.date, last: date
             ws.cell(row=3, column=col).font = Font(bold=True)
             ws.cell(row=3 + len(frame), column=col).font = Font(bold=True)
             ws.column_dimensions[ws.cell(row=3, column=col).column_letter].width = 18
+        fit_fonts(ws)
     return buf.getvalue()

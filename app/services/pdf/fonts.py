@@ -15,6 +15,10 @@ CFF and is skipped here; the screens use it), then the CNS 11643 全字庫 fonts
 (Debian ``fonts-cns11643-sung`` / ``-kai``: TW-Sung, TW-Sung-Ext-B,
 TW-Sung-Plus), then Hanazono (``fonts-hanazono``). The fallback fonts are
 loaded only when a text first needs one (they are large files).
+
+The same chain says which font an Excel cell names for such text
+(``app.services.reports.excel``) and which fonts follow the CJK ones in the
+charts (``app.services.reports.charts``).
 """
 
 from __future__ import annotations
@@ -189,6 +193,15 @@ def _cmap(font_name: str) -> set[int] | dict[int, int] | None:
     return getattr(face, "charToGlyph", None)
 
 
+def _family(font_name: str) -> str | None:
+    """The family name in the font file (what a spreadsheet or a word processor names it by)."""
+    face = getattr(pdfmetrics.getFont(font_name), "face", None)
+    family = getattr(face, "familyName", None)
+    if isinstance(family, bytes):
+        family = family.decode("utf-8", "replace")
+    return family or None
+
+
 def _needs_no_glyph(ch: str) -> bool:
     return ch in "\n\r\t" or ord(ch) < 0x20
 
@@ -258,6 +271,19 @@ class FontChain:
         """Whether the first font draws every character of ``text`` (each distinct one looked up once)."""
         first = self.cmaps[0]
         return first is None or all(ord(ch) in first or _needs_no_glyph(ch) for ch in set(text))
+
+    def covering(self, text: str) -> str | None:
+        """The first font of the chain that has every character of ``text`` (None: none has them all)."""
+        needed = {ord(ch) for ch in set(text) if not _needs_no_glyph(ch)}
+        first = self.cmaps[0]
+        if first is None or all(c in first for c in needed):
+            return self.primary
+        self._load()
+        return next((n for n, cmap in zip(self.names, self.cmaps) if cmap and all(c in cmap for c in needed)), None)
+
+    def family(self, font_name: str) -> str | None:
+        """The family name of a font of the chain, as its file names it (TW-Sung, AR PL UMing TW)."""
+        return _family(font_name)
 
     def runs(self, text: str) -> list[tuple[str, str]]:
         if self.all_primary(text):

@@ -1,17 +1,28 @@
 """Excel exports (pandas + openpyxl): a few heading lines saying what the
-figures are, then the table; numbers stay numbers so they can be summed."""
+figures are, then the table; numbers stay numbers so they can be summed.
+
+A cell whose text has rare characters (CJK Extension A and B: 王䶵明, 陳𠀋華)
+that the common Ming font lacks names a font that has them, chosen along the
+PDFs' font chain (``app.services.pdf.fonts``): the whole cell in the first font
+of the chain that has every character of it (TW-Sung for 王䶵明), else the rare
+characters as runs in the font that has each (陳 and 華 in the cell's font,
+𠀋 in TW-Sung-Ext-B), as the PDF draws them."""
 
 from __future__ import annotations
 
+import copy
 import datetime
 import io
 import re
 
 import pandas as pd
 from flask_babel import gettext
+from openpyxl.cell.rich_text import CellRichText, TextBlock
+from openpyxl.cell.text import InlineFont
 from openpyxl.styles import Font, PatternFill
 
 from app.lib.rocdate import format_roc, format_roc_datetime
+from app.services.pdf.fonts import chain_of, cjk_font
 
 HEAD_FILL = PatternFill("solid", fgColor="DCE6F1")
 TOTAL_FILL = PatternFill("solid", fgColor="F2F2F2")
@@ -28,6 +39,38 @@ def _cell(value):
     if isinstance(value, float):
         return round(value, 2)
     return value if isinstance(value, (int, str)) else str(value)
+
+
+def _rare_text_font(cell, chain) -> None:
+    text = cell.value
+    font = chain.covering(text)
+    if font is not None:
+        named = copy.copy(cell.font)
+        named.name = chain.family(font)
+        named.scheme = None  # a theme's font scheme would override the name in Excel
+        cell.font = named
+        return
+    bold, size = cell.font.b, cell.font.sz
+    cell.value = CellRichText(
+        *(
+            piece if name == chain.primary else TextBlock(InlineFont(rFont=chain.family(name), b=bold, sz=size), piece)
+            for name, piece in chain.runs(text)
+        )
+    )
+
+
+def fit_fonts(ws) -> None:
+    """Name, on each cell whose text the first font of the PDFs' chain lacks characters of, the
+    font that has them (the whole cell's, or each rare character's run)."""
+    chain = None
+    for row in ws.iter_rows():
+        for cell in row:
+            text = cell.value
+            if not isinstance(text, str) or text.isascii():
+                continue
+            chain = chain or chain_of(cjk_font())
+            if not chain.all_primary(text):
+                _rare_text_font(cell, chain)
 
 
 def _write(writer, sheet: str, heading: list[str], frame: pd.DataFrame, total_rows: int = 0) -> None:
@@ -52,6 +95,7 @@ def _write(writer, sheet: str, heading: list[str], frame: pd.DataFrame, total_ro
         width = max(len(v) + sum(1 for ch in v if ord(ch) > 0x2E80) for v in values)
         ws.column_dimensions[ws.cell(row=header_row, column=col_idx).column_letter].width = min(max(width + 2, 8), 60)
     ws.freeze_panes = ws.cell(row=header_row + 1, column=1)
+    fit_fonts(ws)
 
 
 def write_sheet(writer, sheet: str, heading: list[str], frame: pd.DataFrame) -> None:
