@@ -49,7 +49,13 @@ class PlatformSecurityManager(SecurityManager):
     userstatschartview = None
 
     def __init__(self, appbuilder):
-        from app.views.org import PlatformGroupView, PlatformRoleView, PlatformSecurityApi, PlatformUserView
+        from app.views.org import (
+            PlatformGroupView,
+            PlatformPermissionViewView,
+            PlatformRoleView,
+            PlatformSecurityApi,
+            PlatformUserView,
+        )
 
         # Answers of permission checks and API users, kept PERMISSION_CACHE_SECONDS:
         # FAB asks the database on every request otherwise.
@@ -58,6 +64,7 @@ class PlatformSecurityManager(SecurityManager):
         self.userdbmodelview = PlatformUserView
         self.groupmodelview = PlatformGroupView
         self.rolemodelview = PlatformRoleView
+        self.permissionviewmodelview = PlatformPermissionViewView
         self.security_api = PlatformSecurityApi
         super().__init__(appbuilder)
 

@@ -218,3 +218,59 @@ def test_a_group_cannot_smuggle_a_second_incompatible_role(app, client):
         assert [g.name for g in sm.find_user(username="auditor").groups] == []
         db.session.delete(db.session.get(Group, group_id))
         db.session.commit()
+
+
+# --- list search filters in words -------------------------------------------------------
+
+
+def _filter_widgets(html: str) -> dict[str, str]:
+    """FAB's list page: column -> the HTML of its search filter's input (JSON in the page's script)."""
+    import json
+    import re
+
+    found = re.search(r"new AdminFilters\(\s*'#filter_form',\s*\{.*?\},\s*(\{.*?\}),", html, re.S)
+    assert found, "no search filters on the page"
+    return json.loads(found.group(1))
+
+
+def _options(widget: str) -> dict[str, str]:
+    """A select's options: value -> text."""
+    import html as html_lib
+    import re
+
+    return {v: html_lib.unescape(t) for v, t in re.findall(r'<option[^>]*value="([^"]*)"[^>]*>(.*?)</option>', widget)}
+
+
+def test_list_search_filters_offer_roles_kinds_and_states_in_words_not_codes(app, client):
+    login(client, "admin")
+    with app.app_context():
+        sm = app.appbuilder.sm
+        auditor_role = sm.find_role("Auditor").id
+    client.get("/lang/zh_TW", follow_redirects=True)
+    users = client.get("/users/list/")
+    assert users.status_code == 200
+    roles = _options(_filter_widgets(users.text)["roles"])
+    assert {"系統管理員", "查詢人員", "稽核人員", "表單設計"} <= set(roles.values())
+    assert not {"Admin", "Clerk", "Auditor", "FormDesigner"} & set(roles.values())
+    assert roles[str(auditor_role)] == "稽核人員"  # the filter still sends the role's id
+    agencies = _options(_filter_widgets(users.text)["agency"])
+    assert agencies["__None"] == "（無）"  # an optional relation's empty choice, not FAB's "__None"
+    groups = _options(_filter_widgets(client.get("/groups/list/").text)["roles"])
+    assert "案件主管" in groups.values() and "Supervisor" not in groups.values()
+    # columns of codes: the add form's choices, or the screen's labels
+    kinds = _options(_filter_widgets(client.get("/agencyview/list/").text)["kind"])
+    assert kinds["household"] == "戶政事務所" and kinds["land"] == "地政事務所"
+    audit = _filter_widgets(client.get("/auditeventview/list/").text)
+    assert _options(audit["outcome"])["refused"] == "拒絕" and _options(audit["action"])["login"] == "登入"
+    assert _options(_filter_widgets(client.get("/outboxview/list/").text)["status"])["failed"] == "寄送失敗"
+    states = _options(_filter_widgets(client.get("/paymentlistview/list/").text)["state"])
+    assert states["created"] == "已建立" and states["failed"] == "繳費失敗"
+    # the filter filters: the Auditor role's users only
+    found = client.get(f"/users/list/?_flt_0_roles={auditor_role}")
+    assert ">auditor<" in found.text and ">clerk<" not in found.text
+    # English when chosen
+    client.get("/lang/en", follow_redirects=True)
+    english = _options(_filter_widgets(client.get("/users/list/").text)["roles"])
+    assert {"System administrator", "Query clerk", "Auditor"} <= set(english.values())
+    assert _options(_filter_widgets(client.get("/agencyview/list/").text)["kind"])["household"] != "household"
+    client.get("/lang/zh_TW", follow_redirects=True)

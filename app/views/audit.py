@@ -6,8 +6,8 @@ from flask_babel import lazy_gettext as _l
 
 from app.lib.rocdate import format_roc_datetime
 from app.models.audit import AuditEvent
-from app.services.audit.labels import action_label, object_type_label, outcome_label
-from app.views.base import ReadableMixin, agency_name
+from app.services.audit.labels import ACTIONS, OBJECT_TYPES, OUTCOMES, action_label, object_type_label, outcome_label
+from app.views.base import ReadableMixin, SearchInWordsMixin, agency_name
 
 LABELS = {
     "seq": _l("No."),
@@ -30,7 +30,7 @@ def _blank(value):
     return "" if value is None else value
 
 
-class AuditEventView(ReadableMixin, ModelView):
+class AuditEventView(SearchInWordsMixin, ReadableMixin, ModelView):
     datamodel = SQLAInterface(AuditEvent)
     base_permissions = ["can_list", "can_show"]
     list_title = _l("Audit trail")
@@ -39,6 +39,7 @@ class AuditEventView(ReadableMixin, ModelView):
     list_columns = ["seq", "at", "actor", "agency_code", "client_ip", "action", "object_type", "object_id", "outcome"]
     show_columns = [*list_columns, "fields", "detail", "prev_hash", "hash"]
     search_columns = ["at", "actor", "agency_code", "client_ip", "action", "object_type", "object_id", "outcome"]
+    search_choices = {"action": ACTIONS, "object_type": OBJECT_TYPES, "outcome": OUTCOMES}
     order_columns = ["seq", "at", "actor", "action"]
     base_order = ("seq", "desc")
     page_size = 50

@@ -7,6 +7,7 @@ from flask_appbuilder.exceptions import DatabaseException
 from flask_appbuilder.models.sqla.interface import SQLAInterface
 from flask_babel import lazy_gettext as _l
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
+from wtforms import SelectChoice, SelectField
 
 from app.services import command
 from app.services.errors import DomainError
@@ -155,22 +156,56 @@ class UncheckableMixin:
                     field.kwargs["validators"] = [v for v in validators if not isinstance(v, required)]
 
 
+NO_CHOICE = _l("(none)")
+
+
 class RelatedLabelsMixin:
-    """Related records offered in a form's select list read through a function
-    (``related_labels``: field -> function of the record), e.g. roles in words."""
+    """Related records offered in a select list read through a function
+    (``related_labels``: field -> function of the record), e.g. roles in words,
+    in the add and edit forms and in the list's search filters; an optional
+    relation's empty choice reads "(none)", not FAB's "__None"."""
 
     related_labels: dict = {}
 
     def __init__(self, **kwargs):
-        super().__init__(**kwargs)  # builds add_form and edit_form (FAB's public attributes)
-        for form in (self.add_form, self.edit_form):
+        super().__init__(**kwargs)  # builds add_form, edit_form and search_form (FAB's public attributes)
+        for form in (self.add_form, self.edit_form, self.search_form):
+            if form is None:
+                continue
             for name, label in self.related_labels.items():
                 field = getattr(form, name, None)
                 if field is not None and hasattr(field, "kwargs"):
                     field.kwargs["get_label"] = label
+            for name in dir(form):
+                field = getattr(form, name, None)
+                if getattr(field, "kwargs", None) and field.kwargs.get("allow_blank"):
+                    field.kwargs.setdefault("blank_text", NO_CHOICE)
 
 
-class PlatformModelView(RelatedLabelsMixin, ReadableMixin, UncheckableMixin, ValidatedMixin, ModelView):
+class SearchInWordsMixin:
+    """A list's search filter on a column of codes (a kind, a status) offers the codes in
+    words: the select field the add and edit forms use for the column, or one made from
+    ``search_choices`` (column -> {code: label}). The filter still compares the code."""
+
+    search_choices: dict = {}
+
+    def __init__(self, **kwargs):
+        extra = dict(self.search_form_extra_fields or {})
+        forms = (self.add_form_extra_fields or {}, self.edit_form_extra_fields or {})
+        for column in self.search_columns or ():
+            field = next((f[column] for f in forms if column in f), None)
+            if column not in extra and field is not None and issubclass(field.field_class, SelectField):
+                extra[column] = field
+        for column, labels in self.search_choices.items():
+            label = (self.label_columns or {}).get(column, column)
+            extra[column] = SelectField(label, choices=[SelectChoice(code, text) for code, text in labels.items()])
+        self.search_form_extra_fields = extra or None
+        super().__init__(**kwargs)  # FAB builds the search form with the extra fields
+
+
+class PlatformModelView(
+    SearchInWordsMixin, RelatedLabelsMixin, ReadableMixin, UncheckableMixin, ValidatedMixin, ModelView
+):
     page_size = 25
 
 

@@ -6,7 +6,12 @@ from flask_appbuilder.api import expose, safe
 from flask_appbuilder.models.sqla.interface import SQLAInterface
 from flask_appbuilder.security.api import SecurityApi
 from flask_appbuilder.security.decorators import has_access
-from flask_appbuilder.security.views import RoleModelView, UserDBModelView, UserGroupModelView
+from flask_appbuilder.security.views import (
+    PermissionViewModelView,
+    RoleModelView,
+    UserDBModelView,
+    UserGroupModelView,
+)
 from flask_babel import lazy_gettext as _l
 from flask_jwt_extended import create_access_token, create_refresh_token, get_jwt, get_jwt_identity, jwt_required
 from wtforms import BooleanField, SelectChoice, SelectField
@@ -216,6 +221,15 @@ class PlatformRoleView(ValidatedMixin, RoleModelView):
     def pre_delete(self, item):
         accounts.check_role_delete(self.datamodel.session, current_actor(), item)
         super().pre_delete(item)
+
+
+class PlatformPermissionViewView(RelatedLabelsMixin, PermissionViewModelView):
+    """FAB's list of permissions on views, its role filter in words."""
+
+    # the permissions stay those of FAB's screen
+    class_permission_name = "PermissionViewModelView"
+    label_columns = {**PermissionViewModelView.label_columns, "role": _l("Role")}
+    related_labels = {"role": role_label}
 
 
 class UserApi(PlatformModelApi):

@@ -9,7 +9,7 @@ from app.lib.identifiers import mask_id
 from app.lib.rocdate import format_roc_datetime
 from app.models.outbox import OutboxMessage
 from app.services import outbox
-from app.views.base import ReadableMixin
+from app.views.base import ReadableMixin, SearchInWordsMixin
 from app.web import current_actor
 
 STATUS_LABELS = {
@@ -28,7 +28,7 @@ def _mask_email(value: str) -> str:
     return f"{local[:1]}***@{domain}"
 
 
-class OutboxView(ReadableMixin, ModelView):
+class OutboxView(SearchInWordsMixin, ReadableMixin, ModelView):
     datamodel = SQLAInterface(OutboxMessage)
     base_permissions = ["can_list", "can_show"]
     list_title = _l("Mail queue")
@@ -62,6 +62,7 @@ class OutboxView(ReadableMixin, ModelView):
         "merged_into",
     ]
     search_columns = ["status", "topic", "created_at", "sent_at"]
+    search_choices = {"status": STATUS_LABELS}
     base_order = ("id", "desc")
     page_size = 50
     formatters_columns = {

@@ -14,6 +14,7 @@ from flask_appbuilder.api import BaseApi
 from flask_appbuilder.security.decorators import protect
 from flask_babel import gettext
 from flask_babel import lazy_gettext as _l
+from flask_babel import lazy_pgettext as _lp
 from wtforms import PasswordField, SelectChoice, SelectField
 
 from app.extensions import csrf, db
@@ -28,10 +29,10 @@ from app.views.portal import card_holder
 from app.web import current_actor
 
 STATES = {
-    "created": _l("Created"),
+    "created": _lp("payment state", "Created"),
     "pending": _l("Waiting for the gateway"),
     "paid": _l("Paid"),
-    "failed": _l("Failed"),
+    "failed": _lp("payment state", "Failed"),
     "expired": _l("Expired"),
     "refunded": _l("Refunded"),
 }
@@ -309,6 +310,7 @@ class PaymentListView(PlatformModelView):
     show_columns = ["order_no", "case", "fee_item", "provider", "amount", "method", "state", "provider_trade_no",
                     "created_at", "paid_at", "refunded_at", "settled_by"]  # fmt: skip
     search_columns = ["order_no", "state", "method", "paid_at"]
+    search_choices = {"state": STATES, "method": payments.METHOD_LABELS}
     base_order = ("id", "desc")
     formatters_columns = {
         "state": lambda v: str(STATES.get(v, v)),
@@ -347,6 +349,7 @@ class MismatchView(PlatformModelView):
                     "file_state"]  # fmt: skip
     show_columns = list_columns
     search_columns = ["kind", "order_no"]
+    search_choices = {"kind": MISMATCHES}
     base_order = ("id", "desc")
     formatters_columns = {
         "kind": lambda v: str(MISMATCHES.get(v, v)),

@@ -89,6 +89,7 @@ class StaffCertificateView(PlatformModelView):
         "checked_at",
     ]
     search_columns = ["user", "subject", "serial", "status"]
+    search_choices = {"status": pki.STATUS_LABELS}
     formatters_columns = {
         "usage": _usage,
         "status": lambda s: str(pki.STATUS_LABELS.get(s, s)),
