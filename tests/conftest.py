@@ -248,6 +248,18 @@ def bearer(token: str) -> dict:
     return {"Authorization": f"Bearer {token}"}
 
 
+def try_and_grant(client, token: str, form_id: int, params: dict, grants: dict) -> None:
+    """Grant a form built record by record over REST as the designer grants one: its stored
+    definition tried first (the form designer's try-it), then the grants (``grants.check_granting``)."""
+    definition = client.get(f"/api/v1/form-designer/{form_id}", headers=bearer(token))
+    assert definition.status_code == 200, definition.json
+    body = {"form": definition.json["result"], "params": params}
+    tried = client.post("/api/v1/form-designer/try", json=body, headers=bearer(token))
+    assert tried.status_code == 200 and tried.json["outcome"] == "ok", tried.json
+    granted = client.put(f"/api/v1/query-forms/{form_id}", json=grants, headers=bearer(token))
+    assert granted.status_code == 200, granted.json
+
+
 class MailSink:
     """Collects what the real SMTP server receives."""
 
@@ -305,7 +317,7 @@ def smtp_down():
     server.stop()
 
 
-__all__ = ["api_token", "bearer", "build_app", "csrf_token", "free_port", "login", "mail", "ARTIFACTS"]
+__all__ = ["api_token", "bearer", "try_and_grant", "build_app", "csrf_token", "free_port", "login", "mail", "ARTIFACTS"]
 
 
 # --- browser stories: a live server per test module and Debian's chromium ----

@@ -86,6 +86,24 @@ def test_a_designer_builds_a_form_on_one_page_the_typo_is_refused_tried_then_a_c
     _refreshing(page, lambda: page.click("#save-form"))
     assert f"表單 {code} 已儲存" in page.inner_text("body") and "/formdesigner/" in page.url
     page.screenshot(path=str(ARTIFACTS / "designer-saved.png"), full_page=True)
+
+    def rows():
+        with live_app.app.app_context():
+            form = db.session.scalar(select(QueryForm).where(QueryForm.code == code))
+            found = {"input": [(i.id, i.name) for i in form.inputs], "section": [s.id for s in form.sections],
+                     "filter": [f.id for f in form.sections[0].filters],
+                     "column": [(c.id, c.label) for c in form.sections[0].columns]}  # fmt: skip
+            db.session.remove()
+        return found
+
+    before = rows()
+    page.fill("#sections-0-columns-1-label", "福利身分類別")  # renamed on the saved form's page
+    _refreshing(page, lambda: page.click("#save-form"))
+    assert f"表單 {code} 已儲存" in page.inner_text("body")
+    after = rows()
+    assert after["column"][1] == (before["column"][1][0], "福利身分類別")  # the same row, renamed
+    assert {k: v for k, v in after.items() if k != "column"} == {k: v for k, v in before.items() if k != "column"}
+    assert [c[0] for c in after["column"]] == [c[0] for c in before["column"]]
     page.close()
 
     clerk = browser.new_page(viewport={"width": 1280, "height": 900}, locale="zh-TW")

@@ -18,7 +18,7 @@ from app.models.audit import AuditEvent
 from app.models.queries import FormSection, QueryForm, QueryLog, SectionColumn
 from app.models.sources import DataSource
 from app.services import actors
-from app.services.errors import InvalidInput
+from app.services.errors import Conflict, InvalidInput
 from app.services.query import designer
 from tests import factories
 from tests.conftest import PG_ADMIN_URL, api_token, bearer, login
@@ -248,6 +248,75 @@ def test_every_demo_form_passes_the_designers_checks_unchanged(app):
             assert designer.definition(db.session, form_id) == before
 
 
+def _row_ids(definition: dict) -> dict:
+    """Every row of a form's definition by kind and place -> its id."""
+    ids = {("input", n): i["id"] for n, i in enumerate(definition["inputs"])}
+    for n, section in enumerate(definition["sections"]):
+        ids["section", n] = section["id"]
+        ids.update({("filter", n, m): f["id"] for m, f in enumerate(section["filters"])})
+        ids.update({("column", n, m): c["id"] for m, c in enumerate(section["columns"])})
+    return ids
+
+
+def test_saving_a_form_again_changes_its_rows_in_place_and_they_keep_their_ids(app, fire_postgres):
+    """Audit events, column grants and stored results name rows by id: a save changes the rows the
+    draft names (by the ids the definition gave), adds the new ones and removes the ones left out."""
+    import copy
+
+    code = f"fire.ids.{uuid.uuid4().hex[:6]}"
+    with app.app_context(), app.test_request_context(headers={"Accept-Language": "zh-TW"}):
+        source = _sql_source("postgresql", fire_postgres)
+        draft = {**fire_draft(source, code), "granted_agencies": [], "granted_roles": []}
+        draft["sections"][0]["columns"][2]["agencies"] = [factories.agency("TAX").id]  # a column grant
+        saved = designer.save_form(db.session, _designer(), draft)
+        first = designer.definition(db.session, saved.id)
+        ids = _row_ids(first)
+        renamed = copy.deepcopy(first)
+        renamed["sections"][0]["columns"][1]["label"] = "建物門牌（地址）"
+        designer.save_form(db.session, _designer(), renamed, saved.id)
+        db.session.expire_all()
+        second = designer.definition(db.session, saved.id)
+        assert _row_ids(second) == ids  # every row kept its id, the renamed column too
+        assert second["sections"][0]["columns"][1] == {
+            **first["sections"][0]["columns"][1],
+            "label": "建物門牌（地址）",
+        }
+        assert second == renamed
+        column_id = ids["column", 0, 1]
+        changed = db.session.scalars(select(AuditEvent).where(
+            AuditEvent.action == "update", AuditEvent.object_type == "SectionColumn",
+            AuditEvent.object_id == str(column_id))).all()  # fmt: skip
+        assert len(changed) == 1 and "label" in changed[0].fields  # the change, on the row it changed
+        untouched = db.session.scalar(select(func.count()).select_from(AuditEvent).where(
+            AuditEvent.action.in_(("create", "delete", "update")), AuditEvent.object_type == "SectionColumn",
+            AuditEvent.object_id == str(ids["column", 0, 0])))  # fmt: skip
+        assert untouched == 1  # created once, never rewritten
+
+        # a column removed and another added: the rest keep their ids
+        third = copy.deepcopy(second)
+        removed = third["sections"][0]["columns"].pop(3)
+        third["sections"][0]["columns"].append({"column": "owner_id", "label": "所有權人", "mask": "last4",
+                                                "format": "", "agencies": []})  # fmt: skip
+        designer.save_form(db.session, _designer(), third, saved.id)
+        db.session.expire_all()
+        after = designer.definition(db.session, saved.id)
+        kept = {key: value for key, value in ids.items() if key != ("column", 0, 3)}
+        assert {key: value for key, value in _row_ids(after).items() if key != ("column", 0, 3)} == kept
+        assert after["sections"][0]["columns"][3]["id"] not in ids.values()
+        assert db.session.get(SectionColumn, removed["id"]) is None
+        assert after["sections"][0]["columns"][2]["agencies"] == [factories.agency("TAX").id]
+
+        # a row id that is not this form's (another form's column) is refused, nothing saved
+        stranger = db.session.scalar(select(SectionColumn.id).where(SectionColumn.section_id != ids["section", 0]))
+        tampered = copy.deepcopy(after)
+        tampered["title"] = "不該存下"
+        tampered["sections"][0]["columns"][0]["id"] = stranger
+        with pytest.raises(Conflict, match="開啟"):
+            designer.save_form(db.session, _designer(), tampered, saved.id)
+        db.session.expire_all()
+        assert designer.definition(db.session, saved.id) == after
+
+
 # --- try it ---------------------------------------------------------------------
 
 
@@ -289,6 +358,65 @@ def test_a_form_is_granted_only_after_a_designer_test_of_what_it_reads(app, fire
         designer.try_form(db.session, _designer(), granted, {"id_no": "A123456789"})
         designer.save_form(db.session, _designer(), granted, saved.id)
         assert db.session.get(QueryForm, saved.id).granted_roles
+
+
+def test_the_older_form_screen_and_api_grant_a_form_only_after_a_designer_test_since_its_last_change(
+    app, client, fire_postgres
+):
+    """Granting is one rule (``grants.check_granting``) for the designer, FAB's form screen and its
+    REST API: an untried form, or one changed since its test, is refused with the reason."""
+    from app.services.query import design
+
+    code = f"fire.fab.{uuid.uuid4().hex[:6]}"
+    with app.app_context():
+        source = _sql_source("postgresql", fire_postgres)
+        draft = fire_draft(source, code)
+        grants_of = {k: draft[k] for k in ("granted_agencies", "granted_roles", "business_items", "agency")}
+        saved = designer.save_form(db.session, _designer(), {**draft, "granted_agencies": [], "granted_roles": []})
+        stored = designer.definition(db.session, saved.id)
+
+    def screen_grant():
+        data = {"code": code, "title": draft["title"], "description": "", "agency": grants_of["agency"],
+                "active": "y", "sort_order": "90", "granted_agencies": grants_of["granted_agencies"],
+                "granted_roles": grants_of["granted_roles"], "business_items": grants_of["business_items"],
+                "restricted_days": "0"}  # fmt: skip
+        return client.post(f"/queryformview/edit/{saved.id}", data=data, follow_redirects=True)
+
+    def granted() -> bool:
+        with app.app_context():
+            form = db.session.get(QueryForm, saved.id)
+            return bool(form.granted_agencies or form.granted_roles)
+
+    login(client, "admin")
+    client.get("/lang/zh_TW", follow_redirects=True)
+    refused = screen_grant()
+    assert "授權前請先試查" in refused.text and "表單設計" in refused.text
+    assert not granted()
+    token = api_token(client, "admin")
+    body = {k: grants_of[k] for k in ("granted_agencies", "granted_roles")}
+    answer = client.put(f"/api/v1/query-forms/{saved.id}", json=body,
+                        headers={**bearer(token), "Accept-Language": "zh-TW"})  # fmt: skip
+    assert answer.status_code == 400 and "授權前請先試查" in answer.json["message"], answer.json
+    assert not granted()
+
+    with app.app_context():  # tried, then changed on the older column screen (its command): still untried
+        assert designer.try_form(db.session, _designer(), stored, {"id_no": "A123456789"}).outcome == "ok"
+        column = db.session.get(SectionColumn, stored["sections"][0]["columns"][0]["id"])
+        column.label = "案號"
+        design.save(db.session, column, existing=True)
+    assert "授權前請先試查" in screen_grant().text and not granted()
+
+    with app.app_context():  # tried as it stands now
+        now = designer.definition(db.session, saved.id)
+        assert designer.try_form(db.session, _designer(), now, {"id_no": "A123456789"}).outcome == "ok"
+    answer = client.put(f"/api/v1/query-forms/{saved.id}", json=body, headers=bearer(token))
+    assert answer.status_code == 200, answer.json
+    assert granted()
+    with app.app_context():  # and on the screen, a form already granted is edited freely
+        db.session.get(QueryForm, saved.id).granted_roles = []
+        db.session.commit()
+    page = screen_grant()
+    assert "授權前請先試查" not in page.text and granted()
 
 
 # --- the REST counterpart and the page ----------------------------------------------

@@ -17,7 +17,7 @@ from PIL import Image
 
 from app.lib import geometry
 from app.lib.geometry import GeometryError
-from tests.conftest import api_token, bearer, login
+from tests.conftest import api_token, bearer, login, try_and_grant
 
 ARTIFACTS = Path(__file__).parent / "artifacts"
 SQUARE = [[305000.0, 2651000.0], [305020.0, 2651000.0], [305020.0, 2651030.0], [305000.0, 2651030.0],
@@ -404,7 +404,7 @@ def test_a_designer_makes_a_map_form_through_the_api_and_bad_geometry_is_said_in
         clerk_role = current_app.appbuilder.sm.find_role("Clerk").id
     form = _post(client, admin, "/api/v1/query-forms/", {
         "code": f"gis.map.{tag}", "title": "地籍圖（地理資訊系統）", "agency": agencies["LAND"], "active": True,
-        "sort_order": 91, "granted_agencies": [agencies["TAX"]], "granted_roles": [clerk_role], "business_items": [item],
+        "sort_order": 91, "business_items": [item],
     })  # fmt: skip
     for order, name in enumerate(("block", "parcel_no")):
         _post(client, admin, "/api/v1/form-inputs/", {"form": form, "name": name, "label": name, "type": "text",
@@ -433,6 +433,9 @@ def test_a_designer_makes_a_map_form_through_the_api_and_bad_geometry_is_said_in
         _post(client, admin, "/api/v1/section-columns/", {"section": sections[title], "column": "parcel_no",
                                                          "label": "地號", "format": "parcel", "mask": "",
                                                          "sort_order": 0})  # fmt: skip
+
+    grants = {"granted_agencies": [agencies["TAX"]], "granted_roles": [clerk_role]}
+    try_and_grant(client, admin, form, {"block": "A", "parcel_no": "00090000"}, grants)  # tried, then granted
 
     clerk = api_token(client, "clerk")
     item_code = f"GIS-{tag}"

@@ -7,7 +7,7 @@ import pytest
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
-from tests.conftest import PG_ADMIN_URL, api_token, bearer
+from tests.conftest import PG_ADMIN_URL, api_token, bearer, try_and_grant
 
 
 @pytest.fixture
@@ -62,9 +62,14 @@ def test_admin_links_a_new_postgresql_view_and_a_clerk_queries_it_without_code(a
 
     with app.app_context():
         clerk_role = current_app.appbuilder.sm.find_role("Clerk").id
+    grants = {"granted_agencies": [agencies["TAX"]], "granted_roles": [clerk_role]}
+    # Granted only once tried: the form is made ungranted, built, tried, then granted.
+    refused = client.post("/api/v1/query-forms/", json={"code": f"fire.early.{tag}", "title": "未試查", **grants},
+                          headers=bearer(admin))  # fmt: skip
+    assert refused.status_code == 400, refused.json
     form = _post(client, admin, "/api/v1/query-forms/", {
         "code": f"fire.damage.{tag}", "title": "火災建物毀損查詢", "agency": agencies["FIRE"], "active": True,
-        "sort_order": 90, "granted_agencies": [agencies["TAX"]], "granted_roles": [clerk_role], "business_items": [item],
+        "sort_order": 90, "business_items": [item],
     })  # fmt: skip
     _post(client, admin, "/api/v1/form-inputs/", {"form": form, "name": "id_no", "label": "所有權人身分證號",
                                                  "type": "national_id", "required": True, "sort_order": 1,
@@ -92,6 +97,8 @@ def test_admin_links_a_new_postgresql_view_and_a_clerk_queries_it_without_code(a
     r = client.post("/api/v1/section-filters/", json={"section": section, "column": "owner_id; DROP TABLE x", "op": "eq",
                                                       "input_name": "id_no"}, headers=bearer(admin))  # fmt: skip
     assert r.status_code == 400
+
+    try_and_grant(client, admin, form, {"id_no": "A123456789"}, grants)
 
     clerk = api_token(client, "clerk")
     forms = [f["code"] for f in client.get("/api/v1/query/forms", headers=bearer(clerk)).json["result"]]

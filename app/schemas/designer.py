@@ -33,7 +33,14 @@ def _ids() -> fields.List:
     return fields.List(_id(), load_default=list, validate=validate.Length(max=MAX_GRANTS))
 
 
+def _row_id() -> fields.Integer:
+    return _id(load_default=None, allow_none=True, metadata={
+        "description": "the stored row's id (the definition gives it): the row is changed in place; a row "
+                       "without one is added, and a stored row the document leaves out is removed"})  # fmt: skip
+
+
 class DesignInputSchema(_Strict):
+    id = _row_id()
     name = text(40, required=True)
     label = text(100, required=True)
     type = fields.String(load_default="text", validate=validate.OneOf(INPUT_TYPES))
@@ -47,6 +54,7 @@ class DesignInputSchema(_Strict):
 class DesignFilterSchema(_Strict):
     """``column <op> input`` (one of the form's inputs, by name) or ``column <op> constant``."""
 
+    id = _row_id()
     column = text(100, required=True)
     op = fields.String(load_default="eq", validate=validate.OneOf(OPERATORS))
     input = text(40, load_default="", metadata={"description": "the name of one of the form's inputs"})
@@ -54,6 +62,7 @@ class DesignFilterSchema(_Strict):
 
 
 class DesignColumnSchema(_Strict):
+    id = _row_id()
     column = text(100, required=True, metadata={"description": "a column the source's description offers"})
     label = text(100, required=True)
     mask = fields.String(load_default="", validate=validate.OneOf(MASKS))
@@ -62,6 +71,7 @@ class DesignColumnSchema(_Strict):
 
 
 class DesignSectionSchema(_Strict):
+    id = _row_id()
     title = text(100, required=True)
     source = _id(required=True, metadata={"description": "the data source's id"})
     target = text(200, load_default="", metadata={"description": "a table, view, file, resource or transaction the source's description offers"})  # fmt: skip
@@ -154,7 +164,7 @@ _ROW = re.compile(r"^(inputs|sections)-([0-9]{1,3})-([a-z_]{1,20})$")
 _SUB_ROW = re.compile(r"^sections-([0-9]{1,3})-(filters|columns)-([0-9]{1,3})-([a-z_]{1,20})$")
 _PARAM = re.compile(r"^param-([a-z][a-z0-9_]{0,39})$")
 _CHECKBOXES = {"active", "required"}
-_INTEGERS = {"agency", "sort_order", "source", "max_length"}
+_INTEGERS = {"agency", "sort_order", "source", "max_length", "id"}
 _INT_LISTS = {"granted_agencies", "granted_roles", "business_items", "agencies"}
 # What names a row: a row left without it is dropped (clearing it removes the row).
 _KEYS = {"inputs": "name", "filters": "column", "columns": "column"}
@@ -184,7 +194,11 @@ def split_page_form(form) -> tuple[dict, dict, dict]:
         if m := _SUB_ROW.match(key):
             section, kind, n, name = int(m.group(1)), m.group(2), int(m.group(3)), m.group(4)
             row = subs.setdefault((section, kind), {}).setdefault(n, {})
-            row[name] = [_typed("agency", v) for v in form.getlist(key) if v] if name in _INT_LISTS else form.get(key)
+            row[name] = (
+                [_typed("agency", v) for v in form.getlist(key) if v]
+                if name in _INT_LISTS
+                else _typed(name, form.get(key))
+            )
         elif m := _ROW.match(key):
             kind, n, name = m.group(1), int(m.group(2)), m.group(3)
             if name == "add_columns":

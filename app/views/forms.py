@@ -25,6 +25,7 @@ from app.schemas.sources import SourceDescriptionSchema
 from app.services.errors import Conflict, DomainError, InvalidInput
 from app.services.query import design as forms
 from app.services.query import designer
+from app.services.query.grants import check_granting
 from app.services.query.labels import DISPLAY_LABELS, FORMAT_LABELS, INPUT_TYPE_LABELS, MASK_LABELS, OPERATOR_LABELS
 from app.services.roles import role_label, roles_label
 from app.views.base import CommandInterface, PlatformModelApi, PlatformModelView, json_body, yes_no
@@ -208,9 +209,11 @@ class FormInputView(PlatformModelView):
 
 
 def _validate_form(session, form) -> None:
-    """The form's rules, and who may mark it restricted (the Admin)."""
+    """The form's rules, who may mark it restricted (the Admin), and that a form granted here
+    for the first time passed a designer test as it stands (the designer's own rule)."""
     forms.validate_form(session, form)
     forms.check_restriction(session, current_actor(), form)
+    check_granting(session, form)
 
 
 class QueryFormView(PlatformModelView):
@@ -242,6 +245,10 @@ class QueryFormView(PlatformModelView):
     related_views = [FormInputView, FormSectionView]
     formatters_columns = {"active": yes_no, "restricted": yes_no, "granted_roles": roles_label}
     related_labels = {"granted_roles": role_label}
+    description_columns = {
+        "granted_agencies": _l("A form is granted only after it was tried in the form designer as it stands."),
+        "granted_roles": _l("A form is granted only after it was tried in the form designer as it stands."),
+    }
 
 
 def _api(model, name, validator, columns, search):

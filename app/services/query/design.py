@@ -25,6 +25,7 @@ from app.models.queries import (
 from app.models.sources import DataSource
 from app.services.command import refuse, transaction
 from app.services.errors import Forbidden, InvalidInput
+from app.services.query.grants import check_granting
 from app.services.query.lookup import check_rule_options, section_list_setting
 from app.services.query.maps import check_options as check_drawing_options
 from app.services.sources import TargetOutside, check_section_target
@@ -173,9 +174,13 @@ RULES = {
 def save(session, item, *, existing: bool = False):
     """Create (or, ``existing``, change) one record of a query form's design:
     checked by its rule, written with its audit event and the configuration
-    generation's bump (session hooks) in one transaction. Returns the record."""
+    generation's bump (session hooks) in one transaction. A form granted here
+    for the first time must have passed a designer test as it stands
+    (``grants.check_granting``). Returns the record. Raises InvalidInput."""
     with transaction(session):
         RULES[type(item)](session, item)
+        if isinstance(item, QueryForm):
+            check_granting(session, item)
         if existing:
             item = session.merge(item)
         else:

@@ -10,22 +10,24 @@ Commands and reads:
 - ``save_form``: the draft saved whole in one transaction, or nothing at all: every record's
   rule (``design``), a filter's input among the form's own, and every table, view, file and
   column the sections name checked against the source's description; a form is granted
-  (from no grant to some) only once a designer test of what it reads ran without error;
+  (from no grant to some) only once a designer test of what it reads ran without error
+  (``grants.check_granting``, the rule the older record screens keep too). The stored rows
+  are changed in place: a row of the draft that carries the id of one of the form's rows
+  (the definition gives each row's) changes that row, a row without one is added, and a
+  stored row the draft leaves out is removed; so the rows keep their ids (what audit events,
+  column grants and stored results refer to) across saves;
 - ``try_form``: the draft (saved or not) run with sample input, audited as a designer test
   (``designer_test``); the result is shown, never stored as a citizen query.
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
 from dataclasses import dataclass, field
 
 from flask_appbuilder.security.sqla.models import Role
 from flask_babel import lazy_gettext as _l
 from sqlalchemy import select
 
-from app.models.audit import AuditEvent
 from app.models.org import Agency
 from app.models.queries import BusinessItem, FormInput, FormSection, QueryForm, SectionColumn, SectionFilter
 from app.models.sources import DataSource
@@ -33,7 +35,7 @@ from app.services import audit
 from app.services.actors import Actor
 from app.services.command import transaction
 from app.services.errors import Conflict, InvalidInput, NotFound
-from app.services.query import design, lookup, maps
+from app.services.query import design, grants, lookup, maps
 from app.services.query import plan as formplan
 from app.services.query.inputs import validate_inputs
 from app.services.query.record import subject_hash
@@ -46,6 +48,10 @@ INPUT_FIELDS = ("name", "label", "type", "required", "pattern", "choices", "max_
 SECTION_FIELDS = ("title", "target", "order_by", "display", "options")
 COLUMN_FIELDS = ("column", "label", "mask", "format")
 DESIGNER_REASON = "表單設計測試"  # what the sources' requester header says of a designer test
+CHANGED_ELSEWHERE = _l(
+    "The form was changed elsewhere since this page was opened (a row the page names is no longer the "
+    "form's). Open the form again and redo the change."
+)
 
 
 @dataclass(frozen=True)
@@ -115,19 +121,30 @@ def definition(session, form_id: int) -> dict:
         "granted_agencies": [a.id for a in form.granted_agencies],
         "granted_roles": [r.id for r in form.granted_roles],
         "business_items": [b.id for b in form.business_items],
-        "inputs": [{name: getattr(i, name) for name in INPUT_FIELDS} for i in form.inputs],
+        "inputs": [{"id": i.id, **{name: getattr(i, name) for name in INPUT_FIELDS}} for i in form.inputs],
         "sections": [
             {
+                "id": s.id,
                 **{name: getattr(s, name) or "" for name in SECTION_FIELDS},
                 "source": s.source_id,
                 "filters": [
-                    {"column": f.column, "op": f.op, "input": f.input_name or "", "constant": f.constant or ""}
+                    {
+                        "id": f.id,
+                        "column": f.column,
+                        "op": f.op,
+                        "input": f.input_name or "",
+                        "constant": f.constant or "",
+                    }
                     for f in s.filters
-                ],
+                ],  # fmt: skip
                 "columns": [
-                    {**{name: getattr(c, name) or "" for name in COLUMN_FIELDS}, "agencies": [a.id for a in c.agencies]}
+                    {
+                        "id": c.id,
+                        **{name: getattr(c, name) or "" for name in COLUMN_FIELDS},
+                        "agencies": [a.id for a in c.agencies],
+                    }
                     for c in s.columns
-                ],
+                ],  # fmt: skip
             }
             for s in form.sections
         ],
@@ -147,8 +164,35 @@ def _rows(session, model, ids, what) -> list:
     return found
 
 
+def _claimed(stored, rows, in_place: bool) -> dict:
+    """The stored records the draft's rows name by id (each at most once), by id. Raises Conflict
+    when a row names an id that is not one of ``stored`` (a row of another form, or one removed
+    since the page was opened). A new form (``in_place`` false) takes no ids: every row is new."""
+    if not in_place:
+        return {}
+    by_id = {record.id: record for record in stored if record.id is not None}
+    claimed = {}
+    for row in rows:
+        row_id = row.get("id")
+        if row_id is None:
+            continue
+        if row_id not in by_id or row_id in claimed:
+            raise Conflict(CHANGED_ELSEWHERE)
+        claimed[row_id] = by_id[row_id]
+    return claimed
+
+
+def _set(record, **values):
+    """Set only what differs: an unchanged row stays unchanged (no audit event, no write)."""
+    for name, value in values.items():
+        if getattr(record, name) != value:
+            setattr(record, name, value)
+    return record
+
+
 def _apply(session, draft: dict, form: QueryForm) -> QueryForm:
-    """Write the draft onto ``form`` (a new record or a stored one, whose inputs and sections it replaces)."""
+    """Write the draft onto ``form``: a new record, or a stored one whose rows the draft's rows
+    change in place by id (rows without an id are added, stored rows left out are removed)."""
     for name in FORM_FIELDS:
         if name in draft:
             setattr(form, name, draft[name])
@@ -158,11 +202,17 @@ def _apply(session, draft: dict, form: QueryForm) -> QueryForm:
     form.granted_agencies = _rows(session, Agency, draft.get("granted_agencies"), _l("agency"))
     form.granted_roles = _rows(session, Role, draft.get("granted_roles"), _l("role"))
     form.business_items = _rows(session, BusinessItem, draft.get("business_items"), _l("business item"))
+    in_place = form.id is not None
+    rows = list(draft.get("inputs") or ())
+    kept = _claimed(form.inputs if in_place else (), rows, in_place)
     form.inputs = [
-        FormInput(sort_order=n, **{k: _blank_none(v) for k, v in inp.items() if k in INPUT_FIELDS})
-        for n, inp in enumerate(draft.get("inputs") or (), 1)
-    ]
-    form.sections = [_section(session, s, n) for n, s in enumerate(draft.get("sections") or (), 1)]
+        _set(kept.get(inp.get("id")) or FormInput(), sort_order=n,
+             **{k: _blank_none(v) for k, v in inp.items() if k in INPUT_FIELDS})
+        for n, inp in enumerate(rows, 1)
+    ]  # fmt: skip
+    rows = list(draft.get("sections") or ())
+    kept = _claimed(form.sections if in_place else (), rows, in_place)
+    form.sections = [_section(session, s, n, kept.get(s.get("id")), in_place) for n, s in enumerate(rows, 1)]
     return form
 
 
@@ -170,12 +220,14 @@ def _blank_none(value):
     return None if isinstance(value, str) and not value.strip() else value
 
 
-def _section(session, data: dict, order: int) -> FormSection:
+def _section(session, data: dict, order: int, section: FormSection | None, in_place: bool) -> FormSection:
+    """The section of the draft's ``data``: ``section`` (a stored one, changed in place) or a new one."""
     title = (data.get("title") or "").strip()
     src = session.get(DataSource, data["source"]) if isinstance(data.get("source"), int) else None
     if src is None:
         raise InvalidInput(_l("Section “%(section)s”: choose its data source."), section=title or order)
-    section = FormSection(
+    section = _set(
+        section or FormSection(),
         title=title,
         source=src,
         target=(data.get("target") or "").strip(),
@@ -184,27 +236,38 @@ def _section(session, data: dict, order: int) -> FormSection:
         options=(data.get("options") or "").strip() or None,
         sort_order=order,
     )
+    in_place = in_place and section.id is not None
+    rows = list(data.get("filters") or ())
+    kept = _claimed(section.filters if in_place else (), rows, in_place)
     section.filters = [
-        SectionFilter(
+        _set(
+            kept.get(f.get("id")) or SectionFilter(),
             column=(f.get("column") or "").strip(),
             op=f.get("op") or "eq",
             input_name=(f.get("input") or "").strip() or None,
             constant=f.get("constant") if (f.get("constant") or "") != "" else None,
         )
-        for f in data.get("filters") or ()
+        for f in rows
     ]
-    section.columns = [
-        SectionColumn(
-            sort_order=n,
-            column=(c.get("column") or "").strip(),
-            label=(c.get("label") or "").strip(),
-            mask=c.get("mask") or "",
-            format=c.get("format") or "",
-            agencies=_rows(session, Agency, c.get("agencies"), _l("agency")),
-        )
-        for n, c in enumerate(data.get("columns") or (), 1)
-    ]
+    rows = list(data.get("columns") or ())
+    kept = _claimed(section.columns if in_place else (), rows, in_place)
+    section.columns = [_column(session, kept.get(c.get("id")) or SectionColumn(), c, n) for n, c in enumerate(rows, 1)]
     return section
+
+
+def _column(session, column: SectionColumn, data: dict, order: int) -> SectionColumn:
+    _set(
+        column,
+        sort_order=order,
+        column=(data.get("column") or "").strip(),
+        label=(data.get("label") or "").strip(),
+        mask=data.get("mask") or "",
+        format=data.get("format") or "",
+    )
+    agencies = _rows(session, Agency, data.get("agencies"), _l("agency"))
+    if {a.id for a in column.agencies} != {a.id for a in agencies}:
+        column.agencies = agencies
+    return column
 
 
 # --- the checks against the sources ------------------------------------------------
@@ -304,41 +367,15 @@ def _check(session, actor: Actor | None, form: QueryForm, restriction: bool = Tr
     return tuple(notes)
 
 
-# --- tried before granted ------------------------------------------------------------
-
-UNTRIED = _l("Try the form as it stands before granting it: the designer test shows what the clerks will get.")
-
-
-def draft_digest(draft: dict) -> str:
-    """What a designer test vouches for: the code, inputs and sections (not the grants, title or order)."""
-    tried = {"code": (draft.get("code") or "").strip(), "inputs": draft.get("inputs") or [],
-             "sections": draft.get("sections") or []}  # fmt: skip
-    return hashlib.sha256(json.dumps(tried, sort_keys=True, ensure_ascii=False, default=str).encode()).hexdigest()
-
-
-def _check_tried(session, form: QueryForm, was_granted: bool, digest: str) -> None:
-    """A form is granted (no grant before, some now) only after a designer test of the same
-    inputs and sections read every section without error. Raises InvalidInput."""
-    if was_granted or not (form.granted_agencies or form.granted_roles):
-        return
-    tried = session.scalar(
-        select(AuditEvent.id)
-        .where(AuditEvent.action == "designer_test", AuditEvent.object_id == form.code, AuditEvent.outcome == "ok")
-        .where(AuditEvent.detail.contains(digest))
-        .limit(1)
-    )
-    if tried is None:
-        raise InvalidInput(UNTRIED)
-
-
 # --- commands --------------------------------------------------------------------
 
 
 def save_form(session, actor: Actor, draft: dict, form_id: int | None = None) -> SavedForm:
-    """Save the whole form (a new one, or ``form_id``'s inputs and sections replaced) in one
+    """Save the whole form (a new one, or ``form_id``'s rows changed in place by id) in one
     transaction, audited (``form_designed``); nothing is saved when any check fails. Granting
     a form needs a designer test of its inputs and sections first (``try_form``).
-    Raises InvalidInput, NotFound, Conflict (the code is another form's), Forbidden."""
+    Raises InvalidInput, NotFound, Conflict (the code is another form's; a row the draft names
+    is not the form's), Forbidden."""
     with transaction(session):
         with session.no_autoflush:
             form = QueryForm() if form_id is None else session.get(QueryForm, form_id)
@@ -351,7 +388,7 @@ def save_form(session, actor: Actor, draft: dict, form_id: int | None = None) ->
             was_granted = bool(form.granted_agencies or form.granted_roles)
             _apply(session, draft, form)
             notes = _check(session, actor, form)
-            _check_tried(session, form, was_granted, draft_digest(draft))
+            grants.check_granting(session, form, was_granted=was_granted)
             session.add(form)
         session.flush()
         audit.record(
@@ -399,7 +436,7 @@ def try_form(session, actor: Actor, draft: dict, params: dict) -> TryRun:
             outcome=outcome,
             detail={
                 "form": form.code,
-                "draft": draft_digest(draft),
+                "draft": grants.form_digest(form),
                 "sections": len(sections),
                 "rows": sum(len(s["rows"]) for s in sections),
                 "subjects": sorted(subject_hash(v) for v in named),
