@@ -4,6 +4,7 @@ validate through a service, and turn domain errors into clear messages."""
 from flask import jsonify, request
 from flask_appbuilder import ModelRestApi, ModelView
 from flask_appbuilder.exceptions import DatabaseException
+from flask_appbuilder.fieldwidgets import Select2Widget
 from flask_appbuilder.models.sqla.interface import SQLAInterface
 from flask_babel import lazy_gettext as _l
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
@@ -184,21 +185,26 @@ class RelatedLabelsMixin:
 
 class SearchInWordsMixin:
     """A list's search filter on a column of codes (a kind, a status) offers the codes in
-    words: the select field the add and edit forms use for the column, or one made from
-    ``search_choices`` (column -> {code: label}). The filter still compares the code."""
+    words: the choices of the select field the add and edit forms use for the column, or
+    ``search_choices`` (column -> {code: label}), in FAB's select2 list like its other filters.
+    The filter still compares the code (choose "equal to" for an exact match)."""
 
     search_choices: dict = {}
 
     def __init__(self, **kwargs):
         extra = dict(self.search_form_extra_fields or {})
         forms = (self.add_form_extra_fields or {}, self.edit_form_extra_fields or {})
+        labels = self.label_columns or {}
         for column in self.search_columns or ():
             field = next((f[column] for f in forms if column in f), None)
-            if column not in extra and field is not None and issubclass(field.field_class, SelectField):
-                extra[column] = field
-        for column, labels in self.search_choices.items():
-            label = (self.label_columns or {}).get(column, column)
-            extra[column] = SelectField(label, choices=[SelectChoice(code, text) for code, text in labels.items()])
+            if column in extra or field is None or field.field_class is not SelectField:
+                continue
+            if field.kwargs.get("choices") is not None:
+                extra[column] = SelectField(labels.get(column, column), choices=field.kwargs["choices"],
+                                            widget=Select2Widget())  # fmt: skip
+        for column, words in self.search_choices.items():
+            choices = [SelectChoice(code, text) for code, text in words.items()]
+            extra[column] = SelectField(labels.get(column, column), choices=choices, widget=Select2Widget())
         self.search_form_extra_fields = extra or None
         super().__init__(**kwargs)  # FAB builds the search form with the extra fields
 
